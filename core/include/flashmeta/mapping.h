@@ -1,0 +1,81 @@
+/* mapping.h -- a FlashCopy mapping: identity, geometry and state machine.
+ *
+ * A mapping makes `target_vol` a point-in-time image of `source_vol`.  Its
+ * state follows the table below; every other (state, event) pair is refused
+ * with -EPERM and a message naming both.  Starting a copy (the trigger)
+ * clears the split bitmap and bumps the generation, so confirmations cached
+ * for an older generation can never be mistaken for current ones.
+ *
+ *   state           event            next            notes
+ *   IDLE_OR_COPIED  PREPARE          PREPARING
+ *   STOPPED         PREPARE          PREPARING
+ *   PREPARING       PREPARE_DONE     PREPARED        caches flushed
+ *   PREPARING       STOP             STOPPED
+ *   PREPARED        START            COPYING         the trigger: generation++
+ *   PREPARED        STOP             STOPPED
+ *   COPYING         COPY_COMPLETE    IDLE_OR_COPIED  every grain split
+ *   COPYING         STOP             STOPPING
+ *   STOPPING        STOP_DONE        STOPPED
+ */
+#ifndef FLASHMETA_MAPPING_H
+#define FLASHMETA_MAPPING_H
+
+#include <stdint.h>
+
+#include "flashmeta/geometry.h"
+
+enum fm_map_state {
+	FM_MAP_IDLE_OR_COPIED = 0, /* no copy in progress; target independent or never used */
+	FM_MAP_PREPARING = 1,      /* flushing caches before the trigger */
+	FM_MAP_PREPARED = 2,       /* ready: the next START is the point in time */
+	FM_MAP_COPYING = 3,        /* triggered: COW active, background copy running */
+	FM_MAP_STOPPING = 4,       /* stop requested; dependent work draining */
+	FM_MAP_STOPPED = 5,        /* target no longer a valid image */
+	FM_MAP_STATE_COUNT
+};
+
+enum fm_map_event {
+	FM_MAP_EV_PREPARE = 0,
+	FM_MAP_EV_PREPARE_DONE = 1,
+	FM_MAP_EV_START = 2,
+	FM_MAP_EV_COPY_COMPLETE = 3,
+	FM_MAP_EV_STOP = 4,
+	FM_MAP_EV_STOP_DONE = 5,
+	FM_MAP_EV_COUNT
+};
+
+struct fm_mapping {
+	uint64_t id;
+	uint64_t source_vol;
+	uint64_t target_vol;
+	struct fm_geom geom;
+	uint64_t generation;  /* bumped by every START */
+	uint32_t copy_rate;   /* background copy, grains per second; 0 = none */
+	enum fm_map_state state;
+};
+
+/* Human names ("copying", "prepare"); "?" for out-of-range values. */
+const char *fm_map_state_name(enum fm_map_state s);
+const char *fm_map_event_name(enum fm_map_event e);
+
+/*
+ * fm_map_next_state -- the state `ev` leads to from `s`.
+ * Returns the next state (>= 0), or -EPERM for an illegal transition and
+ * -EINVAL for out-of-range arguments.  Pure.
+ */
+int fm_map_next_state(enum fm_map_state s, enum fm_map_event ev);
+
+/*
+ * fm_mapping_init -- fill a mapping in IDLE_OR_COPIED, generation 0.
+ * Returns 0, or -EINVAL for a bad geometry or source == target.
+ */
+int fm_mapping_init(struct fm_mapping *m, uint64_t id, uint64_t source_vol,
+		    uint64_t target_vol, uint64_t volume_size, uint64_t grain_size);
+
+/*
+ * fm_mapping_apply -- apply `ev` to `m` (state, and generation on START).
+ * Returns 0 or -EPERM; on error `m` is unchanged.
+ */
+int fm_mapping_apply(struct fm_mapping *m, enum fm_map_event ev);
+
+#endif /* FLASHMETA_MAPPING_H */
