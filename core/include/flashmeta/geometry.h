@@ -32,7 +32,7 @@ struct fm_geom {
  * grain_size 0 selects the default (64 KiB).
  * Returns 0, or -EINVAL (message says which rule) when volume_size is 0,
  * above FM_VOLUME_SIZE_MAX or not sector aligned, or grain_size is not a
- * power of two in [4 KiB, 1 GiB].
+ * power of two in [4 KiB, 1 GiB].  `g` is untouched on error.
  */
 int fm_geom_init(struct fm_geom *g, uint64_t volume_size, uint64_t grain_size);
 
@@ -47,15 +47,17 @@ static inline uint64_t fm_geom_grain_offset(const struct fm_geom *g, uint64_t gr
 	return grain << g->grain_shift;
 }
 
-/* Bytes in grain `grain`: the grain size, or less for a partial last grain. */
+/* Bytes in grain `grain`: the grain size, or less for a partial last grain;
+ * 0 when grain >= grain_count. */
 uint64_t fm_geom_grain_bytes(const struct fm_geom *g, uint64_t grain);
 
 /*
  * fm_geom_range -- the grains [*first, *last] touched by bytes
- * [offset, offset + length).  Returns 0, or -EINVAL for length 0 and
- * -ERANGE when the range runs past the volume end or offset + length
- * overflows.  Offset and length need only be byte granular here; the
- * planner asks for sector alignment.
+ * [offset, offset + length).  Returns 0, or -EINVAL for length 0 (or a
+ * NULL argument) and -ERANGE when the range runs past the volume end or
+ * offset + length overflows; *first and *last are untouched on error.
+ * Offset and length need only be byte granular here; the planner asks for
+ * sector alignment.
  */
 int fm_geom_range(const struct fm_geom *g, uint64_t offset, uint64_t length,
 		  uint64_t *first, uint64_t *last);

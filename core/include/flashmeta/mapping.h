@@ -67,14 +67,17 @@ int fm_map_next_state(enum fm_map_state s, enum fm_map_event ev);
 
 /*
  * fm_mapping_init -- fill a mapping in IDLE_OR_COPIED, generation 0.
- * Returns 0, or -EINVAL for a bad geometry or source == target.
+ * copy_rate 0.  Returns 0, or -EINVAL for a bad geometry (fm_geom_init's
+ * message), source == target or NULL `m`; `m` is untouched on error.
  */
 int fm_mapping_init(struct fm_mapping *m, uint64_t id, uint64_t source_vol,
 		    uint64_t target_vol, uint64_t volume_size, uint64_t grain_size);
 
 /*
  * fm_mapping_apply -- apply `ev` to `m` (state, and generation on START).
- * Returns 0 or -EPERM; on error `m` is unchanged.
+ * Returns 0, -EPERM (illegal transition), -EINVAL (NULL or out-of-range
+ * event) or -EOVERFLOW (START with the generation at UINT64_MAX: it never
+ * wraps); on error `m` is unchanged.
  */
 int fm_mapping_apply(struct fm_mapping *m, enum fm_map_event ev);
 
