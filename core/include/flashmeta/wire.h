@@ -1,0 +1,331 @@
+/* wire.h -- flashmeta's message format between owner and clients.
+ *
+ * Every message is one datagram (an RDMA SEND or one shared-memory ring
+ * record): a 40-byte header followed by a payload whose size is fixed per
+ * type (WELCOME and SPLIT_COMMIT carry a counted array).  All integers are
+ * little-endian; nothing is ever cast from a received buffer -- every field
+ * is read by fm_wire_decode() and written by fm_wire_encode().
+ *
+ * Header layout (byte offsets):
+ *
+ *    0  le32 magic      FM_WIRE_MAGIC ("FMW1" in memory order)
+ *    4  u8   major      FM_WIRE_MAJOR: a different major is refused
+ *    5  u8   minor      FM_WIRE_MINOR: informational, any value accepted
+ *    6  le16 type       enum fm_msg_type
+ *    8  le32 length     header + payload bytes == the datagram size
+ *   12  le16 flags      incompat bits; none defined: any set bit is refused
+ *   14  le16 reserved0  must be zero
+ *   16  le64 session    0 until the owner assigns one (CHALLENGE onwards)
+ *   24  le64 seq        per session and direction: 1, 2, 3, ...
+ *   32  le32 crc        CRC32C of header+payload with this field zeroed
+ *   36  le32 reserved1  must be zero
+ *
+ * Why a checksum when RDMA RC already has an ICRC: the ICRC covers the
+ * packet on the wire only.  The shared-memory transport has none, and the
+ * ICRC says nothing about a driver that posts the wrong buffer or a length
+ * that was miscomputed.  CRC32C (Castagnoli, as in iSCSI and ext4) is cheap
+ * for messages of at most 4 KiB and has hardware support where we run.  It
+ * is an integrity check, not authentication: the session is authenticated
+ * once with HMAC-SHA-256 at join (see AUTH) and the connection is trusted
+ * from then on.
+ *
+ * fm_wire_decode() validates in this fixed order, one errno per failure
+ * (fm_wire_errname() names them):
+ *
+ *   1. buffer shorter than the header            -ENODATA   "short"
+ *   2. magic                                     -EPROTO    "bad-magic"
+ *   3. major version                             -EPROTONOSUPPORT "bad-version"
+ *   4. length != buffer size, or > FM_WIRE_MAX_MSG  -EMSGSIZE "bad-length"
+ *   5. checksum                                  -EILSEQ    "bad-checksum"
+ *   6. header reserved fields not zero           -ENOTEMPTY "reserved-nonzero"
+ *   7. unknown flag bits                         -EOPNOTSUPP "unknown-flags"
+ *   8. unknown type                              -ENOMSG    "unknown-type"
+ *   9. payload size wrong for the type           -EBADMSG   "bad-payload-size"
+ *  10. payload reserved fields not zero          -ENOTEMPTY "reserved-nonzero"
+ *  11. payload field out of range                -ERANGE    "out-of-range"
+ *
+ * fm_wire_encode() applies steps 8-11 to what it is given, so we never send
+ * a message we would refuse.
+ */
+#ifndef FLASHMETA_WIRE_H
+#define FLASHMETA_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define FM_WIRE_MAGIC 0x31574d46u /* 'F' 'M' 'W' '1' */
+#define FM_WIRE_MAJOR 1u
+#define FM_WIRE_MINOR 0u
+#define FM_WIRE_HDR_SIZE 40u
+#define FM_WIRE_MAX_MSG 4096u      /* one receive buffer */
+#define FM_WIRE_NONCE_SIZE 16u
+#define FM_WIRE_MAC_SIZE 32u       /* HMAC-SHA-256 */
+#define FM_WIRE_MAX_MAPS 32u       /* descriptors per WELCOME */
+#define FM_WIRE_MAX_RANGES 64u     /* grain ranges per SPLIT_COMMIT */
+#define FM_WIRE_CLIENT_ID_MAX 0xffffu /* 16 bits: it lives in the lock word */
+#define FM_WIRE_FLAGS_KNOWN 0u     /* no flag bits defined in 1.0 */
+
+/* Sizes of the wire structures (checked by static_assert in wire.c). */
+#define FM_WIRE_REGION_SIZE 24u
+#define FM_WIRE_MAPDESC_SIZE 80u
+
+enum fm_msg_type {
+	FM_MSG_HELLO = 1,           /* client -> owner: who I am, my nonce */
+	FM_MSG_CHALLENGE = 2,       /* owner -> client: the owner's nonce */
+	FM_MSG_AUTH = 3,            /* client -> owner: MAC over both nonces */
+	FM_MSG_WELCOME = 4,         /* owner -> client: session, lease, mappings */
+	FM_MSG_LEASE_RENEW = 5,     /* client -> owner: extend my lease */
+	FM_MSG_LEASE_GRANT = 6,     /* owner -> client: extended (echoes renew id) */
+	FM_MSG_LOCK_REQUEST = 7,    /* client -> owner: grain lock contended, queue me */
+	FM_MSG_LOCK_GRANT = 8,      /* owner -> client: the lock word is now yours */
+	FM_MSG_UNLOCK = 9,          /* client -> owner: I released a lock with waiters */
+	FM_MSG_RELEASE_REQUEST = 10,/* owner -> client: give up confirmations of a map */
+	FM_MSG_RELEASED = 11,       /* client -> owner: done, nothing cached, I/O drained */
+	FM_MSG_MAP_GRANT = 12,      /* owner -> client: confirmation lease on a map */
+	FM_MSG_SPLIT_COMMIT = 13,   /* client -> owner: these grains are copied (durably) */
+	FM_MSG_SPLIT_ACK = 14,      /* owner -> client: ... and recorded durably */
+	FM_MSG_ERROR = 15,          /* either way: a request was refused, session lives */
+	FM_MSG_BYE = 16,            /* either way: session closes, with a reason */
+	FM_MSG_TYPE_END
+};
+
+/* Why a mapping's confirmations are withdrawn (RELEASE_REQUEST.reason). */
+enum fm_release_reason {
+	FM_RELEASE_RESTART = 0, /* new generation: the copy was (re)started */
+	FM_RELEASE_STOP = 1,    /* mapping stopping/stopped */
+	FM_RELEASE_REMOVE = 2,  /* mapping deleted */
+	FM_RELEASE_ADMIN = 3,   /* operator asked */
+	FM_RELEASE_REASON_COUNT
+};
+
+/* Why a session ends (BYE.reason). */
+enum fm_bye_reason {
+	FM_BYE_NORMAL = 0,         /* orderly goodbye */
+	FM_BYE_UNKNOWN_CLIENT = 1, /* client id not configured */
+	FM_BYE_AUTH_FAILED = 2,    /* MAC did not verify */
+	FM_BYE_MALFORMED = 3,      /* a message failed fm_wire_decode */
+	FM_BYE_PROTOCOL = 4,       /* valid message, wrong state or sequence */
+	FM_BYE_LEASE_EXPIRED = 5,  /* the lease ran out */
+	FM_BYE_SUPERSEDED = 6,     /* the same client joined again */
+	FM_BYE_SHUTDOWN = 7,       /* peer is going away */
+	FM_BYE_REASON_COUNT
+};
+
+/* SPLIT_ACK.status */
+enum fm_split_status {
+	FM_SPLIT_OK = 0,        /* durable in the owner's bitmap */
+	FM_SPLIT_STALE = 1,     /* generation no longer current: not recorded */
+	FM_SPLIT_FAILED = 2,    /* the store failed; not recorded */
+	FM_SPLIT_STATUS_COUNT
+};
+
+/* Region descriptor flags. */
+#define FM_REGION_F_READ 0x1u   /* one-sided READ allowed */
+#define FM_REGION_F_ATOMIC 0x2u /* one-sided CAS/FAA allowed (8-byte aligned) */
+#define FM_REGION_F_KNOWN (FM_REGION_F_READ | FM_REGION_F_ATOMIC)
+
+/*
+ * A remotely accessible region, transport-neutral: verbs uses addr/rkey,
+ * shared memory uses offset/segment id.  Bitmap regions are READ only, lock
+ * tables ATOMIC only.
+ */
+struct fm_region {
+	uint64_t addr;
+	uint64_t len;
+	uint32_t key;
+	uint32_t flags; /* FM_REGION_F_* */
+};
+
+/*
+ * One mapping as a client sees it.  Split bitmap: bit g is bit (g % 64) of
+ * little-endian 64-bit word g / 64 (i.e. byte g / 8, bit g % 8).  Lock
+ * table: one 8-byte lock word per 2^lock_shift grains (lock_shift 0 = one
+ * per grain), word i at byte offset 8 * i.
+ */
+struct fm_wire_mapdesc {
+	uint64_t map_id;
+	uint64_t generation;
+	uint64_t grain_count;  /* > 0 */
+	uint8_t grain_shift;   /* FM_GRAIN_SHIFT_MIN..MAX (12..30) */
+	uint8_t state;         /* enum fm_map_state */
+	uint8_t lock_shift;    /* 0..32 */
+	struct fm_region bitmap; /* flags == FM_REGION_F_READ, len >= bitmap bytes */
+	struct fm_region locks;  /* flags == FM_REGION_F_ATOMIC, len >= 8 * words */
+};
+
+struct fm_grain_range {
+	uint64_t first;
+	uint64_t last; /* closed interval, first <= last */
+};
+
+struct fm_msg_hello {
+	uint32_t client_id; /* 1..FM_WIRE_CLIENT_ID_MAX */
+	uint8_t ver_major;
+	uint8_t ver_minor;
+	uint8_t nonce[FM_WIRE_NONCE_SIZE];
+};
+
+struct fm_msg_challenge {
+	uint8_t nonce[FM_WIRE_NONCE_SIZE];
+};
+
+struct fm_msg_auth {
+	uint8_t mac[FM_WIRE_MAC_SIZE]; /* fm_wire_auth_mac() */
+};
+
+struct fm_msg_welcome {
+	uint64_t session_id;     /* equals the header's session */
+	uint32_t client_epoch;   /* > 0: goes into this session's lock words */
+	uint32_t lease_term_ms;  /* > 0 */
+	uint16_t map_count;      /* 0..FM_WIRE_MAX_MAPS */
+	struct fm_wire_mapdesc maps[FM_WIRE_MAX_MAPS];
+};
+
+struct fm_msg_lease_renew {
+	uint64_t renew_id;
+};
+
+struct fm_msg_lease_grant {
+	uint64_t renew_id;       /* echoes LEASE_RENEW.renew_id */
+	uint32_t lease_term_ms;  /* > 0, counted from the client's send time */
+};
+
+/* LOCK_REQUEST, LOCK_GRANT, UNLOCK */
+struct fm_msg_lock {
+	uint64_t map_id;
+	uint64_t generation;
+	uint64_t first;  /* grain range covered by one lock word; first <= last */
+	uint64_t last;
+	uint64_t word;   /* REQUEST: value the failed CAS saw; GRANT: the value
+			  * installed for the grantee; UNLOCK: value released */
+};
+
+struct fm_msg_release_request {
+	uint64_t map_id;
+	uint64_t generation;
+	uint32_t reason; /* enum fm_release_reason */
+};
+
+struct fm_msg_released {
+	uint64_t map_id;
+	uint64_t generation;
+};
+
+struct fm_msg_map_grant {
+	struct fm_wire_mapdesc map;
+};
+
+struct fm_msg_split_commit {
+	uint64_t map_id;
+	uint64_t generation;
+	uint64_t commit_id;
+	uint16_t range_count; /* 1..FM_WIRE_MAX_RANGES */
+	struct fm_grain_range ranges[FM_WIRE_MAX_RANGES];
+};
+
+struct fm_msg_split_ack {
+	uint64_t map_id;
+	uint64_t generation;
+	uint64_t commit_id;
+	uint32_t status; /* enum fm_split_status */
+};
+
+struct fm_msg_error {
+	uint64_t ref_seq; /* sequence number of the refused message */
+	uint32_t code;    /* positive errno */
+};
+
+struct fm_msg_bye {
+	uint32_t reason; /* enum fm_bye_reason */
+	uint32_t code;   /* positive errno, 0 if none */
+};
+
+struct fm_msg {
+	uint16_t type;      /* enum fm_msg_type */
+	uint16_t flags;     /* 0 */
+	uint8_t ver_major;  /* filled by decode; encode always writes ours */
+	uint8_t ver_minor;
+	uint64_t session;
+	uint64_t seq;
+	union {
+		struct fm_msg_hello hello;
+		struct fm_msg_challenge challenge;
+		struct fm_msg_auth auth;
+		struct fm_msg_welcome welcome;
+		struct fm_msg_lease_renew renew;
+		struct fm_msg_lease_grant lease;
+		struct fm_msg_lock lock; /* LOCK_REQUEST, LOCK_GRANT, UNLOCK */
+		struct fm_msg_release_request release;
+		struct fm_msg_released released;
+		struct fm_msg_map_grant map_grant;
+		struct fm_msg_split_commit commit;
+		struct fm_msg_split_ack ack;
+		struct fm_msg_error error;
+		struct fm_msg_bye bye;
+	} u;
+};
+
+/*
+ * fm_wire_encode -- write `m` to `buf` (the header's length and checksum
+ * are computed here).  Returns the message size (> 0), or -EINVAL (NULL
+ * argument), -ENOBUFS (cap too small), -ENOMSG, -EOPNOTSUPP, -ERANGE (a
+ * field or count out of range).  Pure, never blocks.
+ */
+int fm_wire_encode(const struct fm_msg *m, void *buf, size_t cap);
+
+/*
+ * fm_wire_decode -- parse and validate one datagram into `m`.  Returns 0 or
+ * one of the errnos listed at the top of this file (with a message naming
+ * the field).  `m` is undefined after a failure.  Pure, never blocks.
+ */
+int fm_wire_decode(const void *buf, size_t len, struct fm_msg *m);
+
+/* Size the payload of a fixed-size type has, or -ENOMSG.  WELCOME and
+ * SPLIT_COMMIT return their fixed part. */
+int fm_wire_payload_size(uint16_t type);
+
+/* "hello", "lock-request" ...; "?" for unknown values. */
+const char *fm_msg_type_name(uint16_t type);
+/* Short name of a decode/encode errno ("bad-magic"); "?" otherwise. */
+const char *fm_wire_errname(int err);
+const char *fm_bye_reason_name(uint32_t reason);
+
+/* ---- integrity and authentication primitives ---- */
+
+/* CRC32C (Castagnoli, reflected, init/xorout 0xffffffff) of buf. */
+uint32_t fm_crc32c(const void *buf, size_t len);
+
+#define FM_SHA256_SIZE 32u
+#define FM_SHA256_BLOCK 64u
+
+struct fm_sha256 {
+	uint32_t h[8];
+	uint64_t bytes;            /* message length so far */
+	uint8_t block[FM_SHA256_BLOCK];
+	uint32_t used;             /* bytes in block */
+};
+
+/* SHA-256 (FIPS 180-4), incremental. */
+void fm_sha256_init(struct fm_sha256 *s);
+void fm_sha256_update(struct fm_sha256 *s, const void *data, size_t len);
+void fm_sha256_final(struct fm_sha256 *s, uint8_t out[FM_SHA256_SIZE]);
+
+/* HMAC-SHA-256 (RFC 2104) of `data` under `key` (any length). */
+void fm_hmac_sha256(const void *key, size_t key_len, const void *data,
+		    size_t data_len, uint8_t out[FM_SHA256_SIZE]);
+
+/*
+ * fm_wire_auth_mac -- the AUTH response: HMAC-SHA-256(key,
+ * "flashmeta-auth-v1" || le32 client_id || client nonce || owner nonce ||
+ * le64 session).  The key never crosses the wire.
+ */
+void fm_wire_auth_mac(const void *key, size_t key_len, uint32_t client_id,
+		      const uint8_t client_nonce[FM_WIRE_NONCE_SIZE],
+		      const uint8_t owner_nonce[FM_WIRE_NONCE_SIZE],
+		      uint64_t session, uint8_t mac[FM_WIRE_MAC_SIZE]);
+
+/* Constant-time comparison: true when equal. */
+bool fm_wire_mac_equal(const uint8_t *a, const uint8_t *b, size_t len);
+
+#endif /* FLASHMETA_WIRE_H */

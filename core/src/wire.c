@@ -1,0 +1,907 @@
+/* wire.c -- encode, decode and validate flashmeta messages; CRC32C,
+ * SHA-256 and HMAC-SHA-256 for their integrity and authentication.
+ *
+ * Design: every message has one static encoder and one static decoder that
+ * walk the payload with explicit little-endian helpers; a received buffer
+ * is never cast to a struct.  Field ranges are checked by one function
+ * (check_fields) that both directions share, so encode refuses exactly what
+ * decode would refuse.  The validation order is documented in wire.h and
+ * the tests assert it step by step.
+ *
+ * No state, no allocation, no locks: safe from any thread.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "flashmeta/error.h"
+#include "flashmeta/geometry.h"
+#include "flashmeta/mapping.h"
+#include "flashmeta/wire.h"
+
+/* ---- header offsets ---- */
+#define OFF_MAGIC 0
+#define OFF_MAJOR 4
+#define OFF_MINOR 5
+#define OFF_TYPE 6
+#define OFF_LENGTH 8
+#define OFF_FLAGS 12
+#define OFF_RSV0 14
+#define OFF_SESSION 16
+#define OFF_SEQ 24
+#define OFF_CRC 32
+#define OFF_RSV1 36
+
+static_assert(OFF_RSV1 + 4 == FM_WIRE_HDR_SIZE, "header is 40 bytes");
+static_assert(OFF_SESSION % 8 == 0 && OFF_SEQ % 8 == 0, "64-bit fields aligned");
+
+/* ---- payload sizes ---- */
+#define SZ_HELLO 24u
+#define SZ_CHALLENGE FM_WIRE_NONCE_SIZE
+#define SZ_AUTH FM_WIRE_MAC_SIZE
+#define SZ_WELCOME_FIXED 24u
+#define SZ_RENEW 8u
+#define SZ_LEASE 16u
+#define SZ_LOCK 40u
+#define SZ_RELEASE_REQ 24u
+#define SZ_RELEASED 16u
+#define SZ_MAP_GRANT FM_WIRE_MAPDESC_SIZE
+#define SZ_COMMIT_FIXED 32u
+#define SZ_RANGE 16u
+#define SZ_ACK 32u
+#define SZ_ERROR 16u
+#define SZ_BYE 8u
+
+/* mapdesc offsets */
+#define MD_MAP_ID 0
+#define MD_GEN 8
+#define MD_GRAINS 16
+#define MD_SHIFT 24
+#define MD_STATE 25
+#define MD_LOCK_SHIFT 26
+#define MD_RSV8 27
+#define MD_RSV32 28
+#define MD_BITMAP 32
+#define MD_LOCKS 56
+static_assert(MD_LOCKS + FM_WIRE_REGION_SIZE == FM_WIRE_MAPDESC_SIZE,
+	      "map descriptor is 80 bytes");
+static_assert(FM_WIRE_HDR_SIZE + SZ_WELCOME_FIXED +
+		      FM_WIRE_MAX_MAPS * FM_WIRE_MAPDESC_SIZE <= FM_WIRE_MAX_MSG,
+	      "largest WELCOME fits one receive buffer");
+static_assert(FM_WIRE_HDR_SIZE + SZ_COMMIT_FIXED +
+		      FM_WIRE_MAX_RANGES * SZ_RANGE <= FM_WIRE_MAX_MSG,
+	      "largest SPLIT_COMMIT fits one receive buffer");
+
+/* ---- little-endian helpers ---- */
+static inline uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
+}
+
+static inline uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static inline void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static inline void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+static inline void put64(uint8_t *p, uint64_t v)
+{
+	put32(p, (uint32_t)v);
+	put32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* ---- names ---- */
+static const char *const type_names[FM_MSG_TYPE_END] = {
+	[FM_MSG_HELLO] = "hello",
+	[FM_MSG_CHALLENGE] = "challenge",
+	[FM_MSG_AUTH] = "auth",
+	[FM_MSG_WELCOME] = "welcome",
+	[FM_MSG_LEASE_RENEW] = "lease-renew",
+	[FM_MSG_LEASE_GRANT] = "lease-grant",
+	[FM_MSG_LOCK_REQUEST] = "lock-request",
+	[FM_MSG_LOCK_GRANT] = "lock-grant",
+	[FM_MSG_UNLOCK] = "unlock",
+	[FM_MSG_RELEASE_REQUEST] = "release-request",
+	[FM_MSG_RELEASED] = "released",
+	[FM_MSG_MAP_GRANT] = "map-grant",
+	[FM_MSG_SPLIT_COMMIT] = "split-commit",
+	[FM_MSG_SPLIT_ACK] = "split-ack",
+	[FM_MSG_ERROR] = "error",
+	[FM_MSG_BYE] = "bye",
+};
+
+const char *fm_msg_type_name(uint16_t type)
+{
+	if (type == 0 || type >= FM_MSG_TYPE_END)
+		return "?";
+	return type_names[type];
+}
+
+const char *fm_wire_errname(int err)
+{
+	switch (err) {
+	case -ENODATA: return "short";
+	case -EPROTO: return "bad-magic";
+	case -EPROTONOSUPPORT: return "bad-version";
+	case -EMSGSIZE: return "bad-length";
+	case -EILSEQ: return "bad-checksum";
+	case -ENOTEMPTY: return "reserved-nonzero";
+	case -EOPNOTSUPP: return "unknown-flags";
+	case -ENOMSG: return "unknown-type";
+	case -EBADMSG: return "bad-payload-size";
+	case -ERANGE: return "out-of-range";
+	case -ENOBUFS: return "buffer-too-small";
+	case -EINVAL: return "invalid-argument";
+	default: return "?";
+	}
+}
+
+const char *fm_bye_reason_name(uint32_t reason)
+{
+	static const char *const names[FM_BYE_REASON_COUNT] = {
+		[FM_BYE_NORMAL] = "normal",
+		[FM_BYE_UNKNOWN_CLIENT] = "unknown-client",
+		[FM_BYE_AUTH_FAILED] = "auth-failed",
+		[FM_BYE_MALFORMED] = "malformed",
+		[FM_BYE_PROTOCOL] = "protocol",
+		[FM_BYE_LEASE_EXPIRED] = "lease-expired",
+		[FM_BYE_SUPERSEDED] = "superseded",
+		[FM_BYE_SHUTDOWN] = "shutdown",
+	};
+
+	return reason < FM_BYE_REASON_COUNT ? names[reason] : "?";
+}
+
+/* ---- sizes ---- */
+int fm_wire_payload_size(uint16_t type)
+{
+	switch (type) {
+	case FM_MSG_HELLO: return SZ_HELLO;
+	case FM_MSG_CHALLENGE: return SZ_CHALLENGE;
+	case FM_MSG_AUTH: return SZ_AUTH;
+	case FM_MSG_WELCOME: return SZ_WELCOME_FIXED;
+	case FM_MSG_LEASE_RENEW: return SZ_RENEW;
+	case FM_MSG_LEASE_GRANT: return SZ_LEASE;
+	case FM_MSG_LOCK_REQUEST:
+	case FM_MSG_LOCK_GRANT:
+	case FM_MSG_UNLOCK: return SZ_LOCK;
+	case FM_MSG_RELEASE_REQUEST: return SZ_RELEASE_REQ;
+	case FM_MSG_RELEASED: return SZ_RELEASED;
+	case FM_MSG_MAP_GRANT: return SZ_MAP_GRANT;
+	case FM_MSG_SPLIT_COMMIT: return SZ_COMMIT_FIXED;
+	case FM_MSG_SPLIT_ACK: return SZ_ACK;
+	case FM_MSG_ERROR: return SZ_ERROR;
+	case FM_MSG_BYE: return SZ_BYE;
+	default: return -ENOMSG;
+	}
+}
+
+/* Full payload size of `m` as it will be encoded. */
+static size_t payload_size(const struct fm_msg *m)
+{
+	size_t n = (size_t)fm_wire_payload_size(m->type);
+
+	if (m->type == FM_MSG_WELCOME)
+		n += (size_t)m->u.welcome.map_count * FM_WIRE_MAPDESC_SIZE;
+	else if (m->type == FM_MSG_SPLIT_COMMIT)
+		n += (size_t)m->u.commit.range_count * SZ_RANGE;
+	return n;
+}
+
+/* ---- field ranges (step 11), shared by encode and decode ---- */
+static int check_region(const struct fm_region *r, uint32_t want_flags,
+			uint64_t min_len, const char *what)
+{
+	if (r->flags != want_flags)
+		return fm_err(-ERANGE, "%s region flags 0x%x, want 0x%x", what,
+			      r->flags, want_flags);
+	if (r->len < min_len)
+		return fm_err(-ERANGE, "%s region %llu bytes, needs %llu", what,
+			      (unsigned long long)r->len,
+			      (unsigned long long)min_len);
+	if (r->addr + r->len < r->addr)
+		return fm_err(-ERANGE, "%s region wraps the address space", what);
+	if ((want_flags & FM_REGION_F_ATOMIC) && (r->addr & 7))
+		return fm_err(-ERANGE, "%s region not 8-byte aligned", what);
+	return 0;
+}
+
+static int check_mapdesc(const struct fm_wire_mapdesc *d)
+{
+	uint64_t max_grains = FM_VOLUME_SIZE_MAX >> FM_GRAIN_SHIFT_MIN;
+	uint64_t words;
+	int rc;
+
+	if (d->grain_count == 0 || d->grain_count > max_grains)
+		return fm_err(-ERANGE, "map %llu: grain count %llu out of range",
+			      (unsigned long long)d->map_id,
+			      (unsigned long long)d->grain_count);
+	if (d->grain_shift < FM_GRAIN_SHIFT_MIN || d->grain_shift > FM_GRAIN_SHIFT_MAX)
+		return fm_err(-ERANGE, "map %llu: grain shift %u out of range",
+			      (unsigned long long)d->map_id, d->grain_shift);
+	if (d->state >= FM_MAP_STATE_COUNT)
+		return fm_err(-ERANGE, "map %llu: state %u unknown",
+			      (unsigned long long)d->map_id, d->state);
+	if (d->lock_shift > 32)
+		return fm_err(-ERANGE, "map %llu: lock shift %u > 32",
+			      (unsigned long long)d->map_id, d->lock_shift);
+	rc = check_region(&d->bitmap, FM_REGION_F_READ,
+			  ((d->grain_count + 63) / 64) * 8, "bitmap");
+	if (rc)
+		return rc;
+	words = ((d->grain_count - 1) >> d->lock_shift) + 1;
+	return check_region(&d->locks, FM_REGION_F_ATOMIC, words * 8, "lock");
+}
+
+static int check_range(uint64_t first, uint64_t last, const char *what)
+{
+	if (first > last)
+		return fm_err(-ERANGE, "%s: grain range [%llu, %llu] inverted", what,
+			      (unsigned long long)first, (unsigned long long)last);
+	return 0;
+}
+
+static int check_fields(const struct fm_msg *m)
+{
+	const char *tn = fm_msg_type_name(m->type);
+	int rc;
+
+	switch (m->type) {
+	case FM_MSG_HELLO:
+		if (m->u.hello.client_id == 0 ||
+		    m->u.hello.client_id > FM_WIRE_CLIENT_ID_MAX)
+			return fm_err(-ERANGE, "hello: client id %u out of 1..%u",
+				      m->u.hello.client_id, FM_WIRE_CLIENT_ID_MAX);
+		return 0;
+	case FM_MSG_WELCOME:
+		if (m->u.welcome.client_epoch == 0)
+			return fm_err(-ERANGE, "welcome: client epoch 0");
+		if (m->u.welcome.lease_term_ms == 0)
+			return fm_err(-ERANGE, "welcome: lease term 0");
+		if (m->u.welcome.map_count > FM_WIRE_MAX_MAPS)
+			return fm_err(-ERANGE, "welcome: %u maps > %u",
+				      m->u.welcome.map_count, FM_WIRE_MAX_MAPS);
+		for (unsigned i = 0; i < m->u.welcome.map_count; i++) {
+			rc = check_mapdesc(&m->u.welcome.maps[i]);
+			if (rc)
+				return rc;
+		}
+		return 0;
+	case FM_MSG_LEASE_GRANT:
+		if (m->u.lease.lease_term_ms == 0)
+			return fm_err(-ERANGE, "lease-grant: term 0");
+		return 0;
+	case FM_MSG_LOCK_REQUEST:
+	case FM_MSG_UNLOCK:
+		return check_range(m->u.lock.first, m->u.lock.last, tn);
+	case FM_MSG_LOCK_GRANT:
+		if (m->u.lock.word == 0)
+			return fm_err(-ERANGE, "lock-grant: free lock word");
+		return check_range(m->u.lock.first, m->u.lock.last, tn);
+	case FM_MSG_RELEASE_REQUEST:
+		if (m->u.release.reason >= FM_RELEASE_REASON_COUNT)
+			return fm_err(-ERANGE, "release-request: reason %u unknown",
+				      m->u.release.reason);
+		return 0;
+	case FM_MSG_MAP_GRANT:
+		return check_mapdesc(&m->u.map_grant.map);
+	case FM_MSG_SPLIT_COMMIT:
+		if (m->u.commit.range_count == 0 ||
+		    m->u.commit.range_count > FM_WIRE_MAX_RANGES)
+			return fm_err(-ERANGE, "split-commit: %u ranges, want 1..%u",
+				      m->u.commit.range_count, FM_WIRE_MAX_RANGES);
+		for (unsigned i = 0; i < m->u.commit.range_count; i++) {
+			rc = check_range(m->u.commit.ranges[i].first,
+					 m->u.commit.ranges[i].last, tn);
+			if (rc)
+				return rc;
+		}
+		return 0;
+	case FM_MSG_SPLIT_ACK:
+		if (m->u.ack.status >= FM_SPLIT_STATUS_COUNT)
+			return fm_err(-ERANGE, "split-ack: status %u unknown",
+				      m->u.ack.status);
+		return 0;
+	case FM_MSG_BYE:
+		if (m->u.bye.reason >= FM_BYE_REASON_COUNT)
+			return fm_err(-ERANGE, "bye: reason %u unknown", m->u.bye.reason);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+/* ---- per-message encoders: write the payload at p ---- */
+static void put_region(uint8_t *p, const struct fm_region *r)
+{
+	put64(p, r->addr);
+	put64(p + 8, r->len);
+	put32(p + 16, r->key);
+	put32(p + 20, r->flags);
+}
+
+static void put_mapdesc(uint8_t *p, const struct fm_wire_mapdesc *d)
+{
+	put64(p + MD_MAP_ID, d->map_id);
+	put64(p + MD_GEN, d->generation);
+	put64(p + MD_GRAINS, d->grain_count);
+	p[MD_SHIFT] = d->grain_shift;
+	p[MD_STATE] = d->state;
+	p[MD_LOCK_SHIFT] = d->lock_shift;
+	p[MD_RSV8] = 0;
+	put32(p + MD_RSV32, 0);
+	put_region(p + MD_BITMAP, &d->bitmap);
+	put_region(p + MD_LOCKS, &d->locks);
+}
+
+static void enc_hello(uint8_t *p, const struct fm_msg_hello *h)
+{
+	put32(p, h->client_id);
+	p[4] = h->ver_major;
+	p[5] = h->ver_minor;
+	put16(p + 6, 0);
+	memcpy(p + 8, h->nonce, FM_WIRE_NONCE_SIZE);
+}
+
+static void enc_welcome(uint8_t *p, const struct fm_msg_welcome *w)
+{
+	put64(p, w->session_id);
+	put32(p + 8, w->client_epoch);
+	put32(p + 12, w->lease_term_ms);
+	put16(p + 16, w->map_count);
+	put16(p + 18, 0);
+	put32(p + 20, 0);
+	for (unsigned i = 0; i < w->map_count; i++)
+		put_mapdesc(p + SZ_WELCOME_FIXED + i * FM_WIRE_MAPDESC_SIZE, &w->maps[i]);
+}
+
+static void enc_lock(uint8_t *p, const struct fm_msg_lock *l)
+{
+	put64(p, l->map_id);
+	put64(p + 8, l->generation);
+	put64(p + 16, l->first);
+	put64(p + 24, l->last);
+	put64(p + 32, l->word);
+}
+
+static void enc_commit(uint8_t *p, const struct fm_msg_split_commit *c)
+{
+	put64(p, c->map_id);
+	put64(p + 8, c->generation);
+	put64(p + 16, c->commit_id);
+	put16(p + 24, c->range_count);
+	put16(p + 26, 0);
+	put32(p + 28, 0);
+	for (unsigned i = 0; i < c->range_count; i++) {
+		put64(p + SZ_COMMIT_FIXED + i * SZ_RANGE, c->ranges[i].first);
+		put64(p + SZ_COMMIT_FIXED + i * SZ_RANGE + 8, c->ranges[i].last);
+	}
+}
+
+static void enc_payload(uint8_t *p, const struct fm_msg *m)
+{
+	switch (m->type) {
+	case FM_MSG_HELLO:
+		enc_hello(p, &m->u.hello);
+		break;
+	case FM_MSG_CHALLENGE:
+		memcpy(p, m->u.challenge.nonce, FM_WIRE_NONCE_SIZE);
+		break;
+	case FM_MSG_AUTH:
+		memcpy(p, m->u.auth.mac, FM_WIRE_MAC_SIZE);
+		break;
+	case FM_MSG_WELCOME:
+		enc_welcome(p, &m->u.welcome);
+		break;
+	case FM_MSG_LEASE_RENEW:
+		put64(p, m->u.renew.renew_id);
+		break;
+	case FM_MSG_LEASE_GRANT:
+		put64(p, m->u.lease.renew_id);
+		put32(p + 8, m->u.lease.lease_term_ms);
+		put32(p + 12, 0);
+		break;
+	case FM_MSG_LOCK_REQUEST:
+	case FM_MSG_LOCK_GRANT:
+	case FM_MSG_UNLOCK:
+		enc_lock(p, &m->u.lock);
+		break;
+	case FM_MSG_RELEASE_REQUEST:
+		put64(p, m->u.release.map_id);
+		put64(p + 8, m->u.release.generation);
+		put32(p + 16, m->u.release.reason);
+		put32(p + 20, 0);
+		break;
+	case FM_MSG_RELEASED:
+		put64(p, m->u.released.map_id);
+		put64(p + 8, m->u.released.generation);
+		break;
+	case FM_MSG_MAP_GRANT:
+		put_mapdesc(p, &m->u.map_grant.map);
+		break;
+	case FM_MSG_SPLIT_COMMIT:
+		enc_commit(p, &m->u.commit);
+		break;
+	case FM_MSG_SPLIT_ACK:
+		put64(p, m->u.ack.map_id);
+		put64(p + 8, m->u.ack.generation);
+		put64(p + 16, m->u.ack.commit_id);
+		put32(p + 24, m->u.ack.status);
+		put32(p + 28, 0);
+		break;
+	case FM_MSG_ERROR:
+		put64(p, m->u.error.ref_seq);
+		put32(p + 8, m->u.error.code);
+		put32(p + 12, 0);
+		break;
+	case FM_MSG_BYE:
+		put32(p, m->u.bye.reason);
+		put32(p + 4, m->u.bye.code);
+		break;
+	}
+}
+
+int fm_wire_encode(const struct fm_msg *m, void *buf, size_t cap)
+{
+	uint8_t *b = buf;
+	size_t len;
+	int rc;
+
+	if (!m || !buf)
+		return fm_err(-EINVAL, "wire encode: NULL argument");
+	if (fm_wire_payload_size(m->type) < 0)
+		return fm_err(-ENOMSG, "wire encode: unknown type %u", m->type);
+	if (m->flags & ~FM_WIRE_FLAGS_KNOWN)
+		return fm_err(-EOPNOTSUPP, "wire encode: unknown flags 0x%x", m->flags);
+	rc = check_fields(m);
+	if (rc)
+		return rc;
+	len = FM_WIRE_HDR_SIZE + payload_size(m);
+	if (len > cap)
+		return fm_err(-ENOBUFS, "wire encode: %s needs %zu bytes, have %zu",
+			      fm_msg_type_name(m->type), len, cap);
+
+	put32(b + OFF_MAGIC, FM_WIRE_MAGIC);
+	b[OFF_MAJOR] = FM_WIRE_MAJOR;
+	b[OFF_MINOR] = FM_WIRE_MINOR;
+	put16(b + OFF_TYPE, m->type);
+	put32(b + OFF_LENGTH, (uint32_t)len);
+	put16(b + OFF_FLAGS, m->flags);
+	put16(b + OFF_RSV0, 0);
+	put64(b + OFF_SESSION, m->session);
+	put64(b + OFF_SEQ, m->seq);
+	put32(b + OFF_CRC, 0);
+	put32(b + OFF_RSV1, 0);
+	enc_payload(b + FM_WIRE_HDR_SIZE, m);
+	put32(b + OFF_CRC, fm_crc32c(b, len));
+	return (int)len;
+}
+
+static uint32_t crc32c_update(uint32_t c, const uint8_t *p, size_t len);
+
+/* ---- per-message decoders ---- */
+static void get_region(const uint8_t *p, struct fm_region *r)
+{
+	r->addr = get64(p);
+	r->len = get64(p + 8);
+	r->key = get32(p + 16);
+	r->flags = get32(p + 20);
+}
+
+static bool mapdesc_reserved_zero(const uint8_t *p)
+{
+	return p[MD_RSV8] == 0 && get32(p + MD_RSV32) == 0;
+}
+
+static void get_mapdesc(const uint8_t *p, struct fm_wire_mapdesc *d)
+{
+	d->map_id = get64(p + MD_MAP_ID);
+	d->generation = get64(p + MD_GEN);
+	d->grain_count = get64(p + MD_GRAINS);
+	d->grain_shift = p[MD_SHIFT];
+	d->state = p[MD_STATE];
+	d->lock_shift = p[MD_LOCK_SHIFT];
+	get_region(p + MD_BITMAP, &d->bitmap);
+	get_region(p + MD_LOCKS, &d->locks);
+}
+
+static int reserved_err(const char *what)
+{
+	return fm_err(-ENOTEMPTY, "%s: reserved field not zero", what);
+}
+
+/* Steps 9 (size) and 10 (reserved) for the payload p[0..n), then parse. */
+static int dec_payload(const uint8_t *p, size_t n, struct fm_msg *m)
+{
+	const char *tn = fm_msg_type_name(m->type);
+	size_t want = (size_t)fm_wire_payload_size(m->type);
+	size_t count = 0;
+
+	/* step 9: size */
+	if (n < want)
+		goto bad_size;
+	if (m->type == FM_MSG_WELCOME) {
+		count = get16(p + 16);
+		want += count * FM_WIRE_MAPDESC_SIZE;
+	} else if (m->type == FM_MSG_SPLIT_COMMIT) {
+		count = get16(p + 24);
+		want += count * SZ_RANGE;
+	}
+	if (n != want)
+		goto bad_size;
+
+	/* step 10: reserved, then parse; step 11 is the caller's check_fields.
+	 * Counts beyond the array are range errors found there, so parse at
+	 * most the array's capacity. */
+	switch (m->type) {
+	case FM_MSG_HELLO:
+		if (get16(p + 6))
+			return reserved_err(tn);
+		m->u.hello.client_id = get32(p);
+		m->u.hello.ver_major = p[4];
+		m->u.hello.ver_minor = p[5];
+		memcpy(m->u.hello.nonce, p + 8, FM_WIRE_NONCE_SIZE);
+		break;
+	case FM_MSG_CHALLENGE:
+		memcpy(m->u.challenge.nonce, p, FM_WIRE_NONCE_SIZE);
+		break;
+	case FM_MSG_AUTH:
+		memcpy(m->u.auth.mac, p, FM_WIRE_MAC_SIZE);
+		break;
+	case FM_MSG_WELCOME:
+		if (get16(p + 18) || get32(p + 20))
+			return reserved_err(tn);
+		for (size_t i = 0; i < count; i++)
+			if (!mapdesc_reserved_zero(p + SZ_WELCOME_FIXED +
+						   i * FM_WIRE_MAPDESC_SIZE))
+				return reserved_err(tn);
+		m->u.welcome.session_id = get64(p);
+		m->u.welcome.client_epoch = get32(p + 8);
+		m->u.welcome.lease_term_ms = get32(p + 12);
+		m->u.welcome.map_count = (uint16_t)count;
+		for (size_t i = 0; i < count && i < FM_WIRE_MAX_MAPS; i++)
+			get_mapdesc(p + SZ_WELCOME_FIXED + i * FM_WIRE_MAPDESC_SIZE,
+				    &m->u.welcome.maps[i]);
+		break;
+	case FM_MSG_LEASE_RENEW:
+		m->u.renew.renew_id = get64(p);
+		break;
+	case FM_MSG_LEASE_GRANT:
+		if (get32(p + 12))
+			return reserved_err(tn);
+		m->u.lease.renew_id = get64(p);
+		m->u.lease.lease_term_ms = get32(p + 8);
+		break;
+	case FM_MSG_LOCK_REQUEST:
+	case FM_MSG_LOCK_GRANT:
+	case FM_MSG_UNLOCK:
+		m->u.lock.map_id = get64(p);
+		m->u.lock.generation = get64(p + 8);
+		m->u.lock.first = get64(p + 16);
+		m->u.lock.last = get64(p + 24);
+		m->u.lock.word = get64(p + 32);
+		break;
+	case FM_MSG_RELEASE_REQUEST:
+		if (get32(p + 20))
+			return reserved_err(tn);
+		m->u.release.map_id = get64(p);
+		m->u.release.generation = get64(p + 8);
+		m->u.release.reason = get32(p + 16);
+		break;
+	case FM_MSG_RELEASED:
+		m->u.released.map_id = get64(p);
+		m->u.released.generation = get64(p + 8);
+		break;
+	case FM_MSG_MAP_GRANT:
+		if (!mapdesc_reserved_zero(p))
+			return reserved_err(tn);
+		get_mapdesc(p, &m->u.map_grant.map);
+		break;
+	case FM_MSG_SPLIT_COMMIT:
+		if (get16(p + 26) || get32(p + 28))
+			return reserved_err(tn);
+		m->u.commit.map_id = get64(p);
+		m->u.commit.generation = get64(p + 8);
+		m->u.commit.commit_id = get64(p + 16);
+		m->u.commit.range_count = (uint16_t)count;
+		for (size_t i = 0; i < count && i < FM_WIRE_MAX_RANGES; i++) {
+			m->u.commit.ranges[i].first = get64(p + SZ_COMMIT_FIXED + i * SZ_RANGE);
+			m->u.commit.ranges[i].last =
+				get64(p + SZ_COMMIT_FIXED + i * SZ_RANGE + 8);
+		}
+		break;
+	case FM_MSG_SPLIT_ACK:
+		if (get32(p + 28))
+			return reserved_err(tn);
+		m->u.ack.map_id = get64(p);
+		m->u.ack.generation = get64(p + 8);
+		m->u.ack.commit_id = get64(p + 16);
+		m->u.ack.status = get32(p + 24);
+		break;
+	case FM_MSG_ERROR:
+		if (get32(p + 12))
+			return reserved_err(tn);
+		m->u.error.ref_seq = get64(p);
+		m->u.error.code = get32(p + 8);
+		break;
+	case FM_MSG_BYE:
+		m->u.bye.reason = get32(p);
+		m->u.bye.code = get32(p + 4);
+		break;
+	}
+	return 0;
+
+bad_size:
+	return fm_err(-EBADMSG, "%s: payload %zu bytes, want %zu", tn, n, want);
+}
+
+int fm_wire_decode(const void *buf, size_t len, struct fm_msg *m)
+{
+	const uint8_t *b = buf;
+	uint32_t magic, length, crc;
+	uint8_t hdr[FM_WIRE_HDR_SIZE];
+	int rc;
+
+	if (!buf || !m)
+		return fm_err(-EINVAL, "wire decode: NULL argument");
+	/* 1. */
+	if (len < FM_WIRE_HDR_SIZE)
+		return fm_err(-ENODATA, "wire decode: %zu bytes, header needs %u",
+			      len, FM_WIRE_HDR_SIZE);
+	/* 2. */
+	magic = get32(b + OFF_MAGIC);
+	if (magic != FM_WIRE_MAGIC)
+		return fm_err(-EPROTO, "wire decode: magic 0x%08x", magic);
+	/* 3. */
+	if (b[OFF_MAJOR] != FM_WIRE_MAJOR)
+		return fm_err(-EPROTONOSUPPORT, "wire decode: version %u.%u, speak %u.x",
+			      b[OFF_MAJOR], b[OFF_MINOR], FM_WIRE_MAJOR);
+	/* 4. */
+	length = get32(b + OFF_LENGTH);
+	if (length != len || length > FM_WIRE_MAX_MSG)
+		return fm_err(-EMSGSIZE, "wire decode: length field %u, datagram %zu",
+			      length, len);
+	/* 5. the CRC covers the header with the crc field zeroed */
+	memcpy(hdr, b, FM_WIRE_HDR_SIZE);
+	put32(hdr + OFF_CRC, 0);
+	crc = crc32c_update(0xffffffffu, hdr, FM_WIRE_HDR_SIZE);
+	crc = crc32c_update(crc, b + FM_WIRE_HDR_SIZE, len - FM_WIRE_HDR_SIZE);
+	crc ^= 0xffffffffu;
+	if (crc != get32(b + OFF_CRC))
+		return fm_err(-EILSEQ, "wire decode: checksum 0x%08x, computed 0x%08x",
+			      get32(b + OFF_CRC), crc);
+	/* 6. */
+	if (get16(b + OFF_RSV0) || get32(b + OFF_RSV1))
+		return reserved_err("header");
+	/* 7. */
+	m->flags = get16(b + OFF_FLAGS);
+	if (m->flags & ~FM_WIRE_FLAGS_KNOWN)
+		return fm_err(-EOPNOTSUPP, "wire decode: unknown flags 0x%x", m->flags);
+	/* 8. */
+	m->type = get16(b + OFF_TYPE);
+	if (fm_wire_payload_size(m->type) < 0)
+		return fm_err(-ENOMSG, "wire decode: unknown type %u", m->type);
+	m->ver_major = b[OFF_MAJOR];
+	m->ver_minor = b[OFF_MINOR];
+	m->session = get64(b + OFF_SESSION);
+	m->seq = get64(b + OFF_SEQ);
+	/* 9., 10. */
+	rc = dec_payload(b + FM_WIRE_HDR_SIZE, len - FM_WIRE_HDR_SIZE, m);
+	if (rc)
+		return rc;
+	/* 11. */
+	return check_fields(m);
+}
+
+/* ---- CRC32C ---- */
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+
+		for (int k = 0; k < 8; k++)
+			c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+		crc_table[i] = c;
+	}
+}
+
+/* Running CRC without the final inversion (so it can span pieces). */
+static uint32_t crc32c_update(uint32_t c, const uint8_t *p, size_t len)
+{
+	pthread_once(&crc_once, crc_init);
+	while (len--)
+		c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
+	return c;
+}
+
+uint32_t fm_crc32c(const void *buf, size_t len)
+{
+	return crc32c_update(0xffffffffu, buf, len) ^ 0xffffffffu;
+}
+
+/* ---- SHA-256 (FIPS 180-4) ---- */
+static const uint32_t sha_k[64] = {
+	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1,
+	0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
+	0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
+	0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+	0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
+	0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
+	0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+	0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+	0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
+	0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
+	0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+
+static inline uint32_t ror(uint32_t x, unsigned n)
+{
+	return (x >> n) | (x << (32 - n));
+}
+
+static void sha_block(struct fm_sha256 *s, const uint8_t *p)
+{
+	uint32_t w[64], a, b, c, d, e, f, g, h;
+
+	for (int i = 0; i < 16; i++)
+		w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+		       (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+	for (int i = 16; i < 64; i++) {
+		uint32_t s0 = ror(w[i - 15], 7) ^ ror(w[i - 15], 18) ^ (w[i - 15] >> 3);
+		uint32_t s1 = ror(w[i - 2], 17) ^ ror(w[i - 2], 19) ^ (w[i - 2] >> 10);
+
+		w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+	}
+	a = s->h[0]; b = s->h[1]; c = s->h[2]; d = s->h[3];
+	e = s->h[4]; f = s->h[5]; g = s->h[6]; h = s->h[7];
+	for (int i = 0; i < 64; i++) {
+		uint32_t t1 = h + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) +
+			      ((e & f) ^ (~e & g)) + sha_k[i] + w[i];
+		uint32_t t2 = (ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) +
+			      ((a & b) ^ (a & c) ^ (b & c));
+
+		h = g; g = f; f = e; e = d + t1;
+		d = c; c = b; b = a; a = t1 + t2;
+	}
+	s->h[0] += a; s->h[1] += b; s->h[2] += c; s->h[3] += d;
+	s->h[4] += e; s->h[5] += f; s->h[6] += g; s->h[7] += h;
+}
+
+void fm_sha256_init(struct fm_sha256 *s)
+{
+	static const uint32_t iv[8] = {
+		0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+		0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+	};
+
+	memcpy(s->h, iv, sizeof(iv));
+	s->bytes = 0;
+	s->used = 0;
+}
+
+void fm_sha256_update(struct fm_sha256 *s, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+
+	s->bytes += len;
+	while (len) {
+		size_t take = FM_SHA256_BLOCK - s->used;
+
+		if (take > len)
+			take = len;
+		memcpy(s->block + s->used, p, take);
+		s->used += (uint32_t)take;
+		p += take;
+		len -= take;
+		if (s->used == FM_SHA256_BLOCK) {
+			sha_block(s, s->block);
+			s->used = 0;
+		}
+	}
+}
+
+void fm_sha256_final(struct fm_sha256 *s, uint8_t out[FM_SHA256_SIZE])
+{
+	uint64_t bits = s->bytes * 8;
+
+	s->block[s->used++] = 0x80;
+	if (s->used > FM_SHA256_BLOCK - 8) {
+		memset(s->block + s->used, 0, FM_SHA256_BLOCK - s->used);
+		sha_block(s, s->block);
+		s->used = 0;
+	}
+	memset(s->block + s->used, 0, FM_SHA256_BLOCK - 8 - s->used);
+	for (int i = 0; i < 8; i++)
+		s->block[FM_SHA256_BLOCK - 1 - i] = (uint8_t)(bits >> (8 * i));
+	sha_block(s, s->block);
+	for (int i = 0; i < 8; i++) {
+		out[4 * i] = (uint8_t)(s->h[i] >> 24);
+		out[4 * i + 1] = (uint8_t)(s->h[i] >> 16);
+		out[4 * i + 2] = (uint8_t)(s->h[i] >> 8);
+		out[4 * i + 3] = (uint8_t)s->h[i];
+	}
+	memset(s, 0, sizeof(*s));
+}
+
+void fm_hmac_sha256(const void *key, size_t key_len, const void *data,
+		    size_t data_len, uint8_t out[FM_SHA256_SIZE])
+{
+	uint8_t k[FM_SHA256_BLOCK] = { 0 }, pad[FM_SHA256_BLOCK];
+	uint8_t inner[FM_SHA256_SIZE];
+	struct fm_sha256 s;
+
+	if (key_len > FM_SHA256_BLOCK) {
+		fm_sha256_init(&s);
+		fm_sha256_update(&s, key, key_len);
+		fm_sha256_final(&s, k);
+	} else if (key_len) {
+		memcpy(k, key, key_len);
+	}
+	for (unsigned i = 0; i < FM_SHA256_BLOCK; i++)
+		pad[i] = k[i] ^ 0x36;
+	fm_sha256_init(&s);
+	fm_sha256_update(&s, pad, sizeof(pad));
+	fm_sha256_update(&s, data, data_len);
+	fm_sha256_final(&s, inner);
+	for (unsigned i = 0; i < FM_SHA256_BLOCK; i++)
+		pad[i] = k[i] ^ 0x5c;
+	fm_sha256_init(&s);
+	fm_sha256_update(&s, pad, sizeof(pad));
+	fm_sha256_update(&s, inner, sizeof(inner));
+	fm_sha256_final(&s, out);
+	memset(k, 0, sizeof(k));
+	memset(pad, 0, sizeof(pad));
+}
+
+void fm_wire_auth_mac(const void *key, size_t key_len, uint32_t client_id,
+		      const uint8_t client_nonce[FM_WIRE_NONCE_SIZE],
+		      const uint8_t owner_nonce[FM_WIRE_NONCE_SIZE],
+		      uint64_t session, uint8_t mac[FM_WIRE_MAC_SIZE])
+{
+	static const char label[] = "flashmeta-auth-v1";
+	uint8_t msg[sizeof(label) - 1 + 4 + 2 * FM_WIRE_NONCE_SIZE + 8];
+	uint8_t *p = msg;
+
+	memcpy(p, label, sizeof(label) - 1);
+	p += sizeof(label) - 1;
+	put32(p, client_id);
+	p += 4;
+	memcpy(p, client_nonce, FM_WIRE_NONCE_SIZE);
+	p += FM_WIRE_NONCE_SIZE;
+	memcpy(p, owner_nonce, FM_WIRE_NONCE_SIZE);
+	p += FM_WIRE_NONCE_SIZE;
+	put64(p, session);
+	fm_hmac_sha256(key, key_len, msg, sizeof(msg), mac);
+}
+
+bool fm_wire_mac_equal(const uint8_t *a, const uint8_t *b, size_t len)
+{
+	uint8_t acc = 0;
+
+	for (size_t i = 0; i < len; i++)
+		acc |= a[i] ^ b[i];
+	return acc == 0;
+}
