@@ -1,0 +1,233 @@
+/* pmem_store.h -- the owner's authoritative FlashCopy metadata on libpmem.
+ *
+ * A store is one pool file (or devdax device) holding a table of FlashCopy
+ * mappings and, per mapping, a split bitmap: bit g set means grain g of
+ * the target has been split off (copied) in the mapping's current
+ * generation.  Bits are only ever set within a generation; they are cleared
+ * only by a restart (fm_store_map_restart, or the START event), which bumps
+ * the generation in the same crash-atomic step.
+ *
+ * Durability:
+ *   - fm_store_split_set() sets a bit with a failure-atomic 8-byte store and
+ *     starts its write-back; it is NOT durable yet.
+ *   - fm_store_split_commit() makes every bit set so far durable with one
+ *     drain (DAX) or one msync (ordinary file) and returns only then.  Only
+ *     after that are the bits published to RDMA readers (the bitmap view).
+ *   - mapping create/delete/transition/restart are atomic across a crash
+ *     (redo log) and durable when they return.
+ *
+ * Persistence mode: DAX memory (pmem_is_pmem = 1) uses cache flushes; an
+ * ordinary file uses msync.  fm_store_stats() says which.
+ *
+ * RDMA view: fsdax memory cannot be registered with ibv_reg_mr, so readers
+ * see either the pool mapping itself (DIRECT: devdax) or a DRAM mirror
+ * (MIRROR) that receives bits strictly after they are durable in the pool.
+ * In DIRECT mode a bit is visible between split_set and split_commit (the
+ * CPU cache is coherent with RDMA reads), so a reader may see a bit that a
+ * power failure would lose; use DIRECT only where that is acceptable
+ * (eADR platforms, or readers that tolerate it).  AUTO picks DIRECT for a
+ * devdax character device and MIRROR everywhere else.
+ *
+ * Thread safety: every function may be called from any thread; a store has
+ * one internal mutex, held for the duration of each call (so a commit or a
+ * transition blocks concurrent split_set calls for one msync/drain).
+ *
+ * Errors: 0 (or a count) on success, a negative errno on failure with
+ * detail in fm_errormsg().
+ */
+#ifndef FLASHMETA_PMEM_STORE_H
+#define FLASHMETA_PMEM_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flashmeta/mapping.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct fm_store;
+
+enum fm_store_view {
+	FM_STORE_VIEW_AUTO = 0,   /* DIRECT on devdax, MIRROR otherwise */
+	FM_STORE_VIEW_DIRECT = 1, /* readers see the pool mapping */
+	FM_STORE_VIEW_MIRROR = 2, /* readers see a DRAM copy of durable bits */
+};
+
+struct fm_store_config {
+	uint32_t max_mappings; /* create: slots in the table (1..65536) */
+	uint64_t max_grains;   /* create: bitmap capacity per mapping */
+	enum fm_store_view view; /* create and open */
+};
+
+/* Pending split bits kept between commits; split_set commits when full. */
+#define FM_STORE_PENDING_MAX 65536u
+
+struct fm_store_stats {
+	int is_pmem;               /* 1: DAX + flush instructions; 0: msync */
+	enum fm_store_view view;   /* resolved: DIRECT or MIRROR */
+	const char *persist_mode;  /* "pmem (flush+drain)" or "msync" */
+	uint64_t pool_size;        /* bytes of layout */
+	uint32_t max_mappings;
+	uint32_t mappings;         /* in use */
+	uint64_t max_grains;       /* per mapping */
+	uint64_t splits_set;       /* fm_store_split_set calls that set a bit */
+	uint64_t splits_pending;   /* set, not yet committed */
+	uint64_t commits;          /* fm_store_split_commit calls that drained */
+	uint64_t drains;           /* drains or msyncs issued */
+	uint64_t log_ops;          /* logged mapping operations */
+	uint64_t recovered_ops;    /* log records replayed by the open */
+	uint64_t log_seq;          /* last applied log sequence number */
+};
+
+struct fm_store_map_info {
+	struct fm_mapping map;
+	uint32_t slot;
+	uint64_t split_count;      /* bits set (committed or pending) */
+};
+
+/*
+ * fm_store_create -- create a new pool at `path` (must not exist, or be a
+ * devdax device which is then overwritten) sized for cfg->max_mappings
+ * mappings of up to cfg->max_grains grains each, and open it.
+ * Returns 0 and *out, or -EINVAL (bad config), -EEXIST, -ENOMEM, or an errno
+ * from mapping/persisting the file.  Blocks (writes and persists the pool).
+ */
+int fm_store_create(struct fm_store **out, const char *path,
+		    const struct fm_store_config *cfg);
+
+/*
+ * fm_store_open -- open an existing pool, validate it and complete any
+ * operation a crash interrupted (see fm_pool_check order in the docs and
+ * `flashmeta-pmem check`).  cfg may be NULL (view AUTO); its sizes are
+ * ignored.  Returns 0 and *out, or:
+ *   -ENOENT/-EACCES...  the file cannot be opened or mapped
+ *   -ENODATA            file shorter than a superblock or than its layout
+ *   -EILSEQ             not a flashmeta pool (signature)
+ *   -EBADMSG            superblock checksum
+ *   -EPROTONOSUPPORT    unsupported major version
+ *   -EOPNOTSUPP         unknown incompatible feature
+ *   -EINVAL             inconsistent layout
+ *   -ENOTRECOVERABLE    corrupt redo log record
+ *   -EUCLEAN            mapping record checksum
+ *   -EDOM               mapping record content
+ *   -ERANGE             bitmap location, length or stray bits
+ *   -ENOMEM
+ * Nothing is written unless validation passes; nothing is repaired.
+ * Blocks (reads the table and bitmaps; replays the log).
+ */
+int fm_store_open(struct fm_store **out, const char *path,
+		  const struct fm_store_config *cfg);
+
+/*
+ * fm_store_close -- commit pending splits, unmap and free; sets *sp = NULL.
+ * NULL-safe.  Blocks for the final commit; an error there is lost (call
+ * fm_store_split_commit first to see it).
+ */
+void fm_store_close(struct fm_store **sp);
+
+/*
+ * fm_store_map_create -- add mapping `m` (state IDLE_OR_COPIED, any
+ * generation) with an empty bitmap.  Durable on return.
+ * Returns 0, -EINVAL (m invalid per fm_mapping_init rules, or state not
+ * IDLE_OR_COPIED), -EEXIST (id in use), -ENOSPC (table full), -EFBIG (more
+ * grains than the pool's max_grains), or an I/O errno.  Blocks.
+ */
+int fm_store_map_create(struct fm_store *s, const struct fm_mapping *m);
+
+/*
+ * fm_store_map_delete -- remove mapping `id` and clear its bitmap.  Only in
+ * IDLE_OR_COPIED or STOPPED.  Durable on return.
+ * Returns 0, -ENOENT, -EBUSY (another state), or an I/O errno.  Blocks.
+ */
+int fm_store_map_delete(struct fm_store *s, uint64_t id);
+
+/*
+ * fm_store_map_transition -- apply event `ev` with core's state table
+ * (fm_mapping_apply).  START also clears the bitmap and bumps the
+ * generation, in the same atomic step.  COPY_COMPLETE requires every grain
+ * split.  Pending splits are committed first.  On success the new mapping
+ * is durable and copied to *out (if not NULL).
+ * Returns 0, -ENOENT, -EPERM (illegal transition: nothing written),
+ * -EINVAL (bad event), -EBUSY (COPY_COMPLETE with unsplit grains), or an
+ * I/O errno.  Blocks.
+ */
+int fm_store_map_transition(struct fm_store *s, uint64_t id,
+			    enum fm_map_event ev, struct fm_mapping *out);
+
+/*
+ * fm_store_map_restart -- clear mapping `id`'s bitmap and bump its
+ * generation without changing its state (restart the copy from a new
+ * point in time).  Pending splits are committed first.  Durable on return;
+ * *new_generation (if not NULL) receives the new generation.
+ * Returns 0, -ENOENT, or an I/O errno.  Blocks.
+ */
+int fm_store_map_restart(struct fm_store *s, uint64_t id, uint64_t *new_generation);
+
+/*
+ * fm_store_map_get -- copy mapping `id` into *info.  0 or -ENOENT.
+ * Does not block on I/O.
+ */
+int fm_store_map_get(struct fm_store *s, uint64_t id, struct fm_store_map_info *info);
+
+/*
+ * fm_store_map_list -- write up to `cap` mapping ids (slot order) to ids.
+ * Returns the number of mappings in the store (may exceed cap).
+ */
+int fm_store_map_list(struct fm_store *s, uint64_t *ids, size_t cap);
+
+/*
+ * fm_store_split_set -- set split bit `grain` of mapping `id` if the
+ * mapping is still at `generation`.  Not durable until
+ * fm_store_split_commit() returns.  Allowed in COPYING and STOPPING.
+ * Returns 1 if the bit was newly set, 0 if it was already set, or
+ * -ENOENT, -ESTALE (generation moved on), -EPERM (state), -ERANGE
+ * (grain >= grain_count), or an I/O errno from an implicit commit.
+ * Cost: a mutex, one atomic OR, one cache-line flush; blocks only when
+ * FM_STORE_PENDING_MAX bits are pending (it commits them).
+ */
+int fm_store_split_set(struct fm_store *s, uint64_t id, uint64_t generation,
+		       uint64_t grain);
+
+/*
+ * fm_store_split_commit -- make every bit set so far durable (one drain or
+ * one msync for all of them), then publish them to the RDMA view.
+ * Returns the number of bits committed (>= 0) or an I/O errno (bits then
+ * stay pending and unpublished).  Blocks until durable.
+ */
+int fm_store_split_commit(struct fm_store *s);
+
+/*
+ * fm_store_split_test -- 1 if bit `grain` of mapping `id` is set in the pool
+ * (possibly not yet committed), 0 if not; -ENOENT or -ERANGE.
+ */
+int fm_store_split_test(struct fm_store *s, uint64_t id, uint64_t grain);
+
+/*
+ * fm_store_bitmap_view -- memory holding mapping `id`'s bitmap as RDMA
+ * readers should see it (register it with ibv_reg_mr): the pool mapping
+ * (DIRECT) or the DRAM mirror (MIRROR).  *addr is page aligned, *len is the
+ * bitmap length in bytes (whole le64 words); both stay valid until the
+ * store closes (a delete leaves the memory zeroed, a restart clears it).
+ * *view (if not NULL) says which.  Returns 0 or -ENOENT.
+ */
+int fm_store_bitmap_view(struct fm_store *s, uint64_t id, const void **addr,
+			 size_t *len, enum fm_store_view *view);
+
+/*
+ * fm_store_bitmap_region -- the whole bitmap area (all slots) of the view:
+ * register it once instead of per mapping.  Returns 0.
+ */
+int fm_store_bitmap_region(struct fm_store *s, const void **addr, size_t *len);
+
+/* fm_store_stats -- fill *st.  Returns 0.  Does not block on I/O. */
+int fm_store_stats(struct fm_store *s, struct fm_store_stats *st);
+
+/* Name of a view mode ("auto", "direct", "mirror"). */
+const char *fm_store_view_name(enum fm_store_view v);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FLASHMETA_PMEM_STORE_H */

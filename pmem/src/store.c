@@ -1,0 +1,838 @@
+/* store.c -- the owner's pool: mapping table, split bitmaps, redo log.
+ *
+ * Design.  The pool (format.h) is mapped with libpmem.  DRAM holds a decoded
+ * copy of each slot (slots[]), a per-slot count of set bits, an id -> slot
+ * hash, the list of split bits set but not yet committed (pending[]), and,
+ * in MIRROR mode, a DRAM copy of the bitmap area that RDMA readers see.
+ * Everything is under s->lock (one mutex per store; every public call takes
+ * it for its whole duration).
+ *
+ * Invariants (under s->lock, between calls):
+ *   I1. slots[i] equals the durable slot record i (or it is free).
+ *   I2. every pmem bitmap bit not in pending[] is durable.
+ *   I3. a mirror bit is set only if the same pmem bit is durable.
+ *   I4. bits of mapping m are set only while m is at one generation; a
+ *       restart commits pending[] first, then clears and bumps atomically.
+ *
+ * Mapping operations are redo-logged (one record, see log_commit()); split
+ * bits need no log: setting a bit is one failure-atomic 8-byte store.
+ */
+#include <errno.h>
+#include <endian.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libpmem.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "flashmeta/error.h"
+#include "flashmeta/pmem_store.h"
+#include "format.h"
+#include "persist.h"
+
+struct fm_pending {
+	uint64_t off;  /* pool offset of the 8-byte bitmap word */
+	uint64_t mask; /* host-order bits of that word this entry set */
+};
+
+struct fm_store {
+	pthread_mutex_t lock;
+	uint8_t *base;          /* pool mapping */
+	size_t mapped_len;
+	int is_pmem;
+	int is_devdax;
+	struct fm_persist pers;
+	struct fm_sb sb;
+	struct fm_slot *slots;  /* [sb.slot_count], I1 */
+	uint64_t *split_count;  /* [sb.slot_count] bits set per slot */
+	uint32_t *hash;         /* id -> slot + 1 (0 empty), open addressing */
+	uint32_t hash_mask;
+	uint32_t in_use;
+	enum fm_store_view view;
+	uint8_t *mirror;        /* MIRROR: copy of the bitmap area, I3 */
+	struct fm_pending *pending;
+	uint32_t npending;
+	uint64_t log_seq;       /* last applied log record */
+	struct fm_store_stats st;
+};
+
+const char *fm_store_view_name(enum fm_store_view v)
+{
+	switch (v) {
+	case FM_STORE_VIEW_AUTO: return "auto";
+	case FM_STORE_VIEW_DIRECT: return "direct";
+	case FM_STORE_VIEW_MIRROR: return "mirror";
+	}
+	return "?";
+}
+
+/* ---- helpers ------------------------------------------------------- */
+
+static uint64_t hash_id(uint64_t id)
+{
+	id ^= id >> 33;
+	id *= UINT64_C(0xff51afd7ed558ccd);
+	id ^= id >> 33;
+	return id;
+}
+
+static void __hash_rebuild(struct fm_store *s)
+{
+	memset(s->hash, 0, (size_t)(s->hash_mask + 1) * sizeof(*s->hash));
+	for (uint32_t i = 0; i < s->sb.slot_count; i++) {
+		if (!s->slots[i].flags)
+			continue;
+		uint32_t h = (uint32_t)hash_id(s->slots[i].m.id) & s->hash_mask;
+		while (s->hash[h])
+			h = (h + 1) & s->hash_mask;
+		s->hash[h] = i + 1;
+	}
+}
+
+/* Slot index of mapping `id`, or -1.  Cost: a hash probe. */
+static int64_t __lookup(const struct fm_store *s, uint64_t id)
+{
+	uint32_t h = (uint32_t)hash_id(id) & s->hash_mask;
+
+	while (s->hash[h]) {
+		uint32_t i = s->hash[h] - 1;
+		if (s->slots[i].m.id == id)
+			return i;
+		h = (h + 1) & s->hash_mask;
+	}
+	return -1;
+}
+
+static uint8_t *slot_addr(const struct fm_store *s, uint32_t i)
+{
+	return s->base + s->sb.table_off + (uint64_t)i * FM_SLOT_SIZE;
+}
+
+static uint64_t bitmap_off(const struct fm_store *s, uint32_t i)
+{
+	return s->sb.bitmap_off + (uint64_t)i * s->sb.bitmap_stride;
+}
+
+static uint8_t *log_addr(const struct fm_store *s)
+{
+	return s->base + s->sb.log_off;
+}
+
+/* Zero the non-zero words of [off, off + len) in the pool and flush them
+ * (no drain).  Reads are cheaper than writes on pmem and msync writes back
+ * only dirtied pages, so a clean bitmap costs one scan. */
+static void clear_words(struct fm_store *s, uint64_t off, uint64_t len)
+{
+	uint64_t *w = (uint64_t *)(s->base + off); /* 8-byte aligned: off % 4096 == 0 */
+
+	for (uint64_t k = 0; k < len / 8; k++) {
+		if (w[k]) {
+			__atomic_store_n(&w[k], 0, __ATOMIC_RELAXED);
+			fm_flush(&s->pers, &w[k], 8);
+		}
+	}
+}
+
+static uint64_t popcount_range(const uint8_t *p, uint64_t len)
+{
+	uint64_t n = 0, w;
+
+	for (uint64_t k = 0; k < len; k += 8) {
+		memcpy(&w, p + k, 8);
+		n += (uint64_t)__builtin_popcountll(w);
+	}
+	return n;
+}
+
+/* ---- redo log ------------------------------------------------------ */
+
+static int op_clears_bitmap(uint32_t op)
+{
+	return op == FM_LOG_CREATE || op == FM_LOG_DELETE || op == FM_LOG_RESTART;
+}
+
+/*
+ * __log_replay -- steps 2..4 of a logged operation; run by log_commit()
+ * and by recovery.  Idempotent: every step writes the record's final values.
+ */
+static int __log_replay(struct fm_store *s, const struct fm_log_rec *r)
+{
+	uint64_t *applied = (uint64_t *)log_addr(s); /* le64 at log offset 0 */
+	int ret;
+
+	/* 2. clear the slot's bitmap (create, delete, restart).  The mirror is
+	 *    cleared first: a reader may see fewer bits, never extra ones. */
+	if (op_clears_bitmap(r->op)) {
+		if (s->mirror)
+			memset(s->mirror + (bitmap_off(s, r->slot) - s->sb.bitmap_off),
+			       0, s->sb.bitmap_stride);
+		clear_words(s, bitmap_off(s, r->slot), s->sb.bitmap_stride);
+	}
+	/* 3. write the slot record (the image, or zeros for delete) and drain
+	 *    together with step 2: both are redone if we crash before 4. */
+	memcpy(slot_addr(s, r->slot), &r->image, FM_SLOT_SIZE);
+	fm_flush(&s->pers, slot_addr(s, r->slot), FM_SLOT_SIZE);
+	ret = fm_drain(&s->pers);
+	if (ret)
+		return ret;
+	/* 4. retire the record: one failure-atomic 8-byte store, persisted.
+	 *    From here on recovery ignores the record. */
+	__atomic_store_n(applied, htole64(r->seq), __ATOMIC_RELEASE);
+	ret = fm_persist_range(&s->pers, applied, 8);
+	if (ret)
+		return ret;
+	s->log_seq = r->seq;
+
+	fm_slot_decode(&s->slots[r->slot], &r->image);
+	if (op_clears_bitmap(r->op))
+		s->split_count[r->slot] = 0;
+	return 0;
+}
+
+/*
+ * __log_commit -- make a slot change atomic across a crash.  Caller holds
+ * s->lock, has committed pending splits, and passes the slot's new value
+ * (flags 0 for delete).
+ */
+static int __log_commit(struct fm_store *s, uint32_t op, uint32_t slot,
+			const struct fm_slot *next)
+{
+	struct fm_log_rec r = { .seq = s->log_seq + 1, .op = op, .slot = slot };
+	struct fm_log_media lm;
+	uint8_t *rec = log_addr(s) + FM_LOG_REC_OFF;
+	int ret;
+
+	fm_slot_encode(&r.image, next);
+	fm_log_encode(&lm, &r);
+	/* 1. write the record (seq = applied + 1, checksummed) and persist it.
+	 *    Commit point: once durable, recovery completes the operation; a
+	 *    torn record fails its checksum and the operation never happened. */
+	memcpy(rec, (const uint8_t *)&lm + FM_LOG_REC_OFF, FM_LOG_REC_LEN);
+	ret = fm_persist_range(&s->pers, rec, FM_LOG_REC_LEN);
+	if (ret)
+		return ret;
+	s->st.log_ops++;
+	/* 2..4 */
+	ret = __log_replay(s, &r);
+	if (ret == 0 && (op == FM_LOG_CREATE || op == FM_LOG_DELETE))
+		__hash_rebuild(s);
+	return ret;
+}
+
+/* ---- splits -------------------------------------------------------- */
+
+/*
+ * __commit -- make pending bits durable, then publish them.
+ * Cost: one drain (DAX) or one msync of the dirty range; O(pending).
+ */
+static int __commit(struct fm_store *s)
+{
+	uint32_t n = s->npending;
+	int ret;
+
+	if (n == 0)
+		return 0;
+	/* 1. each bit was stored (8-byte atomic OR) and flushed by split_set;
+	 *    one drain makes all of them durable. */
+	ret = fm_drain(&s->pers);
+	if (ret)
+		return ret;
+	/* 2. only now show them to RDMA readers: OR exactly the committed bits
+	 *    (not whole pool words, which may hold other uncommitted bits). */
+	if (s->mirror) {
+		for (uint32_t k = 0; k < n; k++) {
+			uint64_t *mw = (uint64_t *)(s->mirror +
+				(s->pending[k].off - s->sb.bitmap_off));
+			__atomic_fetch_or(mw, htole64(s->pending[k].mask),
+					  __ATOMIC_RELEASE);
+		}
+	}
+	s->npending = 0;
+	s->st.commits++;
+	return (int)n;
+}
+
+int fm_store_split_set(struct fm_store *s, uint64_t id, uint64_t generation,
+		       uint64_t grain)
+{
+	struct fm_slot *sl;
+	uint64_t off, mask, old;
+	uint64_t *w;
+	int64_t i;
+	int ret = 1;
+
+	pthread_mutex_lock(&s->lock);
+	i = __lookup(s, id);
+	if (i < 0) {
+		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
+		goto out;
+	}
+	sl = &s->slots[i];
+	if (sl->m.generation != generation) {
+		ret = fm_err(-ESTALE, "mapping %" PRIu64 " is at generation %" PRIu64
+			     ", not %" PRIu64, id, sl->m.generation, generation);
+		goto out;
+	}
+	if (sl->m.state != FM_MAP_COPYING && sl->m.state != FM_MAP_STOPPING) {
+		ret = fm_err(-EPERM, "mapping %" PRIu64 " is %s: no splits",
+			     id, fm_map_state_name(sl->m.state));
+		goto out;
+	}
+	if (grain >= sl->m.geom.grain_count) {
+		ret = fm_err(-ERANGE, "grain %" PRIu64 " >= %" PRIu64, grain,
+			     sl->m.geom.grain_count);
+		goto out;
+	}
+	off = sl->bitmap_off + grain / 64 * 8;
+	mask = UINT64_C(1) << (grain % 64);
+	w = (uint64_t *)(s->base + off);
+	/* a failure-atomic 8-byte store; bits are only ever added */
+	old = __atomic_fetch_or(w, htole64(mask), __ATOMIC_RELAXED);
+	if (le64toh(old) & mask) {
+		ret = 0;
+		goto out;
+	}
+	fm_flush(&s->pers, w, 8);
+	s->pending[s->npending].off = off;
+	s->pending[s->npending].mask = mask;
+	s->npending++;
+	s->split_count[i]++;
+	s->st.splits_set++;
+	if (s->npending == FM_STORE_PENDING_MAX) {
+		int c = __commit(s);
+		if (c < 0)
+			ret = c;
+	}
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int fm_store_split_commit(struct fm_store *s)
+{
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	ret = __commit(s);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int fm_store_split_test(struct fm_store *s, uint64_t id, uint64_t grain)
+{
+	int64_t i;
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	i = __lookup(s, id);
+	if (i < 0) {
+		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
+	} else if (grain >= s->slots[i].m.geom.grain_count) {
+		ret = fm_err(-ERANGE, "grain %" PRIu64 " >= %" PRIu64, grain,
+			     s->slots[i].m.geom.grain_count);
+	} else {
+		uint64_t w;
+		memcpy(&w, s->base + s->slots[i].bitmap_off + grain / 64 * 8, 8);
+		ret = (int)((le64toh(w) >> (grain % 64)) & 1);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+/* ---- mapping operations -------------------------------------------- */
+
+int fm_store_map_create(struct fm_store *s, const struct fm_mapping *m)
+{
+	struct fm_mapping chk;
+	struct fm_slot next;
+	uint32_t free_slot = UINT32_MAX;
+	int ret;
+
+	ret = fm_mapping_init(&chk, m->id, m->source_vol, m->target_vol,
+			      m->geom.volume_size, fm_geom_grain_size(&m->geom));
+	if (ret)
+		return ret;
+	if (m->geom.grain_shift < FM_GRAIN_SHIFT_MIN ||
+	    m->geom.grain_shift > FM_GRAIN_SHIFT_MAX ||
+	    chk.geom.grain_count != m->geom.grain_count)
+		return fm_err(-EINVAL, "mapping %" PRIu64 ": geometry not from"
+			      " fm_geom_init", m->id);
+	if (m->state != FM_MAP_IDLE_OR_COPIED)
+		return fm_err(-EINVAL, "mapping %" PRIu64 " must be created %s, not %s",
+			      m->id, fm_map_state_name(FM_MAP_IDLE_OR_COPIED),
+			      fm_map_state_name(m->state));
+
+	pthread_mutex_lock(&s->lock);
+	if (__lookup(s, m->id) >= 0) {
+		ret = fm_err(-EEXIST, "mapping %" PRIu64 " exists", m->id);
+		goto out;
+	}
+	if (fm_bitmap_len(m->geom.grain_count) > s->sb.bitmap_stride) {
+		ret = fm_err(-EFBIG, "mapping %" PRIu64 ": %" PRIu64 " grains, pool"
+			     " holds %" PRIu64 " per mapping", m->id,
+			     m->geom.grain_count, s->sb.bitmap_stride * 8);
+		goto out;
+	}
+	for (uint32_t i = 0; i < s->sb.slot_count; i++) {
+		if (!s->slots[i].flags) {
+			free_slot = i;
+			break;
+		}
+	}
+	if (free_slot == UINT32_MAX) {
+		ret = fm_err(-ENOSPC, "mapping table full (%" PRIu32 " slots)",
+			     s->sb.slot_count);
+		goto out;
+	}
+	ret = __commit(s);
+	if (ret < 0)
+		goto out;
+	memset(&next, 0, sizeof(next));
+	next.flags = FM_SLOT_IN_USE;
+	next.m = *m;
+	next.bitmap_off = bitmap_off(s, free_slot);
+	next.bitmap_len = fm_bitmap_len(m->geom.grain_count);
+	ret = __log_commit(s, FM_LOG_CREATE, free_slot, &next);
+	if (ret == 0)
+		s->in_use++;
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int fm_store_map_delete(struct fm_store *s, uint64_t id)
+{
+	struct fm_slot next;
+	int64_t i;
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	i = __lookup(s, id);
+	if (i < 0) {
+		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
+		goto out;
+	}
+	if (s->slots[i].m.state != FM_MAP_IDLE_OR_COPIED &&
+	    s->slots[i].m.state != FM_MAP_STOPPED) {
+		ret = fm_err(-EBUSY, "mapping %" PRIu64 " is %s: stop it first", id,
+			     fm_map_state_name(s->slots[i].m.state));
+		goto out;
+	}
+	ret = __commit(s);
+	if (ret < 0)
+		goto out;
+	memset(&next, 0, sizeof(next));
+	ret = __log_commit(s, FM_LOG_DELETE, (uint32_t)i, &next);
+	if (ret == 0)
+		s->in_use--;
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int fm_store_map_transition(struct fm_store *s, uint64_t id,
+			    enum fm_map_event ev, struct fm_mapping *out)
+{
+	struct fm_slot next;
+	int64_t i;
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	i = __lookup(s, id);
+	if (i < 0) {
+		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
+		goto out;
+	}
+	next = s->slots[i];
+	ret = fm_mapping_apply(&next.m, ev); /* -EPERM/-EINVAL: nothing written */
+	if (ret)
+		goto out;
+	if (ev == FM_MAP_EV_COPY_COMPLETE &&
+	    s->split_count[i] != next.m.geom.grain_count) {
+		ret = fm_err(-EBUSY, "mapping %" PRIu64 ": %" PRIu64 " of %" PRIu64
+			     " grains split; copy not complete", id,
+			     s->split_count[i], next.m.geom.grain_count);
+		goto out;
+	}
+	ret = __commit(s);
+	if (ret < 0)
+		goto out;
+	ret = __log_commit(s, ev == FM_MAP_EV_START ? FM_LOG_RESTART :
+			   FM_LOG_TRANSITION, (uint32_t)i, &next);
+	if (ret == 0 && out)
+		*out = s->slots[i].m;
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int fm_store_map_restart(struct fm_store *s, uint64_t id, uint64_t *new_generation)
+{
+	struct fm_slot next;
+	int64_t i;
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	i = __lookup(s, id);
+	if (i < 0) {
+		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
+		goto out;
+	}
+	ret = __commit(s);
+	if (ret < 0)
+		goto out;
+	next = s->slots[i];
+	next.m.generation++;
+	ret = __log_commit(s, FM_LOG_RESTART, (uint32_t)i, &next);
+	if (ret == 0 && new_generation)
+		*new_generation = next.m.generation;
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int fm_store_map_get(struct fm_store *s, uint64_t id, struct fm_store_map_info *info)
+{
+	int64_t i;
+	int ret = 0;
+
+	pthread_mutex_lock(&s->lock);
+	i = __lookup(s, id);
+	if (i < 0) {
+		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
+	} else {
+		info->map = s->slots[i].m;
+		info->slot = (uint32_t)i;
+		info->split_count = s->split_count[i];
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int fm_store_map_list(struct fm_store *s, uint64_t *ids, size_t cap)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (uint32_t i = 0; i < s->sb.slot_count; i++) {
+		if (!s->slots[i].flags)
+			continue;
+		if (n < cap)
+			ids[n] = s->slots[i].m.id;
+		n++;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return (int)n;
+}
+
+int fm_store_bitmap_view(struct fm_store *s, uint64_t id, const void **addr,
+			 size_t *len, enum fm_store_view *view)
+{
+	int64_t i;
+	int ret = 0;
+
+	pthread_mutex_lock(&s->lock);
+	i = __lookup(s, id);
+	if (i < 0) {
+		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
+	} else {
+		uint64_t rel = s->slots[i].bitmap_off - s->sb.bitmap_off;
+		*addr = s->mirror ? s->mirror + rel : s->base + s->slots[i].bitmap_off;
+		*len = s->slots[i].bitmap_len;
+		if (view)
+			*view = s->view;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int fm_store_bitmap_region(struct fm_store *s, const void **addr, size_t *len)
+{
+	*addr = s->mirror ? s->mirror : s->base + s->sb.bitmap_off;
+	*len = s->sb.bitmap_stride * s->sb.slot_count;
+	return 0;
+}
+
+int fm_store_stats(struct fm_store *s, struct fm_store_stats *st)
+{
+	pthread_mutex_lock(&s->lock);
+	*st = s->st;
+	st->is_pmem = s->is_pmem;
+	st->view = s->view;
+	st->persist_mode = s->is_pmem ? "pmem (flush+drain)" : "msync";
+	st->pool_size = s->sb.pool_size;
+	st->max_mappings = s->sb.slot_count;
+	st->mappings = s->in_use;
+	st->max_grains = s->sb.bitmap_stride * 8;
+	st->splits_pending = s->npending;
+	st->drains = s->pers.drains;
+	st->log_seq = s->log_seq;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+/* ---- open / create / close ----------------------------------------- */
+
+static void store_free(struct fm_store *s)
+{
+	if (!s)
+		return;
+	if (s->mirror)
+		munmap(s->mirror, s->sb.bitmap_stride * s->sb.slot_count);
+	if (s->base)
+		pmem_unmap(s->base, s->mapped_len);
+	free(s->pending);
+	free(s->hash);
+	free(s->split_count);
+	free(s->slots);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+static int map_pool(struct fm_store *s, const char *path, int create, uint64_t size)
+{
+	struct stat stb;
+	int st_ok = stat(path, &stb) == 0;
+
+	s->is_devdax = st_ok && S_ISCHR(stb.st_mode);
+	if (create && st_ok && !s->is_devdax)
+		return fm_err(-EEXIST, "%s exists", path);
+	if (!create) {
+		if (!st_ok)
+			return fm_err(-errno, "%s: %s", path, strerror(errno));
+		/* pmem_map_file cannot map an empty file: say what it is */
+		if (S_ISREG(stb.st_mode) && (uint64_t)stb.st_size < FM_BLOCK)
+			return fm_err(-ENODATA, "file is %jd bytes; a pool needs at"
+				      " least %u", (intmax_t)stb.st_size, FM_BLOCK);
+	}
+	if (create && !s->is_devdax)
+		s->base = pmem_map_file(path, size, PMEM_FILE_CREATE | PMEM_FILE_EXCL,
+					0644, &s->mapped_len, &s->is_pmem);
+	else
+		s->base = pmem_map_file(path, 0, 0, 0, &s->mapped_len, &s->is_pmem);
+	if (!s->base) {
+		int e = errno ? errno : EIO;
+		return fm_err(-e, "%s: %s", path, pmem_errormsg());
+	}
+	if (create && s->mapped_len < size)
+		return fm_err(-ENOSPC, "%s holds %zu bytes, pool needs %" PRIu64,
+			      path, s->mapped_len, size);
+	fm_persist_init(&s->pers, s->base, s->mapped_len, s->is_pmem);
+	return 0;
+}
+
+static int store_alloc(struct fm_store **out)
+{
+	struct fm_store *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return fm_err(-ENOMEM, "out of memory");
+	pthread_mutex_init(&s->lock, NULL);
+	*out = s;
+	return 0;
+}
+
+/* DRAM arrays sized by the (validated) superblock. */
+static int store_arrays(struct fm_store *s)
+{
+	uint32_t n = s->sb.slot_count, hsize = 1;
+
+	while (hsize < 2 * n)
+		hsize <<= 1;
+	s->slots = calloc(n, sizeof(*s->slots));
+	s->split_count = calloc(n, sizeof(*s->split_count));
+	s->hash = calloc(hsize, sizeof(*s->hash));
+	s->pending = malloc(FM_STORE_PENDING_MAX * sizeof(*s->pending));
+	if (!s->slots || !s->split_count || !s->hash || !s->pending)
+		return fm_err(-ENOMEM, "out of memory for %" PRIu32 " slots", n);
+	s->hash_mask = hsize - 1;
+	return 0;
+}
+
+/* DRAM state from the (validated, recovered, durable) pool. */
+static int store_load(struct fm_store *s, enum fm_store_view view)
+{
+	uint32_t n = s->sb.slot_count;
+	uint64_t area = s->sb.bitmap_stride * n;
+
+	if (view == FM_STORE_VIEW_AUTO)
+		view = s->is_devdax ? FM_STORE_VIEW_DIRECT : FM_STORE_VIEW_MIRROR;
+	s->view = view;
+	if (view == FM_STORE_VIEW_MIRROR) {
+		/* anonymous: pages are only allocated where bits are copied */
+		s->mirror = mmap(NULL, area, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (s->mirror == MAP_FAILED) {
+			s->mirror = NULL;
+			return fm_err(-ENOMEM, "mirror of %" PRIu64 " bytes", area);
+		}
+	}
+
+	s->in_use = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		struct fm_slot_media sm;
+		memcpy(&sm, slot_addr(s, i), sizeof(sm));
+		fm_slot_decode(&s->slots[i], &sm);
+		if (!s->slots[i].flags)
+			continue;
+		s->in_use++;
+		s->split_count[i] = popcount_range(s->base + s->slots[i].bitmap_off,
+						   s->slots[i].bitmap_len);
+		if (s->mirror && s->split_count[i])
+			memcpy(s->mirror + (s->slots[i].bitmap_off - s->sb.bitmap_off),
+			       s->base + s->slots[i].bitmap_off, s->slots[i].bitmap_len);
+	}
+	__hash_rebuild(s);
+	return 0;
+}
+
+static int read_view(const struct fm_store_config *cfg, enum fm_store_view *v)
+{
+	*v = cfg ? cfg->view : FM_STORE_VIEW_AUTO;
+	if ((unsigned)*v > FM_STORE_VIEW_MIRROR)
+		return fm_err(-EINVAL, "view mode %u unknown", (unsigned)*v);
+	return 0;
+}
+
+int fm_store_create(struct fm_store **out, const char *path,
+		    const struct fm_store_config *cfg)
+{
+	struct fm_store *s = NULL;
+	struct fm_sb_media sbm;
+	enum fm_store_view view;
+	int ret;
+
+	*out = NULL;
+	if (!cfg)
+		return fm_err(-EINVAL, "create needs a config");
+	ret = read_view(cfg, &view);
+	if (ret)
+		return ret;
+	ret = store_alloc(&s);
+	if (ret)
+		return ret;
+	ret = fm_layout_compute(&s->sb, cfg->max_mappings, cfg->max_grains);
+	if (ret)
+		goto out_free;
+	if (getrandom(s->sb.uuid, sizeof(s->sb.uuid), 0) != sizeof(s->sb.uuid)) {
+		ret = fm_err(-EIO, "getrandom failed");
+		goto out_free;
+	}
+	ret = map_pool(s, path, 1, s->sb.pool_size);
+	if (ret)
+		goto out_unlink;
+
+	/* 1. zero everything behind the superblock (a devdax device or a
+	 *    reused file may hold old data) and make it durable. */
+	{
+		uint64_t *applied = (uint64_t *)log_addr(s);
+		memset(log_addr(s) + 8, 0, FM_BLOCK - 8);
+		__atomic_store_n(applied, 0, __ATOMIC_RELAXED);
+		fm_flush(&s->pers, log_addr(s), FM_BLOCK);
+		clear_words(s, s->sb.table_off, s->sb.pool_size - s->sb.table_off);
+		ret = fm_drain(&s->pers);
+		if (ret)
+			goto out_unlink;
+	}
+	/* 2. write the superblock last and persist it: only now is this a
+	 *    pool; a crash before leaves a file that open refuses. */
+	fm_sb_encode(&sbm, &s->sb);
+	memset(s->base, 0, FM_BLOCK);
+	memcpy(s->base, &sbm, sizeof(sbm));
+	ret = fm_persist_range(&s->pers, s->base, FM_BLOCK);
+	if (ret)
+		goto out_unlink;
+
+	ret = store_arrays(s);
+	if (ret == 0)
+		ret = store_load(s, view);
+	if (ret)
+		goto out_unlink;
+	*out = s;
+	return 0;
+
+out_unlink:
+	if (!s->is_devdax && s->base)
+		unlink(path);
+out_free:
+	store_free(s);
+	return ret;
+}
+
+int fm_store_open(struct fm_store **out, const char *path,
+		  const struct fm_store_config *cfg)
+{
+	struct fm_store *s = NULL;
+	struct fm_check c;
+	enum fm_store_view view;
+	uint64_t *ids;
+	int ret;
+
+	*out = NULL;
+	ret = read_view(cfg, &view);
+	if (ret)
+		return ret;
+	ret = store_alloc(&s);
+	if (ret)
+		return ret;
+	ret = map_pool(s, path, 0, 0);
+	if (ret)
+		goto out_free;
+
+	ids = malloc(FM_SLOTS_MAX * sizeof(*ids));
+	if (!ids) {
+		ret = fm_err(-ENOMEM, "out of memory");
+		goto out_free;
+	}
+	ret = fm_pool_check(s->base, s->mapped_len, &c, ids);
+	free(ids);
+	if (ret)
+		goto out_free; /* validation failed: nothing was written */
+	s->sb = c.sb;
+	s->log_seq = c.applied_seq;
+
+	/* Everything we read may still sit in the page cache (msync mode) or
+	 * the CPU cache (after a process crash on DAX): make it durable before
+	 * acting on it or publishing it. */
+	ret = fm_persist_range(&s->pers, s->base, s->sb.pool_size);
+	if (ret)
+		goto out_free;
+
+	ret = store_arrays(s);
+	if (ret)
+		goto out_free;
+	if (c.log_pending) {
+		/* complete the interrupted operation: steps 2..4 */
+		ret = __log_replay(s, &c.rec);
+		if (ret)
+			goto out_free;
+		s->st.recovered_ops = 1;
+	}
+	ret = store_load(s, view);
+	if (ret)
+		goto out_free;
+	*out = s;
+	return 0;
+
+out_free:
+	store_free(s);
+	return ret;
+}
+
+void fm_store_close(struct fm_store **sp)
+{
+	struct fm_store *s = sp ? *sp : NULL;
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	(void)__commit(s);
+	pthread_mutex_unlock(&s->lock);
+	store_free(s);
+	*sp = NULL;
+}

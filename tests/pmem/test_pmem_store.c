@@ -1,0 +1,512 @@
+/* test_pmem_store.c -- unit tests of the pmem store: format, validation,
+ * transitions, group commit, log recovery. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "flashmeta/error.h"
+#include "flashmeta/pmem_store.h"
+#include "format.h"
+#include "pmem_test_util.h"
+
+#define GRAIN 4096u
+
+static const struct fm_store_config small_cfg = {
+	.max_mappings = 4, .max_grains = 1000, .view = FM_STORE_VIEW_MIRROR,
+};
+
+static void mk_map(struct fm_mapping *m, uint64_t id, uint64_t grains)
+{
+	assert_int_equal(fm_mapping_init(m, id, 100 + id, 200 + id,
+					 grains * GRAIN, GRAIN), 0);
+}
+
+/* Pool with mapping 1 (100 grains, COPYING, bits 0, 5, 99) and 2 (130
+ * grains, idle).  Returns the file bytes. */
+static uint8_t *golden_pool(const char *path, size_t *len)
+{
+	struct fm_store *s;
+	struct fm_mapping m;
+
+	assert_int_equal(fm_store_create(&s, path, &small_cfg), 0);
+	mk_map(&m, 1, 100);
+	assert_int_equal(fm_store_map_create(s, &m), 0);
+	mk_map(&m, 2, 130);
+	assert_int_equal(fm_store_map_create(s, &m), 0);
+	assert_int_equal(fm_store_map_transition(s, 1, FM_MAP_EV_PREPARE, NULL), 0);
+	assert_int_equal(fm_store_map_transition(s, 1, FM_MAP_EV_PREPARE_DONE, NULL), 0);
+	assert_int_equal(fm_store_map_transition(s, 1, FM_MAP_EV_START, NULL), 0);
+	assert_int_equal(fm_store_split_set(s, 1, 1, 0), 1);
+	assert_int_equal(fm_store_split_set(s, 1, 1, 5), 1);
+	assert_int_equal(fm_store_split_set(s, 1, 1, 99), 1);
+	assert_int_equal(fm_store_split_commit(s), 3);
+	fm_store_close(&s);
+	assert_null(s);
+	return fmt_read_file(path, len);
+}
+
+/* ---- format -------------------------------------------------------- */
+
+static void format__sb_roundtrip__le_on_media(void **state)
+{
+	struct fm_sb sb, back;
+	struct fm_sb_media m;
+
+	assert_int_equal(fm_layout_compute(&sb, 4, 1000), 0);
+	sb.uuid[0] = 0xAB;
+	fm_sb_encode(&m, &sb);
+	fm_sb_decode(&back, &m);
+	assert_memory_equal(&sb, &back, sizeof(sb));
+	/* little-endian at fixed offsets */
+	const uint8_t *b = (const uint8_t *)&m;
+	assert_memory_equal(b, FM_POOL_SIGNATURE, 8);
+	assert_int_equal(b[8], FM_POOL_MAJOR);
+	assert_int_equal(b[9], 0);
+	assert_int_equal(b[48], 1); /* seq */
+	assert_int_equal(b[88], 4); /* slot_count */
+	assert_int_equal(fm_le32_get(&m.checksum), fm_sb_checksum(&m));
+	/* the checksum covers every byte */
+	m.reserved[7] ^= 1;
+	assert_int_not_equal(fm_le32_get(&m.checksum), fm_sb_checksum(&m));
+}
+
+static void format__slot_roundtrip__free_slot_all_zero(void **state)
+{
+	struct fm_slot s = { 0 }, back;
+	struct fm_slot_media m;
+	static const uint8_t zero[FM_SLOT_SIZE];
+
+	fm_slot_encode(&m, &s);
+	assert_memory_equal(&m, zero, sizeof(m));
+
+	s.flags = FM_SLOT_IN_USE;
+	mk_map(&s.m, 7, 100);
+	s.m.generation = 0x0102030405060708ull;
+	s.m.state = FM_MAP_COPYING;
+	s.bitmap_off = 12288;
+	s.bitmap_len = 16;
+	fm_slot_encode(&m, &s);
+	assert_int_equal(((uint8_t *)&m)[32], 0x08); /* generation, LE */
+	assert_int_equal(((uint8_t *)&m)[39], 0x01);
+	fm_slot_decode(&back, &m);
+	assert_int_equal(back.m.id, 7);
+	assert_int_equal(back.m.source_vol, 107);
+	assert_int_equal(back.m.target_vol, 207);
+	assert_int_equal(back.m.geom.volume_size, s.m.geom.volume_size);
+	assert_int_equal(back.m.geom.grain_count, 100);
+	assert_int_equal(back.m.geom.grain_shift, 12);
+	assert_int_equal(back.m.generation, s.m.generation);
+	assert_int_equal(back.m.state, FM_MAP_COPYING);
+	assert_int_equal(back.bitmap_off, 12288);
+}
+
+static void format__crc32c__known_vector(void **state)
+{
+	/* RFC 3720 B.4: 32 bytes of zeros -> 0x8A9136AA */
+	static const uint8_t z[32];
+	assert_int_equal(fm_crc32c(0, z, 32), 0x8A9136AAu);
+	assert_int_equal(fm_crc32c(0, "123456789", 9), 0xE3069283u);
+}
+
+static void layout__limits__einval(void **state)
+{
+	struct fm_sb sb;
+	assert_int_equal(fm_layout_compute(&sb, 0, 10), -EINVAL);
+	assert_int_equal(fm_layout_compute(&sb, FM_SLOTS_MAX + 1, 10), -EINVAL);
+	assert_int_equal(fm_layout_compute(&sb, 1, 0), -EINVAL);
+	assert_int_equal(fm_layout_compute(&sb, 65536, UINT64_C(1) << 40), -EINVAL);
+	assert_int_equal(fm_layout_compute(&sb, 1, UINT64_C(1) << 24), 0);
+	assert_int_equal(sb.bitmap_stride, 2u << 20);
+}
+
+/* ---- validation: table-driven ------------------------------------- */
+
+static void resum_sb(uint8_t *b)
+{
+	struct fm_sb_media *m = (struct fm_sb_media *)b;
+	fm_le32_put(&m->checksum, fm_sb_checksum(m));
+}
+
+static struct fm_slot_media *slot_of(uint8_t *b, uint32_t i)
+{
+	return (struct fm_slot_media *)(b + FM_TABLE_OFF + i * FM_SLOT_SIZE);
+}
+
+static void resum_slot(uint8_t *b, uint32_t i)
+{
+	fm_le32_put(&slot_of(b, i)->checksum, fm_slot_checksum(slot_of(b, i)));
+}
+
+static size_t c_zero(uint8_t *b, size_t n) { (void)b; return 0; }
+static size_t c_short(uint8_t *b, size_t n) { return 100; }
+static size_t c_trunc(uint8_t *b, size_t n) { return n - 4096; }
+static size_t c_sig(uint8_t *b, size_t n) { b[1] ^= 0x20; return n; }
+static size_t c_foreign(uint8_t *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		b[i] = "#!/bin/sh\necho hello\n"[i % 21];
+	return n;
+}
+static size_t c_sbsum(uint8_t *b, size_t n) { b[40] ^= 1; return n; }
+static size_t c_major(uint8_t *b, size_t n) { b[8] = 2; resum_sb(b); return n; }
+static size_t c_incompat(uint8_t *b, size_t n) { b[24] = 0x10; resum_sb(b); return n; }
+static size_t c_slots(uint8_t *b, size_t n) { b[88] = 5; resum_sb(b); return n; }
+static size_t c_sbres(uint8_t *b, size_t n) { b[300] = 1; return n; }
+static size_t c_huge(uint8_t *b, size_t n)
+{
+	/* a consistent layout that claims 64 TiB: refused without allocating */
+	struct fm_sb sb;
+	struct fm_sb_media m;
+	assert_int_equal(fm_layout_compute(&sb, 16, UINT64_C(1) << 41), 0);
+	fm_sb_encode(&m, &sb);
+	memcpy(b, &m, sizeof(m));
+	return n;
+}
+static size_t c_logbad(uint8_t *b, size_t n)
+{
+	struct fm_log_rec r = { .seq = 1000, .op = FM_LOG_TRANSITION, .slot = 77 };
+	struct fm_log_media lm;
+	uint64_t applied = fm_le64_get((fm_le64 *)(b + FM_LOG_OFF));
+	r.seq = applied + 1;
+	r.image = *slot_of(b, 0);
+	fm_log_encode(&lm, &r);
+	memcpy(b + FM_LOG_OFF + FM_LOG_REC_OFF, (uint8_t *)&lm + FM_LOG_REC_OFF,
+	       FM_LOG_REC_LEN);
+	return n;
+}
+static size_t c_slotsum(uint8_t *b, size_t n) { slot_of(b, 1)->id.b[0] ^= 4; return n; }
+static size_t c_state(uint8_t *b, size_t n)
+{
+	fm_le32_put(&slot_of(b, 0)->state, 9);
+	resum_slot(b, 0);
+	return n;
+}
+static size_t c_dup(uint8_t *b, size_t n)
+{
+	slot_of(b, 1)->id = slot_of(b, 0)->id;
+	resum_slot(b, 1);
+	return n;
+}
+static size_t c_bmoff(uint8_t *b, size_t n)
+{
+	fm_le64_put(&slot_of(b, 1)->bitmap_off, 8192);
+	resum_slot(b, 1);
+	return n;
+}
+static size_t c_stray(uint8_t *b, size_t n)
+{
+	/* grain 100 of a 100-grain mapping */
+	uint64_t off = fm_le64_get(&slot_of(b, 0)->bitmap_off);
+	b[off + 12] |= 0x10;
+	return n;
+}
+static size_t c_past_len(uint8_t *b, size_t n)
+{
+	uint64_t off = fm_le64_get(&slot_of(b, 1)->bitmap_off);
+	b[off + 1000] = 1;
+	return n;
+}
+
+struct corruption {
+	const char *name;
+	size_t (*apply)(uint8_t *b, size_t n);
+	int err;
+	const char *msg;
+};
+
+static const struct corruption corruptions[] = {
+	{ "zero-length", c_zero, -ENODATA, "needs at least" },
+	{ "tiny", c_short, -ENODATA, "needs at least" },
+	{ "truncated", c_trunc, -ENODATA, "truncated" },
+	{ "signature", c_sig, -EILSEQ, "not a flashmeta pool" },
+	{ "foreign", c_foreign, -EILSEQ, "not a flashmeta pool" },
+	{ "sb checksum", c_sbsum, -EBADMSG, "superblock checksum" },
+	{ "major", c_major, -EPROTONOSUPPORT, "pool format 2.0" },
+	{ "incompat", c_incompat, -EOPNOTSUPP, "incompat features 0x10" },
+	{ "slot count", c_slots, -EINVAL, "layout" },
+	{ "sb reserved", c_sbres, -EINVAL, "reserved" },
+	{ "huge layout", c_huge, -ENODATA, "truncated" },
+	{ "log record", c_logbad, -ENOTRECOVERABLE, "log: slot 77" },
+	{ "slot checksum", c_slotsum, -EUCLEAN, "slot 1: checksum" },
+	{ "slot state", c_state, -EDOM, "state 9" },
+	{ "duplicate id", c_dup, -EDOM, "two slots hold mapping 1" },
+	{ "bitmap offset", c_bmoff, -ERANGE, "slot 1: bitmap at 8192" },
+	{ "stray bit", c_stray, -ERANGE, "past grain 100" },
+	{ "bits past len", c_past_len, -ERANGE, "past the bitmap end" },
+};
+
+static void open__each_corruption__own_errno_no_write(void **state)
+{
+	char path[600];
+	size_t len, len2;
+	uint8_t *gold = golden_pool(fmt_path(path, sizeof(path), "gold"), &len);
+
+	assert_non_null(gold);
+	for (size_t k = 0; k < sizeof(corruptions) / sizeof(corruptions[0]); k++) {
+		const struct corruption *c = &corruptions[k];
+		uint8_t *b = malloc(len), *after;
+		struct fm_store *s = (void *)1;
+		size_t n;
+		int ret;
+
+		memcpy(b, gold, len);
+		n = c->apply(b, len);
+		assert_int_equal(fmt_write_file(path, b, n), 0);
+		ret = fm_store_open(&s, path, NULL);
+		if (ret != c->err || !strstr(fm_errormsg(), c->msg))
+			fail_msg("%s: got %d \"%s\", want %d \"%s\"", c->name, ret,
+				 fm_errormsg(), c->err, c->msg);
+		assert_null(s);
+		after = fmt_read_file(path, &len2);
+		assert_int_equal(len2, n);
+		if (n)
+			assert_memory_equal(after, b, n); /* never repaired */
+		free(after);
+		free(b);
+	}
+	unlink(path);
+	free(gold);
+}
+
+static void open__golden__state_and_bits(void **state)
+{
+	char path[600];
+	size_t len;
+	struct fm_store *s;
+	struct fm_store_map_info info;
+	struct fm_store_stats st;
+	uint64_t ids[8];
+
+	free(golden_pool(fmt_path(path, sizeof(path), "gold2"), &len));
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	assert_int_equal(fm_store_map_list(s, ids, 8), 2);
+	assert_int_equal(fm_store_map_get(s, 1, &info), 0);
+	assert_int_equal(info.map.state, FM_MAP_COPYING);
+	assert_int_equal(info.map.generation, 1);
+	assert_int_equal(info.split_count, 3);
+	assert_int_equal(fm_store_split_test(s, 1, 5), 1);
+	assert_int_equal(fm_store_split_test(s, 1, 6), 0);
+	assert_int_equal(fm_store_split_test(s, 1, 100), -ERANGE);
+	assert_int_equal(fm_store_split_test(s, 3, 1), -ENOENT);
+	assert_int_equal(fm_store_stats(s, &st), 0);
+	assert_int_equal(st.is_pmem, 0); /* ordinary file / tmpfs here */
+	assert_int_equal(st.view, FM_STORE_VIEW_MIRROR);
+	assert_int_equal(st.recovered_ops, 0);
+	fm_store_close(&s);
+	unlink(path);
+}
+
+/* ---- transitions --------------------------------------------------- */
+
+static void transition__illegal__eperm_nothing_written(void **state)
+{
+	char path[600];
+	struct fm_store *s;
+	struct fm_mapping m, out;
+	size_t l1, l2;
+	uint8_t *before, *after;
+
+	assert_int_equal(fm_store_create(&s, fmt_path(path, sizeof(path), "tr"),
+					 &small_cfg), 0);
+	mk_map(&m, 9, 64);
+	assert_int_equal(fm_store_map_create(s, &m), 0);
+	assert_int_equal(fm_store_map_create(s, &m), -EEXIST);
+
+	/* every event core refuses from IDLE_OR_COPIED leaves the file as is */
+	for (int ev = 0; ev < FM_MAP_EV_COUNT; ev++) {
+		if (fm_map_next_state(FM_MAP_IDLE_OR_COPIED, ev) >= 0)
+			continue;
+		before = fmt_read_file(path, &l1);
+		assert_int_equal(fm_store_map_transition(s, 9, ev, NULL), -EPERM);
+		after = fmt_read_file(path, &l2);
+		assert_int_equal(l1, l2);
+		assert_memory_equal(before, after, l1);
+		free(before);
+		free(after);
+	}
+	assert_int_equal(fm_store_map_transition(s, 9, FM_MAP_EV_COUNT, NULL), -EINVAL);
+	assert_int_equal(fm_store_map_transition(s, 9, FM_MAP_EV_PREPARE, &out), 0);
+	assert_int_equal(out.state, FM_MAP_PREPARING);
+	assert_int_equal(fm_store_split_set(s, 9, 0, 1), -EPERM); /* not copying */
+	assert_int_equal(fm_store_map_transition(s, 9, FM_MAP_EV_PREPARE_DONE, &out), 0);
+	assert_int_equal(fm_store_map_transition(s, 9, FM_MAP_EV_START, &out), 0);
+	assert_int_equal(out.state, FM_MAP_COPYING);
+	assert_int_equal(out.generation, 1);
+	assert_int_equal(fm_store_map_delete(s, 9), -EBUSY);
+	/* COPY_COMPLETE needs every grain */
+	assert_int_equal(fm_store_map_transition(s, 9, FM_MAP_EV_COPY_COMPLETE, NULL), -EBUSY);
+	for (uint64_t g = 0; g < 64; g++)
+		assert_int_equal(fm_store_split_set(s, 9, 1, g), 1);
+	assert_int_equal(fm_store_map_transition(s, 9, FM_MAP_EV_COPY_COMPLETE, &out), 0);
+	assert_int_equal(out.state, FM_MAP_IDLE_OR_COPIED);
+	fm_store_close(&s);
+
+	/* all durable across reopen */
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	assert_int_equal(fm_store_split_test(s, 9, 63), 1);
+	assert_int_equal(fm_store_map_delete(s, 9), 0);
+	assert_int_equal(fm_store_map_delete(s, 9), -ENOENT);
+	fm_store_close(&s);
+	unlink(path);
+}
+
+static void restart__clears_bits__old_generation_estale(void **state)
+{
+	char path[600];
+	size_t len;
+	struct fm_store *s;
+	struct fm_store_map_info info;
+	uint64_t gen;
+
+	free(golden_pool(fmt_path(path, sizeof(path), "rs"), &len));
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	assert_int_equal(fm_store_split_set(s, 1, 1, 7), 1);
+	/* pending bit is committed by the restart, then cleared with the rest */
+	assert_int_equal(fm_store_map_restart(s, 1, &gen), 0);
+	assert_int_equal(gen, 2);
+	assert_int_equal(fm_store_split_test(s, 1, 0), 0);
+	assert_int_equal(fm_store_split_test(s, 1, 7), 0);
+	assert_int_equal(fm_store_split_set(s, 1, 1, 3), -ESTALE);
+	assert_int_equal(fm_store_split_set(s, 1, 2, 3), 1);
+	assert_int_equal(fm_store_split_set(s, 1, 2, 3), 0);
+	assert_int_equal(fm_store_split_commit(s), 1);
+	fm_store_close(&s);
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	assert_int_equal(fm_store_map_get(s, 1, &info), 0);
+	assert_int_equal(info.map.generation, 2);
+	assert_int_equal(info.split_count, 1);
+	fm_store_close(&s);
+	unlink(path);
+}
+
+/* ---- group commit and the mirror ------------------------------------ */
+
+static int view_bit(const void *addr, uint64_t g)
+{
+	uint64_t w;
+	memcpy(&w, (const uint8_t *)addr + g / 64 * 8, 8);
+	return (int)((le64toh(w) >> (g % 64)) & 1);
+}
+
+static void commit__many_bits__one_drain_then_published(void **state)
+{
+	char path[600];
+	size_t len;
+	struct fm_store *s;
+	struct fm_store_stats a, b;
+	const void *view;
+	size_t vlen;
+	enum fm_store_view mode;
+
+	free(golden_pool(fmt_path(path, sizeof(path), "gc"), &len));
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	assert_int_equal(fm_store_bitmap_view(s, 1, &view, &vlen, &mode), 0);
+	assert_int_equal(mode, FM_STORE_VIEW_MIRROR);
+	assert_int_equal(vlen, 16);
+	assert_int_equal(view_bit(view, 5), 1); /* durable bits published at open */
+	assert_int_equal(fm_store_stats(s, &a), 0);
+	for (uint64_t g = 10; g < 90; g++)
+		assert_int_equal(fm_store_split_set(s, 1, 1, g), 1);
+	/* set but not durable: the RDMA view must not show them */
+	for (uint64_t g = 10; g < 90; g++)
+		assert_int_equal(view_bit(view, g), 0);
+	assert_int_equal(fm_store_split_test(s, 1, 50), 1);
+	assert_int_equal(fm_store_stats(s, &b), 0);
+	assert_int_equal(b.splits_pending, 80);
+	assert_int_equal(fm_store_split_commit(s), 80);
+	assert_int_equal(fm_store_stats(s, &b), 0);
+	assert_int_equal(b.drains - a.drains, 1);
+	assert_int_equal(b.commits - a.commits, 1);
+	assert_int_equal(b.splits_pending, 0);
+	for (uint64_t g = 10; g < 90; g++)
+		assert_int_equal(view_bit(view, g), 1);
+	assert_int_equal(view_bit(view, 9), 0);
+	assert_int_equal(fm_store_split_commit(s), 0); /* nothing pending: no drain */
+	fm_store_close(&s);
+	unlink(path);
+}
+
+/* ---- log recovery --------------------------------------------------- */
+
+static void recovery__committed_record__replayed_on_open(void **state)
+{
+	char path[600];
+	size_t len;
+	uint8_t *b;
+	struct fm_slot sl;
+	struct fm_log_rec r = { 0 };
+	struct fm_log_media lm;
+	struct fm_store *s;
+	struct fm_store_map_info info;
+	struct fm_store_stats st;
+	uint64_t applied;
+
+	b = golden_pool(fmt_path(path, sizeof(path), "rec"), &len);
+	/* log says: mapping 1 restarted to generation 2; the slot is torn */
+	fm_slot_decode(&sl, slot_of(b, 0));
+	sl.m.generation = 2;
+	applied = fm_le64_get((fm_le64 *)(b + FM_LOG_OFF));
+	r.seq = applied + 1;
+	r.op = FM_LOG_RESTART;
+	r.slot = 0;
+	fm_slot_encode(&r.image, &sl);
+	fm_log_encode(&lm, &r);
+	memcpy(b + FM_LOG_OFF + FM_LOG_REC_OFF, (uint8_t *)&lm + FM_LOG_REC_OFF,
+	       FM_LOG_REC_LEN);
+	memset((uint8_t *)slot_of(b, 0) + 24, 0xEE, 40); /* torn slot */
+	assert_int_equal(fmt_write_file(path, b, len), 0);
+
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	assert_int_equal(fm_store_stats(s, &st), 0);
+	assert_int_equal(st.recovered_ops, 1);
+	assert_int_equal(st.log_seq, applied + 1);
+	assert_int_equal(fm_store_map_get(s, 1, &info), 0);
+	assert_int_equal(info.map.generation, 2);
+	assert_int_equal(info.split_count, 0);
+	fm_store_close(&s);
+	/* second open: nothing to replay */
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	assert_int_equal(fm_store_stats(s, &st), 0);
+	assert_int_equal(st.recovered_ops, 0);
+	fm_store_close(&s);
+	free(b);
+	unlink(path);
+}
+
+static void create__exists_and_bad_config(void **state)
+{
+	char path[600];
+	struct fm_store *s;
+	struct fm_store_config bad = small_cfg;
+
+	assert_int_equal(fm_store_create(&s, fmt_path(path, sizeof(path), "cr"),
+					 &small_cfg), 0);
+	fm_store_close(&s);
+	assert_int_equal(fm_store_create(&s, path, &small_cfg), -EEXIST);
+	unlink(path);
+	bad.max_mappings = 0;
+	assert_int_equal(fm_store_create(&s, path, &bad), -EINVAL);
+	assert_int_equal(access(path, F_OK), -1); /* nothing left behind */
+	assert_int_equal(fm_store_open(&s, path, NULL), -ENOENT);
+	fm_store_close(&s); /* NULL-safe */
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(format__sb_roundtrip__le_on_media),
+		cmocka_unit_test(format__slot_roundtrip__free_slot_all_zero),
+		cmocka_unit_test(format__crc32c__known_vector),
+		cmocka_unit_test(layout__limits__einval),
+		cmocka_unit_test(open__each_corruption__own_errno_no_write),
+		cmocka_unit_test(open__golden__state_and_bits),
+		cmocka_unit_test(transition__illegal__eperm_nothing_written),
+		cmocka_unit_test(restart__clears_bits__old_generation_estale),
+		cmocka_unit_test(commit__many_bits__one_drain_then_published),
+		cmocka_unit_test(recovery__committed_record__replayed_on_open),
+		cmocka_unit_test(create__exists_and_bad_config),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
