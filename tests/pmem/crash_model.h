@@ -1,0 +1,275 @@
+/* crash_model.h -- reference model of what a crashed pool must hold, and a
+ * random workload that feeds it, shared by the process-kill and the
+ * power-failure tests.
+ *
+ * The workload reports, in order: an intent before every operation and an
+ * ack after it returned (durable).  After a crash at any point:
+ *   - every mapping is in its last acked (state, generation), or, for the
+ *     one operation in flight, in the state that operation leads to;
+ *   - if the generation is the acked one, every split bit acked by a commit
+ *     is set and every set bit was at least attempted in this generation;
+ *   - if the in-flight restart/START was applied, the bitmap is empty.
+ */
+#ifndef FM_CRASH_MODEL_H
+#define FM_CRASH_MODEL_H
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flashmeta/error.h"
+#include "flashmeta/pmem_store.h"
+#include "pmem_test_util.h"
+
+#define CM_MAPS 3
+#define CM_GRAINS 300 /* per mapping */
+#define CM_GRAIN 4096u
+#define CM_EV_RESTART FM_MAP_EV_COUNT /* pseudo event: fm_store_map_restart */
+
+enum cm_rec_type { CM_INTENT_SPLIT = 1, CM_ACK_COMMIT, CM_INTENT_TR, CM_ACK_TR };
+
+struct cm_rec {
+	uint32_t type;
+	uint32_t map;   /* index 0..CM_MAPS-1 */
+	uint64_t a, b;  /* split: gen, grain; intent tr: event; ack tr: state, gen */
+};
+
+struct cm_map {
+	int state;
+	uint64_t gen;
+	uint8_t must[CM_GRAINS];
+	uint8_t maybe[CM_GRAINS];
+};
+
+struct cm {
+	struct cm_map m[CM_MAPS];
+	int tr_inflight;      /* an INTENT_TR without its ACK */
+	uint32_t tr_map;
+	int tr_state;         /* where it leads */
+	uint64_t tr_gen;
+};
+
+static inline uint64_t cm_id(uint32_t i)
+{
+	return 1000 + i;
+}
+
+static inline void cm_feed(struct cm *c, const struct cm_rec *r)
+{
+	struct cm_map *m = &c->m[r->map];
+
+	switch (r->type) {
+	case CM_INTENT_SPLIT:
+		if (r->a == m->gen)
+			m->maybe[r->b] = 1;
+		break;
+	case CM_ACK_COMMIT:
+		for (int i = 0; i < CM_MAPS; i++)
+			for (int g = 0; g < CM_GRAINS; g++)
+				if (c->m[i].maybe[g])
+					c->m[i].must[g] = 1;
+		break;
+	case CM_INTENT_TR: {
+		struct fm_mapping fm = { .state = m->state, .generation = m->gen };
+		c->tr_inflight = 1;
+		c->tr_map = r->map;
+		if (r->a == CM_EV_RESTART) {
+			fm.generation++;
+		} else if (fm_mapping_apply(&fm, (enum fm_map_event)r->a)) {
+			c->tr_inflight = 0; /* will be refused */
+			break;
+		}
+		c->tr_state = fm.state;
+		c->tr_gen = fm.generation;
+		break;
+	}
+	case CM_ACK_TR:
+		c->tr_inflight = 0;
+		if (r->b != m->gen) {
+			memset(m->must, 0, sizeof(m->must));
+			memset(m->maybe, 0, sizeof(m->maybe));
+		}
+		m->state = (int)r->a;
+		m->gen = r->b;
+		break;
+	}
+}
+
+/* Check the pool at `path` against the model; 0 or -1 with `why`. */
+static inline int cm_verify(struct cm *c, const char *path, char *why, size_t wlen)
+{
+	struct fm_store *s;
+	int ret = fm_store_open(&s, path, NULL);
+
+	if (ret) {
+		snprintf(why, wlen, "open: %d %s", ret, fm_errormsg());
+		return -1;
+	}
+	for (uint32_t i = 0; i < CM_MAPS; i++) {
+		struct cm_map *m = &c->m[i];
+		struct fm_store_map_info info;
+		int inflight = c->tr_inflight && c->tr_map == i;
+
+		if (fm_store_map_get(s, cm_id(i), &info)) {
+			snprintf(why, wlen, "mapping %u missing", i);
+			goto fail;
+		}
+		int old_ok = (int)info.map.state == m->state && info.map.generation == m->gen;
+		int new_ok = inflight && (int)info.map.state == c->tr_state &&
+			     info.map.generation == c->tr_gen;
+		if (!old_ok && !new_ok) {
+			snprintf(why, wlen, "map %u: state %d gen %" PRIu64 ", model %d/%"
+				 PRIu64 " inflight %d -> %d/%" PRIu64, i, info.map.state,
+				 info.map.generation, m->state, m->gen, inflight,
+				 c->tr_state, c->tr_gen);
+			goto fail;
+		}
+		for (uint64_t g = 0; g < CM_GRAINS; g++) {
+			int bit = fm_store_split_test(s, cm_id(i), g);
+			if (bit < 0) {
+				snprintf(why, wlen, "split_test %d", bit);
+				goto fail;
+			}
+			if (info.map.generation != m->gen) {
+				if (bit) {
+					snprintf(why, wlen, "map %u: bit %" PRIu64
+						 " survived restart", i, g);
+					goto fail;
+				}
+				continue;
+			}
+			if (m->must[g] && !bit) {
+				snprintf(why, wlen, "map %u gen %" PRIu64 ": acked bit %"
+					 PRIu64 " lost", i, m->gen, g);
+				goto fail;
+			}
+			if (bit && !m->must[g] && !m->maybe[g]) {
+				snprintf(why, wlen, "map %u: bit %" PRIu64 " never set"
+					 " in gen %" PRIu64, i, g, m->gen);
+				goto fail;
+			}
+		}
+	}
+	fm_store_close(&s);
+	return 0;
+fail:
+	fm_store_close(&s);
+	return -1;
+}
+
+/* Make the model equal to the (verified) pool. */
+static inline void cm_adopt(struct cm *c, const char *path)
+{
+	struct fm_store *s;
+
+	if (fm_store_open(&s, path, NULL)) {
+		fprintf(stderr, "adopt: %s\n", fm_errormsg());
+		abort();
+	}
+	for (uint32_t i = 0; i < CM_MAPS; i++) {
+		struct fm_store_map_info info;
+		fm_store_map_get(s, cm_id(i), &info);
+		c->m[i].state = info.map.state;
+		c->m[i].gen = info.map.generation;
+		memset(c->m[i].maybe, 0, CM_GRAINS);
+		for (uint64_t g = 0; g < CM_GRAINS; g++)
+			c->m[i].must[g] = (uint8_t)fm_store_split_test(s, cm_id(i), g);
+	}
+	c->tr_inflight = 0;
+	fm_store_close(&s);
+}
+
+/* A fresh pool with CM_MAPS idle mappings. */
+static inline int cm_create(const char *path)
+{
+	struct fm_store_config cfg = { .max_mappings = 4, .max_grains = 512 };
+	struct fm_store *s;
+	struct fm_mapping m;
+
+	if (fm_store_create(&s, path, &cfg))
+		return -1;
+	for (uint32_t i = 0; i < CM_MAPS; i++) {
+		fm_mapping_init(&m, cm_id(i), 10 + i, 20 + i, CM_GRAINS * CM_GRAIN, CM_GRAIN);
+		if (fm_store_map_create(s, &m))
+			return -1;
+	}
+	fm_store_close(&s);
+	return 0;
+}
+
+/* ---- the workload ---------------------------------------------------- */
+
+typedef void (*cm_emit_fn)(void *arg, const struct cm_rec *r);
+
+static inline void cm_die(const char *what, int ret)
+{
+	fprintf(stderr, "workload: %s: %d %s\n", what, ret, fm_errormsg());
+	exit(3);
+}
+
+/*
+ * One random operation on an open store: a batch of splits + one group
+ * commit (70%), or a legal transition/restart (30%).  Emits intent before
+ * and ack after.  Exits(3) on any unexpected error.
+ */
+static inline void cm_step(struct fm_store *s, uint64_t *rng, cm_emit_fn emit, void *arg)
+{
+	uint32_t mi = (uint32_t)(fmt_rand(rng) % CM_MAPS);
+	struct fm_store_map_info info;
+	struct cm_rec r = { .map = mi };
+	int ret;
+
+	if (fm_store_map_get(s, cm_id(mi), &info))
+		cm_die("map_get", -1);
+	if (fmt_rand(rng) % 10 < 7 && (info.map.state == FM_MAP_COPYING ||
+				      info.map.state == FM_MAP_STOPPING)) {
+		int n = 1 + (int)(fmt_rand(rng) % 24);
+		for (int k = 0; k < n; k++) {
+			r.type = CM_INTENT_SPLIT;
+			r.a = info.map.generation;
+			r.b = fmt_rand(rng) % CM_GRAINS;
+			emit(arg, &r);
+			ret = fm_store_split_set(s, cm_id(mi), r.a, r.b);
+			if (ret < 0)
+				cm_die("split_set", ret);
+		}
+		ret = fm_store_split_commit(s);
+		if (ret < 0)
+			cm_die("commit", ret);
+		r.type = CM_ACK_COMMIT;
+		emit(arg, &r);
+		return;
+	}
+	/* choose a legal event; COPY_COMPLETE only when complete */
+	int evs[FM_MAP_EV_COUNT + 1], nev = 0;
+	for (int ev = 0; ev < FM_MAP_EV_COUNT; ev++) {
+		if (fm_map_next_state(info.map.state, ev) < 0)
+			continue;
+		if (ev == FM_MAP_EV_COPY_COMPLETE && info.split_count != CM_GRAINS)
+			continue;
+		evs[nev++] = ev;
+	}
+	if (fmt_rand(rng) % 8 == 0)
+		evs[nev++] = CM_EV_RESTART;
+	if (nev == 0)
+		return;
+	r.type = CM_INTENT_TR;
+	r.a = (uint64_t)evs[fmt_rand(rng) % nev];
+	emit(arg, &r);
+	if (r.a == CM_EV_RESTART)
+		ret = fm_store_map_restart(s, cm_id(mi), NULL);
+	else
+		ret = fm_store_map_transition(s, cm_id(mi), (enum fm_map_event)r.a, NULL);
+	if (ret)
+		cm_die("transition", ret);
+	if (fm_store_map_get(s, cm_id(mi), &info))
+		cm_die("map_get", -1);
+	r.type = CM_ACK_TR;
+	r.a = (uint64_t)info.map.state;
+	r.b = info.map.generation;
+	emit(arg, &r);
+}
+
+#endif
