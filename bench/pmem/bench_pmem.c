@@ -235,6 +235,8 @@ int main(int argc, char **argv)
 				for (size_t k = 0; k + 8 <= l; k += 64)
 					acc += *(uint64_t *)(p + k);
 				pmem_unmap(p, l);
+				if (acc == 1)
+					printf(" ");
 			}
 			if (r >= 2)
 				samples[n++] = (double)(fm_now_ns() - t0);

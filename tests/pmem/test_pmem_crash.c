@@ -52,7 +52,7 @@ int main(int argc, char **argv)
 	char path[600], why[256];
 	struct shared_log *l;
 	struct cm c;
-	unsigned long kills_mid_op = 0, recovered = 0;
+	unsigned long kills_mid_op = 0;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--iterations") && i + 1 < argc)
@@ -117,13 +117,6 @@ int main(int argc, char **argv)
 			fprintf(stderr, "iteration %lu (seed %" PRIu64 "): %s\n",
 				it, seed, why);
 			return 1;
-		}
-		struct fm_store *s;
-		struct fm_store_stats st;
-		if (fm_store_open(&s, path, NULL) == 0) {
-			fm_store_stats(s, &st);
-			recovered += st.recovered_ops; /* 0: verify already replayed */
-			fm_store_close(&s);
 		}
 		cm_adopt(&c, path);
 	}
