@@ -660,8 +660,13 @@ static int store_load(struct fm_store *s, enum fm_store_view view)
 	uint32_t n = s->sb.slot_count;
 	uint64_t area = s->sb.bitmap_stride * n;
 
+	/* AUTO is always MIRROR: in DIRECT view a client could READ a bit
+	 * between split_set and its drain, cache "split", and overwrite the
+	 * source grain; a power failure then loses the bit and the target
+	 * reads new data as old.  DIRECT is an explicit opt-in for platforms
+	 * whose CPU caches are persistent (eADR). */
 	if (view == FM_STORE_VIEW_AUTO)
-		view = s->is_devdax ? FM_STORE_VIEW_DIRECT : FM_STORE_VIEW_MIRROR;
+		view = FM_STORE_VIEW_MIRROR;
 	s->view = view;
 	if (view == FM_STORE_VIEW_MIRROR) {
 		/* anonymous: pages are only allocated where bits are copied */

@@ -23,10 +23,10 @@
  * see either the pool mapping itself (DIRECT: devdax) or a DRAM mirror
  * (MIRROR) that receives bits strictly after they are durable in the pool.
  * In DIRECT mode a bit is visible between split_set and split_commit (the
- * CPU cache is coherent with RDMA reads), so a reader may see a bit that a
- * power failure would lose; use DIRECT only where that is acceptable
- * (eADR platforms, or readers that tolerate it).  AUTO picks DIRECT for a
- * devdax character device and MIRROR everywhere else.
+ * CPU cache is coherent with RDMA reads), so a reader could see, cache and
+ * act on a bit that a power failure would lose -- a wrong snapshot.  DIRECT
+ * is therefore only an explicit opt-in for platforms with persistent CPU
+ * caches (eADR); AUTO always picks MIRROR.
  *
  * Thread safety: every function may be called from any thread; a store has
  * one internal mutex, held for the duration of each call (so a commit or a
@@ -50,8 +50,8 @@ extern "C" {
 struct fm_store;
 
 enum fm_store_view {
-	FM_STORE_VIEW_AUTO = 0,   /* DIRECT on devdax, MIRROR otherwise */
-	FM_STORE_VIEW_DIRECT = 1, /* readers see the pool mapping */
+	FM_STORE_VIEW_AUTO = 0,   /* MIRROR (see above) */
+	FM_STORE_VIEW_DIRECT = 1, /* readers see the pool mapping (eADR only) */
 	FM_STORE_VIEW_MIRROR = 2, /* readers see a DRAM copy of durable bits */
 };
 
