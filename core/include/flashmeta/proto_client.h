@@ -1,0 +1,129 @@
+/* proto_client.h -- the client's protocol state machine (sans-I/O).
+ *
+ * The client joins the owner (HELLO / CHALLENGE / AUTH / WELCOME), keeps
+ * its lease, fills its confirmation cache (fm_cache) from one-sided READs
+ * of the owner's split bitmap, takes grain locks with one-sided CAS
+ * (falling back to LOCK_REQUEST when contended), commits splits, and on a
+ * RELEASE_REQUEST stops using confirmations, waits for the I/O that relied
+ * on them to drain, discards them and answers RELEASED.
+ *
+ * Soundness rules it keeps:
+ *  - the cache epoch is read BEFORE every READ of the bitmap and passed to
+ *    fm_cache_insert with the answer, so a fill racing with a discard is
+ *    refused (-ESTALE) instead of resurrecting old confirmations;
+ *  - only set bits are inserted: a negative answer is never cached;
+ *  - a split is inserted only after SPLIT_ACK OK (i.e. after the owner's
+ *    persist completed);
+ *  - the client's lease runs from the SEND time of AUTH/RENEW, so it lapses
+ *    before the owner's (which runs from receipt, plus grace); on lapse it
+ *    discards every mapping by itself and closes the session.  Assumption:
+ *    an I/O that started under a confirmation finishes within the lease
+ *    term.
+ *
+ * Engine interface: fm_client_io_begin/io_end (any thread) bracket every
+ * I/O that trusts a cache hit; fetch/lock/commit/unlock (protocol thread)
+ * complete through NOTIFY actions carrying the caller's cookie.
+ */
+#ifndef FLASHMETA_PROTO_CLIENT_H
+#define FLASHMETA_PROTO_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flashmeta/cache.h"
+#include "flashmeta/proto.h"
+
+enum fm_client_state {
+	FM_CLIENT_IDLE = 0,       /* never connected */
+	FM_CLIENT_HELLO_SENT = 1, /* waiting for CHALLENGE */
+	FM_CLIENT_AUTH_SENT = 2,  /* waiting for WELCOME */
+	FM_CLIENT_ACTIVE = 3,     /* lease running; caches may be valid */
+	FM_CLIENT_CLOSED = 4,     /* session over; caches discarded; connect again */
+};
+
+struct fm_client;
+
+struct fm_client_cfg {
+	uint32_t client_id;       /* 1..65535 */
+	const void *key;          /* shared with the owner, 1..64 bytes */
+	size_t key_len;
+	struct fm_cache *cache;   /* the client's confirmation cache (not owned) */
+	uint32_t readahead_grains; /* bitmap bits per fetch READ; power of two
+				    * >= 64; 0 -> 512 */
+	uint32_t handshake_ms;    /* 0 -> 5000 */
+	void (*rand_bytes)(void *ctx, void *buf, size_t len); /* NULL: getrandom */
+	void *rand_ctx;
+};
+
+/* 0, -EINVAL, -ENOMEM.  fm_client_delete is NULL-safe, sets *cp = NULL. */
+int fm_client_new(struct fm_client **out, const struct fm_client_cfg *cfg);
+void fm_client_delete(struct fm_client **cp);
+
+/* ---- events (protocol thread) ---- */
+/* The driver connected the transport: send HELLO.  From IDLE or CLOSED;
+ * -EBUSY otherwise. */
+int fm_client_connect(struct fm_client *c, uint64_t now);
+/* One datagram from the owner.  A bad one closes the session (returns 0). */
+int fm_client_recv(struct fm_client *c, const void *buf, size_t len, uint64_t now);
+/* The transport broke: close the session, discard confirmations. */
+int fm_client_disconnected(struct fm_client *c, uint64_t now);
+/* Timers: lease renewal (every term/3) and lapse, handshake timeout,
+ * drains.  Call at least every term/10. */
+int fm_client_tick(struct fm_client *c, uint64_t now);
+/* Completion of a READ or CAS action; -ENOENT for an unknown op (ignored). */
+int fm_client_op_done(struct fm_client *c, uint64_t op_id, int status,
+		      uint64_t old_value, const void *data, size_t len, uint64_t now);
+/* Next action: 1 (filled) or 0. */
+int fm_client_poll(struct fm_client *c, struct fm_action *act);
+
+/* ---- engine calls ---- */
+/*
+ * fm_client_io_begin -- an I/O on map_id is about to trust cache hits.
+ * 0, or -EAGAIN when the mapping's confirmations are being released or are
+ * not granted (do the I/O without trusting the cache), -ENOENT.  Any
+ * thread; lock-free (two atomics).
+ */
+int fm_client_io_begin(struct fm_client *c, uint64_t map_id);
+/* fm_client_io_end -- pairs with a successful io_begin.  Returns true when
+ * this was the last I/O a release waits for: the driver should call
+ * fm_client_kick() on the protocol thread.  Any thread. */
+bool fm_client_io_end(struct fm_client *c, uint64_t map_id);
+/* Re-check drains now (otherwise the next tick does). */
+int fm_client_kick(struct fm_client *c, uint64_t now);
+
+/*
+ * fm_client_fetch -- cache miss on `grain`: READ the bitmap window around
+ * it and insert its set bits.  NOTE FETCHED(cookie): status 0 and `split`,
+ * -ESTALE (raced with a discard: nothing cached), -EIO, -ECONNRESET.
+ * Returns 0 (the NOTE follows exactly once) or -EAGAIN (no lease on the
+ * map), -ENOENT, -ERANGE, -ENOMEM (no NOTE).
+ */
+int fm_client_fetch(struct fm_client *c, uint64_t map_id, uint64_t grain,
+		    uint64_t cookie, uint64_t now);
+/*
+ * fm_client_lock -- lock the word covering `grain`.  NOTE LOCKED(cookie):
+ * status 0 with `split` from a bitmap re-read done under the lock (if set,
+ * just unlock), -EDEADLK, -ECONNRESET.  Returns 0, -EBUSY (this client
+ * already has that word), -EAGAIN (not active), -ENOENT, -ERANGE, -ENOMEM.
+ */
+int fm_client_lock(struct fm_client *c, uint64_t map_id, uint64_t grain,
+		   uint64_t cookie, uint64_t now);
+/*
+ * fm_client_commit -- the grain (locked by fm_client_lock) was copied and
+ * the copy is durable: SPLIT_COMMIT, then on SPLIT_ACK insert it in the
+ * cache and release the lock.  NOTE COMMITTED(cookie): 0, -ESTALE, -EIO,
+ * -ECONNRESET.  Returns 0, -ENOLCK (not locked), -EAGAIN, -ENOENT.
+ */
+int fm_client_commit(struct fm_client *c, uint64_t map_id, uint64_t grain,
+		     uint64_t cookie, uint64_t now);
+/* fm_client_unlock -- give a lock back without committing.  0, -ENOLCK. */
+int fm_client_unlock(struct fm_client *c, uint64_t map_id, uint64_t grain,
+		     uint64_t now);
+
+enum fm_client_state fm_client_state(const struct fm_client *c);
+const char *fm_client_state_name(int state);
+/* The lease epoch the owner gave this session (0 before WELCOME). */
+uint32_t fm_client_epoch(const struct fm_client *c);
+
+#endif /* FLASHMETA_PROTO_CLIENT_H */
