@@ -1,0 +1,352 @@
+/* transport.h -- one interface, two providers: RDMA verbs and shared memory.
+ *
+ * What the protocol needs from a network, and nothing more:
+ *
+ *   owner                                   client
+ *   -----                                   ------
+ *   fm_transport_new(&t, {provider})        fm_transport_new(&t, {provider})
+ *   fm_region_new(t, bitmap,  REMOTE_READ)
+ *   fm_region_new(t, locks,   REMOTE_ATOMIC)
+ *   fm_listen(t, "10.77.0.1:7471", &l)
+ *   fm_listener_loopback(l, &self)          fm_connect(t, addr, hello, n, ms, &ep)
+ *   fm_listener_accept(l, ms, &ep) <------- (hello bytes ride in the request)
+ *   fm_ep_hello(ep, ...)  peer's hello
+ *   fm_region_desc(bitmap), fm_ep_send()--> fm_ep_recv()   descriptors
+ *                                           fm_ep_read(ep, dst, &bitmap_desc, ..)
+ *   fm_ep_cas(self, &lock_desc, ...)        fm_ep_cas(ep, &lock_desc, ...)
+ *
+ * Providers (chosen by name in fm_transport_cfg.provider):
+ *   "verbs"  librdmacm + libibverbs, RC queue pairs.  Addresses "IP:PORT".
+ *   "shm"    processes on one host.  Addresses "shm:/flashmeta-NAME" (or just
+ *            "NAME"); the rendezvous is the abstract unix socket
+ *            "\0flashmeta-NAME".  Regions live in a memfd arena that is passed
+ *            to the peer with SCM_RIGHTS; one-sided operations are C11 atomics
+ *            and acquire loads on the shared mapping; messages travel through
+ *            one pair of SPSC rings per connection, with an eventfd doorbell.
+ *            Not a mock: it is how owner and clients share one machine.
+ * Semantics are the same for both, including how failures are reported.
+ *
+ * Errors: 0 (or a count) on success, a negative errno on failure, detail in
+ * fm_errormsg() (flashmeta/error.h).
+ *
+ * Endpoint states (fm_ep_state):
+ *   CONNECTING  being set up (never seen through the public API on success).
+ *   UP          all operations allowed.
+ *   CLOSING     a local close has begun; operations fail with -ENOTCONN.
+ *   CLOSED      final.  The reason says why: "closed locally", "peer closed",
+ *               "peer died", "remote access error (bad key)", "work request
+ *               flushed", "operation timed out", ...  Every failure of a
+ *               network operation ends here: the endpoint is never left half
+ *               usable, and a flushed completion is a teardown, not a crash.
+ *   Operations on a non-UP endpoint return -ENOTCONN.  An operation that
+ *   itself broke the endpoint returns its own errno (-EACCES for a key
+ *   the owner refused, -ECONNRESET for a peer that went away, -ETIMEDOUT).
+ *
+ * Threads: a transport may be shared by threads (region and endpoint
+ * creation take its lock).  An endpoint is used by one thread at a time.
+ *
+ * ATOMICITY (read this before touching the lock table):
+ *   RDMA atomics are atomic only against other RDMA atomics on the same
+ *   memory (IBV_ATOMIC_HCA).  A CPU store, or even a CPU lock-prefixed
+ *   instruction, on a word that peers change with CAS/FAA can be lost.  So the
+ *   owner never touches its lock table with the CPU: it opens a LOOPBACK
+ *   endpoint (fm_listener_loopback) and performs its own CAS/FAA through the
+ *   same transport.  verbs: a real RC connection from the owner to its own
+ *   listener, so the owner's atomics go through the same HCA.  shm: the same
+ *   C11 atomics on the same mapping, trivially consistent.  The owner may
+ *   READ its own regions directly (plain loads).
+ */
+#ifndef FLASHMETA_TRANSPORT_H
+#define FLASHMETA_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct fm_transport; /* a provider instance: device, protection domain */
+struct fm_listener;  /* the owner's passive side */
+struct fm_ep;        /* one connection */
+struct fm_region;    /* memory registered with a transport */
+
+/* Largest hello (connection private data) a client can send. */
+#define FM_HELLO_MAX 32
+
+/* How an endpoint waits for completions. */
+enum fm_wait_mode {
+	FM_WAIT_BUSY = 0, /* spin on the completion queue / ring (lowest latency) */
+	FM_WAIT_EVENT = 1 /* sleep on fm_ep_fd() (one CPU per waiter saved) */
+};
+
+struct fm_transport_cfg {
+	const char *provider; /* "verbs" or "shm"; NULL = "shm" */
+	const char *device;   /* verbs: device name ("rxe0"); NULL = first */
+	uint32_t msg_size;    /* largest message payload; 0 = 4096 */
+	uint16_t credits;     /* receive buffers per endpoint = the peer's send
+			       * credits; 0 = 16; at least 2 */
+	enum fm_wait_mode wait_mode;
+	int op_timeout_ms; /* bound on any blocking operation; 0 = 10000 */
+	uint64_t shm_arena_size; /* shm: address space for regions; 0 = 1 GiB
+				  * (sparse: only touched pages cost memory) */
+};
+
+/* Capability bits (fm_caps.flags), detected at run time. */
+#define FM_CAP_ATOMIC (1u << 0)       /* 8-byte CAS/FAA on remote memory */
+#define FM_CAP_ATOMIC_GLOB (1u << 1)  /* ...also atomic against the CPU */
+#define FM_CAP_ATOMIC_WRITE (1u << 2) /* device: RDMA ATOMIC_WRITE */
+#define FM_CAP_FLUSH (1u << 3)        /* device: RDMA FLUSH */
+#define FM_CAP_PERSIST (1u << 4)      /* one-sided persistence usable: device
+				       * FLUSH and ibv_wr_flush compiled in
+				       * (rdma-core >= 45).  Not used yet. */
+#define FM_CAP_EVENT_FD (1u << 5)     /* FM_WAIT_EVENT supported */
+
+struct fm_caps {
+	uint32_t flags;
+	uint32_t max_msg_size;
+	char provider[16];
+	char device[64];   /* "rxe0", or "shm" */
+	uint64_t max_region_size;
+};
+
+/*
+ * fm_transport_new -- open a provider.  Does not block on the network.
+ * Returns 0, -EINVAL (bad cfg), -ENOENT (unknown provider), -ENODEV (no RDMA
+ * device, or the named one is absent: "no RDMA device: ..."), -ENOMEM.
+ */
+int fm_transport_new(struct fm_transport **out, const struct fm_transport_cfg *cfg);
+
+/* fm_transport_delete -- close; all endpoints, listeners and regions must be
+ * deleted first.  NULL-safe, sets *tp = NULL. */
+void fm_transport_delete(struct fm_transport **tp);
+
+/* fm_transport_caps -- what this provider and device can do.  Never fails. */
+void fm_transport_caps(const struct fm_transport *t, struct fm_caps *caps);
+
+/* fm_transport_providers -- names of the providers compiled in, NULL-ended. */
+const char *const *fm_transport_providers(void);
+
+/* ---------------------------------------------------------------- regions */
+
+/* Access a region grants to peers.  Least access: ask only for what the
+ * peer does (bitmap: REMOTE_READ; lock table: REMOTE_ATOMIC; message and
+ * READ destination buffers: LOCAL). */
+#define FM_ACCESS_LOCAL 0u               /* only our own operations use it */
+#define FM_ACCESS_REMOTE_READ (1u << 0)  /* peers READ it */
+#define FM_ACCESS_REMOTE_ATOMIC (1u << 1) /* peers CAS/FAA its words; verbs
+					   * also needs LOCAL_WRITE for this */
+
+/* What a peer needs to access a region; sent to it inside a message.
+ * Encode with fm_region_desc_encode() for the wire (24 bytes, LE). */
+struct fm_region_desc {
+	uint64_t addr; /* verbs: virtual address; shm: offset in the arena */
+	uint64_t len;
+	uint32_t key;  /* verbs: rkey; shm: random 32-bit key, never 0 */
+	uint32_t flags; /* FM_ACCESS_* granted */
+};
+#define FM_REGION_DESC_WIRE_SIZE 24
+
+/*
+ * fm_region_new -- allocate `len` bytes of zeroed memory registered for
+ * `access`, page aligned.  The memory is fm_region_ptr(r).  Regions peers
+ * access must be allocated this way (shm: they must live in the arena).
+ * Returns 0, -EINVAL, -ENOMEM (arena full), or the registration errno.
+ */
+int fm_region_new(struct fm_transport *t, size_t len, unsigned access, struct fm_region **out);
+
+/*
+ * fm_region_reg -- register caller memory (verbs only; the memory must stay
+ * valid until fm_region_delete).  shm: -EOPNOTSUPP (memory outside the arena
+ * cannot be shared).  Note fsdax memory cannot be registered on rxe.
+ */
+int fm_region_reg(struct fm_transport *t, void *addr, size_t len, unsigned access,
+		  struct fm_region **out);
+
+/* fm_region_delete -- deregister (and free if fm_region_new).  Peers'
+ * accesses with the old key fail from now on.  NULL-safe, sets *rp = NULL. */
+void fm_region_delete(struct fm_region **rp);
+
+void *fm_region_ptr(const struct fm_region *r);
+size_t fm_region_len(const struct fm_region *r);
+
+/* fm_region_desc -- the descriptor a peer needs.  Never fails. */
+void fm_region_desc(const struct fm_region *r, struct fm_region_desc *d);
+
+/* Wire form of a descriptor: addr, len, key, flags, little-endian. */
+void fm_region_desc_encode(const struct fm_region_desc *d, uint8_t out[FM_REGION_DESC_WIRE_SIZE]);
+void fm_region_desc_decode(const uint8_t in[FM_REGION_DESC_WIRE_SIZE], struct fm_region_desc *d);
+
+/* ------------------------------------------------------ connection setup */
+
+/*
+ * fm_listen -- start listening on `addr` ("IP:PORT" for verbs, "shm:/NAME"
+ * for shm).  Returns 0, -EINVAL (bad address), -EADDRINUSE, -ENODEV (the
+ * address is not on this transport's device).
+ */
+int fm_listen(struct fm_transport *t, const char *addr, struct fm_listener **out);
+
+/* fm_listener_delete -- stop listening; accepted endpoints stay up.
+ * NULL-safe, sets *lp = NULL. */
+void fm_listener_delete(struct fm_listener **lp);
+
+/* fm_listener_fd -- readable when a connection request is waiting
+ * (use with poll/epoll, then fm_listener_accept). */
+int fm_listener_fd(const struct fm_listener *l);
+
+/*
+ * fm_listener_accept -- wait up to timeout_ms (-1: forever, 0: just check)
+ * for a connection request, accept it, and return the endpoint UP.  The
+ * client's hello is then available through fm_ep_hello().  Blocks.
+ * Returns 0, -ETIMEDOUT, -EPROTO (a request without our handshake, rejected),
+ * -ECONNABORTED (the client went away during setup), -ENOMEM.
+ */
+int fm_listener_accept(struct fm_listener *l, int timeout_ms, struct fm_ep **out);
+
+/*
+ * fm_listener_loopback -- an endpoint from the owner to itself, for the
+ * owner's own atomics on its lock table (see ATOMICITY above).  One-sided
+ * operations only: fm_ep_send/recv on it return -EOPNOTSUPP.  Delete it with
+ * fm_ep_delete before the listener.  Blocks for the handshake (verbs).
+ */
+int fm_listener_loopback(struct fm_listener *l, struct fm_ep **out);
+
+/*
+ * fm_connect -- connect to a listener, sending `hello` (up to FM_HELLO_MAX
+ * bytes, may be NULL/0) in the connection request.  Blocks up to
+ * timeout_ms (-1: the transport's op timeout).  Returns 0 with the endpoint
+ * UP, -ECONNREFUSED (nobody listens: retry later), -ETIMEDOUT,
+ * -EHOSTUNREACH, -EPROTO (the other side does not speak our handshake),
+ * -ENODEV (address on another device), -EMSGSIZE (hello too long).
+ */
+int fm_connect(struct fm_transport *t, const char *addr, const void *hello, size_t hello_len,
+	       int timeout_ms, struct fm_ep **out);
+
+/*
+ * fm_ep_delete -- disconnect (the peer sees "peer closed") and free.  Work in
+ * flight is flushed.  NULL-safe, sets *ep = NULL.
+ */
+void fm_ep_delete(struct fm_ep **ep);
+
+enum fm_ep_state {
+	FM_EP_CONNECTING = 0, /* handshake in progress */
+	FM_EP_UP,             /* usable */
+	FM_EP_CLOSING,        /* local close begun */
+	FM_EP_CLOSED          /* final; see the reason */
+};
+
+/* fm_ep_state -- current state; *reason (if non-NULL) gets a static-lifetime
+ * (per endpoint) string, "" while UP.  Does not progress the endpoint. */
+enum fm_ep_state fm_ep_state(const struct fm_ep *ep, const char **reason);
+
+/* fm_ep_state_name -- "CONNECTING", "UP", "CLOSING", "CLOSED". */
+const char *fm_ep_state_name(enum fm_ep_state s);
+
+/* fm_ep_hello -- the hello the peer sent at connect time (accepting side);
+ * returns its length (0..FM_HELLO_MAX), copying at most `cap` bytes. */
+size_t fm_ep_hello(const struct fm_ep *ep, void *buf, size_t cap);
+
+/* ----------------------------------------------------- one-sided, client */
+
+/*
+ * fm_ep_read -- copy `len` bytes at `src_off` of the remote region `src`
+ * into the local region `dst` at `dst_off`.  Blocks until complete (busy
+ * poll or event wait, per the wait mode).  shm: each aligned 8-byte word is
+ * loaded with memory_order_acquire (a word is never torn; the whole range
+ * is not a snapshot).  verbs: RDMA READ (no atomicity beyond the HCA's).
+ * Checked locally first: -EINVAL (len 0, NULL), -ERANGE (outside src or
+ * dst), -EACCES (src not granted REMOTE_READ; endpoint stays UP).
+ * Remote failure: -EACCES (bad key), -ECONNRESET, -ETIMEDOUT; endpoint
+ * CLOSED with the reason.
+ */
+int fm_ep_read(struct fm_ep *ep, struct fm_region *dst, size_t dst_off,
+	       const struct fm_region_desc *src, uint64_t src_off, size_t len);
+
+/*
+ * fm_ep_cas -- compare-and-swap the 8-byte word at `off` of `rd`: if it
+ * equals `expect`, set it to `desired`.  *old (may be NULL) gets the value
+ * before, in host byte order (the swap happened iff *old == expect).
+ * Local checks: -EINVAL (off not 8-aligned), -ERANGE (word outside rd),
+ * -EACCES (rd lacks REMOTE_ATOMIC), -EOPNOTSUPP (device without atomics).
+ * Remote failures as fm_ep_read.  Blocks until complete.
+ */
+int fm_ep_cas(struct fm_ep *ep, const struct fm_region_desc *rd, uint64_t off, uint64_t expect,
+	      uint64_t desired, uint64_t *old);
+
+/* fm_ep_faa -- fetch-and-add `add` (wraps mod 2^64) to the word at `off`;
+ * *old gets the value before.  Errors as fm_ep_cas. */
+int fm_ep_faa(struct fm_ep *ep, const struct fm_region_desc *rd, uint64_t off, uint64_t add,
+	      uint64_t *old);
+
+/* ------------------------------------------------------------ messages */
+
+/* flags for fm_ep_send / fm_ep_recv */
+#define FM_NONBLOCK (1u << 0)
+
+/*
+ * Two-sided messages, credit flow control.
+ *
+ * Each side pre-posts `credits` (R) receive buffers for data plus a few
+ * for credit messages.  A sender may have at most R data messages the
+ * receiver has not yet consumed with fm_ep_recv: out of credits, fm_ep_send
+ * blocks (or returns -EAGAIN with FM_NONBLOCK).  Every message header
+ * carries the credits the receiver has freed since its last message
+ * (piggy-backing).  When a receiver has freed >= R/2 buffers and has nothing
+ * to send, it sends an explicit CREDIT message.  CREDIT messages have their
+ * own small credit pool (returned piggy-backed), so returning credits never
+ * waits for data credits: no credit deadlock, whoever sends.  Messages
+ * arrive in order, exactly once, or the endpoint goes CLOSED.
+ *
+ * fm_ep_send -- send `len` (0..max message size) bytes, copied; returns 0 once
+ * the message is handed to the provider.  -EMSGSIZE (len too big for us or
+ * the peer), -EAGAIN (FM_NONBLOCK, no credit), -ETIMEDOUT (blocked longer
+ * than op_timeout_ms; the endpoint stays UP), -ENOTCONN, -ECONNRESET.
+ */
+int fm_ep_send(struct fm_ep *ep, const void *buf, size_t len, unsigned flags);
+
+/*
+ * fm_ep_recv -- take the next message, copying it into buf.  Returns its
+ * length (>= 0), -EAGAIN (FM_NONBLOCK, nothing there), -EMSGSIZE (cap too
+ * small; the message stays queued and fm_ep_recv_peek tells its size),
+ * -ETIMEDOUT (blocked longer than op_timeout_ms), -ENOTCONN/-ECONNRESET
+ * (no more messages will come: queued messages are still delivered first).
+ */
+int fm_ep_recv(struct fm_ep *ep, void *buf, size_t cap, unsigned flags);
+
+/* fm_ep_recv_peek -- size of the next queued message, or -EAGAIN; never
+ * blocks, does progress the endpoint. */
+int fm_ep_recv_peek(struct fm_ep *ep);
+
+/* fm_ep_max_msg -- the largest payload fm_ep_send accepts (min of ours and
+ * the peer's). */
+size_t fm_ep_max_msg(const struct fm_ep *ep);
+
+/* fm_ep_credits -- data credits the sender has right now (for tests and
+ * statistics). */
+unsigned fm_ep_credits(const struct fm_ep *ep);
+
+/* ------------------------------------------------------ event mode */
+
+/*
+ * fm_ep_fd -- a file descriptor for poll/epoll.  It turns readable when the
+ * endpoint has something for fm_ep_progress: a completion, an arriving
+ * message, a peer that closed or died.  In FM_WAIT_EVENT mode completions
+ * and messages wake it; in FM_WAIT_BUSY mode only connection events do
+ * (busy pollers call fm_ep_progress in a loop).  Owned by the endpoint.
+ */
+int fm_ep_fd(const struct fm_ep *ep);
+
+/*
+ * fm_ep_progress -- process whatever completed or arrived, never blocks,
+ * and re-arm the event fd.  Returns the number of messages ready for
+ * fm_ep_recv (>= 0) or -ENOTCONN when the endpoint is CLOSED (and no
+ * message is left).  Event loop rule: sleep on fm_ep_fd only after
+ * fm_ep_progress returned 0 -- messages it reports as ready were already
+ * taken off the wire and will not wake the fd again.
+ */
+int fm_ep_progress(struct fm_ep *ep);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FLASHMETA_TRANSPORT_H */
