@@ -96,7 +96,6 @@
  * Directory load: nb >= n (FM_CACHE_LOAD_NUM/DEN = 1) keeps <= 48 B/range
  * at 10^5..10^6; nb >= 2n was ~15% faster sparse but 51 B/range.
  */
- */
 #include <errno.h>
 #include <inttypes.h>
 #include <sched.h>
