@@ -406,6 +406,15 @@ int fm_connect(struct fm_transport *t, const char *addr, const void *hello, size
 
 /* ------------------------------------------------------------ endpoint */
 
+void fm__ep_set_peer(struct fm_ep *ep, const struct fm_conn_priv *peer)
+{
+	ep->peer_msg_size = peer->msg_size;
+	ep->tx_credits = peer->credits;
+	ep->tx_ctrl_credits = peer->ctrl_credits;
+	ep->hello_len = peer->hello_len;
+	memcpy(ep->hello, peer->hello, peer->hello_len);
+}
+
 int fm__ep_init(struct fm_ep *ep, struct fm_transport *t, const struct fm_conn_priv *peer,
 		uint32_t rx_data, uint32_t rx_ctrl)
 {
@@ -415,13 +424,8 @@ int fm__ep_init(struct fm_ep *ep, struct fm_transport *t, const struct fm_conn_p
 	ep->msg_size = t->cfg.msg_size;
 	ep->rx_data = rx_data;
 	ep->rx_ctrl = rx_ctrl;
-	if (peer) {
-		ep->peer_msg_size = peer->msg_size;
-		ep->tx_credits = peer->credits;
-		ep->tx_ctrl_credits = peer->ctrl_credits;
-		ep->hello_len = peer->hello_len;
-		memcpy(ep->hello, peer->hello, peer->hello_len);
-	}
+	if (peer)
+		fm__ep_set_peer(ep, peer);
 	ep->credit_threshold = rx_data / 2 ? rx_data / 2 : 1;
 	ep->rxq_cap = rx_data + rx_ctrl;
 	ep->rxq = calloc(ep->rxq_cap ? ep->rxq_cap : 1, sizeof(*ep->rxq));

@@ -202,6 +202,9 @@ extern const struct fm_provider_ops fm__verbs_ops;
 int fm__ep_init(struct fm_ep *ep, struct fm_transport *t, const struct fm_conn_priv *peer,
 		uint32_t rx_data, uint32_t rx_ctrl);
 void fm__ep_fini(struct fm_ep *ep);
+/* fm__ep_set_peer -- credits, message size and hello from the peer's
+ * private data (when they arrive after fm__ep_init, as on verbs) */
+void fm__ep_set_peer(struct fm_ep *ep, const struct fm_conn_priv *peer);
 /* fm__ep_fail -- move to CLOSED with errno `err` and a reason, unless
  * already CLOSED (the first reason wins).  Returns err. */
 int fm__ep_fail(struct fm_ep *ep, int err, const char *fmt, ...)

@@ -1204,6 +1204,23 @@ int main(int argc, char **argv)
 	}
 
 	/* plain runner: the same scenarios, any provider, any role */
+	{
+		struct fm_transport *t;
+		struct fm_transport_cfg tc = {.provider = cfg.provider,
+					      .device = getenv("FM_RDMA_DEV")};
+		int r = fm_transport_new(&t, &tc);
+
+		if (r == -ENODEV) { /* no device here: skipped, not failed */
+			printf("SKIP: %s\n", fm_errormsg());
+			return 77;
+		}
+		if (r) {
+			fprintf(stderr, "fm_transport_new(%s): %s\n", cfg.provider, fm_errormsg());
+			return 1;
+		}
+		fm_transport_delete(&t);
+	}
+
 	for (int k = 0; k < NSCN; k++) {
 		time_t t0 = time(NULL);
 		int ret;
