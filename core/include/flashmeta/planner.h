@@ -56,10 +56,15 @@ struct fm_extent {
 	enum fm_extent_kind kind;
 };
 
+/* Also defined (identically) by planner.h / wire.h: guarded so a file may
+ * include both. */
+#ifndef FM_GRAIN_RANGE_DEFINED
+#define FM_GRAIN_RANGE_DEFINED
 struct fm_grain_range {
 	uint64_t first; /* closed interval [first, last] */
 	uint64_t last;
 };
+#endif
 
 /*
  * A plan: the caller owns both arrays (the planner never allocates) and
