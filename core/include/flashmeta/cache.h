@@ -57,7 +57,7 @@ void fm_cache_delete(struct fm_cache **cp);
 /*
  * fm_cache_map_add -- start tracking mapping `map_id` of `grain_count`
  * grains.  It starts invalid (every lookup misses) until fm_cache_map_grant.
- * Returns 0, -EEXIST, -EINVAL (grain_count 0), -ENOMEM.
+ * Returns 0, -EEXIST, -EINVAL (grain_count 0 or above 2^48), -ENOMEM.
  */
 int fm_cache_map_add(struct fm_cache *c, uint64_t map_id, uint64_t grain_count);
 
@@ -67,7 +67,8 @@ int fm_cache_map_remove(struct fm_cache *c, uint64_t map_id);
 /*
  * fm_cache_map_grant -- the owner granted a confirmation lease for
  * `generation`.  If it differs from the one held, all ranges are dropped
- * first.  Lookups may hit from now on.  0 or -ENOENT.
+ * first.  Lookups may hit from now on.  0, -ENOENT, or -ENOMEM (the
+ * mapping then stays invalid: lookups keep missing, which is sound).
  */
 int fm_cache_map_grant(struct fm_cache *c, uint64_t map_id, uint64_t generation);
 
@@ -99,7 +100,7 @@ int fm_cache_insert(struct fm_cache *c, uint64_t map_id, uint64_t epoch,
 /*
  * fm_cache_discard_range -- forget grains [first, last] (ranges that
  * straddle the edges are split).  0, -ENOENT, -ERANGE, -ENOMEM (a split
- * needed memory: the whole overlapping range is dropped instead, which
+ * needed memory: every range of the mapping is dropped instead, which
  * stays sound, and -ENOMEM is still reported).
  */
 int fm_cache_discard_range(struct fm_cache *c, uint64_t map_id,
