@@ -73,8 +73,19 @@ struct v_region {
 	struct ibv_mr *mr;
 };
 
+/* a connection request taken off the listener's channel, not yet accepted */
+struct v_request {
+	struct rdma_cm_id *id;
+	struct fm_conn_priv peer;
+	uint8_t initiator, responder;
+};
+#define V_PENDING_MAX 64
+
 struct v_listener {
 	struct fm_listener l;
+	/* requests set aside while the loopback looked for its own */
+	struct v_request pending[V_PENDING_MAX];
+	int npending;
 	struct rdma_event_channel *ch;
 	struct rdma_cm_id *id;
 	struct sockaddr_storage addr;
@@ -686,6 +697,11 @@ static void v_listener_delete(struct fm_listener *l)
 {
 	struct v_listener *vl = container_of(l, struct v_listener, l);
 
+	while (vl->npending > 0) {
+		struct rdma_cm_id *id = vl->pending[--vl->npending].id;
+		rdma_reject(id, NULL, 0);
+		rdma_destroy_id(id);
+	}
 	rdma_destroy_id(vl->id);
 	rdma_destroy_event_channel(vl->ch);
 	free(vl);
@@ -696,47 +712,61 @@ static int v_listener_fd(const struct fm_listener *l)
 	return container_of(l, struct v_listener, l)->ch->fd;
 }
 
-/* passive side, part 1: take a request, migrate its id to a new channel,
- * create resources, accept. */
-static int v_accept_start(struct v_listener *vl, int timeout_ms, struct v_ep **out)
+/* next connection request: set-aside ones first, then the channel.
+ * Requests without our handshake are rejected here. */
+static int v_get_request(struct v_listener *vl, int timeout_ms, struct v_request *rq)
 {
-	struct v_transport *vt = to_vt(vl->l.t);
+	uint64_t deadline = fm__deadline(timeout_ms);
 	struct rdma_cm_event *ev;
-	struct rdma_conn_param cp;
-	struct fm_conn_priv peer, mine;
-	uint8_t pbuf[FM_CONN_PRIV_SIZE];
-	struct rdma_cm_id *id;
-	uint8_t initiator, responder;
-	struct v_ep *ve;
 	int ret;
 
+	if (vl->npending) {
+		*rq = vl->pending[0];
+		memmove(&vl->pending[0], &vl->pending[1], sizeof(*rq) * (size_t)--vl->npending);
+		return 0;
+	}
 	for (;;) {
-		ret = cm_wait(vl->ch, timeout_ms, &ev);
+		ret = cm_wait(vl->ch, fm__remaining_ms(deadline), &ev);
 		if (ret)
 			return fm_err(ret, "accept: %s",
 				      ret == -ETIMEDOUT ? "no connection request" : strerror(-ret));
-		if (ev->event == RDMA_CM_EVENT_CONNECT_REQUEST)
-			break;
-		rdma_ack_cm_event(ev); /* stray event of a dead request */
-	}
-	id = ev->id;
-	ret = fm__conn_priv_decode(ev->param.conn.private_data, ev->param.conn.private_data_len,
-				   &peer);
-	initiator = ev->param.conn.initiator_depth;
-	responder = ev->param.conn.responder_resources;
-	rdma_ack_cm_event(ev);
-	if (ret) {
-		rdma_reject(id, NULL, 0);
-		rdma_destroy_id(id);
+		if (ev->event != RDMA_CM_EVENT_CONNECT_REQUEST) {
+			rdma_ack_cm_event(ev); /* stray event of a dead request */
+			continue;
+		}
+		rq->id = ev->id;
+		ret = fm__conn_priv_decode(ev->param.conn.private_data,
+					   ev->param.conn.private_data_len, &rq->peer);
+		rq->initiator = ev->param.conn.initiator_depth;
+		rq->responder = ev->param.conn.responder_resources;
+		rdma_ack_cm_event(ev);
+		if (ret == 0)
+			return 0;
+		rdma_reject(rq->id, NULL, 0);
+		rdma_destroy_id(rq->id);
 		return ret;
 	}
+}
+
+/* passive side, part 1: migrate the request's id to a new channel, create
+ * resources, accept. */
+static int v_accept_start(struct v_listener *vl, struct v_request *rq, struct v_ep **out)
+{
+	struct v_transport *vt = to_vt(vl->l.t);
+	struct rdma_conn_param cp;
+	struct fm_conn_priv mine;
+	uint8_t pbuf[FM_CONN_PRIV_SIZE];
+	struct rdma_cm_id *id = rq->id;
+	struct v_ep *ve;
+	int ret;
+
 	ve = v_ep_alloc();
 	if (ve == NULL) {
 		rdma_reject(id, NULL, 0);
 		rdma_destroy_id(id);
 		return fm_err(-ENOMEM, "endpoint");
 	}
-	ret = fm__ep_init(&ve->ep, &vt->t, &peer, vt->t.cfg.credits, FM_CTRL_CREDITS);
+	ret = fm__ep_init(&ve->ep, &vt->t, &rq->peer, vt->t.cfg.credits, FM_CTRL_CREDITS);
 	if (ret)
 		goto out_reject;
 	ve->ch = rdma_create_event_channel();
@@ -752,8 +782,10 @@ static int v_accept_start(struct v_listener *vl, int timeout_ms, struct v_ep **o
 	fm__conn_priv_local(&vt->t, NULL, 0, &mine);
 	fm__conn_priv_encode(&mine, pbuf);
 	/* we answer the peer's reads/atomics with up to its initiator depth */
-	ve->responder_resources = min_u8(min_u8(vt->attr.orig_attr.max_qp_rd_atom, 8), initiator);
-	ve->initiator_depth = min_u8(min_u8(vt->attr.orig_attr.max_qp_init_rd_atom, 8), responder);
+	ve->responder_resources =
+		min_u8(min_u8(vt->attr.orig_attr.max_qp_rd_atom, 8), rq->initiator);
+	ve->initiator_depth =
+		min_u8(min_u8(vt->attr.orig_attr.max_qp_init_rd_atom, 8), rq->responder);
 	conn_param(&cp, pbuf, vt, ve->initiator_depth, ve->responder_resources);
 	if (rdma_accept(id, &cp)) {
 		ret = fm_err(-errno, "rdma_accept: %s", strerror(errno));
@@ -787,9 +819,13 @@ static int v_accept_finish(struct v_ep *ve, int timeout_ms)
 static int v_accept(struct fm_listener *l, int timeout_ms, struct fm_ep **out)
 {
 	struct v_listener *vl = container_of(l, struct v_listener, l);
+	struct v_request rq;
 	struct v_ep *ve;
-	int ret = v_accept_start(vl, timeout_ms, &ve);
+	int ret = v_get_request(vl, timeout_ms, &rq);
 
+	if (ret)
+		return ret;
+	ret = v_accept_start(vl, &rq, &ve);
 	if (ret)
 		return ret;
 	ret = v_accept_finish(ve, l->t->cfg.op_timeout_ms);
@@ -799,6 +835,17 @@ static int v_accept(struct fm_listener *l, int timeout_ms, struct fm_ep **out)
 	}
 	*out = &ve->ep;
 	return 0;
+}
+
+/* put requests set aside back, in arrival order, before those already
+ * pending (they arrived later) */
+static void set_back(struct v_listener *vl, const struct v_request *rq, int n)
+{
+	if (n == 0)
+		return;
+	memmove(&vl->pending[n], &vl->pending[0], sizeof(*rq) * (size_t)vl->npending);
+	memcpy(&vl->pending[0], rq, sizeof(*rq) * (size_t)n);
+	vl->npending += n;
 }
 
 /* the owner's connection to itself; both halves driven from this thread */
@@ -812,7 +859,11 @@ static int v_loopback(struct fm_listener *l, struct fm_ep **out)
 	char addr[INET6_ADDRSTRLEN + 16], host[INET6_ADDRSTRLEN];
 	struct sockaddr *sa = (struct sockaddr *)&vl->addr;
 	uint16_t port = ntohs(rdma_get_src_port(vl->id));
-	int ret;
+	uint64_t deadline = fm__deadline(tmo);
+	struct v_request rq, set_aside[V_PENDING_MAX];
+	uint8_t hello[16];
+	uint32_t nonce[2];
+	int ret, nset = 0;
 
 	if (!vl->specific)
 		return fm_err(-EINVAL, "loopback needs a listener bound to one address");
@@ -821,11 +872,36 @@ static int v_loopback(struct fm_listener *l, struct fm_ep **out)
 	else
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, host, sizeof(host));
 	snprintf(addr, sizeof(addr), sa->sa_family == AF_INET ? "%s:%u" : "[%s]:%u", host, port);
-	fm__conn_priv_local(&vt->t, "loopback", 8, &priv);
+	/* a nonce in the hello tells our own request from the clients' ones
+	 * that may be waiting on the same listener; those are set aside for
+	 * fm_listener_accept */
+	nonce[0] = fm__random_key();
+	nonce[1] = fm__random_key();
+	memcpy(hello, "loopback", 8);
+	memcpy(hello + 8, nonce, sizeof(nonce));
+	fm__conn_priv_local(&vt->t, hello, sizeof(hello), &priv);
 	ret = v_connect_start(vt, addr, &priv, tmo, &act);
 	if (ret)
 		return ret;
-	ret = v_accept_start(vl, tmo, &pas);
+	for (;;) {
+		ret = v_get_request(vl, fm__remaining_ms(deadline), &rq);
+		if (ret == -EPROTO)
+			continue;
+		if (ret)
+			goto out_act;
+		if (rq.peer.hello_len == sizeof(hello) &&
+		    memcmp(rq.peer.hello, hello, sizeof(hello)) == 0)
+			break;
+		if (nset + vl->npending >= V_PENDING_MAX) {
+			rdma_reject(rq.id, NULL, 0);
+			rdma_destroy_id(rq.id);
+			continue;
+		}
+		set_aside[nset++] = rq;
+	}
+	set_back(vl, set_aside, nset);
+	nset = 0;
+	ret = v_accept_start(vl, &rq, &pas);
 	if (ret)
 		goto out_act;
 	ret = v_connect_finish(act, tmo);
@@ -841,6 +917,7 @@ static int v_loopback(struct fm_listener *l, struct fm_ep **out)
 out_pas:
 	v_ep_free(pas);
 out_act:
+	set_back(vl, set_aside, nset);
 	v_ep_free(act);
 	return ret;
 }

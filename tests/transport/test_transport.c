@@ -994,6 +994,51 @@ static int run_both(int k)
 	return ret ? ret : ret2;
 }
 
+/*
+ * in_child -- run fn(k) in a fresh child process: 0, 77 or -1.
+ * A verbs context belongs to the process that opened it (librdmacm keeps
+ * its devices open for the life of the process): processes forked after
+ * the first RDMA call would inherit contexts the kernel refuses them
+ * (EACCES on post).  So the runner itself never opens a transport; every
+ * scenario runs in its own child, which forks its clients before it
+ * creates anything.
+ */
+static int in_child(int (*fn)(int), int k)
+{
+	pid_t pid = fork();
+	int st, r;
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		r = fn(k);
+		_exit(r == 0 ? 0 : r == 77 ? 77 : 1);
+	}
+	if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st) == 0 ? 0 : WEXITSTATUS(st) == 77 ? 77 : -1;
+}
+
+/* can this provider open here?  0, 77 (no device: skip) or 1 */
+static int probe_provider(int k)
+{
+	struct fm_transport *t;
+	struct fm_transport_cfg tc = {.provider = cfg.provider, .device = getenv("FM_RDMA_DEV")};
+	int r = fm_transport_new(&t, &tc);
+
+	(void)k;
+	if (r == -ENODEV) {
+		printf("%s\n", fm_errormsg());
+		return 77;
+	}
+	if (r) {
+		fprintf(stderr, "fm_transport_new(%s): %s\n", cfg.provider, fm_errormsg());
+		return 1;
+	}
+	fm_transport_delete(&t);
+	return 0;
+}
+
 static int run_role(int k)
 {
 	const struct scenario *s = &scenarios[k];
@@ -1018,7 +1063,7 @@ static void cmocka_scenario(void **state)
 {
 	int k = (int)(intptr_t)*state;
 
-	assert_int_equal(run_both(k), 0);
+	assert_int_equal(in_child(run_both, k), 0);
 }
 
 static int setup_k(void **state)
@@ -1143,7 +1188,7 @@ int main(int argc, char **argv)
 		{"list", no_argument, NULL, 'l'},           {"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	bool role_given = false;
-	int o, fails = 0;
+	int o, fails = 0, ret;
 
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
@@ -1204,30 +1249,19 @@ int main(int argc, char **argv)
 	}
 
 	/* plain runner: the same scenarios, any provider, any role */
-	{
-		struct fm_transport *t;
-		struct fm_transport_cfg tc = {.provider = cfg.provider,
-					      .device = getenv("FM_RDMA_DEV")};
-		int r = fm_transport_new(&t, &tc);
-
-		if (r == -ENODEV) { /* no device here: skipped, not failed */
-			printf("SKIP: %s\n", fm_errormsg());
-			return 77;
-		}
-		if (r) {
-			fprintf(stderr, "fm_transport_new(%s): %s\n", cfg.provider, fm_errormsg());
-			return 1;
-		}
-		fm_transport_delete(&t);
+	ret = in_child(probe_provider, 0);
+	if (ret == 77) {
+		printf("SKIP: no RDMA device for provider %s\n", cfg.provider);
+		return 77;
 	}
-
+	if (ret)
+		return 1;
 	for (int k = 0; k < NSCN; k++) {
 		time_t t0 = time(NULL);
-		int ret;
 
 		if (cfg.only && strcmp(cfg.only, scenarios[k].name) != 0)
 			continue;
-		ret = strcmp(cfg.role, "both") == 0 ? run_both(k) : run_role(k);
+		ret = in_child(strcmp(cfg.role, "both") == 0 ? run_both : run_role, k);
 		printf("%s %s %s (%lds)\n", ret ? "FAIL" : "ok  ", cfg.role, scenarios[k].name,
 		       (long)(time(NULL) - t0));
 		fails += ret != 0;

@@ -208,6 +208,8 @@ int fm_listener_accept(struct fm_listener *l, int timeout_ms, struct fm_ep **out
  * owner's own atomics on its lock table (see ATOMICITY above).  One-sided
  * operations only: fm_ep_send/recv on it return -EOPNOTSUPP.  Delete it with
  * fm_ep_delete before the listener.  Blocks for the handshake (verbs).
+ * Client requests that arrive meanwhile are kept for fm_listener_accept
+ * (which takes them first, even if fm_listener_fd is not readable).
  */
 int fm_listener_loopback(struct fm_listener *l, struct fm_ep **out);
 
