@@ -441,9 +441,11 @@ static int shm_listener_fd(const struct fm_listener *l)
 
 /* ------------------------------------------------------------ endpoints */
 
+/* bytes of one ring, rounded to 64 so the next ring's header stays
+ * cache-line aligned (its atomics are _Alignas(64)) */
 static size_t ring_bytes(uint32_t nslots, uint32_t stride)
 {
-	return SHM_RING_HDR + (size_t)nslots * stride;
+	return (SHM_RING_HDR + (size_t)nslots * stride + 63) & ~(size_t)63;
 }
 
 static uint32_t ring_stride(uint32_t msg_size)

@@ -1121,7 +1121,6 @@ static void shm__region_desc__roundtrip_and_keys(void **state)
 	(void)state;
 	assert_int_equal(fm_transport_new(&t, NULL), 0);
 	assert_int_equal(fm_region_new(t, 100, FM_ACCESS_REMOTE_READ, &a), 0);
-	assert_int_equal(fm_region_new(t, 100, FM_ACCESS_REMOTE_ATOMIC, &b), 0);
 	assert_int_equal(fm_region_new(t, 100, 0x80, &b), -EINVAL);
 	assert_int_equal(fm_region_reg(t, name, sizeof(name), FM_ACCESS_REMOTE_READ, &b),
 			 -EOPNOTSUPP);

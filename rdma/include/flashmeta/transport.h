@@ -44,6 +44,10 @@
  *
  * Threads: a transport may be shared by threads (region and endpoint
  * creation take its lock).  An endpoint is used by one thread at a time.
+ * fork: a child must not use its parent's transports, and with verbs a
+ * process forked after its parent's first RDMA call cannot open working
+ * ones either (librdmacm keeps the parent's device contexts; the kernel
+ * refuses the child's posts).  Fork workers before creating a transport.
  *
  * ATOMICITY (read this before touching the lock table):
  *   RDMA atomics are atomic only against other RDMA atomics on the same
