@@ -22,7 +22,7 @@ static void crc_table_init(void)
 	}
 }
 
-uint32_t fm_crc32c(uint32_t crc, const void *buf, size_t len)
+uint32_t fm_pool_crc32c(uint32_t crc, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 
@@ -88,7 +88,7 @@ uint32_t fm_sb_checksum(const struct fm_sb_media *in)
 	struct fm_sb_media tmp = *in;
 
 	memset(&tmp.checksum, 0, sizeof(tmp.checksum));
-	return fm_crc32c(0, &tmp, sizeof(tmp));
+	return fm_pool_crc32c(0, &tmp, sizeof(tmp));
 }
 
 /* ---- slot ---------------------------------------------------------- */
@@ -140,7 +140,7 @@ uint32_t fm_slot_checksum(const struct fm_slot_media *in)
 	struct fm_slot_media tmp = *in;
 
 	memset(&tmp.checksum, 0, sizeof(tmp.checksum));
-	return fm_crc32c(0, &tmp, sizeof(tmp));
+	return fm_pool_crc32c(0, &tmp, sizeof(tmp));
 }
 
 /* ---- log ----------------------------------------------------------- */
@@ -160,7 +160,7 @@ uint32_t fm_log_checksum(const struct fm_log_media *in)
 	struct fm_log_media tmp = *in;
 
 	memset(&tmp.checksum, 0, sizeof(tmp.checksum));
-	return fm_crc32c(0, (const uint8_t *)&tmp + FM_LOG_REC_OFF, FM_LOG_REC_LEN);
+	return fm_pool_crc32c(0, (const uint8_t *)&tmp + FM_LOG_REC_OFF, FM_LOG_REC_LEN);
 }
 
 /* ---- layout -------------------------------------------------------- */
