@@ -1,0 +1,184 @@
+/* agent.h -- the client agent: what an I/O engine links to talk to the owner.
+ *
+ * An fm_agent runs the client protocol state machine (proto_client.h) on
+ * its own protocol thread over a transport ("shm" or "verbs"): it connects
+ * with retry and backoff, joins, keeps the lease, reconnects after the
+ * owner restarts, and executes the machine's READ/CAS/SEND actions.  Engine
+ * threads call the blocking, thread-safe functions below; requests that
+ * need the owner are handed to the protocol thread (mutex + eventfd) and
+ * the caller sleeps on a condition variable until the NOTIFY carrying its
+ * cookie arrives.
+ *
+ * How an engine does one I/O on mapping M (the snapshot invariant: a
+ * target reads as the source did at the trigger, plus its own writes):
+ *
+ *   fm_agent_io_begin(a, M, &io)        waits until M's confirmations may be
+ *                                       trusted (lease granted, no release)
+ *   fm_agent_plan(a, &io, op, off, len, &plan)
+ *   per extent:
+ *     DIRECT             do the I/O
+ *     REDIRECT_TO_SOURCE read the source, THEN fm_agent_is_split() per
+ *                        grain: still unsplit -> the data is good (a source
+ *                        grain is overwritten only after its split is
+ *                        durable and published, so a fresh "unsplit" after
+ *                        the read proves the read saw pre-trigger data);
+ *                        split -> read the target instead
+ *     COPY_THEN_WRITE /  fm_agent_lock(grain): 1 = already split -> unlock,
+ *     WRITE_AND_SPLIT    do the write DIRECT; 0 = copy the source grain to
+ *                        the target (COPY_THEN_WRITE), write target data if
+ *                        any, make it durable (fsync), fm_agent_commit_split
+ *                        (returns after SPLIT_ACK = durable on the owner,
+ *                        and unlocks), then write the source if that was
+ *                        the I/O
+ *   fm_agent_io_end(a, &io)
+ *
+ * Errors: negative errno, detail in fm_errormsg() of the calling thread.
+ * -ECONNRESET/-EAGAIN from a lock/commit/fetch mean the session broke or
+ * the mapping is being released: end the I/O (io_end) and start it again.
+ */
+#ifndef FLASHMETA_AGENT_H
+#define FLASHMETA_AGENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flashmeta/cache.h"
+#include "flashmeta/mapping.h"
+#include "flashmeta/planner.h"
+
+struct fm_agent;
+
+struct fm_agent_cfg {
+	const char *provider;   /* "shm" (default) or "verbs" */
+	const char *device;     /* verbs device; NULL = first */
+	const char *addr;       /* the owner: "IP:PORT" or "shm:/NAME" */
+	uint32_t client_id;     /* 1..65535 */
+	const void *key;        /* shared with the owner, 1..64 bytes (copied) */
+	size_t key_len;
+	size_t cache_budget;    /* confirmation cache bytes; 0 = unlimited */
+	uint32_t wait_ms;       /* how long engine calls wait for a session or
+				 * a grant; 0 -> 10000 */
+	uint32_t retry_min_ms;  /* reconnect backoff; 0 -> 50 */
+	uint32_t retry_max_ms;  /* 0 -> 1000 */
+};
+
+/* A mapping as the agent last heard of it (WELCOME / MAP_GRANT). */
+struct fm_agent_map {
+	uint64_t map_id;
+	uint64_t generation;
+	uint64_t grain_count;
+	uint32_t grain_shift;
+	enum fm_map_state state;
+	bool granted;           /* confirmation lease held (not released) */
+};
+
+/* An I/O bracket (fm_agent_io_begin .. fm_agent_io_end). */
+struct fm_agent_io {
+	uint64_t map_id;
+	bool trusted;           /* cache hits may be used */
+	struct fm_agent_map map; /* snapshot taken at io_begin */
+};
+
+struct fm_agent_stats {
+	int state;              /* enum fm_client_state */
+	uint32_t epoch;
+	uint64_t connects;      /* transport connections made */
+	uint64_t joins;         /* sessions that reached ACTIVE */
+	uint64_t closes;        /* sessions that ended */
+	uint64_t fetches, locks, commits, unlocks;
+	uint64_t releases;      /* release requests served */
+	uint64_t locks_lost;
+	struct fm_cache_stats cache;
+};
+
+/*
+ * fm_agent_new -- start the protocol thread; it connects in the background
+ * (use fm_agent_wait_active to wait for the session).  Returns 0, -EINVAL,
+ * -ENOMEM, or the transport's errno (unknown provider, no device).
+ */
+int fm_agent_new(struct fm_agent **out, const struct fm_agent_cfg *cfg);
+
+/* fm_agent_delete -- BYE (endpoint closed), stop the thread, free.
+ * No engine call may be running.  NULL-safe, sets *ap = NULL. */
+void fm_agent_delete(struct fm_agent **ap);
+
+/*
+ * fm_agent_wait_active -- block until the session is ACTIVE, up to
+ * timeout_ms (-1: cfg.wait_ms).  0, -ETIMEDOUT, or the errno with which the
+ * last session was closed (e.g. -EACCES when the owner refused our key).
+ */
+int fm_agent_wait_active(struct fm_agent *a, int timeout_ms);
+
+/* fm_agent_maps -- copy up to cap mappings; returns how many are known. */
+int fm_agent_maps(struct fm_agent *a, struct fm_agent_map *out, size_t cap);
+
+/* fm_agent_map_get -- one mapping.  0 or -ENOENT.  Never blocks. */
+int fm_agent_map_get(struct fm_agent *a, uint64_t map_id, struct fm_agent_map *out);
+
+/*
+ * fm_agent_io_begin -- start an I/O on map_id: waits (up to cfg.wait_ms)
+ * until the session is ACTIVE and the mapping's confirmations are granted
+ * and not being released, then pins them (fm_client_io_begin) so a release
+ * waits for fm_agent_io_end.  0 (io->trusted), -ETIMEDOUT, -ENOENT.
+ * Any thread.
+ */
+int fm_agent_io_begin(struct fm_agent *a, uint64_t map_id, struct fm_agent_io *io);
+
+/* fm_agent_io_end -- end the bracket (wakes a waiting release).  Any thread. */
+void fm_agent_io_end(struct fm_agent *a, struct fm_agent_io *io);
+
+/*
+ * fm_agent_plan -- fm_plan_io() for the I/O with the cache as the split
+ * source; grains the cache does not know are fetched from the owner's
+ * bitmap (one-sided READ via the protocol thread) before they are planned
+ * as unsplit.  COW is active when the mapping (as of io_begin) is COPYING.
+ * Returns 0 or fm_plan_io's errors, -ECONNRESET, -EAGAIN, -EINVAL (io not
+ * begun).  Blocks for fetches only.
+ */
+int fm_agent_plan(struct fm_agent *a, const struct fm_agent_io *io, enum fm_io_op op,
+		  uint64_t offset, uint64_t length, struct fm_plan *plan);
+
+/*
+ * fm_agent_is_split -- is `grain` split now?  A cache hit answers at once;
+ * otherwise a fresh READ of the owner's bitmap.  1 split, 0 not split,
+ * -ECONNRESET, -EAGAIN, -ENOENT, -ERANGE.  Blocks.
+ */
+int fm_agent_is_split(struct fm_agent *a, uint64_t map_id, uint64_t grain);
+
+/*
+ * fm_agent_lock -- take the grain lock word covering `grain` (one-sided
+ * CAS, queued at the owner when contended).  0 locked and not split, 1
+ * locked but the grain is already split (just unlock), -ECONNRESET,
+ * -EAGAIN (no session), -EDEADLK, -ENOENT, -ERANGE, -ETIMEDOUT.  Another
+ * thread of this agent holding the same word makes this wait.  Blocks.
+ */
+int fm_agent_lock(struct fm_agent *a, uint64_t map_id, uint64_t grain);
+
+/* fm_agent_unlock -- give the lock back without a split.  0, -ENOLCK. */
+int fm_agent_unlock(struct fm_agent *a, uint64_t map_id, uint64_t grain);
+
+/*
+ * fm_agent_commit_split -- the locked grain's copy is durable on the
+ * target: SPLIT_COMMIT, and return only after SPLIT_ACK OK (durable on the
+ * owner); the lock is released either way.  0, -ESTALE (generation moved
+ * on: not recorded), -EIO, -ECONNRESET (unknown: assume not recorded),
+ * -ENOLCK.  Blocks.
+ */
+int fm_agent_commit_split(struct fm_agent *a, uint64_t map_id, uint64_t grain);
+
+/*
+ * fm_agent_read_bitmap -- one-sided READ of `len` bytes at byte `off` of
+ * the owner's published bitmap of map_id (what any client would see).
+ * 0, -ENOENT, -ERANGE, -ECONNRESET, -EAGAIN.  Blocks.
+ */
+int fm_agent_read_bitmap(struct fm_agent *a, uint64_t map_id, uint64_t off, void *buf,
+			 size_t len);
+
+/* fm_agent_cache -- the confirmation cache (for fm_cache_lookup/stats). */
+struct fm_cache *fm_agent_cache(struct fm_agent *a);
+
+/* fm_agent_stats -- counters and state.  Never blocks. */
+void fm_agent_stats(struct fm_agent *a, struct fm_agent_stats *st);
+
+#endif /* FLASHMETA_AGENT_H */

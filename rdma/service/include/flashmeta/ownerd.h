@@ -1,0 +1,119 @@
+/* ownerd.h -- the owner service: the owner protocol state machine bound to
+ * a transport, the pmem store and a control socket.
+ *
+ * One fm_ownerd is one owner node.  fm_ownerd_run() is its event loop (one
+ * thread): poll over the listener, every client endpoint, a timerfd, the
+ * control socket and a stop eventfd, feeding fm_owner_* events and executing
+ * the actions it drains:
+ *
+ *   SEND     fm_ep_send(FM_NONBLOCK); out of credits -> per-connection queue
+ *            (flushed every iteration; a peer that lets it grow past
+ *            OD_OUTQ_MAX messages is disconnected)
+ *   CAS      FM_CONN_LOCAL -> the loopback endpoint (never a CPU store)
+ *   READ     FM_CONN_LOCAL -> plain acquire loads of our own region
+ *            (transport.h allows the owner to READ its own regions)
+ *   PERSIST  group commit: every PERSIST drained in one loop iteration is
+ *            applied with fm_store_split_set and made durable by ONE
+ *            fm_store_split_commit; then published; then op_done
+ *   FENCE    fm_ep_delete(conn), then op_done
+ *   NOTIFY   logged; REVOKED completes a pending control operation
+ *
+ * Bitmap publication (the invariant "the READ-able bitmap never shows a
+ * bit whose persist did not complete"): every mapping has a bitmap region
+ * from fm_region_new (REMOTE_READ).  Bits are copied into it from the
+ * store's MIRROR view (which itself only holds durable bits) strictly after
+ * fm_store_split_commit returned.  The copy is used for both providers:
+ * shm cannot register foreign memory (fm_region_reg -> -EOPNOTSUPP) and on
+ * verbs it costs a few word stores per commit, while a registered mirror
+ * would tie the RDMA key's lifetime to the store's internal memory.
+ *
+ * Lock tables are DRAM regions (REMOTE_ATOMIC), zeroed at start: after an
+ * owner restart no lock survives (clients' sessions ended with the old
+ * owner, and the store's split bits are what matters).
+ *
+ * Control socket: a unix stream socket, one command per line, answers are
+ * text lines ending with a line "ok" or "error <errno-name>: <message>".
+ * Commands: status, maps, map-create ID SRC TGT SIZE [GRAIN], map-prepare
+ * ID, map-start ID, map-restart ID, map-stop ID, map-show ID, quit (closes
+ * the control connection).  map-prepare/start/restart/stop first revoke
+ * every confirmation lease of the mapping (RELEASE_REQUEST), and change the
+ * store only after FM_NOTE_REVOKED; their answer comes then.
+ *
+ * Errors: negative errno, detail in fm_errormsg().
+ */
+#ifndef FLASHMETA_OWNERD_H
+#define FLASHMETA_OWNERD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FM_OWNERD_KEY_MAX 64
+
+struct fm_ownerd;
+
+enum fm_log_level {
+	FM_LOG_ERR = 0,
+	FM_LOG_WARN = 1,
+	FM_LOG_INFO = 2,
+	FM_LOG_DEBUG = 3,
+};
+
+struct fm_ownerd_cfg {
+	const char *provider;     /* "shm" (default) or "verbs" */
+	const char *device;       /* verbs device, NULL = first */
+	const char *listen;       /* "IP:PORT" or "shm:/NAME"; required */
+	const char *pmem_path;    /* pool file; created if absent; required */
+	uint32_t pool_max_maps;   /* create only; 0 -> 64 */
+	uint64_t pool_max_grains; /* create only; 0 -> 1 << 20 */
+	const char *control_path; /* unix socket path; NULL = none */
+	uint32_t lease_ms;        /* client lease term; 0 -> 3000 */
+	uint32_t client_first;    /* allowed client ids [first, last]; 0,0 -> 1..64 */
+	uint32_t client_last;
+	uint8_t key[FM_OWNERD_KEY_MAX]; /* shared key for every client */
+	size_t key_len;           /* 1..64 */
+	enum fm_log_level log_level;
+};
+
+/*
+ * fm_ownerd_new -- open (or create) the store, open the transport, listen,
+ * register every stored mapping's regions and publish its durable bits.
+ * Returns 0, -EINVAL (cfg), or the errno of the store, the transport or the
+ * control socket.  Blocks (store open, loopback handshake).
+ */
+int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg);
+
+/*
+ * fm_ownerd_run -- the event loop; returns 0 after fm_ownerd_stop(), or a
+ * negative errno if the loop itself fails (poll, store I/O error on
+ * commit).  Call from one thread.
+ */
+int fm_ownerd_run(struct fm_ownerd *d);
+
+/* fm_ownerd_stop -- make fm_ownerd_run return at its next iteration.
+ * Async-signal-safe (one write to an eventfd). */
+void fm_ownerd_stop(struct fm_ownerd *d);
+
+/* fm_ownerd_delete -- BYE to every client, close endpoints, the listener,
+ * the transport and the store.  NULL-safe, sets *dp = NULL. */
+void fm_ownerd_delete(struct fm_ownerd **dp);
+
+/*
+ * fm_ownerd_cfg_parse_line -- apply one "key = value" line of a config file
+ * to *cfg (strings are strdup'ed and stay until exit).  Blank lines and
+ * '#' comments are accepted.  Keys: listen, transport, device, pmem,
+ * pool_max_maps, pool_max_grains, control, lease_ms, clients (N or N-M),
+ * key_file, log_level (err|warn|info|debug).  Returns 0 or -EINVAL.
+ */
+int fm_ownerd_cfg_parse_line(struct fm_ownerd_cfg *cfg, const char *line);
+
+/* fm_ownerd_cfg_load -- every line of `path`.  0, -errno or -EINVAL (the
+ * message names the line). */
+int fm_ownerd_cfg_load(struct fm_ownerd_cfg *cfg, const char *path);
+
+/*
+ * fm_key_file_read -- the shared key: the file's bytes without a trailing
+ * newline, 1..64 bytes.  Returns the length, -errno, or -EINVAL.
+ */
+int fm_key_file_read(const char *path, uint8_t *key, size_t cap);
+
+#endif /* FLASHMETA_OWNERD_H */

@@ -1,0 +1,128 @@
+/* flashmeta-owner.c -- the owner daemon: config file + flags -> fm_ownerd. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flashmeta/error.h"
+#include "flashmeta/ownerd.h"
+
+static struct fm_ownerd *g_d;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	if (g_d)
+		fm_ownerd_stop(g_d);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: flashmeta-owner [--config FILE] [options]\n"
+		"\n"
+		"Serves FlashCopy metadata to clients over RDMA (verbs) or shared memory (shm).\n"
+		"Flags override the config file (same keys, 'key = value' lines).\n"
+		"\n"
+		"  -c, --config FILE     config file (e.g. deploy/systemd/owner.conf.example)\n"
+		"  -l, --listen ADDR     IP:PORT (verbs) or shm:/NAME (shm)       [listen]\n"
+		"  -t, --transport NAME  verbs | shm (default shm)                [transport]\n"
+		"  -d, --device NAME     RDMA device (default: first)             [device]\n"
+		"  -p, --pmem PATH       pool file; created when absent           [pmem]\n"
+		"  -C, --control PATH    admin unix socket                        [control]\n"
+		"  -k, --key-file PATH   shared client key (1..64 bytes)          [key_file]\n"
+		"  -L, --lease-ms MS     client lease term (default 3000)         [lease_ms]\n"
+		"  -i, --clients N[-M]   allowed client ids (default 1-64)        [clients]\n"
+		"      --pool-max-maps N, --pool-max-grains N   pool size at creation\n"
+		"  -v, --log-level LVL   err | warn | info | debug (default info) [log_level]\n"
+		"  -h, --help\n"
+		"\n"
+		"Control commands (flashmeta admin ...): status, map-create ID SRC TGT SIZE [GRAIN],\n"
+		"map-prepare ID, map-start ID, map-restart ID, map-stop ID, map-show ID.\n"
+		"SIGTERM/SIGINT: clean shutdown.\n");
+}
+
+static const struct option opts[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "listen", required_argument, NULL, 'l' },
+	{ "transport", required_argument, NULL, 't' },
+	{ "provider", required_argument, NULL, 't' },
+	{ "device", required_argument, NULL, 'd' },
+	{ "pmem", required_argument, NULL, 'p' },
+	{ "control", required_argument, NULL, 'C' },
+	{ "key-file", required_argument, NULL, 'k' },
+	{ "lease-ms", required_argument, NULL, 'L' },
+	{ "clients", required_argument, NULL, 'i' },
+	{ "pool-max-maps", required_argument, NULL, 1 },
+	{ "pool-max-grains", required_argument, NULL, 2 },
+	{ "log-level", required_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ 0 },
+};
+
+int main(int argc, char **argv)
+{
+	struct fm_ownerd_cfg cfg = { .log_level = FM_LOG_INFO };
+	struct sigaction sa = { .sa_handler = on_signal };
+	const char *sopts = "c:l:t:d:p:C:k:L:i:v:h";
+	int c, rc;
+
+	/* pass 1: the config file, so that flags override it */
+	while ((c = getopt_long(argc, argv, sopts, opts, NULL)) != -1) {
+		if (c == 'h') {
+			usage(stdout);
+			return 0;
+		}
+		if (c == '?') {
+			usage(stderr);
+			return 2;
+		}
+		if (c == 'c' && (rc = fm_ownerd_cfg_load(&cfg, optarg))) {
+			fprintf(stderr, "flashmeta-owner: %s\n", fm_errormsg());
+			return 2;
+		}
+	}
+	optind = 1;
+	while ((c = getopt_long(argc, argv, sopts, opts, NULL)) != -1) {
+		static const char *const key[128] = {
+			['l'] = "listen", ['t'] = "transport", ['d'] = "device", ['p'] = "pmem",
+			['C'] = "control", ['k'] = "key_file", ['L'] = "lease_ms",
+			['i'] = "clients", [1] = "pool_max_maps", [2] = "pool_max_grains",
+			['v'] = "log_level",
+		};
+		char line[1200];
+
+		if (c == 'c' || c < 0 || c >= 128 || !key[c])
+			continue;
+		snprintf(line, sizeof(line), "%s = %s", key[c], optarg);
+		if ((rc = fm_ownerd_cfg_parse_line(&cfg, line))) {
+			fprintf(stderr, "flashmeta-owner: %s\n", fm_errormsg());
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "flashmeta-owner: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (!cfg.listen || !cfg.pmem_path || !cfg.key_len) {
+		fprintf(stderr, "flashmeta-owner: listen, pmem and key_file are required "
+				"(see --help)\n");
+		return 2;
+	}
+	rc = fm_ownerd_new(&g_d, &cfg);
+	if (rc) {
+		fprintf(stderr, "flashmeta-owner: %s (%s)\n", fm_errormsg(), strerror(-rc));
+		return 1;
+	}
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	rc = fm_ownerd_run(g_d);
+	if (rc)
+		fprintf(stderr, "flashmeta-owner: %s\n", fm_errormsg());
+	fm_ownerd_delete(&g_d);
+	return rc ? 1 : 0;
+}

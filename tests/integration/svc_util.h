@@ -1,0 +1,70 @@
+/* svc_util.h -- helpers for the multi-process service tests: a temp dir,
+ * the real flashmeta-owner binary as a child, its control socket, forked
+ * client processes with pipe barriers, and the I/O path an engine runs
+ * through fm_agent (copy-on-write through the plan). */
+#ifndef FM_TESTS_SVC_UTIL_H
+#define FM_TESTS_SVC_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "flashmeta/agent.h"
+
+struct svc {
+	char dir[256];
+	char owner_bin[512];
+	char provider[16];
+	char addr[128];       /* shm:/... or IP:PORT */
+	char ctl[300];
+	char pool[300];
+	char keyfile[300];
+	uint32_t lease_ms;
+	pid_t owner;
+};
+
+/* Parse --owner PATH --provider P --addr A (or env FM_OWNER_BIN,
+ * FM_PROVIDER, FM_ADDR), make a temp dir and a key file. */
+void svc_init(struct svc *s, int argc, char **argv, const char *name);
+void svc_fini(struct svc *s);
+/* start flashmeta-owner, wait for its control socket */
+void svc_owner_start(struct svc *s);
+void svc_owner_kill(struct svc *s, int sig);
+/* one control command; returns 0 for "ok"; output (may be NULL) gets the text */
+int svc_ctl(struct svc *s, char *out, size_t cap, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* an agent for client `id` (key: the shared one unless key != NULL) */
+struct fm_agent *svc_agent(struct svc *s, uint32_t id, const char *key);
+
+/* children */
+struct child {
+	pid_t pid;
+	int to[2], from[2]; /* parent -> child, child -> parent */
+};
+typedef int (*child_fn)(struct svc *s, int idx, int rfd, int wfd, void *arg);
+void child_start(struct svc *s, struct child *c, int idx, child_fn fn, void *arg);
+int child_wait(struct child *c, int timeout_ms); /* exit status, or -1 */
+void sig_send(int fd, char c);
+/* wait for a byte; returns it, or -1 on timeout/EOF */
+int sig_wait(int fd, int timeout_ms);
+
+/* volumes as files; the engine's I/O path */
+struct vols {
+	int src, tgt;
+	uint64_t size;
+	uint64_t map;
+};
+/* 0 or negative errno; out reads, in writes */
+int eng_io(struct fm_agent *a, struct vols *v, enum fm_io_op op, uint64_t off,
+	   uint64_t len, void *buf);
+
+uint64_t rnd(uint64_t *state);
+uint64_t mono_ms(void);
+
+#define CHECK(cond) do { if (!(cond)) { \
+	fprintf(stderr, "%s:%d: CHECK failed: %s (%s)\n", __FILE__, __LINE__, #cond, \
+		fm_errormsg()); return 1; } } while (0)
+#define DIE(...) do { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); exit(1); } while (0)
+
+#endif

@@ -1,0 +1,606 @@
+/* test_service.c -- the owner daemon and the client agent as real processes.
+ *
+ * Usage: test_service SCENARIO --owner PATH [--provider shm|verbs --addr A]
+ * (or FM_OWNER_BIN / FM_PROVIDER / FM_ADDR).  Each scenario spawns the real
+ * flashmeta-owner on a pool in a temp dir and forks client processes that
+ * use fm_agent.  Scenarios: roundtrip, client-kill, owner-kill, wrong-key,
+ * garbage, snapshot.  Exit 0 = pass.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "flashmeta/agent.h"
+#include "flashmeta/error.h"
+#include "flashmeta/transport.h"
+#include "flashmeta/wire.h"
+#include "svc_util.h"
+
+#define MAP 1
+#define GRAIN 4096u
+#define GRAINS 256u
+#define VOL ((uint64_t)GRAIN * GRAINS)
+#define NCLIENT 3
+
+static void setup_map(struct svc *s, bool start)
+{
+	char out[4096];
+
+	if (svc_ctl(s, out, sizeof(out), "map-create %d 1 2 %" PRIu64 " %u", MAP, VOL, GRAIN))
+		DIE("map-create: %s", out);
+	if (svc_ctl(s, out, sizeof(out), "map-prepare %d", MAP))
+		DIE("map-prepare: %s", out);
+	if (start && svc_ctl(s, out, sizeof(out), "map-start %d", MAP))
+		DIE("map-start: %s", out);
+}
+
+static struct fm_agent *join(struct svc *s, uint32_t id)
+{
+	struct fm_agent *a = svc_agent(s, id, NULL);
+
+	if (fm_agent_wait_active(a, 8000))
+		DIE("client %u: no session: %s", id, fm_errormsg());
+	return a;
+}
+
+/* wait until the agent knows map MAP in generation >= gen and granted */
+static int wait_gen(struct fm_agent *a, uint64_t gen)
+{
+	struct fm_agent_map m;
+	uint64_t end = mono_ms() + 8000;
+
+	while (mono_ms() < end) {
+		if (!fm_agent_map_get(a, MAP, &m) && m.generation >= gen && m.granted)
+			return 0;
+		usleep(5000);
+	}
+	return -1;
+}
+
+/* ================================================================ roundtrip
+ * lock / fetch / split with the cache; lock contention hand-off between
+ * processes; the restart flow (release request -> discard -> new
+ * generation -> grains read as unsplit again). */
+static int rt_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
+{
+	struct fm_agent *a = join(s, (uint32_t)idx + 1);
+	struct fm_agent_map m;
+	struct fm_agent_stats st;
+	uint64_t g = 10 + (uint64_t)idx, run = 0;
+	int rc;
+
+	CHECK(wait_gen(a, 1) == 0);
+	CHECK(fm_agent_map_get(a, MAP, &m) == 0 && m.state == FM_MAP_COPYING);
+	/* own grain: unsplit -> lock -> commit -> split, cached */
+	CHECK(fm_agent_is_split(a, MAP, g) == 0);
+	CHECK(fm_agent_lock(a, MAP, g) == 0);
+	CHECK(fm_agent_commit_split(a, MAP, g) == 0);
+	CHECK(fm_cache_lookup(fm_agent_cache(a), MAP, g, &run) && run >= 1);
+	CHECK(fm_agent_is_split(a, MAP, g) == 1);
+	/* contended grain 100: client 0 holds it, the others queue */
+	if (idx == 0) {
+		CHECK(fm_agent_lock(a, MAP, 100) == 0);
+		sig_send(wfd, 'L');
+		CHECK(sig_wait(rfd, 10000) == 'G'); /* others are waiting */
+		usleep(200000);
+		CHECK(fm_agent_commit_split(a, MAP, 100) == 0);
+	} else {
+		CHECK(sig_wait(rfd, 10000) == 'G');
+		rc = fm_agent_lock(a, MAP, 100); /* blocks until client 0 commits */
+		CHECK(rc == 1);                  /* ... and it is split by then */
+		CHECK(fm_agent_unlock(a, MAP, 100) == 0);
+	}
+	/* everybody sees the other clients' splits through a fetch */
+	sig_send(wfd, 'S');
+	CHECK(sig_wait(rfd, 10000) == 'F');
+	for (int i = 0; i < NCLIENT; i++)
+		CHECK(fm_agent_is_split(a, MAP, 10 + (uint64_t)i) == 1);
+	sig_send(wfd, 'R');
+	/* the parent restarts the mapping: new generation, nothing split */
+	CHECK(sig_wait(rfd, 15000) == 'N');
+	CHECK(wait_gen(a, 2) == 0);
+	CHECK(!fm_cache_lookup(fm_agent_cache(a), MAP, g, NULL));
+	CHECK(fm_agent_is_split(a, MAP, g) == 0);
+	CHECK(fm_agent_is_split(a, MAP, 100) == 0);
+	fm_agent_stats(a, &st);
+	CHECK(st.releases >= 1);
+	fm_agent_delete(&a);
+	return 0;
+}
+
+static int sc_roundtrip(struct svc *s)
+{
+	struct child c[NCLIENT];
+	char out[8192];
+	int fails = 0;
+
+	svc_owner_start(s);
+	setup_map(s, true);
+	for (int i = 0; i < NCLIENT; i++)
+		child_start(s, &c[i], i, rt_child, NULL);
+	CHECK(sig_wait(c[0].from[0], 10000) == 'L');
+	for (int i = 0; i < NCLIENT; i++)
+		sig_send(c[i].to[1], 'G');
+	for (int i = 0; i < NCLIENT; i++)
+		CHECK(sig_wait(c[i].from[0], 15000) == 'S');
+	for (int i = 0; i < NCLIENT; i++)
+		sig_send(c[i].to[1], 'F');
+	for (int i = 0; i < NCLIENT; i++)
+		CHECK(sig_wait(c[i].from[0], 15000) == 'R');
+	CHECK(svc_ctl(s, out, sizeof(out), "map-restart %d", MAP) == 0);
+	fprintf(stderr, "%s", out);
+	CHECK(strstr(out, "generation 2") != NULL);
+	for (int i = 0; i < NCLIENT; i++)
+		sig_send(c[i].to[1], 'N');
+	for (int i = 0; i < NCLIENT; i++)
+		fails += child_wait(&c[i], 20000) != 0;
+	svc_ctl(s, out, sizeof(out), "status");
+	fprintf(stderr, "%s", out);
+	return fails;
+}
+
+/* ============================================================ client-kill
+ * A client holding grain locks is SIGKILLed: after its lease the owner
+ * fences it and reclaims its words; another client then gets them. */
+static int ck_holder(struct svc *s, int idx, int rfd, int wfd, void *arg)
+{
+	struct fm_agent *a = join(s, 1);
+
+	CHECK(wait_gen(a, 1) == 0);
+	CHECK(fm_agent_lock(a, MAP, 5) == 0);
+	CHECK(fm_agent_lock(a, MAP, 6) == 0);
+	sig_send(wfd, 'L');
+	pause(); /* killed here */
+	return 0;
+}
+
+static int ck_taker(struct svc *s, int idx, int rfd, int wfd, void *arg)
+{
+	struct fm_agent *a = join(s, 2);
+	uint64_t t0;
+
+	CHECK(wait_gen(a, 1) == 0);
+	sig_send(wfd, 'J');
+	CHECK(sig_wait(rfd, 10000) == 'K');
+	t0 = mono_ms();
+	CHECK(fm_agent_lock(a, MAP, 5) == 0);
+	CHECK(fm_agent_lock(a, MAP, 6) == 0);
+	fprintf(stderr, "client-kill: locks reclaimed and granted after %" PRIu64 " ms\n",
+		mono_ms() - t0);
+	CHECK(mono_ms() - t0 < 4u * s->lease_ms + 2000);
+	CHECK(fm_agent_commit_split(a, MAP, 5) == 0);
+	CHECK(fm_agent_unlock(a, MAP, 6) == 0);
+	fm_agent_delete(&a);
+	return 0;
+}
+
+static int sc_client_kill(struct svc *s)
+{
+	struct child h, t;
+	char out[8192];
+	int rc;
+
+	svc_owner_start(s);
+	setup_map(s, true);
+	child_start(s, &h, 0, ck_holder, NULL);
+	CHECK(sig_wait(h.from[0], 10000) == 'L');
+	child_start(s, &t, 1, ck_taker, NULL);
+	CHECK(sig_wait(t.from[0], 10000) == 'J');
+	kill(h.pid, SIGKILL);
+	child_wait(&h, 5000);
+	sig_send(t.to[1], 'K');
+	rc = child_wait(&t, 20000);
+	svc_ctl(s, out, sizeof(out), "status");
+	fprintf(stderr, "%s", out);
+	CHECK(strstr(out, "reclaimed 0 ") == NULL);
+	return rc != 0;
+}
+
+/* ============================================================= owner-kill
+ * SIGKILL the owner: clients stop trusting their caches; the owner comes
+ * back from pmem; clients reconnect; every acked split is still split. */
+static int ok_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
+{
+	struct fm_agent *a = join(s, (uint32_t)idx + 1);
+	struct fm_agent_stats st;
+	uint64_t base = 20 + 40 * (uint64_t)idx;
+	uint8_t bm[GRAINS / 8];
+
+	CHECK(wait_gen(a, 1) == 0);
+	for (uint64_t g = base; g < base + 30; g++) {
+		CHECK(fm_agent_lock(a, MAP, g) == 0);
+		CHECK(fm_agent_commit_split(a, MAP, g) == 0);
+	}
+	CHECK(fm_cache_lookup(fm_agent_cache(a), MAP, base, NULL));
+	sig_send(wfd, 'A');
+	CHECK(sig_wait(rfd, 10000) == 'K'); /* owner killed */
+	/* the session ends (peer died or lease lapse): confirmations gone */
+	{
+		uint64_t end = mono_ms() + 5000;
+
+		do {
+			fm_agent_stats(a, &st);
+			if (st.closes >= 1)
+				break;
+			usleep(5000);
+		} while (mono_ms() < end);
+		CHECK(st.closes >= 1);
+	}
+	CHECK(!fm_cache_lookup(fm_agent_cache(a), MAP, base, NULL));
+	sig_send(wfd, 'C');
+	CHECK(sig_wait(rfd, 15000) == 'U'); /* owner back */
+	CHECK(fm_agent_wait_active(a, 8000) == 0);
+	CHECK(wait_gen(a, 1) == 0);
+	/* every acked split survived: fetched and via a raw bitmap READ */
+	for (int i = 0; i < NCLIENT; i++)
+		for (uint64_t g = 20 + 40 * (uint64_t)i; g < 20 + 40 * (uint64_t)i + 30; g++)
+			CHECK(fm_agent_is_split(a, MAP, g) == 1);
+	CHECK(fm_agent_read_bitmap(a, MAP, 0, bm, sizeof(bm)) == 0);
+	for (uint64_t g = base; g < base + 30; g++)
+		CHECK(bm[g / 8] >> (g % 8) & 1);
+	CHECK(fm_agent_is_split(a, MAP, 0) == 0);
+	fm_agent_stats(a, &st);
+	CHECK(st.joins >= 2);
+	fm_agent_delete(&a);
+	return 0;
+}
+
+static int sc_owner_kill(struct svc *s)
+{
+	struct child c[NCLIENT];
+	char out[8192];
+	int fails = 0;
+
+	svc_owner_start(s);
+	setup_map(s, true);
+	for (int i = 0; i < NCLIENT; i++)
+		child_start(s, &c[i], i, ok_child, NULL);
+	for (int i = 0; i < NCLIENT; i++)
+		CHECK(sig_wait(c[i].from[0], 15000) == 'A');
+	svc_owner_kill(s, SIGKILL);
+	for (int i = 0; i < NCLIENT; i++)
+		sig_send(c[i].to[1], 'K');
+	for (int i = 0; i < NCLIENT; i++)
+		CHECK(sig_wait(c[i].from[0], 10000) == 'C');
+	svc_owner_start(s); /* from the same pool */
+	CHECK(svc_ctl(s, out, sizeof(out), "map-show %d", MAP) == 0);
+	fprintf(stderr, "after restart: %s", out);
+	CHECK(strstr(out, "split 90") != NULL);
+	for (int i = 0; i < NCLIENT; i++)
+		sig_send(c[i].to[1], 'U');
+	for (int i = 0; i < NCLIENT; i++)
+		fails += child_wait(&c[i], 20000) != 0;
+	return fails;
+}
+
+/* ============================================================== wrong-key */
+static int sc_wrong_key(struct svc *s)
+{
+	struct fm_agent *bad, *good;
+	char out[8192];
+	int rc;
+
+	svc_owner_start(s);
+	setup_map(s, true);
+	bad = svc_agent(s, 3, "not-the-key");
+	rc = fm_agent_wait_active(bad, 1500);
+	fprintf(stderr, "wrong key: %d (%s)\n", rc, fm_errormsg());
+	CHECK(rc != 0);
+	good = join(s, 4);
+	CHECK(wait_gen(good, 1) == 0);
+	CHECK(fm_agent_lock(good, MAP, 1) == 0);
+	CHECK(fm_agent_commit_split(good, MAP, 1) == 0);
+	CHECK(fm_agent_wait_active(bad, 0) != 0);
+	fm_agent_delete(&bad);
+	fm_agent_delete(&good);
+	CHECK(svc_ctl(s, out, sizeof(out), "status") == 0);
+	fprintf(stderr, "%s", out);
+	CHECK(strstr(out, "auth-failures 0 ") == NULL);
+	return 0;
+}
+
+/* ================================================================ garbage
+ * Raw transport endpoints send garbage and truncated messages: only that
+ * connection is closed; a good client keeps working throughout. */
+static int gb_good(struct svc *s, int idx, int rfd, int wfd, void *arg)
+{
+	struct fm_agent *a = join(s, 1);
+
+	CHECK(wait_gen(a, 1) == 0);
+	sig_send(wfd, 'J');
+	for (uint64_t g = 0; g < 40; g++) {
+		CHECK(fm_agent_lock(a, MAP, g) == 0);
+		CHECK(fm_agent_commit_split(a, MAP, g) == 0);
+		usleep(5000);
+	}
+	fm_agent_delete(&a);
+	return 0;
+}
+
+static int raw_send(struct svc *s, const void *buf, size_t len)
+{
+	struct fm_transport_cfg tcfg = { .provider = s->provider, .op_timeout_ms = 2000 };
+	struct fm_transport *t = NULL;
+	struct fm_ep *ep = NULL;
+	uint8_t in[FM_WIRE_MAX_MSG];
+	uint64_t end;
+	int closed = 0;
+
+	if (fm_transport_new(&t, &tcfg) || fm_connect(t, s->addr, NULL, 0, 2000, &ep))
+		DIE("raw connect: %s", fm_errormsg());
+	if (fm_ep_send(ep, buf, len, 0))
+		DIE("raw send: %s", fm_errormsg());
+	end = mono_ms() + 3000;
+	while (mono_ms() < end) {
+		int n = fm_ep_progress(ep);
+
+		while (n > 0 && fm_ep_recv(ep, in, sizeof(in), FM_NONBLOCK) >= 0)
+			; /* a BYE, probably */
+		if (fm_ep_state(ep, NULL) == FM_EP_CLOSED) {
+			closed = 1;
+			break;
+		}
+		usleep(2000);
+	}
+	fm_ep_delete(&ep);
+	fm_transport_delete(&t);
+	return closed;
+}
+
+static int sc_garbage(struct svc *s)
+{
+	struct child g;
+	uint8_t junk[300], hello[FM_WIRE_MAX_MSG];
+	struct fm_msg m = { .type = FM_MSG_HELLO };
+	uint64_t x = 42;
+	char out[8192];
+	int n, rc;
+
+	svc_owner_start(s);
+	setup_map(s, true);
+	child_start(s, &g, 0, gb_good, NULL);
+	CHECK(sig_wait(g.from[0], 10000) == 'J');
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (uint8_t)rnd(&x);
+	CHECK(raw_send(s, junk, sizeof(junk)) == 1);     /* garbage */
+	m.u.hello.client_id = 2;
+	m.u.hello.ver_major = FM_WIRE_MAJOR;
+	n = fm_wire_encode(&m, hello, sizeof(hello));
+	CHECK(n > 0);
+	CHECK(raw_send(s, hello, (size_t)n - 5) == 1);   /* truncated */
+	hello[20] ^= 0x40;
+	CHECK(raw_send(s, hello, (size_t)n) == 1);       /* bad checksum */
+	CHECK(raw_send(s, hello, 3) == 1);               /* shorter than a header */
+	rc = child_wait(&g, 20000);
+	CHECK(svc_ctl(s, out, sizeof(out), "status") == 0);
+	fprintf(stderr, "%s", out);
+	CHECK(strstr(out, "malformed 0 ") == NULL);
+	CHECK(strstr(out, "commits 40 ") != NULL);
+	return rc != 0;
+}
+
+/* =============================================================== snapshot
+ * Volumes as files.  Phase A (PREPARED, no COW): clients write the source.
+ * Trigger: quiesce, copy the source file (the expected image), map-start.
+ * Phase B (COPYING): random source writes, target writes to each client's
+ * own stripe, target reads checked against the image + own writes.  Then
+ * the whole target is read through the plan and checked. */
+#define OPS 250
+
+static void fill(uint8_t *b, size_t n, uint64_t *x)
+{
+	for (size_t i = 0; i < n; i++)
+		b[i] = (uint8_t)rnd(x);
+}
+
+static int open_vols(struct svc *s, struct vols *v)
+{
+	char p[400];
+
+	snprintf(p, sizeof(p), "%s/src.img", s->dir);
+	v->src = open(p, O_RDWR | O_CREAT, 0644);
+	snprintf(p, sizeof(p), "%s/tgt.img", s->dir);
+	v->tgt = open(p, O_RDWR | O_CREAT, 0644);
+	v->size = VOL;
+	v->map = MAP;
+	return v->src >= 0 && v->tgt >= 0 ? 0 : -1;
+}
+
+static uint8_t *load(struct svc *s, const char *name)
+{
+	char p[400];
+	uint8_t *b = calloc(1, VOL);
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/%s", s->dir, name);
+	fd = open(p, O_RDONLY);
+	if (fd < 0 || pread(fd, b, VOL, 0) < 0)
+		DIE("load %s", p);
+	close(fd);
+	return b;
+}
+
+static void store(struct svc *s, const char *name, const uint8_t *b)
+{
+	char p[400];
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/%s", s->dir, name);
+	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || pwrite(fd, b, VOL, 0) != (ssize_t)VOL)
+		DIE("store %s", p);
+	fsync(fd);
+	close(fd);
+}
+
+/* stripe of grain g: client g % 4 may write the target there (3: nobody) */
+static int sn_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
+{
+	uint64_t seed = *(uint64_t *)arg + (uint64_t)idx * 7919, x = seed | 1;
+	struct fm_agent *a = join(s, (uint32_t)idx + 1);
+	uint8_t *buf = malloc(4 * GRAIN), *img, *model;
+	struct vols v;
+	char name[64];
+	int bad = 0;
+
+	CHECK(open_vols(s, &v) == 0);
+	CHECK(wait_gen(a, 0) == 0);
+	/* phase A: no COW yet (PREPARED) */
+	for (int i = 0; i < 60; i++) {
+		uint64_t g = rnd(&x) % GRAINS, off = g * GRAIN;
+
+		fill(buf, GRAIN, &x);
+		int rc = eng_io(a, &v, FM_IO_WRITE_SOURCE, off, GRAIN, buf);
+
+		if (rc)
+			fprintf(stderr, "phase A write: %d %s\n", rc, fm_errormsg());
+		CHECK(rc == 0);
+	}
+	sig_send(wfd, 'A');
+	CHECK(sig_wait(rfd, 20000) == 'T'); /* triggered */
+	CHECK(wait_gen(a, 1) == 0);
+	img = load(s, "image.img");
+	model = malloc(VOL);
+	memcpy(model, img, VOL);
+	for (int i = 0; i < OPS; i++) {
+		uint64_t r = rnd(&x) % 100, g = rnd(&x) % GRAINS;
+		uint64_t sec = (rnd(&x) % (GRAIN / 512)), nsec;
+		uint64_t off, len;
+
+		if (r < 40) { /* source write, may span grains */
+			nsec = 1 + rnd(&x) % 16;
+			off = g * GRAIN + sec * 512;
+			len = nsec * 512;
+			if (off + len > VOL)
+				len = VOL - off;
+			fill(buf, len, &x);
+			CHECK(eng_io(a, &v, FM_IO_WRITE_SOURCE, off, len, buf) == 0);
+		} else if (r < 65) { /* target write in my stripe, within a grain */
+			g = g - g % 4 + (uint64_t)idx;
+			if (g >= GRAINS)
+				continue;
+			if (rnd(&x) % 3 == 0) {
+				off = g * GRAIN; /* whole grain: WRITE_AND_SPLIT */
+				len = GRAIN;
+			} else {
+				off = g * GRAIN + sec * 512;
+				len = (1 + rnd(&x) % (GRAIN / 512 - sec)) * 512;
+			}
+			fill(buf, len, &x);
+			CHECK(eng_io(a, &v, FM_IO_WRITE_TARGET, off, len, buf) == 0);
+			memcpy(model + off, buf, len);
+		} else { /* target read: my stripe or the untouched one */
+			g = g - g % 4 + (rnd(&x) % 2 ? (uint64_t)idx : 3);
+			if (g >= GRAINS)
+				continue;
+			off = g * GRAIN + sec * 512;
+			len = (1 + rnd(&x) % (GRAIN / 512 - sec)) * 512;
+			CHECK(eng_io(a, &v, FM_IO_READ_TARGET, off, len, buf) == 0);
+			if (memcmp(buf, model + off, len)) {
+				fprintf(stderr, "client %d: target read grain %" PRIu64 " off %" PRIu64
+					" len %" PRIu64 " differs from the image\n", idx, g, off, len);
+				bad++;
+			}
+		}
+	}
+	snprintf(name, sizeof(name), "model.%d", idx);
+	store(s, name, model);
+	fm_agent_delete(&a);
+	return bad ? 1 : 0;
+}
+
+static int sc_snapshot(struct svc *s)
+{
+	struct child c[NCLIENT];
+	uint64_t seed = getenv("FM_SEED") ? strtoull(getenv("FM_SEED"), NULL, 0) : 12345;
+	uint8_t *img, *expect, *got;
+	struct fm_agent *a;
+	struct vols v;
+	char out[8192];
+	int fails = 0, bad = 0;
+
+	fprintf(stderr, "snapshot: seed %" PRIu64 " (FM_SEED)\n", seed);
+	svc_owner_start(s);
+	CHECK(open_vols(s, &v) == 0);
+	CHECK(ftruncate(v.src, VOL) == 0 && ftruncate(v.tgt, VOL) == 0);
+	setup_map(s, false);
+	for (int i = 0; i < NCLIENT; i++)
+		child_start(s, &c[i], i, sn_child, &seed);
+	for (int i = 0; i < NCLIENT; i++)
+		CHECK(sig_wait(c[i].from[0], 20000) == 'A');
+	/* the trigger: everybody is quiet; the image is the source now */
+	img = load(s, "src.img");
+	store(s, "image.img", img);
+	CHECK(svc_ctl(s, out, sizeof(out), "map-start %d", MAP) == 0);
+	fprintf(stderr, "trigger: %s", out);
+	for (int i = 0; i < NCLIENT; i++)
+		sig_send(c[i].to[1], 'T');
+	for (int i = 0; i < NCLIENT; i++)
+		fails += child_wait(&c[i], 45000) != 0;
+	CHECK(fails == 0);
+	/* expected target: the image plus every client's stripe of writes */
+	expect = malloc(VOL);
+	memcpy(expect, img, VOL);
+	for (int i = 0; i < NCLIENT; i++) {
+		char name[32];
+		uint8_t *m;
+
+		snprintf(name, sizeof(name), "model.%d", i);
+		m = load(s, name);
+		for (uint64_t g = (uint64_t)i; g < GRAINS; g += 4)
+			memcpy(expect + g * GRAIN, m + g * GRAIN, GRAIN);
+		free(m);
+	}
+	a = join(s, 9);
+	got = malloc(VOL);
+	for (uint64_t g = 0; g < GRAINS; g += 8)
+		CHECK(eng_io(a, &v, FM_IO_READ_TARGET, g * GRAIN, 8 * GRAIN, got + g * GRAIN) == 0);
+	for (uint64_t g = 0; g < GRAINS; g++)
+		if (memcmp(got + g * GRAIN, expect + g * GRAIN, GRAIN)) {
+			fprintf(stderr, "final: target grain %" PRIu64 " is wrong\n", g);
+			bad++;
+		}
+	fm_agent_delete(&a);
+	svc_ctl(s, out, sizeof(out), "status");
+	fprintf(stderr, "%s", out);
+	CHECK(bad == 0);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(struct svc *);
+	} sc[] = {
+		{ "roundtrip", sc_roundtrip }, { "client-kill", sc_client_kill },
+		{ "owner-kill", sc_owner_kill }, { "wrong-key", sc_wrong_key },
+		{ "garbage", sc_garbage },     { "snapshot", sc_snapshot },
+	};
+	struct svc s;
+	int rc = -1;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: test_service SCENARIO --owner PATH [--provider P --addr A]\n");
+		return 2;
+	}
+	for (size_t i = 0; i < sizeof(sc) / sizeof(sc[0]); i++)
+		if (!strcmp(argv[1], sc[i].name)) {
+			uint64_t t0 = mono_ms();
+
+			svc_init(&s, argc, argv, argv[1]);
+			rc = sc[i].fn(&s);
+			svc_fini(&s);
+			fprintf(stderr, "%s: %s in %" PRIu64 " ms\n", argv[1], rc ? "FAIL" : "PASS",
+				mono_ms() - t0);
+		}
+	if (rc < 0)
+		fprintf(stderr, "unknown scenario %s\n", argv[1]);
+	return rc ? 1 : 0;
+}
