@@ -3,7 +3,7 @@
  * Usage: test_service SCENARIO --owner PATH [--provider shm|verbs --addr A]
  * (or FM_OWNER_BIN / FM_PROVIDER / FM_ADDR).  Each scenario spawns the real
  * flashmeta-owner on a pool in a temp dir and forks client processes that
- * use fm_agent.  Scenarios: roundtrip, client-kill, owner-kill, wrong-key,
+ * use fm_agent.  Scenarios: roundtrip, client-kill, client-stall, owner-kill, wrong-key,
  * garbage, snapshot.  Exit 0 = pass.
  */
 #include <errno.h>
@@ -167,12 +167,16 @@ static int ck_taker(struct svc *s, int idx, int rfd, int wfd, void *arg)
 
 	CHECK(wait_gen(a, 1) == 0);
 	sig_send(wfd, 'J');
-	CHECK(sig_wait(rfd, 10000) == 'K');
+	int how = sig_wait(rfd, 10000);
+
+	CHECK(how == 'K' || how == 'S');
 	t0 = mono_ms();
 	CHECK(fm_agent_lock(a, MAP, 5) == 0);
 	CHECK(fm_agent_lock(a, MAP, 6) == 0);
-	fprintf(stderr, "client-kill: locks reclaimed and granted after %" PRIu64 " ms\n",
-		mono_ms() - t0);
+	fprintf(stderr, "client-%s: locks reclaimed and granted after %" PRIu64 " ms\n",
+		how == 'K' ? "kill" : "stall", mono_ms() - t0);
+	if (how == 'S') /* only the lease (plus grace) can have freed them */
+		CHECK(mono_ms() - t0 >= s->lease_ms / 2);
 	CHECK(mono_ms() - t0 < 4u * s->lease_ms + 2000);
 	CHECK(fm_agent_commit_split(a, MAP, 5) == 0);
 	CHECK(fm_agent_unlock(a, MAP, 6) == 0);
@@ -180,7 +184,7 @@ static int ck_taker(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	return 0;
 }
 
-static int sc_client_kill(struct svc *s)
+static int ck_run(struct svc *s, int sig)
 {
 	struct child h, t;
 	char out[8192];
@@ -192,14 +196,31 @@ static int sc_client_kill(struct svc *s)
 	CHECK(sig_wait(h.from[0], 10000) == 'L');
 	child_start(s, &t, 1, ck_taker, NULL);
 	CHECK(sig_wait(t.from[0], 10000) == 'J');
-	kill(h.pid, SIGKILL);
-	child_wait(&h, 5000);
-	sig_send(t.to[1], 'K');
+	/* SIGKILL: the transport sees the peer die at once.  SIGSTOP: nothing
+	 * is seen; only the lease running out fences the holder. */
+	kill(h.pid, sig);
+	if (sig == SIGKILL)
+		child_wait(&h, 5000);
+	sig_send(t.to[1], sig == SIGSTOP ? 'S' : 'K');
 	rc = child_wait(&t, 20000);
+	if (sig == SIGSTOP) {
+		kill(h.pid, SIGKILL);
+		child_wait(&h, 5000);
+	}
 	svc_ctl(s, out, sizeof(out), "status");
 	fprintf(stderr, "%s", out);
 	CHECK(strstr(out, "reclaimed 0 ") == NULL);
 	return rc != 0;
+}
+
+static int sc_client_kill(struct svc *s)
+{
+	return ck_run(s, SIGKILL);
+}
+
+static int sc_client_stall(struct svc *s)
+{
+	return ck_run(s, SIGSTOP);
 }
 
 /* ============================================================= owner-kill
@@ -580,6 +601,7 @@ int main(int argc, char **argv)
 		int (*fn)(struct svc *);
 	} sc[] = {
 		{ "roundtrip", sc_roundtrip }, { "client-kill", sc_client_kill },
+		{ "client-stall", sc_client_stall },
 		{ "owner-kill", sc_owner_kill }, { "wrong-key", sc_wrong_key },
 		{ "garbage", sc_garbage },     { "snapshot", sc_snapshot },
 	};
