@@ -77,6 +77,8 @@ struct clock {
 	uint64_t commit_grain;
 	uint64_t epoch;
 	bool epoch_ok;
+	uint64_t req_seq;    /* seq of our LOCK_REQUEST / SPLIT_COMMIT: an
+			      * ERROR with this ref_seq refuses it */
 };
 
 enum cop_kind { CO_FETCH = 1, CO_LOCK_CAS, CO_CHECK, CO_UNLOCK_CAS };
@@ -474,7 +476,8 @@ static void lock_request(struct fm_client *c, struct clock *lk, uint64_t seen)
 	m.u.lock.last = last;
 	m.u.lock.word = seen;
 	lk->state = CL_WAIT;
-	send_msg(c, &m);
+	if (send_msg(c, &m) == 0)
+		lk->req_seq = c->tx_seq;
 }
 
 static void on_lock_grant(struct fm_client *c, const struct fm_msg *m)
@@ -514,6 +517,41 @@ static void on_split_ack(struct fm_client *c, const struct fm_msg *m)
 	lock_release(c, lk);
 }
 
+/*
+ * The owner refused one of our requests (ERROR.ref_seq = its seq).  The
+ * requests that wait for an answer are LOCK_REQUEST (CL_WAIT) and
+ * SPLIT_COMMIT (CL_COMMIT); without this they would wait until the session
+ * closes.  A refused LOCK_REQUEST leaves us without the word (our CAS had
+ * failed and the owner queued nothing): LOCKED(-code), forget it.  A
+ * refused SPLIT_COMMIT recorded nothing: COMMITTED(-code) and release the
+ * lock as after any commit (if the refusal was -ENOLCK the word is not
+ * ours and the release CAS reports LOCK_LOST).  An ERROR for anything else
+ * (an UNLOCK, already forgotten) changes nothing.
+ */
+static void on_error(struct fm_client *c, const struct fm_msg *m)
+{
+	int status = m->u.error.code && m->u.error.code < 4096 ?
+			     -(int)m->u.error.code : -EPROTO;
+	struct clock *lk;
+
+	for (lk = c->locks; lk; lk = lk->next)
+		if ((lk->state == CL_WAIT || lk->state == CL_COMMIT) &&
+		    lk->req_seq == m->u.error.ref_seq)
+			break;
+	if (!lk)
+		return;
+	if (lk->state == CL_WAIT) {
+		note(c, FM_NOTE_LOCKED, status, lk->cookie, atomic_load(&c->maps[lk->slot].id),
+		     lk->grain, false);
+		lock_free(c, lk);
+		return;
+	}
+	note(c, FM_NOTE_COMMITTED, status, lk->cookie, atomic_load(&c->maps[lk->slot].id),
+	     lk->commit_grain, false);
+	lk->state = CL_HELD;
+	lock_release(c, lk);
+}
+
 /* ---- messages ---- */
 static void on_active(struct fm_client *c, const struct fm_msg *m, uint64_t now)
 {
@@ -543,6 +581,7 @@ static void on_active(struct fm_client *c, const struct fm_msg *m, uint64_t now)
 		on_split_ack(c, m);
 		break;
 	case FM_MSG_ERROR:
+		on_error(c, m);
 		break;
 	case FM_MSG_BYE:
 		sess_close(c, FM_BYE_NORMAL, -ECONNRESET, false);
@@ -1004,6 +1043,7 @@ int fm_client_commit(struct fm_client *c, uint64_t map_id, uint64_t grain,
 	struct fm_msg m;
 	struct cmap *mp;
 	struct clock *lk;
+	int rc;
 
 	if (slot < 0)
 		return slot;
@@ -1024,7 +1064,12 @@ int fm_client_commit(struct fm_client *c, uint64_t map_id, uint64_t grain,
 	m.u.commit.range_count = 1;
 	m.u.commit.ranges[0].first = grain;
 	m.u.commit.ranges[0].last = grain;
-	return send_msg(c, &m);
+	rc = send_msg(c, &m);
+	if (rc == 0)
+		lk->req_seq = c->tx_seq;
+	else
+		lk->state = CL_HELD; /* not sent: still held, caller may retry */
+	return rc;
 }
 
 int fm_client_unlock(struct fm_client *c, uint64_t map_id, uint64_t grain,

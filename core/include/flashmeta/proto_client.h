@@ -104,7 +104,9 @@ int fm_client_fetch(struct fm_client *c, uint64_t map_id, uint64_t grain,
 /*
  * fm_client_lock -- lock the word covering `grain`.  NOTE LOCKED(cookie):
  * status 0 with `split` from a bitmap re-read done under the lock (if set,
- * just unlock), -EDEADLK, -ECONNRESET.  Returns 0, -EBUSY (this client
+ * just unlock), -EDEADLK, -ECONNRESET, or the owner's refusal of the
+ * LOCK_REQUEST (its ERROR code: -ENOENT map not served, -ERANGE, -ENOMEM);
+ * after a non-zero status the word is not held.  Returns 0, -EBUSY (this client
  * already has that word), -EAGAIN (not active), -ENOENT, -ERANGE, -ENOMEM.
  */
 int fm_client_lock(struct fm_client *c, uint64_t map_id, uint64_t grain,
@@ -113,7 +115,10 @@ int fm_client_lock(struct fm_client *c, uint64_t map_id, uint64_t grain,
  * fm_client_commit -- the grain (locked by fm_client_lock) was copied and
  * the copy is durable: SPLIT_COMMIT, then on SPLIT_ACK insert it in the
  * cache and release the lock.  NOTE COMMITTED(cookie): 0, -ESTALE, -EIO,
- * -ECONNRESET.  Returns 0, -ENOLCK (not locked), -EAGAIN, -ENOENT.
+ * -ECONNRESET, or the owner's refusal (ERROR code: -ENOLCK the owner found
+ * the lock word not held by this session, -ENOENT, -ERANGE); nothing was
+ * recorded then.  The lock is released in every case.
+ * Returns 0, -ENOLCK (not locked), -EAGAIN, -ENOENT.
  */
 int fm_client_commit(struct fm_client *c, uint64_t map_id, uint64_t grain,
 		     uint64_t cookie, uint64_t now);
