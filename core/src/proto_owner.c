@@ -34,11 +34,17 @@
  *            A failed CAS teaches the real value and the step repeats.
  *            An olock with no waiters and nothing to release is freed.
  *
- *  commits   SPLIT_COMMIT -> PERSIST action -> op_done(0) -> SPLIT_ACK OK.
+ *  commits   SPLIT_COMMIT -> holder check (loopback CAS per lock word,
+ *            compare == swap) -> PERSIST action -> op_done(0) -> SPLIT_ACK.
  *            1. the client made the copied data durable before it sent
  *               SPLIT_COMMIT;
- *            2. the driver makes the bits durable, then visible;
- *            3. only then is the ACK sent.
+ *            2. the owner checks that the session holds the grain lock(s)
+ *               (else ERROR -ENOLCK, nothing recorded);
+ *            3. the driver makes the bits durable, then visible;
+ *            4. only then is the ACK sent.
+ *            A session's commits in flight (s->commits) hold back the
+ *            reclaim of its words after a fence, and count in the map's
+ *            `persists`, which holds back REVOKED.
  *
  * Cost: sessions, olocks and pending ops are linked lists searched
  * linearly -- fine for tens of clients and a few contended words; hash
@@ -80,13 +86,15 @@ struct osess {
 	uint8_t mstate[FM_WIRE_MAX_MAPS];
 	unsigned scans_pending;
 	bool reclaim;            /* was ACTIVE: its words must be reclaimed */
+	unsigned commits;        /* SPLIT_COMMITs being checked or persisted */
+	bool scan_wait;          /* fenced; reclaim waits for commits == 0 */
 };
 
 struct omap {
 	bool used;
 	bool revoking;   /* RELEASE_REQUESTs out, waiting */
 	bool withheld;   /* revoked, not yet updated */
-	unsigned persists; /* PERSIST actions in flight */
+	unsigned persists; /* commits being checked or persisted */
 	struct fm_wire_mapdesc d;
 };
 
@@ -96,6 +104,7 @@ struct owaiter {
 	uint64_t conn;
 	uint64_t word;       /* HELD word for this waiter */
 	uint64_t first, last, generation;
+	uint64_t req_seq;    /* its LOCK_REQUEST, for an ERROR */
 };
 
 enum olock_kind { OL_ARM = 1, OL_GRANT, OL_HANDOFF, OL_FREE };
@@ -113,7 +122,20 @@ struct olock {
 	unsigned nwait;
 };
 
-enum oop_kind { OP_LOCK_CAS = 1, OP_SCAN, OP_PERSIST, OP_FENCE };
+enum oop_kind { OP_LOCK_CAS = 1, OP_SCAN, OP_PERSIST, OP_FENCE, OP_HOLDER };
+
+/* A SPLIT_COMMIT whose lock words are being checked (OP_HOLDER CASes). */
+struct ocommit {
+	uint64_t session_id;
+	uint64_t ref_seq;       /* the SPLIT_COMMIT's seq, for an ERROR */
+	unsigned slot;
+	unsigned pending;       /* OP_HOLDER ops not yet done */
+	bool not_held;          /* a word was not (client, epoch) HELD */
+	bool failed;            /* a check failed in the transport */
+	uint64_t generation, commit_id, map_id;
+	uint16_t range_count;
+	struct fm_grain_range ranges[FM_WIRE_MAX_RANGES];
+};
 
 struct oop {
 	struct oop *next;
@@ -125,6 +147,7 @@ struct oop {
 	unsigned slot;          /* OP_SCAN, OP_PERSIST */
 	uint64_t base_index;    /* OP_SCAN: first word of the chunk */
 	uint64_t generation, commit_id; /* OP_PERSIST */
+	struct ocommit *commit;  /* OP_HOLDER */
 };
 
 struct fm_owner {
@@ -303,6 +326,7 @@ static void check_revoke(struct fm_owner *o, unsigned slot)
 
 /* ---- grain locks ---- */
 static void olock_step(struct fm_owner *o, struct olock *l);
+static void sess_scan(struct fm_owner *o, struct osess *s);
 
 static struct olock *olock_get(struct fm_owner *o, unsigned slot, uint64_t index,
 			       uint64_t seen)
@@ -536,6 +560,7 @@ static void on_lock_request(struct fm_owner *o, struct osess *s, const struct fm
 	w->first = m->u.lock.first;
 	w->last = m->u.lock.last;
 	w->generation = m->u.lock.generation;
+	w->req_seq = m->seq;
 	if (l->tail)
 		l->tail->next = w;
 	else
@@ -633,19 +658,9 @@ static void sess_reclaimed(struct fm_owner *o, struct osess *s)
 		note(o, FM_NOTE_SESSION_DOWN, 0, 0, id);
 }
 
-static void on_fence_done(struct fm_owner *o, struct osess *s)
+/* READ every lock table, looking for words of the dead session. */
+static void sess_scan(struct fm_owner *o, struct osess *s)
 {
-	s->state = FM_OSESS_RECLAIMING;
-	for (unsigned i = 0; i < FM_WIRE_MAX_MAPS; i++) {
-		if (s->mstate[i] != MS_NONE) {
-			s->mstate[i] = MS_NONE;
-			check_revoke(o, i);
-		}
-	}
-	if (!s->reclaim) {
-		sess_reclaimed(o, s);
-		return;
-	}
 	for (unsigned i = 0; i < FM_WIRE_MAX_MAPS; i++) {
 		const struct omap *mp = &o->maps[i];
 		uint64_t words, bytes;
@@ -674,6 +689,30 @@ static void on_fence_done(struct fm_owner *o, struct osess *s)
 	}
 	if (!s->scans_pending)
 		sess_reclaimed(o, s);
+}
+
+static void on_fence_done(struct fm_owner *o, struct osess *s)
+{
+	s->state = FM_OSESS_RECLAIMING;
+	for (unsigned i = 0; i < FM_WIRE_MAX_MAPS; i++) {
+		if (s->mstate[i] != MS_NONE) {
+			s->mstate[i] = MS_NONE;
+			check_revoke(o, i);
+		}
+	}
+	if (!s->reclaim) {
+		sess_reclaimed(o, s);
+		return;
+	}
+	/* A commit of s checked its words and may be persisting: handing
+	 * them to someone else now would let that one copy the grain while
+	 * our PERSIST lands (a third client could then trust the bit, or
+	 * overwrite the source, in the middle of that copy).  Wait. */
+	if (s->commits) {
+		s->scan_wait = true;
+		return;
+	}
+	sess_scan(o, s);
 }
 
 static void on_scan_done(struct fm_owner *o, struct oop *op, int status,
@@ -784,14 +823,136 @@ static void on_auth(struct fm_owner *o, struct osess *s, const struct fm_msg *m,
 	note(o, FM_NOTE_SESSION_UP, 0, 0, s->client_id);
 }
 
+#define HOLDER_CHECK_MAX 256u /* lock words one SPLIT_COMMIT may cover */
+
+static void send_ack(struct fm_owner *o, struct osess *s, uint64_t map_id,
+		     uint64_t generation, uint64_t commit_id, uint32_t status)
+{
+	struct fm_msg r;
+
+	msg_init(&r, FM_MSG_SPLIT_ACK);
+	r.u.ack.map_id = map_id;
+	r.u.ack.generation = generation;
+	r.u.ack.commit_id = commit_id;
+	r.u.ack.status = status;
+	send_msg(o, s, &r);
+}
+
+/* A fenced session's words are reclaimed only when none of its commits is
+ * still being checked or persisted (see "commits" above). */
+static void sess_commit_done(struct fm_owner *o, struct osess *s)
+{
+	if (!s)
+		return;
+	s->commits--;
+	if (s->state == FM_OSESS_RECLAIMING && s->scan_wait && s->commits == 0) {
+		s->scan_wait = false;
+		sess_scan(o, s);
+	}
+}
+
+/* Every lock word of the commit was checked: persist, or refuse. */
+static void commit_checked(struct fm_owner *o, struct ocommit *c)
+{
+	struct osess *s = sess_by_id(o, c->session_id);
+	struct omap *mp = &o->maps[c->slot];
+	struct fm_action *a;
+	struct oop *op;
+
+	if (!s || s->state != FM_OSESS_ACTIVE) {
+		/* nobody to answer; nothing recorded (the client learns
+		 * -ECONNRESET from its own session closing) */
+		mp->persists--;
+		sess_commit_done(o, s);
+		check_revoke(o, c->slot);
+		free(c);
+		return;
+	}
+	if (c->not_held || c->failed || mp->withheld ||
+	    c->generation != mp->d.generation || mp->d.state != FM_MAP_COPYING) {
+		if (c->not_held) {
+			o->st.commits_refused++;
+			send_error(o, s, c->ref_seq, -ENOLCK);
+		} else {
+			send_ack(o, s, c->map_id, c->generation, c->commit_id,
+				 c->failed ? FM_SPLIT_FAILED : FM_SPLIT_STALE);
+		}
+		mp->persists--;
+		sess_commit_done(o, s);
+		check_revoke(o, c->slot);
+		free(c);
+		return;
+	}
+	op = op_new(o, OP_PERSIST);
+	a = op ? fm_actq_push(&o->q) : NULL;
+	if (!a) {
+		if (op)
+			free(op_take(o, op->id));
+		send_ack(o, s, c->map_id, c->generation, c->commit_id, FM_SPLIT_FAILED);
+		mp->persists--;
+		sess_commit_done(o, s);
+		check_revoke(o, c->slot);
+		free(c);
+		return;
+	}
+	/* mp->persists and s->commits carry over to the PERSIST */
+	op->session_id = s->session_id;
+	op->slot = c->slot;
+	op->generation = c->generation;
+	op->commit_id = c->commit_id;
+	a->type = FM_ACT_PERSIST;
+	a->op_id = op->id;
+	a->u.persist.map_id = c->map_id;
+	a->u.persist.generation = c->generation;
+	a->u.persist.range_count = c->range_count;
+	memcpy(a->u.persist.ranges, c->ranges, c->range_count * sizeof(c->ranges[0]));
+	free(c);
+}
+
+static void on_holder_done(struct fm_owner *o, struct oop *op, int status, uint64_t old)
+{
+	struct ocommit *c = op->commit;
+	struct osess *s = sess_by_id(o, c->session_id);
+	uint64_t want = s ? fm_lockword_make((uint16_t)s->client_id, s->epoch,
+					     FM_LOCKWORD_F_HELD) : 0;
+
+	if (status < 0)
+		c->failed = true;
+	else if (!s || !(fm_lockword_flags(old) & FM_LOCKWORD_F_HELD) ||
+		 !fm_lockword_same_holder(old, want))
+		c->not_held = true;
+	if (--c->pending == 0)
+		commit_checked(o, c);
+}
+
+/*
+ * SPLIT_COMMIT.  Before anything is persisted the owner checks that the
+ * committing session holds every lock word the ranges touch: one loopback
+ * CAS per word with compare == swap == (client, epoch, HELD) -- an atomic
+ * read that changes nothing (a CAS, not a READ, because only atomics are
+ * atomic against the clients' atomics).  Tracking holders from our own
+ * observations is not enough: the uncontended acquire never reaches us.
+ * The check is sound against a later reclaim because a fenced session's
+ * words are reclaimed only after its commits finished (s->commits), so
+ * the word cannot change hands between the check and the persist -- except
+ * by the holder itself releasing early, which a correct client never does
+ * before SPLIT_ACK.  Cost: one local atomic round trip per word before the
+ * PERSIST (one word for a single-grain commit).
+ *
+ * Durability order (see the design comment):
+ *  1. the client made the copied data durable before it sent this;
+ *  2. the owner checks the client still holds the grain lock(s);
+ *  3. PERSIST: the driver makes the bits durable, then visible;
+ *  4. only then SPLIT_ACK OK.
+ */
 static void on_commit(struct fm_owner *o, struct osess *s, const struct fm_msg *m)
 {
-	const struct fm_msg_split_commit *c = &m->u.commit;
-	int slot = map_slot(o, c->map_id);
-	struct fm_action *a;
+	const struct fm_msg_split_commit *cm = &m->u.commit;
+	int slot = map_slot(o, cm->map_id);
+	uint64_t want, words = 0;
+	struct ocommit *c;
 	struct omap *mp;
-	struct oop *op;
-	uint32_t status = FM_SPLIT_OK;
+	unsigned sh;
 
 	o->st.commits++;
 	if (slot < 0) {
@@ -799,46 +960,67 @@ static void on_commit(struct fm_owner *o, struct osess *s, const struct fm_msg *
 		return;
 	}
 	mp = &o->maps[slot];
-	for (unsigned i = 0; i < c->range_count; i++) {
-		if (c->ranges[i].last >= mp->d.grain_count) {
+	sh = mp->d.lock_shift;
+	for (unsigned i = 0; i < cm->range_count; i++) {
+		if (cm->ranges[i].last >= mp->d.grain_count) {
 			send_error(o, s, m->seq, -ERANGE);
 			return;
 		}
+		words += (cm->ranges[i].last >> sh) - (cm->ranges[i].first >> sh) + 1;
 	}
-	if (mp->withheld || c->generation != mp->d.generation ||
-	    mp->d.state != FM_MAP_COPYING)
-		status = FM_SPLIT_STALE;
-	if (status == FM_SPLIT_OK) {
-		op = op_new(o, OP_PERSIST);
-		a = op ? fm_actq_push(&o->q) : NULL;
-		if (!a) {
-			status = FM_SPLIT_FAILED;
-		} else {
+	if (mp->withheld || cm->generation != mp->d.generation ||
+	    mp->d.state != FM_MAP_COPYING) {
+		send_ack(o, s, cm->map_id, cm->generation, cm->commit_id, FM_SPLIT_STALE);
+		return;
+	}
+	if (words > HOLDER_CHECK_MAX) {
+		send_error(o, s, m->seq, -E2BIG);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		send_ack(o, s, cm->map_id, cm->generation, cm->commit_id, FM_SPLIT_FAILED);
+		return;
+	}
+	c->session_id = s->session_id;
+	c->ref_seq = m->seq;
+	c->slot = (unsigned)slot;
+	c->map_id = cm->map_id;
+	c->generation = cm->generation;
+	c->commit_id = cm->commit_id;
+	c->range_count = cm->range_count;
+	memcpy(c->ranges, cm->ranges, cm->range_count * sizeof(cm->ranges[0]));
+	mp->persists++;
+	s->commits++;
+	c->pending = 1; /* held by us while issuing */
+	want = fm_lockword_make((uint16_t)s->client_id, s->epoch, FM_LOCKWORD_F_HELD);
+	for (unsigned i = 0; i < cm->range_count && !c->failed; i++) {
+		for (uint64_t w = cm->ranges[i].first >> sh;
+		     w <= cm->ranges[i].last >> sh && !c->failed; w++) {
+			struct oop *op = op_new(o, OP_HOLDER);
+			struct fm_action *a = op ? fm_actq_push(&o->q) : NULL;
+
+			if (!a) {
+				if (op)
+					free(op_take(o, op->id));
+				c->failed = true;
+				break;
+			}
+			op->commit = c;
 			op->session_id = s->session_id;
 			op->slot = (unsigned)slot;
-			op->generation = c->generation;
-			op->commit_id = c->commit_id;
-			mp->persists++;
-			a->type = FM_ACT_PERSIST;
+			c->pending++;
+			a->type = FM_ACT_CAS;
+			a->conn = FM_CONN_LOCAL;
 			a->op_id = op->id;
-			a->u.persist.map_id = c->map_id;
-			a->u.persist.generation = c->generation;
-			a->u.persist.range_count = c->range_count;
-			memcpy(a->u.persist.ranges, c->ranges,
-			       c->range_count * sizeof(c->ranges[0]));
-			return; /* ack after persist-done */
+			a->u.io.region = mp->d.locks;
+			a->u.io.offset = w * 8;
+			a->u.io.compare = want;
+			a->u.io.swap = want;
 		}
 	}
-	{
-		struct fm_msg r;
-
-		msg_init(&r, FM_MSG_SPLIT_ACK);
-		r.u.ack.map_id = c->map_id;
-		r.u.ack.generation = c->generation;
-		r.u.ack.commit_id = c->commit_id;
-		r.u.ack.status = status;
-		send_msg(o, s, &r);
-	}
+	if (--c->pending == 0)
+		commit_checked(o, c);
 }
 
 static void on_persist_done(struct fm_owner *o, struct oop *op, int status)
@@ -848,17 +1030,12 @@ static void on_persist_done(struct fm_owner *o, struct oop *op, int status)
 
 	mp->persists--;
 	if (s && s->state == FM_OSESS_ACTIVE) {
-		struct fm_msg r;
-
-		msg_init(&r, FM_MSG_SPLIT_ACK);
-		r.u.ack.map_id = mp->d.map_id;
-		r.u.ack.generation = op->generation;
-		r.u.ack.commit_id = op->commit_id;
-		r.u.ack.status = status == 0 ? FM_SPLIT_OK :
-				 status == -ESTALE ? FM_SPLIT_STALE : FM_SPLIT_FAILED;
-		send_msg(o, s, &r);
+		send_ack(o, s, mp->d.map_id, op->generation, op->commit_id,
+			 status == 0 ? FM_SPLIT_OK :
+			 status == -ESTALE ? FM_SPLIT_STALE : FM_SPLIT_FAILED);
 		o->st.acks++;
 	}
+	sess_commit_done(o, s);
 	check_revoke(o, op->slot);
 }
 
@@ -947,6 +1124,9 @@ void fm_owner_delete(struct fm_owner **op)
 		struct oop *x = o->ops;
 
 		o->ops = x->next;
+		/* the ops of one commit share it: the last one frees it */
+		if (x->kind == OP_HOLDER && --x->commit->pending == 0)
+			free(x->commit);
 		free(x);
 	}
 	fm_actq_fini(&o->q);
@@ -1056,6 +1236,44 @@ int fm_owner_map_revoke(struct fm_owner *o, uint64_t map_id, uint32_t reason,
 		send_msg(o, s, &m);
 	}
 	check_revoke(o, (unsigned)slot);
+	return 0;
+}
+
+int fm_owner_map_remove(struct fm_owner *o, uint64_t map_id)
+{
+	int slot = o ? map_slot(o, map_id) : -1;
+	struct omap *mp;
+
+	if (slot < 0)
+		return fm_err(-ENOENT, "owner: map %llu unknown", (unsigned long long)map_id);
+	mp = &o->maps[slot];
+	if (mp->revoking || !mp->withheld)
+		return fm_err(-EBUSY, "owner: map %llu not revoked",
+			      (unsigned long long)map_id);
+	if (mp->persists)
+		return fm_err(-EBUSY, "owner: map %llu has commits in flight",
+			      (unsigned long long)map_id);
+	for (struct oop *op = o->ops; op; op = op->next)
+		if ((op->kind == OP_SCAN && op->slot == (unsigned)slot) ||
+		    (op->kind == OP_LOCK_CAS && op->lock->slot == (unsigned)slot))
+			return fm_err(-EBUSY, "owner: map %llu has lock-table "
+				      "operations in flight", (unsigned long long)map_id);
+	/* queued lock requests on it will never be granted: refuse them */
+	for (struct olock *l = o->locks, *n; l; l = n) {
+		n = l->next;
+		if (l->slot != (unsigned)slot)
+			continue;
+		for (struct owaiter *w = l->head; w; w = w->next) {
+			struct osess *s = sess_by_id(o, w->session_id);
+
+			if (s && s->state == FM_OSESS_ACTIVE)
+				send_error(o, s, w->req_seq, -ENOENT);
+		}
+		olock_free(o, l);
+	}
+	for (struct osess *s = o->sessions; s; s = s->next)
+		s->mstate[slot] = MS_NONE;
+	memset(mp, 0, sizeof(*mp));
 	return 0;
 }
 
@@ -1197,6 +1415,9 @@ int fm_owner_op_done(struct fm_owner *o, uint64_t op_id, int status,
 		break;
 	case OP_PERSIST:
 		on_persist_done(o, op, status);
+		break;
+	case OP_HOLDER:
+		on_holder_done(o, op, status, old_value);
 		break;
 	case OP_FENCE:
 		s = sess_by_id(o, op->session_id);

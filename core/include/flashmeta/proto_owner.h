@@ -67,6 +67,18 @@ int fm_owner_map_add(struct fm_owner *o, const struct fm_wire_mapdesc *d);
 int fm_owner_map_revoke(struct fm_owner *o, uint64_t map_id, uint32_t reason,
 			uint64_t now);
 
+/*
+ * fm_owner_map_remove -- stop serving a revoked map (after NOTE REVOKED,
+ * instead of fm_owner_map_update); its slot may be reused by map_add.
+ * Lock requests still queued on it are refused (ERROR -ENOENT, the client
+ * sees LOCKED -ENOENT); later requests and commits on it get -ENOENT.
+ * Words clients still hold in its lock table are left to the driver,
+ * which deregisters the regions.  0, -ENOENT, -EBUSY (not revoked, or a
+ * commit or lock-table operation of it still in flight: retry after the
+ * next op_done).  Never blocks.
+ */
+int fm_owner_map_remove(struct fm_owner *o, uint64_t map_id);
+
 /* fm_owner_map_update -- new descriptor (generation, state) for a revoked
  * map; grants it to every active session.  0, -ENOENT, -EBUSY (not
  * revoked), -ERANGE. */
@@ -106,6 +118,7 @@ struct fm_owner_stats {
 	uint64_t commits;
 	uint64_t acks;
 	uint64_t fences;
+	uint64_t commits_refused; /* SPLIT_COMMIT without the grain lock(s) */
 };
 void fm_owner_stats(const struct fm_owner *o, struct fm_owner_stats *st);
 /* State of the session on `conn`: >= 0 or -ENOTCONN. */

@@ -277,6 +277,138 @@ static void garbage__closes_only_that_session(void **state)
 	sim_fini(&S);
 }
 
+/* Owner refusals (ERROR) complete the operation they refer to. */
+static void error__refused_lock_request__locked_fails_with_owner_code(void **state)
+{
+	const struct sim_note *n;
+	int mark;
+
+	up(&S, 2, 300);
+	S.auto_update = false;
+	/* A holds grain 5 and 6; B queues behind A on 6 */
+	fm_client_lock(S.c[0].cl, 100, 5, 1, S.now);
+	fm_client_lock(S.c[0].cl, 100, 6, 2, S.now);
+	sim_run(&S, S.now + 10);
+	assert_int_equal(sim_count(&S, 0, FM_NOTE_LOCKED, 0), 2);
+	fm_client_lock(S.c[1].cl, 100, 6, 3, S.now);
+	sim_run(&S, S.now + 10);
+	assert_int_equal(S.sends[FM_MSG_LOCK_REQUEST], 1);
+	assert_int_equal(fm_owner_map_remove(S.owner, 100), -EBUSY); /* not revoked */
+	assert_int_equal(fm_owner_map_revoke(S.owner, 100, FM_RELEASE_REMOVE, S.now), 0);
+	sim_run(&S, S.now + 20);
+	assert_true(S.store[0].revoked);
+	mark = S.nnotes;
+	assert_int_equal(fm_owner_map_remove(S.owner, 100), 0);
+	assert_int_equal(fm_owner_map_remove(S.owner, 100), -ENOENT);
+	sim_run(&S, S.now + 10);
+	/* the queued waiter is refused, not left hanging */
+	n = sim_find(&S, 1, FM_NOTE_LOCKED, mark);
+	assert_non_null(n);
+	assert_int_equal(n->n.status, -ENOENT);
+	assert_int_equal(n->n.cookie, 3);
+	/* a new LOCK_REQUEST on the removed map: refused as well */
+	mark = S.nnotes;
+	assert_int_equal(fm_client_lock(S.c[1].cl, 100, 5, 4, S.now), 0);
+	sim_run(&S, S.now + 20);
+	assert_int_equal(S.sends[FM_MSG_LOCK_REQUEST], 2);
+	n = sim_find(&S, 1, FM_NOTE_LOCKED, mark);
+	assert_non_null(n);
+	assert_int_equal(n->n.status, -ENOENT);
+	assert_int_equal(n->n.cookie, 4);
+	/* ... and A's commit on it */
+	assert_int_equal(fm_client_commit(S.c[0].cl, 100, 5, 5, S.now), 0);
+	sim_run(&S, S.now + 20);
+	n = sim_find(&S, 0, FM_NOTE_COMMITTED, mark);
+	assert_non_null(n);
+	assert_int_equal(n->n.status, -ENOENT);
+	assert_int_equal(n->n.cookie, 5);
+	assert_false(sim_bit(&S, 0, 5));
+	/* sessions live on; the other map is unaffected and the slot reusable */
+	assert_int_equal(fm_client_state(S.c[0].cl), FM_CLIENT_ACTIVE);
+	assert_int_equal(fm_client_state(S.c[1].cl), FM_CLIENT_ACTIVE);
+	S.store[0].d.map_id = 102;
+	assert_int_equal(fm_owner_map_add(S.owner, &S.store[0].d), 0);
+	mark = S.nnotes;
+	fm_client_lock(S.c[1].cl, 101, 5, 6, S.now);
+	sim_run(&S, S.now + 20);
+	assert_int_equal(sim_find(&S, 1, FM_NOTE_LOCKED, mark)->n.cookie, 6);
+	assert_int_equal(sim_find(&S, 1, FM_NOTE_LOCKED, mark)->n.status, 0);
+	sim_fini(&S);
+}
+
+/* A SPLIT_COMMIT from a session that does not hold the grain's lock word
+ * (here: the word was handed to B behind A's back, as a reclaim would) is
+ * refused with ERROR -ENOLCK and nothing is persisted. */
+static void commit__lock_word_not_held__refused_enolck_bitmap_unchanged(void **state)
+{
+	const struct sim_note *n;
+	struct fm_owner_stats st;
+	uint64_t theirs;
+
+	up(&S, 2, 300);
+	fm_client_lock(S.c[0].cl, 100, 5, 1, S.now);
+	sim_run(&S, S.now + 10);
+	assert_int_equal(sim_find(&S, 0, FM_NOTE_LOCKED, 0)->n.status, 0);
+	theirs = fm_lockword_make(2, fm_client_epoch(S.c[1].cl), FM_LOCKWORD_F_HELD);
+	S.store[0].locks[5] = theirs;
+	assert_int_equal(fm_client_commit(S.c[0].cl, 100, 5, 2, S.now), 0);
+	sim_run(&S, S.now + 20);
+	n = sim_find(&S, 0, FM_NOTE_COMMITTED, 0);
+	assert_non_null(n);
+	assert_int_equal(n->n.status, -ENOLCK);
+	assert_int_equal(n->n.cookie, 2);
+	assert_false(sim_bit(&S, 0, 5));
+	assert_int_equal(S.persists_done, 0);
+	assert_false(fm_cache_lookup(S.c[0].cache, 100, 5, NULL));
+	assert_int_equal(S.store[0].locks[5], theirs); /* untouched by the check */
+	assert_int_equal(sim_count(&S, 0, FM_NOTE_LOCK_LOST, 0), 1);
+	fm_owner_stats(S.owner, &st);
+	assert_int_equal(st.commits_refused, 1);
+	assert_int_equal(fm_client_state(S.c[0].cl), FM_CLIENT_ACTIVE);
+	/* a lock held with WAITERS armed still commits (same holder) */
+	fm_client_lock(S.c[0].cl, 100, 8, 3, S.now);
+	sim_run(&S, S.now + 10);
+	fm_client_lock(S.c[1].cl, 100, 8, 4, S.now);
+	sim_run(&S, S.now + 20);
+	assert_true(fm_lockword_flags(S.store[0].locks[8]) & FM_LOCKWORD_F_WAITERS);
+	fm_client_commit(S.c[0].cl, 100, 8, 5, S.now);
+	sim_run(&S, S.now + 20);
+	assert_true(sim_bit(&S, 0, 8));
+	fm_owner_stats(S.owner, &st);
+	assert_int_equal(st.commits_refused, 1);
+	sim_fini(&S);
+}
+
+/* A fenced session's words are not reclaimed while its commit is being
+ * persisted: otherwise the next holder re-reads "not split", copies, and
+ * the late PERSIST makes others trust (or overwrite the source of) a grain
+ * that copy has not finished. */
+static void fence__reclaim_waits_for_the_sessions_persist(void **state)
+{
+	const struct sim_note *n;
+
+	up(&S, 2, 300);
+	S.hold_persist = true;
+	fm_client_lock(S.c[0].cl, 100, 20, 1, S.now);
+	sim_run(&S, S.now + 10);
+	fm_client_commit(S.c[0].cl, 100, 20, 2, S.now);
+	sim_run(&S, S.now + 10);
+	S.c[0].crashed = true; /* A dies with its commit being persisted */
+	fm_client_lock(S.c[1].cl, 100, 20, 3, S.now);
+	sim_run(&S, S.now + 1000);
+	assert_int_equal(sim_count(&S, -1, FM_NOTE_SESSION_DOWN, 0), 0);
+	assert_null(sim_find(&S, 1, FM_NOTE_LOCKED, 0));
+	assert_int_equal(fm_lockword_client(S.store[0].locks[20]), 1);
+	sim_release_persists(&S);
+	sim_run(&S, S.now + 50);
+	n = sim_find(&S, 1, FM_NOTE_LOCKED, 0);
+	assert_non_null(n);
+	assert_int_equal(n->n.status, 0);
+	assert_true(n->n.split); /* B sees A's split: it will not copy again */
+	assert_int_equal(sim_count(&S, -1, FM_NOTE_SESSION_DOWN, 0), 1);
+	sim_fini(&S);
+}
+
 /* ---- soak ---- */
 enum { E_IDLE, E_FETCH, E_LOCK, E_COMMIT };
 
@@ -443,6 +575,9 @@ int main(void)
 		cmocka_unit_test(lease_lapse__client_discards_before_owner_fences),
 		cmocka_unit_test(release_racing_fetch__stale_fill_refused),
 		cmocka_unit_test(garbage__closes_only_that_session),
+		cmocka_unit_test(error__refused_lock_request__locked_fails_with_owner_code),
+		cmocka_unit_test(commit__lock_word_not_held__refused_enolck_bitmap_unchanged),
+		cmocka_unit_test(fence__reclaim_waits_for_the_sessions_persist),
 		cmocka_unit_test(soak__seeds__every_hit_is_durable),
 	};
 
