@@ -226,7 +226,8 @@ static int req_run(struct fm_agent *a, struct req *r)
 			      r->type == REQ_COMMIT ? "commit" : r->type == REQ_UNLOCK ?
 			      "unlock" : "read", r->map_id, r->grain, strerror(-r->status));
 	if (r->status == -ETIMEDOUT)
-		return fm_err(-ETIMEDOUT, "agent: no answer from the protocol thread");
+		return fm_err(-ETIMEDOUT, "agent: no answer from the owner within %u ms",
+			      a->cfg.wait_ms + 5000);
 	return r->status;
 }
 
@@ -300,6 +301,8 @@ static void __fail_inflight(struct fm_agent *a, int status)
 
 static void on_note(struct fm_agent *a, const struct fm_notify *n)
 {
+	bool orphan = n->type == FM_NOTE_LOCKED && n->status == 0;
+
 	pthread_mutex_lock(&a->lock);
 	switch (n->type) {
 	case FM_NOTE_JOINED:
@@ -329,15 +332,21 @@ static void on_note(struct fm_agent *a, const struct fm_notify *n)
 			if (r->cookie == n->cookie) {
 				__req_unlink(&a->inflight, r);
 				__req_done(a, r, n->status, n->split);
+				orphan = false;
 				break;
 			}
 		if (n->type == FM_NOTE_COMMITTED && a->retry)
 			wake(a); /* a word may be free for a waiting local locker */
 		break;
 	default:
+		orphan = false;
 		break;
 	}
 	pthread_mutex_unlock(&a->lock);
+	/* a lock granted after its caller gave up waiting: nobody would
+	 * unlock it, so give it back now (we are the protocol thread) */
+	if (orphan)
+		(void)fm_client_unlock(a->c, n->map_id, n->grain, now_ms());
 }
 
 /* ---------------------------------------------------- protocol thread */

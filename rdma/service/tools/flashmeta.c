@@ -1,1 +1,270 @@
-int main(void){return 0;}
+/* flashmeta.c -- the command line: join, show, lock/unlock, split, admin. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "flashmeta/agent.h"
+#include "flashmeta/error.h"
+#include "flashmeta/ownerd.h"
+
+static volatile sig_atomic_t g_stop;
+
+static void on_sigint(int sig)
+{
+	(void)sig;
+	g_stop = 1;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: flashmeta [options] COMMAND [ARGS]\n"
+		"\n"
+		"Commands (client side: a session with the owner, as client --id):\n"
+		"  join                 connect, print the session and the mappings\n"
+		"  show MAP             geometry, generation, split count (one-sided READ of\n"
+		"                       the owner's bitmap), cached confirmation ranges\n"
+		"  lock MAP GRAIN       take a grain lock and hold the session (Ctrl-C or --hold)\n"
+		"  unlock MAP GRAIN     take and give back (a lock dies with its session)\n"
+		"  split MAP GRAIN      lock -> commit split (durable on the owner) -> unlock\n"
+		"Admin (the owner's control socket, --control):\n"
+		"  admin CMD [ARGS]     status | map-create ID SRC TGT SIZE [GRAIN] | map-prepare ID\n"
+		"                       | map-start ID | map-restart ID | map-stop ID | map-show ID\n"
+		"\n"
+		"Options:\n"
+		"  -t, --transport P    shm | verbs (default shm, or FM_PROVIDER)\n"
+		"  -a, --addr A         owner address: IP:PORT or shm:/NAME (or FM_ADDR)\n"
+		"  -i, --id N           client id (default 1)\n"
+		"  -k, --key-file PATH  shared key (or FM_KEY_FILE)\n"
+		"  -C, --control PATH   owner's control socket (admin)\n"
+		"  -H, --hold SECONDS   lock: hold this long instead of until Ctrl-C\n"
+		"  -h, --help\n");
+}
+
+static int admin(const char *path, int argc, char **argv)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	char line[1024] = "", buf[8192];
+	size_t used = 0;
+	int fd, rc = 1;
+
+	if (!path) {
+		fprintf(stderr, "flashmeta admin: --control PATH required\n");
+		return 2;
+	}
+	for (int i = 0; i < argc; i++) {
+		strncat(line, argv[i], sizeof(line) - strlen(line) - 2);
+		strncat(line, i + 1 < argc ? " " : "\n", sizeof(line) - strlen(line) - 1);
+	}
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
+		fprintf(stderr, "flashmeta admin: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	(void)!write(fd, line, strlen(line));
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+		char *last;
+
+		if (poll(&p, 1, 60000) <= 0)
+			break;
+		n = read(fd, buf + used, sizeof(buf) - 1 - used);
+		if (n <= 0)
+			break;
+		used += (size_t)n;
+		buf[used] = '\0';
+		if (buf[used - 1] != '\n')
+			continue;
+		buf[used - 1] = '\0';
+		last = strrchr(buf, '\n');
+		last = last ? last + 1 : buf;
+		buf[used - 1] = '\n';
+		if (!strncmp(last, "ok", 2) || !strncmp(last, "error", 5)) {
+			rc = strncmp(last, "ok", 2) ? 1 : 0;
+			break;
+		}
+	}
+	fputs(buf, rc ? stderr : stdout);
+	close(fd);
+	return rc;
+}
+
+static void print_map(const struct fm_agent_map *m)
+{
+	printf("map %" PRIu64 ": %s, generation %" PRIu64 ", %" PRIu64 " grains of %u bytes%s\n",
+	       m->map_id, fm_map_state_name(m->state), m->generation, m->grain_count,
+	       1u << m->grain_shift, m->granted ? ", granted" : "");
+}
+
+static int cmd_show(struct fm_agent *a, uint64_t id)
+{
+	struct fm_agent_map m;
+	struct fm_cache_stats cs;
+	uint64_t split = 0, bytes, ranges = 0;
+	uint8_t *bm;
+
+	if (fm_agent_map_get(a, id, &m))
+		return -ENOENT;
+	print_map(&m);
+	bytes = ((m.grain_count + 63) / 64) * 8;
+	bm = calloc(1, bytes);
+	/* one-sided READs of the published bitmap, 32 KiB at a time */
+	for (uint64_t off = 0; off < bytes; off += 32768) {
+		size_t n = bytes - off < 32768 ? (size_t)(bytes - off) : 32768;
+		int rc = fm_agent_read_bitmap(a, id, off, bm + off, n);
+
+		if (rc) {
+			free(bm);
+			return rc;
+		}
+	}
+	for (uint64_t g = 0; g < m.grain_count; g++)
+		split += bm[g / 8] >> (g % 8) & 1;
+	free(bm);
+	printf("  split %" PRIu64 " of %" PRIu64 " grains (bitmap READ)\n", split, m.grain_count);
+	printf("  cached confirmations:");
+	for (uint64_t g = 0; g < m.grain_count;) {
+		uint64_t run = 0;
+
+		if (fm_cache_lookup(fm_agent_cache(a), id, g, &run) && run) {
+			printf(" [%" PRIu64 "-%" PRIu64 "]", g, g + run - 1);
+			ranges++;
+			g += run;
+		} else {
+			g++;
+		}
+	}
+	printf("%s\n", ranges ? "" : " none");
+	fm_cache_stats(fm_agent_cache(a), &cs);
+	printf("  cache: %" PRIu64 " ranges, %" PRIu64 " bytes, %" PRIu64 " hits / %" PRIu64
+	       " lookups\n", cs.ranges, cs.bytes, cs.hits, cs.lookups);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "transport", required_argument, NULL, 't' },
+		{ "provider", required_argument, NULL, 't' },
+		{ "addr", required_argument, NULL, 'a' },
+		{ "id", required_argument, NULL, 'i' },
+		{ "key-file", required_argument, NULL, 'k' },
+		{ "control", required_argument, NULL, 'C' },
+		{ "hold", required_argument, NULL, 'H' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *provider = getenv("FM_PROVIDER"), *addr = getenv("FM_ADDR");
+	const char *keyfile = getenv("FM_KEY_FILE"), *control = NULL, *cmd;
+	struct fm_agent_cfg cfg = { 0 };
+	struct fm_agent *a = NULL;
+	uint8_t key[FM_OWNERD_KEY_MAX];
+	uint32_t id = 1;
+	int c, rc = 0, hold = -1, klen;
+	uint64_t map = 0, grain = 0;
+
+	while ((c = getopt_long(argc, argv, "t:a:i:k:C:H:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 't': provider = optarg; break;
+		case 'a': addr = optarg; break;
+		case 'i': id = (uint32_t)strtoul(optarg, NULL, 0); break;
+		case 'k': keyfile = optarg; break;
+		case 'C': control = optarg; break;
+		case 'H': hold = atoi(optarg); break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	cmd = argv[optind++];
+	if (!strcmp(cmd, "admin"))
+		return admin(control, argc - optind, argv + optind);
+	if (strcmp(cmd, "join") && optind + 1 > argc) {
+		fprintf(stderr, "flashmeta %s: MAP required\n", cmd);
+		return 2;
+	}
+	if (optind < argc)
+		map = strtoull(argv[optind], NULL, 0);
+	if (strcmp(cmd, "join") && strcmp(cmd, "show")) {
+		if (optind + 2 > argc) {
+			fprintf(stderr, "flashmeta %s: MAP GRAIN required\n", cmd);
+			return 2;
+		}
+		grain = strtoull(argv[optind + 1], NULL, 0);
+	}
+	if (!addr || !keyfile) {
+		fprintf(stderr, "flashmeta: --addr and --key-file are required\n");
+		return 2;
+	}
+	klen = fm_key_file_read(keyfile, key, sizeof(key));
+	if (klen < 0) {
+		fprintf(stderr, "flashmeta: %s\n", fm_errormsg());
+		return 1;
+	}
+	cfg = (struct fm_agent_cfg){ .provider = provider, .addr = addr, .client_id = id,
+				     .key = key, .key_len = (size_t)klen };
+	if (fm_agent_new(&a, &cfg) || fm_agent_wait_active(a, 5000)) {
+		fprintf(stderr, "flashmeta: %s\n", fm_errormsg());
+		fm_agent_delete(&a);
+		return 1;
+	}
+	usleep(20000); /* MAP_GRANTs right after WELCOME */
+	if (!strcmp(cmd, "join")) {
+		struct fm_agent_map m[64];
+		int n = fm_agent_maps(a, m, 64);
+
+		printf("joined %s as client %u (%s), %d mapping(s)\n", addr, id,
+		       provider ? provider : "shm", n);
+		for (int i = 0; i < n && i < 64; i++)
+			print_map(&m[i]);
+	} else if (!strcmp(cmd, "show")) {
+		rc = cmd_show(a, map);
+	} else if (!strcmp(cmd, "lock") || !strcmp(cmd, "unlock")) {
+		rc = fm_agent_lock(a, map, grain);
+		if (rc >= 0) {
+			printf("locked map %" PRIu64 " grain %" PRIu64 "%s\n", map, grain,
+			       rc == 1 ? " (already split)" : "");
+			fflush(stdout);
+			if (!strcmp(cmd, "lock")) {
+				signal(SIGINT, on_sigint);
+				signal(SIGTERM, on_sigint);
+				for (int t = 0; !g_stop && (hold < 0 || t < hold * 10); t++)
+					usleep(100000);
+			}
+			rc = fm_agent_unlock(a, map, grain);
+			if (!rc)
+				printf("unlocked\n");
+		}
+	} else if (!strcmp(cmd, "split")) {
+		rc = fm_agent_lock(a, map, grain);
+		if (rc == 1) {
+			printf("map %" PRIu64 " grain %" PRIu64 " already split\n", map, grain);
+			rc = fm_agent_unlock(a, map, grain);
+		} else if (rc == 0) {
+			rc = fm_agent_commit_split(a, map, grain);
+			if (!rc)
+				printf("map %" PRIu64 " grain %" PRIu64 " split (durable)\n", map, grain);
+		}
+	} else {
+		fprintf(stderr, "flashmeta: unknown command '%s'\n", cmd);
+		rc = -EINVAL;
+	}
+	if (rc < 0)
+		fprintf(stderr, "flashmeta %s: %s\n", cmd, fm_errormsg());
+	fm_agent_delete(&a);
+	return rc < 0 ? 1 : 0;
+}
