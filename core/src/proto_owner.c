@@ -8,9 +8,11 @@
  *            freed.  Any failure (malformed datagram, wrong key, sequence
  *            gap, lease expiry, lost connection) goes to FENCING: a BYE is
  *            sent when the connection still works, then FENCE.  Only after
- *            fence_done can the peer no longer land an atomic, so only then
- *            are its map grants dropped (a revoke may complete) and its
- *            lock words reclaimed (READ the table, CAS its words away).
+ *            fence_done can the peer no longer land an atomic, and only
+ *            after its lease (+ grace) ran out can no I/O of it still trust
+ *            a confirmation; only when both hold are its map grants
+ *            dropped (a revoke may complete) and its lock words reclaimed
+ *            (READ the table, CAS its words away) -- see sess_fenced_step.
  *
  *  leases    Owner-side expiry = receive time of AUTH/RENEW + term + grace.
  *            The client counts from its *send* time without grace, so it
@@ -87,6 +89,7 @@ struct osess {
 	unsigned scans_pending;
 	bool reclaim;            /* was ACTIVE: its words must be reclaimed */
 	unsigned commits;        /* SPLIT_COMMITs being checked or persisted */
+	bool fence_done;         /* FENCING: fence completed, lease may still run */
 	bool scan_wait;          /* fenced; reclaim waits for commits == 0 */
 };
 
@@ -691,8 +694,25 @@ static void sess_scan(struct fm_owner *o, struct osess *s)
 		sess_reclaimed(o, s);
 }
 
-static void on_fence_done(struct fm_owner *o, struct osess *s)
+/*
+ * A closed session's grants and lock words count until BOTH its fence
+ * completed (no atomic of it can land) AND its owner-side lease ran out.
+ * The fence stops the peer's RDMA, not its disk I/O: a client whose link
+ * broke discards its cache at once, but an I/O that trusted a hit just
+ * before may still run, up to the bound the protocol assumes (it started
+ * before the client's lease lapsed, which is at least `grace` before our
+ * deadline).  Dropping the grant earlier would let a revoke complete --
+ * and the driver restart the map -- under that I/O; reclaiming its words
+ * earlier would let a late copy of the dead holder land on a grain that
+ * the next holder already copied and the target then wrote.  Called on
+ * fence completion and from every tick.
+ */
+static void sess_fenced_step(struct fm_owner *o, struct osess *s, uint64_t now)
 {
+	if (s->state != FM_OSESS_FENCING || !s->fence_done)
+		return;
+	if (s->reclaim && now < s->deadline)
+		return;
 	s->state = FM_OSESS_RECLAIMING;
 	for (unsigned i = 0; i < FM_WIRE_MAX_MAPS; i++) {
 		if (s->mstate[i] != MS_NONE) {
@@ -1389,6 +1409,8 @@ int fm_owner_tick(struct fm_owner *o, uint64_t now)
 			sess_close(o, s, FM_BYE_PROTOCOL, -ETIMEDOUT, true);
 		else if (s->state == FM_OSESS_ACTIVE && now >= s->deadline)
 			sess_close(o, s, FM_BYE_LEASE_EXPIRED, -ETIMEDOUT, true);
+		else if (s->state == FM_OSESS_FENCING)
+			sess_fenced_step(o, s, now);
 	}
 	/* retry lock words whose last CAS failed in the transport */
 	for (struct olock *l = o->locks, *n; l; l = n) {
@@ -1423,8 +1445,10 @@ int fm_owner_op_done(struct fm_owner *o, uint64_t op_id, int status,
 		s = sess_by_id(o, op->session_id);
 		if (!s)
 			s = sess_by_conn(o, op->conn);
-		if (s && s->state == FM_OSESS_FENCING)
-			on_fence_done(o, s);
+		if (s && s->state == FM_OSESS_FENCING) {
+			s->fence_done = true;
+			sess_fenced_step(o, s, now);
+		}
 		break;
 	}
 	free(op);

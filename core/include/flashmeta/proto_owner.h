@@ -22,7 +22,9 @@ enum fm_osess_state {
 	FM_OSESS_HELLO_WAIT = 0, /* connected; waiting for HELLO */
 	FM_OSESS_AUTH_WAIT = 1,  /* CHALLENGE sent; waiting for AUTH */
 	FM_OSESS_ACTIVE = 2,     /* authenticated; lease running; holds map grants */
-	FM_OSESS_FENCING = 3,    /* closed; FENCE emitted; its grants still count */
+	FM_OSESS_FENCING = 3,    /* closed; FENCE emitted; its grants and lock
+				  * words still count until the fence is done
+				  * AND its lease (+ grace) ran out */
 	FM_OSESS_RECLAIMING = 4, /* fenced; scanning lock tables for its words */
 };
 
