@@ -265,8 +265,13 @@ static void run_event(struct sim *s, struct sim_event *e)
 		if (e->link == c->link && c->connected && !c->crashed)
 			fm_client_recv(c->cl, e->act.u.msg.buf, e->act.u.msg.len, s->now);
 		break;
-	case EV_C_EXEC:
-		d = ev_add(s, s->now + s->op_done + c->extra_delay, EV_C_DONE, e->client);
+	case EV_C_EXEC: {
+		uint64_t late = 0;
+
+		if (s->op_slow_permille && sim_rand(s) % 1000 < s->op_slow_permille)
+			late = sim_rand(s) % (s->op_slow_max + 1);
+		d = ev_add(s, s->now + s->op_done + c->extra_delay + late, EV_C_DONE,
+			   e->client);
 		d->act = e->act;
 		d->link = e->link;
 		if (e->link == c->link && !c->fenced && c->connected)
@@ -274,6 +279,7 @@ static void run_event(struct sim *s, struct sim_event *e)
 		else
 			d->status = -ECONNRESET;
 		break;
+	}
 	case EV_C_DONE:
 		if (e->link == c->link && !c->crashed)
 			fm_client_op_done(c->cl, e->act.op_id, e->status, e->old, e->data,

@@ -66,6 +66,9 @@ struct sim {
 	uint32_t delay_min, delay_max; /* message delay */
 	uint32_t op_exec, op_done;     /* one-sided op timing */
 	uint32_t drop_permille;        /* per message: break the link */
+	/* per client READ/CAS: this many in 1000 report a random 0..slow_max
+	 * ms late (the answer is in flight across whole protocol exchanges) */
+	uint32_t op_slow_permille, op_slow_max;
 	bool hold_persist;             /* PERSIST waits for sim_release_persists */
 	bool auto_update;              /* on REVOKED: bump generation, clear, update */
 	/* record */
