@@ -18,6 +18,7 @@
 #include "flashmeta/error.h"
 #include "flashmeta/geometry.h"
 #include "flashmeta/mapping.h"
+#include "flashmeta/digest.h"
 #include "flashmeta/wire.h"
 
 /* ---- header offsets ---- */
@@ -497,8 +498,6 @@ int fm_wire_encode(const struct fm_msg *m, void *buf, size_t cap)
 	return (int)len;
 }
 
-static uint32_t crc32c_update(uint32_t c, const uint8_t *p, size_t len);
-
 /* ---- per-message decoders ---- */
 static void get_region(const uint8_t *p, struct fm_region *r)
 {
@@ -684,9 +683,8 @@ int fm_wire_decode(const void *buf, size_t len, struct fm_msg *m)
 	/* 5. the CRC covers the header with the crc field zeroed */
 	memcpy(hdr, b, FM_WIRE_HDR_SIZE);
 	put32(hdr + OFF_CRC, 0);
-	crc = crc32c_update(0xffffffffu, hdr, FM_WIRE_HDR_SIZE);
-	crc = crc32c_update(crc, b + FM_WIRE_HDR_SIZE, len - FM_WIRE_HDR_SIZE);
-	crc ^= 0xffffffffu;
+	crc = fm_crc32c_update(0, hdr, FM_WIRE_HDR_SIZE);
+	crc = fm_crc32c_update(crc, b + FM_WIRE_HDR_SIZE, len - FM_WIRE_HDR_SIZE);
 	if (crc != get32(b + OFF_CRC))
 		return fm_err(-EILSEQ, "wire decode: checksum 0x%08x, computed 0x%08x",
 			      get32(b + OFF_CRC), crc);
@@ -713,168 +711,7 @@ int fm_wire_decode(const void *buf, size_t len, struct fm_msg *m)
 	return check_fields(m);
 }
 
-/* ---- CRC32C ---- */
-static uint32_t crc_table[256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void crc_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-
-		for (int k = 0; k < 8; k++)
-			c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-		crc_table[i] = c;
-	}
-}
-
-/* Running CRC without the final inversion (so it can span pieces). */
-static uint32_t crc32c_update(uint32_t c, const uint8_t *p, size_t len)
-{
-	pthread_once(&crc_once, crc_init);
-	while (len--)
-		c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
-	return c;
-}
-
-uint32_t fm_crc32c(const void *buf, size_t len)
-{
-	return crc32c_update(0xffffffffu, buf, len) ^ 0xffffffffu;
-}
-
-/* ---- SHA-256 (FIPS 180-4) ---- */
-static const uint32_t sha_k[64] = {
-	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1,
-	0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
-	0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
-	0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-	0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
-	0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
-	0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-	0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-	0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
-	0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
-	0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-};
-
-static inline uint32_t ror(uint32_t x, unsigned n)
-{
-	return (x >> n) | (x << (32 - n));
-}
-
-static void sha_block(struct fm_sha256 *s, const uint8_t *p)
-{
-	uint32_t w[64], a, b, c, d, e, f, g, h;
-
-	for (int i = 0; i < 16; i++)
-		w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-		       (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-	for (int i = 16; i < 64; i++) {
-		uint32_t s0 = ror(w[i - 15], 7) ^ ror(w[i - 15], 18) ^ (w[i - 15] >> 3);
-		uint32_t s1 = ror(w[i - 2], 17) ^ ror(w[i - 2], 19) ^ (w[i - 2] >> 10);
-
-		w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-	}
-	a = s->h[0]; b = s->h[1]; c = s->h[2]; d = s->h[3];
-	e = s->h[4]; f = s->h[5]; g = s->h[6]; h = s->h[7];
-	for (int i = 0; i < 64; i++) {
-		uint32_t t1 = h + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) +
-			      ((e & f) ^ (~e & g)) + sha_k[i] + w[i];
-		uint32_t t2 = (ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) +
-			      ((a & b) ^ (a & c) ^ (b & c));
-
-		h = g; g = f; f = e; e = d + t1;
-		d = c; c = b; b = a; a = t1 + t2;
-	}
-	s->h[0] += a; s->h[1] += b; s->h[2] += c; s->h[3] += d;
-	s->h[4] += e; s->h[5] += f; s->h[6] += g; s->h[7] += h;
-}
-
-void fm_sha256_init(struct fm_sha256 *s)
-{
-	static const uint32_t iv[8] = {
-		0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-		0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
-	};
-
-	memcpy(s->h, iv, sizeof(iv));
-	s->bytes = 0;
-	s->used = 0;
-}
-
-void fm_sha256_update(struct fm_sha256 *s, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-
-	s->bytes += len;
-	while (len) {
-		size_t take = FM_SHA256_BLOCK - s->used;
-
-		if (take > len)
-			take = len;
-		memcpy(s->block + s->used, p, take);
-		s->used += (uint32_t)take;
-		p += take;
-		len -= take;
-		if (s->used == FM_SHA256_BLOCK) {
-			sha_block(s, s->block);
-			s->used = 0;
-		}
-	}
-}
-
-void fm_sha256_final(struct fm_sha256 *s, uint8_t out[FM_SHA256_SIZE])
-{
-	uint64_t bits = s->bytes * 8;
-
-	s->block[s->used++] = 0x80;
-	if (s->used > FM_SHA256_BLOCK - 8) {
-		memset(s->block + s->used, 0, FM_SHA256_BLOCK - s->used);
-		sha_block(s, s->block);
-		s->used = 0;
-	}
-	memset(s->block + s->used, 0, FM_SHA256_BLOCK - 8 - s->used);
-	for (int i = 0; i < 8; i++)
-		s->block[FM_SHA256_BLOCK - 1 - i] = (uint8_t)(bits >> (8 * i));
-	sha_block(s, s->block);
-	for (int i = 0; i < 8; i++) {
-		out[4 * i] = (uint8_t)(s->h[i] >> 24);
-		out[4 * i + 1] = (uint8_t)(s->h[i] >> 16);
-		out[4 * i + 2] = (uint8_t)(s->h[i] >> 8);
-		out[4 * i + 3] = (uint8_t)s->h[i];
-	}
-	memset(s, 0, sizeof(*s));
-}
-
-void fm_hmac_sha256(const void *key, size_t key_len, const void *data,
-		    size_t data_len, uint8_t out[FM_SHA256_SIZE])
-{
-	uint8_t k[FM_SHA256_BLOCK] = { 0 }, pad[FM_SHA256_BLOCK];
-	uint8_t inner[FM_SHA256_SIZE];
-	struct fm_sha256 s;
-
-	if (key_len > FM_SHA256_BLOCK) {
-		fm_sha256_init(&s);
-		fm_sha256_update(&s, key, key_len);
-		fm_sha256_final(&s, k);
-	} else if (key_len) {
-		memcpy(k, key, key_len);
-	}
-	for (unsigned i = 0; i < FM_SHA256_BLOCK; i++)
-		pad[i] = k[i] ^ 0x36;
-	fm_sha256_init(&s);
-	fm_sha256_update(&s, pad, sizeof(pad));
-	fm_sha256_update(&s, data, data_len);
-	fm_sha256_final(&s, inner);
-	for (unsigned i = 0; i < FM_SHA256_BLOCK; i++)
-		pad[i] = k[i] ^ 0x5c;
-	fm_sha256_init(&s);
-	fm_sha256_update(&s, pad, sizeof(pad));
-	fm_sha256_update(&s, inner, sizeof(inner));
-	fm_sha256_final(&s, out);
-	memset(k, 0, sizeof(k));
-	memset(pad, 0, sizeof(pad));
-}
+/* ---- join authentication ---- */
 
 void fm_wire_auth_mac(const void *key, size_t key_len, uint32_t client_id,
 		      const uint8_t client_nonce[FM_WIRE_NONCE_SIZE],

@@ -4,34 +4,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "flashmeta/digest.h"
 #include "flashmeta/error.h"
 #include "format.h"
-
-/* ---- CRC-32C (Castagnoli, reflected, poly 0x82F63B78) ------------- */
-
-static uint32_t crc_table[256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void crc_table_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-		for (int k = 0; k < 8; k++)
-			c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-		crc_table[i] = c;
-	}
-}
-
-uint32_t fm_pool_crc32c(uint32_t crc, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-
-	pthread_once(&crc_once, crc_table_init);
-	crc = ~crc;
-	while (len--)
-		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return ~crc;
-}
 
 static int all_zero(const void *buf, size_t len)
 {
@@ -88,7 +63,7 @@ uint32_t fm_sb_checksum(const struct fm_sb_media *in)
 	struct fm_sb_media tmp = *in;
 
 	memset(&tmp.checksum, 0, sizeof(tmp.checksum));
-	return fm_pool_crc32c(0, &tmp, sizeof(tmp));
+	return fm_crc32c(&tmp, sizeof(tmp));
 }
 
 /* ---- slot ---------------------------------------------------------- */
@@ -140,7 +115,7 @@ uint32_t fm_slot_checksum(const struct fm_slot_media *in)
 	struct fm_slot_media tmp = *in;
 
 	memset(&tmp.checksum, 0, sizeof(tmp.checksum));
-	return fm_pool_crc32c(0, &tmp, sizeof(tmp));
+	return fm_crc32c(&tmp, sizeof(tmp));
 }
 
 /* ---- log ----------------------------------------------------------- */
@@ -160,7 +135,7 @@ uint32_t fm_log_checksum(const struct fm_log_media *in)
 	struct fm_log_media tmp = *in;
 
 	memset(&tmp.checksum, 0, sizeof(tmp.checksum));
-	return fm_pool_crc32c(0, (const uint8_t *)&tmp + FM_LOG_REC_OFF, FM_LOG_REC_LEN);
+	return fm_crc32c((const uint8_t *)&tmp + FM_LOG_REC_OFF, FM_LOG_REC_LEN);
 }
 
 /* ---- layout -------------------------------------------------------- */

@@ -185,8 +185,6 @@ struct fm_log_rec {
 
 /* ---- functions ----------------------------------------------------- */
 
-uint32_t fm_pool_crc32c(uint32_t crc, const void *buf, size_t len);
-
 void fm_sb_encode(struct fm_sb_media *out, const struct fm_sb *sb);
 void fm_sb_decode(struct fm_sb *out, const struct fm_sb_media *in);
 uint32_t fm_sb_checksum(const struct fm_sb_media *in);

@@ -54,6 +54,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "flashmeta/digest.h"
+
 #define FM_WIRE_MAGIC 0x31574d46u /* 'F' 'M' 'W' '1' */
 #define FM_WIRE_MAJOR 1u
 #define FM_WIRE_MINOR 0u
@@ -296,29 +298,7 @@ const char *fm_msg_type_name(uint16_t type);
 const char *fm_wire_errname(int err);
 const char *fm_bye_reason_name(uint32_t reason);
 
-/* ---- integrity and authentication primitives ---- */
-
-/* CRC32C (Castagnoli, reflected, init/xorout 0xffffffff) of buf. */
-uint32_t fm_crc32c(const void *buf, size_t len);
-
-#define FM_SHA256_SIZE 32u
-#define FM_SHA256_BLOCK 64u
-
-struct fm_sha256 {
-	uint32_t h[8];
-	uint64_t bytes;            /* message length so far */
-	uint8_t block[FM_SHA256_BLOCK];
-	uint32_t used;             /* bytes in block */
-};
-
-/* SHA-256 (FIPS 180-4), incremental. */
-void fm_sha256_init(struct fm_sha256 *s);
-void fm_sha256_update(struct fm_sha256 *s, const void *data, size_t len);
-void fm_sha256_final(struct fm_sha256 *s, uint8_t out[FM_SHA256_SIZE]);
-
-/* HMAC-SHA-256 (RFC 2104) of `data` under `key` (any length). */
-void fm_hmac_sha256(const void *key, size_t key_len, const void *data,
-		    size_t data_len, uint8_t out[FM_SHA256_SIZE]);
+/* Checksums and the join MAC: flashmeta/digest.h. */
 
 /*
  * fm_wire_auth_mac -- the AUTH response: HMAC-SHA-256(key,
