@@ -210,7 +210,7 @@ static size_t payload_size(const struct fm_msg *m)
 }
 
 /* ---- field ranges (step 11), shared by encode and decode ---- */
-static int check_region(const struct fm_region *r, uint32_t want_flags,
+static int check_region(const struct fm_wire_region *r, uint32_t want_flags,
 			uint64_t min_len, const char *what)
 {
 	if (r->flags != want_flags)
@@ -333,7 +333,7 @@ static int check_fields(const struct fm_msg *m)
 }
 
 /* ---- per-message encoders: write the payload at p ---- */
-static void put_region(uint8_t *p, const struct fm_region *r)
+static void put_region(uint8_t *p, const struct fm_wire_region *r)
 {
 	put64(p, r->addr);
 	put64(p + 8, r->len);
@@ -499,7 +499,7 @@ int fm_wire_encode(const struct fm_msg *m, void *buf, size_t cap)
 }
 
 /* ---- per-message decoders ---- */
-static void get_region(const uint8_t *p, struct fm_region *r)
+static void get_region(const uint8_t *p, struct fm_wire_region *r)
 {
 	r->addr = get64(p);
 	r->len = get64(p + 8);

@@ -60,7 +60,7 @@ struct req {
 
 struct ag_map {
 	struct fm_agent_map pub;
-	struct fm_region bitmap; /* wire descriptor */
+	struct fm_wire_region bitmap; /* wire descriptor */
 };
 
 struct fm_agent {

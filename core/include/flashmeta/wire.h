@@ -132,7 +132,7 @@ enum fm_split_status {
  * shared memory uses offset/segment id.  Bitmap regions are READ only, lock
  * tables ATOMIC only.
  */
-struct fm_region {
+struct fm_wire_region {
 	uint64_t addr;
 	uint64_t len;
 	uint32_t key;
@@ -152,8 +152,8 @@ struct fm_wire_mapdesc {
 	uint8_t grain_shift;   /* FM_GRAIN_SHIFT_MIN..MAX (12..30) */
 	uint8_t state;         /* enum fm_map_state */
 	uint8_t lock_shift;    /* 0..32 */
-	struct fm_region bitmap; /* flags == FM_REGION_F_READ, len >= bitmap bytes */
-	struct fm_region locks;  /* flags == FM_REGION_F_ATOMIC, len >= 8 * words */
+	struct fm_wire_region bitmap; /* flags == FM_REGION_F_READ, len >= bitmap bytes */
+	struct fm_wire_region locks;  /* flags == FM_REGION_F_ATOMIC, len >= 8 * words */
 };
 
 /* Also defined (identically) by planner.h / wire.h: guarded so a file may
