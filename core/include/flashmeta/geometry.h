@@ -21,6 +21,12 @@
  * comfortably inside 64 bits everywhere. */
 #define FM_VOLUME_SIZE_MAX (UINT64_C(1) << 57)
 
+/* A range of grains, the closed interval [first, last], first <= last. */
+struct fm_grain_range {
+	uint64_t first;
+	uint64_t last;
+};
+
 struct fm_geom {
 	uint64_t volume_size; /* bytes, a multiple of FM_SECTOR_SIZE, > 0 */
 	uint64_t grain_count; /* ceil(volume_size / grain_size) */

@@ -49,22 +49,12 @@ enum fm_extent_kind {
 };
 
 struct fm_extent {
-	uint64_t offset;      /* bytes, within the I/O */
+	uint64_t offset;      /* bytes, volume offset (inside the I/O's range) */
 	uint64_t length;      /* bytes, > 0 */
 	uint64_t first_grain; /* grains [first_grain, last_grain] */
 	uint64_t last_grain;
 	enum fm_extent_kind kind;
 };
-
-/* Also defined (identically) by planner.h / wire.h: guarded so a file may
- * include both. */
-#ifndef FM_GRAIN_RANGE_DEFINED
-#define FM_GRAIN_RANGE_DEFINED
-struct fm_grain_range {
-	uint64_t first; /* closed interval [first, last] */
-	uint64_t last;
-};
-#endif
 
 /*
  * A plan: the caller owns both arrays (the planner never allocates) and

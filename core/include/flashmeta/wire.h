@@ -55,6 +55,7 @@
 #include <stdint.h>
 
 #include "flashmeta/digest.h"
+#include "flashmeta/geometry.h"
 
 #define FM_WIRE_MAGIC 0x31574d46u /* 'F' 'M' 'W' '1' */
 #define FM_WIRE_MAJOR 1u
@@ -155,16 +156,6 @@ struct fm_wire_mapdesc {
 	struct fm_wire_region bitmap; /* flags == FM_REGION_F_READ, len >= bitmap bytes */
 	struct fm_wire_region locks;  /* flags == FM_REGION_F_ATOMIC, len >= 8 * words */
 };
-
-/* Also defined (identically) by planner.h / wire.h: guarded so a file may
- * include both. */
-#ifndef FM_GRAIN_RANGE_DEFINED
-#define FM_GRAIN_RANGE_DEFINED
-struct fm_grain_range {
-	uint64_t first;
-	uint64_t last; /* closed interval, first <= last */
-};
-#endif
 
 struct fm_msg_hello {
 	uint32_t client_id; /* 1..FM_WIRE_CLIENT_ID_MAX */
