@@ -29,6 +29,14 @@
  *            transport.c) guarantee the ring never overflows; a full ring
  *            is a protocol error.
  *
+ *   fence    the accepting side keeps a pidfd of the connecting process,
+ *            taken at accept (shm_peer_identify).  fm_ep_fence = SIGKILL
+ *            through it, then poll until it reports the whole process
+ *            exited: only a dead peer can no longer touch the arena it
+ *            mapped (see SHM TRUST MODEL in transport.h).  Both sides map
+ *            the peer's arena and the rings MADV_DONTFORK, so a process
+ *            forked later does not inherit them.
+ *
  * One-sided operations are plain C11 atomics on the peer's arena mapping:
  * CAS = atomic_compare_exchange_strong, FAA = atomic_fetch_add, READ =
  * one memory_order_acquire load per aligned 8-byte word.  The loopback
@@ -37,6 +45,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +55,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -55,6 +65,11 @@
 #define SHM_MAX_REGIONS 256
 #define SHM_PAGE 4096ull
 #define SHM_BYE 'B'
+
+/* Linux 6.5 uapi; older headers lack it, older kernels say ENOPROTOOPT */
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
 
 struct shm_region_ent {
 	_Atomic uint32_t key; /* 0 = free; published last (release) */
@@ -111,6 +126,14 @@ struct shm_ep {
 	uint32_t *free_slots;   /* stack of free local buffers */
 	uint32_t nfree;
 	int cache_idx;          /* last region table index used */
+
+	/* fencing, accepting side only (shm_peer_identify) */
+	bool accepted;
+	int pidfd;              /* the connecting process, or -1 */
+	pid_t peer_pid;         /* SO_PEERCRED, for messages (0: not visible) */
+	uid_t peer_uid;
+	int fence_err;          /* pidfd < 0: why fm_ep_fence cannot work */
+	char fence_why[96];
 };
 
 static struct shm_transport *to_st(struct fm_transport *t)
@@ -463,6 +486,8 @@ static void shm_ep_free(struct shm_ep *se)
 		close(se->efd_tx);
 	if (se->sock >= 0)
 		close(se->sock);
+	if (se->pidfd >= 0)
+		close(se->pidfd);
 	if (se->ring_map)
 		munmap(se->ring_map, se->ring_map_len);
 	if (se->peer_arena_mapped && se->peer_arena)
@@ -479,7 +504,7 @@ static struct shm_ep *shm_ep_alloc(void)
 
 	if (se == NULL)
 		return NULL;
-	se->sock = se->efd_rx = se->efd_tx = se->ep.event_fd = -1;
+	se->sock = se->efd_rx = se->efd_tx = se->ep.event_fd = se->pidfd = -1;
 	se->cache_idx = -1;
 	return se;
 }
@@ -515,6 +540,12 @@ static int shm_ep_setup(struct shm_ep *se, struct fm_transport *t, const struct 
 		goto out;
 	}
 	se->peer_arena_mapped = true;
+	/* a child forked later must not inherit the peer's lock words: a
+	 * fence kills only the process that connected */
+	if (madvise(se->peer_arena, se->peer_arena_size, MADV_DONTFORK)) {
+		ret = fm_err(-errno, "madvise(peer arena, DONTFORK): %s", strerror(errno));
+		goto out;
+	}
 	if (((struct shm_arena_hdr *)se->peer_arena)->magic != SHM_ARENA_MAGIC) {
 		ret = fm_err(-EPROTO, "peer arena has no flashmeta magic");
 		goto out;
@@ -528,6 +559,10 @@ static int shm_ep_setup(struct shm_ep *se, struct fm_transport *t, const struct 
 	if (se->ring_map == MAP_FAILED) {
 		se->ring_map = NULL;
 		ret = fm_err(-errno, "mmap rings: %s", strerror(errno));
+		goto out;
+	}
+	if (madvise(se->ring_map, se->ring_map_len, MADV_DONTFORK)) {
+		ret = fm_err(-errno, "madvise(rings, DONTFORK): %s", strerror(errno));
 		goto out;
 	}
 	c2o = (struct shm_ring *)se->ring_map;
@@ -598,6 +633,180 @@ static void init_ring(struct shm_ring *r, uint32_t nslots, uint32_t stride)
 	r->stride = stride;
 }
 
+/* ------------------------------------------------------------ fencing */
+
+/* test hook: skip SO_PEERPIDFD, as on kernels before 6.5 (Debian 12) */
+static bool shm_no_peerpidfd;
+
+void fm__shm_test_no_peerpidfd(bool on)
+{
+	shm_no_peerpidfd = on;
+}
+
+static int sys_pidfd_open(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0u);
+}
+
+static int sys_pidfd_send_signal(int pidfd, int sig)
+{
+	return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0u);
+}
+
+/* 1: the pidfd's process has exited (all threads; zombie or reaped),
+ * 0: not within timeout_ms, or a negative errno (-EINTR included) */
+static int pidfd_exited(int pidfd, int timeout_ms)
+{
+	struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
+	int r = poll(&pfd, 1, timeout_ms);
+
+	if (r < 0)
+		return -errno;
+	return r > 0 && (pfd.revents & (POLLIN | POLLHUP)) ? 1 : 0;
+}
+
+/* fencing is impossible for this peer: say why, once, for fm_ep_fence */
+static void shm_no_fence(struct shm_ep *se, int err, const char *why)
+{
+	se->fence_err = err;
+	snprintf(se->fence_why, sizeof(se->fence_why), "%s", why);
+}
+
+/*
+ * shm_peer_identify -- take a pidfd of the process that connected `sock`,
+ * while it is provably the one: called after its connection request
+ * arrived, while it waits for our reply.
+ *
+ *   1. SO_PEERCRED: pid and uid recorded at connect().  pid 0 = the peer
+ *      lives in a PID namespace we cannot see: accepted, never fenceable.
+ *   2. SO_PEERPIDFD (Linux >= 6.5): the socket's own reference to the
+ *      connecting process -- no reuse window at all.
+ *   3. Otherwise pidfd_open(pid).  Window: had the connecting process died
+ *      and its pid been reused before this call, the pidfd would name a
+ *      stranger.  Closed by checking AFTER the pidfd pins a process that
+ *      (a) that process is alive -- a live process's pid is not reused, so
+ *      if the connecting one is alive too they are the same; (b) the
+ *      connection is not hung up -- its peer end is still held, which our
+ *      client library does only inside fm_connect (CLOEXEC, no fork); (c)
+ *      SO_PEERCRED still gives the same pid.  What is left needs a client
+ *      that forks inside fm_connect and dies, plus a full pid wrap-around,
+ *      within milliseconds.
+ * Returns 0 (se->pidfd set, or fence_err says why not), -ECONNABORTED (the
+ * connecting process is gone), or another negative errno.
+ */
+static int shm_peer_identify(struct shm_ep *se)
+{
+	struct ucred cr, cr2;
+	socklen_t len = sizeof(cr);
+	struct pollfd pfd = {.fd = se->sock, .events = POLLRDHUP};
+	int fd = -1, r;
+
+	se->accepted = true;
+	if (getsockopt(se->sock, SOL_SOCKET, SO_PEERCRED, &cr, &len) || len != sizeof(cr))
+		return fm_err(-errno ? -errno : -EPROTO, "SO_PEERCRED: %s", strerror(errno));
+	se->peer_pid = cr.pid;
+	se->peer_uid = cr.uid;
+	if (cr.pid == 0) {
+		shm_no_fence(se, -EPERM, "the peer is in a PID namespace this process cannot see "
+					 "(SO_PEERCRED pid 0)");
+		return 0;
+	}
+	if (cr.pid == getpid()) {
+		shm_no_fence(se, -EPERM, "the peer is this very process");
+		return 0;
+	}
+	if (!shm_no_peerpidfd) {
+		len = sizeof(fd);
+		if (getsockopt(se->sock, SOL_SOCKET, SO_PEERPIDFD, &fd, &len) == 0 &&
+		    len == sizeof(fd) && fd >= 0)
+			goto check;
+		if (errno == ESRCH)
+			return fm_err(-ECONNABORTED, "connecting process %d already exited",
+				      (int)cr.pid);
+		fd = -1; /* ENOPROTOOPT: kernel before 6.5 */
+	}
+	fd = sys_pidfd_open(cr.pid);
+	if (fd < 0) {
+		if (errno == ESRCH)
+			return fm_err(-ECONNABORTED, "connecting process %d already exited",
+				      (int)cr.pid);
+		if (errno == ENOSYS) {
+			shm_no_fence(se, -EOPNOTSUPP, "this kernel has no pidfd_open (Linux >= 5.3)");
+			return 0;
+		}
+		return fm_err(-errno, "pidfd_open(%d): %s", (int)cr.pid, strerror(errno));
+	}
+check:
+	r = pidfd_exited(fd, 0);
+	if (r != 0) {
+		close(fd);
+		return fm_err(r < 0 ? r : -ECONNABORTED, "connecting process %d %s", (int)cr.pid,
+			      r < 0 ? "cannot be watched" : "already exited");
+	}
+	if (poll(&pfd, 1, 0) < 0 || (pfd.revents & (POLLHUP | POLLRDHUP | POLLERR))) {
+		close(fd);
+		return fm_err(-ECONNABORTED, "connecting process %d hung up during setup",
+			      (int)cr.pid);
+	}
+	len = sizeof(cr2);
+	if (getsockopt(se->sock, SOL_SOCKET, SO_PEERCRED, &cr2, &len) || cr2.pid != cr.pid) {
+		close(fd);
+		return fm_err(-ECONNABORTED, "peer credentials changed during setup");
+	}
+	se->pidfd = fd;
+	return 0;
+}
+
+/* fm_ep_fence for shm: SIGKILL through the pidfd, wait for the exit. */
+static int shm_fence(struct fm_ep *ep, int timeout_ms)
+{
+	struct shm_ep *se = to_sep(ep);
+	uint64_t deadline = fm__deadline(timeout_ms);
+	bool was_dead;
+	int r;
+
+	if (!se->accepted)
+		return fm_err(-EOPNOTSUPP, "shm: only the accepting side (the owner) can fence "
+					   "its peer");
+	if (se->pidfd < 0)
+		return fm_err(se->fence_err ? se->fence_err : -EOPNOTSUPP,
+			      "shm: cannot fence peer pid %d: %s", (int)se->peer_pid,
+			      se->fence_why[0] ? se->fence_why : "no pidfd");
+	r = pidfd_exited(se->pidfd, 0);
+	if (r < 0 && r != -EINTR)
+		return fm_err(r, "poll pidfd of peer %d: %s", (int)se->peer_pid, strerror(-r));
+	was_dead = r == 1;
+	if (!was_dead && sys_pidfd_send_signal(se->pidfd, SIGKILL) && errno != ESRCH) {
+		int e = errno;
+
+		if (e == EPERM || e == EINVAL) /* EINVAL: outside our PID namespace */
+			return fm_err(-EPERM, "shm: not allowed to SIGKILL peer pid %d (uid %u; we "
+					      "are uid %u%s): it cannot be fenced",
+				      (int)se->peer_pid, (unsigned)se->peer_uid,
+				      (unsigned)geteuid(),
+				      e == EPERM ? " without CAP_KILL" : ", other PID namespace");
+		return fm_err(-e, "shm: pidfd_send_signal(SIGKILL) to peer pid %d: %s",
+			      (int)se->peer_pid, strerror(e));
+	}
+	while (!was_dead) {
+		int left = fm__remaining_ms(deadline);
+
+		r = pidfd_exited(se->pidfd, left);
+		if (r == 1)
+			break;
+		if (r < 0 && r != -EINTR)
+			return fm_err(r, "poll pidfd of peer %d: %s", (int)se->peer_pid,
+				      strerror(-r));
+		if (r == 0 && left == 0)
+			return fm_err(-ETIMEDOUT, "shm: peer pid %d got SIGKILL but has not exited "
+						  "within %d ms",
+				      (int)se->peer_pid, timeout_ms);
+	}
+	fm__ep_fail(ep, -ENOTCONN, "fenced: peer process %d %s", (int)se->peer_pid,
+		    was_dead ? "had exited" : "killed");
+	return 0;
+}
+
 static int shm_accept(struct fm_listener *l, int timeout_ms, struct fm_ep **out)
 {
 	struct shm_listener *sl = container_of(l, struct shm_listener, l);
@@ -635,6 +844,10 @@ static int shm_accept(struct fm_listener *l, int timeout_ms, struct fm_ep **out)
 	}
 	peer_arena_fd = fds[0];
 	ret = fm__conn_priv_decode(buf, (size_t)ret, &peer);
+	if (ret)
+		goto out_fds;
+	/* the client waits for our reply: it is alive now */
+	ret = shm_peer_identify(se);
 	if (ret)
 		goto out_fds;
 
@@ -1020,6 +1233,7 @@ const struct fm_provider_ops fm__shm_ops = {
 	.loopback = shm_loopback,
 	.connect = shm_connect,
 	.ep_delete = shm_ep_delete,
+	.fence = shm_fence,
 	.read = shm_read,
 	.atomic = shm_atomic,
 	.msg_post = shm_msg_post,

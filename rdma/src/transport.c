@@ -475,6 +475,27 @@ void fm_ep_delete(struct fm_ep **epp)
 	*epp = NULL;
 }
 
+int fm_ep_fence(struct fm_ep *ep, int timeout_ms)
+{
+	int ret;
+
+	if (ep == NULL)
+		return fm_err(-EINVAL, "fm_ep_fence: NULL endpoint");
+	if (ep->loopback)
+		return fm_err(-EINVAL, "fm_ep_fence: the loopback endpoint has no peer");
+	if (ep->fenced)
+		return 0;
+	ret = ep->t->ops->fence(ep, timeout_ms);
+	if (ret == 0) {
+		ep->fenced = true;
+		/* a fence is final: whatever state the endpoint had, no
+		 * operation may use it any more */
+		if (ep->state != FM_EP_CLOSED)
+			fm__ep_fail(ep, -ENOTCONN, "fenced (peer can no longer access us)");
+	}
+	return ret;
+}
+
 enum fm_ep_state fm_ep_state(const struct fm_ep *ep, const char **reason)
 {
 	if (reason)

@@ -132,6 +132,7 @@ struct fm_ep {
 	int err;                  /* errno of the failure that closed it */
 	char reason[FM_REASON_MAX];
 	bool loopback;            /* one-sided only */
+	bool fenced;              /* fm_ep_fence returned 0: final */
 	int event_fd;             /* epoll fd given out by fm_ep_fd */
 
 	/* handshake */
@@ -175,6 +176,9 @@ struct fm_provider_ops {
 	int (*connect)(struct fm_transport *t, const char *addr, const struct fm_conn_priv *priv,
 		       int timeout_ms, struct fm_ep **out);
 	void (*ep_delete)(struct fm_ep *ep); /* disconnects; then fm__ep_fini */
+	/* fm_ep_fence (transport.h); not called for loopback or fenced
+	 * endpoints.  0 only when no one-sided op of the peer can land. */
+	int (*fence)(struct fm_ep *ep, int timeout_ms);
 
 	/* one-sided; arguments already checked against the descriptor */
 	int (*read)(struct fm_ep *ep, void *dst, struct fm_region *dst_r,
@@ -220,6 +224,10 @@ uint64_t fm__now_ms(void);
 /* remaining ms until deadline (>= 0); deadline UINT64_MAX = forever (-1) */
 int fm__remaining_ms(uint64_t deadline);
 uint64_t fm__deadline(int timeout_ms);
+
+/* fm__shm_test_no_peerpidfd -- tests only: make the shm provider ignore
+ * SO_PEERPIDFD and take the pidfd_open path of kernels before 6.5 */
+void fm__shm_test_no_peerpidfd(bool on);
 
 /* fm__random_key -- a random non-zero 32-bit key */
 uint32_t fm__random_key(void);

@@ -1184,6 +1184,40 @@ static void v_ep_delete(struct fm_ep *ep)
 	v_ep_free(ve);
 }
 
+/*
+ * v_fence -- no incoming RDMA of the peer can execute after this returns:
+ *   1. rdma_disconnect (best effort: tells the peer, and moves the QP to
+ *      ERROR itself on IB/RoCE);
+ *   2. ibv_modify_qp(ERROR): an RC responder in ERROR executes no request;
+ *   3. poll the CQ (flushed completions close the endpoint state; the CQ
+ *      outlives the QP, so late ones are harmless);
+ *   4. rdma_destroy_qp: the QP has no context left to execute in.  It is
+ *      the destroy, not the poll, that the guarantee rests on.
+ * Our regions' rkeys stay valid: they belong to the PD, and the other
+ * clients' QPs keep using them.  A peer that reconnects gets a new QP.
+ */
+static int v_fence(struct fm_ep *ep, int timeout_ms)
+{
+	struct v_ep *ve = to_vep(ep);
+	struct ibv_qp_attr attr = {.qp_state = IBV_QPS_ERR};
+	int ret;
+
+	(void)timeout_ms; /* nothing here waits on the network */
+	if (ve->id == NULL || !ve->qp_created)
+		return 0; /* no QP: nothing can land */
+	if (ep->state == FM_EP_UP)
+		(void)rdma_disconnect(ve->id);
+	ret = ibv_modify_qp(ve->id->qp, &attr, IBV_QP_STATE);
+	if (ret)
+		return fm_err(-ret, "fence: ibv_modify_qp(ERROR): %s", strerror(ret));
+	fm__ep_fail(ep, -ENOTCONN, "fenced: queue pair in ERROR");
+	(void)v_poll_cq(ve);
+	rdma_destroy_qp(ve->id);
+	ve->qp_created = false;
+	(void)v_poll_cq(ve); /* completions the destroy flushed, if any */
+	return 0;
+}
+
 const struct fm_provider_ops fm__verbs_ops = {
 	.name = "verbs",
 	.transport_init = v_transport_init,
@@ -1198,6 +1232,7 @@ const struct fm_provider_ops fm__verbs_ops = {
 	.loopback = v_loopback,
 	.connect = v_connect,
 	.ep_delete = v_ep_delete,
+	.fence = v_fence,
 	.read = v_read,
 	.atomic = v_atomic,
 	.msg_post = v_msg_post,

@@ -241,6 +241,56 @@ enum fm_ep_state {
 	FM_EP_CLOSED          /* final; see the reason */
 };
 
+/*
+ * fm_ep_fence -- make sure no one-sided operation of the peer can land in
+ * our memory any more: after 0 is returned, no READ, CAS or FAA issued by
+ * the peer through THIS connection (or still in flight) reaches our
+ * regions.  This is what the protocol's FENCE action needs before the
+ * owner reclaims a dead or stalled client's lock words.  The endpoint is
+ * CLOSED afterwards (reason "fenced ..."); delete it with fm_ep_delete.
+ * Calling it again on a fenced endpoint returns 0 at once.
+ *
+ *   verbs  the QP goes to ERROR (outstanding work is flushed and drained)
+ *          and is destroyed: an RC responder executes nothing for a QP in
+ *          ERROR, and a destroyed QP has no context left to execute in.
+ *          The rkeys of our shared regions stay valid for OTHER QPs (the
+ *          other clients use them); a fenced client that reconnects gets
+ *          a new QP and, in the protocol, a new session with a new epoch,
+ *          so its old lock words are told apart.  Does not block on the
+ *          network; never -ETIMEDOUT.  Either side may fence.
+ *   shm    the peer maps our arena, so a live peer (stopped, hung, lease
+ *          expired) could still CAS it: the only fence is its death
+ *          (single-host STONITH).  At accept the provider took a pidfd of
+ *          the connecting process (SO_PEERPIDFD, else SO_PEERCRED +
+ *          pidfd_open while the connection proves it alive, then checked
+ *          again).  fm_ep_fence sends SIGKILL through the pidfd and waits
+ *          up to timeout_ms (-1: forever, 0: do not wait) until the pidfd
+ *          says the whole process has exited -- by then every thread has
+ *          left user space and its address space (our arena mapping with
+ *          it) is gone.  A peer already dead: 0 at once.  Accepting side
+ *          only (the owner fences clients).
+ *
+ * SHM TRUST MODEL: owner and clients run on the same host, as the same
+ * user (or the owner has CAP_KILL), in the same PID namespace or one the
+ * owner can see into, and clients use this library unmodified: it maps the
+ * owner's arena MADV_DONTFORK, so a client's fork children do not inherit
+ * it.  A deliberately rogue process of the same user can pass the mapping
+ * on (or ptrace the client) and is out of scope -- same user, same trust
+ * domain.  A process sharing the client's address space without being in
+ * its thread group (clone(CLONE_VM) without CLONE_THREAD) is not killed.
+ *
+ * Returns 0, -ETIMEDOUT (shm: SIGKILL sent, the process has not exited
+ * yet -- e.g. in uninterruptible sleep; call again, it re-checks), -EPERM
+ * (shm: the peer cannot be fenced: it is in a PID namespace we cannot see,
+ * belongs to another user and we lack CAP_KILL, or is this very process;
+ * fm_errormsg() says which), -EOPNOTSUPP (shm: connecting side, or a
+ * kernel without pidfds), -EINVAL (NULL, or the loopback endpoint).
+ * A caller that gets anything but 0 must NOT treat the peer as fenced:
+ * its lock words stay held (safe) until an operator acts.  May block up
+ * to timeout_ms (shm).
+ */
+int fm_ep_fence(struct fm_ep *ep, int timeout_ms);
+
 /* fm_ep_state -- current state; *reason (if non-NULL) gets a static-lifetime
  * (per endpoint) string, "" while UP.  Does not progress the endpoint. */
 enum fm_ep_state fm_ep_state(const struct fm_ep *ep, const char **reason);
