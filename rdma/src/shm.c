@@ -67,6 +67,9 @@
 #define SHM_BYE 'B'
 
 /* Linux 6.5 uapi; older headers lack it, older kernels say ENOPROTOOPT */
+/* fm_ep_fence: how long a live peer gets to close by itself when asked */
+#define FM_SHM_FENCE_GRACE_MS 300
+
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77
 #endif
@@ -129,6 +132,8 @@ struct shm_ep {
 
 	/* fencing, accepting side only (shm_peer_identify) */
 	bool accepted;
+	bool peer_bye;          /* the peer's BYE came: it unmapped us first */
+	bool fence_bye_sent;    /* shm_fence asked the peer to close */
 	int pidfd;              /* the connecting process, or -1 */
 	pid_t peer_pid;         /* SO_PEERCRED, for messages (0: not visible) */
 	uid_t peer_uid;
@@ -757,7 +762,11 @@ check:
 	return 0;
 }
 
-/* fm_ep_fence for shm: SIGKILL through the pidfd, wait for the exit. */
+static void shm_check_peer(struct shm_ep *se);
+
+/* fm_ep_fence for shm: a peer that said BYE unmapped us already (our
+ * library does so before sending it: trust model in transport.h);
+ * otherwise SIGKILL through the pidfd and wait for the exit. */
 static int shm_fence(struct fm_ep *ep, int timeout_ms)
 {
 	struct shm_ep *se = to_sep(ep);
@@ -768,6 +777,14 @@ static int shm_fence(struct fm_ep *ep, int timeout_ms)
 	if (!se->accepted)
 		return fm_err(-EOPNOTSUPP, "shm: only the accepting side (the owner) can fence "
 					   "its peer");
+	/* a conforming peer unmaps us before its BYE (shm_ep_delete) */
+	if (ep->state == FM_EP_UP)
+		shm_check_peer(se);
+	if (se->peer_bye) {
+		fm__ep_fail(ep, -ENOTCONN, "fenced: peer %d closed (unmapped before its BYE)",
+			    (int)se->peer_pid);
+		return 0;
+	}
 	if (se->pidfd < 0)
 		return fm_err(se->fence_err ? se->fence_err : -EOPNOTSUPP,
 			      "shm: cannot fence peer pid %d: %s", (int)se->peer_pid,
@@ -776,6 +793,41 @@ static int shm_fence(struct fm_ep *ep, int timeout_ms)
 	if (r < 0 && r != -EINTR)
 		return fm_err(r, "poll pidfd of peer %d: %s", (int)se->peer_pid, strerror(-r));
 	was_dead = r == 1;
+	if (!was_dead && !se->fence_bye_sent && timeout_ms != 0) {
+		/* ask first: our BYE makes a conforming peer delete its
+		 * endpoint (unmap, then BYE back) within milliseconds; only a
+		 * stalled or rogue one has to die */
+		int grace = timeout_ms < 0 || timeout_ms > FM_SHM_FENCE_GRACE_MS
+				    ? FM_SHM_FENCE_GRACE_MS : timeout_ms;
+		uint64_t gend = fm__deadline(grace);
+		char bye = SHM_BYE, c;
+
+		se->fence_bye_sent = true;
+		(void)send(se->sock, &bye, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		for (;;) {
+			struct pollfd pfd[2] = {{.fd = se->sock, .events = POLLIN},
+						{.fd = se->pidfd, .events = POLLIN}};
+			int left = fm__remaining_ms(gend);
+
+			if (poll(pfd, 2, left) < 0 && errno != EINTR)
+				break;
+			if (pfd[1].revents) {
+				was_dead = true;
+				break;
+			}
+			if (pfd[0].revents && recv(se->sock, &c, 1, MSG_DONTWAIT) == 1 &&
+			    c == SHM_BYE) {
+				se->peer_bye = true;
+				fm__ep_fail(ep, -ENOTCONN, "fenced: peer %d closed when asked "
+					    "(unmapped before its BYE)", (int)se->peer_pid);
+				return 0;
+			}
+			if (left == 0)
+				break;
+			if (pfd[0].revents && !(pfd[0].revents & POLLIN))
+				usleep(1000); /* hung up: the pidfd follows */
+		}
+	}
 	if (!was_dead && sys_pidfd_send_signal(se->pidfd, SIGKILL) && errno != ESRCH) {
 		int e = errno;
 
@@ -1001,7 +1053,18 @@ static void shm_ep_delete(struct fm_ep *ep)
 	struct shm_ep *se = to_sep(ep);
 	char bye = SHM_BYE;
 
-	if (se->sock >= 0 && ep->state != FM_EP_CLOSED)
+	/* unmap the peer's arena and the rings BEFORE the BYE: a BYE then
+	 * proves to a fencing owner that nothing of ours can land any more */
+	if (se->peer_arena_mapped && se->peer_arena)
+		munmap(se->peer_arena, se->peer_arena_size);
+	se->peer_arena = NULL;
+	se->peer_arena_mapped = false;
+	if (se->ring_map)
+		munmap(se->ring_map, se->ring_map_len);
+	se->ring_map = NULL;
+	/* also when CLOSED: a fencing owner that asked us to close waits
+	 * for exactly this byte (a dead socket just fails the send) */
+	if (se->sock >= 0)
 		(void)send(se->sock, &bye, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 	fm__ep_fail(ep, -ENOTCONN, "closed locally");
 	shm_ep_free(se);
@@ -1183,8 +1246,10 @@ static void shm_check_peer(struct shm_ep *se)
 		return;
 	/* whatever the peer published before it left is still delivered */
 	shm_drain(se);
-	if (n == 1 && c == SHM_BYE)
+	if (n == 1 && c == SHM_BYE) {
+		se->peer_bye = true;
 		fm__ep_fail(&se->ep, -ECONNRESET, "peer closed");
+	}
 	else if (n == 0)
 		fm__ep_fail(&se->ep, -ECONNRESET, "peer died (connection socket EOF)");
 	else

@@ -267,8 +267,15 @@ enum fm_ep_state {
  *          up to timeout_ms (-1: forever, 0: do not wait) until the pidfd
  *          says the whole process has exited -- by then every thread has
  *          left user space and its address space (our arena mapping with
- *          it) is gone.  A peer already dead: 0 at once.  Accepting side
- *          only (the owner fences clients).
+ *          it) is gone.  A peer already dead: 0 at once.  A peer that
+ *          closed its endpoint (its BYE came): 0 at once, no kill -- this
+ *          library unmaps the peer's arena and rings BEFORE it sends BYE.
+ *          Unless timeout_ms is 0, a live peer is first ASKED: we send
+ *          our BYE (it sees "peer closed") and give it up to 300 ms
+ *          (within timeout_ms) to delete its endpoint; a conforming one
+ *          does in milliseconds, a stopped or hung one is then killed.
+ *          timeout_ms 0: kill at once.  Accepting side only (the owner
+ *          fences clients).
  *
  * SHM TRUST MODEL: owner and clients run on the same host, as the same
  * user (or the owner has CAP_KILL), in the same PID namespace or one the
