@@ -64,17 +64,32 @@
 #define OD_CTL_MAX 16      /* control connections */
 #define OD_CTL_LINE 512
 #define OD_MAX_MAPS FM_WIRE_MAX_MAPS
+#define OD_FENCE_WAIT_MS 1000 /* a fence blocks the loop at most this long
+			       * (shm: up to 300 ms for a live peer to close
+			       * when asked, then SIGKILL and its exit),
+			       * then the loop retries */
 
 struct od_msg {
 	uint32_t len;
 	uint8_t buf[];
 };
 
+/*
+ * A connection leaves the array only once its peer is FENCED (or it never
+ * had a session, so no FENCE will come): a connection that broke or was
+ * given up (`lost`) keeps its endpoint -- on shm the endpoint holds the
+ * pidfd that the fence needs.  Lost: no traffic, not polled.
+ */
 struct od_conn {
 	uint64_t id;
 	struct fm_ep *ep;
 	struct od_msg **outq; /* FIFO of SENDs waiting for credits */
 	size_t outq_head, outq_count, outq_cap;
+	bool lost;            /* broken or given up; waits for its FENCE */
+	bool fencing;         /* FENCE taken, not complete: retry_fences */
+	bool fence_failed;    /* cannot be fenced: FENCE never reported */
+	uint64_t fence_op;    /* the FENCE action to complete (fencing) */
+
 };
 
 enum od_pend { OD_PEND_NONE = 0, OD_PEND_PREPARE, OD_PEND_START, OD_PEND_RESTART,
@@ -364,13 +379,19 @@ static int outq_flush(struct od_conn *c)
 	return 0;
 }
 
+/* The connection broke (or the peer is given up on).  The endpoint stays
+ * until the state machine's FENCE for it ran (exec_fence): the peer may be
+ * alive and still able to reach our memory.  No session, no FENCE: drop. */
 static void conn_lost(struct fm_ownerd *d, struct od_conn *c, const char *why)
 {
 	uint64_t id = c->id;
 
+	if (c->lost)
+		return;
 	od_log(FM_LOG_INFO, "conn %" PRIu64 ": down (%s)", id, why);
-	conn_drop(d, c);
-	(void)fm_owner_disconnected(d->o, id, now_ms());
+	c->lost = true;
+	if (fm_owner_disconnected(d->o, id, now_ms()) < 0 && (c = conn_find(d, id)))
+		conn_drop(d, c);
 }
 
 /* ---------------------------------------------------------------- maps */
@@ -793,7 +814,7 @@ static void exec_send(struct fm_ownerd *d, const struct fm_action *a)
 	struct od_conn *c = conn_find(d, a->conn);
 	int rc;
 
-	if (!c)
+	if (!c || c->lost)
 		return; /* gone: the state machine learns it from the FENCE/disconnect */
 	if (c->outq_count == 0) {
 		rc = fm_ep_send(c->ep, a->u.msg.buf, a->u.msg.len, FM_NONBLOCK);
@@ -874,25 +895,81 @@ static void exec_local(struct fm_ownerd *d, const struct fm_action *a, uint64_t 
 	}
 }
 
+/* the fence of c is complete: no operation of its peer can land any more */
+static void fence_done(struct fm_ownerd *d, struct od_conn *c, uint64_t op_id, uint64_t now)
+{
+	od_log(FM_LOG_INFO, "conn %" PRIu64 ": fenced", c->id);
+	conn_drop(d, c);
+	(void)fm_owner_op_done(d->o, op_id, 0, 0, NULL, 0, now);
+}
+
+/* the peer of c cannot be fenced: never report the FENCE, so the state
+ * machine never reclaims its lock words -- they stay held (safe: nobody
+ * else can take them) until an operator acts */
+static void fence_failed(struct fm_ownerd *d, struct od_conn *c)
+{
+	(void)d;
+	c->fencing = false;
+	c->fence_failed = true;
+	od_log(FM_LOG_ERR, "conn %" PRIu64 ": FENCE FAILED: %s -- its lock words stay HELD "
+	       "and its grants count; stop that process by hand, then restart the owner",
+	       c->id, fm_errormsg());
+}
+
+/* complete the fences that can be: the peer closed, or its grace is over */
+static void retry_fences(struct fm_ownerd *d, uint64_t now)
+{
+	for (size_t i = 0; i < d->nconns;) {
+		struct od_conn *c = &d->conns[i];
+		int rc;
+
+		if (!c->fencing) {
+			i++;
+			continue;
+		}
+		rc = fm_ep_fence(c->ep, OD_FENCE_WAIT_MS);
+		if (rc == 0) {
+			fence_done(d, c, c->fence_op, now); /* moves the last conn to i */
+			continue;
+		}
+		if (rc == -ETIMEDOUT) {
+			od_log(FM_LOG_WARN, "conn %" PRIu64 ": fence pending: %s", c->id,
+			       fm_errormsg());
+		} else {
+			fence_failed(d, c);
+		}
+		i++;
+	}
+}
+
+/*
+ * FENCE: after op_done(0) no operation of that peer may land.  The
+ * transport guarantees it (fm_ep_fence: verbs destroys the QP; shm returns
+ * at once for a peer that closed -- it unmapped us before its BYE -- and
+ * otherwise kills the peer process through its pidfd and waits for its
+ * exit -- after asking it to close: a peer with a wrong key or a protocol
+ * error closes by itself, a stalled client is killed).  Only a 0 from
+ * fm_ep_fence is reported; -ETIMEDOUT is retried; anything else is fatal
+ * for that client's locks (fence_failed).  Progress: retry_fences, from
+ * every loop iteration.
+ */
 static void exec_fence(struct fm_ownerd *d, const struct fm_action *a, uint64_t now)
 {
 	struct od_conn *c = conn_find(d, a->conn);
 
-	/*
-	 * Deleting the endpoint invalidates the connection.  verbs: the QP is
-	 * destroyed, so no CAS of that peer can land any more.  shm (LIMIT): a
-	 * peer process that is still alive keeps our arena mapped and could
-	 * still CAS a lock word; the transport does not expose the peer's pid
-	 * (SO_PEERCRED) to kill it.  A client that is dead or follows the
-	 * protocol (it stops on "peer closed") is fenced; a stopped-but-alive
-	 * rogue one is not.  Same host, same trust domain: documented.
-	 */
-	if (c) {
-		od_log(FM_LOG_INFO, "conn %" PRIu64 ": fenced", c->id);
-		(void)outq_flush(c); /* let a BYE go out first */
-		conn_drop(d, c);
+	if (!c) {
+		/* left the array only after a fence, or without a session */
+		(void)fm_owner_op_done(d->o, a->op_id, 0, 0, NULL, 0, now);
+		return;
 	}
-	(void)fm_owner_op_done(d->o, a->op_id, 0, 0, NULL, 0, now);
+	if (c->fence_failed || c->fencing)
+		return; /* already failed loudly, or retry_fences completes it */
+	c->fencing = true;
+	c->fence_op = a->op_id;
+	if (!c->lost)
+		(void)outq_flush(c); /* let the BYE go out first */
+	c->lost = true;
+	retry_fences(d, now);
 }
 
 static void exec_notify(struct fm_ownerd *d, const struct fm_notify *n)
@@ -1082,10 +1159,10 @@ static void progress_conns(struct fm_ownerd *d)
 		const char *why = NULL;
 		int k;
 
-		if (!c)
+		if (!c || c->lost)
 			continue;
 		k = fm_ep_progress(c->ep);
-		while (k > 0 && (c = conn_find(d, ids[i]))) {
+		while (k > 0 && (c = conn_find(d, ids[i])) && !c->lost) {
 			int len = fm_ep_recv(c->ep, buf, sizeof(buf), FM_NONBLOCK);
 
 			if (len < 0)
@@ -1093,7 +1170,7 @@ static void progress_conns(struct fm_ownerd *d)
 			(void)fm_owner_recv(d->o, ids[i], buf, (size_t)len, now_ms());
 			drain_actions(d);
 		}
-		if (!(c = conn_find(d, ids[i])))
+		if (!(c = conn_find(d, ids[i])) || c->lost)
 			continue;
 		/* CLOSED and nothing left to deliver: the peer is gone */
 		if (outq_flush(c) < 0 || (fm_ep_state(c->ep, &why) == FM_EP_CLOSED &&
@@ -1130,7 +1207,9 @@ int fm_ownerd_run(struct fm_ownerd *d)
 			pfd[n++] = (struct pollfd){ .fd = d->ctl[i].fd, .events = POLLIN };
 		base = n;
 		for (size_t i = 0; i < d->nconns; i++)
-			pfd[n++] = (struct pollfd){ .fd = fm_ep_fd(d->conns[i].ep), .events = POLLIN };
+			pfd[n++] = (struct pollfd){ .fd = d->conns[i].lost ? -1 :
+							  fm_ep_fd(d->conns[i].ep),
+						    .events = POLLIN };
 		rc = poll(pfd, n, 100);
 		if (rc < 0 && errno != EINTR) {
 			free(pfd);
@@ -1172,6 +1251,7 @@ int fm_ownerd_run(struct fm_ownerd *d)
 		/* cost: one progress per connection per wakeup (no fd->conn map
 		 * needed; a handful of clients) */
 		progress_conns(d);
+		retry_fences(d, now_ms());
 		drain_actions(d);
 	}
 	free(pfd);
