@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1168,6 +1169,141 @@ static void shm__connect_nobody__econnrefused(void **state)
 	fm_transport_delete(&t);
 }
 
+/* ------------------------------------------------------------- fence */
+
+/* rdma/src/transport_priv.h: take the pidfd_open path (kernels < 6.5) */
+extern void fm__shm_test_no_peerpidfd(bool on);
+
+/* fence peer: connect, take the lock region's descriptor, then either exit
+ * at once (dead peer) or stop itself with its CAS 0 -> 0xdead pending */
+static int fence_peer(const char *addr, bool stall)
+{
+	struct fm_transport *t;
+	struct fm_ep *ep = NULL;
+	struct fm_region_desc d;
+	uint8_t buf[FM_REGION_DESC_WIRE_SIZE];
+	uint64_t old;
+
+	alarm(30);
+	if (fm_transport_new(&t, NULL))
+		return 10;
+	for (int i = 0; i < 500 && fm_connect(t, addr, NULL, 0, 2000, &ep); i++)
+		usleep(10000);
+	if (ep == NULL)
+		return 11;
+	if (fm_ep_recv(ep, buf, sizeof(buf), 0) != FM_REGION_DESC_WIRE_SIZE)
+		return 12;
+	fm_region_desc_decode(buf, &d);
+	if (!stall)
+		return 0;
+	raise(SIGSTOP); /* a stalled client: its CAS is decided, not landed */
+	(void)fm_ep_cas(ep, &d, 0, 0, 0xdead, &old);
+	return 0; /* only reached if the fence let us live */
+}
+
+/* owner side: fence the peer (stalled or already dead) and check it */
+static void fence_case(bool stall, bool no_peerpidfd)
+{
+	struct fm_transport *t;
+	struct fm_listener *l;
+	struct fm_region *locks;
+	struct fm_region_desc d;
+	struct fm_ep *ep;
+	uint8_t buf[FM_REGION_DESC_WIRE_SIZE];
+	char addr[64];
+	const char *reason;
+	siginfo_t si;
+	uint64_t t0;
+	pid_t pid;
+	int st;
+
+	snprintf(addr, sizeof(addr), "shm:/flashmeta-fence-%d-%d%d", (int)getpid(), stall,
+		 no_peerpidfd);
+	pid = fork(); /* before any transport exists here */
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(fence_peer(addr, stall));
+	fm__shm_test_no_peerpidfd(no_peerpidfd);
+	assert_int_equal(fm_transport_new(&t, NULL), 0);
+	assert_int_equal(fm_region_new(t, 4096, FM_ACCESS_REMOTE_ATOMIC, &locks), 0);
+	assert_int_equal(fm_listen(t, addr, &l), 0);
+	assert_int_equal(fm_listener_accept(l, 20000, &ep), 0);
+	fm__shm_test_no_peerpidfd(false);
+	fm_region_desc(locks, &d);
+	fm_region_desc_encode(&d, buf);
+	assert_int_equal(fm_ep_send(ep, buf, sizeof(buf), 0), 0);
+	/* stalled: stopped with the CAS pending; dead: a zombie, not reaped */
+	memset(&si, 0, sizeof(si));
+	assert_int_equal(waitid(P_PID, (id_t)pid, &si,
+				(stall ? WSTOPPED : WEXITED) | WNOWAIT), 0);
+	assert_int_equal(si.si_pid, pid);
+
+	t0 = (uint64_t)time(NULL);
+	assert_int_equal(fm_ep_fence(ep, 10000), 0);
+	assert_int_equal(fm_ep_state(ep, &reason), FM_EP_CLOSED);
+	printf("fence (%s, %s): %s\n", stall ? "stalled" : "dead",
+	       no_peerpidfd ? "pidfd_open" : "SO_PEERPIDFD", reason);
+	if (stall) /* a dead peer keeps the first reason ("peer died") */
+		assert_non_null(strstr(reason, "fenced"));
+	assert_int_equal(fm_ep_fence(ep, 0), 0); /* final, idempotent */
+	if (stall) {
+		kill(pid, SIGCONT); /* a live peer would now land its CAS */
+		usleep(100000);
+	}
+	/* its pending CAS never landed */
+	assert_int_equal(__atomic_load_n((uint64_t *)fm_region_ptr(locks), __ATOMIC_ACQUIRE), 0);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	if (stall) {
+		assert_true(WIFSIGNALED(st));
+		assert_int_equal(WTERMSIG(st), SIGKILL);
+	} else {
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), 0);
+		assert_true((uint64_t)time(NULL) - t0 <= 1); /* at once, no grace */
+	}
+	fm_ep_delete(&ep);
+	fm_listener_delete(&l);
+	fm_region_delete(&locks);
+	fm_transport_delete(&t);
+}
+
+static void shm__fence_stalled_peer__killed_cas_never_lands(void **state)
+{
+	(void)state;
+	fence_case(true, false);
+}
+
+static void shm__fence_stalled_peer_pidfd_open__killed_cas_never_lands(void **state)
+{
+	(void)state;
+	fence_case(true, true);
+}
+
+static void shm__fence_dead_peer__zero_at_once(void **state)
+{
+	(void)state;
+	fence_case(false, false);
+}
+
+static void shm__fence_loopback__einval(void **state)
+{
+	struct fm_transport *t;
+	struct fm_listener *l;
+	struct fm_ep *ep;
+	char name[64];
+
+	(void)state;
+	snprintf(name, sizeof(name), "shm:/flashmeta-fence-lo-%d", (int)getpid());
+	assert_int_equal(fm_transport_new(&t, NULL), 0);
+	assert_int_equal(fm_listen(t, name, &l), 0);
+	assert_int_equal(fm_listener_loopback(l, &ep), 0);
+	assert_int_equal(fm_ep_fence(ep, 0), -EINVAL);
+	assert_int_equal(fm_ep_fence(NULL, 0), -EINVAL);
+	fm_ep_delete(&ep);
+	fm_listener_delete(&l);
+	fm_transport_delete(&t);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: test_transport [--provider shm|verbs] [--addr ADDR]\n"
@@ -1233,6 +1369,10 @@ int main(int argc, char **argv)
 			cmocka_unit_test(transport__verbs_without_device__enodev_or_works),
 			cmocka_unit_test(shm__region_desc__roundtrip_and_keys),
 			cmocka_unit_test(shm__connect_nobody__econnrefused),
+			cmocka_unit_test(shm__fence_stalled_peer__killed_cas_never_lands),
+			cmocka_unit_test(shm__fence_stalled_peer_pidfd_open__killed_cas_never_lands),
+			cmocka_unit_test(shm__fence_dead_peer__zero_at_once),
+			cmocka_unit_test(shm__fence_loopback__einval),
 		};
 		struct CMUnitTest stests[NSCN];
 		int r;
