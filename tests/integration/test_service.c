@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "flashmeta/agent.h"
@@ -218,9 +219,121 @@ static int sc_client_kill(struct svc *s)
 	return ck_run(s, SIGKILL);
 }
 
+/* ========================================================== client-stall
+ * A lock holder stalls (SIGSTOP) with one lock CAS decided but not landed
+ * -- the process stops itself inside fm_ep_cas, the moment a real stall
+ * is dangerous.  Its lease runs out; the owner fences it and reclaims its
+ * words; a taker gets them.  Then the holder is SIGCONTed: a fenced holder
+ * is dead (shm: killed by the owner's fence; verbs: its QP is gone), so
+ * its pending CAS never lands and it never believes it holds grain
+ * CS_GRAIN.  Without a real fence it wakes up, its CAS lands on the free
+ * word and it reports a lock the owner knows nothing about ('H'). */
+#define CS_GRAIN 200 /* far from 5 and 6: its own lock word */
+
+/* test seam (-Wl,--wrap=fm_ep_cas): armed, the next acquiring CAS
+ * (expect 0) of this process stops the whole process before it lands */
+int __real_fm_ep_cas(struct fm_ep *ep, const struct fm_region_desc *rd, uint64_t off,
+		     uint64_t expect, uint64_t desired, uint64_t *old);
+int __wrap_fm_ep_cas(struct fm_ep *ep, const struct fm_region_desc *rd, uint64_t off,
+		     uint64_t expect, uint64_t desired, uint64_t *old);
+static volatile int cs_stall_armed;
+
+int __wrap_fm_ep_cas(struct fm_ep *ep, const struct fm_region_desc *rd, uint64_t off,
+		     uint64_t expect, uint64_t desired, uint64_t *old)
+{
+	if (cs_stall_armed && expect == 0) {
+		cs_stall_armed = 0;
+		kill(getpid(), SIGSTOP); /* stalled with this CAS pending */
+	}
+	return __real_fm_ep_cas(ep, rd, off, expect, desired, old);
+}
+
+static int cs_holder(struct svc *s, int idx, int rfd, int wfd, void *arg)
+{
+	struct fm_agent *a = join(s, 1);
+	int rc;
+
+	CHECK(wait_gen(a, 1) == 0);
+	CHECK(fm_agent_lock(a, MAP, 5) == 0);
+	CHECK(fm_agent_lock(a, MAP, 6) == 0);
+	cs_stall_armed = 1;
+	sig_send(wfd, 'L');
+	rc = fm_agent_lock(a, MAP, CS_GRAIN); /* the agent thread stops inside */
+	/* reached only if the fence let this process live */
+	sig_send(wfd, rc == 0 ? 'H' : 'E');
+	fprintf(stderr, "client-stall: holder woke up, lock %d: %d\n", CS_GRAIN, rc);
+	pause();
+	return 0;
+}
+
+static int cs_taker(struct svc *s, int idx, int rfd, int wfd, void *arg)
+{
+	struct fm_agent *a = join(s, 2);
+	uint64_t t0;
+
+	CHECK(wait_gen(a, 1) == 0);
+	sig_send(wfd, 'J');
+	CHECK(sig_wait(rfd, 10000) == 'S');
+	t0 = mono_ms();
+	CHECK(fm_agent_lock(a, MAP, 5) == 0);
+	CHECK(fm_agent_lock(a, MAP, 6) == 0);
+	fprintf(stderr, "client-stall: locks reclaimed and granted after %" PRIu64 " ms\n",
+		mono_ms() - t0);
+	CHECK(mono_ms() - t0 >= s->lease_ms / 2); /* only the lease freed them */
+	CHECK(mono_ms() - t0 < 4u * s->lease_ms + 2000);
+	sig_send(wfd, 'T');
+	CHECK(sig_wait(rfd, 15000) == 'C');
+	/* the holder's pending CAS never landed: the word is free */
+	t0 = mono_ms();
+	CHECK(fm_agent_lock(a, MAP, CS_GRAIN) == 0);
+	CHECK(mono_ms() - t0 < 1000);
+	CHECK(fm_agent_commit_split(a, MAP, 5) == 0);
+	CHECK(fm_agent_unlock(a, MAP, 6) == 0);
+	CHECK(fm_agent_unlock(a, MAP, CS_GRAIN) == 0);
+	fm_agent_delete(&a);
+	return 0;
+}
+
 static int sc_client_stall(struct svc *s)
 {
-	return ck_run(s, SIGSTOP);
+	bool shm = strcmp(s->provider, "shm") == 0;
+	struct child h, t;
+	siginfo_t si;
+	char out[8192];
+	int rc, woke, hs;
+
+	svc_owner_start(s);
+	setup_map(s, true);
+	child_start(s, &h, 0, cs_holder, NULL);
+	CHECK(sig_wait(h.from[0], 10000) == 'L');
+	memset(&si, 0, sizeof(si)); /* stopped inside its CAS of CS_GRAIN */
+	CHECK(waitid(P_PID, (id_t)h.pid, &si, WSTOPPED | WNOWAIT) == 0 && si.si_pid == h.pid);
+	child_start(s, &t, 1, cs_taker, NULL);
+	CHECK(sig_wait(t.from[0], 10000) == 'J');
+	sig_send(t.to[1], 'S');
+	CHECK(sig_wait(t.from[0], 20000) == 'T'); /* taker holds the reclaimed 5, 6 */
+	kill(h.pid, SIGCONT);
+	woke = sig_wait(h.from[0], 2000);         /* -1: EOF, it is dead */
+	if (woke == 'H')
+		fprintf(stderr, "client-stall: DOUBLE HOLDER -- the stalled holder's CAS "
+				"landed after it was fenced\n");
+	CHECK(woke != 'H');
+	if (shm) { /* the fence killed it; verbs: alive, but its QP is gone */
+		kill(h.pid, SIGKILL); /* no-op when fenced; bounds the mutation run */
+		hs = child_wait(&h, 5000);
+		CHECK(woke == -1);
+		CHECK(hs == 128 + SIGKILL);
+	}
+	sig_send(t.to[1], 'C');
+	rc = child_wait(&t, 20000);
+	if (!shm) {
+		kill(h.pid, SIGKILL);
+		child_wait(&h, 5000);
+	}
+	svc_ctl(s, out, sizeof(out), "status");
+	fprintf(stderr, "%s", out);
+	CHECK(strstr(out, "reclaimed 0 ") == NULL);
+	return rc != 0;
 }
 
 /* ============================================================= owner-kill
