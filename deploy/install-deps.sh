@@ -19,8 +19,9 @@ build_pkgs=(
 # The soft-RoCE cluster (deploy/cluster/): a QEMU guest per node running
 # Debian's own kernel, a busybox initramfs, perftest as the reference.
 cluster_pkgs=(
-	qemu-system-x86 busybox-static cpio kmod
+	qemu-system-x86 busybox-static cpio kmod xz-utils
 	iproute2 perftest vde2 ndctl e2fsprogs
+	ibverbs-utils rdmacm-utils
 )
 
 want=("${build_pkgs[@]}")
