@@ -90,6 +90,7 @@ struct osess {
 	bool reclaim;            /* was ACTIVE: its words must be reclaimed */
 	unsigned commits;        /* SPLIT_COMMITs being checked or persisted */
 	bool fence_done;         /* FENCING: fence completed, lease may still run */
+	bool fence_queued;       /* FENCING: a FENCE action is out, not yet done */
 	bool scan_wait;          /* fenced; reclaim waits for commits == 0 */
 };
 
@@ -612,12 +613,39 @@ static void sess_free(struct fm_owner *o, struct osess *s)
 }
 
 /* Close: BYE (if the connection still works), FENCE, then reclaim. */
-static void sess_close(struct fm_owner *o, struct osess *s, uint32_t reason,
-		       int err, bool can_send)
+/*
+ * sess_fence -- ask the driver to fence s (FENCE action).  Only a FENCE
+ * reported with status 0 counts; on failure, or when no memory was left
+ * to queue it, fence_queued stays false and fm_owner_tick asks again.
+ * Until then s stays FENCING: its lock words stay held, which is safe.
+ */
+static void sess_fence(struct fm_owner *o, struct osess *s)
 {
 	struct fm_action *a;
 	struct oop *op;
 
+	if (s->fence_done || s->fence_queued)
+		return;
+	op = op_new(o, OP_FENCE);
+	if (!op)
+		return;
+	a = fm_actq_push(&o->q);
+	if (!a) {
+		op_take(o, op->id);
+		free(op);
+		return;
+	}
+	op->session_id = s->session_id;
+	op->conn = s->conn;
+	a->type = FM_ACT_FENCE;
+	a->conn = s->conn;
+	a->op_id = op->id;
+	s->fence_queued = true;
+}
+
+static void sess_close(struct fm_owner *o, struct osess *s, uint32_t reason,
+		       int err, bool can_send)
+{
 	if (s->state >= FM_OSESS_FENCING)
 		return;
 	if (can_send) {
@@ -635,15 +663,7 @@ static void sess_close(struct fm_owner *o, struct osess *s, uint32_t reason,
 	s->state = FM_OSESS_FENCING;
 	o->st.sessions_closed++;
 	o->st.fences++;
-	op = op_new(o, OP_FENCE);
-	a = op ? fm_actq_push(&o->q) : NULL;
-	if (!a)
-		return; /* retried by tick: FENCING without a fence op */
-	op->session_id = s->session_id;
-	op->conn = s->conn;
-	a->type = FM_ACT_FENCE;
-	a->conn = s->conn;
-	a->op_id = op->id;
+	sess_fence(o, s);
 	/* queued lock requests of s go away now */
 	for (struct olock *l = o->locks, *n; l; l = n) {
 		n = l->next;
@@ -1409,8 +1429,10 @@ int fm_owner_tick(struct fm_owner *o, uint64_t now)
 			sess_close(o, s, FM_BYE_PROTOCOL, -ETIMEDOUT, true);
 		else if (s->state == FM_OSESS_ACTIVE && now >= s->deadline)
 			sess_close(o, s, FM_BYE_LEASE_EXPIRED, -ETIMEDOUT, true);
-		else if (s->state == FM_OSESS_FENCING)
+		else if (s->state == FM_OSESS_FENCING) {
+			sess_fence(o, s); /* again, if the last one failed */
 			sess_fenced_step(o, s, now);
+		}
 	}
 	/* retry lock words whose last CAS failed in the transport */
 	for (struct olock *l = o->locks, *n; l; l = n) {
@@ -1446,8 +1468,14 @@ int fm_owner_op_done(struct fm_owner *o, uint64_t op_id, int status,
 		if (!s)
 			s = sess_by_conn(o, op->conn);
 		if (s && s->state == FM_OSESS_FENCING) {
-			s->fence_done = true;
-			sess_fenced_step(o, s, now);
+			s->fence_queued = false;
+			/* a failed fence proves nothing: the peer may still
+			 * land atomics, so its words stay held until a retry
+			 * (next tick) succeeds */
+			if (status == 0) {
+				s->fence_done = true;
+				sess_fenced_step(o, s, now);
+			}
 		}
 		break;
 	}

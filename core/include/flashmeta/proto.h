@@ -21,7 +21,9 @@
  *   FENCE    owner: disconnect `conn` and invalidate every remote key it
  *            could use (so it can no longer CAS a lock word); report
  *            op_done(op_id, 0, ...) when no operation of that peer can
- *            land any more.  Lock reclamation waits for this.
+ *            land any more.  Lock reclamation waits for this.  A negative
+ *            status means the peer could not be fenced: its lock words stay
+ *            held and the owner asks again at its next tick.
  *   CLOSE    client: disconnect from the owner; nothing to report.
  *   NOTIFY   an event for the local engine/driver (struct fm_notify).
  *

@@ -315,9 +315,16 @@ static void run_event(struct sim *s, struct sim_event *e)
 		fm_owner_op_done(s->owner, e->act.op_id, status, 0, NULL, 0, s->now);
 		break;
 	}
-	case EV_FENCE_DONE:
-		fm_owner_op_done(s->owner, e->act.op_id, 0, 0, NULL, 0, s->now);
+	case EV_FENCE_DONE: {
+		int status = 0;
+
+		if (s->fence_failures > 0) {
+			s->fence_failures--;
+			status = -ETIMEDOUT;
+		}
+		fm_owner_op_done(s->owner, e->act.op_id, status, 0, NULL, 0, s->now);
 		break;
+	}
 	}
 }
 

@@ -70,6 +70,7 @@ struct sim {
 	 * ms late (the answer is in flight across whole protocol exchanges) */
 	uint32_t op_slow_permille, op_slow_max;
 	bool hold_persist;             /* PERSIST waits for sim_release_persists */
+	int fence_failures;  /* the next N FENCEs report -ETIMEDOUT (not fenced) */
 	bool auto_update;              /* on REVOKED: bump generation, clear, update */
 	/* record */
 	struct sim_note notes[SIM_NOTES];

@@ -199,6 +199,34 @@ static void lease_expiry__fence__locks_reclaimed_and_handed_over(void **state)
 	sim_fini(&S);
 }
 
+/* A FENCE that fails proves nothing: the dead holder's word must stay
+ * held until a later FENCE succeeds (the owner retries at its tick). */
+static void fence__failed_fence__locks_held_until_a_retry_succeeds(void **state)
+{
+	struct fm_owner_stats st;
+
+	up(&S, 2, 300);
+	fm_client_lock(S.c[0].cl, 100, 20, 1, S.now);
+	sim_run(&S, S.now + 10);
+	assert_int_equal(fm_lockword_client(S.store[0].locks[20]), 1);
+	S.c[0].crashed = true;
+	S.fence_failures = 1000000; /* every fence fails */
+	fm_client_lock(S.c[1].cl, 100, 20, 2, S.now);
+	sim_run(&S, S.now + 2000); /* far past lease + grace */
+	fm_owner_stats(S.owner, &st);
+	assert_int_equal(st.locks_reclaimed, 0);
+	assert_int_equal(fm_lockword_client(S.store[0].locks[20]), 1);
+	assert_null(sim_find(&S, 1, FM_NOTE_LOCKED, 0));
+	assert_int_equal(sim_count(&S, -1, FM_NOTE_SESSION_DOWN, 0), 0);
+	S.fence_failures = 0; /* the next retry works */
+	sim_run(&S, S.now + 1000);
+	fm_owner_stats(S.owner, &st);
+	assert_true(st.locks_reclaimed >= 1);
+	assert_non_null(sim_find(&S, 1, FM_NOTE_LOCKED, 0));
+	assert_int_equal(fm_lockword_client(S.store[0].locks[20]), 2);
+	sim_fini(&S);
+}
+
 static void lease_lapse__client_discards_before_owner_fences(void **state)
 {
 	uint64_t cut;
@@ -701,6 +729,7 @@ int main(void)
 		cmocka_unit_test(commit__ack_only_after_persist_done),
 		cmocka_unit_test(release__waits_for_inflight_io_then_released),
 		cmocka_unit_test(lease_expiry__fence__locks_reclaimed_and_handed_over),
+		cmocka_unit_test(fence__failed_fence__locks_held_until_a_retry_succeeds),
 		cmocka_unit_test(lease_lapse__client_discards_before_owner_fences),
 		cmocka_unit_test(release_racing_fetch__stale_fill_refused),
 		cmocka_unit_test(garbage__closes_only_that_session),
