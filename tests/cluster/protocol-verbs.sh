@@ -19,6 +19,9 @@ KEY=$SHARED/key
 CTL=/tmp/fm-protocol-verbs.ctl
 FM=("$BIN/flashmeta" -t verbs -a "$OWNER_ADDR" -k "$KEY")
 mkdir -p "$SHARED"
+for b in test_service flashmeta-owner flashmeta; do
+	[[ -x $BIN/$b ]] || fm_skip "$BIN/$b not built"
+done
 
 if ((FM_NODE_INDEX == 0)); then
 	echo -n "protocol-verbs-$RANDOM$RANDOM" >"$KEY"

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <libpmem.h>
 
 #include "flashmeta/error.h"
 #include "flashmeta/pmem_store.h"
@@ -292,7 +293,18 @@ static void open__golden__state_and_bits(void **state)
 	assert_int_equal(fm_store_split_test(s, 1, 100), -ERANGE);
 	assert_int_equal(fm_store_split_test(s, 3, 1), -ENOENT);
 	assert_int_equal(fm_store_stats(s, &st), 0);
-	assert_int_equal(st.is_pmem, 0); /* ordinary file / tmpfs here */
+	/* the store persists the way libpmem says this file must be: flushes
+	 * on DAX (the cluster's NVDIMM), msync on a file or tmpfs */
+	{
+		size_t mlen;
+		int is_pmem = -1;
+		void *p = pmem_map_file(path, 0, 0, 0, &mlen, &is_pmem);
+
+		assert_non_null(p);
+		pmem_unmap(p, mlen);
+		assert_int_equal(st.is_pmem, is_pmem);
+		assert_string_equal(st.persist_mode, is_pmem ? "pmem (flush+drain)" : "msync");
+	}
 	assert_int_equal(st.view, FM_STORE_VIEW_MIRROR);
 	assert_int_equal(st.recovered_ops, 0);
 	fm_store_close(&s);
