@@ -207,6 +207,31 @@ static int parse_u64(const char *v, uint64_t *out)
 	return (errno || end == v || *trim(end)) ? -EINVAL : 0;
 }
 
+/* Replace a config string (a key given twice, or by file then flag). */
+static int cfg_set_str(const char **dst, const char *v)
+{
+	char *copy = strdup(v);
+
+	if (!copy)
+		return fm_err(-ENOMEM, "config: out of memory");
+	free((char *)*dst);
+	*dst = copy;
+	return 0;
+}
+
+void fm_ownerd_cfg_fini(struct fm_ownerd_cfg *cfg)
+{
+	const char **strs[] = { &cfg->provider, &cfg->device, &cfg->listen,
+				&cfg->pmem_path, &cfg->control_path };
+
+	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+		free((char *)*strs[i]);
+		*strs[i] = NULL;
+	}
+	memset(cfg->key, 0, sizeof(cfg->key));
+	cfg->key_len = 0;
+}
+
 int fm_ownerd_cfg_parse_line(struct fm_ownerd_cfg *cfg, const char *line)
 {
 	char buf[1024], *k, *v, *eq;
@@ -228,17 +253,17 @@ int fm_ownerd_cfg_parse_line(struct fm_ownerd_cfg *cfg, const char *line)
 	k = trim(k);
 	v = trim(eq + 1);
 	if (!strcmp(k, "listen")) {
-		cfg->listen = strdup(v);
+		return cfg_set_str(&cfg->listen, v);
 	} else if (!strcmp(k, "transport") || !strcmp(k, "provider")) {
 		if (strcmp(v, "shm") && strcmp(v, "verbs"))
 			return fm_err(-EINVAL, "config: transport must be shm or verbs");
-		cfg->provider = strdup(v);
+		return cfg_set_str(&cfg->provider, v);
 	} else if (!strcmp(k, "device")) {
-		cfg->device = strdup(v);
+		return cfg_set_str(&cfg->device, v);
 	} else if (!strcmp(k, "pmem") || !strcmp(k, "pmem_path")) {
-		cfg->pmem_path = strdup(v);
+		return cfg_set_str(&cfg->pmem_path, v);
 	} else if (!strcmp(k, "control")) {
-		cfg->control_path = strdup(v);
+		return cfg_set_str(&cfg->control_path, v);
 	} else if (!strcmp(k, "pool_max_maps")) {
 		if (parse_u64(v, &n) || n == 0 || n > 65536)
 			return fm_err(-EINVAL, "config: pool_max_maps '%s'", v);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "flashmeta/error.h"
+#include "flashmeta/ownerd.h"
 #include "svc_util.h"
 
 static const char *key_shared = "flashmeta-test-key";
@@ -124,55 +125,14 @@ void svc_owner_kill(struct svc *s, int sig)
 
 int svc_ctl(struct svc *s, char *out, size_t cap, const char *fmt, ...)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	char buf[8192], line[512];
-	size_t used = 0;
+	char line[512];
 	va_list ap;
-	int fd, rc = -1;
 
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line) - 1, fmt, ap);
 	va_end(ap);
 	strcat(line, "\n");
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", s->ctl);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
-		close(fd);
-		return -1;
-	}
-	(void)!write(fd, line, strlen(line));
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		ssize_t n;
-		char *last;
-
-		if (poll(&p, 1, 30000) <= 0)
-			break;
-		n = read(fd, buf + used, sizeof(buf) - 1 - used);
-		if (n <= 0)
-			break;
-		used += (size_t)n;
-		buf[used] = '\0';
-		if (used < 1 || buf[used - 1] != '\n')
-			continue;
-		buf[used - 1] = '\0';
-		last = strrchr(buf, '\n');
-		last = last ? last + 1 : buf;
-		buf[used - 1] = '\n';
-		if (!strncmp(last, "ok", 2)) {
-			rc = 0;
-			break;
-		}
-		if (!strncmp(last, "error", 5)) {
-			rc = -1;
-			break;
-		}
-	}
-	close(fd);
-	if (out && cap) {
-		snprintf(out, cap, "%.*s", (int)used, buf);
-	}
-	return rc;
+	return fm_ownerd_ctl(s->ctl, line, out, cap, 30000) ? -1 : 0;
 }
 
 struct fm_agent *svc_agent(struct svc *s, uint32_t id, const char *key)

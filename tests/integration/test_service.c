@@ -701,6 +701,9 @@ static int sc_snapshot(struct svc *s)
 			bad++;
 		}
 	fm_agent_delete(&a);
+	free(got);
+	free(expect);
+	free(img);
 	svc_ctl(s, out, sizeof(out), "status");
 	fprintf(stderr, "%s", out);
 	CHECK(bad == 0);

@@ -67,21 +67,23 @@ int main(int argc, char **argv)
 	struct fm_ownerd_cfg cfg = { .log_level = FM_LOG_INFO };
 	struct sigaction sa = { .sa_handler = on_signal };
 	const char *sopts = "c:l:t:d:p:C:k:L:i:v:h";
-	int c, rc;
+	int c, rc = 0;
 
 	/* pass 1: the config file, so that flags override it */
 	while ((c = getopt_long(argc, argv, sopts, opts, NULL)) != -1) {
 		if (c == 'h') {
 			usage(stdout);
-			return 0;
+			goto out;
 		}
 		if (c == '?') {
 			usage(stderr);
-			return 2;
+			rc = 2;
+			goto out;
 		}
 		if (c == 'c' && (rc = fm_ownerd_cfg_load(&cfg, optarg))) {
 			fprintf(stderr, "flashmeta-owner: %s\n", fm_errormsg());
-			return 2;
+			rc = 2;
+			goto out;
 		}
 	}
 	optind = 1;
@@ -99,22 +101,26 @@ int main(int argc, char **argv)
 		snprintf(line, sizeof(line), "%s = %s", key[c], optarg);
 		if ((rc = fm_ownerd_cfg_parse_line(&cfg, line))) {
 			fprintf(stderr, "flashmeta-owner: %s\n", fm_errormsg());
-			return 2;
+			rc = 2;
+			goto out;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "flashmeta-owner: unexpected argument '%s'\n", argv[optind]);
-		return 2;
+		rc = 2;
+		goto out;
 	}
 	if (!cfg.listen || !cfg.pmem_path || !cfg.key_len) {
 		fprintf(stderr, "flashmeta-owner: listen, pmem and key_file are required "
 				"(see --help)\n");
-		return 2;
+		rc = 2;
+		goto out;
 	}
 	rc = fm_ownerd_new(&g_d, &cfg);
 	if (rc) {
 		fprintf(stderr, "flashmeta-owner: %s (%s)\n", fm_errormsg(), strerror(-rc));
-		return 1;
+		rc = 1;
+		goto out;
 	}
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
@@ -124,5 +130,8 @@ int main(int argc, char **argv)
 	if (rc)
 		fprintf(stderr, "flashmeta-owner: %s\n", fm_errormsg());
 	fm_ownerd_delete(&g_d);
-	return rc ? 1 : 0;
+	rc = rc ? 1 : 0;
+out:
+	fm_ownerd_cfg_fini(&cfg);
+	return rc;
 }

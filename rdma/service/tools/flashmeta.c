@@ -52,10 +52,8 @@ static void usage(FILE *f)
 
 static int admin(const char *path, int argc, char **argv)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	char line[1024] = "", buf[8192];
-	size_t used = 0;
-	int fd, rc = 1;
+	char line[1024] = "", out[8192];
+	int rc;
 
 	if (!path) {
 		fprintf(stderr, "flashmeta admin: --control PATH required\n");
@@ -65,39 +63,11 @@ static int admin(const char *path, int argc, char **argv)
 		strncat(line, argv[i], sizeof(line) - strlen(line) - 2);
 		strncat(line, i + 1 < argc ? " " : "\n", sizeof(line) - strlen(line) - 1);
 	}
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
-		fprintf(stderr, "flashmeta admin: %s: %s\n", path, strerror(errno));
-		return 1;
-	}
-	(void)!write(fd, line, strlen(line));
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		ssize_t n;
-		char *last;
-
-		if (poll(&p, 1, 60000) <= 0)
-			break;
-		n = read(fd, buf + used, sizeof(buf) - 1 - used);
-		if (n <= 0)
-			break;
-		used += (size_t)n;
-		buf[used] = '\0';
-		if (buf[used - 1] != '\n')
-			continue;
-		buf[used - 1] = '\0';
-		last = strrchr(buf, '\n');
-		last = last ? last + 1 : buf;
-		buf[used - 1] = '\n';
-		if (!strncmp(last, "ok", 2) || !strncmp(last, "error", 5)) {
-			rc = strncmp(last, "ok", 2) ? 1 : 0;
-			break;
-		}
-	}
-	fputs(buf, rc ? stderr : stdout);
-	close(fd);
-	return rc;
+	rc = fm_ownerd_ctl(path, line, out, sizeof(out), 60000);
+	fputs(out, rc ? stderr : stdout);
+	if (rc && rc != -EREMOTEIO)
+		fprintf(stderr, "flashmeta admin: %s\n", fm_errormsg());
+	return rc ? 1 : 0;
 }
 
 static void print_map(const struct fm_agent_map *m)

@@ -99,12 +99,28 @@ void fm_ownerd_delete(struct fm_ownerd **dp);
 
 /*
  * fm_ownerd_cfg_parse_line -- apply one "key = value" line of a config file
- * to *cfg (strings are strdup'ed and stay until exit).  Blank lines and
+ * to *cfg (strings are strdup'ed: free them with fm_ownerd_cfg_fini; a
+ * key given again replaces the earlier value).  Blank lines and
  * '#' comments are accepted.  Keys: listen, transport, device, pmem,
  * pool_max_maps, pool_max_grains, control, lease_ms, clients (N or N-M),
  * key_file, log_level (err|warn|info|debug).  Returns 0 or -EINVAL.
  */
 int fm_ownerd_cfg_parse_line(struct fm_ownerd_cfg *cfg, const char *line);
+
+/*
+ * fm_ownerd_ctl -- send one control command (`cmd`: one line ending in
+ * "\n", e.g. "map-start 1\n") to the owner's control socket at `path` and
+ * collect the answer (lines ending with one that starts "ok" or "error")
+ * into out (if cap > 0, NUL-terminated, truncated to cap).  Blocks up to
+ * timeout_ms per read.  Returns 0 for "ok", -EREMOTEIO for "error" (the
+ * owner's reason is in out), -EINVAL (cmd), -ENAMETOOLONG, -ETIMEDOUT,
+ * -ECONNRESET, -EMSGSIZE (answer over 8 KiB), or a socket errno.
+ */
+int fm_ownerd_ctl(const char *path, const char *cmd, char *out, size_t cap, int timeout_ms);
+
+/* fm_ownerd_cfg_fini -- free the strings parse_line made and wipe the key;
+ * the cfg can be parsed into again. */
+void fm_ownerd_cfg_fini(struct fm_ownerd_cfg *cfg);
 
 /* fm_ownerd_cfg_load -- every line of `path`.  0, -errno or -EINVAL (the
  * message names the line). */
