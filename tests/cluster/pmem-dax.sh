@@ -10,7 +10,7 @@
 # (fsdax memory cannot be pinned; use devdax for RDMA -- see pmem-devdax.sh).
 #
 # Hook for the project's pmem tests: every binary named in FM_PMEM_TESTS
-# (default: test_pmem_store test_pmem_crash) that exists in $FM_BUILD/bin runs
+# (default: test_pmem_store test_pmem_crash test_pmem_powerfail) that exists in $FM_BUILD/bin runs
 # with FM_PMEM_DIR=$FM_PMEM_PATH (a fresh directory on the DAX mount); missing
 # ones are skipped with a message.  Args: FM_PMEM_TEST_ARGS_<name> (default for
 # test_pmem_crash: --iterations 200).
@@ -36,7 +36,7 @@ fi
 
 # The project's pmem tests, on the DAX mount.
 ran=0
-for t in ${FM_PMEM_TESTS:-test_pmem_store test_pmem_crash}; do
+for t in ${FM_PMEM_TESTS:-test_pmem_store test_pmem_crash test_pmem_powerfail}; do
 	bin="$FM_BUILD/bin/$t"
 	if [[ ! -x "$bin" ]]; then
 		echo "skip: $bin not built"
@@ -52,4 +52,14 @@ for t in ${FM_PMEM_TESTS:-test_pmem_store test_pmem_crash}; do
 	FM_PMEM_DIR=$dir fm_run 300 "$bin" "${args[@]}" || fm_die "$t failed on $FM_PMEM_PATH"
 	ran=$((ran + 1))
 done
+((ran > 0)) || fm_skip "no project pmem test binary in $FM_BUILD/bin"
+
+# Group-commit throughput and recovery time on real DAX (issue: >= 10^6
+# durable split bits/s), with the raw libpmem baseline of the same run.
+bench="$FM_BUILD/bin/fm-bench-pmem"
+if [[ -x "$bench" ]]; then
+	mkdir -p "$FM_PMEM_PATH/bench"
+	fm_run 300 "$bench" --quick --dir "$FM_PMEM_PATH/bench" \
+		--json "$FM_RESULTS/pmem-bench-fsdax.json" || fm_die "fm-bench-pmem on $FM_PMEM_PATH"
+fi
 echo "pmem-dax: ok ($ran project test binaries run on $FM_PMEM_PATH)"

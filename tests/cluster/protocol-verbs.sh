@@ -75,19 +75,19 @@ else
 	for g in $(seq $((FM_NODE_INDEX * 100)) $((FM_NODE_INDEX * 100 + 9))); do
 		fm_run 30 "${FM[@]}" -i "$id" split 1 "$g" || fm_die "split $g"
 	done
-	# grain 5000: node 1 holds it 2 s, node 2 waits for the hand-off, both split it once
+	# grain 1000: node 1 holds it 2 s, node 2 waits for the hand-off, both split it once
 	if ((FM_NODE_INDEX == 1)); then
-		fm_run 30 "${FM[@]}" -i "$id" lock 1 5000 --hold 2 &
+		fm_run 30 "${FM[@]}" -i "$id" lock 1 1000 --hold 2 &
 		holder=$!
 	fi
 	fm_barrier lock-held 60
 	if ((FM_NODE_INDEX == 2)); then
 		sleep 0.5
-		fm_run 30 "${FM[@]}" -i "$id" split 1 5000 || fm_die "split 5000 after hand-off"
+		fm_run 30 "${FM[@]}" -i "$id" split 1 1000 || fm_die "split 1000 after hand-off"
 	fi
 	[[ -n ${holder:-} ]] && wait "$holder"
 	if ((FM_NODE_COUNT < 3)) || ((FM_NODE_INDEX == 1)); then
-		((FM_NODE_COUNT < 3)) && fm_run 30 "${FM[@]}" -i "$id" split 1 5000
+		((FM_NODE_COUNT < 3)) && fm_run 30 "${FM[@]}" -i "$id" split 1 1000
 	fi
 	fm_run 30 "${FM[@]}" -i "$id" show 1
 	fm_barrier clients-done 300
