@@ -123,6 +123,8 @@ resolve_script() {
 
 # Header comment value of a test script: `# nodes: 2`, `# pmem: devdax`...
 header() { sed -n "1,30s/^# *$2: *\\([^ ]*\\).*/\\1/p" "$1" | head -n1; }
+# header_line SCRIPT KEY: the whole value of a "# key: ..." header line.
+header_line() { sed -n "1,30s/^# *$2: *//p" "$1" | head -n1; }
 
 # stop_qemus: end the QEMUs in pids[] (the caller's array): TERM, then KILL
 # after 5 s (a stopped or wedged QEMU ignores TERM), then reap them.
@@ -385,8 +387,14 @@ suite)
 			exit "$run_status"
 		) >"$base/$name.log" 2>&1 || rc=$?
 		case "$rc" in
-		0) passed=$((passed + 1)); echo "PASS $name ($sn node(s), $((SECONDS - t_one))s)" ;;
-		77) skipped=$((skipped + 1)); passed=$((passed + 1)); echo "SKIP $name ($sn node(s), $((SECONDS - t_one))s)" ;;
+		0)
+			passed=$((passed + 1))
+			echo "PASS $name ($sn node(s), $((SECONDS - t_one))s)"
+			# the script's key figures ("# report: REGEX" header)
+			sr=$(header_line "$s" report)
+			[[ -z "$sr" ]] || grep -E -- "$sr" "$base/$name.log" | sed 's/^/    /' || true
+			;;
+		77) skipped=$((skipped + 1)); echo "SKIP $name ($sn node(s), $((SECONDS - t_one))s): $(grep -m1 -o 'SKIP: .*' "$base/$name.log" || echo 'skipped')" ;;
 		*)
 			failed=$((failed + 1))
 			failed_names+=("$name")
@@ -395,8 +403,8 @@ suite)
 			;;
 		esac
 	done
-	echo "suite: $((SECONDS - t_suite))s, results in $base$( ((skipped)) && echo ", $skipped skipped (counted as passed)")"
-	echo "$passed passed, $failed failed"
+	echo "suite: $((SECONDS - t_suite))s, results in $base"
+	echo "$passed passed, $failed failed, $skipped skipped"
 	((failed == 0))
 	;;
 esac

@@ -2,6 +2,7 @@
 # perftest-ref.sh -- perftest latency reference on rxe: same device, and across nodes.
 # nodes: 2
 # timeout: 400
+# report: ^(path|local|remote) 
 #
 # Runs ib_atomic_lat (CAS, FAA), ib_read_lat, ib_write_lat and ib_send_lat with
 # PERFTEST_ITERS (default 1000) iterations:

@@ -3,6 +3,7 @@
 # nodes: 1
 # pmem: fsdax
 # timeout: 400
+# report: ^(is_pmem|persist_64B_ns|ok:|split_commit/|raw_persist/|open_1TiB|map_read)
 #
 # Checks: ndctl sees an fsdax namespace, /mnt/pmem is mounted with dax, a file
 # there maps with MAP_SYNC and libpmem says is_pmem=1 (fm-pmem-probe, built into

@@ -2,6 +2,7 @@
 # protocol-verbs.sh -- the owner daemon and client agents over soft-RoCE.
 # nodes: 3
 # timeout: 600
+# report: (scenario .*: PASS| split [0-9]+ served)
 #
 # Node 0: every tests/integration scenario with --provider verbs on its own
 # RoCE address (owner + forked clients on one node, real RC QPs), then a

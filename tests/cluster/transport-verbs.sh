@@ -6,6 +6,7 @@
 #            (transport-verbs-multi.sh runs this with 3 nodes).
 # Env: FM_TRANSPORT_ITERS (default 2000 FAA per process; CAS rounds = /10).
 # nodes: 1
+# report: ^(ok|FAIL) 
 # timeout: 600
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
