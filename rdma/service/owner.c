@@ -40,6 +40,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,7 +129,11 @@ struct fm_ownerd {
 	struct od_ctl ctl[OD_CTL_MAX];
 	struct fm_action *persist; /* collected PERSIST actions of one iteration */
 	size_t npersist, cap_persist;
-	bool stopping;
+	/* set by fm_ownerd_stop -- from another thread or, in flashmeta-owner,
+	 * a SIGTERM handler -- read by the loop: a lock-free atomic, the only
+	 * kind of shared object a signal handler may write.  Relaxed is
+	 * enough: the stop eventfd wakes the loop, the flag carries no data. */
+	atomic_bool stopping;
 };
 
 /* ------------------------------------------------------------- logging */
@@ -1212,7 +1217,7 @@ int fm_ownerd_run(struct fm_ownerd *d)
 	struct pollfd *pfd = NULL;
 
 	od_log(FM_LOG_INFO, "serving on %s", d->cfg.listen);
-	while (!d->stopping) {
+	while (!atomic_load_explicit(&d->stopping, memory_order_relaxed)) {
 		size_t n = 0, base;
 		uint64_t cnt;
 		int rc;
@@ -1288,7 +1293,7 @@ void fm_ownerd_stop(struct fm_ownerd *d)
 {
 	static const uint64_t one = 1;
 
-	d->stopping = true;
+	atomic_store_explicit(&d->stopping, true, memory_order_relaxed);
 	(void)!write(d->stop_fd, &one, sizeof(one));
 }
 
