@@ -75,7 +75,7 @@ void svc_init(struct svc *s, int argc, char **argv, const char *name)
 	fprintf(stderr, "%s: provider %s addr %s dir %s\n", name, s->provider, s->addr, s->dir);
 }
 
-void svc_fini(struct svc *s)
+int svc_fini(struct svc *s)
 {
 	char cmd[600];
 
@@ -85,6 +85,7 @@ void svc_fini(struct svc *s)
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->dir);
 		(void)!system(cmd);
 	}
+	return s->owner_bad;
 }
 
 void svc_owner_start(struct svc *s)
@@ -120,6 +121,15 @@ void svc_owner_kill(struct svc *s, int sig)
 		return;
 	kill(s->owner, sig);
 	waitpid(s->owner, &st, 0);
+	/* SIGTERM: a clean exit 0; SIGKILL: killed by it.  Anything else
+	 * means it died before we asked, e.g. a sanitizer report */
+	if (sig == SIGTERM ? !WIFEXITED(st) || WEXITSTATUS(st) != 0
+			   : !WIFSIGNALED(st) || WTERMSIG(st) != sig) {
+		fprintf(stderr, "owner pid %d: %s %d, not the signal %d we sent\n",
+			(int)s->owner, WIFEXITED(st) ? "exit" : "signal",
+			WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), sig);
+		s->owner_bad++;
+	}
 	s->owner = 0;
 }
 

@@ -22,12 +22,15 @@ struct svc {
 	char keyfile[300];
 	uint32_t lease_ms;
 	pid_t owner;
+	int owner_bad;        /* owner exits that were not the signal we sent
+			       * (e.g. 66: ThreadSanitizer halted it) */
 };
 
 /* Parse --owner PATH --provider P --addr A (or env FM_OWNER_BIN,
  * FM_PROVIDER, FM_ADDR), make a temp dir and a key file. */
 void svc_init(struct svc *s, int argc, char **argv, const char *name);
-void svc_fini(struct svc *s);
+/* stop the owner, remove the dir; non-zero if an owner ever died on its own */
+int svc_fini(struct svc *s);
 /* start flashmeta-owner, wait for its control socket */
 void svc_owner_start(struct svc *s);
 void svc_owner_kill(struct svc *s, int sig);

@@ -4,12 +4,14 @@
  * (or FM_OWNER_BIN / FM_PROVIDER / FM_ADDR).  Each scenario spawns the real
  * flashmeta-owner on a pool in a temp dir and forks client processes that
  * use fm_agent.  Scenarios: roundtrip, client-kill, client-stall, owner-kill, wrong-key,
- * garbage, snapshot.  Exit 0 = pass.
+ * garbage, snapshot, engines (one agent, several engine threads).  Exit 0 = pass.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,13 +238,14 @@ int __real_fm_ep_cas(struct fm_ep *ep, const struct fm_region_desc *rd, uint64_t
 		     uint64_t expect, uint64_t desired, uint64_t *old);
 int __wrap_fm_ep_cas(struct fm_ep *ep, const struct fm_region_desc *rd, uint64_t off,
 		     uint64_t expect, uint64_t desired, uint64_t *old);
-static volatile int cs_stall_armed;
+/* armed by the engine thread, consumed by the agent's protocol thread
+ * (every CAS of the agent passes here): an atomic, not a volatile int */
+static atomic_int cs_stall_armed;
 
 int __wrap_fm_ep_cas(struct fm_ep *ep, const struct fm_region_desc *rd, uint64_t off,
 		     uint64_t expect, uint64_t desired, uint64_t *old)
 {
-	if (cs_stall_armed && expect == 0) {
-		cs_stall_armed = 0;
+	if (expect == 0 && atomic_exchange(&cs_stall_armed, 0)) {
 		kill(getpid(), SIGSTOP); /* stalled with this CAS pending */
 	}
 	return __real_fm_ep_cas(ep, rd, off, expect, desired, old);
@@ -256,7 +259,7 @@ static int cs_holder(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	CHECK(wait_gen(a, 1) == 0);
 	CHECK(fm_agent_lock(a, MAP, 5) == 0);
 	CHECK(fm_agent_lock(a, MAP, 6) == 0);
-	cs_stall_armed = 1;
+	atomic_store(&cs_stall_armed, 1);
 	sig_send(wfd, 'L');
 	rc = fm_agent_lock(a, MAP, CS_GRAIN); /* the agent thread stops inside */
 	/* reached only if the fence let this process live */
@@ -710,6 +713,268 @@ static int sc_snapshot(struct svc *s)
 	return 0;
 }
 
+/* ================================================================ engines
+ * One agent, several engine threads on overlapping grains, while the
+ * parent restarts the mapping underneath them, then kills and restarts
+ * the owner (the multi-threaded use
+ * agent.h promises; run under ThreadSanitizer in the tsan stage).  Each
+ * thread loops io_begin -> plan(WRITE_SOURCE, 1-2 grains) -> per COW
+ * grain lock / commit_split or unlock -> io_end, plus READ_TARGET plans
+ * and is_split probes.  Checked:
+ *   - a grain is held by at most one of our threads at a time;
+ *   - a grain is committed at most once per generation (lock() == 0 only
+ *     while unsplit);
+ *   - a commit that returned 0 is published at once (the owner's bitmap,
+ *     read one-sided inside the same I/O bracket, has the bit) and
+ *     is_split() says 1; lock() == 1 also finds the bit set;
+ *   - the owner is SIGKILLed and restarted from its pool under load;
+ *     afterwards the bitmap, as a fresh client reads it, holds every
+ *     grain acked in the final generation and nothing that was never
+ *     committed in it;
+ *   - every thread finishes within a bound (no deadlock) and made
+ *     progress in every generation. */
+#define EN_THREADS 4
+#define EN_GRAINS 48u    /* the overlapping window the threads share */
+#define EN_RESTARTS 3
+#define EN_GENS (EN_RESTARTS + 2)
+
+struct en_shared {
+	struct fm_agent *a;
+	atomic_bool stop;
+	/* holder[g]: 0 or the thread (1-based) holding g's lock word */
+	atomic_int holder[EN_GRAINS];
+	/* commits[gen][g]: successful commit_split calls */
+	atomic_int commits[EN_GENS][EN_GRAINS];
+	/* maybe[gen][g]: commit_split failed without a verdict (-ECONNRESET:
+	 * the owner died with it in flight, it may be durable) */
+	atomic_int maybe[EN_GENS][EN_GRAINS];
+	atomic_int bad;
+	atomic_long gen_commits[EN_GENS];
+};
+
+struct en_thread {
+	struct en_shared *sh;
+	int idx;
+	pthread_t tid;
+	long ops, locks, splits, retries;
+	int rc;
+	atomic_bool done;
+};
+
+#define EN_BAD(sh, ...) do { fprintf(stderr, "engines: " __VA_ARGS__); fputc('\n', stderr); \
+	atomic_fetch_add(&(sh)->bad, 1); } while (0)
+
+/* bit g of map MAP as the owner publishes it (one-sided READ); 0/1 or errno */
+static int en_bit(struct fm_agent *a, uint64_t g)
+{
+	uint8_t w[8];
+	int rc = fm_agent_read_bitmap(a, MAP, (g / 64) * 8, w, sizeof(w));
+
+	return rc ? rc : (w[(g % 64) / 8] >> (g % 8)) & 1;
+}
+
+static bool en_transient(int rc)
+{
+	return rc == -ECONNRESET || rc == -EAGAIN || rc == -ESTALE || rc == -ETIMEDOUT ||
+	       rc == -ENOLCK;
+}
+
+/* one grain of a COW write inside the bracket `io` */
+static int en_grain(struct en_thread *t, const struct fm_agent_io *io, uint64_t g)
+{
+	struct en_shared *sh = t->sh;
+	uint64_t gen = io->map.generation;
+	int me = t->idx + 1, prev = 0, rc, bit;
+
+	rc = fm_agent_lock(sh->a, MAP, g);
+	if (rc < 0)
+		return rc;
+	t->locks++;
+	if (!atomic_compare_exchange_strong(&sh->holder[g], &prev, me))
+		EN_BAD(sh, "grain %" PRIu64 ": thread %d got the lock held by thread %d", g,
+		       me, prev);
+	if (rc == 1) { /* already split: it must be visible */
+		if ((bit = en_bit(sh->a, g)) == 0)
+			EN_BAD(sh, "grain %" PRIu64 ": lock says split, bitmap says not", g);
+		atomic_store(&sh->holder[g], 0);
+		return fm_agent_unlock(sh->a, MAP, g);
+	}
+	if (gen < EN_GENS && atomic_load(&sh->commits[gen][g]))
+		EN_BAD(sh, "grain %" PRIu64 " gen %" PRIu64 ": lock() == 0 after a commit", g,
+		       gen);
+	usleep(100 + (unsigned)(g % 7) * 50); /* "copy": widen the window */
+	/* the word is released inside commit_split: drop our mark first */
+	atomic_store(&sh->holder[g], 0);
+	rc = fm_agent_commit_split(sh->a, MAP, g);
+	if (rc && rc != -ESTALE && gen < EN_GENS)
+		atomic_store(&sh->maybe[gen][g], 1);
+	if (rc)
+		return rc;
+	t->splits++;
+	if (gen < EN_GENS) {
+		if (atomic_fetch_add(&sh->commits[gen][g], 1))
+			EN_BAD(sh, "grain %" PRIu64 " gen %" PRIu64 ": committed twice", g, gen);
+		atomic_fetch_add(&sh->gen_commits[gen], 1);
+	}
+	/* still inside the bracket: no restart can have cleared it */
+	if ((bit = en_bit(sh->a, g)) != 1)
+		EN_BAD(sh, "grain %" PRIu64 ": committed but the bitmap says %d", g, bit);
+	if ((rc = fm_agent_is_split(sh->a, MAP, g)) != 1)
+		EN_BAD(sh, "grain %" PRIu64 ": committed but is_split says %d", g, rc);
+	return 0;
+}
+
+static int en_once(struct en_thread *t, uint64_t *x)
+{
+	struct en_shared *sh = t->sh;
+	struct fm_extent ext[8];
+	struct fm_grain_range lk[8];
+	struct fm_plan plan;
+	struct fm_agent_io io;
+	uint64_t g = rnd(x) % EN_GRAINS, n = 1 + rnd(x) % 2;
+	bool rd = rnd(x) % 4 == 0;
+	int rc;
+
+	if (g + n > EN_GRAINS)
+		g = EN_GRAINS - n;
+	rc = fm_agent_io_begin(sh->a, MAP, &io);
+	if (rc)
+		return rc;
+	fm_plan_setup(&plan, ext, 8, lk, 8);
+	rc = fm_agent_plan(sh->a, &io, rd ? FM_IO_READ_TARGET : FM_IO_WRITE_SOURCE,
+			   g * GRAIN, n * GRAIN, &plan);
+	for (uint64_t e = 0; !rc && e < plan.ext_count; e++) {
+		for (uint64_t k = ext[e].first_grain; !rc && k <= ext[e].last_grain; k++) {
+			switch (ext[e].kind) {
+			case FM_EXT_COPY_THEN_WRITE:
+			case FM_EXT_WRITE_AND_SPLIT:
+				rc = en_grain(t, &io, k);
+				break;
+			case FM_EXT_REDIRECT_TO_SOURCE:
+				rc = fm_agent_is_split(sh->a, MAP, k);
+				rc = rc < 0 ? rc : 0;
+				break;
+			default:
+				break;
+			}
+		}
+	}
+	fm_agent_io_end(sh->a, &io);
+	if (t->ops++ % 64 == 0) { /* the never-blocking readers, too */
+		struct fm_agent_stats st;
+		struct fm_agent_map m[4];
+
+		fm_agent_stats(sh->a, &st);
+		(void)fm_agent_maps(sh->a, m, 4);
+	}
+	return rc;
+}
+
+static void *en_main(void *arg)
+{
+	struct en_thread *t = arg;
+	uint64_t x = 0x9e3779b97f4a7c15ull * (uint64_t)(t->idx + 1);
+
+	while (!atomic_load(&t->sh->stop)) {
+		int rc = en_once(t, &x);
+
+		if (rc && !en_transient(rc)) {
+			fprintf(stderr, "engines: thread %d: %d (%s)\n", t->idx, rc,
+				fm_errormsg());
+			t->rc = rc;
+			break;
+		}
+		if (rc) {
+			t->retries++;
+			usleep(2000);
+		}
+	}
+	atomic_store(&t->done, true);
+	return NULL;
+}
+
+static int sc_engines(struct svc *s)
+{
+	static struct en_shared sh; /* big: keep it off the stack */
+	struct en_thread th[EN_THREADS];
+	struct fm_agent_map m;
+	struct fm_agent *a, *b;
+	char out[4096], want[32];
+	uint64_t gen, end;
+	int bad = 0;
+
+	svc_owner_start(s);
+	setup_map(s, true);
+	a = join(s, 1);
+	CHECK(wait_gen(a, 1) == 0);
+	sh.a = a;
+	for (int i = 0; i < EN_THREADS; i++) {
+		th[i] = (struct en_thread){ .sh = &sh, .idx = i };
+		CHECK(pthread_create(&th[i].tid, NULL, en_main, &th[i]) == 0);
+	}
+	for (int r = 0; r < EN_RESTARTS; r++) {
+		usleep(300000);
+		CHECK(atomic_load(&sh.gen_commits[r + 1]) > 0); /* progress */
+		CHECK(svc_ctl(s, out, sizeof(out), "map-restart %d", MAP) == 0);
+		snprintf(want, sizeof(want), "generation %d", r + 2);
+		CHECK(strstr(out, want) != NULL);
+		CHECK(wait_gen(a, (uint64_t)r + 2) == 0);
+		if (r == EN_RESTARTS - 1)
+			usleep(20000); /* the kill below lands mid-splitting */
+	}
+	/* the owner dies under load and comes back from its pool: engines
+	 * see -ECONNRESET, the agent reconnects, acked splits survive */
+	svc_owner_kill(s, SIGKILL);
+	usleep(100000);
+	svc_owner_start(s);
+	CHECK(fm_agent_wait_active(a, 8000) == 0);
+	CHECK(wait_gen(a, EN_RESTARTS + 1) == 0);
+	usleep(300000);
+	CHECK(atomic_load(&sh.gen_commits[EN_RESTARTS + 1]) > 0);
+	atomic_store(&sh.stop, true);
+	/* no deadlock: every thread is out within a bound */
+	end = mono_ms() + 30000;
+	for (int i = 0; i < EN_THREADS; i++) {
+		while (!atomic_load(&th[i].done) && mono_ms() < end)
+			usleep(10000);
+		if (!atomic_load(&th[i].done)) {
+			fprintf(stderr, "engines: thread %d stuck (deadlock?)\n", i);
+			_exit(1); /* cannot join it, cannot free the agent */
+		}
+		pthread_join(th[i].tid, NULL);
+		fprintf(stderr, "engines: thread %d ops %ld locks %ld splits %ld retries %ld\n",
+			i, th[i].ops, th[i].locks, th[i].splits, th[i].retries);
+		CHECK(th[i].rc == 0);
+		CHECK(th[i].splits > 0);
+	}
+	CHECK(fm_agent_map_get(a, MAP, &m) == 0);
+	gen = m.generation;
+	CHECK(gen == EN_RESTARTS + 1);
+	/* the final generation's bitmap, as a fresh client sees it, is
+	 * exactly what was committed in it */
+	b = join(s, 2);
+	CHECK(wait_gen(b, gen) == 0);
+	for (uint64_t g = 0; g < GRAINS; g++) {
+		int acked = g < EN_GRAINS && atomic_load(&sh.commits[gen][g]);
+		int maybe = g < EN_GRAINS && atomic_load(&sh.maybe[gen][g]);
+		int bit = en_bit(b, g), sp = fm_agent_is_split(b, MAP, g);
+
+		if (bit != sp || bit < 0 || (acked && !bit) || (bit && !acked && !maybe)) {
+			fprintf(stderr, "engines: grain %" PRIu64 ": acked %d, unknown %d, "
+				"bitmap %d, is_split %d\n", g, acked, maybe, bit, sp);
+			bad++;
+		}
+	}
+	fm_agent_delete(&b);
+	fm_agent_delete(&a);
+	for (int gi = 1; gi <= (int)gen; gi++)
+		fprintf(stderr, "engines: generation %d: %ld commits\n", gi,
+			atomic_load(&sh.gen_commits[gi]));
+	CHECK(bad == 0);
+	CHECK(atomic_load(&sh.bad) == 0);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -720,6 +985,7 @@ int main(int argc, char **argv)
 		{ "client-stall", sc_client_stall },
 		{ "owner-kill", sc_owner_kill }, { "wrong-key", sc_wrong_key },
 		{ "garbage", sc_garbage },     { "snapshot", sc_snapshot },
+		{ "engines", sc_engines },
 	};
 	struct svc s;
 	int rc = -1;
@@ -734,7 +1000,7 @@ int main(int argc, char **argv)
 
 			svc_init(&s, argc, argv, argv[1]);
 			rc = sc[i].fn(&s);
-			svc_fini(&s);
+			rc |= svc_fini(&s);
 			fprintf(stderr, "%s: %s in %" PRIu64 " ms\n", argv[1], rc ? "FAIL" : "PASS",
 				mono_ms() - t0);
 		}
