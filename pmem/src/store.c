@@ -2,17 +2,29 @@
  *
  * Design.  The pool (format.h) is mapped with libpmem.  DRAM holds a decoded
  * copy of each slot (slots[]), a per-slot count of set bits, an id -> slot
- * hash, the list of split bits set but not yet committed (pending[]), and,
- * in MIRROR mode, a DRAM copy of the bitmap area that RDMA readers see.
- * Everything is under s->lock (one mutex per store; every public call takes
- * it for its whole duration).
+ * hash, the list of bitmap words holding bits set but not yet committed
+ * (dirty[], one entry per word, not per bit), and, in MIRROR mode, a DRAM
+ * copy of the bitmap area that RDMA readers see.  Everything is under
+ * s->lock (one mutex per store; every public call takes it for its whole
+ * duration).
  *
  * Invariants (under s->lock, between calls):
  *   I1. slots[i] equals the durable slot record i (or it is free).
- *   I2. every pmem bitmap bit not in pending[] is durable.
+ *   I2. every pmem bitmap bit outside the words in dirty[] is durable.
  *   I3. a mirror bit is set only if the same pmem bit is durable.
  *   I4. bits of mapping m are set only while m is at one generation; a
- *       restart commits pending[] first, then clears and bumps atomically.
+ *       restart commits dirty[] first, then clears and bumps atomically.
+ *   I5. every word holding uncommitted bits is in dirty[] (it may appear
+ *       more than once: a word is appended when it differs from the last
+ *       entry, so a run of bits in one word costs one entry, and a repeat
+ *       costs only a second flush and mirror store at commit, both
+ *       idempotent); ndirty <= npending.
+ *
+ * The split path is built for group commit: split_set stores the bit with
+ * one aligned 8-byte store (the CPU is the only writer of pool bitmap
+ * words, under s->lock) and appends the word the first time it becomes
+ * dirty; the commit flushes each dirty cache line once, drains once, and
+ * publishes each dirty word to the mirror with one store.
  *
  * Mapping operations are redo-logged (one record, see log_commit()); split
  * bits need no log: setting a bit is one failure-atomic 8-byte store.
@@ -21,6 +33,7 @@
 #include <endian.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <libpmem.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -34,11 +47,6 @@
 #include "flashmeta/pmem_store.h"
 #include "format.h"
 #include "persist.h"
-
-struct fm_pending {
-	uint64_t off;  /* pool offset of the 8-byte bitmap word */
-	uint64_t mask; /* host-order bits of that word this entry set */
-};
 
 struct fm_store {
 	pthread_mutex_t lock;
@@ -55,8 +63,9 @@ struct fm_store {
 	uint32_t in_use;
 	enum fm_store_view view;
 	uint8_t *mirror;        /* MIRROR: copy of the bitmap area, I3 */
-	struct fm_pending *pending;
-	uint32_t npending;
+	uint64_t *dirty;        /* [FM_STORE_PENDING_MAX] pool offsets of words, I2, I5 */
+	uint32_t ndirty;
+	uint32_t npending;      /* bits set since the last commit (>= ndirty) */
 	uint64_t log_seq;       /* last applied log record */
 	struct fm_store_stats st;
 };
@@ -228,85 +237,158 @@ static int __log_commit(struct fm_store *s, uint32_t op, uint32_t slot,
 
 /*
  * __commit -- make pending bits durable, then publish them.
- * Cost: one drain (DAX) or one msync of the dirty range; O(pending).
+ * Cost: one flush per dirty cache line, one drain (DAX) or one msync of the
+ * dirty range, one store per dirty word into the mirror; O(dirty words).
  */
 static int __commit(struct fm_store *s)
 {
 	uint32_t n = s->npending;
+	uintptr_t line = UINTPTR_MAX;
 	int ret;
 
 	if (n == 0)
 		return 0;
-	/* 1. each bit was stored (8-byte atomic OR) and flushed by split_set;
-	 *    one drain makes all of them durable. */
+	/* 1. each bit was stored by split_set (one failure-atomic 8-byte
+	 *    store); write back every dirty cache line once (consecutive words
+	 *    of one line are flushed together) ... */
+	for (uint32_t k = 0; k < s->ndirty; k++) {
+		uintptr_t l = ((uintptr_t)s->base + s->dirty[k]) & ~(uintptr_t)63;
+		if (l != line) {
+			fm_flush(&s->pers, (const void *)l, 64);
+			line = l;
+		}
+	}
+	/* 2. ... and one drain makes all of them durable. */
 	ret = fm_drain(&s->pers);
 	if (ret)
 		return ret;
-	/* 2. only now show them to RDMA readers: OR exactly the committed bits
-	 *    (not whole pool words, which may hold other uncommitted bits). */
+	/* 3. only now show them to RDMA readers: copy each dirty pool word to
+	 *    its mirror word.  Under s->lock every bit of such a word is
+	 *    durable now (I2: the others were already), so the whole word may
+	 *    be shown (I3 holds); bits are only added, so a reader sees the old
+	 *    or the new value, never fewer bits. */
 	if (s->mirror) {
-		for (uint32_t k = 0; k < n; k++) {
-			uint64_t *mw = (uint64_t *)(s->mirror +
-				(s->pending[k].off - s->sb.bitmap_off));
-			__atomic_fetch_or(mw, htole64(s->pending[k].mask),
-					  __ATOMIC_RELEASE);
+		for (uint32_t k = 0; k < s->ndirty; k++) {
+			uint64_t off = s->dirty[k];
+			uint64_t *mw = (uint64_t *)(s->mirror + (off - s->sb.bitmap_off));
+			uint64_t v = __atomic_load_n((uint64_t *)(s->base + off),
+						     __ATOMIC_RELAXED);
+			__atomic_store_n(mw, v, __ATOMIC_RELEASE);
 		}
 	}
+	s->ndirty = 0;
 	s->npending = 0;
 	s->st.commits++;
 	return (int)n;
 }
 
+/*
+ * __split_word -- set the bits `bits` (host order, non-zero) of the bitmap
+ * word of slot i that holds grain `grain` (validated by the caller).
+ * Returns the number of bits newly set, or an errno from the implicit
+ * commit once FM_STORE_PENDING_MAX bits are pending (the bits stay set).
+ * Cost: one load, one store and an append when a bit is new; no flush.
+ */
+static int __split_word(struct fm_store *s, uint32_t i, uint64_t grain, uint64_t bits)
+{
+	uint64_t off = s->slots[i].bitmap_off + grain / 64 * 8;
+	uint64_t *w = (uint64_t *)(s->base + off);
+	uint64_t old = __atomic_load_n(w, __ATOMIC_RELAXED);
+	uint64_t add = htole64(bits) & ~old;
+	int n;
+
+	if (!add)
+		return 0;
+	/* a failure-atomic 8-byte store; bits are only ever added, and the CPU
+	 * is the only writer of pool bitmap words (under s->lock) */
+	__atomic_store_n(w, old | add, __ATOMIC_RELAXED);
+	if (s->ndirty == 0 || s->dirty[s->ndirty - 1] != off) /* I5 */
+		s->dirty[s->ndirty++] = off;
+	n = __builtin_popcountll(add);
+	s->npending += (uint32_t)n;
+	s->split_count[i] += (uint64_t)n;
+	s->st.splits_set += (uint64_t)n;
+	if (s->npending >= FM_STORE_PENDING_MAX) {
+		int c = __commit(s);
+		if (c < 0)
+			return c;
+	}
+	return n;
+}
+
+/* Slot of `id` if splits may be set in it at `generation`, or an errno. */
+static int64_t __split_slot(struct fm_store *s, uint64_t id, uint64_t generation)
+{
+	int64_t i = __lookup(s, id);
+	const struct fm_slot *sl;
+
+	if (i < 0)
+		return fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
+	sl = &s->slots[i];
+	if (sl->m.generation != generation)
+		return fm_err(-ESTALE, "mapping %" PRIu64 " is at generation %" PRIu64
+			      ", not %" PRIu64, id, sl->m.generation, generation);
+	if (sl->m.state != FM_MAP_COPYING && sl->m.state != FM_MAP_STOPPING)
+		return fm_err(-EPERM, "mapping %" PRIu64 " is %s: no splits",
+			      id, fm_map_state_name(sl->m.state));
+	return i;
+}
+
 int fm_store_split_set(struct fm_store *s, uint64_t id, uint64_t generation,
 		       uint64_t grain)
 {
-	struct fm_slot *sl;
-	uint64_t off, mask, old;
-	uint64_t *w;
 	int64_t i;
-	int ret = 1;
+	int ret;
 
 	pthread_mutex_lock(&s->lock);
-	i = __lookup(s, id);
-	if (i < 0) {
-		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
-		goto out;
-	}
-	sl = &s->slots[i];
-	if (sl->m.generation != generation) {
-		ret = fm_err(-ESTALE, "mapping %" PRIu64 " is at generation %" PRIu64
-			     ", not %" PRIu64, id, sl->m.generation, generation);
-		goto out;
-	}
-	if (sl->m.state != FM_MAP_COPYING && sl->m.state != FM_MAP_STOPPING) {
-		ret = fm_err(-EPERM, "mapping %" PRIu64 " is %s: no splits",
-			     id, fm_map_state_name(sl->m.state));
-		goto out;
-	}
-	if (grain >= sl->m.geom.grain_count) {
+	i = __split_slot(s, id, generation);
+	if (i < 0)
+		ret = (int)i;
+	else if (grain >= s->slots[i].m.geom.grain_count)
 		ret = fm_err(-ERANGE, "grain %" PRIu64 " >= %" PRIu64, grain,
-			     sl->m.geom.grain_count);
+			     s->slots[i].m.geom.grain_count);
+	else
+		ret = __split_word(s, (uint32_t)i, grain, UINT64_C(1) << (grain % 64));
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int fm_store_split_set_many(struct fm_store *s, uint64_t id, uint64_t generation,
+			    const uint64_t *grains, size_t n)
+{
+	uint64_t count;
+	int64_t i;
+	int ret = 0;
+
+	if (n > INT_MAX)
+		return fm_err(-EINVAL, "%zu grains in one call", n);
+	pthread_mutex_lock(&s->lock);
+	i = __split_slot(s, id, generation);
+	if (i < 0) {
+		ret = (int)i;
 		goto out;
 	}
-	off = sl->bitmap_off + grain / 64 * 8;
-	mask = UINT64_C(1) << (grain % 64);
-	w = (uint64_t *)(s->base + off);
-	/* a failure-atomic 8-byte store; bits are only ever added */
-	old = __atomic_fetch_or(w, htole64(mask), __ATOMIC_RELAXED);
-	if (le64toh(old) & mask) {
-		ret = 0;
-		goto out;
+	/* all or nothing for bad input: check every grain before setting any */
+	count = s->slots[i].m.geom.grain_count;
+	for (size_t k = 0; k < n; k++) {
+		if (grains[k] >= count) {
+			ret = fm_err(-ERANGE, "grains[%zu] = %" PRIu64 " >= %" PRIu64,
+				     k, grains[k], count);
+			goto out;
+		}
 	}
-	fm_flush(&s->pers, w, 8);
-	s->pending[s->npending].off = off;
-	s->pending[s->npending].mask = mask;
-	s->npending++;
-	s->split_count[i]++;
-	s->st.splits_set++;
-	if (s->npending == FM_STORE_PENDING_MAX) {
-		int c = __commit(s);
-		if (c < 0)
-			ret = c;
+	/* one load and store per run of grains in the same word */
+	for (size_t k = 0; k < n;) {
+		uint64_t word = grains[k] / 64, bits = 0;
+		size_t k0 = k;
+		for (; k < n && grains[k] / 64 == word; k++)
+			bits |= UINT64_C(1) << (grains[k] % 64);
+		int r = __split_word(s, (uint32_t)i, grains[k0], bits);
+		if (r < 0) {
+			ret = r;
+			goto out;
+		}
+		ret += r;
 	}
 out:
 	pthread_mutex_unlock(&s->lock);
@@ -586,7 +668,7 @@ static void store_free(struct fm_store *s)
 		munmap(s->mirror, s->sb.bitmap_stride * s->sb.slot_count);
 	if (s->base)
 		pmem_unmap(s->base, s->mapped_len);
-	free(s->pending);
+	free(s->dirty);
 	free(s->hash);
 	free(s->split_count);
 	free(s->slots);
@@ -647,8 +729,8 @@ static int store_arrays(struct fm_store *s)
 	s->slots = calloc(n, sizeof(*s->slots));
 	s->split_count = calloc(n, sizeof(*s->split_count));
 	s->hash = calloc(hsize, sizeof(*s->hash));
-	s->pending = malloc(FM_STORE_PENDING_MAX * sizeof(*s->pending));
-	if (!s->slots || !s->split_count || !s->hash || !s->pending)
+	s->dirty = malloc(FM_STORE_PENDING_MAX * sizeof(*s->dirty));
+	if (!s->slots || !s->split_count || !s->hash || !s->dirty)
 		return fm_err(-ENOMEM, "out of memory for %" PRIu32 " slots", n);
 	s->hash_mask = hsize - 1;
 	return 0;

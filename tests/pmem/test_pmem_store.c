@@ -443,6 +443,67 @@ static void commit__many_bits__one_drain_then_published(void **state)
 
 /* ---- log recovery --------------------------------------------------- */
 
+/* The batch API against a plain reference bitmap: runs in one word,
+ * duplicates, bits already set; bad input sets nothing; only the commit
+ * publishes, and then exactly the reference bits. */
+#define GM 100 /* grains of golden mapping 1 */
+static void split_set_many__random_batches__match_reference(void **state)
+{
+	char path[600];
+	size_t len;
+	struct fm_store *s;
+	const void *view;
+	size_t vlen;
+	uint8_t ref[GM] = { 0 };
+	uint64_t g[40], rng = 12345;
+
+	free(golden_pool(fmt_path(path, sizeof(path), "many"), &len));
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	assert_int_equal(fm_store_bitmap_view(s, 1, &view, &vlen, NULL), 0);
+	for (uint64_t k = 0; k < GM; k++)
+		ref[k] = (uint8_t)view_bit(view, k);
+	g[0] = 3;
+	g[1] = GM; /* out of range: the whole call is refused */
+	assert_int_equal(fm_store_split_set_many(s, 1, 1, g, 2), -ERANGE);
+	assert_int_equal(fm_store_split_test(s, 1, 3), ref[3]);
+	assert_int_equal(fm_store_split_set_many(s, 1, 2, g, 1), -ESTALE);
+	assert_int_equal(fm_store_split_set_many(s, 9, 1, g, 1), -ENOENT);
+	for (int round = 0; round < 20; round++) {
+		size_t n = 1 + (size_t)(fmt_rand(&rng) % 40);
+		int fresh = 0;
+		for (size_t k = 0; k < n; k++) {
+			/* half the time continue a run, else jump */
+			g[k] = k && (fmt_rand(&rng) & 1) ? (g[k - 1] + 1) % GM :
+				fmt_rand(&rng) % GM;
+		}
+		for (size_t k = 0; k < n; k++) {
+			if (ref[g[k]] == 0) {
+				fresh++;
+				ref[g[k]] = 2; /* set, not committed */
+			}
+		}
+		assert_int_equal(fm_store_split_set_many(s, 1, 1, g, n), fresh);
+		for (uint64_t k = 0; k < GM; k++) {
+			assert_int_equal(fm_store_split_test(s, 1, k), ref[k] != 0);
+			assert_int_equal(view_bit(view, k), ref[k] == 1);
+		}
+		assert_int_equal(fm_store_split_commit(s), fresh);
+		for (uint64_t k = 0; k < GM; k++) {
+			if (ref[k])
+				ref[k] = 1;
+			assert_int_equal(view_bit(view, k), ref[k]);
+		}
+	}
+	fm_store_close(&s);
+	/* and it is all durable */
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	for (uint64_t k = 0; k < GM; k++)
+		assert_int_equal(fm_store_split_test(s, 1, k), ref[k]);
+	fm_store_close(&s);
+	unlink(path);
+}
+#undef GM
+
 static void recovery__committed_record__replayed_on_open(void **state)
 {
 	char path[600];
@@ -518,6 +579,7 @@ int main(void)
 		cmocka_unit_test(transition__illegal__eperm_nothing_written),
 		cmocka_unit_test(restart__clears_bits__old_generation_estale),
 		cmocka_unit_test(commit__many_bits__one_drain_then_published),
+		cmocka_unit_test(split_set_many__random_batches__match_reference),
 		cmocka_unit_test(recovery__committed_record__replayed_on_open),
 		cmocka_unit_test(create__exists_and_bad_config),
 	};

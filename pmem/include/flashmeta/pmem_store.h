@@ -8,11 +8,13 @@
  * the generation in the same crash-atomic step.
  *
  * Durability:
- *   - fm_store_split_set() sets a bit with a failure-atomic 8-byte store and
- *     starts its write-back; it is NOT durable yet.
- *   - fm_store_split_commit() makes every bit set so far durable with one
- *     drain (DAX) or one msync (ordinary file) and returns only then.  Only
- *     after that are the bits published to RDMA readers (the bitmap view).
+ *   - fm_store_split_set() (and fm_store_split_set_many()) set a bit with a
+ *     failure-atomic 8-byte store; it is NOT durable yet.
+ *   - fm_store_split_commit() writes back each cache line holding bits set
+ *     so far (once per line, however many bits it holds), makes them durable
+ *     with one drain (DAX) or one msync (ordinary file) and returns only
+ *     then.  Only after that are the bits published to RDMA readers (the
+ *     bitmap view).
  *   - mapping create/delete/transition/restart are atomic across a crash
  *     (redo log) and durable when they return.
  *
@@ -183,16 +185,37 @@ int fm_store_map_list(struct fm_store *s, uint64_t *ids, size_t cap);
  * fm_store_split_commit() returns.  Allowed in COPYING and STOPPING.
  * Returns 1 if the bit was newly set, 0 if it was already set, or
  * -ENOENT, -ESTALE (generation moved on), -EPERM (state), -ERANGE
- * (grain >= grain_count), or an I/O errno from an implicit commit.
- * Cost: a mutex, one atomic OR, one cache-line flush; blocks only when
- * FM_STORE_PENDING_MAX bits are pending (it commits them).
+ * (grain >= grain_count), or an I/O errno from an implicit commit (the bit
+ * is then set but not durable).
+ * Cost: a mutex, a hash probe, one 8-byte load and store; no flush (the
+ * commit flushes per cache line); blocks only when FM_STORE_PENDING_MAX
+ * bits are pending (it commits them).  For many bits of one mapping, prefer
+ * fm_store_split_set_many().
  */
 int fm_store_split_set(struct fm_store *s, uint64_t id, uint64_t generation,
 		       uint64_t grain);
 
 /*
- * fm_store_split_commit -- make every bit set so far durable (one drain or
- * one msync for all of them), then publish them to the RDMA view.
+ * fm_store_split_set_many -- fm_store_split_set() for n grains of mapping
+ * `id` under one lock and one lookup: the batch of a group commit.  Not
+ * durable until fm_store_split_commit() returns.  Duplicates are allowed.
+ * Returns the number of bits newly set (0..n), or:
+ *   -ENOENT, -ESTALE, -EPERM  as fm_store_split_set (nothing set)
+ *   -ERANGE                   some grains[k] >= grain_count (nothing set)
+ *   -EINVAL                   n > INT_MAX (nothing set)
+ *   an I/O errno              from an implicit commit when
+ *                             FM_STORE_PENDING_MAX bits were pending: the
+ *                             bits up to that point are set, not durable.
+ * Cost: a mutex, a hash probe, then per grain one 8-byte load and store;
+ * blocks only for implicit commits.
+ */
+int fm_store_split_set_many(struct fm_store *s, uint64_t id, uint64_t generation,
+			    const uint64_t *grains, size_t n);
+
+/*
+ * fm_store_split_commit -- make every bit set so far durable (one flush per
+ * dirty cache line, then one drain or one msync for all of them), then
+ * publish them to the RDMA view (one store per dirty 8-byte word).
  * Returns the number of bits committed (>= 0) or an I/O errno (bits then
  * stay pending and unpublished).  Blocks until durable.
  */
