@@ -796,8 +796,11 @@ static void fetch_done(struct fm_client *c, struct cop *op, int status,
 	bool split = false;
 	int rc = 0;
 
+	/* a transport failure keeps its errno (the driver's -ECONNRESET says
+	 * "retry after rejoin"); a short answer is our -EIO */
 	if (status < 0 || len * 8 < op->nbits) {
-		note(c, FM_NOTE_FETCHED, -EIO, op->cookie, map_id, op->grain, false);
+		note(c, FM_NOTE_FETCHED, status < 0 ? status : -EIO, op->cookie, map_id,
+		     op->grain, false);
 		return;
 	}
 	/* every run of set bits is a confirmation; clear bits are not cached */
@@ -834,7 +837,8 @@ static void check_done(struct fm_client *c, struct cop *op, int status,
 	if (!lk)
 		return;
 	if (status < 0 || len < 8) {
-		note(c, FM_NOTE_LOCKED, -EIO, lk->cookie, map_id, lk->grain, false);
+		note(c, FM_NOTE_LOCKED, status < 0 ? status : -EIO, lk->cookie, map_id,
+		     lk->grain, false);
 		lock_release(c, lk);
 		return;
 	}
@@ -865,7 +869,7 @@ int fm_client_op_done(struct fm_client *c, uint64_t op_id, int status,
 		if (!lk)
 			break;
 		if (status < 0) {
-			note(c, FM_NOTE_LOCKED, -EIO, lk->cookie,
+			note(c, FM_NOTE_LOCKED, status, lk->cookie,
 			     atomic_load(&c->maps[op->slot].id), lk->grain, false);
 			lock_free(c, lk);
 		} else if (old_value == FM_LOCKWORD_FREE) {

@@ -359,6 +359,21 @@ static void drop_ep(struct fm_agent *a, uint64_t now)
 	(void)fm_client_disconnected(a->c, now);
 }
 
+/*
+ * What a failed one-sided operation means to the protocol: the endpoint
+ * closed under it (peer gone, flushed, refused key) is a broken session,
+ * -ECONNRESET, whatever errno the provider chose; a local check failing
+ * on an endpoint still UP means the owner's descriptor was bad, -EPROTO.
+ */
+static int ag_op_status(struct fm_agent *a, int rc)
+{
+	if (rc >= 0)
+		return rc;
+	if (!a->ep || fm_ep_state(a->ep, NULL) != FM_EP_UP)
+		return -ECONNRESET;
+	return -EPROTO;
+}
+
 static void drain(struct fm_agent *a)
 {
 	struct fm_action act;
@@ -378,7 +393,8 @@ static void drain(struct fm_agent *a)
 				.key = act.u.io.region.key, .flags = FM_ACCESS_REMOTE_READ };
 
 			rc = !a->ep ? -ECONNRESET : act.u.io.len > AG_LOCAL_BUF ? -EIO :
-			     fm_ep_read(a->ep, a->local, 0, &d, act.u.io.offset, act.u.io.len);
+			     ag_op_status(a, fm_ep_read(a->ep, a->local, 0, &d,
+							act.u.io.offset, act.u.io.len));
 			(void)fm_client_op_done(a->c, act.op_id, rc, 0, fm_region_ptr(a->local),
 						rc ? 0 : act.u.io.len, now);
 			break;
@@ -390,8 +406,8 @@ static void drain(struct fm_agent *a)
 			uint64_t old = 0;
 
 			rc = !a->ep ? -ECONNRESET :
-			     fm_ep_cas(a->ep, &d, act.u.io.offset, act.u.io.compare,
-				       act.u.io.swap, &old);
+			     ag_op_status(a, fm_ep_cas(a->ep, &d, act.u.io.offset,
+						       act.u.io.compare, act.u.io.swap, &old));
 			(void)fm_client_op_done(a->c, act.op_id, rc, old, NULL, 0, now);
 			break;
 		}

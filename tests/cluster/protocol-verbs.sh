@@ -6,7 +6,8 @@
 #
 # Node 0: every tests/integration scenario with --provider verbs on its own
 # RoCE address (owner + forked clients on one node, real RC QPs), then a
-# long-running flashmeta-owner for the other nodes.  Nodes 1..N-1: the
+# long-running flashmeta-owner for the other nodes (FM_PROTOCOL_SCENARIOS
+# overrides the list; empty runs only the multi-node part).  Nodes 1..N-1: the
 # flashmeta CLI over verbs against node 0 (join, split, show, a lock held
 # while the other node's lock waits).  Node 0 then checks the split count
 # the owner made durable.  Skips (77) when the verbs provider is not built.
@@ -27,7 +28,7 @@ done
 if ((FM_NODE_INDEX == 0)); then
 	echo -n "protocol-verbs-$RANDOM$RANDOM" >"$KEY"
 	port=7480
-	for sc in roundtrip client-kill client-stall owner-kill wrong-key garbage snapshot; do
+	for sc in ${FM_PROTOCOL_SCENARIOS-roundtrip client-kill client-stall owner-kill wrong-key garbage snapshot engines}; do
 		rc=0
 		FM_KEEP= fm_run 120 "$BIN/test_service" "$sc" --owner "$BIN/flashmeta-owner" \
 			--provider verbs --addr "$(fm_addr 0):$port" \

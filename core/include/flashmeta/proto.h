@@ -60,7 +60,8 @@ enum fm_notify_type {
 	/* client side */
 	FM_NOTE_JOINED = 1,      /* WELCOME accepted: lease running */
 	FM_NOTE_CLOSED = 2,      /* session over (status = -reason errno) */
-	FM_NOTE_FETCHED = 3,     /* fetch(cookie) done: status 0 / -ESTALE / -EIO */
+	FM_NOTE_FETCHED = 3,     /* fetch(cookie) done: 0 / -ESTALE / -EIO (short
+				  * answer) / the failed READ's status */
 	FM_NOTE_LOCKED = 4,      /* lock(cookie): status 0 (split = already split) */
 	FM_NOTE_COMMITTED = 5,   /* commit(cookie): 0 durable, -ESTALE, -EIO; unlocked */
 	FM_NOTE_RELEASED = 6,    /* confirmations of map_id given back */

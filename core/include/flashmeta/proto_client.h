@@ -95,7 +95,8 @@ int fm_client_kick(struct fm_client *c, uint64_t now);
 /*
  * fm_client_fetch -- cache miss on `grain`: READ the bitmap window around
  * it and insert its set bits.  NOTE FETCHED(cookie): status 0 and `split`,
- * -ESTALE (raced with a discard: nothing cached), -EIO, -ECONNRESET.
+ * -ESTALE (raced with a discard: nothing cached), -EIO (short answer), or
+ * the status the driver gave the failed READ (e.g. -ECONNRESET).
  * Returns 0 (the NOTE follows exactly once) or -EAGAIN (no lease on the
  * map), -ENOENT, -ERANGE, -ENOMEM (no NOTE).
  */
