@@ -53,8 +53,16 @@ newest_cached() {
 
 pkg=${FM_KERNEL_PKG:-}
 if [[ -z "$pkg" && "${FM_OFFLINE:-0}" != 1 ]]; then
-	pkg=$(apt-cache search --names-only "$pat" 2>/dev/null | awk '{print $1}' |
-		sort -V | tail -n1) || true
+	find_pkg() {
+		apt-cache search --names-only "$pat" 2>/dev/null | awk '{print $1}' |
+			sort -V | tail -n1
+	}
+	pkg=$(find_pkg) || true
+	# a fresh machine may have no package lists yet: refresh them once
+	if [[ -z "$pkg" && -z "$(newest_cached)" && $(id -u) -eq 0 ]]; then
+		apt-get update -qq >&2 || true
+		pkg=$(find_pkg) || true
+	fi
 fi
 [[ -n "$pkg" ]] || pkg=$(newest_cached)
 [[ -n "$pkg" ]] || die "no package matches $pat (run apt-get update?) and none is cached"
