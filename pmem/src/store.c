@@ -23,8 +23,9 @@
  * The split path is built for group commit: split_set stores the bit with
  * one aligned 8-byte store (the CPU is the only writer of pool bitmap
  * words, under s->lock) and appends the word the first time it becomes
- * dirty; the commit flushes each dirty cache line once, drains once, and
- * publishes each dirty word to the mirror with one store.
+ * dirty; split_set_many and split_set_range do the same a word of bits at
+ * a time (__split_word); the commit flushes each dirty cache line once,
+ * drains once, and publishes each dirty word to the mirror with one store.
  *
  * Mapping operations are redo-logged (one record, see log_commit()); split
  * bits need no log: setting a bit is one failure-atomic 8-byte store.
@@ -384,6 +385,50 @@ int fm_store_split_set_many(struct fm_store *s, uint64_t id, uint64_t generation
 		for (; k < n && grains[k] / 64 == word; k++)
 			bits |= UINT64_C(1) << (grains[k] % 64);
 		int r = __split_word(s, (uint32_t)i, grains[k0], bits);
+		if (r < 0) {
+			ret = r;
+			goto out;
+		}
+		ret += r;
+	}
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int fm_store_split_set_range(struct fm_store *s, uint64_t id, uint64_t generation,
+			     uint64_t first, uint64_t last)
+{
+	int64_t i;
+	int ret = 0;
+
+	if (first > last)
+		return fm_err(-EINVAL, "grain range [%" PRIu64 ", %" PRIu64 "] inverted",
+			      first, last);
+	if (last - first >= (uint64_t)INT_MAX) /* the count must fit the return */
+		return fm_err(-EINVAL, "grain range [%" PRIu64 ", %" PRIu64 "] holds"
+			      " more than %d grains", first, last, INT_MAX);
+	pthread_mutex_lock(&s->lock);
+	i = __split_slot(s, id, generation);
+	if (i < 0) {
+		ret = (int)i;
+		goto out;
+	}
+	if (last >= s->slots[i].m.geom.grain_count) {
+		ret = fm_err(-ERANGE, "grain range [%" PRIu64 ", %" PRIu64 "]: %"
+			     PRIu64 " >= %" PRIu64, first, last, last,
+			     s->slots[i].m.geom.grain_count);
+		goto out;
+	}
+	/* Invariant: every grain of [first, last] below word w is set and
+	 * counted in ret.  w counts words, so it cannot wrap at the top. */
+	for (uint64_t w = first / 64; w <= last / 64; w++) {
+		uint64_t bits = ~UINT64_C(0);
+		if (w == first / 64)
+			bits &= ~UINT64_C(0) << (first % 64);
+		if (w == last / 64)
+			bits &= ~UINT64_C(0) >> (63 - last % 64);
+		int r = __split_word(s, (uint32_t)i, w * 64, bits);
 		if (r < 0) {
 			ret = r;
 			goto out;

@@ -441,6 +441,126 @@ static void commit__many_bits__one_drain_then_published(void **state)
 	unlink(path);
 }
 
+/* The range API against a plain reference bitmap: ranges of one grain,
+ * ranges starting or ending on a word boundary, ranges spanning words,
+ * ranges ending on the last (partial-word) grain, ranges over bits already
+ * set; bad input sets nothing; only the commit publishes.  A restart every
+ * few rounds empties the bitmap so later rounds still set fresh bits. */
+#define GR 1000 /* 15 full words and one of 40 grains */
+static void range_pick(uint64_t *rng, uint64_t *first, uint64_t *last)
+{
+	uint64_t len;
+
+	switch (fmt_rand(rng) % 6) {
+	case 0: /* one grain */
+		*first = fmt_rand(rng) % GR;
+		*last = *first;
+		return;
+	case 1: /* starts on a word boundary */
+		*first = fmt_rand(rng) % (GR / 64 + 1) * 64;
+		break;
+	case 2: /* ends on a word boundary (the last grain of a word) */
+		*last = fmt_rand(rng) % (GR / 64) * 64 + 63;
+		len = 1 + fmt_rand(rng) % 140;
+		*first = len > *last ? 0 : *last - len + 1;
+		return;
+	case 3: /* up to the last grain */
+		len = 1 + fmt_rand(rng) % 140;
+		*last = GR - 1;
+		*first = GR - len;
+		return;
+	default:
+		*first = fmt_rand(rng) % GR;
+		break;
+	}
+	len = 1 + fmt_rand(rng) % 140;
+	*last = *first + len - 1 < GR ? *first + len - 1 : GR - 1;
+}
+
+static void split_set_range__random_ranges__match_reference(void **state)
+{
+	char path[600];
+	struct fm_store *s;
+	struct fm_mapping m;
+	struct fm_store_map_info info;
+	const void *view;
+	size_t vlen;
+	uint8_t ref[GR] = { 0 };
+	uint64_t rng = 4242, gen;
+
+	assert_int_equal(fm_store_create(&s, fmt_path(path, sizeof(path), "range"),
+					 &small_cfg), 0);
+	mk_map(&m, 1, GR);
+	assert_int_equal(fm_store_map_create(s, &m), 0);
+	mk_map(&m, 2, 64);
+	assert_int_equal(fm_store_map_create(s, &m), 0);
+	assert_int_equal(fm_store_map_transition(s, 1, FM_MAP_EV_PREPARE, NULL), 0);
+	assert_int_equal(fm_store_map_transition(s, 1, FM_MAP_EV_PREPARE_DONE, NULL), 0);
+	assert_int_equal(fm_store_map_transition(s, 1, FM_MAP_EV_START, NULL), 0);
+	assert_int_equal(fm_store_map_get(s, 1, &info), 0);
+	gen = info.map.generation;
+	assert_int_equal(fm_store_bitmap_view(s, 1, &view, &vlen, NULL), 0);
+
+	/* refused calls set nothing */
+	assert_int_equal(fm_store_split_set_range(s, 1, gen, 5, 4), -EINVAL);
+	assert_int_equal(fm_store_split_set_range(s, 1, gen, 0, GR), -ERANGE);
+	assert_int_equal(fm_store_split_set_range(s, 1, gen, 0, UINT64_MAX), -EINVAL);
+	assert_int_equal(fm_store_split_set_range(s, 1, gen, UINT64_MAX, UINT64_MAX),
+			 -ERANGE);
+	assert_int_equal(fm_store_split_set_range(s, 1, gen + 1, 0, 9), -ESTALE);
+	assert_int_equal(fm_store_split_set_range(s, 9, gen, 0, 9), -ENOENT);
+	assert_int_equal(fm_store_split_set_range(s, 2, 0, 0, 9), -EPERM);
+	for (uint64_t k = 0; k < GR; k++)
+		assert_int_equal(fm_store_split_test(s, 1, k), 0);
+	assert_int_equal(fm_store_split_commit(s), 0);
+
+	for (int round = 0; round < 300; round++) {
+		uint64_t first, last;
+		int fresh = 0;
+
+		if (round % 25 == 24) {
+			assert_int_equal(fm_store_map_restart(s, 1, &gen), 0);
+			memset(ref, 0, sizeof(ref));
+		}
+		range_pick(&rng, &first, &last);
+		for (uint64_t g = first; g <= last; g++) {
+			if (ref[g] == 0) {
+				fresh++;
+				ref[g] = 2; /* set, not committed */
+			}
+		}
+		assert_int_equal(fm_store_split_set_range(s, 1, gen, first, last), fresh);
+		for (uint64_t k = 0; k < GR; k++) {
+			assert_int_equal(fm_store_split_test(s, 1, k), ref[k] != 0);
+			assert_int_equal(view_bit(view, k), ref[k] == 1);
+		}
+		assert_int_equal(fm_store_split_commit(s), fresh);
+		for (uint64_t k = 0; k < GR; k++) {
+			if (ref[k])
+				ref[k] = 1;
+			assert_int_equal(view_bit(view, k), ref[k]);
+		}
+		/* no bit beyond the last grain, ever */
+		assert_int_equal(view_bit(view, GR + 23), 0);
+	}
+	/* the whole mapping in one call: the count is the unset grains */
+	int unset = 0;
+	for (uint64_t k = 0; k < GR; k++)
+		unset += ref[k] == 0;
+	assert_int_equal(fm_store_split_set_range(s, 1, gen, 0, GR - 1), unset);
+	memset(ref, 1, sizeof(ref));
+	fm_store_close(&s);
+	/* and it is all durable */
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	assert_int_equal(fm_store_map_get(s, 1, &info), 0);
+	assert_int_equal(info.split_count, GR);
+	for (uint64_t k = 0; k < GR; k++)
+		assert_int_equal(fm_store_split_test(s, 1, k), ref[k]);
+	fm_store_close(&s);
+	unlink(path);
+}
+#undef GR
+
 /* ---- log recovery --------------------------------------------------- */
 
 /* The batch API against a plain reference bitmap: runs in one word,
@@ -580,6 +700,7 @@ int main(void)
 		cmocka_unit_test(restart__clears_bits__old_generation_estale),
 		cmocka_unit_test(commit__many_bits__one_drain_then_published),
 		cmocka_unit_test(split_set_many__random_batches__match_reference),
+		cmocka_unit_test(split_set_range__random_ranges__match_reference),
 		cmocka_unit_test(recovery__committed_record__replayed_on_open),
 		cmocka_unit_test(create__exists_and_bad_config),
 	};

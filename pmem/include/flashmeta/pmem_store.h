@@ -8,8 +8,9 @@
  * the generation in the same crash-atomic step.
  *
  * Durability:
- *   - fm_store_split_set() (and fm_store_split_set_many()) set a bit with a
- *     failure-atomic 8-byte store; it is NOT durable yet.
+ *   - fm_store_split_set() (and fm_store_split_set_many(),
+ *     fm_store_split_set_range()) set bits with failure-atomic 8-byte
+ *     stores; they are NOT durable yet.
  *   - fm_store_split_commit() writes back each cache line holding bits set
  *     so far (once per line, however many bits it holds), makes them durable
  *     with one drain (DAX) or one msync (ordinary file) and returns only
@@ -211,6 +212,26 @@ int fm_store_split_set(struct fm_store *s, uint64_t id, uint64_t generation,
  */
 int fm_store_split_set_many(struct fm_store *s, uint64_t id, uint64_t generation,
 			    const uint64_t *grains, size_t n);
+
+/*
+ * fm_store_split_set_range -- fm_store_split_set() for every grain of the
+ * closed range [first, last] of mapping `id`, a 64-grain bitmap word at a
+ * time (masked in the first and the last word): a client's split range.
+ * Not durable until fm_store_split_commit() returns.
+ * Returns the number of bits newly set (0..last - first + 1), or:
+ *   -ENOENT, -ESTALE, -EPERM  as fm_store_split_set (nothing set)
+ *   -ERANGE                   last >= grain_count (nothing set)
+ *   -EINVAL                   first > last, or more than INT_MAX grains
+ *                             (nothing set)
+ *   an I/O errno              from an implicit commit, as
+ *                             fm_store_split_set_many.
+ * Cost: a mutex, a hash probe, then per bitmap word touched one 8-byte load
+ * and, if it gains bits, one store and one dirty entry: O((last - first) /
+ * 64 + 1), independent of how many bits each word gains; no flush; blocks
+ * only for implicit commits.
+ */
+int fm_store_split_set_range(struct fm_store *s, uint64_t id, uint64_t generation,
+			     uint64_t first, uint64_t last);
 
 /*
  * fm_store_split_commit -- make every bit set so far durable (one flush per
