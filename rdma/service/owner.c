@@ -17,7 +17,8 @@
  *
  * Durability order of a split (group commit, one loop iteration):
  *   1. drain every action; PERSIST actions are collected, not executed;
- *   2. fm_store_split_set() for every grain of every collected PERSIST;
+ *   2. fm_store_split_set_range() for every range of every collected
+ *      PERSIST (a bitmap word at a time; nothing durable yet);
  *   3. ONE fm_store_split_commit(): all of them durable (drain/msync);
  *   4. copy the committed words from the store's MIRROR view into the
  *      REMOTE_READ bitmap region (release stores) -- publish after durable;
@@ -64,6 +65,7 @@
 #define OD_OUTQ_MAX 1024   /* queued SENDs before a peer counts as stuck */
 #define OD_CTL_MAX 16      /* control connections */
 #define OD_CTL_LINE 512
+#define OD_RANGE_PIECE (UINT64_C(1) << 30) /* grains per split_set_range call */
 #define OD_MAX_MAPS FM_WIRE_MAX_MAPS
 #define OD_FENCE_WAIT_MS 1000 /* a fence blocks the loop at most this long
 			       * (shm: up to 300 ms for a live peer to close
@@ -1037,27 +1039,38 @@ static int persist_batch(struct fm_ownerd *d, uint64_t now)
 
 	if (!d->npersist)
 		return 0;
-	/* 2. set every bit (not durable yet) */
+	/* 2. set every bit (not durable yet), a range a call; a range of more
+	 *    grains than the call can count (INT_MAX) goes in pieces */
 	for (size_t i = 0; i < d->npersist; i++) {
 		const struct fm_action *a = &d->persist[i];
 
 		status[i] = 0;
-		for (unsigned r = 0; r < a->u.persist.range_count && !status[i]; r++)
-			for (uint64_t g = a->u.persist.ranges[r].first;
-			     g <= a->u.persist.ranges[r].last; g++) {
-				int rc = fm_store_split_set(d->store, a->u.persist.map_id,
-							    a->u.persist.generation, g);
+		for (unsigned r = 0; r < a->u.persist.range_count && !status[i]; r++) {
+			uint64_t first = a->u.persist.ranges[r].first;
+			uint64_t last = a->u.persist.ranges[r].last;
+
+			for (;;) {
+				/* an inverted range (wire.c refuses it) goes whole:
+				 * the store answers -EINVAL, reported as -EIO */
+				uint64_t end = first <= last && last - first >= OD_RANGE_PIECE ?
+					first + OD_RANGE_PIECE - 1 : last;
+				int rc = fm_store_split_set_range(d->store, a->u.persist.map_id,
+								  a->u.persist.generation,
+								  first, end);
 
 				if (rc < 0) {
 					status[i] = (rc == -ESTALE || rc == -EPERM ||
 						     rc == -ENOENT) ? -ESTALE : -EIO;
-					od_log(FM_LOG_WARN, "persist map %" PRIu64 " grain %" PRIu64
-					       ": %s", a->u.persist.map_id, g, fm_errormsg());
+					od_log(FM_LOG_WARN, "persist map %" PRIu64 " grains [%"
+					       PRIu64 ", %" PRIu64 "]: %s", a->u.persist.map_id,
+					       first, end, fm_errormsg());
 					break;
 				}
-				if (g == UINT64_MAX)
+				if (end == last) /* also ends a range at UINT64_MAX */
 					break;
+				first = end + 1;
 			}
+		}
 	}
 	/* 3. one drain/msync for all of them */
 	crc = fm_store_split_commit(d->store);
