@@ -42,8 +42,12 @@ void fm_flush(struct fm_persist *p, const void *addr, size_t len)
 
 int fm_drain(struct fm_persist *p)
 {
-	if (hooks && hooks->drain)
-		hooks->drain(hooks->arg, p);
+	if (hooks && hooks->drain) {
+		int rc = hooks->drain(hooks->arg, p);
+
+		if (rc)
+			return fm_err(rc, "drain: injected failure %d", rc);
+	}
 	p->drains++;
 	if (p->is_pmem) {
 		pmem_drain();

@@ -26,13 +26,15 @@ struct fm_persist {
 
 /*
  * Test hooks (process-wide; NULL to remove).  flush() runs before the real
- * flush with the range being flushed; drain() runs before the real drain.
- * A shadow image copies the flushed lines at flush() and makes them
- * "durable" at drain().  Not for production use.
+ * flush with the range being flushed; drain() runs before the real drain
+ * and returns 0, or a negative errno to make this drain fail as a media
+ * error would (the real drain is then skipped).  A shadow image copies the
+ * flushed lines at flush() and makes them "durable" at drain().  Not for
+ * production use.
  */
 struct fm_persist_hooks {
 	void (*flush)(void *arg, const struct fm_persist *p, size_t off, size_t len);
-	void (*drain)(void *arg, const struct fm_persist *p);
+	int (*drain)(void *arg, const struct fm_persist *p);
 	void *arg;
 };
 void fm_persist_set_hooks(const struct fm_persist_hooks *h);

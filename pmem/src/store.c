@@ -300,6 +300,16 @@ static int __split_word(struct fm_store *s, uint32_t i, uint64_t grain, uint64_t
 
 	if (!add)
 		return 0;
+	/* Room in the dirty list: ndirty <= npending always (a new entry adds
+	 * at least one bit), so npending < FM_STORE_PENDING_MAX leaves room.
+	 * If an earlier implicit commit failed, the set is still full: commit
+	 * it now, and if that fails again store nothing. */
+	if (s->npending >= FM_STORE_PENDING_MAX) {
+		int c = __commit(s);
+
+		if (c < 0)
+			return c;
+	}
 	/* a failure-atomic 8-byte store; bits are only ever added, and the CPU
 	 * is the only writer of pool bitmap words (under s->lock) */
 	__atomic_store_n(w, old | add, __ATOMIC_RELAXED);

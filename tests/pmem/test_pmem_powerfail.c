@@ -84,18 +84,19 @@ static void crash_image(const struct fm_persist *p)
 	sh.images++;
 }
 
-static void on_drain(void *arg, const struct fm_persist *p)
+static int on_drain(void *arg, const struct fm_persist *p)
 {
 	if (sh.busy)
-		return;
+		return 0;
 	sh.drains++;
 	if (fmt_rand(&sh.rng) % sh.prob == 0)
 		crash_image(p);
 	if (sh.skip_commit_drain && sh.in_commit)
-		return; /* simulated bug: this drain does nothing */
+		return 0; /* simulated bug: this drain does nothing */
 	for (size_t k = 0; k < sh.npend; k++)
 		memcpy(sh.shadow + sh.pend[k].off, sh.pend[k].data, 64);
 	sh.npend = 0;
+	return 0;
 }
 
 static void emit_model(void *arg, const struct cm_rec *r)

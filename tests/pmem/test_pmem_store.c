@@ -11,6 +11,7 @@
 #include "flashmeta/pmem_store.h"
 #include "flashmeta/digest.h"
 #include "format.h"
+#include "persist.h"
 #include "pmem_test_util.h"
 
 #define GRAIN 4096u
@@ -477,6 +478,68 @@ static void range_pick(uint64_t *rng, uint64_t *first, uint64_t *last)
 	*last = *first + len - 1 < GR ? *first + len - 1 : GR - 1;
 }
 
+static int drain_fails(void *arg, const struct fm_persist *p)
+{
+	(void)arg;
+	(void)p;
+	return -EIO;
+}
+
+/*
+ * A full pending set whose implicit commit fails (media error) must not
+ * grow the dirty list past its end: later new words are refused and
+ * nothing is stored, and once drains work again the next call commits the
+ * whole set first.  (Found by review; the ASan stage sees an overflow.)
+ */
+static void split_set__implicit_commit_fails__refused_not_overflowed(void **state)
+{
+	const uint64_t max = FM_STORE_PENDING_MAX;
+	struct fm_store_config cfg = { .max_mappings = 1, .max_grains = (max + 8) * 64 };
+	struct fm_persist_hooks fail = { NULL, drain_fails, NULL };
+	char path[600];
+	struct fm_store *s;
+	struct fm_mapping m;
+	struct fm_store_map_info info;
+	const void *view;
+	size_t vlen;
+	uint64_t gen;
+
+	assert_int_equal(fm_store_create(&s, fmt_path(path, sizeof(path), "fullfail"), &cfg), 0);
+	mk_map(&m, 1, (max + 8) * 64);
+	assert_int_equal(fm_store_map_create(s, &m), 0);
+	assert_int_equal(fm_store_map_transition(s, 1, FM_MAP_EV_PREPARE, NULL), 0);
+	assert_int_equal(fm_store_map_transition(s, 1, FM_MAP_EV_PREPARE_DONE, NULL), 0);
+	assert_int_equal(fm_store_map_transition(s, 1, FM_MAP_EV_START, NULL), 0);
+	assert_int_equal(fm_store_map_get(s, 1, &info), 0);
+	gen = info.map.generation;
+	assert_int_equal(fm_store_bitmap_view(s, 1, &view, &vlen, NULL), 0);
+
+	fm_persist_set_hooks(&fail);
+	/* one bit per word: the dirty list fills as fast as the pending set */
+	for (uint64_t w = 0; w + 1 < max; w++)
+		assert_int_equal(fm_store_split_set(s, 1, gen, w * 64), 1);
+	/* the bit that fills the set triggers the implicit commit: it fails,
+	 * the bit stays set (pending), nothing is published */
+	assert_int_equal(fm_store_split_set(s, 1, gen, (max - 1) * 64), -EIO);
+	assert_int_equal(fm_store_split_test(s, 1, (max - 1) * 64), 1);
+	assert_int_equal(view_bit(view, 0), 0);
+	for (uint64_t w = max; w < max + 8; w++) {
+		assert_int_equal(fm_store_split_set(s, 1, gen, w * 64), -EIO);
+		assert_int_equal(fm_store_split_test(s, 1, w * 64), 0); /* nothing stored */
+	}
+	assert_int_equal(fm_store_split_commit(s), -EIO);
+	fm_persist_set_hooks(NULL);
+
+	/* drains work again: the full set is committed first, then the new bit */
+	assert_int_equal(fm_store_split_set(s, 1, gen, max * 64), 1);
+	assert_int_equal(fm_store_split_commit(s), 1);
+	for (uint64_t w = 0; w <= max; w++)
+		assert_int_equal(view_bit(view, w * 64), 1);
+	assert_int_equal(view_bit(view, (max + 1) * 64), 0);
+	fm_store_close(&s);
+	unlink(path);
+}
+
 static void split_set_range__random_ranges__match_reference(void **state)
 {
 	char path[600];
@@ -701,6 +764,7 @@ int main(void)
 		cmocka_unit_test(commit__many_bits__one_drain_then_published),
 		cmocka_unit_test(split_set_many__random_batches__match_reference),
 		cmocka_unit_test(split_set_range__random_ranges__match_reference),
+		cmocka_unit_test(split_set__implicit_commit_fails__refused_not_overflowed),
 		cmocka_unit_test(recovery__committed_record__replayed_on_open),
 		cmocka_unit_test(create__exists_and_bad_config),
 	};
