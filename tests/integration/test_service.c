@@ -816,10 +816,15 @@ static int en_grain(struct en_thread *t, const struct fm_agent_io *io, uint64_t 
 			EN_BAD(sh, "grain %" PRIu64 " gen %" PRIu64 ": committed twice", g, gen);
 		atomic_fetch_add(&sh->gen_commits[gen], 1);
 	}
-	/* still inside the bracket: no restart can have cleared it */
-	if ((bit = en_bit(sh->a, g)) != 1)
+	/* still inside the bracket: no restart can have cleared it.  "Not
+	 * split" (0) breaks the invariant; a transient error (the owner is
+	 * being killed: no session, -EAGAIN / -ECONNRESET) only means no
+	 * answer, and the final check reads the bitmap after the rejoin. */
+	bit = en_bit(sh->a, g);
+	if (bit == 0 || (bit < 0 && !en_transient(bit)))
 		EN_BAD(sh, "grain %" PRIu64 ": committed but the bitmap says %d", g, bit);
-	if ((rc = fm_agent_is_split(sh->a, MAP, g)) != 1)
+	rc = fm_agent_is_split(sh->a, MAP, g);
+	if (rc == 0 || (rc < 0 && !en_transient(rc)))
 		EN_BAD(sh, "grain %" PRIu64 ": committed but is_split says %d", g, rc);
 	return 0;
 }
