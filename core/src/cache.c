@@ -1197,14 +1197,12 @@ int fm_cache_map_epoch(struct fm_cache *c, uint64_t map_id, uint64_t *epoch)
 	return 0;
 }
 
-int fm_cache_insert(struct fm_cache *c, uint64_t map_id, uint64_t epoch,
-		    uint64_t first, uint64_t last)
+/* Writer preamble of the range calls: free what readers left, find the
+ * mapping, check [first, last] lies in it.  0, -ENOENT, -ERANGE. */
+static int __map_range(struct fm_cache *c, uint64_t map_id, uint64_t first,
+		       uint64_t last, struct fm_cache_map **out)
 {
 	struct fm_cache_map *m;
-	struct fm_cache_dir *d;
-	struct fm_frag f;
-	uint64_t ms = first, ml = last, wf, wl = 0;
-	int ret;
 
 	reclaim(c);
 	m = __map_find(c, map_id);
@@ -1214,6 +1212,22 @@ int fm_cache_insert(struct fm_cache *c, uint64_t map_id, uint64_t epoch,
 		return fm_err(-ERANGE, "cache: [%" PRIu64 ", %" PRIu64 "] outside "
 			      "mapping %" PRIu64 " of %" PRIu64 " grains",
 			      first, last, map_id, m->grain_count);
+	*out = m;
+	return 0;
+}
+
+int fm_cache_insert(struct fm_cache *c, uint64_t map_id, uint64_t epoch,
+		    uint64_t first, uint64_t last)
+{
+	struct fm_cache_map *m;
+	struct fm_cache_dir *d;
+	struct fm_frag f;
+	uint64_t ms = first, ml = last, wf, wl = 0;
+	int ret;
+
+	ret = __map_range(c, map_id, first, last, &m);
+	if (ret)
+		return ret;
 	d = __dir(m);
 	if (epoch != m->epoch || !d) {
 		stat_add(&c->st_stale, 1);
@@ -1265,16 +1279,11 @@ int fm_cache_discard_range(struct fm_cache *c, uint64_t map_id, uint64_t first,
 			   uint64_t last)
 {
 	struct fm_cache_map *m;
-	int r;
+	int r, ret;
 
-	reclaim(c);
-	m = __map_find(c, map_id);
-	if (!m)
-		return fm_err(-ENOENT, "cache: no mapping %" PRIu64, map_id);
-	if (first > last || last >= m->grain_count)
-		return fm_err(-ERANGE, "cache: [%" PRIu64 ", %" PRIu64 "] outside "
-			      "mapping %" PRIu64 " of %" PRIu64 " grains",
-			      first, last, map_id, m->grain_count);
+	ret = __map_range(c, map_id, first, last, &m);
+	if (ret)
+		return ret;
 	m->epoch++; /* a fill racing with this discard must not land */
 	stat_add(&c->st_discards, 1);
 	r = __discard(c, m, first, last);
