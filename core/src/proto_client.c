@@ -232,7 +232,7 @@ static void op_drop(struct fm_client *c, struct cop *op)
 
 /* Queue a one-sided op on `region`. */
 static int io_action(struct fm_client *c, struct cop *op, enum fm_action_type t,
-		     const struct fm_wire_region *region, uint64_t offset, uint32_t len,
+		     const struct fm_region_desc *region, uint64_t offset, uint32_t len,
 		     uint64_t compare, uint64_t swap)
 {
 	struct fm_action *a = fm_actq_push(&c->q);

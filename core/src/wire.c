@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "flashmeta/error.h"
+#include "flashmeta/le.h"
 #include "flashmeta/geometry.h"
 #include "flashmeta/mapping.h"
 #include "flashmeta/digest.h"
@@ -65,7 +66,7 @@ static_assert(OFF_SESSION % 8 == 0 && OFF_SEQ % 8 == 0, "64-bit fields aligned")
 #define MD_RSV32 28
 #define MD_BITMAP 32
 #define MD_LOCKS 56
-static_assert(MD_LOCKS + FM_WIRE_REGION_SIZE == FM_WIRE_MAPDESC_SIZE,
+static_assert(MD_LOCKS + FM_REGION_DESC_WIRE_SIZE == FM_WIRE_MAPDESC_SIZE,
 	      "map descriptor is 80 bytes");
 static_assert(FM_WIRE_HDR_SIZE + SZ_WELCOME_FIXED +
 		      FM_WIRE_MAX_MAPS * FM_WIRE_MAPDESC_SIZE <= FM_WIRE_MAX_MSG,
@@ -74,42 +75,6 @@ static_assert(FM_WIRE_HDR_SIZE + SZ_COMMIT_FIXED +
 		      FM_WIRE_MAX_RANGES * SZ_RANGE <= FM_WIRE_MAX_MSG,
 	      "largest SPLIT_COMMIT fits one receive buffer");
 
-/* ---- little-endian helpers ---- */
-static inline uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
-}
-
-static inline uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static inline uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
-static inline void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static inline void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
-static inline void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)v);
-	put32(p + 4, (uint32_t)(v >> 32));
-}
 
 /* ---- names ---- */
 static const char *const type_names[FM_MSG_TYPE_END] = {
@@ -210,7 +175,7 @@ static size_t payload_size(const struct fm_msg *m)
 }
 
 /* ---- field ranges (step 11), shared by encode and decode ---- */
-static int check_region(const struct fm_wire_region *r, uint32_t want_flags,
+static int check_region(const struct fm_region_desc *r, uint32_t want_flags,
 			uint64_t min_len, const char *what)
 {
 	if (r->flags != want_flags)
@@ -222,7 +187,7 @@ static int check_region(const struct fm_wire_region *r, uint32_t want_flags,
 			      (unsigned long long)min_len);
 	if (r->addr + r->len < r->addr)
 		return fm_err(-ERANGE, "%s region wraps the address space", what);
-	if ((want_flags & FM_REGION_F_ATOMIC) && (r->addr & 7))
+	if ((want_flags & FM_ACCESS_REMOTE_ATOMIC) && (r->addr & 7))
 		return fm_err(-ERANGE, "%s region not 8-byte aligned", what);
 	return 0;
 }
@@ -246,12 +211,12 @@ static int check_mapdesc(const struct fm_wire_mapdesc *d)
 	if (d->lock_shift > 32)
 		return fm_err(-ERANGE, "map %llu: lock shift %u > 32",
 			      (unsigned long long)d->map_id, d->lock_shift);
-	rc = check_region(&d->bitmap, FM_REGION_F_READ,
+	rc = check_region(&d->bitmap, FM_ACCESS_REMOTE_READ,
 			  ((d->grain_count + 63) / 64) * 8, "bitmap");
 	if (rc)
 		return rc;
 	words = ((d->grain_count - 1) >> d->lock_shift) + 1;
-	return check_region(&d->locks, FM_REGION_F_ATOMIC, words * 8, "lock");
+	return check_region(&d->locks, FM_ACCESS_REMOTE_ATOMIC, words * 8, "lock");
 }
 
 static int check_range(uint64_t first, uint64_t last, const char *what)
@@ -333,69 +298,61 @@ static int check_fields(const struct fm_msg *m)
 }
 
 /* ---- per-message encoders: write the payload at p ---- */
-static void put_region(uint8_t *p, const struct fm_wire_region *r)
-{
-	put64(p, r->addr);
-	put64(p + 8, r->len);
-	put32(p + 16, r->key);
-	put32(p + 20, r->flags);
-}
-
 static void put_mapdesc(uint8_t *p, const struct fm_wire_mapdesc *d)
 {
-	put64(p + MD_MAP_ID, d->map_id);
-	put64(p + MD_GEN, d->generation);
-	put64(p + MD_GRAINS, d->grain_count);
+	fm_put_le64(p + MD_MAP_ID, d->map_id);
+	fm_put_le64(p + MD_GEN, d->generation);
+	fm_put_le64(p + MD_GRAINS, d->grain_count);
 	p[MD_SHIFT] = d->grain_shift;
 	p[MD_STATE] = d->state;
 	p[MD_LOCK_SHIFT] = d->lock_shift;
 	p[MD_RSV8] = 0;
-	put32(p + MD_RSV32, 0);
-	put_region(p + MD_BITMAP, &d->bitmap);
-	put_region(p + MD_LOCKS, &d->locks);
+	fm_put_le32(p + MD_RSV32, 0);
+	fm_region_desc_encode(&d->bitmap, p + MD_BITMAP);
+	fm_region_desc_encode(&d->locks, p + MD_LOCKS);
 }
 
 static void enc_hello(uint8_t *p, const struct fm_msg_hello *h)
 {
-	put32(p, h->client_id);
+	fm_put_le32(p, h->client_id);
 	p[4] = h->ver_major;
 	p[5] = h->ver_minor;
-	put16(p + 6, 0);
+	fm_put_le16(p + 6, 0);
 	memcpy(p + 8, h->nonce, FM_WIRE_NONCE_SIZE);
 }
 
 static void enc_welcome(uint8_t *p, const struct fm_msg_welcome *w)
 {
-	put64(p, w->session_id);
-	put32(p + 8, w->client_epoch);
-	put32(p + 12, w->lease_term_ms);
-	put16(p + 16, w->map_count);
-	put16(p + 18, 0);
-	put32(p + 20, 0);
+	fm_put_le64(p, w->session_id);
+	fm_put_le32(p + 8, w->client_epoch);
+	fm_put_le32(p + 12, w->lease_term_ms);
+	fm_put_le16(p + 16, w->map_count);
+	fm_put_le16(p + 18, 0);
+	fm_put_le32(p + 20, 0);
 	for (unsigned i = 0; i < w->map_count; i++)
 		put_mapdesc(p + SZ_WELCOME_FIXED + i * FM_WIRE_MAPDESC_SIZE, &w->maps[i]);
 }
 
 static void enc_lock(uint8_t *p, const struct fm_msg_lock *l)
 {
-	put64(p, l->map_id);
-	put64(p + 8, l->generation);
-	put64(p + 16, l->first);
-	put64(p + 24, l->last);
-	put64(p + 32, l->word);
+	fm_put_le64(p, l->map_id);
+	fm_put_le64(p + 8, l->generation);
+	fm_put_le64(p + 16, l->first);
+	fm_put_le64(p + 24, l->last);
+	fm_put_le64(p + 32, l->word);
 }
 
 static void enc_commit(uint8_t *p, const struct fm_msg_split_commit *c)
 {
-	put64(p, c->map_id);
-	put64(p + 8, c->generation);
-	put64(p + 16, c->commit_id);
-	put16(p + 24, c->range_count);
-	put16(p + 26, 0);
-	put32(p + 28, 0);
+	fm_put_le64(p, c->map_id);
+	fm_put_le64(p + 8, c->generation);
+	fm_put_le64(p + 16, c->commit_id);
+	fm_put_le16(p + 24, c->range_count);
+	fm_put_le16(p + 26, 0);
+	fm_put_le32(p + 28, 0);
 	for (unsigned i = 0; i < c->range_count; i++) {
-		put64(p + SZ_COMMIT_FIXED + i * SZ_RANGE, c->ranges[i].first);
-		put64(p + SZ_COMMIT_FIXED + i * SZ_RANGE + 8, c->ranges[i].last);
+		fm_put_le64(p + SZ_COMMIT_FIXED + i * SZ_RANGE, c->ranges[i].first);
+		fm_put_le64(p + SZ_COMMIT_FIXED + i * SZ_RANGE + 8, c->ranges[i].last);
 	}
 }
 
@@ -415,12 +372,12 @@ static void enc_payload(uint8_t *p, const struct fm_msg *m)
 		enc_welcome(p, &m->u.welcome);
 		break;
 	case FM_MSG_LEASE_RENEW:
-		put64(p, m->u.renew.renew_id);
+		fm_put_le64(p, m->u.renew.renew_id);
 		break;
 	case FM_MSG_LEASE_GRANT:
-		put64(p, m->u.lease.renew_id);
-		put32(p + 8, m->u.lease.lease_term_ms);
-		put32(p + 12, 0);
+		fm_put_le64(p, m->u.lease.renew_id);
+		fm_put_le32(p + 8, m->u.lease.lease_term_ms);
+		fm_put_le32(p + 12, 0);
 		break;
 	case FM_MSG_LOCK_REQUEST:
 	case FM_MSG_LOCK_GRANT:
@@ -428,14 +385,14 @@ static void enc_payload(uint8_t *p, const struct fm_msg *m)
 		enc_lock(p, &m->u.lock);
 		break;
 	case FM_MSG_RELEASE_REQUEST:
-		put64(p, m->u.release.map_id);
-		put64(p + 8, m->u.release.generation);
-		put32(p + 16, m->u.release.reason);
-		put32(p + 20, 0);
+		fm_put_le64(p, m->u.release.map_id);
+		fm_put_le64(p + 8, m->u.release.generation);
+		fm_put_le32(p + 16, m->u.release.reason);
+		fm_put_le32(p + 20, 0);
 		break;
 	case FM_MSG_RELEASED:
-		put64(p, m->u.released.map_id);
-		put64(p + 8, m->u.released.generation);
+		fm_put_le64(p, m->u.released.map_id);
+		fm_put_le64(p + 8, m->u.released.generation);
 		break;
 	case FM_MSG_MAP_GRANT:
 		put_mapdesc(p, &m->u.map_grant.map);
@@ -444,20 +401,20 @@ static void enc_payload(uint8_t *p, const struct fm_msg *m)
 		enc_commit(p, &m->u.commit);
 		break;
 	case FM_MSG_SPLIT_ACK:
-		put64(p, m->u.ack.map_id);
-		put64(p + 8, m->u.ack.generation);
-		put64(p + 16, m->u.ack.commit_id);
-		put32(p + 24, m->u.ack.status);
-		put32(p + 28, 0);
+		fm_put_le64(p, m->u.ack.map_id);
+		fm_put_le64(p + 8, m->u.ack.generation);
+		fm_put_le64(p + 16, m->u.ack.commit_id);
+		fm_put_le32(p + 24, m->u.ack.status);
+		fm_put_le32(p + 28, 0);
 		break;
 	case FM_MSG_ERROR:
-		put64(p, m->u.error.ref_seq);
-		put32(p + 8, m->u.error.code);
-		put32(p + 12, 0);
+		fm_put_le64(p, m->u.error.ref_seq);
+		fm_put_le32(p + 8, m->u.error.code);
+		fm_put_le32(p + 12, 0);
 		break;
 	case FM_MSG_BYE:
-		put32(p, m->u.bye.reason);
-		put32(p + 4, m->u.bye.code);
+		fm_put_le32(p, m->u.bye.reason);
+		fm_put_le32(p + 4, m->u.bye.code);
 		break;
 	}
 }
@@ -482,46 +439,38 @@ int fm_wire_encode(const struct fm_msg *m, void *buf, size_t cap)
 		return fm_err(-ENOBUFS, "wire encode: %s needs %zu bytes, have %zu",
 			      fm_msg_type_name(m->type), len, cap);
 
-	put32(b + OFF_MAGIC, FM_WIRE_MAGIC);
+	fm_put_le32(b + OFF_MAGIC, FM_WIRE_MAGIC);
 	b[OFF_MAJOR] = FM_WIRE_MAJOR;
 	b[OFF_MINOR] = FM_WIRE_MINOR;
-	put16(b + OFF_TYPE, m->type);
-	put32(b + OFF_LENGTH, (uint32_t)len);
-	put16(b + OFF_FLAGS, m->flags);
-	put16(b + OFF_RSV0, 0);
-	put64(b + OFF_SESSION, m->session);
-	put64(b + OFF_SEQ, m->seq);
-	put32(b + OFF_CRC, 0);
-	put32(b + OFF_RSV1, 0);
+	fm_put_le16(b + OFF_TYPE, m->type);
+	fm_put_le32(b + OFF_LENGTH, (uint32_t)len);
+	fm_put_le16(b + OFF_FLAGS, m->flags);
+	fm_put_le16(b + OFF_RSV0, 0);
+	fm_put_le64(b + OFF_SESSION, m->session);
+	fm_put_le64(b + OFF_SEQ, m->seq);
+	fm_put_le32(b + OFF_CRC, 0);
+	fm_put_le32(b + OFF_RSV1, 0);
 	enc_payload(b + FM_WIRE_HDR_SIZE, m);
-	put32(b + OFF_CRC, fm_crc32c(b, len));
+	fm_put_le32(b + OFF_CRC, fm_crc32c(b, len));
 	return (int)len;
 }
 
 /* ---- per-message decoders ---- */
-static void get_region(const uint8_t *p, struct fm_wire_region *r)
-{
-	r->addr = get64(p);
-	r->len = get64(p + 8);
-	r->key = get32(p + 16);
-	r->flags = get32(p + 20);
-}
-
 static bool mapdesc_reserved_zero(const uint8_t *p)
 {
-	return p[MD_RSV8] == 0 && get32(p + MD_RSV32) == 0;
+	return p[MD_RSV8] == 0 && fm_get_le32(p + MD_RSV32) == 0;
 }
 
 static void get_mapdesc(const uint8_t *p, struct fm_wire_mapdesc *d)
 {
-	d->map_id = get64(p + MD_MAP_ID);
-	d->generation = get64(p + MD_GEN);
-	d->grain_count = get64(p + MD_GRAINS);
+	d->map_id = fm_get_le64(p + MD_MAP_ID);
+	d->generation = fm_get_le64(p + MD_GEN);
+	d->grain_count = fm_get_le64(p + MD_GRAINS);
 	d->grain_shift = p[MD_SHIFT];
 	d->state = p[MD_STATE];
 	d->lock_shift = p[MD_LOCK_SHIFT];
-	get_region(p + MD_BITMAP, &d->bitmap);
-	get_region(p + MD_LOCKS, &d->locks);
+	fm_region_desc_decode(p + MD_BITMAP, &d->bitmap);
+	fm_region_desc_decode(p + MD_LOCKS, &d->locks);
 }
 
 static int reserved_err(const char *what)
@@ -540,10 +489,10 @@ static int dec_payload(const uint8_t *p, size_t n, struct fm_msg *m)
 	if (n < want)
 		goto bad_size;
 	if (m->type == FM_MSG_WELCOME) {
-		count = get16(p + 16);
+		count = fm_get_le16(p + 16);
 		want += count * FM_WIRE_MAPDESC_SIZE;
 	} else if (m->type == FM_MSG_SPLIT_COMMIT) {
-		count = get16(p + 24);
+		count = fm_get_le16(p + 24);
 		want += count * SZ_RANGE;
 	}
 	if (n != want)
@@ -554,9 +503,9 @@ static int dec_payload(const uint8_t *p, size_t n, struct fm_msg *m)
 	 * most the array's capacity. */
 	switch (m->type) {
 	case FM_MSG_HELLO:
-		if (get16(p + 6))
+		if (fm_get_le16(p + 6))
 			return reserved_err(tn);
-		m->u.hello.client_id = get32(p);
+		m->u.hello.client_id = fm_get_le32(p);
 		m->u.hello.ver_major = p[4];
 		m->u.hello.ver_minor = p[5];
 		memcpy(m->u.hello.nonce, p + 8, FM_WIRE_NONCE_SIZE);
@@ -568,48 +517,48 @@ static int dec_payload(const uint8_t *p, size_t n, struct fm_msg *m)
 		memcpy(m->u.auth.mac, p, FM_WIRE_MAC_SIZE);
 		break;
 	case FM_MSG_WELCOME:
-		if (get16(p + 18) || get32(p + 20))
+		if (fm_get_le16(p + 18) || fm_get_le32(p + 20))
 			return reserved_err(tn);
 		for (size_t i = 0; i < count; i++)
 			if (!mapdesc_reserved_zero(p + SZ_WELCOME_FIXED +
 						   i * FM_WIRE_MAPDESC_SIZE))
 				return reserved_err(tn);
-		m->u.welcome.session_id = get64(p);
-		m->u.welcome.client_epoch = get32(p + 8);
-		m->u.welcome.lease_term_ms = get32(p + 12);
+		m->u.welcome.session_id = fm_get_le64(p);
+		m->u.welcome.client_epoch = fm_get_le32(p + 8);
+		m->u.welcome.lease_term_ms = fm_get_le32(p + 12);
 		m->u.welcome.map_count = (uint16_t)count;
 		for (size_t i = 0; i < count && i < FM_WIRE_MAX_MAPS; i++)
 			get_mapdesc(p + SZ_WELCOME_FIXED + i * FM_WIRE_MAPDESC_SIZE,
 				    &m->u.welcome.maps[i]);
 		break;
 	case FM_MSG_LEASE_RENEW:
-		m->u.renew.renew_id = get64(p);
+		m->u.renew.renew_id = fm_get_le64(p);
 		break;
 	case FM_MSG_LEASE_GRANT:
-		if (get32(p + 12))
+		if (fm_get_le32(p + 12))
 			return reserved_err(tn);
-		m->u.lease.renew_id = get64(p);
-		m->u.lease.lease_term_ms = get32(p + 8);
+		m->u.lease.renew_id = fm_get_le64(p);
+		m->u.lease.lease_term_ms = fm_get_le32(p + 8);
 		break;
 	case FM_MSG_LOCK_REQUEST:
 	case FM_MSG_LOCK_GRANT:
 	case FM_MSG_UNLOCK:
-		m->u.lock.map_id = get64(p);
-		m->u.lock.generation = get64(p + 8);
-		m->u.lock.first = get64(p + 16);
-		m->u.lock.last = get64(p + 24);
-		m->u.lock.word = get64(p + 32);
+		m->u.lock.map_id = fm_get_le64(p);
+		m->u.lock.generation = fm_get_le64(p + 8);
+		m->u.lock.first = fm_get_le64(p + 16);
+		m->u.lock.last = fm_get_le64(p + 24);
+		m->u.lock.word = fm_get_le64(p + 32);
 		break;
 	case FM_MSG_RELEASE_REQUEST:
-		if (get32(p + 20))
+		if (fm_get_le32(p + 20))
 			return reserved_err(tn);
-		m->u.release.map_id = get64(p);
-		m->u.release.generation = get64(p + 8);
-		m->u.release.reason = get32(p + 16);
+		m->u.release.map_id = fm_get_le64(p);
+		m->u.release.generation = fm_get_le64(p + 8);
+		m->u.release.reason = fm_get_le32(p + 16);
 		break;
 	case FM_MSG_RELEASED:
-		m->u.released.map_id = get64(p);
-		m->u.released.generation = get64(p + 8);
+		m->u.released.map_id = fm_get_le64(p);
+		m->u.released.generation = fm_get_le64(p + 8);
 		break;
 	case FM_MSG_MAP_GRANT:
 		if (!mapdesc_reserved_zero(p))
@@ -617,35 +566,35 @@ static int dec_payload(const uint8_t *p, size_t n, struct fm_msg *m)
 		get_mapdesc(p, &m->u.map_grant.map);
 		break;
 	case FM_MSG_SPLIT_COMMIT:
-		if (get16(p + 26) || get32(p + 28))
+		if (fm_get_le16(p + 26) || fm_get_le32(p + 28))
 			return reserved_err(tn);
-		m->u.commit.map_id = get64(p);
-		m->u.commit.generation = get64(p + 8);
-		m->u.commit.commit_id = get64(p + 16);
+		m->u.commit.map_id = fm_get_le64(p);
+		m->u.commit.generation = fm_get_le64(p + 8);
+		m->u.commit.commit_id = fm_get_le64(p + 16);
 		m->u.commit.range_count = (uint16_t)count;
 		for (size_t i = 0; i < count && i < FM_WIRE_MAX_RANGES; i++) {
-			m->u.commit.ranges[i].first = get64(p + SZ_COMMIT_FIXED + i * SZ_RANGE);
+			m->u.commit.ranges[i].first = fm_get_le64(p + SZ_COMMIT_FIXED + i * SZ_RANGE);
 			m->u.commit.ranges[i].last =
-				get64(p + SZ_COMMIT_FIXED + i * SZ_RANGE + 8);
+				fm_get_le64(p + SZ_COMMIT_FIXED + i * SZ_RANGE + 8);
 		}
 		break;
 	case FM_MSG_SPLIT_ACK:
-		if (get32(p + 28))
+		if (fm_get_le32(p + 28))
 			return reserved_err(tn);
-		m->u.ack.map_id = get64(p);
-		m->u.ack.generation = get64(p + 8);
-		m->u.ack.commit_id = get64(p + 16);
-		m->u.ack.status = get32(p + 24);
+		m->u.ack.map_id = fm_get_le64(p);
+		m->u.ack.generation = fm_get_le64(p + 8);
+		m->u.ack.commit_id = fm_get_le64(p + 16);
+		m->u.ack.status = fm_get_le32(p + 24);
 		break;
 	case FM_MSG_ERROR:
-		if (get32(p + 12))
+		if (fm_get_le32(p + 12))
 			return reserved_err(tn);
-		m->u.error.ref_seq = get64(p);
-		m->u.error.code = get32(p + 8);
+		m->u.error.ref_seq = fm_get_le64(p);
+		m->u.error.code = fm_get_le32(p + 8);
 		break;
 	case FM_MSG_BYE:
-		m->u.bye.reason = get32(p);
-		m->u.bye.code = get32(p + 4);
+		m->u.bye.reason = fm_get_le32(p);
+		m->u.bye.code = fm_get_le32(p + 4);
 		break;
 	}
 	return 0;
@@ -668,7 +617,7 @@ int fm_wire_decode(const void *buf, size_t len, struct fm_msg *m)
 		return fm_err(-ENODATA, "wire decode: %zu bytes, header needs %u",
 			      len, FM_WIRE_HDR_SIZE);
 	/* 2. */
-	magic = get32(b + OFF_MAGIC);
+	magic = fm_get_le32(b + OFF_MAGIC);
 	if (magic != FM_WIRE_MAGIC)
 		return fm_err(-EPROTO, "wire decode: magic 0x%08x", magic);
 	/* 3. */
@@ -676,33 +625,33 @@ int fm_wire_decode(const void *buf, size_t len, struct fm_msg *m)
 		return fm_err(-EPROTONOSUPPORT, "wire decode: version %u.%u, speak %u.x",
 			      b[OFF_MAJOR], b[OFF_MINOR], FM_WIRE_MAJOR);
 	/* 4. */
-	length = get32(b + OFF_LENGTH);
+	length = fm_get_le32(b + OFF_LENGTH);
 	if (length != len || length > FM_WIRE_MAX_MSG)
 		return fm_err(-EMSGSIZE, "wire decode: length field %u, datagram %zu",
 			      length, len);
 	/* 5. the CRC covers the header with the crc field zeroed */
 	memcpy(hdr, b, FM_WIRE_HDR_SIZE);
-	put32(hdr + OFF_CRC, 0);
+	fm_put_le32(hdr + OFF_CRC, 0);
 	crc = fm_crc32c_update(0, hdr, FM_WIRE_HDR_SIZE);
 	crc = fm_crc32c_update(crc, b + FM_WIRE_HDR_SIZE, len - FM_WIRE_HDR_SIZE);
-	if (crc != get32(b + OFF_CRC))
+	if (crc != fm_get_le32(b + OFF_CRC))
 		return fm_err(-EILSEQ, "wire decode: checksum 0x%08x, computed 0x%08x",
-			      get32(b + OFF_CRC), crc);
+			      fm_get_le32(b + OFF_CRC), crc);
 	/* 6. */
-	if (get16(b + OFF_RSV0) || get32(b + OFF_RSV1))
+	if (fm_get_le16(b + OFF_RSV0) || fm_get_le32(b + OFF_RSV1))
 		return reserved_err("header");
 	/* 7. */
-	m->flags = get16(b + OFF_FLAGS);
+	m->flags = fm_get_le16(b + OFF_FLAGS);
 	if (m->flags & ~FM_WIRE_FLAGS_KNOWN)
 		return fm_err(-EOPNOTSUPP, "wire decode: unknown flags 0x%x", m->flags);
 	/* 8. */
-	m->type = get16(b + OFF_TYPE);
+	m->type = fm_get_le16(b + OFF_TYPE);
 	if (fm_wire_payload_size(m->type) < 0)
 		return fm_err(-ENOMSG, "wire decode: unknown type %u", m->type);
 	m->ver_major = b[OFF_MAJOR];
 	m->ver_minor = b[OFF_MINOR];
-	m->session = get64(b + OFF_SESSION);
-	m->seq = get64(b + OFF_SEQ);
+	m->session = fm_get_le64(b + OFF_SESSION);
+	m->seq = fm_get_le64(b + OFF_SEQ);
 	/* 9., 10. */
 	rc = dec_payload(b + FM_WIRE_HDR_SIZE, len - FM_WIRE_HDR_SIZE, m);
 	if (rc)
@@ -724,13 +673,13 @@ void fm_wire_auth_mac(const void *key, size_t key_len, uint32_t client_id,
 
 	memcpy(p, label, sizeof(label) - 1);
 	p += sizeof(label) - 1;
-	put32(p, client_id);
+	fm_put_le32(p, client_id);
 	p += 4;
 	memcpy(p, client_nonce, FM_WIRE_NONCE_SIZE);
 	p += FM_WIRE_NONCE_SIZE;
 	memcpy(p, owner_nonce, FM_WIRE_NONCE_SIZE);
 	p += FM_WIRE_NONCE_SIZE;
-	put64(p, session);
+	fm_put_le64(p, session);
 	fm_hmac_sha256(key, key_len, msg, sizeof(msg), mac);
 }
 

@@ -60,7 +60,7 @@ struct req {
 
 struct ag_map {
 	struct fm_agent_map pub;
-	struct fm_wire_region bitmap; /* wire descriptor */
+	struct fm_region_desc bitmap; /* wire descriptor */
 };
 
 struct fm_agent {
@@ -258,7 +258,6 @@ static bool issue(struct fm_agent *a, struct req *r, uint64_t now)
 		return true;
 	case REQ_RAWREAD: {
 		struct ag_map *m = __map_find(a, r->map_id);
-		struct fm_region_desc d;
 
 		if (!m)
 			rc = -ENOENT;
@@ -267,10 +266,7 @@ static bool issue(struct fm_agent *a, struct req *r, uint64_t now)
 		else if (r->len > AG_LOCAL_BUF)
 			rc = -ERANGE;
 		else {
-			d = (struct fm_region_desc){ .addr = m->bitmap.addr, .len = m->bitmap.len,
-						     .key = m->bitmap.key,
-						     .flags = FM_ACCESS_REMOTE_READ };
-			rc = fm_ep_read(a->ep, a->local, 0, &d, r->off, r->len);
+			rc = fm_ep_read(a->ep, a->local, 0, &m->bitmap, r->off, r->len);
 			if (!rc)
 				memcpy(r->buf, fm_region_ptr(a->local), r->len);
 		}
@@ -388,25 +384,18 @@ static void drain(struct fm_agent *a)
 				drop_ep(a, now);
 			break;
 		case FM_ACT_READ: {
-			struct fm_region_desc d = {
-				.addr = act.u.io.region.addr, .len = act.u.io.region.len,
-				.key = act.u.io.region.key, .flags = FM_ACCESS_REMOTE_READ };
-
 			rc = !a->ep ? -ECONNRESET : act.u.io.len > AG_LOCAL_BUF ? -EIO :
-			     ag_op_status(a, fm_ep_read(a->ep, a->local, 0, &d,
+			     ag_op_status(a, fm_ep_read(a->ep, a->local, 0, &act.u.io.region,
 							act.u.io.offset, act.u.io.len));
 			(void)fm_client_op_done(a->c, act.op_id, rc, 0, fm_region_ptr(a->local),
 						rc ? 0 : act.u.io.len, now);
 			break;
 		}
 		case FM_ACT_CAS: {
-			struct fm_region_desc d = {
-				.addr = act.u.io.region.addr, .len = act.u.io.region.len,
-				.key = act.u.io.region.key, .flags = FM_ACCESS_REMOTE_ATOMIC };
 			uint64_t old = 0;
 
 			rc = !a->ep ? -ECONNRESET :
-			     ag_op_status(a, fm_ep_cas(a->ep, &d, act.u.io.offset,
+			     ag_op_status(a, fm_ep_cas(a->ep, &act.u.io.region, act.u.io.offset,
 						       act.u.io.compare, act.u.io.swap, &old));
 			(void)fm_client_op_done(a->c, act.op_id, rc, old, NULL, 0, now);
 			break;

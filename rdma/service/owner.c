@@ -475,10 +475,8 @@ static void desc_from_store(struct od_map *m, const struct fm_mapping *mp)
 	m->d.grain_shift = (uint8_t)mp->geom.grain_shift;
 	m->d.state = (uint8_t)mp->state;
 	m->d.lock_shift = 0;
-	m->d.bitmap = (struct fm_wire_region){ .addr = m->bmd.addr, .len = m->bmd.len,
-					  .key = m->bmd.key, .flags = FM_REGION_F_READ };
-	m->d.locks = (struct fm_wire_region){ .addr = m->lkd.addr, .len = m->lkd.len,
-					 .key = m->lkd.key, .flags = FM_REGION_F_ATOMIC };
+	m->d.bitmap = m->bmd;
+	m->d.locks = m->lkd;
 }
 
 /* regions + descriptor + publish + serve, for a mapping in the store */
@@ -864,7 +862,7 @@ static void exec_send(struct fm_ownerd *d, const struct fm_action *a)
 	}
 }
 
-static struct od_map *map_by_region(struct fm_ownerd *d, const struct fm_wire_region *r,
+static struct od_map *map_by_region(struct fm_ownerd *d, const struct fm_region_desc *r,
 				    bool *is_locks)
 {
 	for (unsigned i = 0; i < OD_MAX_MAPS; i++) {

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "flashmeta/le.h"
 #include "transport_priv.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -72,67 +73,34 @@ uint32_t fm__random_key(void)
 	return k;
 }
 
-static void put_le16(uint8_t *p, uint16_t v)
-{
-	v = htole16(v);
-	memcpy(p, &v, 2);
-}
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, 4);
-}
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, 8);
-}
-static uint16_t get_le16(const uint8_t *p)
-{
-	uint16_t v;
-	memcpy(&v, p, 2);
-	return le16toh(v);
-}
-static uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return le32toh(v);
-}
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return le64toh(v);
-}
 
 void fm__msg_hdr_encode(const struct fm_msg_hdr *h, uint8_t out[FM_MSG_HDR_SIZE])
 {
-	put_le16(out + 0, FM_MSG_MAGIC);
+	fm_put_le16(out + 0, FM_MSG_MAGIC);
 	out[2] = FM_WIRE_VERSION;
 	out[3] = h->type;
-	put_le32(out + 4, h->len);
-	put_le16(out + 8, h->credits);
-	put_le16(out + 10, h->ctrl_credits);
-	put_le32(out + 12, 0);
+	fm_put_le32(out + 4, h->len);
+	fm_put_le16(out + 8, h->credits);
+	fm_put_le16(out + 10, h->ctrl_credits);
+	fm_put_le32(out + 12, 0);
 }
 
 int fm__msg_hdr_decode(const uint8_t *in, size_t n, struct fm_msg_hdr *h)
 {
 	if (n < FM_MSG_HDR_SIZE)
 		return fm_err(-EPROTO, "message of %zu bytes is shorter than its header", n);
-	if (get_le16(in) != FM_MSG_MAGIC)
-		return fm_err(-EPROTO, "message magic 0x%04x", get_le16(in));
+	if (fm_get_le16(in) != FM_MSG_MAGIC)
+		return fm_err(-EPROTO, "message magic 0x%04x", fm_get_le16(in));
 	if (in[2] != FM_WIRE_VERSION)
 		return fm_err(-EPROTONOSUPPORT, "message version %u", in[2]);
 	if (in[3] != FM_MSG_DATA && in[3] != FM_MSG_CREDIT)
 		return fm_err(-EPROTO, "message type %u", in[3]);
-	if (get_le32(in + 12) != 0)
+	if (fm_get_le32(in + 12) != 0)
 		return fm_err(-EPROTO, "message reserved bytes not zero");
 	h->type = in[3];
-	h->len = get_le32(in + 4);
-	h->credits = get_le16(in + 8);
-	h->ctrl_credits = get_le16(in + 10);
+	h->len = fm_get_le32(in + 4);
+	h->credits = fm_get_le16(in + 8);
+	h->ctrl_credits = fm_get_le16(in + 10);
 	if (h->len != n - FM_MSG_HDR_SIZE)
 		return fm_err(-EMSGSIZE, "message says %u bytes, carries %zu", h->len,
 			      n - FM_MSG_HDR_SIZE);
@@ -142,12 +110,12 @@ int fm__msg_hdr_decode(const uint8_t *in, size_t n, struct fm_msg_hdr *h)
 void fm__conn_priv_encode(const struct fm_conn_priv *p, uint8_t out[FM_CONN_PRIV_SIZE])
 {
 	memset(out, 0, FM_CONN_PRIV_SIZE);
-	put_le16(out + 0, FM_CONN_MAGIC);
+	fm_put_le16(out + 0, FM_CONN_MAGIC);
 	out[2] = FM_WIRE_VERSION;
 	out[3] = p->hello_len;
-	put_le16(out + 4, p->credits);
-	put_le16(out + 6, p->ctrl_credits);
-	put_le32(out + 8, p->msg_size);
+	fm_put_le16(out + 4, p->credits);
+	fm_put_le16(out + 6, p->ctrl_credits);
+	fm_put_le32(out + 8, p->msg_size);
 	memcpy(out + 16, p->hello, p->hello_len);
 }
 
@@ -155,19 +123,19 @@ int fm__conn_priv_decode(const uint8_t *in, size_t n, struct fm_conn_priv *p)
 {
 	if (in == NULL || n < FM_CONN_PRIV_SIZE)
 		return fm_err(-EPROTO, "connection private data of %zu bytes", in ? n : 0);
-	if (get_le16(in) != FM_CONN_MAGIC)
-		return fm_err(-EPROTO, "connection magic 0x%04x", get_le16(in));
+	if (fm_get_le16(in) != FM_CONN_MAGIC)
+		return fm_err(-EPROTO, "connection magic 0x%04x", fm_get_le16(in));
 	if (in[2] != FM_WIRE_VERSION)
 		return fm_err(-EPROTONOSUPPORT, "connection version %u", in[2]);
 	if (in[3] > FM_HELLO_MAX)
 		return fm_err(-EPROTO, "hello of %u bytes", in[3]);
-	if (get_le32(in + 12) != 0)
+	if (fm_get_le32(in + 12) != 0)
 		return fm_err(-EPROTO, "connection reserved bytes not zero");
 	memset(p, 0, sizeof(*p));
 	p->hello_len = in[3];
-	p->credits = get_le16(in + 4);
-	p->ctrl_credits = get_le16(in + 6);
-	p->msg_size = get_le32(in + 8);
+	p->credits = fm_get_le16(in + 4);
+	p->ctrl_credits = fm_get_le16(in + 6);
+	p->msg_size = fm_get_le32(in + 8);
 	if (p->credits < 2 || p->ctrl_credits < 1 || p->msg_size == 0)
 		return fm_err(-EPROTO, "peer offers %u credits, %u control, %u-byte messages",
 			      p->credits, p->ctrl_credits, p->msg_size);
@@ -328,21 +296,6 @@ void fm_region_desc(const struct fm_region *r, struct fm_region_desc *d)
 	d->flags = r->access;
 }
 
-void fm_region_desc_encode(const struct fm_region_desc *d, uint8_t out[FM_REGION_DESC_WIRE_SIZE])
-{
-	put_le64(out, d->addr);
-	put_le64(out + 8, d->len);
-	put_le32(out + 16, d->key);
-	put_le32(out + 20, d->flags);
-}
-
-void fm_region_desc_decode(const uint8_t in[FM_REGION_DESC_WIRE_SIZE], struct fm_region_desc *d)
-{
-	d->addr = get_le64(in);
-	d->len = get_le64(in + 8);
-	d->key = get_le32(in + 16);
-	d->flags = get_le32(in + 20);
-}
 
 /* --------------------------------------------------- listener, connect */
 

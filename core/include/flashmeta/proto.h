@@ -90,7 +90,7 @@ struct fm_action {
 	uint64_t op_id;  /* READ, CAS, PERSIST, FENCE: echo in op_done */
 	union {
 		struct {
-			struct fm_wire_region region;
+			struct fm_region_desc region;
 			uint64_t offset;
 			uint32_t len;     /* READ */
 			uint64_t compare; /* CAS */

@@ -56,6 +56,7 @@
 
 #include "flashmeta/digest.h"
 #include "flashmeta/geometry.h"
+#include "flashmeta/region.h"
 
 #define FM_WIRE_MAGIC 0x31574d46u /* 'F' 'M' 'W' '1' */
 #define FM_WIRE_MAJOR 1u
@@ -69,8 +70,6 @@
 #define FM_WIRE_CLIENT_ID_MAX 0xffffu /* 16 bits: it lives in the lock word */
 #define FM_WIRE_FLAGS_KNOWN 0u     /* no flag bits defined in 1.0 */
 
-/* Sizes of the wire structures (checked by static_assert in wire.c). */
-#define FM_WIRE_REGION_SIZE 24u
 #define FM_WIRE_MAPDESC_SIZE 80u
 
 enum fm_msg_type {
@@ -123,23 +122,6 @@ enum fm_split_status {
 	FM_SPLIT_STATUS_COUNT
 };
 
-/* Region descriptor flags. */
-#define FM_REGION_F_READ 0x1u   /* one-sided READ allowed */
-#define FM_REGION_F_ATOMIC 0x2u /* one-sided CAS/FAA allowed (8-byte aligned) */
-#define FM_REGION_F_KNOWN (FM_REGION_F_READ | FM_REGION_F_ATOMIC)
-
-/*
- * A remotely accessible region, transport-neutral: verbs uses addr/rkey,
- * shared memory uses offset/segment id.  Bitmap regions are READ only, lock
- * tables ATOMIC only.
- */
-struct fm_wire_region {
-	uint64_t addr;
-	uint64_t len;
-	uint32_t key;
-	uint32_t flags; /* FM_REGION_F_* */
-};
-
 /*
  * One mapping as a client sees it.  Split bitmap: bit g is bit (g % 64) of
  * little-endian 64-bit word g / 64 (i.e. byte g / 8, bit g % 8).  Lock
@@ -153,8 +135,8 @@ struct fm_wire_mapdesc {
 	uint8_t grain_shift;   /* FM_GRAIN_SHIFT_MIN..MAX (12..30) */
 	uint8_t state;         /* enum fm_map_state */
 	uint8_t lock_shift;    /* 0..32 */
-	struct fm_wire_region bitmap; /* flags == FM_REGION_F_READ, len >= bitmap bytes */
-	struct fm_wire_region locks;  /* flags == FM_REGION_F_ATOMIC, len >= 8 * words */
+	struct fm_region_desc bitmap; /* flags == FM_ACCESS_REMOTE_READ, len >= bitmap bytes */
+	struct fm_region_desc locks;  /* flags == FM_ACCESS_REMOTE_ATOMIC, len >= 8 * words */
 };
 
 struct fm_msg_hello {

@@ -66,6 +66,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "flashmeta/region.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -133,23 +135,8 @@ const char *const *fm_transport_providers(void);
 
 /* ---------------------------------------------------------------- regions */
 
-/* Access a region grants to peers.  Least access: ask only for what the
- * peer does (bitmap: REMOTE_READ; lock table: REMOTE_ATOMIC; message and
- * READ destination buffers: LOCAL). */
-#define FM_ACCESS_LOCAL 0u               /* only our own operations use it */
-#define FM_ACCESS_REMOTE_READ (1u << 0)  /* peers READ it */
-#define FM_ACCESS_REMOTE_ATOMIC (1u << 1) /* peers CAS/FAA its words; verbs
-					   * also needs LOCAL_WRITE for this */
-
-/* What a peer needs to access a region; sent to it inside a message.
- * Encode with fm_region_desc_encode() for the wire (24 bytes, LE). */
-struct fm_region_desc {
-	uint64_t addr; /* verbs: virtual address; shm: offset in the arena */
-	uint64_t len;
-	uint32_t key;  /* verbs: rkey; shm: random 32-bit key, never 0 */
-	uint32_t flags; /* FM_ACCESS_* granted */
-};
-#define FM_REGION_DESC_WIRE_SIZE 24
+/* struct fm_region_desc and the FM_ACCESS_* bits: flashmeta/region.h (one
+ * descriptor for the wire and the transports). */
 
 /*
  * fm_region_new -- allocate `len` bytes of zeroed memory registered for
@@ -176,10 +163,6 @@ size_t fm_region_len(const struct fm_region *r);
 
 /* fm_region_desc -- the descriptor a peer needs.  Never fails. */
 void fm_region_desc(const struct fm_region *r, struct fm_region_desc *d);
-
-/* Wire form of a descriptor: addr, len, key, flags, little-endian. */
-void fm_region_desc_encode(const struct fm_region_desc *d, uint8_t out[FM_REGION_DESC_WIRE_SIZE]);
-void fm_region_desc_decode(const uint8_t in[FM_REGION_DESC_WIRE_SIZE], struct fm_region_desc *d);
 
 /* ------------------------------------------------------ connection setup */
 

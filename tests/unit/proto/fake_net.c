@@ -91,7 +91,7 @@ static void record(struct sim *s, int client, const struct fm_notify *n)
 		s->on_note(s, client, n);
 }
 
-static int region_map(const struct fm_wire_region *r)
+static int region_map(const struct fm_region_desc *r)
 {
 	return (int)(r->key / 2);
 }
@@ -455,12 +455,12 @@ void sim_init(struct sim *s, uint64_t seed, int nclients, uint32_t term_ms)
 		d->grain_shift = 16;
 		d->state = FM_MAP_COPYING;
 		d->lock_shift = 0;
-		d->bitmap = (struct fm_wire_region){ .addr = 0, .len = SIM_GRAINS / 8,
+		d->bitmap = (struct fm_region_desc){ .addr = 0, .len = SIM_GRAINS / 8,
 						.key = (uint32_t)m * 2,
-						.flags = FM_REGION_F_READ };
-		d->locks = (struct fm_wire_region){ .addr = 0, .len = 8 * SIM_GRAINS,
+						.flags = FM_ACCESS_REMOTE_READ };
+		d->locks = (struct fm_region_desc){ .addr = 0, .len = 8 * SIM_GRAINS,
 					       .key = (uint32_t)m * 2 + 1,
-					       .flags = FM_REGION_F_ATOMIC };
+					       .flags = FM_ACCESS_REMOTE_ATOMIC };
 		fm_owner_map_add(s->owner, d);
 	}
 	s->nclients = nclients;

@@ -55,11 +55,11 @@ static void sample_mapdesc(struct fm_wire_mapdesc *d, uint64_t id)
 	d->bitmap.addr = 0x10000;
 	d->bitmap.len = 4096;
 	d->bitmap.key = 0x1234;
-	d->bitmap.flags = FM_REGION_F_READ;
+	d->bitmap.flags = FM_ACCESS_REMOTE_READ;
 	d->locks.addr = 0x20000;
 	d->locks.len = 8 * 1024;
 	d->locks.key = 0x5678;
-	d->locks.flags = FM_REGION_F_ATOMIC;
+	d->locks.flags = FM_ACCESS_REMOTE_ATOMIC;
 }
 
 /* A valid message of every type, deterministic. */
@@ -555,7 +555,7 @@ static void decode__out_of_range__erange(void **state)
 	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ERANGE);
 
 	n = enc(FM_MSG_MAP_GRANT, buf);
-	buf[40 + 32 + 20] = FM_REGION_F_READ | FM_REGION_F_ATOMIC; /* bitmap writable-ish */
+	buf[40 + 32 + 20] = FM_ACCESS_REMOTE_READ | FM_ACCESS_REMOTE_ATOMIC; /* bitmap writable-ish */
 	fix_crc(buf, (size_t)n);
 	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ERANGE);
 
