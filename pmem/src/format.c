@@ -120,22 +120,105 @@ uint32_t fm_slot_checksum(const struct fm_slot_media *in)
 
 /* ---- log ----------------------------------------------------------- */
 
-void fm_log_encode(struct fm_log_media *out, const struct fm_log_rec *r)
+void fm_log_encode(struct fm_log_rec_media *out, const struct fm_log_rec *r)
 {
 	memset(out, 0, sizeof(*out));
 	fm_le64_put(&out->seq, r->seq);
 	fm_le32_put(&out->op, r->op);
 	fm_le32_put(&out->slot, r->slot);
 	out->image = r->image;
+	fm_le32_put(&out->in_use, r->in_use);
 	fm_le32_put(&out->checksum, fm_log_checksum(out));
 }
 
-uint32_t fm_log_checksum(const struct fm_log_media *in)
+void fm_log_decode(struct fm_log_rec *out, const struct fm_log_rec_media *in)
 {
-	struct fm_log_media tmp = *in;
+	out->seq = fm_le64_get(&in->seq);
+	out->op = fm_le32_get(&in->op);
+	out->slot = fm_le32_get(&in->slot);
+	out->in_use = fm_le32_get(&in->in_use);
+	out->image = in->image;
+}
+
+uint32_t fm_log_checksum(const struct fm_log_rec_media *in)
+{
+	struct fm_log_rec_media tmp = *in;
 
 	memset(&tmp.checksum, 0, sizeof(tmp.checksum));
-	return fm_crc32c((const uint8_t *)&tmp + FM_LOG_REC_OFF, FM_LOG_REC_LEN);
+	return fm_crc32c(&tmp, sizeof(tmp));
+}
+
+uint16_t fm_crc16_ccitt(const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	uint16_t crc = 0xffff;
+
+	for (size_t i = 0; i < len; i++) {
+		crc ^= (uint16_t)(p[i] << 8);
+		for (int b = 0; b < 8; b++)
+			crc = (uint16_t)(crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1);
+	}
+	return crc;
+}
+
+static uint16_t seq_check(uint64_t seq)
+{
+	uint8_t b[6];
+
+	for (int i = 0; i < 6; i++, seq >>= 8)
+		b[i] = (uint8_t)seq;
+	return fm_crc16_ccitt(b, sizeof(b));
+}
+
+uint64_t fm_applied_encode(uint64_t incompat, uint64_t seq)
+{
+	if (!(incompat & FM_POOL_INCOMPAT_SEQ_CHECK))
+		return seq;
+	seq &= FM_SEQ_MAX;
+	return seq | (uint64_t)seq_check(seq) << 48;
+}
+
+int fm_applied_decode(uint64_t incompat, uint64_t word, uint64_t *seq)
+{
+	uint16_t want;
+
+	if (!(incompat & FM_POOL_INCOMPAT_SEQ_CHECK)) {
+		*seq = word;
+		return 0;
+	}
+	*seq = word & FM_SEQ_MAX;
+	want = seq_check(*seq);
+	if ((uint16_t)(word >> 48) != want)
+		return fm_err(-ENOTRECOVERABLE, "log: applied word 0x%016" PRIx64
+			      " damaged (check 0x%04x, seq %" PRIu64 " needs 0x%04x)",
+			      word, (unsigned)(word >> 48), *seq, (unsigned)want);
+	return 0;
+}
+
+/* ---- owner record ---------------------------------------------------- */
+
+void fm_owner_encode(struct fm_owner_media *out, const struct fm_owner *o)
+{
+	memset(out, 0, sizeof(*out));
+	fm_le64_put(&out->seq, o->seq);
+	fm_le64_put(&out->incarnation, o->incarnation);
+	fm_le32_put(&out->hold_ms, o->hold_ms);
+	fm_le32_put(&out->checksum, fm_owner_checksum(out));
+}
+
+void fm_owner_decode(struct fm_owner *out, const struct fm_owner_media *in)
+{
+	out->seq = fm_le64_get(&in->seq);
+	out->incarnation = fm_le64_get(&in->incarnation);
+	out->hold_ms = fm_le32_get(&in->hold_ms);
+}
+
+uint32_t fm_owner_checksum(const struct fm_owner_media *in)
+{
+	struct fm_owner_media tmp = *in;
+
+	memset(&tmp.checksum, 0, sizeof(tmp.checksum));
+	return fm_crc32c(&tmp, sizeof(tmp));
 }
 
 /* ---- layout -------------------------------------------------------- */
@@ -166,6 +249,7 @@ int fm_layout_compute(struct fm_sb *sb, uint32_t slot_count, uint64_t max_grains
 	memset(sb, 0, sizeof(*sb));
 	sb->major = FM_POOL_MAJOR;
 	sb->minor = FM_POOL_MINOR;
+	sb->incompat = FM_POOL_INCOMPAT_1_1;
 	sb->seq = 1;
 	sb->pool_size = size;
 	sb->log_off = FM_LOG_OFF;
@@ -274,56 +358,192 @@ static int check_sb(const uint8_t *base, uint64_t len, struct fm_sb *sb)
 	return 0;
 }
 
-static int check_log(const uint8_t *base, struct fm_check *c)
+static const char *op_word(uint32_t op)
 {
-	struct fm_log_media lm;
-	const struct fm_sb *sb = &c->sb;
+	switch (op) {
+	case FM_LOG_CREATE: return "create";
+	case FM_LOG_DELETE: return "delete";
+	case FM_LOG_TRANSITION: return "transition";
+	case FM_LOG_RESTART: return "restart";
+	}
+	return "?";
+}
+
+static int rec_valid(const struct fm_log_rec_media *m)
+{
+	return fm_le32_get(&m->checksum) == fm_log_checksum(m);
+}
+
+/* A record that recovery will replay: everything it trusts. */
+static int check_pending(const struct fm_sb *sb, const struct fm_log_rec_media *m,
+			 const struct fm_log_rec *r)
+{
 	struct fm_slot s;
 
-	memcpy(&lm, base + sb->log_off, sizeof(lm));
-	c->applied_seq = fm_le64_get(&lm.applied_seq);
+	if (r->op == FM_LOG_NONE || r->op >= FM_LOG_OP_COUNT)
+		return fm_err(-ENOTRECOVERABLE, "log: op %" PRIu32 " unknown", r->op);
+	if (r->slot >= sb->slot_count)
+		return fm_err(-ENOTRECOVERABLE, "log: slot %" PRIu32 " >= %" PRIu32,
+			      r->slot, sb->slot_count);
+	if (!all_zero(m->reserved, sizeof(m->reserved)))
+		return fm_err(-ENOTRECOVERABLE, "log: reserved bytes not zero");
+	if (sb->incompat & FM_POOL_INCOMPAT_LOG_AB) {
+		if (r->in_use > sb->slot_count)
+			return fm_err(-ENOTRECOVERABLE, "log: %" PRIu32 " slots in use"
+				      " > %" PRIu32, r->in_use, sb->slot_count);
+	} else if (r->in_use) {
+		return fm_err(-ENOTRECOVERABLE, "log: reserved bytes not zero");
+	}
+	fm_slot_decode(&s, &r->image);
+	if (r->op == FM_LOG_DELETE) {
+		if (!all_zero(&r->image, sizeof(r->image)))
+			return fm_err(-ENOTRECOVERABLE, "log: delete with an image");
+	} else {
+		if (fm_le32_get(&r->image.checksum) != fm_slot_checksum(&r->image) ||
+		    !all_zero(r->image.reserved, sizeof(r->image.reserved)) ||
+		    fm_slot_validate(sb, r->slot, &s))
+			return fm_err(-ENOTRECOVERABLE, "log: %s record's slot image"
+				      " invalid", op_word(r->op));
+	}
+	return 0;
+}
+
+/*
+ * check_log -- the log block, -ENOTRECOVERABLE for any damage, in the order
+ * documented at fm_pool_check.  Why each check: recovery replays a record
+ * whose seq is applied + 1, so the applied word, the record's seq and
+ * everything the replay writes (op, slot, image) decide what is written;
+ * an applied START replayed again would clear acknowledged split bits while
+ * keeping the generation.  With LOG_AB the applied record must itself be
+ * intact, which also cross-checks the applied word, and it supplies the
+ * count of slots in use.
+ */
+static int check_log(const uint8_t *base, struct fm_check *c)
+{
+	const struct fm_sb *sb = &c->sb;
+	const uint8_t *lb = base + sb->log_off;
+	uint64_t inc = sb->incompat, word;
+	struct fm_log_media lm;
+	const struct fm_log_rec_media *app, *next;
+	struct fm_log_rec ra, rn;
+	int ret;
+
+	memcpy(&lm, lb, sizeof(lm));
 	c->log_pending = 0;
+	/* 1. bytes no feature of this pool uses are zero */
 	if (!all_zero(lm.pad, sizeof(lm.pad)) ||
-	    !all_zero(base + sb->log_off + sizeof(lm), sb->log_size - sizeof(lm)))
-		return fm_err(-EINVAL, "log padding not zero");
-	/* A record with a bad checksum, or one already applied, is not
-	 * pending: it was torn before its commit point or is history. */
-	if (fm_le32_get(&lm.checksum) != fm_log_checksum(&lm))
-		return 0;
-	c->rec.seq = fm_le64_get(&lm.seq);
-	c->rec.op = fm_le32_get(&lm.op);
-	c->rec.slot = fm_le32_get(&lm.slot);
-	c->rec.image = lm.image;
-	if (c->rec.seq <= c->applied_seq) {
-		if (c->rec.seq != c->applied_seq)
+	    (!(inc & FM_POOL_INCOMPAT_LOG_AB) &&
+	     !all_zero(&lm.rec[1], sizeof(lm.rec[1]))) ||
+	    (!(inc & FM_POOL_INCOMPAT_OWNER) &&
+	     !all_zero(lm.owner, sizeof(lm.owner))) ||
+	    !all_zero(lb + sizeof(lm), sb->log_size - sizeof(lm)))
+		return fm_err(-ENOTRECOVERABLE, "log: bytes that must be zero are"
+			      " not (log block padding)");
+	/* 2. the applied word checks itself */
+	word = fm_le64_get(&lm.applied_seq);
+	ret = fm_applied_decode(inc, word, &c->applied_seq);
+	if (ret)
+		return ret;
+
+	if (!(inc & FM_POOL_INCOMPAT_LOG_AB)) {
+		/* 1.0: one record.  A record with a bad checksum, or one
+		 * already applied, is not pending: it was torn before its
+		 * commit point or is history. */
+		app = &lm.rec[0];
+		if (!rec_valid(app))
+			return 0;
+		fm_log_decode(&c->rec, app);
+		if (c->rec.seq == c->applied_seq)
+			return 0;
+		if (c->rec.seq < c->applied_seq)
 			return fm_err(-ENOTRECOVERABLE, "log: record seq %" PRIu64
 				      " behind applied %" PRIu64, c->rec.seq,
 				      c->applied_seq);
+		if (c->rec.seq != c->applied_seq + 1)
+			return fm_err(-ENOTRECOVERABLE, "log: record seq %" PRIu64
+				      " skips ahead of applied %" PRIu64, c->rec.seq,
+				      c->applied_seq);
+		ret = check_pending(sb, app, &c->rec);
+		if (ret)
+			return ret;
+		c->log_pending = 1;
 		return 0;
 	}
-	if (c->rec.seq != c->applied_seq + 1)
-		return fm_err(-ENOTRECOVERABLE, "log: record seq %" PRIu64
-			      " skips ahead of applied %" PRIu64, c->rec.seq,
-			      c->applied_seq);
-	if (c->rec.op == FM_LOG_NONE || c->rec.op >= FM_LOG_OP_COUNT)
-		return fm_err(-ENOTRECOVERABLE, "log: op %" PRIu32 " unknown", c->rec.op);
-	if (c->rec.slot >= sb->slot_count)
-		return fm_err(-ENOTRECOVERABLE, "log: slot %" PRIu32 " >= %" PRIu32,
-			      c->rec.slot, sb->slot_count);
-	if (!all_zero(lm.reserved, sizeof(lm.reserved)))
-		return fm_err(-ENOTRECOVERABLE, "log: reserved bytes not zero");
-	fm_slot_decode(&s, &lm.image);
-	if (c->rec.op == FM_LOG_DELETE) {
-		if (!all_zero(&lm.image, sizeof(lm.image)))
-			return fm_err(-ENOTRECOVERABLE, "log: delete with an image");
-	} else {
-		if (fm_le32_get(&lm.image.checksum) != fm_slot_checksum(&lm.image) ||
-		    fm_slot_validate(sb, c->rec.slot, &s))
-			return fm_err(-ENOTRECOVERABLE, "log: %s record's slot image"
-				      " invalid", c->rec.op == FM_LOG_CREATE ? "create" :
-				      "update");
-	}
+
+	/* 3. LOG_AB: the applied record is where its seq says, intact */
+	app = &lm.rec[fm_log_rec_index(inc, c->applied_seq)];
+	next = &lm.rec[fm_log_rec_index(inc, c->applied_seq + 1)];
+	fm_log_decode(&ra, app);
+	if (!rec_valid(app) || ra.seq != c->applied_seq)
+		return fm_err(-ENOTRECOVERABLE, "log: the record of applied seq %"
+			      PRIu64 " is %s", c->applied_seq, rec_valid(app) ?
+			      "another seq's (applied word or record damaged)" :
+			      "damaged (checksum)");
+	if (ra.op >= FM_LOG_OP_COUNT || ra.slot >= sb->slot_count ||
+	    ra.in_use > sb->slot_count)
+		return fm_err(-ENOTRECOVERABLE, "log: applied record (seq %" PRIu64
+			      ") impossible: op %" PRIu32 " slot %" PRIu32 " in use %"
+			      PRIu32, ra.seq, ra.op, ra.slot, ra.in_use);
+	c->rec = ra;
+	c->log_counts = 1;
+	c->log_in_use = ra.in_use;
+	/* 4. the other record: torn (bad checksum), the one before, or the
+	 *    committed next one */
+	if (!rec_valid(next))
+		return 0;
+	fm_log_decode(&rn, next);
+	if (rn.seq + 1 == c->applied_seq)
+		return 0;
+	if (rn.seq != c->applied_seq + 1 || c->applied_seq == FM_SEQ_MAX)
+		return fm_err(-ENOTRECOVERABLE, "log: record seq %" PRIu64 " beside"
+			      " applied %" PRIu64 " is neither its predecessor nor its"
+			      " successor", rn.seq, c->applied_seq);
+	/* 5. the pending record */
+	ret = check_pending(sb, next, &rn);
+	if (ret)
+		return ret;
+	c->rec = rn;
+	c->log_in_use = rn.in_use;
 	c->log_pending = 1;
+	return 0;
+}
+
+/* check_owner -- OWNER pools: pick the valid copy with the higher seq. */
+static int check_owner(const uint8_t *base, struct fm_check *c)
+{
+	struct fm_log_media lm;
+	struct fm_owner o[2];
+	int valid[2];
+
+	if (!(c->sb.incompat & FM_POOL_INCOMPAT_OWNER))
+		return 0;
+	memcpy(&lm, base + c->sb.log_off, sizeof(lm));
+	for (int k = 0; k < 2; k++) {
+		const struct fm_owner_media *m = &lm.owner[k];
+		fm_owner_decode(&o[k], m);
+		valid[k] = fm_le32_get(&m->checksum) == fm_owner_checksum(m) &&
+			   all_zero(m->reserved, sizeof(m->reserved)) && o[k].seq;
+	}
+	if (!valid[0] && !valid[1])
+		return fm_err(-EBADE, "owner record: neither copy is valid");
+	if (valid[0] && valid[1]) {
+		int hi = o[1].seq > o[0].seq;
+		const struct fm_owner *n = &o[hi], *p = &o[!hi];
+		if (n->seq != p->seq + 1 || n->incarnation < p->incarnation ||
+		    n->incarnation - p->incarnation > 1)
+			return fm_err(-EBADE, "owner record: copies (seq %" PRIu64
+				      ", incarnation %" PRIu64 ") and (seq %" PRIu64
+				      ", incarnation %" PRIu64 ") cannot follow one"
+				      " another", o[0].seq, o[0].incarnation, o[1].seq,
+				      o[1].incarnation);
+		c->owner_copy = (uint32_t)hi;
+	} else {
+		c->owner_copy = valid[1];
+		c->owner_other_torn = !all_zero(&lm.owner[!valid[1]],
+						sizeof(lm.owner[0]));
+	}
+	c->owner = o[c->owner_copy];
+	c->owner_known = 1;
 	return 0;
 }
 
@@ -352,6 +572,39 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* A free slot's bitmap area must be all zero: create, delete and restart
+ * clear it, and bits are only set in in-use slots. */
+static int check_free_bitmap(const uint8_t *base, const struct fm_sb *sb, uint32_t idx)
+{
+	const uint8_t *bm = base + sb->bitmap_off + (uint64_t)idx * sb->bitmap_stride;
+
+	for (uint64_t k = 0; k < sb->bitmap_stride; k += 8) {
+		uint64_t w;
+		memcpy(&w, bm + k, 8);
+		if (w)
+			return fm_err(-ENOTEMPTY, "slot %" PRIu32 " is free but its bitmap"
+				      " has bits set (word %" PRIu64 "): a zeroed mapping"
+				      " record?", idx, k / 8);
+	}
+	return 0;
+}
+
+/* A pending create may have torn its slot, but only between zero and the
+ * image, a failure-atomic word at a time: anything else there is a slot
+ * the create would overwrite. */
+static int check_create_target(const uint8_t *base, const struct fm_check *c)
+{
+	const uint8_t *cur = base + c->sb.table_off + (uint64_t)c->rec.slot * FM_SLOT_SIZE;
+	const uint8_t *img = (const uint8_t *)&c->rec.image;
+
+	for (uint32_t k = 0; k < FM_SLOT_SIZE; k += 8)
+		if (!all_zero(cur + k, 8) && memcmp(cur + k, img + k, 8))
+			return fm_err(-ENOTRECOVERABLE, "log: pending create of slot %"
+				      PRIu32 ", which holds another record",
+				      c->rec.slot);
+	return 0;
+}
+
 int fm_pool_check(const void *vbase, uint64_t len, struct fm_check *c,
 		  uint64_t *ids)
 {
@@ -365,12 +618,23 @@ int fm_pool_check(const void *vbase, uint64_t len, struct fm_check *c,
 	ret = check_log(base, c);
 	if (ret)
 		return ret;
+	if (c->log_pending && c->rec.op == FM_LOG_CREATE) {
+		ret = check_create_target(base, c);
+		if (ret)
+			return ret;
+	}
+	ret = check_owner(base, c);
+	if (ret)
+		return ret;
 
-	/* mapping slots: checksum, then content, then bitmap bounds */
+	/* mapping slots: checksum, then content, then bitmap bounds; a free
+	 * slot: its bitmap area empty */
 	for (uint32_t i = 0; i < c->sb.slot_count; i++) {
 		struct fm_slot_media sm;
 		struct fm_slot s;
 		int pending = c->log_pending && c->rec.slot == i;
+		/* bitmap is cleared by a pending create/delete/restart: skip it */
+		int cleared = pending && c->rec.op != FM_LOG_TRANSITION;
 
 		c->bad_slot = i;
 		if (pending)
@@ -378,8 +642,14 @@ int fm_pool_check(const void *vbase, uint64_t len, struct fm_check *c,
 		else
 			memcpy(&sm, base + c->sb.table_off + (uint64_t)i * FM_SLOT_SIZE,
 			       sizeof(sm));
-		if (all_zero(&sm, sizeof(sm)))
+		if (all_zero(&sm, sizeof(sm))) {
+			if (!cleared) {
+				ret = check_free_bitmap(base, &c->sb, i);
+				if (ret)
+					return ret;
+			}
 			continue;
+		}
 		if (fm_le32_get(&sm.checksum) != fm_slot_checksum(&sm))
 			return fm_err(-EUCLEAN, "slot %" PRIu32 ": checksum 0x%08" PRIx32
 				      " != computed 0x%08" PRIx32, i,
@@ -392,8 +662,7 @@ int fm_pool_check(const void *vbase, uint64_t len, struct fm_check *c,
 			return ret;
 		if (ids)
 			ids[c->in_use] = s.m.id;
-		/* bitmap is cleared by a pending create/restart: skip it */
-		if (!(pending && c->rec.op != FM_LOG_TRANSITION)) {
+		if (!cleared) {
 			ret = check_bitmap(base, &c->sb, i, &s);
 			if (ret)
 				return ret;
@@ -408,5 +677,11 @@ int fm_pool_check(const void *vbase, uint64_t len, struct fm_check *c,
 				return fm_err(-EDOM, "two slots hold mapping %" PRIu64,
 					      ids[i]);
 	}
+	if (c->log_counts && c->in_use != c->log_in_use)
+		return fm_err(-EIDRM, "%" PRIu32 " slots in use, the log recorded %"
+			      PRIu32 " at seq %" PRIu64 ": a mapping record was %s",
+			      c->in_use, c->log_in_use, c->rec.seq,
+			      c->in_use < c->log_in_use ? "zeroed (it reads as a free"
+			      " slot)" : "written outside the log");
 	return 0;
 }

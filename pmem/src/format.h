@@ -3,9 +3,29 @@
  * A pool is one file (or devdax device) mapped with libpmem:
  *
  *   offset 0            superblock      4 KiB block, 256-byte record, rest zero
- *   FM_LOG_OFF          redo log        4 KiB block: applied_seq word + one record
+ *   FM_LOG_OFF          log block       4 KiB: applied word, redo log
+ *                                       record(s), owner record (below)
  *   sb.table_off        mapping table   slot_count slots of 128 bytes
  *   sb.bitmap_off       split bitmaps   slot_count * bitmap_stride bytes
+ *
+ * The log block, by byte offset (format 1.1 with every feature; a 1.0 pool
+ * -- incompat 0 -- uses only bytes [0, 256) and the rest is zero):
+ *
+ *   [0, 8)      applied word: the seq of the last applied log record, one
+ *               failure-atomic 8-byte store.  SEQ_CHECK: bits 0..47 the
+ *               seq, bits 48..63 CRC-16/CCITT of the seq's 6 LE bytes, so a
+ *               flipped bit is detected; 1.0: the plain seq.
+ *   [8, 64)     zero
+ *   [64, 256)   log record A (struct fm_log_rec_media, 192 bytes).  1.0:
+ *               the only record.  LOG_AB: the record of every even seq.
+ *   [256, 448)  LOG_AB: log record B, the record of every odd seq; a record
+ *               is written over the one before the applied one, so a torn
+ *               write never destroys the applied record (nor its count of
+ *               slots in use).  Else zero.
+ *   [448, 512)  OWNER: owner record copy 0 (struct fm_owner_media)
+ *   [512, 576)  OWNER: owner record copy 1; the valid copy with the higher
+ *               seq is the record (see fm_owner_media).  Else zero.
+ *   [576, 4096) zero
  *
  * All integers are little-endian on media.  Media structs are made of byte
  * arrays (fm_le64/fm_le32), so they cannot be used as host integers by
@@ -14,13 +34,15 @@
  * Reserved bytes must be zero and are checked.
  *
  * The superblock is written once, last, at create time: a pool whose
- * superblock is valid has a zeroed log, table and bitmaps behind it.
- * Mapping slots are never written in place except by log replay (see
- * store.c): a slot is either all zero (free) or a checksummed record.
+ * superblock is valid has an initialised log block and a zeroed table and
+ * bitmaps behind it.  Mapping slots are never written in place except by
+ * log replay (see store.c): a slot is either all zero (free) or a
+ * checksummed record.
  *
  * Bitmap of the mapping in slot s lives at bitmap_off + s * bitmap_stride;
  * grain g is bit (g % 64) of the little-endian 64-bit word g / 64.  Bits past
- * grain_count are zero.  Each word is updated by failure-atomic 8-byte stores.
+ * grain_count are zero, and so is the whole bitmap area of a free slot.
+ * Each word is updated by failure-atomic 8-byte stores.
  */
 #ifndef FM_PMEM_FORMAT_H
 #define FM_PMEM_FORMAT_H
@@ -63,11 +85,21 @@ static inline void fm_le32_put(fm_le32 *v, uint32_t x)
 
 #define FM_POOL_SIGNATURE "FMPOOL\0\1" /* 8 bytes, the last two binary */
 #define FM_POOL_MAJOR 1u
-#define FM_POOL_MINOR 0u
-/* Feature bits.  An unknown incompat bit refuses the open; unknown compat
- * bits are ignored.  None are defined in 1.0. */
+#define FM_POOL_MINOR 1u
+/*
+ * Feature bits.  An unknown incompat bit refuses the open; unknown compat
+ * bits are ignored.  1.0 defines none; 1.1 adds three incompat bits, each
+ * of which a 1.0 binary would misread (so it must refuse the pool), and
+ * creates pools with all of them.  A pool without them (1.0) is still
+ * read and written the 1.0 way.
+ */
 #define FM_POOL_COMPAT_KNOWN UINT64_C(0)
-#define FM_POOL_INCOMPAT_KNOWN UINT64_C(0)
+#define FM_POOL_INCOMPAT_SEQ_CHECK UINT64_C(0x1) /* applied word self-checking */
+#define FM_POOL_INCOMPAT_LOG_AB UINT64_C(0x2)    /* log records A/B + in-use count */
+#define FM_POOL_INCOMPAT_OWNER UINT64_C(0x4)     /* owner record in the log block */
+#define FM_POOL_INCOMPAT_KNOWN (FM_POOL_INCOMPAT_SEQ_CHECK | \
+				FM_POOL_INCOMPAT_LOG_AB | FM_POOL_INCOMPAT_OWNER)
+#define FM_POOL_INCOMPAT_1_1 FM_POOL_INCOMPAT_KNOWN /* what create writes */
 
 #define FM_BLOCK 4096u
 #define FM_SB_OFF 0u
@@ -158,29 +190,74 @@ enum fm_log_op {
 	FM_LOG_OP_COUNT
 };
 
-struct fm_log_media {
-	fm_le64 applied_seq;   /* 8-byte failure-atomic word, not checksummed */
-	uint8_t pad[56];       /* the record starts on its own cache line */
-	/* record: bytes [64, 256), checksummed */
+/* One log record: 192 bytes, checksummed (CRC-32C of the 192 bytes with
+ * the checksum field zeroed -- in a 1.0 pool the same bytes [64, 256) of the
+ * log block as before, so the encoding is unchanged). */
+struct fm_log_rec_media {
 	fm_le64 seq;
 	fm_le32 op;
 	fm_le32 slot;
 	struct fm_slot_media image; /* the slot after the op (zero for delete) */
-	uint8_t reserved[44];
-	fm_le32 checksum;      /* CRC-32C of the record, this field zeroed */
+	fm_le32 in_use;        /* LOG_AB: slots in use after the op; 1.0: 0 */
+	uint8_t reserved[40];
+	fm_le32 checksum;
 };
-static_assert(sizeof(struct fm_log_media) == 256, "log size");
-static_assert(offsetof(struct fm_log_media, seq) == 64, "log record start");
-static_assert(offsetof(struct fm_log_media, image) == 80, "log image");
-static_assert(offsetof(struct fm_log_media, checksum) == 252, "log checksum");
-#define FM_LOG_REC_OFF 64u
-#define FM_LOG_REC_LEN (256u - FM_LOG_REC_OFF)
+static_assert(sizeof(struct fm_log_rec_media) == 192, "log record size");
+static_assert(offsetof(struct fm_log_rec_media, image) == 16, "log rec image");
+static_assert(offsetof(struct fm_log_rec_media, in_use) == 144, "log rec in_use");
+static_assert(offsetof(struct fm_log_rec_media, checksum) == 188, "log rec checksum");
+
+/*
+ * Owner record copy: 64 bytes, one cache line.  Two copies; an update
+ * writes the copy that does not hold the record with seq + 1 and persists
+ * it (store.c, __owner_write).  A torn copy fails its checksum and the
+ * other one stands.  An all-zero copy was never written.  Valid copies
+ * have seq >= 1; when both are valid their seqs differ by one and their
+ * incarnations by at most one.
+ */
+struct fm_owner_media {
+	fm_le64 seq;           /* 1 at creation, +1 per update */
+	fm_le64 incarnation;   /* 0: no owner has served this pool */
+	fm_le32 hold_ms;
+	uint8_t reserved[40];
+	fm_le32 checksum;      /* CRC-32C of the 64 bytes, this field zeroed */
+};
+static_assert(sizeof(struct fm_owner_media) == 64, "owner record size");
+static_assert(offsetof(struct fm_owner_media, hold_ms) == 16, "owner hold_ms");
+static_assert(offsetof(struct fm_owner_media, checksum) == 60, "owner checksum");
+
+struct fm_log_media {
+	fm_le64 applied_seq;   /* 8-byte failure-atomic word (see above) */
+	uint8_t pad[56];       /* records start on their own cache line */
+	struct fm_log_rec_media rec[2];     /* A, B (B: LOG_AB only) */
+	struct fm_owner_media owner[2];     /* OWNER only */
+};
+static_assert(sizeof(struct fm_log_media) == 576, "log block used bytes");
+static_assert(offsetof(struct fm_log_media, rec) == 64, "log record A");
+static_assert(offsetof(struct fm_log_media, rec[1]) == 256, "log record B");
+static_assert(offsetof(struct fm_log_media, owner) == 448, "owner copy 0");
+static_assert(offsetof(struct fm_log_media, owner[1]) == 512, "owner copy 1");
+#define FM_LOG_REC_OFF 64u     /* record A in the log block */
+#define FM_LOG_REC_LEN 192u
+#define FM_LOG_OWNER_OFF 448u  /* owner copy 0 in the log block */
+#define FM_LOG_USED_LEN 576u   /* bytes of the log block a 1.1 pool uses */
+#define FM_LOG_USED_1_0 256u   /* bytes of the log block a 1.0 pool uses */
+
+/* SEQ_CHECK applied word: 48-bit seq, 16-bit check value above it. */
+#define FM_SEQ_MAX ((UINT64_C(1) << 48) - 1)
 
 struct fm_log_rec {
 	uint64_t seq;
 	uint32_t op;
 	uint32_t slot;
+	uint32_t in_use;
 	struct fm_slot_media image; /* kept encoded: written verbatim */
+};
+
+struct fm_owner {
+	uint64_t seq;
+	uint64_t incarnation;
+	uint32_t hold_ms;
 };
 
 /* ---- functions ----------------------------------------------------- */
@@ -193,8 +270,29 @@ void fm_slot_encode(struct fm_slot_media *out, const struct fm_slot *s);
 void fm_slot_decode(struct fm_slot *out, const struct fm_slot_media *in);
 uint32_t fm_slot_checksum(const struct fm_slot_media *in);
 
-void fm_log_encode(struct fm_log_media *out, const struct fm_log_rec *r);
-uint32_t fm_log_checksum(const struct fm_log_media *in);
+void fm_log_encode(struct fm_log_rec_media *out, const struct fm_log_rec *r);
+void fm_log_decode(struct fm_log_rec *out, const struct fm_log_rec_media *in);
+uint32_t fm_log_checksum(const struct fm_log_rec_media *in);
+
+/* Record slot (0 = A, 1 = B) of log seq `seq` in a pool with `incompat`. */
+static inline unsigned fm_log_rec_index(uint64_t incompat, uint64_t seq)
+{
+	return (incompat & FM_POOL_INCOMPAT_LOG_AB) ? (unsigned)(seq & 1) : 0;
+}
+
+/* CRC-16/CCITT (poly 0x1021, init 0xffff, no reflection): the check value
+ * of the applied word ("123456789" -> 0x29b1). */
+uint16_t fm_crc16_ccitt(const void *buf, size_t len);
+
+/* The applied word for `seq`: SEQ_CHECK (seq <= FM_SEQ_MAX) or plain. */
+uint64_t fm_applied_encode(uint64_t incompat, uint64_t seq);
+/* Decode an applied word: 0 and *seq, or -ENOTRECOVERABLE with a message
+ * when its check value does not match (SEQ_CHECK pools only). */
+int fm_applied_decode(uint64_t incompat, uint64_t word, uint64_t *seq);
+
+void fm_owner_encode(struct fm_owner_media *out, const struct fm_owner *o);
+void fm_owner_decode(struct fm_owner *out, const struct fm_owner_media *in);
+uint32_t fm_owner_checksum(const struct fm_owner_media *in);
 
 /* Layout for a new pool; -EINVAL (with message) when out of limits. */
 int fm_layout_compute(struct fm_sb *sb, uint32_t slot_count, uint64_t max_grains);
@@ -215,6 +313,12 @@ struct fm_check {
 	int log_pending;
 	struct fm_log_rec rec;
 	uint64_t applied_seq;
+	int log_counts;         /* LOG_AB: log_in_use is known */
+	uint32_t log_in_use;    /* slots in use the log recorded (after replay) */
+	int owner_known;        /* OWNER: owner (below) is the valid record */
+	struct fm_owner owner;
+	uint32_t owner_copy;    /* which copy holds it (0 or 1) */
+	int owner_other_torn;   /* the other copy is neither zero nor valid */
 	uint32_t in_use;        /* slots in use after replay */
 	uint32_t bad_slot;      /* slot index of a failure, if any */
 };
@@ -227,15 +331,34 @@ struct fm_check {
  *   -EBADMSG          superblock checksum
  *   -EPROTONOSUPPORT  major version
  *   -EOPNOTSUPP       unknown incompat feature bit
- *   -EINVAL           layout (offsets, sizes, reserved bytes)
- *   -ENOTRECOVERABLE  log record with a valid checksum but impossible content
- *   -EUCLEAN          a mapping slot's checksum (slot in c->bad_slot)
- *   -EDOM             a mapping slot's content (state, geometry, dup id)
- *   -ERANGE           a bitmap's location/length, or bits past grain_count
+ *   -EINVAL           layout (offsets, sizes, superblock reserved bytes)
+ *   -ENOTRECOVERABLE  log damage, in this order: log block bytes that must
+ *                     be zero; the applied word's check value (SEQ_CHECK);
+ *                     the record of the applied seq missing or damaged
+ *                     (LOG_AB); a valid record whose seq is neither the
+ *                     applied one, its successor nor (LOG_AB) its
+ *                     predecessor; a pending record's op, slot, reserved
+ *                     bytes, in-use count or slot image
+ *   -EBADE            owner record (OWNER): neither copy valid, or two
+ *                     valid copies that cannot follow one another
+ *   then each slot in index order:
+ *   -EUCLEAN            an in-use slot's checksum (slot in c->bad_slot)
+ *   -EDOM               an in-use slot's content (flags, state, geometry)
+ *   -ERANGE             its bitmap's location/length, or bits past
+ *                       grain_count
+ *   -ENOTEMPTY          a free slot whose bitmap area holds set bits (the
+ *                       trace of a zeroed mapping record)
+ *   then, over the whole table:
+ *   -EDOM             two slots hold one mapping id
+ *   -EIDRM            slots in use differ from the count the log recorded
+ *                     (LOG_AB): a mapping record was zeroed (it reads as a
+ *                     free slot) or appeared from nowhere
  * The slot named by a pending log record is checked as the record's image
- * (what recovery will write), not as it stands.  Duplicate mapping ids are
- * found only when `ids` (scratch for sb.slot_count ids) is given.  No
- * allocation; cost: one pass over the table and each in-use bitmap's tail.
+ * (what recovery will write), not as it stands, and its bitmap not at all
+ * if recovery clears it.  Duplicate mapping ids are found only when `ids`
+ * (scratch for sb.slot_count ids) is given.  No allocation; cost: one pass
+ * over the table, each in-use bitmap's tail and each free slot's whole
+ * bitmap area.
  */
 int fm_pool_check(const void *base, uint64_t len, struct fm_check *c,
 		  uint64_t *ids);

@@ -68,6 +68,9 @@ struct fm_store {
 	uint32_t ndirty;
 	uint32_t npending;      /* bits set since the last commit (>= ndirty) */
 	uint64_t log_seq;       /* last applied log record */
+	struct fm_owner owner;  /* OWNER pools: the durable owner record */
+	uint32_t owner_copy;    /* the copy holding it; updates write the other */
+	int owner_begun;        /* fm_store_owner_begin succeeded on this handle */
 	struct fm_store_stats st;
 };
 
@@ -173,6 +176,7 @@ static int op_clears_bitmap(uint32_t op)
 static int __log_replay(struct fm_store *s, const struct fm_log_rec *r)
 {
 	uint64_t *applied = (uint64_t *)log_addr(s); /* le64 at log offset 0 */
+	uint64_t word = fm_applied_encode(s->sb.incompat, r->seq);
 	int ret;
 
 	/* 2. clear the slot's bitmap (create, delete, restart).  The mirror is
@@ -190,9 +194,10 @@ static int __log_replay(struct fm_store *s, const struct fm_log_rec *r)
 	ret = fm_drain(&s->pers);
 	if (ret)
 		return ret;
-	/* 4. retire the record: one failure-atomic 8-byte store, persisted.
-	 *    From here on recovery ignores the record. */
-	__atomic_store_n(applied, htole64(r->seq), __ATOMIC_RELEASE);
+	/* 4. retire the record: one failure-atomic 8-byte store (SEQ_CHECK:
+	 *    seq and its check value together), persisted.  From here on
+	 *    recovery ignores the record. */
+	__atomic_store_n(applied, htole64(word), __ATOMIC_RELEASE);
 	ret = fm_persist_range(&s->pers, applied, 8);
 	if (ret)
 		return ret;
@@ -207,22 +212,32 @@ static int __log_replay(struct fm_store *s, const struct fm_log_rec *r)
 /*
  * __log_commit -- make a slot change atomic across a crash.  Caller holds
  * s->lock, has committed pending splits, and passes the slot's new value
- * (flags 0 for delete).
+ * (flags 0 for delete) and the number of slots in use after the change.
+ * LOG_AB pools write record seq into copy seq & 1: the copy of the applied
+ * record (seq - 1) is never touched, so a torn write leaves the log exactly
+ * as it was.  Returns 0, -EOVERFLOW (SEQ_CHECK: 2^48 - 1 operations done),
+ * or an I/O errno.
  */
 static int __log_commit(struct fm_store *s, uint32_t op, uint32_t slot,
-			const struct fm_slot *next)
+			const struct fm_slot *next, uint32_t in_use_after)
 {
 	struct fm_log_rec r = { .seq = s->log_seq + 1, .op = op, .slot = slot };
-	struct fm_log_media lm;
-	uint8_t *rec = log_addr(s) + FM_LOG_REC_OFF;
+	struct fm_log_rec_media lm;
+	unsigned k = fm_log_rec_index(s->sb.incompat, r.seq);
+	uint8_t *rec = log_addr(s) + FM_LOG_REC_OFF + k * FM_LOG_REC_LEN;
 	int ret;
 
+	if ((s->sb.incompat & FM_POOL_INCOMPAT_SEQ_CHECK) && s->log_seq >= FM_SEQ_MAX)
+		return fm_err(-EOVERFLOW, "log: %" PRIu64 " operations, the applied"
+			      " word holds no more", s->log_seq);
+	if (s->sb.incompat & FM_POOL_INCOMPAT_LOG_AB)
+		r.in_use = in_use_after;
 	fm_slot_encode(&r.image, next);
 	fm_log_encode(&lm, &r);
 	/* 1. write the record (seq = applied + 1, checksummed) and persist it.
 	 *    Commit point: once durable, recovery completes the operation; a
 	 *    torn record fails its checksum and the operation never happened. */
-	memcpy(rec, (const uint8_t *)&lm + FM_LOG_REC_OFF, FM_LOG_REC_LEN);
+	memcpy(rec, &lm, FM_LOG_REC_LEN);
 	ret = fm_persist_range(&s->pers, rec, FM_LOG_REC_LEN);
 	if (ret)
 		return ret;
@@ -534,7 +549,7 @@ int fm_store_map_create(struct fm_store *s, const struct fm_mapping *m)
 	next.m = *m;
 	next.bitmap_off = bitmap_off(s, free_slot);
 	next.bitmap_len = fm_bitmap_len(m->geom.grain_count);
-	ret = __log_commit(s, FM_LOG_CREATE, free_slot, &next);
+	ret = __log_commit(s, FM_LOG_CREATE, free_slot, &next, s->in_use + 1);
 	if (ret == 0)
 		s->in_use++;
 out:
@@ -564,7 +579,7 @@ int fm_store_map_delete(struct fm_store *s, uint64_t id)
 	if (ret < 0)
 		goto out;
 	memset(&next, 0, sizeof(next));
-	ret = __log_commit(s, FM_LOG_DELETE, (uint32_t)i, &next);
+	ret = __log_commit(s, FM_LOG_DELETE, (uint32_t)i, &next, s->in_use - 1);
 	if (ret == 0)
 		s->in_use--;
 out:
@@ -600,7 +615,7 @@ int fm_store_map_transition(struct fm_store *s, uint64_t id,
 	if (ret < 0)
 		goto out;
 	ret = __log_commit(s, ev == FM_MAP_EV_START ? FM_LOG_RESTART :
-			   FM_LOG_TRANSITION, (uint32_t)i, &next);
+			   FM_LOG_TRANSITION, (uint32_t)i, &next, s->in_use);
 	if (ret == 0 && out)
 		*out = s->slots[i].m;
 out:
@@ -625,7 +640,7 @@ int fm_store_map_restart(struct fm_store *s, uint64_t id, uint64_t *new_generati
 		goto out;
 	next = s->slots[i];
 	next.m.generation++;
-	ret = __log_commit(s, FM_LOG_RESTART, (uint32_t)i, &next);
+	ret = __log_commit(s, FM_LOG_RESTART, (uint32_t)i, &next, s->in_use);
 	if (ret == 0 && new_generation)
 		*new_generation = next.m.generation;
 out:
@@ -709,6 +724,110 @@ int fm_store_stats(struct fm_store *s, struct fm_store_stats *st)
 	st->splits_pending = s->npending;
 	st->drains = s->pers.drains;
 	st->log_seq = s->log_seq;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+/* ---- owner incarnations ---------------------------------------------- */
+
+/*
+ * __owner_write -- replace the owner record with {incarnation, hold_ms}.
+ * Caller holds s->lock; the pool has OWNER.  Crash-safe by two copies:
+ * the record lives in copy s->owner_copy, the other copy holds nothing
+ * (zero), a torn write, or the record before it.
+ */
+static int __owner_write(struct fm_store *s, uint64_t incarnation, uint32_t hold_ms)
+{
+	struct fm_owner o = { .seq = s->owner.seq + 1, .incarnation = incarnation,
+			      .hold_ms = hold_ms };
+	uint32_t k = !s->owner_copy;
+	uint8_t *dst = log_addr(s) + FM_LOG_OWNER_OFF + k * sizeof(struct fm_owner_media);
+	struct fm_owner_media m;
+	int ret;
+
+	fm_owner_encode(&m, &o);
+	/* 1. write the other copy, seq + 1, checksummed.  The current copy is
+	 *    not touched: a crash from here to 2 leaves the other copy old,
+	 *    zero or torn (bad checksum), and the current one wins. */
+	memcpy(dst, &m, sizeof(m));
+	/* 2. persist it (one cache line).  Commit point: once durable, this
+	 *    copy is valid with the higher seq and wins. */
+	ret = fm_persist_range(&s->pers, dst, sizeof(m));
+	if (ret)
+		return ret;
+	/* 3. only now act on it */
+	s->owner = o;
+	s->owner_copy = k;
+	return 0;
+}
+
+static int __owner_supported(const struct fm_store *s)
+{
+	if (s->sb.incompat & FM_POOL_INCOMPAT_OWNER)
+		return 0;
+	return fm_err(-EOPNOTSUPP, "pool format %" PRIu32 ".%" PRIu32 " has no owner"
+		      " record: nothing is known of earlier owners, assume their"
+		      " leases may still be live", s->sb.major, s->sb.minor);
+}
+
+int fm_store_owner_begin(struct fm_store *s, uint32_t hold_ms,
+			 struct fm_store_owner_info *prev, uint64_t *incarnation)
+{
+	uint64_t next;
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	memset(prev, 0, sizeof(*prev));
+	*incarnation = 0;
+	ret = __owner_supported(s);
+	if (ret)
+		goto out;
+	if (s->owner_begun) {
+		ret = fm_err(-EALREADY, "owner incarnation %" PRIu64 " already begun"
+			     " on this store", s->owner.incarnation);
+		goto out;
+	}
+	prev->incarnation = s->owner.incarnation;
+	prev->hold_ms = s->owner.hold_ms;
+	prev->known = true;
+	if (s->owner.incarnation == UINT64_MAX) {
+		ret = fm_err(-EOVERFLOW, "owner incarnations exhausted");
+		goto out;
+	}
+	next = s->owner.incarnation + 1;
+	ret = __owner_write(s, next, hold_ms > prev->hold_ms ? hold_ms : prev->hold_ms);
+	if (ret)
+		goto out;
+	s->owner_begun = 1;
+	*incarnation = next;
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int fm_store_owner_settle(struct fm_store *s, uint32_t hold_ms)
+{
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	ret = __owner_supported(s);
+	if (ret == 0 && !s->owner_begun)
+		ret = fm_err(-EINVAL, "no owner incarnation begun on this store");
+	if (ret == 0 && hold_ms != s->owner.hold_ms)
+		ret = __owner_write(s, s->owner.incarnation, hold_ms);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int fm_store_owner_get(struct fm_store *s, struct fm_store_owner_info *out)
+{
+	pthread_mutex_lock(&s->lock);
+	memset(out, 0, sizeof(*out));
+	if (s->sb.incompat & FM_POOL_INCOMPAT_OWNER) {
+		out->incarnation = s->owner.incarnation;
+		out->hold_ms = s->owner.hold_ms;
+		out->known = true;
+	}
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
@@ -870,11 +989,25 @@ int fm_store_create(struct fm_store **out, const char *path,
 		goto out_unlink;
 
 	/* 1. zero everything behind the superblock (a devdax device or a
-	 *    reused file may hold old data) and make it durable. */
+	 *    reused file may hold old data), write the initial log block --
+	 *    applied word for seq 0, record A of seq 0 (no op, 0 slots in
+	 *    use), owner record copy 0 (seq 1, incarnation 0: no owner yet) --
+	 *    and make it all durable. */
 	{
 		uint64_t *applied = (uint64_t *)log_addr(s);
+		struct fm_log_rec r0 = { .seq = 0, .op = FM_LOG_NONE };
+		struct fm_owner o0 = { .seq = 1 };
+		struct fm_log_media lm;
+
+		memset(&lm, 0, sizeof(lm));
+		fm_log_encode(&lm.rec[0], &r0);
+		fm_owner_encode(&lm.owner[0], &o0);
+		s->owner = o0;
+		s->owner_copy = 0;
 		memset(log_addr(s) + 8, 0, FM_BLOCK - 8);
-		__atomic_store_n(applied, 0, __ATOMIC_RELAXED);
+		memcpy(log_addr(s) + 8, (const uint8_t *)&lm + 8, sizeof(lm) - 8);
+		__atomic_store_n(applied, htole64(fm_applied_encode(s->sb.incompat, 0)),
+				 __ATOMIC_RELAXED);
 		fm_flush(&s->pers, log_addr(s), FM_BLOCK);
 		clear_words(s, s->sb.table_off, s->sb.pool_size - s->sb.table_off);
 		ret = fm_drain(&s->pers);
@@ -937,6 +1070,8 @@ int fm_store_open(struct fm_store **out, const char *path,
 		goto out_free; /* validation failed: nothing was written */
 	s->sb = c.sb;
 	s->log_seq = c.applied_seq;
+	s->owner = c.owner;
+	s->owner_copy = c.owner_copy;
 
 	/* Everything we read may still sit in the page cache (msync mode) or
 	 * the CPU cache (after a process crash on DAX): make it durable before

@@ -22,6 +22,7 @@
 #include "flashmeta/pmem_store.h"
 #include "format.h"
 #include "pmem_test_util.h"
+#include "pool_edit.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -114,15 +115,13 @@ static uint8_t *seed_pool(size_t *len, int with_pending)
 		/* a committed restart record not yet applied */
 		struct fm_slot sl;
 		struct fm_log_rec r = { 0 };
-		struct fm_log_media lm;
 		fm_slot_decode(&sl, (struct fm_slot_media *)(b + FM_TABLE_OFF));
 		sl.m.generation++;
-		r.seq = fm_le64_get((fm_le64 *)(b + FM_LOG_OFF)) + 1;
+		r.seq = pe_applied(b) + 1;
 		r.op = FM_LOG_RESTART;
+		r.in_use = 1;
 		fm_slot_encode(&r.image, &sl);
-		fm_log_encode(&lm, &r);
-		memcpy(b + FM_LOG_OFF + FM_LOG_REC_OFF,
-		       (uint8_t *)&lm + FM_LOG_REC_OFF, FM_LOG_REC_LEN);
+		pe_put_rec(b, &r);
 	}
 	return b;
 }

@@ -1,6 +1,7 @@
 /* test_pmem_store.c -- unit tests of the pmem store: format, validation,
  * transitions, group commit, log recovery. */
 #include <errno.h>
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include "format.h"
 #include "persist.h"
 #include "pmem_test_util.h"
+#include "pool_edit.h"
 
 #define GRAIN 4096u
 
@@ -169,14 +171,10 @@ static size_t c_huge(uint8_t *b, size_t n)
 }
 static size_t c_logbad(uint8_t *b, size_t n)
 {
-	struct fm_log_rec r = { .seq = 1000, .op = FM_LOG_TRANSITION, .slot = 77 };
-	struct fm_log_media lm;
-	uint64_t applied = fm_le64_get((fm_le64 *)(b + FM_LOG_OFF));
-	r.seq = applied + 1;
+	struct fm_log_rec r = { .seq = pe_applied(b) + 1, .op = FM_LOG_TRANSITION,
+				.slot = 77, .in_use = 2 };
 	r.image = *slot_of(b, 0);
-	fm_log_encode(&lm, &r);
-	memcpy(b + FM_LOG_OFF + FM_LOG_REC_OFF, (uint8_t *)&lm + FM_LOG_REC_OFF,
-	       FM_LOG_REC_LEN);
+	pe_put_rec(b, &r);
 	return n;
 }
 static size_t c_slotsum(uint8_t *b, size_t n) { slot_of(b, 1)->id.b[0] ^= 4; return n; }
@@ -212,6 +210,41 @@ static size_t c_past_len(uint8_t *b, size_t n)
 	return n;
 }
 
+static size_t c_logpad(uint8_t *b, size_t n) { b[FM_LOG_OFF + 1000] = 1; return n; }
+static size_t c_applied(uint8_t *b, size_t n)
+{
+	/* applied 5 -> 4: the applied START (seq 5) would look pending */
+	b[FM_LOG_OFF] ^= 1;
+	return n;
+}
+static size_t c_apprec(uint8_t *b, size_t n)
+{
+	pe_rec_addr(b, pe_applied(b))[20] ^= 0x40;
+	return n;
+}
+static size_t c_owner(uint8_t *b, size_t n)
+{
+	pe_owner(b, 0)->hold_ms.b[1] ^= 1;
+	pe_owner(b, 1)->seq.b[0] = 7;
+	return n;
+}
+static size_t c_zeroslot(uint8_t *b, size_t n)
+{
+	memset(slot_of(b, 1), 0, FM_SLOT_SIZE); /* mapping 2: no bits set */
+	return n;
+}
+static size_t c_zeroslot_bits(uint8_t *b, size_t n)
+{
+	memset(slot_of(b, 0), 0, FM_SLOT_SIZE); /* mapping 1: bits 0, 5, 99 */
+	return n;
+}
+static size_t c_free_bits(uint8_t *b, size_t n)
+{
+	struct fm_sb sb = pe_sb(b);
+	b[sb.bitmap_off + 3 * sb.bitmap_stride + 4000] = 0x80; /* slot 3 is free */
+	return n;
+}
+
 struct corruption {
 	const char *name;
 	size_t (*apply)(uint8_t *b, size_t n);
@@ -226,18 +259,25 @@ static const struct corruption corruptions[] = {
 	{ "signature", c_sig, -EILSEQ, "not a flashmeta pool" },
 	{ "foreign", c_foreign, -EILSEQ, "not a flashmeta pool" },
 	{ "sb checksum", c_sbsum, -EBADMSG, "superblock checksum" },
-	{ "major", c_major, -EPROTONOSUPPORT, "pool format 2.0" },
+	{ "major", c_major, -EPROTONOSUPPORT, "pool format 2.1" },
 	{ "incompat", c_incompat, -EOPNOTSUPP, "incompat features 0x10" },
 	{ "slot count", c_slots, -EINVAL, "layout" },
 	{ "sb reserved", c_sbres, -EINVAL, "reserved" },
 	{ "huge layout", c_huge, -ENODATA, "truncated" },
+	{ "log padding", c_logpad, -ENOTRECOVERABLE, "log block padding" },
+	{ "applied word", c_applied, -ENOTRECOVERABLE, "applied word 0x" },
+	{ "applied record", c_apprec, -ENOTRECOVERABLE, "record of applied seq 5" },
 	{ "log record", c_logbad, -ENOTRECOVERABLE, "log: slot 77" },
+	{ "owner record", c_owner, -EBADE, "owner record: neither copy" },
 	{ "slot checksum", c_slotsum, -EUCLEAN, "slot 1: checksum" },
 	{ "slot state", c_state, -EDOM, "state 9" },
 	{ "duplicate id", c_dup, -EDOM, "two slots hold mapping 1" },
 	{ "bitmap offset", c_bmoff, -ERANGE, "slot 1: bitmap at 8192" },
 	{ "stray bit", c_stray, -ERANGE, "past grain 100" },
 	{ "bits past len", c_past_len, -ERANGE, "past the bitmap end" },
+	{ "free slot bits", c_free_bits, -ENOTEMPTY, "slot 3 is free but" },
+	{ "zeroed slot, bits", c_zeroslot_bits, -ENOTEMPTY, "slot 0 is free but" },
+	{ "zeroed slot", c_zeroslot, -EIDRM, "1 slots in use, the log recorded 2" },
 };
 
 static void open__each_corruption__own_errno_no_write(void **state)
@@ -694,7 +734,6 @@ static void recovery__committed_record__replayed_on_open(void **state)
 	uint8_t *b;
 	struct fm_slot sl;
 	struct fm_log_rec r = { 0 };
-	struct fm_log_media lm;
 	struct fm_store *s;
 	struct fm_store_map_info info;
 	struct fm_store_stats st;
@@ -704,14 +743,13 @@ static void recovery__committed_record__replayed_on_open(void **state)
 	/* log says: mapping 1 restarted to generation 2; the slot is torn */
 	fm_slot_decode(&sl, slot_of(b, 0));
 	sl.m.generation = 2;
-	applied = fm_le64_get((fm_le64 *)(b + FM_LOG_OFF));
+	applied = pe_applied(b);
 	r.seq = applied + 1;
 	r.op = FM_LOG_RESTART;
 	r.slot = 0;
+	r.in_use = 2;
 	fm_slot_encode(&r.image, &sl);
-	fm_log_encode(&lm, &r);
-	memcpy(b + FM_LOG_OFF + FM_LOG_REC_OFF, (uint8_t *)&lm + FM_LOG_REC_OFF,
-	       FM_LOG_REC_LEN);
+	pe_put_rec(b, &r);
 	memset((uint8_t *)slot_of(b, 0) + 24, 0xEE, 40); /* torn slot */
 	assert_int_equal(fmt_write_file(path, b, len), 0);
 
@@ -728,6 +766,142 @@ static void recovery__committed_record__replayed_on_open(void **state)
 	assert_int_equal(fm_store_stats(s, &st), 0);
 	assert_int_equal(st.recovered_ops, 0);
 	fm_store_close(&s);
+	free(b);
+	unlink(path);
+}
+
+/* ---- applied word, legacy pools, in-use count ----------------------- */
+
+static void applied_word__every_1_2_3_bit_flip__detected(void **state)
+{
+	static const uint64_t seqs[] = { 0, 1, 5, 0xffff, UINT64_C(0x123456789a),
+					 FM_SEQ_MAX };
+	uint64_t got;
+
+	assert_int_equal(fm_crc16_ccitt("123456789", 9), 0x29b1);
+	/* an all-zero word is not seq 0: a zeroed log block is damage */
+	assert_int_equal(fm_applied_decode(FM_POOL_INCOMPAT_SEQ_CHECK, 0, &got),
+			 -ENOTRECOVERABLE);
+	for (size_t k = 0; k < sizeof(seqs) / sizeof(seqs[0]); k++) {
+		uint64_t w = fm_applied_encode(FM_POOL_INCOMPAT_SEQ_CHECK, seqs[k]);
+		assert_int_equal(fm_applied_decode(FM_POOL_INCOMPAT_SEQ_CHECK, w, &got), 0);
+		assert_int_equal(got, seqs[k]);
+		/* legacy encoding: the plain seq */
+		assert_int_equal(fm_applied_encode(0, seqs[k]), seqs[k]);
+		for (int a = 0; a < 64; a++)
+			for (int b = a; b < 64; b++)
+				for (int c = b; c < 64; c++) {
+					uint64_t e = UINT64_C(1) << a | UINT64_C(1) << b |
+						     UINT64_C(1) << c;
+					if (fm_applied_decode(FM_POOL_INCOMPAT_SEQ_CHECK,
+							      w ^ e, &got) != -ENOTRECOVERABLE)
+						fail_msg("seq %" PRIu64 ": flip of bits %d %d %d"
+							 " undetected", seqs[k], a, b, c);
+				}
+	}
+}
+
+/* The finding: with an unchecked applied word, 5 -> 4 makes the applied
+ * START look pending and open clears acknowledged split bits while keeping
+ * the generation.  Every single-bit flip must be refused, and the pool left
+ * as it was. */
+static void open__applied_word_flipped__refused_bits_kept(void **state)
+{
+	char path[600];
+	size_t len, len2;
+	uint8_t *gold = golden_pool(fmt_path(path, sizeof(path), "flip"), &len);
+	struct fm_store *s;
+
+	assert_int_equal(pe_applied(gold), 5);
+	assert_int_equal(pe_get_rec(gold, 5).op, FM_LOG_RESTART);
+	for (int bit = 0; bit < 64; bit++) {
+		uint8_t *b = malloc(len), *after;
+
+		memcpy(b, gold, len);
+		b[FM_LOG_OFF + bit / 8] ^= (uint8_t)(1u << (bit % 8));
+		assert_int_equal(fmt_write_file(path, b, len), 0);
+		if (fm_store_open(&s, path, NULL) != -ENOTRECOVERABLE)
+			fail_msg("applied word bit %d flipped: open says \"%s\"", bit,
+				 fm_errormsg());
+		after = fmt_read_file(path, &len2);
+		assert_memory_equal(after, b, len);
+		free(after);
+		free(b);
+	}
+	assert_int_equal(fmt_write_file(path, gold, len), 0);
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	assert_int_equal(fm_store_split_test(s, 1, 99), 1);
+	fm_store_close(&s);
+	free(gold);
+	unlink(path);
+}
+
+/* A 1.0 pool: opened, used and still 1.0 after; nothing known of owners. */
+static void legacy_1_0__opens_works_stays_1_0__owner_unknown(void **state)
+{
+	char path[600];
+	size_t len;
+	uint8_t *b = golden_pool(fmt_path(path, sizeof(path), "legacy"), &len);
+	struct fm_store *s;
+	struct fm_store_owner_info prev = { .known = true };
+	struct fm_store_map_info info;
+	struct fm_check c;
+	uint64_t inc = 99, gen;
+
+	pe_downgrade_1_0(b);
+	assert_int_equal(fm_pool_check(b, len, &c, NULL), 0);
+	assert_int_equal(c.sb.minor, 0);
+	assert_int_equal(c.log_counts, 0);
+	assert_int_equal(c.owner_known, 0);
+	assert_int_equal(fmt_write_file(path, b, len), 0);
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	assert_int_equal(fm_store_owner_get(s, &prev), 0);
+	assert_false(prev.known);
+	prev.known = true;
+	assert_int_equal(fm_store_owner_begin(s, 500, &prev, &inc), -EOPNOTSUPP);
+	assert_false(prev.known);
+	assert_int_equal(inc, 0);
+	assert_int_equal(fm_store_owner_settle(s, 500), -EOPNOTSUPP);
+	assert_int_equal(fm_store_split_set(s, 1, 1, 7), 1);
+	assert_int_equal(fm_store_map_restart(s, 1, &gen), 0);
+	assert_int_equal(fm_store_split_set(s, 1, gen, 8), 1);
+	assert_int_equal(fm_store_split_commit(s), 1);
+	fm_store_close(&s);
+	free(b);
+
+	/* still the 1.0 layout: one record place, plain word, nothing past */
+	b = fmt_read_file(path, &len);
+	assert_int_equal(fm_pool_check(b, len, &c, NULL), 0);
+	assert_int_equal(c.sb.incompat, 0);
+	assert_int_equal(pe_applied_word(b), 6);
+	assert_int_equal(pe_get_rec(b, 6).seq, 6);
+	for (uint32_t k = FM_LOG_USED_1_0; k < FM_BLOCK; k++)
+		assert_int_equal(b[FM_LOG_OFF + k], 0);
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	assert_int_equal(fm_store_map_get(s, 1, &info), 0);
+	assert_int_equal(info.map.generation, gen);
+	assert_int_equal(info.split_count, 1);
+	fm_store_close(&s);
+	free(b);
+	unlink(path);
+}
+
+/* An older binary must refuse a 1.1 pool: it knows no incompat bits. */
+static void format_1_1__new_pools__incompat_bits_set(void **state)
+{
+	char path[600];
+	size_t len;
+	uint8_t *b = golden_pool(fmt_path(path, sizeof(path), "v11"), &len);
+	struct fm_sb sb = pe_sb(b);
+
+	assert_int_equal(sb.major, 1);
+	assert_int_equal(sb.minor, 1);
+	assert_int_equal(sb.incompat, FM_POOL_INCOMPAT_SEQ_CHECK |
+			 FM_POOL_INCOMPAT_LOG_AB | FM_POOL_INCOMPAT_OWNER);
+	/* the applied record (seq 5, odd) is in B, its predecessor in A */
+	assert_int_equal(pe_get_rec(b, 5).seq, 5);
+	assert_int_equal(pe_get_rec(b, 4).seq, 4);
+	assert_int_equal(pe_get_rec(b, 5).in_use, 2);
 	free(b);
 	unlink(path);
 }
@@ -766,6 +940,10 @@ int main(void)
 		cmocka_unit_test(split_set_range__random_ranges__match_reference),
 		cmocka_unit_test(split_set__implicit_commit_fails__refused_not_overflowed),
 		cmocka_unit_test(recovery__committed_record__replayed_on_open),
+		cmocka_unit_test(applied_word__every_1_2_3_bit_flip__detected),
+		cmocka_unit_test(open__applied_word_flipped__refused_bits_kept),
+		cmocka_unit_test(legacy_1_0__opens_works_stays_1_0__owner_unknown),
+		cmocka_unit_test(format_1_1__new_pools__incompat_bits_set),
 		cmocka_unit_test(create__exists_and_bad_config),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -41,6 +41,7 @@
 #ifndef FLASHMETA_PMEM_STORE_H
 #define FLASHMETA_PMEM_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -264,6 +265,66 @@ int fm_store_bitmap_view(struct fm_store *s, uint64_t id, const void **addr,
  * register it once instead of per mapping.  Returns 0.
  */
 int fm_store_bitmap_region(struct fm_store *s, const void **addr, size_t *len);
+
+/*
+ * Owner incarnations (restart grace).  A restarted owner must not grant
+ * locks until every lease a previous owner incarnation could have issued
+ * has expired, so the pool remembers the last incarnation and how long
+ * its leases may outlive it.  Typical use by the owner daemon:
+ *
+ *   fm_store_owner_begin(s, my_hold_ms, &prev, &inc);  at start
+ *   ... serve, granting no lock until prev.hold_ms has passed since the
+ *       start (prev.known false: assume the longest lease ever used) ...
+ *   fm_store_owner_settle(s, my_hold_ms);               after that wait
+ *
+ * The record is crash-safe (two checksummed copies, see format.h): after
+ * a crash it is the value before the interrupted call or the one it
+ * writes, never a mix.  Pools of format 1.0 have no record.
+ */
+struct fm_store_owner_info {
+	uint64_t incarnation; /* 0: no owner ever served this pool */
+	uint32_t hold_ms;     /* leases granted by that incarnation (or any still
+				 live before it) end at most hold_ms after it
+				 stopped */
+	bool known;           /* false: a pool from before this record existed
+				 (format 1.0) -- nothing is known, the caller
+				 must assume the worst */
+};
+
+/*
+ * fm_store_owner_begin -- start a new owner incarnation: returns the
+ * previous record in *prev and durably writes {prev.incarnation + 1,
+ * max(prev.hold_ms, hold_ms)} before returning; *incarnation gets the new
+ * number.  Called by the owner daemon at start, before it serves anyone;
+ * once per store handle.
+ * Returns 0, or:
+ *   -EOPNOTSUPP  a format 1.0 pool: *prev = { 0, 0, known = false },
+ *                *incarnation = 0, nothing written (assume the worst)
+ *   -EALREADY    an incarnation was already begun on this handle
+ *   -EOVERFLOW   incarnation UINT64_MAX reached
+ *   an I/O errno from the persist (the record is then the old one or the
+ *                new one; reopen to learn which).
+ * Blocks for one flush and drain (or msync).
+ */
+int fm_store_owner_begin(struct fm_store *s, uint32_t hold_ms,
+			 struct fm_store_owner_info *prev, uint64_t *incarnation);
+
+/*
+ * fm_store_owner_settle -- once the previous incarnations' leases have all
+ * expired, record hold_ms = this incarnation's own value (durable).
+ * hold_ms must cover every lease this incarnation granted or will grant.
+ * Returns 0, -EOPNOTSUPP (format 1.0 pool), -EINVAL (no
+ * fm_store_owner_begin on this handle), or an I/O errno.  Blocks for one
+ * flush and drain (none when the record already says hold_ms).
+ */
+int fm_store_owner_settle(struct fm_store *s, uint32_t hold_ms);
+
+/*
+ * fm_store_owner_get -- the owner record as it is durable now into *out
+ * (known = false for a format 1.0 pool).  Returns 0.  Does not block on
+ * I/O.
+ */
+int fm_store_owner_get(struct fm_store *s, struct fm_store_owner_info *out);
 
 /* fm_store_stats -- fill *st.  Returns 0.  Does not block on I/O. */
 int fm_store_stats(struct fm_store *s, struct fm_store_stats *st);
