@@ -1171,7 +1171,7 @@ static void shm__connect_nobody__econnrefused(void **state)
 
 /* ------------------------------------------------------------- fence */
 
-/* rdma/src/transport_priv.h: take the pidfd_open path (kernels < 6.5) */
+/* rdma/transport/transport_priv.h: take the pidfd_open path (kernels < 6.5) */
 extern void fm__shm_test_no_peerpidfd(bool on);
 
 /* fence peer: connect, take the lock region's descriptor, then either exit
