@@ -48,6 +48,7 @@
 #include "flashmeta/pmem_store.h"
 #include "format.h"
 #include "persist.h"
+#include "pool_file.h"
 
 struct fm_store {
 	pthread_mutex_t lock;
@@ -55,6 +56,7 @@ struct fm_store {
 	size_t mapped_len;
 	int is_pmem;
 	int is_devdax;
+	struct fm_pool_file pf; /* open, exclusively locked, for the handle's life */
 	struct fm_persist pers;
 	struct fm_sb sb;
 	struct fm_slot *slots;  /* [sb.slot_count], I1 */
@@ -842,6 +844,7 @@ static void store_free(struct fm_store *s)
 		munmap(s->mirror, s->sb.bitmap_stride * s->sb.slot_count);
 	if (s->base)
 		pmem_unmap(s->base, s->mapped_len);
+	fm_pool_file_close(&s->pf); /* drops the lock: after the last write */
 	free(s->dirty);
 	free(s->hash);
 	free(s->split_count);
@@ -850,27 +853,33 @@ static void store_free(struct fm_store *s)
 	free(s);
 }
 
+/*
+ * map_pool -- open and lock the pool file, then map it.  The lock comes
+ * first: nothing is read or written before this handle is the only
+ * writer.  libpmem maps the file through /proc/self/fd/N, i.e. exactly the
+ * file we opened and locked, even if the path is renamed meanwhile.
+ */
 static int map_pool(struct fm_store *s, const char *path, int create, uint64_t size)
 {
-	struct stat stb;
-	int st_ok = stat(path, &stb) == 0;
+	int ret;
 
-	s->is_devdax = st_ok && S_ISCHR(stb.st_mode);
-	if (create && st_ok && !s->is_devdax)
-		return fm_err(-EEXIST, "%s exists", path);
-	if (!create) {
-		if (!st_ok)
-			return fm_err(-errno, "%s: %s", path, strerror(errno));
-		/* pmem_map_file cannot map an empty file: say what it is */
-		if (S_ISREG(stb.st_mode) && (uint64_t)stb.st_size < FM_BLOCK)
-			return fm_err(-ENODATA, "file is %jd bytes; a pool needs at"
-				      " least %u", (intmax_t)stb.st_size, FM_BLOCK);
-	}
+	ret = fm_pool_file_open(&s->pf, path, FM_PF_WRITE | (create ? FM_PF_CREATE : 0));
+	if (ret)
+		return ret;
+	s->is_devdax = s->pf.is_devdax;
+	ret = fm_pool_file_lock(&s->pf, path);
+	if (ret)
+		return ret;
+	/* pmem_map_file cannot map an empty file: say what it is */
+	if (!create && S_ISREG(s->pf.st.st_mode) && (uint64_t)s->pf.st.st_size < FM_BLOCK)
+		return fm_err(-ENODATA, "file is %jd bytes; a pool needs at"
+			      " least %u", (intmax_t)s->pf.st.st_size, FM_BLOCK);
 	if (create && !s->is_devdax)
-		s->base = pmem_map_file(path, size, PMEM_FILE_CREATE | PMEM_FILE_EXCL,
-					0644, &s->mapped_len, &s->is_pmem);
+		s->base = pmem_map_file(s->pf.map_path, size, PMEM_FILE_CREATE, 0644,
+					&s->mapped_len, &s->is_pmem);
 	else
-		s->base = pmem_map_file(path, 0, 0, 0, &s->mapped_len, &s->is_pmem);
+		s->base = pmem_map_file(s->pf.map_path, 0, 0, 0, &s->mapped_len,
+					&s->is_pmem);
 	if (!s->base) {
 		int e = errno ? errno : EIO;
 		return fm_err(-e, "%s: %s", path, pmem_errormsg());
@@ -882,6 +891,19 @@ static int map_pool(struct fm_store *s, const char *path, int create, uint64_t s
 	return 0;
 }
 
+/* Remove a file this create made, and only that: not a devdax device, not
+ * whatever the path names now if someone replaced it. */
+static void unlink_created(struct fm_store *s, const char *path)
+{
+	struct stat st;
+
+	if (s->pf.fd < 0 || s->is_devdax)
+		return;
+	if (stat(path, &st) == 0 && st.st_dev == s->pf.st.st_dev &&
+	    st.st_ino == s->pf.st.st_ino)
+		unlink(path);
+}
+
 static int store_alloc(struct fm_store **out)
 {
 	struct fm_store *s = calloc(1, sizeof(*s));
@@ -889,6 +911,7 @@ static int store_alloc(struct fm_store **out)
 	if (!s)
 		return fm_err(-ENOMEM, "out of memory");
 	pthread_mutex_init(&s->lock, NULL);
+	s->pf.fd = -1;
 	*out = s;
 	return 0;
 }
@@ -1032,8 +1055,7 @@ int fm_store_create(struct fm_store **out, const char *path,
 	return 0;
 
 out_unlink:
-	if (!s->is_devdax && s->base)
-		unlink(path);
+	unlink_created(s, path);
 out_free:
 	store_free(s);
 	return ret;

@@ -2,6 +2,8 @@
  * transitions, group commit, log recovery. */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -906,6 +908,102 @@ static void format_1_1__new_pools__incompat_bits_set(void **state)
 	unlink(path);
 }
 
+/* ---- exclusive use and file types ------------------------------------ */
+
+static int open_in_child(const char *path)
+{
+	pid_t pid = fork();
+	int status;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct fm_store *s;
+		int ret = fm_store_open(&s, path, NULL);
+		char want[700];
+
+		snprintf(want, sizeof(want), "pool %s in use by ", path);
+		fm_store_close(&s);
+		_exit(ret == -EBUSY && !strncmp(fm_errormsg(), want, strlen(want)) ? 0 :
+		      ret == 0 ? 1 : 2);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+/* Two owners on one pool: the second open fails, in this process and in
+ * another, for as long as the first handle lives; the message names the
+ * holder ("pid N" where /proc/locks shows it, else "another process"). */
+static void open__pool_in_use__ebusy_until_closed(void **state)
+{
+	char path[600], want_pid[700], want_any[700];
+	size_t len;
+	struct fm_store *s, *s2 = (void *)1;
+	struct fm_mapping m;
+
+	free(golden_pool(fmt_path(path, sizeof(path), "busy"), &len));
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	assert_int_equal(fm_store_open(&s2, path, NULL), -EBUSY);
+	assert_null(s2);
+	snprintf(want_pid, sizeof(want_pid), "pool %s in use by pid %d", path,
+		 (int)getpid());
+	snprintf(want_any, sizeof(want_any), "pool %s in use by another process", path);
+	if (strcmp(fm_errormsg(), want_pid) && strcmp(fm_errormsg(), want_any))
+		fail_msg("message \"%s\"", fm_errormsg());
+	assert_int_equal(open_in_child(path), 0);
+	/* the first handle still works, and nothing was lost */
+	mk_map(&m, 3, 10);
+	assert_int_equal(fm_store_map_create(s, &m), 0);
+	fm_store_close(&s);
+	assert_int_equal(open_in_child(path), 1); /* free again */
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	assert_int_equal(fm_store_map_list(s, NULL, 0), 3);
+	fm_store_close(&s);
+	/* create on an existing pool in use: still -EEXIST, nothing touched */
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	assert_int_equal(fm_store_create(&s2, path, &small_cfg), -EEXIST);
+	fm_store_close(&s);
+	unlink(path);
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	static const char msg[] = "open blocked on a FIFO\n";
+	(void)!write(2, msg, sizeof(msg) - 1);
+	_exit(1);
+}
+
+/* A FIFO, a directory, a non-DAX character device: refused at once, never
+ * opened for blocking I/O, never created, truncated or removed. */
+static void open__not_a_pool_file__refused_without_blocking(void **state)
+{
+	char fifo[600], dir[600];
+	struct fm_store *s = (void *)1;
+	struct stat st;
+
+	fmt_path(fifo, sizeof(fifo), "fifo");
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	signal(SIGALRM, on_alarm);
+	alarm(10);
+	assert_int_equal(fm_store_open(&s, fifo, NULL), -ENODEV);
+	assert_non_null(strstr(fm_errormsg(), "is a FIFO"));
+	assert_null(s);
+	assert_int_equal(fm_store_create(&s, fifo, &small_cfg), -ENODEV);
+	assert_int_equal(stat(fifo, &st), 0);
+	assert_true(S_ISFIFO(st.st_mode));
+	assert_int_equal(fm_store_open(&s, "/dev/null", NULL), -ENODEV);
+	assert_non_null(strstr(fm_errormsg(), "not device-DAX"));
+	assert_int_equal(fm_store_create(&s, "/dev/null", &small_cfg), -ENODEV);
+	fmt_path(dir, sizeof(dir), "dir");
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(fm_store_open(&s, dir, NULL), -EISDIR);
+	alarm(0);
+	signal(SIGALRM, SIG_DFL);
+	unlink(fifo);
+	rmdir(dir);
+}
+
 static void create__exists_and_bad_config(void **state)
 {
 	char path[600];
@@ -944,6 +1042,8 @@ int main(void)
 		cmocka_unit_test(open__applied_word_flipped__refused_bits_kept),
 		cmocka_unit_test(legacy_1_0__opens_works_stays_1_0__owner_unknown),
 		cmocka_unit_test(format_1_1__new_pools__incompat_bits_set),
+		cmocka_unit_test(open__pool_in_use__ebusy_until_closed),
+		cmocka_unit_test(open__not_a_pool_file__refused_without_blocking),
 		cmocka_unit_test(create__exists_and_bad_config),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
