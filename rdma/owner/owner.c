@@ -37,7 +37,6 @@
  */
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -182,27 +181,6 @@ static char *trim(char *s)
 	while (e > s && isspace((unsigned char)e[-1]))
 		*--e = '\0';
 	return s;
-}
-
-int fm_key_file_read(const char *path, uint8_t *key, size_t cap)
-{
-	uint8_t buf[256];
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return fm_err(-errno, "key file %s: %s", path, strerror(errno));
-	n = read(fd, buf, sizeof(buf));
-	close(fd);
-	if (n < 0)
-		return fm_err(-EIO, "key file %s: read failed", path);
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-		n--;
-	if (n == 0 || (size_t)n > cap || n > FM_OWNERD_KEY_MAX)
-		return fm_err(-EINVAL, "key file %s: key must be 1..%d bytes (has %zd)", path,
-			      FM_OWNERD_KEY_MAX, n);
-	memcpy(key, buf, (size_t)n);
-	return (int)n;
 }
 
 static int parse_u64(const char *v, uint64_t *out)
@@ -1321,7 +1299,7 @@ int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
 	int rc, nmaps;
 
 	if (!out || !cfg || !cfg->listen || !cfg->pmem_path || !cfg->key_len ||
-	    cfg->key_len > FM_OWNERD_KEY_MAX)
+	    cfg->key_len > FM_KEY_MAX)
 		return fm_err(-EINVAL, "ownerd: listen, pmem path and a key are required");
 	d = calloc(1, sizeof(*d));
 	if (!d)

@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include "flashmeta/agent.h"
+#include "flashmeta/ctl.h"
 #include "flashmeta/error.h"
-#include "flashmeta/ownerd.h"
 
 static volatile sig_atomic_t g_stop;
 
@@ -139,7 +139,7 @@ int main(int argc, char **argv)
 	const char *keyfile = getenv("FM_KEY_FILE"), *control = NULL, *cmd;
 	struct fm_agent_cfg cfg = { 0 };
 	struct fm_agent *a = NULL;
-	uint8_t key[FM_OWNERD_KEY_MAX];
+	uint8_t key[FM_KEY_MAX];
 	uint32_t id = 1;
 	int c, rc = 0, hold = -1, klen;
 	uint64_t map = 0, grain = 0;

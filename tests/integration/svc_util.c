@@ -15,8 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "flashmeta/ctl.h"
 #include "flashmeta/error.h"
-#include "flashmeta/ownerd.h"
 #include "svc_util.h"
 
 static const char *key_shared = "flashmeta-test-key";

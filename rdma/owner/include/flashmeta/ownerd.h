@@ -37,7 +37,8 @@
  * ID, map-start ID, map-restart ID, map-stop ID, map-show ID, quit (closes
  * the control connection).  map-prepare/start/restart/stop first revoke
  * every confirmation lease of the mapping (RELEASE_REQUEST), and change the
- * store only after FM_NOTE_REVOKED; their answer comes then.
+ * store only after FM_NOTE_REVOKED; their answer comes then.  The client
+ * side of the socket is fm_ownerd_ctl (flashmeta/ctl.h).
  *
  * Errors: negative errno, detail in fm_errormsg().
  */
@@ -47,7 +48,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FM_OWNERD_KEY_MAX 64
+#include "flashmeta/ctl.h" /* FM_KEY_MAX, fm_key_file_read */
 
 struct fm_ownerd;
 
@@ -69,7 +70,7 @@ struct fm_ownerd_cfg {
 	uint32_t lease_ms;        /* client lease term; 0 -> 3000 */
 	uint32_t client_first;    /* allowed client ids [first, last]; 0,0 -> 1..64 */
 	uint32_t client_last;
-	uint8_t key[FM_OWNERD_KEY_MAX]; /* shared key for every client */
+	uint8_t key[FM_KEY_MAX];  /* shared key for every client */
 	size_t key_len;           /* 1..64 */
 	enum fm_log_level log_level;
 };
@@ -107,17 +108,6 @@ void fm_ownerd_delete(struct fm_ownerd **dp);
  */
 int fm_ownerd_cfg_parse_line(struct fm_ownerd_cfg *cfg, const char *line);
 
-/*
- * fm_ownerd_ctl -- send one control command (`cmd`: one line ending in
- * "\n", e.g. "map-start 1\n") to the owner's control socket at `path` and
- * collect the answer (lines ending with one that starts "ok" or "error")
- * into out (if cap > 0, NUL-terminated, truncated to cap).  Blocks up to
- * timeout_ms per read.  Returns 0 for "ok", -EREMOTEIO for "error" (the
- * owner's reason is in out), -EINVAL (cmd), -ENAMETOOLONG, -ETIMEDOUT,
- * -ECONNRESET, -EMSGSIZE (answer over 8 KiB), or a socket errno.
- */
-int fm_ownerd_ctl(const char *path, const char *cmd, char *out, size_t cap, int timeout_ms);
-
 /* fm_ownerd_cfg_fini -- free the strings parse_line made and wipe the key;
  * the cfg can be parsed into again. */
 void fm_ownerd_cfg_fini(struct fm_ownerd_cfg *cfg);
@@ -125,11 +115,5 @@ void fm_ownerd_cfg_fini(struct fm_ownerd_cfg *cfg);
 /* fm_ownerd_cfg_load -- every line of `path`.  0, -errno or -EINVAL (the
  * message names the line). */
 int fm_ownerd_cfg_load(struct fm_ownerd_cfg *cfg, const char *path);
-
-/*
- * fm_key_file_read -- the shared key: the file's bytes without a trailing
- * newline, 1..64 bytes.  Returns the length, -errno, or -EINVAL.
- */
-int fm_key_file_read(const char *path, uint8_t *key, size_t cap);
 
 #endif /* FLASHMETA_OWNERD_H */

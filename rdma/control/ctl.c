@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "flashmeta/error.h"
-#include "flashmeta/ownerd.h"
+#include "flashmeta/ctl.h"
 
 /* The last line of buf[0..used), which ends in '\n', starts with `word`. */
 static int last_line_is(const char *buf, size_t used, const char *word)
