@@ -478,7 +478,7 @@ static size_t ring_bytes(uint32_t nslots, uint32_t stride)
 
 static uint32_t ring_stride(uint32_t msg_size)
 {
-	return (4u + FM_MSG_HDR_SIZE + msg_size + 7u) & ~7u;
+	return (4u + FM_TMSG_HDR_SIZE + msg_size + 7u) & ~7u;
 }
 
 static void shm_ep_free(struct shm_ep *se)
@@ -594,7 +594,7 @@ static int shm_ep_setup(struct shm_ep *se, struct fm_transport *t, const struct 
 			      memory_order_seq_cst);
 
 	n = se->ep.rx_data + se->ep.rx_ctrl;
-	se->rx_stride = FM_MSG_HDR_SIZE + se->ep.msg_size;
+	se->rx_stride = FM_TMSG_HDR_SIZE + se->ep.msg_size;
 	se->rx_bufs = malloc((size_t)n * se->rx_stride);
 	se->free_slots = malloc(n * sizeof(uint32_t));
 	if (se->rx_bufs == NULL || se->free_slots == NULL) {

@@ -74,10 +74,10 @@ uint32_t fm__random_key(void)
 }
 
 
-void fm__msg_hdr_encode(const struct fm_msg_hdr *h, uint8_t out[FM_MSG_HDR_SIZE])
+void fm__tmsg_hdr_encode(const struct fm_tmsg_hdr *h, uint8_t out[FM_TMSG_HDR_SIZE])
 {
-	fm_put_le16(out + 0, FM_MSG_MAGIC);
-	out[2] = FM_WIRE_VERSION;
+	fm_put_le16(out + 0, FM_TMSG_MAGIC);
+	out[2] = FM_TRANSPORT_WIRE_VERSION;
 	out[3] = h->type;
 	fm_put_le32(out + 4, h->len);
 	fm_put_le16(out + 8, h->credits);
@@ -85,15 +85,15 @@ void fm__msg_hdr_encode(const struct fm_msg_hdr *h, uint8_t out[FM_MSG_HDR_SIZE]
 	fm_put_le32(out + 12, 0);
 }
 
-int fm__msg_hdr_decode(const uint8_t *in, size_t n, struct fm_msg_hdr *h)
+int fm__tmsg_hdr_decode(const uint8_t *in, size_t n, struct fm_tmsg_hdr *h)
 {
-	if (n < FM_MSG_HDR_SIZE)
+	if (n < FM_TMSG_HDR_SIZE)
 		return fm_err(-EPROTO, "message of %zu bytes is shorter than its header", n);
-	if (fm_get_le16(in) != FM_MSG_MAGIC)
+	if (fm_get_le16(in) != FM_TMSG_MAGIC)
 		return fm_err(-EPROTO, "message magic 0x%04x", fm_get_le16(in));
-	if (in[2] != FM_WIRE_VERSION)
+	if (in[2] != FM_TRANSPORT_WIRE_VERSION)
 		return fm_err(-EPROTONOSUPPORT, "message version %u", in[2]);
-	if (in[3] != FM_MSG_DATA && in[3] != FM_MSG_CREDIT)
+	if (in[3] != FM_TMSG_DATA && in[3] != FM_TMSG_CREDIT)
 		return fm_err(-EPROTO, "message type %u", in[3]);
 	if (fm_get_le32(in + 12) != 0)
 		return fm_err(-EPROTO, "message reserved bytes not zero");
@@ -101,9 +101,9 @@ int fm__msg_hdr_decode(const uint8_t *in, size_t n, struct fm_msg_hdr *h)
 	h->len = fm_get_le32(in + 4);
 	h->credits = fm_get_le16(in + 8);
 	h->ctrl_credits = fm_get_le16(in + 10);
-	if (h->len != n - FM_MSG_HDR_SIZE)
+	if (h->len != n - FM_TMSG_HDR_SIZE)
 		return fm_err(-EMSGSIZE, "message says %u bytes, carries %zu", h->len,
-			      n - FM_MSG_HDR_SIZE);
+			      n - FM_TMSG_HDR_SIZE);
 	return 0;
 }
 
@@ -111,7 +111,7 @@ void fm__conn_priv_encode(const struct fm_conn_priv *p, uint8_t out[FM_CONN_PRIV
 {
 	memset(out, 0, FM_CONN_PRIV_SIZE);
 	fm_put_le16(out + 0, FM_CONN_MAGIC);
-	out[2] = FM_WIRE_VERSION;
+	out[2] = FM_TRANSPORT_WIRE_VERSION;
 	out[3] = p->hello_len;
 	fm_put_le16(out + 4, p->credits);
 	fm_put_le16(out + 6, p->ctrl_credits);
@@ -125,7 +125,7 @@ int fm__conn_priv_decode(const uint8_t *in, size_t n, struct fm_conn_priv *p)
 		return fm_err(-EPROTO, "connection private data of %zu bytes", in ? n : 0);
 	if (fm_get_le16(in) != FM_CONN_MAGIC)
 		return fm_err(-EPROTO, "connection magic 0x%04x", fm_get_le16(in));
-	if (in[2] != FM_WIRE_VERSION)
+	if (in[2] != FM_TRANSPORT_WIRE_VERSION)
 		return fm_err(-EPROTONOSUPPORT, "connection version %u", in[2]);
 	if (in[3] > FM_HELLO_MAX)
 		return fm_err(-EPROTO, "hello of %u bytes", in[3]);
@@ -382,7 +382,7 @@ int fm__ep_init(struct fm_ep *ep, struct fm_transport *t, const struct fm_conn_p
 	ep->credit_threshold = rx_data / 2 ? rx_data / 2 : 1;
 	ep->rxq_cap = rx_data + rx_ctrl;
 	ep->rxq = calloc(ep->rxq_cap ? ep->rxq_cap : 1, sizeof(*ep->rxq));
-	ep->tx_tmp = malloc(FM_MSG_HDR_SIZE + ep->msg_size);
+	ep->tx_tmp = malloc(FM_TMSG_HDR_SIZE + ep->msg_size);
 	if (ep->rxq == NULL || ep->tx_tmp == NULL) {
 		free(ep->rxq);
 		free(ep->tx_tmp);
@@ -592,7 +592,7 @@ unsigned fm_ep_credits(const struct fm_ep *ep)
  * send buffer right now. */
 static int ep_post(struct fm_ep *ep, uint8_t type, const void *buf, size_t len)
 {
-	struct fm_msg_hdr h = {
+	struct fm_tmsg_hdr h = {
 		.type = type,
 		.len = (uint32_t)len,
 		.credits = (uint16_t)ep->ret_credits,
@@ -600,15 +600,15 @@ static int ep_post(struct fm_ep *ep, uint8_t type, const void *buf, size_t len)
 	};
 	int ret;
 
-	fm__msg_hdr_encode(&h, ep->tx_tmp);
+	fm__tmsg_hdr_encode(&h, ep->tx_tmp);
 	if (len)
-		memcpy(ep->tx_tmp + FM_MSG_HDR_SIZE, buf, len);
-	ret = ep->t->ops->msg_post(ep, ep->tx_tmp, FM_MSG_HDR_SIZE + len);
+		memcpy(ep->tx_tmp + FM_TMSG_HDR_SIZE, buf, len);
+	ret = ep->t->ops->msg_post(ep, ep->tx_tmp, FM_TMSG_HDR_SIZE + len);
 	if (ret)
 		return ret;
 	ep->ret_credits = 0;
 	ep->ret_ctrl_credits = 0;
-	if (type == FM_MSG_DATA)
+	if (type == FM_TMSG_DATA)
 		ep->tx_credits--;
 	else
 		ep->tx_ctrl_credits--;
@@ -623,13 +623,13 @@ static void ep_maybe_return_credits(struct fm_ep *ep)
 		return;
 	if (ep->ret_credits < ep->credit_threshold || ep->tx_ctrl_credits == 0)
 		return;
-	(void)ep_post(ep, FM_MSG_CREDIT, NULL, 0);
+	(void)ep_post(ep, FM_TMSG_CREDIT, NULL, 0);
 }
 
 void fm__ep_rx(struct fm_ep *ep, uint32_t slot, const uint8_t *buf, size_t len)
 {
-	struct fm_msg_hdr h;
-	int ret = fm__msg_hdr_decode(buf, len, &h);
+	struct fm_tmsg_hdr h;
+	int ret = fm__tmsg_hdr_decode(buf, len, &h);
 
 	if (ret) {
 		ep->t->ops->msg_repost(ep, slot);
@@ -638,7 +638,7 @@ void fm__ep_rx(struct fm_ep *ep, uint32_t slot, const uint8_t *buf, size_t len)
 	}
 	ep->tx_credits += h.credits;
 	ep->tx_ctrl_credits += h.ctrl_credits;
-	if (h.type == FM_MSG_CREDIT) {
+	if (h.type == FM_TMSG_CREDIT) {
 		ep->t->ops->msg_repost(ep, slot);
 		ep->ret_ctrl_credits++;
 		return;
@@ -650,7 +650,7 @@ void fm__ep_rx(struct fm_ep *ep, uint32_t slot, const uint8_t *buf, size_t len)
 		return;
 	}
 	ep->rxq[(ep->rxq_head + ep->rxq_count) % ep->rxq_cap] = (struct fm_rx_entry){
-		.slot = slot, .len = h.len, .payload = buf + FM_MSG_HDR_SIZE};
+		.slot = slot, .len = h.len, .payload = buf + FM_TMSG_HDR_SIZE};
 	ep->rxq_count++;
 }
 
@@ -728,7 +728,7 @@ int fm_ep_send(struct fm_ep *ep, const void *buf, size_t len, unsigned flags)
 			if (ret)
 				return ret;
 		}
-		ret = ep_post(ep, FM_MSG_DATA, buf, len);
+		ret = ep_post(ep, FM_TMSG_DATA, buf, len);
 		if (ret != -EAGAIN)
 			break;
 		/* credit but no free send buffer: completions pending */

@@ -41,33 +41,36 @@
 /* --------------------------------------------------------------- wire */
 
 /*
- * Message header, little-endian, 16 bytes, in front of every message:
- *   0  le16 magic   FM_MSG_MAGIC
- *   2  u8   version FM_WIRE_VERSION
- *   3  u8   type    FM_MSG_DATA / FM_MSG_CREDIT
+ * Transport message header (FM_TMSG_*; not to be confused with the protocol's
+ * FM_MSG_* message types of wire.h, which travel inside as payload),
+ * little-endian, 16 bytes, in front of every message:
+ *   0  le16 magic   FM_TMSG_MAGIC
+ *   2  u8   version FM_TRANSPORT_WIRE_VERSION
+ *   3  u8   type    FM_TMSG_DATA / FM_TMSG_CREDIT
  *   4  le32 len     payload bytes that follow
  *   8  le16 credits        data receive buffers freed since the last message
  *  10  le16 ctrl_credits   control receive buffers freed since the last message
  *  12  le32 reserved (0)
  */
-#define FM_MSG_MAGIC 0x4d46u /* "FM" */
-#define FM_WIRE_VERSION 1u
-#define FM_MSG_DATA 1u
-#define FM_MSG_CREDIT 2u
-#define FM_MSG_HDR_SIZE 16u
+#define FM_TMSG_MAGIC 0x4d46u /* "FM" */
+/* version of both transport formats: this header, the connection private data */
+#define FM_TRANSPORT_WIRE_VERSION 1u
+#define FM_TMSG_DATA 1u
+#define FM_TMSG_CREDIT 2u
+#define FM_TMSG_HDR_SIZE 16u
 
-struct fm_msg_hdr {
+struct fm_tmsg_hdr {
 	uint8_t type;
 	uint32_t len;
 	uint16_t credits;
 	uint16_t ctrl_credits;
 };
 
-void fm__msg_hdr_encode(const struct fm_msg_hdr *h, uint8_t out[FM_MSG_HDR_SIZE]);
-/* fm__msg_hdr_decode -- checks in order: size (-EPROTO "short"), magic
+void fm__tmsg_hdr_encode(const struct fm_tmsg_hdr *h, uint8_t out[FM_TMSG_HDR_SIZE]);
+/* fm__tmsg_hdr_decode -- checks in order: size (-EPROTO "short"), magic
  * (-EPROTO), version (-EPROTONOSUPPORT), type (-EPROTO), reserved (-EPROTO),
  * len vs. bytes (-EMSGSIZE). */
-int fm__msg_hdr_decode(const uint8_t *in, size_t n, struct fm_msg_hdr *h);
+int fm__tmsg_hdr_decode(const uint8_t *in, size_t n, struct fm_tmsg_hdr *h);
 
 /*
  * Connection private data (verbs: rdma_connect/rdma_accept private data,

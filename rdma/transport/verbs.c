@@ -463,7 +463,7 @@ static int v_ep_resources(struct v_ep *ve, struct v_transport *vt)
 			      vt->t.device);
 	ve->nrx = ve->ep.rx_data + ve->ep.rx_ctrl;
 	ve->ntx = ve->nrx;
-	ve->slot_size = FM_MSG_HDR_SIZE + ve->ep.msg_size;
+	ve->slot_size = FM_TMSG_HDR_SIZE + ve->ep.msg_size;
 	ve->cc = ibv_create_comp_channel(vt->ctx);
 	if (ve->cc == NULL)
 		return fm_err(-errno, "ibv_create_comp_channel: %s", strerror(errno));
