@@ -139,12 +139,12 @@ struct fm_ownerd {
 
 /* ------------------------------------------------------------- logging */
 
-static enum fm_log_level g_level = FM_LOG_INFO;
+static enum fm_loglvl g_level = FM_LOGLVL_INFO;
 
-static void od_log(enum fm_log_level lv, const char *fmt, ...)
+static void od_log(enum fm_loglvl lv, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-static void od_log(enum fm_log_level lv, const char *fmt, ...)
+static void od_log(enum fm_loglvl lv, const char *fmt, ...)
 {
 	static const char *const names[] = { "error", "warn", "info", "debug" };
 	struct timespec ts;
@@ -284,13 +284,13 @@ int fm_ownerd_cfg_parse_line(struct fm_ownerd_cfg *cfg, const char *line)
 		cfg->key_len = (size_t)rc;
 	} else if (!strcmp(k, "log_level")) {
 		if (!strcmp(v, "err") || !strcmp(v, "error"))
-			cfg->log_level = FM_LOG_ERR;
+			cfg->log_level = FM_LOGLVL_ERR;
 		else if (!strcmp(v, "warn"))
-			cfg->log_level = FM_LOG_WARN;
+			cfg->log_level = FM_LOGLVL_WARN;
 		else if (!strcmp(v, "info"))
-			cfg->log_level = FM_LOG_INFO;
+			cfg->log_level = FM_LOGLVL_INFO;
 		else if (!strcmp(v, "debug"))
-			cfg->log_level = FM_LOG_DEBUG;
+			cfg->log_level = FM_LOGLVL_DEBUG;
 		else
 			return fm_err(-EINVAL, "config: log_level '%s'", v);
 	} else {
@@ -398,7 +398,7 @@ static void conn_lost(struct fm_ownerd *d, struct od_conn *c, const char *why)
 
 	if (c->lost)
 		return;
-	od_log(FM_LOG_INFO, "conn %" PRIu64 ": down (%s)", id, why);
+	od_log(FM_LOGLVL_INFO, "conn %" PRIu64 ": down (%s)", id, why);
 	c->lost = true;
 	if (fm_owner_disconnected(d->o, id, now_ms()) < 0 && (c = conn_find(d, id)))
 		conn_drop(d, c);
@@ -492,7 +492,7 @@ static int map_attach(struct fm_ownerd *d, uint64_t id)
 	if (rc)
 		goto out_lk;
 	m->used = true;
-	od_log(FM_LOG_INFO, "map %" PRIu64 ": serving, %s, generation %" PRIu64
+	od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": serving, %s, generation %" PRIu64
 	       ", %" PRIu64 " grains, %" PRIu64 " split", id,
 	       fm_map_state_name(info.map.state), info.map.generation,
 	       info.map.geom.grain_count, info.split_count);
@@ -590,7 +590,7 @@ static void map_complete(struct fm_ownerd *d, struct od_map *m)
 		return;
 	}
 	if (rc)
-		od_log(FM_LOG_ERR, "map %" PRIu64 ": %s", m->id, fm_errormsg());
+		od_log(FM_LOGLVL_ERR, "map %" PRIu64 ": %s", m->id, fm_errormsg());
 	/* whatever happened, serve what the store now says */
 	if (fm_store_map_get(d->store, m->id, &info) == 0) {
 		if (info.map.generation != m->d.generation)
@@ -598,8 +598,8 @@ static void map_complete(struct fm_ownerd *d, struct od_map *m)
 		desc_from_store(m, &info.map);
 	}
 	if (fm_owner_map_update(d->o, &m->d)) /* 5. MAP_GRANT */
-		od_log(FM_LOG_ERR, "map %" PRIu64 ": update: %s", m->id, fm_errormsg());
-	od_log(FM_LOG_INFO, "map %" PRIu64 ": now %s, generation %" PRIu64, m->id,
+		od_log(FM_LOGLVL_ERR, "map %" PRIu64 ": update: %s", m->id, fm_errormsg());
+	od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": now %s, generation %" PRIu64, m->id,
 	       fm_map_state_name((enum fm_map_state)m->d.state), m->d.generation);
 	if (rc == 0)
 		ctl_show(d, fd, m);
@@ -627,7 +627,7 @@ static int ctl_map_op(struct fm_ownerd *d, int fd, uint64_t id, enum od_pend op)
 	rc = fm_owner_map_revoke(d->o, id, reason[op], now_ms());
 	if (rc)
 		return rc;
-	od_log(FM_LOG_INFO, "map %" PRIu64 ": revoking confirmations", id);
+	od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": revoking confirmations", id);
 	m->pend = op;
 	m->pend_fd = fd;
 	return 1; /* answer later */
@@ -699,7 +699,7 @@ static int ctl_exec(struct fm_ownerd *d, int fd, char *line)
 		av[ac++] = tok;
 	if (ac == 0)
 		return fm_err(-EINVAL, "empty command");
-	od_log(FM_LOG_DEBUG, "control: %s", av[0]);
+	od_log(FM_LOGLVL_DEBUG, "control: %s", av[0]);
 	if (ac >= 2 && parse_u64(av[1], &id) && strcmp(av[0], "map-create"))
 		return fm_err(-EINVAL, "bad mapping id '%s'", av[1]);
 	if (!strcmp(av[0], "status") || !strcmp(av[0], "maps"))
@@ -834,7 +834,7 @@ static void exec_send(struct fm_ownerd *d, const struct fm_action *a)
 		}
 	}
 	if (c->outq_count >= OD_OUTQ_MAX || outq_push(c, a->u.msg.buf, a->u.msg.len)) {
-		od_log(FM_LOG_WARN, "conn %" PRIu64 ": peer does not drain its messages",
+		od_log(FM_LOGLVL_WARN, "conn %" PRIu64 ": peer does not drain its messages",
 		       c->id);
 		conn_lost(d, c, "send queue overflow");
 	}
@@ -869,7 +869,7 @@ static void exec_local(struct fm_ownerd *d, const struct fm_action *a, uint64_t 
 	int rc = 0;
 
 	if (a->conn != FM_CONN_LOCAL || !m) {
-		od_log(FM_LOG_ERR, "%s on conn %" PRIu64 ": not our memory",
+		od_log(FM_LOGLVL_ERR, "%s on conn %" PRIu64 ": not our memory",
 		       fm_action_type_name(a->type), a->conn);
 		(void)fm_owner_op_done(d->o, a->op_id, -EINVAL, 0, NULL, 0, now);
 		return;
@@ -879,7 +879,7 @@ static void exec_local(struct fm_ownerd *d, const struct fm_action *a, uint64_t 
 		rc = fm_ep_cas(d->self, is_locks ? &m->lkd : &m->bmd, a->u.io.offset,
 			       a->u.io.compare, a->u.io.swap, &old);
 		if (rc)
-			od_log(FM_LOG_ERR, "loopback CAS: %s", fm_errormsg());
+			od_log(FM_LOGLVL_ERR, "loopback CAS: %s", fm_errormsg());
 		(void)fm_owner_op_done(d->o, a->op_id, rc, old, NULL, 0, now);
 		return;
 	}
@@ -906,7 +906,7 @@ static void exec_local(struct fm_ownerd *d, const struct fm_action *a, uint64_t 
 /* the fence of c is complete: no operation of its peer can land any more */
 static void fence_done(struct fm_ownerd *d, struct od_conn *c, uint64_t op_id, uint64_t now)
 {
-	od_log(FM_LOG_INFO, "conn %" PRIu64 ": fenced", c->id);
+	od_log(FM_LOGLVL_INFO, "conn %" PRIu64 ": fenced", c->id);
 	conn_drop(d, c);
 	(void)fm_owner_op_done(d->o, op_id, 0, 0, NULL, 0, now);
 }
@@ -919,7 +919,7 @@ static void fence_failed(struct fm_ownerd *d, struct od_conn *c)
 	(void)d;
 	c->fencing = false;
 	c->fence_failed = true;
-	od_log(FM_LOG_ERR, "conn %" PRIu64 ": FENCE FAILED: %s -- its lock words stay HELD "
+	od_log(FM_LOGLVL_ERR, "conn %" PRIu64 ": FENCE FAILED: %s -- its lock words stay HELD "
 	       "and its grants count; stop that process by hand, then restart the owner",
 	       c->id, fm_errormsg());
 }
@@ -941,7 +941,7 @@ static void retry_fences(struct fm_ownerd *d, uint64_t now)
 			continue;
 		}
 		if (rc == -ETIMEDOUT) {
-			od_log(FM_LOG_WARN, "conn %" PRIu64 ": fence pending: %s", c->id,
+			od_log(FM_LOGLVL_WARN, "conn %" PRIu64 ": fence pending: %s", c->id,
 			       fm_errormsg());
 		} else {
 			fence_failed(d, c);
@@ -986,20 +986,20 @@ static void exec_notify(struct fm_ownerd *d, const struct fm_notify *n)
 
 	switch (n->type) {
 	case FM_NOTE_SESSION_UP:
-		od_log(FM_LOG_INFO, "client %u: session up", n->client_id);
+		od_log(FM_LOGLVL_INFO, "client %u: session up", n->client_id);
 		break;
 	case FM_NOTE_SESSION_DOWN:
-		od_log(FM_LOG_INFO, "client %u: session down (status %d), locks reclaimed",
+		od_log(FM_LOGLVL_INFO, "client %u: session down (status %d), locks reclaimed",
 		       n->client_id, n->status);
 		break;
 	case FM_NOTE_REVOKED:
-		od_log(FM_LOG_INFO, "map %" PRIu64 ": revoked", n->map_id);
+		od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": revoked", n->map_id);
 		m = map_find(d, n->map_id);
 		if (m && m->pend)
 			map_complete(d, m);
 		break;
 	default:
-		od_log(FM_LOG_DEBUG, "note %d", n->type);
+		od_log(FM_LOGLVL_DEBUG, "note %d", n->type);
 		break;
 	}
 }
@@ -1037,7 +1037,7 @@ static int persist_batch(struct fm_ownerd *d, uint64_t now)
 				if (rc < 0) {
 					status[i] = (rc == -ESTALE || rc == -EPERM ||
 						     rc == -ENOENT) ? -ESTALE : -EIO;
-					od_log(FM_LOG_WARN, "persist map %" PRIu64 " grains [%"
+					od_log(FM_LOGLVL_WARN, "persist map %" PRIu64 " grains [%"
 					       PRIu64 ", %" PRIu64 "]: %s", a->u.persist.map_id,
 					       first, end, fm_errormsg());
 					break;
@@ -1051,7 +1051,7 @@ static int persist_batch(struct fm_ownerd *d, uint64_t now)
 	/* 3. one drain/msync for all of them */
 	crc = fm_store_split_commit(d->store);
 	if (crc < 0)
-		od_log(FM_LOG_ERR, "split commit failed: %s", fm_errormsg());
+		od_log(FM_LOGLVL_ERR, "split commit failed: %s", fm_errormsg());
 	for (size_t i = 0; i < d->npersist; i++) {
 		const struct fm_action *a = &d->persist[i];
 		struct od_map *m = map_find(d, a->u.persist.map_id);
@@ -1067,7 +1067,7 @@ static int persist_batch(struct fm_ownerd *d, uint64_t now)
 	/* 5. acks */
 	for (size_t i = 0; i < d->npersist; i++)
 		(void)fm_owner_op_done(d->o, d->persist[i].op_id, status[i], 0, NULL, 0, now);
-	od_log(FM_LOG_DEBUG, "group commit: %zu persists, %d bits", d->npersist, crc);
+	od_log(FM_LOGLVL_DEBUG, "group commit: %zu persists, %d bits", d->npersist, crc);
 	d->npersist = 0;
 	return crc < 0 ? crc : 0;
 }
@@ -1138,7 +1138,7 @@ static void accept_all(struct fm_ownerd *d)
 		if (rc == -ETIMEDOUT || rc == -EAGAIN)
 			return;
 		if (rc) {
-			od_log(FM_LOG_WARN, "accept: %s", fm_errormsg());
+			od_log(FM_LOGLVL_WARN, "accept: %s", fm_errormsg());
 			return;
 		}
 		if (d->nconns == d->cap_conns) {
@@ -1156,9 +1156,9 @@ static void accept_all(struct fm_ownerd *d)
 		memset(c, 0, sizeof(*c));
 		c->id = ++d->next_conn;
 		c->ep = ep;
-		od_log(FM_LOG_INFO, "conn %" PRIu64 ": up", c->id);
+		od_log(FM_LOGLVL_INFO, "conn %" PRIu64 ": up", c->id);
 		if (fm_owner_connected(d->o, c->id, now_ms())) {
-			od_log(FM_LOG_ERR, "owner_connected: %s", fm_errormsg());
+			od_log(FM_LOGLVL_ERR, "owner_connected: %s", fm_errormsg());
 			conn_drop(d, c);
 		}
 	}
@@ -1205,7 +1205,7 @@ int fm_ownerd_run(struct fm_ownerd *d)
 	size_t cap = 0;
 	struct pollfd *pfd = NULL;
 
-	od_log(FM_LOG_INFO, "serving on %s", d->cfg.listen);
+	od_log(FM_LOGLVL_INFO, "serving on %s", d->cfg.listen);
 	while (!atomic_load_explicit(&d->stopping, memory_order_relaxed)) {
 		size_t n = 0, base;
 		uint64_t cnt;
@@ -1274,7 +1274,7 @@ int fm_ownerd_run(struct fm_ownerd *d)
 		drain_actions(d);
 	}
 	free(pfd);
-	od_log(FM_LOG_INFO, "stopping");
+	od_log(FM_LOGLVL_INFO, "stopping");
 	return 0;
 }
 
@@ -1323,15 +1323,15 @@ int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
 		scfg.max_grains = cfg->pool_max_grains ? cfg->pool_max_grains : 1u << 20;
 		rc = fm_store_create(&d->store, cfg->pmem_path, &scfg);
 		if (!rc)
-			od_log(FM_LOG_INFO, "created pool %s (%u mappings x %" PRIu64 " grains)",
+			od_log(FM_LOGLVL_INFO, "created pool %s (%u mappings x %" PRIu64 " grains)",
 			       cfg->pmem_path, scfg.max_mappings, scfg.max_grains);
 	}
 	if (rc) {
-		od_log(FM_LOG_ERR, "store %s: %s", cfg->pmem_path, fm_errormsg());
+		od_log(FM_LOGLVL_ERR, "store %s: %s", cfg->pmem_path, fm_errormsg());
 		goto out_free;
 	}
 	fm_store_stats(d->store, &ss);
-	od_log(FM_LOG_INFO, "store %s: persistence %s (is_pmem %d), view %s, %u mappings",
+	od_log(FM_LOGLVL_INFO, "store %s: persistence %s (is_pmem %d), view %s, %u mappings",
 	       cfg->pmem_path, ss.persist_mode, ss.is_pmem, fm_store_view_name(ss.view),
 	       ss.mappings);
 
@@ -1389,7 +1389,7 @@ int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
 			goto out_fds;
 		d->ctl_fd = rc;
 	}
-	od_log(FM_LOG_INFO, "listening on %s (%s), clients %u-%u, lease %u ms%s%s",
+	od_log(FM_LOGLVL_INFO, "listening on %s (%s), clients %u-%u, lease %u ms%s%s",
 	       cfg->listen, tcfg.provider, d->cfg.client_first, d->cfg.client_last,
 	       d->cfg.lease_ms, cfg->control_path ? ", control " : "",
 	       cfg->control_path ? cfg->control_path : "");

@@ -64,7 +64,7 @@ static const struct option opts[] = {
 
 int main(int argc, char **argv)
 {
-	struct fm_ownerd_cfg cfg = { .log_level = FM_LOG_INFO };
+	struct fm_ownerd_cfg cfg = { .log_level = FM_LOGLVL_INFO };
 	struct sigaction sa = { .sa_handler = on_signal };
 	const char *sopts = "c:l:t:d:p:C:k:L:i:v:h";
 	int c, rc = 0;

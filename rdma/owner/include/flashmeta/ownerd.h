@@ -52,11 +52,11 @@
 
 struct fm_ownerd;
 
-enum fm_log_level {
-	FM_LOG_ERR = 0,
-	FM_LOG_WARN = 1,
-	FM_LOG_INFO = 2,
-	FM_LOG_DEBUG = 3,
+enum fm_loglvl {
+	FM_LOGLVL_ERR = 0,
+	FM_LOGLVL_WARN = 1,
+	FM_LOGLVL_INFO = 2,
+	FM_LOGLVL_DEBUG = 3,
 };
 
 struct fm_ownerd_cfg {
@@ -72,7 +72,7 @@ struct fm_ownerd_cfg {
 	uint32_t client_last;
 	uint8_t key[FM_KEY_MAX];  /* shared key for every client */
 	size_t key_len;           /* 1..64 */
-	enum fm_log_level log_level;
+	enum fm_loglvl log_level;
 };
 
 /*
