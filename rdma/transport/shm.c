@@ -26,7 +26,7 @@
  *            (release), fence, if the receiver is in event mode write its
  *            eventfd.  Consumer: load head (acquire), copy the slot out into
  *            a local receive buffer, store tail (release).  Credits (in
- *            transport.c) guarantee the ring never overflows; a full ring
+ *            msg.c) guarantee the ring never overflows; a full ring
  *            is a protocol error.
  *
  *   fence    the accepting side keeps a pidfd of the connecting process,

@@ -1,9 +1,16 @@
 /* transport_priv.h -- the provider ops table and the state every provider
  * shares (endpoint state, message credits, region checks).
  *
- * Layering:
- *   transport.c  public entry points, argument checks, the credit protocol,
- *                the wire header, blocking waits.  Provider-independent.
+ * Layering -- provider-independent, one job a file (public entry points,
+ * argument checks, then the provider's op):
+ *   transport.c  the provider registry and the transport object.
+ *   region.c     regions, their descriptors, random keys.
+ *   listener.c   listen, accept, loopback, connect.
+ *   endpoint.c   endpoint state, failure, fence; one-sided op checks.
+ *   msg.c        the credit protocol, messages, blocking waits.
+ *   codec.c      the message header and connection private data below.
+ *   time.c       monotonic milliseconds, deadlines.
+ * and the providers:
  *   shm.c        memfd arena + SPSC rings + unix-socket rendezvous.
  *   verbs.c      librdmacm + RC QPs.
  * Providers embed `struct fm_ep` / `struct fm_region` / ... as the first
@@ -216,9 +223,13 @@ void fm__ep_set_peer(struct fm_ep *ep, const struct fm_conn_priv *peer);
  * already CLOSED (the first reason wins).  Returns err. */
 int fm__ep_fail(struct fm_ep *ep, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* fm__ep_not_up -- the error an operation on a non-UP endpoint returns */
+int fm__ep_not_up(const struct fm_ep *ep);
+/* fm__ep_broke -- a failure that closed the endpoint during this call */
+int fm__ep_broke(const struct fm_ep *ep);
 /* fm__ep_rx -- a message arrived in receive slot `slot` */
 void fm__ep_rx(struct fm_ep *ep, uint32_t slot, const uint8_t *buf, size_t len);
-/* fm__ep_conn_priv -- our own private data */
+/* fm__conn_priv_local -- our own private data */
 void fm__conn_priv_local(const struct fm_transport *t, const void *hello, size_t hello_len,
 			 struct fm_conn_priv *p);
 
