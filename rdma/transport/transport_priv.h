@@ -11,7 +11,8 @@
  *   codec.c      the message header and connection private data below.
  *   time.c       monotonic milliseconds, deadlines.
  * and the providers:
- *   shm.c        memfd arena + SPSC rings + unix-socket rendezvous.
+ *   shm/         memfd arena + SPSC rings + unix-socket rendezvous + pidfd
+ *                fence (shm_priv.h lists the files).
  *   verbs.c      librdmacm + RC QPs.
  * Providers embed `struct fm_ep` / `struct fm_region` / ... as the first
  * member of their own structs and recover them with container_of.
