@@ -6,8 +6,9 @@
  *   fuzz_pmem_open_replay [ITERATIONS] [SEED]
  *
  * Each input is validated read-only (fm_pool_check); an input whose last
- * byte is odd first gets its superblock and slot checksums recomputed, so
- * mutations reach the checks behind the checksums.  Inputs that validate
+ * byte is odd first gets its superblock, log record, owner record and slot
+ * checksums and its applied word's check value recomputed, so mutations
+ * reach the checks behind the checksums.  Inputs that validate
  * are written to a file and opened for real (log replay included), then
  * validated again: open must leave a clean pool.
  */
@@ -41,6 +42,23 @@ static void fix_checksums(uint8_t *b, size_t n)
 	fm_le32_put(&sm.checksum, fm_sb_checksum(&sm));
 	memcpy(b, &sm, sizeof(sm));
 	fm_sb_decode(&sb, &sm);
+	if (n >= 2 * FM_BLOCK) {
+		struct fm_log_media lm;
+		static const uint8_t zero[192];
+		uint64_t seq;
+
+		memcpy(&lm, b + FM_LOG_OFF, sizeof(lm));
+		seq = fm_le64_get(&lm.applied_seq) & FM_SEQ_MAX;
+		fm_le64_put(&lm.applied_seq, fm_applied_encode(sb.incompat, seq));
+		for (int k = 0; k < 2; k++) {
+			if (memcmp(&lm.rec[k], zero, sizeof(lm.rec[k])))
+				fm_le32_put(&lm.rec[k].checksum, fm_log_checksum(&lm.rec[k]));
+			if (memcmp(&lm.owner[k], zero, sizeof(lm.owner[k])))
+				fm_le32_put(&lm.owner[k].checksum,
+					    fm_owner_checksum(&lm.owner[k]));
+		}
+		memcpy(b + FM_LOG_OFF, &lm, sizeof(lm));
+	}
 	for (uint64_t i = 0; i < sb.slot_count && i < FM_SLOTS_MAX; i++) {
 		uint64_t off = FM_TABLE_OFF + i * FM_SLOT_SIZE;
 		struct fm_slot_media slot;
@@ -89,6 +107,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 /* ---- seeds ----------------------------------------------------------- */
 
+/* with_pending: 0 a clean pool, 1 with a committed restart pending, 2 the
+ * clean pool in format 1.0 */
 static uint8_t *seed_pool(size_t *len, int with_pending)
 {
 	char path[600];
@@ -111,7 +131,9 @@ static uint8_t *seed_pool(size_t *len, int with_pending)
 	fm_store_close(&s);
 	b = fmt_read_file(path, len);
 	unlink(path);
-	if (with_pending) {
+	if (with_pending == 2) {
+		pe_downgrade_1_0(b); /* a format 1.0 pool */
+	} else if (with_pending) {
 		/* a committed restart record not yet applied */
 		struct fm_slot sl;
 		struct fm_log_rec r = { 0 };
@@ -134,7 +156,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (!dir)
 		return 0;
 	mkdir(dir, 0755);
-	for (int k = 0; k < 2; k++) {
+	for (int k = 0; k < 3; k++) {
 		size_t n;
 		uint8_t *b = seed_pool(&n, k);
 		snprintf(p, sizeof(p), "%s/seed-%d", dir, k);
@@ -153,15 +175,15 @@ int main(int argc, char **argv)
 {
 	unsigned long iters = argc > 1 ? strtoul(argv[1], NULL, 0) : 20000;
 	uint64_t rng = argc > 2 ? strtoull(argv[2], NULL, 0) : 42;
-	size_t len[2];
-	uint8_t *seed[2];
+	size_t len[3];
+	uint8_t *seed[3];
 
-	seed[0] = seed_pool(&len[0], 0);
-	seed[1] = seed_pool(&len[1], 1);
-	LLVMFuzzerTestOneInput(seed[0], len[0]);
-	LLVMFuzzerTestOneInput(seed[1], len[1]);
+	for (int k = 0; k < 3; k++) {
+		seed[k] = seed_pool(&len[k], k);
+		LLVMFuzzerTestOneInput(seed[k], len[k]);
+	}
 	for (unsigned long it = 0; it < iters; it++) {
-		int k = (int)(fmt_rand(&rng) & 1);
+		int k = (int)(fmt_rand(&rng) % 3);
 		size_t n = len[k];
 		uint8_t *b = malloc(n + 64);
 		memcpy(b, seed[k], n);
@@ -190,8 +212,8 @@ int main(int argc, char **argv)
 		free(b);
 	}
 	printf("ok: %lu mutated inputs\n", iters);
-	free(seed[0]);
-	free(seed[1]);
+	for (int k = 0; k < 3; k++)
+		free(seed[k]);
 	return 0;
 }
 #endif

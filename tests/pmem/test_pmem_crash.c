@@ -6,7 +6,9 @@
  * The child appends intents/acks to a MAP_SHARED anonymous log that
  * survives its death; an ack is written only after the call returned.
  * The same pool is carried across iterations, so kills also land inside
- * recovery of the previous kill.
+ * recovery of the previous kill.  Each child begins an owner incarnation
+ * first, as the owner daemon does, so kills also land inside owner record
+ * updates (crash_model.h checks the record is the old or the new one).
  */
 #include <signal.h>
 #include <sys/mman.h>
@@ -52,7 +54,7 @@ int main(int argc, char **argv)
 	char path[600], why[256];
 	struct shared_log *l;
 	struct cm c;
-	unsigned long kills_mid_op = 0;
+	unsigned long kills_mid_op = 0, kills_mid_owner = 0;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--iterations") && i + 1 < argc)
@@ -111,8 +113,11 @@ int main(int argc, char **argv)
 		for (uint64_t k = 0; k < n; k++)
 			cm_feed(&c, &l->rec[k]);
 		if (n && (l->rec[n - 1].type == CM_INTENT_TR ||
-			  l->rec[n - 1].type == CM_INTENT_SPLIT))
+			  l->rec[n - 1].type == CM_INTENT_SPLIT ||
+			  l->rec[n - 1].type == CM_INTENT_OWNER))
 			kills_mid_op++;
+		if (n && l->rec[n - 1].type == CM_INTENT_OWNER)
+			kills_mid_owner++;
 		if (cm_verify(&c, path, why, sizeof(why))) {
 			fprintf(stderr, "iteration %lu (seed %" PRIu64 "): %s\n",
 				it, seed, why);
@@ -120,7 +125,8 @@ int main(int argc, char **argv)
 		}
 		cm_adopt(&c, path);
 	}
-	printf("ok: %lu kills, %lu inside an operation\n", iters, kills_mid_op);
+	printf("ok: %lu kills, %lu inside an operation (%lu inside an owner record"
+	       " update)\n", iters, kills_mid_op, kills_mid_owner);
 	unlink(path);
 	return 0;
 }

@@ -38,6 +38,8 @@ static struct {
 	int failed;
 	int skip_commit_drain;
 	int in_commit;
+	int in_owner;   /* inside an owner record update */
+	unsigned long owner_images;
 } sh;
 
 static void on_flush(void *arg, const struct fm_persist *p, size_t off, size_t len)
@@ -74,6 +76,7 @@ static void crash_image(const struct fm_persist *p)
 		exit(1);
 	}
 	free(img);
+	sh.owner_images += sh.in_owner;
 	sh.busy = 1;
 	if (cm_verify(sh.model, sh.img_path, why, sizeof(why))) {
 		fprintf(stderr, "crash image %lu (drain %lu): %s\n", sh.images,
@@ -103,6 +106,7 @@ static void emit_model(void *arg, const struct cm_rec *r)
 {
 	cm_feed(arg, r);
 	sh.in_commit = r->type == CM_INTENT_SPLIT;
+	sh.in_owner = r->type == CM_INTENT_OWNER;
 }
 
 int main(int argc, char **argv)
@@ -159,7 +163,7 @@ int main(int argc, char **argv)
 	fm_persist_set_hooks(NULL);
 	unlink(sh.img_path);
 	unlink(path);
-	printf("%s: %lu drains, %lu crash images\n", sh.failed ? "FAILED" : "ok",
-	       sh.drains, sh.images);
+	printf("%s: %lu drains, %lu crash images (%lu inside an owner record update)\n",
+	       sh.failed ? "FAILED" : "ok", sh.drains, sh.images, sh.owner_images);
 	return sh.failed;
 }

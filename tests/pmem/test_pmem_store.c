@@ -908,6 +908,142 @@ static void format_1_1__new_pools__incompat_bits_set(void **state)
 	unlink(path);
 }
 
+/* ---- owner incarnations ---------------------------------------------- */
+
+static void owner_expect(struct fm_store *s, uint64_t inc, uint32_t hold)
+{
+	struct fm_store_owner_info oi;
+
+	assert_int_equal(fm_store_owner_get(s, &oi), 0);
+	assert_true(oi.known);
+	assert_int_equal(oi.incarnation, inc);
+	assert_int_equal(oi.hold_ms, hold);
+}
+
+static void owner__begin_settle__incarnations_and_hold(void **state)
+{
+	char path[600];
+	size_t len;
+	struct fm_store *s;
+	struct fm_store_owner_info prev;
+	uint64_t inc;
+
+	free(golden_pool(fmt_path(path, sizeof(path), "owner"), &len));
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	owner_expect(s, 0, 0); /* no owner ever served */
+	assert_int_equal(fm_store_owner_settle(s, 10), -EINVAL); /* not begun */
+	assert_int_equal(fm_store_owner_begin(s, 3000, &prev, &inc), 0);
+	assert_true(prev.known);
+	assert_int_equal(prev.incarnation, 0);
+	assert_int_equal(prev.hold_ms, 0);
+	assert_int_equal(inc, 1);
+	owner_expect(s, 1, 3000);
+	assert_int_equal(fm_store_owner_begin(s, 3000, &prev, &inc), -EALREADY);
+	assert_int_equal(fm_store_owner_settle(s, 1000), 0);
+	owner_expect(s, 1, 1000);
+	fm_store_close(&s);
+
+	/* the next incarnation: hold is the larger of the old and the new
+	 * until it settles */
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	owner_expect(s, 1, 1000);
+	assert_int_equal(fm_store_owner_begin(s, 500, &prev, &inc), 0);
+	assert_int_equal(prev.incarnation, 1);
+	assert_int_equal(prev.hold_ms, 1000);
+	assert_int_equal(inc, 2);
+	owner_expect(s, 2, 1000);
+	assert_int_equal(fm_store_owner_settle(s, 500), 0);
+	owner_expect(s, 2, 500);
+	fm_store_close(&s);
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	owner_expect(s, 2, 500);
+	assert_int_equal(fm_store_owner_begin(s, 9000, &prev, &inc), 0);
+	owner_expect(s, 3, 9000);
+	fm_store_close(&s);
+	unlink(path);
+}
+
+/* Images between `old` and `neu` (which differ only in owner words): each
+ * subset of the changed 8-byte words.  All must open with old's record,
+ * or neu's when every changed word landed. */
+static void torn_owner_images(const uint8_t *old, const uint8_t *neu, size_t len,
+			      const char *img_path)
+{
+	struct fm_check co, cn;
+	size_t words[8], nw = 0;
+
+	assert_int_equal(fm_pool_check(old, len, &co, NULL), 0);
+	assert_int_equal(fm_pool_check(neu, len, &cn, NULL), 0);
+	assert_int_equal(cn.owner.seq, co.owner.seq + 1);
+	assert_int_not_equal(cn.owner_copy, co.owner_copy);
+	for (size_t w = 0; w < len; w += 8) {
+		if (memcmp(old + w, neu + w, 8)) {
+			assert_true(w >= FM_LOG_OFF + FM_LOG_OWNER_OFF &&
+				    w < FM_LOG_OFF + FM_LOG_USED_LEN);
+			assert_true(nw < 8);
+			words[nw++] = w;
+		}
+	}
+	assert_true(nw > 0);
+	for (unsigned mask = 0; mask < (1u << nw); mask++) {
+		const struct fm_owner *want = mask == (1u << nw) - 1 ? &cn.owner : &co.owner;
+		struct fm_store_owner_info oi;
+		struct fm_store *s;
+		uint8_t *img = malloc(len);
+
+		memcpy(img, old, len);
+		for (size_t k = 0; k < nw; k++)
+			if (mask & (1u << k))
+				memcpy(img + words[k], neu + words[k], 8);
+		assert_int_equal(fmt_write_file(img_path, img, len), 0);
+		if (fm_store_open(&s, img_path, NULL))
+			fail_msg("torn mask 0x%x: %s", mask, fm_errormsg());
+		fm_store_owner_get(s, &oi);
+		if (oi.incarnation != want->incarnation || oi.hold_ms != want->hold_ms)
+			fail_msg("torn mask 0x%x: record %" PRIu64 "/%u, want %" PRIu64
+				 "/%u", mask, oi.incarnation, oi.hold_ms,
+				 want->incarnation, want->hold_ms);
+		fm_store_close(&s);
+		free(img);
+	}
+}
+
+/*
+ * Every torn write of an owner update: the copy being written holds any
+ * subset of its new 8-byte words (failure-atomic stores), the rest old.
+ * The first begin writes over a zero copy; every later update over the
+ * record before the current one.
+ */
+static void owner__every_torn_write__old_or_new(void **state)
+{
+	char path[600], img_path[600];
+	size_t len, l2;
+	struct fm_store *s;
+	struct fm_store_owner_info prev;
+	uint64_t inc;
+	uint8_t *old, *neu;
+
+	free(golden_pool(fmt_path(path, sizeof(path), "otorn"), &len));
+	fmt_path(img_path, sizeof(img_path), "otorn-img");
+	for (uint32_t round = 0; round < 3; round++) {
+		assert_int_equal(fm_store_open(&s, path, NULL), 0);
+		old = fmt_read_file(path, &l2);
+		assert_int_equal(fm_store_owner_begin(s, 100 + round, &prev, &inc), 0);
+		neu = fmt_read_file(path, &l2);
+		torn_owner_images(old, neu, len, img_path);
+		free(old);
+		old = neu;
+		assert_int_equal(fm_store_owner_settle(s, 7 + round), 0);
+		neu = fmt_read_file(path, &l2);
+		torn_owner_images(old, neu, len, img_path);
+		free(old);
+		free(neu);
+		fm_store_close(&s);
+	}
+	unlink(img_path);
+	unlink(path);
+}
+
 /* ---- exclusive use and file types ------------------------------------ */
 
 static int open_in_child(const char *path)
@@ -1042,6 +1178,8 @@ int main(void)
 		cmocka_unit_test(open__applied_word_flipped__refused_bits_kept),
 		cmocka_unit_test(legacy_1_0__opens_works_stays_1_0__owner_unknown),
 		cmocka_unit_test(format_1_1__new_pools__incompat_bits_set),
+		cmocka_unit_test(owner__begin_settle__incarnations_and_hold),
+		cmocka_unit_test(owner__every_torn_write__old_or_new),
 		cmocka_unit_test(open__pool_in_use__ebusy_until_closed),
 		cmocka_unit_test(open__not_a_pool_file__refused_without_blocking),
 		cmocka_unit_test(create__exists_and_bad_config),
