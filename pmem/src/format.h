@@ -338,7 +338,9 @@ struct fm_check {
  *                     (LOG_AB); a valid record whose seq is neither the
  *                     applied one, its successor nor (LOG_AB) its
  *                     predecessor; a pending record's op, slot, reserved
- *                     bytes, in-use count or slot image
+ *                     bytes, in-use count or slot image; a pending
+ *                     create whose slot holds a record that is neither
+ *                     zero nor (word by word) its image
  *   -EBADE            owner record (OWNER): neither copy valid, or two
  *                     valid copies that cannot follow one another
  *   then each slot in index order:

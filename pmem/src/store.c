@@ -27,8 +27,14 @@
  * a time (__split_word); the commit flushes each dirty cache line once,
  * drains once, and publishes each dirty word to the mirror with one store.
  *
- * Mapping operations are redo-logged (one record, see log_commit()); split
- * bits need no log: setting a bit is one failure-atomic 8-byte store.
+ * Mapping operations are redo-logged (one record, see __log_commit()); split
+ * bits need no log: setting a bit is one failure-atomic 8-byte store.  The
+ * owner record (fm_store_owner_*) has two copies and is updated by writing
+ * the one that does not hold it (__owner_write).
+ *
+ * The pool file is opened and locked by pool_file.c before anything is
+ * read (one writer per pool); the descriptor, and so the lock, lives in
+ * s->pf until store_free.
  */
 #include <errno.h>
 #include <endian.h>

@@ -35,8 +35,25 @@
  * one internal mutex, held for the duration of each call (so a commit or a
  * transition blocks concurrent split_set calls for one msync/drain).
  *
+ * Exclusive use: a store handle holds an exclusive open-file-description
+ * lock (fcntl F_OFD_SETLK, F_WRLCK, whole file) on the pool file from
+ * create/open until close, so a second owner, or a writing
+ * `flashmeta-pmem` command, gets -EBUSY instead of silently writing the
+ * same pool.  The lock never waits.  It is advisory (only flashmeta takes
+ * it), is shared with a child that inherits the descriptor across fork()
+ * (dropped on exec), and on a devdax device locks the device node's inode
+ * (a second node for the same device is not excluded); if fcntl refuses
+ * the lock on some device, create/open fail rather than go on without it.
+ * Read-only tools (`flashmeta-pmem check`, `dump`) take no lock.
+ *
+ * Formats: create writes format 1.1 (self-checking applied word, log
+ * records with the count of slots in use, owner record).  Format 1.0 pools
+ * are opened and written as 1.0; they have no owner record.
+ *
  * Errors: 0 (or a count) on success, a negative errno on failure with
- * detail in fm_errormsg().
+ * detail in fm_errormsg().  Every logged mapping operation (create, delete,
+ * transition, restart) may also return -EOVERFLOW once a format 1.1 pool
+ * has logged 2^48 - 1 operations (its applied word holds no more).
  */
 #ifndef FLASHMETA_PMEM_STORE_H
 #define FLASHMETA_PMEM_STORE_H
@@ -94,40 +111,61 @@ struct fm_store_map_info {
 /*
  * fm_store_create -- create a new pool at `path` (must not exist, or be a
  * devdax device which is then overwritten) sized for cfg->max_mappings
- * mappings of up to cfg->max_grains grains each, and open it.
- * Returns 0 and *out, or -EINVAL (bad config), -EEXIST, -ENOMEM, or an errno
- * from mapping/persisting the file.  Blocks (writes and persists the pool).
+ * mappings of up to cfg->max_grains grains each, and open it, holding the
+ * exclusive lock (above) until fm_store_close.
+ * Returns 0 and *out, or -EINVAL (bad config), -EEXIST (path exists and is
+ * not a devdax device), -ENODEV / -EISDIR (a FIFO, socket, directory, block
+ * device or non-DAX character device: never opened for I/O), -EBUSY (a
+ * devdax device in use: "pool PATH in use by pid N" or "... by another
+ * process" in fm_errormsg()), -ENOMEM, or an errno from creating, mapping
+ * or persisting the file.  A failed create removes only a file it made.
+ * Blocks (writes and persists the pool); never waits for the lock.
  */
 int fm_store_create(struct fm_store **out, const char *path,
 		    const struct fm_store_config *cfg);
 
 /*
- * fm_store_open -- open an existing pool, validate it and complete any
- * operation a crash interrupted (see fm_pool_check order in the docs and
- * `flashmeta-pmem check`).  cfg may be NULL (view AUTO); its sizes are
- * ignored.  Returns 0 and *out, or:
+ * fm_store_open -- open an existing pool, take its exclusive lock (held
+ * until fm_store_close), validate it and complete any operation a crash
+ * interrupted (see fm_pool_check order in the docs and `flashmeta-pmem
+ * check`).  cfg may be NULL (view AUTO); its sizes are ignored.  Returns 0
+ * and *out, or, in this order:
  *   -ENOENT/-EACCES...  the file cannot be opened or mapped
+ *   -EISDIR, -ENODEV    a directory, or neither a regular file nor a
+ *                       device-DAX device (a FIFO is refused without
+ *                       blocking)
+ *   -EBUSY              another handle, in this or another process, has
+ *                       the pool open: "pool PATH in use by pid N" (or
+ *                       "by another process" when /proc/locks does not
+ *                       name the holder -- Linux shows -1 for OFD locks)
  *   -ENODATA            file shorter than a superblock or than its layout
  *   -EILSEQ             not a flashmeta pool (signature)
  *   -EBADMSG            superblock checksum
  *   -EPROTONOSUPPORT    unsupported major version
  *   -EOPNOTSUPP         unknown incompatible feature
  *   -EINVAL             inconsistent layout
- *   -ENOTRECOVERABLE    corrupt redo log record
+ *   -ENOTRECOVERABLE    log damage: padding, the applied word's check
+ *                       value, a missing applied record, a record with
+ *                       impossible content
+ *   -EBADE              owner record: no valid copy
  *   -EUCLEAN            mapping record checksum
- *   -EDOM               mapping record content
+ *   -EDOM               mapping record content, or a duplicate id
  *   -ERANGE             bitmap location, length or stray bits
+ *   -ENOTEMPTY          set bits in the bitmap area of a free slot
+ *   -EIDRM              slots in use differ from the log's count (a
+ *                       mapping record was zeroed)
  *   -ENOMEM
  * Nothing is written unless validation passes; nothing is repaired.
- * Blocks (reads the table and bitmaps; replays the log).
+ * Blocks (reads the table and all bitmaps; replays the log); never waits
+ * for the lock.
  */
 int fm_store_open(struct fm_store **out, const char *path,
 		  const struct fm_store_config *cfg);
 
 /*
- * fm_store_close -- commit pending splits, unmap and free; sets *sp = NULL.
- * NULL-safe.  Blocks for the final commit; an error there is lost (call
- * fm_store_split_commit first to see it).
+ * fm_store_close -- commit pending splits, unmap, release the pool's lock
+ * and free; sets *sp = NULL.  NULL-safe.  Blocks for the final commit; an
+ * error there is lost (call fm_store_split_commit first to see it).
  */
 void fm_store_close(struct fm_store **sp);
 
