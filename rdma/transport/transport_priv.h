@@ -13,7 +13,7 @@
  * and the providers:
  *   shm/         memfd arena + SPSC rings + unix-socket rendezvous + pidfd
  *                fence (shm_priv.h lists the files).
- *   verbs.c      librdmacm + RC QPs.
+ *   verbs/       librdmacm + RC QPs (verbs_priv.h lists the files).
  * Providers embed `struct fm_ep` / `struct fm_region` / ... as the first
  * member of their own structs and recover them with container_of.
  *
