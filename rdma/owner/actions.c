@@ -1,0 +1,319 @@
+/* actions.c -- executing what the owner's state machine asks for (the action
+ * table is in ownerd.h): SEND, local READ and CAS, PERSIST by group commit,
+ * FENCE, NOTIFY.
+ *
+ * Durability order of a split (group commit, one loop iteration):
+ *   1. drain every action; PERSIST actions are collected, not executed;
+ *   2. fm_store_split_set_range() for every range of every collected
+ *      PERSIST (a bitmap word at a time; nothing durable yet);
+ *   3. ONE fm_store_split_commit(): all of them durable (drain/msync);
+ *   4. copy the committed words from the store's MIRROR view into the
+ *      REMOTE_READ bitmap region (release stores) -- publish after durable;
+ *   5. fm_owner_op_done() for each: the state machine sends SPLIT_ACK.
+ * A crash before 3 loses bits nobody was told about; after 3 they are in
+ * the pool and are published again from the pool at the next start.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flashmeta/error.h"
+#include "flashmeta/pmem_store.h"
+#include "flashmeta/wire.h"
+#include "ownerd_priv.h"
+
+#define OD_OUTQ_MAX 1024   /* queued SENDs before a peer counts as stuck */
+#define OD_RANGE_PIECE (UINT64_C(1) << 30) /* grains per split_set_range call */
+#define OD_FENCE_WAIT_MS 1000 /* a fence blocks the loop at most this long
+			       * (shm: up to 300 ms for a live peer to close
+			       * when asked, then SIGKILL and its exit),
+			       * then the loop retries */
+
+static void exec_send(struct fm_ownerd *d, const struct fm_action *a)
+{
+	struct od_conn *c = od_conn_find(d, a->conn);
+	int rc;
+
+	if (!c || c->lost)
+		return; /* gone: the state machine learns it from the FENCE/disconnect */
+	if (c->outq_count == 0) {
+		rc = fm_ep_send(c->ep, a->u.msg.buf, a->u.msg.len, FM_NONBLOCK);
+		if (rc == 0)
+			return;
+		if (rc != -EAGAIN) {
+			od_conn_lost(d, c, fm_errormsg());
+			return;
+		}
+	}
+	if (c->outq_count >= OD_OUTQ_MAX || od_outq_push(c, a->u.msg.buf, a->u.msg.len)) {
+		od_log(FM_LOGLVL_WARN, "conn %" PRIu64 ": peer does not drain its messages",
+		       c->id);
+		od_conn_lost(d, c, "send queue overflow");
+	}
+}
+
+static void exec_local(struct fm_ownerd *d, const struct fm_action *a, uint64_t now)
+{
+	bool is_locks = false;
+	struct od_map *m = od_map_by_region(d, &a->u.io.region, &is_locks);
+	uint8_t buf[FM_WIRE_MAX_MSG];
+	uint64_t old = 0;
+	int rc = 0;
+
+	if (a->conn != FM_CONN_LOCAL || !m) {
+		od_log(FM_LOGLVL_ERR, "%s on conn %" PRIu64 ": not our memory",
+		       fm_action_type_name(a->type), a->conn);
+		(void)fm_owner_op_done(d->o, a->op_id, -EINVAL, 0, NULL, 0, now);
+		return;
+	}
+	if (a->type == FM_ACT_CAS) {
+		/* through the loopback endpoint: atomic against clients' CAS */
+		rc = fm_ep_cas(d->self, is_locks ? &m->lkd : &m->bmd, a->u.io.offset,
+			       a->u.io.compare, a->u.io.swap, &old);
+		if (rc)
+			od_log(FM_LOGLVL_ERR, "loopback CAS: %s", fm_errormsg());
+		(void)fm_owner_op_done(d->o, a->op_id, rc, old, NULL, 0, now);
+		return;
+	}
+	/* READ of our own region: acquire loads per word (transport.h allows) */
+	{
+		const struct fm_region *r = is_locks ? m->locks : m->bitmap;
+		const uint8_t *src = fm_region_ptr(r);
+		size_t len = a->u.io.len, off = a->u.io.offset;
+
+		if (len > sizeof(buf) || off > fm_region_len(r) || len > fm_region_len(r) - off ||
+		    off % 8 || len % 8) {
+			(void)fm_owner_op_done(d->o, a->op_id, -ERANGE, 0, NULL, 0, now);
+			return;
+		}
+		for (size_t i = 0; i < len; i += 8) {
+			uint64_t w = __atomic_load_n((const uint64_t *)(const void *)(src + off + i),
+						     __ATOMIC_ACQUIRE);
+			memcpy(buf + i, &w, 8);
+		}
+		(void)fm_owner_op_done(d->o, a->op_id, 0, 0, buf, len, now);
+	}
+}
+
+/* the fence of c is complete: no operation of its peer can land any more */
+static void fence_done(struct fm_ownerd *d, struct od_conn *c, uint64_t op_id, uint64_t now)
+{
+	od_log(FM_LOGLVL_INFO, "conn %" PRIu64 ": fenced", c->id);
+	od_conn_drop(d, c);
+	(void)fm_owner_op_done(d->o, op_id, 0, 0, NULL, 0, now);
+}
+
+/* the peer of c cannot be fenced: never report the FENCE, so the state
+ * machine never reclaims its lock words -- they stay held (safe: nobody
+ * else can take them) until an operator acts */
+static void fence_failed(struct fm_ownerd *d, struct od_conn *c)
+{
+	(void)d;
+	c->fencing = false;
+	c->fence_failed = true;
+	od_log(FM_LOGLVL_ERR, "conn %" PRIu64 ": FENCE FAILED: %s -- its lock words stay HELD "
+	       "and its grants count; stop that process by hand, then restart the owner",
+	       c->id, fm_errormsg());
+}
+
+/* complete the fences that can be: the peer closed, or its grace is over */
+void od_retry_fences(struct fm_ownerd *d, uint64_t now)
+{
+	for (size_t i = 0; i < d->nconns;) {
+		struct od_conn *c = &d->conns[i];
+		int rc;
+
+		if (!c->fencing) {
+			i++;
+			continue;
+		}
+		rc = fm_ep_fence(c->ep, OD_FENCE_WAIT_MS);
+		if (rc == 0) {
+			fence_done(d, c, c->fence_op, now); /* moves the last conn to i */
+			continue;
+		}
+		if (rc == -ETIMEDOUT) {
+			od_log(FM_LOGLVL_WARN, "conn %" PRIu64 ": fence pending: %s", c->id,
+			       fm_errormsg());
+		} else {
+			fence_failed(d, c);
+		}
+		i++;
+	}
+}
+
+/*
+ * FENCE: after op_done(0) no operation of that peer may land.  The
+ * transport guarantees it (fm_ep_fence: verbs destroys the QP; shm returns
+ * at once for a peer that closed -- it unmapped us before its BYE -- and
+ * otherwise kills the peer process through its pidfd and waits for its
+ * exit -- after asking it to close: a peer with a wrong key or a protocol
+ * error closes by itself, a stalled client is killed).  Only a 0 from
+ * fm_ep_fence is reported; -ETIMEDOUT is retried; anything else is fatal
+ * for that client's locks (fence_failed).  Progress: od_retry_fences, from
+ * every loop iteration.
+ */
+static void exec_fence(struct fm_ownerd *d, const struct fm_action *a, uint64_t now)
+{
+	struct od_conn *c = od_conn_find(d, a->conn);
+
+	if (!c) {
+		/* left the array only after a fence, or without a session */
+		(void)fm_owner_op_done(d->o, a->op_id, 0, 0, NULL, 0, now);
+		return;
+	}
+	if (c->fence_failed || c->fencing)
+		return; /* already failed loudly, or od_retry_fences completes it */
+	c->fencing = true;
+	c->fence_op = a->op_id;
+	if (!c->lost)
+		(void)od_outq_flush(c); /* let the BYE go out first */
+	c->lost = true;
+	od_retry_fences(d, now);
+}
+
+static void exec_notify(struct fm_ownerd *d, const struct fm_notify *n)
+{
+	struct od_map *m;
+
+	switch (n->type) {
+	case FM_NOTE_SESSION_UP:
+		od_log(FM_LOGLVL_INFO, "client %u: session up", n->client_id);
+		break;
+	case FM_NOTE_SESSION_DOWN:
+		od_log(FM_LOGLVL_INFO, "client %u: session down (status %d), locks reclaimed",
+		       n->client_id, n->status);
+		break;
+	case FM_NOTE_REVOKED:
+		od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": revoked", n->map_id);
+		m = od_map_find(d, n->map_id);
+		if (m && m->pend)
+			od_map_complete(d, m);
+		break;
+	default:
+		od_log(FM_LOGLVL_DEBUG, "note %d", n->type);
+		break;
+	}
+}
+
+/*
+ * The group commit: steps 2..5 of the split durability order (top of
+ * file) for every PERSIST collected in this iteration.
+ */
+static int persist_batch(struct fm_ownerd *d, uint64_t now)
+{
+	int status[d->npersist ? d->npersist : 1];
+	int crc = 0;
+
+	if (!d->npersist)
+		return 0;
+	/* 2. set every bit (not durable yet), a range a call; a range of more
+	 *    grains than the call can count (INT_MAX) goes in pieces */
+	for (size_t i = 0; i < d->npersist; i++) {
+		const struct fm_action *a = &d->persist[i];
+
+		status[i] = 0;
+		for (unsigned r = 0; r < a->u.persist.range_count && !status[i]; r++) {
+			uint64_t first = a->u.persist.ranges[r].first;
+			uint64_t last = a->u.persist.ranges[r].last;
+
+			for (;;) {
+				/* an inverted range (wire.c refuses it) goes whole:
+				 * the store answers -EINVAL, reported as -EIO */
+				uint64_t end = first <= last && last - first >= OD_RANGE_PIECE ?
+					first + OD_RANGE_PIECE - 1 : last;
+				int rc = fm_store_split_set_range(d->store, a->u.persist.map_id,
+								  a->u.persist.generation,
+								  first, end);
+
+				if (rc < 0) {
+					status[i] = (rc == -ESTALE || rc == -EPERM ||
+						     rc == -ENOENT) ? -ESTALE : -EIO;
+					od_log(FM_LOGLVL_WARN, "persist map %" PRIu64 " grains [%"
+					       PRIu64 ", %" PRIu64 "]: %s", a->u.persist.map_id,
+					       first, end, fm_errormsg());
+					break;
+				}
+				if (end == last) /* also ends a range at UINT64_MAX */
+					break;
+				first = end + 1;
+			}
+		}
+	}
+	/* 3. one drain/msync for all of them */
+	crc = fm_store_split_commit(d->store);
+	if (crc < 0)
+		od_log(FM_LOGLVL_ERR, "split commit failed: %s", fm_errormsg());
+	for (size_t i = 0; i < d->npersist; i++) {
+		const struct fm_action *a = &d->persist[i];
+		struct od_map *m = od_map_find(d, a->u.persist.map_id);
+
+		if (crc < 0 && status[i] == 0)
+			status[i] = -EIO;
+		/* 4. publish strictly after durable */
+		if (status[i] == 0 && m)
+			for (unsigned r = 0; r < a->u.persist.range_count; r++)
+				od_publish_words(d, m, a->u.persist.ranges[r].first / 64,
+					      a->u.persist.ranges[r].last / 64);
+	}
+	/* 5. acks */
+	for (size_t i = 0; i < d->npersist; i++)
+		(void)fm_owner_op_done(d->o, d->persist[i].op_id, status[i], 0, NULL, 0, now);
+	od_log(FM_LOGLVL_DEBUG, "group commit: %zu persists, %d bits", d->npersist, crc);
+	d->npersist = 0;
+	return crc < 0 ? crc : 0;
+}
+
+void od_drain_actions(struct fm_ownerd *d)
+{
+	struct fm_action a;
+
+	for (;;) {
+		bool any = false;
+
+		while (fm_owner_poll(d->o, &a)) {
+			uint64_t now = od_now_ms();
+
+			any = true;
+			switch (a.type) {
+			case FM_ACT_SEND:
+				exec_send(d, &a);
+				break;
+			case FM_ACT_READ:
+			case FM_ACT_CAS:
+				exec_local(d, &a, now);
+				break;
+			case FM_ACT_PERSIST:
+				if (d->npersist == d->cap_persist) {
+					size_t nc = d->cap_persist ? d->cap_persist * 2 : 16;
+					struct fm_action *np = realloc(d->persist, nc * sizeof(*np));
+
+					if (!np) {
+						(void)fm_owner_op_done(d->o, a.op_id, -EIO, 0, NULL,
+								       0, now);
+						break;
+					}
+					d->persist = np;
+					d->cap_persist = nc;
+				}
+				d->persist[d->npersist++] = a;
+				break;
+			case FM_ACT_FENCE:
+				exec_fence(d, &a, now);
+				break;
+			case FM_ACT_NOTIFY:
+				exec_notify(d, &a.u.note);
+				break;
+			default:
+				break;
+			}
+		}
+		if (d->npersist) {
+			(void)persist_batch(d, od_now_ms());
+			any = true;
+		}
+		if (!any)
+			return;
+	}
+}

@@ -1,0 +1,350 @@
+/* control.c -- the owner's control socket: a unix stream socket, one command
+ * per line (the commands and answers are in ownerd.h), and the deferred
+ * map operations that wait for the state machine's FM_NOTE_REVOKED.
+ *
+ * Trigger (map-start), in this order:
+ *   1. fm_owner_map_revoke(RESTART): RELEASE_REQUEST to holders;
+ *   2. FM_NOTE_REVOKED: every holder answered RELEASED (caches discarded,
+ *      I/O drained) or was fenced, and no PERSIST of the map is in flight;
+ *   3. fm_store_map_transition(START): bitmap cleared and generation bumped,
+ *      durably, in one step;
+ *   4. clear the published bitmap region;
+ *   5. fm_owner_map_update(): MAP_GRANT of the new generation.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "flashmeta/error.h"
+#include "flashmeta/mapping.h"
+#include "flashmeta/pmem_store.h"
+#include "ownerd_priv.h"
+
+static void ctl_printf(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void ctl_printf(int fd, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	int n;
+
+	if (fd < 0)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(buf) - 1)
+		n = (int)sizeof(buf) - 1;
+	(void)!send(fd, buf, (size_t)n, MSG_NOSIGNAL);
+}
+
+static void ctl_result(int fd, int rc)
+{
+	if (rc < 0)
+		ctl_printf(fd, "error %s: %s\n", strerrorname_np(-rc) ? strerrorname_np(-rc) : "?",
+			   fm_errormsg());
+	else
+		ctl_printf(fd, "ok\n");
+}
+
+static struct od_ctl *ctl_by_fd(struct fm_ownerd *d, int fd);
+static void ctl_process(struct fm_ownerd *d, struct od_ctl *c);
+
+static void ctl_show(struct fm_ownerd *d, int fd, struct od_map *m)
+{
+	struct fm_store_map_info info;
+
+	if (fm_store_map_get(d->store, m->id, &info))
+		return;
+	ctl_printf(fd, "map %" PRIu64 " source %" PRIu64 " target %" PRIu64
+		   " size %" PRIu64 " grain %u grains %" PRIu64 " state %s generation %" PRIu64
+		   " split %" PRIu64 " served-generation %" PRIu64 "%s\n",
+		   m->id, info.map.source_vol, info.map.target_vol, info.map.geom.volume_size,
+		   1u << info.map.geom.grain_shift, info.map.geom.grain_count,
+		   fm_map_state_name(info.map.state), info.map.generation, info.split_count,
+		   m->d.generation, m->pend ? " (revoking)" : "");
+}
+
+/*
+ * After REVOKED: apply the pending operation to the store (durable),
+ * clear the published bitmap when the store cleared it, then serve the new
+ * descriptor (step 3..5 of the trigger, see the top of this file).
+ */
+void od_map_complete(struct fm_ownerd *d, struct od_map *m)
+{
+	struct fm_mapping mp;
+	struct fm_store_map_info info;
+	int rc = 0, fd = m->pend_fd;
+	enum od_pend op = m->pend;
+	struct od_ctl *c;
+	uint64_t gen;
+
+	m->pend = OD_PEND_NONE;
+	m->pend_fd = -1;
+	switch (op) {
+	case OD_PEND_PREPARE:
+		rc = fm_store_map_transition(d->store, m->id, FM_MAP_EV_PREPARE, &mp);
+		if (!rc)
+			rc = fm_store_map_transition(d->store, m->id, FM_MAP_EV_PREPARE_DONE, &mp);
+		break;
+	case OD_PEND_START:
+		/* 3. durable: state COPYING, bitmap cleared, generation++ */
+		rc = fm_store_map_transition(d->store, m->id, FM_MAP_EV_START, &mp);
+		break;
+	case OD_PEND_RESTART:
+		rc = fm_store_map_restart(d->store, m->id, &gen);
+		break;
+	case OD_PEND_STOP:
+		rc = fm_store_map_transition(d->store, m->id, FM_MAP_EV_STOP, &mp);
+		if (!rc && mp.state == FM_MAP_STOPPING)
+			rc = fm_store_map_transition(d->store, m->id, FM_MAP_EV_STOP_DONE, &mp);
+		break;
+	default:
+		return;
+	}
+	if (rc)
+		od_log(FM_LOGLVL_ERR, "map %" PRIu64 ": %s", m->id, fm_errormsg());
+	/* whatever happened, serve what the store now says */
+	if (fm_store_map_get(d->store, m->id, &info) == 0) {
+		if (info.map.generation != m->d.generation)
+			od_publish_clear(m); /* 4. nothing of the new generation is split */
+		od_desc_from_store(m, &info.map);
+	}
+	if (fm_owner_map_update(d->o, &m->d)) /* 5. MAP_GRANT */
+		od_log(FM_LOGLVL_ERR, "map %" PRIu64 ": update: %s", m->id, fm_errormsg());
+	od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": now %s, generation %" PRIu64, m->id,
+	       fm_map_state_name((enum fm_map_state)m->d.state), m->d.generation);
+	if (rc == 0)
+		ctl_show(d, fd, m);
+	ctl_result(fd, rc);
+	if ((c = ctl_by_fd(d, fd))) {
+		c->busy = false;
+		ctl_process(d, c);
+	}
+}
+
+static int ctl_map_op(struct fm_ownerd *d, int fd, uint64_t id, enum od_pend op)
+{
+	static const uint32_t reason[] = {
+		[OD_PEND_PREPARE] = FM_RELEASE_ADMIN, [OD_PEND_START] = FM_RELEASE_RESTART,
+		[OD_PEND_RESTART] = FM_RELEASE_RESTART, [OD_PEND_STOP] = FM_RELEASE_STOP,
+	};
+	struct od_map *m = od_map_find(d, id);
+	int rc;
+
+	if (!m)
+		return fm_err(-ENOENT, "map %" PRIu64 " unknown", id);
+	if (m->pend)
+		return fm_err(-EALREADY, "map %" PRIu64 ": an operation is in progress", id);
+	/* 1. withdraw every confirmation lease; the rest runs on REVOKED */
+	rc = fm_owner_map_revoke(d->o, id, reason[op], od_now_ms());
+	if (rc)
+		return rc;
+	od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": revoking confirmations", id);
+	m->pend = op;
+	m->pend_fd = fd;
+	return 1; /* answer later */
+}
+
+static int ctl_status(struct fm_ownerd *d, int fd)
+{
+	struct fm_store_stats ss;
+	struct fm_owner_stats os;
+	struct fm_caps caps;
+
+	fm_store_stats(d->store, &ss);
+	fm_owner_stats(d->o, &os);
+	fm_transport_caps(d->t, &caps);
+	ctl_printf(fd, "listen %s transport %s device %s\n", d->cfg.listen, caps.provider,
+		   caps.device);
+	ctl_printf(fd, "store %s persist %s view %s mappings %u/%u commits %" PRIu64 "\n",
+		   d->cfg.pmem_path, ss.persist_mode, fm_store_view_name(ss.view), ss.mappings,
+		   ss.max_mappings, ss.commits);
+	ctl_printf(fd, "connections %zu sessions-active %" PRIu64 " closed %" PRIu64
+		   " auth-failures %" PRIu64 " malformed %" PRIu64 " fences %" PRIu64 "\n",
+		   d->nconns, os.sessions_active, os.sessions_closed, os.auth_failures,
+		   os.malformed, os.fences);
+	ctl_printf(fd, "locks requests %" PRIu64 " grants %" PRIu64 " reclaimed %" PRIu64
+		   " commits %" PRIu64 " acks %" PRIu64 "\n", os.lock_requests, os.lock_grants,
+		   os.locks_reclaimed, os.commits, os.acks);
+	for (unsigned i = 0; i < OD_MAX_MAPS; i++)
+		if (d->maps[i].used)
+			ctl_show(d, fd, &d->maps[i]);
+	return 0;
+}
+
+static int ctl_create(struct fm_ownerd *d, char **av, int ac)
+{
+	uint64_t id, src, tgt, size, grain = 0;
+	struct fm_mapping m;
+	int rc;
+
+	if (ac < 5 || ac > 6 || od_parse_u64(av[1], &id) || od_parse_u64(av[2], &src) ||
+	    od_parse_u64(av[3], &tgt) || od_parse_u64(av[4], &size) ||
+	    (ac == 6 && od_parse_u64(av[5], &grain)))
+		return fm_err(-EINVAL, "usage: map-create ID SRC TGT SIZE [GRAIN]");
+	rc = fm_mapping_init(&m, id, src, tgt, size, grain);
+	if (rc)
+		return rc;
+	rc = fm_store_map_create(d->store, &m);
+	if (rc)
+		return rc;
+	rc = od_map_attach(d, id);
+	if (rc) {
+		int keep = rc;
+
+		(void)fm_store_map_delete(d->store, id);
+		return keep;
+	}
+	return 0;
+}
+
+/* one command line; returns < 0 error, 0 done (answer "ok"), 1 deferred */
+static int ctl_exec(struct fm_ownerd *d, int fd, char *line)
+{
+	char *av[8], *save = NULL, *tok;
+	int ac = 0;
+	uint64_t id = 0;
+	struct od_map *m;
+
+	for (tok = strtok_r(line, " \t\r\n", &save); tok && ac < 8;
+	     tok = strtok_r(NULL, " \t\r\n", &save))
+		av[ac++] = tok;
+	if (ac == 0)
+		return fm_err(-EINVAL, "empty command");
+	od_log(FM_LOGLVL_DEBUG, "control: %s", av[0]);
+	if (ac >= 2 && od_parse_u64(av[1], &id) && strcmp(av[0], "map-create"))
+		return fm_err(-EINVAL, "bad mapping id '%s'", av[1]);
+	if (!strcmp(av[0], "status") || !strcmp(av[0], "maps"))
+		return ctl_status(d, fd);
+	if (!strcmp(av[0], "map-create"))
+		return ctl_create(d, av, ac);
+	if (ac != 2)
+		return fm_err(-EINVAL, "usage: %s ID (commands: status, map-create, map-prepare, "
+			      "map-start, map-restart, map-stop, map-show)", av[0]);
+	if (!strcmp(av[0], "map-show")) {
+		if (!(m = od_map_find(d, id)))
+			return fm_err(-ENOENT, "map %" PRIu64 " unknown", id);
+		ctl_show(d, fd, m);
+		return 0;
+	}
+	if (!strcmp(av[0], "map-prepare"))
+		return ctl_map_op(d, fd, id, OD_PEND_PREPARE);
+	if (!strcmp(av[0], "map-start"))
+		return ctl_map_op(d, fd, id, OD_PEND_START);
+	if (!strcmp(av[0], "map-restart"))
+		return ctl_map_op(d, fd, id, OD_PEND_RESTART);
+	if (!strcmp(av[0], "map-stop"))
+		return ctl_map_op(d, fd, id, OD_PEND_STOP);
+	return fm_err(-EINVAL, "unknown command '%s'", av[0]);
+}
+
+static void ctl_close(struct fm_ownerd *d, struct od_ctl *c)
+{
+	for (unsigned i = 0; i < OD_MAX_MAPS; i++)
+		if (d->maps[i].pend_fd == c->fd)
+			d->maps[i].pend_fd = -1; /* the operation still completes */
+	close(c->fd);
+	c->fd = -1;
+	c->used = 0;
+	c->busy = false;
+}
+
+static struct od_ctl *ctl_by_fd(struct fm_ownerd *d, int fd)
+{
+	for (unsigned i = 0; fd >= 0 && i < OD_CTL_MAX; i++)
+		if (d->ctl[i].fd == fd)
+			return &d->ctl[i];
+	return NULL;
+}
+
+/* execute buffered lines, one at a time: a deferred command (map-start...)
+ * holds the rest until it answered, so a script sees answers in order */
+static void ctl_process(struct fm_ownerd *d, struct od_ctl *c)
+{
+	char *nl;
+
+	while (c->fd >= 0 && !c->busy && (nl = strchr(c->line, '\n'))) {
+		size_t len = (size_t)(nl - c->line) + 1;
+		char cmd[OD_CTL_LINE];
+		int rc;
+
+		memcpy(cmd, c->line, len - 1);
+		cmd[len - 1] = '\0';
+		memmove(c->line, c->line + len, c->used - len + 1);
+		c->used -= len;
+		if (!strcmp(od_trim(cmd), "quit")) {
+			ctl_close(d, c);
+			return;
+		}
+		if (!*od_trim(cmd))
+			continue;
+		fm_err_clear();
+		rc = ctl_exec(d, c->fd, cmd);
+		if (rc <= 0)
+			ctl_result(c->fd, rc);
+		else
+			c->busy = true;
+	}
+}
+
+void od_ctl_readable(struct fm_ownerd *d, struct od_ctl *c)
+{
+	ssize_t n = recv(c->fd, c->line + c->used, sizeof(c->line) - 1 - c->used, MSG_DONTWAIT);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		ctl_close(d, c);
+		return;
+	}
+	c->used += (size_t)n;
+	c->line[c->used] = '\0';
+	ctl_process(d, c);
+	if (c->fd >= 0 && !c->busy && c->used == sizeof(c->line) - 1) {
+		ctl_printf(c->fd, "error EINVAL: line too long\n");
+		ctl_close(d, c);
+	}
+}
+
+int od_ctl_listen(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return fm_err(-ENAMETOOLONG, "control path too long");
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return fm_err(-errno, "control socket: %s", strerror(errno));
+	(void)unlink(path);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) || listen(fd, 8)) {
+		int e = errno;
+
+		close(fd);
+		return fm_err(-e, "control socket %s: %s", path, strerror(e));
+	}
+	return fd;
+}
+
+void od_ctl_accept(struct fm_ownerd *d)
+{
+	int fd = accept4(d->ctl_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	unsigned i;
+
+	for (i = 0; fd >= 0 && i < OD_CTL_MAX && d->ctl[i].fd >= 0; i++)
+		;
+	if (fd >= 0 && i == OD_CTL_MAX) {
+		ctl_printf(fd, "error EBUSY: too many control connections\n");
+		close(fd);
+	} else if (fd >= 0) {
+		d->ctl[i].fd = fd;
+		d->ctl[i].used = 0;
+	}
+}

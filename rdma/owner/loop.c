@@ -1,0 +1,265 @@
+/* loop.c -- the owner service's life: fm_ownerd_new (store, protocol,
+ * transport, served mappings, timers, control socket), the poll loop of
+ * fm_ownerd_run, fm_ownerd_stop, fm_ownerd_delete; and the loop's clock. */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "flashmeta/error.h"
+#include "flashmeta/pmem_store.h"
+#include "ownerd_priv.h"
+
+uint64_t od_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int fm_ownerd_run(struct fm_ownerd *d)
+{
+	size_t cap = 0;
+	struct pollfd *pfd = NULL;
+
+	od_log(FM_LOGLVL_INFO, "serving on %s", d->cfg.listen);
+	while (!atomic_load_explicit(&d->stopping, memory_order_relaxed)) {
+		size_t n = 0, base;
+		uint64_t cnt;
+		int rc;
+
+		if (cap < 4 + OD_CTL_MAX + d->nconns) {
+			cap = 4 + OD_CTL_MAX + d->nconns + 16;
+			free(pfd);
+			pfd = calloc(cap, sizeof(*pfd));
+			if (!pfd)
+				return -ENOMEM;
+		}
+		pfd[n++] = (struct pollfd){ .fd = d->stop_fd, .events = POLLIN };
+		pfd[n++] = (struct pollfd){ .fd = d->timer_fd, .events = POLLIN };
+		pfd[n++] = (struct pollfd){ .fd = fm_listener_fd(d->l), .events = POLLIN };
+		pfd[n++] = (struct pollfd){ .fd = d->ctl_fd, .events = POLLIN };
+		for (unsigned i = 0; i < OD_CTL_MAX; i++)
+			pfd[n++] = (struct pollfd){ .fd = d->ctl[i].fd, .events = POLLIN };
+		base = n;
+		for (size_t i = 0; i < d->nconns; i++)
+			pfd[n++] = (struct pollfd){ .fd = d->conns[i].lost ? -1 :
+							  fm_ep_fd(d->conns[i].ep),
+						    .events = POLLIN };
+		rc = poll(pfd, n, 100);
+		if (rc < 0 && errno != EINTR) {
+			free(pfd);
+			return fm_err(-errno, "poll: %s", strerror(errno));
+		}
+		(void)base;
+		if (pfd[0].revents) {
+			(void)!read(d->stop_fd, &cnt, sizeof(cnt));
+			break;
+		}
+		if (pfd[1].revents) {
+			(void)!read(d->timer_fd, &cnt, sizeof(cnt));
+			(void)fm_owner_tick(d->o, od_now_ms());
+			od_drain_actions(d);
+		}
+		if (pfd[2].revents) {
+			od_accept_all(d);
+			od_drain_actions(d);
+		}
+		if (d->ctl_fd >= 0 && pfd[3].revents)
+			od_ctl_accept(d);
+		for (unsigned i = 0; i < OD_CTL_MAX; i++)
+			if (d->ctl[i].fd >= 0 && pfd[4 + i].revents) {
+				od_ctl_readable(d, &d->ctl[i]);
+				od_drain_actions(d);
+			}
+		/* cost: one progress per connection per wakeup (no fd->conn map
+		 * needed; a handful of clients) */
+		od_progress_conns(d);
+		od_retry_fences(d, od_now_ms());
+		od_drain_actions(d);
+	}
+	free(pfd);
+	od_log(FM_LOGLVL_INFO, "stopping");
+	return 0;
+}
+
+void fm_ownerd_stop(struct fm_ownerd *d)
+{
+	static const uint64_t one = 1;
+
+	atomic_store_explicit(&d->stopping, true, memory_order_relaxed);
+	(void)!write(d->stop_fd, &one, sizeof(one));
+}
+
+int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
+{
+	struct fm_transport_cfg tcfg = { .wait_mode = FM_WAIT_EVENT, .op_timeout_ms = 3000 };
+	struct fm_store_config scfg = { 0 };
+	struct fm_owner_cfg ocfg = { 0 };
+	struct fm_store_stats ss;
+	struct itimerspec its = { 0 };
+	struct fm_ownerd *d;
+	uint64_t ids[OD_MAX_MAPS];
+	uint32_t tick;
+	int rc, nmaps;
+
+	if (!out || !cfg || !cfg->listen || !cfg->pmem_path || !cfg->key_len ||
+	    cfg->key_len > FM_KEY_MAX)
+		return fm_err(-EINVAL, "ownerd: listen, pmem path and a key are required");
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return fm_err(-ENOMEM, "ownerd");
+	d->cfg = *cfg;
+	od_log_level_set(cfg->log_level);
+	d->timer_fd = d->stop_fd = d->ctl_fd = -1;
+	for (unsigned i = 0; i < OD_CTL_MAX; i++)
+		d->ctl[i].fd = -1;
+	if (!d->cfg.lease_ms)
+		d->cfg.lease_ms = 3000;
+	if (!d->cfg.client_first) {
+		d->cfg.client_first = 1;
+		d->cfg.client_last = 64;
+	}
+
+	/* the store */
+	rc = fm_store_open(&d->store, cfg->pmem_path, NULL);
+	if (rc == -ENOENT) {
+		scfg.max_mappings = cfg->pool_max_maps ? cfg->pool_max_maps : 64;
+		scfg.max_grains = cfg->pool_max_grains ? cfg->pool_max_grains : 1u << 20;
+		rc = fm_store_create(&d->store, cfg->pmem_path, &scfg);
+		if (!rc)
+			od_log(FM_LOGLVL_INFO, "created pool %s (%u mappings x %" PRIu64 " grains)",
+			       cfg->pmem_path, scfg.max_mappings, scfg.max_grains);
+	}
+	if (rc) {
+		od_log(FM_LOGLVL_ERR, "store %s: %s", cfg->pmem_path, fm_errormsg());
+		goto out_free;
+	}
+	fm_store_stats(d->store, &ss);
+	od_log(FM_LOGLVL_INFO, "store %s: persistence %s (is_pmem %d), view %s, %u mappings",
+	       cfg->pmem_path, ss.persist_mode, ss.is_pmem, fm_store_view_name(ss.view),
+	       ss.mappings);
+
+	/* the protocol */
+	ocfg.lease_term_ms = d->cfg.lease_ms;
+	ocfg.lease_grace_ms = d->cfg.lease_ms / 4;
+	rc = fm_owner_new(&d->o, &ocfg);
+	if (rc)
+		goto out_store;
+	for (uint32_t id = d->cfg.client_first; id <= d->cfg.client_last; id++) {
+		rc = fm_owner_client_add(d->o, id, cfg->key, cfg->key_len);
+		if (rc)
+			goto out_owner;
+	}
+
+	/* the transport */
+	tcfg.provider = cfg->provider ? cfg->provider : "shm";
+	tcfg.device = cfg->device;
+	rc = fm_transport_new(&d->t, &tcfg);
+	if (rc)
+		goto out_owner;
+	rc = fm_listen(d->t, cfg->listen, &d->l);
+	if (rc)
+		goto out_t;
+	rc = fm_listener_loopback(d->l, &d->self);
+	if (rc)
+		goto out_l;
+
+	/* every stored mapping: regions, publish durable bits, serve */
+	nmaps = fm_store_map_list(d->store, ids, OD_MAX_MAPS);
+	for (int i = 0; i < nmaps && i < (int)OD_MAX_MAPS; i++) {
+		rc = od_map_attach(d, ids[i]);
+		if (rc)
+			goto out_maps;
+	}
+
+	/* timers, stop, control */
+	rc = -errno;
+	d->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	d->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (d->stop_fd < 0 || d->timer_fd < 0) {
+		rc = fm_err(-errno, "eventfd/timerfd: %s", strerror(errno));
+		goto out_fds;
+	}
+	tick = d->cfg.lease_ms / 20;
+	if (tick < 5)
+		tick = 5;
+	its.it_interval.tv_sec = tick / 1000;
+	its.it_interval.tv_nsec = (long)(tick % 1000) * 1000000;
+	its.it_value = its.it_interval;
+	timerfd_settime(d->timer_fd, 0, &its, NULL);
+	if (cfg->control_path) {
+		rc = od_ctl_listen(cfg->control_path);
+		if (rc < 0)
+			goto out_fds;
+		d->ctl_fd = rc;
+	}
+	od_log(FM_LOGLVL_INFO, "listening on %s (%s), clients %u-%u, lease %u ms%s%s",
+	       cfg->listen, tcfg.provider, d->cfg.client_first, d->cfg.client_last,
+	       d->cfg.lease_ms, cfg->control_path ? ", control " : "",
+	       cfg->control_path ? cfg->control_path : "");
+	*out = d;
+	return 0;
+out_fds:
+	if (d->stop_fd >= 0)
+		close(d->stop_fd);
+	if (d->timer_fd >= 0)
+		close(d->timer_fd);
+out_maps:
+	for (unsigned i = 0; i < OD_MAX_MAPS; i++) {
+		fm_region_delete(&d->maps[i].bitmap);
+		fm_region_delete(&d->maps[i].locks);
+	}
+	fm_ep_delete(&d->self);
+out_l:
+	fm_listener_delete(&d->l);
+out_t:
+	fm_transport_delete(&d->t);
+out_owner:
+	fm_owner_delete(&d->o);
+out_store:
+	fm_store_close(&d->store);
+out_free:
+	free(d);
+	return rc;
+}
+
+void fm_ownerd_delete(struct fm_ownerd **dp)
+{
+	struct fm_ownerd *d = dp ? *dp : NULL;
+
+	if (!d)
+		return;
+	(void)fm_store_split_commit(d->store);
+	while (d->nconns)
+		od_conn_drop(d, &d->conns[0]); /* peers see "peer closed" */
+	free(d->conns);
+	free(d->persist);
+	for (unsigned i = 0; i < OD_CTL_MAX; i++)
+		if (d->ctl[i].fd >= 0)
+			close(d->ctl[i].fd);
+	if (d->ctl_fd >= 0) {
+		close(d->ctl_fd);
+		if (d->cfg.control_path)
+			(void)unlink(d->cfg.control_path);
+	}
+	for (unsigned i = 0; i < OD_MAX_MAPS; i++) {
+		fm_region_delete(&d->maps[i].bitmap);
+		fm_region_delete(&d->maps[i].locks);
+	}
+	fm_ep_delete(&d->self);
+	fm_listener_delete(&d->l);
+	fm_transport_delete(&d->t);
+	fm_owner_delete(&d->o);
+	fm_store_close(&d->store);
+	close(d->stop_fd);
+	close(d->timer_fd);
+	free(d);
+	*dp = NULL;
+}

@@ -1,0 +1,181 @@
+/* ownerd_priv.h -- the owner service's state (struct fm_ownerd) and the
+ * calls between its files.
+ *
+ * Design (see ownerd.h for the action table):
+ *
+ *   one thread runs everything: the protocol state machine, the store and
+ *   the transport are all touched only from fm_ownerd_run() (and from
+ *   fm_ownerd_new/delete before/after it).  fm_ownerd_stop() is the only
+ *   call from elsewhere: it writes the stop eventfd.
+ *
+ *   conns    a small array of {conn id, endpoint, out-queue}.  Conn ids
+ *            count up from 1 and are never reused, so a late action for a
+ *            dead connection cannot reach a new one.
+ *   maps     per stored mapping: its bitmap region (published copy of
+ *            durable bits), its lock table region (DRAM, zero at start), the
+ *            descriptor served, and at most one pending control operation
+ *            waiting for FM_NOTE_REVOKED.
+ *
+ * One job a file:
+ *   log.c      the log (stderr, level)
+ *   config.c   config lines and files
+ *   conn.c     connections: accept, progress, send out-queues, loss
+ *   maps.c     served mappings: regions, descriptors, bitmap publication
+ *   control.c  the control socket server, its commands, the trigger
+ *   actions.c  executing the state machine's actions (PERSIST group commit)
+ *   loop.c     fm_ownerd_new / run / stop / delete, the poll loop, the clock
+ * Internal calls between them carry the od_ prefix; all else is static.
+ */
+#ifndef FM_OWNERD_PRIV_H
+#define FM_OWNERD_PRIV_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flashmeta/ownerd.h"
+#include "flashmeta/proto_owner.h"
+#include "flashmeta/transport.h"
+#include "flashmeta/wire.h"
+
+struct fm_mapping;
+struct fm_store;
+
+#define OD_CTL_MAX 16      /* control connections */
+#define OD_CTL_LINE 512
+#define OD_MAX_MAPS FM_WIRE_MAX_MAPS
+
+struct od_msg {
+	uint32_t len;
+	uint8_t buf[];
+};
+
+/*
+ * A connection leaves the array only once its peer is FENCED (or it never
+ * had a session, so no FENCE will come): a connection that broke or was
+ * given up (`lost`) keeps its endpoint -- on shm the endpoint holds the
+ * pidfd that the fence needs.  Lost: no traffic, not polled.
+ */
+struct od_conn {
+	uint64_t id;
+	struct fm_ep *ep;
+	struct od_msg **outq; /* FIFO of SENDs waiting for credits */
+	size_t outq_head, outq_count, outq_cap;
+	bool lost;            /* broken or given up; waits for its FENCE */
+	bool fencing;         /* FENCE taken, not complete: od_retry_fences */
+	bool fence_failed;    /* cannot be fenced: FENCE never reported */
+	uint64_t fence_op;    /* the FENCE action to complete (fencing) */
+
+};
+
+enum od_pend { OD_PEND_NONE = 0, OD_PEND_PREPARE, OD_PEND_START, OD_PEND_RESTART,
+	       OD_PEND_STOP };
+
+struct od_map {
+	bool used;
+	uint64_t id;
+	struct fm_region *bitmap; /* REMOTE_READ: published durable bits */
+	struct fm_region *locks;  /* REMOTE_ATOMIC: lock words, changed only by CAS */
+	struct fm_region_desc bmd, lkd;
+	struct fm_wire_mapdesc d; /* what we serve */
+	enum od_pend pend;        /* control op waiting for REVOKED */
+	int pend_fd;              /* control connection to answer, or -1 */
+};
+
+struct od_ctl {
+	int fd;
+	bool busy;         /* a deferred command runs: later lines wait */
+	size_t used;
+	char line[OD_CTL_LINE];
+};
+
+struct fm_ownerd {
+	struct fm_ownerd_cfg cfg;
+	struct fm_store *store;
+	struct fm_transport *t;
+	struct fm_listener *l;
+	struct fm_ep *self;       /* loopback: our own CAS on the lock tables */
+	struct fm_owner *o;
+	int timer_fd, stop_fd, ctl_fd;
+	uint64_t next_conn;
+	struct od_conn *conns;
+	size_t nconns, cap_conns;
+	struct od_map maps[OD_MAX_MAPS];
+	struct od_ctl ctl[OD_CTL_MAX];
+	struct fm_action *persist; /* collected PERSIST actions of one iteration */
+	size_t npersist, cap_persist;
+	/* set by fm_ownerd_stop -- from another thread or, in flashmeta-owner,
+	 * a SIGTERM handler -- read by the loop: a lock-free atomic, the only
+	 * kind of shared object a signal handler may write.  Relaxed is
+	 * enough: the stop eventfd wakes the loop, the flag carries no data. */
+	atomic_bool stopping;
+};
+
+/* log.c */
+void od_log(enum fm_loglvl lv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* od_log_level_set -- log messages up to `lv` from now on (default INFO) */
+void od_log_level_set(enum fm_loglvl lv);
+
+/* config.c */
+/* od_trim -- `s` without leading and trailing white space (cut in place) */
+char *od_trim(char *s);
+/* od_parse_u64 -- a whole number (strtoull base 0, trailing blanks allowed);
+ * 0 or -EINVAL */
+int od_parse_u64(const char *v, uint64_t *out);
+
+/* conn.c */
+struct od_conn *od_conn_find(struct fm_ownerd *d, uint64_t id);
+/* od_conn_drop -- close and forget a connection; the caller tells the state
+ * machine */
+void od_conn_drop(struct fm_ownerd *d, struct od_conn *c);
+/* od_outq_push -- queue a copy of a SEND that has no credit yet; 0 or -ENOMEM */
+int od_outq_push(struct od_conn *c, const void *buf, uint32_t len);
+/* od_outq_flush -- send what waits for credits; < 0: the endpoint broke */
+int od_outq_flush(struct od_conn *c);
+/* od_conn_lost -- the connection broke or its peer is given up on */
+void od_conn_lost(struct fm_ownerd *d, struct od_conn *c, const char *why);
+/* od_accept_all -- every pending connection request on the listener */
+void od_accept_all(struct fm_ownerd *d);
+/* od_progress_conns -- receive on every live connection, feed the state
+ * machine, flush out-queues, notice closed endpoints */
+void od_progress_conns(struct fm_ownerd *d);
+
+/* maps.c */
+struct od_map *od_map_find(struct fm_ownerd *d, uint64_t id);
+/* od_map_by_region -- the map whose bitmap or lock table `r` names */
+struct od_map *od_map_by_region(struct fm_ownerd *d, const struct fm_region_desc *r,
+				bool *is_locks);
+/* od_publish_words -- copy words [w0, w1] of the durable MIRROR view into the
+ * published region */
+void od_publish_words(struct fm_ownerd *d, struct od_map *m, uint64_t w0, uint64_t w1);
+/* od_publish_clear -- zero the whole published bitmap */
+void od_publish_clear(struct od_map *m);
+/* od_desc_from_store -- the descriptor we serve, from the store's mapping */
+void od_desc_from_store(struct od_map *m, const struct fm_mapping *mp);
+/* od_map_attach -- regions + descriptor + publish + serve, for a mapping in
+ * the store */
+int od_map_attach(struct fm_ownerd *d, uint64_t id);
+
+/* control.c */
+/* od_map_complete -- after REVOKED: the pending control operation of `m` */
+void od_map_complete(struct fm_ownerd *d, struct od_map *m);
+/* od_ctl_listen -- the listening control socket at `path`: fd or -errno */
+int od_ctl_listen(const char *path);
+/* od_ctl_accept -- a new control connection: a free slot, or EBUSY */
+void od_ctl_accept(struct fm_ownerd *d);
+/* od_ctl_readable -- read and execute what a control connection sent */
+void od_ctl_readable(struct fm_ownerd *d, struct od_ctl *c);
+
+/* actions.c */
+/* od_drain_actions -- drain actions until quiet, group-committing PERSISTs
+ * per round */
+void od_drain_actions(struct fm_ownerd *d);
+/* od_retry_fences -- complete the fences that can be */
+void od_retry_fences(struct fm_ownerd *d, uint64_t now);
+
+/* loop.c */
+/* od_now_ms -- CLOCK_MONOTONIC milliseconds, the state machine's `now` */
+uint64_t od_now_ms(void);
+
+#endif /* FM_OWNERD_PRIV_H */
