@@ -1,7 +1,7 @@
 /* fence.c -- the shm provider's fence: who the peer is, and stopping it.
  *
  * The accepting side keeps a pidfd of the connecting process, taken at
- * accept (shm_peer_identify).  fm_ep_fence = SIGKILL through it, then poll
+ * accept (fm__shm_peer_identify).  fm_ep_fence = SIGKILL through it, then poll
  * until it reports the whole process exited: only a dead peer can no longer
  * touch the arena it mapped (see SHM TRUST MODEL in transport.h).  Both
  * sides map the peer's arena and the rings MADV_DONTFORK, so a process
@@ -64,7 +64,7 @@ static void shm_no_fence(struct shm_ep *se, int err, const char *why)
 }
 
 /*
- * shm_peer_identify -- take a pidfd of the process that connected `sock`,
+ * fm__shm_peer_identify -- take a pidfd of the process that connected `sock`,
  * while it is provably the one: called after its connection request
  * arrived, while it waits for our reply.
  *
@@ -85,7 +85,7 @@ static void shm_no_fence(struct shm_ep *se, int err, const char *why)
  * Returns 0 (se->pidfd set, or fence_err says why not), -ECONNABORTED (the
  * connecting process is gone), or another negative errno.
  */
-int shm_peer_identify(struct shm_ep *se)
+int fm__shm_peer_identify(struct shm_ep *se)
 {
 	struct ucred cr, cr2;
 	socklen_t len = sizeof(cr);
@@ -151,7 +151,7 @@ check:
 /* fm_ep_fence for shm: a peer that said BYE unmapped us already (our
  * library does so before sending it: trust model in transport.h);
  * otherwise SIGKILL through the pidfd and wait for the exit. */
-int shm_fence(struct fm_ep *ep, int timeout_ms)
+int fm__shm_fence(struct fm_ep *ep, int timeout_ms)
 {
 	struct shm_ep *se = to_sep(ep);
 	uint64_t deadline = fm__deadline(timeout_ms);
@@ -161,9 +161,9 @@ int shm_fence(struct fm_ep *ep, int timeout_ms)
 	if (!se->accepted)
 		return fm_err(-EOPNOTSUPP, "shm: only the accepting side (the owner) can fence "
 					   "its peer");
-	/* a conforming peer unmaps us before its BYE (shm_ep_delete) */
+	/* a conforming peer unmaps us before its BYE (fm__shm_ep_delete) */
 	if (ep->state == FM_EP_UP)
-		shm_check_peer(se);
+		fm__shm_check_peer(se);
 	if (se->peer_bye) {
 		fm__ep_fail(ep, -ENOTCONN, "fenced: peer %d closed (unmapped before its BYE)",
 			    (int)se->peer_pid);

@@ -120,7 +120,7 @@ static int sock_recv_fds(int sock, void *buf, size_t cap, int *fds, int want_fds
 
 /* ------------------------------------------------------------ listener */
 
-int shm_listen(struct fm_transport *t, const char *addr, struct fm_listener **out)
+int fm__shm_listen(struct fm_transport *t, const char *addr, struct fm_listener **out)
 {
 	struct shm_listener *sl;
 	struct sockaddr_un sun;
@@ -157,7 +157,7 @@ out_free:
 	return ret;
 }
 
-void shm_listener_delete(struct fm_listener *l)
+void fm__shm_listener_delete(struct fm_listener *l)
 {
 	struct shm_listener *sl = container_of(l, struct shm_listener, l);
 
@@ -165,7 +165,7 @@ void shm_listener_delete(struct fm_listener *l)
 	free(sl);
 }
 
-int shm_listener_fd(const struct fm_listener *l)
+int fm__shm_listener_fd(const struct fm_listener *l)
 {
 	return container_of(l, struct shm_listener, l)->sock;
 }
@@ -263,20 +263,20 @@ static int shm_ep_setup(struct shm_ep *se, struct fm_transport *t, const struct 
 	}
 	c2o = (struct shm_ring *)se->ring_map;
 	if (se->ring_map_len < SHM_RING_HDR ||
-	    shm_ring_bytes(c2o->nslots, c2o->stride) + SHM_RING_HDR > se->ring_map_len) {
+	    fm__shm_ring_bytes(c2o->nslots, c2o->stride) + SHM_RING_HDR > se->ring_map_len) {
 		ret = fm_err(-EPROTO, "ring memfd of %zu bytes too small", se->ring_map_len);
 		goto out;
 	}
-	o2c = (struct shm_ring *)(se->ring_map + shm_ring_bytes(c2o->nslots, c2o->stride));
-	if (shm_ring_bytes(c2o->nslots, c2o->stride) + shm_ring_bytes(o2c->nslots, o2c->stride) >
-	    se->ring_map_len) {
+	o2c = (struct shm_ring *)(se->ring_map + fm__shm_ring_bytes(c2o->nslots, c2o->stride));
+	if (fm__shm_ring_bytes(c2o->nslots, c2o->stride) +
+	    fm__shm_ring_bytes(o2c->nslots, o2c->stride) > se->ring_map_len) {
 		ret = fm_err(-EPROTO, "ring memfd of %zu bytes too small", se->ring_map_len);
 		goto out;
 	}
 	se->rx = owner_side ? c2o : o2c;
 	se->tx = owner_side ? o2c : c2o;
 	if (se->rx->nslots != se->ep.rx_data + se->ep.rx_ctrl ||
-	    se->rx->stride < shm_ring_stride(se->ep.msg_size)) {
+	    se->rx->stride < fm__shm_ring_stride(se->ep.msg_size)) {
 		ret = fm_err(-EPROTO, "receive ring geometry %u x %u does not match ours",
 			     se->rx->nslots, se->rx->stride);
 		goto out;
@@ -320,7 +320,7 @@ out:
 	return ret;
 }
 
-int shm_accept(struct fm_listener *l, int timeout_ms, struct fm_ep **out)
+int fm__shm_accept(struct fm_listener *l, int timeout_ms, struct fm_ep **out)
 {
 	struct shm_listener *sl = container_of(l, struct shm_listener, l);
 	struct shm_transport *st = to_st(l->t);
@@ -360,13 +360,15 @@ int shm_accept(struct fm_listener *l, int timeout_ms, struct fm_ep **out)
 	if (ret)
 		goto out_fds;
 	/* the client waits for our reply: it is alive now */
-	ret = shm_peer_identify(se);
+	ret = fm__shm_peer_identify(se);
 	if (ret)
 		goto out_fds;
 
 	/* rings: client->owner sized by us, owner->client by the client */
-	c2o_len = shm_ring_bytes(l->t->cfg.credits + FM_CTRL_CREDITS, shm_ring_stride(l->t->cfg.msg_size));
-	o2c_len = shm_ring_bytes((uint32_t)peer.credits + peer.ctrl_credits, shm_ring_stride(peer.msg_size));
+	c2o_len = fm__shm_ring_bytes(l->t->cfg.credits + FM_CTRL_CREDITS,
+				     fm__shm_ring_stride(l->t->cfg.msg_size));
+	o2c_len = fm__shm_ring_bytes((uint32_t)peer.credits + peer.ctrl_credits,
+				     fm__shm_ring_stride(peer.msg_size));
 	ring_fd = memfd_create("flashmeta-rings", MFD_CLOEXEC);
 	efd_c2o = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	efd_o2c = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -383,9 +385,11 @@ int shm_accept(struct fm_listener *l, int timeout_ms, struct fm_ep **out)
 		ret = fm_err(-errno, "mmap rings: %s", strerror(errno));
 		goto out_fds;
 	}
-	shm_ring_init(rings, l->t->cfg.credits + FM_CTRL_CREDITS, shm_ring_stride(l->t->cfg.msg_size));
-	shm_ring_init((struct shm_ring *)((uint8_t *)rings + c2o_len),
-		  (uint32_t)peer.credits + peer.ctrl_credits, shm_ring_stride(peer.msg_size));
+	fm__shm_ring_init(rings, l->t->cfg.credits + FM_CTRL_CREDITS,
+			  fm__shm_ring_stride(l->t->cfg.msg_size));
+	fm__shm_ring_init((struct shm_ring *)((uint8_t *)rings + c2o_len),
+			  (uint32_t)peer.credits + peer.ctrl_credits,
+			  fm__shm_ring_stride(peer.msg_size));
 	munmap(rings, c2o_len + o2c_len);
 
 	fm__conn_priv_local(l->t, NULL, 0, &mine);
@@ -422,8 +426,8 @@ out_free:
 	return ret;
 }
 
-int shm_connect(struct fm_transport *t, const char *addr, const struct fm_conn_priv *priv,
-		       int timeout_ms, struct fm_ep **out)
+int fm__shm_connect(struct fm_transport *t, const char *addr, const struct fm_conn_priv *priv,
+		    int timeout_ms, struct fm_ep **out)
 {
 	struct shm_transport *st = to_st(t);
 	uint8_t buf[FM_CONN_PRIV_SIZE + 8];
@@ -480,7 +484,7 @@ out_free:
 	return ret;
 }
 
-int shm_loopback(struct fm_listener *l, struct fm_ep **out)
+int fm__shm_loopback(struct fm_listener *l, struct fm_ep **out)
 {
 	struct shm_transport *st = to_st(l->t);
 	struct fm_conn_priv self;
@@ -509,7 +513,7 @@ out_free:
 	return ret;
 }
 
-void shm_ep_delete(struct fm_ep *ep)
+void fm__shm_ep_delete(struct fm_ep *ep)
 {
 	struct shm_ep *se = to_sep(ep);
 	char bye = SHM_BYE;

@@ -17,17 +17,17 @@
 
 #include "shm_priv.h"
 
-size_t shm_ring_bytes(uint32_t nslots, uint32_t stride)
+size_t fm__shm_ring_bytes(uint32_t nslots, uint32_t stride)
 {
 	return (SHM_RING_HDR + (size_t)nslots * stride + 63) & ~(size_t)63;
 }
 
-uint32_t shm_ring_stride(uint32_t msg_size)
+uint32_t fm__shm_ring_stride(uint32_t msg_size)
 {
 	return (4u + FM_TMSG_HDR_SIZE + msg_size + 7u) & ~7u;
 }
 
-void shm_ring_init(struct shm_ring *r, uint32_t nslots, uint32_t stride)
+void fm__shm_ring_init(struct shm_ring *r, uint32_t nslots, uint32_t stride)
 {
 	atomic_init(&r->head, 0);
 	atomic_init(&r->tail, 0);
@@ -36,7 +36,7 @@ void shm_ring_init(struct shm_ring *r, uint32_t nslots, uint32_t stride)
 	r->stride = stride;
 }
 
-int shm_msg_post(struct fm_ep *ep, const void *buf, size_t len)
+int fm__shm_msg_post(struct fm_ep *ep, const void *buf, size_t len)
 {
 	struct shm_ep *se = to_sep(ep);
 	struct shm_ring *r = se->tx;
@@ -55,7 +55,7 @@ int shm_msg_post(struct fm_ep *ep, const void *buf, size_t len)
 	memcpy(slot, &l32, 4);
 	memcpy(slot + 4, buf, len);
 	atomic_store_explicit(&r->head, head + 1, memory_order_release);
-	/* pairs with the consumer's fence in shm_progress: either it sees
+	/* pairs with the consumer's fence in fm__shm_progress: either it sees
 	 * the new head, or we see armed and ring the doorbell */
 	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(&r->armed, memory_order_relaxed))
@@ -63,7 +63,7 @@ int shm_msg_post(struct fm_ep *ep, const void *buf, size_t len)
 	return 0;
 }
 
-void shm_msg_repost(struct fm_ep *ep, uint32_t slot)
+void fm__shm_msg_repost(struct fm_ep *ep, uint32_t slot)
 {
 	struct shm_ep *se = to_sep(ep);
 
@@ -101,7 +101,7 @@ static int shm_drain(struct shm_ep *se)
 	return n;
 }
 
-void shm_check_peer(struct shm_ep *se)
+void fm__shm_check_peer(struct shm_ep *se)
 {
 	char c;
 	ssize_t n = recv(se->sock, &c, 1, MSG_DONTWAIT);
@@ -121,7 +121,7 @@ void shm_check_peer(struct shm_ep *se)
 			    n < 0 ? strerror(errno) : "unexpected byte");
 }
 
-int shm_progress(struct fm_ep *ep, int timeout_ms)
+int fm__shm_progress(struct fm_ep *ep, int timeout_ms)
 {
 	struct shm_ep *se = to_sep(ep);
 	struct epoll_event evs[2];
@@ -134,7 +134,7 @@ int shm_progress(struct fm_ep *ep, int timeout_ms)
 		(void)!read(se->efd_rx, &cnt, sizeof(cnt)); /* reset the doorbell */
 	n = shm_drain(se);
 	if (ep->state == FM_EP_UP)
-		shm_check_peer(se);
+		fm__shm_check_peer(se);
 	if (n || timeout_ms == 0 || ep->state != FM_EP_UP)
 		return 0;
 	if (!atomic_load_explicit(&se->rx->armed, memory_order_relaxed))
@@ -142,8 +142,8 @@ int shm_progress(struct fm_ep *ep, int timeout_ms)
 	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(&se->rx->head, memory_order_acquire) !=
 	    atomic_load_explicit(&se->rx->tail, memory_order_relaxed))
-		return shm_progress(ep, 0);
+		return fm__shm_progress(ep, 0);
 	if (epoll_wait(ep->event_fd, evs, 2, timeout_ms) < 0 && errno != EINTR)
 		return fm_err(-errno, "epoll_wait: %s", strerror(errno));
-	return shm_progress(ep, 0);
+	return fm__shm_progress(ep, 0);
 }

@@ -83,10 +83,10 @@ struct shm_ep {
 	uint32_t nfree;
 	int cache_idx;          /* last region table index used */
 
-	/* fencing, accepting side only (shm_peer_identify) */
+	/* fencing, accepting side only (fm__shm_peer_identify) */
 	bool accepted;
 	bool peer_bye;          /* the peer's BYE came: it unmapped us first */
-	bool fence_bye_sent;    /* shm_fence asked the peer to close */
+	bool fence_bye_sent;    /* fm__shm_fence asked the peer to close */
 	int pidfd;              /* the connecting process, or -1 */
 	pid_t peer_pid;         /* SO_PEERCRED, for messages (0: not visible) */
 	uid_t peer_uid;
@@ -105,32 +105,32 @@ static inline struct shm_ep *to_sep(struct fm_ep *ep)
 }
 
 /* rendezvous.c: the provider ops of connection setup and teardown */
-int shm_listen(struct fm_transport *t, const char *addr, struct fm_listener **out);
-void shm_listener_delete(struct fm_listener *l);
-int shm_listener_fd(const struct fm_listener *l);
-int shm_accept(struct fm_listener *l, int timeout_ms, struct fm_ep **out);
-int shm_connect(struct fm_transport *t, const char *addr, const struct fm_conn_priv *priv,
-		int timeout_ms, struct fm_ep **out);
-int shm_loopback(struct fm_listener *l, struct fm_ep **out);
-void shm_ep_delete(struct fm_ep *ep);
+int fm__shm_listen(struct fm_transport *t, const char *addr, struct fm_listener **out);
+void fm__shm_listener_delete(struct fm_listener *l);
+int fm__shm_listener_fd(const struct fm_listener *l);
+int fm__shm_accept(struct fm_listener *l, int timeout_ms, struct fm_ep **out);
+int fm__shm_connect(struct fm_transport *t, const char *addr, const struct fm_conn_priv *priv,
+		    int timeout_ms, struct fm_ep **out);
+int fm__shm_loopback(struct fm_listener *l, struct fm_ep **out);
+void fm__shm_ep_delete(struct fm_ep *ep);
 
 /* ring.c: ring geometry (for the rendezvous that creates the rings) */
-/* shm_ring_bytes -- bytes of one ring, rounded to 64 so the next ring's
+/* fm__shm_ring_bytes -- bytes of one ring, rounded to 64 so the next ring's
  * header stays cache-line aligned (its atomics are _Alignas(64)) */
-size_t shm_ring_bytes(uint32_t nslots, uint32_t stride);
-/* shm_ring_stride -- bytes of one slot: le32 len + header + message */
-uint32_t shm_ring_stride(uint32_t msg_size);
-void shm_ring_init(struct shm_ring *r, uint32_t nslots, uint32_t stride);
+size_t fm__shm_ring_bytes(uint32_t nslots, uint32_t stride);
+/* fm__shm_ring_stride -- bytes of one slot: le32 len + header + message */
+uint32_t fm__shm_ring_stride(uint32_t msg_size);
+void fm__shm_ring_init(struct shm_ring *r, uint32_t nslots, uint32_t stride);
 /* ring.c: the provider ops of messages */
-int shm_msg_post(struct fm_ep *ep, const void *buf, size_t len);
-void shm_msg_repost(struct fm_ep *ep, uint32_t slot);
-int shm_progress(struct fm_ep *ep, int timeout_ms);
-/* shm_check_peer -- look at the socket: BYE or EOF ends the endpoint */
-void shm_check_peer(struct shm_ep *se);
+int fm__shm_msg_post(struct fm_ep *ep, const void *buf, size_t len);
+void fm__shm_msg_repost(struct fm_ep *ep, uint32_t slot);
+int fm__shm_progress(struct fm_ep *ep, int timeout_ms);
+/* fm__shm_check_peer -- look at the socket: BYE or EOF ends the endpoint */
+void fm__shm_check_peer(struct shm_ep *se);
 
 /* fence.c */
-/* shm_peer_identify -- record who connected `se->sock` (accepting side) */
-int shm_peer_identify(struct shm_ep *se);
-int shm_fence(struct fm_ep *ep, int timeout_ms);
+/* fm__shm_peer_identify -- record who connected `se->sock` (accepting side) */
+int fm__shm_peer_identify(struct shm_ep *se);
+int fm__shm_fence(struct fm_ep *ep, int timeout_ms);
 
 #endif /* FM_SHM_PRIV_H */

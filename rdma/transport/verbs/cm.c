@@ -152,7 +152,7 @@ static int v_connect_start(struct v_transport *vt, const char *addr,
 	ret = v_getaddr(addr, false, &dst);
 	if (ret)
 		return ret;
-	ve = v_ep_alloc();
+	ve = fm__verbs_ep_alloc();
 	if (ve == NULL)
 		return fm_err(-ENOMEM, "endpoint");
 	ret = fm__ep_init(&ve->ep, &vt->t, NULL, vt->t.cfg.credits, FM_CTRL_CREDITS);
@@ -163,7 +163,7 @@ static int v_connect_start(struct v_transport *vt, const char *addr,
 		ret = fm_err(-errno, "rdma_create_event_channel: %s", strerror(errno));
 		goto out_free;
 	}
-	if (v_set_nonblock(ve->ch->fd) ||
+	if (fm__verbs_set_nonblock(ve->ch->fd) ||
 	    rdma_create_id(ve->ch, &ve->id, ve, RDMA_PS_TCP)) {
 		ret = fm_err(-errno, "rdma_create_id: %s", strerror(errno));
 		goto out_free;
@@ -187,7 +187,7 @@ static int v_connect_start(struct v_transport *vt, const char *addr,
 			"resolve route");
 	if (ret)
 		goto out_free;
-	ret = v_ep_resources(ve, vt);
+	ret = fm__verbs_ep_resources(ve, vt);
 	if (ret)
 		goto out_free;
 	fm__conn_priv_encode(priv, pbuf);
@@ -202,7 +202,7 @@ static int v_connect_start(struct v_transport *vt, const char *addr,
 	return 0;
 
 out_free:
-	v_ep_free(ve);
+	fm__verbs_ep_free(ve);
 	return ret;
 }
 
@@ -221,8 +221,8 @@ static int v_connect_finish(struct v_ep *ve, int timeout_ms)
 	return 0;
 }
 
-int v_connect(struct fm_transport *t, const char *addr, const struct fm_conn_priv *priv,
-		     int timeout_ms, struct fm_ep **out)
+int fm__verbs_connect(struct fm_transport *t, const char *addr, const struct fm_conn_priv *priv,
+		      int timeout_ms, struct fm_ep **out)
 {
 	uint64_t deadline = fm__deadline(timeout_ms);
 	struct v_ep *ve;
@@ -232,7 +232,7 @@ int v_connect(struct fm_transport *t, const char *addr, const struct fm_conn_pri
 		return ret;
 	ret = v_connect_finish(ve, fm__remaining_ms(deadline));
 	if (ret) {
-		v_ep_free(ve);
+		fm__verbs_ep_free(ve);
 		return ret;
 	}
 	*out = &ve->ep;
@@ -241,7 +241,7 @@ int v_connect(struct fm_transport *t, const char *addr, const struct fm_conn_pri
 
 /* ------------------------------------------------------------ listener */
 
-int v_listen(struct fm_transport *t, const char *addr, struct fm_listener **out)
+int fm__verbs_listen(struct fm_transport *t, const char *addr, struct fm_listener **out)
 {
 	struct v_transport *vt = to_vt(t);
 	struct v_listener *vl;
@@ -259,7 +259,8 @@ int v_listen(struct fm_transport *t, const char *addr, struct fm_listener **out)
 		ret = fm_err(-errno, "rdma_create_event_channel: %s", strerror(errno));
 		goto out_free;
 	}
-	if (v_set_nonblock(vl->ch->fd) || rdma_create_id(vl->ch, &vl->id, vl, RDMA_PS_TCP)) {
+	if (fm__verbs_set_nonblock(vl->ch->fd) ||
+	    rdma_create_id(vl->ch, &vl->id, vl, RDMA_PS_TCP)) {
 		ret = fm_err(-errno, "rdma_create_id: %s", strerror(errno));
 		goto out_ch;
 	}
@@ -289,7 +290,7 @@ out_free:
 	return ret;
 }
 
-void v_listener_delete(struct fm_listener *l)
+void fm__verbs_listener_delete(struct fm_listener *l)
 {
 	struct v_listener *vl = container_of(l, struct v_listener, l);
 
@@ -303,7 +304,7 @@ void v_listener_delete(struct fm_listener *l)
 	free(vl);
 }
 
-int v_listener_fd(const struct fm_listener *l)
+int fm__verbs_listener_fd(const struct fm_listener *l)
 {
 	return container_of(l, struct v_listener, l)->ch->fd;
 }
@@ -356,7 +357,7 @@ static int v_accept_start(struct v_listener *vl, struct v_request *rq, struct v_
 	struct v_ep *ve;
 	int ret;
 
-	ve = v_ep_alloc();
+	ve = fm__verbs_ep_alloc();
 	if (ve == NULL) {
 		rdma_reject(id, NULL, 0);
 		rdma_destroy_id(id);
@@ -372,7 +373,7 @@ static int v_accept_start(struct v_listener *vl, struct v_request *rq, struct v_
 	}
 	ve->id = id;
 	id->context = ve;
-	ret = v_ep_resources(ve, vt);
+	ret = fm__verbs_ep_resources(ve, vt);
 	if (ret)
 		goto out_free;
 	fm__conn_priv_local(&vt->t, NULL, 0, &mine);
@@ -394,11 +395,11 @@ out_reject:
 	rdma_reject(id, NULL, 0);
 	if (ve->id == NULL)
 		rdma_destroy_id(id);
-	v_ep_free(ve);
+	fm__verbs_ep_free(ve);
 	return ret;
 out_free:
 	rdma_reject(id, NULL, 0); /* the client hears "refused", not silence */
-	v_ep_free(ve);
+	fm__verbs_ep_free(ve);
 	return ret;
 }
 
@@ -412,7 +413,7 @@ static int v_accept_finish(struct v_ep *ve, int timeout_ms)
 	return 0;
 }
 
-int v_accept(struct fm_listener *l, int timeout_ms, struct fm_ep **out)
+int fm__verbs_accept(struct fm_listener *l, int timeout_ms, struct fm_ep **out)
 {
 	struct v_listener *vl = container_of(l, struct v_listener, l);
 	struct v_request rq;
@@ -426,7 +427,7 @@ int v_accept(struct fm_listener *l, int timeout_ms, struct fm_ep **out)
 		return ret;
 	ret = v_accept_finish(ve, l->t->cfg.op_timeout_ms);
 	if (ret) {
-		v_ep_free(ve);
+		fm__verbs_ep_free(ve);
 		return ret;
 	}
 	*out = &ve->ep;
@@ -445,7 +446,7 @@ static void set_back(struct v_listener *vl, const struct v_request *rq, int n)
 }
 
 /* the owner's connection to itself; both halves driven from this thread */
-int v_loopback(struct fm_listener *l, struct fm_ep **out)
+int fm__verbs_loopback(struct fm_listener *l, struct fm_ep **out)
 {
 	struct v_listener *vl = container_of(l, struct v_listener, l);
 	struct v_transport *vt = to_vt(l->t);
@@ -511,9 +512,9 @@ int v_loopback(struct fm_listener *l, struct fm_ep **out)
 	return 0;
 
 out_pas:
-	v_ep_free(pas);
+	fm__verbs_ep_free(pas);
 out_act:
 	set_back(vl, set_aside, nset);
-	v_ep_free(act);
+	fm__verbs_ep_free(act);
 	return ret;
 }

@@ -29,7 +29,7 @@ static int v_run_op(struct v_ep *ve, struct ibv_send_wr *wr)
 	while (!ve->op.done) {
 		int left;
 
-		v_progress(&ve->ep, 0);
+		fm__verbs_progress(&ve->ep, 0);
 		if (ve->op.done)
 			break;
 		if (ve->ep.state != FM_EP_UP)
@@ -40,15 +40,15 @@ static int v_run_op(struct v_ep *ve, struct ibv_send_wr *wr)
 			 * long as the endpoint, so closing is safe */
 			return fm__ep_fail(&ve->ep, -ETIMEDOUT, "operation timed out");
 		if (event)
-			v_progress(&ve->ep, left < 0 || left > 100 ? 100 : left);
+			fm__verbs_progress(&ve->ep, left < 0 || left > 100 ? 100 : left);
 	}
 	if (ve->op.status != IBV_WC_SUCCESS)
 		return ve->ep.err ? ve->ep.err : -EIO;
 	return 0;
 }
 
-int v_read(struct fm_ep *ep, void *dst, struct fm_region *dst_r,
-		  const struct fm_region_desc *src, uint64_t src_off, size_t len)
+int fm__verbs_read(struct fm_ep *ep, void *dst, struct fm_region *dst_r,
+		   const struct fm_region_desc *src, uint64_t src_off, size_t len)
 {
 	struct v_ep *ve = to_vep(ep);
 	struct v_region *vr = container_of(dst_r, struct v_region, r);
@@ -63,8 +63,8 @@ int v_read(struct fm_ep *ep, void *dst, struct fm_region *dst_r,
 	return v_run_op(ve, &wr);
 }
 
-int v_atomic(struct fm_ep *ep, bool cas, const struct fm_region_desc *rd, uint64_t off,
-		    uint64_t a, uint64_t b, uint64_t *old)
+int fm__verbs_atomic(struct fm_ep *ep, bool cas, const struct fm_region_desc *rd, uint64_t off,
+		     uint64_t a, uint64_t b, uint64_t *old)
 {
 	struct v_ep *ve = to_vep(ep);
 	struct ibv_sge sge = {.addr = (uint64_t)(uintptr_t)ve->scratch, .length = 8,
@@ -83,7 +83,7 @@ int v_atomic(struct fm_ep *ep, bool cas, const struct fm_region_desc *rd, uint64
 	return ret;
 }
 
-int v_msg_post(struct fm_ep *ep, const void *buf, size_t len)
+int fm__verbs_msg_post(struct fm_ep *ep, const void *buf, size_t len)
 {
 	struct v_ep *ve = to_vep(ep);
 	struct ibv_send_wr wr = {0}, *bad;
@@ -115,20 +115,20 @@ int v_msg_post(struct fm_ep *ep, const void *buf, size_t len)
 	return 0;
 }
 
-void v_msg_repost(struct fm_ep *ep, uint32_t slot)
+void fm__verbs_msg_repost(struct fm_ep *ep, uint32_t slot)
 {
 	struct v_ep *ve = to_vep(ep);
 	int ret;
 
 	if (ep->state != FM_EP_UP)
 		return; /* the QP is going away: nothing to post to */
-	ret = v_post_recv(ve, slot);
+	ret = fm__verbs_post_recv(ve, slot);
 	if (ret)
 		fm__ep_fail(ep, ret, "ibv_post_recv: %s", strerror(-ret));
 }
 
 /*
- * v_fence -- no incoming RDMA of the peer can execute after this returns:
+ * fm__verbs_fence -- no incoming RDMA of the peer can execute after this returns:
  *   1. rdma_disconnect (best effort: tells the peer, and moves the QP to
  *      ERROR itself on IB/RoCE);
  *   2. ibv_modify_qp(ERROR): an RC responder in ERROR executes no request;
@@ -139,7 +139,7 @@ void v_msg_repost(struct fm_ep *ep, uint32_t slot)
  * Our regions' rkeys stay valid: they belong to the PD, and the other
  * clients' QPs keep using them.  A peer that reconnects gets a new QP.
  */
-int v_fence(struct fm_ep *ep, int timeout_ms)
+int fm__verbs_fence(struct fm_ep *ep, int timeout_ms)
 {
 	struct v_ep *ve = to_vep(ep);
 	struct ibv_qp_attr attr = {.qp_state = IBV_QPS_ERR};
@@ -154,9 +154,9 @@ int v_fence(struct fm_ep *ep, int timeout_ms)
 	if (ret)
 		return fm_err(-ret, "fence: ibv_modify_qp(ERROR): %s", strerror(ret));
 	fm__ep_fail(ep, -ENOTCONN, "fenced: queue pair in ERROR");
-	(void)v_poll_cq(ve);
+	(void)fm__verbs_poll_cq(ve);
 	rdma_destroy_qp(ve->id);
 	ve->qp_created = false;
-	(void)v_poll_cq(ve); /* completions the destroy flushed, if any */
+	(void)fm__verbs_poll_cq(ve); /* completions the destroy flushed, if any */
 	return 0;
 }

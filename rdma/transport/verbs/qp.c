@@ -33,7 +33,7 @@
 #define V_POLL_BATCH 16
 #define V_CM_CHECK_EVERY 256 /* busy mode: look at the CM channel this often */
 
-int v_set_nonblock(int fd)
+int fm__verbs_set_nonblock(int fd)
 {
 	int fl = fcntl(fd, F_GETFL);
 
@@ -44,7 +44,7 @@ int v_set_nonblock(int fd)
 
 /* ------------------------------------------------------------ endpoints */
 
-void v_ep_free(struct v_ep *ve)
+void fm__verbs_ep_free(struct v_ep *ve)
 {
 	if (ve->loop_peer) {
 		struct v_ep *p = ve->loop_peer;
@@ -52,7 +52,7 @@ void v_ep_free(struct v_ep *ve)
 		ve->loop_peer = NULL;
 		if (p->ep.state == FM_EP_UP && p->id)
 			rdma_disconnect(p->id);
-		v_ep_free(p);
+		fm__verbs_ep_free(p);
 	}
 	if (ve->id && ve->qp_created)
 		rdma_destroy_qp(ve->id);
@@ -79,7 +79,7 @@ void v_ep_free(struct v_ep *ve)
 	free(ve);
 }
 
-struct v_ep *v_ep_alloc(void)
+struct v_ep *fm__verbs_ep_alloc(void)
 {
 	struct v_ep *ve = calloc(1, sizeof(*ve));
 
@@ -88,7 +88,7 @@ struct v_ep *v_ep_alloc(void)
 	return ve;
 }
 
-int v_post_recv(struct v_ep *ve, uint32_t slot)
+int fm__verbs_post_recv(struct v_ep *ve, uint32_t slot)
 {
 	struct ibv_sge sge = {
 		.addr = (uint64_t)(uintptr_t)(ve->pool + (size_t)slot * ve->slot_size),
@@ -103,7 +103,7 @@ int v_post_recv(struct v_ep *ve, uint32_t slot)
 	return ret ? -ret : 0;
 }
 
-int v_ep_resources(struct v_ep *ve, struct v_transport *vt)
+int fm__verbs_ep_resources(struct v_ep *ve, struct v_transport *vt)
 {
 	struct ibv_qp_init_attr qa = {0};
 	struct epoll_event ev;
@@ -121,7 +121,8 @@ int v_ep_resources(struct v_ep *ve, struct v_transport *vt)
 	ve->cc = ibv_create_comp_channel(vt->ctx);
 	if (ve->cc == NULL)
 		return fm_err(-errno, "ibv_create_comp_channel: %s", strerror(errno));
-	if ((ret = v_set_nonblock(ve->cc->fd)) || (ret = v_set_nonblock(ve->ch->fd)))
+	if ((ret = fm__verbs_set_nonblock(ve->cc->fd)) ||
+	    (ret = fm__verbs_set_nonblock(ve->ch->fd)))
 		return fm_err(ret, "O_NONBLOCK: %s", strerror(-ret));
 	ve->cq = ibv_create_cq(vt->ctx, (int)(ve->nrx + ve->ntx + 4), ve, ve->cc, 0);
 	if (ve->cq == NULL)
@@ -152,7 +153,7 @@ int v_ep_resources(struct v_ep *ve, struct v_transport *vt)
 		return fm_err(-ENOMEM, "request arrays");
 	for (i = 0; i < ve->nrx; i++) {
 		ve->rx_reqs[i] = (struct vreq){.kind = VREQ_RECV, .slot = i};
-		ret = v_post_recv(ve, i);
+		ret = fm__verbs_post_recv(ve, i);
 		if (ret)
 			return fm_err(ret, "ibv_post_recv: %s", strerror(-ret));
 	}
@@ -197,7 +198,7 @@ static int wc_errno(enum ibv_wc_status st)
 	}
 }
 
-int v_poll_cq(struct v_ep *ve)
+int fm__verbs_poll_cq(struct v_ep *ve)
 {
 	struct ibv_wc wc[V_POLL_BATCH];
 	int n, i, total = 0;
@@ -263,7 +264,7 @@ static void v_check_cm(struct v_ep *ve)
 		rdma_ack_cm_event(ev);
 		switch (type) {
 		case RDMA_CM_EVENT_DISCONNECTED:
-			v_poll_cq(ve); /* deliver what arrived before the DREQ */
+			fm__verbs_poll_cq(ve); /* deliver what arrived before the DREQ */
 			fm__ep_fail(&ve->ep, -ECONNRESET, "peer closed or died (disconnected)");
 			break;
 		case RDMA_CM_EVENT_DEVICE_REMOVAL:
@@ -280,7 +281,7 @@ static void v_check_cm(struct v_ep *ve)
 	}
 }
 
-int v_progress(struct fm_ep *ep, int timeout_ms)
+int fm__verbs_progress(struct fm_ep *ep, int timeout_ms)
 {
 	struct v_ep *ve = to_vep(ep);
 	bool event = ep->t->cfg.wait_mode == FM_WAIT_EVENT;
@@ -299,7 +300,7 @@ int v_progress(struct fm_ep *ep, int timeout_ms)
 		}
 		ibv_req_notify_cq(ve->cq, 0); /* arm, THEN poll */
 	}
-	n = v_poll_cq(ve);
+	n = fm__verbs_poll_cq(ve);
 	if (event || timeout_ms || ++ve->cm_countdown >= V_CM_CHECK_EVERY || ep->state != FM_EP_UP) {
 		ve->cm_countdown = 0;
 		if (ep->state == FM_EP_UP)
@@ -309,15 +310,15 @@ int v_progress(struct fm_ep *ep, int timeout_ms)
 		return 0;
 	if (epoll_wait(ep->event_fd, evs, 2, timeout_ms) < 0 && errno != EINTR)
 		return fm_err(-errno, "epoll_wait: %s", strerror(errno));
-	return v_progress(ep, 0);
+	return fm__verbs_progress(ep, 0);
 }
 
-void v_ep_delete(struct fm_ep *ep)
+void fm__verbs_ep_delete(struct fm_ep *ep)
 {
 	struct v_ep *ve = to_vep(ep);
 
 	if (ve->id && ep->state != FM_EP_CLOSED)
 		rdma_disconnect(ve->id);
 	fm__ep_fail(ep, -ENOTCONN, "closed locally");
-	v_ep_free(ve);
+	fm__verbs_ep_free(ve);
 }

@@ -94,39 +94,39 @@ static inline struct v_ep *to_vep(struct fm_ep *ep)
 }
 
 /* cm.c: the provider ops of connection setup */
-int v_connect(struct fm_transport *t, const char *addr, const struct fm_conn_priv *priv,
-	      int timeout_ms, struct fm_ep **out);
-int v_listen(struct fm_transport *t, const char *addr, struct fm_listener **out);
-void v_listener_delete(struct fm_listener *l);
-int v_listener_fd(const struct fm_listener *l);
-int v_accept(struct fm_listener *l, int timeout_ms, struct fm_ep **out);
-int v_loopback(struct fm_listener *l, struct fm_ep **out);
+int fm__verbs_connect(struct fm_transport *t, const char *addr, const struct fm_conn_priv *priv,
+		      int timeout_ms, struct fm_ep **out);
+int fm__verbs_listen(struct fm_transport *t, const char *addr, struct fm_listener **out);
+void fm__verbs_listener_delete(struct fm_listener *l);
+int fm__verbs_listener_fd(const struct fm_listener *l);
+int fm__verbs_accept(struct fm_listener *l, int timeout_ms, struct fm_ep **out);
+int fm__verbs_loopback(struct fm_listener *l, struct fm_ep **out);
 
 /* qp.c: endpoint resources and lifetime */
-/* v_set_nonblock -- O_NONBLOCK on fd; 0 or -errno */
-int v_set_nonblock(int fd);
-void v_ep_free(struct v_ep *ve);
-struct v_ep *v_ep_alloc(void);
-/* v_post_recv -- (re)post receive slot `slot`; 0 or -errno */
-int v_post_recv(struct v_ep *ve, uint32_t slot);
+/* fm__verbs_set_nonblock -- O_NONBLOCK on fd; 0 or -errno */
+int fm__verbs_set_nonblock(int fd);
+void fm__verbs_ep_free(struct v_ep *ve);
+struct v_ep *fm__verbs_ep_alloc(void);
+/* fm__verbs_post_recv -- (re)post receive slot `slot`; 0 or -errno */
+int fm__verbs_post_recv(struct v_ep *ve, uint32_t slot);
 /*
- * v_ep_resources -- CQ, QP, message pool, receives posted, epoll set, on
+ * fm__verbs_ep_resources -- CQ, QP, message pool, receives posted, epoll set, on
  * the id (already on ve->ch).  After fm__ep_init.
  */
-int v_ep_resources(struct v_ep *ve, struct v_transport *vt);
-/* v_poll_cq -- drain the CQ; returns completions seen */
-int v_poll_cq(struct v_ep *ve);
+int fm__verbs_ep_resources(struct v_ep *ve, struct v_transport *vt);
+/* fm__verbs_poll_cq -- drain the CQ; returns completions seen */
+int fm__verbs_poll_cq(struct v_ep *ve);
 /* qp.c: the provider ops of progress and teardown */
-int v_progress(struct fm_ep *ep, int timeout_ms);
-void v_ep_delete(struct fm_ep *ep);
+int fm__verbs_progress(struct fm_ep *ep, int timeout_ms);
+void fm__verbs_ep_delete(struct fm_ep *ep);
 
 /* ops.c: the provider ops of one-sided operations, messages, fence */
-int v_read(struct fm_ep *ep, void *dst, struct fm_region *dst_r,
-	   const struct fm_region_desc *src, uint64_t src_off, size_t len);
-int v_atomic(struct fm_ep *ep, bool cas, const struct fm_region_desc *rd, uint64_t off,
-	     uint64_t a, uint64_t b, uint64_t *old);
-int v_msg_post(struct fm_ep *ep, const void *buf, size_t len);
-void v_msg_repost(struct fm_ep *ep, uint32_t slot);
-int v_fence(struct fm_ep *ep, int timeout_ms);
+int fm__verbs_read(struct fm_ep *ep, void *dst, struct fm_region *dst_r,
+		   const struct fm_region_desc *src, uint64_t src_off, size_t len);
+int fm__verbs_atomic(struct fm_ep *ep, bool cas, const struct fm_region_desc *rd, uint64_t off,
+		     uint64_t a, uint64_t b, uint64_t *old);
+int fm__verbs_msg_post(struct fm_ep *ep, const void *buf, size_t len);
+void fm__verbs_msg_repost(struct fm_ep *ep, uint32_t slot);
+int fm__verbs_fence(struct fm_ep *ep, int timeout_ms);
 
 #endif /* FM_VERBS_PRIV_H */
