@@ -39,10 +39,10 @@ static_assert(OFF_RSV1 + 4 == FM_WIRE_HDR_SIZE, "header is 40 bytes");
 static_assert(OFF_SESSION % 8 == 0 && OFF_SEQ % 8 == 0, "64-bit fields aligned");
 
 /* ---- payload sizes ---- */
-#define SZ_HELLO 24u
+#define SZ_HELLO 40u
 #define SZ_CHALLENGE FM_WIRE_NONCE_SIZE
 #define SZ_AUTH FM_WIRE_MAC_SIZE
-#define SZ_WELCOME_FIXED 24u
+#define SZ_WELCOME_FIXED 32u
 #define SZ_RENEW 8u
 #define SZ_LEASE 16u
 #define SZ_LOCK 40u
@@ -53,7 +53,7 @@ static_assert(OFF_SESSION % 8 == 0 && OFF_SEQ % 8 == 0, "64-bit fields aligned")
 #define SZ_RANGE 16u
 #define SZ_ACK 32u
 #define SZ_ERROR 16u
-#define SZ_BYE 8u
+#define SZ_BYE 16u
 
 /* mapdesc offsets */
 #define MD_MAP_ID 0
@@ -215,6 +215,9 @@ static int check_mapdesc(const struct fm_wire_mapdesc *d)
 			  ((d->grain_count + 63) / 64) * 8, "bitmap");
 	if (rc)
 		return rc;
+	/* all zero: no lock table yet (the owner's restart grace) */
+	if (!d->locks.addr && !d->locks.len && !d->locks.key && !d->locks.flags)
+		return 0;
 	words = ((d->grain_count - 1) >> d->lock_shift) + 1;
 	return check_region(&d->locks, FM_ACCESS_REMOTE_ATOMIC, words * 8, "lock");
 }
@@ -238,12 +241,17 @@ static int check_fields(const struct fm_msg *m)
 		    m->u.hello.client_id > FM_WIRE_CLIENT_ID_MAX)
 			return fm_err(-ERANGE, "hello: client id %u out of 1..%u",
 				      m->u.hello.client_id, FM_WIRE_CLIENT_ID_MAX);
+		if (m->u.hello.prev_flags & ~FM_HELLO_PREV_KNOWN)
+			return fm_err(-ERANGE, "hello: unknown prev flags 0x%x",
+				      m->u.hello.prev_flags);
 		return 0;
 	case FM_MSG_WELCOME:
 		if (m->u.welcome.client_epoch == 0)
 			return fm_err(-ERANGE, "welcome: client epoch 0");
 		if (m->u.welcome.lease_term_ms == 0)
 			return fm_err(-ERANGE, "welcome: lease term 0");
+		if (m->u.welcome.incarnation == 0)
+			return fm_err(-ERANGE, "welcome: owner incarnation 0");
 		if (m->u.welcome.map_count > FM_WIRE_MAX_MAPS)
 			return fm_err(-ERANGE, "welcome: %u maps > %u",
 				      m->u.welcome.map_count, FM_WIRE_MAX_MAPS);
@@ -291,6 +299,8 @@ static int check_fields(const struct fm_msg *m)
 	case FM_MSG_BYE:
 		if (m->u.bye.reason >= FM_BYE_REASON_COUNT)
 			return fm_err(-ERANGE, "bye: reason %u unknown", m->u.bye.reason);
+		if (m->u.bye.flags & ~FM_BYE_F_KNOWN)
+			return fm_err(-ERANGE, "bye: unknown flags 0x%x", m->u.bye.flags);
 		return 0;
 	default:
 		return 0;
@@ -319,6 +329,9 @@ static void enc_hello(uint8_t *p, const struct fm_msg_hello *h)
 	p[5] = h->ver_minor;
 	fm_put_le16(p + 6, 0);
 	memcpy(p + 8, h->nonce, FM_WIRE_NONCE_SIZE);
+	fm_put_le64(p + 24, h->prev_session);
+	fm_put_le32(p + 32, h->prev_flags);
+	fm_put_le32(p + 36, 0);
 }
 
 static void enc_welcome(uint8_t *p, const struct fm_msg_welcome *w)
@@ -329,6 +342,7 @@ static void enc_welcome(uint8_t *p, const struct fm_msg_welcome *w)
 	fm_put_le16(p + 16, w->map_count);
 	fm_put_le16(p + 18, 0);
 	fm_put_le32(p + 20, 0);
+	fm_put_le64(p + 24, w->incarnation);
 	for (unsigned i = 0; i < w->map_count; i++)
 		put_mapdesc(p + SZ_WELCOME_FIXED + i * FM_WIRE_MAPDESC_SIZE, &w->maps[i]);
 }
@@ -415,6 +429,8 @@ static void enc_payload(uint8_t *p, const struct fm_msg *m)
 	case FM_MSG_BYE:
 		fm_put_le32(p, m->u.bye.reason);
 		fm_put_le32(p + 4, m->u.bye.code);
+		fm_put_le32(p + 8, m->u.bye.flags);
+		fm_put_le32(p + 12, 0);
 		break;
 	}
 }
@@ -503,12 +519,14 @@ static int dec_payload(const uint8_t *p, size_t n, struct fm_msg *m)
 	 * most the array's capacity. */
 	switch (m->type) {
 	case FM_MSG_HELLO:
-		if (fm_get_le16(p + 6))
+		if (fm_get_le16(p + 6) || fm_get_le32(p + 36))
 			return reserved_err(tn);
 		m->u.hello.client_id = fm_get_le32(p);
 		m->u.hello.ver_major = p[4];
 		m->u.hello.ver_minor = p[5];
 		memcpy(m->u.hello.nonce, p + 8, FM_WIRE_NONCE_SIZE);
+		m->u.hello.prev_session = fm_get_le64(p + 24);
+		m->u.hello.prev_flags = fm_get_le32(p + 32);
 		break;
 	case FM_MSG_CHALLENGE:
 		memcpy(m->u.challenge.nonce, p, FM_WIRE_NONCE_SIZE);
@@ -527,6 +545,7 @@ static int dec_payload(const uint8_t *p, size_t n, struct fm_msg *m)
 		m->u.welcome.client_epoch = fm_get_le32(p + 8);
 		m->u.welcome.lease_term_ms = fm_get_le32(p + 12);
 		m->u.welcome.map_count = (uint16_t)count;
+		m->u.welcome.incarnation = fm_get_le64(p + 24);
 		for (size_t i = 0; i < count && i < FM_WIRE_MAX_MAPS; i++)
 			get_mapdesc(p + SZ_WELCOME_FIXED + i * FM_WIRE_MAPDESC_SIZE,
 				    &m->u.welcome.maps[i]);
@@ -593,8 +612,11 @@ static int dec_payload(const uint8_t *p, size_t n, struct fm_msg *m)
 		m->u.error.code = fm_get_le32(p + 8);
 		break;
 	case FM_MSG_BYE:
+		if (fm_get_le32(p + 12))
+			return reserved_err(tn);
 		m->u.bye.reason = fm_get_le32(p);
 		m->u.bye.code = fm_get_le32(p + 4);
+		m->u.bye.flags = fm_get_le32(p + 8);
 		break;
 	}
 	return 0;

@@ -692,7 +692,7 @@ int fm_agent_io_begin(struct fm_agent *a, uint64_t map_id, struct fm_agent_io *i
 		struct ag_map *m = __map_find(a, map_id);
 
 		if (a->state == FM_CLIENT_ACTIVE && m && m->pub.granted &&
-		    fm_client_io_begin(a->c, map_id) == 0) {
+		    fm_client_io_begin(a->c, map_id, now_ms()) == 0) {
 			/* pinned: a release now waits for io_end.  The
 			 * descriptor read under a->lock is the granted one. */
 			io->map_id = map_id;

@@ -57,7 +57,7 @@ static void exec_local(struct fm_ownerd *d, const struct fm_action *a, uint64_t 
 {
 	bool is_locks = false;
 	struct od_map *m = od_map_by_region(d, &a->u.io.region, &is_locks);
-	uint8_t buf[FM_WIRE_MAX_MSG];
+	uint8_t *buf = d->readbuf;
 	uint64_t old = 0;
 	int rc = 0;
 
@@ -82,8 +82,10 @@ static void exec_local(struct fm_ownerd *d, const struct fm_action *a, uint64_t 
 		const uint8_t *src = fm_region_ptr(r);
 		size_t len = a->u.io.len, off = a->u.io.offset;
 
-		if (len > sizeof(buf) || off > fm_region_len(r) || len > fm_region_len(r) - off ||
-		    off % 8 || len % 8) {
+		/* any length up to FM_ACT_READ_MAX (proto.h): a reclaim scan
+		 * reads lock tables 64 KiB at a time */
+		if (len > FM_ACT_READ_MAX || off > fm_region_len(r) ||
+		    len > fm_region_len(r) - off || off % 8 || len % 8) {
 			(void)fm_owner_op_done(d->o, a->op_id, -ERANGE, 0, NULL, 0, now);
 			return;
 		}
@@ -96,12 +98,15 @@ static void exec_local(struct fm_ownerd *d, const struct fm_action *a, uint64_t 
 	}
 }
 
-/* the fence of c is complete: no operation of its peer can land any more */
+/* the fence of c is complete: no operation of its peer can land any more.
+ * Reported as FM_FENCE_RDMA: that is all fm_ep_fence promises today (a
+ * shm peer may also be dead, but the state machine then just waits for
+ * the client's word or the lease, which is safe). */
 static void fence_done(struct fm_ownerd *d, struct od_conn *c, uint64_t op_id, uint64_t now)
 {
 	od_log(FM_LOGLVL_INFO, "conn %" PRIu64 ": fenced", c->id);
 	od_conn_drop(d, c);
-	(void)fm_owner_op_done(d->o, op_id, 0, 0, NULL, 0, now);
+	(void)fm_owner_op_done(d->o, op_id, 0, FM_FENCE_RDMA, NULL, 0, now);
 }
 
 /* the peer of c cannot be fenced: never report the FENCE, so the state
@@ -173,9 +178,24 @@ static void exec_fence(struct fm_ownerd *d, const struct fm_action *a, uint64_t 
 	od_retry_fences(d, now);
 }
 
+/* CLOSE: a connection that never joined -- nothing was granted to it, so
+ * nothing to fence; what was sent to it (its BYE) goes out first. */
+static void exec_close(struct fm_ownerd *d, const struct fm_action *a)
+{
+	struct od_conn *c = od_conn_find(d, a->conn);
+
+	if (!c)
+		return;
+	if (!c->lost)
+		(void)od_outq_flush(c);
+	od_log(FM_LOGLVL_INFO, "conn %" PRIu64 ": closed (never joined)", c->id);
+	od_conn_drop(d, c);
+}
+
 static void exec_notify(struct fm_ownerd *d, const struct fm_notify *n)
 {
 	struct od_map *m;
+	int rc;
 
 	switch (n->type) {
 	case FM_NOTE_SESSION_UP:
@@ -190,6 +210,13 @@ static void exec_notify(struct fm_ownerd *d, const struct fm_notify *n)
 		m = od_map_find(d, n->map_id);
 		if (m && m->pend)
 			od_map_complete(d, m);
+		break;
+	case FM_NOTE_GRACE_OVER:
+		/* every lease of the previous incarnations ran out: from now
+		 * on only ours can outlive us (lease.h R6) */
+		rc = d->record_owner ? fm_store_owner_settle(d->store, d->hold_ms) : 0;
+		od_log(rc ? FM_LOGLVL_ERR : FM_LOGLVL_INFO, "restart grace over: lock tables "
+		       "served%s%s", rc ? "; recording it failed: " : "", rc ? fm_errormsg() : "");
 		break;
 	default:
 		od_log(FM_LOGLVL_DEBUG, "note %d", n->type);
@@ -271,8 +298,9 @@ void od_drain_actions(struct fm_ownerd *d)
 
 	for (;;) {
 		bool any = false;
+		int rc;
 
-		while (fm_owner_poll(d->o, &a)) {
+		while ((rc = fm_owner_poll(d->o, &a)) > 0) {
 			uint64_t now = od_now_ms();
 
 			any = true;
@@ -302,6 +330,9 @@ void od_drain_actions(struct fm_ownerd *d)
 			case FM_ACT_FENCE:
 				exec_fence(d, &a, now);
 				break;
+			case FM_ACT_CLOSE:
+				exec_close(d, &a);
+				break;
 			case FM_ACT_NOTIFY:
 				exec_notify(d, &a.u.note);
 				break;
@@ -309,11 +340,18 @@ void od_drain_actions(struct fm_ownerd *d)
 				break;
 			}
 		}
+		if (rc < 0 && !d->fatal) {
+			/* the state machine ran out of memory and is dead
+			 * (proto.h): stop serving; the next incarnation's
+			 * restart grace covers what this one granted */
+			d->fatal = rc;
+			od_log(FM_LOGLVL_ERR, "protocol state machine failed: %s", fm_errormsg());
+		}
 		if (d->npersist) {
 			(void)persist_batch(d, od_now_ms());
 			any = true;
 		}
-		if (!any)
+		if (!any || d->fatal)
 			return;
 	}
 }

@@ -172,6 +172,13 @@ static int ctl_status(struct fm_ownerd *d, int fd)
 	ctl_printf(fd, "locks requests %" PRIu64 " grants %" PRIu64 " reclaimed %" PRIu64
 		   " commits %" PRIu64 " acks %" PRIu64 "\n", os.lock_requests, os.lock_grants,
 		   os.locks_reclaimed, os.commits, os.acks);
+	ctl_printf(fd, "incarnation %" PRIu64 " restart-grace-left-ms %" PRIu64
+		   " sessions-closing %" PRIu64 " released quiesced %" PRIu64 " dead %" PRIu64
+		   " expired %" PRIu64 " fence-retries %" PRIu64 " scan-failures %" PRIu64
+		   " lock-requests-refused %" PRIu64 "\n", d->incarnation,
+		   fm_owner_grace_left(d->o, od_now_ms()), os.sessions_closing,
+		   os.released_quiesced, os.released_dead, os.released_expired,
+		   os.fence_retries, os.scan_failures, os.lock_requests_refused);
 	for (unsigned i = 0; i < OD_MAX_MAPS; i++)
 		if (d->maps[i].used)
 			ctl_show(d, fd, &d->maps[i]);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "flashmeta/error.h"
+#include "flashmeta/lease.h"
 #include "flashmeta/pmem_store.h"
 #include "ownerd_priv.h"
 
@@ -29,7 +30,7 @@ int fm_ownerd_run(struct fm_ownerd *d)
 	struct pollfd *pfd = NULL;
 
 	od_log(FM_LOGLVL_INFO, "serving on %s", d->cfg.listen);
-	while (!atomic_load_explicit(&d->stopping, memory_order_relaxed)) {
+	while (!atomic_load_explicit(&d->stopping, memory_order_relaxed) && !d->fatal) {
 		size_t n = 0, base;
 		uint64_t cnt;
 		int rc;
@@ -85,6 +86,8 @@ int fm_ownerd_run(struct fm_ownerd *d)
 		od_drain_actions(d);
 	}
 	free(pfd);
+	if (d->fatal)
+		return fm_err(d->fatal, "ownerd: the protocol state machine failed");
 	od_log(FM_LOGLVL_INFO, "stopping");
 	return 0;
 }
@@ -95,6 +98,51 @@ void fm_ownerd_stop(struct fm_ownerd *d)
 
 	atomic_store_explicit(&d->stopping, true, memory_order_relaxed);
 	(void)!write(d->stop_fd, &one, sizeof(one));
+}
+
+/*
+ * Restart grace (lease.h R6), steps in this order:
+ *   1. read what the previous incarnation recorded and record ourselves
+ *      (incarnation + 1, hold = the longer of its hold and ours), durably,
+ *      before anyone could get a lease from us;
+ *   2. the state machine serves no lock table, hand-off, commit or
+ *      transition until the previous hold has passed from now;
+ *   3. at FM_NOTE_GRACE_OVER (actions.c) record our own hold only.
+ * A pool never served needs no grace.  A format 1.0 pool records nothing:
+ * the grace is our own hold, and the incarnation (for fencing tokens) is
+ * the wall clock's second, which only rises while the clock does.
+ */
+static int begin_incarnation(struct fm_ownerd *d, uint64_t now, struct fm_owner_cfg *ocfg)
+{
+	struct fm_store_owner_info prev = { 0 };
+	uint64_t grace;
+	int rc;
+
+	d->hold_ms = fm_lease_hold_ms(ocfg->lease_term_ms, ocfg->lease_grace_ms);
+	rc = fm_store_owner_begin(d->store, d->hold_ms, &prev, &d->incarnation); /* 1 */
+	if (rc == -EOPNOTSUPP) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		d->incarnation = (uint64_t)ts.tv_sec;
+		grace = d->hold_ms;
+		od_log(FM_LOGLVL_WARN, "pool %s is format 1.0: no owner record, restart grace "
+		       "%" PRIu64 " ms, fencing tokens from the clock (recreate the pool)",
+		       d->cfg.pmem_path, grace);
+	} else if (rc) {
+		return rc;
+	} else {
+		d->record_owner = true;
+		grace = prev.known && prev.incarnation == 0 ? 0 :
+			prev.known ? prev.hold_ms : d->hold_ms;
+		od_log(FM_LOGLVL_INFO, "incarnation %" PRIu64 "; restart grace %" PRIu64
+		       " ms (previous incarnation %" PRIu64 ")", d->incarnation, grace,
+		       prev.incarnation);
+	}
+	ocfg->incarnation = d->incarnation;
+	d->grace_ms = grace;
+	(void)now;
+	return 0;
 }
 
 int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
@@ -113,8 +161,12 @@ int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
 	    cfg->key_len > FM_KEY_MAX)
 		return fm_err(-EINVAL, "ownerd: listen, pmem path and a key are required");
 	d = calloc(1, sizeof(*d));
-	if (!d)
+	if (d)
+		d->readbuf = malloc(FM_ACT_READ_MAX);
+	if (!d || !d->readbuf) {
+		free(d);
 		return fm_err(-ENOMEM, "ownerd");
+	}
 	d->cfg = *cfg;
 	od_log_level_set(cfg->log_level);
 	d->timer_fd = d->stop_fd = d->ctl_fd = -1;
@@ -148,10 +200,18 @@ int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
 
 	/* the protocol */
 	ocfg.lease_term_ms = d->cfg.lease_ms;
-	ocfg.lease_grace_ms = d->cfg.lease_ms / 4;
+	ocfg.lease_grace_ms = fm_lease_grace_ms(d->cfg.lease_ms);
+	ocfg.max_maps = OD_MAX_MAPS;
+	rc = begin_incarnation(d, od_now_ms(), &ocfg);
+	if (rc) {
+		od_log(FM_LOGLVL_ERR, "store %s: owner record: %s", cfg->pmem_path, fm_errormsg());
+		goto out_store;
+	}
 	rc = fm_owner_new(&d->o, &ocfg);
 	if (rc)
 		goto out_store;
+	/* 2. counted from now: no lease of ours exists before this point */
+	fm_owner_grace(d->o, od_now_ms() + d->grace_ms, od_now_ms());
 	for (uint32_t id = d->cfg.client_first; id <= d->cfg.client_last; id++) {
 		rc = fm_owner_client_add(d->o, id, cfg->key, cfg->key_len);
 		if (rc)
@@ -173,7 +233,12 @@ int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
 
 	/* every stored mapping: regions, publish durable bits, serve */
 	nmaps = fm_store_map_list(d->store, ids, OD_MAX_MAPS);
-	for (int i = 0; i < nmaps && i < (int)OD_MAX_MAPS; i++) {
+	if (nmaps > (int)OD_MAX_MAPS) {
+		rc = fm_err(-E2BIG, "pool %s holds %d mappings; one owner serves at most %u",
+			    cfg->pmem_path, nmaps, OD_MAX_MAPS);
+		goto out_maps;
+	}
+	for (int i = 0; i < nmaps; i++) {
 		rc = od_map_attach(d, ids[i]);
 		if (rc)
 			goto out_maps;
@@ -226,6 +291,7 @@ out_owner:
 out_store:
 	fm_store_close(&d->store);
 out_free:
+	free(d->readbuf);
 	free(d);
 	return rc;
 }
@@ -260,6 +326,7 @@ void fm_ownerd_delete(struct fm_ownerd **dp)
 	fm_store_close(&d->store);
 	close(d->stop_fd);
 	close(d->timer_fd);
+	free(d->readbuf);
 	free(d);
 	*dp = NULL;
 }

@@ -44,7 +44,7 @@ struct fm_store;
 
 #define OD_CTL_MAX 16      /* control connections */
 #define OD_CTL_LINE 512
-#define OD_MAX_MAPS FM_WIRE_MAX_MAPS
+#define OD_MAX_MAPS FM_OWNER_MAX_MAPS /* the most one owner serves */
 
 struct od_msg {
 	uint32_t len;
@@ -105,6 +105,12 @@ struct fm_ownerd {
 	struct od_ctl ctl[OD_CTL_MAX];
 	struct fm_action *persist; /* collected PERSIST actions of one iteration */
 	size_t npersist, cap_persist;
+	uint8_t *readbuf;          /* FM_ACT_READ_MAX: local READs land here */
+	uint64_t incarnation;      /* ours, recorded in the pool (lease.h R6) */
+	uint32_t hold_ms;          /* how long our leases can outlive us */
+	uint64_t grace_ms;         /* restart grace at start (lease.h R6) */
+	bool record_owner;         /* the pool keeps owner records (format 1.1) */
+	int fatal;                 /* the state machine died: run() returns it */
 	/* set by fm_ownerd_stop -- from another thread or, in flashmeta-owner,
 	 * a SIGTERM handler -- read by the loop: a lock-free atomic, the only
 	 * kind of shared object a signal handler may write.  Relaxed is

@@ -7,8 +7,9 @@
  * fm_owner_poll() / fm_client_poll() until it returns 0:
  *
  *   SEND     send msg[0..msg_len) to peer `conn` (one datagram, in order)
- *   READ     one-sided READ of `len` bytes at region+offset of peer `conn`;
- *            report with *_op_done(op_id, status, 0, data, len)
+ *   READ     one-sided READ of `len` bytes (at most FM_ACT_READ_MAX; a
+ *            driver must accept any length up to it) at region+offset of
+ *            peer `conn`; report *_op_done(op_id, status, 0, data, len)
  *   CAS      one-sided 8-byte compare-and-swap at region+offset;
  *            report *_op_done(op_id, status, old value, NULL, 0).  The
  *            owner uses conn FM_CONN_LOCAL for its own lock table: it must
@@ -18,20 +19,32 @@
  *            store, and only then visible in the READ-able bitmap region;
  *            report *_op_done(op_id, 0 | -ESTALE | -EIO, ...).  The bitmap
  *            region must never show a bit whose persist did not complete.
- *   FENCE    owner: disconnect `conn` and invalidate every remote key it
- *            could use (so it can no longer CAS a lock word); report
- *            op_done(op_id, 0, ...) when no operation of that peer can
- *            land any more.  Lock reclamation waits for this.  A negative
- *            status means the peer could not be fenced: its lock words stay
- *            held and the owner asks again at its next tick.
- *   CLOSE    client: disconnect from the owner; nothing to report.
+ *   FENCE    owner: stop the peer on `conn` (transport.h fm_ep_fence): at
+ *            least its RDMA (disconnect, invalidate what it could reach),
+ *            and with u.fence.kill its whole process where the transport
+ *            can (shm: SIGKILL and wait for the exit; verbs cannot).  Never
+ *            block the driver's loop: report later.  Report
+ *            op_done(op_id, 0, level) with the enum fm_fence_level reached
+ *            (FM_FENCE_RDMA or FM_FENCE_DEAD) once it is reached.  A
+ *            negative status means the peer could not be fenced: its lock
+ *            words and grants stay held and the owner asks again at its
+ *            next tick.
+ *   CLOSE    client: disconnect from the owner.  owner: drop `conn`, a
+ *            session that never authenticated (it was never granted
+ *            anything, so there is nothing to fence).  Nothing to report.
  *   NOTIFY   an event for the local engine/driver (struct fm_notify).
  *
  * Every READ/CAS/PERSIST/FENCE gets exactly one op_done; a transport
  * failure is reported as a negative status (the state machine then treats
- * the peer as gone).  Timing: everything is driven by `now`; nothing runs
- * between calls.  Threads: one protocol thread per state machine calls
- * everything except fm_client_io_begin/io_end.
+ * the peer as gone).  The state machines keep this promise by
+ * construction: queuing an action never fails.  If memory for the queue
+ * runs out, the failure is latched and fm_owner_poll / fm_client_poll
+ * return -ENOMEM from then on: the machine is dead and its driver must
+ * tear it down (see actq.h).  Timing: everything is driven by `now`
+ * (CLOCK_MONOTONIC milliseconds); nothing runs between calls; the timing
+ * model the machines enforce is written down in lease.h.  Threads: one
+ * protocol thread per state machine calls everything except the calls
+ * proto_client.h marks "any thread".
  */
 #ifndef FLASHMETA_PROTO_H
 #define FLASHMETA_PROTO_H
@@ -39,12 +52,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
 
+#include "flashmeta/fence.h"
 #include "flashmeta/wire.h"
 
 #define FM_CONN_LOCAL UINT64_MAX /* the owner's own memory */
+#define FM_ACT_READ_MAX (64u * 1024u) /* largest READ a machine asks for */
 
 enum fm_action_type {
 	FM_ACT_SEND = 1,
@@ -67,10 +80,17 @@ enum fm_notify_type {
 	FM_NOTE_RELEASED = 6,    /* confirmations of map_id given back */
 	FM_NOTE_GRANTED = 7,     /* confirmation lease on map_id/generation */
 	FM_NOTE_LOCK_LOST = 8,   /* a held lock was found reclaimed */
+	FM_NOTE_QUIESCED = 9,    /* a closed session's I/O all ended: no data
+				  * step of it runs or can start (status: the
+				  * session's close reason) */
 	/* owner side */
-	FM_NOTE_SESSION_UP = 20,   /* client_id authenticated */
+	FM_NOTE_SESSION_UP = 20,   /* client_id authenticated on the action's conn:
+				    * open its one-sided access to our regions
+				    * now (the WELCOME naming them follows) */
 	FM_NOTE_SESSION_DOWN = 21, /* client_id fenced and its locks reclaimed */
 	FM_NOTE_REVOKED = 22,      /* map_id: every holder released or was fenced */
+	FM_NOTE_GRACE_OVER = 23,   /* the restart grace ended: locks, commits and
+				    * transitions are served from now on */
 };
 
 struct fm_notify {
@@ -104,6 +124,10 @@ struct fm_action {
 		} persist;
 		struct fm_notify note;
 		struct {
+			bool kill;        /* FENCE: stop the whole process if the
+					   * transport can, not only its RDMA */
+		} fence;
+		struct {
 			uint32_t len;
 			uint8_t buf[FM_WIRE_MAX_MSG];
 		} msg;
@@ -111,60 +135,5 @@ struct fm_action {
 };
 
 const char *fm_action_type_name(enum fm_action_type t);
-
-/* ---- internal: the action queue both state machines keep ----
- * A growable FIFO of actions.  Owned by one protocol thread. */
-struct fm_actq {
-	struct fm_action *a;
-	size_t head, count, cap;
-};
-
-static inline struct fm_action *fm_actq_push(struct fm_actq *q)
-{
-	struct fm_action *slot;
-
-	if (q->count == q->cap) {
-		size_t ncap = q->cap ? q->cap * 2 : 16;
-		struct fm_action *na = malloc(ncap * sizeof(*na));
-
-		if (!na)
-			return NULL;
-		for (size_t i = 0; i < q->count; i++)
-			na[i] = q->a[(q->head + i) % q->cap];
-		free(q->a);
-		q->a = na;
-		q->cap = ncap;
-		q->head = 0;
-	}
-	slot = &q->a[(q->head + q->count) % q->cap];
-	q->count++;
-	memset(slot, 0, offsetof(struct fm_action, u) + sizeof(slot->u.io));
-	return slot;
-}
-
-static inline int fm_actq_pop(struct fm_actq *q, struct fm_action *out)
-{
-	struct fm_action *a;
-
-	if (!q->count)
-		return 0;
-	a = &q->a[q->head];
-	if (a->type == FM_ACT_SEND) {
-		/* copy only the bytes in use, not 4 KiB every time */
-		memcpy(out, a, offsetof(struct fm_action, u.msg.buf));
-		memcpy(out->u.msg.buf, a->u.msg.buf, a->u.msg.len);
-	} else {
-		*out = *a;
-	}
-	q->head = (q->head + 1) % q->cap;
-	q->count--;
-	return 1;
-}
-
-static inline void fm_actq_fini(struct fm_actq *q)
-{
-	free(q->a);
-	memset(q, 0, sizeof(*q));
-}
 
 #endif /* FLASHMETA_PROTO_H */

@@ -15,14 +15,19 @@
  *  - a split is inserted only after SPLIT_ACK OK (i.e. after the owner's
  *    persist completed);
  *  - the client's lease runs from the SEND time of AUTH/RENEW, so it lapses
- *    before the owner's (which runs from receipt, plus grace); on lapse it
- *    discards every mapping by itself and closes the session.  Assumption:
- *    an I/O that started under a confirmation finishes within the lease
- *    term.
+ *    before the owner's (which runs from receipt, plus grace): lease.h R1;
+ *  - every write of an engine starts with fm_client_step_check: only with
+ *    at least the margin of lease left (R2);
+ *  - when the session ends, for whatever reason, it discards every
+ *    mapping, blocks new brackets and steps, and QUIESCES: it waits until
+ *    every open bracket ended, and only then reports it to the owner
+ *    (BYE{QUIESCED}, or the next HELLO if the link is gone) and closes
+ *    (R3).  No new session starts before that.
  *
- * Engine interface: fm_client_io_begin/io_end (any thread) bracket every
- * I/O that trusts a cache hit; fetch/lock/commit/unlock (protocol thread)
- * complete through NOTIFY actions carrying the caller's cookie.
+ * Engine interface: fm_client_io_begin/io_end and fm_client_step_check
+ * (any thread) bracket every I/O that trusts a cache hit and gate every
+ * write; fetch/lock/commit/unlock (protocol thread) complete through
+ * NOTIFY actions carrying the caller's cookie.
  */
 #ifndef FLASHMETA_PROTO_CLIENT_H
 #define FLASHMETA_PROTO_CLIENT_H
@@ -39,7 +44,9 @@ enum fm_client_state {
 	FM_CLIENT_HELLO_SENT = 1, /* waiting for CHALLENGE */
 	FM_CLIENT_AUTH_SENT = 2,  /* waiting for WELCOME */
 	FM_CLIENT_ACTIVE = 3,     /* lease running; caches may be valid */
-	FM_CLIENT_CLOSED = 4,     /* session over; caches discarded; connect again */
+	FM_CLIENT_QUIESCING = 4,  /* session over, caches discarded; waiting for
+				   * the open I/O brackets to end (R3) */
+	FM_CLIENT_CLOSED = 5,     /* quiesced and closed; connect again */
 };
 
 struct fm_client;
@@ -52,6 +59,8 @@ struct fm_client_cfg {
 	uint32_t readahead_grains; /* bitmap bits per fetch READ; power of two
 				    * >= 64; 0 -> 512 */
 	uint32_t handshake_ms;    /* 0 -> 5000 */
+	uint32_t margin_ms;       /* M: a step needs this much lease left;
+				   * 0 -> fm_lease_margin_ms(term) (lease.h) */
 	void (*rand_bytes)(void *ctx, void *buf, size_t len); /* NULL: getrandom */
 	void *rand_ctx;
 };
@@ -61,12 +70,14 @@ int fm_client_new(struct fm_client **out, const struct fm_client_cfg *cfg);
 void fm_client_delete(struct fm_client **cp);
 
 /* ---- events (protocol thread) ---- */
-/* The driver connected the transport: send HELLO.  From IDLE or CLOSED;
- * -EBUSY otherwise. */
+/* The driver connected the transport: send HELLO (vouching for the
+ * previous session if it quiesced without being able to say so).  From
+ * IDLE or CLOSED; -EBUSY otherwise (QUIESCING included). */
 int fm_client_connect(struct fm_client *c, uint64_t now);
 /* One datagram from the owner.  A bad one closes the session (returns 0). */
 int fm_client_recv(struct fm_client *c, const void *buf, size_t len, uint64_t now);
-/* The transport broke: close the session, discard confirmations. */
+/* The transport broke: close the session, discard confirmations; the
+ * session quiesces (R3) and is vouched for in the next HELLO. */
 int fm_client_disconnected(struct fm_client *c, uint64_t now);
 /* Timers: lease renewal (every term/3) and lapse, handshake timeout,
  * drains.  Call at least every term/10. */
@@ -74,23 +85,43 @@ int fm_client_tick(struct fm_client *c, uint64_t now);
 /* Completion of a READ or CAS action; -ENOENT for an unknown op (ignored). */
 int fm_client_op_done(struct fm_client *c, uint64_t op_id, int status,
 		      uint64_t old_value, const void *data, size_t len, uint64_t now);
-/* Next action: 1 (filled) or 0. */
+/* Next action: 1 (filled), 0, or -ENOMEM: the machine ran out of memory
+ * and is dead (proto.h); the driver must close and delete it. */
 int fm_client_poll(struct fm_client *c, struct fm_action *act);
 
 /* ---- engine calls ---- */
 /*
  * fm_client_io_begin -- an I/O on map_id is about to trust cache hits.
  * 0, or -EAGAIN when the mapping's confirmations are being released or are
- * not granted (do the I/O without trusting the cache), -ENOENT.  Any
- * thread; lock-free (two atomics).
+ * not granted, or the lease ran out at `now` by our own clock even if the
+ * protocol thread has not noticed yet (a process thawed after a stop):
+ * do the I/O without trusting the cache.  -ENOENT.  Any thread; lock-free
+ * (three atomics).
  */
-int fm_client_io_begin(struct fm_client *c, uint64_t map_id);
+int fm_client_io_begin(struct fm_client *c, uint64_t map_id, uint64_t now);
 /* fm_client_io_end -- pairs with a successful io_begin.  Returns true when
- * this was the last I/O a release waits for: the driver should call
- * fm_client_kick() on the protocol thread.  Any thread. */
+ * this was the last I/O a release or a quiescing session waits for: the
+ * driver should call fm_client_kick() on the protocol thread.  Any thread. */
 bool fm_client_io_end(struct fm_client *c, uint64_t map_id);
-/* Re-check drains now (otherwise the next tick does). */
+/* Re-check drains and quiescence now (otherwise the next tick does). */
 int fm_client_kick(struct fm_client *c, uint64_t now);
+
+/*
+ * fm_client_step_check -- may a destructive data step (a copy into the
+ * target, a target write, a source write) start now, inside an open
+ * bracket?  0: yes -- the lease has at least the margin left, and the
+ * owner keeps this session's locks and grants until the bracket ended
+ * (lease.h R2, R4).  -EAGAIN: the lease is within the margin of expiry
+ * and not renewed yet: wait a little (a renewal is on its way) and ask
+ * again.  -EKEYEXPIRED: the lease is lost (or the session is over): do
+ * not start; end the I/O, resubmit it after the next join.  Any thread;
+ * no lock, two atomic loads.
+ */
+int fm_client_step_check(struct fm_client *c, uint64_t now);
+
+/* The fencing token of this session's locks (lease.h R5): owner
+ * incarnation << 32 | session epoch; 0 before WELCOME.  Any thread. */
+uint64_t fm_client_token(const struct fm_client *c);
 
 /*
  * fm_client_fetch -- cache miss on `grain`: READ the bitmap window around

@@ -5,9 +5,16 @@
  * grant, release request, released), queues contended grain-lock requests
  * and hands lock words over with its own CAS, records split commits (ack
  * strictly after PERSIST completed), fences dead or misbehaving clients and
- * then reclaims their lock words.  See proto.h for the driver contract.
+ * then reclaims their lock words.  See proto.h for the driver contract and
+ * lease.h for the timing rules (R1..R7) it enforces.
  *
  * Session states (one per connection):
+ *
+ *   HELLO_WAIT -> AUTH_WAIT -> ACTIVE -> CLOSING -> FENCING -> RECLAIMING
+ *        |             |                  ^            ^
+ *        +-------------+-> CLOSE (never   |  BYE{QUIESCED} from ACTIVE
+ *          authenticated: nothing to      |  goes straight to FENCING
+ *          fence, the connection is just dropped)
  */
 #ifndef FLASHMETA_PROTO_OWNER_H
 #define FLASHMETA_PROTO_OWNER_H
@@ -22,25 +29,35 @@ enum fm_osess_state {
 	FM_OSESS_HELLO_WAIT = 0, /* connected; waiting for HELLO */
 	FM_OSESS_AUTH_WAIT = 1,  /* CHALLENGE sent; waiting for AUTH */
 	FM_OSESS_ACTIVE = 2,     /* authenticated; lease running; holds map grants */
-	FM_OSESS_FENCING = 3,    /* closed; FENCE emitted; its grants and lock
-				  * words still count until the fence is done
-				  * AND its lease (+ grace) ran out */
-	FM_OSESS_RECLAIMING = 4, /* fenced; scanning lock tables for its words */
+	FM_OSESS_CLOSING = 3,    /* closed while ACTIVE (BYE sent, or the link
+				  * broke); waiting up to quiesce_ms for the
+				  * client to report its I/O over (R3) */
+	FM_OSESS_FENCING = 4,    /* FENCE emitted; grants and lock words still
+				  * count until the fence is done AND (the
+				  * client quiesced, or died, or its lease ran
+				  * out: R4) */
+	FM_OSESS_RECLAIMING = 5, /* released; scanning lock tables for its words */
 };
 
 struct fm_owner;
 
 struct fm_owner_cfg {
-	uint32_t lease_term_ms;   /* granted to clients; 0 -> 3000 */
-	uint32_t lease_grace_ms;  /* owner waits this much longer; 0 -> term/4 */
+	uint32_t lease_term_ms;   /* T, granted to clients; 0 -> 3000 */
+	uint32_t lease_grace_ms;  /* G, owner waits this much longer; 0 -> T/4 */
+	uint32_t quiesce_ms;      /* Q, a closing session may take this long to
+				   * report quiescence before it is fenced with
+				   * kill; 0 -> G */
 	uint32_t handshake_ms;    /* HELLO..AUTH must finish; 0 -> 5000 */
-	uint32_t first_epoch;     /* first client epoch; 0 -> 1.  A driver that
-				   * restarts keeps the lock table must persist
-				   * the high-water mark and pass it here. */
+	uint64_t incarnation;     /* this owner's, from the pool (R5, R6); 0 -> 1 */
+	uint32_t max_maps;        /* mappings served at most; 0 -> FM_OWNER_MAX_MAPS */
+	uint32_t max_waits;       /* queued LOCK_REQUESTs per session; 0 -> 64 */
+	uint32_t max_commits;     /* SPLIT_COMMITs in flight per session; 0 -> 256 */
 	/* Entropy for nonces; NULL -> getrandom(). */
 	void (*rand_bytes)(void *ctx, void *buf, size_t len);
 	void *rand_ctx;
 };
+
+#define FM_OWNER_MAX_MAPS 1024u
 
 /* fm_owner_new -- 0, -EINVAL, -ENOMEM.  fm_owner_delete is NULL-safe. */
 int fm_owner_new(struct fm_owner **out, const struct fm_owner_cfg *cfg);
@@ -52,9 +69,23 @@ int fm_owner_client_add(struct fm_owner *o, uint32_t client_id,
 			const void *key, size_t key_len);
 
 /*
+ * fm_owner_grace -- restart grace (lease.h R6) until monotonic time
+ * `until`: from now until then, descriptors sent to clients carry no lock
+ * table (so no client can take a lock), LOCK_REQUESTs and SPLIT_COMMITs
+ * are refused (-EAGAIN / -ENOLCK), fm_owner_map_revoke returns -EAGAIN.
+ * The first tick at or after `until` ends it: every active session gets a
+ * MAP_GRANT with the lock table and a NOTIFY(FM_NOTE_GRACE_OVER) follows.
+ * Call before serving anyone.  0 or -EINVAL.
+ */
+int fm_owner_grace(struct fm_owner *o, uint64_t until, uint64_t now);
+
+/* Milliseconds of restart grace left at `now` (0: none). */
+uint64_t fm_owner_grace_left(const struct fm_owner *o, uint64_t now);
+
+/*
  * fm_owner_map_add -- serve a mapping (validated like a MAP_GRANT; its
  * lock table must be all zero).  Active sessions get a MAP_GRANT.
- * 0, -EINVAL, -ERANGE, -EEXIST, -ENOSPC (FM_WIRE_MAX_MAPS served).
+ * 0, -EINVAL, -ERANGE, -EEXIST, -ENOSPC (cfg.max_maps served).
  */
 int fm_owner_map_add(struct fm_owner *o, const struct fm_wire_mapdesc *d);
 
@@ -64,7 +95,8 @@ int fm_owner_map_add(struct fm_owner *o, const struct fm_wire_mapdesc *d);
  * holder answered RELEASED or was fenced, and no PERSIST of the map is in
  * flight, a NOTIFY(FM_NOTE_REVOKED) follows; only then may the driver
  * clear the bitmap / bump the generation and call fm_owner_map_update.
- * 0, -ENOENT, -EALREADY (revoke in progress), -EINVAL (reason).
+ * 0, -ENOENT, -EALREADY (revoke in progress), -EINVAL (reason), -EAGAIN
+ * (restart grace: try again once it is over).
  */
 int fm_owner_map_revoke(struct fm_owner *o, uint64_t map_id, uint32_t reason,
 			uint64_t now);
@@ -94,18 +126,19 @@ int fm_owner_connected(struct fm_owner *o, uint64_t conn, uint64_t now);
  * still returns 0; -ENOTCONN for an unknown/closed conn. */
 int fm_owner_recv(struct fm_owner *o, uint64_t conn, const void *buf,
 		  size_t len, uint64_t now);
-/* The transport lost `conn`: treated as a failed session (fenced, locks
- * reclaimed).  0 or -ENOTCONN. */
+/* The transport lost `conn`: the session closes (nothing more can be sent
+ * on it; R3/R4 decide when its locks go).  0 or -ENOTCONN. */
 int fm_owner_disconnected(struct fm_owner *o, uint64_t conn, uint64_t now);
 /* Timers: handshake timeouts, lease expiry, retries.  Call at least every
  * lease_term/10. */
 int fm_owner_tick(struct fm_owner *o, uint64_t now);
-/* Completion of a READ/CAS/PERSIST/FENCE action.  0, -ENOENT (unknown
- * op_id, ignored). */
+/* Completion of a READ/CAS/PERSIST/FENCE action (FENCE: old_value is the
+ * enum fm_fence_level reached).  0, -ENOENT (unknown op_id, ignored). */
 int fm_owner_op_done(struct fm_owner *o, uint64_t op_id, int status,
 		     uint64_t old_value, const void *data, size_t len,
 		     uint64_t now);
-/* Next action: 1 (filled), 0 (none). */
+/* Next action: 1 (filled), 0 (none), or -ENOMEM: the machine ran out of
+ * memory and is dead (proto.h); the driver must stop serving. */
 int fm_owner_poll(struct fm_owner *o, struct fm_action *act);
 
 /* ---- introspection (tests, stats) ---- */
@@ -121,10 +154,19 @@ struct fm_owner_stats {
 	uint64_t acks;
 	uint64_t fences;
 	uint64_t commits_refused; /* SPLIT_COMMIT without the grain lock(s) */
+	uint64_t released_quiesced; /* sessions released on the client's word (R4a) */
+	uint64_t released_dead;     /* ... because the peer process died (R4b) */
+	uint64_t released_expired;  /* ... because the lease ran out (R4c) */
+	uint64_t fence_retries;     /* FENCEs that failed and were asked again */
+	uint64_t scan_failures;     /* lock-table READs that failed (retried) */
+	uint64_t lock_requests_refused; /* over the per-session limit, or in grace */
+	uint64_t sessions_closing;  /* closed, not yet released, right now */
 };
 void fm_owner_stats(const struct fm_owner *o, struct fm_owner_stats *st);
 /* State of the session on `conn`: >= 0 or -ENOTCONN. */
 int fm_owner_session_state(const struct fm_owner *o, uint64_t conn);
+/* Client id of the session on `conn` (0 before HELLO), or -ENOTCONN. */
+int fm_owner_session_client(const struct fm_owner *o, uint64_t conn);
 const char *fm_osess_state_name(int state);
 
 #endif /* FLASHMETA_PROTO_OWNER_H */

@@ -59,7 +59,8 @@
 #include "flashmeta/region.h"
 
 #define FM_WIRE_MAGIC 0x31574d46u /* 'F' 'M' 'W' '1' */
-#define FM_WIRE_MAJOR 1u
+#define FM_WIRE_MAJOR 2u /* 2: HELLO vouches for the previous session,
+			   * WELCOME carries the owner incarnation, BYE flags */
 #define FM_WIRE_MINOR 0u
 #define FM_WIRE_HDR_SIZE 40u
 #define FM_WIRE_MAX_MSG 4096u      /* one receive buffer */
@@ -136,14 +137,32 @@ struct fm_wire_mapdesc {
 	uint8_t state;         /* enum fm_map_state */
 	uint8_t lock_shift;    /* 0..32 */
 	struct fm_region_desc bitmap; /* flags == FM_ACCESS_REMOTE_READ, len >= bitmap bytes */
-	struct fm_region_desc locks;  /* flags == FM_ACCESS_REMOTE_ATOMIC, len >= 8 * words */
+	struct fm_region_desc locks;  /* flags == FM_ACCESS_REMOTE_ATOMIC, len >= 8 * words;
+				       * or all zero: no lock table yet (the owner's
+				       * restart grace, lease.h R6) -- a later
+				       * MAP_GRANT of the same generation adds it */
 };
 
+/* HELLO.prev_flags */
+#define FM_HELLO_PREV_QUIESCED 0x1u /* prev_session's I/O is over (see BYE) */
+#define FM_HELLO_PREV_KNOWN FM_HELLO_PREV_QUIESCED
+
+/*
+ * HELLO, 40 bytes: le32 client_id, u8 ver_major, u8 ver_minor, le16 0,
+ * nonce[16], le64 prev_session, le32 prev_flags, le32 0.
+ * prev_session/prev_flags: the client's previous session with this owner
+ * (0 if none) and, with FM_HELLO_PREV_QUIESCED, its promise that none of
+ * that session's I/O is in flight or can start -- the quiescence a BYE
+ * with FM_BYE_F_QUIESCED would have carried had the old connection still
+ * worked.  The owner believes it only once AUTH proves the key.
+ */
 struct fm_msg_hello {
 	uint32_t client_id; /* 1..FM_WIRE_CLIENT_ID_MAX */
 	uint8_t ver_major;
 	uint8_t ver_minor;
 	uint8_t nonce[FM_WIRE_NONCE_SIZE];
+	uint64_t prev_session;
+	uint32_t prev_flags; /* FM_HELLO_PREV_* */
 };
 
 struct fm_msg_challenge {
@@ -159,6 +178,8 @@ struct fm_msg_welcome {
 	uint32_t client_epoch;   /* > 0: goes into this session's lock words */
 	uint32_t lease_term_ms;  /* > 0 */
 	uint16_t map_count;      /* 0..FM_WIRE_MAX_MAPS */
+	uint64_t incarnation;    /* > 0: the owner's; with client_epoch it makes
+				  * this session's fencing token */
 	struct fm_wire_mapdesc maps[FM_WIRE_MAX_MAPS];
 };
 
@@ -216,9 +237,17 @@ struct fm_msg_error {
 	uint32_t code;    /* positive errno */
 };
 
+/* BYE.flags */
+#define FM_BYE_F_QUIESCED 0x1u /* client: no I/O of this session is in
+				* flight and none can start (its cache is
+				* discarded, every data step ended) */
+#define FM_BYE_F_KNOWN FM_BYE_F_QUIESCED
+
+/* BYE, 16 bytes: le32 reason, le32 code, le32 flags, le32 0. */
 struct fm_msg_bye {
 	uint32_t reason; /* enum fm_bye_reason */
 	uint32_t code;   /* positive errno, 0 if none */
+	uint32_t flags;  /* FM_BYE_F_* */
 };
 
 struct fm_msg {

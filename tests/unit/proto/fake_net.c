@@ -17,6 +17,7 @@ enum ev_kind {
 	EV_O_EXEC,
 	EV_PERSIST,       /* persist executes and reports */
 	EV_FENCE_DONE,
+	EV_BREAK,         /* a side closed: the link breaks after what it sent */
 };
 
 struct sim_event {
@@ -64,6 +65,9 @@ static struct sim_event *ev_add(struct sim *s, uint64_t at, enum ev_kind k, int 
 	}
 	e = &s->ev[s->nev++];
 	memset(e, 0, offsetof(struct sim_event, act));
+	e->status = 0; /* after `act`: not covered by the memset */
+	e->old = 0;
+	e->len = 0;
 	e->at = at;
 	e->seq = ++s->evseq;
 	e->kind = k;
@@ -120,13 +124,30 @@ static void mem_exec(struct sim *s, struct sim_event *e)
 	}
 }
 
+static void close_after(struct sim *s, int i, uint64_t last)
+{
+	struct sim_event *e;
+
+	if (!s->c[i].connected)
+		return;
+	e = ev_add(s, (last > s->now ? last : s->now) + 1, EV_BREAK, i);
+	e->link = s->c[i].link;
+}
+
 static void owner_actions(struct sim *s)
 {
 	struct fm_action a;
 
-	while (fm_owner_poll(s->owner, &a)) {
+	for (;;) {
 		struct sim_event *e;
-		int i;
+		int i, rc = fm_owner_poll(s->owner, &a);
+
+		if (rc < 0) {
+			fprintf(stderr, "fake_net: owner state machine died: %d\n", rc);
+			abort();
+		}
+		if (rc == 0)
+			break;
 
 		switch (a.type) {
 		case FM_ACT_SEND:
@@ -156,18 +177,44 @@ static void owner_actions(struct sim *s)
 			e = ev_add(s, s->hold_persist ? UINT64_MAX : s->now + 1, EV_PERSIST, -1);
 			e->act = a;
 			break;
-		case FM_ACT_FENCE:
+		case FM_ACT_FENCE: {
+			uint64_t level = FM_FENCE_RDMA;
+			uint32_t link = (uint32_t)(a.conn >> 16);
+			struct sim_client *c;
+
 			i = (int)(a.conn & 0xffff);
-			if ((uint32_t)(a.conn >> 16) == s->c[i].link) {
-				s->c[i].fenced = true;
-				if (s->c[i].connected) {
-					s->c[i].connected = false;
-					if (!s->c[i].crashed)
-						fm_client_disconnected(s->c[i].cl, s->now);
+			c = &s->c[i];
+			if (link < c->proc_link_min) {
+				level = FM_FENCE_DEAD; /* that process is gone */
+			} else if (a.u.fence.kill && s->kill_works) {
+				/* SIGKILL through the pidfd: the process dies */
+				if (!c->dead) {
+					c->crashed = c->dead = true;
+					s->kills++;
+					if (s->on_kill)
+						s->on_kill(s, i);
+				}
+				level = FM_FENCE_DEAD;
+			}
+			if (link == c->link) {
+				c->fenced = true;
+				if (c->connected) {
+					c->connected = false;
+					if (!c->crashed)
+						fm_client_disconnected(c->cl, s->now);
 				}
 			}
 			e = ev_add(s, s->now + 1, EV_FENCE_DONE, -1);
 			e->act = a;
+			e->old = level;
+			break;
+		}
+		case FM_ACT_CLOSE:
+			/* the owner dropped a connection that never joined; what
+			 * it sent before (its BYE) still arrives first */
+			i = (int)(a.conn & 0xffff);
+			if ((uint32_t)(a.conn >> 16) == s->c[i].link)
+				close_after(s, i, last_at[i][1]);
 			break;
 		case FM_ACT_NOTIFY:
 			record(s, -1, &a.u.note);
@@ -199,11 +246,18 @@ static void client_actions(struct sim *s, int i)
 	struct sim_client *c = &s->c[i];
 	struct fm_action a;
 
-	while (fm_client_poll(c->cl, &a)) {
+	if (c->crashed)
+		return; /* frozen: its actions wait until it is thawed */
+	for (;;) {
 		struct sim_event *e;
+		int rc = fm_client_poll(c->cl, &a);
 
-		if (c->crashed)
-			continue;
+		if (rc < 0) {
+			fprintf(stderr, "fake_net: client %d state machine died: %d\n", i, rc);
+			abort();
+		}
+		if (rc == 0)
+			break;
 		switch (a.type) {
 		case FM_ACT_SEND:
 			s->sends[((uint16_t)a.u.msg.buf[6] | a.u.msg.buf[7] << 8) %
@@ -228,8 +282,8 @@ static void client_actions(struct sim *s, int i)
 			e->act = a;
 			break;
 		case FM_ACT_CLOSE:
-			if (c->connected)
-				sim_break(s, i);
+			/* messages sent before the close (a BYE) arrive first */
+			close_after(s, i, last_at[i][0]);
 			break;
 		case FM_ACT_NOTIFY:
 			record(s, i, &a.u.note);
@@ -250,6 +304,19 @@ void sim_drain(struct sim *s)
 	}
 }
 
+/* a frozen client's event waits for the thaw (SIGSTOP keeps the ring) */
+static void requeue(struct sim *s, const struct sim_event *e)
+{
+	struct sim_event *d = ev_add(s, s->now + 5, e->kind, e->client);
+
+	d->link = e->link;
+	d->act = e->act;
+	d->status = e->status;
+	d->old = e->old;
+	d->len = e->len;
+	memcpy(d->data, e->data, e->len);
+}
+
 static void run_event(struct sim *s, struct sim_event *e)
 {
 	struct sim_client *c = e->client >= 0 ? &s->c[e->client] : NULL;
@@ -262,6 +329,10 @@ static void run_event(struct sim *s, struct sim_event *e)
 				      e->act.u.msg.buf, e->act.u.msg.len, s->now);
 		break;
 	case EV_TO_CLIENT:
+		if (c->crashed && !c->dead && e->link == c->link) {
+			requeue(s, e); /* frozen: it reads the ring when thawed */
+			break;
+		}
 		if (e->link == c->link && c->connected && !c->crashed)
 			fm_client_recv(c->cl, e->act.u.msg.buf, e->act.u.msg.len, s->now);
 		break;
@@ -281,6 +352,10 @@ static void run_event(struct sim *s, struct sim_event *e)
 		break;
 	}
 	case EV_C_DONE:
+		if (c->crashed && !c->dead && e->link == c->link) {
+			requeue(s, e);
+			break;
+		}
 		if (e->link == c->link && !c->crashed)
 			fm_client_op_done(c->cl, e->act.op_id, e->status, e->old, e->data,
 					  e->len, s->now);
@@ -288,6 +363,11 @@ static void run_event(struct sim *s, struct sim_event *e)
 	case EV_O_EXEC:
 		d = ev_add(s, s->now + s->op_done, EV_O_DONE, -1);
 		d->act = e->act;
+		if (e->act.type == FM_ACT_READ && s->read_failures > 0) {
+			s->read_failures--;
+			d->status = -EIO;
+			break;
+		}
 		mem_exec(s, d);
 		break;
 	case EV_O_DONE:
@@ -315,6 +395,10 @@ static void run_event(struct sim *s, struct sim_event *e)
 		fm_owner_op_done(s->owner, e->act.op_id, status, 0, NULL, 0, s->now);
 		break;
 	}
+	case EV_BREAK:
+		if (e->link == c->link)
+			sim_break(s, e->client);
+		break;
 	case EV_FENCE_DONE: {
 		int status = 0;
 
@@ -322,7 +406,7 @@ static void run_event(struct sim *s, struct sim_event *e)
 			s->fence_failures--;
 			status = -ETIMEDOUT;
 		}
-		fm_owner_op_done(s->owner, e->act.op_id, status, 0, NULL, 0, s->now);
+		fm_owner_op_done(s->owner, e->act.op_id, status, e->old, NULL, 0, s->now);
 		break;
 	}
 	}
@@ -396,6 +480,109 @@ void sim_break(struct sim *s, int i)
 		fm_client_disconnected(c->cl, s->now);
 }
 
+static char keys[SIM_MAX_CLIENTS][16];
+
+static void client_new(struct sim *s, int i)
+{
+	struct fm_cache_cfg ccfg = { .budget_bytes = 0 };
+	struct fm_client_cfg cfg = {
+		.client_id = (uint32_t)i + 1,
+		.cache = NULL,
+		.rand_bytes = rand_cb,
+		.rand_ctx = s,
+		.handshake_ms = 1000,
+	};
+
+	fm_cache_new(&s->c[i].cache, &ccfg);
+	cfg.cache = s->c[i].cache;
+	cfg.key = keys[i];
+	cfg.key_len = strlen(keys[i]);
+	fm_client_new(&s->c[i].cl, &cfg);
+}
+
+static void owner_new(struct sim *s, uint32_t term_ms)
+{
+	struct fm_owner_cfg ocfg = {
+		.lease_term_ms = term_ms,
+		.lease_grace_ms = term_ms / 4,
+		.handshake_ms = 1000,
+		.incarnation = s->incarnation,
+		.rand_bytes = rand_cb,
+		.rand_ctx = s,
+	};
+
+	fm_owner_new(&s->owner, &ocfg);
+	for (int i = 0; i < s->nclients; i++)
+		fm_owner_client_add(s->owner, (uint32_t)i + 1, keys[i], strlen(keys[i]));
+	for (int m = 0; m < SIM_MAPS; m++) {
+		s->store[m].revoked = false;
+		fm_owner_map_add(s->owner, &s->store[m].d);
+	}
+}
+
+void sim_kill(struct sim *s, int i)
+{
+	struct sim_client *c = &s->c[i];
+
+	c->crashed = c->dead = true;
+	c->proc_link_min = c->link + 1; /* a fence of any of its links: DEAD */
+	if (c->connected) {
+		/* the kernel closes a dead process's socket */
+		c->connected = false;
+		fm_owner_disconnected(s->owner, conn_of(i, c->link), s->now);
+	}
+	sim_drain(s);
+}
+
+void sim_restart_client(struct sim *s, int i)
+{
+	struct sim_client *c = &s->c[i];
+
+	if (c->connected) {
+		c->connected = false;
+		fm_owner_disconnected(s->owner, conn_of(i, c->link), s->now);
+	}
+	fm_client_delete(&c->cl);
+	fm_cache_delete(&c->cache);
+	client_new(s, i);
+	c->crashed = c->dead = false;
+	c->extra_delay = 0;
+	c->proc_link_min = c->link + 1;
+	sim_drain(s);
+}
+
+void sim_restart_owner(struct sim *s, uint32_t grace_ms)
+{
+	int keep = 0;
+
+	/* the owner's operations and every message in flight die with it */
+	for (int k = 0; k < s->nev; k++) {
+		enum ev_kind kd = s->ev[k].kind;
+
+		if (kd == EV_C_EXEC || kd == EV_C_DONE)
+			s->ev[keep++] = s->ev[k];
+	}
+	s->nev = keep;
+	s->hold_persist = false;
+	for (int i = 0; i < s->nclients; i++) {
+		struct sim_client *c = &s->c[i];
+
+		if (!c->connected)
+			continue;
+		c->connected = false;
+		if (!c->crashed)
+			fm_client_disconnected(c->cl, s->now);
+	}
+	fm_owner_delete(&s->owner);
+	s->incarnation++;
+	for (int m = 0; m < SIM_MAPS; m++)
+		memset(s->store[m].locks, 0, sizeof(s->store[m].locks));
+	owner_new(s, s->term_ms);
+	if (grace_ms)
+		fm_owner_grace(s->owner, s->now + grace_ms, s->now);
+	sim_drain(s);
+}
+
 void sim_connect(struct sim *s, int i)
 {
 	struct sim_client *c = &s->c[i];
@@ -408,8 +595,6 @@ void sim_connect(struct sim *s, int i)
 	fm_client_connect(c->cl, s->now);
 	sim_drain(s);
 }
-
-static char keys[SIM_MAX_CLIENTS][16];
 
 void sim_wrong_key(struct sim *s, int i)
 {
@@ -428,14 +613,6 @@ void sim_wrong_key(struct sim *s, int i)
 
 void sim_init(struct sim *s, uint64_t seed, int nclients, uint32_t term_ms)
 {
-	struct fm_owner_cfg ocfg = {
-		.lease_term_ms = term_ms,
-		.lease_grace_ms = term_ms / 4,
-		.handshake_ms = 1000,
-		.rand_bytes = rand_cb,
-		.rand_ctx = s,
-	};
-
 	memset(s, 0, sizeof(*s));
 	s->rng = seed * 0x9e3779b97f4a7c15ull + 1;
 	s->ev = calloc(SIM_MAX_EVENTS, sizeof(*s->ev));
@@ -444,8 +621,10 @@ void sim_init(struct sim *s, uint64_t seed, int nclients, uint32_t term_ms)
 	s->op_exec = 1;
 	s->op_done = 1;
 	s->auto_update = true;
+	s->kill_works = true;
+	s->incarnation = 1;
+	s->term_ms = term_ms;
 	s->now = 1000;
-	fm_owner_new(&s->owner, &ocfg);
 	for (int m = 0; m < SIM_MAPS; m++) {
 		struct fm_wire_mapdesc *d = &s->store[m].d;
 
@@ -456,32 +635,18 @@ void sim_init(struct sim *s, uint64_t seed, int nclients, uint32_t term_ms)
 		d->state = FM_MAP_COPYING;
 		d->lock_shift = 0;
 		d->bitmap = (struct fm_region_desc){ .addr = 0, .len = SIM_GRAINS / 8,
-						.key = (uint32_t)m * 2,
-						.flags = FM_ACCESS_REMOTE_READ };
+						     .key = (uint32_t)m * 2,
+						     .flags = FM_ACCESS_REMOTE_READ };
 		d->locks = (struct fm_region_desc){ .addr = 0, .len = 8 * SIM_GRAINS,
-					       .key = (uint32_t)m * 2 + 1,
-					       .flags = FM_ACCESS_REMOTE_ATOMIC };
-		fm_owner_map_add(s->owner, d);
+						    .key = (uint32_t)m * 2 + 1,
+						    .flags = FM_ACCESS_REMOTE_ATOMIC };
 	}
 	s->nclients = nclients;
 	for (int i = 0; i < nclients; i++) {
-		struct fm_cache_cfg ccfg = { .budget_bytes = 0 };
-		struct fm_client_cfg cfg = {
-			.client_id = (uint32_t)i + 1,
-			.cache = NULL,
-			.rand_bytes = rand_cb,
-			.rand_ctx = s,
-			.handshake_ms = 1000,
-		};
-
 		snprintf(keys[i], sizeof(keys[i]), "key-%d", i + 1);
-		fm_owner_client_add(s->owner, (uint32_t)i + 1, keys[i], strlen(keys[i]));
-		fm_cache_new(&s->c[i].cache, &ccfg);
-		cfg.cache = s->c[i].cache;
-		cfg.key = keys[i];
-		cfg.key_len = strlen(keys[i]);
-		fm_client_new(&s->c[i].cl, &cfg);
+		client_new(s, i);
 	}
+	owner_new(s, term_ms);
 	memset(last_at, 0, sizeof(last_at));
 }
 

@@ -7,9 +7,16 @@
  * breaks the connection (on RC a lost message is a broken QP).  One-sided
  * READ/CAS execute against the fake owner memory after `op_exec` ms and
  * report after a further `op_done` ms; after a FENCE nothing of the fenced
- * connection executes any more.  PERSIST sets bits in the durable bitmap
- * (which is also the READ-able one: visible only once durable) and can be
- * held back by a test.  Everything derives from one seed.
+ * connection executes any more.  A FENCE with kill (and kill_works, the
+ * shm model) kills the client "process": its state machine stops for good
+ * (dead) and the fence reports FM_FENCE_DEAD; otherwise (the verbs model)
+ * it only cuts the link and reports FM_FENCE_RDMA.  A frozen client
+ * (`crashed`, e.g. SIGSTOP) receives and emits nothing until thawed.
+ * PERSIST sets bits in the durable bitmap (which is also the READ-able
+ * one: visible only once durable) and can be held back by a test.  The
+ * owner can be restarted (new incarnation, fresh lock tables, restart
+ * grace); clients can be restarted (a new process, same id).  Everything
+ * derives from one seed.
  */
 #ifndef FAKE_NET_H
 #define FAKE_NET_H
@@ -40,6 +47,8 @@ struct sim_client {
 	bool connected;     /* link up */
 	bool fenced;        /* current link fenced by the owner */
 	bool crashed;       /* SM frozen: receives nothing, emits nothing */
+	bool dead;          /* killed by a fence: frozen for good */
+	uint32_t proc_link_min; /* links below this belonged to an older process */
 	uint32_t extra_delay; /* ms added to its messages (a slow peer) */
 };
 
@@ -71,6 +80,11 @@ struct sim {
 	uint32_t op_slow_permille, op_slow_max;
 	bool hold_persist;             /* PERSIST waits for sim_release_persists */
 	int fence_failures;  /* the next N FENCEs report -ETIMEDOUT (not fenced) */
+	int read_failures;   /* the next N owner-local READs fail with -EIO */
+	bool kill_works;     /* FENCE{kill} kills (shm); false: RDMA only (verbs) */
+	uint64_t incarnation;
+	uint32_t term_ms;
+	uint64_t kills;      /* clients killed by fences */
 	bool auto_update;              /* on REVOKED: bump generation, clear, update */
 	/* record */
 	struct sim_note notes[SIM_NOTES];
@@ -78,6 +92,7 @@ struct sim {
 	uint64_t sends[FM_MSG_TYPE_END]; /* messages sent, by type */
 	uint64_t persists_done;
 	void (*on_note)(struct sim *s, int client, const struct fm_notify *n);
+	void (*on_kill)(struct sim *s, int client); /* a fence killed it */
 	void *user;
 };
 
@@ -90,6 +105,17 @@ void sim_connect(struct sim *s, int i);
 void sim_wrong_key(struct sim *s, int i);
 /* Break client i's link (both sides learn it). */
 void sim_break(struct sim *s, int i);
+/* Client i's process dies (SIGKILL, crash): its link breaks; a fence of
+ * any of its connections then reports FM_FENCE_DEAD. */
+void sim_kill(struct sim *s, int i);
+/* Client i's process is replaced by a new one (same id, fresh state
+ * machine and cache, not connected). */
+void sim_restart_client(struct sim *s, int i);
+/* The owner dies and a new incarnation starts: every link breaks, owner
+ * operations in flight are lost (unacked persists are not durable), lock
+ * tables start from zero, maps are served again from the durable store,
+ * with a restart grace of grace_ms (0: none). */
+void sim_restart_owner(struct sim *s, uint32_t grace_ms);
 /* Run until `until` (absolute ms), ticking every 5 ms. */
 void sim_run(struct sim *s, uint64_t until);
 /* Process actions of everyone until nothing is left. */

@@ -1,7 +1,10 @@
 /* test_proto.c -- owner and client state machines over the fake transport:
  * join/auth, lock round trips, contention, commit ordering, release drain,
  * lease expiry -> fence -> reclaim, release racing a fetch, garbage, owner
- * refusals, the commit holder check, and a randomized soak (see there). */
+ * refusals, the commit holder check, the way a session ends (quiesce,
+ * vouch, kill, the timer: lease.h R3/R4), the step check (R2), the
+ * restart grace (R6), per-session limits, failed reclaim READs, and a
+ * randomized soak in three models (see there). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "flashmeta/lease.h"
 #include "flashmeta/lockword.h"
 #include "fake_net.h"
 
@@ -153,12 +157,12 @@ static void release__waits_for_inflight_io_then_released(void **state)
 	fm_client_fetch(S.c[0].cl, 100, 2, 1, S.now);
 	sim_run(&S, S.now + 10);
 	assert_true(fm_cache_lookup(S.c[0].cache, 100, 2, NULL));
-	assert_int_equal(fm_client_io_begin(S.c[0].cl, 100), 0);
+	assert_int_equal(fm_client_io_begin(S.c[0].cl, 100, S.now), 0);
 	assert_int_equal(fm_owner_map_revoke(S.owner, 100, FM_RELEASE_RESTART, S.now), 0);
 	sim_run(&S, S.now + 100);
 	assert_int_equal(S.sends[FM_MSG_RELEASE_REQUEST], 1);
 	assert_int_equal(S.sends[FM_MSG_RELEASED], 0); /* I/O still in flight */
-	assert_int_equal(fm_client_io_begin(S.c[0].cl, 100), -EAGAIN);
+	assert_int_equal(fm_client_io_begin(S.c[0].cl, 100, S.now), -EAGAIN);
 	assert_false(S.store[0].revoked);
 	assert_true(fm_client_io_end(S.c[0].cl, 100)); /* last one: kick */
 	fm_client_kick(S.c[0].cl, S.now);
@@ -168,7 +172,7 @@ static void release__waits_for_inflight_io_then_released(void **state)
 	assert_false(fm_cache_lookup(S.c[0].cache, 100, 2, NULL));
 	assert_int_equal(fm_client_fetch(S.c[0].cl, 100, 2, 2, S.now), -EAGAIN);
 	/* the other map is untouched */
-	assert_int_equal(fm_client_io_begin(S.c[0].cl, 101), 0);
+	assert_int_equal(fm_client_io_begin(S.c[0].cl, 101, S.now), 0);
 	fm_client_io_end(S.c[0].cl, 101);
 	sim_fini(&S);
 }
@@ -437,90 +441,430 @@ static void fence__reclaim_waits_for_the_sessions_persist(void **state)
 	sim_fini(&S);
 }
 
-/* A broken link fences the client at once, but an I/O that trusted a hit
- * just before may still run: its grant counts -- the revoke does not
- * complete -- until the session's lease (+ grace) ran out. */
-static void fence__broken_link__grant_counts_until_the_lease_runs_out(void **state)
+
+/* ---- the way a session ends (lease.h R3, R4) ---- */
+
+static uint64_t conn(int i)
 {
-	uint64_t broke;
+	return (uint64_t)S.c[i].link << 16 | (uint64_t)i;
+}
+
+static struct fm_owner_stats ostats(void)
+{
+	struct fm_owner_stats st;
+
+	fm_owner_stats(S.owner, &st);
+	return st;
+}
+
+/* shm model: the link broke while an I/O bracket is open.  The owner waits
+ * Q for the client to report quiescence; none comes (the link is gone and
+ * the bracket stays open), so it fences with kill: only the dead process
+ * lets the grant go. */
+static void session_end__broken_link_bracket_open__killed_after_quiesce_wait(void **state)
+{
+	uint64_t t0;
 
 	up(&S, 1, 300);
 	S.auto_update = false;
 	S.store[0].bitmap[0] = 0xff;
 	fm_client_fetch(S.c[0].cl, 100, 2, 1, S.now);
 	sim_run(&S, S.now + 10);
-	assert_int_equal(fm_client_io_begin(S.c[0].cl, 100), 0);
+	assert_int_equal(fm_client_io_begin(S.c[0].cl, 100, S.now), 0);
 	assert_true(fm_cache_lookup(S.c[0].cache, 100, 2, NULL)); /* trusted */
-	broke = S.now;
+	t0 = S.now;
+	sim_break(&S, 0);
+	assert_int_equal(fm_client_state(S.c[0].cl), FM_CLIENT_QUIESCING);
+	assert_false(fm_cache_lookup(S.c[0].cache, 100, 2, NULL)); /* discarded */
+	assert_int_equal(fm_owner_map_revoke(S.owner, 100, FM_RELEASE_RESTART, S.now), 0);
+	sim_run(&S, t0 + 50);
+	assert_false(S.store[0].revoked);
+	assert_int_equal(fm_owner_session_state(S.owner, conn(0)), FM_OSESS_CLOSING);
+	assert_int_equal(S.kills, 0);
+	sim_run(&S, t0 + 75 + 20);
+	assert_int_equal(S.kills, 1);
+	assert_true(S.c[0].dead);
+	assert_true(S.store[0].revoked);
+	assert_int_equal(ostats().released_dead, 1);
+	assert_int_equal(sim_count(&S, -1, FM_NOTE_SESSION_DOWN, 0), 1);
+	sim_fini(&S);
+}
+
+/* The link broke, the client's I/O ended soon after: it quiesced, and its
+ * next session vouches for the old one, which is released at once --
+ * nobody killed, no waiting for the lease. */
+static void session_end__broken_link_then_quiesced__vouched_in_next_hello(void **state)
+{
+	uint64_t t0;
+
+	up(&S, 1, 300);
+	fm_client_lock(S.c[0].cl, 100, 20, 1, S.now);
+	sim_run(&S, S.now + 10);
+	assert_int_equal(fm_lockword_client(S.store[0].locks[20]), 1);
+	assert_int_equal(fm_client_io_begin(S.c[0].cl, 100, S.now), 0);
+	t0 = S.now;
+	sim_break(&S, 0);
+	sim_run(&S, S.now + 20);
+	assert_int_equal(fm_client_state(S.c[0].cl), FM_CLIENT_QUIESCING);
+	assert_true(fm_client_io_end(S.c[0].cl, 100));
+	fm_client_kick(S.c[0].cl, S.now);
+	sim_drain(&S);
+	assert_int_equal(fm_client_state(S.c[0].cl), FM_CLIENT_CLOSED);
+	assert_int_equal(sim_count(&S, 0, FM_NOTE_QUIESCED, 0), 1);
+	sim_connect(&S, 0);
+	sim_run(&S, S.now + 20);
+	assert_int_equal(fm_client_state(S.c[0].cl), FM_CLIENT_ACTIVE);
+	assert_int_equal(S.kills, 0);
+	assert_int_equal(ostats().released_quiesced, 1);
+	assert_int_equal(S.store[0].locks[20], 0); /* reclaimed */
+	assert_true(S.now < t0 + 300);              /* long before the lease ran out */
+	sim_fini(&S);
+}
+
+/* verbs model: the owner cannot kill.  After the quiesce wait it fences
+ * the QP (RDMA level), and the grant goes only when the owner's copy of
+ * the lease ran out (R4c) -- the one place the timing bound is assumed. */
+static void session_end__verbs_broken_link__released_by_the_lease_timer(void **state)
+{
+	uint64_t t0;
+
+	up(&S, 1, 300);
+	S.kill_works = false;
+	S.auto_update = false;
+	S.store[0].bitmap[0] = 0xff;
+	fm_client_fetch(S.c[0].cl, 100, 2, 1, S.now);
+	sim_run(&S, S.now + 10);
+	assert_int_equal(fm_client_io_begin(S.c[0].cl, 100, S.now), 0);
+	t0 = S.now;
 	sim_break(&S, 0);
 	assert_int_equal(fm_owner_map_revoke(S.owner, 100, FM_RELEASE_RESTART, S.now), 0);
-	sim_run(&S, S.now + 150);
+	sim_run(&S, t0 + 150);
 	assert_false(S.store[0].revoked);
-	assert_int_equal(fm_owner_session_state(S.owner, (uint64_t)1 << 16), FM_OSESS_FENCING);
-	fm_client_io_end(S.c[0].cl, 100);
-	sim_run(&S, broke + 300 + 75 + 20);
+	assert_int_equal(fm_owner_session_state(S.owner, conn(0)), FM_OSESS_FENCING);
+	sim_run(&S, t0 + 300 + 75 + 20);
 	assert_true(S.store[0].revoked);
+	assert_int_equal(S.kills, 0);
+	assert_int_equal(ostats().released_expired, 1);
+	sim_fini(&S);
+}
+
+/* The owner ends a session (here: a malformed message) while the client
+ * has a lock and an open bracket: the client quiesces first, then answers
+ * BYE{QUIESCED}; the lock is handed on only after that. */
+static void session_end__owner_bye__lock_held_until_the_client_quiesced(void **state)
+{
+	uint8_t junk[64];
+	const struct sim_note *n;
+
+	up(&S, 2, 300);
+	fm_client_lock(S.c[0].cl, 100, 20, 1, S.now);
+	sim_run(&S, S.now + 10);
+	assert_int_equal(fm_client_io_begin(S.c[0].cl, 100, S.now), 0);
+	memset(junk, 0xab, sizeof(junk));
+	sim_inject(&S, 0, junk, sizeof(junk));
+	sim_run(&S, S.now + 10);
+	assert_int_equal(fm_client_state(S.c[0].cl), FM_CLIENT_QUIESCING);
+	assert_int_equal(fm_owner_session_state(S.owner, conn(0)), FM_OSESS_CLOSING);
+	fm_client_lock(S.c[1].cl, 100, 20, 2, S.now);
+	sim_run(&S, S.now + 40);
+	assert_null(sim_find(&S, 1, FM_NOTE_LOCKED, 0));
+	assert_int_equal(fm_lockword_client(S.store[0].locks[20]), 1);
+	assert_true(fm_client_io_end(S.c[0].cl, 100));
+	fm_client_kick(S.c[0].cl, S.now);
+	sim_run(&S, S.now + 20);
+	n = sim_find(&S, 1, FM_NOTE_LOCKED, 0);
+	assert_non_null(n);
+	assert_int_equal(n->n.status, 0);
+	assert_int_equal(S.kills, 0);
+	assert_int_equal(ostats().released_quiesced, 1);
+	assert_int_equal(fm_client_state(S.c[0].cl), FM_CLIENT_CLOSED);
+	sim_fini(&S);
+}
+
+/* Finding 2 of the safety issue, at the model level: a client stopped
+ * past its lease, thawed while the owner waits for its quiescence, still
+ * has its copy running.  Its lock stays held until that copy ended; only
+ * then does the next client get the grain. */
+static void stall__thawed_within_the_quiesce_wait__lock_held_until_its_step_ended(void **state)
+{
+	uint64_t t0;
+
+	up(&S, 2, 300);
+	fm_client_lock(S.c[0].cl, 100, 20, 1, S.now);
+	sim_run(&S, S.now + 10);
+	assert_int_equal(fm_client_io_begin(S.c[0].cl, 100, S.now), 0); /* its copy */
+	S.c[0].crashed = true;                                    /* SIGSTOP */
+	fm_client_lock(S.c[1].cl, 100, 20, 2, S.now);
+	t0 = S.now;
+	while (fm_owner_session_state(S.owner, conn(0)) == FM_OSESS_ACTIVE && S.now < t0 + 2000)
+		sim_run(&S, S.now + 5);
+	assert_int_equal(fm_owner_session_state(S.owner, conn(0)), FM_OSESS_CLOSING);
+	S.c[0].crashed = false;                                   /* SIGCONT */
+	sim_run(&S, S.now + 20);
+	assert_int_equal(fm_client_state(S.c[0].cl), FM_CLIENT_QUIESCING);
+	assert_null(sim_find(&S, 1, FM_NOTE_LOCKED, 0));
+	assert_int_equal(fm_lockword_client(S.store[0].locks[20]), 1);
+	assert_true(fm_client_io_end(S.c[0].cl, 100)); /* the late copy ended */
+	fm_client_kick(S.c[0].cl, S.now);
+	sim_run(&S, S.now + 20);
+	assert_non_null(sim_find(&S, 1, FM_NOTE_LOCKED, 0));
+	assert_int_equal(fm_lockword_client(S.store[0].locks[20]), 2);
+	assert_int_equal(S.kills, 0);
+	sim_fini(&S);
+}
+
+/* R1 on a thawed process: its I/O threads may run before its protocol
+ * thread notices the lease ran out -- io_begin must check the lease by
+ * itself.  (verbs model: the owner released the stopped client at the
+ * lease timer and restarted the map meanwhile.) */
+static void io_begin__thawed_after_the_lease_ran_out__refuses_to_trust(void **state)
+{
+	uint64_t t0;
+
+	up(&S, 1, 300);
+	S.kill_works = false;
+	S.store[0].bitmap[0] = 0xff;
+	fm_client_fetch(S.c[0].cl, 100, 2, 1, S.now);
+	sim_run(&S, S.now + 10);
+	assert_true(fm_cache_lookup(S.c[0].cache, 100, 2, NULL));
+	S.c[0].crashed = true; /* SIGSTOP */
+	t0 = S.now;
+	assert_int_equal(fm_owner_map_revoke(S.owner, 100, FM_RELEASE_RESTART, S.now), 0);
+	sim_run(&S, t0 + 600);
+	assert_int_equal(S.store[0].d.generation, 2); /* restarted: nothing split */
+	S.c[0].crashed = false; /* SIGCONT: an I/O thread runs first */
+	assert_true(fm_cache_lookup(S.c[0].cache, 100, 2, NULL)); /* stale, still there */
+	assert_int_equal(fm_client_io_begin(S.c[0].cl, 100, S.now), -EAGAIN);
+	assert_int_equal(fm_client_step_check(S.c[0].cl, S.now), -EKEYEXPIRED);
+	sim_fini(&S);
+}
+
+/* R2: a step needs the margin; within it the answer is "wait", after the
+ * lapse "expired"; the token is incarnation << 32 | epoch. */
+static void step_check__margin_then_expired__token(void **state)
+{
+	int rc = 0;
+
+	up(&S, 1, 300);
+	assert_int_equal(fm_client_token(S.c[0].cl),
+			 (uint64_t)1 << 32 | fm_client_epoch(S.c[0].cl));
+	assert_int_equal(fm_client_step_check(S.c[0].cl, S.now), 0);
+	S.c[0].extra_delay = 10000; /* renewals stop arriving */
+	while (rc == 0 && S.now < 5000) {
+		sim_run(&S, S.now + 5);
+		rc = fm_client_step_check(S.c[0].cl, S.now);
+	}
+	assert_int_equal(rc, -EAGAIN);
+	assert_int_equal(fm_client_state(S.c[0].cl), FM_CLIENT_ACTIVE);
+	while (fm_client_state(S.c[0].cl) == FM_CLIENT_ACTIVE && S.now < 5000)
+		sim_run(&S, S.now + 5);
+	assert_int_equal(fm_client_step_check(S.c[0].cl, S.now), -EKEYEXPIRED);
+	sim_fini(&S);
+}
+
+/* R6: a restarted owner serves joins and bitmap READs at once, but no lock
+ * table, no transition and no commit until its grace is over; then the
+ * maps are granted again with their lock tables and the caches stay. */
+static void restart_grace__no_locks_until_it_ends__caches_kept(void **state)
+{
+	const struct sim_note *n;
+	uint64_t t0;
+	int mark;
+
+	up(&S, 2, 300);
+	S.store[0].bitmap[0] = 0xff; /* grains 0..7 durably split */
+	fm_client_lock(S.c[0].cl, 100, 30, 1, S.now);
+	sim_run(&S, S.now + 10);
+	t0 = S.now;
+	sim_restart_owner(&S, 400);
+	sim_run(&S, S.now + 10);
+	assert_int_equal(fm_client_state(S.c[0].cl), FM_CLIENT_CLOSED);
+	sim_connect(&S, 0);
+	sim_connect(&S, 1);
+	sim_run(&S, S.now + 20);
+	assert_int_equal(fm_client_state(S.c[1].cl), FM_CLIENT_ACTIVE);
+	assert_int_equal(fm_client_lock(S.c[1].cl, 100, 30, 2, S.now), -EAGAIN);
+	assert_int_equal(fm_owner_map_revoke(S.owner, 100, FM_RELEASE_RESTART, S.now), -EAGAIN);
+	assert_true(fm_owner_grace_left(S.owner, S.now) > 0);
+	fm_client_fetch(S.c[1].cl, 100, 3, 3, S.now);
+	sim_run(&S, S.now + 10);
+	n = sim_find(&S, 1, FM_NOTE_FETCHED, 0);
+	assert_non_null(n);
+	assert_true(n->n.split);
+	assert_true(fm_cache_lookup(S.c[1].cache, 100, 3, NULL));
+	mark = S.nnotes;
+	sim_run(&S, t0 + 400 + 10);
+	assert_int_equal(sim_count(&S, -1, FM_NOTE_GRACE_OVER, mark), 1);
+	assert_int_equal(sim_count(&S, 1, FM_NOTE_GRANTED, mark), 2);
+	assert_true(fm_cache_lookup(S.c[1].cache, 100, 3, NULL)); /* kept */
+	assert_int_equal(fm_client_lock(S.c[1].cl, 100, 30, 4, S.now), 0);
+	sim_run(&S, S.now + 10);
+	n = sim_find(&S, 1, FM_NOTE_LOCKED, mark);
+	assert_non_null(n);
+	assert_int_equal(n->n.status, 0);
+	assert_int_equal(fm_lockword_epoch(S.store[0].locks[30]), fm_client_epoch(S.c[1].cl));
+	assert_int_equal(fm_client_token(S.c[1].cl) >> 32, 2); /* incarnation 2 */
+	sim_fini(&S);
+}
+
+/* A peer may not make the owner queue without bound. */
+static void limits__lock_requests_over_the_session_limit_refused(void **state)
+{
+	int refused = 0, granted = 0;
+
+	up(&S, 2, 300);
+	for (uint64_t g = 0; g < 70; g++)
+		fm_client_lock(S.c[0].cl, 100, g, g, S.now);
+	sim_run(&S, S.now + 20);
+	for (uint64_t g = 0; g < 70; g++)
+		fm_client_lock(S.c[1].cl, 100, g, 100 + g, S.now);
+	sim_run(&S, S.now + 50);
+	for (int k = 0; k < S.nnotes; k++) {
+		if (S.notes[k].client != 1 || S.notes[k].n.type != FM_NOTE_LOCKED)
+			continue;
+		if (S.notes[k].n.status == -ENOBUFS)
+			refused++;
+		else if (S.notes[k].n.status == 0)
+			granted++;
+	}
+	assert_int_equal(refused, 70 - 64);
+	assert_int_equal(granted, 0);
+	assert_int_equal(ostats().lock_requests_refused, 70 - 64);
+	assert_int_equal(fm_client_state(S.c[1].cl), FM_CLIENT_ACTIVE);
+	sim_fini(&S);
+}
+
+/* Finding 3 of the safety issue, at the model level: a lock-table READ of
+ * the reclaim scan that fails is asked again, never skipped, and the
+ * session is reported down only once every word was looked at. */
+static void reclaim__failed_scan_reads_retried_not_skipped(void **state)
+{
+	up(&S, 2, 300);
+	fm_client_lock(S.c[0].cl, 100, 20, 1, S.now);
+	sim_run(&S, S.now + 10);
+	fm_client_lock(S.c[1].cl, 100, 20, 2, S.now);
+	sim_run(&S, S.now + 10);
+	S.read_failures = 3;
+	sim_kill(&S, 0);
+	sim_run(&S, S.now + 75 + 10);
+	assert_int_equal(sim_count(&S, -1, FM_NOTE_SESSION_DOWN, 0), 0);
+	assert_null(sim_find(&S, 1, FM_NOTE_LOCKED, 0));
+	sim_run(&S, S.now + 100);
+	assert_int_equal(ostats().scan_failures, 3);
 	assert_int_equal(sim_count(&S, -1, FM_NOTE_SESSION_DOWN, 0), 1);
+	assert_non_null(sim_find(&S, 1, FM_NOTE_LOCKED, 0));
+	assert_int_equal(fm_lockword_client(S.store[0].locks[20]), 2);
 	sim_fini(&S);
 }
 
 /* ---- soak ----
  *
- * Four clients, two maps, a hot set of 64 grains, random message delays,
- * dropped links, lease-losing stalls and frequent restarts (revoke ->
- * REVOKED -> new generation, bitmap cleared).  Two invariants, checked
- * continuously:
+ * Four clients, two maps, a hot set of 64 grains.  Each client runs an
+ * engine doing what agent.h prescribes, one I/O at a time:
+ *   hit   -> a DIRECT I/O that trusts the hit for 1..IO_MAX ms (a bracket);
+ *   miss  -> fetch; unsplit -> lock -> step check -> a destructive STEP
+ *            of 0..step_max ms (the copy) -> commit -> end of bracket.
+ * Faults: random message delays, late one-sided answers (up to 120 ms,
+ * across revokes), dropped links, frozen clients (SIGSTOP for up to 3
+ * leases, then thawed -- their I/O does not progress while frozen),
+ * killed clients (restarted later), frequent revokes + restarts of a map
+ * (new generation, bitmap cleared), and in one model owner restarts.
+ * Invariants, checked continuously:
+ *  (a) every cache hit of a live client is a bit durable in the current
+ *      generation (check_hits);
+ *  (b) no trusted I/O of a live client is in flight when the owner reports
+ *      REVOKED for its map -- where the driver restarts the map;
+ *  (c) when a client is told LOCKED on a grain, no other live client has
+ *      a step on that grain in flight -- two copies never overlap, and a
+ *      late copy never lands after the next holder started.
+ * A killed client's I/O stops with it (the process is gone).
  *
- *  (a) every cache hit of every client is a bit durable in the current
- *      generation of the owner's store (check_hits);
- *  (b) no I/O that trusted a hit of map m is still in flight when the
- *      owner reports REVOKED for m -- the point where the driver proceeds
- *      past the revoke (restart, clear the bitmap).  I/Os that trusted a
- *      hit stay in flight 1..IO_MAX ms (below the lease grace, the bound
- *      the protocol assumes).
+ * Models:
+ *   shm    kill works; steps up to 3 leases long: no timing assumption
+ *          about data steps may be needed, and none is;
+ *   verbs  no kill; steps up to M + G - 10 ms: the documented bound (R4c);
+ *   verbs_beyond_the_bound  the same with steps up to 3 leases: (c) MUST
+ *          be violated -- the bound is real and the checker sees it;
+ *   restarts  owner restarts with the restart grace (R6), steps within
+ *          the bound.
  *
- * Adversarial scheduling that makes those invariants bite: some one-sided
- * READ/CAS answers come back up to 120 ms late (across a RELEASE_REQUEST,
- * a RELEASED, the restart and the new grant); restarts every ~60 ms.
- *
- * Mutations this soak is known to catch on its default seeds 1..8 (each
- * applied by hand, run, reverted -- never committed):
- *  - proto_client.c fetch_done re-reads the cache epoch AFTER the bitmap
- *    READ instead of using the one taken before: stale fills survive the
- *    restart -> (a), ~45000 violation reports;
- *  - proto_client.c try_drain answers RELEASED without waiting for
- *    inflight == 0 -> (b), ~100 reports;
- *  - proto_owner.c sess_fenced_step drops a fenced session's grants
- *    without waiting for its lease to run out -> (b), 3 reports (the
- *    targeted test fence__broken_link__... catches it directly).
- * The soak before this rework (instant I/O, 3+3 ms READs, rare restarts)
- * caught none of them.
+ * Mutations caught (each applied by hand, run, reverted; the soak, or the
+ * targeted test named, fails):
+ *  - client/maps.c try_drain answers RELEASED with I/O in flight: (b) in
+ *    every model, release__waits_for_inflight_io_then_released;
+ *  - client/session.c cl_sess_try_quiesce reports quiescence with brackets
+ *    open: (c) in the shm and owner-restarts models, the session_end__ and
+ *    stall__ tests;
+ *  - owner/session.c sess_try_release releases at fence time whatever the
+ *    level: (c) in the verbs model, session_end__verbs_broken_link__...;
+ *  - owner/maps.c desc_now hands out the lock table during the restart
+ *    grace: restart_grace__... (the soak seldom lines the grains up);
+ *  - client/fetch.c reads the cache epoch after the READ:
+ *    release_racing_fetch__stale_fill_refused;
+ *  - client/maps.c io_begin without its own lease check:
+ *    io_begin__thawed_after_the_lease_ran_out__refuses_to_trust.
  */
 #define IO_MAX 30u
-#define IO_SLOTS 64
+#define SOAK_N 4
+#define ENG 2 /* per client: 0 copies (COW path), 1 reads hits (DIRECT) */
 
-enum { E_IDLE, E_FETCH, E_LOCK, E_COMMIT };
+enum { E_IDLE, E_DIRECT, E_FETCH, E_LOCK, E_STEP, E_COMMIT };
 
 struct engine {
 	int st;
 	int map;
 	uint64_t grain;
+	uint64_t end;      /* E_DIRECT / E_STEP: when it ends */
+	bool bracket;      /* io_begin done, io_end not yet */
 };
 
-struct io {
-	bool used;
-	int client, map;
-	uint64_t end;
+struct soak_model {
+	const char *name;
+	bool kill_works;
+	uint32_t step_max;   /* a copy takes 0..step_max ms */
+	uint32_t freeze_max; /* a SIGSTOP lasts 1..freeze_max ms (0: none) */
+	bool owner_restarts;
+	bool expect_violations;
+	unsigned seeds;
+	uint64_t min_hits, min_steps, min_commits; /* or it proves nothing */
 };
 
-static struct engine eng[SIM_MAX_CLIENTS];
-static int holder[SIM_MAPS][SIM_GRAINS]; /* client+1 that believes it holds */
-static struct io ios[IO_SLOTS];
-static uint64_t violations, hits, commits_ok, long_ios, restarts;
+static struct engine eng[SIM_MAX_CLIENTS][ENG];
+static uint64_t frozen_until[SIM_MAX_CLIENTS];
+static uint64_t violations, hits, commits_ok, long_ios, restarts, steps, freezes, kills,
+	owner_restarts;
+static uint32_t step_max;
 
 static int map_ix(uint64_t id)
 {
 	return (int)(id - 100);
+}
+
+static bool live(const struct sim *s, int i)
+{
+	return !s->c[i].dead;
+}
+
+static void end_bracket(struct sim *s, int i, struct engine *e)
+{
+	if (!e->bracket)
+		return;
+	e->bracket = false;
+	if (fm_client_io_end(s->c[i].cl, 100 + (uint64_t)e->map))
+		fm_client_kick(s->c[i].cl, s->now);
+}
+
+static void idle(struct sim *s, int i, struct engine *e)
+{
+	end_bracket(s, i, e);
+	e->st = E_IDLE;
+}
+
+static void soak_kill(struct sim *s, int i)
+{
+	/* the process is gone: its I/O stops with it */
+	memset(eng[i], 0, sizeof(eng[i]));
+	kills++;
 }
 
 static void soak_note(struct sim *s, int i, const struct fm_notify *n)
@@ -532,133 +876,159 @@ static void soak_note(struct sim *s, int i, const struct fm_notify *n)
 			return;
 		restarts++;
 		/* (b): the owner proceeds past the revoke now */
-		for (int k = 0; k < IO_SLOTS; k++) {
-			if (ios[k].used && 100 + (uint64_t)ios[k].map == n->map_id) {
-				fprintf(stderr, "VIOLATION t=%llu map %d revoked while "
-					"client %d (%s, link %s) has I/O in flight "
-					"until %llu\n",
-					(unsigned long long)s->now, ios[k].map,
-					ios[k].client,
-					fm_client_state_name(fm_client_state(s->c[ios[k].client].cl)),
-					s->c[ios[k].client].connected ? "up" : "down",
-					(unsigned long long)ios[k].end);
+		for (int k = 0; k < s->nclients; k++) {
+			for (int x = 0; x < ENG && live(s, k); x++) {
+				e = &eng[k][x];
+				if (!e->bracket || 100 + (uint64_t)e->map != n->map_id ||
+				    (e->st != E_DIRECT && e->st != E_STEP))
+					continue;
+				fprintf(stderr, "VIOLATION (b) t=%llu map %d revoked while client %d "
+					"(%s) trusts it until %llu\n", (unsigned long long)s->now,
+					e->map, k,
+					fm_client_state_name(fm_client_state(s->c[k].cl)),
+					(unsigned long long)e->end);
 				violations++;
 			}
 		}
 		return;
 	}
-	e = &eng[i];
+	e = &eng[i][0]; /* only the copying engine asks the owner */
 	switch (n->type) {
 	case FM_NOTE_FETCHED:
+		if (e->st != E_FETCH)
+			break;
 		if (n->status == 0 && !n->split &&
 		    fm_client_lock(s->c[i].cl, n->map_id, n->grain, 0, s->now) == 0) {
 			e->st = E_LOCK;
 			break;
 		}
-		e->st = E_IDLE;
+		idle(s, i, e);
 		break;
 	case FM_NOTE_LOCKED:
+		if (e->st != E_LOCK)
+			break;
 		if (n->status != 0) {
-			e->st = E_IDLE;
+			idle(s, i, e);
 			break;
 		}
-		if (holder[map_ix(n->map_id)][n->grain] &&
-		    holder[map_ix(n->map_id)][n->grain] != i + 1)
-			violations++; /* two clients believe they hold it */
-		holder[map_ix(n->map_id)][n->grain] = i + 1;
-		if (n->split || fm_client_commit(s->c[i].cl, n->map_id, n->grain, 0, s->now)) {
-			holder[map_ix(n->map_id)][n->grain] = 0;
+		/* (c): nobody else's copy of this grain may be running */
+		for (int k = 0; k < s->nclients; k++)
+			if (k != i && live(s, k) && eng[k][0].st == E_STEP &&
+			    eng[k][0].map == map_ix(n->map_id) && eng[k][0].grain == n->grain) {
+				fprintf(stderr, "VIOLATION (c) t=%llu client %d got map %d grain %llu "
+					"while client %d's step runs until %llu\n",
+					(unsigned long long)s->now, i, map_ix(n->map_id),
+					(unsigned long long)n->grain, k,
+					(unsigned long long)eng[k][0].end);
+				violations++;
+			}
+		if (n->split || fm_client_step_check(s->c[i].cl, s->now) != 0) {
 			fm_client_unlock(s->c[i].cl, n->map_id, n->grain, s->now);
-			e->st = E_IDLE;
-		} else {
-			e->st = E_COMMIT;
+			idle(s, i, e);
+			break;
 		}
+		e->st = E_STEP;
+		e->end = s->now + (step_max ? sim_rand(s) % step_max : 0);
+		steps++;
 		break;
 	case FM_NOTE_COMMITTED:
-		if (holder[map_ix(n->map_id)][n->grain] == i + 1)
-			holder[map_ix(n->map_id)][n->grain] = 0;
+		if (e->st != E_COMMIT)
+			break;
 		if (n->status == 0)
 			commits_ok++;
-		e->st = E_IDLE;
-		break;
-	case FM_NOTE_CLOSED:
-		for (int m = 0; m < SIM_MAPS; m++)
-			for (int g = 0; g < SIM_GRAINS; g++)
-				if (holder[m][g] == i + 1)
-					holder[m][g] = 0;
-		e->st = E_IDLE;
+		idle(s, i, e);
 		break;
 	default:
 		break;
 	}
 }
 
-/* The invariant: every hit of every client is durable in the current
- * generation of the owner's store. */
+/* (a): every hit an I/O of a live client would trust is durable in the
+ * current generation.  "Would trust": io_begin says yes now. */
 static void check_hits(struct sim *s)
 {
-	for (int i = 0; i < s->nclients; i++)
-		for (int m = 0; m < SIM_MAPS; m++)
+	for (int i = 0; i < s->nclients; i++) {
+		for (int m = 0; live(s, i) && !s->c[i].crashed && m < SIM_MAPS; m++) {
+			if (fm_client_io_begin(s->c[i].cl, 100 + (uint64_t)m, s->now) != 0)
+				continue;
 			for (uint64_t g = 0; g < SIM_GRAINS; g++)
 				if (fm_cache_lookup(s->c[i].cache, 100 + (uint64_t)m, g, NULL) &&
 				    !sim_bit(s, m, g)) {
-					fprintf(stderr, "VIOLATION t=%llu client %d map %d grain %llu\n",
-						(unsigned long long)s->now, i, m,
+					fprintf(stderr, "VIOLATION (a) t=%llu client %d map %d grain "
+						"%llu\n", (unsigned long long)s->now, i, m,
 						(unsigned long long)g);
 					violations++;
 				}
-}
-
-/* End the trusted I/Os that are due (all of them when `all`). */
-static void ios_end(struct sim *s, bool all)
-{
-	for (int k = 0; k < IO_SLOTS; k++) {
-		struct io *io = &ios[k];
-
-		if (!io->used || (!all && s->now < io->end))
-			continue;
-		io->used = false;
-		if (fm_client_io_end(s->c[io->client].cl, 100 + (uint64_t)io->map))
-			fm_client_kick(s->c[io->client].cl, s->now);
+			if (fm_client_io_end(s->c[i].cl, 100 + (uint64_t)m))
+				fm_client_kick(s->c[i].cl, s->now);
+		}
 	}
 }
 
-/* An I/O on (m, g) by client i: trust a hit for 0..IO_MAX ms. */
-static void io_start(struct sim *s, int i, int m, uint64_t g)
+/* Advance client i's engines: finish what is due, start something new. */
+static void engine_step(struct sim *s, int i)
 {
 	struct sim_client *c = &s->c[i];
-	int k;
 
-	if (fm_client_io_begin(c->cl, 100 + (uint64_t)m) != 0)
-		return;
-	if (!fm_cache_lookup(c->cache, 100 + (uint64_t)m, g, NULL)) {
-		if (fm_client_io_end(c->cl, 100 + (uint64_t)m))
-			fm_client_kick(c->cl, s->now);
-		return;
+	if (c->crashed)
+		return; /* frozen or dead: nothing progresses */
+	for (int x = 0; x < ENG; x++) {
+		struct engine *e = &eng[i][x];
+		uint64_t mid;
+
+		if ((e->st == E_DIRECT || e->st == E_STEP) && s->now >= e->end) {
+			if (e->st == E_DIRECT) {
+				idle(s, i, e);
+			} else if (fm_client_commit(c->cl, 100 + (uint64_t)e->map, e->grain, 0,
+						    s->now)) {
+				fm_client_unlock(c->cl, 100 + (uint64_t)e->map, e->grain, s->now);
+				idle(s, i, e);
+			} else {
+				e->st = E_COMMIT;
+			}
+		}
+		if (e->st != E_IDLE || fm_client_state(c->cl) != FM_CLIENT_ACTIVE)
+			continue;
+		e->map = (int)(sim_rand(s) % SIM_MAPS);
+		e->grain = sim_rand(s) % 64; /* hot set: contention */
+		mid = 100 + (uint64_t)e->map;
+		if (fm_client_io_begin(c->cl, mid, s->now) != 0)
+			continue;
+		e->bracket = true;
+		if (x == 1) {
+			/* the reader: trust a hit for a while, or do nothing */
+			if (fm_cache_lookup(c->cache, mid, e->grain, NULL)) {
+				/* (a) at the moment of trust, too: a thawed process
+				 * runs its I/O threads before its protocol thread */
+				if (!sim_bit(s, e->map, e->grain)) {
+					fprintf(stderr, "VIOLATION (a) t=%llu client %d trusts map "
+						"%d grain %llu\n", (unsigned long long)s->now, i,
+						e->map, (unsigned long long)e->grain);
+					violations++;
+				}
+				hits++;
+				long_ios++;
+				e->st = E_DIRECT;
+				e->end = s->now + 1 + sim_rand(s) % IO_MAX;
+			} else {
+				idle(s, i, e);
+			}
+		} else if (!fm_cache_lookup(c->cache, mid, e->grain, NULL) &&
+			   fm_client_fetch(c->cl, mid, e->grain, 0, s->now) == 0) {
+			e->st = E_FETCH;
+		} else {
+			idle(s, i, e);
+		}
 	}
-	hits++;
-	if (!sim_bit(s, m, g))
-		violations++;
-	for (k = 0; k < IO_SLOTS && ios[k].used; k++)
-		;
-	if (k == IO_SLOTS || sim_rand(s) % 2) {
-		if (fm_client_io_end(c->cl, 100 + (uint64_t)m))
-			fm_client_kick(c->cl, s->now);
-		return;
-	}
-	ios[k] = (struct io){ .used = true, .client = i, .map = m,
-			      .end = s->now + 1 + sim_rand(s) % IO_MAX };
-	long_ios++;
 }
 
-static void soak_one(uint64_t seed)
+static void soak_one(uint64_t seed, const struct soak_model *md)
 {
-	const int n = 4;
+	const uint32_t term = 200; /* G = 50, M = 66 */
 
 	memset(eng, 0, sizeof(eng));
-	memset(holder, 0, sizeof(holder));
-	memset(ios, 0, sizeof(ios));
-	sim_init(&S, seed, n, 200); /* grace 50 ms > IO_MAX + a tick */
+	memset(frozen_until, 0, sizeof(frozen_until));
+	sim_init(&S, seed, SOAK_N, term);
 	S.delay_min = 0;
 	S.delay_max = 8;
 	S.op_exec = 2;
@@ -666,58 +1036,122 @@ static void soak_one(uint64_t seed)
 	S.op_slow_permille = 150;
 	S.op_slow_max = 120;
 	S.drop_permille = 2;
+	S.kill_works = md->kill_works;
 	S.on_note = soak_note;
-	for (int i = 0; i < n; i++)
+	S.on_kill = soak_kill;
+	step_max = md->step_max;
+	for (int i = 0; i < SOAK_N; i++)
 		sim_connect(&S, i);
 	for (int step = 0; step < 8000; step++) {
-		for (int i = 0; i < n; i++) {
+		for (int i = 0; i < SOAK_N; i++) {
 			struct sim_client *c = &S.c[i];
 
-			if (fm_client_state(c->cl) == FM_CLIENT_CLOSED && sim_rand(&S) % 20 == 0) {
-				c->extra_delay = 0;
+			if (c->dead && sim_rand(&S) % 50 == 0) {
+				sim_restart_client(&S, i); /* a new process */
+				memset(eng[i], 0, sizeof(eng[i]));
+			}
+			if (!c->dead && c->crashed && S.now >= frozen_until[i])
+				c->crashed = false; /* SIGCONT */
+			if (!c->crashed && fm_client_state(c->cl) == FM_CLIENT_CLOSED &&
+			    sim_rand(&S) % 20 == 0)
 				sim_connect(&S, i);
-			}
-			if (fm_client_state(c->cl) == FM_CLIENT_ACTIVE && sim_rand(&S) % 3000 == 0)
-				c->extra_delay = 400; /* a stall long enough to lose the lease */
-			if (fm_client_state(c->cl) == FM_CLIENT_ACTIVE) {
-				int m = (int)(sim_rand(&S) % SIM_MAPS);
-				uint64_t g = sim_rand(&S) % 64; /* hot set: contention */
+			if (md->freeze_max && !c->crashed &&
+			    fm_client_state(c->cl) == FM_CLIENT_ACTIVE && sim_rand(&S) % 2000 == 0) {
+				/* SIGSTOP: its I/O waits with it */
+				uint64_t len = 1 + sim_rand(&S) % md->freeze_max;
 
-				io_start(&S, i, m, g);
-				if (eng[i].st == E_IDLE &&
-				    !fm_cache_lookup(c->cache, 100 + (uint64_t)m, g, NULL) &&
-				    fm_client_fetch(c->cl, 100 + (uint64_t)m, g, 0, S.now) == 0)
-					eng[i].st = E_FETCH;
+				c->crashed = true;
+				frozen_until[i] = S.now + len;
+				for (int x = 0; x < ENG; x++)
+					if (eng[i][x].st == E_DIRECT || eng[i][x].st == E_STEP)
+						eng[i][x].end += len;
+				freezes++;
 			}
+			if (md->kill_works && !c->crashed && sim_rand(&S) % 6000 == 0)
+				sim_kill(&S, i);
+			engine_step(&S, i);
 		}
-		if (sim_rand(&S) % 30 == 0)
+		if (sim_rand(&S) % 100 == 0)
 			fm_owner_map_revoke(S.owner, 100 + sim_rand(&S) % SIM_MAPS,
 					    FM_RELEASE_RESTART, S.now);
+		/* restart the owner mostly while a copy runs: the grace must
+		 * cover it (R6) */
+		if (md->owner_restarts && sim_rand(&S) % 2500 < (eng[0][0].st == E_STEP ? 20u : 1u)) {
+			sim_restart_owner(&S, fm_lease_hold_ms(term, term / 4));
+			owner_restarts++;
+		}
 		sim_run(&S, S.now + 2);
-		ios_end(&S, false);
 		check_hits(&S);
 	}
-	ios_end(&S, true);
 	check_hits(&S);
 	sim_fini(&S);
 }
 
-static void soak__seeds__hits_durable_and_no_io_across_revoke(void **state)
+static void soak_model(const struct soak_model *md)
 {
-	violations = hits = commits_ok = long_ios = restarts = 0;
-	for (uint64_t seed = 1; seed <= 8; seed++)
-		soak_one(seed);
-	fprintf(stderr, "soak: %llu hits, %llu trusted I/Os in flight, %llu commits, "
-		"%llu restarts, %llu violations\n",
+	violations = hits = commits_ok = long_ios = restarts = steps = freezes = kills = 0;
+	owner_restarts = 0;
+	for (uint64_t seed = 1; seed <= md->seeds; seed++)
+		soak_one(seed, md);
+	fprintf(stderr, "soak %s: %llu hits, %llu trusted I/Os, %llu steps, %llu commits, "
+		"%llu map restarts, %llu freezes, %llu kills, %llu owner restarts, "
+		"%llu violations\n", md->name,
 		(unsigned long long)hits, (unsigned long long)long_ios,
-		(unsigned long long)commits_ok, (unsigned long long)restarts,
+		(unsigned long long)steps, (unsigned long long)commits_ok,
+		(unsigned long long)restarts, (unsigned long long)freezes,
+		(unsigned long long)kills, (unsigned long long)owner_restarts,
 		(unsigned long long)violations);
+	if (md->expect_violations) {
+		assert_true(violations > 0);
+		return;
+	}
 	assert_int_equal(violations, 0);
-	/* a soak that never hits, commits or restarts proves nothing */
-	assert_true(hits > 1000);
-	assert_true(long_ios > 500);
-	assert_true(commits_ok > 200);
+	/* a soak that never hits, copies, commits or restarts proves nothing */
+	assert_true(hits > md->min_hits);
+	assert_true(steps > md->min_steps);
+	assert_true(commits_ok > md->min_commits);
 	assert_true(restarts > 100);
+	if (md->freeze_max)
+		assert_true(freezes > 5);
+	if (md->kill_works)
+		assert_true(kills > 5);
+	if (md->owner_restarts)
+		assert_true(owner_restarts > 5);
+}
+
+static void soak__shm_model__long_steps_need_no_timing_bound(void **state)
+{
+	/* copies and stops of up to 3 leases: far beyond M + G */
+	static const struct soak_model md = { "shm", true, 600, 600, false, false, 24,
+					      400, 600, 250 };
+
+	soak_model(&md);
+}
+
+static void soak__verbs_model__steps_within_the_bound(void **state)
+{
+	/* a copy plus any stop stays within M + G: the documented bound */
+	static const struct soak_model md = { "verbs", false, 66 + 50 - 30, 20, false, false, 6,
+					      1000, 500, 200 };
+
+	soak_model(&md);
+}
+
+static void soak__verbs_model__steps_beyond_the_bound_are_caught(void **state)
+{
+	static const struct soak_model md = { "verbs-beyond-bound", false, 600, 600, false,
+					      true, 6, 0, 0, 0 };
+
+	soak_model(&md);
+}
+
+static void soak__owner_restarts__restart_grace(void **state)
+{
+	/* restarts: the grace covers steps within M + G (R6) */
+	static const struct soak_model md = { "owner-restarts", true, 66 + 50 - 30, 20,
+					      true, false, 6, 1000, 500, 200 };
+
+	soak_model(&md);
 }
 
 int main(void)
@@ -736,8 +1170,20 @@ int main(void)
 		cmocka_unit_test(error__refused_lock_request__locked_fails_with_owner_code),
 		cmocka_unit_test(commit__lock_word_not_held__refused_enolck_bitmap_unchanged),
 		cmocka_unit_test(fence__reclaim_waits_for_the_sessions_persist),
-		cmocka_unit_test(fence__broken_link__grant_counts_until_the_lease_runs_out),
-		cmocka_unit_test(soak__seeds__hits_durable_and_no_io_across_revoke),
+		cmocka_unit_test(session_end__broken_link_bracket_open__killed_after_quiesce_wait),
+		cmocka_unit_test(session_end__broken_link_then_quiesced__vouched_in_next_hello),
+		cmocka_unit_test(session_end__verbs_broken_link__released_by_the_lease_timer),
+		cmocka_unit_test(session_end__owner_bye__lock_held_until_the_client_quiesced),
+		cmocka_unit_test(stall__thawed_within_the_quiesce_wait__lock_held_until_its_step_ended),
+		cmocka_unit_test(io_begin__thawed_after_the_lease_ran_out__refuses_to_trust),
+		cmocka_unit_test(step_check__margin_then_expired__token),
+		cmocka_unit_test(restart_grace__no_locks_until_it_ends__caches_kept),
+		cmocka_unit_test(limits__lock_requests_over_the_session_limit_refused),
+		cmocka_unit_test(reclaim__failed_scan_reads_retried_not_skipped),
+		cmocka_unit_test(soak__shm_model__long_steps_need_no_timing_bound),
+		cmocka_unit_test(soak__verbs_model__steps_within_the_bound),
+		cmocka_unit_test(soak__verbs_model__steps_beyond_the_bound_are_caught),
+		cmocka_unit_test(soak__owner_restarts__restart_grace),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

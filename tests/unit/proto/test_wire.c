@@ -72,9 +72,11 @@ static void sample(struct fm_msg *m, uint16_t type)
 	switch (type) {
 	case FM_MSG_HELLO:
 		m->u.hello.client_id = 3;
-		m->u.hello.ver_major = 1;
+		m->u.hello.ver_major = FM_WIRE_MAJOR;
 		for (int i = 0; i < 16; i++)
 			m->u.hello.nonce[i] = (uint8_t)(i * 7);
+		m->u.hello.prev_session = 0x0a0b0c0d;
+		m->u.hello.prev_flags = FM_HELLO_PREV_QUIESCED;
 		break;
 	case FM_MSG_CHALLENGE:
 		memset(m->u.challenge.nonce, 0xa5, 16);
@@ -86,6 +88,7 @@ static void sample(struct fm_msg *m, uint16_t type)
 		m->u.welcome.session_id = m->session;
 		m->u.welcome.client_epoch = 9;
 		m->u.welcome.lease_term_ms = 3000;
+		m->u.welcome.incarnation = 0x1234;
 		m->u.welcome.map_count = 3;
 		for (int i = 0; i < 3; i++)
 			sample_mapdesc(&m->u.welcome.maps[i], (uint64_t)i + 1);
@@ -141,6 +144,7 @@ static void sample(struct fm_msg *m, uint16_t type)
 	case FM_MSG_BYE:
 		m->u.bye.reason = FM_BYE_AUTH_FAILED;
 		m->u.bye.code = EACCES;
+		m->u.bye.flags = FM_BYE_F_QUIESCED;
 		break;
 	}
 }
@@ -295,9 +299,10 @@ static void roundtrip__welcome__descriptors_survive(void **state)
 	for (unsigned i = 0; i < FM_WIRE_MAX_MAPS; i++)
 		sample_mapdesc(&m.u.welcome.maps[i], 100 + i);
 	n = fm_wire_encode(&m, buf, sizeof(buf));
-	assert_int_equal(n, FM_WIRE_HDR_SIZE + 24 + FM_WIRE_MAX_MAPS * FM_WIRE_MAPDESC_SIZE);
+	assert_int_equal(n, FM_WIRE_HDR_SIZE + 32 + FM_WIRE_MAX_MAPS * FM_WIRE_MAPDESC_SIZE);
 	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), 0);
 	assert_int_equal(d.u.welcome.map_count, FM_WIRE_MAX_MAPS);
+	assert_int_equal(d.u.welcome.incarnation, 0x1234);
 	for (unsigned i = 0; i < FM_WIRE_MAX_MAPS; i++) {
 		const struct fm_wire_mapdesc *x = &m.u.welcome.maps[i], *y = &d.u.welcome.maps[i];
 
@@ -323,7 +328,7 @@ static void encode__little_endian_layout(void **state)
 	m.u.renew.renew_id = 0x0102030405060708ull;
 	assert_int_equal(fm_wire_encode(&m, buf, sizeof(buf)), 48);
 	assert_memory_equal(buf, "FMW1", 4);
-	assert_int_equal(buf[4], 1);
+	assert_int_equal(buf[4], FM_WIRE_MAJOR);
 	assert_int_equal(buf[6], FM_MSG_LEASE_RENEW);
 	assert_int_equal(buf[7], 0);
 	assert_int_equal(buf[8], 48);
@@ -367,7 +372,7 @@ static void decode__other_major__eprotonosupport_minor_ok(void **state)
 	fix_crc(buf, (size_t)n);
 	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), 0);
 	assert_int_equal(d.ver_minor, 7);
-	buf[4] = 2;
+	buf[4] = FM_WIRE_MAJOR + 1;
 	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -EPROTONOSUPPORT);
 	/* version is checked before length */
 	assert_int_equal(fm_wire_decode(buf, (size_t)n - 1, &d), -EPROTONOSUPPORT);
@@ -428,8 +433,16 @@ static void decode__reserved_nonzero__enotempty(void **state)
 	buf[40 + 6] = 1;
 	fix_crc(buf, (size_t)n);
 	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ENOTEMPTY);
+	n = enc(FM_MSG_HELLO, buf);
+	buf[40 + 36] = 1; /* after prev_flags */
+	fix_crc(buf, (size_t)n);
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ENOTEMPTY);
+	n = enc(FM_MSG_BYE, buf);
+	buf[40 + 12] = 1; /* after flags */
+	fix_crc(buf, (size_t)n);
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ENOTEMPTY);
 	n = enc(FM_MSG_WELCOME, buf);
-	buf[40 + 24 + 80 + 27] = 1; /* second descriptor's reserved byte */
+	buf[40 + 32 + 80 + 27] = 1; /* second descriptor's reserved byte */
 	fix_crc(buf, (size_t)n);
 	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ENOTEMPTY);
 	n = enc(FM_MSG_SPLIT_COMMIT, buf);
@@ -550,7 +563,7 @@ static void decode__out_of_range__erange(void **state)
 	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ERANGE);
 
 	n = enc(FM_MSG_WELCOME, buf);
-	buf[40 + 24 + 24] = 40; /* grain shift 40 */
+	buf[40 + 32 + 24] = 40; /* grain shift 40 */
 	fix_crc(buf, (size_t)n);
 	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ERANGE);
 
@@ -601,6 +614,22 @@ static void decode__out_of_range__erange(void **state)
 	sample(&m, FM_MSG_WELCOME);
 	m.u.welcome.lease_term_ms = 0;
 	expect_range(&m);
+	sample(&m, FM_MSG_WELCOME);
+	m.u.welcome.incarnation = 0;
+	expect_range(&m);
+	sample(&m, FM_MSG_HELLO);
+	m.u.hello.prev_flags = 0x2;
+	expect_range(&m);
+	sample(&m, FM_MSG_BYE);
+	m.u.bye.flags = 0x2;
+	expect_range(&m);
+	/* a descriptor without a lock table (restart grace) is valid; a
+	 * half-empty one is not */
+	sample(&m, FM_MSG_MAP_GRANT);
+	memset(&m.u.map_grant.map.locks, 0, sizeof(m.u.map_grant.map.locks));
+	assert_true(fm_wire_encode(&m, buf, sizeof(buf)) > 0);
+	m.u.map_grant.map.locks.flags = FM_ACCESS_REMOTE_ATOMIC;
+	expect_range(&m);
 }
 
 static void encode__refusals(void **state)
@@ -609,8 +638,8 @@ static void encode__refusals(void **state)
 	struct fm_msg m;
 
 	sample(&m, FM_MSG_HELLO);
-	assert_int_equal(fm_wire_encode(&m, buf, 63), -ENOBUFS);
-	assert_int_equal(fm_wire_encode(&m, buf, 64), 64);
+	assert_int_equal(fm_wire_encode(&m, buf, 79), -ENOBUFS);
+	assert_int_equal(fm_wire_encode(&m, buf, 80), 80);
 	m.flags = 1;
 	assert_int_equal(fm_wire_encode(&m, buf, sizeof(buf)), -EOPNOTSUPP);
 	m.flags = 0;

@@ -1,0 +1,180 @@
+/* client_priv.h -- the client state machine's shared internals.
+ *
+ * Split by job, one file each:
+ *   client.c   the object, public entry points, dispatch, accessors
+ *   session.c  handshake, lease, close -> quiesce -> closed (lease.h R1-R3),
+ *              the step check (R2)
+ *   maps.c     confirmation grants, release requests (drain), I/O brackets
+ *   locks.c    grain locks: CAS, LOCK_REQUEST, commit, release
+ *   fetch.c    cache misses: READ the bitmap window, insert its set bits
+ * One protocol thread calls everything except the "any thread" calls of
+ * proto_client.h (io_begin, io_end, step_check, token), which touch only
+ * the atomics marked below.  Internal cross-file functions: cl_ prefix.
+ */
+#ifndef FM_CLIENT_PRIV_H
+#define FM_CLIENT_PRIV_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../proto/actq.h"
+#include "flashmeta/proto_client.h"
+#include "flashmeta/proto_owner.h" /* FM_OWNER_MAX_MAPS */
+
+#define CL_MAX_MAPS FM_OWNER_MAX_MAPS
+
+enum cmap_state {
+	CM_NONE = 0,     /* no confirmation lease */
+	CM_GRANTED = 1,  /* lease held: fetch and trust hits */
+	CM_DRAINING = 2, /* RELEASE_REQUEST: waiting for in-flight I/O */
+	CM_RELEASED = 3, /* discarded and answered RELEASED */
+};
+
+/*
+ * Slot identity (`id`, `present`) is published once and never reused, so
+ * I/O threads find a slot without a lock.  `usable` and `inflight` form a
+ * Dekker pair (both seq_cst):
+ *   io_begin:  inflight++ ; if (!usable) { inflight--; EAGAIN }
+ *   release:   usable = false ; ... wait for inflight == 0
+ * either the I/O sees usable == false, or the release sees its increment.
+ */
+struct cmap {
+	_Atomic uint64_t id;      /* written once before `present` */
+	atomic_bool present;
+	atomic_bool usable;       /* hits may be trusted by new I/O */
+	atomic_long inflight;     /* io_begin - io_end */
+	enum cmap_state state;    /* protocol thread */
+	struct fm_wire_mapdesc d; /* protocol thread */
+	uint64_t release_gen;
+};
+
+enum clock_state {
+	CL_CAS = 0,     /* acquire CAS in flight */
+	CL_WAIT = 1,    /* LOCK_REQUEST sent, waiting for LOCK_GRANT */
+	CL_CHECK = 2,   /* held; re-reading the bitmap word */
+	CL_HELD = 3,    /* held; engine copies */
+	CL_COMMIT = 4,  /* SPLIT_COMMIT sent */
+	CL_RELEASE = 5, /* release CAS in flight */
+};
+
+struct clock {
+	struct clock *next;
+	unsigned slot;
+	uint64_t index, grain;
+	uint64_t mine;       /* our HELD word */
+	uint64_t cur;        /* what the word holds now for us (maybe |WAITERS) */
+	enum clock_state state;
+	uint64_t cookie;     /* lock, then commit cookie */
+	uint64_t commit_id;
+	uint64_t commit_grain;
+	uint64_t epoch;
+	bool epoch_ok;
+	uint64_t req_seq;    /* seq of our LOCK_REQUEST / SPLIT_COMMIT: an
+			      * ERROR with this ref_seq refuses it */
+};
+
+enum cop_kind { CO_FETCH = 1, CO_LOCK_CAS, CO_CHECK, CO_UNLOCK_CAS };
+
+struct cop {
+	struct cop *next;
+	uint64_t id;
+	enum cop_kind kind;
+	unsigned slot;
+	uint64_t grain, cookie;
+	uint64_t epoch;
+	bool epoch_ok;
+	uint64_t w0;        /* CO_FETCH: first grain of the window */
+	uint64_t nbits;
+	struct clock *lk;
+};
+
+#define RENEW_RING 8
+
+struct fm_client {
+	struct fm_client_cfg cfg;
+	uint8_t key[64];
+	struct fm_actq q;
+	_Atomic int state;             /* enum fm_client_state; any thread reads */
+	uint64_t session;
+	uint64_t tx_seq, rx_seq;
+	uint8_t nonce[FM_WIRE_NONCE_SIZE];
+	uint32_t epoch;
+	uint32_t term_ms;
+	uint32_t margin_ms;
+	_Atomic uint64_t lease_expiry; /* client clock; any thread reads */
+	_Atomic uint64_t token;        /* incarnation << 32 | epoch */
+	uint64_t handshake_deadline;
+	uint64_t auth_sent_at;
+	uint64_t next_renew;
+	uint64_t renew_id;
+	struct { uint64_t id, sent_at; } renews[RENEW_RING];
+	/* closing (R3) */
+	bool link_ok;        /* QUIESCING: BYE{QUIESCED} can still be sent */
+	uint32_t close_reason;
+	int close_err;
+	uint64_t prev_session; /* vouch for it in the next HELLO ... */
+	bool prev_vouch;       /* ... when it quiesced unreported */
+	struct cmap maps[CL_MAX_MAPS];
+	_Atomic unsigned nmaps; /* slots [0, nmaps) may be present */
+	struct clock *locks;
+	struct cop *ops;
+	uint64_t next_op;
+	uint64_t next_commit;
+};
+
+/* ---- client.c ---- */
+void cl_oom(struct fm_client *c);
+int cl_slot_of(struct fm_client *c, uint64_t map_id);
+void cl_note(struct fm_client *c, enum fm_notify_type type, int status, uint64_t cookie,
+	     uint64_t map_id, uint64_t grain, bool split);
+void cl_msg_init(struct fm_msg *m, uint16_t type);
+int cl_send_msg(struct fm_client *c, struct fm_msg *m);
+struct cop *cl_op_new(struct fm_client *c, enum cop_kind kind, unsigned slot);
+struct cop *cl_op_take(struct fm_client *c, uint64_t id);
+void cl_op_drop(struct fm_client *c, struct cop *op);
+void cl_io_action(struct fm_client *c, struct cop *op, enum fm_action_type t,
+		  const struct fm_region_desc *region, uint64_t offset, uint32_t len,
+		  uint64_t compare, uint64_t swap);
+/* ACTIVE, map known, grain inside; with need_grant also CM_GRANTED */
+int cl_usable_slot(struct fm_client *c, uint64_t map_id, uint64_t grain, bool need_grant);
+static inline int cl_state(const struct fm_client *c)
+{
+	return atomic_load_explicit(&c->state, memory_order_acquire);
+}
+static inline bool bit_at(const uint8_t *data, uint64_t bit)
+{
+	return (data[bit / 8] >> (bit % 8)) & 1;
+}
+
+/* ---- session.c ---- */
+void cl_sess_close(struct fm_client *c, uint32_t reason, int err, bool link_ok);
+void cl_sess_try_quiesce(struct fm_client *c);
+void cl_sess_on_challenge(struct fm_client *c, const struct fm_msg *m, uint64_t now);
+void cl_sess_on_welcome(struct fm_client *c, const struct fm_msg *m, uint64_t now);
+void cl_sess_on_lease(struct fm_client *c, const struct fm_msg *m);
+void cl_sess_tick(struct fm_client *c, uint64_t now);
+
+/* ---- maps.c ---- */
+void cl_maps_apply_grant(struct fm_client *c, const struct fm_wire_mapdesc *d);
+void cl_maps_on_release_request(struct fm_client *c, const struct fm_msg *m);
+void cl_maps_try_drain_all(struct fm_client *c);
+void cl_maps_discard_all(struct fm_client *c);
+long cl_maps_inflight(struct fm_client *c);
+
+/* ---- locks.c ---- */
+void cl_locks_fail_all(struct fm_client *c);
+void cl_locks_on_grant(struct fm_client *c, const struct fm_msg *m);
+void cl_locks_on_split_ack(struct fm_client *c, const struct fm_msg *m);
+void cl_locks_on_error(struct fm_client *c, const struct fm_msg *m);
+void cl_locks_cas_done(struct fm_client *c, struct cop *op, int status, uint64_t old);
+void cl_locks_unlock_done(struct fm_client *c, struct cop *op, int status, uint64_t old);
+void cl_locks_check_done(struct fm_client *c, struct cop *op, int status,
+			 const uint8_t *data, size_t len);
+void cl_locks_free_all(struct fm_client *c);
+
+/* ---- fetch.c ---- */
+void cl_fetch_done(struct fm_client *c, struct cop *op, int status, const uint8_t *data,
+		   size_t len);
+
+#endif /* FM_CLIENT_PRIV_H */
