@@ -307,6 +307,30 @@ static int check_fields(const struct fm_msg *m)
 	}
 }
 
+/* every payload but the arrays of WELCOME and SPLIT_COMMIT */
+union msg_fixed {
+	struct fm_msg_hello hello;
+	struct fm_msg_challenge challenge;
+	struct fm_msg_auth auth;
+	uint8_t welcome[offsetof(struct fm_msg_welcome, maps)];
+	struct fm_msg_lease_renew renew;
+	struct fm_msg_lease_grant lease;
+	struct fm_msg_lock lock;
+	struct fm_msg_release_request release;
+	struct fm_msg_released released;
+	struct fm_msg_map_grant map_grant;
+	uint8_t commit[offsetof(struct fm_msg_split_commit, ranges)];
+	struct fm_msg_split_ack ack;
+	struct fm_msg_error error;
+	struct fm_msg_bye bye;
+};
+
+void fm_wire_msg_init(struct fm_msg *m, uint16_t type)
+{
+	memset(m, 0, offsetof(struct fm_msg, u) + sizeof(union msg_fixed));
+	m->type = type;
+}
+
 /* ---- per-message encoders: write the payload at p ---- */
 static void put_mapdesc(uint8_t *p, const struct fm_wire_mapdesc *d)
 {

@@ -276,6 +276,15 @@ struct fm_msg {
 };
 
 /*
+ * fm_wire_msg_init -- a message of `type` with its header fields and every
+ * fixed-size payload field zeroed (WELCOME's descriptors and SPLIT_COMMIT's
+ * ranges beyond their count are not touched: set the count and fill them).
+ * Build every message with it, so a field added later is never sent as
+ * stack garbage.  Pure.
+ */
+void fm_wire_msg_init(struct fm_msg *m, uint16_t type);
+
+/*
  * fm_wire_encode -- write `m` to `buf` (the header's length and checksum
  * are computed here).  Returns the message size (> 0), or -EINVAL (NULL
  * argument), -ENOBUFS (cap too small), -ENOMSG, -EOPNOTSUPP, -ERANGE (a

@@ -70,12 +70,6 @@ void cl_note(struct fm_client *c, enum fm_notify_type type, int status, uint64_t
 	a->u.note.client_id = c->cfg.client_id;
 }
 
-void cl_msg_init(struct fm_msg *m, uint16_t type)
-{
-	memset(m, 0, offsetof(struct fm_msg, u));
-	m->type = type;
-}
-
 /* Encode and queue; 0, or the encoder's refusal of our own message (a bug). */
 int cl_send_msg(struct fm_client *c, struct fm_msg *m)
 {
@@ -236,7 +230,7 @@ int fm_client_connect(struct fm_client *c, uint64_t now)
 	c->link_ok = true;
 	atomic_store(&c->state, FM_CLIENT_HELLO_SENT);
 	c->handshake_deadline = now + c->cfg.handshake_ms;
-	cl_msg_init(&m, FM_MSG_HELLO);
+	fm_wire_msg_init(&m, FM_MSG_HELLO);
 	m.u.hello.client_id = c->cfg.client_id;
 	m.u.hello.ver_major = FM_WIRE_MAJOR;
 	m.u.hello.ver_minor = FM_WIRE_MINOR;

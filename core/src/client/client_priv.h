@@ -128,7 +128,6 @@ void cl_oom(struct fm_client *c);
 int cl_slot_of(struct fm_client *c, uint64_t map_id);
 void cl_note(struct fm_client *c, enum fm_notify_type type, int status, uint64_t cookie,
 	     uint64_t map_id, uint64_t grain, bool split);
-void cl_msg_init(struct fm_msg *m, uint16_t type);
 int cl_send_msg(struct fm_client *c, struct fm_msg *m);
 struct cop *cl_op_new(struct fm_client *c, enum cop_kind kind, unsigned slot);
 struct cop *cl_op_take(struct fm_client *c, uint64_t id);

@@ -106,7 +106,7 @@ static void lock_release(struct fm_client *c, struct clock *lk)
 
 		if (last >= mp->d.grain_count)
 			last = mp->d.grain_count - 1;
-		cl_msg_init(&m, FM_MSG_UNLOCK);
+		fm_wire_msg_init(&m, FM_MSG_UNLOCK);
 		m.u.lock.map_id = mp->d.map_id;
 		m.u.lock.generation = mp->d.generation;
 		m.u.lock.first = first;
@@ -133,7 +133,7 @@ static void lock_request(struct fm_client *c, struct clock *lk, uint64_t seen)
 
 	if (last >= mp->d.grain_count)
 		last = mp->d.grain_count - 1;
-	cl_msg_init(&m, FM_MSG_LOCK_REQUEST);
+	fm_wire_msg_init(&m, FM_MSG_LOCK_REQUEST);
 	m.u.lock.map_id = mp->d.map_id;
 	m.u.lock.generation = mp->d.generation;
 	m.u.lock.first = lk->index << mp->d.lock_shift;
@@ -352,7 +352,7 @@ int fm_client_commit(struct fm_client *c, uint64_t map_id, uint64_t grain,
 	lk->commit_grain = grain;
 	lk->cookie = cookie;
 	lk->state = CL_COMMIT;
-	cl_msg_init(&m, FM_MSG_SPLIT_COMMIT);
+	fm_wire_msg_init(&m, FM_MSG_SPLIT_COMMIT);
 	m.u.commit.map_id = map_id;
 	m.u.commit.generation = mp->d.generation;
 	m.u.commit.commit_id = lk->commit_id;

@@ -65,7 +65,7 @@ static void try_drain(struct fm_client *c, unsigned slot)
 	 * 4. only now tell the owner. */
 	fm_cache_map_discard(c->cfg.cache, atomic_load(&mp->id));
 	mp->state = CM_RELEASED;
-	cl_msg_init(&m, FM_MSG_RELEASED);
+	fm_wire_msg_init(&m, FM_MSG_RELEASED);
 	m.u.released.map_id = atomic_load(&mp->id);
 	m.u.released.generation = mp->release_gen;
 	cl_send_msg(c, &m);
@@ -90,7 +90,7 @@ void cl_maps_on_release_request(struct fm_client *c, const struct fm_msg *m)
 	if (slot < 0 || c->maps[slot].state == CM_NONE ||
 	    c->maps[slot].state == CM_RELEASED) {
 		/* nothing held: answer at once */
-		cl_msg_init(&r, FM_MSG_RELEASED);
+		fm_wire_msg_init(&r, FM_MSG_RELEASED);
 		r.u.released.map_id = m->u.release.map_id;
 		r.u.released.generation = m->u.release.generation;
 		cl_send_msg(c, &r);

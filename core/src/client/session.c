@@ -43,7 +43,7 @@ void cl_sess_close(struct fm_client *c, uint32_t reason, int err, bool link_ok)
 		if (link_ok && c->link_ok) {
 			struct fm_msg m;
 
-			cl_msg_init(&m, FM_MSG_BYE);
+			fm_wire_msg_init(&m, FM_MSG_BYE);
 			m.u.bye.reason = reason;
 			m.u.bye.code = (uint32_t)-err;
 			cl_send_msg(c, &m);
@@ -75,7 +75,7 @@ void cl_sess_try_quiesce(struct fm_client *c)
 	if (c->link_ok) {
 		struct fm_msg m;
 
-		cl_msg_init(&m, FM_MSG_BYE);
+		fm_wire_msg_init(&m, FM_MSG_BYE);
 		m.u.bye.reason = c->close_reason;
 		m.u.bye.code = (uint32_t)-c->close_err;
 		m.u.bye.flags = FM_BYE_F_QUIESCED;
@@ -108,7 +108,7 @@ void cl_sess_on_challenge(struct fm_client *c, const struct fm_msg *m, uint64_t 
 
 	c->session = m->session;
 	atomic_store(&c->state, FM_CLIENT_AUTH_SENT);
-	cl_msg_init(&r, FM_MSG_AUTH);
+	fm_wire_msg_init(&r, FM_MSG_AUTH);
 	fm_wire_auth_mac(c->key, c->cfg.key_len, c->cfg.client_id, c->nonce,
 			 m->u.challenge.nonce, c->session, r.u.auth.mac);
 	c->auth_sent_at = now;
@@ -174,7 +174,7 @@ void cl_sess_tick(struct fm_client *c, uint64_t now)
 
 		c->renews[i].id = c->renew_id;
 		c->renews[i].sent_at = now;
-		cl_msg_init(&m, FM_MSG_LEASE_RENEW);
+		fm_wire_msg_init(&m, FM_MSG_LEASE_RENEW);
 		m.u.renew.renew_id = c->renew_id;
 		cl_send_msg(c, &m);
 		c->next_renew = now + (c->term_ms / 3 ? c->term_ms / 3 : 1);

@@ -38,7 +38,7 @@ static void send_ack(struct fm_owner *o, struct osess *s, uint64_t map_id,
 {
 	struct fm_msg r;
 
-	ow_msg_init(&r, FM_MSG_SPLIT_ACK);
+	fm_wire_msg_init(&r, FM_MSG_SPLIT_ACK);
 	r.u.ack.map_id = map_id;
 	r.u.ack.generation = generation;
 	r.u.ack.commit_id = commit_id;

@@ -195,7 +195,7 @@ void ow_locks_cas_done(struct fm_owner *o, struct olock *l, int status, uint64_t
 		if (s && s->state == FM_OSESS_ACTIVE) {
 			struct fm_msg m;
 
-			ow_msg_init(&m, FM_MSG_LOCK_GRANT);
+			fm_wire_msg_init(&m, FM_MSG_LOCK_GRANT);
 			m.u.lock.map_id = mp->d.map_id;
 			m.u.lock.generation = w->generation;
 			m.u.lock.first = w->first;

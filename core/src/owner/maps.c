@@ -32,7 +32,7 @@ static void send_grant(struct fm_owner *o, struct osess *s, unsigned slot)
 {
 	struct fm_msg m;
 
-	ow_msg_init(&m, FM_MSG_MAP_GRANT);
+	fm_wire_msg_init(&m, FM_MSG_MAP_GRANT);
 	desc_now(o, slot, &m.u.map_grant.map);
 	s->mstate[slot] = MS_GRANTED;
 	ow_send_msg(o, s, &m);
@@ -208,7 +208,7 @@ int fm_owner_map_revoke(struct fm_owner *o, uint64_t map_id, uint32_t reason,
 
 		if (s->state != FM_OSESS_ACTIVE || s->mstate[slot] != MS_GRANTED)
 			continue;
-		ow_msg_init(&m, FM_MSG_RELEASE_REQUEST);
+		fm_wire_msg_init(&m, FM_MSG_RELEASE_REQUEST);
 		m.u.release.map_id = map_id;
 		m.u.release.generation = mp->d.generation;
 		m.u.release.reason = reason;

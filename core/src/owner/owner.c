@@ -121,12 +121,6 @@ void ow_note(struct fm_owner *o, enum fm_notify_type type, int status, uint64_t 
 	ow_note_conn(o, type, status, map_id, client_id, 0);
 }
 
-void ow_msg_init(struct fm_msg *m, uint16_t type)
-{
-	memset(m, 0, offsetof(struct fm_msg, u));
-	m->type = type;
-}
-
 /* Encode `m` for session s (fills session and sequence) as a SEND.  A
  * session whose link is gone sends nothing. */
 void ow_send_msg(struct fm_owner *o, struct osess *s, struct fm_msg *m)
@@ -155,7 +149,7 @@ void ow_send_error(struct fm_owner *o, struct osess *s, uint64_t ref_seq, int er
 {
 	struct fm_msg m;
 
-	ow_msg_init(&m, FM_MSG_ERROR);
+	fm_wire_msg_init(&m, FM_MSG_ERROR);
 	m.u.error.ref_seq = ref_seq;
 	m.u.error.code = (uint32_t)-err;
 	ow_send_msg(o, s, &m);

@@ -161,7 +161,6 @@ void ow_note(struct fm_owner *o, enum fm_notify_type type, int status, uint64_t 
 void ow_note_conn(struct fm_owner *o, enum fm_notify_type type, int status, uint64_t map_id,
 		  uint32_t client_id, uint64_t conn);
 void ow_send_msg(struct fm_owner *o, struct osess *s, struct fm_msg *m);
-void ow_msg_init(struct fm_msg *m, uint16_t type);
 void ow_send_error(struct fm_owner *o, struct osess *s, uint64_t ref_seq, int err);
 const void *ow_client_key(struct fm_owner *o, uint32_t id, size_t *len);
 /* queue a one-sided op on our own memory (FM_CONN_LOCAL) */

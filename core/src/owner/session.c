@@ -67,7 +67,7 @@ static void sess_drop(struct fm_owner *o, struct osess *s, uint32_t reason, int 
 	if (!s->link_lost) {
 		struct fm_msg m;
 
-		ow_msg_init(&m, FM_MSG_BYE);
+		fm_wire_msg_init(&m, FM_MSG_BYE);
 		m.u.bye.reason = reason;
 		m.u.bye.code = (uint32_t)-err;
 		ow_send_msg(o, s, &m);
@@ -157,7 +157,7 @@ void ow_sess_close(struct fm_owner *o, struct osess *s, uint32_t reason, int err
 	}
 	if (s->state != FM_OSESS_ACTIVE)
 		return; /* already on its way out */
-	ow_msg_init(&m, FM_MSG_BYE);
+	fm_wire_msg_init(&m, FM_MSG_BYE);
 	m.u.bye.reason = reason;
 	m.u.bye.code = (uint32_t)-err;
 	ow_send_msg(o, s, &m);
@@ -275,7 +275,7 @@ void ow_sess_on_hello(struct fm_owner *o, struct osess *s, const struct fm_msg *
 	memcpy(s->client_nonce, m->u.hello.nonce, FM_WIRE_NONCE_SIZE);
 	rand_fill(o, s->owner_nonce, FM_WIRE_NONCE_SIZE);
 	s->state = FM_OSESS_AUTH_WAIT;
-	ow_msg_init(&r, FM_MSG_CHALLENGE);
+	fm_wire_msg_init(&r, FM_MSG_CHALLENGE);
 	memcpy(r.u.challenge.nonce, s->owner_nonce, FM_WIRE_NONCE_SIZE);
 	ow_send_msg(o, s, &r);
 }
@@ -359,7 +359,7 @@ void ow_sess_on_renew(struct fm_owner *o, struct osess *s, const struct fm_msg *
 	struct fm_msg r;
 
 	s->deadline = now + o->cfg.lease_term_ms + o->cfg.lease_grace_ms;
-	ow_msg_init(&r, FM_MSG_LEASE_GRANT);
+	fm_wire_msg_init(&r, FM_MSG_LEASE_GRANT);
 	r.u.lease.renew_id = m->u.renew.renew_id;
 	r.u.lease.lease_term_ms = o->cfg.lease_term_ms;
 	ow_send_msg(o, s, &r);
