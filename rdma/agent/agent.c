@@ -37,6 +37,7 @@
 
 #include "flashmeta/agent.h"
 #include "flashmeta/error.h"
+#include "flashmeta/lease.h"
 #include "flashmeta/proto_client.h"
 #include "flashmeta/transport.h"
 #include "flashmeta/wire.h"
@@ -76,6 +77,11 @@ struct fm_agent {
 	int efd;                  /* wakes the protocol thread */
 	atomic_bool stop;
 	atomic_bool kick;
+	atomic_bool joined;       /* a session joined: reset the backoff */
+	int dead;                 /* protocol thread: the state machine died
+				   * (latched -ENOMEM): every call fails */
+	_Atomic uint64_t steps, steps_overdue, steps_refused;
+	_Atomic uint32_t step_bound_ms; /* M + G of the default lease model */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -154,6 +160,9 @@ static void snoop(struct fm_agent *a, const void *buf, size_t len)
 	pthread_mutex_lock(&a->lock);
 	switch (m.type) {
 	case FM_MSG_WELCOME:
+		atomic_store(&a->step_bound_ms,
+			     fm_lease_margin_ms(m.u.welcome.lease_term_ms) +
+				     fm_lease_grace_ms(m.u.welcome.lease_term_ms));
 		a->nmaps = 0;
 		for (unsigned i = 0; i < m.u.welcome.map_count; i++)
 			__map_set(a, &m.u.welcome.maps[i]);
@@ -236,6 +245,11 @@ static bool issue(struct fm_agent *a, struct req *r, uint64_t now)
 {
 	int rc;
 
+	if (a->dead) {
+		__req_done(a, r, a->dead, false);
+		return true;
+	}
+
 	switch (r->type) {
 	case REQ_FETCH:
 		rc = fm_client_fetch(a->c, r->map_id, r->grain, r->cookie, now);
@@ -245,6 +259,10 @@ static bool issue(struct fm_agent *a, struct req *r, uint64_t now)
 		rc = fm_client_lock(a->c, r->map_id, r->grain, r->cookie, now);
 		if (rc == -EBUSY)
 			return false; /* another thread of ours has the word */
+		if (rc == -EAGAIN && fm_client_state(a->c) == FM_CLIENT_ACTIVE)
+			return false; /* no lock table yet: the owner's restart
+				       * grace (lease.h R6); a closing session
+				       * fails at once so brackets can end */
 		a->st.locks++;
 		break;
 	case REQ_COMMIT:
@@ -305,7 +323,11 @@ static void on_note(struct fm_agent *a, const struct fm_notify *n)
 		a->state = FM_CLIENT_ACTIVE;
 		a->close_status = 0;
 		a->st.joins++;
+		atomic_store(&a->joined, true);
 		pthread_cond_broadcast(&a->cond);
+		break;
+	case FM_NOTE_QUIESCED:
+		a->st.quiesced++;
 		break;
 	case FM_NOTE_CLOSED:
 		a->state = FM_CLIENT_CLOSED;
@@ -374,9 +396,25 @@ static void drain(struct fm_agent *a)
 {
 	struct fm_action act;
 
-	while (fm_client_poll(a->c, &act)) {
+	for (;;) {
 		uint64_t now = now_ms();
-		int rc;
+		int rc = fm_client_poll(a->c, &act);
+
+		if (rc < 0 && !a->dead) {
+			/* the state machine ran out of memory and is dead
+			 * (proto.h): close, fail everything, from now on */
+			a->dead = rc;
+			if (a->ep)
+				fm_ep_delete(&a->ep);
+			pthread_mutex_lock(&a->lock);
+			a->state = FM_CLIENT_CLOSED;
+			a->close_status = rc;
+			__fail_inflight(a, rc);
+			pthread_cond_broadcast(&a->cond);
+			pthread_mutex_unlock(&a->lock);
+		}
+		if (rc <= 0)
+			break;
 
 		switch (act.type) {
 		case FM_ACT_SEND:
@@ -427,10 +465,17 @@ static void *proto_main(void *arg)
 		struct req *list, *keep = NULL;
 		int n = 1;
 
-		/* (re)connect with backoff */
-		if (!a->ep && now >= next_connect &&
-		    fm_client_state(a->c) != FM_CLIENT_HELLO_SENT &&
-		    fm_client_state(a->c) != FM_CLIENT_AUTH_SENT) {
+		/* (re)connect with backoff -- only once the last session is
+		 * CLOSED, i.e. quiesced (lease.h R3).  The backoff grows with
+		 * every attempt that does not end in a joined session (a
+		 * refused key included) and restarts only on JOINED. */
+		if (atomic_load(&a->joined)) {
+			atomic_store(&a->joined, false);
+			backoff = a->cfg.retry_min_ms;
+		}
+		if (!a->ep && now >= next_connect && !a->dead &&
+		    (fm_client_state(a->c) == FM_CLIENT_IDLE ||
+		     fm_client_state(a->c) == FM_CLIENT_CLOSED)) {
 			int rc = fm_connect(a->t, a->addr, NULL, 0, 1000, &a->ep);
 
 			if (rc == 0) {
@@ -438,12 +483,10 @@ static void *proto_main(void *arg)
 				a->st.connects++;
 				pthread_mutex_unlock(&a->lock);
 				(void)fm_client_connect(a->c, now_ms());
-				backoff = a->cfg.retry_min_ms;
-			} else {
-				next_connect = now_ms() + backoff;
-				backoff = backoff * 2 > a->cfg.retry_max_ms ? a->cfg.retry_max_ms
-									    : backoff * 2;
 			}
+			next_connect = now_ms() + backoff;
+			backoff = backoff * 2 > a->cfg.retry_max_ms ? a->cfg.retry_max_ms
+								    : backoff * 2;
 			drain(a);
 		}
 
@@ -491,7 +534,6 @@ static void *proto_main(void *arg)
 			if (a->ep && fm_ep_state(a->ep, &why) == FM_EP_CLOSED &&
 			    fm_ep_progress(a->ep) < 0) {
 				drop_ep(a, now_ms());
-				next_connect = now_ms() + backoff;
 				drain(a);
 			}
 		}
@@ -499,14 +541,14 @@ static void *proto_main(void *arg)
 		drain(a);
 		if (!a->ep) {
 			/* no session: nothing in flight can complete */
-			pthread_mutex_lock(&a->lock);
-			__fail_inflight(a, -ECONNRESET);
-			if (a->state == FM_CLIENT_ACTIVE)
-				a->state = FM_CLIENT_CLOSED;
-			pthread_mutex_unlock(&a->lock);
 			if (fm_client_state(a->c) == FM_CLIENT_ACTIVE)
 				(void)fm_client_disconnected(a->c, now_ms());
 			drain(a);
+			pthread_mutex_lock(&a->lock);
+			__fail_inflight(a, a->dead ? a->dead : -ECONNRESET);
+			if (a->state == FM_CLIENT_ACTIVE)
+				a->state = fm_client_state(a->c);
+			pthread_mutex_unlock(&a->lock);
 		}
 
 		pfd[0] = (struct pollfd){ .fd = a->efd, .events = POLLIN };
@@ -861,6 +903,52 @@ int fm_agent_read_bitmap(struct fm_agent *a, uint64_t map_id, uint64_t off, void
 	return req_run(a, &r);
 }
 
+/* ---------------------------------------------------- data steps (R2) */
+
+int fm_agent_step_begin(struct fm_agent *a, struct fm_agent_io *io, uint64_t *token)
+{
+	uint64_t now = now_ms(), end = now + a->cfg.wait_ms;
+	int rc;
+
+	if (!io->trusted)
+		return fm_err(-EINVAL, "agent: a data step outside io_begin/io_end");
+	/* within the margin: a renewal is on its way; wait for it, but never
+	 * past the lease (then the answer is -EKEYEXPIRED) */
+	while ((rc = fm_client_step_check(a->c, now)) == -EAGAIN && now < end) {
+		struct timespec ts = { 0, 1000000 };
+
+		nanosleep(&ts, NULL);
+		now = now_ms();
+	}
+	if (rc) {
+		atomic_fetch_add_explicit(&a->steps_refused, 1, memory_order_relaxed);
+		return fm_err(rc == -EAGAIN ? -EKEYEXPIRED : rc,
+			      "agent: lease lost: no data step may start in this session "
+			      "(end the I/O and submit it again)");
+	}
+	io->step_start = now;
+	if (token)
+		*token = fm_client_token(a->c);
+	atomic_fetch_add_explicit(&a->steps, 1, memory_order_relaxed);
+	return 0;
+}
+
+void fm_agent_step_end(struct fm_agent *a, struct fm_agent_io *io)
+{
+	uint64_t took = now_ms() - io->step_start;
+
+	/* lease.h: on storage without fencing tokens, and where the owner
+	 * cannot kill (verbs), a step must end within M + G of its start */
+	if (io->step_start && took > atomic_load(&a->step_bound_ms))
+		atomic_fetch_add_explicit(&a->steps_overdue, 1, memory_order_relaxed);
+	io->step_start = 0;
+}
+
+uint64_t fm_agent_token(struct fm_agent *a)
+{
+	return fm_client_token(a->c);
+}
+
 struct fm_cache *fm_agent_cache(struct fm_agent *a)
 {
 	return a->cache;
@@ -872,6 +960,10 @@ void fm_agent_stats(struct fm_agent *a, struct fm_agent_stats *st)
 	*st = a->st;
 	st->state = a->state;
 	pthread_mutex_unlock(&a->lock);
-	st->epoch = 0;
+	st->epoch = (uint32_t)fm_client_token(a->c);
+	st->token = fm_client_token(a->c);
+	st->steps = atomic_load(&a->steps);
+	st->steps_overdue = atomic_load(&a->steps_overdue);
+	st->steps_refused = atomic_load(&a->steps_refused);
 	fm_cache_stats(a->cache, &st->cache);
 }

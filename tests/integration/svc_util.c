@@ -234,17 +234,32 @@ static int file_io(int fd, bool write, uint64_t off, uint64_t len, void *buf)
 		      n < 0 ? strerror(errno) : "short");
 }
 
+/* A write as a data step (lease.h R2): only while the lease has its
+ * margin left. */
+static int step_write(struct fm_agent *a, struct fm_agent_io *io, int fd, uint64_t off,
+		      uint64_t len, uint8_t *buf)
+{
+	int rc = fm_agent_step_begin(a, io, NULL);
+
+	if (rc)
+		return rc;
+	rc = file_io(fd, true, off, len, buf);
+	fm_agent_step_end(a, io);
+	return rc;
+}
+
 /*
  * One grain of COPY_THEN_WRITE / WRITE_AND_SPLIT.  Durability order:
  *   1. lock the grain (answer: already split?)
- *   2. copy the source grain to the target (unless the write covers it)
- *   3. the target write, if the I/O is one
- *   4. fdatasync(target): the copied data is durable
- *   5. commit the split; returns after the owner made it durable
- *   6. only now the source write, if the I/O is one
+ *   2. (a data step) copy the source grain to the target (unless the
+ *      write covers it), the target write if the I/O is one, and
+ *      fdatasync(target): the copied data is durable
+ *   3. commit the split; returns after the owner made it durable
+ *   4. only now (a data step) the source write, if the I/O is one
  */
-static int cow_grain(struct fm_agent *a, struct vols *v, enum fm_io_op op, uint64_t g,
-		     uint32_t gshift, bool copy, uint64_t off, uint64_t len, uint8_t *buf)
+static int cow_grain(struct fm_agent *a, struct fm_agent_io *io, struct vols *v,
+		     enum fm_io_op op, uint64_t g, uint32_t gshift, bool copy, uint64_t off,
+		     uint64_t len, uint8_t *buf)
 {
 	uint64_t gs = 1ull << gshift, goff = g << gshift;
 	bool tgt = op == FM_IO_WRITE_TARGET;
@@ -255,26 +270,32 @@ static int cow_grain(struct fm_agent *a, struct vols *v, enum fm_io_op op, uint6
 		return rc;
 	if (rc == 1) { /* split meanwhile: plain write */
 		fm_agent_unlock(a, v->map, g);
-		return file_io(tgt ? v->tgt : v->src, true, off, len, buf);
+		return step_write(a, io, tgt ? v->tgt : v->src, off, len, buf);
 	}
-	if (copy) { /* 2 */
+	rc = fm_agent_step_begin(a, io, NULL); /* 2 */
+	if (rc) {
+		fm_agent_unlock(a, v->map, g);
+		return rc;
+	}
+	if (copy) {
 		tmp = malloc(gs);
-		if (file_io(v->src, false, goff, gs, tmp) || file_io(v->tgt, true, goff, gs, tmp)) {
-			free(tmp);
-			fm_agent_unlock(a, v->map, g);
-			return -EIO;
-		}
+		if (file_io(v->src, false, goff, gs, tmp) || file_io(v->tgt, true, goff, gs, tmp))
+			rc = -EIO;
 		free(tmp);
 	}
-	if (tgt && file_io(v->tgt, true, off, len, buf)) { /* 3 */
+	if (!rc && tgt && file_io(v->tgt, true, off, len, buf))
+		rc = -EIO;
+	if (!rc)
+		fdatasync(v->tgt);
+	fm_agent_step_end(a, io);
+	if (rc) {
 		fm_agent_unlock(a, v->map, g);
-		return -EIO;
+		return rc;
 	}
-	fdatasync(v->tgt); /* 4 */
-	rc = fm_agent_commit_split(a, v->map, g); /* 5 */
+	rc = fm_agent_commit_split(a, v->map, g); /* 3 */
 	if (rc)
 		return rc;
-	return tgt ? 0 : file_io(v->src, true, off, len, buf); /* 6 */
+	return tgt ? 0 : step_write(a, io, v->src, off, len, buf); /* 4 */
 }
 
 static int io_once(struct fm_agent *a, struct vols *v, enum fm_io_op op, uint64_t off,
@@ -303,7 +324,8 @@ static int io_once(struct fm_agent *a, struct vols *v, enum fm_io_op op, uint64_
 
 		switch (ext[e].kind) {
 		case FM_EXT_DIRECT:
-			rc = file_io(fd, wr, eoff, elen, ebuf);
+			rc = wr ? step_write(a, &io, fd, eoff, elen, ebuf) :
+				  file_io(fd, false, eoff, elen, ebuf);
 			break;
 		case FM_EXT_REDIRECT_TO_SOURCE:
 			/* read the source, then prove it was still unsplit */
@@ -329,8 +351,9 @@ static int io_once(struct fm_agent *a, struct vols *v, enum fm_io_op op, uint64_
 				uint64_t a0 = s0 > eoff ? s0 : eoff;
 				uint64_t a1 = s1 < eoff + elen ? s1 : eoff + elen;
 
-				rc = cow_grain(a, v, op, g, sh, ext[e].kind == FM_EXT_COPY_THEN_WRITE,
-					       a0, a1 - a0, buf + (a0 - off));
+				rc = cow_grain(a, &io, v, op, g, sh,
+					       ext[e].kind == FM_EXT_COPY_THEN_WRITE, a0, a1 - a0,
+					       buf + (a0 - off));
 			}
 			break;
 		default:
@@ -347,10 +370,11 @@ int eng_io(struct fm_agent *a, struct vols *v, enum fm_io_op op, uint64_t off, u
 	uint64_t end = mono_ms() + 20000;
 	int rc;
 
-	/* a broken session or a release mid-I/O: start the I/O again */
+	/* a broken session, a lost lease or a release mid-I/O: start the I/O
+	 * again (agent.h lists these) */
 	while ((rc = io_once(a, v, op, off, len, buf)) &&
 	       (rc == -ECONNRESET || rc == -EAGAIN || rc == -ESTALE || rc == -ETIMEDOUT ||
-		rc == -ENOLCK || rc == -ENOTCONN) && mono_ms() < end)
+		rc == -ENOLCK || rc == -ENOTCONN || rc == -EKEYEXPIRED) && mono_ms() < end)
 		usleep(10000);
 	return rc;
 }

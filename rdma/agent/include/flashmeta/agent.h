@@ -10,13 +10,15 @@
  * cookie arrives.
  *
  * How an engine does one I/O on mapping M (the snapshot invariant: a
- * target reads as the source did at the trigger, plus its own writes):
+ * target reads as the source did at the trigger, plus its own writes; the
+ * timing rules are in flashmeta/lease.h):
  *
  *   fm_agent_io_begin(a, M, &io)        waits until M's confirmations may be
  *                                       trusted (lease granted, no release)
  *   fm_agent_plan(a, &io, op, off, len, &plan)
  *   per extent:
- *     DIRECT             do the I/O
+ *     DIRECT             read: do it.  write: fm_agent_step_begin, write,
+ *                        fm_agent_step_end
  *     REDIRECT_TO_SOURCE read the source, THEN fm_agent_is_split() per
  *                        grain: still unsplit -> the data is good (a source
  *                        grain is overwritten only after its split is
@@ -24,17 +26,33 @@
  *                        the read proves the read saw pre-trigger data);
  *                        split -> read the target instead
  *     COPY_THEN_WRITE /  fm_agent_lock(grain): 1 = already split -> unlock,
- *     WRITE_AND_SPLIT    do the write DIRECT; 0 = copy the source grain to
- *                        the target (COPY_THEN_WRITE), write target data if
- *                        any, make it durable (fsync), fm_agent_commit_split
- *                        (returns after SPLIT_ACK = durable on the owner,
- *                        and unlocks), then write the source if that was
- *                        the I/O
+ *     WRITE_AND_SPLIT    do the write as DIRECT; 0 = fm_agent_step_begin,
+ *                        copy the source grain to the target
+ *                        (COPY_THEN_WRITE), write target data if any, make it
+ *                        durable (fsync), fm_agent_step_end;
+ *                        fm_agent_commit_split (returns after SPLIT_ACK =
+ *                        durable on the owner, and unlocks); then, if the I/O
+ *                        writes the source: step_begin, write, step_end
  *   fm_agent_io_end(a, &io)
  *
+ * Every write is a destructive data step and runs between step_begin and
+ * step_end: step_begin lets it start only while the lease has its margin
+ * left (lease.h R2) and hands out the fencing token of this session's
+ * locks (R5) for storage that can refuse a stale writer.  The owner keeps
+ * this session's locks and grants until every bracket of it ended (R3,
+ * R4), so a step that started in time may finish late without harm --
+ * except where the owner can neither hear from the client nor kill it
+ * (verbs, a silent node): there a step must end within the bound of
+ * lease.h, or the storage must check the token; steps_overdue counts the
+ * steps that took longer.
+ *
  * Errors: negative errno, detail in fm_errormsg() of the calling thread.
- * -ECONNRESET/-EAGAIN from a lock/commit/fetch mean the session broke or
- * the mapping is being released: end the I/O (io_end) and start it again.
+ * Start the I/O again (io_end first) after: -ECONNRESET (the session
+ * broke), -EAGAIN (the mapping is being released), -EKEYEXPIRED (the lease
+ * ran out: no step may start in this session), -ESTALE (the mapping moved
+ * to a new generation), -ETIMEDOUT (no answer in time), -ENOLCK (the lock
+ * was lost or the owner did not find it held).  -ENOMEM from any call: the
+ * agent is dead (its state machine ran out of memory): delete it.
  */
 #ifndef FLASHMETA_AGENT_H
 #define FLASHMETA_AGENT_H
@@ -73,11 +91,13 @@ struct fm_agent_map {
 	bool granted;           /* confirmation lease held (not released) */
 };
 
-/* An I/O bracket (fm_agent_io_begin .. fm_agent_io_end). */
+/* An I/O bracket (fm_agent_io_begin .. fm_agent_io_end).  Owned by the
+ * thread doing the I/O. */
 struct fm_agent_io {
 	uint64_t map_id;
 	bool trusted;           /* cache hits may be used */
 	struct fm_agent_map map; /* snapshot taken at io_begin */
+	uint64_t step_start;    /* a data step runs since (ms), or 0 */
 };
 
 struct fm_agent_stats {
@@ -89,6 +109,11 @@ struct fm_agent_stats {
 	uint64_t fetches, locks, commits, unlocks;
 	uint64_t releases;      /* release requests served */
 	uint64_t locks_lost;
+	uint64_t quiesced;      /* sessions that ended and quiesced (lease.h R3) */
+	uint64_t token;         /* fencing token of the current session (R5) */
+	uint64_t steps;         /* data steps started */
+	uint64_t steps_refused; /* ... refused: the lease was lost (-EKEYEXPIRED) */
+	uint64_t steps_overdue; /* ... that took longer than M + G (lease.h) */
 	struct fm_cache_stats cache;
 };
 
@@ -174,6 +199,26 @@ int fm_agent_commit_split(struct fm_agent *a, uint64_t map_id, uint64_t grain);
  */
 int fm_agent_read_bitmap(struct fm_agent *a, uint64_t map_id, uint64_t off, void *buf,
 			 size_t len);
+
+/*
+ * fm_agent_step_begin -- a destructive data step (a copy into the target,
+ * a target write, a source write) of the I/O `io` is about to start.
+ * 0: start it; *token (may be NULL) gets the fencing token to hand to
+ * storage that checks one.  -EKEYEXPIRED: the lease is lost, or ran within
+ * its margin and no renewal came (it waits up to cfg.wait_ms for one):
+ * do not start; io_end, and submit the I/O again.  -EINVAL: io not begun.
+ * Any thread; blocks only inside the margin.
+ */
+int fm_agent_step_begin(struct fm_agent *a, struct fm_agent_io *io, uint64_t *token);
+
+/* fm_agent_step_end -- the step started by step_begin ended (whatever its
+ * result).  Counts it overdue when it took longer than lease.h's bound.
+ * Any thread, never blocks. */
+void fm_agent_step_end(struct fm_agent *a, struct fm_agent_io *io);
+
+/* fm_agent_token -- the fencing token of the current session (0 before the
+ * first join).  Any thread. */
+uint64_t fm_agent_token(struct fm_agent *a);
 
 /* fm_agent_cache -- the confirmation cache (for fm_cache_lookup/stats). */
 struct fm_cache *fm_agent_cache(struct fm_agent *a);
