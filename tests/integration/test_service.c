@@ -221,6 +221,73 @@ static int sc_client_kill(struct svc *s)
 	return ck_run(s, SIGKILL);
 }
 
+/* ============================================================ reclaim-big
+ * Finding 3 of the safety issue: on a map of more than 512 grains the
+ * reclaim scan asked for more than the daemon's local READ buffer took,
+ * the failure was ignored and "locks reclaimed" logged -- the dead
+ * holder's word stayed held until the owner restarted.  A holder of a
+ * word far into the lock table of an 8192-grain map is killed; a taker
+ * must get the word. */
+#define RB_MAP 2
+#define RB_GRAINS 8192u
+#define RB_GRAIN 8000u
+
+static int rb_holder(struct svc *s, int idx, int rfd, int wfd, void *arg)
+{
+	struct fm_agent *a = join(s, 1);
+	struct fm_agent_map m;
+	uint64_t end = mono_ms() + 8000;
+
+	while (fm_agent_map_get(a, RB_MAP, &m) && mono_ms() < end)
+		usleep(5000);
+	CHECK(fm_agent_lock(a, RB_MAP, RB_GRAIN) == 0);
+	sig_send(wfd, 'L');
+	pause(); /* killed here */
+	return 0;
+}
+
+static int rb_taker(struct svc *s, int idx, int rfd, int wfd, void *arg)
+{
+	struct fm_agent *a = join(s, 2);
+	uint64_t t0;
+
+	sig_send(wfd, 'J');
+	CHECK(sig_wait(rfd, 10000) == 'K');
+	t0 = mono_ms();
+	CHECK(fm_agent_lock(a, RB_MAP, RB_GRAIN) == 0);
+	fprintf(stderr, "reclaim-big: word %u of %u granted %" PRIu64 " ms after the kill\n",
+		RB_GRAIN, RB_GRAINS, mono_ms() - t0);
+	CHECK(fm_agent_unlock(a, RB_MAP, RB_GRAIN) == 0);
+	fm_agent_delete(&a);
+	return 0;
+}
+
+static int sc_reclaim_big(struct svc *s)
+{
+	struct child h, t;
+	char out[8192];
+	int rc;
+
+	svc_owner_start(s);
+	if (svc_ctl(s, out, sizeof(out), "map-create %d 3 4 %" PRIu64 " %u", RB_MAP,
+		    (uint64_t)RB_GRAINS * GRAIN, GRAIN) ||
+	    svc_ctl(s, out, sizeof(out), "map-prepare %d", RB_MAP) ||
+	    svc_ctl(s, out, sizeof(out), "map-start %d", RB_MAP))
+		DIE("map %d: %s", RB_MAP, out);
+	child_start(s, &h, 0, rb_holder, NULL);
+	CHECK(sig_wait(h.from[0], 10000) == 'L');
+	child_start(s, &t, 1, rb_taker, NULL);
+	CHECK(sig_wait(t.from[0], 10000) == 'J');
+	kill(h.pid, SIGKILL);
+	child_wait(&h, 5000);
+	sig_send(t.to[1], 'K');
+	rc = child_wait(&t, 20000);
+	svc_ctl(s, out, sizeof(out), "status");
+	fprintf(stderr, "%s", out);
+	CHECK(strstr(out, "scan-failures 0 ") != NULL);
+	return rc != 0;
+}
+
 /* ========================================================== client-stall
  * A lock holder stalls (SIGSTOP) with one lock CAS decided but not landed
  * -- the process stops itself inside fm_ep_cas, the moment a real stall
@@ -987,6 +1054,7 @@ int main(int argc, char **argv)
 		int (*fn)(struct svc *);
 	} sc[] = {
 		{ "roundtrip", sc_roundtrip }, { "client-kill", sc_client_kill },
+		{ "reclaim-big", sc_reclaim_big },
 		{ "client-stall", sc_client_stall },
 		{ "owner-kill", sc_owner_kill }, { "wrong-key", sc_wrong_key },
 		{ "garbage", sc_garbage },     { "snapshot", sc_snapshot },
