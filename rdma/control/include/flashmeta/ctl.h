@@ -30,7 +30,10 @@ int fm_ownerd_ctl(const char *path, const char *cmd, char *out, size_t cap, int 
 
 /*
  * fm_key_file_read -- the shared key: the file's bytes without a trailing
- * newline, 1..FM_KEY_MAX bytes.  Returns the length, -errno, or -EINVAL.
+ * newline, 1..FM_KEY_MAX bytes.  Only a regular file is read (a FIFO or a
+ * device is refused without blocking, see fm_regular_file_read).  Returns
+ * the length, -EINVAL (length), -EISDIR, -ENODEV (not a regular file),
+ * -EFBIG (over 256 bytes), or the errno of stat/open/read.
  */
 int fm_key_file_read(const char *path, uint8_t *key, size_t cap);
 
