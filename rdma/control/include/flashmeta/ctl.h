@@ -17,14 +17,23 @@
 /* the shared key is 1..FM_KEY_MAX bytes */
 #define FM_KEY_MAX 64
 
+/* the longest control command line the owner reads, its "\n" included;
+ * a longer one is answered "error EINVAL: line too long" and closed */
+#define FM_CTL_LINE_MAX 511
+
+/* the longest answer fm_ownerd_ctl collects (status of 1024 mappings is
+ * about 200 KiB) */
+#define FM_CTL_ANSWER_MAX (1024 * 1024)
+
 /*
  * fm_ownerd_ctl -- send one control command (`cmd`: one line ending in
  * "\n", e.g. "map-start 1\n") to the owner's control socket at `path` and
  * collect the answer (lines ending with one that starts "ok" or "error")
  * into out (if cap > 0, NUL-terminated, truncated to cap).  Blocks up to
  * timeout_ms per read.  Returns 0 for "ok", -EREMOTEIO for "error" (the
- * owner's reason is in out), -EINVAL (cmd), -ENAMETOOLONG, -ETIMEDOUT,
- * -ECONNRESET, -EMSGSIZE (answer over 8 KiB), or a socket errno.
+ * owner's reason is in out), -EINVAL (cmd: not one line, or over
+ * FM_CTL_LINE_MAX bytes), -ENAMETOOLONG, -ETIMEDOUT, -ECONNRESET,
+ * -EMSGSIZE (answer over FM_CTL_ANSWER_MAX), -ENOMEM, or a socket errno.
  */
 int fm_ownerd_ctl(const char *path, const char *cmd, char *out, size_t cap, int timeout_ms);
 
