@@ -24,24 +24,36 @@ static void usage(FILE *f)
 		"usage: flashmeta-owner [--config FILE] [options]\n"
 		"\n"
 		"Serves FlashCopy metadata to clients over RDMA (verbs) or shared memory (shm).\n"
-		"Flags override the config file (same keys, 'key = value' lines).\n"
+		"Flags override the config file (same keys, 'key = value' lines); each flag\n"
+		"at most once, each key at most once per file.\n"
 		"\n"
-		"  -c, --config FILE     config file (e.g. deploy/systemd/owner.conf.example)\n"
+		"  -c, --config FILE     config file, a regular file of at most 64 KiB\n"
+		"                        (e.g. deploy/systemd/owner.conf.example)\n"
 		"  -l, --listen ADDR     IP:PORT (verbs) or shm:/NAME (shm)       [listen]\n"
 		"  -t, --transport NAME  verbs | shm (default shm)                [transport]\n"
 		"  -d, --device NAME     RDMA device (default: first)             [device]\n"
 		"  -p, --pmem PATH       pool file; created when absent           [pmem]\n"
-		"  -C, --control PATH    admin unix socket                        [control]\n"
-		"  -k, --key-file PATH   shared client key (1..64 bytes)          [key_file]\n"
-		"  -L, --lease-ms MS     client lease term (default 3000)         [lease_ms]\n"
-		"  -i, --clients N[-M]   allowed client ids (default 1-64)        [clients]\n"
-		"      --pool-max-maps N, --pool-max-grains N   pool size at creation\n"
+		"  -C, --control PATH    admin unix socket, at most 107 bytes;    [control]\n"
+		"                        only a stale socket there is replaced\n"
+		"  -k, --key-file PATH   shared client key (1..64 bytes), a regular file\n"
+		"                                                                 [key_file]\n"
+		"  -L, --lease-ms MS     client lease term, 10..600000 (3000)     [lease_ms]\n"
+		"  -i, --clients N[-M]   allowed client ids in 1..65535 (1-64)    [clients]\n"
+		"      --pool-max-maps N     pool slots at creation, 1..1024 (64) [pool_max_maps]\n"
+		"      --pool-max-grains N   grains per mapping at creation,      [pool_max_grains]\n"
+		"                            1..2^45 (1048576)\n"
 		"  -v, --log-level LVL   err | warn | info | debug (default info) [log_level]\n"
 		"  -h, --help\n"
 		"\n"
-		"Control commands (flashmeta admin ...): status, map-create ID SRC TGT SIZE [GRAIN],\n"
-		"map-prepare ID, map-start ID, map-restart ID, map-stop ID, map-show ID.\n"
-		"SIGTERM/SIGINT: clean shutdown.\n");
+		"Numbers are decimal digits only: no sign, no 0x.  A flag's value is taken as\n"
+		"it is; in a file, '#' at a line's start or after a blank starts a comment.\n"
+		"\n"
+		"Control commands (flashmeta admin ...): status, maps,\n"
+		"map-create ID SRC TGT SIZE [GRAIN], map-show ID, map-prepare ID, map-start ID,\n"
+		"map-restart ID, map-stop ID.\n"
+		"SIGTERM/SIGINT: clean shutdown.\n"
+		"Exit status: 0 stopped cleanly; 1 could not start (e.g. the pool or the control\n"
+		"socket in use by another owner) or failed while running; 2 bad flags or config.\n");
 }
 
 static const struct option opts[] = {
@@ -62,44 +74,51 @@ static const struct option opts[] = {
 	{ 0 },
 };
 
+/* "--pmem" for 'p': the long name of a flag, for messages */
+static const char *flag_name(int c)
+{
+	static char buf[32];
+
+	for (const struct option *o = opts; o->name; o++)
+		if (o->val == c) {
+			snprintf(buf, sizeof(buf), "--%s", o->name);
+			return buf;
+		}
+	return "?";
+}
+
 int main(int argc, char **argv)
 {
+	/* the config key of each flag */
+	static const char *const key[128] = {
+		['l'] = "listen", ['t'] = "transport", ['d'] = "device", ['p'] = "pmem",
+		['C'] = "control", ['k'] = "key_file", ['L'] = "lease_ms",
+		['i'] = "clients", [1] = "pool_max_maps", [2] = "pool_max_grains",
+		['v'] = "log_level",
+	};
 	struct fm_ownerd_cfg cfg = { .log_level = FM_LOGLVL_INFO };
 	struct sigaction sa = { .sa_handler = on_signal };
-	const char *sopts = "c:l:t:d:p:C:k:L:i:v:h";
-	int c, rc = 0;
+	const char *sopts = "+c:l:t:d:p:C:k:L:i:v:h";
+	unsigned char given[128] = { 0 };
+	int c, li, rc = 0;
 
-	/* pass 1: the config file, so that flags override it */
-	while ((c = getopt_long(argc, argv, sopts, opts, NULL)) != -1) {
+	/* pass 1: the config file, so that flags override it; each flag once */
+	while ((c = getopt_long(argc, argv, sopts, opts, &li)) != -1) {
 		if (c == 'h') {
 			usage(stdout);
 			goto out;
 		}
-		if (c == '?') {
+		if (c == '?' || c < 0 || c >= 128) {
 			usage(stderr);
 			rc = 2;
 			goto out;
 		}
-		if (c == 'c' && (rc = fm_ownerd_cfg_load(&cfg, optarg))) {
-			fprintf(stderr, "flashmeta-owner: %s\n", fm_errormsg());
+		if (given[c]++) {
+			fprintf(stderr, "flashmeta-owner: %s given twice\n", flag_name(c));
 			rc = 2;
 			goto out;
 		}
-	}
-	optind = 1;
-	while ((c = getopt_long(argc, argv, sopts, opts, NULL)) != -1) {
-		static const char *const key[128] = {
-			['l'] = "listen", ['t'] = "transport", ['d'] = "device", ['p'] = "pmem",
-			['C'] = "control", ['k'] = "key_file", ['L'] = "lease_ms",
-			['i'] = "clients", [1] = "pool_max_maps", [2] = "pool_max_grains",
-			['v'] = "log_level",
-		};
-		char line[1200];
-
-		if (c == 'c' || c < 0 || c >= 128 || !key[c])
-			continue;
-		snprintf(line, sizeof(line), "%s = %s", key[c], optarg);
-		if ((rc = fm_ownerd_cfg_parse_line(&cfg, line))) {
+		if (c == 'c' && fm_ownerd_cfg_load(&cfg, optarg)) {
 			fprintf(stderr, "flashmeta-owner: %s\n", fm_errormsg());
 			rc = 2;
 			goto out;
@@ -109,6 +128,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "flashmeta-owner: unexpected argument '%s'\n", argv[optind]);
 		rc = 2;
 		goto out;
+	}
+	/* pass 2: the flags, taken as they are (no '#' comment, no trimming) */
+	optind = 1;
+	while ((c = getopt_long(argc, argv, sopts, opts, &li)) != -1) {
+		if (c == 'c' || c < 0 || c >= 128 || !key[c])
+			continue;
+		if (fm_ownerd_cfg_set(&cfg, key[c], optarg)) {
+			fprintf(stderr, "flashmeta-owner: %s: %s\n", flag_name(c), fm_errormsg());
+			rc = 2;
+			goto out;
+		}
 	}
 	if (!cfg.listen || !cfg.pmem_path || !cfg.key_len) {
 		fprintf(stderr, "flashmeta-owner: listen, pmem and key_file are required "

@@ -99,12 +99,48 @@ void fm_ownerd_stop(struct fm_ownerd *d);
 void fm_ownerd_delete(struct fm_ownerd **dp);
 
 /*
- * fm_ownerd_cfg_parse_line -- apply one "key = value" line of a config file
- * to *cfg (strings are strdup'ed: free them with fm_ownerd_cfg_fini; a
- * key given again replaces the earlier value).  Blank lines and
- * '#' comments are accepted.  Keys: listen, transport, device, pmem,
- * pool_max_maps, pool_max_grains, control, lease_ms, clients (N or N-M),
- * key_file, log_level (err|warn|info|debug).  Returns 0 or -EINVAL.
+ * Config keys (a config file's "key = value" lines, and flashmeta-owner's
+ * flags, which replace the file's values):
+ *
+ *   listen           IP:PORT (verbs) or shm:/NAME (shm); required
+ *   transport        shm (default) | verbs; also "provider"
+ *   device           RDMA device name (default: the first)
+ *   pmem             pool file or device-DAX path; required; also "pmem_path"
+ *   control          control socket path, at most 107 bytes (a sockaddr_un);
+ *                    see "Control socket" above for what may already be there
+ *   key_file         the shared client key, read at once: a regular file of
+ *                    1..64 bytes (a trailing newline is dropped); required
+ *   lease_ms         client lease term, 10..600000 (default 3000)
+ *   clients          allowed client ids, N or N-M within 1..65535
+ *                    (default 1-64)
+ *   pool_max_maps    pool slots at creation, 1..1024 (default 64)
+ *   pool_max_grains  grains per mapping at creation, 1..2^45
+ *                    (default 2^20)
+ *   log_level        err (or error) | warn | info (default) | debug
+ *
+ * Values: numbers are decimal digits only (no sign, no 0x, no blanks
+ * inside), checked against the range above before use; no value is empty
+ * or holds a control character.  In a line, '#' at its start or after a
+ * blank starts a comment (so a path may contain '#'); blank lines are
+ * ignored.
+ */
+
+/*
+ * fm_ownerd_cfg_set -- set one key (a name above) to `value`, taken as it is
+ * (no comment, no trimming): what flashmeta-owner does with its flags.
+ * Strings are strdup'ed (free them with fm_ownerd_cfg_fini); a key set
+ * again replaces the earlier value.  key_file reads the file now.
+ * Returns 0, -EINVAL (unknown key or bad value), -ERANGE (a number out of
+ * range), -ENAMETOOLONG (control), -ENOMEM, or fm_key_file_read's errors;
+ * the message names the key.  *cfg is unchanged on error.
+ */
+int fm_ownerd_cfg_set(struct fm_ownerd_cfg *cfg, const char *key, const char *value);
+
+/*
+ * fm_ownerd_cfg_parse_line -- apply one "key = value" line (at most 1023
+ * bytes; one trailing newline allowed) to *cfg, as fm_ownerd_cfg_set does.
+ * A blank or comment-only line is accepted and changes nothing.  Returns
+ * 0 or fm_ownerd_cfg_set's errors, the message starting "config: ".
  */
 int fm_ownerd_cfg_parse_line(struct fm_ownerd_cfg *cfg, const char *line);
 
@@ -112,8 +148,16 @@ int fm_ownerd_cfg_parse_line(struct fm_ownerd_cfg *cfg, const char *line);
  * the cfg can be parsed into again. */
 void fm_ownerd_cfg_fini(struct fm_ownerd_cfg *cfg);
 
-/* fm_ownerd_cfg_load -- every line of `path`.  0, -errno or -EINVAL (the
- * message names the line). */
+/*
+ * fm_ownerd_cfg_load -- every line of the config file `path`, in order.
+ * Only a regular file of at most 64 KiB is read (a FIFO, a device or a
+ * directory is refused without blocking); a line over 1023 bytes, a NUL
+ * byte, an unknown key, a bad value or a key given twice in the file stops
+ * the load (keys applied before it stay applied: discard the cfg).
+ * Returns 0, -EINVAL, -ERANGE, -ENAMETOOLONG, -EISDIR, -ENODEV, -EFBIG,
+ * -ENOMEM or an errno of stat/open/read; the message names the file and
+ * the line ("owner.conf:7: lease_ms 5: not in 10..600000").
+ */
 int fm_ownerd_cfg_load(struct fm_ownerd_cfg *cfg, const char *path);
 
 #endif /* FLASHMETA_OWNERD_H */
