@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -319,18 +320,78 @@ void od_ctl_readable(struct fm_ownerd *d, struct od_ctl *c)
 	}
 }
 
+/*
+ * Is the socket at `path` served?  A connect answers: refused means nobody
+ * listens (a stale socket left by an owner that is gone); accepted or a
+ * full backlog means a live owner.  0 stale, or -EADDRINUSE / -errno.
+ */
+static int ctl_probe(const char *path, const struct sockaddr_un *sun)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	int rc, e;
+
+	if (fd < 0)
+		return fm_err(-errno, "control socket: %s", strerror(errno));
+	rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+	e = errno;
+	close(fd);
+	if (rc == 0 || e == EAGAIN || e == EINPROGRESS)
+		return fm_err(-EADDRINUSE, "control socket %s: in use by a running owner "
+			      "(stop it, or choose another --control path)", path);
+	if (e == ECONNREFUSED)
+		return 0;
+	if (e == EPROTOTYPE)
+		return fm_err(-EEXIST, "control socket %s: a socket of another kind is there; "
+			      "not replaced", path);
+	return fm_err(-e, "control socket %s: cannot tell whether it is in use: %s", path,
+		      strerror(e));
+}
+
+/*
+ * What may be at `path` before we bind (an operator may have pointed
+ * --control at anything, even the pool):
+ *   nothing                           bind
+ *   a socket nobody listens on        stale: unlink it, bind
+ *   a socket a live process serves    -EADDRINUSE, untouched
+ *   anything else (file, pool, dir,   -EEXIST, untouched
+ *     FIFO, device, symbolic link)
+ * A race with another owner binding between our unlink and bind ends in
+ * bind's EADDRINUSE, never in two owners on one path.
+ */
 int od_ctl_listen(const char *path)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd;
+	struct stat st;
+	int fd, rc;
 
+	if (!*path)
+		return fm_err(-EINVAL, "control socket: empty path");
 	if (strlen(path) >= sizeof(sun.sun_path))
-		return fm_err(-ENAMETOOLONG, "control path too long");
+		return fm_err(-ENAMETOOLONG, "control socket %s: path of %zu bytes, at most %zu",
+			      path, strlen(path), sizeof(sun.sun_path) - 1);
 	strcpy(sun.sun_path, path);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return fm_err(-EEXIST, "control socket %s: %s is there; not replaced "
+				      "(remove it, or choose another --control path)", path,
+				      S_ISREG(st.st_mode) ? "a regular file" :
+				      S_ISDIR(st.st_mode) ? "a directory" :
+				      S_ISFIFO(st.st_mode) ? "a FIFO" :
+				      S_ISLNK(st.st_mode) ? "a symbolic link" : "a device");
+		rc = ctl_probe(path, &sun);
+		if (rc)
+			return rc;
+		od_log(FM_LOGLVL_WARN, "control socket %s: stale (nobody listens), replaced",
+		       path);
+		if (unlink(path) && errno != ENOENT)
+			return fm_err(-errno, "control socket %s: stale, cannot remove: %s", path,
+				      strerror(errno));
+	} else if (errno != ENOENT) {
+		return fm_err(-errno, "control socket %s: %s", path, strerror(errno));
+	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return fm_err(-errno, "control socket: %s", strerror(errno));
-	(void)unlink(path);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) || listen(fd, 8)) {
 		int e = errno;
 

@@ -40,6 +40,14 @@
  * store only after FM_NOTE_REVOKED; their answer comes then.  The client
  * side of the socket is fm_ownerd_ctl (flashmeta/ctl.h).
  *
+ * The control socket path (cfg.control_path) is bound only where there is
+ * nothing, or a stale socket (one nobody listens on: a previous owner that
+ * died), which is replaced.  A socket that a live process serves gives
+ * -EADDRINUSE ("in use by a running owner"); anything else there -- a
+ * regular file (the pool itself, say), a directory, a FIFO, a symbolic
+ * link -- gives -EEXIST, and nothing is touched.  fm_ownerd_delete
+ * unlinks the path.
+ *
  * Errors: negative errno, detail in fm_errormsg().
  */
 #ifndef FLASHMETA_OWNERD_H
@@ -78,8 +86,10 @@ struct fm_ownerd_cfg {
 /*
  * fm_ownerd_new -- open (or create) the store, open the transport, listen,
  * register every stored mapping's regions and publish its durable bits.
- * Returns 0, -EINVAL (cfg), or the errno of the store, the transport or the
- * control socket.  Blocks (store open, loopback handshake).
+ * Returns 0, -EINVAL (cfg), or the errno of the store (-EBUSY: the pool is
+ * in use by another owner or tool), the transport or the control socket
+ * (-EADDRINUSE, -EEXIST: see "Control socket" above).  Blocks (store open,
+ * loopback handshake).
  */
 int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg);
 
