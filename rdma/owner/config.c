@@ -64,17 +64,6 @@ char *od_trim(char *s)
 	return s;
 }
 
-/* od_parse_u64 -- the old, lax parser (strtoull base 0), kept only until
- * control.c's commands move to fm_u64_parse; nothing here uses it */
-int od_parse_u64(const char *v, uint64_t *out)
-{
-	char *end;
-
-	errno = 0;
-	*out = strtoull(v, &end, 0);
-	return (errno || end == v || *od_trim(end)) ? -EINVAL : 0;
-}
-
 /*
  * Put `fmt...` in front of the current fm_errormsg() and return rc.  The
  * message is copied out first: fm_err formats into the buffer that

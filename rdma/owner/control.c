@@ -21,10 +21,16 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "flashmeta/ctl.h"
 #include "flashmeta/error.h"
+#include "flashmeta/geometry.h"
+#include "flashmeta/input.h"
 #include "flashmeta/mapping.h"
 #include "flashmeta/pmem_store.h"
 #include "ownerd_priv.h"
+
+/* the client side (ctl.h) and we agree on the longest line */
+_Static_assert(OD_CTL_LINE - 1 == FM_CTL_LINE_MAX, "control line length");
 
 static void ctl_printf(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -186,16 +192,22 @@ static int ctl_status(struct fm_ownerd *d, int fd)
 	return 0;
 }
 
+/* map-create ID SRC TGT SIZE [GRAIN] (av[1..]) */
 static int ctl_create(struct fm_ownerd *d, char **av, int ac)
 {
 	uint64_t id, src, tgt, size, grain = 0;
 	struct fm_mapping m;
 	int rc;
 
-	if (ac < 5 || ac > 6 || od_parse_u64(av[1], &id) || od_parse_u64(av[2], &src) ||
-	    od_parse_u64(av[3], &tgt) || od_parse_u64(av[4], &size) ||
-	    (ac == 6 && od_parse_u64(av[5], &grain)))
-		return fm_err(-EINVAL, "usage: map-create ID SRC TGT SIZE [GRAIN]");
+	if ((rc = fm_u64_parse("map id", av[1], 0, UINT64_MAX, &id)) ||
+	    (rc = fm_u64_parse("source volume", av[2], 0, UINT64_MAX, &src)) ||
+	    (rc = fm_u64_parse("target volume", av[3], 0, UINT64_MAX, &tgt)) ||
+	    (rc = fm_u64_parse("size", av[4], 1, FM_VOLUME_SIZE_MAX, &size)) ||
+	    (ac == 6 && (rc = fm_u64_parse("grain", av[5], 0, UINT64_C(1) << FM_GRAIN_SHIFT_MAX,
+					   &grain))))
+		return rc;
+	if (od_map_find(d, id))
+		return fm_err(-EEXIST, "map %" PRIu64 " exists", id);
 	rc = fm_mapping_init(&m, id, src, tgt, size, grain);
 	if (rc)
 		return rc;
@@ -212,44 +224,74 @@ static int ctl_create(struct fm_ownerd *d, char **av, int ac)
 	return 0;
 }
 
+#define CTL_COMMANDS "status, maps, map-create ID SRC TGT SIZE [GRAIN], map-show ID, " \
+	"map-prepare ID, map-start ID, map-restart ID, map-stop ID, quit"
+
+/* the commands: how many arguments, and what runs them */
+enum ctl_kind { CTL_STATUS, CTL_CREATE, CTL_SHOW, CTL_MAP_OP };
+
+static const struct ctl_cmd {
+	const char *name;
+	int min_args, max_args; /* after the name */
+	enum ctl_kind kind;
+	enum od_pend op;        /* CTL_MAP_OP */
+	const char *usage;
+} ctl_cmds[] = {
+	{ "status", 0, 0, CTL_STATUS, OD_PEND_NONE, "status" },
+	{ "maps", 0, 0, CTL_STATUS, OD_PEND_NONE, "maps" },
+	{ "map-create", 4, 5, CTL_CREATE, OD_PEND_NONE, "map-create ID SRC TGT SIZE [GRAIN]" },
+	{ "map-show", 1, 1, CTL_SHOW, OD_PEND_NONE, "map-show ID" },
+	{ "map-prepare", 1, 1, CTL_MAP_OP, OD_PEND_PREPARE, "map-prepare ID" },
+	{ "map-start", 1, 1, CTL_MAP_OP, OD_PEND_START, "map-start ID" },
+	{ "map-restart", 1, 1, CTL_MAP_OP, OD_PEND_RESTART, "map-restart ID" },
+	{ "map-stop", 1, 1, CTL_MAP_OP, OD_PEND_STOP, "map-stop ID" },
+};
+
+#define CTL_ARGS_MAX 8 /* tokens of a line, the command's name included */
+
 /* one command line; returns < 0 error, 0 done (answer "ok"), 1 deferred */
 static int ctl_exec(struct fm_ownerd *d, int fd, char *line)
 {
-	char *av[8], *save = NULL, *tok;
-	int ac = 0;
-	uint64_t id = 0;
+	char *av[CTL_ARGS_MAX], *save = NULL, *tok;
+	const struct ctl_cmd *cmd = NULL;
+	int ac = 0, rc;
+	uint64_t id;
 	struct od_map *m;
 
-	for (tok = strtok_r(line, " \t\r\n", &save); tok && ac < 8;
-	     tok = strtok_r(NULL, " \t\r\n", &save))
+	for (tok = strtok_r(line, " \t\r\n", &save); tok; tok = strtok_r(NULL, " \t\r\n", &save)) {
+		if (ac == CTL_ARGS_MAX)
+			return fm_err(-E2BIG, "more than %d words on the line", CTL_ARGS_MAX);
 		av[ac++] = tok;
+	}
 	if (ac == 0)
 		return fm_err(-EINVAL, "empty command");
-	od_log(FM_LOGLVL_DEBUG, "control: %s", av[0]);
-	if (ac >= 2 && od_parse_u64(av[1], &id) && strcmp(av[0], "map-create"))
-		return fm_err(-EINVAL, "bad mapping id '%s'", av[1]);
-	if (!strcmp(av[0], "status") || !strcmp(av[0], "maps"))
+	for (size_t i = 0; i < sizeof(ctl_cmds) / sizeof(ctl_cmds[0]); i++)
+		if (!strcmp(av[0], ctl_cmds[i].name))
+			cmd = &ctl_cmds[i];
+	if (!cmd)
+		return fm_err(-EINVAL, "unknown command '%.40s' (commands: %s)", av[0],
+			      CTL_COMMANDS);
+	od_log(FM_LOGLVL_DEBUG, "control: %s", cmd->name);
+	if (ac - 1 < cmd->min_args || ac - 1 > cmd->max_args)
+		return fm_err(-EINVAL, "usage: %s", cmd->usage);
+	switch (cmd->kind) {
+	case CTL_STATUS:
 		return ctl_status(d, fd);
-	if (!strcmp(av[0], "map-create"))
+	case CTL_CREATE:
 		return ctl_create(d, av, ac);
-	if (ac != 2)
-		return fm_err(-EINVAL, "usage: %s ID (commands: status, map-create, map-prepare, "
-			      "map-start, map-restart, map-stop, map-show)", av[0]);
-	if (!strcmp(av[0], "map-show")) {
-		if (!(m = od_map_find(d, id)))
-			return fm_err(-ENOENT, "map %" PRIu64 " unknown", id);
-		ctl_show(d, fd, m);
-		return 0;
+	case CTL_SHOW:
+	case CTL_MAP_OP:
+		break;
 	}
-	if (!strcmp(av[0], "map-prepare"))
-		return ctl_map_op(d, fd, id, OD_PEND_PREPARE);
-	if (!strcmp(av[0], "map-start"))
-		return ctl_map_op(d, fd, id, OD_PEND_START);
-	if (!strcmp(av[0], "map-restart"))
-		return ctl_map_op(d, fd, id, OD_PEND_RESTART);
-	if (!strcmp(av[0], "map-stop"))
-		return ctl_map_op(d, fd, id, OD_PEND_STOP);
-	return fm_err(-EINVAL, "unknown command '%s'", av[0]);
+	rc = fm_u64_parse("map id", av[1], 0, UINT64_MAX, &id);
+	if (rc)
+		return rc;
+	if (cmd->kind == CTL_MAP_OP)
+		return ctl_map_op(d, fd, id, cmd->op);
+	if (!(m = od_map_find(d, id)))
+		return fm_err(-ENOENT, "map %" PRIu64 " unknown", id);
+	ctl_show(d, fd, m);
+	return 0;
 }
 
 static void ctl_close(struct fm_ownerd *d, struct od_ctl *c)
@@ -272,20 +314,28 @@ static struct od_ctl *ctl_by_fd(struct fm_ownerd *d, int fd)
 }
 
 /* execute buffered lines, one at a time: a deferred command (map-start...)
- * holds the rest until it answered, so a script sees answers in order */
+ * holds the rest until it answered, so a script sees answers in order.  A
+ * line holding a NUL byte is answered with an error (it is no text), and
+ * the lines after it run. */
 static void ctl_process(struct fm_ownerd *d, struct od_ctl *c)
 {
 	char *nl;
 
-	while (c->fd >= 0 && !c->busy && (nl = strchr(c->line, '\n'))) {
+	while (c->fd >= 0 && !c->busy && (nl = memchr(c->line, '\n', c->used))) {
 		size_t len = (size_t)(nl - c->line) + 1;
 		char cmd[OD_CTL_LINE];
+		bool has_nul;
 		int rc;
 
 		memcpy(cmd, c->line, len - 1);
 		cmd[len - 1] = '\0';
+		has_nul = memchr(cmd, '\0', len - 1) != NULL;
 		memmove(c->line, c->line + len, c->used - len + 1);
 		c->used -= len;
+		if (has_nul) {
+			ctl_printf(c->fd, "error EINVAL: a NUL byte in the command line\n");
+			continue;
+		}
 		if (!strcmp(od_trim(cmd), "quit")) {
 			ctl_close(d, c);
 			return;
@@ -303,8 +353,17 @@ static void ctl_process(struct fm_ownerd *d, struct od_ctl *c)
 
 void od_ctl_readable(struct fm_ownerd *d, struct od_ctl *c)
 {
-	ssize_t n = recv(c->fd, c->line + c->used, sizeof(c->line) - 1 - c->used, MSG_DONTWAIT);
+	ssize_t n;
 
+	if (c->used == sizeof(c->line) - 1) {
+		/* only while busy (else the line was refused below): no room
+		 * to read, and the loop polls us again at once -- refuse */
+		ctl_printf(c->fd, "error EBUSY: over %zu bytes sent while a command is in "
+			   "progress\n", sizeof(c->line) - 1);
+		ctl_close(d, c);
+		return;
+	}
+	n = recv(c->fd, c->line + c->used, sizeof(c->line) - 1 - c->used, MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
@@ -315,7 +374,8 @@ void od_ctl_readable(struct fm_ownerd *d, struct od_ctl *c)
 	c->line[c->used] = '\0';
 	ctl_process(d, c);
 	if (c->fd >= 0 && !c->busy && c->used == sizeof(c->line) - 1) {
-		ctl_printf(c->fd, "error EINVAL: line too long\n");
+		ctl_printf(c->fd, "error EINVAL: line too long (at most %d bytes)\n",
+			   FM_CTL_LINE_MAX);
 		ctl_close(d, c);
 	}
 }

@@ -31,14 +31,33 @@
  * owner restart no lock survives (clients' sessions ended with the old
  * owner, and the store's split bits are what matters).
  *
- * Control socket: a unix stream socket, one command per line, answers are
- * text lines ending with a line "ok" or "error <errno-name>: <message>".
- * Commands: status, maps, map-create ID SRC TGT SIZE [GRAIN], map-prepare
- * ID, map-start ID, map-restart ID, map-stop ID, map-show ID, quit (closes
- * the control connection).  map-prepare/start/restart/stop first revoke
- * every confirmation lease of the mapping (RELEASE_REQUEST), and change the
- * store only after FM_NOTE_REVOKED; their answer comes then.  The client
- * side of the socket is fm_ownerd_ctl (flashmeta/ctl.h).
+ * Control socket: a unix stream socket, one command per line (at most
+ * FM_CTL_LINE_MAX = 511 bytes with its newline), words separated by blanks;
+ * answers are text lines ending with a line "ok" or "error <errno-name>:
+ * <message>".  Commands:
+ *
+ *   status | maps                      the owner, its store, every mapping
+ *   map-create ID SRC TGT SIZE [GRAIN] a new mapping: SIZE bytes
+ *                                      (1..2^57, a multiple of 512), GRAIN
+ *                                      bytes (a power of two, 4 KiB..1 GiB;
+ *                                      0 or none: 64 KiB); SRC != TGT
+ *   map-show ID                        one mapping
+ *   map-prepare ID, map-start ID, map-restart ID, map-stop ID
+ *                                      transitions (deferred, see below)
+ *   quit                               closes the control connection
+ *
+ * Numbers are decimal digits only (no sign, no 0x), at most 2^64-1, or the
+ * answer is "error EINVAL" / "error ERANGE" naming the argument; a wrong
+ * number of words is "error EINVAL: usage: ...".  A line holding a NUL
+ * byte is answered "error EINVAL" and the next line runs; a line over the
+ * limit is answered "error EINVAL: line too long" and the connection
+ * closed; so is one that sends over 511 bytes while a deferred command
+ * runs.  map-prepare/start/restart/stop first revoke every confirmation
+ * lease of the mapping (RELEASE_REQUEST), and change the store only after
+ * FM_NOTE_REVOKED; their answer comes then, and later lines of the same
+ * connection wait for it.  At most 16 control connections at once; the
+ * 17th gets "error EBUSY" and is closed.  The client side of the socket
+ * is fm_ownerd_ctl (flashmeta/ctl.h).
  *
  * The control socket path (cfg.control_path) is bound only where there is
  * nothing, or a stale socket (one nobody listens on: a previous owner that
