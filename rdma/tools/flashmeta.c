@@ -15,6 +15,11 @@
 #include "flashmeta/agent.h"
 #include "flashmeta/ctl.h"
 #include "flashmeta/error.h"
+#include "flashmeta/input.h"
+#include "flashmeta/wire.h"
+
+/* the owner's answer to one admin command: status lists every mapping */
+#define ADMIN_ANSWER_MAX (1024 * 1024)
 
 static volatile sig_atomic_t g_stop;
 
@@ -27,7 +32,7 @@ static void on_sigint(int sig)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: flashmeta [options] COMMAND [ARGS]\n"
+		"usage: flashmeta [options] COMMAND [ARGS]     (options before COMMAND)\n"
 		"\n"
 		"Commands (client side: a session with the owner, as client --id):\n"
 		"  join                 connect, print the session and the mappings\n"
@@ -37,37 +42,76 @@ static void usage(FILE *f)
 		"  unlock MAP GRAIN     take and give back (a lock dies with its session)\n"
 		"  split MAP GRAIN      lock -> commit split (durable on the owner) -> unlock\n"
 		"Admin (the owner's control socket, --control):\n"
-		"  admin CMD [ARGS]     status | map-create ID SRC TGT SIZE [GRAIN] | map-prepare ID\n"
-		"                       | map-start ID | map-restart ID | map-stop ID | map-show ID\n"
+		"  admin CMD [ARGS]     status | maps | map-create ID SRC TGT SIZE [GRAIN]\n"
+		"                       | map-show ID | map-prepare ID | map-start ID\n"
+		"                       | map-restart ID | map-stop ID   (one line, <= %d bytes)\n"
 		"\n"
 		"Options:\n"
 		"  -t, --transport P    shm | verbs (default shm, or FM_PROVIDER)\n"
 		"  -a, --addr A         owner address: IP:PORT or shm:/NAME (or FM_ADDR)\n"
-		"  -i, --id N           client id (default 1)\n"
-		"  -k, --key-file PATH  shared key (or FM_KEY_FILE)\n"
+		"  -i, --id N           client id, 1..65535 (default 1)\n"
+		"  -k, --key-file PATH  shared key, a regular file (or FM_KEY_FILE)\n"
 		"  -C, --control PATH   owner's control socket (admin)\n"
 		"  -H, --hold SECONDS   lock: hold this long instead of until Ctrl-C\n"
-		"  -h, --help\n");
+		"  -h, --help\n"
+		"\n"
+		"Numbers (N, MAP, GRAIN, SECONDS, admin arguments) are decimal digits only.\n"
+		"Exit status: 0 done, 1 the command failed (or the owner said error),\n"
+		"2 bad command line.\n", FM_CTL_LINE_MAX);
 }
 
 static int admin(const char *path, int argc, char **argv)
 {
-	char line[1024] = "", out[8192];
+	char line[FM_CTL_LINE_MAX + 1], *out;
+	size_t used = 0;
 	int rc;
 
 	if (!path) {
 		fprintf(stderr, "flashmeta admin: --control PATH required\n");
 		return 2;
 	}
-	for (int i = 0; i < argc; i++) {
-		strncat(line, argv[i], sizeof(line) - strlen(line) - 2);
-		strncat(line, i + 1 < argc ? " " : "\n", sizeof(line) - strlen(line) - 1);
+	if (argc == 0) {
+		fprintf(stderr, "flashmeta admin: COMMAND required (see --help)\n");
+		return 2;
 	}
-	rc = fm_ownerd_ctl(path, line, out, sizeof(out), 60000);
+	/* one line of the words, refused whole rather than cut: a cut
+	 * "map-start 12" would be another command */
+	for (int i = 0; i < argc; i++) {
+		int n = snprintf(line + used, sizeof(line) - used, "%s%s", argv[i],
+				 i + 1 < argc ? " " : "\n");
+
+		if (n < 0 || (size_t)n >= sizeof(line) - used) {
+			fprintf(stderr, "flashmeta admin: command longer than %d bytes\n",
+				FM_CTL_LINE_MAX);
+			return 2;
+		}
+		if (strpbrk(argv[i], "\n\r")) {
+			fprintf(stderr, "flashmeta admin: a line break inside argument %d\n",
+				i + 1);
+			return 2;
+		}
+		used += (size_t)n;
+	}
+	out = malloc(ADMIN_ANSWER_MAX);
+	if (!out) {
+		fprintf(stderr, "flashmeta admin: out of memory\n");
+		return 1;
+	}
+	rc = fm_ownerd_ctl(path, line, out, ADMIN_ANSWER_MAX, 60000);
 	fputs(out, rc ? stderr : stdout);
 	if (rc && rc != -EREMOTEIO)
 		fprintf(stderr, "flashmeta admin: %s\n", fm_errormsg());
+	free(out);
 	return rc ? 1 : 0;
+}
+
+/* a number argument; prints why not and returns -1 */
+static int arg_u64(const char *what, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	if (fm_u64_parse(what, s, min, max, out) == 0)
+		return 0;
+	fprintf(stderr, "flashmeta: %s\n", fm_errormsg());
+	return -1;
 }
 
 static void print_map(const struct fm_agent_map *m)
@@ -89,6 +133,8 @@ static int cmd_show(struct fm_agent *a, uint64_t id)
 	print_map(&m);
 	bytes = ((m.grain_count + 63) / 64) * 8;
 	bm = calloc(1, bytes);
+	if (!bm)
+		return fm_err(-ENOMEM, "show: a bitmap of %" PRIu64 " bytes", bytes);
 	/* one-sided READs of the published bitmap, 32 KiB at a time */
 	for (uint64_t off = 0; off < bytes; off += 32768) {
 		size_t n = bytes - off < 32768 ? (size_t)(bytes - off) : 32768;
@@ -141,17 +187,27 @@ int main(int argc, char **argv)
 	struct fm_agent *a = NULL;
 	uint8_t key[FM_KEY_MAX];
 	uint32_t id = 1;
-	int c, rc = 0, hold = -1, klen;
-	uint64_t map = 0, grain = 0;
+	int c, rc = 0, klen, nargs;
+	uint64_t map = 0, grain = 0, hold_s = 0, v;
+	bool hold = false;
 
-	while ((c = getopt_long(argc, argv, "t:a:i:k:C:H:h", opts, NULL)) != -1) {
+	/* '+': options end at COMMAND, so "admin map-show -5" reaches the owner */
+	while ((c = getopt_long(argc, argv, "+t:a:i:k:C:H:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 't': provider = optarg; break;
 		case 'a': addr = optarg; break;
-		case 'i': id = (uint32_t)strtoul(optarg, NULL, 0); break;
+		case 'i':
+			if (arg_u64("--id", optarg, 1, FM_WIRE_CLIENT_ID_MAX, &v))
+				return 2;
+			id = (uint32_t)v;
+			break;
 		case 'k': keyfile = optarg; break;
 		case 'C': control = optarg; break;
-		case 'H': hold = atoi(optarg); break;
+		case 'H':
+			if (arg_u64("--hold", optarg, 0, UINT32_MAX, &hold_s))
+				return 2;
+			hold = true;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -163,19 +219,26 @@ int main(int argc, char **argv)
 	cmd = argv[optind++];
 	if (!strcmp(cmd, "admin"))
 		return admin(control, argc - optind, argv + optind);
-	if (strcmp(cmd, "join") && optind + 1 > argc) {
-		fprintf(stderr, "flashmeta %s: MAP required\n", cmd);
+	if (!strcmp(cmd, "join")) {
+		nargs = 0;
+	} else if (!strcmp(cmd, "show")) {
+		nargs = 1;
+	} else if (!strcmp(cmd, "lock") || !strcmp(cmd, "unlock") || !strcmp(cmd, "split")) {
+		nargs = 2;
+	} else {
+		fprintf(stderr, "flashmeta: unknown command '%s' (see --help)\n", cmd);
 		return 2;
 	}
-	if (optind < argc)
-		map = strtoull(argv[optind], NULL, 0);
-	if (strcmp(cmd, "join") && strcmp(cmd, "show")) {
-		if (optind + 2 > argc) {
-			fprintf(stderr, "flashmeta %s: MAP GRAIN required\n", cmd);
-			return 2;
-		}
-		grain = strtoull(argv[optind + 1], NULL, 0);
+	if (argc - optind != nargs) {
+		fprintf(stderr, "flashmeta %s: %s\n", cmd,
+			nargs == 0 ? "takes no argument" :
+			nargs == 1 ? "MAP required (and nothing else)" :
+				     "MAP GRAIN required (and nothing else)");
+		return 2;
 	}
+	if ((nargs >= 1 && arg_u64("MAP", argv[optind], 0, UINT64_MAX, &map)) ||
+	    (nargs >= 2 && arg_u64("GRAIN", argv[optind + 1], 0, UINT64_MAX, &grain)))
+		return 2;
 	if (!addr || !keyfile) {
 		fprintf(stderr, "flashmeta: --addr and --key-file are required\n");
 		return 2;
@@ -212,7 +275,7 @@ int main(int argc, char **argv)
 			if (!strcmp(cmd, "lock")) {
 				signal(SIGINT, on_sigint);
 				signal(SIGTERM, on_sigint);
-				for (int t = 0; !g_stop && (hold < 0 || t < hold * 10); t++)
+				for (uint64_t t = 0; !g_stop && (!hold || t < hold_s * 10); t++)
 					usleep(100000);
 			}
 			rc = fm_agent_unlock(a, map, grain);
@@ -229,9 +292,6 @@ int main(int argc, char **argv)
 			if (!rc)
 				printf("map %" PRIu64 " grain %" PRIu64 " split (durable)\n", map, grain);
 		}
-	} else {
-		fprintf(stderr, "flashmeta: unknown command '%s'\n", cmd);
-		rc = -EINVAL;
 	}
 	if (rc < 0)
 		fprintf(stderr, "flashmeta %s: %s\n", cmd, fm_errormsg());
