@@ -1,0 +1,742 @@
+/* test_operator.c -- operator mistakes against the real programs: what is
+ * at the --control path, two owners on one pool, FIFOs and devices named
+ * as config or key files, malformed config files, numbers that do not fit,
+ * and malformed control lines.  Each case runs flashmeta-owner and
+ * flashmeta (fork + exec) in a directory of its own, and checks three
+ * things: the program refuses with a clear message (or exits at all: a
+ * hang is a failure after a few seconds, not a stuck test), nothing it was
+ * not asked to touch changed, and a running owner still serves.
+ *
+ *   test_operator --owner PATH --cli PATH      (or FM_OWNER_BIN, FM_CLI_BIN)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "flashmeta/ctl.h"
+#include "flashmeta/error.h"
+
+#define HANG_MS 4000 /* a refusal takes milliseconds; this long is a hang */
+
+static const char *g_owner, *g_cli;
+static char g_root[256];  /* the run's temp dir */
+static char g_dir[300];   /* the current case's dir */
+static int g_seq;
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* a fresh directory for one case; returns it */
+static const char *fresh(const char *name)
+{
+	snprintf(g_dir, sizeof(g_dir), "%s/%s", g_root, name);
+	assert_int_equal(mkdir(g_dir, 0700), 0);
+	return g_dir;
+}
+
+/* g_dir/name, in a rotating set of buffers (several per expression) */
+static const char *at(const char *name)
+{
+	static char bufs[8][400];
+	static unsigned next;
+	char *b = bufs[next++ % 8];
+
+	snprintf(b, sizeof(bufs[0]), "%s/%s", g_dir, name);
+	return b;
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, len), (ssize_t)len);
+	close(fd);
+}
+
+/* the file's content (NUL-terminated, at most 64 KiB) in a static buffer */
+static const char *slurp(const char *path)
+{
+	static char buf[65536];
+	ssize_t n = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+
+	buf[0] = '\0';
+	if (fd < 0)
+		return buf;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+/* fork + exec argv with stdout and stderr to `log`, stdin /dev/null */
+static pid_t spawn(char *const argv[], const char *log)
+{
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int in = open("/dev/null", O_RDONLY);
+		int out = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+		if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+			_exit(126);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* exit status, 128 + signal, or -1 after timeout_ms (then it is killed) */
+static int wait_for(pid_t pid, int timeout_ms)
+{
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	int st;
+
+	for (;;) {
+		pid_t p = waitpid(pid, &st, WNOHANG);
+
+		if (p == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		if (now_ms() > end) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			fprintf(stderr, "pid %d still running after %d ms: killed\n", (int)pid,
+				timeout_ms);
+			return -1;
+		}
+		usleep(5000);
+	}
+}
+
+/* run prog (g_owner or g_cli) with the NULL-terminated arguments; stdout
+ * and stderr land in g_dir/log; returns what wait_for returns */
+static int run(const char *prog, ...)
+{
+	char *argv[40];
+	int argc = 0;
+	va_list ap;
+
+	argv[argc++] = (char *)prog;
+	va_start(ap, prog);
+	while (argc < 39 && (argv[argc] = va_arg(ap, char *)))
+		argc++;
+	va_end(ap);
+	argv[argc] = NULL;
+	return wait_for(spawn(argv, at("log")), HANG_MS);
+}
+
+/* the last run's output holds `needle` (printed when not) */
+static int log_has(const char *needle)
+{
+	const char *log = slurp(at("log"));
+
+	if (strstr(log, needle))
+		return 1;
+	fprintf(stderr, "expected \"%s\" in the output:\n%s\n", needle, log);
+	return 0;
+}
+
+struct owner {
+	pid_t pid;
+	char listen[64], pool[400], ctl[400], key[400], log[400];
+};
+
+static void owner_paths(struct owner *o, const char *pool, const char *ctl)
+{
+	memset(o, 0, sizeof(*o));
+	snprintf(o->listen, sizeof(o->listen), "shm:/fm-op-%d-%d", (int)getpid(), ++g_seq);
+	snprintf(o->pool, sizeof(o->pool), "%s", at(pool));
+	snprintf(o->ctl, sizeof(o->ctl), "%s", at(ctl));
+	snprintf(o->key, sizeof(o->key), "%s", at("key"));
+	snprintf(o->log, sizeof(o->log), "%s", at("owner.log"));
+	write_file(o->key, "operator-test-key", 17);
+}
+
+static int ctl(const char *path, char *out, size_t cap, const char *line)
+{
+	return fm_ownerd_ctl(path, line, out, cap, 10000);
+}
+
+/* start an owner on o's paths (+ extra flags) and wait until its control
+ * socket answers */
+static void owner_start(struct owner *o, const char *extra1, const char *extra2)
+{
+	char *argv[] = { (char *)g_owner, "--listen", o->listen, "--pmem", o->pool,
+			 "--key-file", o->key, "--control", o->ctl, "--lease-ms", "600",
+			 "--pool-max-maps", "128", "--pool-max-grains", "65536",
+			 (char *)extra1, (char *)extra2, NULL };
+	uint64_t end = now_ms() + 5000;
+	int st;
+
+	o->pid = spawn(argv, o->log);
+	while (ctl(o->ctl, NULL, 0, "status\n") != 0) {
+		if (waitpid(o->pid, &st, WNOHANG) == o->pid || now_ms() > end) {
+			fprintf(stderr, "owner did not come up:\n%s\n", slurp(o->log));
+			fail();
+		}
+		usleep(10000);
+	}
+}
+
+/* SIGTERM; the owner must exit 0 */
+static void owner_stop(struct owner *o)
+{
+	assert_int_equal(kill(o->pid, SIGTERM), 0);
+	assert_int_equal(wait_for(o->pid, 5000), 0);
+	o->pid = 0;
+}
+
+static void same_inode(const struct stat *a, const char *path)
+{
+	struct stat b;
+
+	assert_int_equal(lstat(path, &b), 0);
+	assert_true(a->st_dev == b.st_dev && a->st_ino == b.st_ino);
+}
+
+/* a unix socket file nobody listens on (its process closed it) */
+static void make_stale_socket(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	assert_true(strlen(path) < sizeof(sun.sun_path));
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	close(fd);
+}
+
+/* a raw control connection */
+static int raw_connect(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(strlen(path) < sizeof(sun.sun_path));
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	return fd;
+}
+
+/* read until `lines` answers ("ok..." or "error..." lines) arrived; the
+ * text in out; returns how many arrived before timeout_ms or EOF */
+static int raw_answers(int fd, char *out, size_t cap, int lines, int timeout_ms)
+{
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	size_t used = 0;
+	int got = 0;
+
+	out[0] = '\0';
+	while (got < lines && now_ms() < end && used < cap - 1) {
+		ssize_t n = recv(fd, out + used, cap - 1 - used, MSG_DONTWAIT);
+
+		if (n == 0)
+			break;
+		if (n < 0) {
+			usleep(5000);
+			continue;
+		}
+		used += (size_t)n;
+		out[used] = '\0';
+		got = 0;
+		for (const char *l = out; *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : "")
+			if (!strncmp(l, "ok", 2) || !strncmp(l, "error", 5))
+				got += strchr(l, '\n') != NULL;
+	}
+	return got;
+}
+
+/* ---- 1. what is at the --control path ---- */
+
+static void control__regular_file__refused_untouched(void **state)
+{
+	struct owner o;
+
+	(void)state;
+	fresh("ctl-file");
+	owner_paths(&o, "pool", "precious.txt");
+	write_file(o.ctl, "precious data\n", 14);
+	assert_int_equal(run(g_owner, "-l", o.listen, "-p", o.pool, "-k", o.key, "-C", o.ctl,
+			     NULL), 1);
+	assert_true(log_has("a regular file is there; not replaced"));
+	assert_string_equal(slurp(o.ctl), "precious data\n");
+}
+
+static void control__is_the_pool__pool_kept(void **state)
+{
+	struct owner o, same;
+	char out[4096];
+
+	(void)state;
+	fresh("ctl-pool");
+	owner_paths(&o, "pool", "ctl");
+	owner_start(&o, NULL, NULL);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-create 7 1 2 1048576 4096\n"), 0);
+	owner_stop(&o);
+	/* --control names the pool itself */
+	assert_int_equal(run(g_owner, "-l", o.listen, "-p", o.pool, "-k", o.key, "-C", o.pool,
+			     NULL), 1);
+	assert_true(log_has("a regular file is there; not replaced"));
+	/* the pool is still a pool, with its mapping */
+	same = o;
+	owner_start(&same, NULL, NULL);
+	assert_int_equal(ctl(same.ctl, out, sizeof(out), "map-show 7\n"), 0);
+	assert_non_null(strstr(out, "map 7 source 1 target 2"));
+	owner_stop(&same);
+}
+
+static void control__directory_fifo_symlink__refused_untouched(void **state)
+{
+	static const struct {
+		const char *name, *says;
+	} kinds[] = { { "dir", "a directory is there" }, { "fifo", "a FIFO is there" },
+		      { "link", "a symbolic link is there" } };
+	struct owner o;
+	struct stat st;
+
+	(void)state;
+	fresh("ctl-kinds");
+	owner_paths(&o, "pool", "unused");
+	assert_int_equal(mkdir(at("dir"), 0700), 0);
+	assert_int_equal(mkfifo(at("fifo"), 0600), 0);
+	write_file(at("target"), "x", 1);
+	assert_int_equal(symlink(at("target"), at("link")), 0);
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		assert_int_equal(lstat(at(kinds[i].name), &st), 0);
+		assert_int_equal(run(g_owner, "-l", o.listen, "-p", o.pool, "-k", o.key, "-C",
+				     at(kinds[i].name), NULL), 1);
+		assert_true(log_has(kinds[i].says));
+		same_inode(&st, at(kinds[i].name));
+	}
+	assert_string_equal(slurp(at("target")), "x");
+}
+
+static void control__stale_socket__replaced(void **state)
+{
+	struct owner o;
+	struct stat st;
+
+	(void)state;
+	fresh("ctl-stale");
+	owner_paths(&o, "pool", "ctl");
+	make_stale_socket(o.ctl);
+	owner_start(&o, NULL, NULL);
+	assert_true(strstr(slurp(o.log), "stale") != NULL);
+	owner_stop(&o);
+	/* at exit our own socket goes */
+	assert_int_equal(lstat(o.ctl, &st), -1);
+	assert_int_equal(errno, ENOENT);
+}
+
+/* ---- 2. a second owner: same pool, or the same control path ---- */
+
+static void second_owner__same_pool_same_control__refused_first_untouched(void **state)
+{
+	struct owner a, b;
+	struct stat st;
+	char out[4096];
+
+	(void)state;
+	fresh("two-same");
+	owner_paths(&a, "pool", "ctl");
+	owner_start(&a, NULL, NULL);
+	assert_int_equal(lstat(a.ctl, &st), 0);
+	owner_paths(&b, "pool", "ctl");
+	assert_int_equal(run(g_owner, "-l", b.listen, "-p", b.pool, "-k", b.key, "-C", b.ctl,
+			     NULL), 1);
+	assert_true(log_has("in use by"));
+	/* the same pool, another control path: nothing made there either */
+	assert_int_equal(run(g_owner, "-l", b.listen, "-p", b.pool, "-k", b.key, "-C",
+			     at("ctl2"), NULL), 1);
+	assert_true(log_has("in use by"));
+	assert_int_equal(access(at("ctl2"), F_OK), -1);
+	/* the first owner still answers on its own socket */
+	same_inode(&st, a.ctl);
+	assert_int_equal(ctl(a.ctl, out, sizeof(out), "status\n"), 0);
+	assert_non_null(strstr(out, a.listen));
+	owner_stop(&a);
+}
+
+static void second_owner__other_pool_same_control__refused_socket_kept(void **state)
+{
+	struct owner a, b;
+	struct stat st;
+	char out[4096];
+
+	(void)state;
+	fresh("two-ctl");
+	owner_paths(&a, "pool-a", "ctl");
+	owner_start(&a, NULL, NULL);
+	assert_int_equal(lstat(a.ctl, &st), 0);
+	owner_paths(&b, "pool-b", "ctl");
+	assert_int_equal(run(g_owner, "-l", b.listen, "-p", b.pool, "-k", b.key, "-C", b.ctl,
+			     NULL), 1);
+	assert_true(log_has("in use by a running owner"));
+	same_inode(&st, a.ctl);
+	assert_int_equal(ctl(a.ctl, out, sizeof(out), "status\n"), 0);
+	assert_non_null(strstr(out, a.listen));
+	owner_stop(&a);
+}
+
+/* ---- 3. FIFOs and devices as config or key files; bounded config ---- */
+
+static void key_file__fifo__refused_without_hanging(void **state)
+{
+	struct owner o;
+
+	(void)state;
+	fresh("key-fifo");
+	owner_paths(&o, "pool", "ctl");
+	assert_int_equal(mkfifo(at("fifo"), 0600), 0);
+	assert_int_equal(run(g_owner, "-l", o.listen, "-p", o.pool, "-k", at("fifo"), NULL), 2);
+	assert_true(log_has("a FIFO, not a regular file"));
+	assert_int_equal(run(g_cli, "-a", o.listen, "-k", at("fifo"), "join", NULL), 1);
+	assert_true(log_has("a FIFO, not a regular file"));
+	assert_int_equal(run(g_cli, "-a", o.listen, "-k", "/dev/zero", "join", NULL), 1);
+	assert_true(log_has("a character device, not a regular file"));
+	assert_int_equal(access(o.pool, F_OK), -1); /* refused before anything was made */
+}
+
+static void config__fifo_and_dev_zero__refused_without_hanging(void **state)
+{
+	(void)state;
+	fresh("cfg-fifo");
+	assert_int_equal(mkfifo(at("fifo"), 0600), 0);
+	assert_int_equal(run(g_owner, "-c", at("fifo"), NULL), 2);
+	assert_true(log_has("a FIFO, not a regular file"));
+	assert_int_equal(run(g_owner, "-c", "/dev/zero", NULL), 2);
+	assert_true(log_has("a character device, not a regular file"));
+	assert_int_equal(run(g_owner, "-c", g_dir, NULL), 2);
+	assert_true(log_has("a directory"));
+}
+
+static void config__nul_long_line_big_file__refused_naming_the_line(void **state)
+{
+	static const char nul[] = "# ok\nlease_ms = 1\0" "000\n";
+	char line[1500], *big;
+	size_t big_len = 70 * 1024;
+
+	(void)state;
+	fresh("cfg-bad");
+	write_file(at("nul.conf"), nul, sizeof(nul) - 1);
+	assert_int_equal(run(g_owner, "-c", at("nul.conf"), NULL), 2);
+	assert_true(log_has("nul.conf:2: a NUL byte"));
+
+	/* a line cut in two would set pmem to its first half */
+	memset(line, 'x', sizeof(line));
+	memcpy(line, "pmem = /", 8);
+	line[sizeof(line) - 1] = '\n';
+	write_file(at("long.conf"), line, sizeof(line));
+	assert_int_equal(run(g_owner, "-c", at("long.conf"), NULL), 2);
+	assert_true(log_has("long.conf:1: line of 1499 bytes, at most 1023"));
+
+	big = malloc(big_len);
+	assert_non_null(big);
+	memset(big, '#', big_len);
+	big[big_len - 1] = '\n';
+	write_file(at("big.conf"), big, big_len);
+	free(big);
+	assert_int_equal(run(g_owner, "-c", at("big.conf"), NULL), 2);
+	assert_true(log_has("71680 bytes, at most 65536"));
+}
+
+/* ---- 4. config messages: their own text, file and line ---- */
+
+static void config__errors__name_file_line_and_key(void **state)
+{
+	static const char bad_key[] = "listen = shm:/a\n\nbogus = 1\n";
+	static const char twice[] = "lease_ms = 1000\n# again:\nlease_ms = 2000\n";
+	static const char range[] = "lease_ms = 5\n";
+
+	(void)state;
+	fresh("cfg-msg");
+	write_file(at("a.conf"), bad_key, sizeof(bad_key) - 1);
+	assert_int_equal(run(g_owner, "-c", at("a.conf"), NULL), 2);
+	assert_true(log_has("flashmeta-owner: "));
+	assert_true(log_has("a.conf:3: unknown key 'bogus'\n"));
+	write_file(at("b.conf"), twice, sizeof(twice) - 1);
+	assert_int_equal(run(g_owner, "-c", at("b.conf"), NULL), 2);
+	assert_true(log_has("b.conf:3: lease_ms given again (first on line 1)"));
+	write_file(at("c.conf"), range, sizeof(range) - 1);
+	assert_int_equal(run(g_owner, "-c", at("c.conf"), NULL), 2);
+	assert_true(log_has("c.conf:1: lease_ms 5: not in 10..600000"));
+}
+
+/* ---- 5. numbers: decimal, whole, no sign, in range ---- */
+
+static void cli__numbers__strict(void **state)
+{
+	static const struct {
+		const char *a[4], *says;
+	} bad[] = {
+		{ { "-i", "4294967297", "join" }, "--id 4294967297: not in 1..65535" },
+		{ { "-i", "0", "join" }, "--id 0: not in 1..65535" },
+		{ { "-i", "-1", "join" }, "--id '-1': not a decimal number" },
+		{ { "-i", "0x2", "join" }, "--id '0x2': not a decimal number" },
+		{ { "-i", "99999999999999999999", "join" }, "above 18446744073709551615" },
+		{ { "-H", "-1", "lock" }, "--hold '-1': not a decimal number" },
+		{ { "show", "abc" }, "MAP 'abc': not a decimal number" },
+		{ { "lock", "1", "-2" }, "GRAIN '-2': not a decimal number" },
+		{ { "show", "1", "2" }, "MAP required (and nothing else)" },
+		{ { "join", "now" }, "takes no argument" },
+	};
+	struct owner o;
+
+	(void)state;
+	fresh("cli-num");
+	owner_paths(&o, "pool", "ctl");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(run(g_cli, "-a", o.listen, "-k", o.key, bad[i].a[0], bad[i].a[1],
+				     bad[i].a[2], bad[i].a[3], NULL), 2);
+		assert_true(log_has(bad[i].says));
+	}
+}
+
+static void owner__flags__strict(void **state)
+{
+	static const struct {
+		const char *flag, *value, *says;
+	} bad[] = {
+		{ "--lease-ms", "0x3e8", "lease_ms '0x3e8': not a decimal number" },
+		{ "--lease-ms", "-5", "lease_ms '-5': not a decimal number" },
+		{ "--clients", "1--5", "clients: last id '-5': not a decimal number" },
+		{ "--clients", "1-65536", "clients: last id 65536: not in 1..65535" },
+		{ "--clients", "9-3", "clients 9-3: last below first" },
+		{ "--pool-max-maps", "4294967297", "pool_max_maps 4294967297: not in 1..1024" },
+		{ "--listen", "", "--listen given twice" },
+		{ "--device", "", "--device: device: empty value" },
+		{ "--log-level", "loud", "log_level 'loud'" },
+	};
+	struct owner o;
+	char longpath[300];
+
+	(void)state;
+	fresh("owner-num");
+	owner_paths(&o, "pool", "ctl");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *l = strcmp(bad[i].flag, "--listen") ? o.listen : "shm:/unused";
+
+		assert_int_equal(run(g_owner, "-l", l, "-p", o.pool, "-k", o.key, bad[i].flag,
+				     bad[i].value, NULL), 2);
+		assert_true(log_has(bad[i].says));
+	}
+	/* given twice: neither silently wins */
+	assert_int_equal(run(g_owner, "-l", o.listen, "-p", o.pool, "-k", o.key, "--pmem",
+			     at("other"), NULL), 2);
+	assert_true(log_has("--pmem given twice"));
+	/* a control path no sockaddr_un holds: refused before a pool is made */
+	memset(longpath, 'c', sizeof(longpath) - 1);
+	longpath[sizeof(longpath) - 1] = '\0';
+	assert_int_equal(run(g_owner, "-l", o.listen, "-p", o.pool, "-k", o.key, "-C", longpath,
+			     NULL), 2);
+	assert_true(log_has("a unix socket path holds at most 107"));
+	assert_int_equal(access(o.pool, F_OK), -1);
+}
+
+/* a flag is taken as it is: '#' is no comment there */
+static void owner__hash_in_flag__kept(void **state)
+{
+	struct owner o;
+
+	(void)state;
+	fresh("owner-hash");
+	owner_paths(&o, "pool#1", "ctl");
+	owner_start(&o, NULL, NULL);
+	owner_stop(&o);
+	assert_int_equal(access(at("pool#1"), F_OK), 0);
+	assert_int_equal(access(at("pool"), F_OK), -1);
+}
+
+/* ---- 5, 6, 7. the control socket ---- */
+
+static void control__commands__strict(void **state)
+{
+	static const struct {
+		const char *line, *says;
+	} bad[] = {
+		{ "map-show -5\n", "error EINVAL: map id '-5': not a decimal number" },
+		{ "map-start 0x1\n", "error EINVAL: map id '0x1': not a decimal number" },
+		{ "map-show 18446744073709551616\n", "error ERANGE: map id" },
+		{ "status extra\n", "error EINVAL: usage: status" },
+		{ "map-show\n", "error EINVAL: usage: map-show ID" },
+		{ "map-create 1 10 20 99999999999999999999\n", "error ERANGE: size" },
+		{ "map-create 1 10 20 1048576 4096 9\n", "error EINVAL: usage: map-create" },
+		{ "map-create -1 10 20 1048576\n", "error EINVAL: map id '-1'" },
+		{ "map-create 1 10 20 1048576 2147483648\n", "error ERANGE: grain 2147483648" },
+		{ "map-create 1 10 20 1 2 3 4 5 6 7 8\n", "error E2BIG: more than 8 words" },
+		{ "map-stop 1\n", "error ENOENT: map 1 unknown" },
+	};
+	struct owner o;
+	char out[4096];
+
+	(void)state;
+	fresh("ctl-cmds");
+	owner_paths(&o, "pool", "ctl");
+	owner_start(&o, NULL, NULL);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(ctl(o.ctl, out, sizeof(out), bad[i].line), -EREMOTEIO);
+		if (!strstr(out, bad[i].says))
+			fprintf(stderr, "'%s' answered '%s'\n", bad[i].line, out);
+		assert_non_null(strstr(out, bad[i].says));
+	}
+	/* the CLI passes "-5" on (options end at COMMAND) */
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "map-show", "-5", NULL), 1);
+	assert_true(log_has("map id '-5': not a decimal number"));
+	/* too long: refused whole, never cut into another command */
+	{
+		char arg[600];
+
+		memset(arg, '1', sizeof(arg) - 1);
+		arg[sizeof(arg) - 1] = '\0';
+		assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "map-start", arg, NULL), 2);
+		assert_true(log_has("command longer than 511 bytes"));
+	}
+	owner_stop(&o);
+}
+
+static void control__nul_byte__answered_and_next_line_runs(void **state)
+{
+	static const char lines[] = "status\0junk\nmap-show 3\n";
+	struct owner o;
+	char out[8192];
+	int fd;
+
+	(void)state;
+	fresh("ctl-nul");
+	owner_paths(&o, "pool", "ctl");
+	owner_start(&o, NULL, NULL);
+	assert_int_equal(ctl(o.ctl, NULL, 0, "map-create 3 1 2 1048576\n"), 0);
+	fd = raw_connect(o.ctl);
+	assert_int_equal(send(fd, lines, sizeof(lines) - 1, 0), (ssize_t)sizeof(lines) - 1);
+	assert_int_equal(raw_answers(fd, out, sizeof(out), 2, 3000), 2);
+	assert_non_null(strstr(out, "error EINVAL: a NUL byte in the command line\n"));
+	assert_non_null(strstr(out, "map 3 source 1 target 2"));
+	close(fd);
+	owner_stop(&o);
+}
+
+static void control__long_line__error_and_closed(void **state)
+{
+	struct owner o;
+	char line[700], out[512];
+	int fd;
+
+	(void)state;
+	fresh("ctl-long");
+	owner_paths(&o, "pool", "ctl");
+	owner_start(&o, NULL, NULL);
+	fd = raw_connect(o.ctl);
+	memset(line, 'a', sizeof(line));
+	assert_int_equal(send(fd, line, sizeof(line), MSG_NOSIGNAL), (ssize_t)sizeof(line));
+	assert_int_equal(raw_answers(fd, out, sizeof(out), 1, 3000), 1);
+	assert_non_null(strstr(out, "error EINVAL: line too long"));
+	close(fd);
+	assert_int_equal(ctl(o.ctl, NULL, 0, "status\n"), 0);
+	owner_stop(&o);
+}
+
+/* status lists every mapping: an answer over 8 KiB arrives whole */
+static void control__status_of_many_maps__whole(void **state)
+{
+	struct owner o;
+	int maps = 0;
+
+	(void)state;
+	fresh("ctl-many");
+	owner_paths(&o, "pool", "ctl");
+	owner_start(&o, NULL, NULL);
+	for (int i = 1; i <= 100; i++) {
+		char line[80];
+
+		snprintf(line, sizeof(line), "map-create %d %d %d 262144 4096\n", i, 2 * i,
+			 2 * i + 1);
+		assert_int_equal(ctl(o.ctl, NULL, 0, line), 0);
+	}
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "status", NULL), 0);
+	for (const char *p = slurp(at("log")); (p = strstr(p, "\nmap ")); p++)
+		maps++;
+	assert_int_equal(maps, 100);
+	owner_stop(&o);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(g_root, sizeof(g_root), "/tmp/fm-op-XXXXXX");
+	return mkdtemp(g_root) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	char cmd[300];
+
+	(void)state;
+	if (getenv("FM_KEEP"))
+		return 0;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_root);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(control__regular_file__refused_untouched),
+		cmocka_unit_test(control__is_the_pool__pool_kept),
+		cmocka_unit_test(control__directory_fifo_symlink__refused_untouched),
+		cmocka_unit_test(control__stale_socket__replaced),
+		cmocka_unit_test(second_owner__same_pool_same_control__refused_first_untouched),
+		cmocka_unit_test(second_owner__other_pool_same_control__refused_socket_kept),
+		cmocka_unit_test(key_file__fifo__refused_without_hanging),
+		cmocka_unit_test(config__fifo_and_dev_zero__refused_without_hanging),
+		cmocka_unit_test(config__nul_long_line_big_file__refused_naming_the_line),
+		cmocka_unit_test(config__errors__name_file_line_and_key),
+		cmocka_unit_test(cli__numbers__strict),
+		cmocka_unit_test(owner__flags__strict),
+		cmocka_unit_test(owner__hash_in_flag__kept),
+		cmocka_unit_test(control__commands__strict),
+		cmocka_unit_test(control__nul_byte__answered_and_next_line_runs),
+		cmocka_unit_test(control__long_line__error_and_closed),
+		cmocka_unit_test(control__status_of_many_maps__whole),
+	};
+
+	g_owner = getenv("FM_OWNER_BIN");
+	g_cli = getenv("FM_CLI_BIN");
+	for (int i = 1; i + 1 < argc; i++) {
+		if (!strcmp(argv[i], "--owner"))
+			g_owner = argv[++i];
+		else if (!strcmp(argv[i], "--cli"))
+			g_cli = argv[++i];
+	}
+	if (!g_owner || !g_cli) {
+		fprintf(stderr, "usage: test_operator --owner PATH --cli PATH\n");
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
