@@ -216,6 +216,7 @@ static void w_step(void *ctx, enum pit_step s, uint64_t grain, int rc)
 	case PIT_STEP_COPY_WRITE:
 	case PIT_STEP_TGT_WRITE:
 	case PIT_STEP_SRC_WRITE:
+	case PIT_STEP_REDIRECT:
 		if (w->slow_step == (unsigned)s + 1) { /* scripted: exactly here, once */
 			w->slow_step = 0;
 			slow_sleep(w, w->slow_ms);
@@ -332,7 +333,8 @@ static void *random_main(void *arg)
 		unsigned mi = (unsigned)pit_rnd_below(&w->rng, e->nmaps);
 		const struct pit_map *m = &e->maps[mi];
 		struct fm_agent_map am;
-		bool copying = fm_agent_map_get(c->a, m->id, &am) == 0 && am.state == FM_MAP_COPYING;
+		bool copying =
+		    fm_agent_map_get(c->a, m->id, &am) == 0 && am.state == FM_MAP_COPYING;
 		uint64_t r = pit_rnd_below(&w->rng, 100), b0;
 		uint32_t n;
 		enum fm_io_op op;
@@ -462,7 +464,8 @@ static int run_sweep(struct client *c)
 				uint32_t n = blocks - b < PIT_MAX_IO_BLOCKS ? (uint32_t)(blocks - b)
 									 : PIT_MAX_IO_BLOCKS;
 
-				bad += do_io(w, side ? FM_IO_READ_TARGET : FM_IO_READ_SOURCE, mi, b, n) != 0;
+				bad += do_io(w, side ? FM_IO_READ_TARGET : FM_IO_READ_SOURCE, mi, b,
+					     n) != 0;
 			}
 		bad += save_bitmap(c, mi) != 0;
 	}
@@ -539,6 +542,7 @@ int pit_client_main(const struct pit_env *e, unsigned idx, uint32_t inc,
 	c->idx = idx;
 	c->inc = inc;
 	c->cs = &e->sh->c[idx];
+	pit_eng_mutation = (enum pit_mutation)e->cfg->mutation;
 	pthread_mutex_init(&c->reply_lock, NULL);
 	pit_log_path(e, idx, inc, path, sizeof(path));
 	c->log_fd = pit_log_open(path);
@@ -550,7 +554,8 @@ int pit_client_main(const struct pit_env *e, unsigned idx, uint32_t inc,
 		w->cl = c;
 		w->thread = t;
 		w->writer = kind == PIT_CLIENT_SWEEP ? 0xffff : idx * e->cfg->threads + t;
-		w->rng = pit_rnd_seed(e->cfg->seed, (uint64_t)(idx + 1) << 40 | (uint64_t)inc << 8 | t);
+		w->rng =
+		    pit_rnd_seed(e->cfg->seed, (uint64_t)(idx + 1) << 40 | (uint64_t)inc << 8 | t);
 		w->buf = aligned_alloc(4096, (size_t)PIT_MAX_IO_BLOCKS * PIT_BLOCK);
 		if (!w->buf)
 			return 2;

@@ -34,8 +34,20 @@ static const char *const step_names[PIT_STEP_COUNT] = {
 	[PIT_STEP_COPY_WRITE] = "copy-write", [PIT_STEP_TGT_WRITE] = "target-write",
 	[PIT_STEP_SYNC] = "sync",           [PIT_STEP_COMMIT] = "commit",
 	[PIT_STEP_COMMITTED] = "committed", [PIT_STEP_UNLOCKED] = "unlocked",
-	[PIT_STEP_SRC_WRITE] = "source-write",
+	[PIT_STEP_SRC_WRITE] = "source-write", [PIT_STEP_REDIRECT] = "redirect",
 };
+
+enum pit_mutation pit_eng_mutation;
+
+static const char *const mutation_names[PIT_MUT_COUNT] = {
+	[PIT_MUT_NONE] = "none", [PIT_MUT_SKIP_COPY] = "skip-copy",
+	[PIT_MUT_SOURCE_FIRST] = "source-first", [PIT_MUT_NO_RECHECK] = "no-recheck",
+};
+
+const char *pit_mutation_name(enum pit_mutation m)
+{
+	return (unsigned)m < PIT_MUT_COUNT ? mutation_names[m] : "?";
+}
 
 const char *pit_step_name(enum pit_step s)
 {
@@ -111,7 +123,12 @@ static int cow_grain(struct fm_agent *a, const struct pit_vols *v, enum fm_io_op
 		return vol_io(tgt ? v->tgt : v->src, true, off, len, buf);
 	}
 	step(h, PIT_STEP_LOCKED, g, 0);
-	if (copy) { /* 2 */
+	if (pit_eng_mutation == PIT_MUT_SOURCE_FIRST && !tgt) { /* mutant: 6 first */
+		rc = vol_io(v->src, true, off, len, buf);
+		if (rc)
+			return cow_abort(a, v, g, h, rc);
+	}
+	if (copy && pit_eng_mutation != PIT_MUT_SKIP_COPY) { /* 2 */
 		uint8_t *tmp = malloc(gsz);
 
 		if (!tmp)
@@ -138,7 +155,7 @@ static int cow_grain(struct fm_agent *a, const struct pit_vols *v, enum fm_io_op
 	step(h, PIT_STEP_COMMIT, g, 0); /* 5 */
 	rc = fm_agent_commit_split(a, v->map, g);
 	step(h, PIT_STEP_COMMITTED, g, rc);
-	if (rc || tgt)
+	if (rc || tgt || pit_eng_mutation == PIT_MUT_SOURCE_FIRST)
 		return rc;
 	step(h, PIT_STEP_SRC_WRITE, g, 0); /* 6 */
 	return vol_io(v->src, true, off, len, buf);
@@ -146,10 +163,14 @@ static int cow_grain(struct fm_agent *a, const struct pit_vols *v, enum fm_io_op
 
 /* read the source, then prove per grain that it was still unsplit */
 static int redirect(struct fm_agent *a, const struct pit_vols *v, const struct fm_extent *e,
-		    uint32_t shift, uint8_t *ebuf)
+		    uint32_t shift, uint8_t *ebuf, const struct pit_eng_hooks *h)
 {
-	int rc = vol_io(v->src, false, e->offset, e->length, ebuf);
+	int rc;
 
+	step(h, PIT_STEP_REDIRECT, e->first_grain, 0);
+	rc = vol_io(v->src, false, e->offset, e->length, ebuf);
+	if (pit_eng_mutation == PIT_MUT_NO_RECHECK)
+		return rc;
 	for (uint64_t g = e->first_grain; !rc && g <= e->last_grain; g++) {
 		uint64_t s0 = g << shift, s1 = s0 + (1ull << shift);
 		uint64_t a0 = s0 > e->offset ? s0 : e->offset;
@@ -185,17 +206,20 @@ static int run_plan(struct fm_agent *a, const struct pit_vols *v, const struct f
 			rc = vol_io(fd, wr, e->offset, e->length, ebuf);
 			break;
 		case FM_EXT_REDIRECT_TO_SOURCE:
-			rc = redirect(a, v, e, shift, ebuf);
+			rc = redirect(a, v, e, shift, ebuf, h);
 			break;
 		case FM_EXT_COPY_THEN_WRITE:
 		case FM_EXT_WRITE_AND_SPLIT:
 			for (uint64_t g = e->first_grain; !rc && g <= e->last_grain; g++) {
+				/* the I/O's bytes inside grain g: [a0, a1) */
 				uint64_t s0 = g << shift, s1 = s0 + (1ull << shift);
+				uint64_t end = e->offset + e->length;
 				uint64_t a0 = s0 > e->offset ? s0 : e->offset;
-				uint64_t a1 = s1 < e->offset + e->length ? s1 : e->offset + e->length;
+				uint64_t a1 = s1 < end ? s1 : end;
+				bool copy = e->kind == FM_EXT_COPY_THEN_WRITE;
 
-				rc = cow_grain(a, v, op, g, shift, e->kind == FM_EXT_COPY_THEN_WRITE,
-					       a0, a1 - a0, buf + (a0 - off), h);
+				rc = cow_grain(a, v, op, g, shift, copy, a0, a1 - a0,
+					       buf + (a0 - off), h);
 			}
 			break;
 		default:

@@ -30,7 +30,7 @@ struct pit_vols {
 };
 
 /* steps of one grain's copy-on-write, in order (PIT_STEP_UNLOCKED ends
- * a COW that did not commit) */
+ * a COW that did not commit), and the one step of a redirected read */
 enum pit_step {
 	PIT_STEP_LOCKED = 0,     /* the grain lock is ours and the grain unsplit */
 	PIT_STEP_COPY_READ,      /* about to read the source grain */
@@ -41,6 +41,8 @@ enum pit_step {
 	PIT_STEP_COMMITTED,      /* it returned (rc passed); the lock is released */
 	PIT_STEP_UNLOCKED,       /* the lock was given back without a split */
 	PIT_STEP_SRC_WRITE,      /* about to write the source */
+	PIT_STEP_REDIRECT,       /* a redirect is about to read the source (then
+				  * re-check); grain: the extent's first */
 	PIT_STEP_COUNT
 };
 
@@ -66,6 +68,21 @@ struct pit_eng_hooks {
 int pit_eng_io(struct fm_agent *a, const struct pit_vols *v, enum fm_io_op op, uint64_t off,
 	       uint64_t len, void *buf, const struct pit_eng_hooks *h, uint32_t retry_ms,
 	       unsigned *attempts);
+
+/*
+ * Mutants: deliberately broken recipes, to prove the checker catches them
+ * (fm-pit --mutate NAME --expect-fail).  Set once per process, before any
+ * I/O; PIT_MUT_NONE in every real run.
+ */
+enum pit_mutation {
+	PIT_MUT_NONE = 0,
+	PIT_MUT_SKIP_COPY,       /* COPY_THEN_WRITE without the copy */
+	PIT_MUT_SOURCE_FIRST,    /* the source write before the copy and commit */
+	PIT_MUT_NO_RECHECK,      /* REDIRECT_TO_SOURCE trusts its read without is_split */
+	PIT_MUT_COUNT
+};
+extern enum pit_mutation pit_eng_mutation;
+const char *pit_mutation_name(enum pit_mutation m);
 
 /* the errors after which agent.h says: end the I/O and start it again */
 bool pit_eng_transient(int rc);
