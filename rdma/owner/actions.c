@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,10 +26,6 @@
 
 #define OD_OUTQ_MAX 1024   /* queued SENDs before a peer counts as stuck */
 #define OD_RANGE_PIECE (UINT64_C(1) << 30) /* grains per split_set_range call */
-#define OD_FENCE_WAIT_MS 1000 /* a fence blocks the loop at most this long
-			       * (shm: up to 300 ms for a live peer to close
-			       * when asked, then SIGKILL and its exit),
-			       * then the loop retries */
 
 static void exec_send(struct fm_ownerd *d, const struct fm_action *a)
 {
@@ -98,31 +95,35 @@ static void exec_local(struct fm_ownerd *d, const struct fm_action *a, uint64_t 
 	}
 }
 
-/* the fence of c is complete: no operation of its peer can land any more.
- * Reported as FM_FENCE_RDMA: that is all fm_ep_fence promises today (a
- * shm peer may also be dead, but the state machine then just waits for
- * the client's word or the lease, which is safe). */
-static void fence_done(struct fm_ownerd *d, struct od_conn *c, uint64_t op_id, uint64_t now)
+/* the fence of c reached `level` (enum fm_fence_level): no operation of
+ * its peer can land any more (RDMA), and with DEAD its process is gone too
+ * -- which lets the state machine release its locks at once (lease.h R4b) */
+static void fence_done(struct fm_ownerd *d, struct od_conn *c, uint64_t op_id, int level,
+		       uint64_t now)
 {
-	od_log(FM_LOGLVL_INFO, "conn %" PRIu64 ": fenced", c->id);
+	od_log(FM_LOGLVL_INFO, "conn %" PRIu64 ": fenced (%s)", c->id,
+	       level == FM_FENCE_DEAD ? "process dead" : "RDMA stopped");
 	od_conn_drop(d, c);
-	(void)fm_owner_op_done(d->o, op_id, 0, FM_FENCE_RDMA, NULL, 0, now);
+	(void)fm_owner_op_done(d->o, op_id, 0, (uint64_t)level, NULL, 0, now);
 }
 
-/* the peer of c cannot be fenced: never report the FENCE, so the state
- * machine never reclaims its lock words -- they stay held (safe: nobody
- * else can take them) until an operator acts */
-static void fence_failed(struct fm_ownerd *d, struct od_conn *c)
+/* the peer of c cannot be fenced (now): report it, so the state machine
+ * keeps its lock words and grants HELD (safe: nobody else can take them)
+ * and asks again at its next tick.  Loud the first time; the connection
+ * stays, so a later FENCE retries. */
+static void fence_failed(struct fm_ownerd *d, struct od_conn *c, int rc, uint64_t now)
 {
-	(void)d;
+	uint64_t op = c->fence_op;
+
 	c->fencing = false;
+	od_log(c->fence_failed ? FM_LOGLVL_DEBUG : FM_LOGLVL_ERR,
+	       "conn %" PRIu64 ": FENCE FAILED: %s -- its lock words stay HELD and its grants "
+	       "count; stop that process by hand", c->id, fm_errormsg());
 	c->fence_failed = true;
-	od_log(FM_LOGLVL_ERR, "conn %" PRIu64 ": FENCE FAILED: %s -- its lock words stay HELD "
-	       "and its grants count; stop that process by hand, then restart the owner",
-	       c->id, fm_errormsg());
+	(void)fm_owner_op_done(d->o, op, rc < 0 ? rc : -EIO, 0, NULL, 0, now);
 }
 
-/* complete the fences that can be: the peer closed, or its grace is over */
+/* progress every fence in flight; never blocks (fm_ep_fence does not) */
 void od_retry_fences(struct fm_ownerd *d, uint64_t now)
 {
 	for (size_t i = 0; i < d->nconns;) {
@@ -133,30 +134,25 @@ void od_retry_fences(struct fm_ownerd *d, uint64_t now)
 			i++;
 			continue;
 		}
-		rc = fm_ep_fence(c->ep, OD_FENCE_WAIT_MS);
-		if (rc == 0) {
-			fence_done(d, c, c->fence_op, now); /* moves the last conn to i */
+		rc = fm_ep_fence(c->ep, c->fence_kill ? FM_FENCE_F_KILL : 0);
+		if (rc == FM_FENCE_RDMA || rc == FM_FENCE_DEAD) {
+			fence_done(d, c, c->fence_op, rc, now); /* moves the last conn to i */
 			continue;
 		}
-		if (rc == -ETIMEDOUT) {
-			od_log(FM_LOGLVL_WARN, "conn %" PRIu64 ": fence pending: %s", c->id,
-			       fm_errormsg());
-		} else {
-			fence_failed(d, c);
-		}
+		if (rc != -EINPROGRESS)
+			fence_failed(d, c, rc, now);
 		i++;
 	}
 }
 
 /*
- * FENCE: after op_done(0) no operation of that peer may land.  The
- * transport guarantees it (fm_ep_fence: verbs destroys the QP; shm returns
- * at once for a peer that closed -- it unmapped us before its BYE -- and
- * otherwise kills the peer process through its pidfd and waits for its
- * exit -- after asking it to close: a peer with a wrong key or a protocol
- * error closes by itself, a stalled client is killed).  Only a 0 from
- * fm_ep_fence is reported; -ETIMEDOUT is retried; anything else is fatal
- * for that client's locks (fence_failed).  Progress: od_retry_fences, from
+ * FENCE: after op_done(0, level) no operation of that peer may land.  The
+ * transport guarantees it (fm_ep_fence, transport.h): verbs destroys the
+ * QP (RDMA); shm reports DEAD for a peer whose process exited, RDMA for one
+ * that closed (it unmapped us before its BYE) unless kill is asked, and
+ * otherwise kills it through its pidfd and reports DEAD once it exited.
+ * fm_ep_fence never blocks: -EINPROGRESS leaves the connection `fencing`,
+ * polled on its fm_ep_fence_fd (loop.c) and progressed by od_retry_fences
  * every loop iteration.
  */
 static void exec_fence(struct fm_ownerd *d, const struct fm_action *a, uint64_t now)
@@ -164,13 +160,18 @@ static void exec_fence(struct fm_ownerd *d, const struct fm_action *a, uint64_t 
 	struct od_conn *c = od_conn_find(d, a->conn);
 
 	if (!c) {
-		/* left the array only after a fence, or without a session */
-		(void)fm_owner_op_done(d->o, a->op_id, 0, 0, NULL, 0, now);
+		/* left the array only after a fence (at least RDMA), or
+		 * without a session */
+		(void)fm_owner_op_done(d->o, a->op_id, 0, FM_FENCE_RDMA, NULL, 0, now);
 		return;
 	}
-	if (c->fence_failed || c->fencing)
-		return; /* already failed loudly, or od_retry_fences completes it */
+	if (c->fencing) {
+		/* one in flight already; a later one may only ask for more */
+		c->fence_kill = c->fence_kill || a->u.fence.kill;
+		(void)fm_owner_op_done(d->o, c->fence_op, -EAGAIN, 0, NULL, 0, now);
+	}
 	c->fencing = true;
+	c->fence_kill = c->fence_kill || a->u.fence.kill;
 	c->fence_op = a->op_id;
 	if (!c->lost)
 		(void)od_outq_flush(c); /* let the BYE go out first */
@@ -198,9 +199,23 @@ static void exec_notify(struct fm_ownerd *d, const struct fm_notify *n)
 	int rc;
 
 	switch (n->type) {
-	case FM_NOTE_SESSION_UP:
-		od_log(FM_LOGLVL_INFO, "client %u: session up", n->client_id);
+	case FM_NOTE_SESSION_UP: {
+		/* the action's conn: exec_notify gets the note inside its
+		 * action (od_drain_actions passes &a.u.note) */
+		const struct fm_action *a = (const struct fm_action *)(const void *)
+			((const char *)n - offsetof(struct fm_action, u.note));
+		struct od_conn *c = od_conn_find(d, a->conn);
+
+		/* authenticated: open its one-sided access now, before the
+		 * WELCOME naming our regions is sent (transport.h
+		 * fm_ep_grant: the grant is ordered before later messages) */
+		if (c && !c->lost && (rc = fm_ep_grant(c->ep)) != 0)
+			od_log(FM_LOGLVL_WARN, "conn %" PRIu64 ": grant failed: %s", c->id,
+			       fm_errormsg()); /* the endpoint is CLOSED: lost below */
+		od_log(FM_LOGLVL_INFO, "client %u: session up on conn %" PRIu64, n->client_id,
+		       a->conn);
 		break;
+	}
 	case FM_NOTE_SESSION_DOWN:
 		od_log(FM_LOGLVL_INFO, "client %u: session down (status %d), locks reclaimed",
 		       n->client_id, n->status);

@@ -49,10 +49,16 @@ int fm_ownerd_run(struct fm_ownerd *d)
 		for (unsigned i = 0; i < OD_CTL_MAX; i++)
 			pfd[n++] = (struct pollfd){ .fd = d->ctl[i].fd, .events = POLLIN };
 		base = n;
-		for (size_t i = 0; i < d->nconns; i++)
-			pfd[n++] = (struct pollfd){ .fd = d->conns[i].lost ? -1 :
-							  fm_ep_fd(d->conns[i].ep),
+		/* a live connection: its endpoint fd; one being fenced: its
+		 * fence fd (shm: the peer's pidfd turns readable when it
+		 * exited; verbs: none, od_retry_fences runs every iteration) */
+		for (size_t i = 0; i < d->nconns; i++) {
+			const struct od_conn *c = &d->conns[i];
+
+			pfd[n++] = (struct pollfd){ .fd = c->fencing ? fm_ep_fence_fd(c->ep) :
+							  c->lost ? -1 : fm_ep_fd(c->ep),
 						    .events = POLLIN };
+		}
 		rc = poll(pfd, n, 100);
 		if (rc < 0 && errno != EINTR) {
 			free(pfd);

@@ -63,10 +63,11 @@ struct od_conn {
 	struct od_msg **outq; /* FIFO of SENDs waiting for credits */
 	size_t outq_head, outq_count, outq_cap;
 	bool lost;            /* broken or given up; waits for its FENCE */
-	bool fencing;         /* FENCE taken, not complete: od_retry_fences */
-	bool fence_failed;    /* cannot be fenced: FENCE never reported */
+	bool fencing;         /* FENCE taken, not complete: od_retry_fences
+			       * progresses it (its fm_ep_fence_fd is polled) */
+	bool fence_kill;      /* the FENCE asked for the whole process */
+	bool fence_failed;    /* a fence of it failed: logged loudly once */
 	uint64_t fence_op;    /* the FENCE action to complete (fencing) */
-
 };
 
 enum od_pend { OD_PEND_NONE = 0, OD_PEND_PREPARE, OD_PEND_START, OD_PEND_RESTART,

@@ -73,6 +73,15 @@ int fm__conn_priv_decode(const uint8_t *in, size_t n, struct fm_conn_priv *p)
 	if (p->credits < 2 || p->ctrl_credits < 1 || p->msg_size == 0)
 		return fm_err(-EPROTO, "peer offers %u credits, %u control, %u-byte messages",
 			      p->credits, p->ctrl_credits, p->msg_size);
+	if (p->credits > FM_CREDITS_MAX)
+		return fm_err(-EPROTO, "peer asks for %u receive credits (at most %u)", p->credits,
+			      FM_CREDITS_MAX);
+	if (p->ctrl_credits > FM_CTRL_CREDITS_MAX)
+		return fm_err(-EPROTO, "peer asks for %u control credits (at most %u)",
+			      p->ctrl_credits, FM_CTRL_CREDITS_MAX);
+	if (p->msg_size > FM_MSG_SIZE_MAX)
+		return fm_err(-EPROTO, "peer asks for %u-byte messages (at most %u)", p->msg_size,
+			      FM_MSG_SIZE_MAX);
 	memcpy(p->hello, in + 16, p->hello_len);
 	return 0;
 }

@@ -1,7 +1,7 @@
 /* endpoint.c -- the endpoint's common state (struct fm_ep, embedded by every
- * provider): setup after the handshake, failure with a reason, fence, delete,
- * state queries; and the argument and descriptor checks in front of the
- * provider's one-sided operations (READ, CAS, FAA). */
+ * provider): setup after the handshake, failure with a reason, grant,
+ * fence, delete, state queries; and the argument and descriptor checks in
+ * front of the provider's one-sided operations (READ, CAS, FAA). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -79,25 +79,66 @@ void fm_ep_delete(struct fm_ep **epp)
 	*epp = NULL;
 }
 
-int fm_ep_fence(struct fm_ep *ep, int timeout_ms)
+int fm_ep_grant(struct fm_ep *ep)
+{
+	if (ep == NULL)
+		return fm_err(-EINVAL, "fm_ep_grant: NULL endpoint");
+	if (ep->loopback)
+		return 0; /* our own memory: always reachable */
+	if (!ep->passive)
+		return fm_err(-EINVAL, "fm_ep_grant: only the accepting side grants access");
+	if (ep->granted)
+		return 0;
+	if (ep->state != FM_EP_UP)
+		return fm__ep_not_up(ep);
+	if (ep->t->ops->grant(ep))
+		return fm__ep_broke(ep);
+	ep->granted = true;
+	return 0;
+}
+
+/*
+ * The level a fence reached is kept in the endpoint: asking again for what
+ * is reached answers at once; only KILL on a peer fenced at RDMA goes back
+ * to the provider (shm may still kill it).  The endpoint is CLOSED from the
+ * first call: a peer being fenced gets no service, whatever it sends.
+ */
+int fm_ep_fence(struct fm_ep *ep, unsigned flags)
 {
 	int ret;
 
 	if (ep == NULL)
 		return fm_err(-EINVAL, "fm_ep_fence: NULL endpoint");
+	if (flags & ~FM_FENCE_F_KILL)
+		return fm_err(-EINVAL, "fm_ep_fence: unknown flags 0x%x", flags);
 	if (ep->loopback)
 		return fm_err(-EINVAL, "fm_ep_fence: the loopback endpoint has no peer");
-	if (ep->fenced)
-		return 0;
-	ret = ep->t->ops->fence(ep, timeout_ms);
-	if (ret == 0) {
-		ep->fenced = true;
-		/* a fence is final: whatever state the endpoint had, no
-		 * operation may use it any more */
-		if (ep->state != FM_EP_CLOSED)
-			fm__ep_fail(ep, -ENOTCONN, "fenced (peer can no longer access us)");
+	if (ep->fence_level == FM_FENCE_DEAD ||
+	    (ep->fence_level == FM_FENCE_RDMA && !(flags & FM_FENCE_F_KILL)))
+		return ep->fence_level;
+	ret = ep->t->ops->fence(ep, flags);
+	if (ret == FM_FENCE_RDMA || ret == FM_FENCE_DEAD) {
+		if (ret > ep->fence_level)
+			ep->fence_level = ret;
+		ret = ep->fence_level;
 	}
+	/* a fence is final: whatever it returned, no operation may use the
+	 * endpoint any more (the provider may already have said why) */
+	if (ep->state != FM_EP_CLOSED && ret != -EINVAL && ret != -EOPNOTSUPP)
+		fm__ep_fail(ep, -ENOTCONN, "fence begun by this side");
 	return ret;
+}
+
+int fm_ep_fence_fd(const struct fm_ep *ep)
+{
+	if (ep == NULL || ep->loopback || ep->t->ops->fence_fd == NULL)
+		return -1;
+	return ep->t->ops->fence_fd(ep);
+}
+
+int fm_ep_error(const struct fm_ep *ep)
+{
+	return ep->state == FM_EP_UP ? 0 : ep->err;
 }
 
 enum fm_ep_state fm_ep_state(const struct fm_ep *ep, const char **reason)

@@ -2,6 +2,7 @@
  * configuration defaults and checks, then the chosen provider's init. */
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "transport_priv.h"
 
@@ -38,18 +39,34 @@ int fm_transport_new(struct fm_transport **out, const struct fm_transport_cfg *c
 			      cfg.provider);
 	if (cfg.msg_size == 0)
 		cfg.msg_size = FM_DEFAULT_MSG_SIZE;
-	if (cfg.msg_size > (1u << 24))
-		return fm_err(-EINVAL, "message size %u above 16 MiB", cfg.msg_size);
+	if (cfg.msg_size > FM_MSG_SIZE_MAX)
+		return fm_err(-EINVAL, "message size %u above %u", cfg.msg_size, FM_MSG_SIZE_MAX);
 	if (cfg.credits == 0)
 		cfg.credits = FM_DEFAULT_CREDITS;
-	if (cfg.credits < 2 || cfg.credits > 4096)
-		return fm_err(-EINVAL, "credits %u outside [2, 4096]", cfg.credits);
+	if (cfg.credits < 2 || cfg.credits > FM_CREDITS_MAX)
+		return fm_err(-EINVAL, "credits %u outside [2, %u]", cfg.credits, FM_CREDITS_MAX);
 	if (cfg.wait_mode != FM_WAIT_BUSY && cfg.wait_mode != FM_WAIT_EVENT)
 		return fm_err(-EINVAL, "wait mode %d", (int)cfg.wait_mode);
 	if (cfg.op_timeout_ms <= 0)
 		cfg.op_timeout_ms = FM_DEFAULT_TIMEOUT_MS;
-	if (cfg.shm_arena_size == 0)
-		cfg.shm_arena_size = 1ull << 30;
+	if (cfg.linger_ms == 0)
+		cfg.linger_ms = FM_DEFAULT_LINGER_MS;
+	if (cfg.shm_read_size == 0)
+		cfg.shm_read_size = 64ull << 20;
+	if (cfg.shm_atomic_size == 0)
+		cfg.shm_atomic_size = 1ull << 30;
+	if (cfg.shm_max_regions == 0)
+		cfg.shm_max_regions = 256;
+	if (cfg.shm_max_regions > (1u << 20))
+		return fm_err(-EINVAL, "shm_max_regions %u above %u", cfg.shm_max_regions,
+			      1u << 20);
+	if (cfg.shm_nuids > FM_SHM_UIDS_MAX)
+		return fm_err(-EINVAL, "%u shm uids (at most %u)", cfg.shm_nuids,
+			      FM_SHM_UIDS_MAX);
+	if (cfg.shm_nuids == 0) {
+		cfg.shm_nuids = 1;
+		cfg.shm_uids[0] = (uint32_t)geteuid();
+	}
 	cfg.provider = ops->name;
 
 	ret = ops->transport_init(&t, &cfg);

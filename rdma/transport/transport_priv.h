@@ -6,13 +6,13 @@
  *   transport.c  the provider registry and the transport object.
  *   region.c     regions, their descriptors, random keys.
  *   listener.c   listen, accept, loopback, connect.
- *   endpoint.c   endpoint state, failure, fence; one-sided op checks.
+ *   endpoint.c   endpoint state, failure, grant, fence; one-sided op checks.
  *   msg.c        the credit protocol, messages, blocking waits.
  *   codec.c      the message header and connection private data below.
  *   time.c       monotonic milliseconds, deadlines.
  * and the providers:
- *   shm/         memfd arena + SPSC rings + unix-socket rendezvous + pidfd
- *                fence (shm_priv.h lists the files).
+ *   shm/         memfd arenas + grant + SPSC rings + unix-socket rendezvous +
+ *                pidfd fence (shm_priv.h lists the files).
  *   verbs/       librdmacm + RC QPs (verbs_priv.h lists the files).
  * Providers embed `struct fm_ep` / `struct fm_region` / ... as the first
  * member of their own structs and recover them with container_of.
@@ -44,6 +44,7 @@
 #define FM_DEFAULT_CREDITS 16u
 #define FM_CTRL_CREDITS 4u /* receive buffers reserved for CREDIT messages */
 #define FM_DEFAULT_TIMEOUT_MS 10000
+#define FM_DEFAULT_LINGER_MS 1000
 #define FM_REASON_MAX 128
 
 /* --------------------------------------------------------------- wire */
@@ -61,8 +62,10 @@
  *  12  le32 reserved (0)
  */
 #define FM_TMSG_MAGIC 0x4d46u /* "FM" */
-/* version of both transport formats: this header, the connection private data */
-#define FM_TRANSPORT_WIRE_VERSION 1u
+/* version of both transport formats: this header, the connection private
+ * data.  2: shm requests carry no fd and replies only the ring memfd (the
+ * arenas come with fm_ep_grant); peer limits FM_*_MAX. */
+#define FM_TRANSPORT_WIRE_VERSION 2u
 #define FM_TMSG_DATA 1u
 #define FM_TMSG_CREDIT 2u
 #define FM_TMSG_HDR_SIZE 16u
@@ -101,6 +104,10 @@ struct fm_conn_priv {
 };
 
 void fm__conn_priv_encode(const struct fm_conn_priv *p, uint8_t out[FM_CONN_PRIV_SIZE]);
+/* fm__conn_priv_decode -- checks in order: size, magic (-EPROTO), version
+ * (-EPROTONOSUPPORT), hello length, reserved, then the peer limits: credits
+ * in [2, FM_CREDITS_MAX], control credits in [1, FM_CTRL_CREDITS_MAX],
+ * msg_size in [1, FM_MSG_SIZE_MAX] (-EPROTO, the message names the value) */
 int fm__conn_priv_decode(const uint8_t *in, size_t n, struct fm_conn_priv *p);
 
 /* ------------------------------------------------------------ objects */
@@ -143,7 +150,9 @@ struct fm_ep {
 	int err;                  /* errno of the failure that closed it */
 	char reason[FM_REASON_MAX];
 	bool loopback;            /* one-sided only */
-	bool fenced;              /* fm_ep_fence returned 0: final */
+	bool passive;             /* the accepting side (grants, fences) */
+	bool granted;             /* fm_ep_grant done */
+	int fence_level;          /* enum fm_fence_level reached (0: none) */
 	int event_fd;             /* epoll fd given out by fm_ep_fd */
 
 	/* handshake */
@@ -187,9 +196,14 @@ struct fm_provider_ops {
 	int (*connect)(struct fm_transport *t, const char *addr, const struct fm_conn_priv *priv,
 		       int timeout_ms, struct fm_ep **out);
 	void (*ep_delete)(struct fm_ep *ep); /* disconnects; then fm__ep_fini */
-	/* fm_ep_fence (transport.h); not called for loopback or fenced
-	 * endpoints.  0 only when no one-sided op of the peer can land. */
-	int (*fence)(struct fm_ep *ep, int timeout_ms);
+	/* fm_ep_grant (transport.h): open the peer's one-sided access; UP,
+	 * accepting side, not yet granted.  0 or fails the endpoint. */
+	int (*grant)(struct fm_ep *ep);
+	/* fm_ep_fence (transport.h); not called for the loopback, nor when the
+	 * level asked for is reached.  Never blocks.  A level only when no
+	 * one-sided op of the peer can land; -EINPROGRESS; or why not. */
+	int (*fence)(struct fm_ep *ep, unsigned flags);
+	int (*fence_fd)(const struct fm_ep *ep); /* -1: none */
 
 	/* one-sided; arguments already checked against the descriptor */
 	int (*read)(struct fm_ep *ep, void *dst, struct fm_region *dst_r,

@@ -162,11 +162,26 @@ static int wait_closed(struct fm_ep *ep)
 	return 0;
 }
 
-/* owner -> client: descriptors in the first message */
+/* owner -> client: descriptors in the first message, sent without
+ * opening the peer's access (the no_grant scenario) */
+static int send_descs_only(struct fm_ep *ep, const struct fm_region_desc *d, int n)
+{
+	uint8_t buf[4 * FM_REGION_DESC_WIRE_SIZE];
+
+	for (int i = 0; i < n; i++)
+		fm_region_desc_encode(&d[i], buf + i * FM_REGION_DESC_WIRE_SIZE);
+	CHECK_RET(fm_ep_send(ep, buf, (size_t)n * FM_REGION_DESC_WIRE_SIZE, 0), 0);
+	return 0;
+}
+
+/* owner -> client: open its one-sided access (what the protocol does once
+ * the client authenticated), then the descriptors in the first message */
 static int send_descs(struct fm_ep *ep, const struct fm_region_desc *d, int n)
 {
 	uint8_t buf[4 * FM_REGION_DESC_WIRE_SIZE];
 
+	CHECK_RET(fm_ep_grant(ep), 0);
+	CHECK_RET(fm_ep_grant(ep), 0); /* idempotent */
 	for (int i = 0; i < n; i++)
 		fm_region_desc_encode(&d[i], buf + i * FM_REGION_DESC_WIRE_SIZE);
 	CHECK_RET(fm_ep_send(ep, buf, (size_t)n * FM_REGION_DESC_WIRE_SIZE, 0), 0);
@@ -896,6 +911,156 @@ static int event_client(struct ctx *c)
 	return 0;
 }
 
+/* -------------------------------------- scenario: no access before grant */
+
+/* The peer's one-sided operations fail like a remote access error until
+ * the owner grants (fm_ep_grant), whatever descriptor it holds; after the
+ * grant the same descriptors work. */
+static int nogrant_owner(struct ctx *c)
+{
+	struct fm_transport *t;
+	struct fm_listener *l;
+	struct fm_region *bm, *locks;
+	struct fm_region_desc d[2];
+	struct fm_ep *ep[2];
+	uint64_t *w;
+
+	if (transport_open(&t, FM_WAIT_BUSY, 0))
+		return -1;
+	CHECK_RET(fm_region_new(t, 8192, FM_ACCESS_REMOTE_READ, &bm), 0);
+	CHECK_RET(fm_region_new(t, 4096, FM_ACCESS_REMOTE_ATOMIC, &locks), 0);
+	fm_region_desc(bm, &d[0]);
+	fm_region_desc(locks, &d[1]);
+	memset(fm_region_ptr(bm), 0x5a, 8192);
+	CHECK_RET(fm_listen(t, c->addr, &l), 0);
+	/* first connection: descriptors, but no grant */
+	if (accept_all(l, 1, &ep[0]) || send_descs_only(ep[0], d, 2) || wait_closed(ep[0]))
+		return -1;
+	w = fm_region_ptr(locks);
+	CHECK(__atomic_load_n(&w[0], __ATOMIC_ACQUIRE) == 0, "an ungranted CAS landed: %llx",
+	      (unsigned long long)w[0]);
+	/* second connection: granted */
+	if (accept_all(l, 1, &ep[1]) || send_descs(ep[1], d, 2) || wait_closed(ep[1]))
+		return -1;
+	CHECK(__atomic_load_n(&w[0], __ATOMIC_ACQUIRE) == 7, "the granted CAS did not land");
+	for (int k = 0; k < 2; k++)
+		fm_ep_delete(&ep[k]);
+	fm_listener_delete(&l);
+	fm_region_delete(&bm);
+	fm_region_delete(&locks);
+	fm_transport_delete(&t);
+	return 0;
+}
+
+static int nogrant_client(struct ctx *c)
+{
+	struct fm_transport *t;
+	struct fm_region *dst;
+	struct fm_region_desc d[2];
+	struct fm_ep *ep;
+	const char *reason;
+	uint64_t old;
+
+	if (transport_open(&t, FM_WAIT_BUSY, 0) || connect_retry(t, c, NULL, &ep))
+		return -1;
+	CHECK_RET(fm_region_new(t, 8192, FM_ACCESS_LOCAL, &dst), 0);
+	if (recv_descs(ep, d, 2))
+		return -1;
+	CHECK_RET(fm_ep_cas(ep, &d[1], 0, 0, 0xbad, &old), -EACCES);
+	CHECK(fm_ep_state(ep, &reason) == FM_EP_CLOSED, "an ungranted CAS must close");
+	CHECK(strstr(reason, "access") != NULL, "reason: %s", reason);
+	CHECK(fm_ep_error(ep) == -EACCES, "error %d", fm_ep_error(ep));
+	fm_ep_delete(&ep);
+
+	if (connect_retry(t, c, NULL, &ep) || recv_descs(ep, d, 2))
+		return -1;
+	CHECK_RET(fm_ep_read(ep, dst, 0, &d[0], 0, 8192), 0);
+	CHECK(((uint8_t *)fm_region_ptr(dst))[8191] == 0x5a);
+	CHECK_RET(fm_ep_cas(ep, &d[1], 0, 0, 7, &old), 0);
+	CHECK(old == 0);
+	fm_ep_delete(&ep);
+	fm_region_delete(&dst);
+	fm_transport_delete(&t);
+	return 0;
+}
+
+/* ------------------------------------------------ scenario: fence */
+
+/* The owner fences a granted client that keeps CASing: verbs reaches RDMA
+ * at once (and cannot do more); shm kills the process (DEAD).  From then
+ * on no CAS of the client lands: the counter stops. */
+static int fence_owner(struct ctx *c)
+{
+	struct fm_transport *t;
+	struct fm_listener *l;
+	struct fm_region *locks;
+	struct fm_region_desc d;
+	struct fm_ep *ep;
+	uint64_t *w, at_fence;
+	char buf[16];
+	int level, tries = 0;
+	bool shm = strcmp(cfg.provider, "shm") == 0;
+
+	if (transport_open(&t, FM_WAIT_BUSY, 0))
+		return -1;
+	CHECK_RET(fm_region_new(t, 4096, FM_ACCESS_REMOTE_ATOMIC, &locks), 0);
+	fm_region_desc(locks, &d);
+	CHECK_RET(fm_listen(t, c->addr, &l), 0);
+	if (accept_all(l, 1, &ep) || send_descs(ep, &d, 1))
+		return -1;
+	CHECK_RET(fm_ep_recv(ep, buf, sizeof(buf), 0), 5); /* "going": it FAAs now */
+	w = fm_region_ptr(locks);
+	while (__atomic_load_n(&w[0], __ATOMIC_ACQUIRE) < 100)
+		usleep(1000);
+	CHECK(shm ? fm_ep_fence_fd(ep) >= 0 : fm_ep_fence_fd(ep) == -1, "fence fd %d",
+	      fm_ep_fence_fd(ep));
+	while ((level = fm_ep_fence(ep, FM_FENCE_F_KILL)) == -EINPROGRESS) {
+		CHECK(shm, "verbs fences at once");
+		CHECK(++tries < 10000, "fence never completed: %s", fm_errormsg());
+		usleep(1000);
+	}
+	CHECK(level == (shm ? FM_FENCE_DEAD : FM_FENCE_RDMA), "fence level %d", level);
+	CHECK(fm_ep_state(ep, NULL) == FM_EP_CLOSED);
+	CHECK_RET(fm_ep_fence(ep, 0), level); /* final */
+	at_fence = __atomic_load_n(&w[0], __ATOMIC_ACQUIRE);
+	usleep(300000); /* a live client would keep counting */
+	CHECK(__atomic_load_n(&w[0], __ATOMIC_ACQUIRE) == at_fence,
+	      "a fenced client's FAA landed: %llu -> %llu", (unsigned long long)at_fence,
+	      (unsigned long long)w[0]);
+	fprintf(stderr, "[owner] fenced at level %d after %llu FAAs\n", level,
+		(unsigned long long)at_fence);
+	fm_ep_delete(&ep);
+	fm_listener_delete(&l);
+	fm_region_delete(&locks);
+	fm_transport_delete(&t);
+	return 0;
+}
+
+static int fence_client(struct ctx *c)
+{
+	struct fm_transport *t;
+	struct fm_region_desc d;
+	struct fm_ep *ep;
+	int ret;
+
+	if (transport_open(&t, FM_WAIT_BUSY, 0) || connect_retry(t, c, NULL, &ep))
+		return -1;
+	if (recv_descs(ep, &d, 1))
+		return -1;
+	if (strcmp(cfg.provider, "shm") == 0) { /* only the owner fences */
+		CHECK_RET(fm_ep_fence(ep, 0), -EOPNOTSUPP);
+		CHECK(fm_ep_state(ep, NULL) == FM_EP_UP);
+	}
+	CHECK_RET(fm_ep_send(ep, "going", 5, 0), 0);
+	do /* until the fence stops us (shm: SIGKILL ends this process) */
+		ret = fm_ep_faa(ep, &d, 0, 1, NULL);
+	while (ret == 0);
+	fprintf(stderr, "[client] FAA after the fence: %d (%s)\n", ret, fm_errormsg());
+	fm_ep_delete(&ep);
+	fm_transport_delete(&t);
+	return 0;
+}
+
 /* ------------------------------------------------------------ runner */
 
 struct scenario {
@@ -916,6 +1081,8 @@ static const struct scenario scenarios[] = {
 	{"bad_access", badaccess_owner, badaccess_client, true, false},
 	{"peer_kill", kill_owner, kill_client, true, true},
 	{"event_mode", event_owner, event_client, false, false},
+	{"no_grant", nogrant_owner, nogrant_client, true, false},
+	{"fence", fence_owner, fence_client, true, true},
 };
 #define NSCN ((int)(sizeof(scenarios) / sizeof(scenarios[0])))
 
@@ -1169,141 +1336,6 @@ static void shm__connect_nobody__econnrefused(void **state)
 	fm_transport_delete(&t);
 }
 
-/* ------------------------------------------------------------- fence */
-
-/* rdma/transport/transport_priv.h: take the pidfd_open path (kernels < 6.5) */
-extern void fm__shm_test_no_peerpidfd(bool on);
-
-/* fence peer: connect, take the lock region's descriptor, then either exit
- * at once (dead peer) or stop itself with its CAS 0 -> 0xdead pending */
-static int fence_peer(const char *addr, bool stall)
-{
-	struct fm_transport *t;
-	struct fm_ep *ep = NULL;
-	struct fm_region_desc d;
-	uint8_t buf[FM_REGION_DESC_WIRE_SIZE];
-	uint64_t old;
-
-	alarm(30);
-	if (fm_transport_new(&t, NULL))
-		return 10;
-	for (int i = 0; i < 500 && fm_connect(t, addr, NULL, 0, 2000, &ep); i++)
-		usleep(10000);
-	if (ep == NULL)
-		return 11;
-	if (fm_ep_recv(ep, buf, sizeof(buf), 0) != FM_REGION_DESC_WIRE_SIZE)
-		return 12;
-	fm_region_desc_decode(buf, &d);
-	if (!stall)
-		return 0;
-	raise(SIGSTOP); /* a stalled client: its CAS is decided, not landed */
-	(void)fm_ep_cas(ep, &d, 0, 0, 0xdead, &old);
-	return 0; /* only reached if the fence let us live */
-}
-
-/* owner side: fence the peer (stalled or already dead) and check it */
-static void fence_case(bool stall, bool no_peerpidfd)
-{
-	struct fm_transport *t;
-	struct fm_listener *l;
-	struct fm_region *locks;
-	struct fm_region_desc d;
-	struct fm_ep *ep;
-	uint8_t buf[FM_REGION_DESC_WIRE_SIZE];
-	char addr[64];
-	const char *reason;
-	siginfo_t si;
-	uint64_t t0;
-	pid_t pid;
-	int st;
-
-	snprintf(addr, sizeof(addr), "shm:/flashmeta-fence-%d-%d%d", (int)getpid(), stall,
-		 no_peerpidfd);
-	pid = fork(); /* before any transport exists here */
-	assert_true(pid >= 0);
-	if (pid == 0)
-		_exit(fence_peer(addr, stall));
-	fm__shm_test_no_peerpidfd(no_peerpidfd);
-	assert_int_equal(fm_transport_new(&t, NULL), 0);
-	assert_int_equal(fm_region_new(t, 4096, FM_ACCESS_REMOTE_ATOMIC, &locks), 0);
-	assert_int_equal(fm_listen(t, addr, &l), 0);
-	assert_int_equal(fm_listener_accept(l, 20000, &ep), 0);
-	fm__shm_test_no_peerpidfd(false);
-	fm_region_desc(locks, &d);
-	fm_region_desc_encode(&d, buf);
-	assert_int_equal(fm_ep_send(ep, buf, sizeof(buf), 0), 0);
-	/* stalled: stopped with the CAS pending; dead: a zombie, not reaped */
-	memset(&si, 0, sizeof(si));
-	assert_int_equal(waitid(P_PID, (id_t)pid, &si,
-				(stall ? WSTOPPED : WEXITED) | WNOWAIT), 0);
-	assert_int_equal(si.si_pid, pid);
-
-	t0 = (uint64_t)time(NULL);
-	assert_int_equal(fm_ep_fence(ep, 10000), 0);
-	assert_int_equal(fm_ep_state(ep, &reason), FM_EP_CLOSED);
-	printf("fence (%s, %s): %s\n", stall ? "stalled" : "dead",
-	       no_peerpidfd ? "pidfd_open" : "SO_PEERPIDFD", reason);
-	if (stall) /* a dead peer keeps the first reason ("peer died") */
-		assert_non_null(strstr(reason, "fenced"));
-	assert_int_equal(fm_ep_fence(ep, 0), 0); /* final, idempotent */
-	if (stall) {
-		kill(pid, SIGCONT); /* a live peer would now land its CAS */
-		usleep(100000);
-	}
-	/* its pending CAS never landed */
-	assert_int_equal(__atomic_load_n((uint64_t *)fm_region_ptr(locks), __ATOMIC_ACQUIRE), 0);
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	if (stall) {
-		assert_true(WIFSIGNALED(st));
-		assert_int_equal(WTERMSIG(st), SIGKILL);
-	} else {
-		assert_true(WIFEXITED(st));
-		assert_int_equal(WEXITSTATUS(st), 0);
-		assert_true((uint64_t)time(NULL) - t0 <= 1); /* at once, no grace */
-	}
-	fm_ep_delete(&ep);
-	fm_listener_delete(&l);
-	fm_region_delete(&locks);
-	fm_transport_delete(&t);
-}
-
-static void shm__fence_stalled_peer__killed_cas_never_lands(void **state)
-{
-	(void)state;
-	fence_case(true, false);
-}
-
-static void shm__fence_stalled_peer_pidfd_open__killed_cas_never_lands(void **state)
-{
-	(void)state;
-	fence_case(true, true);
-}
-
-static void shm__fence_dead_peer__zero_at_once(void **state)
-{
-	(void)state;
-	fence_case(false, false);
-}
-
-static void shm__fence_loopback__einval(void **state)
-{
-	struct fm_transport *t;
-	struct fm_listener *l;
-	struct fm_ep *ep;
-	char name[64];
-
-	(void)state;
-	snprintf(name, sizeof(name), "shm:/flashmeta-fence-lo-%d", (int)getpid());
-	assert_int_equal(fm_transport_new(&t, NULL), 0);
-	assert_int_equal(fm_listen(t, name, &l), 0);
-	assert_int_equal(fm_listener_loopback(l, &ep), 0);
-	assert_int_equal(fm_ep_fence(ep, 0), -EINVAL);
-	assert_int_equal(fm_ep_fence(NULL, 0), -EINVAL);
-	fm_ep_delete(&ep);
-	fm_listener_delete(&l);
-	fm_transport_delete(&t);
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: test_transport [--provider shm|verbs] [--addr ADDR]\n"
@@ -1369,10 +1401,6 @@ int main(int argc, char **argv)
 			cmocka_unit_test(transport__verbs_without_device__enodev_or_works),
 			cmocka_unit_test(shm__region_desc__roundtrip_and_keys),
 			cmocka_unit_test(shm__connect_nobody__econnrefused),
-			cmocka_unit_test(shm__fence_stalled_peer__killed_cas_never_lands),
-			cmocka_unit_test(shm__fence_stalled_peer_pidfd_open__killed_cas_never_lands),
-			cmocka_unit_test(shm__fence_dead_peer__zero_at_once),
-			cmocka_unit_test(shm__fence_loopback__einval),
 		};
 		struct CMUnitTest stests[NSCN];
 		int r;

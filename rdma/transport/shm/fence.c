@@ -1,11 +1,29 @@
-/* fence.c -- the shm provider's fence: who the peer is, and stopping it.
+/* fence.c -- the shm provider's fence: who the peer is, whether we could
+ * stop it, and stopping it without ever blocking.
  *
- * The accepting side keeps a pidfd of the connecting process, taken at
- * accept (fm__shm_peer_identify).  fm_ep_fence = SIGKILL through it, then poll
- * until it reports the whole process exited: only a dead peer can no longer
- * touch the arena it mapped (see SHM TRUST MODEL in transport.h).  Both
- * sides map the peer's arena and the rings MADV_DONTFORK, so a process
- * forked later does not inherit them.
+ * At accept (rendezvous.c) a peer is admitted only if it can be fenced:
+ * its uid is allowed (fm__shm_peer_admit, the moment the connection is
+ * accepted), and once its request arrived we hold a pidfd of it and may
+ * signal it (fm__shm_peer_identify).  A fence then never fails for lack of
+ * permission.
+ *
+ * fm_ep_fence is a state of the endpoint, advanced by each call, never a
+ * wait (transport.h has the levels):
+ *
+ *   first call: fencing = true, fence_since = now
+ *        |
+ *        +-- pidfd readable (the whole process exited) -------------> DEAD
+ *        +-- no KILL, BYE record came (it unmapped us first) -------> RDMA
+ *        +-- no KILL, within FM_SHM_CLOSE_GRACE_MS of the first call -> -EINPROGRESS
+ *        +-- otherwise: SIGKILL through the pidfd (once) -----------> -EINPROGRESS
+ *                        ... until the pidfd says it exited --------> DEAD
+ *
+ * The transport never asks the peer to close: a BYE that a stalled
+ * process's protocol thread sends proves nothing about its I/O threads.
+ * Whether a client's I/O is over is the protocol's question (lease.h R3,
+ * BYE{QUIESCED}); the transport answers only "can it reach our memory"
+ * (RDMA) and "is it dead" (DEAD).  Both sides map the other's memory
+ * MADV_DONTFORK, so a process forked later holds nothing of it.
  */
 #include <errno.h>
 #include <poll.h>
@@ -17,9 +35,6 @@
 #include <unistd.h>
 
 #include "shm_priv.h"
-
-/* fm_ep_fence: how long a live peer gets to close by itself when asked */
-#define FM_SHM_FENCE_GRACE_MS 300
 
 /* Linux 6.5 uapi; older headers lack it, older kernels say ENOPROTOOPT */
 #ifndef SO_PEERPIDFD
@@ -45,22 +60,45 @@ static int sys_pidfd_send_signal(int pidfd, int sig)
 }
 
 /* 1: the pidfd's process has exited (all threads; zombie or reaped),
- * 0: not within timeout_ms, or a negative errno (-EINTR included) */
-static int pidfd_exited(int pidfd, int timeout_ms)
+ * 0: not yet, or a negative errno.  Never waits. */
+static int pidfd_exited(int pidfd)
 {
 	struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
-	int r = poll(&pfd, 1, timeout_ms);
+	int r = poll(&pfd, 1, 0);
 
 	if (r < 0)
-		return -errno;
+		return errno == EINTR ? 0 : -errno;
 	return r > 0 && (pfd.revents & (POLLIN | POLLHUP)) ? 1 : 0;
 }
 
-/* fencing is impossible for this peer: say why, once, for fm_ep_fence */
-static void shm_no_fence(struct shm_ep *se, int err, const char *why)
+int fm__shm_peer_admit(struct fm_transport *t, int sock, pid_t *pid, uid_t *uid)
 {
-	se->fence_err = err;
-	snprintf(se->fence_why, sizeof(se->fence_why), "%s", why);
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	char list[FM_SHM_UIDS_MAX * 12];
+	size_t used = 0;
+
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cr, &len) || len != sizeof(cr))
+		return fm_err(-EPROTO, "shm: SO_PEERCRED: %s", strerror(errno));
+	*pid = cr.pid;
+	*uid = cr.uid;
+	for (uint32_t i = 0; i < t->cfg.shm_nuids; i++) {
+		if (t->cfg.shm_uids[i] == (uint32_t)cr.uid)
+			goto allowed;
+		used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%u", i ? "," : "",
+					 t->cfg.shm_uids[i]);
+	}
+	return fm_err(-EACCES, "shm: connection from uid %u (pid %d) refused: allowed uids are %s",
+		      (unsigned)cr.uid, (int)cr.pid, list);
+allowed:
+	if (cr.pid == 0)
+		return fm_err(-EPERM, "shm: connection from uid %u refused: its process is in a "
+				      "PID namespace this one cannot see, so it could not be fenced",
+			      (unsigned)cr.uid);
+	if (cr.pid == getpid())
+		return fm_err(-EPERM, "shm: connection from this very process refused: it could "
+				      "not be fenced");
+	return 0;
 }
 
 /*
@@ -68,8 +106,7 @@ static void shm_no_fence(struct shm_ep *se, int err, const char *why)
  * while it is provably the one: called after its connection request
  * arrived, while it waits for our reply.
  *
- *   1. SO_PEERCRED: pid and uid recorded at connect().  pid 0 = the peer
- *      lives in a PID namespace we cannot see: accepted, never fenceable.
+ *   1. SO_PEERCRED: pid and uid recorded at connect() (admitted already).
  *   2. SO_PEERPIDFD (Linux >= 6.5): the socket's own reference to the
  *      connecting process -- no reuse window at all.
  *   3. Otherwise pidfd_open(pid).  Window: had the connecting process died
@@ -82,8 +119,10 @@ static void shm_no_fence(struct shm_ep *se, int err, const char *why)
  *      SO_PEERCRED still gives the same pid.  What is left needs a client
  *      that forks inside fm_connect and dies, plus a full pid wrap-around,
  *      within milliseconds.
- * Returns 0 (se->pidfd set, or fence_err says why not), -ECONNABORTED (the
- * connecting process is gone), or another negative errno.
+ *   4. Signal 0 through the pidfd: the kernel's permission check for
+ *      SIGKILL (same uid, or CAP_KILL), without sending anything.
+ * Returns 0 (se->pidfd set), -EPERM (we may not kill it: refused),
+ * -EOPNOTSUPP (no pidfds: refused), -ECONNABORTED (it is gone).
  */
 int fm__shm_peer_identify(struct shm_ep *se)
 {
@@ -97,15 +136,8 @@ int fm__shm_peer_identify(struct shm_ep *se)
 		return fm_err(-errno ? -errno : -EPROTO, "SO_PEERCRED: %s", strerror(errno));
 	se->peer_pid = cr.pid;
 	se->peer_uid = cr.uid;
-	if (cr.pid == 0) {
-		shm_no_fence(se, -EPERM, "the peer is in a PID namespace this process cannot see "
-					 "(SO_PEERCRED pid 0)");
-		return 0;
-	}
-	if (cr.pid == getpid()) {
-		shm_no_fence(se, -EPERM, "the peer is this very process");
-		return 0;
-	}
+	if (cr.pid <= 0 || cr.pid == getpid())
+		return fm_err(-EPERM, "shm: peer pid %d could not be fenced", (int)cr.pid);
 	if (!shm_no_peerpidfd) {
 		len = sizeof(fd);
 		if (getsockopt(se->sock, SOL_SOCKET, SO_PEERPIDFD, &fd, &len) == 0 &&
@@ -121,14 +153,14 @@ int fm__shm_peer_identify(struct shm_ep *se)
 		if (errno == ESRCH)
 			return fm_err(-ECONNABORTED, "connecting process %d already exited",
 				      (int)cr.pid);
-		if (errno == ENOSYS) {
-			shm_no_fence(se, -EOPNOTSUPP, "this kernel has no pidfd_open (Linux >= 5.3)");
-			return 0;
-		}
+		if (errno == ENOSYS)
+			return fm_err(-EOPNOTSUPP, "shm: connection from pid %d refused: this kernel "
+						   "has no pidfd_open (Linux >= 5.3), so it could not "
+						   "be fenced", (int)cr.pid);
 		return fm_err(-errno, "pidfd_open(%d): %s", (int)cr.pid, strerror(errno));
 	}
 check:
-	r = pidfd_exited(fd, 0);
+	r = pidfd_exited(fd);
 	if (r != 0) {
 		close(fd);
 		return fm_err(r < 0 ? r : -ECONNABORTED, "connecting process %d %s", (int)cr.pid,
@@ -144,101 +176,70 @@ check:
 		close(fd);
 		return fm_err(-ECONNABORTED, "peer credentials changed during setup");
 	}
+	if (sys_pidfd_send_signal(fd, 0)) {
+		int e = errno;
+
+		close(fd);
+		if (e == ESRCH)
+			return fm_err(-ECONNABORTED, "connecting process %d already exited",
+				      (int)cr.pid);
+		return fm_err(-EPERM, "shm: connection from pid %d (uid %u) refused: this process "
+				      "(uid %u) may not SIGKILL it (%s), so it could not be fenced",
+			      (int)cr.pid, (unsigned)cr.uid, (unsigned)geteuid(),
+			      e == EPERM ? "not our uid, no CAP_KILL" : strerror(e));
+	}
 	se->pidfd = fd;
 	return 0;
 }
 
-/* fm_ep_fence for shm: a peer that said BYE unmapped us already (our
- * library does so before sending it: trust model in transport.h);
- * otherwise SIGKILL through the pidfd and wait for the exit. */
-int fm__shm_fence(struct fm_ep *ep, int timeout_ms)
+int fm__shm_fence_fd(const struct fm_ep *ep)
+{
+	return container_of(ep, struct shm_ep, ep)->pidfd;
+}
+
+int fm__shm_fence(struct fm_ep *ep, unsigned flags)
 {
 	struct shm_ep *se = to_sep(ep);
-	uint64_t deadline = fm__deadline(timeout_ms);
-	bool was_dead;
+	uint64_t now = fm__now_ms();
 	int r;
 
 	if (!se->accepted)
 		return fm_err(-EOPNOTSUPP, "shm: only the accepting side (the owner) can fence "
 					   "its peer");
-	/* a conforming peer unmaps us before its BYE (fm__shm_ep_delete) */
-	if (ep->state == FM_EP_UP)
-		fm__shm_check_peer(se);
-	if (se->peer_bye) {
-		fm__ep_fail(ep, -ENOTCONN, "fenced: peer %d closed (unmapped before its BYE)",
-			    (int)se->peer_pid);
-		return 0;
+	if (se->pidfd < 0) /* admitted peers always have one; be safe */
+		return fm_err(-EPERM, "shm: no pidfd of peer pid %d: it cannot be fenced",
+			      (int)se->peer_pid);
+	if (!se->fencing) {
+		se->fencing = true;
+		se->fence_since_ms = now;
+		fm__ep_fail(ep, -ENOTCONN, "fenced: peer pid %d", (int)se->peer_pid);
 	}
-	if (se->pidfd < 0)
-		return fm_err(se->fence_err ? se->fence_err : -EOPNOTSUPP,
-			      "shm: cannot fence peer pid %d: %s", (int)se->peer_pid,
-			      se->fence_why[0] ? se->fence_why : "no pidfd");
-	r = pidfd_exited(se->pidfd, 0);
-	if (r < 0 && r != -EINTR)
-		return fm_err(r, "poll pidfd of peer %d: %s", (int)se->peer_pid, strerror(-r));
-	was_dead = r == 1;
-	if (!was_dead && !se->fence_bye_sent && timeout_ms != 0) {
-		/* ask first: our BYE makes a conforming peer delete its
-		 * endpoint (unmap, then BYE back) within milliseconds; only a
-		 * stalled or rogue one has to die */
-		int grace = timeout_ms < 0 || timeout_ms > FM_SHM_FENCE_GRACE_MS
-				    ? FM_SHM_FENCE_GRACE_MS : timeout_ms;
-		uint64_t gend = fm__deadline(grace);
-		char bye = SHM_BYE, c;
-
-		se->fence_bye_sent = true;
-		(void)send(se->sock, &bye, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-		for (;;) {
-			struct pollfd pfd[2] = {{.fd = se->sock, .events = POLLIN},
-						{.fd = se->pidfd, .events = POLLIN}};
-			int left = fm__remaining_ms(gend);
-
-			if (poll(pfd, 2, left) < 0 && errno != EINTR)
-				break;
-			if (pfd[1].revents) {
-				was_dead = true;
-				break;
-			}
-			if (pfd[0].revents && recv(se->sock, &c, 1, MSG_DONTWAIT) == 1 &&
-			    c == SHM_BYE) {
-				se->peer_bye = true;
-				fm__ep_fail(ep, -ENOTCONN, "fenced: peer %d closed when asked "
-					    "(unmapped before its BYE)", (int)se->peer_pid);
-				return 0;
-			}
-			if (left == 0)
-				break;
-			if (pfd[0].revents && !(pfd[0].revents & POLLIN))
-				usleep(1000); /* hung up: the pidfd follows */
-		}
+	r = pidfd_exited(se->pidfd);
+	if (r < 0)
+		return fm_err(r, "shm: poll pidfd of peer %d: %s", (int)se->peer_pid,
+			      strerror(-r));
+	if (r == 1)
+		return FM_FENCE_DEAD;
+	if (!(flags & FM_FENCE_F_KILL) && !se->killed) {
+		/* a BYE record means our library unmapped us before sending it */
+		fm__shm_sock_read(se);
+		if (se->peer_bye)
+			return FM_FENCE_RDMA;
+		if (now - se->fence_since_ms < FM_SHM_CLOSE_GRACE_MS)
+			return fm_err(-EINPROGRESS, "shm: peer pid %d has neither closed nor exited "
+						    "(SIGKILL after %d ms)",
+				      (int)se->peer_pid, FM_SHM_CLOSE_GRACE_MS);
 	}
-	if (!was_dead && sys_pidfd_send_signal(se->pidfd, SIGKILL) && errno != ESRCH) {
-		int e = errno;
-
-		if (e == EPERM || e == EINVAL) /* EINVAL: outside our PID namespace */
-			return fm_err(-EPERM, "shm: not allowed to SIGKILL peer pid %d (uid %u; we "
-					      "are uid %u%s): it cannot be fenced",
-				      (int)se->peer_pid, (unsigned)se->peer_uid,
-				      (unsigned)geteuid(),
-				      e == EPERM ? " without CAP_KILL" : ", other PID namespace");
-		return fm_err(-e, "shm: pidfd_send_signal(SIGKILL) to peer pid %d: %s",
-			      (int)se->peer_pid, strerror(e));
+	if (!se->killed) {
+		if (sys_pidfd_send_signal(se->pidfd, SIGKILL) && errno != ESRCH)
+			return fm_err(errno == EPERM ? -EPERM : -errno,
+				      "shm: pidfd_send_signal(SIGKILL) to peer pid %d (uid %u): %s: "
+				      "it cannot be fenced", (int)se->peer_pid,
+				      (unsigned)se->peer_uid, strerror(errno));
+		se->killed = true;
+		if (pidfd_exited(se->pidfd) == 1)
+			return FM_FENCE_DEAD;
 	}
-	while (!was_dead) {
-		int left = fm__remaining_ms(deadline);
-
-		r = pidfd_exited(se->pidfd, left);
-		if (r == 1)
-			break;
-		if (r < 0 && r != -EINTR)
-			return fm_err(r, "poll pidfd of peer %d: %s", (int)se->peer_pid,
-				      strerror(-r));
-		if (r == 0 && left == 0)
-			return fm_err(-ETIMEDOUT, "shm: peer pid %d got SIGKILL but has not exited "
-						  "within %d ms",
-				      (int)se->peer_pid, timeout_ms);
-	}
-	fm__ep_fail(ep, -ENOTCONN, "fenced: peer process %d %s", (int)se->peer_pid,
-		    was_dead ? "had exited" : "killed");
-	return 0;
+	return fm_err(-EINPROGRESS, "shm: SIGKILL sent to peer pid %d, waiting for its exit "
+				    "(pidfd turns readable)", (int)se->peer_pid);
 }

@@ -388,6 +388,7 @@ static int v_accept_start(struct v_listener *vl, struct v_request *rq, struct v_
 		ret = fm_err(-errno, "rdma_accept: %s", strerror(errno));
 		goto out_free;
 	}
+	ve->ep.passive = true;
 	*out = ve;
 	return 0;
 

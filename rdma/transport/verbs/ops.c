@@ -1,5 +1,6 @@
 /* ops.c -- what a connected verbs endpoint does: one-sided READ and atomics
- * (one synchronous operation at a time), SEND/RECV of messages, the fence.
+ * (one synchronous operation at a time), SEND/RECV of messages, the grant,
+ * the fence.
  *
  * Atomic results: rxe writes them in host byte order (measured; see
  * SOFT-ROCE-FACTS.md), and so do mlx5 devices; we return the scratch word
@@ -127,6 +128,30 @@ void fm__verbs_msg_repost(struct fm_ep *ep, uint32_t slot)
 		fm__ep_fail(ep, ret, "ibv_post_recv: %s", strerror(-ret));
 }
 
+int fm__verbs_qp_access(struct v_ep *ve, int access)
+{
+	struct ibv_qp_attr attr = {.qp_access_flags = (unsigned)access};
+	int ret;
+
+	if (ve->id == NULL || !ve->qp_created)
+		return -ENOTCONN;
+	ret = ibv_modify_qp(ve->id->qp, &attr, IBV_QP_ACCESS_FLAGS);
+	return ret ? -ret : 0;
+}
+
+/* fm_ep_grant: the least the protocol needs -- clients READ bitmaps and
+ * CAS lock words; nothing ever writes our memory remotely */
+int fm__verbs_grant(struct fm_ep *ep)
+{
+	int ret = fm__verbs_qp_access(to_vep(ep), IBV_ACCESS_REMOTE_READ |
+					      IBV_ACCESS_REMOTE_ATOMIC);
+
+	if (ret)
+		return fm__ep_fail(ep, ret, "grant: ibv_modify_qp(access flags): %s",
+				   strerror(-ret));
+	return 0;
+}
+
 /*
  * fm__verbs_fence -- no incoming RDMA of the peer can execute after this returns:
  *   1. rdma_disconnect (best effort: tells the peer, and moves the QP to
@@ -136,18 +161,20 @@ void fm__verbs_msg_repost(struct fm_ep *ep, uint32_t slot)
  *      outlives the QP, so late ones are harmless);
  *   4. rdma_destroy_qp: the QP has no context left to execute in.  It is
  *      the destroy, not the poll, that the guarantee rests on.
- * Our regions' rkeys stay valid: they belong to the PD, and the other
- * clients' QPs keep using them.  A peer that reconnects gets a new QP.
+ * FM_FENCE_RDMA at once, with or without KILL: a remote process cannot be
+ * killed from here (lease.h R4c covers it).  Our regions' rkeys stay valid:
+ * they belong to the PD, and the other clients' QPs keep using them.  A peer
+ * that reconnects gets a new QP.  Nothing here waits on the network.
  */
-int fm__verbs_fence(struct fm_ep *ep, int timeout_ms)
+int fm__verbs_fence(struct fm_ep *ep, unsigned flags)
 {
 	struct v_ep *ve = to_vep(ep);
 	struct ibv_qp_attr attr = {.qp_state = IBV_QPS_ERR};
 	int ret;
 
-	(void)timeout_ms; /* nothing here waits on the network */
+	(void)flags;
 	if (ve->id == NULL || !ve->qp_created)
-		return 0; /* no QP: nothing can land */
+		return FM_FENCE_RDMA; /* no QP: nothing can land */
 	if (ep->state == FM_EP_UP)
 		(void)rdma_disconnect(ve->id);
 	ret = ibv_modify_qp(ve->id->qp, &attr, IBV_QP_STATE);
@@ -158,5 +185,5 @@ int fm__verbs_fence(struct fm_ep *ep, int timeout_ms)
 	rdma_destroy_qp(ve->id);
 	ve->qp_created = false;
 	(void)fm__verbs_poll_cq(ve); /* completions the destroy flushed, if any */
-	return 0;
+	return FM_FENCE_RDMA;
 }

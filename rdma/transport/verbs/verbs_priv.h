@@ -8,7 +8,7 @@
  *             loopback endpoint.
  *   qp.c      an endpoint's resources (QP, CQ, message pool), the CQ
  *             poller, progress, teardown.
- *   ops.c     one-sided operations, messages, the fence.
+ *   ops.c     one-sided operations, messages, the grant, the fence.
  */
 #ifndef FM_VERBS_PRIV_H
 #define FM_VERBS_PRIV_H
@@ -127,6 +127,10 @@ int fm__verbs_atomic(struct fm_ep *ep, bool cas, const struct fm_region_desc *rd
 		     uint64_t a, uint64_t b, uint64_t *old);
 int fm__verbs_msg_post(struct fm_ep *ep, const void *buf, size_t len);
 void fm__verbs_msg_repost(struct fm_ep *ep, uint32_t slot);
-int fm__verbs_fence(struct fm_ep *ep, int timeout_ms);
+int fm__verbs_grant(struct fm_ep *ep);
+int fm__verbs_fence(struct fm_ep *ep, unsigned flags);
+/* fm__verbs_qp_access -- set the QP's remote access flags (RTS -> RTS);
+ * 0 or a negative errno */
+int fm__verbs_qp_access(struct v_ep *ve, int access);
 
 #endif /* FM_VERBS_PRIV_H */

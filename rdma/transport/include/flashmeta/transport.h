@@ -11,19 +11,24 @@
  *   fm_listener_loopback(l, &self)          fm_connect(t, addr, hello, n, ms, &ep)
  *   fm_listener_accept(l, ms, &ep) <------- (hello bytes ride in the request)
  *   fm_ep_hello(ep, ...)  peer's hello
+ *   ... the protocol authenticates the peer (HELLO, CHALLENGE, AUTH) ...
+ *   fm_ep_grant(ep)        ---------------> (one-sided access opens)
  *   fm_region_desc(bitmap), fm_ep_send()--> fm_ep_recv()   descriptors
  *                                           fm_ep_read(ep, dst, &bitmap_desc, ..)
  *   fm_ep_cas(self, &lock_desc, ...)        fm_ep_cas(ep, &lock_desc, ...)
+ *   fm_ep_fence(ep, flags) ... FM_FENCE_RDMA / FM_FENCE_DEAD, never blocking
  *
  * Providers (chosen by name in fm_transport_cfg.provider):
  *   "verbs"  librdmacm + libibverbs, RC queue pairs.  Addresses "IP:PORT".
  *   "shm"    processes on one host.  Addresses "shm:/flashmeta-NAME" (or just
  *            "NAME"); the rendezvous is the abstract unix socket
- *            "\0flashmeta-NAME".  Regions live in a memfd arena that is passed
- *            to the peer with SCM_RIGHTS; one-sided operations are C11 atomics
- *            and acquire loads on the shared mapping; messages travel through
- *            one pair of SPSC rings per connection, with an eventfd doorbell.
- *            Not a mock: it is how owner and clients share one machine.
+ *            "\0flashmeta-NAME".  Regions live in two memfd arenas of the
+ *            owner that are passed to the peer with SCM_RIGHTS only when it
+ *            is granted access; one-sided operations are C11 atomics and
+ *            acquire loads on the shared mapping; messages travel through
+ *            one pair of SPSC rings per connection, with the connection
+ *            socket as the doorbell.  Not a mock: it is how owner and
+ *            clients share one machine (see SHM TRUST MODEL below).
  * Semantics are the same for both, including how failures are reported.
  *
  * Errors: 0 (or a count) on success, a negative errno on failure, detail in
@@ -40,7 +45,9 @@
  *               usable, and a flushed completion is a teardown, not a crash.
  *   Operations on a non-UP endpoint return -ENOTCONN.  An operation that
  *   itself broke the endpoint returns its own errno (-EACCES for a key
- *   the owner refused, -ECONNRESET for a peer that went away, -ETIMEDOUT).
+ *   the owner refused, -ECONNRESET for a peer that went away, -ETIMEDOUT,
+ *   -EPROTO for a peer that broke the transport's rules); fm_ep_error()
+ *   tells it later.
  *
  * Threads: a transport may be shared by threads (region and endpoint
  * creation take its lock).  An endpoint is used by one thread at a time.
@@ -59,6 +66,42 @@
  *   listener, so the owner's atomics go through the same HCA.  shm: the same
  *   C11 atomics on the same mapping, trivially consistent.  The owner may
  *   READ its own regions directly (plain loads).
+ *
+ * SHM TRUST MODEL -- ONE TRUST DOMAIN.
+ *   Who may connect: a process of an allowed uid (fm_transport_cfg
+ *   shm_uids; default: the owner's own euid) that this process can SIGKILL
+ *   (same uid, or we have CAP_KILL) and whose pid we can see.  Anyone else
+ *   is refused at accept, before a single byte or fd is sent to it: a peer
+ *   that could not be fenced is never let in.
+ *   What a peer gets, and when (nothing of a client is ever mapped by the
+ *   owner; the connection request carries no fd):
+ *     connect   the per-connection ring memfd (sealed against shrinking:
+ *               the owner's mapping can never SIGBUS).  No region memory.
+ *     grant     (fm_ep_grant, after the protocol authenticated the peer)
+ *               the READ arena -- the region table and every REMOTE_READ
+ *               region (split bitmaps) -- and the ATOMIC arena (lock
+ *               tables).  The READ arena is sealed F_SEAL_FUTURE_WRITE
+ *               after the owner mapped it writable: a client can map it
+ *               only PROT_READ and never mprotect it writable, so no
+ *               client can set a split bit or forge the region table.
+ *   What the owner trusts: nothing it reads from peer-writable memory
+ *   decides how it indexes its own memory.  Ring geometry (slot count,
+ *   stride, sizes) and its own ring indices are owner-private; the
+ *   peer's head/tail are checked against them; a peer breaking a rule
+ *   closes its own endpoint with -EPROTO, never crashes or stalls the
+ *   owner.  What a peer may make the owner allocate (receive credits,
+ *   message size: the ring the owner creates for it) is bounded, refused
+ *   with a clear error at accept.
+ *   What stays trusted: the lock tables are REMOTE_ATOMIC, so they are
+ *   writable by every AUTHENTICATED client -- exactly as on verbs, where
+ *   a granted QP may CAS any word.  Authenticated clients of allowed uids
+ *   are trusted to run this library unmodified: it maps the owner's
+ *   arenas MADV_DONTFORK (a fork child inherits nothing), unmaps them
+ *   before it says BYE, and changes lock words only by CAS.  A process of
+ *   an allowed uid can also ptrace the client, or read the key file: the
+ *   uid is the trust boundary, as for any same-user IPC.  A process
+ *   sharing the client's address space without being in its thread group
+ *   (clone(CLONE_VM) without CLONE_THREAD) is not killed by a fence.
  */
 #ifndef FLASHMETA_TRANSPORT_H
 #define FLASHMETA_TRANSPORT_H
@@ -66,6 +109,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "flashmeta/fence.h"
 #include "flashmeta/region.h"
 
 #ifdef __cplusplus
@@ -86,6 +130,16 @@ enum fm_wait_mode {
 	FM_WAIT_EVENT = 1 /* sleep on fm_ep_fd() (one CPU per waiter saved) */
 };
 
+/* Most uids fm_transport_cfg.shm_uids lists. */
+#define FM_SHM_UIDS_MAX 8
+
+/* Limits on what a peer may ask for in its connection request (both
+ * providers refuse more with -EPROTO; the shm owner creates a ring of
+ * that size for each peer). */
+#define FM_CREDITS_MAX 4096u        /* receive buffers (data credits) */
+#define FM_CTRL_CREDITS_MAX 16u     /* receive buffers for CREDIT messages */
+#define FM_MSG_SIZE_MAX (1u << 24)  /* message payload bytes */
+
 struct fm_transport_cfg {
 	const char *provider; /* "verbs" or "shm"; NULL = "shm" */
 	const char *device;   /* verbs: device name ("rxe0"); NULL = first */
@@ -94,8 +148,21 @@ struct fm_transport_cfg {
 			       * credits; 0 = 16; at least 2 */
 	enum fm_wait_mode wait_mode;
 	int op_timeout_ms; /* bound on any blocking operation; 0 = 10000 */
-	uint64_t shm_arena_size; /* shm: address space for regions; 0 = 1 GiB
-				  * (sparse: only touched pages cost memory) */
+	int linger_ms;     /* fm_ep_delete waits up to this long for messages
+			    * sent before it to be delivered (verbs: their send
+			    * completions; shm: room for the BYE); 0 = 1000,
+			    * negative = do not wait */
+	/* shm, accepting side: the arenas, created at the first fm_listen or
+	 * shared fm_region_new, sparse (only touched pages cost memory) */
+	uint64_t shm_read_size;   /* READ arena: region table + REMOTE_READ
+				   * regions; 0 = 64 MiB */
+	uint64_t shm_atomic_size; /* ATOMIC arena: REMOTE_ATOMIC regions;
+				   * 0 = 1 GiB */
+	uint32_t shm_max_regions; /* region table entries; 0 = 256 */
+	/* shm, accepting side: uids allowed to connect; 0 entries = only our
+	 * own effective uid.  A listed uid we cannot SIGKILL is refused too. */
+	uint32_t shm_nuids;
+	uint32_t shm_uids[FM_SHM_UIDS_MAX];
 };
 
 /* Capability bits (fm_caps.flags), detected at run time. */
@@ -141,8 +208,13 @@ const char *const *fm_transport_providers(void);
 /*
  * fm_region_new -- allocate `len` bytes of zeroed memory registered for
  * `access`, page aligned.  The memory is fm_region_ptr(r).  Regions peers
- * access must be allocated this way (shm: they must live in the arena).
- * Returns 0, -EINVAL, -ENOMEM (arena full), or the registration errno.
+ * access must be allocated this way (shm: they must live in an arena: a
+ * REMOTE_READ-only region in the READ arena, anything with REMOTE_ATOMIC in
+ * the ATOMIC arena; the arenas are created at the first call or fm_listen,
+ * sized by cfg.shm_read_size / shm_atomic_size).  The space of a deleted
+ * region is reused.  Returns 0, -EINVAL, -ENOMEM (arena full: the message
+ * says which and how much is left; or the arena could not be created and
+ * mapped), -ENOSPC (shm: region table full), or the registration errno.
  */
 int fm_region_new(struct fm_transport *t, size_t len, unsigned access, struct fm_region **out);
 
@@ -177,16 +249,27 @@ int fm_listen(struct fm_transport *t, const char *addr, struct fm_listener **out
  * NULL-safe, sets *lp = NULL. */
 void fm_listener_delete(struct fm_listener **lp);
 
-/* fm_listener_fd -- readable when a connection request is waiting
- * (use with poll/epoll, then fm_listener_accept). */
+/* fm_listener_fd -- readable when a connection request is waiting, or a
+ * half-open shm connection has something to say (use with poll/epoll, then
+ * fm_listener_accept). */
 int fm_listener_fd(const struct fm_listener *l);
 
 /*
  * fm_listener_accept -- wait up to timeout_ms (-1: forever, 0: just check)
  * for a connection request, accept it, and return the endpoint UP.  The
- * client's hello is then available through fm_ep_hello().  Blocks.
- * Returns 0, -ETIMEDOUT, -EPROTO (a request without our handshake, rejected),
- * -ECONNABORTED (the client went away during setup), -ENOMEM.
+ * client's hello is then available through fm_ep_hello().  The peer has no
+ * access to our regions until fm_ep_grant.  Blocks up to timeout_ms.
+ *   shm: a connection waits in a small half-open set (never blocking the
+ *   caller) until its request arrives; one silent for 2 s, or pushed out by
+ *   newer ones, is dropped.  A peer's uid is checked the moment it is
+ *   accepted, its request and killability when the request arrives.
+ * Returns 0, -ETIMEDOUT, -EPROTO (a request without our handshake, or one
+ * asking for more than FM_CREDITS_MAX / FM_CTRL_CREDITS_MAX; rejected),
+ * -ECONNABORTED (the client went away during setup), -ENOMEM, and for shm
+ * -EACCES (the peer's uid is not allowed: fm_errormsg() names it) and
+ * -EPERM (the peer could not be fenced: we may not SIGKILL it, or cannot
+ * see its pid).  A refused peer got nothing: no byte, no fd.  Every error
+ * is about one connection request: call again for the next.
  */
 int fm_listener_accept(struct fm_listener *l, int timeout_ms, struct fm_ep **out);
 
@@ -212,8 +295,14 @@ int fm_connect(struct fm_transport *t, const char *addr, const void *hello, size
 	       int timeout_ms, struct fm_ep **out);
 
 /*
- * fm_ep_delete -- disconnect (the peer sees "peer closed") and free.  Work in
- * flight is flushed.  NULL-safe, sets *ep = NULL.
+ * fm_ep_delete -- disconnect (the peer sees "peer closed") and free.
+ * Messages fm_ep_send handed over before are delivered first (LINGER):
+ * verbs waits up to cfg.linger_ms for their send completions, then
+ * disconnects; shm messages are in the shared ring already and the peer
+ * drains the ring before it acts on our BYE (shm waits up to linger_ms
+ * only for room for the BYE byte).  A client may thus send its last
+ * word (BYE{QUIESCED}) and delete at once.  Other work in flight is
+ * flushed.  NULL-safe, sets *ep = NULL.  Blocks up to linger_ms.
  */
 void fm_ep_delete(struct fm_ep **ep);
 
@@ -225,61 +314,94 @@ enum fm_ep_state {
 };
 
 /*
- * fm_ep_fence -- make sure no one-sided operation of the peer can land in
- * our memory any more: after 0 is returned, no READ, CAS or FAA issued by
- * the peer through THIS connection (or still in flight) reaches our
- * regions.  This is what the protocol's FENCE action needs before the
- * owner reclaims a dead or stalled client's lock words.  The endpoint is
- * CLOSED afterwards (reason "fenced ..."); delete it with fm_ep_delete.
- * Calling it again on a fenced endpoint returns 0 at once.
+ * fm_ep_grant -- open the peer's one-sided access to our shared regions
+ * (every region with REMOTE_* access, now and later).  Call it once the
+ * protocol has authenticated the peer, BEFORE sending it the descriptors:
+ * until then every READ, CAS or FAA of the peer fails like a remote access
+ * error (its endpoint CLOSED, -EACCES), whatever descriptor it forges.
+ * Idempotent.  Never blocks.  Accepting side only.
  *
- *   verbs  the QP goes to ERROR (outstanding work is flushed and drained)
- *          and is destroyed: an RC responder executes nothing for a QP in
- *          ERROR, and a destroyed QP has no context left to execute in.
- *          The rkeys of our shared regions stay valid for OTHER QPs (the
- *          other clients use them); a fenced client that reconnects gets
- *          a new QP and, in the protocol, a new session with a new epoch,
- *          so its old lock words are told apart.  Does not block on the
- *          network; never -ETIMEDOUT.  Either side may fence.
- *   shm    the peer maps our arena, so a live peer (stopped, hung, lease
- *          expired) could still CAS it: the only fence is its death
- *          (single-host STONITH).  At accept the provider took a pidfd of
- *          the connecting process (SO_PEERPIDFD, else SO_PEERCRED +
- *          pidfd_open while the connection proves it alive, then checked
- *          again).  fm_ep_fence sends SIGKILL through the pidfd and waits
- *          up to timeout_ms (-1: forever, 0: do not wait) until the pidfd
- *          says the whole process has exited -- by then every thread has
- *          left user space and its address space (our arena mapping with
- *          it) is gone.  A peer already dead: 0 at once.  A peer that
- *          closed its endpoint (its BYE came): 0 at once, no kill -- this
- *          library unmaps the peer's arena and rings BEFORE it sends BYE.
- *          Unless timeout_ms is 0, a live peer is first ASKED: we send
- *          our BYE (it sees "peer closed") and give it up to 300 ms
- *          (within timeout_ms) to delete its endpoint; a conforming one
- *          does in milliseconds, a stopped or hung one is then killed.
- *          timeout_ms 0: kill at once.  Accepting side only (the owner
- *          fences clients).
- *
- * SHM TRUST MODEL: owner and clients run on the same host, as the same
- * user (or the owner has CAP_KILL), in the same PID namespace or one the
- * owner can see into, and clients use this library unmodified: it maps the
- * owner's arena MADV_DONTFORK, so a client's fork children do not inherit
- * it.  A deliberately rogue process of the same user can pass the mapping
- * on (or ptrace the client) and is out of scope -- same user, same trust
- * domain.  A process sharing the client's address space without being in
- * its thread group (clone(CLONE_VM) without CLONE_THREAD) is not killed.
- *
- * Returns 0, -ETIMEDOUT (shm: SIGKILL sent, the process has not exited
- * yet -- e.g. in uninterruptible sleep; call again, it re-checks), -EPERM
- * (shm: the peer cannot be fenced: it is in a PID namespace we cannot see,
- * belongs to another user and we lack CAP_KILL, or is this very process;
- * fm_errormsg() says which), -EOPNOTSUPP (shm: connecting side, or a
- * kernel without pidfds), -EINVAL (NULL, or the loopback endpoint).
- * A caller that gets anything but 0 must NOT treat the peer as fenced:
- * its lock words stay held (safe) until an operator acts.  May block up
- * to timeout_ms (shm).
+ *   verbs  accepted QPs are brought up with no remote access at all;
+ *          this modifies the QP to REMOTE_READ | REMOTE_ATOMIC -- the
+ *          least the protocol needs (no REMOTE_WRITE, ever).
+ *   shm    sends the READ and ATOMIC arena memfds over the connection
+ *          socket (SCM_RIGHTS); the peer maps them (READ arena PROT_READ)
+ *          when it receives them.  ORDER: the peer's progress loads its
+ *          ring's head, THEN reads the socket, THEN hands out the ring's
+ *          messages up to that head.  We send the grant before we publish
+ *          any later message, so a message sent after fm_ep_grant (the
+ *          WELCOME naming the regions) is never processed before the
+ *          grant is mapped.
+ * Returns 0, -EINVAL (NULL, connecting side), -ENOTCONN (not UP), or the
+ * errno that failed it (the endpoint is then CLOSED: shm -EAGAIN when the
+ * peer lets its socket fill up).
  */
-int fm_ep_fence(struct fm_ep *ep, int timeout_ms);
+int fm_ep_grant(struct fm_ep *ep);
+
+/* fm_ep_fence flags */
+#define FM_FENCE_F_KILL (1u << 0) /* stop the peer's whole process where the
+				   * transport can (shm), not only its RDMA */
+
+/*
+ * fm_ep_fence -- stop the peer: no one-sided operation it issued through
+ * THIS connection (or still in flight) lands in our memory once a level is
+ * returned.  NEVER BLOCKS: call it again when fm_ep_fence_fd() turns
+ * readable or at the next tick until it returns a level.  The endpoint is
+ * CLOSED from the first call on (reason "fenced ..."); delete it with
+ * fm_ep_delete once a level is reached.  Returns
+ *   FM_FENCE_RDMA  the peer can no longer reach our memory (fence.h),
+ *   FM_FENCE_DEAD  and its process has exited (shm only),
+ *   -EINPROGRESS   not yet; fm_errormsg() says what it waits for,
+ * or, when the peer cannot be fenced, -EPERM (shm: not allowed to SIGKILL
+ * it, fm_errormsg() says why), -EOPNOTSUPP (shm: connecting side), -EINVAL
+ * (NULL, unknown flags, the loopback endpoint).  A caller that gets
+ * anything but a level must NOT treat the peer as fenced: its lock words
+ * stay held (safe) until a later call succeeds or an operator acts.
+ * Calling it again after a level returns that level at once (with KILL on
+ * an shm endpoint fenced at RDMA: goes on to DEAD).
+ *
+ *   verbs  the QP goes to ERROR (outstanding work is flushed) and is
+ *          destroyed: an RC responder executes nothing for a QP in ERROR,
+ *          and a destroyed QP has no context left to execute in ->
+ *          FM_FENCE_RDMA at the first call, with or without KILL.  Verbs
+ *          CANNOT DO MORE: a remote process cannot be killed, and its
+ *          writes to shared storage go on; that is why lease.h R4c
+ *          releases such a client only when its lease ran out.  The
+ *          rkeys of our regions stay valid for OTHER QPs; a fenced client
+ *          that reconnects gets a new QP and a new session.
+ *   shm    the accepting side took a pidfd of the connecting process at
+ *          accept (SO_PEERPIDFD, else SO_PEERCRED + pidfd_open while the
+ *          connection proves it alive, then checked again), and refused
+ *          peers it could not kill.  The transport never ASKS the peer
+ *          (no BYE from here): whether it quiesced is the protocol's
+ *          question (lease.h R3/R4).
+ *     without KILL: the process exited -> DEAD; the peer closed (its BYE
+ *          byte: this library unmaps our arenas and rings before sending
+ *          it) -> RDMA; neither -> -EINPROGRESS until a close grace of
+ *          FM_SHM_CLOSE_GRACE_MS from the first call has passed, then
+ *          SIGKILL through the pidfd, -> DEAD once the pidfd says the
+ *          whole process exited (every thread left user space, its
+ *          mappings are gone).
+ *     with KILL: exited -> DEAD; otherwise SIGKILL now, even if it
+ *          closed (a process that closed may still write its disks),
+ *          -> DEAD once it exited.
+ */
+int fm_ep_fence(struct fm_ep *ep, unsigned flags);
+
+/* shm: how long fm_ep_fence without KILL waits for a peer that neither
+ * closed nor exited before it kills it */
+#define FM_SHM_CLOSE_GRACE_MS 250
+
+/*
+ * fm_ep_fence_fd -- a file descriptor that turns readable when a fence in
+ * progress may have moved on (shm: the peer's pidfd, readable once the
+ * process exited), or -1 (verbs, loopback: nothing to wait for; poll at
+ * the next tick).  Owned by the endpoint.
+ */
+int fm_ep_fence_fd(const struct fm_ep *ep);
+
+/* fm_ep_error -- the errno that closed the endpoint (0 while UP). */
+int fm_ep_error(const struct fm_ep *ep);
 
 /* fm_ep_state -- current state; *reason (if non-NULL) gets a static-lifetime
  * (per endpoint) string, "" while UP.  Does not progress the endpoint. */
