@@ -217,6 +217,11 @@ static int v_connect_finish(struct v_ep *ve, int timeout_ms)
 		return ret;
 	fm__ep_set_peer(&ve->ep, &peer);
 	ve->ep.hello_len = 0; /* the owner sends none */
+	/* librdmacm brought our QP up with the CM's default access (READ,
+	 * WRITE, ATOMIC); nobody has any business in a client's memory */
+	ret = fm__verbs_qp_access(ve, 0);
+	if (ret)
+		return fm_err(ret, "connect: ibv_modify_qp(no remote access): %s", strerror(-ret));
 	ve->ep.state = FM_EP_UP;
 	return 0;
 }
@@ -345,8 +350,55 @@ static int v_get_request(struct v_listener *vl, int timeout_ms, struct v_request
 	}
 }
 
+/*
+ * v_qp_up_closed -- the passive side brings its QP to RTS itself, with NO
+ * remote access, before the REP tells the peer our QP number.  (rdma_accept
+ * would do the same transitions but with the kernel CM's default access --
+ * REMOTE_READ | WRITE | ATOMIC for a QP with responder resources -- so the
+ * peer could READ and CAS our regions before it authenticated.)  The
+ * attributes are rdma_init_qp_attr's, as librdmacm uses them, with
+ * qp_access_flags 0; fm_ep_grant opens access later.
+ */
+static int v_qp_up_closed(struct v_ep *ve, uint8_t responder, uint8_t initiator)
+{
+	struct ibv_qp *qp = ve->id->qp;
+	struct ibv_port_attr pa;
+	struct ibv_qp_attr a;
+	int mask, ret;
+
+	memset(&a, 0, sizeof(a));
+	a.qp_state = IBV_QPS_INIT;
+	if (rdma_init_qp_attr(ve->id, &a, &mask))
+		return fm_err(-errno, "rdma_init_qp_attr(INIT): %s", strerror(errno));
+	a.qp_access_flags = 0;
+	mask |= IBV_QP_ACCESS_FLAGS;
+	if ((ret = ibv_modify_qp(qp, &a, mask)))
+		return fm_err(-ret, "ibv_modify_qp(INIT, no access): %s", strerror(ret));
+	memset(&a, 0, sizeof(a));
+	a.qp_state = IBV_QPS_RTR;
+	if (rdma_init_qp_attr(ve->id, &a, &mask))
+		return fm_err(-errno, "rdma_init_qp_attr(RTR): %s", strerror(errno));
+	/* as librdmacm: the kernel's RoCE-only mask bits 21-24 confuse IB */
+	if (ibv_query_port(ve->id->verbs, ve->id->port_num, &pa) == 0 &&
+	    pa.link_layer == IBV_LINK_LAYER_INFINIBAND)
+		mask &= ~0xe00000;
+	a.max_dest_rd_atomic = responder;
+	a.qp_access_flags = 0;
+	if ((ret = ibv_modify_qp(qp, &a, mask)))
+		return fm_err(-ret, "ibv_modify_qp(RTR): %s", strerror(ret));
+	memset(&a, 0, sizeof(a));
+	a.qp_state = IBV_QPS_RTS;
+	if (rdma_init_qp_attr(ve->id, &a, &mask))
+		return fm_err(-errno, "rdma_init_qp_attr(RTS): %s", strerror(errno));
+	a.max_rd_atomic = initiator;
+	a.qp_access_flags = 0;
+	if ((ret = ibv_modify_qp(qp, &a, mask)))
+		return fm_err(-ret, "ibv_modify_qp(RTS): %s", strerror(ret));
+	return 0;
+}
+
 /* passive side, part 1: migrate the request's id to a new channel, create
- * resources, accept. */
+ * resources, bring the QP up closed, accept. */
 static int v_accept_start(struct v_listener *vl, struct v_request *rq, struct v_ep **out)
 {
 	struct v_transport *vt = to_vt(vl->l.t);
@@ -384,9 +436,25 @@ static int v_accept_start(struct v_listener *vl, struct v_request *rq, struct v_
 	ve->initiator_depth =
 		min_u8(min_u8(vt->attr.orig_attr.max_qp_init_rd_atom, 8), rq->responder);
 	conn_param(&cp, pbuf, vt, ve->initiator_depth, ve->responder_resources);
-	if (rdma_accept(id, &cp)) {
-		ret = fm_err(-errno, "rdma_accept: %s", strerror(errno));
+	ret = v_qp_up_closed(ve, ve->responder_resources, ve->initiator_depth);
+	if (ret)
 		goto out_free;
+	/* librdmacm's "application manages the QP" mode: with id->qp NULL,
+	 * rdma_accept only sends the REP (qp_num from the conn param) and
+	 * leaves our QP as it is */
+	{
+		struct ibv_qp *qp = id->qp;
+		int r;
+
+		cp.qp_num = qp->qp_num;
+		cp.srq = 0;
+		id->qp = NULL;
+		r = rdma_accept(id, &cp);
+		id->qp = qp;
+		if (r) {
+			ret = fm_err(-errno, "rdma_accept: %s", strerror(errno));
+			goto out_free;
+		}
 	}
 	ve->ep.passive = true;
 	*out = ve;
@@ -506,6 +574,10 @@ int fm__verbs_loopback(struct fm_listener *l, struct fm_ep **out)
 	if (ret)
 		goto out_pas;
 	ret = v_accept_finish(pas, tmo);
+	if (ret)
+		goto out_pas;
+	/* our own atomics land on the hidden passive side: always granted */
+	ret = fm__verbs_grant(&pas->ep);
 	if (ret)
 		goto out_pas;
 	act->loop_peer = pas;

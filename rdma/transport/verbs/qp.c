@@ -13,6 +13,8 @@
  *          checks status BEFORE opcode: any error moves the endpoint to
  *          CLOSED with a reason; IBV_WC_WR_FLUSH_ERR means teardown (the QP
  *          is in error because of an earlier failure or a disconnect).
+ *   linger fm_ep_delete waits (bounded) for the send completions of what
+ *          was sent before it, then disconnects (v_linger).
  *   events a per-endpoint rdma_cm event channel (the accepted id is migrated
  *          to it) and a completion channel, both non-blocking, both in the
  *          endpoint's epoll fd (fm_ep_fd).  Event mode: ack the CQ events,
@@ -226,6 +228,13 @@ int fm__verbs_poll_cq(struct v_ep *ve)
 				else if (wc_errno(wc[i].status) == -EACCES && rq->kind == VREQ_OP)
 					fm__ep_fail(&ve->ep, -EACCES, "remote access error: %s",
 						    ibv_wc_status_str(wc[i].status));
+				else if (wc[i].status == IBV_WC_REM_INV_REQ_ERR &&
+					 rq->kind == VREQ_OP)
+					/* the responder's QP lacks the access
+					 * flag: not granted (verbs_priv.h) */
+					fm__ep_fail(&ve->ep, -EACCES, "remote access error: %s (no "
+						    "access granted?)",
+						    ibv_wc_status_str(wc[i].status));
 				else
 					fm__ep_fail(&ve->ep, wc_errno(wc[i].status), "%s on %s",
 						    ibv_wc_status_str(wc[i].status),
@@ -313,12 +322,35 @@ int fm__verbs_progress(struct fm_ep *ep, int timeout_ms)
 	return fm__verbs_progress(ep, 0);
 }
 
+/*
+ * LINGER: messages fm_ep_send handed over are on the send queue; a
+ * disconnect now would flush them.  Wait up to linger_ms for their send
+ * completions -- an RC send completes once the peer's HCA acknowledged it
+ * -- then disconnect.  A broken connection ends the wait at once (its
+ * flushed completions close the endpoint).
+ */
+static void v_linger(struct v_ep *ve)
+{
+	int linger = ve->ep.t->cfg.linger_ms;
+	uint64_t deadline = fm__deadline(linger < 0 ? 0 : linger);
+
+	while (ve->qp_created && ve->ntx_free < ve->ntx && ve->ep.state != FM_EP_CLOSED) {
+		if (fm__verbs_poll_cq(ve))
+			continue;
+		if (fm__remaining_ms(deadline) == 0)
+			break;
+		usleep(100);
+	}
+}
+
 void fm__verbs_ep_delete(struct fm_ep *ep)
 {
 	struct v_ep *ve = to_vep(ep);
 
-	if (ve->id && ep->state != FM_EP_CLOSED)
+	if (ve->id && ep->state != FM_EP_CLOSED) {
+		v_linger(ve);
 		rdma_disconnect(ve->id);
+	}
 	fm__ep_fail(ep, -ENOTCONN, "closed locally");
 	fm__verbs_ep_free(ve);
 }

@@ -9,6 +9,13 @@
  *   qp.c      an endpoint's resources (QP, CQ, message pool), the CQ
  *             poller, progress, teardown.
  *   ops.c     one-sided operations, messages, the grant, the fence.
+ *
+ * Remote access is a property of the QP: every QP is brought up with no
+ * remote access flags (an accepted one before its REP leaves, cm.c), and
+ * fm_ep_grant modifies an accepted QP to REMOTE_READ | REMOTE_ATOMIC.  An
+ * RC responder refuses any READ or atomic on a QP without the flag (NAK
+ * "invalid request": the requester's completion is REM_INV_REQ_ERR, which
+ * the poller reports as a remote access error).
  */
 #ifndef FM_VERBS_PRIV_H
 #define FM_VERBS_PRIV_H
