@@ -224,12 +224,40 @@ int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
 			goto out_owner;
 	}
 
-	/* the transport */
+	/* the transport.  shm arenas sized from what we will register: a
+	 * bitmap (grains/8, in words) and a lock table (8 bytes a grain) for
+	 * every mapping the pool can hold (at most what one owner serves),
+	 * page aligned, plus an eighth and a few MiB of headroom (the region
+	 * table, fragmentation).  Sparse: only touched pages cost memory.
+	 * Verbs registers each region by itself and ignores these. */
+	{
+		uint64_t n = ss.max_mappings == 0 ? 1 :
+			ss.max_mappings < OD_MAX_MAPS ? ss.max_mappings : OD_MAX_MAPS;
+		uint64_t g = ss.max_grains ? ss.max_grains : 1;
+		uint64_t bm = ((((g + 63) / 64) * 8) + 4095) & ~UINT64_C(4095);
+		uint64_t lk = g > (UINT64_MAX >> 4) ? UINT64_MAX >> 4 :
+			(8 * g + 4095) & ~UINT64_C(4095);
+
+		tcfg.shm_read_size = n * bm + n * bm / 8 + (UINT64_C(4) << 20);
+		tcfg.shm_atomic_size = lk > (UINT64_MAX >> 16) / n ? UINT64_MAX >> 16 :
+			n * lk + n * lk / 8 + (UINT64_C(4) << 20);
+		tcfg.shm_max_regions = (uint32_t)(2 * n + 16);
+	}
+	/* only our own uid may connect over shm (a config key for more is
+	 * to come: fm_ownerd_cfg.shm_uids); fm_ep_delete of a client we drop
+	 * lingers at most 50 ms for its BYE (verbs), never longer */
+	tcfg.shm_nuids = 0;
+	tcfg.linger_ms = 50;
 	tcfg.provider = cfg->provider ? cfg->provider : "shm";
 	tcfg.device = cfg->device;
 	rc = fm_transport_new(&d->t, &tcfg);
 	if (rc)
 		goto out_owner;
+	if (strcmp(tcfg.provider, "shm") == 0)
+		od_log(FM_LOGLVL_INFO, "shm arenas: %" PRIu64 " MiB READ, %" PRIu64 " MiB ATOMIC, "
+		       "%u regions (for %u mappings x %" PRIu64 " grains)",
+		       tcfg.shm_read_size >> 20, tcfg.shm_atomic_size >> 20, tcfg.shm_max_regions,
+		       ss.max_mappings, ss.max_grains);
 	rc = fm_listen(d->t, cfg->listen, &d->l);
 	if (rc)
 		goto out_t;
