@@ -305,7 +305,10 @@ int fm_owner_connected(struct fm_owner *o, uint64_t conn, uint64_t now)
 		return fm_err(-ENOMEM, "owner: out of memory");
 	}
 	s->conn = conn;
-	s->session_id = ++o->next_session; /* on the wire from CHALLENGE on */
+	/* on the wire from CHALLENGE on; unique across incarnations too, so
+	 * a HELLO vouching for a session of a previous owner can never name
+	 * one of ours */
+	s->session_id = o->cfg.incarnation << 32 | (++o->next_session & 0xffffffffu);
 	s->state = FM_OSESS_HELLO_WAIT;
 	s->deadline = now + o->cfg.handshake_ms;
 	s->next = o->sessions;
