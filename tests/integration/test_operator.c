@@ -34,6 +34,7 @@
 #define HANG_MS 4000 /* a refusal takes milliseconds; this long is a hang */
 
 static const char *g_owner, *g_cli;
+static pid_t g_running[4]; /* owners started and not yet stopped */
 static char g_root[256];  /* the run's temp dir */
 static char g_dir[300];   /* the current case's dir */
 static int g_seq;
@@ -193,6 +194,11 @@ static void owner_start(struct owner *o, const char *extra1, const char *extra2)
 	int st;
 
 	o->pid = spawn(argv, o->log);
+	for (unsigned i = 0; i < 4; i++)
+		if (!g_running[i]) {
+			g_running[i] = o->pid;
+			break;
+		}
 	while (ctl(o->ctl, NULL, 0, "status\n") != 0) {
 		if (waitpid(o->pid, &st, WNOHANG) == o->pid || now_ms() > end) {
 			fprintf(stderr, "owner did not come up:\n%s\n", slurp(o->log));
@@ -205,9 +211,25 @@ static void owner_start(struct owner *o, const char *extra1, const char *extra2)
 /* SIGTERM; the owner must exit 0 */
 static void owner_stop(struct owner *o)
 {
+	for (unsigned i = 0; i < 4; i++)
+		if (g_running[i] == o->pid)
+			g_running[i] = 0;
 	assert_int_equal(kill(o->pid, SIGTERM), 0);
 	assert_int_equal(wait_for(o->pid, 5000), 0);
 	o->pid = 0;
+}
+
+/* after each case: an owner a failed case left running is killed */
+static int reap(void **state)
+{
+	(void)state;
+	for (unsigned i = 0; i < 4; i++)
+		if (g_running[i]) {
+			kill(g_running[i], SIGKILL);
+			waitpid(g_running[i], NULL, 0);
+			g_running[i] = 0;
+		}
+	return 0;
 }
 
 static void same_inode(const struct stat *a, const char *path)
@@ -706,23 +728,23 @@ static int teardown(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(control__regular_file__refused_untouched),
-		cmocka_unit_test(control__is_the_pool__pool_kept),
-		cmocka_unit_test(control__directory_fifo_symlink__refused_untouched),
-		cmocka_unit_test(control__stale_socket__replaced),
-		cmocka_unit_test(second_owner__same_pool_same_control__refused_first_untouched),
-		cmocka_unit_test(second_owner__other_pool_same_control__refused_socket_kept),
-		cmocka_unit_test(key_file__fifo__refused_without_hanging),
-		cmocka_unit_test(config__fifo_and_dev_zero__refused_without_hanging),
-		cmocka_unit_test(config__nul_long_line_big_file__refused_naming_the_line),
-		cmocka_unit_test(config__errors__name_file_line_and_key),
-		cmocka_unit_test(cli__numbers__strict),
-		cmocka_unit_test(owner__flags__strict),
-		cmocka_unit_test(owner__hash_in_flag__kept),
-		cmocka_unit_test(control__commands__strict),
-		cmocka_unit_test(control__nul_byte__answered_and_next_line_runs),
-		cmocka_unit_test(control__long_line__error_and_closed),
-		cmocka_unit_test(control__status_of_many_maps__whole),
+		cmocka_unit_test_teardown(control__regular_file__refused_untouched, reap),
+		cmocka_unit_test_teardown(control__is_the_pool__pool_kept, reap),
+		cmocka_unit_test_teardown(control__directory_fifo_symlink__refused_untouched, reap),
+		cmocka_unit_test_teardown(control__stale_socket__replaced, reap),
+		cmocka_unit_test_teardown(second_owner__same_pool_same_control__refused_first_untouched, reap),
+		cmocka_unit_test_teardown(second_owner__other_pool_same_control__refused_socket_kept, reap),
+		cmocka_unit_test_teardown(key_file__fifo__refused_without_hanging, reap),
+		cmocka_unit_test_teardown(config__fifo_and_dev_zero__refused_without_hanging, reap),
+		cmocka_unit_test_teardown(config__nul_long_line_big_file__refused_naming_the_line, reap),
+		cmocka_unit_test_teardown(config__errors__name_file_line_and_key, reap),
+		cmocka_unit_test_teardown(cli__numbers__strict, reap),
+		cmocka_unit_test_teardown(owner__flags__strict, reap),
+		cmocka_unit_test_teardown(owner__hash_in_flag__kept, reap),
+		cmocka_unit_test_teardown(control__commands__strict, reap),
+		cmocka_unit_test_teardown(control__nul_byte__answered_and_next_line_runs, reap),
+		cmocka_unit_test_teardown(control__long_line__error_and_closed, reap),
+		cmocka_unit_test_teardown(control__status_of_many_maps__whole, reap),
 	};
 
 	g_owner = getenv("FM_OWNER_BIN");
