@@ -418,7 +418,7 @@ static int ctl_probe(const char *path, const struct sockaddr_un *sun)
  * A race with another owner binding between our unlink and bind ends in
  * bind's EADDRINUSE, never in two owners on one path.
  */
-int od_ctl_listen(const char *path)
+static int ctl_bind(const char *path)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	struct stat st;
@@ -459,6 +459,53 @@ int od_ctl_listen(const char *path)
 		return fm_err(-e, "control socket %s: %s", path, strerror(e));
 	}
 	return fd;
+}
+
+int od_ctl_listen(struct fm_ownerd *d)
+{
+	const char *path = d->cfg.control_path;
+	struct stat st;
+	int fd;
+
+	if (!path)
+		return 0;
+	fd = ctl_bind(path);
+	if (fd < 0)
+		return fd;
+	/* what we will remove at exit, and only that */
+	if (lstat(path, &st) || !S_ISSOCK(st.st_mode)) {
+		close(fd);
+		return fm_err(-ENOENT, "control socket %s: gone right after bind", path);
+	}
+	d->ctl_fd = fd;
+	d->ctl_dev = st.st_dev;
+	d->ctl_ino = st.st_ino;
+	return 0;
+}
+
+/*
+ * The socket file goes only if it is still ours: in the meantime an
+ * operator may have removed it and put a file there, or another owner its
+ * own socket.  (lstat then unlink is not atomic: a swap between the two
+ * is the one case this cannot see.)
+ */
+void od_ctl_unlisten(struct fm_ownerd *d)
+{
+	const char *path = d->cfg.control_path;
+	struct stat st;
+
+	for (unsigned i = 0; i < OD_CTL_MAX; i++)
+		if (d->ctl[i].fd >= 0)
+			ctl_close(d, &d->ctl[i]);
+	if (d->ctl_fd < 0)
+		return;
+	close(d->ctl_fd);
+	d->ctl_fd = -1;
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == d->ctl_dev &&
+	    st.st_ino == d->ctl_ino)
+		(void)unlink(path);
+	else
+		od_log(FM_LOGLVL_WARN, "control socket %s: no longer ours, left in place", path);
 }
 
 void od_ctl_accept(struct fm_ownerd *d)

@@ -185,6 +185,13 @@ int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
 		d->cfg.client_last = 64;
 	}
 
+	/* the control socket first: a --control path that must not be
+	 * replaced (a file, the pool itself, a live owner's socket) stops us
+	 * before any pool is opened, created or recorded in */
+	rc = od_ctl_listen(d);
+	if (rc)
+		goto out_free;
+
 	/* the store */
 	rc = fm_store_open(&d->store, cfg->pmem_path, NULL);
 	if (rc == -ENOENT) {
@@ -197,7 +204,7 @@ int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
 	}
 	if (rc) {
 		od_log(FM_LOGLVL_ERR, "store %s: %s", cfg->pmem_path, fm_errormsg());
-		goto out_free;
+		goto out_ctl;
 	}
 	fm_store_stats(d->store, &ss);
 	od_log(FM_LOGLVL_INFO, "store %s: persistence %s (is_pmem %d), view %s, %u mappings",
@@ -293,12 +300,6 @@ int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
 	its.it_interval.tv_nsec = (long)(tick % 1000) * 1000000;
 	its.it_value = its.it_interval;
 	timerfd_settime(d->timer_fd, 0, &its, NULL);
-	if (cfg->control_path) {
-		rc = od_ctl_listen(cfg->control_path);
-		if (rc < 0)
-			goto out_fds;
-		d->ctl_fd = rc;
-	}
 	od_log(FM_LOGLVL_INFO, "listening on %s (%s), clients %u-%u, lease %u ms%s%s",
 	       cfg->listen, tcfg.provider, d->cfg.client_first, d->cfg.client_last,
 	       d->cfg.lease_ms, cfg->control_path ? ", control " : "",
@@ -324,6 +325,8 @@ out_owner:
 	fm_owner_delete(&d->o);
 out_store:
 	fm_store_close(&d->store);
+out_ctl:
+	od_ctl_unlisten(d);
 out_free:
 	free(d->readbuf);
 	free(d);
@@ -341,14 +344,7 @@ void fm_ownerd_delete(struct fm_ownerd **dp)
 		od_conn_drop(d, &d->conns[0]); /* peers see "peer closed" */
 	free(d->conns);
 	free(d->persist);
-	for (unsigned i = 0; i < OD_CTL_MAX; i++)
-		if (d->ctl[i].fd >= 0)
-			close(d->ctl[i].fd);
-	if (d->ctl_fd >= 0) {
-		close(d->ctl_fd);
-		if (d->cfg.control_path)
-			(void)unlink(d->cfg.control_path);
-	}
+	od_ctl_unlisten(d);
 	for (unsigned i = 0; i < OD_MAX_MAPS; i++) {
 		fm_region_delete(&d->maps[i].bitmap);
 		fm_region_delete(&d->maps[i].locks);

@@ -33,6 +33,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "flashmeta/ownerd.h"
 #include "flashmeta/proto_owner.h"
@@ -99,6 +100,8 @@ struct fm_ownerd {
 	struct fm_ep *self;       /* loopback: our own CAS on the lock tables */
 	struct fm_owner *o;
 	int timer_fd, stop_fd, ctl_fd;
+	dev_t ctl_dev;            /* the socket file we bound at control_path: */
+	ino_t ctl_ino;            /* removed at exit only if it is still there */
 	uint64_t next_conn;
 	struct od_conn *conns;
 	size_t nconns, cap_conns;
@@ -127,9 +130,6 @@ void od_log_level_set(enum fm_loglvl lv);
 /* config.c */
 /* od_trim -- `s` without leading and trailing white space (cut in place) */
 char *od_trim(char *s);
-/* od_parse_u64 -- a whole number (strtoull base 0, trailing blanks allowed);
- * 0 or -EINVAL */
-int od_parse_u64(const char *v, uint64_t *out);
 
 /* conn.c */
 struct od_conn *od_conn_find(struct fm_ownerd *d, uint64_t id);
@@ -167,8 +167,13 @@ int od_map_attach(struct fm_ownerd *d, uint64_t id);
 /* control.c */
 /* od_map_complete -- after REVOKED: the pending control operation of `m` */
 void od_map_complete(struct fm_ownerd *d, struct od_map *m);
-/* od_ctl_listen -- the listening control socket at `path`: fd or -errno */
-int od_ctl_listen(const char *path);
+/* od_ctl_listen -- listen on the control socket at cfg.control_path (if
+ * any): d->ctl_fd and the file's identity; 0 or -errno (ownerd.h says what
+ * may already be at the path) */
+int od_ctl_listen(struct fm_ownerd *d);
+/* od_ctl_unlisten -- close every control connection and the listener;
+ * remove the socket file only if it is still the one we bound */
+void od_ctl_unlisten(struct fm_ownerd *d);
 /* od_ctl_accept -- a new control connection: a free slot, or EBUSY */
 void od_ctl_accept(struct fm_ownerd *d);
 /* od_ctl_readable -- read and execute what a control connection sent */

@@ -707,6 +707,38 @@ static void control__status_of_many_maps__whole(void **state)
 	owner_stop(&o);
 }
 
+/* ---- the socket at exit; the control socket before the pool ---- */
+
+/* an operator replaced the socket while the owner ran: left alone at exit */
+static void control__replaced_while_running__left_at_exit(void **state)
+{
+	struct owner o;
+
+	(void)state;
+	fresh("ctl-replaced");
+	owner_paths(&o, "pool", "ctl");
+	owner_start(&o, NULL, NULL);
+	assert_int_equal(unlink(o.ctl), 0);
+	write_file(o.ctl, "not yours\n", 10);
+	owner_stop(&o);
+	assert_string_equal(slurp(o.ctl), "not yours\n");
+}
+
+/* a refused --control comes before the pool: none created, none written */
+static void control__refused__no_pool_made(void **state)
+{
+	struct owner o;
+
+	(void)state;
+	fresh("ctl-first");
+	owner_paths(&o, "pool", "file");
+	write_file(o.ctl, "x", 1);
+	assert_int_equal(run(g_owner, "-l", o.listen, "-p", o.pool, "-k", o.key, "-C", o.ctl,
+			     NULL), 1);
+	assert_true(log_has("a regular file is there; not replaced"));
+	assert_int_equal(access(o.pool, F_OK), -1);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -745,6 +777,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(control__nul_byte__answered_and_next_line_runs, reap),
 		cmocka_unit_test_teardown(control__long_line__error_and_closed, reap),
 		cmocka_unit_test_teardown(control__status_of_many_maps__whole, reap),
+		cmocka_unit_test_teardown(control__replaced_while_running__left_at_exit, reap),
+		cmocka_unit_test_teardown(control__refused__no_pool_made, reap),
 	};
 
 	g_owner = getenv("FM_OWNER_BIN");

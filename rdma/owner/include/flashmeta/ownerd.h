@@ -64,8 +64,11 @@
  * died), which is replaced.  A socket that a live process serves gives
  * -EADDRINUSE ("in use by a running owner"); anything else there -- a
  * regular file (the pool itself, say), a directory, a FIFO, a symbolic
- * link -- gives -EEXIST, and nothing is touched.  fm_ownerd_delete
- * unlinks the path.
+ * link -- gives -EEXIST, and nothing is touched.  The socket is bound
+ * before the pool is opened, so such a refusal neither creates nor writes
+ * a pool.  fm_ownerd_delete removes the socket file only if it is still
+ * the one this owner bound (same device and inode): not one another owner
+ * put there since, nor whatever an operator replaced it with.
  *
  * Errors: negative errno, detail in fm_errormsg().
  */
