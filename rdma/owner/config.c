@@ -33,7 +33,8 @@
 
 enum cfg_key {
 	K_LISTEN, K_TRANSPORT, K_DEVICE, K_PMEM, K_CONTROL, K_POOL_MAX_MAPS,
-	K_POOL_MAX_GRAINS, K_LEASE_MS, K_CLIENTS, K_KEY_FILE, K_LOG_LEVEL, K_COUNT
+	K_POOL_MAX_GRAINS, K_LEASE_MS, K_CLIENTS, K_KEY_FILE, K_LOG_LEVEL, K_CONTROL_IDLE_MS,
+	K_COUNT
 };
 
 static const struct {
@@ -50,6 +51,7 @@ static const struct {
 	[K_CLIENTS] = { "clients", NULL },
 	[K_KEY_FILE] = { "key_file", NULL },
 	[K_LOG_LEVEL] = { "log_level", NULL },
+	[K_CONTROL_IDLE_MS] = { "control_idle_ms", NULL },
 };
 
 char *od_trim(char *s)
@@ -209,6 +211,11 @@ static int cfg_apply(struct fm_ownerd_cfg *cfg, int k, const char *v)
 		return 0;
 	case K_LOG_LEVEL:
 		return cfg_log_level(cfg, v);
+	case K_CONTROL_IDLE_MS:
+		rc = fm_u64_parse(name, v, 100, 86400000, &n);
+		if (!rc)
+			cfg->control_idle_ms = (uint32_t)n;
+		return rc;
 	}
 	return fm_err(-EINVAL, "%s: unknown key", name);
 }

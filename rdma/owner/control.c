@@ -131,6 +131,7 @@ void od_map_complete(struct fm_ownerd *d, struct od_map *m)
 	ctl_result(fd, rc);
 	if ((c = ctl_by_fd(d, fd))) {
 		c->busy = false;
+		c->last_ms = od_now_ms(); /* idle from its answer on */
 		ctl_process(d, c);
 	}
 }
@@ -372,6 +373,7 @@ void od_ctl_readable(struct fm_ownerd *d, struct od_ctl *c)
 	}
 	c->used += (size_t)n;
 	c->line[c->used] = '\0';
+	c->last_ms = od_now_ms();
 	ctl_process(d, c);
 	if (c->fd >= 0 && !c->busy && c->used == sizeof(c->line) - 1) {
 		ctl_printf(c->fd, "error EINVAL: line too long (at most %d bytes)\n",
@@ -508,18 +510,60 @@ void od_ctl_unlisten(struct fm_ownerd *d)
 		od_log(FM_LOGLVL_WARN, "control socket %s: no longer ours, left in place", path);
 }
 
+/* close `c` with a last line saying why (it was idle) */
+static void ctl_evict(struct fm_ownerd *d, struct od_ctl *c, uint64_t now, const char *why)
+{
+	ctl_printf(c->fd, "error ETIMEDOUT: closed, idle for %" PRIu64 " ms%s\n",
+		   now - c->last_ms, why);
+	od_log(FM_LOGLVL_DEBUG, "control: closed a connection idle for %" PRIu64 " ms%s",
+	       now - c->last_ms, why);
+	ctl_close(d, c);
+}
+
+/*
+ * A new connection takes a free slot; with none, the slot of the
+ * longest-idle connection that waits for no deferred answer (idle ones
+ * must not lock out `status`); with none of those either (16 deferred
+ * commands), the newcomer is refused.
+ */
 void od_ctl_accept(struct fm_ownerd *d)
 {
 	int fd = accept4(d->ctl_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-	unsigned i;
+	uint64_t now = od_now_ms();
+	struct od_ctl *slot = NULL, *oldest = NULL;
 
-	for (i = 0; fd >= 0 && i < OD_CTL_MAX && d->ctl[i].fd >= 0; i++)
-		;
-	if (fd >= 0 && i == OD_CTL_MAX) {
-		ctl_printf(fd, "error EBUSY: too many control connections\n");
+	if (fd < 0)
+		return;
+	for (unsigned i = 0; i < OD_CTL_MAX && !slot; i++) {
+		struct od_ctl *c = &d->ctl[i];
+
+		if (c->fd < 0)
+			slot = c;
+		else if (!c->busy && (!oldest || c->last_ms < oldest->last_ms))
+			oldest = c;
+	}
+	if (!slot && oldest) {
+		ctl_evict(d, oldest, now, " and every control slot taken");
+		slot = oldest;
+	}
+	if (!slot) {
+		ctl_printf(fd, "error EBUSY: all %d control connections wait for deferred "
+			   "answers\n", OD_CTL_MAX);
 		close(fd);
-	} else if (fd >= 0) {
-		d->ctl[i].fd = fd;
-		d->ctl[i].used = 0;
+		return;
+	}
+	slot->fd = fd;
+	slot->used = 0;
+	slot->busy = false;
+	slot->last_ms = now;
+}
+
+void od_ctl_tick(struct fm_ownerd *d, uint64_t now)
+{
+	for (unsigned i = 0; i < OD_CTL_MAX; i++) {
+		struct od_ctl *c = &d->ctl[i];
+
+		if (c->fd >= 0 && !c->busy && now - c->last_ms >= d->cfg.control_idle_ms)
+			ctl_evict(d, c, now, "");
 	}
 }

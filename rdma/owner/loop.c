@@ -73,6 +73,7 @@ int fm_ownerd_run(struct fm_ownerd *d)
 			(void)!read(d->timer_fd, &cnt, sizeof(cnt));
 			(void)fm_owner_tick(d->o, od_now_ms());
 			od_drain_actions(d);
+			od_ctl_tick(d, od_now_ms());
 		}
 		if (pfd[2].revents) {
 			od_accept_all(d);
@@ -180,6 +181,8 @@ int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
 		d->ctl[i].fd = -1;
 	if (!d->cfg.lease_ms)
 		d->cfg.lease_ms = 3000;
+	if (!d->cfg.control_idle_ms)
+		d->cfg.control_idle_ms = 60000;
 	if (!d->cfg.client_first) {
 		d->cfg.client_first = 1;
 		d->cfg.client_last = 64;

@@ -88,6 +88,7 @@ struct od_map {
 struct od_ctl {
 	int fd;
 	bool busy;         /* a deferred command runs: later lines wait */
+	uint64_t last_ms;  /* od_now_ms() of its last bytes or answer: idle since */
 	size_t used;
 	char line[OD_CTL_LINE];
 };
@@ -174,8 +175,12 @@ int od_ctl_listen(struct fm_ownerd *d);
 /* od_ctl_unlisten -- close every control connection and the listener;
  * remove the socket file only if it is still the one we bound */
 void od_ctl_unlisten(struct fm_ownerd *d);
-/* od_ctl_accept -- a new control connection: a free slot, or EBUSY */
+/* od_ctl_accept -- a new control connection: a free slot, else the slot of
+ * the longest-idle connection not waiting for a deferred answer, else
+ * EBUSY */
 void od_ctl_accept(struct fm_ownerd *d);
+/* od_ctl_tick -- close control connections idle for cfg.control_idle_ms */
+void od_ctl_tick(struct fm_ownerd *d, uint64_t now);
 /* od_ctl_readable -- read and execute what a control connection sent */
 void od_ctl_readable(struct fm_ownerd *d, struct od_ctl *c);
 

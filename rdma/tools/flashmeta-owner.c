@@ -35,6 +35,8 @@ static void usage(FILE *f)
 		"  -p, --pmem PATH       pool file; created when absent           [pmem]\n"
 		"  -C, --control PATH    admin unix socket, at most 107 bytes;    [control]\n"
 		"                        only a stale socket there is replaced\n"
+		"      --control-idle-ms MS  close idle control connections   [control_idle_ms]\n"
+		"                            after MS, 100..86400000 (60000)\n"
 		"  -k, --key-file PATH   shared client key (1..64 bytes), a regular file\n"
 		"                                                                 [key_file]\n"
 		"  -L, --lease-ms MS     client lease term, 10..600000 (3000)     [lease_ms]\n"
@@ -69,6 +71,7 @@ static const struct option opts[] = {
 	{ "clients", required_argument, NULL, 'i' },
 	{ "pool-max-maps", required_argument, NULL, 1 },
 	{ "pool-max-grains", required_argument, NULL, 2 },
+	{ "control-idle-ms", required_argument, NULL, 3 },
 	{ "log-level", required_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
@@ -94,7 +97,7 @@ int main(int argc, char **argv)
 		['l'] = "listen", ['t'] = "transport", ['d'] = "device", ['p'] = "pmem",
 		['C'] = "control", ['k'] = "key_file", ['L'] = "lease_ms",
 		['i'] = "clients", [1] = "pool_max_maps", [2] = "pool_max_grains",
-		['v'] = "log_level",
+		['v'] = "log_level", [3] = "control_idle_ms",
 	};
 	struct fm_ownerd_cfg cfg = { .log_level = FM_LOGLVL_INFO };
 	struct sigaction sa = { .sa_handler = on_signal };

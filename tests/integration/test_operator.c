@@ -707,7 +707,55 @@ static void control__status_of_many_maps__whole(void **state)
 	owner_stop(&o);
 }
 
-/* ---- the socket at exit; the control socket before the pool ---- */
+/* ---- idle control connections; the socket at exit; control before pool ---- */
+
+/* 16 idle connections: a 17th (status) takes the longest-idle one's slot */
+static void control__slots_full_of_idle__longest_idle_evicted(void **state)
+{
+	struct owner o;
+	char out[4096];
+	int fds[16];
+
+	(void)state;
+	fresh("ctl-evict");
+	owner_paths(&o, "pool", "ctl");
+	owner_start(&o, NULL, NULL);
+	for (int i = 0; i < 16; i++) {
+		fds[i] = raw_connect(o.ctl);
+		usleep(20000); /* an order of idleness the owner can see */
+	}
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "status\n"), 0);
+	/* the first (longest idle) was told and closed; the last still works */
+	assert_int_equal(raw_answers(fds[0], out, sizeof(out), 1, 3000), 1);
+	assert_non_null(strstr(out, "error ETIMEDOUT: closed, idle for"));
+	assert_int_equal(send(fds[15], "map-show 1\n", 11, MSG_NOSIGNAL), 11);
+	assert_int_equal(raw_answers(fds[15], out, sizeof(out), 1, 3000), 1);
+	assert_non_null(strstr(out, "error ENOENT: map 1 unknown"));
+	for (int i = 0; i < 16; i++)
+		close(fds[i]);
+	owner_stop(&o);
+}
+
+static void control__idle__closed_after_control_idle_ms(void **state)
+{
+	struct owner o;
+	char out[512];
+	uint64_t t0;
+	int fd;
+
+	(void)state;
+	fresh("ctl-idle");
+	owner_paths(&o, "pool", "ctl");
+	owner_start(&o, "--control-idle-ms", "300");
+	fd = raw_connect(o.ctl);
+	t0 = now_ms();
+	assert_int_equal(raw_answers(fd, out, sizeof(out), 1, 5000), 1);
+	assert_true(now_ms() - t0 >= 250);
+	assert_non_null(strstr(out, "error ETIMEDOUT: closed, idle for"));
+	assert_int_equal(recv(fd, out, sizeof(out), 0), 0); /* closed */
+	close(fd);
+	owner_stop(&o);
+}
 
 /* an operator replaced the socket while the owner ran: left alone at exit */
 static void control__replaced_while_running__left_at_exit(void **state)
@@ -777,6 +825,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(control__nul_byte__answered_and_next_line_runs, reap),
 		cmocka_unit_test_teardown(control__long_line__error_and_closed, reap),
 		cmocka_unit_test_teardown(control__status_of_many_maps__whole, reap),
+		cmocka_unit_test_teardown(control__slots_full_of_idle__longest_idle_evicted, reap),
+		cmocka_unit_test_teardown(control__idle__closed_after_control_idle_ms, reap),
 		cmocka_unit_test_teardown(control__replaced_while_running__left_at_exit, reap),
 		cmocka_unit_test_teardown(control__refused__no_pool_made, reap),
 	};

@@ -55,9 +55,17 @@
  * runs.  map-prepare/start/restart/stop first revoke every confirmation
  * lease of the mapping (RELEASE_REQUEST), and change the store only after
  * FM_NOTE_REVOKED; their answer comes then, and later lines of the same
- * connection wait for it.  At most 16 control connections at once; the
- * 17th gets "error EBUSY" and is closed.  The client side of the socket
- * is fm_ownerd_ctl (flashmeta/ctl.h).
+ * connection wait for it.  The client side of the socket is
+ * fm_ownerd_ctl (flashmeta/ctl.h).
+ *
+ * Idle control connections: one that sent nothing and was answered
+ * nothing for control_idle_ms (60 s by default) is told "error
+ * ETIMEDOUT: idle ..." and closed, unless it waits for a deferred answer.
+ * At most 16 control connections are open at once; when a 17th comes, the
+ * longest-idle one not waiting for a deferred answer is told "error
+ * ETIMEDOUT: closed, idle ... and every control slot taken" and closed to
+ * make room, so idle connections can never lock out `status`; only when
+ * all 16 wait for deferred answers does the newcomer get "error EBUSY".
  *
  * The control socket path (cfg.control_path) is bound only where there is
  * nothing, or a stale socket (one nobody listens on: a previous owner that
@@ -97,6 +105,8 @@ struct fm_ownerd_cfg {
 	uint32_t pool_max_maps;   /* create only; 0 -> 64 */
 	uint64_t pool_max_grains; /* create only; 0 -> 1 << 20 */
 	const char *control_path; /* unix socket path; NULL = none */
+	uint32_t control_idle_ms; /* close control connections idle this long;
+				   * 0 -> 60000 */
 	uint32_t lease_ms;        /* client lease term; 0 -> 3000 */
 	uint32_t client_first;    /* allowed client ids [first, last]; 0,0 -> 1..64 */
 	uint32_t client_last;
@@ -142,6 +152,9 @@ void fm_ownerd_delete(struct fm_ownerd **dp);
  *                    see "Control socket" above for what may already be there
  *   key_file         the shared client key, read at once: a regular file of
  *                    1..64 bytes (a trailing newline is dropped); required
+ *   control_idle_ms  close an idle control connection after this long,
+ *                    100..86400000 (default 60000; see "Idle control
+ *                    connections" above)
  *   lease_ms         client lease term, 10..600000 (default 3000)
  *   clients          allowed client ids, N or N-M within 1..65535
  *                    (default 1-64)
