@@ -160,14 +160,21 @@ static void w_end(void *ctx, int rc)
 	put(w->cl, &r, obs, n);
 }
 
-static void slow_sleep(struct worker *w, uint32_t ms)
+/* a slow storage step of ms; a scripted one ends early when the parent
+ * opens this client's gate (so a scenario does not depend on timing) */
+static void slow_sleep(struct worker *w, uint32_t ms, bool gated)
 {
 	struct pit_cshared *cs = w->cl->cs;
+	const atomic_int *gate = &w->cl->e->sh->gate[w->cl->idx];
+	uint64_t end = pit_now_ns() + (uint64_t)ms * 1000000;
 
 	w->slowing = true;
 	atomic_fetch_add(&cs->in_slow, 1);
 	atomic_fetch_add(&cs->slow, 1);
-	pit_sleep_ms(ms);
+	if (!gated)
+		pit_sleep_ms(ms);
+	while (gated && !atomic_load(gate) && pit_now_ns() < end)
+		pit_sleep_ms(1);
 	atomic_fetch_sub(&cs->in_slow, 1);
 	w->slowing = false;
 }
@@ -219,10 +226,10 @@ static void w_step(void *ctx, enum pit_step s, uint64_t grain, int rc)
 	case PIT_STEP_REDIRECT:
 		if (w->slow_step == (unsigned)s + 1) { /* scripted: exactly here, once */
 			w->slow_step = 0;
-			slow_sleep(w, w->slow_ms);
+			slow_sleep(w, w->slow_ms, true);
 		} else if (c->cfg->slow_pct && c->cfg->slow_ms &&
 			   pit_rnd_below(&w->rng, 100) < c->cfg->slow_pct) {
-			slow_sleep(w, 1 + (uint32_t)pit_rnd_below(&w->rng, c->cfg->slow_ms));
+			slow_sleep(w, 1 + (uint32_t)pit_rnd_below(&w->rng, c->cfg->slow_ms), false);
 		}
 		break;
 	default:

@@ -65,7 +65,7 @@ static void usage(FILE *f)
 "                        retrigger; 'none' disables all               [all =1]\n"
 "  --stop-bands LIST     SIGSTOP lengths, x lease: lo-hi,...  [0.5-0.9,1.8-3; --full 0.5-3]\n"
 "  --slow PCT,MS         slow storage steps: PCT %% of copy/write steps sleep 1..MS ms\n"
-"                        (scenarios: MS is the stall)  [0,0; --full 20,400; scenarios 0,300]\n"
+"                        (scenarios: MS caps A's stall) [0,0; --full 20,400; scenario 0,5000]\n"
 "  --aim-ms MS           how long an aimed fault waits for its moment [1000]\n"
 "  --big-grains N, --small-grains N   mapping sizes in 4 KiB grains  [4096, 128]\n"
 "  --retry-ms MS         an I/O is restarted for at most this long   [60000]\n"
@@ -92,7 +92,8 @@ static void usage(FILE *f)
 
 enum { O_SHORT = 256, O_LONG, O_FULL, O_SCEN, O_SEED, O_DUR, O_IOS, O_MINF, O_MAXS, O_CLIENTS,
        O_THREADS, O_LEASE, O_GAP, O_FAULTS, O_STOP, O_SLOW, O_AIM, O_BIG, O_SMALL, O_RETRY,
-       O_RATE, O_MUTATE, O_EXPECT_FAIL, O_OWNER, O_PTOOL, O_PROV, O_ADDR, O_DEV, O_DIR, O_KEEP, O_ODEBUG, O_MAXREP };
+       O_RATE, O_MUTATE, O_EXPECT_FAIL, O_OWNER, O_PTOOL, O_PROV, O_ADDR, O_DEV, O_DIR,
+       O_KEEP, O_ODEBUG, O_MAXREP };
 
 static const struct option opts[] = {
 	{ "short", no_argument, NULL, O_SHORT },
@@ -268,7 +269,7 @@ static void preset(struct pit_cfg *cfg, const char *mode, bool full)
 	if (cfg->scenario) { /* two scripted clients, two threads each */
 		cfg->clients = 2;
 		cfg->slow_pct = 0;
-		cfg->slow_ms = 300;
+		cfg->slow_ms = 5000; /* the longest a gated stall may last */
 	}
 }
 
@@ -462,7 +463,8 @@ int main(int argc, char **argv)
 				if (!strcmp(optarg, pit_mutation_name(cfg.mutation)))
 					break;
 			if (cfg.mutation == PIT_MUT_COUNT) {
-				fprintf(stderr, "fm-pit: --mutate skip-copy|source-first|no-recheck\n");
+				fprintf(stderr, "fm-pit: --mutate skip-copy|source-first|"
+					"no-recheck\n");
 				return 2;
 			}
 			break;

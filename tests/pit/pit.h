@@ -83,6 +83,9 @@ struct pit_cshared {
 
 struct pit_shared {
 	atomic_int stop;         /* workers: finish the current I/O and exit */
+	/* scenarios: a scripted slow step of client i lasts until gate[i] is
+	 * opened (1) by the parent, or its length ran out */
+	atomic_int gate[PIT_MAX_CLIENTS + 1];
 	struct pit_cshared c[PIT_MAX_CLIENTS + 1]; /* + the final reader */
 };
 
@@ -120,6 +123,8 @@ struct pit_cfg {
 	const char *owner_bin;
 	const char *pmem_tool;   /* flashmeta-pmem, for the pool check; NULL: skip */
 	const char *dir_base;    /* where the run dir is made (tmpfs) */
+	unsigned mutation;       /* enum pit_mutation: a broken engine (self-test) */
+	bool expect_fail;        /* exit 0 only if the check finds something */
 	bool keep;               /* keep the run dir */
 	bool owner_debug;
 	int verbose;
