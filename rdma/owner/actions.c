@@ -193,17 +193,14 @@ static void exec_close(struct fm_ownerd *d, const struct fm_action *a)
 	od_conn_drop(d, c);
 }
 
-static void exec_notify(struct fm_ownerd *d, const struct fm_notify *n)
+static void exec_notify(struct fm_ownerd *d, const struct fm_action *a)
 {
+	const struct fm_notify *n = &a->u.note;
 	struct od_map *m;
 	int rc;
 
 	switch (n->type) {
 	case FM_NOTE_SESSION_UP: {
-		/* the action's conn: exec_notify gets the note inside its
-		 * action (od_drain_actions passes &a.u.note) */
-		const struct fm_action *a = (const struct fm_action *)(const void *)
-			((const char *)n - offsetof(struct fm_action, u.note));
 		struct od_conn *c = od_conn_find(d, a->conn);
 
 		/* authenticated: open its one-sided access now, before the
@@ -349,7 +346,7 @@ void od_drain_actions(struct fm_ownerd *d)
 				exec_close(d, &a);
 				break;
 			case FM_ACT_NOTIFY:
-				exec_notify(d, &a.u.note);
+				exec_notify(d, &a);
 				break;
 			default:
 				break;

@@ -26,6 +26,7 @@
 #include "flashmeta/error.h"
 #include "flashmeta/geometry.h"
 #include "flashmeta/input.h"
+#include "flashmeta/transport.h"
 #include "ownerd_priv.h"
 
 #define CFG_FILE_MAX (64u * 1024) /* bytes of a config file */
@@ -34,7 +35,7 @@
 enum cfg_key {
 	K_LISTEN, K_TRANSPORT, K_DEVICE, K_PMEM, K_CONTROL, K_POOL_MAX_MAPS,
 	K_POOL_MAX_GRAINS, K_LEASE_MS, K_CLIENTS, K_KEY_FILE, K_LOG_LEVEL, K_CONTROL_IDLE_MS,
-	K_COUNT
+	K_SHM_UIDS, K_COUNT
 };
 
 static const struct {
@@ -52,6 +53,7 @@ static const struct {
 	[K_KEY_FILE] = { "key_file", NULL },
 	[K_LOG_LEVEL] = { "log_level", NULL },
 	[K_CONTROL_IDLE_MS] = { "control_idle_ms", NULL },
+	[K_SHM_UIDS] = { "shm_uids", NULL },
 };
 
 char *od_trim(char *s)
@@ -132,6 +134,29 @@ static int cfg_clients(struct fm_ownerd_cfg *cfg, const char *v)
 		return fm_err(-EINVAL, "clients %" PRIu64 "-%" PRIu64 ": last below first", n, m);
 	cfg->client_first = (uint32_t)n;
 	cfg->client_last = (uint32_t)m;
+	return 0;
+}
+
+/* "U[,U...]": the uids allowed to connect over shm, at most FM_SHM_UIDS_MAX */
+static int cfg_shm_uids(struct fm_ownerd_cfg *cfg, const char *v)
+{
+	char buf[CFG_LINE_MAX + 1], *save = NULL, *tok;
+	uint32_t n = 0;
+
+	strcpy(buf, v); /* cfg_apply bounded it */
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		uint64_t uid;
+		int rc = fm_u64_parse("shm_uids: uid", od_trim(tok), 0, UINT32_MAX - 1, &uid);
+
+		if (rc)
+			return rc;
+		if (n == FM_SHM_UIDS_MAX)
+			return fm_err(-E2BIG, "shm_uids: at most %u uids", FM_SHM_UIDS_MAX);
+		cfg->shm_uids[n++] = (uint32_t)uid;
+	}
+	if (!n)
+		return fm_err(-EINVAL, "shm_uids '%.40s': expected U[,U...]", v);
+	cfg->shm_nuids = n;
 	return 0;
 }
 
@@ -216,6 +241,8 @@ static int cfg_apply(struct fm_ownerd_cfg *cfg, int k, const char *v)
 		if (!rc)
 			cfg->control_idle_ms = (uint32_t)n;
 		return rc;
+	case K_SHM_UIDS:
+		return cfg_shm_uids(cfg, v);
 	}
 	return fm_err(-EINVAL, "%s: unknown key", name);
 }

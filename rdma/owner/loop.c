@@ -1,6 +1,7 @@
 /* loop.c -- the owner service's life: fm_ownerd_new (store, protocol,
  * transport, served mappings, timers, control socket), the poll loop of
  * fm_ownerd_run, fm_ownerd_stop, fm_ownerd_delete; and the loop's clock. */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -253,10 +254,12 @@ int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
 			n * lk + n * lk / 8 + (UINT64_C(4) << 20);
 		tcfg.shm_max_regions = (uint32_t)(2 * n + 16);
 	}
-	/* only our own uid may connect over shm (a config key for more is
-	 * to come: fm_ownerd_cfg.shm_uids); fm_ep_delete of a client we drop
-	 * lingers at most 50 ms for its BYE (verbs), never longer */
-	tcfg.shm_nuids = 0;
+	/* the uids that may connect over shm (config shm_uids; none given:
+	 * only our own); fm_ep_delete of a client we drop lingers at most
+	 * 50 ms for its BYE (verbs), never longer */
+	tcfg.shm_nuids = cfg->shm_nuids;
+	static_assert(sizeof(cfg->shm_uids) == sizeof(tcfg.shm_uids), "shm_uids");
+	memcpy(tcfg.shm_uids, cfg->shm_uids, sizeof(cfg->shm_uids));
 	tcfg.linger_ms = 50;
 	tcfg.provider = cfg->provider ? cfg->provider : "shm";
 	tcfg.device = cfg->device;

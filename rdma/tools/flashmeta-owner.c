@@ -41,6 +41,8 @@ static void usage(FILE *f)
 		"                                                                 [key_file]\n"
 		"  -L, --lease-ms MS     client lease term, 10..600000 (3000)     [lease_ms]\n"
 		"  -i, --clients N[-M]   allowed client ids in 1..65535 (1-64)    [clients]\n"
+		"      --shm-uids U[,U]  uids that may connect over shm, at most [shm_uids]\n"
+		"                        8 (default: ours); shm is one trust domain\n"
 		"      --pool-max-maps N     pool slots at creation, 1..1024 (64) [pool_max_maps]\n"
 		"      --pool-max-grains N   grains per mapping at creation,      [pool_max_grains]\n"
 		"                            1..2^45 (1048576)\n"
@@ -72,6 +74,7 @@ static const struct option opts[] = {
 	{ "pool-max-maps", required_argument, NULL, 1 },
 	{ "pool-max-grains", required_argument, NULL, 2 },
 	{ "control-idle-ms", required_argument, NULL, 3 },
+	{ "shm-uids", required_argument, NULL, 4 },
 	{ "log-level", required_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
@@ -97,7 +100,7 @@ int main(int argc, char **argv)
 		['l'] = "listen", ['t'] = "transport", ['d'] = "device", ['p'] = "pmem",
 		['C'] = "control", ['k'] = "key_file", ['L'] = "lease_ms",
 		['i'] = "clients", [1] = "pool_max_maps", [2] = "pool_max_grains",
-		['v'] = "log_level", [3] = "control_idle_ms",
+		['v'] = "log_level", [3] = "control_idle_ms", [4] = "shm_uids",
 	};
 	struct fm_ownerd_cfg cfg = { .log_level = FM_LOGLVL_INFO };
 	struct sigaction sa = { .sa_handler = on_signal };

@@ -79,7 +79,7 @@ else
 	done
 	# grain 1000: node 1 holds it 2 s, node 2 waits for the hand-off, both split it once
 	if ((FM_NODE_INDEX == 1)); then
-		fm_run 30 "${FM[@]}" -i "$id" lock 1 1000 --hold 2 &
+		fm_run 30 "${FM[@]}" -i "$id" --hold 2 lock 1 1000 &
 		holder=$!
 	fi
 	fm_barrier lock-held 60

@@ -110,6 +110,9 @@ struct fm_ownerd_cfg {
 	uint32_t lease_ms;        /* client lease term; 0 -> 3000 */
 	uint32_t client_first;    /* allowed client ids [first, last]; 0,0 -> 1..64 */
 	uint32_t client_last;
+	uint32_t shm_uids[8];     /* uids that may connect over shm (transport.h
+				   * FM_SHM_UIDS_MAX); shm_nuids 0 -> our own */
+	uint32_t shm_nuids;
 	uint8_t key[FM_KEY_MAX];  /* shared key for every client */
 	size_t key_len;           /* 1..64 */
 	enum fm_loglvl log_level;
@@ -158,6 +161,10 @@ void fm_ownerd_delete(struct fm_ownerd **dp);
  *   lease_ms         client lease term, 10..600000 (default 3000)
  *   clients          allowed client ids, N or N-M within 1..65535
  *                    (default 1-64)
+ *   shm_uids         U[,U...]: the uids whose processes may connect over
+ *                    shm, at most 8 (default: the owner's own); one that
+ *                    this process could not SIGKILL is refused at accept
+ *                    (transport.h: shm is one trust domain)
  *   pool_max_maps    pool slots at creation, 1..1024 (default 64)
  *   pool_max_grains  grains per mapping at creation, 1..2^45
  *                    (default 2^20)
