@@ -10,13 +10,29 @@
  *            (flushed every iteration; a peer that lets it grow past
  *            OD_OUTQ_MAX messages is disconnected)
  *   CAS      FM_CONN_LOCAL -> the loopback endpoint (never a CPU store)
- *   READ     FM_CONN_LOCAL -> plain acquire loads of our own region
- *            (transport.h allows the owner to READ its own regions)
+ *   READ     FM_CONN_LOCAL -> plain acquire loads of our own region, any
+ *            length up to FM_ACT_READ_MAX (transport.h allows the owner to
+ *            READ its own regions)
  *   PERSIST  group commit: every PERSIST drained in one loop iteration is
- *            applied with fm_store_split_set and made durable by ONE
+ *            applied with fm_store_split_set_range and made durable by ONE
  *            fm_store_split_commit; then published; then op_done
- *   FENCE    fm_ep_delete(conn), then op_done
- *   NOTIFY   logged; REVOKED completes a pending control operation
+ *   FENCE    fm_ep_fence(conn, kill ? FM_FENCE_F_KILL : 0): never blocks;
+ *            progressed from the poll set (the shm pidfd) until it reports
+ *            the level reached, which goes to op_done (lease.h R4)
+ *   CLOSE    a connection that never joined: flush its BYE, drop it
+ *   NOTIFY   logged; SESSION_UP opens the peer's one-sided access
+ *            (fm_ep_grant) before the WELCOME goes out; REVOKED completes
+ *            a pending control operation; GRACE_OVER records in the pool
+ *            that only this incarnation's leases remain (lease.h R6)
+ *
+ * A poll that returns an error means the state machine died (out of
+ * memory): fm_ownerd_run returns it; the next incarnation's restart grace
+ * covers whatever this one granted.
+ *
+ * Restart grace (lease.h R6): fm_ownerd_new records a new incarnation in
+ * the pool before serving anyone, and serves no lock table, hand-off,
+ * commit or transition until the previous incarnation's recorded hold has
+ * passed; control transitions during it answer "error EAGAIN".
  *
  * Bitmap publication (the invariant "the READ-able bitmap never shows a
  * bit whose persist did not complete"): every mapping has a bitmap region
@@ -28,8 +44,9 @@
  * would tie the RDMA key's lifetime to the store's internal memory.
  *
  * Lock tables are DRAM regions (REMOTE_ATOMIC), zeroed at start: after an
- * owner restart no lock survives (clients' sessions ended with the old
- * owner, and the store's split bits are what matters).
+ * owner restart no lock survives -- which is why the restart grace keeps
+ * them from clients until every lease of the previous owner ran out, and
+ * with it every data step begun under its locks (lease.h R6).
  *
  * Control socket: a unix stream socket, one command per line (at most
  * FM_CTL_LINE_MAX = 511 bytes with its newline), words separated by blanks;
