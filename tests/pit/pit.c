@@ -47,7 +47,7 @@ static void usage(FILE *f)
 "  --long                >= 10^6 I/Os and >= 100 faults of every kind (lease 500 ms,\n"
 "                        fault gap 250 ms, rate 5000)\n"
 "  --full                add the interleavings known to break today: slow storage\n"
-"                        steps (20%% of copy steps, 1..400 ms) and stops of 0.9..1.8 x\n"
+"                        steps (5%% of copy steps, 1..400 ms) and stops of 0.9..1.8 x\n"
 "                        lease (the owner's fence window)\n"
 "  --scenario NAME       restart-race | stall-race: one arranged interleaving\n"
 "\n"
@@ -65,7 +65,7 @@ static void usage(FILE *f)
 "                        retrigger; 'none' disables all               [all =1]\n"
 "  --stop-bands LIST     SIGSTOP lengths, x lease: lo-hi,...  [0.5-0.9,1.8-3; --full 0.5-3]\n"
 "  --slow PCT,MS         slow storage steps: PCT %% of copy/write steps sleep 1..MS ms\n"
-"                        (scenarios: MS caps A's stall) [0,0; --full 20,400; scenario 0,5000]\n"
+"                        (scenarios: MS caps A's stall) [0,0; --full 5,400; scenario 0,5000]\n"
 "  --aim-ms MS           how long an aimed fault waits for its moment [1000]\n"
 "  --big-grains N, --small-grains N   mapping sizes in 4 KiB grains  [4096, 128]\n"
 "  --retry-ms MS         an I/O is restarted for at most this long   [60000]\n"
@@ -260,7 +260,7 @@ static void preset(struct pit_cfg *cfg, const char *mode, bool full)
 		cfg->fault_gap_ms = 250;
 	}
 	if (full) {
-		cfg->slow_pct = 20;
+		cfg->slow_pct = 5;
 		cfg->slow_ms = 400;
 		cfg->stop_bands = 1;
 		cfg->stop_lo[0] = 0.5;
