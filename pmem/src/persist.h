@@ -8,7 +8,11 @@
  *   - a test build can install hooks that see every flush and drain and keep
  *     a shadow image holding only what a power failure would preserve.
  *
- * A struct fm_persist belongs to one store and is used under its lock.
+ * A struct fm_persist belongs to one store and is used by one thread at a
+ * time: the store has one used under its lock (log, owner record) and one
+ * used only by its split commit in flight, whose drain runs without the
+ * lock (store.c).  The test hooks may therefore be called from two
+ * threads at once.
  */
 #ifndef FM_PMEM_PERSIST_H
 #define FM_PMEM_PERSIST_H

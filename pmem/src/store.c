@@ -2,30 +2,54 @@
  *
  * Design.  The pool (format.h) is mapped with libpmem.  DRAM holds a decoded
  * copy of each slot (slots[]), a per-slot count of set bits, an id -> slot
- * hash, the list of bitmap words holding bits set but not yet committed
- * (dirty[], one entry per word, not per bit), and, in MIRROR mode, a DRAM
- * copy of the bitmap area that RDMA readers see.  Everything is under
- * s->lock (one mutex per store; every public call takes it for its whole
- * duration).
+ * hash, two lists of bitmap words holding bits set but not yet durable --
+ * the pending set (dirty[]) and the set a commit in flight is making
+ * durable (fl_off[], with the word values recorded when it was swapped
+ * out, fl_val[]) -- one entry per word, not per bit, and, in MIRROR mode,
+ * a DRAM copy of the bitmap area that RDMA readers see.  Everything is
+ * under s->lock (one mutex per store), except what the run phase of the
+ * commit in flight reads (below).
  *
  * Invariants (under s->lock, between calls):
  *   I1. slots[i] equals the durable slot record i (or it is free).
- *   I2. every pmem bitmap bit outside the words in dirty[] is durable.
+ *   I2. every pmem bitmap bit outside the words in dirty[] and fl_off[] is
+ *       durable.
  *   I3. a mirror bit is set only if the same pmem bit is durable.
  *   I4. bits of mapping m are set only while m is at one generation; a
- *       restart commits dirty[] first, then clears and bumps atomically.
- *   I5. every word holding uncommitted bits is in dirty[] (it may appear
- *       more than once: a word is appended when it differs from the last
- *       entry, so a run of bits in one word costs one entry, and a repeat
- *       costs only a second flush and mirror store at commit, both
- *       idempotent); ndirty <= npending.
+ *       restart waits until no commit is in flight, commits dirty[], then
+ *       clears and bumps atomically.
+ *   I5. every word holding bits not known durable is in dirty[] or
+ *       fl_off[] (it may appear more than once: a word is appended when it
+ *       differs from the last entry, so a run of bits in one word costs one
+ *       entry, and a repeat costs only a second flush and mirror store at
+ *       commit, both idempotent); ndirty <= npending, nfl <= fl_bits.
+ *   I6. at most one commit is in flight (in_flight).  While it is, fl_off[],
+ *       fl_val[], nfl and fl_bits do not change (only commit_end changes
+ *       them), no mapping operation runs (they wait for commit_end), and
+ *       no split_set commits implicitly (it waits for commit_end first).
+ *       ndirty + nfl <= FM_STORE_PENDING_MAX: an entry is appended only
+ *       while fewer bits than that are unsettled (npending + fl_bits), so
+ *       a failed commit's list merged back into dirty[] fits one array.
  *
  * The split path is built for group commit: split_set stores the bit with
  * one aligned 8-byte store (the CPU is the only writer of pool bitmap
  * words, under s->lock) and appends the word the first time it becomes
  * dirty; split_set_many and split_set_range do the same a word of bits at
- * a time (__split_word); the commit flushes each dirty cache line once,
- * drains once, and publishes each dirty word to the mirror with one store.
+ * a time (__split_word).  A commit has three phases:
+ *
+ *   begin  (s->lock)  swap dirty[] into fl_off[], record each word's value
+ *                     in fl_val[]; dirty[] starts empty
+ *   run    (no lock)  flush each line of fl_off[] once, drain once, with
+ *                     s->cpers -- which only the commit in flight uses
+ *   end    (s->lock)  publish fl_val[] to the mirror (or, if the run
+ *                     failed, merge fl_off[] back into dirty[]); wake
+ *                     whoever waits in __wait_idle()
+ *
+ * Split bits set during the run land in the fresh dirty[] and wait for the
+ * next commit.  fm_store_split_commit() is begin, run, end; the implicit
+ * commit of a full set and the commit inside mapping operations run the
+ * same three steps without dropping the lock (__commit), after waiting for
+ * any commit in flight to end.
  *
  * Mapping operations are redo-logged (one record, see __log_commit()); split
  * bits need no log: setting a bit is one failure-atomic 8-byte store.  The
@@ -56,14 +80,20 @@
 #include "persist.h"
 #include "pool_file.h"
 
+/* phase of the commit in flight (fl_state), or its run's result (< 0) */
+enum { FL_BEGUN = 1, FL_RUNNING = 2, FL_RAN = 3 };
+
 struct fm_store {
 	pthread_mutex_t lock;
+	pthread_cond_t idle;    /* broadcast by commit_end: none in flight */
 	uint8_t *base;          /* pool mapping */
 	size_t mapped_len;
 	int is_pmem;
 	int is_devdax;
 	struct fm_pool_file pf; /* open, exclusively locked, for the handle's life */
-	struct fm_persist pers;
+	struct fm_persist pers;  /* log, owner record, create: under s->lock */
+	struct fm_persist cpers; /* split commits: used only by the commit in
+				  * flight (its run holds no lock, I6) */
 	struct fm_sb sb;
 	struct fm_slot *slots;  /* [sb.slot_count], I1 */
 	uint64_t *split_count;  /* [sb.slot_count] bits set per slot */
@@ -74,7 +104,14 @@ struct fm_store {
 	uint8_t *mirror;        /* MIRROR: copy of the bitmap area, I3 */
 	uint64_t *dirty;        /* [FM_STORE_PENDING_MAX] pool offsets of words, I2, I5 */
 	uint32_t ndirty;
-	uint32_t npending;      /* bits set since the last commit (>= ndirty) */
+	uint32_t npending;      /* bits set since the last swap (>= ndirty) */
+	bool in_flight;         /* a commit is begun and not ended, I6 */
+	int fl_state;           /* FL_*, or the run's errno */
+	uint64_t *fl_off;       /* [FM_STORE_PENDING_MAX] the set in flight */
+	uint64_t *fl_val;       /* [FM_STORE_PENDING_MAX] MIRROR: values at the swap */
+	uint32_t nfl;
+	uint32_t fl_bits;       /* bits in the set in flight (>= nfl) */
+	uint64_t commit_drains; /* cpers.drains as of the last run (s->lock) */
 	uint64_t log_seq;       /* last applied log record */
 	struct fm_owner owner;  /* OWNER pools: the durable owner record */
 	uint32_t owner_copy;    /* the copy holding it; updates write the other */
@@ -259,59 +296,174 @@ static int __log_commit(struct fm_store *s, uint32_t op, uint32_t slot,
 
 /* ---- splits -------------------------------------------------------- */
 
-/*
- * __commit -- make pending bits durable, then publish them.
- * Cost: one flush per dirty cache line, one drain (DAX) or one msync of the
- * dirty range, one store per dirty word into the mirror; O(dirty words).
- */
-static int __commit(struct fm_store *s)
+/* Bits not yet durable: the pending set and the set in flight (I6). */
+static uint64_t __unsettled(const struct fm_store *s)
 {
-	uint32_t n = s->npending;
-	uintptr_t line = UINTPTR_MAX;
-	int ret;
+	return (uint64_t)s->npending + s->fl_bits;
+}
 
-	if (n == 0)
-		return 0;
-	/* 1. each bit was stored by split_set (one failure-atomic 8-byte
-	 *    store); write back every dirty cache line once (consecutive words
-	 *    of one line are flushed together) ... */
-	for (uint32_t k = 0; k < s->ndirty; k++) {
-		uintptr_t l = ((uintptr_t)s->base + s->dirty[k]) & ~(uintptr_t)63;
+/* Wait (releasing s->lock) until no commit is in flight.  Caller holds
+ * s->lock and has read nothing it relies on after the wait. */
+static void __wait_idle(struct fm_store *s)
+{
+	if (!s->in_flight)
+		return;
+	s->st.commit_waits++;
+	while (s->in_flight)
+		pthread_cond_wait(&s->idle, &s->lock);
+}
+
+/*
+ * __wait_room -- before a split_set call that sets at most `most` bits:
+ * if it could fill the set (and so commit implicitly) while a commit is in
+ * flight, wait for that commit to end first.  Caller holds s->lock and has
+ * validated nothing yet.  Afterwards no commit can begin before the caller
+ * drops s->lock, so any implicit commit of the call finds none in flight.
+ */
+static void __wait_room(struct fm_store *s, uint64_t most)
+{
+	if (s->in_flight && __unsettled(s) + most >= FM_STORE_PENDING_MAX)
+		__wait_idle(s);
+}
+
+/*
+ * __begin -- phase 1: swap the pending set into the set in flight.  Caller
+ * holds s->lock; none in flight; npending > 0.
+ * Cost: one load and one store per dirty word (MIRROR), no flush.
+ */
+static void __begin(struct fm_store *s)
+{
+	uint64_t *t = s->fl_off;
+
+	s->fl_off = s->dirty;
+	s->dirty = t;
+	s->nfl = s->ndirty;
+	s->fl_bits = s->npending;
+	s->ndirty = 0;
+	s->npending = 0;
+	/* 1. record what end will publish: each word as it is now.  Every
+	 *    bit it holds is either durable already (I2) or set by a store
+	 *    that precedes the run's flush of this word's line. */
+	if (s->mirror)
+		for (uint32_t k = 0; k < s->nfl; k++)
+			s->fl_val[k] = __atomic_load_n((uint64_t *)(s->base + s->fl_off[k]),
+						       __ATOMIC_RELAXED);
+	s->in_flight = true;
+	s->fl_state = FL_BEGUN;
+}
+
+/*
+ * commit_flush_drain -- phase 2 for the set in flight.  Needs no lock: it
+ * reads only fl_off[]/nfl (unchanged while in flight, I6) and the pool,
+ * and uses only s->cpers (the commit in flight's own).  Concurrent
+ * split_set stores into the same lines are harmless: a flush writes back
+ * whatever the line holds, and those words are in the new dirty[].
+ * Cost: one flush per dirty cache line, one drain (DAX) or one msync of
+ * the dirty range.
+ */
+static int commit_flush_drain(struct fm_store *s)
+{
+	uintptr_t line = UINTPTR_MAX;
+
+	/* 2. each bit was stored by split_set (one failure-atomic 8-byte
+	 *    store) before the swap; write back every dirty cache line once
+	 *    (consecutive words of one line are flushed together) ... */
+	for (uint32_t k = 0; k < s->nfl; k++) {
+		uintptr_t l = ((uintptr_t)s->base + s->fl_off[k]) & ~(uintptr_t)63;
 		if (l != line) {
-			fm_flush(&s->pers, (const void *)l, 64);
+			fm_flush(&s->cpers, (const void *)l, 64);
 			line = l;
 		}
 	}
-	/* 2. ... and one drain makes all of them durable. */
-	ret = fm_drain(&s->pers);
-	if (ret)
-		return ret;
-	/* 3. only now show them to RDMA readers: copy each dirty pool word to
-	 *    its mirror word.  Under s->lock every bit of such a word is
-	 *    durable now (I2: the others were already), so the whole word may
-	 *    be shown (I3 holds); bits are only added, so a reader sees the old
-	 *    or the new value, never fewer bits. */
-	if (s->mirror) {
-		for (uint32_t k = 0; k < s->ndirty; k++) {
-			uint64_t off = s->dirty[k];
-			uint64_t *mw = (uint64_t *)(s->mirror + (off - s->sb.bitmap_off));
-			uint64_t v = __atomic_load_n((uint64_t *)(s->base + off),
-						     __ATOMIC_RELAXED);
-			__atomic_store_n(mw, v, __ATOMIC_RELEASE);
+	/* 3. ... and one drain makes all of them durable. */
+	return fm_drain(&s->cpers);
+}
+
+/*
+ * __end -- phase 3: the commit in flight is over; `st` is 0 if its run made
+ * it durable, else an errno.  Caller holds s->lock.  Returns the number of
+ * bits made durable, or st.
+ */
+static int __end(struct fm_store *s, int st)
+{
+	int ret = (int)s->fl_bits;
+
+	s->commit_drains = s->cpers.drains;
+	if (st == 0) {
+		/* 4. only now show them to RDMA readers: store each value
+		 *    recorded at the swap into its mirror word.  Why the
+		 *    recorded value, and why it is safe:
+		 *    - every bit of fl_val[k] was in the pool word before the
+		 *      swap, hence before the run flushed that word's line; bits
+		 *      are only ever added within a generation, so the line as
+		 *      flushed held all of them, and the drain made it durable
+		 *      (I3 holds for the value);
+		 *    - it is still this generation's value: a restart or delete
+		 *      that would clear the word waits for this end (I4, I6);
+		 *    - the mirror word only grows: the value it holds was
+		 *      recorded by an earlier commit, which ended before this
+		 *      one began (one in flight at a time), from the same word of
+		 *      the same generation -- a subset of fl_val[k]; a reader
+		 *      sees the old or the new value (8-byte release store),
+		 *      never fewer bits;
+		 *    - the pool word as it is NOW must not be shown: it may hold
+		 *      bits set after the swap that the run's flush missed, which
+		 *      a power failure could still take back. */
+		if (s->mirror) {
+			for (uint32_t k = 0; k < s->nfl; k++) {
+				uint64_t *mw = (uint64_t *)(s->mirror +
+							    (s->fl_off[k] - s->sb.bitmap_off));
+				__atomic_store_n(mw, s->fl_val[k], __ATOMIC_RELEASE);
+			}
 		}
+		s->st.commits++;
+	} else {
+		/* the set is not known durable: back into the pending set,
+		 * ahead of what was set meanwhile (I5).  Fits: the lists hold
+		 * at most npending + fl_bits entries, and that is bounded by
+		 * I6 (nothing waits here: the caller holds s->lock) */
+		memcpy(s->fl_off + s->nfl, s->dirty, (size_t)s->ndirty * sizeof(*s->dirty));
+		uint64_t *t = s->dirty;
+		s->dirty = s->fl_off;
+		s->fl_off = t;
+		s->ndirty += s->nfl;
+		s->npending += s->fl_bits;
+		ret = st;
 	}
-	s->ndirty = 0;
-	s->npending = 0;
-	s->st.commits++;
-	return (int)n;
+	s->nfl = 0;
+	s->fl_bits = 0;
+	s->in_flight = false;
+	s->fl_state = 0;
+	pthread_cond_broadcast(&s->idle);
+	return ret;
+}
+
+/*
+ * __commit -- a whole commit without dropping s->lock (implicit commits of
+ * a full set, mapping operations, close): the same three phases.  Caller
+ * holds s->lock and made sure none is in flight (__wait_idle or
+ * __wait_room).  Returns the bits committed or an I/O errno (they stay
+ * pending and unpublished).
+ */
+static int __commit(struct fm_store *s)
+{
+	if (s->npending == 0)
+		return 0;
+	if (s->in_flight) /* a caller broke I6: refuse rather than corrupt */
+		return fm_err(-EDEADLK, "store: commit while one is in flight");
+	__begin(s);
+	s->fl_state = FL_RUNNING;
+	return __end(s, commit_flush_drain(s));
 }
 
 /*
  * __split_word -- set the bits `bits` (host order, non-zero) of the bitmap
  * word of slot i that holds grain `grain` (validated by the caller).
  * Returns the number of bits newly set, or an errno from the implicit
- * commit once FM_STORE_PENDING_MAX bits are pending (the bits stay set).
- * Cost: one load, one store and an append when a bit is new; no flush.
+ * commit once FM_STORE_PENDING_MAX bits are unsettled (the bits stay set).
+ * Caller went through __wait_room: no implicit commit here finds one in
+ * flight.  Cost: one load, one store and an append when a bit is new; no
+ * flush.
  */
 static int __split_word(struct fm_store *s, uint32_t i, uint64_t grain, uint64_t bits)
 {
@@ -323,11 +475,12 @@ static int __split_word(struct fm_store *s, uint32_t i, uint64_t grain, uint64_t
 
 	if (!add)
 		return 0;
-	/* Room in the dirty list: ndirty <= npending always (a new entry adds
-	 * at least one bit), so npending < FM_STORE_PENDING_MAX leaves room.
-	 * If an earlier implicit commit failed, the set is still full: commit
-	 * it now, and if that fails again store nothing. */
-	if (s->npending >= FM_STORE_PENDING_MAX) {
+	/* Room in the dirty list: entries never exceed unsettled bits (a new
+	 * entry adds at least one bit), so fewer than FM_STORE_PENDING_MAX
+	 * unsettled bits leave room, also for a merge after a failed commit
+	 * (I6).  If an earlier implicit commit failed, the set is still
+	 * full: commit it now, and if that fails again store nothing. */
+	if (__unsettled(s) >= FM_STORE_PENDING_MAX) {
 		int c = __commit(s);
 
 		if (c < 0)
@@ -342,7 +495,7 @@ static int __split_word(struct fm_store *s, uint32_t i, uint64_t grain, uint64_t
 	s->npending += (uint32_t)n;
 	s->split_count[i] += (uint64_t)n;
 	s->st.splits_set += (uint64_t)n;
-	if (s->npending >= FM_STORE_PENDING_MAX) {
+	if (__unsettled(s) >= FM_STORE_PENDING_MAX) {
 		int c = __commit(s);
 		if (c < 0)
 			return c;
@@ -375,6 +528,7 @@ int fm_store_split_set(struct fm_store *s, uint64_t id, uint64_t generation,
 	int ret;
 
 	pthread_mutex_lock(&s->lock);
+	__wait_room(s, 1);
 	i = __split_slot(s, id, generation);
 	if (i < 0)
 		ret = (int)i;
@@ -397,6 +551,7 @@ int fm_store_split_set_many(struct fm_store *s, uint64_t id, uint64_t generation
 	if (n > INT_MAX)
 		return fm_err(-EINVAL, "%zu grains in one call", n);
 	pthread_mutex_lock(&s->lock);
+	__wait_room(s, n);
 	i = __split_slot(s, id, generation);
 	if (i < 0) {
 		ret = (int)i;
@@ -442,6 +597,7 @@ int fm_store_split_set_range(struct fm_store *s, uint64_t id, uint64_t generatio
 		return fm_err(-EINVAL, "grain range [%" PRIu64 ", %" PRIu64 "] holds"
 			      " more than %d grains", first, last, INT_MAX);
 	pthread_mutex_lock(&s->lock);
+	__wait_room(s, last - first + 1);
 	i = __split_slot(s, id, generation);
 	if (i < 0) {
 		ret = (int)i;
@@ -478,7 +634,77 @@ int fm_store_split_commit(struct fm_store *s)
 	int ret;
 
 	pthread_mutex_lock(&s->lock);
-	ret = __commit(s);
+	/* after a commit in flight ended, whatever is pending holds every
+	 * bit set before this call that is not durable yet (I2, I5) */
+	__wait_idle(s);
+	if (s->npending == 0) {
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
+	__begin(s);
+	s->fl_state = FL_RUNNING;
+	pthread_mutex_unlock(&s->lock);
+	ret = commit_flush_drain(s); /* no lock: split_set goes on */
+	pthread_mutex_lock(&s->lock);
+	ret = __end(s, ret);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int fm_store_commit_begin(struct fm_store *s)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->in_flight)
+		ret = fm_err(-EBUSY, "store: a commit of %" PRIu32 " bits is in flight",
+			     s->fl_bits);
+	else if (s->npending) {
+		__begin(s);
+		ret = (int)s->fl_bits;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int fm_store_commit_run(struct fm_store *s)
+{
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	if (!s->in_flight || s->fl_state != FL_BEGUN) {
+		ret = fm_err(-EINVAL, "store: no commit begun to run");
+		pthread_mutex_unlock(&s->lock);
+		return ret;
+	}
+	s->fl_state = FL_RUNNING;
+	pthread_mutex_unlock(&s->lock);
+	ret = commit_flush_drain(s); /* no lock: split_set goes on */
+	pthread_mutex_lock(&s->lock);
+	s->fl_state = ret ? ret : FL_RAN;
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int fm_store_commit_end(struct fm_store *s)
+{
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	if (!s->in_flight)
+		ret = fm_err(-EINVAL, "store: no commit in flight");
+	else if (s->fl_state == FL_RUNNING)
+		ret = fm_err(-EBUSY, "store: the commit in flight is still running");
+	else if (s->fl_state == FL_BEGUN)
+		ret = __end(s, fm_err(-ECANCELED, "store: commit of %" PRIu32 " bits ended"
+				      " without running: abandoned, bits pending", s->fl_bits));
+	else if (s->fl_state != FL_RAN)
+		ret = __end(s, fm_err(s->fl_state, "store: commit of %" PRIu32 " bits failed"
+				      " (%s): bits pending", s->fl_bits,
+				      strerrorname_np(-s->fl_state) ?
+				      strerrorname_np(-s->fl_state) : "?"));
+	else
+		ret = __end(s, 0);
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
@@ -528,6 +754,7 @@ int fm_store_map_create(struct fm_store *s, const struct fm_mapping *m)
 			      fm_map_state_name(m->state));
 
 	pthread_mutex_lock(&s->lock);
+	__wait_idle(s); /* I6: before anything is read */
 	if (__lookup(s, m->id) >= 0) {
 		ret = fm_err(-EEXIST, "mapping %" PRIu64 " exists", m->id);
 		goto out;
@@ -572,6 +799,7 @@ int fm_store_map_delete(struct fm_store *s, uint64_t id)
 	int ret;
 
 	pthread_mutex_lock(&s->lock);
+	__wait_idle(s); /* I4, I6: before anything is read */
 	i = __lookup(s, id);
 	if (i < 0) {
 		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
@@ -603,6 +831,7 @@ int fm_store_map_transition(struct fm_store *s, uint64_t id,
 	int ret;
 
 	pthread_mutex_lock(&s->lock);
+	__wait_idle(s); /* I4, I6: before anything is read */
 	i = __lookup(s, id);
 	if (i < 0) {
 		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
@@ -638,6 +867,7 @@ int fm_store_map_restart(struct fm_store *s, uint64_t id, uint64_t *new_generati
 	int ret;
 
 	pthread_mutex_lock(&s->lock);
+	__wait_idle(s); /* I4, I6: before anything is read */
 	i = __lookup(s, id);
 	if (i < 0) {
 		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
@@ -730,7 +960,8 @@ int fm_store_stats(struct fm_store *s, struct fm_store_stats *st)
 	st->mappings = s->in_use;
 	st->max_grains = s->sb.bitmap_stride * 8;
 	st->splits_pending = s->npending;
-	st->drains = s->pers.drains;
+	st->splits_committing = s->fl_bits;
+	st->drains = s->pers.drains + s->commit_drains;
 	st->log_seq = s->log_seq;
 	pthread_mutex_unlock(&s->lock);
 	return 0;
@@ -852,9 +1083,12 @@ static void store_free(struct fm_store *s)
 		pmem_unmap(s->base, s->mapped_len);
 	fm_pool_file_close(&s->pf); /* drops the lock: after the last write */
 	free(s->dirty);
+	free(s->fl_off);
+	free(s->fl_val);
 	free(s->hash);
 	free(s->split_count);
 	free(s->slots);
+	pthread_cond_destroy(&s->idle);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
@@ -894,6 +1128,7 @@ static int map_pool(struct fm_store *s, const char *path, int create, uint64_t s
 		return fm_err(-ENOSPC, "%s holds %zu bytes, pool needs %" PRIu64,
 			      path, s->mapped_len, size);
 	fm_persist_init(&s->pers, s->base, s->mapped_len, s->is_pmem);
+	fm_persist_init(&s->cpers, s->base, s->mapped_len, s->is_pmem);
 	return 0;
 }
 
@@ -917,6 +1152,7 @@ static int store_alloc(struct fm_store **out)
 	if (!s)
 		return fm_err(-ENOMEM, "out of memory");
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->idle, NULL);
 	s->pf.fd = -1;
 	*out = s;
 	return 0;
@@ -933,7 +1169,10 @@ static int store_arrays(struct fm_store *s)
 	s->split_count = calloc(n, sizeof(*s->split_count));
 	s->hash = calloc(hsize, sizeof(*s->hash));
 	s->dirty = malloc(FM_STORE_PENDING_MAX * sizeof(*s->dirty));
-	if (!s->slots || !s->split_count || !s->hash || !s->dirty)
+	s->fl_off = malloc(FM_STORE_PENDING_MAX * sizeof(*s->fl_off));
+	s->fl_val = malloc(FM_STORE_PENDING_MAX * sizeof(*s->fl_val));
+	if (!s->slots || !s->split_count || !s->hash || !s->dirty || !s->fl_off ||
+	    !s->fl_val)
 		return fm_err(-ENOMEM, "out of memory for %" PRIu32 " slots", n);
 	s->hash_mask = hsize - 1;
 	return 0;
@@ -1136,6 +1375,7 @@ void fm_store_close(struct fm_store **sp)
 	if (!s)
 		return;
 	pthread_mutex_lock(&s->lock);
+	__wait_idle(s);
 	(void)__commit(s);
 	pthread_mutex_unlock(&s->lock);
 	store_free(s);

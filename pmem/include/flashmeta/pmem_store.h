@@ -11,13 +11,29 @@
  *   - fm_store_split_set() (and fm_store_split_set_many(),
  *     fm_store_split_set_range()) set bits with failure-atomic 8-byte
  *     stores; they are NOT durable yet.
- *   - fm_store_split_commit() writes back each cache line holding bits set
- *     so far (once per line, however many bits it holds), makes them durable
- *     with one drain (DAX) or one msync (ordinary file) and returns only
- *     then.  Only after that are the bits published to RDMA readers (the
- *     bitmap view).
+ *   - a split commit writes back each cache line holding bits set so far
+ *     (once per line, however many bits it holds), makes them durable with
+ *     one drain (DAX) or one msync (ordinary file), and only after that
+ *     publishes them to RDMA readers (the bitmap view).  It runs in three
+ *     phases (fm_store_commit_begin/run/end) so that split_set calls go on
+ *     during its drain; fm_store_split_commit() is the three in a row.
  *   - mapping create/delete/transition/restart are atomic across a crash
  *     (redo log) and durable when they return.
+ *
+ * Two-phase group commit (the dm-clone pattern: two dirty sets).  Bits set
+ * since the last commit form the PENDING set.  fm_store_commit_begin()
+ * swaps it, under the store's mutex, into the set IN FLIGHT (one at a time)
+ * and records the value of every bitmap word it holds; split_set calls
+ * from then on fill a fresh pending set.  fm_store_commit_run() flushes
+ * and drains the set in flight WITHOUT the mutex.  fm_store_commit_end()
+ * publishes the recorded word values to the DRAM mirror -- strictly after
+ * they are durable -- and reports.  A commit that fails, or ends without
+ * running, puts its set back into the pending set: those bits stay set,
+ * not durable, unpublished, and the next commit retries them.
+ *
+ *      split_set ... | begin (swap) | run: flush+drain | end: publish
+ *      set A ------->|              |  (no mutex)      |
+ *      set B               -------------------------------------> next commit
  *
  * Persistence mode: DAX memory (pmem_is_pmem = 1) uses cache flushes; an
  * ordinary file uses msync.  fm_store_stats() says which.
@@ -32,8 +48,27 @@
  * caches (eADR); AUTO always picks MIRROR.
  *
  * Thread safety: every function may be called from any thread; a store has
- * one internal mutex, held for the duration of each call (so a commit or a
- * transition blocks concurrent split_set calls for one msync/drain).
+ * one internal mutex.  It is held for the whole of every call except
+ * fm_store_commit_run() (which holds it only to check and to record its
+ * result) and fm_store_split_commit() (which drops it for its drain), so
+ * split_set, map_get, stats and bitmap_view never wait for a commit's
+ * drain.  Other calls still hold it across a drain of their own: mapping
+ * operations (their log record), owner record updates, close, and the
+ * implicit commit of a full pending set.  While a commit is in flight
+ * (begun, not ended):
+ *   - a mapping operation (create, delete, transition, restart) and close
+ *     first wait for it to end (releasing the mutex while they wait), and
+ *     then commit the pending set themselves as before: a restart can
+ *     never clear words whose recorded values a commit is about to
+ *     publish.  So the thread that will call fm_store_commit_end() must
+ *     not call them in between: it would wait for itself;
+ *   - a split_set call that could fill FM_STORE_PENDING_MAX bits (counting
+ *     the set in flight) waits for it to end first, before it validates
+ *     anything; every other split_set call proceeds at once;
+ *   - fm_store_split_commit() waits for it to end, then commits what is
+ *     still pending (if that commit failed, its bits are pending again).
+ * A commit in flight is ended only by fm_store_commit_end(): a begin
+ * without an end blocks every mapping operation forever.
  *
  * Exclusive use: a store handle holds an exclusive open-file-description
  * lock (fcntl F_OFD_SETLK, F_WRLCK, whole file) on the pool file from
@@ -82,7 +117,8 @@ struct fm_store_config {
 	enum fm_store_view view; /* create and open */
 };
 
-/* Pending split bits kept between commits; split_set commits when full. */
+/* Split bits not yet durable -- the pending set plus a set in flight --
+ * kept between commits; split_set commits when they reach this. */
 #define FM_STORE_PENDING_MAX 65536u
 
 struct fm_store_stats {
@@ -94,8 +130,13 @@ struct fm_store_stats {
 	uint32_t mappings;         /* in use */
 	uint64_t max_grains;       /* per mapping */
 	uint64_t splits_set;       /* fm_store_split_set calls that set a bit */
-	uint64_t splits_pending;   /* set, not yet committed */
-	uint64_t commits;          /* fm_store_split_commit calls that drained */
+	uint64_t splits_pending;   /* set, not yet in a commit */
+	uint64_t splits_committing; /* in the commit in flight (0: none) */
+	uint64_t commits;          /* split commits that made bits durable and
+				      published them (one drain each) */
+	uint64_t commit_waits;     /* calls that waited for a commit in flight
+				      to end (mapping operations, split_set
+				      of a full set, split_commit, close) */
 	uint64_t drains;           /* drains or msyncs issued */
 	uint64_t log_ops;          /* logged mapping operations */
 	uint64_t recovered_ops;    /* log records replayed by the open */
@@ -163,15 +204,18 @@ int fm_store_open(struct fm_store **out, const char *path,
 		  const struct fm_store_config *cfg);
 
 /*
- * fm_store_close -- commit pending splits, unmap, release the pool's lock
- * and free; sets *sp = NULL.  NULL-safe.  Blocks for the final commit; an
- * error there is lost (call fm_store_split_commit first to see it).
+ * fm_store_close -- wait for a commit in flight to end, commit pending
+ * splits, unmap, release the pool's lock and free; sets *sp = NULL.
+ * NULL-safe.  Blocks for the final commit; an error there is lost (call
+ * fm_store_split_commit first to see it).  End (or abandon, with
+ * fm_store_commit_end) a commit you began before closing.
  */
 void fm_store_close(struct fm_store **sp);
 
 /*
  * fm_store_map_create -- add mapping `m` (state IDLE_OR_COPIED, any
  * generation) with an empty bitmap.  Durable on return.
+ * Waits for a commit in flight to end, then commits pending splits first.
  * Returns 0, -EINVAL (m invalid per fm_mapping_init rules, or state not
  * IDLE_OR_COPIED), -EEXIST (id in use), -ENOSPC (table full), -EFBIG (more
  * grains than the pool's max_grains), or an I/O errno.  Blocks.
@@ -180,7 +224,8 @@ int fm_store_map_create(struct fm_store *s, const struct fm_mapping *m);
 
 /*
  * fm_store_map_delete -- remove mapping `id` and clear its bitmap.  Only in
- * IDLE_OR_COPIED or STOPPED.  Durable on return.
+ * IDLE_OR_COPIED or STOPPED.  Waits for a commit in flight to end, then
+ * commits pending splits first.  Durable on return.
  * Returns 0, -ENOENT, -EBUSY (another state), or an I/O errno.  Blocks.
  */
 int fm_store_map_delete(struct fm_store *s, uint64_t id);
@@ -189,8 +234,9 @@ int fm_store_map_delete(struct fm_store *s, uint64_t id);
  * fm_store_map_transition -- apply event `ev` with core's state table
  * (fm_mapping_apply).  START also clears the bitmap and bumps the
  * generation, in the same atomic step.  COPY_COMPLETE requires every grain
- * split.  Pending splits are committed first.  On success the new mapping
- * is durable and copied to *out (if not NULL).
+ * split.  A commit in flight is waited for (it may still publish bits of
+ * the old generation), then pending splits are committed.  On success the
+ * new mapping is durable and copied to *out (if not NULL).
  * Returns 0, -ENOENT, -EPERM (illegal transition: nothing written),
  * -EINVAL (bad event), -EBUSY (COPY_COMPLETE with unsplit grains), or an
  * I/O errno.  Blocks.
@@ -201,7 +247,8 @@ int fm_store_map_transition(struct fm_store *s, uint64_t id,
 /*
  * fm_store_map_restart -- clear mapping `id`'s bitmap and bump its
  * generation without changing its state (restart the copy from a new
- * point in time).  Pending splits are committed first.  Durable on return;
+ * point in time).  A commit in flight is waited for, then pending splits
+ * are committed.  Durable on return;
  * *new_generation (if not NULL) receives the new generation.
  * Returns 0, -ENOENT, or an I/O errno.  Blocks.
  */
@@ -228,9 +275,10 @@ int fm_store_map_list(struct fm_store *s, uint64_t *ids, size_t cap);
  * (grain >= grain_count), or an I/O errno from an implicit commit (the bit
  * is then set but not durable).
  * Cost: a mutex, a hash probe, one 8-byte load and store; no flush (the
- * commit flushes per cache line); blocks only when FM_STORE_PENDING_MAX
- * bits are pending (it commits them).  For many bits of one mapping, prefer
- * fm_store_split_set_many().
+ * commit flushes per cache line); never waits for a commit's drain, and
+ * blocks only when FM_STORE_PENDING_MAX bits are unsettled (pending or in
+ * flight): it waits for a commit in flight to end, then commits them.  For
+ * many bits of one mapping, prefer fm_store_split_set_many().
  */
 int fm_store_split_set(struct fm_store *s, uint64_t id, uint64_t generation,
 		       uint64_t grain);
@@ -247,7 +295,8 @@ int fm_store_split_set(struct fm_store *s, uint64_t id, uint64_t generation,
  *                             FM_STORE_PENDING_MAX bits were pending: the
  *                             bits up to that point are set, not durable.
  * Cost: a mutex, a hash probe, then per grain one 8-byte load and store;
- * blocks only for implicit commits.
+ * blocks only for implicit commits (first waiting for a commit in flight
+ * if n more bits could fill the set).
  */
 int fm_store_split_set_many(struct fm_store *s, uint64_t id, uint64_t generation,
 			    const uint64_t *grains, size_t n);
@@ -267,7 +316,8 @@ int fm_store_split_set_many(struct fm_store *s, uint64_t id, uint64_t generation
  * Cost: a mutex, a hash probe, then per bitmap word touched one 8-byte load
  * and, if it gains bits, one store and one dirty entry: O((last - first) /
  * 64 + 1), independent of how many bits each word gains; no flush; blocks
- * only for implicit commits.
+ * only for implicit commits (first waiting for a commit in flight if the
+ * range could fill the set).
  */
 int fm_store_split_set_range(struct fm_store *s, uint64_t id, uint64_t generation,
 			     uint64_t first, uint64_t last);
@@ -275,11 +325,50 @@ int fm_store_split_set_range(struct fm_store *s, uint64_t id, uint64_t generatio
 /*
  * fm_store_split_commit -- make every bit set so far durable (one flush per
  * dirty cache line, then one drain or one msync for all of them), then
- * publish them to the RDMA view (one store per dirty 8-byte word).
- * Returns the number of bits committed (>= 0) or an I/O errno (bits then
- * stay pending and unpublished).  Blocks until durable.
+ * publish them to the RDMA view (one store per dirty 8-byte word):
+ * fm_store_commit_begin + run + end, after waiting for a commit in flight
+ * to end.  Returns the number of bits this call committed (>= 0; 0 also
+ * when another thread's commit took them: they are durable all the same)
+ * or an I/O errno (bits then stay pending and unpublished).  Blocks until
+ * durable; does not hold the mutex during the drain.
  */
 int fm_store_split_commit(struct fm_store *s);
+
+/*
+ * fm_store_commit_begin -- phase 1 of a split commit: under the mutex, swap
+ * the pending set into the set in flight and record the value of each of
+ * its bitmap words (what commit_end will publish).  Cost: one load and one
+ * store per dirty word; no flush, no I/O.
+ * Returns the number of bits in the commit (> 0: a commit is in flight,
+ * call fm_store_commit_run and then fm_store_commit_end), 0 (nothing
+ * pending: every bit set so far is durable; no commit begun), or -EBUSY (a
+ * commit is already in flight; nothing done).  Never blocks on I/O.
+ */
+int fm_store_commit_begin(struct fm_store *s);
+
+/*
+ * fm_store_commit_run -- phase 2: flush every cache line of the set in
+ * flight once and drain (or msync) once, without holding the mutex:
+ * split_set and every other call that needs no drain go on meanwhile.
+ * Call once per begun commit, from any thread (ordered after begin by the
+ * caller).  Returns 0, -EINVAL (no commit begun, or already run), or the
+ * I/O errno of the drain (recorded: commit_end then reports it).  Blocks
+ * for the drain.
+ */
+int fm_store_commit_run(struct fm_store *s);
+
+/*
+ * fm_store_commit_end -- phase 3: if the run succeeded, publish the word
+ * values recorded at begin to the RDMA view (strictly after they are
+ * durable), count the commit, and return the number of its bits.
+ * Otherwise put the set back into the pending set (bits stay set, not
+ * durable, unpublished) and return the run's errno, or -ECANCELED if the
+ * commit was never run (abandoned).  Either way the commit is over and
+ * whoever waits for it (mapping operations, split_commit) goes on.
+ * -EINVAL: no commit in flight; -EBUSY: its run has not returned yet.
+ * Never blocks on I/O.
+ */
+int fm_store_commit_end(struct fm_store *s);
 
 /*
  * fm_store_split_test -- 1 if bit `grain` of mapping `id` is set in the pool
