@@ -54,7 +54,7 @@ int main(int argc, char **argv)
 	char path[600], why[256];
 	struct shared_log *l;
 	struct cm c;
-	unsigned long kills_mid_op = 0, kills_mid_owner = 0;
+	unsigned long kills_mid_op = 0, kills_mid_owner = 0, kills_mid_commit = 0;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--iterations") && i + 1 < argc)
@@ -118,6 +118,16 @@ int main(int argc, char **argv)
 			kills_mid_op++;
 		if (n && l->rec[n - 1].type == CM_INTENT_OWNER)
 			kills_mid_owner++;
+		/* between a commit's swap and its ack (maybe with splits
+		 * beside it): only bits nobody was told about may be lost */
+		for (uint64_t k = n; k-- > 0;) {
+			if (l->rec[k].type == CM_ACK_COMMIT)
+				break;
+			if (l->rec[k].type == CM_COMMIT_BEGIN) {
+				kills_mid_commit++;
+				break;
+			}
+		}
 		if (cm_verify(&c, path, why, sizeof(why))) {
 			fprintf(stderr, "iteration %lu (seed %" PRIu64 "): %s\n",
 				it, seed, why);
@@ -126,7 +136,8 @@ int main(int argc, char **argv)
 		cm_adopt(&c, path);
 	}
 	printf("ok: %lu kills, %lu inside an operation (%lu inside an owner record"
-	       " update)\n", iters, kills_mid_op, kills_mid_owner);
+	       " update, %lu inside a split commit)\n", iters, kills_mid_op,
+	       kills_mid_owner, kills_mid_commit);
 	unlink(path);
 	return 0;
 }

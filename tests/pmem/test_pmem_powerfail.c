@@ -9,6 +9,12 @@
  * 8-byte failure atomicity).  Each image is opened like a pool after power
  * loss and checked against the model (crash_model.h).
  *
+ * The RDMA view is checked too, at every drain and after every reported
+ * step: a bit shown in the store's mirror must be set in the shadow, i.e.
+ * durable (published strictly after durable; the workload's two-phase
+ * commits set bits between the swap and the end, also in words the commit
+ * holds, so publishing anything but the value recorded at the swap shows).
+ *
  *   test_pmem_powerfail [--ops N] [--seed S] [--prob P]
  *
  * Self-check: --no-drain-in-commit simulates a store that forgot its drain
@@ -17,6 +23,7 @@
 #include <time.h>
 
 #include "crash_model.h"
+#include "format.h"
 #include "persist.h"
 
 struct line {
@@ -40,7 +47,38 @@ static struct {
 	int in_commit;
 	int in_owner;   /* inside an owner record update */
 	unsigned long owner_images;
+	/* the view check: the mirror of mapping i at mirror + rel[i], its
+	 * pool bitmap at shadow + off[i] (slots never change in the workload) */
+	const uint8_t *mirror;
+	uint64_t off[CM_MAPS], rel[CM_MAPS];
+	unsigned long view_checks;
 } sh;
+
+/* Every bit shown in the view is durable (in the shadow).  Reads the
+ * mirror directly: this runs inside drains, under the store's lock. */
+static void check_view(const char *where)
+{
+	if (!sh.mirror || sh.busy || sh.failed)
+		return;
+	sh.view_checks++;
+	for (uint32_t i = 0; i < CM_MAPS; i++) {
+		for (uint64_t w = 0; w < (CM_GRAINS + 63) / 64; w++) {
+			uint64_t shown, durable;
+
+			shown = __atomic_load_n((const uint64_t *)(sh.mirror + sh.rel[i]) + w,
+						__ATOMIC_RELAXED);
+			memcpy(&durable, sh.shadow + sh.off[i] + w * 8, 8);
+			if (shown & ~durable) {
+				fprintf(stderr, "view check %lu (%s, drain %lu): map %u word %"
+					PRIu64 ": shown, not durable: %#" PRIx64 "\n",
+					sh.view_checks, where, sh.drains, i, w,
+					le64toh(shown & ~durable));
+				sh.failed = 1;
+				return;
+			}
+		}
+	}
+}
 
 static void on_flush(void *arg, const struct fm_persist *p, size_t off, size_t len)
 {
@@ -92,6 +130,7 @@ static int on_drain(void *arg, const struct fm_persist *p)
 	if (sh.busy)
 		return 0;
 	sh.drains++;
+	check_view("drain");
 	if (fmt_rand(&sh.rng) % sh.prob == 0)
 		crash_image(p);
 	if (sh.skip_commit_drain && sh.in_commit)
@@ -105,8 +144,9 @@ static int on_drain(void *arg, const struct fm_persist *p)
 static void emit_model(void *arg, const struct cm_rec *r)
 {
 	cm_feed(arg, r);
-	sh.in_commit = r->type == CM_INTENT_SPLIT;
+	sh.in_commit = r->type == CM_INTENT_SPLIT || r->type == CM_COMMIT_BEGIN;
 	sh.in_owner = r->type == CM_INTENT_OWNER;
+	check_view("step");
 }
 
 int main(int argc, char **argv)
@@ -156,6 +196,24 @@ int main(int argc, char **argv)
 		fprintf(stderr, "open: %s\n", fm_errormsg());
 		return 1;
 	}
+	{
+		struct fm_sb sb;
+		struct fm_store_map_info info;
+		const void *area;
+		size_t alen;
+
+		fm_sb_decode(&sb, (const struct fm_sb_media *)sh.shadow);
+		fm_store_bitmap_region(s, &area, &alen);
+		for (uint32_t i = 0; i < CM_MAPS; i++) {
+			if (fm_store_map_get(s, cm_id(i), &info)) {
+				fprintf(stderr, "map_get: %s\n", fm_errormsg());
+				return 1;
+			}
+			sh.rel[i] = (uint64_t)info.slot * sb.bitmap_stride;
+			sh.off[i] = sb.bitmap_off + sh.rel[i];
+		}
+		sh.mirror = area;
+	}
 	uint64_t wrng = seed ^ 0xabcdef;
 	for (unsigned long k = 0; k < ops && !sh.failed; k++)
 		cm_step(s, &wrng, emit_model, &c);
@@ -163,7 +221,8 @@ int main(int argc, char **argv)
 	fm_persist_set_hooks(NULL);
 	unlink(sh.img_path);
 	unlink(path);
-	printf("%s: %lu drains, %lu crash images (%lu inside an owner record update)\n",
-	       sh.failed ? "FAILED" : "ok", sh.drains, sh.images, sh.owner_images);
+	printf("%s: %lu drains, %lu crash images (%lu inside an owner record update),"
+	       " %lu view checks\n", sh.failed ? "FAILED" : "ok", sh.drains, sh.images,
+	       sh.owner_images, sh.view_checks);
 	return sh.failed;
 }
