@@ -91,37 +91,27 @@ int cl_send_msg(struct fm_client *c, struct fm_msg *m)
 
 struct cop *cl_op_new(struct fm_client *c, enum cop_kind kind, unsigned slot)
 {
-	struct cop *op = calloc(1, sizeof(*op));
+	uint64_t id;
+	struct cop *op = fm_optab_new(&c->ops, &id);
 
 	if (!op) {
 		cl_oom(c);
 		return NULL;
 	}
-	op->id = ++c->next_op;
+	op->id = id;
 	op->kind = kind;
 	op->slot = slot;
-	op->next = c->ops;
-	c->ops = op;
 	return op;
 }
 
 struct cop *cl_op_take(struct fm_client *c, uint64_t id)
 {
-	for (struct cop **pp = &c->ops; *pp; pp = &(*pp)->next) {
-		if ((*pp)->id == id) {
-			struct cop *op = *pp;
-
-			*pp = op->next;
-			return op;
-		}
-	}
-	return NULL;
+	return fm_optab_take(&c->ops, id);
 }
 
 void cl_op_drop(struct fm_client *c, struct cop *op)
 {
-	cl_op_take(c, op->id);
-	free(op);
+	free(cl_op_take(c, op->id));
 }
 
 void cl_io_action(struct fm_client *c, struct cop *op, enum fm_action_type t,
@@ -183,6 +173,7 @@ int fm_client_new(struct fm_client **out, const struct fm_client_cfg *cfg)
 	memcpy(c->key, cfg->key, cfg->key_len);
 	c->cfg.key = c->key;
 	atomic_init(&c->state, FM_CLIENT_IDLE);
+	fm_optab_init(&c->ops, sizeof(struct cop));
 	*out = c;
 	return 0;
 }
@@ -194,13 +185,8 @@ void fm_client_delete(struct fm_client **cp)
 	if (!cp || !*cp)
 		return;
 	c = *cp;
-	while (c->ops) {
-		struct cop *op = c->ops;
-
-		c->ops = op->next;
-		free(op);
-	}
 	cl_locks_free_all(c);
+	fm_optab_fini(&c->ops);
 	fm_actq_fini(&c->q);
 	memset(c->key, 0, sizeof(c->key));
 	free(c);

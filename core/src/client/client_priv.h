@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "../proto/actq.h"
+#include "../proto/optab.h"
 #include "flashmeta/proto_client.h"
 #include "flashmeta/proto_owner.h" /* FM_OWNER_MAX_MAPS */
 
@@ -77,8 +78,7 @@ struct clock {
 enum cop_kind { CO_FETCH = 1, CO_LOCK_CAS, CO_CHECK, CO_UNLOCK_CAS };
 
 struct cop {
-	struct cop *next;
-	uint64_t id;
+	uint64_t id;        /* in fm_client.ops */
 	enum cop_kind kind;
 	unsigned slot;
 	uint64_t grain, cookie;
@@ -118,8 +118,7 @@ struct fm_client {
 	struct cmap maps[CL_MAX_MAPS];
 	_Atomic unsigned nmaps; /* slots [0, nmaps) may be present */
 	struct clock *locks;
-	struct cop *ops;
-	uint64_t next_op;
+	struct fm_optab ops;  /* struct cop by op id */
 	uint64_t next_commit;
 };
 

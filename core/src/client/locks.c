@@ -32,9 +32,12 @@ static void lock_free(struct fm_client *c, struct clock *lk)
 			break;
 		}
 	}
-	for (struct cop *op = c->ops; op; op = op->next)
-		if (op->lk == lk)
+	for (uint32_t i = 0; i < c->ops.cap; i++) {
+		struct cop *op = fm_optab_at(&c->ops, i);
+
+		if (op && op->lk == lk)
 			op->lk = NULL;
+	}
 	free(lk);
 }
 
@@ -53,14 +56,15 @@ static uint64_t map_id_of(struct fm_client *c, unsigned slot)
  * -ECONNRESET; a held lock is reported lost (the owner reclaims it). */
 void cl_locks_fail_all(struct fm_client *c)
 {
-	while (c->ops) {
-		struct cop *op = c->ops;
+	for (uint32_t i = 0; i < c->ops.cap; i++) {
+		struct cop *op = fm_optab_at(&c->ops, i);
 
-		c->ops = op->next;
+		if (!op)
+			continue;
 		if (op->kind == CO_FETCH)
 			cl_note(c, FM_NOTE_FETCHED, -ECONNRESET, op->cookie,
 				map_id_of(c, op->slot), op->grain, false);
-		free(op);
+		free(cl_op_take(c, op->id));
 	}
 	while (c->locks) {
 		struct clock *lk = c->locks;

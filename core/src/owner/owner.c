@@ -1,9 +1,10 @@
 /* owner.c -- the owner state machine: the object, its public entry points
  * and the dispatch of events to the rooms (see owner_priv.h for the map).
  *
- * Cost: sessions, olocks and pending ops are linked lists searched
- * linearly -- fine for tens of clients and the few contended words a
- * per-session limit allows; hash them when that stops being true.
+ * Cost: pending ops are found in O(1) (optab.h); sessions and olocks are
+ * linked lists searched linearly -- fine for tens of clients and the few
+ * contended words a per-session limit allows; hash them when that stops
+ * being true.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -72,33 +73,25 @@ int ow_map_slot(const struct fm_owner *o, uint64_t map_id)
 	return -1;
 }
 
-/* A new op on the pending list, or NULL after latching OOM. */
+/* A new pending op (its id goes into the action), or NULL after
+ * latching OOM. */
 struct oop *ow_op_new(struct fm_owner *o, enum oop_kind kind)
 {
-	struct oop *op = calloc(1, sizeof(*op));
+	uint64_t id;
+	struct oop *op = fm_optab_new(&o->ops, &id);
 
 	if (!op) {
 		ow_owner_oom(o);
 		return NULL;
 	}
-	op->id = ++o->next_op;
+	op->id = id;
 	op->kind = kind;
-	op->next = o->ops;
-	o->ops = op;
 	return op;
 }
 
 struct oop *ow_op_take(struct fm_owner *o, uint64_t id)
 {
-	for (struct oop **pp = &o->ops; *pp; pp = &(*pp)->next) {
-		if ((*pp)->id == id) {
-			struct oop *op = *pp;
-
-			*pp = op->next;
-			return op;
-		}
-	}
-	return NULL;
+	return fm_optab_take(&o->ops, id);
 }
 
 void ow_note_conn(struct fm_owner *o, enum fm_notify_type type, int status, uint64_t map_id,
@@ -209,6 +202,7 @@ int fm_owner_new(struct fm_owner **out, const struct fm_owner_cfg *cfg)
 		return fm_err(-ENOMEM, "owner: out of memory");
 	}
 	o->next_epoch = 1;
+	fm_optab_init(&o->ops, sizeof(struct oop));
 	*out = o;
 	return 0;
 }
@@ -230,15 +224,14 @@ void fm_owner_delete(struct fm_owner **op)
 	while (o->sessions)
 		ow_sess_free(o, o->sessions);
 	ow_locks_free_all(o);
-	while (o->ops) {
-		struct oop *x = o->ops;
+	for (uint32_t i = 0; i < o->ops.cap; i++) {
+		struct oop *x = fm_optab_at(&o->ops, i);
 
-		o->ops = x->next;
 		/* the ops of one commit share it: the last one frees it */
-		if (x->kind == OP_HOLDER && --x->commit->pending == 0)
+		if (x && x->kind == OP_HOLDER && --x->commit->pending == 0)
 			free(x->commit);
-		free(x);
 	}
+	fm_optab_fini(&o->ops);
 	fm_actq_fini(&o->q);
 	free(o->maps);
 	free(o);

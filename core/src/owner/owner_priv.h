@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "../proto/actq.h"
+#include "../proto/optab.h"
 #include "flashmeta/proto_owner.h"
 
 enum { MS_NONE = 0, MS_GRANTED = 1, MS_RELEASING = 2 };
@@ -120,8 +121,7 @@ struct ocommit {
 };
 
 struct oop {
-	struct oop *next;
-	uint64_t id;
+	uint64_t id;            /* in fm_owner.ops */
 	enum oop_kind kind;
 	struct olock *lock;     /* OP_LOCK_CAS */
 	uint64_t session_id;    /* OP_SCAN, OP_PERSIST, OP_FENCE */
@@ -139,8 +139,7 @@ struct fm_owner {
 	struct osess *sessions;
 	struct omap *maps;       /* cfg.max_maps slots */
 	struct olock *locks;
-	struct oop *ops;
-	uint64_t next_op;
+	struct fm_optab ops;     /* struct oop by op id */
 	uint64_t next_session;
 	uint32_t next_epoch;
 	uint64_t grace_until;    /* R6: no locks before this (0: none) */
