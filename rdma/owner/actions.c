@@ -2,16 +2,34 @@
  * table is in ownerd.h): SEND, local READ and CAS, PERSIST by group commit,
  * FENCE, NOTIFY.
  *
- * Durability order of a split (group commit, one loop iteration):
- *   1. drain every action; PERSIST actions are collected, not executed;
- *   2. fm_store_split_set_range() for every range of every collected
- *      PERSIST (a bitmap word at a time; nothing durable yet);
- *   3. ONE fm_store_split_commit(): all of them durable (drain/msync);
- *   4. copy the committed words from the store's MIRROR view into the
- *      REMOTE_READ bitmap region (release stores) -- publish after durable;
+ * Durability order of a split (group commit, beside the loop):
+ *   1. drain every action; PERSIST actions are collected into the next
+ *      batch, not executed -- over a whole loop pass (every connection's
+ *      pending messages, the timer, the control socket) and for as long
+ *      as a commit is in flight: that is the grouping;
+ *   2. once no commit is in flight (od_persist_kick, at the end of a loop
+ *      pass or when the previous commit was reaped):
+ *      fm_store_split_set_range() for every range of every collected
+ *      PERSIST (a bitmap word at a time, in memory; nothing durable yet);
+ *   3. a. fm_store_commit_begin(): the store's swap takes exactly those
+ *         bits (only this thread sets bits, and no commit is in flight);
+ *         the batch is handed to the commit thread, the loop goes on;
+ *      b. the commit thread (committer.c): fm_store_commit_run() -- ONE
+ *         drain/msync for all of them -- and fm_store_commit_end(), which
+ *         publishes them to the store's MIRROR view; it wakes the loop
+ *         through its eventfd;
+ *   4. the loop (od_persist_reap): copy the committed words from the
+ *      MIRROR view into the REMOTE_READ bitmap regions (release stores) --
+ *      publish after durable;
  *   5. fm_owner_op_done() for each: the state machine sends SPLIT_ACK.
- * A crash before 3 loses bits nobody was told about; after 3 they are in
- * the pool and are published again from the pool at the next start.
+ * A crash before 3b's drain completed loses bits nobody was told about;
+ * after it they are in the pool and are published again from the pool at
+ * the next start.  Nothing overtakes a batch: REVOKED (and so a
+ * transition of the map) waits until every PERSIST of the map had its
+ * op_done (5), and a store mapping operation of another map waits for the
+ * commit in flight (pmem_store.h) -- the loop then blocks for that one
+ * drain.  The publication stays on the loop (4) so the REMOTE_READ regions
+ * keep one writer, the thread that also clears them at a restart.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -236,24 +254,16 @@ static void exec_notify(struct fm_ownerd *d, const struct fm_action *a)
 	}
 }
 
-/*
- * The group commit: steps 2..5 of the split durability order (top of
- * file) for every PERSIST collected in this iteration.
- */
-static int persist_batch(struct fm_ownerd *d, uint64_t now)
+/* 2. set every bit of the batch (not durable yet), a range a call; a range
+ *    of more grains than the call can count (INT_MAX) goes in pieces */
+static void persist_apply(struct fm_ownerd *d)
 {
-	int status[d->npersist ? d->npersist : 1];
-	int crc = 0;
+	for (size_t i = 0; i < d->nbatch; i++) {
+		struct od_persist *p = &d->batch[i];
+		const struct fm_action *a = &p->a;
 
-	if (!d->npersist)
-		return 0;
-	/* 2. set every bit (not durable yet), a range a call; a range of more
-	 *    grains than the call can count (INT_MAX) goes in pieces */
-	for (size_t i = 0; i < d->npersist; i++) {
-		const struct fm_action *a = &d->persist[i];
-
-		status[i] = 0;
-		for (unsigned r = 0; r < a->u.persist.range_count && !status[i]; r++) {
+		p->status = 0;
+		for (unsigned r = 0; r < a->u.persist.range_count && !p->status; r++) {
 			uint64_t first = a->u.persist.ranges[r].first;
 			uint64_t last = a->u.persist.ranges[r].last;
 
@@ -267,7 +277,7 @@ static int persist_batch(struct fm_ownerd *d, uint64_t now)
 								  first, end);
 
 				if (rc < 0) {
-					status[i] = (rc == -ESTALE || rc == -EPERM ||
+					p->status = (rc == -ESTALE || rc == -EPERM ||
 						     rc == -ENOENT) ? -ESTALE : -EIO;
 					od_log(FM_LOGLVL_WARN, "persist map %" PRIu64 " grains [%"
 					       PRIu64 ", %" PRIu64 "]: %s", a->u.persist.map_id,
@@ -280,28 +290,103 @@ static int persist_batch(struct fm_ownerd *d, uint64_t now)
 			}
 		}
 	}
-	/* 3. one drain/msync for all of them */
-	crc = fm_store_split_commit(d->store);
-	if (crc < 0)
-		od_log(FM_LOGLVL_ERR, "split commit failed: %s", fm_errormsg());
-	for (size_t i = 0; i < d->npersist; i++) {
-		const struct fm_action *a = &d->persist[i];
-		struct od_map *m = od_map_find(d, a->u.persist.map_id);
+}
 
-		if (crc < 0 && status[i] == 0)
-			status[i] = -EIO;
+/* Steps 4 and 5 for the batch, whose commit returned crc (bits, or an
+ * errno: then nothing of it is published and every PERSIST fails). */
+static void persist_complete(struct fm_ownerd *d, int crc, uint64_t now)
+{
+	for (size_t i = 0; i < d->nbatch; i++) {
+		struct od_persist *p = &d->batch[i];
+		struct od_map *m = od_map_find(d, p->a.u.persist.map_id);
+
+		if (crc < 0 && p->status == 0)
+			p->status = -EIO;
 		/* 4. publish strictly after durable */
-		if (status[i] == 0 && m)
-			for (unsigned r = 0; r < a->u.persist.range_count; r++)
-				od_publish_words(d, m, a->u.persist.ranges[r].first / 64,
-					      a->u.persist.ranges[r].last / 64);
+		if (p->status == 0 && m)
+			for (unsigned r = 0; r < p->a.u.persist.range_count; r++)
+				od_publish_words(d, m, p->a.u.persist.ranges[r].first / 64,
+					      p->a.u.persist.ranges[r].last / 64);
 	}
 	/* 5. acks */
-	for (size_t i = 0; i < d->npersist; i++)
-		(void)fm_owner_op_done(d->o, d->persist[i].op_id, status[i], 0, NULL, 0, now);
-	od_log(FM_LOGLVL_DEBUG, "group commit: %zu persists, %d bits", d->npersist, crc);
+	for (size_t i = 0; i < d->nbatch; i++)
+		(void)fm_owner_op_done(d->o, d->batch[i].a.op_id, d->batch[i].status, 0, NULL,
+				       0, now);
+	od_log(FM_LOGLVL_DEBUG, "group commit: %zu persists, %d bits", d->nbatch, crc);
+	d->nbatch = 0;
+}
+
+void od_persist_kick(struct fm_ownerd *d)
+{
+	struct od_persist *t;
+	size_t tc;
+	int n;
+
+	if (d->committing || !d->npersist)
+		return;
+	/* the collected PERSISTs become the batch; the next batch starts
+	 * empty in the other array */
+	t = d->batch;
+	tc = d->cap_batch;
+	d->batch = d->persist;
+	d->cap_batch = d->cap_persist;
+	d->nbatch = d->npersist;
+	d->persist = t;
+	d->cap_persist = tc;
 	d->npersist = 0;
-	return crc < 0 ? crc : 0;
+	persist_apply(d); /* 2 */
+	/* 3a. the swap: exactly this batch's bits */
+	n = fm_store_commit_begin(d->store);
+	if (n > 0 && d->cm.running) {
+		od_committer_post(&d->cm); /* 3b runs beside us */
+		d->committing = true;
+		return;
+	}
+	if (n > 0) { /* no commit thread (never after fm_ownerd_new): here */
+		(void)fm_store_commit_run(d->store);
+		n = fm_store_commit_end(d->store);
+	}
+	if (n < 0)
+		od_log(FM_LOGLVL_ERR, "split commit failed: %s", fm_errormsg());
+	/* n == 0: nothing was pending -- every bit of the batch was set and
+	 * durable already (or step 2 refused it) */
+	persist_complete(d, n, od_now_ms());
+}
+
+void od_persist_reap(struct fm_ownerd *d)
+{
+	char msg[sizeof(d->cm.errmsg)];
+	int crc;
+
+	if (!d->committing || !od_committer_reap(&d->cm, false, &crc, msg, sizeof(msg)))
+		return;
+	d->committing = false;
+	if (crc < 0)
+		od_log(FM_LOGLVL_ERR, "split commit failed: %s", msg);
+	persist_complete(d, crc, od_now_ms()); /* 4, 5 */
+	od_drain_actions(d);                   /* the SPLIT_ACKs go out */
+	od_persist_kick(d);                    /* what collected meanwhile */
+}
+
+void od_persist_finish(struct fm_ownerd *d)
+{
+	char msg[sizeof(d->cm.errmsg)];
+	int crc;
+
+	if (d->committing && od_committer_reap(&d->cm, true, &crc, msg, sizeof(msg))) {
+		d->committing = false;
+		if (crc < 0)
+			od_log(FM_LOGLVL_ERR, "split commit failed: %s", msg);
+		if (!d->fatal) {
+			persist_complete(d, crc, od_now_ms());
+			od_drain_actions(d);
+		}
+		d->nbatch = 0;
+	}
+	if (d->npersist)
+		od_log(FM_LOGLVL_INFO, "stopping: %zu split commits not applied, not answered",
+		       d->npersist);
+	d->npersist = 0;
 }
 
 void od_drain_actions(struct fm_ownerd *d)
@@ -325,9 +410,10 @@ void od_drain_actions(struct fm_ownerd *d)
 				exec_local(d, &a, now);
 				break;
 			case FM_ACT_PERSIST:
+				/* 1. collected into the next batch (od_persist_kick) */
 				if (d->npersist == d->cap_persist) {
 					size_t nc = d->cap_persist ? d->cap_persist * 2 : 16;
-					struct fm_action *np = realloc(d->persist, nc * sizeof(*np));
+					struct od_persist *np = realloc(d->persist, nc * sizeof(*np));
 
 					if (!np) {
 						(void)fm_owner_op_done(d->o, a.op_id, -EIO, 0, NULL,
@@ -337,7 +423,7 @@ void od_drain_actions(struct fm_ownerd *d)
 					d->persist = np;
 					d->cap_persist = nc;
 				}
-				d->persist[d->npersist++] = a;
+				d->persist[d->npersist++] = (struct od_persist){ .a = a };
 				break;
 			case FM_ACT_FENCE:
 				exec_fence(d, &a, now);
@@ -358,10 +444,6 @@ void od_drain_actions(struct fm_ownerd *d)
 			 * restart grace covers what this one granted */
 			d->fatal = rc;
 			od_log(FM_LOGLVL_ERR, "protocol state machine failed: %s", fm_errormsg());
-		}
-		if (d->npersist) {
-			(void)persist_batch(d, od_now_ms());
-			any = true;
 		}
 		if (!any || d->fatal)
 			return;

@@ -32,12 +32,12 @@ int fm_ownerd_run(struct fm_ownerd *d)
 
 	od_log(FM_LOGLVL_INFO, "serving on %s", d->cfg.listen);
 	while (!atomic_load_explicit(&d->stopping, memory_order_relaxed) && !d->fatal) {
-		size_t n = 0, base;
+		size_t n = 0, base, cm;
 		uint64_t cnt;
 		int rc;
 
-		if (cap < 4 + OD_CTL_MAX + d->nconns) {
-			cap = 4 + OD_CTL_MAX + d->nconns + 16;
+		if (cap < 5 + OD_CTL_MAX + d->nconns) {
+			cap = 5 + OD_CTL_MAX + d->nconns + 16;
 			free(pfd);
 			pfd = calloc(cap, sizeof(*pfd));
 			if (!pfd)
@@ -60,6 +60,9 @@ int fm_ownerd_run(struct fm_ownerd *d)
 							  c->lost ? -1 : fm_ep_fd(c->ep),
 						    .events = POLLIN };
 		}
+		/* the commit thread: a group commit ended */
+		cm = n;
+		pfd[n++] = (struct pollfd){ .fd = od_committer_fd(&d->cm), .events = POLLIN };
 		rc = poll(pfd, n, 100);
 		if (rc < 0 && errno != EINTR) {
 			free(pfd);
@@ -70,6 +73,8 @@ int fm_ownerd_run(struct fm_ownerd *d)
 			(void)!read(d->stop_fd, &cnt, sizeof(cnt));
 			break;
 		}
+		if (pfd[cm].revents)
+			od_persist_reap(d); /* acks, and the next batch goes */
 		if (pfd[1].revents) {
 			(void)!read(d->timer_fd, &cnt, sizeof(cnt));
 			(void)fm_owner_tick(d->o, od_now_ms());
@@ -92,8 +97,12 @@ int fm_ownerd_run(struct fm_ownerd *d)
 		od_progress_conns(d);
 		od_retry_fences(d, od_now_ms());
 		od_drain_actions(d);
+		/* the PERSISTs of this whole pass, as one batch (unless one
+		 * commits: then they wait for its reap, with later ones) */
+		od_persist_kick(d);
 	}
 	free(pfd);
+	od_persist_finish(d); /* a commit in flight: wait, ack what is durable */
 	if (d->fatal)
 		return fm_err(d->fatal, "ownerd: the protocol state machine failed");
 	od_log(FM_LOGLVL_INFO, "stopping");
@@ -306,6 +315,9 @@ int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
 	its.it_interval.tv_nsec = (long)(tick % 1000) * 1000000;
 	its.it_value = its.it_interval;
 	timerfd_settime(d->timer_fd, 0, &its, NULL);
+	rc = od_committer_start(&d->cm, d->store);
+	if (rc)
+		goto out_fds;
 	od_log(FM_LOGLVL_INFO, "listening on %s (%s), clients %u-%u, lease %u ms%s%s",
 	       cfg->listen, tcfg.provider, d->cfg.client_first, d->cfg.client_last,
 	       d->cfg.lease_ms, cfg->control_path ? ", control " : "",
@@ -345,11 +357,16 @@ void fm_ownerd_delete(struct fm_ownerd **dp)
 
 	if (!d)
 		return;
+	/* a commit still in flight ends first (run() normally reaped it);
+	 * its PERSISTs get no op_done any more: no SPLIT_ACK goes out for
+	 * them, durable or not */
+	od_committer_stop(&d->cm);
 	(void)fm_store_split_commit(d->store);
 	while (d->nconns)
 		od_conn_drop(d, &d->conns[0]); /* peers see "peer closed" */
 	free(d->conns);
 	free(d->persist);
+	free(d->batch);
 	od_ctl_unlisten(d);
 	for (unsigned i = 0; i < OD_MAX_MAPS; i++) {
 		fm_region_delete(&d->maps[i].bitmap);

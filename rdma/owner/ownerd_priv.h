@@ -6,7 +6,10 @@
  *   one thread runs everything: the protocol state machine, the store and
  *   the transport are all touched only from fm_ownerd_run() (and from
  *   fm_ownerd_new/delete before/after it).  fm_ownerd_stop() is the only
- *   call from elsewhere: it writes the stop eventfd.
+ *   call from elsewhere: it writes the stop eventfd.  The one exception is
+ *   the commit thread (committer.c): it runs the durable phase of a split
+ *   commit (fm_store_commit_run/end, the store being thread-safe) and
+ *   touches nothing else but its struct od_committer.
  *
  *   conns    a small array of {conn id, endpoint, out-queue}.  Conn ids
  *            count up from 1 and are never reused, so a late action for a
@@ -23,12 +26,14 @@
  *   maps.c     served mappings: regions, descriptors, bitmap publication
  *   control.c  the control socket server, its commands, the trigger
  *   actions.c  executing the state machine's actions (PERSIST group commit)
+ *   committer.c  the commit thread: the durable phase of a group commit
  *   loop.c     fm_ownerd_new / run / stop / delete, the poll loop, the clock
  * Internal calls between them carry the od_ prefix; all else is static.
  */
 #ifndef FM_OWNERD_PRIV_H
 #define FM_OWNERD_PRIV_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -85,6 +90,31 @@ struct od_map {
 	int pend_fd;              /* control connection to answer, or -1 */
 };
 
+/* The commit thread (committer.c).  `thread`, `efd`, `store`, `running`:
+ * set by the loop thread before the thread starts or after it ended; every
+ * other field under `mu`. */
+struct od_committer {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;      /* posted, stop (-> thread); ended (-> waiters) */
+	pthread_t thread;
+	bool running;
+	int efd;                /* eventfd: written when a job ended */
+	struct fm_store *store;
+	bool posted;            /* a begun commit waits for the thread */
+	bool busy;              /* posted and not yet ended */
+	bool ended;             /* ended, not yet reaped: result holds */
+	bool stop;
+	int result;             /* fm_store_commit_end's return */
+	char errmsg[256];       /* the thread's fm_errormsg() when result < 0 */
+	uint64_t jobs;          /* commits run */
+};
+
+/* a PERSIST action of a group commit and its outcome so far */
+struct od_persist {
+	struct fm_action a;
+	int status;             /* 0, or what step 2 met (-ESTALE, -EIO) */
+};
+
 struct od_ctl {
 	int fd;
 	bool busy;         /* a deferred command runs: later lines wait */
@@ -108,8 +138,14 @@ struct fm_ownerd {
 	size_t nconns, cap_conns;
 	struct od_map maps[OD_MAX_MAPS];
 	struct od_ctl ctl[OD_CTL_MAX];
-	struct fm_action *persist; /* collected PERSIST actions of one iteration */
+	/* group commit (actions.c): PERSISTs collected since the last hand-off
+	 * (the next batch), and the batch whose commit is in flight */
+	struct od_persist *persist;
 	size_t npersist, cap_persist;
+	struct od_persist *batch;
+	size_t nbatch, cap_batch;
+	bool committing;           /* batch posted to the committer, not reaped */
+	struct od_committer cm;
 	uint8_t *readbuf;          /* FM_ACT_READ_MAX: local READs land here */
 	uint64_t incarnation;      /* ours, recorded in the pool (lease.h R6) */
 	uint32_t hold_ms;          /* how long our leases can outlive us */
@@ -185,11 +221,39 @@ void od_ctl_tick(struct fm_ownerd *d, uint64_t now);
 void od_ctl_readable(struct fm_ownerd *d, struct od_ctl *c);
 
 /* actions.c */
-/* od_drain_actions -- drain actions until quiet, group-committing PERSISTs
- * per round */
+/* od_drain_actions -- drain actions until quiet; PERSISTs are only
+ * collected into the next batch (od_persist_kick commits them) */
 void od_drain_actions(struct fm_ownerd *d);
+/* od_persist_kick -- once per loop pass: if no commit is in flight, apply
+ * the collected PERSISTs and hand them to the committer as one batch */
+void od_persist_kick(struct fm_ownerd *d);
+/* od_persist_reap -- the committer's eventfd is readable: publish and
+ * complete the batch whose commit ended, then kick the next one */
+void od_persist_reap(struct fm_ownerd *d);
+/* od_persist_finish -- the loop is stopping: wait for a commit in flight;
+ * complete its batch (SPLIT_ACKs) unless the state machine died; the
+ * PERSISTs collected since are dropped unanswered (never applied) */
+void od_persist_finish(struct fm_ownerd *d);
 /* od_retry_fences -- complete the fences that can be */
 void od_retry_fences(struct fm_ownerd *d, uint64_t now);
+
+/* committer.c */
+/* od_committer_start -- the commit thread for `store` (signals blocked);
+ * 0 or -errno */
+int od_committer_start(struct od_committer *c, struct fm_store *store);
+/* od_committer_stop -- run and end a posted job if any, then join.
+ * Idempotent; not started: nothing */
+void od_committer_stop(struct od_committer *c);
+/* od_committer_fd -- the eventfd to poll (POLLIN: a job ended), or -1 */
+int od_committer_fd(const struct od_committer *c);
+/* od_committer_post -- loop: a commit was begun (fm_store_commit_begin);
+ * run and end it.  One job at a time: post again only after a reap */
+void od_committer_post(struct od_committer *c);
+/* od_committer_reap -- loop: true and *result (fm_store_commit_end's
+ * return; errmsg its message) if the posted job ended; with `wait`, block
+ * until it does (false only if none is posted) */
+bool od_committer_reap(struct od_committer *c, bool wait, int *result,
+		       char *errmsg, size_t errlen);
 
 /* loop.c */
 /* od_now_ms -- CLOCK_MONOTONIC milliseconds, the state machine's `now` */
