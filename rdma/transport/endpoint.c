@@ -1,7 +1,8 @@
 /* endpoint.c -- the endpoint's common state (struct fm_ep, embedded by every
- * provider): setup after the handshake, failure with a reason, grant,
- * fence, delete, state queries; and the argument and descriptor checks in
- * front of the provider's one-sided operations (READ, CAS, FAA). */
+ * provider): setup after the handshake, failure with a reason (from any
+ * thread: lanes fail their endpoint too), grant, fence, delete, state
+ * queries; and the blocking one-sided calls (READ, CAS, FAA), thin wrappers
+ * that post on the endpoint's own lane and wait while progressing it. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +26,11 @@ int fm__ep_init(struct fm_ep *ep, struct fm_transport *t, const struct fm_conn_p
 	ep->t = t;
 	ep->state = FM_EP_CONNECTING;
 	ep->reason[0] = '\0';
+	if (!ep->locks_init) {
+		pthread_mutex_init(&ep->fail_lock, NULL);
+		pthread_mutex_init(&ep->lanes_lock, NULL);
+		ep->locks_init = true;
+	}
 	ep->msg_size = t->cfg.msg_size;
 	ep->rx_data = rx_data;
 	ep->rx_ctrl = rx_ctrl;
@@ -50,32 +56,53 @@ void fm__ep_fini(struct fm_ep *ep)
 	free(ep->tx_tmp);
 	ep->rxq = NULL;
 	ep->tx_tmp = NULL;
+	if (ep->locks_init) {
+		pthread_mutex_destroy(&ep->fail_lock);
+		pthread_mutex_destroy(&ep->lanes_lock);
+		ep->locks_init = false;
+	}
 }
 
+/* err and reason are written before the seq_cst store of CLOSED: a thread
+ * that loads CLOSED (acquire or stronger) reads them complete */
 int fm__ep_fail(struct fm_ep *ep, int err, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (ep->state == FM_EP_CLOSED)
+	if (!ep->locks_init) { /* setup, before any other thread knows it */
+		ep->state = FM_EP_CLOSED;
+		ep->err = err;
 		return err;
-	va_start(ap, fmt);
-	vsnprintf(ep->reason, sizeof(ep->reason), fmt, ap);
-	va_end(ap);
-	ep->state = FM_EP_CLOSED;
-	ep->err = err;
+	}
+	pthread_mutex_lock(&ep->fail_lock);
+	if (ep->state != FM_EP_CLOSED) {
+		va_start(ap, fmt);
+		vsnprintf(ep->reason, sizeof(ep->reason), fmt, ap);
+		va_end(ap);
+		ep->err = err;
+		atomic_store_explicit(&ep->state, FM_EP_CLOSED, memory_order_seq_cst);
+	}
+	pthread_mutex_unlock(&ep->fail_lock);
 	return err;
 }
 
+/*
+ * Delete: UP -> CLOSING (a CAS: a lane may be failing it at this moment),
+ * the provider tears the endpoint down (quiescing the lanes first, so no
+ * lane is inside the QP or the mapping it frees), then fm__ep_release frees
+ * it -- or leaves it to the last lane.
+ */
 void fm_ep_delete(struct fm_ep **epp)
 {
+	enum fm_ep_state up = FM_EP_UP;
 	struct fm_ep *ep;
 
 	if (epp == NULL || *epp == NULL)
 		return;
 	ep = *epp;
-	if (ep->state == FM_EP_UP)
-		ep->state = FM_EP_CLOSING;
+	atomic_compare_exchange_strong(&ep->state, &up, FM_EP_CLOSING);
 	ep->t->ops->ep_delete(ep);
+	fm__ep_release(ep);
 	*epp = NULL;
 }
 
@@ -138,14 +165,18 @@ int fm_ep_fence_fd(const struct fm_ep *ep)
 
 int fm_ep_error(const struct fm_ep *ep)
 {
-	return ep->state == FM_EP_UP ? 0 : ep->err;
+	return atomic_load_explicit(&ep->state, memory_order_acquire) == FM_EP_CLOSED ? ep->err
+										      : 0;
 }
 
 enum fm_ep_state fm_ep_state(const struct fm_ep *ep, const char **reason)
 {
+	enum fm_ep_state s = atomic_load_explicit(&ep->state, memory_order_acquire);
+
+	/* the reason is final only once CLOSED (fm__ep_fail) */
 	if (reason)
-		*reason = ep->reason;
-	return ep->state;
+		*reason = s == FM_EP_CLOSED ? ep->reason : "";
+	return s;
 }
 
 const char *fm_ep_state_name(enum fm_ep_state s)
@@ -177,90 +208,127 @@ int fm_ep_fd(const struct fm_ep *ep)
 
 int fm__ep_not_up(const struct fm_ep *ep)
 {
-	return fm_err(-ENOTCONN, "endpoint %s: %s", fm_ep_state_name(ep->state),
-		      ep->reason[0] ? ep->reason : "not connected");
+	const char *reason;
+	enum fm_ep_state s = fm_ep_state(ep, &reason);
+
+	return fm_err(-ENOTCONN, "endpoint %s: %s", fm_ep_state_name(s),
+		      reason[0] ? reason : "not connected");
 }
 
 int fm__ep_broke(const struct fm_ep *ep)
 {
-	return fm_err(ep->err ? ep->err : -ECONNRESET, "endpoint closed: %s", ep->reason);
+	const char *reason;
+	enum fm_ep_state s = fm_ep_state(ep, &reason);
+	int err = s == FM_EP_CLOSED ? ep->err : 0;
+
+	return fm_err(err ? err : -ECONNRESET, "endpoint closed: %s", reason);
 }
 
 /* ----------------------------------------------------------- one-sided */
 
-int fm_ep_read(struct fm_ep *ep, struct fm_region *dst, size_t dst_off,
-	       const struct fm_region_desc *src, uint64_t src_off, size_t len)
+/*
+ * The blocking calls: post on the endpoint's own lane (depth 1, made at the
+ * first call, not counted against max_lanes), then poll it -- first, since
+ * an shm operation is complete when its post returns -- and progress the
+ * endpoint while waiting, as the owning thread must (messages, connection
+ * events, and on verbs the shared CQ).  Past op_timeout_ms the endpoint
+ * closes (-ETIMEDOUT): the operation stays in the lane and completes (or is
+ * discarded) with the endpoint's teardown.
+ */
+static int sync_lane(struct fm_ep *ep, struct fm_lane **out)
 {
 	int ret;
 
-	if (ep == NULL || dst == NULL || src == NULL || len == 0)
-		return fm_err(-EINVAL, "fm_ep_read: %s", len ? "NULL argument" : "len 0");
-	if (dst_off > dst->len || len > dst->len - dst_off)
-		return fm_err(-ERANGE, "READ of %zu bytes at %zu overruns the %zu-byte local region",
-			      len, dst_off, dst->len);
-	if (src_off > src->len || len > src->len - src_off)
-		return fm_err(-ERANGE,
-			      "READ of %zu bytes at %llu overruns the %llu-byte remote region", len,
-			      (unsigned long long)src_off, (unsigned long long)src->len);
-	if (!(src->flags & FM_ACCESS_REMOTE_READ))
-		return fm_err(-EACCES, "remote region (key 0x%x) not granted REMOTE_READ",
-			      src->key);
-	if (ep->state != FM_EP_UP)
-		return fm__ep_not_up(ep);
-	ret = ep->t->ops->read(ep, (char *)dst->ptr + dst_off, dst, src, src_off, len);
-	if (ret && ep->state == FM_EP_CLOSED)
-		return fm__ep_broke(ep);
-	return ret;
+	if (ep->sync == NULL) {
+		ret = fm__lane_open(ep, 1, true, &ep->sync);
+		if (ret)
+			return ret;
+	}
+	*out = ep->sync;
+	return 0;
 }
 
-static int atomic_check(struct fm_ep *ep, const struct fm_region_desc *rd, uint64_t off)
+static int sync_wait(struct fm_ep *ep, struct fm_lane *l, struct fm_completion *c)
 {
-	if (ep == NULL || rd == NULL)
-		return fm_err(-EINVAL, "atomic: NULL argument");
-	if (off % 8 || rd->addr % 8)
-		return fm_err(-EINVAL, "atomic at offset %llu: not 8-byte aligned",
-			      (unsigned long long)off);
-	if (rd->len < 8 || off > rd->len - 8)
-		return fm_err(-ERANGE, "atomic at offset %llu outside the %llu-byte region",
-			      (unsigned long long)off, (unsigned long long)rd->len);
-	if (!(rd->flags & FM_ACCESS_REMOTE_ATOMIC))
-		return fm_err(-EACCES, "remote region (key 0x%x) not granted REMOTE_ATOMIC",
-			      rd->key);
-	if (!(ep->t->caps.flags & FM_CAP_ATOMIC))
-		return fm_err(-EOPNOTSUPP, "device %s has no atomics", ep->t->device);
-	if (ep->state != FM_EP_UP)
-		return fm__ep_not_up(ep);
-	return 0;
+	const struct fm_provider_ops *ops = ep->t->ops;
+	uint64_t deadline = fm__deadline(ep->t->cfg.op_timeout_ms);
+	bool event = ep->t->cfg.wait_mode == FM_WAIT_EVENT;
+
+	for (;;) {
+		int left;
+
+		if (fm_lane_poll(l, c, 1) == 1)
+			break;
+		if (fm__ep_is_up(ep))
+			(void)ops->progress(ep, 0);
+		else if (ops->reap)
+			ops->reap(ep);
+		if (fm_lane_poll(l, c, 1) == 1)
+			break;
+		left = fm__remaining_ms(deadline);
+		if (left == 0)
+			return fm__ep_fail(ep, -ETIMEDOUT, "operation timed out");
+		if (!event)
+			continue;
+		if (fm__ep_is_up(ep))
+			(void)ops->progress(ep, left < 0 || left > 100 ? 100 : left);
+		else if (ops->lane_sleep)
+			ops->lane_sleep(l, left < 0 || left > 100 ? 100 : left);
+	}
+	if (c->status == 0)
+		return 0;
+	if (!fm__ep_is_up(ep))
+		return fm__ep_broke(ep);
+	return fm_err(c->status, "one-sided operation failed (%d)", c->status);
+}
+
+int fm_ep_read(struct fm_ep *ep, struct fm_region *dst, size_t dst_off,
+	       const struct fm_region_desc *src, uint64_t src_off, size_t len)
+{
+	struct fm_completion c;
+	struct fm_lane *l;
+	int ret;
+
+	ret = fm__read_check(ep, dst, dst_off, src, src_off, len);
+	if (ret == 0 && !fm__ep_is_up(ep))
+		ret = fm__ep_not_up(ep);
+	if (ret == 0)
+		ret = sync_lane(ep, &l);
+	if (ret == 0)
+		ret = fm_lane_post_read(l, dst, dst_off, src, src_off, len, NULL);
+	return ret ? ret : sync_wait(ep, l, &c);
+}
+
+static int sync_atomic(struct fm_ep *ep, enum fm_lane_op op, const struct fm_region_desc *rd,
+		       uint64_t off, uint64_t a, uint64_t b, uint64_t *old)
+{
+	struct fm_completion c;
+	struct fm_lane *l;
+	int ret;
+
+	ret = fm__atomic_check(ep, rd, off);
+	if (ret == 0 && !fm__ep_is_up(ep))
+		ret = fm__ep_not_up(ep);
+	if (ret == 0)
+		ret = sync_lane(ep, &l);
+	if (ret == 0)
+		ret = op == FM_LANE_CAS ? fm_lane_post_cas(l, rd, off, a, b, NULL)
+					: fm_lane_post_faa(l, rd, off, a, NULL);
+	if (ret == 0)
+		ret = sync_wait(ep, l, &c);
+	if (ret == 0 && old)
+		*old = c.old;
+	return ret;
 }
 
 int fm_ep_cas(struct fm_ep *ep, const struct fm_region_desc *rd, uint64_t off, uint64_t expect,
 	      uint64_t desired, uint64_t *old)
 {
-	uint64_t o;
-	int ret = atomic_check(ep, rd, off);
-
-	if (ret)
-		return ret;
-	ret = ep->t->ops->atomic(ep, true, rd, off, expect, desired, &o);
-	if (ret)
-		return ep->state == FM_EP_CLOSED ? fm__ep_broke(ep) : ret;
-	if (old)
-		*old = o;
-	return 0;
+	return sync_atomic(ep, FM_LANE_CAS, rd, off, expect, desired, old);
 }
 
 int fm_ep_faa(struct fm_ep *ep, const struct fm_region_desc *rd, uint64_t off, uint64_t add,
 	      uint64_t *old)
 {
-	uint64_t o;
-	int ret = atomic_check(ep, rd, off);
-
-	if (ret)
-		return ret;
-	ret = ep->t->ops->atomic(ep, false, rd, off, add, 0, &o);
-	if (ret)
-		return ep->state == FM_EP_CLOSED ? fm__ep_broke(ep) : ret;
-	if (old)
-		*old = o;
-	return 0;
+	return sync_atomic(ep, FM_LANE_FAA, rd, off, add, 0, old);
 }

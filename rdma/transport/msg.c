@@ -23,6 +23,17 @@
 
 #include "transport_priv.h"
 
+/* progress an UP endpoint; on one that is not, take over what another
+ * thread already took off a shared CQ (verbs: lanes drain it too), so
+ * queued messages are still delivered first */
+static void ep_progress0(struct fm_ep *ep)
+{
+	if (ep->state == FM_EP_UP)
+		(void)ep->t->ops->progress(ep, 0);
+	else if (ep->t->ops->reap)
+		ep->t->ops->reap(ep);
+}
+
 size_t fm_ep_max_msg(const struct fm_ep *ep)
 {
 	return ep->msg_size < ep->peer_msg_size ? ep->msg_size : ep->peer_msg_size;
@@ -102,8 +113,7 @@ void fm__ep_rx(struct fm_ep *ep, uint32_t slot, const uint8_t *buf, size_t len)
 
 int fm_ep_progress(struct fm_ep *ep)
 {
-	if (ep->state == FM_EP_UP)
-		(void)ep->t->ops->progress(ep, 0);
+	ep_progress0(ep);
 	ep_maybe_return_credits(ep);
 	if (ep->rxq_count)
 		return (int)ep->rxq_count;
@@ -121,8 +131,7 @@ static int ep_wait(struct fm_ep *ep, bool (*cond)(const struct fm_ep *), uint64_
 	for (;;) {
 		int left, ret;
 
-		if (ep->state == FM_EP_UP)
-			(void)ep->t->ops->progress(ep, 0);
+		ep_progress0(ep);
 		ep_maybe_return_credits(ep);
 		if (cond(ep))
 			return 0;
@@ -193,8 +202,7 @@ int fm_ep_recv_peek(struct fm_ep *ep)
 {
 	if (ep->loopback)
 		return fm_err(-EOPNOTSUPP, "loopback endpoints are one-sided only");
-	if (ep->state == FM_EP_UP)
-		(void)ep->t->ops->progress(ep, 0);
+	ep_progress0(ep);
 	if (ep->rxq_count)
 		return (int)ep->rxq[ep->rxq_head].len;
 	if (ep->state != FM_EP_UP)
@@ -211,8 +219,7 @@ int fm_ep_recv(struct fm_ep *ep, void *buf, size_t cap, unsigned flags)
 		return fm_err(-EINVAL, "fm_ep_recv: NULL argument");
 	if (ep->loopback)
 		return fm_err(-EOPNOTSUPP, "loopback endpoints are one-sided only");
-	if (ep->state == FM_EP_UP)
-		(void)ep->t->ops->progress(ep, 0);
+	ep_progress0(ep);
 	if (ep->rxq_count == 0) {
 		if (ep->state != FM_EP_UP)
 			return fm__ep_not_up(ep);

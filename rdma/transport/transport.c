@@ -60,6 +60,15 @@ int fm_transport_new(struct fm_transport **out, const struct fm_transport_cfg *c
 	if (cfg.shm_max_regions > (1u << 20))
 		return fm_err(-EINVAL, "shm_max_regions %u above %u", cfg.shm_max_regions,
 			      1u << 20);
+	if (cfg.lane_depth == 0)
+		cfg.lane_depth = 64;
+	if (cfg.lane_depth > FM_LANE_DEPTH_MAX)
+		return fm_err(-EINVAL, "lane_depth %u above %u", cfg.lane_depth,
+			      FM_LANE_DEPTH_MAX);
+	if (cfg.max_lanes == 0)
+		cfg.max_lanes = 16;
+	if (cfg.max_lanes > FM_LANES_MAX)
+		return fm_err(-EINVAL, "max_lanes %u above %u", cfg.max_lanes, FM_LANES_MAX);
 	if (cfg.shm_nuids > FM_SHM_UIDS_MAX)
 		return fm_err(-EINVAL, "%u shm uids (at most %u)", cfg.shm_nuids,
 			      FM_SHM_UIDS_MAX);

@@ -6,7 +6,10 @@
  *   transport.c  the provider registry and the transport object.
  *   region.c     regions, their descriptors, random keys.
  *   listener.c   listen, accept, loopback, connect.
- *   endpoint.c   endpoint state, failure, grant, fence; one-sided op checks.
+ *   endpoint.c   endpoint state, failure, grant, fence, delete; the blocking
+ *                one-sided wrappers over the endpoint's own lane.
+ *   lane.c       lanes: argument checks, limits, poll/wait, quiescing lanes
+ *                before a provider tears an endpoint down.
  *   msg.c        the credit protocol, messages, blocking waits.
  *   codec.c      the message header and connection private data below.
  *   time.c       monotonic milliseconds, deadlines.
@@ -29,6 +32,7 @@
 #include <assert.h>
 #include <endian.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -143,12 +147,22 @@ struct fm_rx_entry {
 	const uint8_t *payload;
 };
 
-/* Owned by the one thread using the endpoint: no lock. */
+/*
+ * An endpoint.  Most of it is owned by its one owning thread (no lock);
+ * what lanes on other threads share is marked:
+ *   state         atomic: any thread reads it; UP -> CLOSING by the owning
+ *                 thread (CAS), -> CLOSED by fm__ep_fail from any thread.
+ *   err, reason   written once, under fail_lock, BEFORE state turns CLOSED
+ *                 (seq_cst store): read them only after seeing CLOSED.
+ *   lanes, nlanes, zombie   under lanes_lock; sync: owning thread.
+ */
 struct fm_ep {
 	struct fm_transport *t;
-	enum fm_ep_state state;
+	_Atomic enum fm_ep_state state;
 	int err;                  /* errno of the failure that closed it */
 	char reason[FM_REASON_MAX];
+	pthread_mutex_t fail_lock; /* the first failure wins */
+	bool locks_init;          /* fail_lock, lanes_lock (fm__ep_init) */
 	bool loopback;            /* one-sided only */
 	bool passive;             /* the accepting side (grants, fences) */
 	bool granted;             /* fm_ep_grant done */
@@ -174,6 +188,34 @@ struct fm_ep {
 	uint32_t rxq_cap, rxq_head, rxq_count;
 
 	uint8_t *tx_tmp; /* header + payload staging, msg_size + HDR */
+
+	/* lanes (lane.c) */
+	pthread_mutex_t lanes_lock;
+	struct fm_lane *lanes;    /* every lane: users', the sync one, retired */
+	uint32_t nlanes;          /* users' lanes (cfg.max_lanes) */
+	bool zombie;              /* fm_ep_delete done: freed with the last lane */
+	struct fm_lane *sync;     /* fm_ep_read/cas/faa's lane; owning thread */
+};
+
+/*
+ * A lane: the provider's struct embeds it first.  Owned by one thread at a
+ * time (the lane's), except:
+ *   busy   1 while the lane's thread uses the endpoint's shared resources
+ *          (shm: the peer's mapping; verbs: the QP).  Stored seq_cst
+ *          before the thread checks that it still may (state UP, verbs
+ *          qp_dead), so fm__ep_quiesce, which makes that check fail first
+ *          (also seq_cst) and then waits for busy == 0, never tears a
+ *          resource down under a lane: a Dekker pair, no lock.
+ *   next, retired   under ep->lanes_lock.
+ */
+struct fm_lane {
+	struct fm_ep *ep;
+	uint32_t depth;        /* completions the lane holds at most */
+	uint32_t outstanding;  /* posted, not yet polled (lane's thread) */
+	bool sync;             /* the endpoint's own (fm_ep_read/cas/faa) */
+	bool retired;          /* deleted with operations in flight */
+	struct fm_lane *next;
+	_Alignas(64) _Atomic int busy;
 };
 
 struct fm_provider_ops {
@@ -205,11 +247,30 @@ struct fm_provider_ops {
 	int (*fence)(struct fm_ep *ep, unsigned flags);
 	int (*fence_fd)(const struct fm_ep *ep); /* -1: none */
 
-	/* one-sided; arguments already checked against the descriptor */
-	int (*read)(struct fm_ep *ep, void *dst, struct fm_region *dst_r,
-		    const struct fm_region_desc *src, uint64_t src_off, size_t len);
-	int (*atomic)(struct fm_ep *ep, bool cas, const struct fm_region_desc *rd, uint64_t off,
-		      uint64_t a, uint64_t b, uint64_t *old);
+	/* the endpoint's last memory, once no lane refers to it (after
+	 * ep_delete tore everything else down) */
+	void (*ep_free)(struct fm_ep *ep);
+
+	/* lanes (lane.c checked the arguments against the descriptor, the
+	 * lane's depth and, for posts, that the endpoint was UP) */
+	/* a lane of `depth`; called under ep->lanes_lock.  0, -ENOSPC, ... */
+	int (*lane_new)(struct fm_ep *ep, uint32_t depth, struct fm_lane **out);
+	/* the lane's thread is done: true = nothing can reference it any
+	 * more, lane_free it now; false = operations in flight, keep it until
+	 * the endpoint is freed.  May wait up to op_timeout_ms. */
+	bool (*lane_retire)(struct fm_lane *l);
+	void (*lane_free)(struct fm_lane *l);
+	/* post: 0 (one completion follows) or an errno (none) */
+	int (*post_read)(struct fm_lane *l, void *dst, struct fm_region *dst_r,
+			 const struct fm_region_desc *src, uint64_t src_off, size_t len,
+			 void *ctx);
+	int (*post_atomic)(struct fm_lane *l, enum fm_lane_op op, const struct fm_region_desc *rd,
+			   uint64_t off, uint64_t a, uint64_t b, void *ctx);
+	/* up to n completions (lane.c counts them off `outstanding`) */
+	int (*lane_poll)(struct fm_lane *l, struct fm_completion *out, int n);
+	/* event mode: sleep until a completion may have come, at most
+	 * timeout_ms; NULL: the provider's completions are never late */
+	void (*lane_sleep)(struct fm_lane *l, int timeout_ms);
 
 	/* post one message (header included, len <= peer's msg_size + HDR);
 	 * -EAGAIN when no send buffer is free right now (call progress) */
@@ -219,6 +280,9 @@ struct fm_provider_ops {
 	 * sleep at most timeout_ms (0: never) in event mode when idle; 0 or
 	 * a negative errno */
 	int (*progress)(struct fm_ep *ep, int timeout_ms);
+	/* optional: the endpoint is not UP; hand over what completed before
+	 * (messages another thread took off a shared CQ).  Never blocks. */
+	void (*reap)(struct fm_ep *ep);
 };
 
 extern const struct fm_provider_ops fm__shm_ops;
@@ -235,13 +299,51 @@ void fm__ep_fini(struct fm_ep *ep);
  * private data (when they arrive after fm__ep_init, as on verbs) */
 void fm__ep_set_peer(struct fm_ep *ep, const struct fm_conn_priv *peer);
 /* fm__ep_fail -- move to CLOSED with errno `err` and a reason, unless
- * already CLOSED (the first reason wins).  Returns err. */
+ * already CLOSED (the first reason wins).  Returns err.  Any thread (a lane
+ * that met a remote access error fails its endpoint). */
 int fm__ep_fail(struct fm_ep *ep, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* fm__ep_not_up -- the error an operation on a non-UP endpoint returns */
 int fm__ep_not_up(const struct fm_ep *ep);
 /* fm__ep_broke -- a failure that closed the endpoint during this call */
 int fm__ep_broke(const struct fm_ep *ep);
+/* fm__ep_release -- after the provider's ep_delete: free the endpoint now,
+ * or, while lanes refer to it, mark it a zombie for the last fm_lane_delete
+ * (lane.c) */
+void fm__ep_release(struct fm_ep *ep);
+/* fm__ep_quiesce -- wait until no lane is inside a post or another use of
+ * the endpoint's shared resources.  The caller first made every later such
+ * use fail (state not UP; verbs: qp_dead), with a seq_cst store.  Waits for
+ * lane calls in progress only (yields), never for the network.  Owning
+ * thread. */
+void fm__ep_quiesce(struct fm_ep *ep);
+/* fm__lane_enter / fm__lane_leave -- bracket a lane thread's use of the
+ * endpoint's shared resources (busy above); enter returns whether the
+ * endpoint is still UP (the caller leaves either way) */
+static inline bool fm__lane_enter(struct fm_lane *l)
+{
+	atomic_store_explicit(&l->busy, 1, memory_order_seq_cst);
+	return atomic_load_explicit(&l->ep->state, memory_order_seq_cst) == FM_EP_UP;
+}
+static inline void fm__lane_leave(struct fm_lane *l)
+{
+	atomic_store_explicit(&l->busy, 0, memory_order_release);
+}
+/* fm__ep_is_up -- any thread */
+static inline bool fm__ep_is_up(const struct fm_ep *ep)
+{
+	return atomic_load_explicit(&ep->state, memory_order_acquire) == FM_EP_UP;
+}
+
+/* lane.c: the local checks of one-sided operations (transport.h: -EINVAL,
+ * -ERANGE, -EACCES, -EOPNOTSUPP; the endpoint stays UP) */
+int fm__read_check(struct fm_ep *ep, const struct fm_region *dst, size_t dst_off,
+		   const struct fm_region_desc *src, uint64_t src_off, size_t len);
+int fm__atomic_check(struct fm_ep *ep, const struct fm_region_desc *rd, uint64_t off);
+/* fm__lane_open -- a lane of `depth`; `sync`: the endpoint's own (not
+ * counted against max_lanes).  0, -ENOTCONN, -ENOSPC, ... */
+int fm__lane_open(struct fm_ep *ep, uint32_t depth, bool sync, struct fm_lane **out);
+
 /* fm__ep_rx -- a message arrived in receive slot `slot` */
 void fm__ep_rx(struct fm_ep *ep, uint32_t slot, const uint8_t *buf, size_t len);
 /* fm__conn_priv_local -- our own private data */

@@ -1,7 +1,7 @@
 /* access.c -- what an shm peer can reach of the owner's memory: the grant
  * (the owner sends its arenas once the protocol authenticated the peer),
- * its mapping on the client, and the one-sided operations checked against
- * the region table.
+ * its mapping on the client, and the region-table lookup every one-sided
+ * operation is checked against (the operations themselves: lane.c).
  *
  * Before the grant a client has no fd and no mapping of any region: every
  * READ/CAS/FAA it tries fails as a remote access error (-EACCES, endpoint
@@ -18,12 +18,11 @@
  * Client mapping: one contiguous range, READ arena PROT_READ (sealed: it
  * could not map it writable anyway), ATOMIC arena PROT_READ|PROT_WRITE, the
  * whole range MADV_DONTFORK (a child forked later inherits nothing); the fds
- * are closed at once.  fm__shm_unmap_peer drops it before the BYE.
- *
- * One-sided operations are plain C11 atomics on that mapping: CAS =
- * atomic_compare_exchange_strong, FAA = atomic_fetch_add, READ = one
- * memory_order_acquire load per aligned 8-byte word.  The loopback endpoint
- * uses the owner's own mapping.
+ * are closed at once.  The owning thread's progress maps it while lanes of
+ * the endpoint may be posting on other threads: the geometry is written
+ * first and the mapping's address published last, with release (shm_priv.h,
+ * struct shm_ep).  fm__shm_unmap_peer drops it before the BYE, after the
+ * lanes were quiesced.  The loopback endpoint uses the owner's own mapping.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -127,7 +126,7 @@ int fm__shm_map_grant(struct shm_ep *se, const struct shm_grant *g, int read_fd,
 	uint64_t len = g->read_size + g->atomic_size;
 	int seals, ret;
 
-	if (se->accepted || se->peer_map) {
+	if (se->accepted || atomic_load_explicit(&se->peer_map, memory_order_relaxed)) {
 		ret = fm__ep_fail(&se->ep, -EPROTO, "unexpected grant from peer");
 		goto out;
 	}
@@ -164,11 +163,12 @@ int fm__shm_map_grant(struct shm_ep *se, const struct shm_grant *g, int read_fd,
 		ret = fm__ep_fail(&se->ep, -EPROTO, "grant: no region table in the READ arena");
 		goto out;
 	}
-	se->peer_map = p;
 	se->peer_map_len = len;
 	se->peer_read_size = g->read_size;
 	se->peer_nent = g->nent;
 	se->peer_mapped = true;
+	/* publish: a lane that loads the address sees the geometry above */
+	atomic_store_explicit(&se->peer_map, p, memory_order_release);
 	p = MAP_FAILED;
 	ret = 0;
 out:
@@ -181,40 +181,43 @@ out:
 
 void fm__shm_unmap_peer(struct shm_ep *se)
 {
-	if (se->peer_mapped && se->peer_map)
-		munmap(se->peer_map, se->peer_map_len);
-	se->peer_map = NULL;
+	uint8_t *map = atomic_load_explicit(&se->peer_map, memory_order_relaxed);
+
+	if (se->peer_mapped && map)
+		munmap(map, se->peer_map_len);
+	atomic_store_explicit(&se->peer_map, NULL, memory_order_relaxed);
 	se->peer_mapped = false;
 }
 
-/* ------------------------------------------------------------ one-sided */
+/* ------------------------------------------------------------- lookup */
 
 /*
- * shm_lookup -- the peer's table entry for `d`, checked: key, access,
+ * fm__shm_lookup -- the peer's table entry for `d`, checked: key, access,
  * bounds.  A failure closes the endpoint, as a remote access error does on
  * verbs.  The entry is read as a seqlock (key before and after).  Cost: no
- * syscall, no lock; a handful of loads when the cached index hits, a scan
- * of the table otherwise.
+ * syscall, no lock; a handful of loads when the caller's cached index hits,
+ * a scan of the table otherwise.  Called by lanes on any thread: `map` is
+ * the peer_map they loaded (acquire), `cache` their own.
  */
-static int shm_lookup(struct shm_ep *se, const struct fm_region_desc *d, unsigned need,
-		      uint64_t off, uint64_t len, uint8_t **p)
+int fm__shm_lookup(struct shm_ep *se, uint8_t *map, int *cache, const struct fm_region_desc *d,
+		   unsigned need, uint64_t off, uint64_t len, uint8_t **p)
 {
-	const struct shm_table_hdr *tbl = (const void *)se->peer_map;
+	const struct shm_table_hdr *tbl = (const void *)map;
 	const struct shm_region_ent *e = NULL;
 	uint64_t eoff, elen;
 	uint32_t k1, k2, acc;
 
-	if (se->peer_map == NULL)
+	if (map == NULL)
 		return fm__ep_fail(&se->ep, -EACCES,
 				   "remote access error: no access granted (key 0x%x)", d->key);
-	if (se->cache_idx >= 0 &&
-	    atomic_load_explicit(&tbl->ent[se->cache_idx].off, memory_order_relaxed) == d->addr)
-		e = &tbl->ent[se->cache_idx];
+	if (*cache >= 0 &&
+	    atomic_load_explicit(&tbl->ent[*cache].off, memory_order_relaxed) == d->addr)
+		e = &tbl->ent[*cache];
 	for (uint32_t i = 0; e == NULL && i < se->peer_nent; i++) {
 		if (atomic_load_explicit(&tbl->ent[i].off, memory_order_relaxed) == d->addr &&
 		    atomic_load_explicit(&tbl->ent[i].key, memory_order_relaxed) == d->key) {
 			e = &tbl->ent[i];
-			se->cache_idx = (int)i;
+			*cache = (int)i;
 		}
 	}
 	if (e == NULL)
@@ -241,62 +244,6 @@ static int shm_lookup(struct shm_ep *se, const struct fm_region_desc *d, unsigne
 		return fm__ep_fail(&se->ep, -EACCES,
 				   "remote access error: [%llu, +%llu) outside region 0x%x",
 				   (unsigned long long)off, (unsigned long long)len, d->key);
-	*p = se->peer_map + eoff + off;
-	return 0;
-}
-
-int fm__shm_read(struct fm_ep *ep, void *dst, struct fm_region *dst_r,
-		 const struct fm_region_desc *src, uint64_t src_off, size_t len)
-{
-	struct shm_ep *se = to_sep(ep);
-	uint8_t *s, *d = dst;
-	size_t head;
-	int ret;
-
-	(void)dst_r;
-	ret = shm_lookup(se, src, FM_ACCESS_REMOTE_READ, src_off, len, &s);
-	if (ret)
-		return ret;
-	/* unaligned head and tail byte-wise, aligned words with acquire */
-	head = (size_t)((8 - ((uintptr_t)s & 7)) & 7);
-	if (head > len)
-		head = len;
-	memcpy(d, s, head);
-	d += head;
-	s += head;
-	len -= head;
-	while (len >= 8) {
-		uint64_t w = atomic_load_explicit((_Atomic uint64_t *)(void *)s,
-						  memory_order_acquire);
-		memcpy(d, &w, 8);
-		d += 8;
-		s += 8;
-		len -= 8;
-	}
-	memcpy(d, s, len);
-	return 0;
-}
-
-int fm__shm_atomic(struct fm_ep *ep, bool cas, const struct fm_region_desc *rd, uint64_t off,
-		   uint64_t a, uint64_t b, uint64_t *old)
-{
-	struct shm_ep *se = to_sep(ep);
-	_Atomic uint64_t *w;
-	uint8_t *p;
-	int ret;
-
-	ret = shm_lookup(se, rd, FM_ACCESS_REMOTE_ATOMIC, off, 8, &p);
-	if (ret)
-		return ret;
-	w = (_Atomic uint64_t *)(void *)p;
-	if (cas) {
-		uint64_t expect = a;
-
-		atomic_compare_exchange_strong_explicit(w, &expect, b, memory_order_acq_rel,
-							memory_order_acquire);
-		*old = expect;
-	} else {
-		*old = atomic_fetch_add_explicit(w, a, memory_order_acq_rel);
-	}
+	*p = map + eoff + off;
 	return 0;
 }

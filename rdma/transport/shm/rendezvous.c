@@ -73,21 +73,41 @@ static int shm_sockaddr(const char *addr, struct sockaddr_un *sun, socklen_t *le
 
 /* ------------------------------------------------------------ endpoints */
 
-static void shm_ep_free(struct shm_ep *se)
+/* everything but the struct itself (lanes may still refer to it: lane.c) */
+static void shm_ep_teardown(struct shm_ep *se)
 {
 	if (se->ep.event_fd >= 0)
 		close(se->ep.event_fd);
+	se->ep.event_fd = -1;
 	if (se->sock >= 0)
 		close(se->sock);
+	se->sock = -1;
 	if (se->pidfd >= 0)
 		close(se->pidfd);
+	se->pidfd = -1;
 	if (se->ring_map)
 		munmap(se->ring_map, se->ring_map_len);
+	se->ring_map = NULL;
 	fm__shm_unmap_peer(se);
 	free(se->rx_bufs);
 	free(se->free_slots);
+	se->rx_bufs = NULL;
+	se->free_slots = NULL;
+}
+
+void fm__shm_ep_free(struct fm_ep *ep)
+{
+	struct shm_ep *se = to_sep(ep);
+
 	fm__ep_fini(&se->ep);
 	free(se);
+}
+
+/* an endpoint that never got out of setup: no lane can know it */
+static void shm_ep_free(struct shm_ep *se)
+{
+	shm_ep_teardown(se);
+	fm__shm_ep_free(&se->ep);
 }
 
 static struct shm_ep *shm_ep_alloc(void)
@@ -97,7 +117,6 @@ static struct shm_ep *shm_ep_alloc(void)
 	if (se == NULL)
 		return NULL;
 	se->sock = se->ep.event_fd = se->pidfd = -1;
-	se->cache_idx = -1;
 	return se;
 }
 
@@ -526,10 +545,10 @@ int fm__shm_loopback(struct fm_listener *l, struct fm_ep **out)
 	if (ret)
 		goto out_free;
 	/* our own arenas (fm_listen made them), through our own mapping */
-	se->peer_map = st->map;
 	se->peer_map_len = st->map_len;
 	se->peer_read_size = st->rd.size;
 	se->peer_nent = st->nent;
+	atomic_store_explicit(&se->peer_map, st->map, memory_order_release);
 	se->ep.event_fd = epoll_create1(EPOLL_CLOEXEC);
 	if (se->ep.event_fd < 0) {
 		ret = fm_err(-errno, "epoll_create1: %s", strerror(errno));
@@ -566,20 +585,23 @@ void fm__shm_ep_delete(struct fm_ep *ep)
 {
 	struct shm_ep *se = to_sep(ep);
 
-	/* unmap the owner's arenas and the rings BEFORE the BYE: a BYE then
-	 * proves to a fencing owner that nothing of ours can land any more.
-	 * What we sent is in the ring already: the peer drains it before it
-	 * acts on the BYE (ring.c), so nothing needs to linger here. */
+	/* 1. no lane is inside an operation on the mapping, and none will
+	 *    start one (the endpoint is not UP: fm_ep_delete saw to that) */
+	fm__ep_quiesce(ep);
+	/* 2. unmap the owner's arenas and the rings BEFORE the BYE: a BYE then
+	 *    proves to a fencing owner that nothing of ours can land any more.
+	 *    What we sent is in the ring already: the peer drains it before it
+	 *    acts on the BYE (ring.c), so nothing needs to linger here. */
 	if (se->sock >= 0)
 		fm__shm_unmap_peer(se);
-	else
-		se->peer_map = NULL; /* loopback: the transport's own mapping */
+	else /* loopback: the transport's own mapping */
+		atomic_store_explicit(&se->peer_map, NULL, memory_order_relaxed);
 	if (se->ring_map)
 		munmap(se->ring_map, se->ring_map_len);
 	se->ring_map = NULL;
-	/* also when CLOSED: the peer may be fencing us */
+	/* 3. also when CLOSED: the peer may be fencing us */
 	if (se->sock >= 0)
 		shm_send_bye(se);
 	fm__ep_fail(ep, -ENOTCONN, "closed locally");
-	shm_ep_free(se);
+	shm_ep_teardown(se);
 }

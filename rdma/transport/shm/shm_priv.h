@@ -9,8 +9,10 @@
  *                 sealed against clients' writes; ATOMIC: lock tables), the
  *                 region allocator; the ops table.
  *   access.c      what a peer can reach: fm_ep_grant (owner sends the
- *                 arenas), mapping a grant (client), and the one-sided
- *                 operations checked against the region table.
+ *                 arenas), mapping a grant (client), and the region-table
+ *                 lookup every one-sided operation is checked against.
+ *   lane.c        lanes: one-sided operations executed at post time on
+ *                 the posting thread, completions queued on its lane.
  *   rendezvous.c  the unix-socket handshake: listen, the half-open set,
  *                 accept (uid, limits), connect, loopback; endpoint setup
  *                 and teardown.
@@ -158,13 +160,17 @@ struct shm_ep {
 	int sock; /* -1 for loopback */
 
 	/* the owner's arenas as this side maps them: the loopback's is the
-	 * owner's own mapping; a client's arrives with the grant */
-	uint8_t *peer_map;
+	 * owner's own mapping; a client's arrives with the grant, mapped by
+	 * the owning thread's progress while lanes may be posting.  So:
+	 * peer_read_size, peer_map_len and peer_nent are written BEFORE
+	 * peer_map is stored (release), never after; lanes load peer_map
+	 * (acquire) and only then read them.  Unmapped only by the teardown,
+	 * after the lanes were quiesced (lane.c). */
+	uint8_t *_Atomic peer_map;
 	uint64_t peer_read_size; /* the READ arena's bytes: [0, this) read-only */
 	uint64_t peer_map_len;   /* READ + ATOMIC */
 	uint32_t peer_nent;
 	bool peer_mapped;        /* ours to munmap */
-	int cache_idx;           /* last region table index used */
 
 	uint8_t *ring_map;
 	size_t ring_map_len;
@@ -185,6 +191,14 @@ struct shm_ep {
 	bool fencing;            /* fm_ep_fence was called */
 	uint64_t fence_since_ms; /* its first call */
 	bool killed;             /* SIGKILL sent */
+};
+
+/* a lane: everything here is its own thread's */
+struct shm_lane {
+	struct fm_lane l;
+	int cache_idx;             /* last region table index it used, -1 */
+	struct fm_completion *cq;  /* ring of l.depth completions */
+	uint32_t head, count;
 };
 
 static inline struct shm_transport *to_st(struct fm_transport *t)
@@ -214,10 +228,22 @@ int fm__shm_grant_decode(const uint8_t *in, size_t n, struct shm_grant *g);
 int fm__shm_map_grant(struct shm_ep *se, const struct shm_grant *g, int read_fd,
 		      int atomic_fd);
 void fm__shm_unmap_peer(struct shm_ep *se);
-int fm__shm_read(struct fm_ep *ep, void *dst, struct fm_region *dst_r,
-		 const struct fm_region_desc *src, uint64_t src_off, size_t len);
-int fm__shm_atomic(struct fm_ep *ep, bool cas, const struct fm_region_desc *rd, uint64_t off,
-		   uint64_t a, uint64_t b, uint64_t *old);
+/* fm__shm_lookup -- where [off, off + len) of the peer's region `d` is in
+ * `map` (the peer_map the caller loaded), checked against the region table
+ * for access `need`; *cache is the caller's last index.  0, or -EACCES with
+ * the endpoint CLOSED (a remote access error).  Any thread. */
+int fm__shm_lookup(struct shm_ep *se, uint8_t *map, int *cache, const struct fm_region_desc *d,
+		   unsigned need, uint64_t off, uint64_t len, uint8_t **p);
+
+/* lane.c: the provider ops of lanes */
+int fm__shm_lane_new(struct fm_ep *ep, uint32_t depth, struct fm_lane **out);
+bool fm__shm_lane_retire(struct fm_lane *l);
+void fm__shm_lane_free(struct fm_lane *l);
+int fm__shm_post_read(struct fm_lane *l, void *dst, struct fm_region *dst_r,
+		      const struct fm_region_desc *src, uint64_t src_off, size_t len, void *ctx);
+int fm__shm_post_atomic(struct fm_lane *l, enum fm_lane_op op, const struct fm_region_desc *rd,
+			uint64_t off, uint64_t a, uint64_t b, void *ctx);
+int fm__shm_lane_poll(struct fm_lane *l, struct fm_completion *out, int n);
 
 /* rendezvous.c: the provider ops of connection setup and teardown */
 int fm__shm_listen(struct fm_transport *t, const char *addr, struct fm_listener **out);
@@ -228,6 +254,7 @@ int fm__shm_connect(struct fm_transport *t, const char *addr, const struct fm_co
 		    int timeout_ms, struct fm_ep **out);
 int fm__shm_loopback(struct fm_listener *l, struct fm_ep **out);
 void fm__shm_ep_delete(struct fm_ep *ep);
+void fm__shm_ep_free(struct fm_ep *ep);
 
 /* ring.c: ring geometry, the same on both sides from both private data */
 struct shm_geometry {

@@ -191,8 +191,11 @@ static int v_connect_start(struct v_transport *vt, const char *addr,
 	if (ret)
 		goto out_free;
 	fm__conn_priv_encode(priv, pbuf);
-	ve->initiator_depth = min_u8(vt->attr.orig_attr.max_qp_init_rd_atom, 8);
-	ve->responder_resources = min_u8(vt->attr.orig_attr.max_qp_rd_atom, 8);
+	/* READs and atomics in flight at once: as many as the device takes
+	 * (the CM's fields are 8 bits); the listener answers with the least of
+	 * this and its own max_qp_rd_atom */
+	ve->initiator_depth = min_u8(vt->attr.orig_attr.max_qp_init_rd_atom, 255);
+	ve->responder_resources = min_u8(vt->attr.orig_attr.max_qp_rd_atom, 255);
 	conn_param(&cp, pbuf, vt, ve->initiator_depth, ve->responder_resources);
 	if (rdma_connect(ve->id, &cp)) {
 		ret = fm_err(-errno, "rdma_connect(%s): %s", addr, strerror(errno));
@@ -431,10 +434,8 @@ static int v_accept_start(struct v_listener *vl, struct v_request *rq, struct v_
 	fm__conn_priv_local(&vt->t, NULL, 0, &mine);
 	fm__conn_priv_encode(&mine, pbuf);
 	/* we answer the peer's reads/atomics with up to its initiator depth */
-	ve->responder_resources =
-		min_u8(min_u8(vt->attr.orig_attr.max_qp_rd_atom, 8), rq->initiator);
-	ve->initiator_depth =
-		min_u8(min_u8(vt->attr.orig_attr.max_qp_init_rd_atom, 8), rq->responder);
+	ve->responder_resources = min_u8(vt->attr.orig_attr.max_qp_rd_atom, rq->initiator);
+	ve->initiator_depth = min_u8(vt->attr.orig_attr.max_qp_init_rd_atom, rq->responder);
 	conn_param(&cp, pbuf, vt, ve->initiator_depth, ve->responder_resources);
 	ret = v_qp_up_closed(ve, ve->responder_resources, ve->initiator_depth);
 	if (ret)

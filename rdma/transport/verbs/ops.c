@@ -1,10 +1,6 @@
-/* ops.c -- what a connected verbs endpoint does: one-sided READ and atomics
- * (one synchronous operation at a time), SEND/RECV of messages, the grant,
- * the fence.
- *
- * Atomic results: rxe writes them in host byte order (measured; see
- * SOFT-ROCE-FACTS.md), and so do mlx5 devices; we return the scratch word
- * as is.
+/* ops.c -- what a connected verbs endpoint does besides one-sided
+ * operations (lane.c): SEND/RECV of messages, the grant, the fence.  All of
+ * it on the owning thread.
  */
 #include <errno.h>
 #include <string.h>
@@ -13,76 +9,6 @@
 #include <rdma/rdma_cma.h>
 
 #include "verbs_priv.h"
-
-static int v_run_op(struct v_ep *ve, struct ibv_send_wr *wr)
-{
-	struct ibv_send_wr *bad;
-	uint64_t deadline = fm__deadline(ve->ep.t->cfg.op_timeout_ms);
-	bool event = ve->ep.t->cfg.wait_mode == FM_WAIT_EVENT;
-	int ret;
-
-	ve->op.done = false;
-	wr->wr_id = (uint64_t)(uintptr_t)&ve->op;
-	wr->send_flags = IBV_SEND_SIGNALED;
-	ret = ibv_post_send(ve->id->qp, wr, &bad);
-	if (ret)
-		return fm_err(-ret, "ibv_post_send: %s", strerror(ret));
-	while (!ve->op.done) {
-		int left;
-
-		fm__verbs_progress(&ve->ep, 0);
-		if (ve->op.done)
-			break;
-		if (ve->ep.state != FM_EP_UP)
-			return ve->ep.err;
-		left = fm__remaining_ms(deadline);
-		if (left == 0)
-			/* the request stays owned by the QP; ve->op lives as
-			 * long as the endpoint, so closing is safe */
-			return fm__ep_fail(&ve->ep, -ETIMEDOUT, "operation timed out");
-		if (event)
-			fm__verbs_progress(&ve->ep, left < 0 || left > 100 ? 100 : left);
-	}
-	if (ve->op.status != IBV_WC_SUCCESS)
-		return ve->ep.err ? ve->ep.err : -EIO;
-	return 0;
-}
-
-int fm__verbs_read(struct fm_ep *ep, void *dst, struct fm_region *dst_r,
-		   const struct fm_region_desc *src, uint64_t src_off, size_t len)
-{
-	struct v_ep *ve = to_vep(ep);
-	struct v_region *vr = container_of(dst_r, struct v_region, r);
-	struct ibv_sge sge = {.addr = (uint64_t)(uintptr_t)dst, .length = (uint32_t)len,
-			      .lkey = vr->mr->lkey};
-	struct ibv_send_wr wr = {.sg_list = &sge, .num_sge = 1, .opcode = IBV_WR_RDMA_READ};
-
-	if (len > ve->ep.t->caps.max_region_size || len > UINT32_MAX)
-		return fm_err(-ERANGE, "READ of %zu bytes", len);
-	wr.wr.rdma.remote_addr = src->addr + src_off;
-	wr.wr.rdma.rkey = src->key;
-	return v_run_op(ve, &wr);
-}
-
-int fm__verbs_atomic(struct fm_ep *ep, bool cas, const struct fm_region_desc *rd, uint64_t off,
-		     uint64_t a, uint64_t b, uint64_t *old)
-{
-	struct v_ep *ve = to_vep(ep);
-	struct ibv_sge sge = {.addr = (uint64_t)(uintptr_t)ve->scratch, .length = 8,
-			      .lkey = ve->mr->lkey};
-	struct ibv_send_wr wr = {.sg_list = &sge, .num_sge = 1};
-	int ret;
-
-	wr.opcode = cas ? IBV_WR_ATOMIC_CMP_AND_SWP : IBV_WR_ATOMIC_FETCH_AND_ADD;
-	wr.wr.atomic.remote_addr = rd->addr + off;
-	wr.wr.atomic.rkey = rd->key;
-	wr.wr.atomic.compare_add = a;
-	wr.wr.atomic.swap = b;
-	ret = v_run_op(ve, &wr);
-	if (ret == 0)
-		*old = *(volatile uint64_t *)ve->scratch; /* host order, see top */
-	return ret;
-}
 
 int fm__verbs_msg_post(struct fm_ep *ep, const void *buf, size_t len)
 {
@@ -108,7 +34,7 @@ int fm__verbs_msg_post(struct fm_ep *ep, const void *buf, size_t len)
 	wr.num_sge = 1;
 	wr.opcode = IBV_WR_SEND;
 	wr.send_flags = IBV_SEND_SIGNALED;
-	ret = ibv_post_send(ve->id->qp, &wr, &bad);
+	ret = ibv_post_send(ve->qp, &wr, &bad);
 	if (ret) {
 		ve->tx_free[ve->ntx_free++] = i;
 		return fm__ep_fail(ep, -ret, "ibv_post_send(SEND): %s", strerror(ret));
@@ -135,7 +61,7 @@ int fm__verbs_qp_access(struct v_ep *ve, int access)
 
 	if (ve->id == NULL || !ve->qp_created)
 		return -ENOTCONN;
-	ret = ibv_modify_qp(ve->id->qp, &attr, IBV_QP_ACCESS_FLAGS);
+	ret = ibv_modify_qp(ve->qp, &attr, IBV_QP_ACCESS_FLAGS);
 	return ret ? -ret : 0;
 }
 
@@ -153,14 +79,18 @@ int fm__verbs_grant(struct fm_ep *ep)
 }
 
 /*
- * fm__verbs_fence -- no incoming RDMA of the peer can execute after this returns:
+ * fm__verbs_fence -- no incoming RDMA of the peer can execute after this
+ * returns, and no operation of this side's lanes either:
  *   1. rdma_disconnect (best effort: tells the peer, and moves the QP to
  *      ERROR itself on IB/RoCE);
  *   2. ibv_modify_qp(ERROR): an RC responder in ERROR executes no request;
- *   3. poll the CQ (flushed completions close the endpoint state; the CQ
- *      outlives the QP, so late ones are harmless);
- *   4. rdma_destroy_qp: the QP has no context left to execute in.  It is
- *      the destroy, not the poll, that the guarantee rests on.
+ *   3. the endpoint CLOSED: lanes' posts fail from here on;
+ *   4. fm__verbs_qp_teardown: quiesce the lanes (wait for posts in
+ *      progress, never for the network), drain the CQ (flushed
+ *      completions reach their lanes), rdma_destroy_qp (the QP has no
+ *      context left to execute in: it is the destroy, not the poll, that
+ *      the guarantee rests on), drain again; what is still in flight
+ *      completes on its lane with an error.
  * FM_FENCE_RDMA at once, with or without KILL: a remote process cannot be
  * killed from here (lease.h R4c covers it).  Our regions' rkeys stay valid:
  * they belong to the PD, and the other clients' QPs keep using them.  A peer
@@ -177,13 +107,11 @@ int fm__verbs_fence(struct fm_ep *ep, unsigned flags)
 		return FM_FENCE_RDMA; /* no QP: nothing can land */
 	if (ep->state == FM_EP_UP)
 		(void)rdma_disconnect(ve->id);
-	ret = ibv_modify_qp(ve->id->qp, &attr, IBV_QP_STATE);
+	ret = ibv_modify_qp(ve->qp, &attr, IBV_QP_STATE);
 	if (ret)
 		return fm_err(-ret, "fence: ibv_modify_qp(ERROR): %s", strerror(ret));
+	atomic_store(&ve->qp_err, true);
 	fm__ep_fail(ep, -ENOTCONN, "fenced: queue pair in ERROR");
-	(void)fm__verbs_poll_cq(ve);
-	rdma_destroy_qp(ve->id);
-	ve->qp_created = false;
-	(void)fm__verbs_poll_cq(ve); /* completions the destroy flushed, if any */
+	fm__verbs_qp_teardown(ve);
 	return FM_FENCE_RDMA;
 }

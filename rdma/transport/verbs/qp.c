@@ -1,30 +1,79 @@
-/* qp.c -- a verbs endpoint's resources and its progress: RC QP, one CQ and
- * one completion channel per endpoint; the CQ poller; teardown.
+/* qp.c -- a verbs endpoint's resources and its completion queue: RC QP,
+ * one CQ and one completion channel per endpoint; the drain that any thread
+ * may run; progress; teardown.
  *
  * Per endpoint:
  *   pool   one LOCAL_WRITE MR: nrx receive slots, ntx send slots (each
- *          16-byte header + msg_size) and an 8-byte scratch word that
- *          receives atomic results.  Receives are pre-posted before
+ *          16-byte header + msg_size).  Receives are pre-posted before
  *          rdma_connect/rdma_accept and re-posted when a slot is handed
  *          back (control messages at once, data when fm_ep_recv took it).
+ *          Atomic results land in the lanes' own MRs (lane.c).
  *   reqs   every work request's wr_id is a `struct vreq *`: rx_reqs[slot],
- *          tx_reqs[slot] or the single synchronous one-sided `op`.
- *   poller drains the CQ in batches of 16, recovers the vreq from wr_id,
- *          checks status BEFORE opcode: any error moves the endpoint to
- *          CLOSED with a reason; IBV_WC_WR_FLUSH_ERR means teardown (the QP
- *          is in error because of an earlier failure or a disconnect).
+ *          tx_reqs[slot], or a lane's request (struct v_lreq).
+ *   sizes  send queue: ntx messages + 2 + the lanes' budget (cfg.max_lanes
+ *          x cfg.lane_depth + 1 for fm_ep_read/cas/faa's own lane), within
+ *          the device's max_qp_wr; the CQ holds every one of those plus the
+ *          receives, within max_cqe.  Each lane reserves its depth out of
+ *          the budget (lane_slots) and never has more posted and unpolled,
+ *          so neither queue can overflow.
  *   linger fm_ep_delete waits (bounded) for the send completions of what
  *          was sent before it, then disconnects (v_linger).
  *   events a per-endpoint rdma_cm event channel (the accepted id is migrated
  *          to it) and a completion channel, both non-blocking, both in the
- *          endpoint's epoll fd (fm_ep_fd).  Event mode: ack the CQ events,
- *          ibv_req_notify_cq, THEN poll, so no completion is missed.
+ *          endpoint's epoll fd (fm_ep_fd), with msg_efd in event mode.
+ *
+ * THE SHARED CQ.  Lanes of several threads and the owning thread's
+ * messages complete on one CQ.  Whoever polls drains it: one thread at a
+ * time, holding `drain` (a mutex).  The drain (SPDK's poller) takes up to
+ * V_POLL_BATCH completions per ibv_poll_cq until the CQ is empty, recovers
+ * the request from wr_id, checks status BEFORE opcode (on error only wr_id
+ * is valid) and routes it:
+ *   a lane's request  -> that lane's ring (fm__verbs_lane_done), whichever
+ *                        thread drained it;
+ *   RECV / SEND       -> msgq, a ring the owning thread empties
+ *                        (fm__verbs_msgq_take): fm__ep_rx and the send
+ *                        slots stay owning-thread state, as before.
+ * Lanes TRY the lock: a thread that finds the CQ being drained does not
+ * wait -- the drainer routes its completions to its ring -- and polls again
+ * later.  The owning thread takes it for sure where it must see everything
+ * before it acts (event mode progress, disconnect, linger, teardown).
+ * Cost: one uncontended mutex CAS per poll, plus the provider's own CQ
+ * spinlock inside ibv_poll_cq; under contention the loser returns at once.
+ * Posting takes no lock of ours: ibv_post_send on one QP from several
+ * threads is serialized by the provider's send-queue lock (rxe and mlx5
+ * alike; we use no thread domain that would remove it), and our send-queue
+ * accounting is per lane (lane_slots).
+ *
+ * Errors close the endpoint (fm__ep_fail, any thread); IBV_WC_WR_FLUSH_ERR
+ * means teardown.  A closed endpoint's QP is moved to ERROR by whoever sees
+ * it first (owning thread in progress/reap, a lane in its poll), so every
+ * operation still in flight flushes and completes promptly.
+ *
+ * QP LIFETIME under lanes: the owning thread tears the QP down (fence,
+ * delete) in fm__verbs_qp_teardown: qp_dead (seq_cst) -> fm__ep_quiesce (no
+ * lane inside a post or a modify) -> ERROR -> drain -> destroy -> drain
+ * again -> qp_gone.  Once qp_gone no completion can arrive (providers may
+ * even drop a destroyed QP's CQEs), so a lane completes what is still
+ * POSTED itself, with an error (lane.c).  The CQ, its channel and the drain
+ * lock live until fm__verbs_ep_final, when no lane is left.
+ *
+ * EVENT MODE.  Sleepers: the owning thread (epoll on fm_ep_fd) and lanes in
+ * fm_lane_wait (poll on the channel and their own eventfd).  Whoever takes
+ * a CQ event acks it and re-arms the CQ BEFORE draining, so a completion is
+ * never left behind an unarmed CQ.  A sleeper first sets its waiting flag
+ * (seq_cst), arms, looks once more, then sleeps; a drainer that routed to a
+ * waiting lane writes its eventfd, and one that routed anything while the
+ * owning thread waits writes msg_efd (seq_cst fence between push and flag
+ * load): another thread having taken the event cannot leave a sleeper
+ * stranded.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <infiniband/verbs.h>
@@ -32,7 +81,7 @@
 
 #include "verbs_priv.h"
 
-#define V_POLL_BATCH 16
+#define V_POLL_BATCH 32
 #define V_CM_CHECK_EVERY 256 /* busy mode: look at the CM channel this often */
 
 int fm__verbs_set_nonblock(int fd)
@@ -46,7 +95,9 @@ int fm__verbs_set_nonblock(int fd)
 
 /* ------------------------------------------------------------ endpoints */
 
-void fm__verbs_ep_free(struct v_ep *ve)
+/* everything but what lanes may still touch: the struct, the CQ and its
+ * channel, the drain lock, the message queue (fm__verbs_ep_final) */
+static void v_ep_teardown(struct v_ep *ve)
 {
 	if (ve->loop_peer) {
 		struct v_ep *p = ve->loop_peer;
@@ -56,37 +107,66 @@ void fm__verbs_ep_free(struct v_ep *ve)
 			rdma_disconnect(p->id);
 		fm__verbs_ep_free(p);
 	}
-	if (ve->id && ve->qp_created)
-		rdma_destroy_qp(ve->id);
-	if (ve->cq) {
-		if (ve->cq_unacked)
-			ibv_ack_cq_events(ve->cq, ve->cq_unacked);
-		ibv_destroy_cq(ve->cq);
-	}
-	if (ve->cc)
-		ibv_destroy_comp_channel(ve->cc);
+	if (ve->qp_created)
+		fm__verbs_qp_teardown(ve);
 	if (ve->mr)
 		ibv_dereg_mr(ve->mr);
+	ve->mr = NULL;
 	free(ve->pool);
 	free(ve->rx_reqs);
 	free(ve->tx_reqs);
 	free(ve->tx_free);
+	ve->pool = NULL;
+	ve->rx_reqs = ve->tx_reqs = NULL;
+	ve->tx_free = NULL;
 	if (ve->id)
 		rdma_destroy_id(ve->id);
+	ve->id = NULL;
 	if (ve->ch)
 		rdma_destroy_event_channel(ve->ch);
+	ve->ch = NULL;
 	if (ve->ep.event_fd >= 0)
 		close(ve->ep.event_fd);
+	ve->ep.event_fd = -1;
+}
+
+void fm__verbs_ep_final(struct fm_ep *ep)
+{
+	struct v_ep *ve = to_vep(ep);
+
+	if (ve->cq)
+		ibv_destroy_cq(ve->cq); /* every event was acked when taken */
+	if (ve->cc)
+		ibv_destroy_comp_channel(ve->cc);
+	if (ve->msg_efd >= 0)
+		close(ve->msg_efd);
+	if (ve->drain_init)
+		pthread_mutex_destroy(&ve->drain);
+	free(ve->msgq);
 	fm__ep_fini(&ve->ep);
 	free(ve);
+}
+
+/* setup failures and the loopback's hidden side: no lane knows them */
+void fm__verbs_ep_free(struct v_ep *ve)
+{
+	v_ep_teardown(ve);
+	fm__verbs_ep_final(&ve->ep);
 }
 
 struct v_ep *fm__verbs_ep_alloc(void)
 {
 	struct v_ep *ve = calloc(1, sizeof(*ve));
 
-	if (ve)
-		ve->ep.event_fd = -1;
+	if (ve == NULL)
+		return NULL;
+	ve->ep.event_fd = -1;
+	ve->msg_efd = -1;
+	if (pthread_mutex_init(&ve->drain, NULL)) {
+		free(ve);
+		return NULL;
+	}
+	ve->drain_init = true;
 	return ve;
 }
 
@@ -100,15 +180,18 @@ int fm__verbs_post_recv(struct v_ep *ve, uint32_t slot)
 	struct ibv_recv_wr wr = {.wr_id = (uint64_t)(uintptr_t)&ve->rx_reqs[slot],
 				 .sg_list = &sge, .num_sge = 1};
 	struct ibv_recv_wr *bad;
-	int ret = ibv_post_recv(ve->id->qp, &wr, &bad);
+	int ret = ibv_post_recv(ve->qp, &wr, &bad);
 
 	return ret ? -ret : 0;
 }
 
 int fm__verbs_ep_resources(struct v_ep *ve, struct v_transport *vt)
 {
+	const struct ibv_device_attr *da = &vt->attr.orig_attr;
+	const struct fm_transport_cfg *cfg = &vt->t.cfg;
 	struct ibv_qp_init_attr qa = {0};
 	struct epoll_event ev;
+	uint64_t lanes;
 	uint32_t i;
 	size_t bytes;
 	int ret;
@@ -120,38 +203,53 @@ int fm__verbs_ep_resources(struct v_ep *ve, struct v_transport *vt)
 	ve->nrx = ve->ep.rx_data + ve->ep.rx_ctrl;
 	ve->ntx = ve->nrx;
 	ve->slot_size = FM_TMSG_HDR_SIZE + ve->ep.msg_size;
+	/* the lanes' send-queue budget, within what the device allows */
+	lanes = (uint64_t)cfg->max_lanes * cfg->lane_depth + 1;
+	if (da->max_qp_wr > 0 && lanes > (uint64_t)da->max_qp_wr - ve->ntx - 2)
+		lanes = (uint64_t)da->max_qp_wr > ve->ntx + 3 ? (uint64_t)da->max_qp_wr - ve->ntx - 2
+							     : 1;
+	if (da->max_cqe > 0 && lanes > (uint64_t)da->max_cqe - ve->nrx - ve->ntx - 8)
+		lanes = (uint64_t)da->max_cqe > ve->nrx + ve->ntx + 9
+				? (uint64_t)da->max_cqe - ve->nrx - ve->ntx - 8
+				: 1;
+	atomic_init(&ve->lane_slots, (uint32_t)lanes);
 	ve->cc = ibv_create_comp_channel(vt->ctx);
 	if (ve->cc == NULL)
 		return fm_err(-errno, "ibv_create_comp_channel: %s", strerror(errno));
 	if ((ret = fm__verbs_set_nonblock(ve->cc->fd)) ||
 	    (ret = fm__verbs_set_nonblock(ve->ch->fd)))
 		return fm_err(ret, "O_NONBLOCK: %s", strerror(-ret));
-	ve->cq = ibv_create_cq(vt->ctx, (int)(ve->nrx + ve->ntx + 4), ve, ve->cc, 0);
+	ve->cq = ibv_create_cq(vt->ctx, (int)(ve->nrx + ve->ntx + 2 + lanes + 4), ve, ve->cc, 0);
 	if (ve->cq == NULL)
-		return fm_err(-errno, "ibv_create_cq: %s", strerror(errno));
+		return fm_err(-errno, "ibv_create_cq(%llu entries): %s",
+			      (unsigned long long)(ve->nrx + ve->ntx + 2 + lanes + 4),
+			      strerror(errno));
 	qa.send_cq = ve->cq;
 	qa.recv_cq = ve->cq;
 	qa.qp_type = IBV_QPT_RC;
-	qa.cap.max_send_wr = ve->ntx + 2;
+	qa.cap.max_send_wr = (uint32_t)(ve->ntx + 2 + lanes);
 	qa.cap.max_recv_wr = ve->nrx;
 	qa.cap.max_send_sge = 1;
 	qa.cap.max_recv_sge = 1;
 	if (rdma_create_qp(ve->id, vt->pd, &qa))
-		return fm_err(-errno, "rdma_create_qp: %s", strerror(errno));
+		return fm_err(-errno, "rdma_create_qp(%u send WRs): %s", qa.cap.max_send_wr,
+			      strerror(errno));
 	ve->qp_created = true;
+	ve->qp = ve->id->qp;
 
-	bytes = (size_t)(ve->nrx + ve->ntx) * ve->slot_size + 64;
+	bytes = (size_t)(ve->nrx + ve->ntx) * ve->slot_size;
 	if (posix_memalign((void **)&ve->pool, 4096, bytes))
 		return fm_err(-ENOMEM, "message pool");
 	memset(ve->pool, 0, bytes);
-	ve->scratch = (uint64_t *)(void *)(ve->pool + bytes - 64);
 	ve->mr = ibv_reg_mr(vt->pd, ve->pool, bytes, IBV_ACCESS_LOCAL_WRITE);
 	if (ve->mr == NULL)
 		return fm_err(-errno, "ibv_reg_mr(message pool): %s", strerror(errno));
 	ve->rx_reqs = calloc(ve->nrx, sizeof(*ve->rx_reqs));
 	ve->tx_reqs = calloc(ve->ntx, sizeof(*ve->tx_reqs));
 	ve->tx_free = calloc(ve->ntx, sizeof(*ve->tx_free));
-	if (!ve->rx_reqs || !ve->tx_reqs || !ve->tx_free)
+	ve->msgq_cap = ve->nrx + ve->ntx;
+	ve->msgq = calloc(ve->msgq_cap, sizeof(*ve->msgq));
+	if (!ve->rx_reqs || !ve->tx_reqs || !ve->tx_free || !ve->msgq)
 		return fm_err(-ENOMEM, "request arrays");
 	for (i = 0; i < ve->nrx; i++) {
 		ve->rx_reqs[i] = (struct vreq){.kind = VREQ_RECV, .slot = i};
@@ -163,7 +261,6 @@ int fm__verbs_ep_resources(struct v_ep *ve, struct v_transport *vt)
 		ve->tx_reqs[i] = (struct vreq){.kind = VREQ_SEND, .slot = ve->nrx + i};
 		ve->tx_free[ve->ntx_free++] = i;
 	}
-	ve->op.kind = VREQ_OP;
 	if (ibv_req_notify_cq(ve->cq, 0))
 		return fm_err(-EIO, "ibv_req_notify_cq failed");
 
@@ -177,10 +274,16 @@ int fm__verbs_ep_resources(struct v_ep *ve, struct v_transport *vt)
 	ev.data.u32 = 1;
 	if (epoll_ctl(ve->ep.event_fd, EPOLL_CTL_ADD, ve->ch->fd, &ev))
 		return fm_err(-errno, "epoll_ctl: %s", strerror(errno));
+	if (cfg->wait_mode == FM_WAIT_EVENT) {
+		ve->msg_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		ev.data.u32 = 2;
+		if (ve->msg_efd < 0 || epoll_ctl(ve->ep.event_fd, EPOLL_CTL_ADD, ve->msg_efd, &ev))
+			return fm_err(-errno, "eventfd: %s", strerror(errno));
+	}
 	return 0;
 }
 
-/* ------------------------------------------------------------- progress */
+/* ---------------------------------------------------------------- drain */
 
 static int wc_errno(enum ibv_wc_status st)
 {
@@ -200,68 +303,167 @@ static int wc_errno(enum ibv_wc_status st)
 	}
 }
 
-int fm__verbs_poll_cq(struct v_ep *ve)
+int fm__verbs_wc_status(struct v_ep *ve, enum ibv_wc_status st)
+{
+	if (st == IBV_WC_SUCCESS)
+		return 0;
+	if (st == IBV_WC_WR_FLUSH_ERR)
+		/* flushed: closed or fenced here, else the connection broke */
+		return fm_ep_error(&ve->ep) == -ENOTCONN ? -ENOTCONN : -ECONNRESET;
+	if (st == IBV_WC_REM_INV_REQ_ERR) /* the responder's QP lacks the access flag */
+		return -EACCES;
+	return wc_errno(st);
+}
+
+/* a completion with an error: close the endpoint with the reason */
+static void v_wc_fail(struct v_ep *ve, const struct vreq *rq, enum ibv_wc_status st)
+{
+	bool onesided = rq->kind == VREQ_LANE;
+
+	if (st == IBV_WC_WR_FLUSH_ERR)
+		fm__ep_fail(&ve->ep, -ECONNRESET, "work request flushed (endpoint torn down)");
+	else if (onesided && wc_errno(st) == -EACCES)
+		fm__ep_fail(&ve->ep, -EACCES, "remote access error: %s", ibv_wc_status_str(st));
+	else if (onesided && st == IBV_WC_REM_INV_REQ_ERR)
+		/* the responder's QP lacks the access flag: not granted
+		 * (verbs_priv.h) */
+		fm__ep_fail(&ve->ep, -EACCES, "remote access error: %s (no access granted?)",
+			    ibv_wc_status_str(st));
+	else
+		fm__ep_fail(&ve->ep, wc_errno(st), "%s on %s", ibv_wc_status_str(st),
+			    rq->kind == VREQ_RECV   ? "receive"
+			    : rq->kind == VREQ_SEND ? "send"
+						    : "one-sided op");
+}
+
+/* caller holds ve->drain: every completion in the CQ to its taker.
+ * Returns how many, or -1 if ibv_poll_cq failed (endpoint failed). */
+static int __v_drain(struct v_ep *ve)
 {
 	struct ibv_wc wc[V_POLL_BATCH];
-	int n, i, total = 0;
+	int n, i, total = 0, to_owner = 0;
+	bool event = ve->ep.t->cfg.wait_mode == FM_WAIT_EVENT;
 
 	do {
 		n = ibv_poll_cq(ve->cq, V_POLL_BATCH, wc);
 		if (n < 0) {
 			fm__ep_fail(&ve->ep, -EIO, "ibv_poll_cq failed");
-			return total;
+			break;
 		}
 		for (i = 0; i < n; i++) {
 			struct vreq *rq = (struct vreq *)(uintptr_t)wc[i].wr_id;
 
 			/* status before opcode: on error only wr_id is valid */
-			if (wc[i].status != IBV_WC_SUCCESS) {
-				if (rq->kind == VREQ_OP) {
-					rq->done = true;
-					rq->status = wc[i].status;
-				} else if (rq->kind == VREQ_SEND) {
-					ve->tx_free[ve->ntx_free++] = rq->slot - ve->nrx;
-				}
-				if (wc[i].status == IBV_WC_WR_FLUSH_ERR)
-					fm__ep_fail(&ve->ep, -ECONNRESET,
-						    "work request flushed (endpoint torn down)");
-				else if (wc_errno(wc[i].status) == -EACCES && rq->kind == VREQ_OP)
-					fm__ep_fail(&ve->ep, -EACCES, "remote access error: %s",
-						    ibv_wc_status_str(wc[i].status));
-				else if (wc[i].status == IBV_WC_REM_INV_REQ_ERR &&
-					 rq->kind == VREQ_OP)
-					/* the responder's QP lacks the access
-					 * flag: not granted (verbs_priv.h) */
-					fm__ep_fail(&ve->ep, -EACCES, "remote access error: %s (no "
-						    "access granted?)",
-						    ibv_wc_status_str(wc[i].status));
-				else
-					fm__ep_fail(&ve->ep, wc_errno(wc[i].status), "%s on %s",
-						    ibv_wc_status_str(wc[i].status),
-						    rq->kind == VREQ_RECV   ? "receive"
-						    : rq->kind == VREQ_SEND ? "send"
-									    : "one-sided op");
+			if (wc[i].status != IBV_WC_SUCCESS)
+				v_wc_fail(ve, rq, wc[i].status);
+			if (rq->kind == VREQ_LANE) {
+				struct v_lreq *lr = container_of(rq, struct v_lreq, r);
+
+				to_owner += lr->lane->l.sync;
+				fm__verbs_lane_done(ve, lr, wc[i].status);
 				continue;
 			}
-			switch (rq->kind) {
-			case VREQ_RECV:
-				fm__ep_rx(&ve->ep, rq->slot,
-					  ve->pool + (size_t)rq->slot * ve->slot_size,
-					  wc[i].byte_len);
-				break;
-			case VREQ_SEND:
-				ve->tx_free[ve->ntx_free++] = rq->slot - ve->nrx;
-				break;
-			case VREQ_OP:
-				rq->done = true;
-				rq->status = IBV_WC_SUCCESS;
-				break;
+			{
+				uint32_t h = atomic_load_explicit(&ve->msgq_head,
+								  memory_order_relaxed);
+
+				/* cannot overflow: one entry per message work
+				 * request in flight (fm__verbs_msgq_take) */
+				ve->msgq[h % ve->msgq_cap] = (struct v_msgc){
+					.rq = rq, .status = wc[i].status,
+					.byte_len = wc[i].byte_len};
+				atomic_store_explicit(&ve->msgq_head, h + 1, memory_order_release);
+				to_owner++;
 			}
 		}
 		total += n;
 	} while (n == V_POLL_BATCH);
-	return total;
+	if (event && to_owner) {
+		atomic_thread_fence(memory_order_seq_cst);
+		if (atomic_load_explicit(&ve->owner_waiting, memory_order_relaxed))
+			(void)eventfd_write(ve->msg_efd, 1);
+	}
+	return n < 0 ? -1 : total;
 }
+
+int fm__verbs_drain(struct v_ep *ve, bool wait)
+{
+	int n;
+
+	if (wait)
+		pthread_mutex_lock(&ve->drain);
+	else if (pthread_mutex_trylock(&ve->drain))
+		return -1;
+	n = __v_drain(ve);
+	pthread_mutex_unlock(&ve->drain);
+	return n;
+}
+
+int fm__verbs_msgq_take(struct v_ep *ve)
+{
+	uint32_t t = atomic_load_explicit(&ve->msgq_tail, memory_order_relaxed);
+	uint32_t h = atomic_load_explicit(&ve->msgq_head, memory_order_acquire);
+	int n = 0;
+
+	while (t != h) {
+		struct v_msgc e = ve->msgq[t % ve->msgq_cap];
+
+		/* free the entry first: handling it may re-post the slot, whose
+		 * next completion then has room */
+		atomic_store_explicit(&ve->msgq_tail, ++t, memory_order_release);
+		n++;
+		if (e.rq->kind == VREQ_SEND)
+			ve->tx_free[ve->ntx_free++] = e.rq->slot - ve->nrx;
+		else if (e.status == IBV_WC_SUCCESS)
+			fm__ep_rx(&ve->ep, e.rq->slot,
+				  ve->pool + (size_t)e.rq->slot * ve->slot_size, e.byte_len);
+	}
+	return n;
+}
+
+/* owning thread: a closed endpoint's QP goes to ERROR (once), so whatever
+ * is still in flight flushes now rather than at its retry timeout */
+static void v_qp_error(struct v_ep *ve)
+{
+	struct ibv_qp_attr attr = {.qp_state = IBV_QPS_ERR};
+
+	if (ve->qp_created && !atomic_exchange(&ve->qp_err, true))
+		(void)ibv_modify_qp(ve->qp, &attr, IBV_QP_STATE);
+}
+
+void fm__verbs_qp_teardown(struct v_ep *ve)
+{
+	struct ibv_qp_attr attr = {.qp_state = IBV_QPS_ERR};
+
+	if (!ve->qp_created)
+		return;
+	/* 1. lanes keep off the QP from now on, and none is still on it */
+	atomic_store_explicit(&ve->qp_dead, true, memory_order_seq_cst);
+	fm__ep_quiesce(&ve->ep);
+	/* 2. ERROR: nothing executes any more, everything in flight flushes */
+	if (!atomic_exchange(&ve->qp_err, true))
+		(void)ibv_modify_qp(ve->qp, &attr, IBV_QP_STATE);
+	(void)fm__verbs_drain(ve, true);
+	/* 3. destroy: the fence's guarantee rests on this */
+	rdma_destroy_qp(ve->id);
+	ve->qp_created = false;
+	ve->qp = NULL;
+	/* 4. what the destroy left in the CQ; after this no completion of a
+	 *    lane's request can come: the lanes finish the rest themselves */
+	pthread_mutex_lock(&ve->drain);
+	(void)__v_drain(ve);
+	atomic_store_explicit(&ve->qp_gone, true, memory_order_release);
+	pthread_mutex_unlock(&ve->drain);
+	/* 5. wake lanes asleep in fm_lane_wait */
+	if (ve->ep.t->cfg.wait_mode == FM_WAIT_EVENT) {
+		pthread_mutex_lock(&ve->ep.lanes_lock);
+		for (struct fm_lane *l = ve->ep.lanes; l; l = l->next)
+			fm__verbs_lane_wake(container_of(l, struct v_lane, l));
+		pthread_mutex_unlock(&ve->ep.lanes_lock);
+	}
+}
+
+/* ------------------------------------------------------------- progress */
 
 static void v_check_cm(struct v_ep *ve)
 {
@@ -273,7 +475,9 @@ static void v_check_cm(struct v_ep *ve)
 		rdma_ack_cm_event(ev);
 		switch (type) {
 		case RDMA_CM_EVENT_DISCONNECTED:
-			fm__verbs_poll_cq(ve); /* deliver what arrived before the DREQ */
+			/* deliver what arrived before the DREQ */
+			(void)fm__verbs_drain(ve, true);
+			(void)fm__verbs_msgq_take(ve);
 			fm__ep_fail(&ve->ep, -ECONNRESET, "peer closed or died (disconnected)");
 			break;
 		case RDMA_CM_EVENT_DEVICE_REMOVAL:
@@ -290,36 +494,80 @@ static void v_check_cm(struct v_ep *ve)
 	}
 }
 
+/* take the CQ events waiting (ack each), THEN arm, before any drain */
+static void v_take_events(struct v_ep *ve)
+{
+	struct ibv_cq *cq;
+	void *ctx;
+
+	while (ibv_get_cq_event(ve->cc, &cq, &ctx) == 0)
+		ibv_ack_cq_events(cq, 1);
+	ibv_req_notify_cq(ve->cq, 0);
+}
+
+/* is there anything for the owning thread (messages, its own lane)? */
+static bool v_owner_has_work(struct v_ep *ve)
+{
+	struct fm_lane *s = ve->ep.sync;
+
+	if (atomic_load_explicit(&ve->msgq_head, memory_order_seq_cst) !=
+	    atomic_load_explicit(&ve->msgq_tail, memory_order_relaxed))
+		return true;
+	if (s) {
+		struct v_lane *vl = container_of(s, struct v_lane, l);
+
+		return atomic_load_explicit(&vl->head, memory_order_seq_cst) !=
+		       atomic_load_explicit(&vl->tail, memory_order_relaxed);
+	}
+	return false;
+}
+
 int fm__verbs_progress(struct fm_ep *ep, int timeout_ms)
 {
 	struct v_ep *ve = to_vep(ep);
 	bool event = ep->t->cfg.wait_mode == FM_WAIT_EVENT;
-	struct epoll_event evs[2];
-	int n;
+	struct epoll_event evs[3];
+	int n, m;
 
-	if (event) {
-		struct ibv_cq *cq;
-		void *ctx;
-
-		while (ibv_get_cq_event(ve->cc, &cq, &ctx) == 0)
-			ve->cq_unacked++;
-		if (ve->cq_unacked >= 64) {
-			ibv_ack_cq_events(ve->cq, ve->cq_unacked);
-			ve->cq_unacked = 0;
-		}
-		ibv_req_notify_cq(ve->cq, 0); /* arm, THEN poll */
-	}
-	n = fm__verbs_poll_cq(ve);
-	if (event || timeout_ms || ++ve->cm_countdown >= V_CM_CHECK_EVERY || ep->state != FM_EP_UP) {
-		ve->cm_countdown = 0;
-		if (ep->state == FM_EP_UP)
-			v_check_cm(ve);
-	}
-	if (n || timeout_ms == 0 || !event || ep->state != FM_EP_UP)
+	if (event)
+		v_take_events(ve);
+	/* event mode must see what another thread drained before it sleeps */
+	n = fm__verbs_drain(ve, event);
+	m = fm__verbs_msgq_take(ve);
+	if (ep->state != FM_EP_UP) {
+		v_qp_error(ve);
 		return 0;
-	if (epoll_wait(ep->event_fd, evs, 2, timeout_ms) < 0 && errno != EINTR)
+	}
+	if (event || timeout_ms || ++ve->cm_countdown >= V_CM_CHECK_EVERY) {
+		ve->cm_countdown = 0;
+		v_check_cm(ve);
+	}
+	if (n > 0 || m || timeout_ms == 0 || !event || ep->state != FM_EP_UP)
+		return 0;
+	/* sleep: say so, look once more, then wait (the drainers' side of
+	 * this handshake is at the end of __v_drain) */
+	atomic_store_explicit(&ve->owner_waiting, 1, memory_order_seq_cst);
+	if (!v_owner_has_work(ve) &&
+	    epoll_wait(ep->event_fd, evs, 3, timeout_ms) < 0 && errno != EINTR) {
+		atomic_store_explicit(&ve->owner_waiting, 0, memory_order_relaxed);
 		return fm_err(-errno, "epoll_wait: %s", strerror(errno));
+	}
+	atomic_store_explicit(&ve->owner_waiting, 0, memory_order_relaxed);
+	if (ve->msg_efd >= 0) {
+		eventfd_t v;
+
+		(void)eventfd_read(ve->msg_efd, &v);
+	}
 	return fm__verbs_progress(ep, 0);
+}
+
+void fm__verbs_reap(struct fm_ep *ep)
+{
+	struct v_ep *ve = to_vep(ep);
+
+	(void)fm__verbs_drain(ve, false);
+	(void)fm__verbs_msgq_take(ve);
+	v_qp_error(ve);
 }
 
 /*
@@ -335,7 +583,9 @@ static void v_linger(struct v_ep *ve)
 	uint64_t deadline = fm__deadline(linger < 0 ? 0 : linger);
 
 	while (ve->qp_created && ve->ntx_free < ve->ntx && ve->ep.state != FM_EP_CLOSED) {
-		if (fm__verbs_poll_cq(ve))
+		int n = fm__verbs_drain(ve, true);
+
+		if (fm__verbs_msgq_take(ve) || n > 0)
 			continue;
 		if (fm__remaining_ms(deadline) == 0)
 			break;
@@ -352,5 +602,5 @@ void fm__verbs_ep_delete(struct fm_ep *ep)
 		rdma_disconnect(ve->id);
 	}
 	fm__ep_fail(ep, -ENOTCONN, "closed locally");
-	fm__verbs_ep_free(ve);
+	v_ep_teardown(ve);
 }

@@ -50,7 +50,9 @@
  *   tells it later.
  *
  * Threads: a transport may be shared by threads (region and endpoint
- * creation take its lock).  An endpoint is used by one thread at a time.
+ * creation take its lock).  An endpoint has one owning thread at a time
+ * (every fm_ep_* call); other threads post one-sided operations on it
+ * through LANES (see "lanes" below for exactly what is thread-safe).
  * fork: a child must not use its parent's transports, and with verbs a
  * process forked after its parent's first RDMA call cannot open working
  * ones either (librdmacm keeps the parent's device contexts; the kernel
@@ -163,7 +165,16 @@ struct fm_transport_cfg {
 	 * own effective uid.  A listed uid we cannot SIGKILL is refused too. */
 	uint32_t shm_nuids;
 	uint32_t shm_uids[FM_SHM_UIDS_MAX];
+	/* lanes (fm_lane_new): operations in flight per lane, 0 = 64, at most
+	 * FM_LANE_DEPTH_MAX; lanes per endpoint (besides the one fm_ep_read/
+	 * cas/faa use), 0 = 16, at most FM_LANES_MAX.  verbs sizes each
+	 * endpoint's send and completion queues from their product. */
+	uint32_t lane_depth;
+	uint32_t max_lanes;
 };
+
+#define FM_LANE_DEPTH_MAX 4096u
+#define FM_LANES_MAX 256u
 
 /* Capability bits (fm_caps.flags), detected at run time. */
 #define FM_CAP_ATOMIC (1u << 0)       /* 8-byte CAS/FAA on remote memory */
@@ -276,8 +287,9 @@ int fm_listener_accept(struct fm_listener *l, int timeout_ms, struct fm_ep **out
 /*
  * fm_listener_loopback -- an endpoint from the owner to itself, for the
  * owner's own atomics on its lock table (see ATOMICITY above).  One-sided
- * operations only: fm_ep_send/recv on it return -EOPNOTSUPP.  Delete it with
- * fm_ep_delete before the listener.  Blocks for the handshake (verbs).
+ * operations only: fm_ep_send/recv on it return -EOPNOTSUPP; lanes work
+ * (the owner posts its lock-table CASes on one and polls it from its
+ * loop).  Delete it with fm_ep_delete before the listener.  Blocks for the handshake (verbs).
  * Client requests that arrive meanwhile are kept for fm_listener_accept
  * (which takes them first, even if fm_listener_fd is not readable).
  */
@@ -302,7 +314,10 @@ int fm_connect(struct fm_transport *t, const char *addr, const void *hello, size
  * drains the ring before it acts on our BYE (shm waits up to linger_ms
  * only for room for the BYE byte).  A client may thus send its last
  * word (BYE{QUIESCED}) and delete at once.  Other work in flight is
- * flushed.  NULL-safe, sets *ep = NULL.  Blocks up to linger_ms.
+ * flushed.  Lanes still open complete what they had in flight with an
+ * error and fail new posts with -ENOTCONN; the memory they refer to is
+ * freed with the last of them (see "lanes").  NULL-safe, sets *ep = NULL.
+ * Blocks up to linger_ms.
  */
 void fm_ep_delete(struct fm_ep **ep);
 
@@ -354,7 +369,9 @@ int fm_ep_grant(struct fm_ep *ep);
  *   -EINPROGRESS   not yet; fm_errormsg() says what it waits for,
  * or, when the peer cannot be fenced, -EPERM (shm: not allowed to SIGKILL
  * it, fm_errormsg() says why), -EOPNOTSUPP (shm: connecting side), -EINVAL
- * (NULL, unknown flags, the loopback endpoint).  A caller that gets
+ * (NULL, unknown flags, the loopback endpoint).  Operations in flight on
+ * the endpoint's lanes complete with an error unless they executed first;
+ * the lanes' posts fail with -ENOTCONN.  A caller that gets
  * anything but a level must NOT treat the peer as fenced: its lock words
  * stay held (safe) until a later call succeeds or an operator acts.
  * Calling it again after a level returns that level at once (with KILL on
@@ -400,11 +417,13 @@ int fm_ep_fence(struct fm_ep *ep, unsigned flags);
  */
 int fm_ep_fence_fd(const struct fm_ep *ep);
 
-/* fm_ep_error -- the errno that closed the endpoint (0 while UP). */
+/* fm_ep_error -- the errno that closed the endpoint (0 while UP).  Any
+ * thread (lanes ask why their endpoint closed). */
 int fm_ep_error(const struct fm_ep *ep);
 
 /* fm_ep_state -- current state; *reason (if non-NULL) gets a static-lifetime
- * (per endpoint) string, "" while UP.  Does not progress the endpoint. */
+ * (per endpoint) string, "" unless CLOSED.  Does not progress the endpoint.
+ * Any thread. */
 enum fm_ep_state fm_ep_state(const struct fm_ep *ep, const char **reason);
 
 /* fm_ep_state_name -- "CONNECTING", "UP", "CLOSING", "CLOSED". */
@@ -417,6 +436,14 @@ size_t fm_ep_hello(const struct fm_ep *ep, void *buf, size_t cap);
 /* ----------------------------------------------------- one-sided, client */
 
 /*
+ * fm_ep_read, fm_ep_cas, fm_ep_faa -- ONE operation, blocking: a thin
+ * wrapper for tools and the owner's loopback that posts on a lane the
+ * endpoint keeps for itself (depth 1, made at the first call) and waits
+ * for its completion while progressing the endpoint.  Owning thread only.
+ * A data path with many operations in flight, or on several threads, uses
+ * lanes (below) instead.  An operation that does not complete within
+ * op_timeout_ms closes the endpoint (-ETIMEDOUT).
+ *
  * fm_ep_read -- copy `len` bytes at `src_off` of the remote region `src`
  * into the local region `dst` at `dst_off`.  Blocks until complete (busy
  * poll or event wait, per the wait mode).  shm: each aligned 8-byte word is
@@ -445,6 +472,179 @@ int fm_ep_cas(struct fm_ep *ep, const struct fm_region_desc *rd, uint64_t off, u
  * *old gets the value before.  Errors as fm_ep_cas. */
 int fm_ep_faa(struct fm_ep *ep, const struct fm_region_desc *rd, uint64_t off, uint64_t add,
 	      uint64_t *old);
+
+/* ------------------------------------------------------------- lanes */
+
+/*
+ * A LANE is how a thread posts one-sided operations on an endpoint and
+ * polls their completions: many in flight, no hand-off to another thread
+ * (post, then poll -- rpma_read/rpma_cq_get, SPDK's poller).
+ *
+ *   engine thread                               endpoint's owning thread
+ *   fm_lane_new(ep, &lane)                      fm_ep_send / fm_ep_recv /
+ *   fm_lane_post_cas(lane, &locks, off,         fm_ep_progress, as before,
+ *                    0, me, ctx)  -> 0          concurrently
+ *   fm_lane_post_read(lane, dst, 0, &bitmap, ...)
+ *   n = fm_lane_poll(lane, c, 16)   c[i].ctx, c[i].status, c[i].old
+ *   fm_lane_delete(&lane)
+ *
+ * THREADS.  Exactly these calls may run concurrently:
+ *   - the owning thread's fm_ep_* calls (including fm_ep_fence and
+ *     fm_ep_delete), and
+ *   - any number of lanes of that endpoint, each on its own thread:
+ *     fm_lane_post_*, fm_lane_poll, fm_lane_wait, fm_lane_delete;
+ *   - fm_lane_new, from any thread while the endpoint exists (not after
+ *     fm_ep_delete was called);
+ *   - fm_ep_state and fm_ep_error, from any thread.
+ * NOT thread-safe: one lane used by two threads at once; the endpoint's
+ * other fm_ep_* calls from two threads at once.  A lane may move between
+ * threads if they hand it over with a lock or another happens-before edge.
+ * Memory a posted operation names (the READ destination region) must stay
+ * registered until its completion was polled.
+ *
+ * COMPLETION CONTRACT.  A post returns 0 and exactly ONE completion with
+ * its ctx follows on the same lane, or a negative errno and none ever.
+ * Completions may come in any order.  fm_completion.status:
+ *   0          the operation executed: a READ's bytes are in the
+ *              destination, an atomic's `old` is the word before it.
+ *   < 0        it did not execute -- or, for an atomic, its outcome is
+ *              unknown (verbs: a request whose response was lost may have
+ *              changed the remote word; treat the word as "maybe ours"):
+ *     -EACCES      remote access error (bad key, not granted, outside the
+ *                  region on the owner's side): the endpoint CLOSES, as
+ *                  with fm_ep_cas
+ *     -ECONNRESET  the connection broke, the work was flushed
+ *     -ENOTCONN    this side closed or fenced the endpoint under it
+ *     -ETIMEDOUT   the transport's retries ran out
+ *     or another errno the endpoint closed with (fm_ep_error).
+ * An operation that executed before its endpoint closed completes with 0
+ * -- the remote word did change -- even if it is polled after the close.
+ * Local checks fail the POST, with no completion and the endpoint UP:
+ * -EINVAL (NULL, len 0, off not 8-aligned), -ERANGE (outside the
+ * descriptor or the destination), -EACCES (the descriptor does not grant
+ * REMOTE_READ / REMOTE_ATOMIC), -EOPNOTSUPP (no atomics on this device).
+ *
+ * LIMITS.  A lane holds at most cfg.lane_depth operations posted and not
+ * yet polled (fm_lane_depth); a post beyond returns -EAGAIN: poll first.
+ * An endpoint has at most cfg.max_lanes lanes (fm_lane_new -ENOSPC).
+ *   verbs: every lane reserves `depth` send-queue slots of its endpoint's
+ *   QP, sized at connect for max_lanes lanes, within the device's max_qp_wr
+ *   and max_cqe (fm_lane_new -ENOSPC when they ran out first).  At most
+ *   the negotiated initiator depth (the device's max_qp_init_rd_atom, the
+ *   peer's max_qp_rd_atom) of an endpoint's READs and atomics execute at
+ *   once; the rest wait in the send queue, in order -- no error.
+ *
+ * CLOSE AND FENCE UNDER A LANE.  Once the endpoint leaves UP (the peer
+ * closed or died, a remote access error, a timeout, fm_ep_fence,
+ * fm_ep_delete):
+ *   - every post fails with -ENOTCONN (no completion);
+ *   - every operation posted before still completes exactly once (with
+ *     its own result if it executed first, else with an error);
+ *   - fm_ep_fence and fm_ep_delete do not wait for the lanes' operations,
+ *     only for lane calls in progress to leave the endpoint's resources (a
+ *     post, one batch of the CQ: microseconds, never the network).  Once
+ *     fm_ep_fence returned a level, no operation posted on any lane of the
+ *     endpoint can land (verbs: the QP is destroyed).
+ *   - Delete lanes before their endpoint -- or delete the endpoint first:
+ *     fm_ep_delete then tears it down at once and what its lanes still
+ *     refer to is freed with the last fm_lane_delete.  (So a protocol
+ *     thread may drop a broken endpoint while engine threads still hold
+ *     lanes: they get -ENOTCONN, poll what is left, delete their lanes.)
+ *
+ * WAITING.  fm_lane_poll never blocks.  fm_lane_wait blocks for at least
+ * one completion: busy mode spins on the lane, event mode (verbs) sleeps on
+ * the endpoint's completion channel and the lane's own eventfd; shm
+ * operations are complete when the post returns, so it never sleeps.
+ *
+ * COST (the hot path, per operation).
+ *   shm    post: two stores to lane-private cache lines (one of them
+ *          sequentially consistent: it pairs with close/fence), one
+ *          acquire load of the endpoint's state, the region-table lookup
+ *          (the lane caches the last index), the C11 atomic or acquire
+ *          loads, one completion copied into the lane.  poll: a copy.  No
+ *          syscall, no lock, no allocation.
+ *   verbs  post: the same two lane stores, ibv_post_send (the provider's
+ *          own send-queue spinlock; none of ours).  poll: a trylock of the
+ *          endpoint's CQ mutex, ibv_poll_cq in batches of 32 routing each
+ *          completion to its lane's ring (release store), then the lane's
+ *          ring (acquire load).  A thread that finds the CQ being drained
+ *          does not wait: the drainer routes its completions to its lane.
+ */
+struct fm_lane;
+
+enum fm_lane_op {
+	FM_LANE_READ = 1,
+	FM_LANE_CAS = 2,
+	FM_LANE_FAA = 3,
+};
+
+struct fm_completion {
+	void *ctx;          /* as posted */
+	int status;         /* 0 or a negative errno (contract above) */
+	enum fm_lane_op op;
+	uint64_t old;       /* CAS/FAA with status 0: the word before, host
+			     * order (a CAS swapped iff old == expect); else 0 */
+};
+
+/*
+ * fm_lane_new -- a lane on `ep` for the calling thread.  Any thread, while
+ * the endpoint exists.  Does not block on the network (verbs registers the
+ * lane's atomic-result buffer: a syscall).  Returns 0, -EINVAL (NULL),
+ * -ENOTCONN (endpoint not UP), -ENOSPC (cfg.max_lanes lanes exist, or verbs
+ * send-queue slots ran out), -ENOMEM, or the registration errno.
+ */
+int fm_lane_new(struct fm_ep *ep, struct fm_lane **out);
+
+/*
+ * fm_lane_delete -- the lane's thread is done with it; completions not yet
+ * polled are discarded.  Waits (progressing the CQ) up to op_timeout_ms
+ * for operations still in flight; past that the lane's memory is handed to
+ * its endpoint and freed with it.  If fm_ep_delete came first and this is
+ * the last lane, the endpoint's memory is freed here.  NULL-safe, sets
+ * *lp = NULL.
+ */
+void fm_lane_delete(struct fm_lane **lp);
+
+/*
+ * fm_lane_post_read -- READ `len` bytes at `src_off` of the remote region
+ * `src` into the local region `dst` at `dst_off`.  shm: done before the
+ * post returns (aligned 8-byte words with acquire loads, as fm_ep_read);
+ * verbs: RDMA READ.  Returns 0 (one completion follows) or an errno
+ * (none): the local checks above, -EAGAIN (lane full), -ENOTCONN.
+ * Never blocks.
+ */
+int fm_lane_post_read(struct fm_lane *lane, struct fm_region *dst, size_t dst_off,
+		      const struct fm_region_desc *src, uint64_t src_off, size_t len, void *ctx);
+
+/*
+ * fm_lane_post_cas -- compare-and-swap the 8-byte word at `off` of `rd`:
+ * if it equals `expect`, set it to `desired`; the completion's old says
+ * what it was.  fm_lane_post_faa -- fetch-and-add `add` (mod 2^64).
+ * Returns as fm_lane_post_read.  Never blocks.
+ */
+int fm_lane_post_cas(struct fm_lane *lane, const struct fm_region_desc *rd, uint64_t off,
+		     uint64_t expect, uint64_t desired, void *ctx);
+int fm_lane_post_faa(struct fm_lane *lane, const struct fm_region_desc *rd, uint64_t off,
+		     uint64_t add, void *ctx);
+
+/*
+ * fm_lane_poll -- up to `n` completions of this lane into out[]; returns
+ * how many (0..n), or -EINVAL.  Never blocks.  Also takes completions of
+ * the other lanes and messages off a shared CQ when it can (verbs).
+ */
+int fm_lane_poll(struct fm_lane *lane, struct fm_completion *out, int n);
+
+/*
+ * fm_lane_wait -- fm_lane_poll that waits up to timeout_ms (-1: forever)
+ * for at least one completion.  Returns 1..n, 0 when nothing is in flight
+ * (it never waits for nothing), -ETIMEDOUT, -EINVAL.
+ */
+int fm_lane_wait(struct fm_lane *lane, struct fm_completion *out, int n, int timeout_ms);
+
+/* fm_lane_depth -- operations the lane holds at most;
+ * fm_lane_outstanding -- posted and not yet polled. */
+unsigned fm_lane_depth(const struct fm_lane *lane);
+unsigned fm_lane_outstanding(const struct fm_lane *lane);
 
 /* ------------------------------------------------------------ messages */
 
