@@ -36,54 +36,16 @@
 
 #include "flashmeta/error.h"
 #include "flashmeta/transport.h"
+#include "scenario.h"
 
 /* ------------------------------------------------------------ config */
 
-static struct {
-	const char *provider;
-	char addr[128];
-	const char *role;
-	int clients; /* owner: how many clients "all" means */
-	int index;   /* client: first index of this process group */
-	int procs;   /* client: processes here */
-	int iters;
-	const char *only;
-} cfg = {.provider = "shm", .role = "both", .clients = 4, .procs = 1, .iters = 10000};
+struct tt_cfg cfg = {.provider = "shm", .role = "both", .clients = 4, .procs = 1,
+		     .iters = 10000};
 
-static const char *whoami = "owner";
+_Thread_local const char *whoami = "owner";
 
-#define FAIL(...)                                                                        \
-	do {                                                                             \
-		fprintf(stderr, "[%s] %s:%d: ", whoami, __func__, __LINE__);             \
-		fprintf(stderr, __VA_ARGS__);                                            \
-		fprintf(stderr, " (errormsg: %s)\n", fm_errormsg());                     \
-		return -1;                                                               \
-	} while (0)
-#define CHECK(cond, ...)                                                                 \
-	do {                                                                             \
-		if (!(cond)) {                                                           \
-			fprintf(stderr, "[%s] %s:%d: check `%s` failed:", whoami, __func__, \
-				__LINE__, #cond);                                        \
-			fprintf(stderr, " " __VA_ARGS__);                                \
-			fprintf(stderr, " (errormsg: %s)\n", fm_errormsg());             \
-			return -1;                                                       \
-		}                                                                        \
-	} while (0)
-#define CHECK_RET(expr, want)                                                            \
-	do {                                                                             \
-		long long r_ = (long long)(expr);                                        \
-		if (r_ != (long long)(want))                                             \
-			FAIL("`%s` returned %lld, want %lld", #expr, r_, (long long)(want)); \
-	} while (0)
-
-struct ctx {
-	int scn;       /* scenario number: address suffix */
-	int nclients;  /* clients taking part */
-	int index;     /* client index */
-	char addr[160];
-};
-
-static int transport_open(struct fm_transport **t, enum fm_wait_mode mode, uint32_t msg_size)
+int transport_open(struct fm_transport **t, enum fm_wait_mode mode, uint32_t msg_size)
 {
 	struct fm_transport_cfg c = {
 		.provider = cfg.provider,
@@ -116,7 +78,7 @@ static void scenario_addr(struct ctx *c)
 }
 
 /* client: connect, retrying while the owner is not there yet */
-static int connect_retry(struct fm_transport *t, struct ctx *c, const char *hello,
+int connect_retry(struct fm_transport *t, struct ctx *c, const char *hello,
 			 struct fm_ep **ep)
 {
 	time_t end = time(NULL) + 60;
@@ -135,7 +97,7 @@ static int connect_retry(struct fm_transport *t, struct ctx *c, const char *hell
 }
 
 /* owner: accept the scenario's clients */
-static int accept_all(struct fm_listener *l, int n, struct fm_ep **eps)
+int accept_all(struct fm_listener *l, int n, struct fm_ep **eps)
 {
 	for (int i = 0; i < n; i++) {
 		int ret = fm_listener_accept(l, 60000, &eps[i]);
@@ -147,7 +109,7 @@ static int accept_all(struct fm_listener *l, int n, struct fm_ep **eps)
 }
 
 /* both: wait until the peer closed (recv fails with the endpoint CLOSED) */
-static int wait_closed(struct fm_ep *ep)
+int wait_closed(struct fm_ep *ep)
 {
 	char buf[64];
 	const char *reason;
@@ -176,7 +138,7 @@ static int send_descs_only(struct fm_ep *ep, const struct fm_region_desc *d, int
 
 /* owner -> client: open its one-sided access (what the protocol does once
  * the client authenticated), then the descriptors in the first message */
-static int send_descs(struct fm_ep *ep, const struct fm_region_desc *d, int n)
+int send_descs(struct fm_ep *ep, const struct fm_region_desc *d, int n)
 {
 	uint8_t buf[4 * FM_REGION_DESC_WIRE_SIZE];
 
@@ -188,7 +150,7 @@ static int send_descs(struct fm_ep *ep, const struct fm_region_desc *d, int n)
 	return 0;
 }
 
-static int recv_descs(struct fm_ep *ep, struct fm_region_desc *d, int n)
+int recv_descs(struct fm_ep *ep, struct fm_region_desc *d, int n)
 {
 	uint8_t buf[4 * FM_REGION_DESC_WIRE_SIZE];
 
@@ -198,7 +160,7 @@ static int recv_descs(struct fm_ep *ep, struct fm_region_desc *d, int n)
 	return 0;
 }
 
-static uint8_t pattern(uint64_t i)
+uint8_t pattern(uint64_t i)
 {
 	return (uint8_t)(i * 131 + (i >> 8) * 7 + 1);
 }
@@ -1083,6 +1045,13 @@ static const struct scenario scenarios[] = {
 	{"event_mode", event_owner, event_client, false, false},
 	{"no_grant", nogrant_owner, nogrant_client, true, false},
 	{"fence", fence_owner, fence_client, true, true},
+	/* lanes: lane_scenarios.c */
+	{"lane_inflight", lane_inflight_owner, lane_inflight_client, false, false},
+	{"lane_threads", lane_threads_owner, lane_threads_client, false, false},
+	{"lane_event", lane_event_owner, lane_event_client, false, false},
+	{"lane_peer_close", lane_peer_close_owner, lane_peer_close_client, true, false},
+	{"lane_local_close", lane_local_close_owner, lane_local_close_client, true, false},
+	{"lane_fence", lane_fence_owner, lane_fence_client, true, true},
 };
 #define NSCN ((int)(sizeof(scenarios) / sizeof(scenarios[0])))
 
