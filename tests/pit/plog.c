@@ -87,8 +87,9 @@ long pit_log_load(const char *path, pit_log_fn fn, void *ctx, int *torn)
 		memset(buf + off + offsetof(struct pit_rec, crc), 0, sizeof(crc));
 		if (fm_crc32c(buf + off, r.len) != crc)
 			break;
-		rc = fn(ctx, &r, r.nobs ? (const struct pit_obs *)(const void *)(buf + off + sizeof(r))
-					: NULL);
+		rc = fn(ctx, &r,
+			r.nobs ? (const struct pit_obs *)(const void *)(buf + off + sizeof(r))
+			       : NULL);
 		if (rc) {
 			free(buf);
 			return rc;
