@@ -251,14 +251,16 @@ static int sync_lane(struct fm_ep *ep, struct fm_lane **out)
 static int sync_wait(struct fm_ep *ep, struct fm_lane *l, struct fm_completion *c)
 {
 	const struct fm_provider_ops *ops = ep->t->ops;
-	uint64_t deadline = fm__deadline(ep->t->cfg.op_timeout_ms);
 	bool event = ep->t->cfg.wait_mode == FM_WAIT_EVENT;
+	uint64_t deadline;
 
+	/* shm: complete already; no clock read on that path */
+	if (fm_lane_poll(l, c, 1) == 1)
+		goto done;
+	deadline = fm__deadline(ep->t->cfg.op_timeout_ms);
 	for (;;) {
 		int left;
 
-		if (fm_lane_poll(l, c, 1) == 1)
-			break;
 		if (fm__ep_is_up(ep))
 			(void)ops->progress(ep, 0);
 		else if (ops->reap)
@@ -275,6 +277,7 @@ static int sync_wait(struct fm_ep *ep, struct fm_lane *l, struct fm_completion *
 		else if (ops->lane_sleep)
 			ops->lane_sleep(l, left < 0 || left > 100 ? 100 : left);
 	}
+done:
 	if (c->status == 0)
 		return 0;
 	if (!fm__ep_is_up(ep))
