@@ -325,10 +325,19 @@ void fm__verbs_lane_sleep(struct fm_lane *l, int timeout_ms)
 		(void)poll(pfd, 2, timeout_ms);
 	atomic_store_explicit(&vl->waiting, 0, memory_order_relaxed);
 	if (pfd[0].revents & POLLIN) {
-		/* took the event: ack, re-arm, before anyone drains */
-		while (ibv_get_cq_event(ve->cc, &cq, &ctx) == 0)
+		/* took the event: ack, re-arm, then drain for sure -- a
+		 * completion that came before the re-arm raises no new event,
+		 * and a drainer holding the lock may have looked before it
+		 * came: skipping would strand it (and any sleeper it is for) */
+		int n = 0;
+
+		while (ibv_get_cq_event(ve->cc, &cq, &ctx) == 0) {
 			ibv_ack_cq_events(cq, 1);
+			n++;
+		}
 		ibv_req_notify_cq(ve->cq, 0);
+		if (n)
+			(void)fm__verbs_drain(ve, true);
 	}
 	if (pfd[1].revents & POLLIN) {
 		eventfd_t v;

@@ -59,8 +59,9 @@
  *
  * EVENT MODE.  Sleepers: the owning thread (epoll on fm_ep_fd) and lanes in
  * fm_lane_wait (poll on the channel and their own eventfd).  Whoever takes
- * a CQ event acks it and re-arms the CQ BEFORE draining, so a completion is
- * never left behind an unarmed CQ.  A sleeper first sets its waiting flag
+ * a CQ event acks it, re-arms the CQ, and THEN drains -- taking the lock
+ * even if another thread holds it: a completion that came before the
+ * re-arm raises no new event, so the taker must see it drained.  A sleeper first sets its waiting flag
  * (seq_cst), arms, looks once more, then sleeps; a drainer that routed to a
  * waiting lane writes its eventfd, and one that routed anything while the
  * owning thread waits writes msg_efd (seq_cst fence between push and flag
