@@ -65,7 +65,7 @@ static struct {
 } opt = {.provider = "shm", .rounds = 20000, .bursts = 400, .depth = 64, .batch = 1024,
 	 .warmup = 10};
 
-static void die(const char *what, int ret)
+static __attribute__((noreturn)) void die(const char *what, int ret)
 {
 	fprintf(stderr, "fm-bench-lane: %s: %d (%s)\n", what, ret, fm_errormsg());
 	exit(1);
