@@ -27,8 +27,8 @@
  *   2. A is SIGSTOPped; B starts a source write to g1 and a target write
  *      to g2 (they queue behind A's locks);
  *   3. A's lease runs out and the owner fences it; while the owner waits
- *      for A to answer (its control socket stops answering: that is how
- *      the moment is found) A is SIGCONTed -- it answers and lives;
+ *      for A to answer (found by its control socket going quiet, or by its
+ *      fence count going up) A is SIGCONTed -- it answers and lives;
  *   4. the owner reclaims A's locks; B's writes complete (acked);
  *   5. A's threads wake and finish their copies.
  * Over verbs the fence destroys A's QP and never kills it: A always lives.
@@ -275,8 +275,9 @@ static int probe_open(const char *path)
 	return fd;
 }
 
-/* 1: blocked (no answer within wait_ms), 0: answered, -1: error */
-static int probe_blocked(int fd, int wait_ms)
+/* 1: blocked (no answer within wait_ms), 0: answered (*fences: the
+ * owner's fence count, -1 if not shown), -1: error */
+static int probe_status(int fd, int wait_ms, long *fences)
 {
 	char buf[8192];
 	size_t used = 0;
@@ -297,8 +298,12 @@ static int probe_blocked(int fd, int wait_ms)
 			return -1;
 		used += (size_t)n;
 		buf[used] = '\0';
-		if (strstr(buf, "\nok\n") || !strncmp(buf, "ok\n", 3))
+		if (strstr(buf, "\nok\n") || !strncmp(buf, "ok\n", 3)) {
+			const char *f = strstr(buf, " fences ");
+
+			*fences = f ? atol(f + 8) : -1;
 			return 0;
+		}
 		if (used > sizeof(buf) - 2)
 			used = 0;
 	}
@@ -314,7 +319,8 @@ static int stall_race(struct sc *sc)
 	uint32_t ida0, ida1, idb0, idb1;
 	struct pit_reply ra0, ra1, rb0, rb1;
 	struct pit_child *ka = &r->kids[A];
-	bool blocked = false, alive;
+	bool blocked = false, counted = false, alive;
+	long base = -1;
 	int st, pfd;
 
 	if (setup(sc, g, 2))
@@ -335,18 +341,24 @@ static int stall_race(struct sc *sc)
 	r->fs.stop_in_copy++;
 	idb0 = send_cmd(sc, B, 0, FM_IO_WRITE_SOURCE, stripe_of(r, 2, g[0]), PIT_STRIPE, 0, 0);
 	idb1 = send_cmd(sc, B, 1, FM_IO_WRITE_TARGET, stripe_of(r, 3, g[1]), PIT_STRIPE, 0, 0);
-	/* find the owner's fence of A: its loop stops answering while it
-	 * waits (up to 300 ms) for A to close */
+	/* find the owner's fence of A, which asks A to close before it kills:
+	 * either the owner's loop stops answering while it waits for A (an
+	 * owner whose fence blocks), or its fence count goes up (one whose
+	 * fence does not) -- then A must answer now */
 	pit_sleep_ms(lease * 7 / 10);
 	pfd = probe_open(r->ctl);
 	while (pfd >= 0 && ms_since(t_stop) < 2.0 * lease) {
-		int p = probe_blocked(pfd, 40);
+		long f = -1;
+		int p = probe_status(pfd, 40, &f);
 
-		if (p != 0) {
+		if (p == 0 && f >= 0 && base < 0)
+			base = f;
+		if (p != 0 || (f >= 0 && base >= 0 && f > base)) {
 			blocked = p == 1;
+			counted = p == 0;
 			break;
 		}
-		pit_sleep_ms(5);
+		pit_sleep_ms(2);
 	}
 	if (pfd >= 0)
 		close(pfd);
@@ -354,7 +366,8 @@ static int stall_race(struct sc *sc)
 	t_cont = pit_now_ns();
 	pit_say(r, "stall-race: A stopped %.0f ms (%.2f x lease), SIGCONT %s",
 		(double)(t_cont - t_stop) / 1e6, (double)(t_cont - t_stop) / 1e6 / lease,
-		blocked ? "while the owner waited in its fence" : "without seeing the fence");
+		blocked ? "while the owner waited in its fence" :
+		counted ? "as soon as the owner counted its fence" : "without seeing the fence");
 	pit_sleep_ms(400);
 	alive = waitpid(ka->pid, &st, WNOHANG) == 0;
 	ka->stopped = false;
