@@ -3,21 +3,22 @@
  * FENCE, NOTIFY.
  *
  * Durability order of a split (group commit, beside the loop):
- *   1. drain every action; PERSIST actions are collected into the next
- *      batch, not executed -- over a whole loop pass (every connection's
- *      pending messages, the timer, the control socket) and for as long
- *      as a commit is in flight: that is the grouping;
- *   2. once no commit is in flight (od_persist_kick, at the end of a loop
- *      pass or when the previous commit was reaped):
- *      fm_store_split_set_range() for every range of every collected
- *      PERSIST (a bitmap word at a time, in memory; nothing durable yet);
- *   3. a. fm_store_commit_begin(): the store's swap takes exactly those
- *         bits (only this thread sets bits, and no commit is in flight);
- *         the batch is handed to the commit thread, the loop goes on;
- *      b. the commit thread (committer.c): fm_store_commit_run() -- ONE
- *         drain/msync for all of them -- and fm_store_commit_end(), which
- *         publishes them to the store's MIRROR view; it wakes the loop
- *         through its eventfd;
+ *   1. drain every action; PERSIST actions are collected, not executed --
+ *      over a whole loop pass (every connection's pending messages, the
+ *      timer, the control socket);
+ *   2. at the end of the pass (od_persist_kick): fm_store_split_set_range()
+ *      for every range of every collected PERSIST (a bitmap word at a
+ *      time, in memory; nothing durable yet), also while a commit is in
+ *      flight (the store's next pending set); THEN hand them to the commit
+ *      thread, where they wait for the commit after the one in flight --
+ *      that is the grouping;
+ *   3. the commit thread (committer.c), for everything handed since its
+ *      last commit, in one batch:
+ *      a. fm_store_commit_begin(): the swap -- it takes every bit applied
+ *         before the batch was handed (2 applies, then hands);
+ *      b. fm_store_commit_run(): ONE drain/msync for all of them, not
+ *         blocking the loop; fm_store_commit_end(): the store's MIRROR
+ *         view shows them; the batch goes back through its eventfd;
  *   4. the loop (od_persist_reap): copy the committed words from the
  *      MIRROR view into the REMOTE_READ bitmap regions (release stores) --
  *      publish after durable;
@@ -254,12 +255,13 @@ static void exec_notify(struct fm_ownerd *d, const struct fm_action *a)
 	}
 }
 
-/* 2. set every bit of the batch (not durable yet), a range a call; a range
- *    of more grains than the call can count (INT_MAX) goes in pieces */
-static void persist_apply(struct fm_ownerd *d)
+/* 2. set every bit of the PERSISTs in l (not durable yet), a range a call;
+ *    a range of more grains than the call can count (INT_MAX) goes in
+ *    pieces */
+static void persist_apply(struct fm_ownerd *d, struct od_plist *l)
 {
-	for (size_t i = 0; i < d->nbatch; i++) {
-		struct od_persist *p = &d->batch[i];
+	for (size_t i = 0; i < l->n; i++) {
+		struct od_persist *p = &l->v[i];
 		const struct fm_action *a = &p->a;
 
 		p->status = 0;
@@ -292,101 +294,83 @@ static void persist_apply(struct fm_ownerd *d)
 	}
 }
 
-/* Steps 4 and 5 for the batch, whose commit returned crc (bits, or an
- * errno: then nothing of it is published and every PERSIST fails). */
-static void persist_complete(struct fm_ownerd *d, int crc, uint64_t now)
+/* Steps 4 and 5 for the PERSISTs of l, whose commits are over (statuses
+ * final: 0 only if durable); empties l. */
+static void persist_complete(struct fm_ownerd *d, struct od_plist *l, uint64_t now)
 {
-	for (size_t i = 0; i < d->nbatch; i++) {
-		struct od_persist *p = &d->batch[i];
+	if (d->cm.running) /* the next commit may be ending: its mirror stores */
+		pthread_mutex_lock(&d->cm.pub);
+	for (size_t i = 0; i < l->n; i++) {
+		struct od_persist *p = &l->v[i];
 		struct od_map *m = od_map_find(d, p->a.u.persist.map_id);
 
-		if (crc < 0 && p->status == 0)
-			p->status = -EIO;
 		/* 4. publish strictly after durable */
 		if (p->status == 0 && m)
 			for (unsigned r = 0; r < p->a.u.persist.range_count; r++)
 				od_publish_words(d, m, p->a.u.persist.ranges[r].first / 64,
 					      p->a.u.persist.ranges[r].last / 64);
 	}
+	if (d->cm.running)
+		pthread_mutex_unlock(&d->cm.pub);
 	/* 5. acks */
-	for (size_t i = 0; i < d->nbatch; i++)
-		(void)fm_owner_op_done(d->o, d->batch[i].a.op_id, d->batch[i].status, 0, NULL,
-				       0, now);
-	od_log(FM_LOGLVL_DEBUG, "group commit: %zu persists, %d bits", d->nbatch, crc);
-	d->nbatch = 0;
+	for (size_t i = 0; i < l->n; i++)
+		(void)fm_owner_op_done(d->o, l->v[i].a.op_id, l->v[i].status, 0, NULL, 0, now);
+	od_log(FM_LOGLVL_DEBUG, "group commit: %zu persists completed", l->n);
+	l->n = 0;
 }
 
 void od_persist_kick(struct fm_ownerd *d)
 {
-	struct od_persist *t;
-	size_t tc;
-	int n;
+	int rc;
 
-	if (d->committing || !d->npersist)
+	if (!d->persist.n)
 		return;
-	/* the collected PERSISTs become the batch; the next batch starts
-	 * empty in the other array */
-	t = d->batch;
-	tc = d->cap_batch;
-	d->batch = d->persist;
-	d->cap_batch = d->cap_persist;
-	d->nbatch = d->npersist;
-	d->persist = t;
-	d->cap_persist = tc;
-	d->npersist = 0;
-	persist_apply(d); /* 2 */
-	/* 3a. the swap: exactly this batch's bits */
-	n = fm_store_commit_begin(d->store);
-	if (n > 0 && d->cm.running) {
-		od_committer_post(&d->cm); /* 3b runs beside us */
-		d->committing = true;
-		return;
-	}
-	if (n > 0) { /* no commit thread (never after fm_ownerd_new): here */
-		(void)fm_store_commit_run(d->store);
-		n = fm_store_commit_end(d->store);
-	}
-	if (n < 0)
+	persist_apply(d, &d->persist); /* 2 */
+	if (d->cm.running && od_committer_hand(&d->cm, &d->persist) == 0)
+		return; /* 3 runs beside us */
+	/* no commit thread (never after fm_ownerd_new), or no memory to hand
+	 * them over: 3 here, waiting for the drain */
+	rc = fm_store_split_commit(d->store);
+	if (rc < 0)
 		od_log(FM_LOGLVL_ERR, "split commit failed: %s", fm_errormsg());
-	/* n == 0: nothing was pending -- every bit of the batch was set and
-	 * durable already (or step 2 refused it) */
-	persist_complete(d, n, od_now_ms());
+	for (size_t i = 0; i < d->persist.n; i++)
+		if (rc < 0 && d->persist.v[i].status == 0)
+			d->persist.v[i].status = -EIO;
+	persist_complete(d, &d->persist, od_now_ms());
 }
 
 void od_persist_reap(struct fm_ownerd *d)
 {
 	char msg[sizeof(d->cm.errmsg)];
-	int crc;
 
-	if (!d->committing || !od_committer_reap(&d->cm, false, &crc, msg, sizeof(msg)))
+	if (!od_committer_reap(&d->cm, &d->reaped, false, NULL, msg, sizeof(msg)))
 		return;
-	d->committing = false;
-	if (crc < 0)
+	if (*msg)
 		od_log(FM_LOGLVL_ERR, "split commit failed: %s", msg);
-	persist_complete(d, crc, od_now_ms()); /* 4, 5 */
-	od_drain_actions(d);                   /* the SPLIT_ACKs go out */
-	od_persist_kick(d);                    /* what collected meanwhile */
+	persist_complete(d, &d->reaped, od_now_ms()); /* 4, 5 */
+	od_drain_actions(d);                          /* the SPLIT_ACKs go out */
 }
 
 void od_persist_finish(struct fm_ownerd *d)
 {
+	struct od_plist dropped = { 0 };
 	char msg[sizeof(d->cm.errmsg)];
-	int crc;
 
-	if (d->committing && od_committer_reap(&d->cm, true, &crc, msg, sizeof(msg))) {
-		d->committing = false;
-		if (crc < 0)
+	if (d->cm.running) {
+		(void)od_committer_reap(&d->cm, &d->reaped, true, &dropped, msg, sizeof(msg));
+		if (*msg)
 			od_log(FM_LOGLVL_ERR, "split commit failed: %s", msg);
 		if (!d->fatal) {
-			persist_complete(d, crc, od_now_ms());
+			persist_complete(d, &d->reaped, od_now_ms());
 			od_drain_actions(d);
 		}
-		d->nbatch = 0;
+		d->reaped.n = 0;
 	}
-	if (d->npersist)
-		od_log(FM_LOGLVL_INFO, "stopping: %zu split commits not applied, not answered",
-		       d->npersist);
-	d->npersist = 0;
+	if (dropped.n + d->persist.n)
+		od_log(FM_LOGLVL_INFO, "stopping: %zu split commits not made durable, not "
+		       "answered", dropped.n + d->persist.n);
+	free(dropped.v);
+	d->persist.n = 0;
 }
 
 void od_drain_actions(struct fm_ownerd *d)
@@ -410,20 +394,21 @@ void od_drain_actions(struct fm_ownerd *d)
 				exec_local(d, &a, now);
 				break;
 			case FM_ACT_PERSIST:
-				/* 1. collected into the next batch (od_persist_kick) */
-				if (d->npersist == d->cap_persist) {
-					size_t nc = d->cap_persist ? d->cap_persist * 2 : 16;
-					struct od_persist *np = realloc(d->persist, nc * sizeof(*np));
+				/* 1. collected; applied at the end of the pass */
+				if (d->persist.n == d->persist.cap) {
+					size_t nc = d->persist.cap ? d->persist.cap * 2 : 16;
+					struct od_persist *np = realloc(d->persist.v,
+									nc * sizeof(*np));
 
 					if (!np) {
 						(void)fm_owner_op_done(d->o, a.op_id, -EIO, 0, NULL,
 								       0, now);
 						break;
 					}
-					d->persist = np;
-					d->cap_persist = nc;
+					d->persist.v = np;
+					d->persist.cap = nc;
 				}
-				d->persist[d->npersist++] = (struct od_persist){ .a = a };
+				d->persist.v[d->persist.n++] = (struct od_persist){ .a = a };
 				break;
 			case FM_ACT_FENCE:
 				exec_fence(d, &a, now);

@@ -1,40 +1,54 @@
-/* committer.c -- the owner's commit thread: runs the durable phase of a
- * split commit beside the loop, so the loop never waits for a drain or an
- * msync of split bits.
+/* committer.c -- the owner's commit thread: runs the durable phase of the
+ * group commit beside the loop, so the loop never waits for a drain or an
+ * msync of split bits, and commits follow each other without waiting for
+ * the loop.
  *
- * Design.  One thread, one job at a time:
+ * Design.  Batches of PERSIST actions travel through three lists
+ * (struct od_plist, swapped whole, never copied):
  *
- *   loop thread                          commit thread
- *   -----------                          -------------
- *   apply the batch (split_set_range)
- *   fm_store_commit_begin (the swap)
- *   od_committer_post ------- mu/cv --->  fm_store_commit_run  (flush, drain:
- *   ...serves messages, locks, fences,    no lock of ours or the store's)
- *      control; new PERSISTs collect      fm_store_commit_end  (store mirror)
- *      into the next batch...             result, ended = true
- *   poll: efd readable  <---- eventfd ---  write(efd)
- *   od_committer_reap: result
- *   publish, op_done (SPLIT_ACKs)
+ *   loop thread                            commit thread
+ *   -----------                            -------------
+ *   each pass: apply the pass's PERSISTs
+ *   (split_set_range), hand them --> next    take next as `flight`
+ *   ...serves messages, locks, fences,       fm_store_commit_begin (swap)
+ *      control; keeps applying and           fm_store_commit_run (drain,
+ *      handing: they wait in `next`            no lock of ours or the
+ *      for the commit after this one           store's)
+ *                                            fm_store_commit_end (mirror)
+ *   eventfd readable     <------ done  <--   statuses; flight joins done
+ *   reap done: publish, op_done              next batch at once, if any
  *
- * Shared state is struct od_committer, every field but `thread`, `efd` and
- * `running` under its mutex `mu`; the store is thread-safe by itself
- * (pmem_store.h).  The loop posts only when no job is posted or ended and
- * not yet reaped (actions.c keeps d->committing), so one job is in flight
- * at most -- as the store allows one commit in flight.  The eventfd only
- * wakes the loop: the result travels under `mu`, which also orders the
- * store's mirror stores (made by fm_store_commit_end here) before the
- * loop's reads of the mirror when it publishes.
+ * A PERSIST is in a commit only if its bits were applied before the swap:
+ * the loop applies, THEN hands (under `mu`); the thread takes `next`
+ * (under `mu`), THEN begins.  Bits the loop applies after the take go to
+ * the store's next pending set; if they were applied before the swap all
+ * the same, an earlier commit covers them -- only ever earlier, never
+ * later, than the batch that answers for them.
+ *
+ * Shared state: struct od_committer, `flight` the thread's own, the rest
+ * under `mu`; the store is thread-safe by itself (pmem_store.h) and the
+ * thread calls nothing else.  The eventfd only wakes the loop: the lists
+ * travel under `mu`, which also orders the store's mirror stores (made
+ * by fm_store_commit_end here) before the loop's reads of the mirror
+ * when it publishes.  The next commit may end while the loop publishes
+ * the previous one, so `pub` keeps the mirror's writer (commit_end) and
+ * its reader (the loop's copy) apart; either value of a word is safe to
+ * show (both durable, the newer a superset), but the reader uses plain
+ * loads.  If the loop has not reaped the previous batch and
+ * `done` cannot grow (no memory), the thread waits for the reap.
  *
  * The thread never logs (the loop does: one writer of stderr) and blocks
  * every signal (they go to the loop's thread, e.g. SIGTERM's
- * fm_ownerd_stop).  Stop: a posted job is always run and ended first -- a
- * drain cannot be interrupted anyway, and the store must not be closed
- * with a commit in flight -- then the thread exits.
+ * fm_ownerd_stop).  Stop: a commit in flight is always run and ended --
+ * a drain cannot be interrupted anyway, and the store must not be closed
+ * with a commit in flight -- then the thread exits; `next` is not
+ * started.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -43,6 +57,37 @@
 #include "flashmeta/pmem_store.h"
 #include "ownerd_priv.h"
 
+static void plist_swap(struct od_plist *a, struct od_plist *b)
+{
+	struct od_plist t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
+/* move every element of src to the end of dst; 0 or -ENOMEM (nothing
+ * moved) */
+static int plist_move(struct od_plist *dst, struct od_plist *src)
+{
+	if (dst->n == 0) {
+		plist_swap(dst, src); /* src gets dst's empty array */
+		return 0;
+	}
+	if (dst->n + src->n > dst->cap) {
+		size_t nc = dst->cap * 2 > dst->n + src->n ? dst->cap * 2 : dst->n + src->n;
+		struct od_persist *nv = realloc(dst->v, nc * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		dst->v = nv;
+		dst->cap = nc;
+	}
+	memcpy(dst->v + dst->n, src->v, src->n * sizeof(*src->v));
+	dst->n += src->n;
+	src->n = 0;
+	return 0;
+}
+
 static void *committer_main(void *arg)
 {
 	struct od_committer *c = arg;
@@ -50,28 +95,43 @@ static void *committer_main(void *arg)
 
 	pthread_mutex_lock(&c->mu);
 	for (;;) {
-		int rc;
+		int n, rc;
 
-		while (!c->posted && !c->stop)
+		while (!c->next.n && !c->stop)
 			pthread_cond_wait(&c->cv, &c->mu);
-		if (!c->posted)
-			break; /* stopped, nothing to finish */
-		c->posted = false;
+		if (c->stop)
+			break; /* `next` is not started */
+		/* every PERSIST in it was applied before it was handed, so
+		 * before the swap below */
+		plist_swap(&c->next, &c->flight); /* flight was empty */
+		c->busy = true;
 		pthread_mutex_unlock(&c->mu);
 
-		/* 3b. (actions.c) the durable phase, beside the loop: one
-		 *     flush per dirty line and ONE drain/msync for the whole
-		 *     batch, then the store publishes to its mirror */
-		rc = fm_store_commit_run(c->store);
-		rc = fm_store_commit_end(c->store); /* the run's errno, if it failed */
+		/* 3a. (actions.c) the swap */
+		n = rc = fm_store_commit_begin(c->store);
+		/* 3b. ONE flush per dirty line and ONE drain/msync for the
+		 *     batch, then the store publishes to its mirror.  n == 0:
+		 *     nothing pending, so every bit applied so far is durable
+		 *     (an earlier commit, or a mapping operation's, took it) */
+		if (n > 0) {
+			(void)fm_store_commit_run(c->store);
+			pthread_mutex_lock(&c->pub);
+			rc = fm_store_commit_end(c->store); /* the run's errno if it failed */
+			pthread_mutex_unlock(&c->pub);
+		}
+		for (size_t i = 0; i < c->flight.n; i++)
+			if (rc < 0 && c->flight.v[i].status == 0)
+				c->flight.v[i].status = -EIO;
 
 		pthread_mutex_lock(&c->mu);
-		c->result = rc;
 		if (rc < 0)
 			snprintf(c->errmsg, sizeof(c->errmsg), "%s", fm_errormsg());
-		c->ended = true;
+		c->commits += n > 0;
+		c->persists += c->flight.n;
+		while (plist_move(&c->done, &c->flight) && !c->stop)
+			pthread_cond_wait(&c->cv, &c->mu); /* reaped: done is empty */
+		c->flight.n = 0; /* stopping with no memory: dropped unanswered */
 		c->busy = false;
-		c->jobs++;
 		pthread_cond_broadcast(&c->cv);
 		(void)!write(c->efd, &one, sizeof(one));
 	}
@@ -90,6 +150,7 @@ int od_committer_start(struct od_committer *c, struct fm_store *store)
 	if (c->efd < 0)
 		return fm_err(-errno, "committer eventfd: %s", strerror(errno));
 	pthread_mutex_init(&c->mu, NULL);
+	pthread_mutex_init(&c->pub, NULL);
 	pthread_cond_init(&c->cv, NULL);
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -97,6 +158,7 @@ int od_committer_start(struct od_committer *c, struct fm_store *store)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc) {
 		pthread_cond_destroy(&c->cv);
+		pthread_mutex_destroy(&c->pub);
 		pthread_mutex_destroy(&c->mu);
 		close(c->efd);
 		c->efd = -1;
@@ -117,9 +179,16 @@ void od_committer_stop(struct od_committer *c)
 	pthread_join(c->thread, NULL);
 	c->running = false;
 	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->pub);
 	pthread_mutex_destroy(&c->mu);
 	close(c->efd);
 	c->efd = -1;
+	free(c->next.v);
+	free(c->done.v);
+	free(c->flight.v);
+	memset(&c->next, 0, sizeof(c->next));
+	memset(&c->done, 0, sizeof(c->done));
+	memset(&c->flight, 0, sizeof(c->flight));
 }
 
 int od_committer_fd(const struct od_committer *c)
@@ -127,32 +196,35 @@ int od_committer_fd(const struct od_committer *c)
 	return c->running ? c->efd : -1;
 }
 
-void od_committer_post(struct od_committer *c)
+int od_committer_hand(struct od_committer *c, struct od_plist *l)
 {
+	int rc;
+
 	pthread_mutex_lock(&c->mu);
-	c->posted = true;
-	c->busy = true;
-	c->ended = false;
-	pthread_cond_broadcast(&c->cv);
+	rc = plist_move(&c->next, l);
+	if (rc == 0)
+		pthread_cond_broadcast(&c->cv);
 	pthread_mutex_unlock(&c->mu);
+	return rc;
 }
 
-bool od_committer_reap(struct od_committer *c, bool wait, int *result,
-		       char *errmsg, size_t errlen)
+size_t od_committer_reap(struct od_committer *c, struct od_plist *out, bool wait,
+			 struct od_plist *dropped, char *errmsg, size_t errlen)
 {
 	uint64_t cnt;
-	bool ended;
 
 	(void)!read(c->efd, &cnt, sizeof(cnt)); /* non-blocking: just clear it */
 	pthread_mutex_lock(&c->mu);
-	while (wait && c->busy)
-		pthread_cond_wait(&c->cv, &c->mu);
-	ended = c->ended;
-	if (ended) {
-		c->ended = false;
-		*result = c->result;
-		snprintf(errmsg, errlen, "%s", c->result < 0 ? c->errmsg : "");
+	if (wait) {
+		if (dropped)
+			plist_swap(&c->next, dropped); /* dropped was empty */
+		while (c->busy)
+			pthread_cond_wait(&c->cv, &c->mu);
 	}
+	plist_swap(&c->done, out); /* out was empty */
+	snprintf(errmsg, errlen, "%s", c->errmsg);
+	c->errmsg[0] = 0;
+	pthread_cond_broadcast(&c->cv); /* done is empty again */
 	pthread_mutex_unlock(&c->mu);
-	return ended;
+	return out->n;
 }

@@ -74,7 +74,7 @@ int fm_ownerd_run(struct fm_ownerd *d)
 			break;
 		}
 		if (pfd[cm].revents)
-			od_persist_reap(d); /* acks, and the next batch goes */
+			od_persist_reap(d); /* publish, SPLIT_ACKs */
 		if (pfd[1].revents) {
 			(void)!read(d->timer_fd, &cnt, sizeof(cnt));
 			(void)fm_owner_tick(d->o, od_now_ms());
@@ -97,12 +97,12 @@ int fm_ownerd_run(struct fm_ownerd *d)
 		od_progress_conns(d);
 		od_retry_fences(d, od_now_ms());
 		od_drain_actions(d);
-		/* the PERSISTs of this whole pass, as one batch (unless one
-		 * commits: then they wait for its reap, with later ones) */
+		/* the PERSISTs of this whole pass: applied, and handed to the
+		 * commit thread (they join its next commit) */
 		od_persist_kick(d);
 	}
 	free(pfd);
-	od_persist_finish(d); /* a commit in flight: wait, ack what is durable */
+	od_persist_finish(d); /* the commit in flight: wait, ack what is durable */
 	if (d->fatal)
 		return fm_err(d->fatal, "ownerd: the protocol state machine failed");
 	od_log(FM_LOGLVL_INFO, "stopping");
@@ -365,8 +365,8 @@ void fm_ownerd_delete(struct fm_ownerd **dp)
 	while (d->nconns)
 		od_conn_drop(d, &d->conns[0]); /* peers see "peer closed" */
 	free(d->conns);
-	free(d->persist);
-	free(d->batch);
+	free(d->persist.v);
+	free(d->reaped.v);
 	od_ctl_unlisten(d);
 	for (unsigned i = 0; i < OD_MAX_MAPS; i++) {
 		fm_region_delete(&d->maps[i].bitmap);

@@ -90,29 +90,41 @@ struct od_map {
 	int pend_fd;              /* control connection to answer, or -1 */
 };
 
-/* The commit thread (committer.c).  `thread`, `efd`, `store`, `running`:
- * set by the loop thread before the thread starts or after it ended; every
- * other field under `mu`. */
-struct od_committer {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;      /* posted, stop (-> thread); ended (-> waiters) */
-	pthread_t thread;
-	bool running;
-	int efd;                /* eventfd: written when a job ended */
-	struct fm_store *store;
-	bool posted;            /* a begun commit waits for the thread */
-	bool busy;              /* posted and not yet ended */
-	bool ended;             /* ended, not yet reaped: result holds */
-	bool stop;
-	int result;             /* fm_store_commit_end's return */
-	char errmsg[256];       /* the thread's fm_errormsg() when result < 0 */
-	uint64_t jobs;          /* commits run */
-};
-
 /* a PERSIST action of a group commit and its outcome so far */
 struct od_persist {
 	struct fm_action a;
-	int status;             /* 0, or what step 2 met (-ESTALE, -EIO) */
+	int status;             /* 0, or what step 2 or the commit met
+				 * (-ESTALE, -EIO) */
+};
+
+/* a list of them; lists change hands whole (swapped), never copied */
+struct od_plist {
+	struct od_persist *v;
+	size_t n, cap;
+};
+
+/* The commit thread (committer.c).  `thread`, `efd`, `store`, `running`:
+ * set by the loop thread before the thread starts or after it ended;
+ * `flight` belongs to the thread; every other field is under `mu`. */
+struct od_committer {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;      /* next, stop, done emptied: both ways */
+	pthread_mutex_t pub;    /* the store's MIRROR view: held by the thread
+				 * around fm_store_commit_end (which writes
+				 * it) and by the loop while it copies from it
+				 * (od_publish_words reads it with plain loads) */
+	pthread_t thread;
+	bool running;
+	int efd;                /* eventfd: written when `done` gained a batch */
+	struct fm_store *store;
+	struct od_plist next;   /* applied by the loop, not yet in a commit */
+	struct od_plist done;   /* committed (or failed), not yet reaped */
+	bool busy;              /* a batch is in `flight` */
+	bool stop;
+	char errmsg[256];       /* the last failed commit's fm_errormsg() */
+	uint64_t commits;       /* commits run (store drains) */
+	uint64_t persists;      /* PERSISTs they served */
+	struct od_plist flight; /* the thread's: the batch being committed */
 };
 
 struct od_ctl {
@@ -138,13 +150,9 @@ struct fm_ownerd {
 	size_t nconns, cap_conns;
 	struct od_map maps[OD_MAX_MAPS];
 	struct od_ctl ctl[OD_CTL_MAX];
-	/* group commit (actions.c): PERSISTs collected since the last hand-off
-	 * (the next batch), and the batch whose commit is in flight */
-	struct od_persist *persist;
-	size_t npersist, cap_persist;
-	struct od_persist *batch;
-	size_t nbatch, cap_batch;
-	bool committing;           /* batch posted to the committer, not reaped */
+	/* group commit (actions.c): PERSISTs collected in this loop pass, and
+	 * reaped batches being completed */
+	struct od_plist persist, reaped;
 	struct od_committer cm;
 	uint8_t *readbuf;          /* FM_ACT_READ_MAX: local READs land here */
 	uint64_t incarnation;      /* ours, recorded in the pool (lease.h R6) */
@@ -224,15 +232,16 @@ void od_ctl_readable(struct fm_ownerd *d, struct od_ctl *c);
 /* od_drain_actions -- drain actions until quiet; PERSISTs are only
  * collected into the next batch (od_persist_kick commits them) */
 void od_drain_actions(struct fm_ownerd *d);
-/* od_persist_kick -- once per loop pass: if no commit is in flight, apply
- * the collected PERSISTs and hand them to the committer as one batch */
+/* od_persist_kick -- once per loop pass: apply the PERSISTs collected in
+ * it and hand them to the commit thread */
 void od_persist_kick(struct fm_ownerd *d);
 /* od_persist_reap -- the committer's eventfd is readable: publish and
- * complete the batch whose commit ended, then kick the next one */
+ * complete the batches whose commits ended */
 void od_persist_reap(struct fm_ownerd *d);
-/* od_persist_finish -- the loop is stopping: wait for a commit in flight;
- * complete its batch (SPLIT_ACKs) unless the state machine died; the
- * PERSISTs collected since are dropped unanswered (never applied) */
+/* od_persist_finish -- the loop is stopping: wait for the commit in
+ * flight and complete its batch (SPLIT_ACKs) unless the state machine
+ * died; what waits for a commit, or was never applied, is dropped
+ * unanswered */
 void od_persist_finish(struct fm_ownerd *d);
 /* od_retry_fences -- complete the fences that can be */
 void od_retry_fences(struct fm_ownerd *d, uint64_t now);
@@ -241,19 +250,22 @@ void od_retry_fences(struct fm_ownerd *d, uint64_t now);
 /* od_committer_start -- the commit thread for `store` (signals blocked);
  * 0 or -errno */
 int od_committer_start(struct od_committer *c, struct fm_store *store);
-/* od_committer_stop -- run and end a posted job if any, then join.
- * Idempotent; not started: nothing */
+/* od_committer_stop -- let a commit in flight end, then join; batches not
+ * reaped are freed unanswered.  Idempotent; not started: nothing */
 void od_committer_stop(struct od_committer *c);
-/* od_committer_fd -- the eventfd to poll (POLLIN: a job ended), or -1 */
+/* od_committer_fd -- the eventfd to poll (POLLIN: a batch is done), or -1 */
 int od_committer_fd(const struct od_committer *c);
-/* od_committer_post -- loop: a commit was begun (fm_store_commit_begin);
- * run and end it.  One job at a time: post again only after a reap */
-void od_committer_post(struct od_committer *c);
-/* od_committer_reap -- loop: true and *result (fm_store_commit_end's
- * return; errmsg its message) if the posted job ended; with `wait`, block
- * until it does (false only if none is posted) */
-bool od_committer_reap(struct od_committer *c, bool wait, int *result,
-		       char *errmsg, size_t errlen);
+/* od_committer_hand -- loop: PERSISTs whose bits are applied (step 2) join
+ * the next commit; `l` is left empty.  0, or -ENOMEM (nothing handed: the
+ * caller still has them) */
+int od_committer_hand(struct od_committer *c, struct od_plist *l);
+/* od_committer_reap -- loop: the done batches into `out` (which must be
+ * empty); errmsg gets the last commit failure's message ("" if none).
+ * With `wait` (stopping): first wait until no commit is in flight, and
+ * take what waits for one into *dropped so that none starts.  Returns
+ * out->n */
+size_t od_committer_reap(struct od_committer *c, struct od_plist *out, bool wait,
+			 struct od_plist *dropped, char *errmsg, size_t errlen);
 
 /* loop.c */
 /* od_now_ms -- CLOCK_MONOTONIC milliseconds, the state machine's `now` */
