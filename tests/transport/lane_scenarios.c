@@ -471,9 +471,11 @@ struct totals {
 
 static int threads_owner(struct ctx *c, enum fm_wait_mode mode)
 {
+	/* static: a failing check returns while the lane threads still use
+	 * the descriptors; they must not point into a dead frame */
+	static struct owner_regions r;
 	struct fm_transport *t;
 	struct fm_listener *l;
-	struct owner_regions r;
 	struct fm_ep *eps[64], *self;
 	struct hammer hs[OWNER_LANES];
 	struct totals sum = {0, 0};
@@ -556,8 +558,8 @@ static int cmp_u64(const void *a, const void *b)
 
 static int threads_client(struct ctx *c, enum fm_wait_mode mode)
 {
+	static struct fm_region_desc d[2]; /* outlives a failing return */
 	struct fm_transport *t;
-	struct fm_region_desc d[2];
 	struct fm_ep *ep;
 	struct hammer hs[CLIENT_LANES];
 	struct totals tt = {0, 0};
@@ -874,8 +876,8 @@ out:
  * endpoint under them, else it progresses until the owner's act closes it */
 static int close_client(struct ctx *c, bool local)
 {
+	static struct fm_region_desc d[2]; /* outlives a failing return */
 	struct fm_transport *t;
-	struct fm_region_desc d[2];
 	struct fm_ep *ep;
 	struct storm ss[CLIENT_LANES];
 	uint64_t ok = 0, failed = 0, deadline;
