@@ -337,6 +337,7 @@ void od_persist_kick(struct fm_ownerd *d)
 		if (rc < 0 && d->persist.v[i].status == 0)
 			d->persist.v[i].status = -EIO;
 	persist_complete(d, &d->persist, od_now_ms());
+	od_drain_actions(d); /* the SPLIT_ACKs go out */
 }
 
 void od_persist_reap(struct fm_ownerd *d)
