@@ -93,14 +93,16 @@ static void *committer_main(void *arg)
 	struct od_committer *c = arg;
 	static const uint64_t one = 1;
 
-	pthread_mutex_lock(&c->mu);
 	for (;;) {
 		int n, rc;
 
+		pthread_mutex_lock(&c->mu);
 		while (!c->next.n && !c->stop)
 			pthread_cond_wait(&c->cv, &c->mu);
-		if (c->stop)
+		if (c->stop) {
+			pthread_mutex_unlock(&c->mu);
 			break; /* `next` is not started */
+		}
 		/* every PERSIST in it was applied before it was handed, so
 		 * before the swap below */
 		plist_swap(&c->next, &c->flight); /* flight was empty */
@@ -132,10 +134,12 @@ static void *committer_main(void *arg)
 			pthread_cond_wait(&c->cv, &c->mu); /* reaped: done is empty */
 		c->flight.n = 0; /* stopping with no memory: dropped unanswered */
 		c->busy = false;
+		pthread_mutex_unlock(&c->mu);
+		/* wake whoever waits (stop, a reap that waits) and the loop;
+		 * after the unlock, so that neither wakes into our mutex */
 		pthread_cond_broadcast(&c->cv);
 		(void)!write(c->efd, &one, sizeof(one));
 	}
-	pthread_mutex_unlock(&c->mu);
 	return NULL;
 }
 
@@ -202,9 +206,9 @@ int od_committer_hand(struct od_committer *c, struct od_plist *l)
 
 	pthread_mutex_lock(&c->mu);
 	rc = plist_move(&c->next, l);
-	if (rc == 0)
-		pthread_cond_broadcast(&c->cv);
 	pthread_mutex_unlock(&c->mu);
+	if (rc == 0)
+		pthread_cond_broadcast(&c->cv); /* after the unlock: see above */
 	return rc;
 }
 
