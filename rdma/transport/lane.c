@@ -332,6 +332,15 @@ int fm_lane_wait(struct fm_lane *lane, struct fm_completion *out, int n, int tim
 	}
 }
 
+int fm_lane_fd(struct fm_lane *lane)
+{
+	if (lane == NULL)
+		return fm_err(-EINVAL, "fm_lane_fd: NULL lane");
+	if (lane->ep->t->cfg.wait_mode != FM_WAIT_EVENT || lane->ep->t->ops->lane_fd == NULL)
+		return -1;
+	return lane->ep->t->ops->lane_fd(lane);
+}
+
 unsigned fm_lane_depth(const struct fm_lane *lane)
 {
 	return lane->depth;

@@ -271,6 +271,9 @@ struct fm_provider_ops {
 	/* event mode: sleep until a completion may have come, at most
 	 * timeout_ms; NULL: the provider's completions are never late */
 	void (*lane_sleep)(struct fm_lane *l, int timeout_ms);
+	/* event mode: an fd readable when the lane may have a completion;
+	 * NULL or -1: none needed */
+	int (*lane_fd)(struct fm_lane *l);
 
 	/* post one message (header included, len <= peer's msg_size + HDR);
 	 * -EAGAIN when no send buffer is free right now (call progress) */

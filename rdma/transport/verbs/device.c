@@ -198,6 +198,7 @@ const struct fm_provider_ops fm__verbs_ops = {
 	.post_atomic = fm__verbs_post_atomic,
 	.lane_poll = fm__verbs_lane_poll,
 	.lane_sleep = fm__verbs_lane_sleep,
+	.lane_fd = fm__verbs_lane_fd,
 	.msg_post = fm__verbs_msg_post,
 	.msg_repost = fm__verbs_msg_repost,
 	.progress = fm__verbs_progress,

@@ -37,6 +37,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <poll.h>
 #include <unistd.h>
@@ -69,7 +70,7 @@ int fm__verbs_lane_new(struct fm_ep *ep, uint32_t depth, struct fm_lane **out)
 	vl = calloc(1, sizeof(*vl));
 	if (vl == NULL)
 		return fm_err(-ENOMEM, "lane");
-	vl->efd = -1;
+	vl->efd = vl->epfd = -1;
 	if (posix_memalign((void **)&vl->results, 64, (size_t)depth * 8) ||
 	    (vl->reqs = calloc(depth, sizeof(*vl->reqs))) == NULL ||
 	    (vl->free = calloc(depth, sizeof(*vl->free))) == NULL ||
@@ -119,6 +120,8 @@ void fm__verbs_lane_free(struct fm_lane *l)
 	}
 	if (vl->efd >= 0)
 		close(vl->efd);
+	if (vl->epfd >= 0)
+		close(vl->epfd);
 	free(vl->results);
 	free(vl->reqs);
 	free(vl->free);
@@ -209,8 +212,63 @@ void fm__verbs_lane_wake(struct v_lane *vl)
 	if (vl->efd < 0)
 		return;
 	atomic_thread_fence(memory_order_seq_cst); /* pairs with lane_sleep */
-	if (atomic_load_explicit(&vl->waiting, memory_order_relaxed))
+	if (atomic_load_explicit(&vl->waiting, memory_order_relaxed) ||
+	    atomic_load_explicit(&vl->watched, memory_order_relaxed))
 		(void)eventfd_write(vl->efd, 1);
+}
+
+/* take the CQ events waiting (ack each), re-arm; true if there were */
+static bool lane_take_events(struct v_ep *ve)
+{
+	struct ibv_cq *cq;
+	void *ctx;
+	int n = 0;
+
+	while (ibv_get_cq_event(ve->cc, &cq, &ctx) == 0) {
+		ibv_ack_cq_events(cq, 1);
+		n++;
+	}
+	if (n)
+		ibv_req_notify_cq(ve->cq, 0);
+	return n > 0;
+}
+
+/*
+ * fm_lane_fd: an epoll set of the CQ's channel and the lane's eventfd, for
+ * a lane thread's own event loop.  From now on every completion another
+ * thread routes to the lane writes the eventfd, and the lane's polls take
+ * the channel's events (ack, re-arm, drain for sure) and clear the
+ * eventfd: two syscalls per poll, the price of sleeping in event mode.
+ */
+int fm__verbs_lane_fd(struct fm_lane *l)
+{
+	struct v_lane *vl = to_vl(l);
+	struct v_ep *ve = to_vep(l->ep);
+	struct epoll_event ev = {.events = EPOLLIN};
+
+	if (vl->efd < 0)
+		return -1; /* busy mode: poll */
+	if (vl->epfd >= 0)
+		return vl->epfd;
+	vl->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (vl->epfd < 0)
+		return fm_err(-errno, "epoll_create1: %s", strerror(errno));
+	ev.data.u32 = 0;
+	if (epoll_ctl(vl->epfd, EPOLL_CTL_ADD, ve->cc->fd, &ev) == 0) {
+		ev.data.u32 = 1;
+		if (epoll_ctl(vl->epfd, EPOLL_CTL_ADD, vl->efd, &ev) == 0) {
+			atomic_store_explicit(&vl->watched, 1, memory_order_seq_cst);
+			ibv_req_notify_cq(ve->cq, 0);
+			return vl->epfd;
+		}
+	}
+	{
+		int e = errno;
+
+		close(vl->epfd);
+		vl->epfd = -1;
+		return fm_err(-e, "epoll_ctl: %s", strerror(e));
+	}
 }
 
 /* caller holds ve->drain */
@@ -297,9 +355,17 @@ int fm__verbs_lane_poll(struct fm_lane *l, struct fm_completion *out, int n)
 		__lane_flush(ve, vl);
 		pthread_mutex_unlock(&ve->drain);
 	} else {
+		bool took = false;
+
 		if (!fm__ep_is_up(l->ep))
 			lane_qp_error(vl);
-		(void)fm__verbs_drain(ve, false);
+		if (vl->epfd >= 0) { /* watched: the loop sleeps on epfd */
+			eventfd_t v;
+
+			(void)eventfd_read(vl->efd, &v);
+			took = lane_take_events(ve);
+		}
+		(void)fm__verbs_drain(ve, took, false);
 	}
 	return k + lane_pop(vl, out + k, n - k);
 }
@@ -310,8 +376,6 @@ void fm__verbs_lane_sleep(struct fm_lane *l, int timeout_ms)
 	struct v_ep *ve = to_vep(l->ep);
 	struct pollfd pfd[2] = {{.fd = ve->cc->fd, .events = POLLIN},
 				{.fd = vl->efd, .events = POLLIN}};
-	struct ibv_cq *cq;
-	void *ctx;
 
 	if (vl->efd < 0 || atomic_load_explicit(&ve->qp_gone, memory_order_acquire))
 		return;
@@ -319,26 +383,17 @@ void fm__verbs_lane_sleep(struct fm_lane *l, int timeout_ms)
 	 * fm__verbs_lane_wake) */
 	atomic_store_explicit(&vl->waiting, 1, memory_order_seq_cst);
 	ibv_req_notify_cq(ve->cq, 0);
-	(void)fm__verbs_drain(ve, false);
+	(void)fm__verbs_drain(ve, false, false);
 	if (atomic_load_explicit(&vl->head, memory_order_seq_cst) ==
 	    atomic_load_explicit(&vl->tail, memory_order_relaxed))
 		(void)poll(pfd, 2, timeout_ms);
 	atomic_store_explicit(&vl->waiting, 0, memory_order_relaxed);
-	if (pfd[0].revents & POLLIN) {
-		/* took the event: ack, re-arm, then drain for sure -- a
-		 * completion that came before the re-arm raises no new event,
-		 * and a drainer holding the lock may have looked before it
-		 * came: skipping would strand it (and any sleeper it is for) */
-		int n = 0;
-
-		while (ibv_get_cq_event(ve->cc, &cq, &ctx) == 0) {
-			ibv_ack_cq_events(cq, 1);
-			n++;
-		}
-		ibv_req_notify_cq(ve->cq, 0);
-		if (n)
-			(void)fm__verbs_drain(ve, true);
-	}
+	/* took an event: ack, re-arm, then drain for sure -- a completion
+	 * that came before the re-arm raises no new event, and a drainer
+	 * holding the lock may have looked before it came: skipping would
+	 * strand it (and any sleeper it is for) */
+	if ((pfd[0].revents & POLLIN) && lane_take_events(ve))
+		(void)fm__verbs_drain(ve, true, false);
 	if (pfd[1].revents & POLLIN) {
 		eventfd_t v;
 

@@ -57,16 +57,20 @@
  * POSTED itself, with an error (lane.c).  The CQ, its channel and the drain
  * lock live until fm__verbs_ep_final, when no lane is left.
  *
- * EVENT MODE.  Sleepers: the owning thread (epoll on fm_ep_fd) and lanes in
- * fm_lane_wait (poll on the channel and their own eventfd).  Whoever takes
- * a CQ event acks it, re-arms the CQ, and THEN drains -- taking the lock
- * even if another thread holds it: a completion that came before the
- * re-arm raises no new event, so the taker must see it drained.  A sleeper first sets its waiting flag
- * (seq_cst), arms, looks once more, then sleeps; a drainer that routed to a
- * waiting lane writes its eventfd, and one that routed anything while the
- * owning thread waits writes msg_efd (seq_cst fence between push and flag
- * load): another thread having taken the event cannot leave a sleeper
- * stranded.
+ * EVENT MODE.  Sleepers: the owning thread (epoll on fm_ep_fd: its own
+ * loop, or fm__verbs_progress), lanes in fm_lane_wait (poll on the channel
+ * and their own eventfd), lanes in their thread's own loop (fm_lane_fd: an
+ * epoll of both).  Whoever takes a CQ event acks it, re-arms the CQ, and
+ * THEN drains -- taking the lock even if another thread holds it: a
+ * completion that came before the re-arm raises no new event, so the taker
+ * must see it drained.  Another thread may have taken the event that would
+ * have woken a sleeper, so a drainer wakes the sleepers it routed to:
+ *   - the owning thread: a drain that is not the owning thread's own
+ *     progress and routed a message or a completion of the endpoint's own
+ *     lane writes msg_efd (in fm_ep_fd), always -- the owning thread may
+ *     sleep in a loop of its own; its progress clears msg_efd first;
+ *   - a lane: if it is asleep in fm_lane_wait (waiting, seq_cst pair) or
+ *     watched through fm_lane_fd, its eventfd.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -337,9 +341,10 @@ static void v_wc_fail(struct v_ep *ve, const struct vreq *rq, enum ibv_wc_status
 						    : "one-sided op");
 }
 
-/* caller holds ve->drain: every completion in the CQ to its taker.
+/* caller holds ve->drain: every completion in the CQ to its taker;
+ * `owner`: the owning thread's progress, which takes msgq right after.
  * Returns how many, or -1 if ibv_poll_cq failed (endpoint failed). */
-static int __v_drain(struct v_ep *ve)
+static int __v_drain(struct v_ep *ve, bool owner)
 {
 	struct ibv_wc wc[V_POLL_BATCH];
 	int n, i, total = 0, to_owner = 0;
@@ -379,15 +384,12 @@ static int __v_drain(struct v_ep *ve)
 		}
 		total += n;
 	} while (n == V_POLL_BATCH);
-	if (event && to_owner) {
-		atomic_thread_fence(memory_order_seq_cst);
-		if (atomic_load_explicit(&ve->owner_waiting, memory_order_relaxed))
-			(void)eventfd_write(ve->msg_efd, 1);
-	}
+	if (event && to_owner && !owner)
+		(void)eventfd_write(ve->msg_efd, 1);
 	return n < 0 ? -1 : total;
 }
 
-int fm__verbs_drain(struct v_ep *ve, bool wait)
+int fm__verbs_drain(struct v_ep *ve, bool wait, bool owner)
 {
 	int n;
 
@@ -395,7 +397,7 @@ int fm__verbs_drain(struct v_ep *ve, bool wait)
 		pthread_mutex_lock(&ve->drain);
 	else if (pthread_mutex_trylock(&ve->drain))
 		return -1;
-	n = __v_drain(ve);
+	n = __v_drain(ve, owner);
 	pthread_mutex_unlock(&ve->drain);
 	return n;
 }
@@ -444,7 +446,7 @@ void fm__verbs_qp_teardown(struct v_ep *ve)
 	/* 2. ERROR: nothing executes any more, everything in flight flushes */
 	if (!atomic_exchange(&ve->qp_err, true))
 		(void)ibv_modify_qp(ve->qp, &attr, IBV_QP_STATE);
-	(void)fm__verbs_drain(ve, true);
+	(void)fm__verbs_drain(ve, true, true);
 	/* 3. destroy: the fence's guarantee rests on this */
 	rdma_destroy_qp(ve->id);
 	ve->qp_created = false;
@@ -452,10 +454,10 @@ void fm__verbs_qp_teardown(struct v_ep *ve)
 	/* 4. what the destroy left in the CQ; after this no completion of a
 	 *    lane's request can come: the lanes finish the rest themselves */
 	pthread_mutex_lock(&ve->drain);
-	(void)__v_drain(ve);
+	(void)__v_drain(ve, true);
 	atomic_store_explicit(&ve->qp_gone, true, memory_order_release);
 	pthread_mutex_unlock(&ve->drain);
-	/* 5. wake lanes asleep in fm_lane_wait */
+	/* 5. wake lanes asleep in fm_lane_wait or watched */
 	if (ve->ep.t->cfg.wait_mode == FM_WAIT_EVENT) {
 		pthread_mutex_lock(&ve->ep.lanes_lock);
 		for (struct fm_lane *l = ve->ep.lanes; l; l = l->next)
@@ -477,7 +479,7 @@ static void v_check_cm(struct v_ep *ve)
 		switch (type) {
 		case RDMA_CM_EVENT_DISCONNECTED:
 			/* deliver what arrived before the DREQ */
-			(void)fm__verbs_drain(ve, true);
+			(void)fm__verbs_drain(ve, true, true);
 			(void)fm__verbs_msgq_take(ve);
 			fm__ep_fail(&ve->ep, -ECONNRESET, "peer closed or died (disconnected)");
 			break;
@@ -506,23 +508,6 @@ static void v_take_events(struct v_ep *ve)
 	ibv_req_notify_cq(ve->cq, 0);
 }
 
-/* is there anything for the owning thread (messages, its own lane)? */
-static bool v_owner_has_work(struct v_ep *ve)
-{
-	struct fm_lane *s = ve->ep.sync;
-
-	if (atomic_load_explicit(&ve->msgq_head, memory_order_seq_cst) !=
-	    atomic_load_explicit(&ve->msgq_tail, memory_order_relaxed))
-		return true;
-	if (s) {
-		struct v_lane *vl = container_of(s, struct v_lane, l);
-
-		return atomic_load_explicit(&vl->head, memory_order_seq_cst) !=
-		       atomic_load_explicit(&vl->tail, memory_order_relaxed);
-	}
-	return false;
-}
-
 int fm__verbs_progress(struct fm_ep *ep, int timeout_ms)
 {
 	struct v_ep *ve = to_vep(ep);
@@ -530,10 +515,16 @@ int fm__verbs_progress(struct fm_ep *ep, int timeout_ms)
 	struct epoll_event evs[3];
 	int n, m;
 
-	if (event)
+	if (event) {
+		eventfd_t v;
+
+		/* clear the wake-ups first: whatever another thread routes
+		 * after this writes it again */
+		(void)eventfd_read(ve->msg_efd, &v);
 		v_take_events(ve);
+	}
 	/* event mode must see what another thread drained before it sleeps */
-	n = fm__verbs_drain(ve, event);
+	n = fm__verbs_drain(ve, event, true);
 	m = fm__verbs_msgq_take(ve);
 	if (ep->state != FM_EP_UP) {
 		v_qp_error(ve);
@@ -545,20 +536,10 @@ int fm__verbs_progress(struct fm_ep *ep, int timeout_ms)
 	}
 	if (n > 0 || m || timeout_ms == 0 || !event || ep->state != FM_EP_UP)
 		return 0;
-	/* sleep: say so, look once more, then wait (the drainers' side of
-	 * this handshake is at the end of __v_drain) */
-	atomic_store_explicit(&ve->owner_waiting, 1, memory_order_seq_cst);
-	if (!v_owner_has_work(ve) &&
-	    epoll_wait(ep->event_fd, evs, 3, timeout_ms) < 0 && errno != EINTR) {
-		atomic_store_explicit(&ve->owner_waiting, 0, memory_order_relaxed);
+	/* the CQ is armed (v_take_events) and drained; a later completion
+	 * raises the channel, one another thread takes writes msg_efd */
+	if (epoll_wait(ep->event_fd, evs, 3, timeout_ms) < 0 && errno != EINTR)
 		return fm_err(-errno, "epoll_wait: %s", strerror(errno));
-	}
-	atomic_store_explicit(&ve->owner_waiting, 0, memory_order_relaxed);
-	if (ve->msg_efd >= 0) {
-		eventfd_t v;
-
-		(void)eventfd_read(ve->msg_efd, &v);
-	}
 	return fm__verbs_progress(ep, 0);
 }
 
@@ -566,7 +547,7 @@ void fm__verbs_reap(struct fm_ep *ep)
 {
 	struct v_ep *ve = to_vep(ep);
 
-	(void)fm__verbs_drain(ve, false);
+	(void)fm__verbs_drain(ve, false, true);
 	(void)fm__verbs_msgq_take(ve);
 	v_qp_error(ve);
 }
@@ -584,7 +565,7 @@ static void v_linger(struct v_ep *ve)
 	uint64_t deadline = fm__deadline(linger < 0 ? 0 : linger);
 
 	while (ve->qp_created && ve->ntx_free < ve->ntx && ve->ep.state != FM_EP_CLOSED) {
-		int n = fm__verbs_drain(ve, true);
+		int n = fm__verbs_drain(ve, true, true);
 
 		if (fm__verbs_msgq_take(ve) || n > 0)
 			continue;

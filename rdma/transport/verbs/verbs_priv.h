@@ -84,7 +84,9 @@ struct v_lane {
 	_Alignas(64) _Atomic uint32_t head; /* pushed under ve->drain */
 	_Alignas(64) _Atomic uint32_t tail; /* popped by the lane's thread */
 	_Atomic int waiting;      /* event mode: asleep in lane_sleep */
+	_Atomic int watched;      /* event mode: fm_lane_fd was asked for */
 	int efd;                  /* event mode: a drainer wakes it; else -1 */
+	int epfd;                 /* fm_lane_fd: cc->fd + efd; else -1 */
 };
 
 struct v_transport {
@@ -125,7 +127,7 @@ struct v_listener {
  *   cq, cc          drained by any thread holding `drain`; events taken by
  *                   any sleeper; both live until fm__verbs_ep_final
  *   msgq head       pushed under `drain`; tail: owning thread
- *   qp_dead/err/gone, owner_waiting, lane_slots   atomics, see qp.c
+ *   qp_dead/err/gone, lane_slots   atomics, see qp.c
  */
 struct v_ep {
 	struct fm_ep ep;
@@ -155,8 +157,9 @@ struct v_ep {
 	_Atomic bool qp_err;    /* moved to ERROR (flushes everything) */
 	_Atomic bool qp_gone;   /* destroyed AND the CQ drained after: no
 				 * completion of a lane can come any more */
-	_Atomic int owner_waiting; /* event mode: the owning thread sleeps */
-	int msg_efd;            /* event mode: wakes it (in ep.event_fd) */
+	int msg_efd;            /* event mode: wakes the owning thread (in
+				 * ep.event_fd) when another thread routed
+				 * something to it */
 	_Atomic uint32_t lane_slots; /* send-queue slots left for lanes */
 };
 
@@ -193,8 +196,9 @@ int fm__verbs_post_recv(struct v_ep *ve, uint32_t slot);
 int fm__verbs_ep_resources(struct v_ep *ve, struct v_transport *vt);
 /* fm__verbs_drain -- take everything off the CQ, routing each completion
  * (lanes' rings, the message queue); wait: take the drain lock even if
- * another thread holds it, else skip when it does (-1).  Any thread. */
-int fm__verbs_drain(struct v_ep *ve, bool wait);
+ * another thread holds it, else skip when it does (-1); owner: called by
+ * the owning thread's progress (it needs no wake-up).  Any thread. */
+int fm__verbs_drain(struct v_ep *ve, bool wait, bool owner);
 /* fm__verbs_msgq_take -- owning thread: act on the message completions
  * drained so far (fm__ep_rx, send slots back); returns how many */
 int fm__verbs_msgq_take(struct v_ep *ve);
@@ -220,6 +224,7 @@ int fm__verbs_post_atomic(struct fm_lane *l, enum fm_lane_op op,
 			  void *ctx);
 int fm__verbs_lane_poll(struct fm_lane *l, struct fm_completion *out, int n);
 void fm__verbs_lane_sleep(struct fm_lane *l, int timeout_ms);
+int fm__verbs_lane_fd(struct fm_lane *l);
 /* fm__verbs_lane_done -- caller holds ve->drain: the completion of `lr` */
 void fm__verbs_lane_done(struct v_ep *ve, struct v_lreq *lr, enum ibv_wc_status st);
 /* fm__verbs_lane_wake -- a drainer routed to this lane: wake it if asleep */

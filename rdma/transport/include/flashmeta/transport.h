@@ -554,7 +554,12 @@ int fm_ep_faa(struct fm_ep *ep, const struct fm_region_desc *rd, uint64_t off, u
  * WAITING.  fm_lane_poll never blocks.  fm_lane_wait blocks for at least
  * one completion: busy mode spins on the lane, event mode (verbs) sleeps on
  * the endpoint's completion channel and the lane's own eventfd; shm
- * operations are complete when the post returns, so it never sleeps.
+ * operations are complete when the post returns, so it never sleeps.  A
+ * thread with an event loop of its own puts fm_lane_fd(lane) in it (and the
+ * owning thread fm_ep_fd(ep), as before): readable when a completion may be
+ * there, then fm_lane_poll.  Another thread taking the completion (or the
+ * CQ event) off the shared CQ wakes the right fd: no hand-off is needed and
+ * none is lost.
  *
  * COST (the hot path, per operation).
  *   shm    post: two stores to lane-private cache lines (one of them
@@ -640,6 +645,15 @@ int fm_lane_poll(struct fm_lane *lane, struct fm_completion *out, int n);
  * (it never waits for nothing), -ETIMEDOUT, -EINVAL.
  */
 int fm_lane_wait(struct fm_lane *lane, struct fm_completion *out, int n, int timeout_ms);
+
+/*
+ * fm_lane_fd -- event mode: a file descriptor (owned by the lane) that
+ * turns readable when the lane may have a completion to poll, for the lane
+ * thread's own poll/epoll loop; poll the lane whenever it is readable (the
+ * poll re-arms it).  -1 when nothing is needed: busy mode (poll), shm (an
+ * operation is complete when its post returns).  Lane's thread.
+ */
+int fm_lane_fd(struct fm_lane *lane);
 
 /* fm_lane_depth -- operations the lane holds at most;
  * fm_lane_outstanding -- posted and not yet polled. */
