@@ -15,9 +15,12 @@
  *                     FAA word must equal the FAAs done, the CAS word the
  *                     successful CASes (none lost); FAA results grow along
  *                     each lane.
- *   lane_event        the same in event mode, lanes waiting in
- *                     fm_lane_wait, the owning thread sleeping in fm_ep_recv
- *                     (a lost wake-up would cost a 100 ms slice per ping).
+ *   lane_event        the same in event mode: half the lanes wait in
+ *                     fm_lane_wait, half sleep in their own poll() on
+ *                     fm_lane_fd; the client's owning thread sleeps in its
+ *                     own epoll on fm_ep_fd, as an agent's loop does, while
+ *                     the lanes take completions and events off the shared
+ *                     CQ (a lost wake-up would cost a 100 ms slice a ping).
  *   lane_peer_close   the owner closes under 4 hammering lanes; every
  *   lane_local_close  operation completes once, posts fail with -ENOTCONN
  *                     from then on; the client then reports over a second
@@ -37,6 +40,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <time.h>
 #include <unistd.h>
@@ -346,7 +350,8 @@ struct hammer {
 	struct fm_ep *ep;
 	const struct fm_region_desc *at;
 	uint64_t faa_iters, cas_iters;
-	bool wait;              /* fm_lane_wait when idle (event mode) */
+	bool wait;              /* event mode: fm_lane_wait when idle ... */
+	bool own_loop;          /* ... or poll() on fm_lane_fd */
 	/* results */
 	uint64_t faa_done, cas_won, cas_tries;
 	int ret;
@@ -366,9 +371,15 @@ static int hammer_run(struct hammer *h)
 	static char faa_tag, cas_tag;
 	uint32_t depth;
 
+	int fd = -1;
+
 	whoami = h->who;
 	CHECK_RET(fm_lane_new(h->ep, &lane), 0);
 	depth = fm_lane_depth(lane);
+	if (h->own_loop) {
+		fd = fm_lane_fd(lane);
+		CHECK(fd >= 0 || is_shm(), "fm_lane_fd: %d", fd); /* shm needs none */
+	}
 	while (h->faa_done < h->faa_iters || h->cas_tries < h->cas_iters) {
 		int k;
 
@@ -383,7 +394,19 @@ static int hammer_run(struct hammer *h)
 			cas_posted++;
 			cas_in = true;
 		}
-		k = h->wait ? fm_lane_wait(lane, cs, 16, 30000) : fm_lane_poll(lane, cs, 16);
+		if (fd >= 0) {
+			struct pollfd p = {.fd = fd, .events = POLLIN};
+
+			k = fm_lane_poll(lane, cs, 16);
+			if (k == 0) {
+				CHECK(poll(&p, 1, 30000) == 1, "fm_lane_fd never turned readable");
+				k = fm_lane_poll(lane, cs, 16);
+			}
+		} else if (h->wait) {
+			k = fm_lane_wait(lane, cs, 16, 30000);
+		} else {
+			k = fm_lane_poll(lane, cs, 16);
+		}
 		CHECK(k >= 0, "poll/wait: %d", k);
 		for (int i = 0; i < k; i++) {
 			CHECK(cs[i].status == 0, "status %d", cs[i].status);
@@ -440,7 +463,8 @@ static int hammers_start(struct hammer *hs, int n, struct fm_ep *ep,
 
 	for (int i = 0; i < n; i++) {
 		hs[i] = (struct hammer){.ep = ep, .at = at, .faa_iters = iters,
-					.cas_iters = iters / 4 ? iters / 4 : 1, .wait = wait};
+					.cas_iters = iters / 4 ? iters / 4 : 1, .wait = wait,
+					.own_loop = wait && i % 2 == 1};
 		snprintf(hs[i].who, sizeof(hs[i].who), "%s lane %d", who, i);
 		atomic_fetch_add(&hammers_left, 1);
 		CHECK_RET(pthread_create(&hs[i].th, NULL, hammer_main, &hs[i]), 0);
@@ -556,6 +580,31 @@ static int cmp_u64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* event mode, the way an agent's protocol thread waits: its own epoll on
+ * fm_ep_fd, sleeping only after fm_ep_progress said 0 (transport.h) */
+static int recv_own_loop(struct fm_ep *ep, void *buf, size_t cap)
+{
+	uint64_t deadline = now_ms() + 30000;
+	struct epoll_event ev = {.events = EPOLLIN};
+	int efd = epoll_create1(0), n;
+
+	CHECK(efd >= 0);
+	CHECK_RET(epoll_ctl(efd, EPOLL_CTL_ADD, fm_ep_fd(ep), &ev), 0);
+	for (;;) {
+		n = fm_ep_recv(ep, buf, cap, FM_NONBLOCK);
+		if (n != -EAGAIN)
+			break;
+		n = fm_ep_progress(ep);
+		CHECK(n >= 0, "progress %d", n);
+		if (n > 0)
+			continue;
+		CHECK(now_ms() < deadline, "no pong in 30 s");
+		(void)epoll_wait(efd, &ev, 1, 1000);
+	}
+	close(efd);
+	return n;
+}
+
 static int threads_client(struct ctx *c, enum fm_wait_mode mode)
 {
 	static struct fm_region_desc d[2]; /* outlives a failing return */
@@ -578,7 +627,12 @@ static int threads_client(struct ctx *c, enum fm_wait_mode mode)
 
 		memcpy(msg + 1, &seq, 4);
 		CHECK_RET(fm_ep_send(ep, msg, 5, 0), 0);
-		CHECK_RET(fm_ep_recv(ep, buf, sizeof(buf), 0), 5);
+		if (mode == FM_WAIT_EVENT) {
+			if (recv_own_loop(ep, buf, sizeof(buf)) != 5)
+				return -1;
+		} else {
+			CHECK_RET(fm_ep_recv(ep, buf, sizeof(buf), 0), 5);
+		}
 		CHECK(buf[0] == 'Q' && memcmp(buf + 1, &seq, 4) == 0, "pong %c", buf[0]);
 		rtt[seq % 4096] = now_ms() - t0;
 		seq++;
@@ -592,7 +646,7 @@ static int threads_client(struct ctx *c, enum fm_wait_mode mode)
 		fprintf(stderr, "[%s] %u pings while the lanes ran, median %llu ms, max %llu ms\n",
 			whoami, seq, (unsigned long long)rtt[n / 2],
 			(unsigned long long)rtt[n - 1]);
-		/* a lost wake-up costs the sleeping thread a 100 ms slice */
+		/* a lost wake-up costs the sleeping thread its epoll timeout */
 		CHECK(mode != FM_WAIT_EVENT || rtt[n / 2] < 80, "median ping %llu ms in event mode",
 		      (unsigned long long)rtt[n / 2]);
 	}
