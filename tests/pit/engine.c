@@ -13,9 +13,12 @@
  * and pit_eng_io() starts the I/O again after the errors agent.h names.
  * Nothing here knows about tags, logs or faults: the hooks do.
  *
- * Where the coming agent API lands: each destructive data step below
- * (steps 2, 3 and 6 of cow_grain, and the DIRECT write) is to run under a
- * lease guard, and commit_split is to carry the lock's fencing token.
+ * Every destructive data step below -- steps 2-4 of cow_grain (the copy,
+ * the target write and their sync, one step), step 6, every DIRECT write
+ * -- runs between fm_agent_step_begin and fm_agent_step_end: it starts
+ * only while the lease has its margin left (lease.h R2).  The fencing
+ * token step_begin hands out is not used: these volumes are plain files
+ * that cannot check one.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -57,7 +60,7 @@ const char *pit_step_name(enum pit_step s)
 bool pit_eng_transient(int rc)
 {
 	return rc == -ECONNRESET || rc == -EAGAIN || rc == -ESTALE || rc == -ETIMEDOUT ||
-	       rc == -ENOLCK || rc == -ENOTCONN;
+	       rc == -ENOLCK || rc == -ENOTCONN || rc == -EKEYEXPIRED;
 }
 
 static void step(const struct pit_eng_hooks *h, enum pit_step s, uint64_t g, int rc)
@@ -86,6 +89,19 @@ static int vol_io(int fd, bool wr, uint64_t off, uint64_t len, void *buf)
 	return 0;
 }
 
+/* a write as one data step (lease.h R2) */
+static int step_write(struct fm_agent *a, struct fm_agent_io *io, int fd, uint64_t off,
+		      uint64_t len, void *buf)
+{
+	int rc = fm_agent_step_begin(a, io, NULL);
+
+	if (rc)
+		return rc;
+	rc = vol_io(fd, true, off, len, buf);
+	fm_agent_step_end(a, io);
+	return rc;
+}
+
 /* a data step failed under the lock: give it back, report the failure */
 static int cow_abort(struct fm_agent *a, const struct pit_vols *v, uint64_t g,
 		     const struct pit_eng_hooks *h, int rc)
@@ -106,9 +122,9 @@ static int cow_abort(struct fm_agent *a, const struct pit_vols *v, uint64_t g,
  *      releases the lock
  *   6. only now write the source, if the I/O writes the source
  */
-static int cow_grain(struct fm_agent *a, const struct pit_vols *v, enum fm_io_op op,
-		     uint64_t g, uint32_t shift, bool copy, uint64_t off, uint64_t len,
-		     uint8_t *buf, const struct pit_eng_hooks *h)
+static int cow_grain(struct fm_agent *a, struct fm_agent_io *io, const struct pit_vols *v,
+		     enum fm_io_op op, uint64_t g, uint32_t shift, bool copy, uint64_t off,
+		     uint64_t len, uint8_t *buf, const struct pit_eng_hooks *h)
 {
 	uint64_t gsz = 1ull << shift, goff = g << shift;
 	bool tgt = op == FM_IO_WRITE_TARGET;
@@ -120,19 +136,24 @@ static int cow_grain(struct fm_agent *a, const struct pit_vols *v, enum fm_io_op
 		rc = fm_agent_unlock(a, v->map, g);
 		if (rc)
 			return rc;
-		return vol_io(tgt ? v->tgt : v->src, true, off, len, buf);
+		return step_write(a, io, tgt ? v->tgt : v->src, off, len, buf);
 	}
 	step(h, PIT_STEP_LOCKED, g, 0);
 	if (pit_eng_mutation == PIT_MUT_SOURCE_FIRST && !tgt) { /* mutant: 6 first */
-		rc = vol_io(v->src, true, off, len, buf);
+		rc = step_write(a, io, v->src, off, len, buf);
 		if (rc)
 			return cow_abort(a, v, g, h, rc);
 	}
+	rc = fm_agent_step_begin(a, io, NULL); /* 2-4: one data step */
+	if (rc)
+		return cow_abort(a, v, g, h, rc);
 	if (copy && pit_eng_mutation != PIT_MUT_SKIP_COPY) { /* 2 */
 		uint8_t *tmp = malloc(gsz);
 
-		if (!tmp)
+		if (!tmp) {
+			fm_agent_step_end(a, io);
 			return cow_abort(a, v, g, h, fm_err(-ENOMEM, "copy buffer"));
+		}
 		step(h, PIT_STEP_COPY_READ, g, 0);
 		rc = vol_io(v->src, false, goff, gsz, tmp);
 		if (!rc) {
@@ -140,25 +161,26 @@ static int cow_grain(struct fm_agent *a, const struct pit_vols *v, enum fm_io_op
 			rc = vol_io(v->tgt, true, goff, gsz, tmp);
 		}
 		free(tmp);
-		if (rc)
-			return cow_abort(a, v, g, h, rc);
 	}
-	if (tgt) { /* 3 */
+	if (!rc && tgt) { /* 3 */
 		step(h, PIT_STEP_TGT_WRITE, g, 0);
 		rc = vol_io(v->tgt, true, off, len, buf);
-		if (rc)
-			return cow_abort(a, v, g, h, rc);
 	}
-	step(h, PIT_STEP_SYNC, g, 0); /* 4 */
-	if (fdatasync(v->tgt))
-		return cow_abort(a, v, g, h, fm_err(-EIO, "fdatasync: %s", strerror(errno)));
+	if (!rc) {
+		step(h, PIT_STEP_SYNC, g, 0); /* 4 */
+		if (fdatasync(v->tgt))
+			rc = fm_err(-EIO, "fdatasync: %s", strerror(errno));
+	}
+	fm_agent_step_end(a, io);
+	if (rc)
+		return cow_abort(a, v, g, h, rc);
 	step(h, PIT_STEP_COMMIT, g, 0); /* 5 */
 	rc = fm_agent_commit_split(a, v->map, g);
 	step(h, PIT_STEP_COMMITTED, g, rc);
 	if (rc || tgt || pit_eng_mutation == PIT_MUT_SOURCE_FIRST)
 		return rc;
 	step(h, PIT_STEP_SRC_WRITE, g, 0); /* 6 */
-	return vol_io(v->src, true, off, len, buf);
+	return step_write(a, io, v->src, off, len, buf);
 }
 
 /* read the source, then prove per grain that it was still unsplit */
@@ -183,7 +205,7 @@ static int redirect(struct fm_agent *a, const struct pit_vols *v, const struct f
 	return rc;
 }
 
-static int run_plan(struct fm_agent *a, const struct pit_vols *v, const struct fm_agent_io *io,
+static int run_plan(struct fm_agent *a, const struct pit_vols *v, struct fm_agent_io *io,
 		    enum fm_io_op op, uint64_t off, uint64_t len, uint8_t *buf,
 		    const struct pit_eng_hooks *h)
 {
@@ -203,7 +225,8 @@ static int run_plan(struct fm_agent *a, const struct pit_vols *v, const struct f
 
 		switch (e->kind) {
 		case FM_EXT_DIRECT:
-			rc = vol_io(fd, wr, e->offset, e->length, ebuf);
+			rc = wr ? step_write(a, io, fd, e->offset, e->length, ebuf) :
+				  vol_io(fd, false, e->offset, e->length, ebuf);
 			break;
 		case FM_EXT_REDIRECT_TO_SOURCE:
 			rc = redirect(a, v, e, shift, ebuf, h);
@@ -218,7 +241,7 @@ static int run_plan(struct fm_agent *a, const struct pit_vols *v, const struct f
 				uint64_t a1 = s1 < end ? s1 : end;
 				bool copy = e->kind == FM_EXT_COPY_THEN_WRITE;
 
-				rc = cow_grain(a, v, op, g, shift, copy, a0, a1 - a0,
+				rc = cow_grain(a, io, v, op, g, shift, copy, a0, a1 - a0,
 					       buf + (a0 - off), h);
 			}
 			break;
