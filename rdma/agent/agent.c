@@ -694,6 +694,9 @@ int fm_agent_wait_active(struct fm_agent *a, int timeout_ms)
 		rc = pthread_cond_timedwait(&a->cond, &a->lock, &ts);
 	rc = a->state == FM_CLIENT_ACTIVE ? 0 : a->close_status ? a->close_status : -ETIMEDOUT;
 	pthread_mutex_unlock(&a->lock);
+	if (rc == -EACCES)
+		return fm_err(rc, "agent: the owner at %s refused client %u: wrong key, or a "
+			      "client id it does not allow", a->addr, a->cfg.client_id);
 	if (rc)
 		return fm_err(rc, "agent: no session with %s: %s", a->addr, strerror(-rc));
 	return 0;
