@@ -25,7 +25,7 @@
  * line: the transport's cost, not line contention) or of 64-byte READs; a
  * sample is the time per operation over a batch of --batch completions.
  * The blocking fm_ep_cas loop (one thread: an endpoint has one owning
- * thread) is measured in the same rounds.  Aggregate operations/s =
+ * thread) is measured in the same rounds.  Aggregate Kops/s =
  * operations of all threads / wall time of the burst.
  *
  * The first --warmup percent of every case's samples are dropped; the rest
@@ -569,7 +569,7 @@ int main(int argc, char **argv)
 	fm_report_header(stdout, "[nsec/op]");
 	{
 		struct series *all[7] = {&tpb};
-		double base_mops = 0;
+		double base_kops = 0;
 
 		for (int kd = 0, n = 1; kd < 2; kd++)
 			for (int ti = 0; ti < 3; ti++)
@@ -579,26 +579,26 @@ int main(int argc, char **argv)
 			size_t w = warm(se);
 			double *copy = malloc((se->n - w) * sizeof(double));
 			struct fm_report_stats rs;
-			double mops = se->ops / se->wall_ns * 1e3;
+			double kops = se->ops / se->wall_ns * 1e6;
 
 			memcpy(copy, se->s + w, (se->n - w) * sizeof(double));
 			rs = fm_report_row(stdout, se->name, copy, se->n - w);
 			if (i == 0)
-				base_mops = mops;
+				base_kops = kops;
 			if (jf)
 				fm_report_json_result(&j, se->name, "nsec/op", &rs, "threads",
 						      (double)se->threads, "in_flight",
-						      i == 0 ? 1.0 : (double)opt.depth, "mops_per_s",
-						      mops, "vs_baseline", mops / base_mops, NULL);
+						      i == 0 ? 1.0 : (double)opt.depth, "kops_per_s",
+						      kops, "vs_baseline", kops / base_kops, NULL);
 			free(copy);
 		}
 		printf("\n%-36s %9s %16s %16s\n", "case", "threads", "aggregate", "vs baseline");
-		printf("%-36s %9s %16s %16s\n", "", "", "[Mops/s]", "[x]");
+		printf("%-36s %9s %16s %16s\n", "", "", "[Kops/s]", "[x]");
 		for (int i = 0; i < 7; i++) {
-			double mops = all[i]->ops / all[i]->wall_ns * 1e3;
+			double kops = all[i]->ops / all[i]->wall_ns * 1e6;
 
-			printf("%-36s %9u %16.2f %16.2f\n", all[i]->name, all[i]->threads, mops,
-			       mops / base_mops);
+			printf("%-36s %9u %16.1f %16.2f\n", all[i]->name, all[i]->threads, kops,
+			       kops / base_kops);
 		}
 	}
 	if (jf) {
