@@ -492,7 +492,8 @@ int fm_ep_faa(struct fm_ep *ep, const struct fm_region_desc *rd, uint64_t off, u
  *   - the owning thread's fm_ep_* calls (including fm_ep_fence and
  *     fm_ep_delete), and
  *   - any number of lanes of that endpoint, each on its own thread:
- *     fm_lane_post_*, fm_lane_poll, fm_lane_wait, fm_lane_delete;
+ *     fm_lane_post_*, fm_lane_poll, fm_lane_wait, fm_lane_fd,
+ *     fm_lane_delete;
  *   - fm_lane_new, from any thread while the endpoint exists (not after
  *     fm_ep_delete was called);
  *   - fm_ep_state and fm_ep_error, from any thread.
@@ -574,6 +575,10 @@ int fm_ep_faa(struct fm_ep *ep, const struct fm_region_desc *rd, uint64_t off, u
  *          completion to its lane's ring (release store), then the lane's
  *          ring (acquire load).  A thread that finds the CQ being drained
  *          does not wait: the drainer routes its completions to its lane.
+ *          Event mode adds syscalls only where a thread sleeps: a lane
+ *          watched through fm_lane_fd reads its eventfd and the channel
+ *          at each poll, a drainer writes the eventfd of a sleeper it
+ *          routed to.
  */
 struct fm_lane;
 
