@@ -263,6 +263,7 @@ struct tp_job {
 	uint64_t off;       /* this thread's word */
 	unsigned batches;
 	double *out;        /* ns per operation, one per batch */
+	uint64_t start, end; /* this thread's first and last clock reads */
 	pthread_barrier_t *bar;
 };
 
@@ -273,6 +274,7 @@ static void *tp_run(void *arg)
 	uint64_t v = 0;
 
 	pthread_barrier_wait(j->bar);
+	j->start = fm_now_ns();
 	for (unsigned b = 0; b < j->batches; b++) {
 		uint64_t t0 = fm_now_ns();
 		unsigned done = 0, posted = 0;
@@ -301,19 +303,22 @@ static void *tp_run(void *arg)
 					die("completion", cs[i].status);
 			done += (unsigned)k;
 		}
-		j->out[b] = (double)(fm_now_ns() - t0) / opt.batch;
+		j->end = fm_now_ns();
+		j->out[b] = (double)(j->end - t0) / opt.batch;
 	}
 	return NULL;
 }
 
-/* one burst of `threads` lanes: samples into se, ops and wall time too */
+/* one burst of `threads` lanes: samples into se, ops and wall time too.
+ * The wall time is the workers' own, first start to last end: the main
+ * thread may be descheduled past the barrier until they are done. */
 static void tp_burst(struct client *cl, enum tp_kind kind, unsigned threads, unsigned batches,
 		     struct series *se)
 {
 	struct tp_job jobs[MAX_THREADS];
 	pthread_t th[MAX_THREADS];
 	pthread_barrier_t bar;
-	uint64_t t0, t1;
+	uint64_t t0 = UINT64_MAX, t1 = 0;
 
 	pthread_barrier_init(&bar, NULL, threads + 1);
 	for (unsigned i = 0; i < threads; i++) {
@@ -325,10 +330,14 @@ static void tp_burst(struct client *cl, enum tp_kind kind, unsigned threads, uns
 			die("thread", -ENOMEM);
 	}
 	pthread_barrier_wait(&bar);
-	t0 = fm_now_ns();
 	for (unsigned i = 0; i < threads; i++)
 		pthread_join(th[i], NULL);
-	t1 = fm_now_ns();
+	for (unsigned i = 0; i < threads; i++) {
+		if (jobs[i].start < t0)
+			t0 = jobs[i].start;
+		if (jobs[i].end > t1)
+			t1 = jobs[i].end;
+	}
 	for (unsigned i = 0; i < threads; i++) {
 		for (unsigned b = 0; b < batches; b++)
 			series_add(se, jobs[i].out[b]);
