@@ -8,8 +8,10 @@
  * client closes) and the client -- this process -- which measures.
  *
  * Latency, one operation in flight.  Each round times one operation of
- * every case, in a rotating order (so no case always runs first after the
- * others warmed the caches), one clock read before and after:
+ * every case but the hand-off, in a rotating order (so no case always runs
+ * first after the others warmed the caches), one clock read before and
+ * after; the hand-off gets a phase of its own after the rounds (its thread
+ * waking up on the other CPU would disturb the rows it interleaves with):
  *   timer         two back-to-back clock reads: what every sample includes
  *   cpu-cas       a C11 CAS on a word of this process: the floor
  *   ep-cas        fm_ep_cas, blocking                    (baseline)
@@ -17,9 +19,12 @@
  *   ep-read64     fm_ep_read of 64 bytes, blocking       (baseline)
  *   lane-read64   fm_lane_post_read + fm_lane_poll
  *   handoff-cas   what lanes remove: this thread hands the CAS to another
- *                 thread that owns the endpoint (mutex + condvar, as an
+ *                 thread that owns an endpoint (mutex + condvar, as an
  *                 engine thread hands it to a protocol thread today), which
- *                 runs fm_ep_cas and hands the result back
+ *                 runs fm_ep_cas and hands the result back.  That thread
+ *                 has a connection of its own: sharing one would move the
+ *                 endpoint's cache lines between CPUs and slow the
+ *                 baseline rows down
  * Throughput, many in flight.  T threads (1, 2, 4), one lane each, keep
  * their lane full (--depth) of CAS on a word of their own (its own cache
  * line: the transport's cost, not line contention) or of 64-byte READs; a
@@ -82,7 +87,7 @@ static int owner_main(int ready_fd)
 	struct fm_region *rd, *at;
 	struct fm_region_desc d[2];
 	uint8_t buf[2 * FM_REGION_DESC_WIRE_SIZE];
-	struct fm_ep *ep;
+	struct fm_ep *ep[2];
 	int ret;
 
 	if ((ret = fm_transport_new(&t, &c)) ||
@@ -94,17 +99,20 @@ static int owner_main(int ready_fd)
 	fm_region_desc(rd, &d[0]);
 	fm_region_desc(at, &d[1]);
 	(void)!write(ready_fd, "r", 1);
-	if ((ret = fm_listener_accept(l, 60000, &ep)) || (ret = fm_ep_grant(ep)))
-		die("owner accept", ret);
 	fm_region_desc_encode(&d[0], buf);
 	fm_region_desc_encode(&d[1], buf + FM_REGION_DESC_WIRE_SIZE);
-	if ((ret = fm_ep_send(ep, buf, sizeof(buf), 0)))
-		die("owner send", ret);
+	/* the client's two connections (the hand-off thread has its own) */
+	for (int i = 0; i < 2; i++)
+		if ((ret = fm_listener_accept(l, 60000, &ep[i])) || (ret = fm_ep_grant(ep[i])) ||
+		    (ret = fm_ep_send(ep[i], buf, sizeof(buf), 0)))
+			die("owner accept", ret);
 	/* until the client closes: event mode sleeps, it does not spin */
-	do
-		ret = fm_ep_recv(ep, buf, sizeof(buf), 0);
-	while (ret >= 0 || ret == -ETIMEDOUT);
-	fm_ep_delete(&ep);
+	for (int i = 0; i < 2; i++) {
+		do
+			ret = fm_ep_recv(ep[i], buf, sizeof(buf), 0);
+		while (ret >= 0 || ret == -ETIMEDOUT);
+		fm_ep_delete(&ep[i]);
+	}
 	fm_listener_delete(&l);
 	fm_region_delete(&rd);
 	fm_region_delete(&at);
@@ -138,6 +146,7 @@ static void series_add(struct series *se, double v)
 struct client {
 	struct fm_transport *t;
 	struct fm_ep *ep;
+	struct fm_ep *ep_handoff; /* owned by the hand-off thread */
 	struct fm_region *dst;
 	struct fm_region_desc rd, at;
 	struct fm_lane *lanes[MAX_THREADS];
@@ -182,7 +191,8 @@ static void *handoff_main(void *arg)
 			pthread_cond_wait(&ho.cv, &ho.mu);
 		if (ho.stop)
 			break;
-		ho.ret = fm_ep_cas(ho.cl->ep, &ho.cl->at, 0, ho.expect, ho.expect + 1, &old);
+		ho.ret = fm_ep_cas(ho.cl->ep_handoff, &ho.cl->at, 8, ho.expect, ho.expect + 1,
+				   &old);
 		ho.req = false;
 		ho.done = true;
 		pthread_cond_broadcast(&ho.cv);
@@ -409,7 +419,7 @@ int main(int argc, char **argv)
 	struct fm_transport_cfg tc = {.device = getenv("FM_RDMA_DEV")};
 	uint8_t buf[2 * FM_REGION_DESC_WIRE_SIZE];
 	struct client cl = {0};
-	uint64_t word = 0, v = 0, vcpu = 0;
+	uint64_t word = 0, v = 0, vcpu = 0, vh = 0;
 	int o, ret, ready[2], st;
 	size_t rounds_tp;
 	pid_t owner;
@@ -470,6 +480,11 @@ int main(int argc, char **argv)
 	ret = fm_ep_recv(cl.ep, buf, sizeof(buf), 0);
 	if (ret != (int)sizeof(buf))
 		die("descriptors", ret);
+	if ((ret = fm_connect(cl.t, opt.addr, NULL, 0, 10000, &cl.ep_handoff)))
+		die("second connection", ret);
+	ret = fm_ep_recv(cl.ep_handoff, buf, sizeof(buf), 0);
+	if (ret != (int)sizeof(buf))
+		die("descriptors", ret);
 	fm_region_desc_decode(buf, &cl.rd);
 	fm_region_desc_decode(buf + FM_REGION_DESC_WIRE_SIZE, &cl.at);
 	for (int i = 0; i < MAX_THREADS; i++)
@@ -483,12 +498,14 @@ int main(int argc, char **argv)
 	if (pthread_create(&ho.th, NULL, handoff_main, NULL))
 		die("hand-off thread", -EAGAIN);
 	for (size_t r = 0; r < opt.rounds; r++) {
-		for (int i = 0; i < L_N; i++) {
-			enum lat_case k = (enum lat_case)((r + (size_t)i) % L_N);
+		for (int i = 0; i < L_HANDOFF; i++) {
+			enum lat_case k = (enum lat_case)((r + (size_t)i) % L_HANDOFF);
 
 			series_add(&lat[k], lat_one(&cl, k, &word, k == L_CPU ? &vcpu : &v));
 		}
 	}
+	for (size_t r = 0; r < opt.rounds; r++)
+		series_add(&lat[L_HANDOFF], lat_one(&cl, L_HANDOFF, &word, &vh));
 
 	pthread_mutex_lock(&ho.mu);
 	ho.stop = true;
@@ -522,6 +539,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < MAX_THREADS; i++)
 		fm_lane_delete(&cl.lanes[i]);
 	fm_ep_delete(&cl.ep);
+	fm_ep_delete(&cl.ep_handoff);
 	fm_region_delete(&cl.dst);
 	fm_transport_delete(&cl.t);
 	if (waitpid(owner, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
