@@ -13,7 +13,9 @@
  *      thread, where they wait for the commit after the one in flight --
  *      that is the grouping;
  *   3. the commit thread (committer.c), for everything handed since its
- *      last commit, in one batch:
+ *      last commit, in one batch (or the loop itself, in place, when the
+ *      thread is idle and drains cost less than a hand-off -- committer.c;
+ *      fm_store_split_commit() is the same three phases):
  *      a. fm_store_commit_begin(): the swap -- it takes every bit applied
  *         before the batch was handed (2 applies, then hands);
  *      b. fm_store_commit_run(): ONE drain/msync for all of them, not
@@ -326,11 +328,12 @@ void od_persist_kick(struct fm_ownerd *d)
 	if (!d->persist.n)
 		return;
 	persist_apply(d, &d->persist); /* 2 */
-	if (d->cm.running && od_committer_hand(&d->cm, &d->persist) == 0)
+	if (!od_committer_cheap(&d->cm) && od_committer_hand(&d->cm, &d->persist) == 0)
 		return; /* 3 runs beside us */
-	/* no commit thread (never after fm_ownerd_new), or no memory to hand
-	 * them over: 3 here, waiting for the drain */
-	rc = fm_store_split_commit(d->store);
+	/* 3 here, waiting for the drain: the thread is idle and drains are
+	 * cheaper than a hand-off (committer.c), or there is no memory to
+	 * hand them over, or no thread (never after fm_ownerd_new) */
+	rc = od_committer_here(&d->cm, d->store);
 	if (rc < 0)
 		od_log(FM_LOGLVL_ERR, "split commit failed: %s", fm_errormsg());
 	for (size_t i = 0; i < d->persist.n; i++)

@@ -37,6 +37,14 @@
  * loads.  If the loop has not reaped the previous batch and
  * `done` cannot grow (no memory), the thread waits for the reap.
  *
+ * A hand-off costs two thread wake-ups per commit (loop -> thread, thread
+ * -> loop), which is more than some drains cost: an msync of a tmpfs
+ * file, a DAX flush + drain.  So the loop keeps a batch and commits it in
+ * place when the thread is idle and the drains measured lately were
+ * cheaper than OD_DRAIN_INLINE_NS (od_committer_cheap); one slow drain
+ * sends the following batches to the thread again.  A drain misjudged as
+ * cheap blocks the loop once.
+ *
  * The thread never logs (the loop does: one writer of stderr) and blocks
  * every signal (they go to the loop's thread, e.g. SIGTERM's
  * fm_ownerd_stop).  Stop: a commit in flight is always run and ended --
@@ -47,15 +55,64 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "flashmeta/error.h"
 #include "flashmeta/pmem_store.h"
 #include "ownerd_priv.h"
+
+/* A drain cheaper than this is run by the loop itself (see above): about
+ * what the two wake-ups of a hand-off cost on a busy small VM; an msync of
+ * a file on a disk costs hundreds of microseconds, tmpfs and DAX drains a
+ * few. */
+#define OD_DRAIN_INLINE_NS 50000u
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* a drain took `ns`: the estimate jumps up to a slow one at once and
+ * comes down by an eighth of the gap per faster one */
+static void drained(struct od_committer *c, uint64_t ns)
+{
+	uint64_t est = atomic_load_explicit(&c->drain_ns, memory_order_relaxed);
+
+	est = ns >= est ? ns : est - (est - ns) / 8;
+	atomic_store_explicit(&c->drain_ns, est, memory_order_relaxed);
+}
+
+int od_committer_here(struct od_committer *c, struct fm_store *store)
+{
+	uint64_t t0 = mono_ns();
+	int rc = fm_store_split_commit(store);
+
+	if (c->running)
+		drained(c, mono_ns() - t0);
+	return rc;
+}
+
+bool od_committer_cheap(struct od_committer *c)
+{
+	bool idle;
+
+	if (!c->running)
+		return true;
+	pthread_mutex_lock(&c->mu);
+	idle = !c->busy && !c->next.n;
+	pthread_mutex_unlock(&c->mu);
+	return idle && atomic_load_explicit(&c->drain_ns, memory_order_relaxed) <
+		OD_DRAIN_INLINE_NS;
+}
 
 static void plist_swap(struct od_plist *a, struct od_plist *b)
 {
@@ -116,7 +173,10 @@ static void *committer_main(void *arg)
 		 *     nothing pending, so every bit applied so far is durable
 		 *     (an earlier commit, or a mapping operation's, took it) */
 		if (n > 0) {
+			uint64_t t0 = mono_ns();
+
 			(void)fm_store_commit_run(c->store);
+			drained(c, mono_ns() - t0);
 			pthread_mutex_lock(&c->pub);
 			rc = fm_store_commit_end(c->store); /* the run's errno if it failed */
 			pthread_mutex_unlock(&c->pub);

@@ -125,6 +125,9 @@ struct od_committer {
 	uint64_t commits;       /* commits run (store drains) */
 	uint64_t persists;      /* PERSISTs they served */
 	struct od_plist flight; /* the thread's: the batch being committed */
+	_Atomic uint64_t drain_ns; /* what a drain costs (committer.c): written
+				    * by whichever thread drained -- the loop
+				    * only while the thread is idle */
 };
 
 struct od_ctl {
@@ -259,6 +262,13 @@ int od_committer_fd(const struct od_committer *c);
  * the next commit; `l` is left empty.  0, or -ENOMEM (nothing handed: the
  * caller still has them) */
 int od_committer_hand(struct od_committer *c, struct od_plist *l);
+/* od_committer_cheap -- loop: true if the thread is idle (nothing in
+ * flight, nothing handed) and a drain costs less than handing a batch to
+ * it would (OD_DRAIN_INLINE_NS): the loop may commit in place */
+bool od_committer_cheap(struct od_committer *c);
+/* od_committer_here -- loop: fm_store_split_commit() in place, its
+ * drain counted in the estimate; its return */
+int od_committer_here(struct od_committer *c, struct fm_store *store);
 /* od_committer_reap -- loop: the done batches into `out` (which must be
  * empty); errmsg gets the last commit failure's message ("" if none).
  * With `wait` (stopping): first wait until no commit is in flight, and
