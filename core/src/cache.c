@@ -151,10 +151,12 @@ struct fm_cache_map {
 	uint64_t grain_count; /* immutable */
 	/* NULL while invalid.  Writer stores (seq_cst), lookups load. */
 	_Atomic(struct fm_cache_dir *) dir;
+	/* the fill token: moved on by the writer (seq_cst) at every discard
+	 * and generation change, read by anyone (fm_cache_map_epoch) */
+	_Atomic uint64_t epoch;
 	/* ---- writer only ---- */
 	uint64_t generation;
 	bool has_gen;
-	uint64_t epoch;
 	uint64_t nranges;
 	uint64_t hand; /* clock hand: next bucket to look at */
 	struct fm_cache_map *next; /* writer's list of all mappings */
@@ -175,6 +177,8 @@ struct fm_cache_slot {
 	alignas(64) _Atomic uint64_t in[2];
 	_Atomic uint64_t out[2];
 	_Atomic uint64_t hits;
+	_Atomic uint64_t tokens; /* reader sections of fm_cache_map_epoch:
+				  * not lookups in the stats */
 };
 
 struct fm_retired {
@@ -518,7 +522,8 @@ void fm_cache_stats(struct fm_cache *c, struct fm_cache_stats *st)
 	memset(st, 0, sizeof(*st));
 	for (unsigned i = 0; i < FM_CACHE_SLOTS; i++) {
 		st->lookups += atomic_load_explicit(&c->slots[i].in[0], memory_order_relaxed) +
-			       atomic_load_explicit(&c->slots[i].in[1], memory_order_relaxed);
+			       atomic_load_explicit(&c->slots[i].in[1], memory_order_relaxed) -
+			       atomic_load_explicit(&c->slots[i].tokens, memory_order_relaxed);
 		st->hits += atomic_load_explicit(&c->slots[i].hits, memory_order_relaxed);
 	}
 	st->misses = st->lookups >= st->hits ? st->lookups - st->hits : 0;
@@ -1009,6 +1014,13 @@ static void __enforce_budget(struct fm_cache *c)
 /* ------------------------------------------------------------------ */
 /* mapping table */
 
+/* writer: the fill token moves on (fm_cache_map_epoch) */
+static void epoch_move(struct fm_cache_map *m)
+{
+	atomic_store_explicit(&m->epoch, atomic_load_explicit(&m->epoch, memory_order_relaxed) + 1,
+			      memory_order_seq_cst);
+}
+
 static struct fm_cache_map *__map_find(struct fm_cache *c, uint64_t id)
 {
 	return table_find(atomic_load_explicit(&c->table, memory_order_relaxed), id);
@@ -1115,7 +1127,7 @@ int fm_cache_map_add(struct fm_cache *c, uint64_t map_id, uint64_t grain_count)
 		return fm_err(-ENOMEM, "cache: mapping struct");
 	m->id = map_id;
 	m->grain_count = grain_count;
-	m->epoch = 1;
+	atomic_init(&m->epoch, 1);
 	live_add(c, alloc_bytes(sizeof(*m)));
 	ret = __table_replace(c, m, NULL);
 	if (ret) {
@@ -1166,7 +1178,7 @@ int fm_cache_map_grant(struct fm_cache *c, uint64_t map_id, uint64_t generation)
 	if (m->has_gen && m->generation == generation && __dir(m))
 		return 0;
 	if (!m->has_gen || m->generation != generation)
-		m->epoch++; /* answers asked under the old generation are stale */
+		epoch_move(m); /* answers asked under the old generation are stale */
 	m->generation = generation;
 	m->has_gen = true;
 	return __drop_all(c, m, true);
@@ -1180,20 +1192,40 @@ int fm_cache_map_discard(struct fm_cache *c, uint64_t map_id)
 	m = __map_find(c, map_id);
 	if (!m)
 		return fm_err(-ENOENT, "cache: no mapping %" PRIu64, map_id);
-	m->epoch++;
+	epoch_move(m);
 	stat_add(&c->st_discards, 1);
 	return __drop_all(c, m, false);
 }
 
+/*
+ * Any thread: inside a reader section like a lookup (the mapping struct
+ * cannot be freed under us).  seq_cst loads: the token is read before
+ * whatever READ of the owner's bitmap follows, and a discard's epoch_move
+ * (seq_cst) is either seen -- the new token -- or comes after it, and then
+ * fm_cache_insert refuses the answer.
+ */
 int fm_cache_map_epoch(struct fm_cache *c, uint64_t map_id, uint64_t *epoch)
 {
-	struct fm_cache_map *m = __map_find(c, map_id);
+	bool own;
+	struct fm_cache_slot *s = slot_get(c, &own);
+	unsigned p = (unsigned)(atomic_load_explicit(&c->gp, memory_order_relaxed) & 1);
+	struct fm_cache_map *m;
+	int rc = 0;
 
+	atomic_fetch_add_explicit(&s->in[p], 1, memory_order_seq_cst);
+	m = table_find(atomic_load_explicit(&c->table, memory_order_seq_cst), map_id);
 	if (!m)
-		return fm_err(-ENOENT, "cache: no mapping %" PRIu64, map_id);
-	if (!__dir(m))
-		return fm_err(-EAGAIN, "cache: mapping %" PRIu64 " has no lease", map_id);
-	*epoch = m->epoch;
+		rc = -ENOENT;
+	else if (!atomic_load_explicit(&m->dir, memory_order_seq_cst))
+		rc = -EAGAIN;
+	else
+		*epoch = atomic_load_explicit(&m->epoch, memory_order_seq_cst);
+	slot_inc(&s->out[p], own, memory_order_release);
+	slot_inc(&s->tokens, own, memory_order_relaxed);
+	if (rc == -ENOENT)
+		return fm_err(rc, "cache: no mapping %" PRIu64, map_id);
+	if (rc)
+		return fm_err(rc, "cache: mapping %" PRIu64 " has no lease", map_id);
 	return 0;
 }
 
@@ -1229,10 +1261,11 @@ int fm_cache_insert(struct fm_cache *c, uint64_t map_id, uint64_t epoch,
 	if (ret)
 		return ret;
 	d = __dir(m);
-	if (epoch != m->epoch || !d) {
+	if (epoch != atomic_load_explicit(&m->epoch, memory_order_relaxed) || !d) {
 		stat_add(&c->st_stale, 1);
 		return fm_err(-ESTALE, "cache: epoch %" PRIu64 " is not current (%" PRIu64
-			      "%s)", epoch, m->epoch, d ? "" : ", no lease");
+			      "%s)", epoch, atomic_load_explicit(&m->epoch, memory_order_relaxed),
+			      d ? "" : ", no lease");
 	}
 	if (first > 0 && __find(d, first - 1, &f))
 		ms = __range_start(d, f.fs);
@@ -1284,7 +1317,7 @@ int fm_cache_discard_range(struct fm_cache *c, uint64_t map_id, uint64_t first,
 	ret = __map_range(c, map_id, first, last, &m);
 	if (ret)
 		return ret;
-	m->epoch++; /* a fill racing with this discard must not land */
+	epoch_move(m); /* a fill racing with this discard must not land */
 	stat_add(&c->st_discards, 1);
 	r = __discard(c, m, first, last);
 	if (r < 0)

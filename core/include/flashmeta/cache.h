@@ -83,7 +83,9 @@ int fm_cache_map_discard(struct fm_cache *c, uint64_t map_id);
 /*
  * fm_cache_map_epoch -- the fill token: read it BEFORE asking the owner for
  * confirmations, pass it to fm_cache_insert with the answer.
- * 0, -ENOENT, or -EAGAIN when the mapping is invalid (no lease).
+ * 0, -ENOENT, or -EAGAIN when the mapping is invalid (no lease).  Any
+ * thread (a reader call, like fm_cache_lookup): an I/O thread may take the
+ * token and READ the bitmap itself, and hand the answer to the writer.
  */
 int fm_cache_map_epoch(struct fm_cache *c, uint64_t map_id, uint64_t *epoch);
 
