@@ -102,6 +102,8 @@ struct fm_notify {
 	uint64_t generation;
 	uint32_t client_id;
 	bool split;          /* FETCHED/LOCKED: the grain is split */
+	uint64_t word;       /* LOCKED of fm_client_lock_wait: the word the owner
+			      * installed for us (HELD, maybe WAITERS) */
 };
 
 struct fm_action {

@@ -158,6 +158,62 @@ int fm_client_commit(struct fm_client *c, uint64_t map_id, uint64_t grain,
 int fm_client_unlock(struct fm_client *c, uint64_t map_id, uint64_t grain,
 		     uint64_t now);
 
+/* ---- the engine's own data path (lease.h; issue: data path) ----
+ *
+ * An engine thread may do the one-sided work itself, on a transport lane
+ * of its own, instead of handing it to the protocol thread: inside an open
+ * bracket it takes the fill token (fm_cache_map_epoch), READs the owner's
+ * bitmap, CASes lock words with fm_client_lockword(), and hands the rest
+ * to the protocol thread: the answers to insert into the cache (the
+ * writer's job), a LOCK_REQUEST when the CAS found another holder, the
+ * SPLIT_COMMIT, an UNLOCK when its release found WAITERS.  Locks taken
+ * this way are the engine's: the state machine does not track them (the
+ * owner does, and reclaims them with the session).  Inside a bracket the
+ * session cannot change under the engine: it quiesces first (R3).
+ */
+
+/*
+ * fm_client_map -- the descriptor of map_id as last granted, and whether
+ * its confirmations may be trusted now.  Any thread, no lock (a seqlock
+ * of atomic words: a reader retries around a concurrent grant).  0 or
+ * -ENOENT.
+ */
+int fm_client_map(const struct fm_client *c, uint64_t map_id, struct fm_wire_mapdesc *out,
+		  bool *usable);
+
+/* fm_client_lockword -- the HELD word of this session's locks (0 before
+ * WELCOME).  Any thread. */
+uint64_t fm_client_lockword(const struct fm_client *c);
+
+/*
+ * fm_client_lock_wait -- the engine's CAS of the word covering `grain`
+ * found `seen` (another holder): queue a LOCK_REQUEST at the owner.  NOTE
+ * LOCKED(cookie) follows: status 0 with `word` = what the owner installed
+ * for us -- the lock is then the engine's (re-read the bitmap word under
+ * it; release with a CAS, and fm_client_unlock_notify if WAITERS is set)
+ * -- or the owner's refusal, -ECONNRESET.  Returns 0, -EAGAIN (not active,
+ * or no lock table yet), -ENOENT, -ERANGE.  Protocol thread.
+ */
+int fm_client_lock_wait(struct fm_client *c, uint64_t map_id, uint64_t grain, uint64_t seen,
+			uint64_t cookie, uint64_t now);
+
+/*
+ * fm_client_commit_range -- grains [first, last] of map_id were copied and
+ * the copies are durable; the engine holds every lock word they touch:
+ * SPLIT_COMMIT.  NOTE COMMITTED(cookie): 0 (durable at the owner; the
+ * range is in the cache now), -ESTALE, -EIO, -ECONNRESET, or the owner's
+ * refusal (-ENOLCK: a word was not ours).  The locks stay the engine's in
+ * every case.  Returns 0, -EAGAIN, -ENOENT, -ERANGE.  Protocol thread.
+ */
+int fm_client_commit_range(struct fm_client *c, uint64_t map_id, uint64_t first,
+			   uint64_t last, uint64_t cookie, uint64_t now);
+
+/* fm_client_unlock_notify -- the engine released `word` (the word covering
+ * `grain`) and found WAITERS in it: tell the owner, who hands it on.
+ * 0, -EAGAIN, -ENOENT, -ERANGE.  Protocol thread. */
+int fm_client_unlock_notify(struct fm_client *c, uint64_t map_id, uint64_t grain,
+			    uint64_t word, uint64_t now);
+
 enum fm_client_state fm_client_state(const struct fm_client *c);
 const char *fm_client_state_name(int state);
 /* The lease epoch the owner gave this session (0 before WELCOME). */

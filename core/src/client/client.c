@@ -54,8 +54,8 @@ int cl_slot_of(struct fm_client *c, uint64_t map_id)
 	return -1;
 }
 
-void cl_note(struct fm_client *c, enum fm_notify_type type, int status, uint64_t cookie,
-	     uint64_t map_id, uint64_t grain, bool split)
+struct fm_notify *cl_note(struct fm_client *c, enum fm_notify_type type, int status,
+			  uint64_t cookie, uint64_t map_id, uint64_t grain, bool split)
 {
 	struct fm_action *a = fm_actq_push(&c->q);
 
@@ -68,6 +68,7 @@ void cl_note(struct fm_client *c, enum fm_notify_type type, int status, uint64_t
 	a->u.note.grain = grain;
 	a->u.note.split = split;
 	a->u.note.client_id = c->cfg.client_id;
+	return &a->u.note;
 }
 
 /* Encode and queue; 0, or the encoder's refusal of our own message (a bug). */

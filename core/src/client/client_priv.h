@@ -40,6 +40,8 @@ enum cmap_state {
  *   release:   usable = false ; ... wait for inflight == 0
  * either the I/O sees usable == false, or the release sees its increment.
  */
+#define CMAP_DWORDS 11 /* the descriptor as words, for the seqlock */
+
 struct cmap {
 	_Atomic uint64_t id;      /* written once before `present` */
 	atomic_bool present;
@@ -48,6 +50,10 @@ struct cmap {
 	enum cmap_state state;    /* protocol thread */
 	struct fm_wire_mapdesc d; /* protocol thread */
 	uint64_t release_gen;
+	/* d for any thread (fm_client_map): a seqlock of atomic words --
+	 * odd dseq while the protocol thread rewrites dw[] */
+	_Atomic uint32_t dseq;
+	_Atomic uint64_t dw[CMAP_DWORDS];
 };
 
 enum clock_state {
@@ -73,6 +79,19 @@ struct clock {
 	bool epoch_ok;
 	uint64_t req_seq;    /* seq of our LOCK_REQUEST / SPLIT_COMMIT: an
 			      * ERROR with this ref_seq refuses it */
+	bool handover;       /* fm_client_lock_wait: on LOCK_GRANT the word is
+			      * the engine's -- note it and forget it */
+};
+
+/* An engine's range commit (fm_client_commit_range): no lock kept here. */
+struct ccommit {
+	struct ccommit *next;
+	unsigned slot;
+	uint64_t first, last;
+	uint64_t commit_id, cookie;
+	uint64_t epoch;      /* fill token at commit time */
+	bool epoch_ok;
+	uint64_t req_seq;
 };
 
 enum cop_kind { CO_FETCH = 1, CO_LOCK_CAS, CO_CHECK, CO_UNLOCK_CAS };
@@ -118,6 +137,7 @@ struct fm_client {
 	struct cmap maps[CL_MAX_MAPS];
 	_Atomic unsigned nmaps; /* slots [0, nmaps) may be present */
 	struct clock *locks;
+	struct ccommit *commits; /* engines' range commits awaiting SPLIT_ACK */
 	struct fm_optab ops;  /* struct cop by op id */
 	uint64_t next_commit;
 };
@@ -125,8 +145,9 @@ struct fm_client {
 /* ---- client.c ---- */
 void cl_oom(struct fm_client *c);
 int cl_slot_of(struct fm_client *c, uint64_t map_id);
-void cl_note(struct fm_client *c, enum fm_notify_type type, int status, uint64_t cookie,
-	     uint64_t map_id, uint64_t grain, bool split);
+/* queue a NOTIFY; returns it, to add fields (never NULL: actq.h) */
+struct fm_notify *cl_note(struct fm_client *c, enum fm_notify_type type, int status,
+			  uint64_t cookie, uint64_t map_id, uint64_t grain, bool split);
 int cl_send_msg(struct fm_client *c, struct fm_msg *m);
 struct cop *cl_op_new(struct fm_client *c, enum cop_kind kind, unsigned slot);
 struct cop *cl_op_take(struct fm_client *c, uint64_t id);
@@ -155,6 +176,8 @@ void cl_sess_tick(struct fm_client *c, uint64_t now);
 
 /* ---- maps.c ---- */
 void cl_maps_apply_grant(struct fm_client *c, const struct fm_wire_mapdesc *d);
+/* protocol thread: publish cmap.d to any thread (fm_client_map) */
+void cl_maps_publish(struct cmap *mp);
 void cl_maps_on_release_request(struct fm_client *c, const struct fm_msg *m);
 void cl_maps_try_drain_all(struct fm_client *c);
 void cl_maps_discard_all(struct fm_client *c);

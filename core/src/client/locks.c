@@ -45,6 +45,12 @@ void cl_locks_free_all(struct fm_client *c)
 {
 	while (c->locks)
 		lock_free(c, c->locks);
+	while (c->commits) {
+		struct ccommit *k = c->commits;
+
+		c->commits = k->next;
+		free(k);
+	}
 }
 
 static uint64_t map_id_of(struct fm_client *c, unsigned slot)
@@ -80,6 +86,14 @@ void cl_locks_fail_all(struct fm_client *c)
 		else if (lk->state == CL_HELD)
 			cl_note(c, FM_NOTE_LOCK_LOST, -ECONNRESET, 0, map_id, lk->grain, false);
 		free(lk);
+	}
+	while (c->commits) {
+		struct ccommit *k = c->commits;
+
+		c->commits = k->next;
+		cl_note(c, FM_NOTE_COMMITTED, -ECONNRESET, k->cookie, map_id_of(c, k->slot),
+			k->first, false);
+		free(k);
 	}
 }
 
@@ -159,8 +173,43 @@ void cl_locks_on_grant(struct fm_client *c, const struct fm_msg *m)
 		       fm_lockword_index(m->u.lock.first, c->maps[slot].d.lock_shift));
 	if (!lk || lk->state != CL_WAIT || !fm_lockword_same_holder(lk->mine, m->u.lock.word))
 		return; /* not waiting for it: the owner reclaims it with us */
+	if (lk->handover) {
+		/* the engine's now: it re-reads the bitmap under it */
+		cl_note(c, FM_NOTE_LOCKED, 0, lk->cookie, m->u.lock.map_id, lk->grain,
+			false)->word = m->u.lock.word;
+		lock_free(c, lk);
+		return;
+	}
 	lk->cur = m->u.lock.word;
 	lock_check(c, lk);
+}
+
+static int ack_status(const struct fm_msg *m)
+{
+	return m->u.ack.status == FM_SPLIT_OK ? 0 :
+	       m->u.ack.status == FM_SPLIT_STALE ? -ESTALE : -EIO;
+}
+
+/* An engine's range commit answered: cache it if durable, tell the engine. */
+static bool range_ack(struct fm_client *c, const struct fm_msg *m)
+{
+	for (struct ccommit **pp = &c->commits; *pp; pp = &(*pp)->next) {
+		struct ccommit *k = *pp;
+		int status;
+
+		if (k->commit_id != m->u.ack.commit_id)
+			continue;
+		status = ack_status(m);
+		/* durable at the owner: only now may the cache say "split" */
+		if (status == 0 && k->epoch_ok)
+			fm_cache_insert(c->cfg.cache, m->u.ack.map_id, k->epoch, k->first, k->last);
+		cl_note(c, FM_NOTE_COMMITTED, status, k->cookie, m->u.ack.map_id, k->first,
+			status == 0);
+		*pp = k->next;
+		free(k);
+		return true;
+	}
+	return false;
 }
 
 void cl_locks_on_split_ack(struct fm_client *c, const struct fm_msg *m)
@@ -168,13 +217,14 @@ void cl_locks_on_split_ack(struct fm_client *c, const struct fm_msg *m)
 	struct clock *lk;
 	int status;
 
+	if (range_ack(c, m))
+		return;
 	for (lk = c->locks; lk; lk = lk->next)
 		if (lk->state == CL_COMMIT && lk->commit_id == m->u.ack.commit_id)
 			break;
 	if (!lk)
 		return;
-	status = m->u.ack.status == FM_SPLIT_OK ? 0 :
-		 m->u.ack.status == FM_SPLIT_STALE ? -ESTALE : -EIO;
+	status = ack_status(m);
 	/* durable at the owner: only now may the cache say "split" */
 	if (status == 0 && lk->epoch_ok)
 		fm_cache_insert(c->cfg.cache, m->u.ack.map_id, lk->epoch,
@@ -202,6 +252,17 @@ void cl_locks_on_error(struct fm_client *c, const struct fm_msg *m)
 			     -(int)m->u.error.code : -EPROTO;
 	struct clock *lk;
 
+	for (struct ccommit **pp = &c->commits; *pp; pp = &(*pp)->next) {
+		struct ccommit *k = *pp;
+
+		if (k->req_seq != m->u.error.ref_seq)
+			continue;
+		cl_note(c, FM_NOTE_COMMITTED, status, k->cookie, map_id_of(c, k->slot),
+			k->first, false);
+		*pp = k->next;
+		free(k);
+		return;
+	}
 	for (lk = c->locks; lk; lk = lk->next)
 		if ((lk->state == CL_WAIT || lk->state == CL_COMMIT) &&
 		    lk->req_seq == m->u.error.ref_seq)
@@ -386,4 +447,121 @@ int fm_client_unlock(struct fm_client *c, uint64_t map_id, uint64_t grain,
 			      (unsigned long long)grain);
 	lock_release(c, lk);
 	return 0;
+}
+
+/* ---- the engine's own data path: what still needs the protocol thread ---- */
+
+uint64_t fm_client_lockword(const struct fm_client *c)
+{
+	uint64_t tok = fm_client_token(c);
+
+	return tok ? fm_lockword_make((uint16_t)c->cfg.client_id, (uint32_t)tok,
+				      FM_LOCKWORD_F_HELD) : 0;
+}
+
+/* the slot of a map whose lock table we have, with grain inside */
+static int locked_slot(struct fm_client *c, uint64_t map_id, uint64_t grain)
+{
+	int slot = cl_usable_slot(c, map_id, grain, false);
+
+	if (slot >= 0 && !c->maps[slot].d.locks.len)
+		return fm_err(-EAGAIN, "client: map %llu has no lock table yet (the owner's "
+			      "restart grace)", (unsigned long long)map_id);
+	return slot;
+}
+
+int fm_client_lock_wait(struct fm_client *c, uint64_t map_id, uint64_t grain, uint64_t seen,
+			uint64_t cookie, uint64_t now)
+{
+	int slot = locked_slot(c, map_id, grain);
+	struct clock *lk;
+	uint64_t index;
+
+	if (slot < 0)
+		return slot;
+	index = fm_lockword_index(grain, c->maps[slot].d.lock_shift);
+	if (lock_find(c, (unsigned)slot, index))
+		return fm_err(-EBUSY, "client: lock word %llu already awaited here",
+			      (unsigned long long)index);
+	lk = calloc(1, sizeof(*lk));
+	if (!lk) {
+		cl_oom(c);
+		return -ENOMEM;
+	}
+	lk->slot = (unsigned)slot;
+	lk->index = index;
+	lk->grain = grain;
+	lk->cookie = cookie;
+	lk->mine = fm_lockword_make((uint16_t)c->cfg.client_id, c->epoch, FM_LOCKWORD_F_HELD);
+	lk->handover = true;
+	lk->next = c->locks;
+	c->locks = lk;
+	lock_request(c, lk, seen);
+	return 0;
+}
+
+int fm_client_commit_range(struct fm_client *c, uint64_t map_id, uint64_t first,
+			   uint64_t last, uint64_t cookie, uint64_t now)
+{
+	int slot = locked_slot(c, map_id, last);
+	struct ccommit *k;
+	struct fm_msg m;
+	int rc;
+
+	if (slot < 0)
+		return slot;
+	if (first > last)
+		return fm_err(-ERANGE, "client: commit range [%llu, %llu] inverted",
+			      (unsigned long long)first, (unsigned long long)last);
+	k = calloc(1, sizeof(*k));
+	if (!k) {
+		cl_oom(c);
+		return -ENOMEM;
+	}
+	k->slot = (unsigned)slot;
+	k->first = first;
+	k->last = last;
+	k->cookie = cookie;
+	k->commit_id = ++c->next_commit;
+	k->epoch_ok = fm_cache_map_epoch(c->cfg.cache, map_id, &k->epoch) == 0;
+	fm_wire_msg_init(&m, FM_MSG_SPLIT_COMMIT);
+	m.u.commit.map_id = map_id;
+	m.u.commit.generation = c->maps[slot].d.generation;
+	m.u.commit.commit_id = k->commit_id;
+	m.u.commit.range_count = 1;
+	m.u.commit.ranges[0].first = first;
+	m.u.commit.ranges[0].last = last;
+	rc = cl_send_msg(c, &m);
+	if (rc) {
+		free(k);
+		return rc;
+	}
+	k->req_seq = c->tx_seq;
+	k->next = c->commits;
+	c->commits = k;
+	return 0;
+}
+
+int fm_client_unlock_notify(struct fm_client *c, uint64_t map_id, uint64_t grain,
+			    uint64_t word, uint64_t now)
+{
+	int slot = locked_slot(c, map_id, grain);
+	struct cmap *mp;
+	struct fm_msg m;
+	uint64_t index, last;
+
+	if (slot < 0)
+		return slot;
+	mp = &c->maps[slot];
+	index = fm_lockword_index(grain, mp->d.lock_shift);
+	last = ((index + 1) << mp->d.lock_shift) - 1;
+	if (last >= mp->d.grain_count)
+		last = mp->d.grain_count - 1;
+	fm_wire_msg_init(&m, FM_MSG_UNLOCK);
+	m.u.lock.map_id = map_id;
+	m.u.lock.generation = mp->d.generation;
+	m.u.lock.first = index << mp->d.lock_shift;
+	m.u.lock.last = last;
+	m.u.lock.word = word;
+	return cl_send_msg(c, &m);
 }

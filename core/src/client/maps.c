@@ -44,6 +44,7 @@ void cl_maps_apply_grant(struct fm_client *c, const struct fm_wire_mapdesc *d)
 	/* same generation (e.g. the lock table arriving after the owner's
 	 * restart grace): the cache keeps what it knows */
 	mp->d = *d;
+	cl_maps_publish(mp);
 	if (fm_cache_map_grant(c->cfg.cache, d->map_id, d->generation))
 		return; /* out of memory there: stays invalid, which is sound */
 	mp->state = CM_GRANTED;
@@ -127,6 +128,80 @@ long cl_maps_inflight(struct fm_client *c)
 	for (unsigned i = 0; i < n; i++)
 		sum += atomic_load(&c->maps[i].inflight);
 	return sum;
+}
+
+/* The descriptor as CMAP_DWORDS words; pure. */
+static void desc_words(const struct fm_wire_mapdesc *d, uint64_t w[CMAP_DWORDS])
+{
+	w[0] = d->map_id;
+	w[1] = d->generation;
+	w[2] = d->grain_count;
+	w[3] = (uint64_t)d->grain_shift | (uint64_t)d->state << 8 | (uint64_t)d->lock_shift << 16;
+	w[4] = d->bitmap.addr;
+	w[5] = d->bitmap.len;
+	w[6] = (uint64_t)d->bitmap.key | (uint64_t)d->bitmap.flags << 32;
+	w[7] = d->locks.addr;
+	w[8] = d->locks.len;
+	w[9] = (uint64_t)d->locks.key | (uint64_t)d->locks.flags << 32;
+	w[10] = 0;
+}
+
+static void words_desc(const uint64_t w[CMAP_DWORDS], struct fm_wire_mapdesc *d)
+{
+	d->map_id = w[0];
+	d->generation = w[1];
+	d->grain_count = w[2];
+	d->grain_shift = (uint8_t)w[3];
+	d->state = (uint8_t)(w[3] >> 8);
+	d->lock_shift = (uint8_t)(w[3] >> 16);
+	d->bitmap = (struct fm_region_desc){ .addr = w[4], .len = w[5], .key = (uint32_t)w[6],
+					     .flags = (uint32_t)(w[6] >> 32) };
+	d->locks = (struct fm_region_desc){ .addr = w[7], .len = w[8], .key = (uint32_t)w[9],
+					    .flags = (uint32_t)(w[9] >> 32) };
+}
+
+/*
+ * Seqlock writer (protocol thread): dseq odd, the words, dseq even.  The
+ * release fence keeps the odd count before the words, the release store
+ * the words before the even count (C11 seqlock, all accesses atomic).
+ */
+void cl_maps_publish(struct cmap *mp)
+{
+	uint64_t w[CMAP_DWORDS];
+	uint32_t q = atomic_load_explicit(&mp->dseq, memory_order_relaxed);
+
+	desc_words(&mp->d, w);
+	atomic_store_explicit(&mp->dseq, q + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	for (unsigned i = 0; i < CMAP_DWORDS; i++)
+		atomic_store_explicit(&mp->dw[i], w[i], memory_order_relaxed);
+	atomic_store_explicit(&mp->dseq, q + 2, memory_order_release);
+}
+
+int fm_client_map(const struct fm_client *c, uint64_t map_id, struct fm_wire_mapdesc *out,
+		  bool *usable)
+{
+	int slot = cl_slot_of((struct fm_client *)c, map_id);
+	const struct cmap *mp;
+	uint64_t w[CMAP_DWORDS];
+	uint32_t q1, q2;
+
+	if (slot < 0)
+		return -ENOENT;
+	mp = &c->maps[slot];
+	do {
+		q1 = atomic_load_explicit(&mp->dseq, memory_order_acquire);
+		for (unsigned i = 0; i < CMAP_DWORDS; i++)
+			w[i] = atomic_load_explicit(&mp->dw[i], memory_order_relaxed);
+		atomic_thread_fence(memory_order_acquire);
+		q2 = atomic_load_explicit(&mp->dseq, memory_order_relaxed);
+	} while ((q1 & 1) || q1 != q2);
+	if (!q1)
+		return -ENOENT; /* never granted yet */
+	words_desc(w, out);
+	if (usable)
+		*usable = atomic_load(&mp->usable);
+	return 0;
 }
 
 /* ---- engine calls (any thread) ---- */

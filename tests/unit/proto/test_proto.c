@@ -757,6 +757,96 @@ static void reclaim__failed_scan_reads_retried_not_skipped(void **state)
 	sim_fini(&S);
 }
 
+/* ---- the engine's own data path (the locks are the engine's) ---- */
+
+/* An engine CASes the word itself; on contention the state machine
+ * queues it at the owner and hands the granted word over. */
+static void engine__lock_wait_handover_then_range_commit(void **state)
+{
+	const struct sim_note *n;
+	struct fm_wire_mapdesc d;
+	uint64_t mine;
+	bool usable;
+	int mark;
+
+	up(&S, 2, 300);
+	assert_int_equal(fm_client_map(S.c[1].cl, 100, &d, &usable), 0);
+	assert_true(usable);
+	assert_int_equal(d.generation, S.store[0].d.generation);
+	assert_int_equal(d.locks.key, S.store[0].d.locks.key);
+	assert_int_equal(fm_client_map(S.c[1].cl, 999, &d, NULL), -ENOENT);
+	/* A holds grain 9 the old way; B's own CAS would see A's word */
+	fm_client_lock(S.c[0].cl, 100, 9, 1, S.now);
+	sim_run(&S, S.now + 10);
+	mine = fm_client_lockword(S.c[1].cl);
+	assert_int_equal(fm_lockword_client(mine), 2);
+	assert_int_equal(fm_client_lock_wait(S.c[1].cl, 100, 9, S.store[0].locks[9], 7, S.now),
+			 0);
+	assert_int_equal(fm_client_lock_wait(S.c[1].cl, 100, 9, S.store[0].locks[9], 8, S.now),
+			 -EBUSY);
+	sim_run(&S, S.now + 20);
+	assert_null(sim_find(&S, 1, FM_NOTE_LOCKED, 0));
+	mark = S.nnotes;
+	fm_client_unlock(S.c[0].cl, 100, 9, S.now);
+	sim_run(&S, S.now + 20);
+	n = sim_find(&S, 1, FM_NOTE_LOCKED, mark);
+	assert_non_null(n);
+	assert_int_equal(n->n.status, 0);
+	assert_int_equal(n->n.cookie, 7);
+	assert_true(fm_lockword_same_holder(n->n.word, mine));
+	assert_int_equal(S.store[0].locks[9], n->n.word);
+	/* the engine also CASes 10..12 itself; one SPLIT_COMMIT for 9..12 */
+	for (uint64_t g = 10; g <= 12; g++)
+		S.store[0].locks[g] = mine;
+	mark = S.nnotes;
+	assert_int_equal(fm_client_commit_range(S.c[1].cl, 100, 9, 12, 11, S.now), 0);
+	sim_run(&S, S.now + 20);
+	n = sim_find(&S, 1, FM_NOTE_COMMITTED, mark);
+	assert_non_null(n);
+	assert_int_equal(n->n.status, 0);
+	assert_int_equal(n->n.cookie, 11);
+	assert_int_equal(S.sends[FM_MSG_SPLIT_COMMIT], 1);
+	for (uint64_t g = 9; g <= 12; g++) {
+		assert_true(sim_bit(&S, 0, g));
+		assert_true(fm_cache_lookup(S.c[1].cache, 100, g, NULL));
+		assert_true(fm_lockword_same_holder(S.store[0].locks[g], mine)); /* still its */
+	}
+	/* a range with one word not ours: refused, nothing recorded */
+	S.store[0].locks[20] = mine;
+	mark = S.nnotes;
+	assert_int_equal(fm_client_commit_range(S.c[1].cl, 100, 20, 21, 12, S.now), 0);
+	sim_run(&S, S.now + 20);
+	n = sim_find(&S, 1, FM_NOTE_COMMITTED, mark);
+	assert_non_null(n);
+	assert_int_equal(n->n.status, -ENOLCK);
+	assert_false(sim_bit(&S, 0, 20));
+	sim_fini(&S);
+}
+
+/* The engine releases a word the owner armed: the UNLOCK it asks for
+ * hands the word to the waiter. */
+static void engine__unlock_notify_hands_over(void **state)
+{
+	const struct sim_note *n;
+	uint64_t mine;
+
+	up(&S, 2, 300);
+	mine = fm_client_lockword(S.c[0].cl);
+	S.store[0].locks[30] = mine; /* A's engine took it by CAS */
+	fm_client_lock(S.c[1].cl, 100, 30, 1, S.now); /* B queues, the owner arms */
+	sim_run(&S, S.now + 20);
+	assert_int_equal(S.store[0].locks[30], mine | FM_LOCKWORD_F_WAITERS);
+	/* A's engine: CAS mine -> 0 fails, it sees WAITERS: ask the owner */
+	assert_int_equal(fm_client_unlock_notify(S.c[0].cl, 100, 30, S.store[0].locks[30],
+						 S.now), 0);
+	sim_run(&S, S.now + 20);
+	n = sim_find(&S, 1, FM_NOTE_LOCKED, 0);
+	assert_non_null(n);
+	assert_int_equal(n->n.status, 0);
+	assert_int_equal(fm_lockword_client(S.store[0].locks[30]), 2);
+	sim_fini(&S);
+}
+
 /* ---- soak ----
  *
  * Four clients, two maps, a hot set of 64 grains.  Each client runs an
@@ -1180,6 +1270,8 @@ int main(void)
 		cmocka_unit_test(restart_grace__no_locks_until_it_ends__caches_kept),
 		cmocka_unit_test(limits__lock_requests_over_the_session_limit_refused),
 		cmocka_unit_test(reclaim__failed_scan_reads_retried_not_skipped),
+		cmocka_unit_test(engine__lock_wait_handover_then_range_commit),
+		cmocka_unit_test(engine__unlock_notify_hands_over),
 		cmocka_unit_test(soak__shm_model__long_steps_need_no_timing_bound),
 		cmocka_unit_test(soak__verbs_model__steps_within_the_bound),
 		cmocka_unit_test(soak__verbs_model__steps_beyond_the_bound_are_caught),
