@@ -98,7 +98,8 @@ int fm_ownerd_run(struct fm_ownerd *d)
 		od_retry_fences(d, od_now_ms());
 		od_drain_actions(d);
 		/* the PERSISTs of this whole pass: applied, and handed to the
-		 * commit thread (they join its next commit) */
+		 * commit thread (they join its next commit), or committed in
+		 * place if drains are cheap (committer.c) */
 		od_persist_kick(d);
 	}
 	free(pfd);

@@ -20,6 +20,13 @@
  * 2. Free run (reported, not asserted beyond correctness): N clients
  *    commit K grains each as fast as they can; prints commits, acks and
  *    persists per commit.
+ * 3. Stop while committing: N clients commit until their first error;
+ *    once the owner acked a few dozen, it gets SIGTERM.  Asserted: it
+ *    exits 0 (a commit in flight is finished, not torn down), and every
+ *    grain a client saw acked OK is split in the pool, reopened after.
+ *    (A stop cannot lose what a SIGKILL or an msync would keep, so this
+ *    is about the stop path, not the durability order: that is
+ *    test_pmem_powerfail's.)
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -32,12 +39,15 @@
 
 #include "flashmeta/agent.h"
 #include "flashmeta/error.h"
+#include "flashmeta/pmem_store.h"
 #include "svc_util.h"
 
 #define MAP 1
 #define GRAIN 4096u
 #define GRAINS 8192u
 #define MAX_CLIENTS 16
+#define STOP_BASE 5120u  /* phase 3's grains: STOP_BASE + idx * STOP_MAX + k */
+#define STOP_MAX 600u
 
 struct opts {
 	int clients, rounds, free_k;
@@ -154,6 +164,30 @@ static int free_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	return 0;
 }
 
+/* a client of the stop: commits until the first error (the owner went
+ * away), then reports how many were acked OK */
+static int stop_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
+{
+	struct fm_agent *a = join(s, (uint32_t)idx + 1);
+	uint64_t base = STOP_BASE + (uint64_t)idx * STOP_MAX;
+	char buf[32];
+	unsigned k = 0;
+
+	(void)arg;
+	sig_send(wfd, 'R');
+	CHECK(sig_wait(rfd, 30000) == 'G');
+	while (k < STOP_MAX) {
+		if (fm_agent_lock(a, MAP, base + k) != 0 ||
+		    fm_agent_commit_split(a, MAP, base + k) != 0)
+			break;
+		k++;
+	}
+	snprintf(buf, sizeof(buf), "%u\n", k);
+	(void)!write(wfd, buf, strlen(buf));
+	fm_agent_delete(&a);
+	return 0;
+}
+
 /* every child sends `c` (30 s each at most); 0 or -1 */
 static int wait_all(struct child *ch, int n, char c)
 {
@@ -260,6 +294,66 @@ static int run_free(struct svc *s, const struct opts *o)
 	return 0;
 }
 
+static int run_stop(struct svc *s, const struct opts *o)
+{
+	struct child ch[MAX_CLIENTS];
+	unsigned acked[MAX_CLIENTS];
+	struct counts c0, c;
+	struct fm_store *st;
+	uint64_t end;
+	int fail = 0;
+
+	for (int i = 0; i < o->clients; i++)
+		child_start(s, &ch[i], i, stop_child, NULL);
+	CHECK(wait_all(ch, o->clients, 'R') == 0);
+	CHECK(status_counts(s, &c0) == 0);
+	for (int i = 0; i < o->clients; i++)
+		sig_send(ch[i].to[1], 'G');
+	/* a few dozen acks each, then stop it mid-stream */
+	end = mono_ms() + 20000;
+	do {
+		usleep(2000);
+		CHECK(status_counts(s, &c) == 0);
+	} while (c.acks - c0.acks < 40u * (unsigned)o->clients && mono_ms() < end);
+	svc_owner_kill(s, SIGTERM); /* waits; counts an exit other than 0 */
+	CHECK(s->owner_bad == 0);
+	for (int i = 0; i < o->clients; i++) {
+		char buf[32] = { 0 };
+		size_t k = 0;
+
+		while (k < sizeof(buf) - 1 && read(ch[i].from[0], buf + k, 1) == 1 &&
+		       buf[k] != '\n')
+			k++;
+		acked[i] = (unsigned)strtoul(buf, NULL, 10);
+		if (!k)
+			fail = 1;
+	}
+	if (finish_children(ch, o->clients))
+		fail = 1;
+	CHECK(!fail);
+	/* every grain acked OK is split in the pool */
+	CHECK(fm_store_open(&st, s->pool, NULL) == 0);
+	for (int i = 0; i < o->clients; i++) {
+		for (unsigned k = 0; k < acked[i]; k++) {
+			uint64_t g = STOP_BASE + (uint64_t)i * STOP_MAX + k;
+
+			if (fm_store_split_test(st, MAP, g) != 1) {
+				fprintf(stderr, "client %d: grain %" PRIu64 " acked, not split\n",
+					i, g);
+				fail = 1;
+			}
+		}
+	}
+	fm_store_close(&st);
+	printf("stop: %d clients, SIGTERM after %" PRIu64 " acks; acked per client:", o->clients,
+	       c.acks - c0.acks);
+	for (int i = 0; i < o->clients; i++)
+		printf(" %u", acked[i]);
+	printf("; all split in the pool: %s\n", fail ? "NO" : "yes");
+	CHECK(!fail);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o = { .clients = 4, .rounds = 8, .free_k = 200 };
@@ -290,6 +384,8 @@ int main(int argc, char **argv)
 	rc = run_rounds(&s, &o);
 	if (!rc && o.free_k)
 		rc = run_free(&s, &o);
+	if (!rc)
+		rc = run_stop(&s, &o);
 	if (svc_fini(&s))
 		rc = 1;
 	printf("%s\n", rc ? "FAILED" : "ok");
