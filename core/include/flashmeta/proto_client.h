@@ -181,6 +181,14 @@ int fm_client_unlock(struct fm_client *c, uint64_t map_id, uint64_t grain,
 int fm_client_map(const struct fm_client *c, uint64_t map_id, struct fm_wire_mapdesc *out,
 		  bool *usable);
 
+/* fm_client_maps -- the ids of up to `cap` mappings ever granted (slot
+ * order); returns how many there are.  Any thread. */
+int fm_client_maps(const struct fm_client *c, uint64_t *ids, size_t cap);
+
+/* fm_client_lease_term -- the lease term of the session, ms (0 before
+ * WELCOME).  Any thread. */
+uint32_t fm_client_lease_term(const struct fm_client *c);
+
 /* fm_client_lockword -- the HELD word of this session's locks (0 before
  * WELCOME).  Any thread. */
 uint64_t fm_client_lockword(const struct fm_client *c);

@@ -35,6 +35,26 @@ uint64_t fm_client_token(const struct fm_client *c)
 	return atomic_load_explicit(&c->token, memory_order_acquire);
 }
 
+uint32_t fm_client_lease_term(const struct fm_client *c)
+{
+	return atomic_load_explicit(&c->term_ms, memory_order_relaxed);
+}
+
+int fm_client_maps(const struct fm_client *c, uint64_t *ids, size_t cap)
+{
+	unsigned n = atomic_load(&c->nmaps);
+	int k = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (!atomic_load(&c->maps[i].present))
+			continue;
+		if ((size_t)k < cap)
+			ids[k] = atomic_load(&c->maps[i].id);
+		k++;
+	}
+	return k;
+}
+
 /* ---- helpers every room uses ---- */
 
 void cl_oom(struct fm_client *c)

@@ -119,7 +119,7 @@ struct fm_client {
 	uint64_t tx_seq, rx_seq;
 	uint8_t nonce[FM_WIRE_NONCE_SIZE];
 	uint32_t epoch;
-	uint32_t term_ms;
+	_Atomic uint32_t term_ms;
 	uint32_t margin_ms;
 	_Atomic uint64_t lease_expiry; /* client clock; any thread reads */
 	_Atomic uint64_t token;        /* incarnation << 32 | epoch */
