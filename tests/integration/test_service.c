@@ -290,7 +290,7 @@ static int sc_reclaim_big(struct svc *s)
 
 /* ========================================================== client-stall
  * A lock holder stalls (SIGSTOP) with one lock CAS decided but not landed
- * -- the process stops itself inside fm_ep_cas, the moment a real stall
+ * -- the process stops itself inside fm_lane_post_cas, the moment a real stall
  * is dangerous.  Its lease runs out; the owner fences it and reclaims its
  * words; a taker gets them.  Then the holder is SIGCONTed: a fenced holder
  * is dead (shm: killed by the owner's fence; verbs: its QP is gone), so
@@ -299,23 +299,23 @@ static int sc_reclaim_big(struct svc *s)
  * word and it reports a lock the owner knows nothing about ('H'). */
 #define CS_GRAIN 200 /* far from 5 and 6: its own lock word */
 
-/* test seam (-Wl,--wrap=fm_ep_cas): armed, the next acquiring CAS
+/* test seam (-Wl,--wrap=fm_lane_post_cas): armed, the next acquiring CAS
  * (expect 0) of this process stops the whole process before it lands */
-int __real_fm_ep_cas(struct fm_ep *ep, const struct fm_region_desc *rd, uint64_t off,
-		     uint64_t expect, uint64_t desired, uint64_t *old);
-int __wrap_fm_ep_cas(struct fm_ep *ep, const struct fm_region_desc *rd, uint64_t off,
-		     uint64_t expect, uint64_t desired, uint64_t *old);
-/* armed by the engine thread, consumed by the agent's protocol thread
- * (every CAS of the agent passes here): an atomic, not a volatile int */
+int __real_fm_lane_post_cas(struct fm_lane *lane, const struct fm_region_desc *rd,
+			    uint64_t off, uint64_t expect, uint64_t desired, void *ctx);
+int __wrap_fm_lane_post_cas(struct fm_lane *lane, const struct fm_region_desc *rd,
+			    uint64_t off, uint64_t expect, uint64_t desired, void *ctx);
+/* armed and consumed by the engine thread (every lock CAS of the agent
+ * runs on the calling thread's lane and passes here) */
 static atomic_int cs_stall_armed;
 
-int __wrap_fm_ep_cas(struct fm_ep *ep, const struct fm_region_desc *rd, uint64_t off,
-		     uint64_t expect, uint64_t desired, uint64_t *old)
+int __wrap_fm_lane_post_cas(struct fm_lane *lane, const struct fm_region_desc *rd,
+			    uint64_t off, uint64_t expect, uint64_t desired, void *ctx)
 {
 	if (expect == 0 && atomic_exchange(&cs_stall_armed, 0)) {
 		kill(getpid(), SIGSTOP); /* stalled with this CAS pending */
 	}
-	return __real_fm_ep_cas(ep, rd, off, expect, desired, old);
+	return __real_fm_lane_post_cas(lane, rd, off, expect, desired, ctx);
 }
 
 static int cs_holder(struct svc *s, int idx, int rfd, int wfd, void *arg)
@@ -328,7 +328,7 @@ static int cs_holder(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	CHECK(fm_agent_lock(a, MAP, 6) == 0);
 	atomic_store(&cs_stall_armed, 1);
 	sig_send(wfd, 'L');
-	rc = fm_agent_lock(a, MAP, CS_GRAIN); /* the agent thread stops inside */
+	rc = fm_agent_lock(a, MAP, CS_GRAIN); /* the process stops inside */
 	/* reached only if the fence let this process live */
 	sig_send(wfd, rc == 0 ? 'H' : 'E');
 	fprintf(stderr, "client-stall: holder woke up, lock %d: %d\n", CS_GRAIN, rc);

@@ -3,11 +3,14 @@
  * An fm_agent runs the client protocol state machine (proto_client.h) on
  * its own protocol thread over a transport ("shm" or "verbs"): it connects
  * with retry and backoff, joins, keeps the lease, reconnects after the
- * owner restarts, and executes the machine's READ/CAS/SEND actions.  Engine
- * threads call the blocking, thread-safe functions below; requests that
- * need the owner are handed to the protocol thread (mutex + eventfd) and
- * the caller sleeps on a condition variable until the NOTIFY carrying its
- * cookie arrives.
+ * owner restarts, and keeps the confirmation cache.  Engine threads call
+ * the thread-safe functions below and do every one-sided operation of
+ * their I/O themselves, on a transport lane of their own (opened on first
+ * use; no hand-off to another thread): the bitmap READ of a cache miss,
+ * the lock CAS, the check READ under a lock, the release CAS.  A cache hit
+ * takes no lock and makes no syscall.  Only what needs a message goes
+ * through the protocol thread (mutex + eventfd, the caller sleeps until
+ * the owner's answer): a lock another client holds, a split commit.
  *
  * How an engine does one I/O on mapping M (the snapshot invariant: a
  * target reads as the source did at the trigger, plus its own writes; the
@@ -15,7 +18,7 @@
  *
  *   fm_agent_io_begin(a, M, &io)        waits until M's confirmations may be
  *                                       trusted (lease granted, no release)
- *   fm_agent_plan(a, &io, op, off, len, &plan)
+ *   fm_agent_plan(a, &io, op, off, len, &plan)   (no I/O on cache hits)
  *   per extent:
  *     DIRECT             read: do it.  write: fm_agent_step_begin, write,
  *                        fm_agent_step_end
@@ -32,7 +35,10 @@
  *                        durable (fsync), fm_agent_step_end;
  *                        fm_agent_commit_split (returns after SPLIT_ACK =
  *                        durable on the owner, and unlocks); then, if the I/O
- *                        writes the source: step_begin, write, step_end
+ *                        writes the source: step_begin, write, step_end.
+ *                        Several grains: lock each, copy them all, one
+ *                        fm_agent_commit_range (one SPLIT_COMMIT, one
+ *                        persist at the owner)
  *   fm_agent_io_end(a, &io)
  *
  * Every write is a destructive data step and runs between step_begin and
@@ -124,8 +130,9 @@ struct fm_agent_stats {
  */
 int fm_agent_new(struct fm_agent **out, const struct fm_agent_cfg *cfg);
 
-/* fm_agent_delete -- BYE (endpoint closed), stop the thread, free.
- * No engine call may be running.  NULL-safe, sets *ap = NULL. */
+/* fm_agent_delete -- BYE (endpoint closed), stop the thread, free (the
+ * engine threads' lanes too).  No engine call may be running.  NULL-safe,
+ * sets *ap = NULL. */
 void fm_agent_delete(struct fm_agent **ap);
 
 /*
@@ -155,47 +162,67 @@ void fm_agent_io_end(struct fm_agent *a, struct fm_agent_io *io);
 
 /*
  * fm_agent_plan -- fm_plan_io() for the I/O with the cache as the split
- * source; grains the cache does not know are fetched from the owner's
- * bitmap (one-sided READ via the protocol thread) before they are planned
- * as unsplit.  COW is active when the mapping (as of io_begin) is COPYING.
- * Returns 0 or fm_plan_io's errors, -ECONNRESET, -EAGAIN, -EINVAL (io not
- * begun).  Blocks for fetches only.
+ * source; grains the cache does not know are read from the owner's bitmap
+ * (one-sided READ of a 512-grain window on the calling thread's lane; the
+ * set bits go to the cache) before they are planned as unsplit.  COW is
+ * active when the mapping (as of io_begin) is COPYING.  Returns 0 or
+ * fm_plan_io's errors, -ECONNRESET, -EAGAIN, -EINVAL (io not begun),
+ * -ENOMEM.  Blocks for READs only.
  */
 int fm_agent_plan(struct fm_agent *a, const struct fm_agent_io *io, enum fm_io_op op,
 		  uint64_t offset, uint64_t length, struct fm_plan *plan);
 
 /*
  * fm_agent_is_split -- is `grain` split now?  A cache hit answers at once;
- * otherwise a fresh READ of the owner's bitmap.  1 split, 0 not split,
- * -ECONNRESET, -EAGAIN, -ENOENT, -ERANGE.  Blocks.
+ * otherwise a fresh READ of the owner's bitmap on the calling thread's
+ * lane.  1 split, 0 not split, -ECONNRESET, -EAGAIN (the map's
+ * confirmations are not granted now), -ENOENT, -ERANGE.  Blocks.
  */
 int fm_agent_is_split(struct fm_agent *a, uint64_t map_id, uint64_t grain);
 
 /*
- * fm_agent_lock -- take the grain lock word covering `grain` (one-sided
- * CAS, queued at the owner when contended).  0 locked and not split, 1
- * locked but the grain is already split (just unlock), -ECONNRESET,
- * -EAGAIN (no session), -EDEADLK, -ENOENT, -ERANGE, -ETIMEDOUT.  Another
- * thread of this agent holding the same word makes this wait.  Blocks.
+ * fm_agent_lock -- take the grain lock word covering `grain`: one-sided
+ * CAS on the calling thread's lane; when another client holds the word,
+ * the owner queues us and hands it over.  Then a fresh READ of the grain's
+ * bitmap word under the lock.  0 locked and not split, 1 locked but the
+ * grain is already split (just unlock), -ECONNRESET, -EAGAIN (no
+ * session), -EDEADLK, -ENOENT, -ERANGE, -ETIMEDOUT (cfg.wait_ms; also
+ * while the owner's restart grace gives no lock table).
+ *
+ * A lock belongs to the thread that took it: unlock and commit it on the
+ * same thread.  It is re-entrant -- grains that share a lock word
+ * (lock_shift > 0) may be locked one after the other by one thread, each
+ * call counting once.  Another thread of this agent that needs a word this
+ * thread holds waits (polling the word with a backoff) until it is free.
+ * Blocks.
  */
 int fm_agent_lock(struct fm_agent *a, uint64_t map_id, uint64_t grain);
 
-/* fm_agent_unlock -- give the lock back without a split.  0, -ENOLCK. */
+/* fm_agent_unlock -- give one fm_agent_lock back without a split (the
+ * word is freed with its last count).  0, -ENOLCK (not held by this
+ * thread, or lost with the session), -ECONNRESET. */
 int fm_agent_unlock(struct fm_agent *a, uint64_t map_id, uint64_t grain);
 
 /*
- * fm_agent_commit_split -- the locked grain's copy is durable on the
- * target: SPLIT_COMMIT, and return only after SPLIT_ACK OK (durable on the
- * owner); the lock is released either way.  0, -ESTALE (generation moved
- * on: not recorded), -EIO, -ECONNRESET (unknown: assume not recorded),
- * -ENOLCK.  Blocks.
+ * fm_agent_commit_range -- grains first..last, each locked by this thread
+ * with fm_agent_lock, hold their own data on the target and it is durable:
+ * one SPLIT_COMMIT, and return only after SPLIT_ACK OK (durable on the
+ * owner; the range is in the cache then).  Every one of those locks is
+ * given back either way.  0, -ESTALE (generation moved on: not recorded),
+ * -EIO, -ECONNRESET (unknown: assume not recorded), -ENOLCK (a grain's
+ * word not held by this thread, or the owner found it not ours: nothing
+ * sent or recorded), -ERANGE, -ETIMEDOUT.  Blocks.
  */
+int fm_agent_commit_range(struct fm_agent *a, uint64_t map_id, uint64_t first,
+			  uint64_t last);
+
+/* fm_agent_commit_split -- fm_agent_commit_range of one grain. */
 int fm_agent_commit_split(struct fm_agent *a, uint64_t map_id, uint64_t grain);
 
 /*
  * fm_agent_read_bitmap -- one-sided READ of `len` bytes at byte `off` of
- * the owner's published bitmap of map_id (what any client would see).
- * 0, -ENOENT, -ERANGE, -ECONNRESET, -EAGAIN.  Blocks.
+ * the owner's published bitmap of map_id (what any client would see), on
+ * the calling thread's lane.  0, -ENOENT, -ERANGE, -ECONNRESET.  Blocks.
  */
 int fm_agent_read_bitmap(struct fm_agent *a, uint64_t map_id, uint64_t off, void *buf,
 			 size_t len);
