@@ -188,6 +188,28 @@ static int stop_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	return 0;
 }
 
+/* a reader: every grain of the rounds is shown in the bitmap any client
+ * READs.  A child, like every agent here: the owner may fence a closed
+ * session's process by killing it (shm), which must not be the test. */
+static int reader_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
+{
+	const struct opts *o = arg;
+	struct fm_agent *a = join(s, (uint32_t)idx + 1);
+	uint8_t bm[GRAINS / 8];
+
+	(void)rfd;
+	(void)wfd;
+	CHECK(fm_agent_read_bitmap(a, MAP, 0, bm, sizeof(bm)) == 0);
+	for (int i = 0; i < o->clients; i++)
+		for (int r = 0; r < o->rounds; r++) {
+			uint64_t g = round_grain(i, r, o->rounds);
+
+			CHECK((bm[g / 8] >> (g % 8)) & 1);
+		}
+	fm_agent_delete(&a);
+	return 0;
+}
+
 /* every child sends `c` (30 s each at most); 0 or -1 */
 static int wait_all(struct child *ch, int n, char c)
 {
@@ -214,10 +236,8 @@ static int finish_children(struct child *ch, int n)
 
 static int run_rounds(struct svc *s, const struct opts *o)
 {
-	struct child ch[MAX_CLIENTS];
+	struct child ch[MAX_CLIENTS], reader;
 	struct counts c0, c1;
-	struct fm_agent *reader;
-	uint8_t bm[GRAINS / 8];
 	int fail = 0;
 
 	for (int i = 0; i < o->clients; i++)
@@ -255,15 +275,8 @@ static int run_rounds(struct svc *s, const struct opts *o)
 	/* the grouping */
 	CHECK(c1.commits - c0.commits < c1.acks - c0.acks);
 	/* what any client READs shows every acked grain */
-	reader = join(s, (uint32_t)o->clients + 1);
-	CHECK(fm_agent_read_bitmap(reader, MAP, 0, bm, sizeof(bm)) == 0);
-	for (int i = 0; i < o->clients; i++)
-		for (int r = 0; r < o->rounds; r++) {
-			uint64_t g = round_grain(i, r, o->rounds);
-
-			CHECK((bm[g / 8] >> (g % 8)) & 1);
-		}
-	fm_agent_delete(&reader);
+	child_start(s, &reader, o->clients, reader_child, (void *)o);
+	CHECK(child_wait(&reader, 30000) == 0);
 	return 0;
 }
 
