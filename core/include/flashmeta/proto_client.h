@@ -103,6 +103,39 @@ int fm_client_io_begin(struct fm_client *c, uint64_t map_id, uint64_t now);
  * this was the last I/O a release or a quiescing session waits for: the
  * driver should call fm_client_kick() on the protocol thread.  Any thread. */
 bool fm_client_io_end(struct fm_client *c, uint64_t map_id);
+/*
+ * Brackets without a shared written line.  fm_client_io_begin counts in a
+ * word every thread of the client writes (one cache line bounced between
+ * CPUs per I/O).  An engine thread that registers a reader counts in a
+ * cache line of its own instead:
+ *
+ *   fm_client_reader_new(c, &r)          once per thread (any thread)
+ *   fm_client_io_pin(c, r, map, now, &pin, &desc)   0 / -EAGAIN / -ENOENT
+ *   ... trust hits, plan with desc ...
+ *   if (fm_client_io_unpin(c, &pin)) kick the protocol thread
+ *
+ * The release/quiesce side looks at every registered reader.  A pin may be
+ * unpinned by any thread (it names the cell it counted in); a reader is
+ * written by the thread that pins with it only.  A thread with brackets
+ * open on more mappings than a reader has cells (8) counts the rest in the
+ * shared word, as does a NULL reader.
+ */
+struct fm_client_reader;
+struct fm_client_pin {
+	_Atomic uint64_t *cell; /* where the bracket is counted */
+};
+/* 0, -ENOMEM, -ENOSPC (CL_MAX_READERS readers exist: pin with NULL).
+ * The reader lives until fm_client_delete. */
+int fm_client_reader_new(struct fm_client *c, struct fm_client_reader **out);
+/* fm_client_io_begin with a reader; *desc (may be NULL) gets the
+ * mapping's descriptor as granted (stable while pinned: a release waits
+ * for the unpin).  Lock-free: one atomic RMW on the reader's own line,
+ * atomic loads of the slot. */
+int fm_client_io_pin(struct fm_client *c, struct fm_client_reader *r, uint64_t map_id,
+		     uint64_t now, struct fm_client_pin *pin, struct fm_wire_mapdesc *desc);
+/* pairs with a successful io_pin; true as fm_client_io_end.  Any thread. */
+bool fm_client_io_unpin(struct fm_client *c, struct fm_client_pin *pin);
+
 /* Re-check drains and quiescence now (otherwise the next tick does). */
 int fm_client_kick(struct fm_client *c, uint64_t now);
 

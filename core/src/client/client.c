@@ -207,6 +207,7 @@ void fm_client_delete(struct fm_client **cp)
 		return;
 	c = *cp;
 	cl_locks_free_all(c);
+	cl_readers_free(c);
 	fm_optab_fini(&c->ops);
 	fm_actq_fini(&c->q);
 	memset(c->key, 0, sizeof(c->key));

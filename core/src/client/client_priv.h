@@ -34,11 +34,14 @@ enum cmap_state {
 
 /*
  * Slot identity (`id`, `present`) is published once and never reused, so
- * I/O threads find a slot without a lock.  `usable` and `inflight` form a
- * Dekker pair (both seq_cst):
- *   io_begin:  inflight++ ; if (!usable) { inflight--; EAGAIN }
- *   release:   usable = false ; ... wait for inflight == 0
+ * I/O threads find a slot without a lock.  `usable` and the open brackets
+ * form a Dekker pair (both sides seq_cst):
+ *   io_begin:  count++ ; if (!usable) { count--; EAGAIN }
+ *   release:   usable = false ; ... wait until no bracket is counted
  * either the I/O sees usable == false, or the release sees its increment.
+ * A bracket is counted in its thread's reader cell (readers.c: a cache
+ * line only that thread writes, so hits of several threads share no
+ * written line) or, without a reader, in the slot's `inflight`.
  */
 #define CMAP_DWORDS 11 /* the descriptor as words, for the seqlock */
 
@@ -46,7 +49,7 @@ struct cmap {
 	_Atomic uint64_t id;      /* written once before `present` */
 	atomic_bool present;
 	atomic_bool usable;       /* hits may be trusted by new I/O */
-	atomic_long inflight;     /* io_begin - io_end */
+	_Atomic uint64_t inflight; /* brackets opened without a reader cell */
 	enum cmap_state state;    /* protocol thread */
 	struct fm_wire_mapdesc d; /* protocol thread */
 	uint64_t release_gen;
@@ -110,6 +113,14 @@ struct cop {
 
 #define RENEW_RING 8
 
+/* readers.c: one engine thread's bracket counts, a cache line of its own.
+ * Cell word: (map slot + 1) << 32 | open brackets; 0 = unused. */
+#define CL_READER_CELLS 8
+#define CL_MAX_READERS 512
+struct fm_client_reader {
+	_Alignas(64) _Atomic uint64_t cell[CL_READER_CELLS];
+};
+
 struct fm_client {
 	struct fm_client_cfg cfg;
 	uint8_t key[64];
@@ -140,6 +151,9 @@ struct fm_client {
 	struct ccommit *commits; /* engines' range commits awaiting SPLIT_ACK */
 	struct fm_optab ops;  /* struct cop by op id */
 	uint64_t next_commit;
+	/* readers.c: registered reader cells, never removed before delete */
+	struct fm_client_reader *_Atomic readers[CL_MAX_READERS];
+	_Atomic unsigned nreaders;
 };
 
 /* ---- client.c ---- */
@@ -182,6 +196,11 @@ void cl_maps_on_release_request(struct fm_client *c, const struct fm_msg *m);
 void cl_maps_try_drain_all(struct fm_client *c);
 void cl_maps_discard_all(struct fm_client *c);
 long cl_maps_inflight(struct fm_client *c);
+
+/* ---- readers.c ---- */
+/* open brackets on map slot `slot` (any counting place); seq_cst loads */
+uint64_t cl_readers_open(struct fm_client *c, unsigned slot);
+void cl_readers_free(struct fm_client *c);
 
 /* ---- locks.c ---- */
 void cl_locks_fail_all(struct fm_client *c);

@@ -2,10 +2,11 @@
  * requests (claims 4/10/16: discard, answer RELEASED) and the I/O
  * brackets that pin them.
  *
- * Slots (client_priv.h): identity published once, `usable` + `inflight`
- * a Dekker pair between I/O threads and the protocol thread.  A release
- * (RELEASE_REQUEST) and a session's end (session.c) both start with
- * usable = false and then wait for inflight == 0 of the slot(s).
+ * Slots (client_priv.h): identity published once, `usable` and the open
+ * brackets (readers.c) a Dekker pair between I/O threads and the protocol
+ * thread.  A release (RELEASE_REQUEST) and a session's end (session.c)
+ * both start with usable = false and then wait until no bracket of the
+ * slot(s) is open.
  */
 #include <errno.h>
 
@@ -58,10 +59,10 @@ static void try_drain(struct fm_client *c, unsigned slot)
 	struct cmap *mp = &c->maps[slot];
 	struct fm_msg m;
 
-	if (mp->state != CM_DRAINING || atomic_load(&mp->inflight) != 0)
+	if (mp->state != CM_DRAINING || cl_readers_open(c, slot) != 0)
 		return;
 	/* 1. no new I/O trusts hits (usable == false, set on the request);
-	 * 2. every I/O that did has ended (inflight == 0);
+	 * 2. every I/O that did has ended (no bracket counted anywhere);
 	 * 3. forget them (epoch moves: racing fills are refused);
 	 * 4. only now tell the owner. */
 	fm_cache_map_discard(c->cfg.cache, atomic_load(&mp->id));
@@ -126,7 +127,7 @@ long cl_maps_inflight(struct fm_client *c)
 	long sum = 0;
 
 	for (unsigned i = 0; i < n; i++)
-		sum += atomic_load(&c->maps[i].inflight);
+		sum += (long)cl_readers_open(c, i);
 	return sum;
 }
 

@@ -177,6 +177,68 @@ static void release__waits_for_inflight_io_then_released(void **state)
 	sim_fini(&S);
 }
 
+/* The same with brackets counted in reader cells: two threads' readers,
+ * a bracket ended by another thread, and a thread without a cell. */
+static void release__waits_for_brackets_in_reader_cells(void **state)
+{
+	struct fm_client_reader *r1, *r2;
+	struct fm_client_pin p1, p2, p3, shared;
+	struct fm_wire_mapdesc d;
+
+	up(&S, 1, 300);
+	S.auto_update = false;
+	assert_int_equal(fm_client_reader_new(S.c[0].cl, &r1), 0);
+	assert_int_equal(fm_client_reader_new(S.c[0].cl, &r2), 0);
+	assert_int_equal(fm_client_io_pin(S.c[0].cl, r1, 100, S.now, &p1, &d), 0);
+	assert_int_equal(d.map_id, 100);
+	assert_int_equal(fm_client_io_pin(S.c[0].cl, r1, 100, S.now, &p2, NULL), 0);
+	assert_ptr_equal(p1.cell, p2.cell); /* one cell per map and thread */
+	assert_int_equal(fm_client_io_pin(S.c[0].cl, r2, 100, S.now, &p3, NULL), 0);
+	assert_ptr_not_equal(p1.cell, p3.cell);
+	assert_int_equal(fm_client_io_pin(S.c[0].cl, NULL, 100, S.now, &shared, NULL), 0);
+	assert_int_equal(fm_owner_map_revoke(S.owner, 100, FM_RELEASE_RESTART, S.now), 0);
+	sim_run(&S, S.now + 100);
+	assert_int_equal(S.sends[FM_MSG_RELEASE_REQUEST], 1);
+	{
+		struct fm_client_pin again;
+
+		assert_int_equal(fm_client_io_pin(S.c[0].cl, r1, 100, S.now, &again, NULL),
+				 -EAGAIN);
+		assert_null(again.cell);
+	}
+	/* each end but the last of all leaves the release waiting */
+	assert_false(fm_client_io_unpin(S.c[0].cl, &p2)); /* r1 still has p1 */
+	fm_client_kick(S.c[0].cl, S.now);
+	sim_run(&S, S.now + 20);
+	assert_true(fm_client_io_unpin(S.c[0].cl, &p1)); /* r1's cell empty */
+	assert_true(fm_client_io_unpin(S.c[0].cl, &shared));
+	fm_client_kick(S.c[0].cl, S.now);
+	sim_run(&S, S.now + 20);
+	assert_int_equal(S.sends[FM_MSG_RELEASED], 0); /* r2 still pins it */
+	assert_false(S.store[0].revoked);
+	assert_true(fm_client_io_unpin(S.c[0].cl, &p3)); /* "another thread" ends it */
+	assert_false(fm_client_io_unpin(S.c[0].cl, &p3)); /* ended once only */
+	fm_client_kick(S.c[0].cl, S.now);
+	sim_run(&S, S.now + 20);
+	assert_int_equal(S.sends[FM_MSG_RELEASED], 1);
+	assert_true(S.store[0].revoked);
+	sim_fini(&S);
+}
+
+/* More readers than the client keeps: the rest count in the shared word. */
+static void readers__beyond_the_limit_refused_with_enospc(void **state)
+{
+	struct fm_client_reader *r;
+	int n = 0;
+
+	up(&S, 1, 300);
+	while (fm_client_reader_new(S.c[0].cl, &r) == 0)
+		n++;
+	assert_int_equal(fm_client_reader_new(S.c[0].cl, &r), -ENOSPC);
+	assert_true(n >= 64);
+	sim_fini(&S);
+}
+
 static void lease_expiry__fence__locks_reclaimed_and_handed_over(void **state)
 {
 	struct fm_owner_stats st;
@@ -906,6 +968,11 @@ struct engine {
 	uint64_t grain;
 	uint64_t end;      /* E_DIRECT / E_STEP: when it ends */
 	bool bracket;      /* io_begin done, io_end not yet */
+	/* odd engines count their brackets in a reader cell of their own
+	 * (fm_client_io_pin), even ones in the shared word (io_begin) */
+	struct fm_client_reader *reader;
+	struct fm_client *reader_of;
+	struct fm_client_pin pin;
 };
 
 struct soak_model {
@@ -940,7 +1007,8 @@ static void end_bracket(struct sim *s, int i, struct engine *e)
 	if (!e->bracket)
 		return;
 	e->bracket = false;
-	if (fm_client_io_end(s->c[i].cl, 100 + (uint64_t)e->map))
+	if (e->reader ? fm_client_io_unpin(s->c[i].cl, &e->pin)
+		      : fm_client_io_end(s->c[i].cl, 100 + (uint64_t)e->map))
 		fm_client_kick(s->c[i].cl, s->now);
 }
 
@@ -1082,7 +1150,12 @@ static void engine_step(struct sim *s, int i)
 		e->map = (int)(sim_rand(s) % SIM_MAPS);
 		e->grain = sim_rand(s) % 64; /* hot set: contention */
 		mid = 100 + (uint64_t)e->map;
-		if (fm_client_io_begin(c->cl, mid, s->now) != 0)
+		if (x % 2 && e->reader_of != c->cl) { /* a new process: a new reader */
+			assert_int_equal(fm_client_reader_new(c->cl, &e->reader), 0);
+			e->reader_of = c->cl;
+		}
+		if (x % 2 ? fm_client_io_pin(c->cl, e->reader, mid, s->now, &e->pin, NULL)
+			  : fm_client_io_begin(c->cl, mid, s->now))
 			continue;
 		e->bracket = true;
 		if (x == 1) {
@@ -1252,6 +1325,8 @@ int main(void)
 		cmocka_unit_test(contention__queued_granted_in_order_then_free),
 		cmocka_unit_test(commit__ack_only_after_persist_done),
 		cmocka_unit_test(release__waits_for_inflight_io_then_released),
+		cmocka_unit_test(release__waits_for_brackets_in_reader_cells),
+		cmocka_unit_test(readers__beyond_the_limit_refused_with_enospc),
 		cmocka_unit_test(lease_expiry__fence__locks_reclaimed_and_handed_over),
 		cmocka_unit_test(fence__failed_fence__locks_held_until_a_retry_succeeds),
 		cmocka_unit_test(lease_lapse__client_discards_before_owner_fences),
