@@ -111,7 +111,8 @@ int fm_agent_new(struct fm_agent **out, const struct fm_agent_cfg *cfg)
 {
 	/* event waits: an engine's lane wait sleeps instead of spinning on
 	 * verbs; shm completes at post time either way */
-	struct fm_transport_cfg tcfg = { .wait_mode = FM_WAIT_EVENT, .op_timeout_ms = 3000 };
+	struct fm_transport_cfg tcfg = { .wait_mode = FM_WAIT_EVENT,
+					 .op_timeout_ms = AG_OP_TIMEOUT_MS };
 	struct fm_cache_cfg ccfg = { 0 };
 	struct fm_client_cfg kcfg = { 0 };
 	struct fm_agent *a;
@@ -152,8 +153,17 @@ int fm_agent_new(struct fm_agent **out, const struct fm_agent_cfg *cfg)
 		rc = fm_err(-ENOMEM, "agent: eventfd/strdup");
 		goto fail;
 	}
+	if (!a->cfg.max_threads)
+		a->cfg.max_threads = 64;
+	if (a->cfg.max_threads > FM_LANES_MAX) {
+		rc = fm_err(-EINVAL, "agent: max_threads %u is more than %u", a->cfg.max_threads,
+			    FM_LANES_MAX);
+		goto fail;
+	}
 	tcfg.provider = a->provider;
 	tcfg.device = a->device;
+	tcfg.max_lanes = a->cfg.max_threads;
+	tcfg.lane_depth = 4; /* a thread has at most 2 operations in flight */
 	rc = fm_transport_new(&a->t, &tcfg);
 	if (rc)
 		goto fail;

@@ -16,7 +16,8 @@
  *        per-thread context found through a pthread key): the bitmap READ
  *        of a cache miss, the lock CAS, the check READ under a lock, the
  *        release CAS.  No hand-off, no syscall on shm.  Hits take no lock
- *        at all: fm_client_io_begin (atomics) and fm_cache_lookup.
+ *        and write no shared line: fm_client_io_pin counts the bracket
+ *        in the thread's own reader cell, fm_cache_lookup reads.
  *
  * Locks and what they cover:
  *   a->lock   requests (submit, inflight, retry lists, every req's
@@ -50,6 +51,8 @@
 
 #define AG_READ_MAX (64u * 1024)   /* bytes of one engine READ */
 #define AG_FILL_WORDS 8u           /* bitmap words of one fetch window (512 grains) */
+#define AG_OP_TIMEOUT_MS 3000u     /* the transport's op_timeout_ms */
+#define AG_OP_WAIT_MS 10000        /* an engine waits this long for a completion */
 
 enum req_type { REQ_LOCKWAIT = 1, REQ_COMMIT, REQ_UNLOCKMSG };
 
@@ -83,6 +86,9 @@ static inline bool ag_fill_bit(const struct ag_fill *f, uint64_t grain)
 struct ag_held {
 	uint64_t map_id, index;
 	uint64_t word;              /* what we installed (the session's word) */
+	uint64_t token;             /* the session it was taken in (fm_client_token:
+				     * the word alone may repeat after an owner
+				     * restart -- same client id, same epoch) */
 	unsigned count;
 };
 
@@ -93,6 +99,7 @@ struct ag_thread {
 	struct fm_lane *lane;
 	uint64_t lane_gen;          /* ep_gen the lane was opened for */
 	struct fm_region *buf;      /* READ destination, AG_READ_MAX bytes */
+	struct fm_client_reader *reader; /* its bracket counts, or NULL */
 	struct ag_held *held;       /* this thread's lock words */
 	size_t nheld, capheld;
 };
@@ -122,6 +129,8 @@ struct fm_agent {
 	_Atomic uint64_t ep_gen;
 	pthread_key_t tkey;
 	struct ag_thread *threads;
+	struct fm_client_reader **spare; /* readers of exited threads, reused */
+	size_t nspare, capspare;
 
 	/* requests */
 	pthread_mutex_t lock;
@@ -160,7 +169,9 @@ void ag_req_post(struct fm_agent *a, struct req *r);
 void ag_fill_post(struct fm_agent *a, const struct ag_fill *f);
 
 /* ---- lane.c ---- */
-/* The calling thread's context with a lane on the current endpoint;
+/* The calling thread's context (made on first use); 0 or -ENOMEM. */
+int ag_ctx(struct fm_agent *a, struct ag_thread **out);
+/* ... with a READ buffer and a lane on the current endpoint;
  * -ECONNRESET (no session endpoint), -ENOMEM, or a lane error. */
 int ag_thread_get(struct fm_agent *a, struct ag_thread **out);
 /* Free every thread context (fm_agent_delete; no engine call runs). */
@@ -171,6 +182,15 @@ int ag_read(struct fm_agent *a, struct ag_thread *th, const struct fm_region_des
 	    uint64_t off, size_t len);
 int ag_cas(struct fm_agent *a, struct ag_thread *th, const struct fm_region_desc *rd,
 	   uint64_t off, uint64_t expect, uint64_t desired, uint64_t *old);
+/* A CAS and a READ posted together on the thread's lane: one round trip.
+ * The READ executes after the CAS (a lane's operations run in order at
+ * the owner: one connection -- verbs: one RC QP, whose responder executes
+ * requests in order; shm: at post time), so when the CAS took a free word
+ * the bytes read are what the previous holder left published before its
+ * release.  0 with *old and th->buf filled, or a negative errno. */
+int ag_cas_read(struct fm_agent *a, struct ag_thread *th, const struct fm_region_desc *rd,
+		uint64_t off, uint64_t expect, uint64_t desired, uint64_t *old,
+		const struct fm_region_desc *src, uint64_t src_off, size_t len);
 /* The bitmap window of `grain` (AG_FILL_WORDS words): READ it into *f
  * and hand its set bits to the cache (ag_fill_bit(f, grain) is grain's
  * answer).  0, -EAGAIN (the map's confirmations are not trusted now),

@@ -19,35 +19,37 @@
 
 int fm_agent_io_begin(struct fm_agent *a, uint64_t map_id, struct fm_agent_io *io)
 {
+	struct fm_client_pin pin;
 	struct fm_wire_mapdesc d;
-	struct timespec ts;
+	struct ag_thread *th;
+	struct timespec ts = { 0, 0 };
 	bool late = false;
+	int rc;
 
 	memset(io, 0, sizeof(*io));
-	ag_deadline_ts(&ts, a->cfg.wait_ms);
+	rc = ag_ctx(a, &th);
+	if (rc)
+		return rc;
 	for (;;) {
 		int dead = atomic_load(&a->dead);
 
 		if (dead)
 			return fm_err(dead, "agent: dead (its state machine ran out of memory)");
-		if (fm_client_io_begin(a->c, map_id, ag_now_ms()) == 0) {
-			/* pinned: a release now waits for io_end, and the
-			 * session quiesces before it changes (lease.h R3) */
-			if (fm_client_map(a->c, map_id, &d, NULL) == 0) {
-				io->map_id = map_id;
-				io->trusted = true;
-				ag_map_pub(&d, true, &io->map);
-				return 0;
-			}
-			if (fm_client_io_end(a->c, map_id)) { /* cannot happen: pinned */
-				atomic_store(&a->kick, true);
-				ag_wake(a);
-			}
+		/* pinned: a release now waits for io_end, and the session
+		 * quiesces before it changes (lease.h R3) */
+		if (fm_client_io_pin(a->c, th->reader, map_id, ag_now_ms(), &pin, &d) == 0) {
+			io->map_id = map_id;
+			io->trusted = true;
+			io->pin_ = (void *)pin.cell;
+			ag_map_pub(&d, true, &io->map);
+			return 0;
 		}
 		if (late)
 			break;
 		/* no session, no grant, or a release going on: wait for a
 		 * join or a grant (broadcast), re-checking every 20 ms */
+		if (!ts.tv_sec && !ts.tv_nsec)
+			ag_deadline_ts(&ts, a->cfg.wait_ms);
 		pthread_mutex_lock(&a->lock);
 		late = ag_wait_until(a, &ts);
 		pthread_mutex_unlock(&a->lock);
@@ -58,10 +60,13 @@ int fm_agent_io_begin(struct fm_agent *a, uint64_t map_id, struct fm_agent_io *i
 
 void fm_agent_io_end(struct fm_agent *a, struct fm_agent_io *io)
 {
+	struct fm_client_pin pin = { .cell = io->pin_ };
+
 	if (!io->trusted)
 		return;
 	io->trusted = false;
-	if (fm_client_io_end(a->c, io->map_id)) {
+	io->pin_ = NULL;
+	if (fm_client_io_unpin(a->c, &pin)) {
 		/* the last bracket a release or quiescence waits for */
 		atomic_store(&a->kick, true);
 		ag_wake(a);
@@ -112,13 +117,11 @@ int fm_agent_plan(struct fm_agent *a, const struct fm_agent_io *io, enum fm_io_o
 	struct fm_wire_mapdesc d;
 	struct fm_geom g;
 	uint64_t first, last;
-	bool cow;
+	bool cow, have_d = false;
 	int rc;
 
 	if (!io->trusted)
 		return fm_err(-EINVAL, "agent: plan outside io_begin/io_end");
-	if (fm_client_map(a->c, io->map_id, &d, NULL))
-		return fm_err(-ENOENT, "agent: map %" PRIu64 " unknown", io->map_id);
 	g.grain_shift = io->map.grain_shift;
 	g.grain_count = io->map.grain_count;
 	g.volume_size = io->map.grain_count << io->map.grain_shift;
@@ -148,6 +151,11 @@ int fm_agent_plan(struct fm_agent *a, const struct fm_agent_io *io, enum fm_io_o
 				    " outside the I/O", x.miss);
 			break;
 		}
+		if (!have_d && fm_client_map(a->c, io->map_id, &d, NULL)) {
+			rc = fm_err(-ENOENT, "agent: map %" PRIu64 " unknown", io->map_id);
+			break;
+		}
+		have_d = true;
 		rc = ag_fetch(a, &d, x.miss, &x.win[x.miss / WIN_GRAINS - x.w0]);
 		if (rc)
 			break;

@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -31,20 +32,34 @@
 
 #define AG_BACKOFF_MAX_US 1000u
 
-static struct ag_held *held_find(struct ag_thread *th, uint64_t map_id, uint64_t index)
-{
-	for (size_t i = 0; i < th->nheld; i++)
-		if (th->held[i].map_id == map_id && th->held[i].index == index)
-			return &th->held[i];
-	return NULL;
-}
-
 static void held_drop(struct ag_thread *th, struct ag_held *h)
 {
 	*h = th->held[--th->nheld];
 }
 
-static int held_add(struct ag_thread *th, uint64_t map_id, uint64_t index, uint64_t word)
+/* this thread's hold of word `index` in the current session; a hold from
+ * an earlier session is dropped (the owner reclaimed it; its word value
+ * may be a new session's too, so it must never be released by CAS) */
+static struct ag_held *held_find(struct fm_agent *a, struct ag_thread *th, uint64_t map_id,
+				 uint64_t index)
+{
+	uint64_t token = fm_client_token(a->c);
+
+	for (size_t i = 0; i < th->nheld; i++) {
+		struct ag_held *h = &th->held[i];
+
+		if (h->map_id != map_id || h->index != index)
+			continue;
+		if (h->token == token)
+			return h;
+		held_drop(th, h);
+		break;
+	}
+	return NULL;
+}
+
+static int held_add(struct ag_thread *th, uint64_t map_id, uint64_t index, uint64_t word,
+		    uint64_t token)
 {
 	if (th->nheld == th->capheld) {
 		size_t nc = th->capheld ? th->capheld * 2 : 8;
@@ -56,7 +71,7 @@ static int held_add(struct ag_thread *th, uint64_t map_id, uint64_t index, uint6
 		th->capheld = nc;
 	}
 	th->held[th->nheld++] = (struct ag_held){ .map_id = map_id, .index = index,
-						  .word = word, .count = 1 };
+						  .word = word, .token = token, .count = 1 };
 	return 0;
 }
 
@@ -97,24 +112,40 @@ static void backoff(unsigned *us)
 	*us = *us * 2 > AG_BACKOFF_MAX_US ? AG_BACKOFF_MAX_US : *us * 2;
 }
 
-/* take the word covering `grain`; *word = what we hold */
+/*
+ * Take the word covering `grain`; *word = what we hold.  The first try
+ * posts the CAS and the READ of the grain's bitmap word together
+ * (ag_cas_read: one round trip); *have_bits says whether th->buf holds a
+ * READ done under the lock (else the caller reads).
+ */
 static int word_take(struct fm_agent *a, struct ag_thread *th, const struct fm_wire_mapdesc *d,
-		     uint64_t grain, uint64_t *word)
+		     uint64_t grain, uint64_t *word, uint64_t *token, bool *have_bits)
 {
 	uint64_t off = fm_lockword_offset(grain, d->lock_shift), deadline;
-	uint64_t mine = fm_client_lockword(a->c), old;
+	uint64_t mine, old;
 	unsigned us = 1;
 	int rc;
 
-	if (!mine)
+	/* one read of the session: the word and the token we file it under
+	 * must name the same session */
+	*token = fm_client_token(a->c);
+	mine = fm_lockword_make((uint16_t)a->cfg.client_id, (uint32_t)*token,
+				FM_LOCKWORD_F_HELD);
+	*have_bits = false;
+	if (!*token)
 		return fm_err(-ECONNRESET, "agent: no session");
 	deadline = ag_now_ms() + a->cfg.wait_ms;
-	for (;;) {
-		rc = ag_cas(a, th, &d->locks, off, FM_LOCKWORD_FREE, mine, &old);
+	for (bool first = true;; first = false) {
+		if (first)
+			rc = ag_cas_read(a, th, &d->locks, off, FM_LOCKWORD_FREE, mine, &old,
+					 &d->bitmap, grain / 64 * 8, 8);
+		else
+			rc = ag_cas(a, th, &d->locks, off, FM_LOCKWORD_FREE, mine, &old);
 		if (rc)
 			return rc;
 		if (old == FM_LOCKWORD_FREE) {
 			*word = mine;
+			*have_bits = first;
 			return 0;
 		}
 		if (fm_lockword_same_holder(old, mine)) {
@@ -180,7 +211,8 @@ int fm_agent_lock(struct fm_agent *a, uint64_t map_id, uint64_t grain)
 	struct fm_wire_mapdesc d;
 	struct ag_thread *th;
 	struct ag_held *h;
-	uint64_t word, boff;
+	uint64_t word, token;
+	bool have_bits = false;
 	int rc = map_with_locks(a, map_id, grain, &d);
 
 	if (rc)
@@ -188,18 +220,14 @@ int fm_agent_lock(struct fm_agent *a, uint64_t map_id, uint64_t grain)
 	rc = ag_thread_get(a, &th);
 	if (rc)
 		return rc;
-	h = held_find(th, map_id, fm_lockword_index(grain, d.lock_shift));
-	if (h && !fm_lockword_same_holder(h->word, fm_client_lockword(a->c))) {
-		held_drop(th, h); /* a session ago: the owner reclaimed it */
-		h = NULL;
-	}
+	h = held_find(a, th, map_id, fm_lockword_index(grain, d.lock_shift));
 	if (h) {
 		h->count++;
 	} else {
-		rc = word_take(a, th, &d, grain, &word);
+		rc = word_take(a, th, &d, grain, &word, &token, &have_bits);
 		if (rc)
 			return rc;
-		rc = held_add(th, map_id, fm_lockword_index(grain, d.lock_shift), word);
+		rc = held_add(th, map_id, fm_lockword_index(grain, d.lock_shift), word, token);
 		if (rc) {
 			(void)word_give(a, th, &d, grain, word);
 			return rc;
@@ -208,8 +236,7 @@ int fm_agent_lock(struct fm_agent *a, uint64_t map_id, uint64_t grain)
 	}
 	/* under the lock: is the grain split already?  (a fresh READ: a
 	 * commit of another client may have set it just before our CAS) */
-	boff = grain / 64 * 8;
-	rc = ag_read(a, th, &d.bitmap, boff, 8);
+	rc = have_bits ? 0 : ag_read(a, th, &d.bitmap, grain / 64 * 8, 8);
 	if (rc) {
 		(void)fm_agent_unlock(a, map_id, grain);
 		return rc;
@@ -228,17 +255,20 @@ int fm_agent_unlock(struct fm_agent *a, uint64_t map_id, uint64_t grain)
 	if (fm_client_map(a->c, map_id, &d, NULL) || grain >= d.grain_count)
 		return fm_err(-ENOLCK, "agent: map %" PRIu64 " grain %" PRIu64 " not locked",
 			      map_id, grain);
-	rc = ag_thread_get(a, &th);
-	h = rc ? NULL : held_find(th, map_id, fm_lockword_index(grain, d.lock_shift));
+	/* the bookkeeping needs no lane: a hold is forgotten even when the
+	 * session's endpoint is gone (the owner reclaims the word) */
+	rc = ag_ctx(a, &th);
+	h = rc ? NULL : held_find(a, th, map_id, fm_lockword_index(grain, d.lock_shift));
 	if (!h)
 		return fm_err(-ENOLCK, "agent: map %" PRIu64 " grain %" PRIu64 " not locked by "
-			      "this thread", map_id, grain);
+			      "this thread in this session", map_id, grain);
 	if (--h->count)
 		return 0;
 	word = h->word;
 	held_drop(th, h);
 	atomic_fetch_add_explicit(&a->unlocks, 1, memory_order_relaxed);
-	return word_give(a, th, &d, grain, word);
+	rc = ag_thread_get(a, &th);
+	return rc ? rc : word_give(a, th, &d, grain, word);
 }
 
 int fm_agent_commit_range(struct fm_agent *a, uint64_t map_id, uint64_t first, uint64_t last)
@@ -253,22 +283,34 @@ int fm_agent_commit_range(struct fm_agent *a, uint64_t map_id, uint64_t first, u
 	if (first > last || last >= d.grain_count)
 		return fm_err(-ERANGE, "agent: grains %" PRIu64 "..%" PRIu64 " not in map %"
 			      PRIu64, first, last, map_id);
-	rc = ag_thread_get(a, &th);
+	rc = ag_ctx(a, &th);
 	if (rc)
 		return rc;
 	for (uint64_t i = fm_lockword_index(first, d.lock_shift);
-	     i <= fm_lockword_index(last, d.lock_shift); i++)
-		if (!held_find(th, map_id, i))
-			return fm_err(-ENOLCK, "agent: grains %" PRIu64 "..%" PRIu64
-				      " are not all locked by this thread", first, last);
-	rc = ag_req_run(a, &r);
-	if (rc == 0)
-		atomic_fetch_add_explicit(&a->commits, 1, memory_order_relaxed);
+	     rc == 0 && i <= fm_lockword_index(last, d.lock_shift); i++)
+		if (!held_find(a, th, map_id, i))
+			rc = fm_err(-ENOLCK, "agent: grains %" PRIu64 "..%" PRIu64 " are not all "
+				    "locked by this thread in this session: nothing committed",
+				    first, last);
+	if (rc == 0) {
+		rc = ag_req_run(a, &r);
+		if (rc == 0)
+			atomic_fetch_add_explicit(&a->commits, 1, memory_order_relaxed);
+	}
 	/* the locks go back whatever the answer; one that fails to after a
-	 * successful commit changes nothing: the split is durable */
+	 * successful commit changes nothing: the split is durable.  The
+	 * caller learns why the commit failed, not why a release did. */
+	if (rc) {
+		char why[256];
+
+		snprintf(why, sizeof(why), "%s", fm_errormsg());
+		for (uint64_t g = first; g <= last; g++)
+			(void)fm_agent_unlock(a, map_id, g);
+		return fm_err(rc, "%s", why);
+	}
 	for (uint64_t g = first; g <= last; g++)
 		(void)fm_agent_unlock(a, map_id, g);
-	return rc;
+	return 0;
 }
 
 int fm_agent_commit_split(struct fm_agent *a, uint64_t map_id, uint64_t grain)

@@ -85,6 +85,9 @@ struct fm_agent_cfg {
 				 * a grant; 0 -> 10000 */
 	uint32_t retry_min_ms;  /* reconnect backoff; 0 -> 50 */
 	uint32_t retry_max_ms;  /* 0 -> 1000 */
+	uint32_t max_threads;   /* engine threads doing one-sided work at once
+				 * (each gets a lane of the session's
+				 * endpoint); 0 -> 64, at most 256 */
 };
 
 /* A mapping as the agent last heard of it (WELCOME / MAP_GRANT). */
@@ -104,6 +107,7 @@ struct fm_agent_io {
 	bool trusted;           /* cache hits may be used */
 	struct fm_agent_map map; /* snapshot taken at io_begin */
 	uint64_t step_start;    /* a data step runs since (ms), or 0 */
+	void *pin_;             /* the agent's: where the bracket is counted */
 };
 
 struct fm_agent_stats {
@@ -134,6 +138,15 @@ int fm_agent_new(struct fm_agent **out, const struct fm_agent_cfg *cfg);
  * engine threads' lanes too).  No engine call may be running.  NULL-safe,
  * sets *ap = NULL. */
 void fm_agent_delete(struct fm_agent **ap);
+
+/*
+ * fm_agent_thread_exit -- the calling engine thread is done with the agent
+ * (before it exits, or for good): its lane and buffers are freed now
+ * rather than at fm_agent_delete, so threads that come and go do not use
+ * up cfg.max_threads.  No lock of the thread may be held.  The next call
+ * of the thread makes a new context.
+ */
+void fm_agent_thread_exit(struct fm_agent *a);
 
 /*
  * fm_agent_wait_active -- block until the session is ACTIVE, up to
