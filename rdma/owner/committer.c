@@ -1,7 +1,7 @@
 /* committer.c -- the owner's commit thread: runs the durable phase of the
- * group commit beside the loop, so the loop never waits for a drain or an
- * msync of split bits, and commits follow each other without waiting for
- * the loop.
+ * group commit beside the loop, so the loop never waits for a slow drain
+ * or msync of split bits (a cheap one it runs itself, see below), and
+ * commits follow each other without waiting for the loop.
  *
  * Design.  Batches of PERSIST actions travel through three lists
  * (struct od_plist, swapped whole, never copied):
