@@ -211,7 +211,7 @@ int fm_agent_lock(struct fm_agent *a, uint64_t map_id, uint64_t grain)
 	struct fm_wire_mapdesc d;
 	struct ag_thread *th;
 	struct ag_held *h;
-	uint64_t word, token;
+	uint64_t word = 0, token = 0;
 	bool have_bits = false;
 	int rc = map_with_locks(a, map_id, grain, &d);
 
