@@ -231,8 +231,6 @@ int fm_cache_insert(struct fm_cache *c, uint64_t map_id, uint64_t epoch,
 {
 	struct fm_cache_map *m;
 	struct fm_cache_dir *d;
-	struct fm_frag f;
-	uint64_t ms = first, ml = last, wf, wl = 0;
 	int ret;
 
 	ret = __map_range(c, map_id, first, last, &m);
@@ -245,43 +243,13 @@ int fm_cache_insert(struct fm_cache *c, uint64_t map_id, uint64_t epoch,
 			      "%s)", epoch, atomic_load_explicit(&m->epoch, memory_order_relaxed),
 			      d ? "" : ", no lease");
 	}
-	if (first > 0 && ch_find(d, first - 1, &f))
-		ms = ch_range_start(d, f.fs);
-	if (last + 1 < m->grain_count && ch_find(d, last + 1, &f))
-		ml = f.last;
-	uint64_t absorbed = ch_count_runs(d, ms, ml);
-
-	if (absorbed == 1 && ch_find(d, ms, &f) && f.last == ml && ch_range_start(d, f.fs) == ms) {
-		/* already one range covering [ms, ml]: nothing changes */
-		ch_stat_add(&c->st_inserts, 1);
-		return 0;
-	}
-	uint64_t bf = ms >> d->shift, bl = ml >> d->shift;
-
-	ret = ch_prep_insert(c, d, bf, ms, ml, &wf);
-	if (ret)
+	ret = ch_insert(c, m, first, last);
+	if (ret < 0)
 		return ret;
-	if (bl != bf) {
-		ret = ch_prep_insert(c, d, bl, ms, ml, &wl);
-		if (ret) {
-			ch_unmake_word(c, wf);
-			return ret;
-		}
-	}
-	for (uint64_t b = bf; b <= bl; b++)
-		ch_word_set(c, d, b, b == bf ? wf : b == bl ? wl : ch_w_one(0, ml));
-	ch_ranges_adjust(c, m, 1 - (int64_t)absorbed);
 	ch_stat_add(&c->st_inserts, 1);
-	ch_stat_add(&c->st_merges, absorbed);
-
-	if (m->nranges > d->nb) {
-		uint32_t s = ch_ideal_shift(m->grain_count, m->nranges);
-		uint64_t nnb = ((m->grain_count - 1) >> s) + 1;
-
-		if (s < d->shift &&
-		    (!c->budget || c->live + ch_dir_bytes(nnb) <= c->budget))
-			ch_dir_rebuild(c, m, s);
-	}
+	if (ret > 0)
+		return 0; /* already held as one range: nothing changed */
+	ch_dir_grow(c, m);
 	ch_enforce_budget(c);
 	return 0;
 }
@@ -300,9 +268,6 @@ int fm_cache_discard_range(struct fm_cache *c, uint64_t map_id, uint64_t first,
 	r = ch_discard(c, m, first, last);
 	if (r < 0)
 		return r;
-	struct fm_cache_dir *d = ch_dir(m);
-
-	if (d && m->nranges * 8 < d->nb)
-		ch_dir_rebuild(c, m, ch_ideal_shift(m->grain_count, m->nranges));
+	ch_dir_shrink(c, m);
 	return 0;
 }

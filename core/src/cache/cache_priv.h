@@ -356,14 +356,13 @@ void ch_unmake_word(struct fm_cache *c, uint64_t w);
 /* dir.c: the directory as a whole */
 void ch_dir_free_now(struct fm_cache *c, struct fm_cache_dir *d);
 void ch_dir_retire(struct fm_cache *c, struct fm_cache_dir *d);
-uint32_t ch_ideal_shift(uint64_t gc, uint64_t n);
-int ch_dir_rebuild(struct fm_cache *c, struct fm_cache_map *m, uint32_t shift);
+void ch_dir_grow(struct fm_cache *c, struct fm_cache_map *m);
+void ch_dir_shrink(struct fm_cache *c, struct fm_cache_map *m);
 void ch_drop_inplace(struct fm_cache *c, struct fm_cache_map *m);
 int ch_drop_all(struct fm_cache *c, struct fm_cache_map *m, bool valid);
 
 /* range.c */
-int ch_prep_insert(struct fm_cache *c, struct fm_cache_dir *d, uint64_t b, uint64_t ms,
-		   uint64_t ml, uint64_t *w);
+int ch_insert(struct fm_cache *c, struct fm_cache_map *m, uint64_t first, uint64_t last);
 int ch_discard(struct fm_cache *c, struct fm_cache_map *m, uint64_t a, uint64_t z);
 
 /* evict.c */

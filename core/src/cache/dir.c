@@ -7,8 +7,9 @@
  * store (ch_word_set) and the node it pointed to is retired, never
  * changed; a new directory is built where no lookup can reach it and
  * published with one seq_cst store of m->dir, then the old one is retired
- * whole.  The sizing rule (ch_ideal_shift) and the word layout are in the
- * design comment of cache_priv.h.
+ * whole.  The word layout and the sizing rule are in the design comment
+ * of cache_priv.h; the rule itself is ideal_shift, ch_dir_grow and
+ * ch_dir_shrink here.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -159,8 +160,9 @@ void ch_dir_retire(struct fm_cache *c, struct fm_cache_dir *d)
 	ch_retire(c, d);
 }
 
-/* Shift for n ranges: the largest giving nb >= max(2n, MIN_NB). */
-uint32_t ch_ideal_shift(uint64_t gc, uint64_t n)
+/* Shift for n ranges: the largest giving nb >= max(n * LOAD_NUM / LOAD_DEN,
+ * MIN_NB). */
+static uint32_t ideal_shift(uint64_t gc, uint64_t n)
 {
 	uint64_t target = FM_CACHE_LOAD_NUM * n / FM_CACHE_LOAD_DEN;
 
@@ -221,7 +223,7 @@ static int __build_append(struct fm_cache *c, struct fm_cache_dir *d, uint64_t b
 
 /* Rebuild the mapping's directory with `shift`.  On -ENOMEM the old one
  * stays (sound, just not resized). */
-int ch_dir_rebuild(struct fm_cache *c, struct fm_cache_map *m, uint32_t shift)
+static int __dir_rebuild(struct fm_cache *c, struct fm_cache_map *m, uint32_t shift)
 {
 	struct fm_cache_dir *od = ch_dir(m), *nd;
 	uint64_t prev_last = 0;
@@ -260,6 +262,31 @@ int ch_dir_rebuild(struct fm_cache *c, struct fm_cache_map *m, uint32_t shift)
 	return 0;
 }
 
+/* After an insert: more ranges than buckets -> a finer directory, if the
+ * budget has room for it (a coarse one stays correct, just more crowded). */
+void ch_dir_grow(struct fm_cache *c, struct fm_cache_map *m)
+{
+	struct fm_cache_dir *d = ch_dir(m);
+
+	if (d && m->nranges > d->nb) {
+		uint32_t s = ideal_shift(m->grain_count, m->nranges);
+		uint64_t nnb = ((m->grain_count - 1) >> s) + 1;
+
+		if (s < d->shift &&
+		    (!c->budget || c->live + ch_dir_bytes(nnb) <= c->budget))
+			__dir_rebuild(c, m, s);
+	}
+}
+
+/* After ranges went away: fewer than nb / 8 -> a coarser directory. */
+void ch_dir_shrink(struct fm_cache *c, struct fm_cache_map *m)
+{
+	struct fm_cache_dir *d = ch_dir(m);
+
+	if (d && m->nranges * 8 < d->nb)
+		__dir_rebuild(c, m, ideal_shift(m->grain_count, m->nranges));
+}
+
 /* Drop every range of the mapping in place (no allocation): the fallback
  * when a discard cannot allocate. */
 void ch_drop_inplace(struct fm_cache *c, struct fm_cache_map *m)
@@ -278,7 +305,7 @@ int ch_drop_all(struct fm_cache *c, struct fm_cache_map *m, bool valid)
 	struct fm_cache_dir *od = ch_dir(m), *nd = NULL;
 
 	if (valid) {
-		nd = __dir_alloc(c, m->grain_count, ch_ideal_shift(m->grain_count, 0));
+		nd = __dir_alloc(c, m->grain_count, ideal_shift(m->grain_count, 0));
 		if (!nd) {
 			ch_drop_inplace(c, m);
 			return fm_err(-ENOMEM, "cache: empty directory");

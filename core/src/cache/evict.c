@@ -42,10 +42,7 @@ static bool __evict_one(struct fm_cache *c)
 				ch_discard(c, m, s, l);
 				ch_stat_add(&c->st_evictions, 1);
 				c->clock_map = m;
-				d = ch_dir(m);
-				if (m->nranges * 8 < d->nb)
-					ch_dir_rebuild(c, m,
-						       ch_ideal_shift(m->grain_count, m->nranges));
+				ch_dir_shrink(c, m);
 				return true;
 			}
 		}

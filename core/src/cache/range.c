@@ -1,5 +1,6 @@
-/* range.c -- the buckets a range edit rewrites: the new words of an
- * insert (the merged range) and the whole discard (split at its edges).
+/* range.c -- the range edits: insert (merge with every range it overlaps
+ * or touches) and discard (split the ranges at its edges), each as the
+ * bucket words it rewrites.
  *
  * Writer only.  Every word that may need a node is prepared before any is
  * published, so -ENOMEM leaves the directory whole.  The words of one edit
@@ -36,8 +37,8 @@ static int __scratch(struct fm_cache *c, size_t n)
 
 /* New content of bucket b after inserting the merged range [ms, ml]:
  * fragments before ms, the merged fragment, fragments after ml. */
-int ch_prep_insert(struct fm_cache *c, struct fm_cache_dir *d, uint64_t b,
-		   uint64_t ms, uint64_t ml, uint64_t *w)
+static int __prep_insert(struct fm_cache *c, struct fm_cache_dir *d, uint64_t b,
+			 uint64_t ms, uint64_t ml, uint64_t *w)
 {
 	uint64_t B = b << d->shift;
 	struct fm_frag one;
@@ -159,5 +160,47 @@ int ch_discard(struct fm_cache *c, struct fm_cache_map *m, uint64_t a,
 		ch_word_set(c, d, b, w);
 	}
 	ch_ranges_adjust(c, m, pieces - (int64_t)r);
+	return 0;
+}
+
+/*
+ * ch_insert -- grains [first, last] of a valid mapping are split: merge
+ * them with every range they overlap or touch into one range [ms, ml].
+ * Only the first and the last bucket of [ms, ml] may need a node; both are
+ * prepared before anything is published; the buckets between are covered
+ * whole (ONE with off 0).  Returns 0, 1 when [first, last] already lay in
+ * one range (nothing written), or -ENOMEM (nothing written).
+ */
+int ch_insert(struct fm_cache *c, struct fm_cache_map *m, uint64_t first, uint64_t last)
+{
+	struct fm_cache_dir *d = ch_dir(m);
+	struct fm_frag f;
+	uint64_t ms = first, ml = last, wf, wl = 0;
+	int ret;
+
+	if (first > 0 && ch_find(d, first - 1, &f))
+		ms = ch_range_start(d, f.fs);
+	if (last + 1 < m->grain_count && ch_find(d, last + 1, &f))
+		ml = f.last;
+	uint64_t absorbed = ch_count_runs(d, ms, ml);
+
+	if (absorbed == 1 && ch_find(d, ms, &f) && f.last == ml && ch_range_start(d, f.fs) == ms)
+		return 1; /* already one range covering [ms, ml]: nothing changes */
+	uint64_t bf = ms >> d->shift, bl = ml >> d->shift;
+
+	ret = __prep_insert(c, d, bf, ms, ml, &wf);
+	if (ret)
+		return ret;
+	if (bl != bf) {
+		ret = __prep_insert(c, d, bl, ms, ml, &wl);
+		if (ret) {
+			ch_unmake_word(c, wf);
+			return ret;
+		}
+	}
+	for (uint64_t b = bf; b <= bl; b++)
+		ch_word_set(c, d, b, b == bf ? wf : b == bl ? wl : ch_w_one(0, ml));
+	ch_ranges_adjust(c, m, 1 - (int64_t)absorbed);
+	ch_stat_add(&c->st_merges, absorbed);
 	return 0;
 }
