@@ -112,9 +112,7 @@ void fm_cache_delete(struct fm_cache **cp)
 		ch_dir_free_now(c, ch_dir(m));
 		free(m);
 	}
-	for (size_t i = 0; i < c->ret_n; i++)
-		free(c->ret[c->ret_head + i].p);
-	free(c->ret);
+	ch_reclaim_all(c);
 	free(c->scratch);
 	free(atomic_load_explicit(&c->table, memory_order_relaxed));
 	free(c);

@@ -343,6 +343,7 @@ static inline uint64_t ch_word(struct fm_cache_dir *d, uint64_t b)
 /* reclaim.c */
 void ch_reclaim(struct fm_cache *c);
 void ch_retire(struct fm_cache *c, void *p);
+void ch_reclaim_all(struct fm_cache *c);
 
 /* dir.c: words */
 void ch_word_set(struct fm_cache *c, struct fm_cache_dir *d, uint64_t b, uint64_t w);

@@ -108,3 +108,12 @@ void ch_retire(struct fm_cache *c, void *p)
 	c->ret[c->ret_head + c->ret_n].gp = atomic_load_explicit(&c->gp, memory_order_relaxed);
 	c->ret_n++;
 }
+
+/* fm_cache_delete: free everything retired, and the retire list, now --
+ * no lookup may be running any more. */
+void ch_reclaim_all(struct fm_cache *c)
+{
+	for (size_t i = 0; i < c->ret_n; i++)
+		free(c->ret[c->ret_head + i].p);
+	free(c->ret);
+}
