@@ -1,6 +1,6 @@
 /* actions.c -- executing what the owner's state machine asks for (the action
- * table is in ownerd.h): SEND, local READ and CAS, PERSIST by group commit,
- * FENCE, NOTIFY.
+ * table is in ownerd.h): SEND, PERSIST by group commit, FENCE, NOTIFY, CLOSE;
+ * local READ and CAS go to local.c.
  *
  * Durability order of a split (group commit, beside the loop):
  *   1. drain every action; PERSIST actions are collected, not executed --
@@ -68,51 +68,6 @@ static void exec_send(struct fm_ownerd *d, const struct fm_action *a)
 		od_log(FM_LOGLVL_WARN, "conn %" PRIu64 ": peer does not drain its messages",
 		       c->id);
 		od_conn_lost(d, c, "send queue overflow");
-	}
-}
-
-static void exec_local(struct fm_ownerd *d, const struct fm_action *a, uint64_t now)
-{
-	bool is_locks = false;
-	struct od_map *m = od_map_by_region(d, &a->u.io.region, &is_locks);
-	uint8_t *buf = d->readbuf;
-	uint64_t old = 0;
-	int rc = 0;
-
-	if (a->conn != FM_CONN_LOCAL || !m) {
-		od_log(FM_LOGLVL_ERR, "%s on conn %" PRIu64 ": not our memory",
-		       fm_action_type_name(a->type), a->conn);
-		(void)fm_owner_op_done(d->o, a->op_id, -EINVAL, 0, NULL, 0, now);
-		return;
-	}
-	if (a->type == FM_ACT_CAS) {
-		/* through the loopback endpoint: atomic against clients' CAS */
-		rc = fm_ep_cas(d->self, is_locks ? &m->lkd : &m->bmd, a->u.io.offset,
-			       a->u.io.compare, a->u.io.swap, &old);
-		if (rc)
-			od_log(FM_LOGLVL_ERR, "loopback CAS: %s", fm_errormsg());
-		(void)fm_owner_op_done(d->o, a->op_id, rc, old, NULL, 0, now);
-		return;
-	}
-	/* READ of our own region: acquire loads per word (transport.h allows) */
-	{
-		const struct fm_region *r = is_locks ? m->locks : m->bitmap;
-		const uint8_t *src = fm_region_ptr(r);
-		size_t len = a->u.io.len, off = a->u.io.offset;
-
-		/* any length up to FM_ACT_READ_MAX (proto.h): a reclaim scan
-		 * reads lock tables 64 KiB at a time */
-		if (len > FM_ACT_READ_MAX || off > fm_region_len(r) ||
-		    len > fm_region_len(r) - off || off % 8 || len % 8) {
-			(void)fm_owner_op_done(d->o, a->op_id, -ERANGE, 0, NULL, 0, now);
-			return;
-		}
-		for (size_t i = 0; i < len; i += 8) {
-			uint64_t w = __atomic_load_n((const uint64_t *)(const void *)(src + off + i),
-						     __ATOMIC_ACQUIRE);
-			memcpy(buf + i, &w, 8);
-		}
-		(void)fm_owner_op_done(d->o, a->op_id, 0, 0, buf, len, now);
 	}
 }
 
@@ -395,7 +350,7 @@ void od_drain_actions(struct fm_ownerd *d)
 				break;
 			case FM_ACT_READ:
 			case FM_ACT_CAS:
-				exec_local(d, &a, now);
+				od_local_exec(d, &a, now);
 				break;
 			case FM_ACT_PERSIST:
 				/* 1. collected; applied at the end of the pass */
@@ -434,6 +389,10 @@ void od_drain_actions(struct fm_ownerd *d)
 			d->fatal = rc;
 			od_log(FM_LOGLVL_ERR, "protocol state machine failed: %s", fm_errormsg());
 		}
+		/* our own CASes that completed (shm: all of them, at once):
+		 * their answers, from outside the drain above */
+		if (!d->fatal && od_local_reap(d) > 0)
+			any = true;
 		if (!any || d->fatal)
 			return;
 	}

@@ -32,12 +32,12 @@ int fm_ownerd_run(struct fm_ownerd *d)
 
 	od_log(FM_LOGLVL_INFO, "serving on %s", d->cfg.listen);
 	while (!atomic_load_explicit(&d->stopping, memory_order_relaxed) && !d->fatal) {
-		size_t n = 0, base, cm;
+		size_t n = 0, base, cm, lo;
 		uint64_t cnt;
 		int rc;
 
-		if (cap < 5 + OD_CTL_MAX + d->nconns) {
-			cap = 5 + OD_CTL_MAX + d->nconns + 16;
+		if (cap < 6 + OD_CTL_MAX + d->nconns) {
+			cap = 6 + OD_CTL_MAX + d->nconns + 16;
 			free(pfd);
 			pfd = calloc(cap, sizeof(*pfd));
 			if (!pfd)
@@ -63,6 +63,9 @@ int fm_ownerd_run(struct fm_ownerd *d)
 		/* the commit thread: a group commit ended */
 		cm = n;
 		pfd[n++] = (struct pollfd){ .fd = od_committer_fd(&d->cm), .events = POLLIN };
+		/* our own CASes (verbs: completions through the HCA) */
+		lo = n;
+		pfd[n++] = (struct pollfd){ .fd = od_local_fd(d), .events = POLLIN };
 		rc = poll(pfd, n, 100);
 		if (rc < 0 && errno != EINTR) {
 			free(pfd);
@@ -75,6 +78,8 @@ int fm_ownerd_run(struct fm_ownerd *d)
 		}
 		if (pfd[cm].revents)
 			od_persist_reap(d); /* publish, SPLIT_ACKs */
+		if (pfd[lo].revents)
+			od_drain_actions(d); /* reaps completed CASes */
 		if (pfd[1].revents) {
 			(void)!read(d->timer_fd, &cnt, sizeof(cnt));
 			(void)fm_owner_tick(d->o, od_now_ms());
@@ -165,7 +170,10 @@ static int begin_incarnation(struct fm_ownerd *d, uint64_t now, struct fm_owner_
 
 int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
 {
-	struct fm_transport_cfg tcfg = { .wait_mode = FM_WAIT_EVENT, .op_timeout_ms = 3000 };
+	/* one lane (the loopback's, local.c) deep enough for the holder
+	 * checks of a few commits at once; more wait in the backlog */
+	struct fm_transport_cfg tcfg = { .wait_mode = FM_WAIT_EVENT, .op_timeout_ms = 3000,
+					 .max_lanes = 1, .lane_depth = 512 };
 	struct fm_store_config scfg = { 0 };
 	struct fm_owner_cfg ocfg = { 0 };
 	struct fm_store_stats ss;
@@ -287,6 +295,11 @@ int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
 	rc = fm_listener_loopback(d->l, &d->self);
 	if (rc)
 		goto out_l;
+	rc = fm_lane_new(d->self, &d->selflane);
+	if (rc) {
+		od_log(FM_LOGLVL_ERR, "loopback lane: %s", fm_errormsg());
+		goto out_maps;
+	}
 
 	/* every stored mapping: regions, publish durable bits, serve */
 	nmaps = fm_store_map_list(d->store, ids, OD_MAX_MAPS);
@@ -335,6 +348,7 @@ out_maps:
 		fm_region_delete(&d->maps[i].bitmap);
 		fm_region_delete(&d->maps[i].locks);
 	}
+	fm_lane_delete(&d->selflane);
 	fm_ep_delete(&d->self);
 out_l:
 	fm_listener_delete(&d->l);
@@ -373,6 +387,8 @@ void fm_ownerd_delete(struct fm_ownerd **dp)
 		fm_region_delete(&d->maps[i].bitmap);
 		fm_region_delete(&d->maps[i].locks);
 	}
+	fm_lane_delete(&d->selflane);
+	free(d->backlog.v);
 	fm_ep_delete(&d->self);
 	fm_listener_delete(&d->l);
 	fm_transport_delete(&d->t);

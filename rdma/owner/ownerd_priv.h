@@ -26,6 +26,7 @@
  *   maps.c     served mappings: regions, descriptors, bitmap publication
  *   control.c  the control socket server, its commands, the trigger
  *   actions.c  executing the state machine's actions (PERSIST group commit)
+ *   local.c    the owner's own CAS (posted on the loopback lane) and READs
  *   committer.c  the commit thread: the durable phase of a group commit
  *   loop.c     fm_ownerd_new / run / stop / delete, the poll loop, the clock
  * Internal calls between them carry the od_ prefix; all else is static.
@@ -130,6 +131,13 @@ struct od_committer {
 				    * only while the thread is idle */
 };
 
+/* one CAS of the owner on its own memory (local.c) */
+struct od_local {
+	uint64_t op_id;
+	struct fm_region_desc rd;
+	uint64_t off, compare, swap;
+};
+
 struct od_ctl {
 	int fd;
 	bool busy;         /* a deferred command runs: later lines wait */
@@ -144,6 +152,9 @@ struct fm_ownerd {
 	struct fm_transport *t;
 	struct fm_listener *l;
 	struct fm_ep *self;       /* loopback: our own CAS on the lock tables */
+	struct fm_lane *selflane; /* ... posted here, reaped by the loop (local.c) */
+	struct { struct od_local *v; size_t n, cap; } backlog; /* CASes the lane
+				   * had no room for, in order */
 	struct fm_owner *o;
 	int timer_fd, stop_fd, ctl_fd;
 	dev_t ctl_dev;            /* the socket file we bound at control_path: */
@@ -248,6 +259,18 @@ void od_persist_reap(struct fm_ownerd *d);
 void od_persist_finish(struct fm_ownerd *d);
 /* od_retry_fences -- complete the fences that can be */
 void od_retry_fences(struct fm_ownerd *d, uint64_t now);
+
+/* local.c */
+/* od_local_exec -- an FM_ACT_READ (answered at once) or FM_ACT_CAS
+ * (posted; answered by od_local_reap) on our own regions */
+void od_local_exec(struct fm_ownerd *d, const struct fm_action *a, uint64_t now);
+/* od_local_reap -- feed every completed CAS to the state machine (never
+ * from inside fm_owner_poll's drain); returns how many */
+int od_local_reap(struct fm_ownerd *d);
+/* od_local_fd -- readable when a CAS may have completed; -1: none needed */
+int od_local_fd(struct fm_ownerd *d);
+/* od_local_inflight -- CASes posted or waiting, not yet answered */
+unsigned od_local_inflight(struct fm_ownerd *d);
 
 /* committer.c */
 /* od_committer_start -- the commit thread for `store` (signals blocked);

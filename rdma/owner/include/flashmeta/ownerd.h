@@ -2,20 +2,28 @@
  * a transport, the pmem store and a control socket.
  *
  * One fm_ownerd is one owner node.  fm_ownerd_run() is its event loop (one
- * thread): poll over the listener, every client endpoint, a timerfd, the
- * control socket and a stop eventfd, feeding fm_owner_* events and executing
- * the actions it drains:
+ * thread, plus a commit thread for durable phases): poll over the listener,
+ * every client endpoint, a timerfd, the control socket, the loopback lane,
+ * the commit thread's eventfd and a stop eventfd, feeding fm_owner_*
+ * events and executing the actions it drains.  The loop waits for no
+ * network round trip and, past a cheap threshold, for no msync:
  *
  *   SEND     fm_ep_send(FM_NONBLOCK); out of credits -> per-connection queue
  *            (flushed every iteration; a peer that lets it grow past
  *            OD_OUTQ_MAX messages is disconnected)
- *   CAS      FM_CONN_LOCAL -> the loopback endpoint (never a CPU store)
+ *   CAS      FM_CONN_LOCAL -> POSTED on the loopback endpoint's lane (never
+ *            a CPU store); the loop feeds each completion to op_done
+ *            between drains, so a commit's holder checks are in flight
+ *            together (verbs: one HCA round trip for all of them)
  *   READ     FM_CONN_LOCAL -> plain acquire loads of our own region, any
  *            length up to FM_ACT_READ_MAX (transport.h allows the owner to
- *            READ its own regions)
- *   PERSIST  group commit: every PERSIST drained in one loop iteration is
- *            applied with fm_store_split_set_range and made durable by ONE
- *            fm_store_split_commit; then published; then op_done
+ *            READ its own regions), answered at once
+ *   PERSIST  group commit: the PERSISTs of one loop pass are applied with
+ *            fm_store_split_set_range, then handed to the commit thread,
+ *            which makes everything handed since its last commit durable
+ *            with ONE store commit (or the loop does it in place when the
+ *            thread is idle and a drain costs less than waking it); then
+ *            the loop publishes the bits; then op_done
  *   FENCE    fm_ep_fence(conn, kill ? FM_FENCE_F_KILL : 0): never blocks;
  *            progressed from the poll set (the shm pidfd) until it reports
  *            the level reached, which goes to op_done (lease.h R4)
