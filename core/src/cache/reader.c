@@ -43,7 +43,6 @@
 #include "cache_priv.h"
 #include "flashmeta/error.h"
 
-
 static _Atomic uint32_t fm_cache_tid_next;
 static __thread uint32_t fm_cache_tid; /* 0 = not assigned yet */
 
@@ -67,21 +66,41 @@ static inline void slot_inc(_Atomic uint64_t *v, bool own, memory_order mo)
 		atomic_fetch_add_explicit(v, 1, mo);
 }
 
+/* A reader section: while it is open the writer frees nothing the section
+ * could have read (reclaim.c waits for in[p] == out[p] of every slot). */
+struct section {
+	struct fm_cache_slot *s;
+	unsigned p; /* phase: gp & 1 at entry */
+	bool own;   /* the slot is this thread's alone */
+};
+
+static inline struct section section_enter(struct fm_cache *c)
+{
+	struct section sec;
+
+	sec.s = slot_get(c, &sec.own);
+	sec.p = (unsigned)(atomic_load_explicit(&c->gp, memory_order_relaxed) & 1);
+	/* The one RMW: orders "I am in" before the loads that follow (Dekker
+	 * with the writer's fence in gp_try_advance, reclaim.c). */
+	atomic_fetch_add_explicit(&sec.s->in[sec.p], 1, memory_order_seq_cst);
+	return sec;
+}
+
+static inline void section_exit(const struct section *sec)
+{
+	/* release: our reads happen before the writer frees what we read */
+	slot_inc(&sec->s->out[sec->p], sec->own, memory_order_release);
+}
+
 /* Hot path: no lock, no allocation; one RMW on the thread's own slot line
  * (plus plain stores to it), one table probe, one directory word, at most
  * one node. */
 bool fm_cache_lookup(struct fm_cache *c, uint64_t map_id, uint64_t grain,
 		     uint64_t *run)
 {
-	bool own;
-	struct fm_cache_slot *s = slot_get(c, &own);
-	unsigned p = (unsigned)(atomic_load_explicit(&c->gp, memory_order_relaxed) & 1);
+	struct section sec = section_enter(c);
 	bool hit = false;
 	uint64_t last = 0;
-
-	/* The one RMW: orders "I am in" before the loads below (Dekker with
-	 * the writer's fence in gp_try_advance, reclaim.c). */
-	atomic_fetch_add_explicit(&s->in[p], 1, memory_order_seq_cst);
 	const struct fm_cache_table *t =
 		atomic_load_explicit(&c->table, memory_order_seq_cst);
 	struct fm_cache_map *m = ch_table_find(t, map_id);
@@ -99,14 +118,42 @@ bool fm_cache_lookup(struct fm_cache *c, uint64_t map_id, uint64_t grain,
 				atomic_fetch_or_explicit(wp, W_REF, memory_order_relaxed);
 		}
 	}
-	/* release: our reads happen before the writer frees what we read */
-	slot_inc(&s->out[p], own, memory_order_release);
+	section_exit(&sec);
 	if (hit) {
-		slot_inc(&s->hits, own, memory_order_relaxed);
+		slot_inc(&sec.s->hits, sec.own, memory_order_relaxed);
 		if (run)
 			*run = last - grain + 1;
 	}
 	return hit;
+}
+
+/*
+ * Any thread: inside a reader section like a lookup (the mapping struct
+ * cannot be freed under us).  seq_cst loads: the token is read before
+ * whatever READ of the owner's bitmap follows, and a discard's epoch_move
+ * (seq_cst) is either seen -- the new token -- or comes after it, and then
+ * fm_cache_insert refuses the answer.
+ */
+int fm_cache_map_epoch(struct fm_cache *c, uint64_t map_id, uint64_t *epoch)
+{
+	struct section sec = section_enter(c);
+	struct fm_cache_map *m;
+	int rc = 0;
+
+	m = ch_table_find(atomic_load_explicit(&c->table, memory_order_seq_cst), map_id);
+	if (!m)
+		rc = -ENOENT;
+	else if (!atomic_load_explicit(&m->dir, memory_order_seq_cst))
+		rc = -EAGAIN;
+	else
+		*epoch = atomic_load_explicit(&m->epoch, memory_order_seq_cst);
+	section_exit(&sec);
+	slot_inc(&sec.s->tokens, sec.own, memory_order_relaxed);
+	if (rc == -ENOENT)
+		return fm_err(rc, "cache: no mapping %" PRIu64, map_id);
+	if (rc)
+		return fm_err(rc, "cache: mapping %" PRIu64 " has no lease", map_id);
+	return 0;
 }
 
 void fm_cache_stats(struct fm_cache *c, struct fm_cache_stats *st)
@@ -126,36 +173,4 @@ void fm_cache_stats(struct fm_cache *c, struct fm_cache_stats *st)
 	st->stale = atomic_load_explicit(&c->st_stale, memory_order_relaxed);
 	st->bytes = atomic_load_explicit(&c->st_bytes, memory_order_relaxed);
 	st->ranges = atomic_load_explicit(&c->st_ranges, memory_order_relaxed);
-}
-
-/*
- * Any thread: inside a reader section like a lookup (the mapping struct
- * cannot be freed under us).  seq_cst loads: the token is read before
- * whatever READ of the owner's bitmap follows, and a discard's epoch_move
- * (seq_cst) is either seen -- the new token -- or comes after it, and then
- * fm_cache_insert refuses the answer.
- */
-int fm_cache_map_epoch(struct fm_cache *c, uint64_t map_id, uint64_t *epoch)
-{
-	bool own;
-	struct fm_cache_slot *s = slot_get(c, &own);
-	unsigned p = (unsigned)(atomic_load_explicit(&c->gp, memory_order_relaxed) & 1);
-	struct fm_cache_map *m;
-	int rc = 0;
-
-	atomic_fetch_add_explicit(&s->in[p], 1, memory_order_seq_cst);
-	m = ch_table_find(atomic_load_explicit(&c->table, memory_order_seq_cst), map_id);
-	if (!m)
-		rc = -ENOENT;
-	else if (!atomic_load_explicit(&m->dir, memory_order_seq_cst))
-		rc = -EAGAIN;
-	else
-		*epoch = atomic_load_explicit(&m->epoch, memory_order_seq_cst);
-	slot_inc(&s->out[p], own, memory_order_release);
-	slot_inc(&s->tokens, own, memory_order_relaxed);
-	if (rc == -ENOENT)
-		return fm_err(rc, "cache: no mapping %" PRIu64, map_id);
-	if (rc)
-		return fm_err(rc, "cache: mapping %" PRIu64 " has no lease", map_id);
-	return 0;
 }
