@@ -17,8 +17,9 @@
  * Threads: any number of I/O threads may call fm_cache_lookup() and
  * fm_cache_stats() concurrently with each other and with ONE protocol
  * thread calling everything else (the "writer" calls).  Writer calls must
- * be serialized by the caller.  See cache.c's design comment for how
- * lookups avoid an exclusive lock.
+ * be serialized by the caller.  See the design comment of
+ * core/src/cache/cache_priv.h (and reclaim.c beside it) for how lookups
+ * avoid an exclusive lock.
  */
 #ifndef FLASHMETA_CACHE_H
 #define FLASHMETA_CACHE_H
