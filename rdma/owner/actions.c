@@ -255,6 +255,7 @@ static void persist_apply(struct fm_ownerd *d, struct od_plist *l)
  * final: 0 only if durable); empties l. */
 static void persist_complete(struct fm_ownerd *d, struct od_plist *l, uint64_t now)
 {
+	d->persists_done += l->n;
 	if (d->cm.running) /* the next commit may be ending: its mirror stores */
 		pthread_mutex_lock(&d->cm.pub);
 	for (size_t i = 0; i < l->n; i++) {

@@ -180,6 +180,21 @@ static int ctl_status(struct fm_ownerd *d, int fd)
 	ctl_printf(fd, "locks requests %" PRIu64 " grants %" PRIu64 " reclaimed %" PRIu64
 		   " commits %" PRIu64 " acks %" PRIu64 "\n", os.lock_requests, os.lock_grants,
 		   os.locks_reclaimed, os.commits, os.acks);
+	{
+		uint64_t tc, tp;
+
+		pthread_mutex_lock(&d->cm.mu);
+		tc = d->cm.commits;
+		tp = d->cm.persists;
+		pthread_mutex_unlock(&d->cm.mu);
+		/* grouping: PERSISTs answered per store commit (one drain each) */
+		ctl_printf(fd, "group-commit persists %" PRIu64 " store-commits %" PRIu64
+			   " drains %" PRIu64 " commit-waits %" PRIu64 " splits-pending %" PRIu64
+			   " splits-committing %" PRIu64 " thread-commits %" PRIu64
+			   " thread-persists %" PRIu64 "\n", d->persists_done, ss.commits,
+			   ss.drains, ss.commit_waits, ss.splits_pending, ss.splits_committing, tc,
+			   tp);
+	}
 	ctl_printf(fd, "incarnation %" PRIu64 " restart-grace-left-ms %" PRIu64
 		   " sessions-closing %" PRIu64 " released quiesced %" PRIu64 " dead %" PRIu64
 		   " expired %" PRIu64 " fence-retries %" PRIu64 " scan-failures %" PRIu64

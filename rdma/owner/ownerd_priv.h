@@ -168,6 +168,7 @@ struct fm_ownerd {
 	 * reaped batches being completed */
 	struct od_plist persist, reaped;
 	struct od_committer cm;
+	uint64_t persists_done;    /* PERSISTs answered (status: per commit) */
 	uint8_t *readbuf;          /* FM_ACT_READ_MAX: local READs land here */
 	uint64_t incarnation;      /* ours, recorded in the pool (lease.h R6) */
 	uint32_t hold_ms;          /* how long our leases can outlive us */
