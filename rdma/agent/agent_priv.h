@@ -46,6 +46,7 @@
 #include <stdint.h>
 
 #include "flashmeta/agent.h"
+#include "flashmeta/geometry.h"
 #include "flashmeta/proto_client.h"
 #include "flashmeta/transport.h"
 
@@ -53,10 +54,15 @@
 #define AG_FILL_WORDS 8u           /* bitmap words of one fetch window (512 grains) */
 #define AG_OP_TIMEOUT_MS 3000u     /* the transport's op_timeout_ms */
 #define AG_OP_WAIT_MS 10000        /* an engine waits this long for a completion */
+#define AG_SLOTS 1024u             /* 64-byte READ slots of a thread's buffer */
 
 enum req_type { REQ_LOCKWAIT = 1, REQ_COMMIT, REQ_UNLOCKMSG };
 
-/* A request an engine thread hands to the protocol thread and waits for. */
+struct ag_thread;
+
+/* A request an engine thread hands to the protocol thread.  Three ways to
+ * wait: ag_req_run (condition variable), `th` set (the thread's op layer:
+ * adone + the thread's eventfd), or `nowait` (nobody: freed there). */
 struct req {
 	enum req_type type;
 	uint64_t map_id, first, last, word;
@@ -65,6 +71,8 @@ struct req {
 	uint64_t out_word;   /* LOCKWAIT: the word the owner installed */
 	bool done;
 	bool nowait;         /* UNLOCKMSG: nobody waits; the protocol thread frees it */
+	struct ag_thread *th;  /* an op's request: wake this thread */
+	_Atomic bool adone;    /* ... set (release) after status/out_word */
 	struct req *next;
 };
 
@@ -92,13 +100,64 @@ struct ag_held {
 	unsigned count;
 };
 
+/*
+ * A one-sided operation of an engine thread, driven by ag_progress on that
+ * thread (ops.c): the I/O engine's polled form runs many at once, the
+ * blocking calls one (ag_op_wait).  An op belongs to the thread that
+ * started it; it is done (op->done, then op->cb) exactly once.
+ */
+enum ag_op_kind {
+	AG_OP_FETCH = 1, /* READ the bitmap window of `first`, fill the cache */
+	AG_OP_LOCK,      /* take the word of grain `first`; split = its bit */
+	AG_OP_UNLOCK,    /* give one count of it back */
+	AG_OP_COMMIT,    /* SPLIT_COMMIT of first..last (their words held) */
+	AG_OP_RAWREAD,   /* READ `len` bytes at `first` of the bitmap into `out` */
+};
+
+struct ag_op {
+	/* in */
+	enum ag_op_kind kind;
+	uint64_t map_id, first, last;
+	void *out;                  /* RAWREAD destination */
+	size_t len;                 /* RAWREAD bytes (<= AG_READ_MAX) */
+	void (*cb)(struct ag_op *op); /* when done, from ag_progress; may be NULL */
+	void *ctx;
+	/* out, once done */
+	bool done;
+	int status;                 /* 0 or a negative errno */
+	int split;                  /* LOCK: 1 already split; FETCH: the bit */
+	struct ag_fill fill;        /* FETCH: the window read */
+	/* private (ops.c) */
+	int step;
+	struct fm_wire_mapdesc d;
+	uint64_t word, token, old;
+	unsigned pending;           /* lane operations in flight */
+	int lstatus;                /* the first failed READ's status */
+	int cas_status;             /* the CAS's status (old: its word) */
+	int slot;                   /* 64-byte slot of the thread's buffer, or -1 */
+	uint64_t posted_ms;         /* when the last lane operation was posted */
+	uint64_t wake_ms;           /* a backoff: not before */
+	uint64_t deadline_ms;
+	unsigned backoff_us;
+	uint64_t lane_gen;          /* the lane its operations were posted on */
+	struct req req;             /* LOCKWAIT / COMMIT */
+	bool req_live;              /* req handed over, not done */
+	struct ag_op *next;         /* the thread's ops */
+};
+
 /* One engine thread's context (pthread key); on a->threads. */
 struct ag_thread {
 	struct ag_thread *next;
 	struct fm_agent *a;
 	struct fm_lane *lane;
 	uint64_t lane_gen;          /* ep_gen the lane was opened for */
-	struct fm_region *buf;      /* READ destination, AG_READ_MAX bytes */
+	struct fm_region *buf;      /* READ destinations: AG_SLOTS slots of 64 bytes */
+	struct fm_region *big;      /* RAWREAD destination, AG_READ_MAX bytes, lazily */
+	bool big_busy;
+	uint64_t slots[AG_SLOTS / 64]; /* set: slot in use */
+	int efd;                    /* the protocol thread wakes us: an op's req is done */
+	struct ag_op *ops;          /* started, not done */
+	bool in_progress;           /* ag_progress runs (callbacks start ops) */
 	struct fm_client_reader *reader; /* its bracket counts, or NULL */
 	struct ag_held *held;       /* this thread's lock words */
 	size_t nheld, capheld;
@@ -165,37 +224,70 @@ void *ag_proto_main(void *arg);
 int ag_req_run(struct fm_agent *a, struct req *r);
 /* hand a request over without waiting (heap-allocated, freed there) */
 void ag_req_post(struct fm_agent *a, struct req *r);
+/* hand an op's request over (r->th set): its answer sets r->adone and
+ * wakes r->th's eventfd */
+void ag_req_submit(struct fm_agent *a, struct req *r);
+/* take back a request not answered yet: true (it will never be), or
+ * false (answered meanwhile: r->adone) */
+bool ag_req_cancel(struct fm_agent *a, struct req *r);
 /* queue an engine's READ answer for the cache; never blocks for long */
 void ag_fill_post(struct fm_agent *a, const struct ag_fill *f);
 
 /* ---- lane.c ---- */
 /* The calling thread's context (made on first use); 0 or -ENOMEM. */
 int ag_ctx(struct fm_agent *a, struct ag_thread **out);
-/* ... with a READ buffer and a lane on the current endpoint;
- * -ECONNRESET (no session endpoint), -ENOMEM, or a lane error. */
-int ag_thread_get(struct fm_agent *a, struct ag_thread **out);
+/* Make sure th has a lane on the current session endpoint (after the
+ * endpoint changed: ops posted on the old one fail -ECONNRESET first).
+ * 0, -ECONNRESET (no session endpoint), -ENOMEM, or a lane error. */
+int ag_lane_ready(struct fm_agent *a, struct ag_thread *th);
 /* Free every thread context (fm_agent_delete; no engine call runs). */
 void ag_threads_free(struct fm_agent *a);
-/* One-sided, on the calling thread, waiting for its completion:
- * 0 or a negative errno (-ECONNRESET when the endpoint went away). */
-int ag_read(struct fm_agent *a, struct ag_thread *th, const struct fm_region_desc *src,
-	    uint64_t off, size_t len);
-int ag_cas(struct fm_agent *a, struct ag_thread *th, const struct fm_region_desc *rd,
-	   uint64_t off, uint64_t expect, uint64_t desired, uint64_t *old);
-/* A CAS and a READ posted together on the thread's lane: one round trip.
- * The READ executes after the CAS (a lane's operations run in order at
- * the owner: one connection -- verbs: one RC QP, whose responder executes
- * requests in order; shm: at post time), so when the CAS took a free word
- * the bytes read are what the previous holder left published before its
- * release.  0 with *old and th->buf filled, or a negative errno. */
-int ag_cas_read(struct fm_agent *a, struct ag_thread *th, const struct fm_region_desc *rd,
-		uint64_t off, uint64_t expect, uint64_t desired, uint64_t *old,
-		const struct fm_region_desc *src, uint64_t src_off, size_t len);
-/* The bitmap window of `grain` (AG_FILL_WORDS words): READ it into *f
- * and hand its set bits to the cache (ag_fill_bit(f, grain) is grain's
- * answer).  0, -EAGAIN (the map's confirmations are not trusted now),
- * -ERANGE, or a READ error. */
-int ag_fetch(struct fm_agent *a, const struct fm_wire_mapdesc *d, uint64_t grain,
-	     struct ag_fill *f);
+/* READ slots of th->buf: a slot index or -1 (all in use) */
+int ag_slot_get(struct ag_thread *th);
+void ag_slot_put(struct ag_thread *th, int slot);
+/* a failed one-sided operation: the session's endpoint went away (or
+ * refused the access: a stale descriptor) -- start the I/O again later */
+int ag_op_failed(int status);
+
+/* ---- ops.c ---- */
+/* Start op on th: 0 (it completes in ag_progress -- it may be done
+ * already) or a negative errno (never started, nothing to wait for). */
+int ag_op_start(struct fm_agent *a, struct ag_thread *th, struct ag_op *op);
+/* Drive th's ops: lane completions, answers of the protocol thread,
+ * backoffs, deadlines; run the callbacks of those done.  Never blocks.
+ * Returns how many ops finished. */
+int ag_progress(struct fm_agent *a, struct ag_thread *th);
+/* How long th may sleep (ms; -1: nothing pending) before ag_progress has
+ * something to do that no fd announces (a backoff, a deadline, a poll). */
+int ag_progress_timeout(struct fm_agent *a, struct ag_thread *th);
+/* Sleep until ag_progress may have work: th's eventfd, its lane's fd, or
+ * ag_progress_timeout (capped at `cap_ms`). */
+void ag_idle(struct fm_agent *a, struct ag_thread *th, int cap_ms);
+/* Start op and progress until it is done; returns op->status. */
+int ag_op_run(struct fm_agent *a, struct ag_thread *th, struct ag_op *op);
+
+/* ---- plan.c ---- */
+/* A plan that learns unknown grains from READ windows (the cache only
+ * keeps what is split).  ag_plan_try: 0 (plan complete), a planner error,
+ * or -EAGAIN with *miss = the first grain nobody knows: READ its window
+ * (AG_OP_FETCH) and hand it to ag_plan_learn, then try again.  Every
+ * window is read at most once per plan. */
+struct ag_plan {
+	struct fm_agent *a;
+	uint64_t map_id;
+	struct fm_geom g;
+	bool cow;
+	enum fm_io_op op;
+	uint64_t offset, length;
+	uint64_t w0, nwin;          /* windows the I/O can touch */
+	struct ag_fill *win;        /* nbits == 0: not read */
+	struct ag_fill small[2];
+	uint64_t miss;
+};
+int ag_plan_init(struct ag_plan *p, struct fm_agent *a, const struct fm_agent_io *io,
+		 enum fm_io_op op, uint64_t offset, uint64_t length);
+int ag_plan_try(struct ag_plan *p, struct fm_plan *plan, uint64_t *miss);
+void ag_plan_learn(struct ag_plan *p, const struct ag_fill *f);
+void ag_plan_fini(struct ag_plan *p);
 
 #endif /* FM_AGENT_PRIV_H */

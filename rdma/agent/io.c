@@ -75,130 +75,64 @@ void fm_agent_io_end(struct fm_agent *a, struct fm_agent_io *io)
 
 /* --------------------------------------------------------------- plan */
 
-/* What one planning call learnt from READs: one window per AG_FILL_WORDS
- * bitmap words the I/O touches, indexed from the I/O's first window. */
-struct plan_ctx {
-	struct fm_agent *a;
-	uint64_t map_id;
-	uint64_t w0;           /* first window index */
-	uint64_t nwin;
-	struct ag_fill *win;   /* nbits == 0: not read */
-	uint64_t miss;         /* first grain nobody knew, or UINT64_MAX */
-};
-
-#define WIN_GRAINS (AG_FILL_WORDS * 64)
-
-static bool plan_split(void *arg, uint64_t grain, uint64_t *run)
+/* a FETCH op of grain on this thread, to its end */
+static int fetch(struct fm_agent *a, uint64_t map_id, uint64_t grain, struct ag_fill *f)
 {
-	struct plan_ctx *x = arg;
-	uint64_t w = grain / WIN_GRAINS - x->w0;
+	struct ag_thread *th;
+	struct ag_op op = { .kind = AG_OP_FETCH, .map_id = map_id, .first = grain,
+			    .last = grain };
+	int rc = ag_ctx(a, &th);
 
-	if (fm_cache_lookup(x->a->cache, x->map_id, grain, run))
-		return true;
-	if (grain / WIN_GRAINS >= x->w0 && w < x->nwin && x->win[w].nbits) {
-		const struct ag_fill *f = &x->win[w];
-
-		if (!ag_fill_bit(f, grain))
-			return false;
-		for (*run = 1; ag_fill_bit(f, grain + *run); (*run)++)
-			;
-		return true;
-	}
-	if (x->miss == UINT64_MAX)
-		x->miss = grain;
-	return false;
+	if (rc)
+		return rc;
+	rc = ag_op_run(a, th, &op);
+	if (rc == 0)
+		*f = op.fill;
+	return rc;
 }
 
 int fm_agent_plan(struct fm_agent *a, const struct fm_agent_io *io, enum fm_io_op op,
 		  uint64_t offset, uint64_t length, struct fm_plan *plan)
 {
-	struct plan_ctx x = { .a = a, .map_id = io->map_id };
-	struct ag_fill small[2]; /* an I/O within two windows: no allocation */
-	struct fm_wire_mapdesc d;
-	struct fm_geom g;
-	uint64_t first, last;
-	bool cow, have_d = false;
-	int rc;
+	struct ag_plan p;
+	uint64_t miss;
+	int rc = ag_plan_init(&p, a, io, op, offset, length);
 
-	if (!io->trusted)
-		return fm_err(-EINVAL, "agent: plan outside io_begin/io_end");
-	g.grain_shift = io->map.grain_shift;
-	g.grain_count = io->map.grain_count;
-	g.volume_size = io->map.grain_count << io->map.grain_shift;
-	cow = io->map.state == FM_MAP_COPYING;
-	/* the windows this I/O can touch (fm_plan_io refuses the rest) */
-	first = offset >> g.grain_shift;
-	last = length && offset + length > offset ? (offset + length - 1) >> g.grain_shift : first;
-	if (last >= g.grain_count)
-		last = g.grain_count ? g.grain_count - 1 : 0;
-	if (first > last)
-		first = last;
-	x.w0 = first / WIN_GRAINS;
-	x.nwin = last / WIN_GRAINS - x.w0 + 1;
-	x.win = x.nwin <= 2 ? memset(small, 0, sizeof(small)) : calloc(x.nwin, sizeof(*x.win));
-	if (!x.win)
-		return fm_err(-ENOMEM, "agent: plan of %" PRIu64 " grains", last - first + 1);
-	for (;;) {
-		x.miss = UINT64_MAX;
-		rc = fm_plan_io(plan, &g, cow, op, offset, length, plan_split, &x);
-		if (rc || x.miss == UINT64_MAX)
-			break;
-		/* the first grain nobody knew: READ its window (the cache gets
-		 * the set bits too), then plan again.  Every round reads a
-		 * window not read before: at most nwin + 1 rounds. */
-		if (x.miss / WIN_GRAINS < x.w0 || x.miss / WIN_GRAINS - x.w0 >= x.nwin) {
-			rc = fm_err(-EIO, "agent: the planner asked for grain %" PRIu64
-				    " outside the I/O", x.miss);
-			break;
-		}
-		if (!have_d && fm_client_map(a->c, io->map_id, &d, NULL)) {
-			rc = fm_err(-ENOENT, "agent: map %" PRIu64 " unknown", io->map_id);
-			break;
-		}
-		have_d = true;
-		rc = ag_fetch(a, &d, x.miss, &x.win[x.miss / WIN_GRAINS - x.w0]);
-		if (rc)
-			break;
+	while (rc == 0 && (rc = ag_plan_try(&p, plan, &miss)) == -EAGAIN) {
+		struct ag_fill f;
+
+		rc = fetch(a, io->map_id, miss, &f);
+		if (rc == 0)
+			ag_plan_learn(&p, &f);
 	}
-	if (x.win != small)
-		free(x.win);
+	ag_plan_fini(&p);
 	return rc;
 }
 
 int fm_agent_is_split(struct fm_agent *a, uint64_t map_id, uint64_t grain)
 {
-	struct fm_wire_mapdesc d;
 	struct ag_fill f;
 	int rc;
 
 	if (fm_cache_lookup(a->cache, map_id, grain, NULL))
 		return 1;
-	if (fm_client_map(a->c, map_id, &d, NULL))
-		return fm_err(-ENOENT, "agent: map %" PRIu64 " unknown", map_id);
-	rc = ag_fetch(a, &d, grain, &f);
+	rc = fetch(a, map_id, grain, &f);
 	return rc ? rc : ag_fill_bit(&f, grain);
 }
 
 int fm_agent_read_bitmap(struct fm_agent *a, uint64_t map_id, uint64_t off, void *buf,
 			 size_t len)
 {
-	struct fm_wire_mapdesc d;
 	struct ag_thread *th;
-	int rc;
+	int rc = ag_ctx(a, &th);
 
-	if (fm_client_map(a->c, map_id, &d, NULL))
-		return fm_err(-ENOENT, "agent: map %" PRIu64 " unknown", map_id);
-	if (off > d.bitmap.len || len > d.bitmap.len - off)
-		return fm_err(-ERANGE, "agent: bytes %" PRIu64 "+%zu beyond the bitmap of map %"
-			      PRIu64 " (%" PRIu64 " bytes)", off, len, map_id,
-			      (uint64_t)d.bitmap.len);
-	rc = ag_thread_get(a, &th);
+	/* AG_READ_MAX at a time: the caller's length is not limited */
 	for (size_t done = 0; rc == 0 && done < len;) {
 		size_t n = len - done < AG_READ_MAX ? len - done : AG_READ_MAX;
+		struct ag_op op = { .kind = AG_OP_RAWREAD, .map_id = map_id, .first = off + done,
+				    .out = (uint8_t *)buf + done, .len = n };
 
-		rc = ag_read(a, th, &d.bitmap, off + done, n);
-		if (rc == 0)
-			memcpy((uint8_t *)buf + done, fm_region_ptr(th->buf), n);
+		rc = ag_op_run(a, th, &op);
 		done += n;
 	}
 	return rc;

@@ -38,6 +38,8 @@ static void __req_unlink(struct req **list, struct req *r)
 
 static void __req_done(struct fm_agent *a, struct req *r, int status, uint64_t word)
 {
+	static const uint64_t one = 1;
+
 	if (r->nowait) {
 		free(r);
 		return;
@@ -45,6 +47,14 @@ static void __req_done(struct fm_agent *a, struct req *r, int status, uint64_t w
 	r->status = status;
 	r->out_word = word;
 	r->done = true;
+	if (r->th) { /* an op's: the thread polls adone, its eventfd wakes it */
+		struct ag_thread *th = r->th;
+
+		atomic_store_explicit(&r->adone, true, memory_order_release);
+		/* r may be reused from here on: th was read before */
+		(void)!write(th->efd, &one, sizeof(one));
+		return;
+	}
 	pthread_cond_broadcast(&a->cond);
 }
 
@@ -84,6 +94,33 @@ int ag_req_run(struct fm_agent *a, struct req *r)
 		return fm_err(r->status, "agent: %s of map %" PRIu64 " grain %" PRIu64 ": %s",
 			      req_name(r->type), r->map_id, r->first, strerror(-r->status));
 	return r->status;
+}
+
+void ag_req_submit(struct fm_agent *a, struct req *r)
+{
+	pthread_mutex_lock(&a->lock);
+	r->cookie = ++a->next_cookie;
+	r->done = false;
+	r->next = a->submit;
+	a->submit = r;
+	pthread_mutex_unlock(&a->lock);
+	ag_wake(a);
+}
+
+bool ag_req_cancel(struct fm_agent *a, struct req *r)
+{
+	bool taken;
+
+	pthread_mutex_lock(&a->lock);
+	/* under a->lock a request is on one of the lists until it is done */
+	taken = !atomic_load_explicit(&r->adone, memory_order_acquire);
+	if (taken) {
+		__req_unlink(&a->submit, r);
+		__req_unlink(&a->retry, r);
+		__req_unlink(&a->inflight, r);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return taken;
 }
 
 void ag_req_post(struct fm_agent *a, struct req *r)
