@@ -39,6 +39,7 @@ void ch_word_set(struct fm_cache *c, struct fm_cache_dir *d, uint64_t b,
 	retire_word(c, old);
 }
 
+/* The fragment holding grain g, if any. */
 bool ch_find(struct fm_cache_dir *d, uint64_t g, struct fm_frag *f)
 {
 	uint64_t b = g >> d->shift;

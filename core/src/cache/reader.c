@@ -114,6 +114,8 @@ bool fm_cache_lookup(struct fm_cache *c, uint64_t map_id, uint64_t grain,
 			uint64_t w = atomic_load_explicit(wp, memory_order_seq_cst);
 
 			hit = ch_word_find(w, b << d->shift, grain, &last, NULL);
+			/* the CLOCK's referenced bit (evict.c): an RMW, never a
+			 * plain store, and only when it is clear */
 			if (hit && c->budget && !(w & W_REF))
 				atomic_fetch_or_explicit(wp, W_REF, memory_order_relaxed);
 		}
