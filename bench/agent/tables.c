@@ -329,9 +329,13 @@ static void print_cmp(const struct run *R, struct fm_json *j)
 	if (hitx1 > 0 && hitx2 > 0)
 		CMP("hit x2 aggregate [Mops/s]", "hit x1 aggregate", hitx2, hitx1, 1.8, false,
 		    NULL);
-	if (bmx1 > 0 && bmx2 > 0)
+	if (bmx1 > 0 && bmx2 > 0) {
 		CMP("bitmap x2 aggregate [Mops/s]", "bitmap x1 aggregate", bmx2, bmx1, 0, false,
 		    "(control: what 2 threads can get)");
+		if (hitx1 > 0 && hitx2 > 0)
+			CMP("hit x2/x1 scaling", "bitmap x2/x1 scaling", hitx2 / hitx1,
+			    bmx2 / bmx1, 0, false, "(the hit's scaling, the machine's taken out)");
+	}
 	CMP("miss (is_split) [ns]", "floor lane READ 64 B", typ(R, S_MISS), typ(R, S_READ_EV), 0,
 	    true, NULL);
 	if (R->have_busy)
@@ -465,6 +469,9 @@ static void print_cpu(const struct run *R, struct fm_json *j)
 	if (R->have_busy)
 		printf("(verbs: rxe runs one-sided operations in the kernel (softirq), on whatever "
 		       "CPU and task it interrupts: not accounted to the owner)\n");
+	if (idle_rate > 0.5)
+		printf("(NOTE: the idle owner used %.0f%% of a CPU: it does not sleep while idle, "
+		       "and every figure above shared the machine with it)\n", idle_rate * 100);
 }
 
 void tables_print(struct run *R)
