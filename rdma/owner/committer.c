@@ -126,6 +126,8 @@ static void plist_swap(struct od_plist *a, struct od_plist *b)
  * moved) */
 static int plist_move(struct od_plist *dst, struct od_plist *src)
 {
+	if (src->n == 0)
+		return 0;
 	if (dst->n == 0) {
 		plist_swap(dst, src); /* src gets dst's empty array */
 		return 0;

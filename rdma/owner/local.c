@@ -119,8 +119,11 @@ int od_local_reap(struct fm_ownerd *d)
 
 		while (k < d->backlog.n && cas_post(d, &d->backlog.v[k]) != -EAGAIN)
 			k++;
-		memmove(d->backlog.v, d->backlog.v + k, (d->backlog.n - k) * sizeof(*d->backlog.v));
-		d->backlog.n -= k;
+		if (k) { /* (an empty backlog may have no array at all) */
+			memmove(d->backlog.v, d->backlog.v + k,
+				(d->backlog.n - k) * sizeof(*d->backlog.v));
+			d->backlog.n -= k;
+		}
 	}
 	return total;
 }
