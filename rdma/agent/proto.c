@@ -504,6 +504,14 @@ void *ag_proto_main(void *arg)
 		}
 	}
 	if (a->ep) {
+		/* say goodbye: no bracket is open (fm_agent_delete's rule), so
+		 * BYE{QUIESCED} goes out at once and the owner releases our
+		 * locks without waiting for the lease or fencing us -- over
+		 * shm a fence would kill this very process */
+		(void)fm_client_leave(a->c, ag_now_ms());
+		drain(a);
+	}
+	if (a->ep) {
 		ep_drop(a);
 		(void)fm_client_disconnected(a->c, ag_now_ms());
 		drain(a);

@@ -79,6 +79,12 @@ int fm_client_recv(struct fm_client *c, const void *buf, size_t len, uint64_t no
 /* The transport broke: close the session, discard confirmations; the
  * session quiesces (R3) and is vouched for in the next HELLO. */
 int fm_client_disconnected(struct fm_client *c, uint64_t now);
+/* The client is going away (the driver is being deleted): end the session
+ * with BYE{SHUTDOWN}; once every open bracket ended, BYE{QUIESCED} goes
+ * out (at once when none is open) and the owner releases our locks and
+ * grants without waiting, or fencing.  Then CLOSE.  0; a no-op unless
+ * joining or ACTIVE. */
+int fm_client_leave(struct fm_client *c, uint64_t now);
 /* Timers: lease renewal (every term/3) and lapse, handshake timeout,
  * drains.  Call at least every term/10. */
 int fm_client_tick(struct fm_client *c, uint64_t now);

@@ -88,6 +88,13 @@ void cl_sess_try_quiesce(struct fm_client *c)
 	closed(c, c->close_err);
 }
 
+int fm_client_leave(struct fm_client *c, uint64_t now)
+{
+	(void)now;
+	cl_sess_close(c, FM_BYE_SHUTDOWN, 0, true);
+	return 0;
+}
+
 int fm_client_step_check(struct fm_client *c, uint64_t now)
 {
 	uint64_t exp;
