@@ -290,6 +290,7 @@ void fm_agent_stats(struct fm_agent *a, struct fm_agent_stats *st)
 	st->fetches = atomic_load_explicit(&a->fetches, memory_order_relaxed);
 	st->locks = atomic_load_explicit(&a->locks, memory_order_relaxed);
 	st->commits = atomic_load_explicit(&a->commits, memory_order_relaxed);
+	st->commits_sent = atomic_load_explicit(&a->commits_sent, memory_order_relaxed);
 	st->unlocks = atomic_load_explicit(&a->unlocks, memory_order_relaxed);
 	st->locks_lost = atomic_load_explicit(&a->locks_lost, memory_order_relaxed);
 	st->steps = atomic_load_explicit(&a->steps, memory_order_relaxed);

@@ -180,6 +180,7 @@ struct fm_agent {
 	/* counters engines bump (relaxed; read for stats) */
 	_Atomic uint64_t steps, steps_overdue, steps_refused;
 	_Atomic uint64_t fetches, locks, commits, unlocks, locks_lost;
+	_Atomic uint64_t commits_sent;
 
 	/* the endpoint for engine lanes */
 	pthread_mutex_t eplock;

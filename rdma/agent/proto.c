@@ -155,6 +155,8 @@ static bool __issue(struct fm_agent *a, struct req *r, uint64_t now)
 		break;
 	case REQ_COMMIT:
 		rc = fm_client_commit_range(a->c, r->map_id, r->first, r->last, r->cookie, now);
+		if (!rc)
+			atomic_fetch_add_explicit(&a->commits_sent, 1, memory_order_relaxed);
 		break;
 	case REQ_UNLOCKMSG:
 		rc = fm_client_unlock_notify(a->c, r->map_id, r->first, r->word, now);

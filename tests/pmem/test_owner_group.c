@@ -8,7 +8,7 @@
  * 1. Rounds (asserted).  Each of N clients locks a grain of its own; the
  *    parent freezes the owner (SIGSTOP), lets every client send its
  *    SPLIT_COMMIT (a helper thread in the client sees fm_agent_stats
- *    count it as issued), and thaws the owner.  The owner then finds N
+ *    count it in commits_sent), and thaws the owner.  The owner then finds N
  *    commits waiting at once.  An owner that collects PERSISTs over a
  *    whole loop pass makes them durable with fewer store commits than
  *    acks; one that commits per received message needs one commit per
@@ -91,7 +91,9 @@ static struct fm_agent *join(struct svc *s, uint32_t id)
 	DIE("client %u: map %d not granted", id, MAP);
 }
 
-/* the helper thread of a round: 'S' once the agent issued the commit */
+/* the helper thread of a round: 'S' once the agent handed the commit to
+ * its session (commits_sent; `commits` counts acks, which a stopped
+ * owner never sends) */
 struct issued {
 	struct fm_agent *a;
 	uint64_t before;
@@ -105,7 +107,7 @@ static void *issued_thread(void *arg)
 
 	for (;;) {
 		fm_agent_stats(w->a, &st);
-		if (st.commits > w->before)
+		if (st.commits_sent > w->before)
 			break;
 		usleep(500);
 	}
@@ -135,7 +137,7 @@ static int rounds_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 		sig_send(wfd, 'L');
 		CHECK(sig_wait(rfd, 30000) == 'C');
 		fm_agent_stats(a, &st);
-		w.before = st.commits;
+		w.before = st.commits_sent;
 		CHECK(pthread_create(&t, NULL, issued_thread, &w) == 0);
 		rc = fm_agent_commit_split(a, MAP, g);
 		pthread_join(t, NULL);

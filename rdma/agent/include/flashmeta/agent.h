@@ -116,7 +116,8 @@ struct fm_agent_stats {
 	uint64_t connects;      /* transport connections made */
 	uint64_t joins;         /* sessions that reached ACTIVE */
 	uint64_t closes;        /* sessions that ended */
-	uint64_t fetches, locks, commits, unlocks;
+	uint64_t fetches, locks, commits, unlocks; /* completed OK */
+	uint64_t commits_sent;  /* SPLIT_COMMITs handed to the session, acked or not */
 	uint64_t releases;      /* release requests served */
 	uint64_t locks_lost;
 	uint64_t quiesced;      /* sessions that ended and quiesced (lease.h R3) */
