@@ -76,7 +76,9 @@
 
 #include "flashmeta/cache.h"
 
-#define FM_CACHE_SLOTS 64u		 /* reader slots, power of two */
+#define FM_CACHE_SLOTS 64u		 /* private reader slots, power of two */
+#define FM_CACHE_SHARED_SLOTS 8u	 /* slots of the threads beyond them */
+#define FM_CACHE_ALL_SLOTS (FM_CACHE_SLOTS + FM_CACHE_SHARED_SLOTS)
 #define FM_CACHE_LAST_BITS 48u		 /* grain numbers < 2^48 */
 #define FM_CACHE_OFF_BITS 13u		 /* ONE: fs - B < 2^13 */
 #define FM_CACHE_MIN_NB 16u		 /* smallest directory */
@@ -138,8 +140,12 @@ struct fm_cache_table {
 	struct fm_cache_map *slot[];
 };
 
-/* One per reader thread; threads numbered beyond FM_CACHE_SLOTS share
- * slots and then use RMWs for every update.  Written by its lookups, read
+/* One per reader thread: the first FM_CACHE_SLOTS threads (numbered in
+ * the order of their first lookup, process-wide) own slots[tid - 1] and
+ * update it with plain stores.  Every later thread shares one of the
+ * FM_CACHE_SHARED_SLOTS slots after them, where every update is an RMW --
+ * never a private slot: a plain store there would lose a sharer's
+ * increment, and in != out for good stops reclamation.  Written by its lookups, read
  * by the writer (in/out) and by stats.  in[p] - out[p] = lookups of phase p
  * in flight; in[0] + in[1] = lookups done by the slot's threads. */
 struct fm_cache_slot {
@@ -156,7 +162,7 @@ struct fm_retired {
 };
 
 struct fm_cache {
-	struct fm_cache_slot slots[FM_CACHE_SLOTS];
+	struct fm_cache_slot slots[FM_CACHE_ALL_SLOTS];
 	/* Read by lookups, written by the writer (seq_cst). */
 	alignas(64) _Atomic(struct fm_cache_table *) table;
 	_Atomic uint64_t gp; /* grace-period counter, starts at 2 */

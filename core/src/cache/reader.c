@@ -43,8 +43,8 @@
 #include "cache_priv.h"
 #include "flashmeta/error.h"
 
-static _Atomic uint32_t fm_cache_tid_next;
-static __thread uint32_t fm_cache_tid; /* 0 = not assigned yet */
+static _Atomic uint64_t fm_cache_tid_next; /* 64 bits: never wraps onto a private slot */
+static __thread uint64_t fm_cache_tid; /* 0 = not assigned yet */
 
 /* The calling thread's slot; *own = no other thread uses it. */
 static inline struct fm_cache_slot *slot_get(struct fm_cache *c, bool *own)
@@ -53,7 +53,9 @@ static inline struct fm_cache_slot *slot_get(struct fm_cache *c, bool *own)
 		fm_cache_tid = atomic_fetch_add_explicit(&fm_cache_tid_next, 1,
 							 memory_order_relaxed) + 1;
 	*own = fm_cache_tid <= FM_CACHE_SLOTS;
-	return &c->slots[(fm_cache_tid - 1) & (FM_CACHE_SLOTS - 1)];
+	if (__builtin_expect(*own, 1))
+		return &c->slots[fm_cache_tid - 1];
+	return &c->slots[FM_CACHE_SLOTS + fm_cache_tid % FM_CACHE_SHARED_SLOTS];
 }
 
 /* Add 1 to a slot counter: a plain load + store (no lock prefix) when the
@@ -161,7 +163,7 @@ int fm_cache_map_epoch(struct fm_cache *c, uint64_t map_id, uint64_t *epoch)
 void fm_cache_stats(struct fm_cache *c, struct fm_cache_stats *st)
 {
 	memset(st, 0, sizeof(*st));
-	for (unsigned i = 0; i < FM_CACHE_SLOTS; i++) {
+	for (unsigned i = 0; i < FM_CACHE_ALL_SLOTS; i++) {
 		st->lookups += atomic_load_explicit(&c->slots[i].in[0], memory_order_relaxed) +
 			       atomic_load_explicit(&c->slots[i].in[1], memory_order_relaxed) -
 			       atomic_load_explicit(&c->slots[i].tokens, memory_order_relaxed);

@@ -31,7 +31,7 @@ static bool gp_try_advance(struct fm_cache *c)
 
 	/* Orders the writer's unlinking stores before the counter loads. */
 	atomic_thread_fence(memory_order_seq_cst);
-	for (unsigned i = 0; i < FM_CACHE_SLOTS; i++) {
+	for (unsigned i = 0; i < FM_CACHE_ALL_SLOTS; i++) {
 		/* out first: a lookup entering in between makes in != out,
 		 * which only errs on the side of waiting */
 		uint64_t out = atomic_load_explicit(&c->slots[i].out[reuse],

@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "flashmeta/cache.h"
+#include "cache_priv.h" /* the slots: every section counted out */
 
 #define GRAINS 20000u
 #define NREADERS 3
@@ -169,9 +170,85 @@ static void mt__readers_and_evicting_writer__hits_sound(void **state)
 	run(16 * 1024);
 }
 
+/* More reader threads than the cache has private slots.  Threads are
+ * numbered in the order of their first lookup, and the numbers wrap onto
+ * the slots: A (an early thread, whose slot is its own) and B (the
+ * FM_CACHE_SLOTS-th thread to look up after A) land on the same slot
+ * number.  They look up at once, many times; every lookup must still be
+ * counted in and out exactly -- a lost increment leaves in != out for
+ * good, and the writer could never reclaim again (whitebox: the slots'
+ * counters are checked after the threads are gone).  (Run first: A needs
+ * a number within the private slots.) */
+#define CACHE_SLOTS FM_CACHE_SLOTS /* the private slots */
+#define PAIR_LOOKUPS 3000000
+
+struct pair {
+	struct fm_cache *c;
+	pthread_barrier_t numbered, go;
+	unsigned n;
+};
+
+static void *one_lookup(void *arg)
+{
+	struct pair *p = arg;
+	uint64_t last;
+
+	(void)fm_cache_lookup(p->c, 1, 0, &last);
+	return NULL;
+}
+
+static void *pair_reader(void *arg)
+{
+	struct pair *p = arg;
+	uint64_t last;
+
+	(void)fm_cache_lookup(p->c, 1, 0, &last); /* takes its number */
+	pthread_barrier_wait(&p->numbered);
+	pthread_barrier_wait(&p->go); /* both numbered */
+	for (unsigned i = 0; i < p->n; i++)
+		(void)fm_cache_lookup(p->c, 1, i % GRAINS, &last);
+	return NULL;
+}
+
+static void mt__threads_beyond_the_slots__every_lookup_counted(void **state)
+{
+	struct fm_cache_cfg cfg = { 0 };
+	struct pair p = { .n = PAIR_LOOKUPS };
+	pthread_t a, b, t;
+	struct fm_cache_stats st;
+
+	(void)state;
+	assert_int_equal(fm_cache_new(&p.c, &cfg), 0);
+	assert_int_equal(fm_cache_map_add(p.c, 1, GRAINS), 0);
+	assert_int_equal(fm_cache_map_grant(p.c, 1, 1), 0);
+	assert_int_equal(pthread_barrier_init(&p.numbered, NULL, 2), 0);
+	assert_int_equal(pthread_barrier_init(&p.go, NULL, 3), 0);
+	assert_int_equal(pthread_create(&a, NULL, pair_reader, &p), 0);
+	pthread_barrier_wait(&p.numbered);
+	for (unsigned i = 0; i < CACHE_SLOTS - 1; i++) { /* numbers A+1 .. A+63 */
+		assert_int_equal(pthread_create(&t, NULL, one_lookup, &p), 0);
+		pthread_join(t, NULL);
+	}
+	assert_int_equal(pthread_create(&b, NULL, pair_reader, &p), 0);
+	pthread_barrier_wait(&p.numbered); /* B is number A+64 */
+	pthread_barrier_wait(&p.go);
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
+	pthread_barrier_destroy(&p.numbered);
+	pthread_barrier_destroy(&p.go);
+	fm_cache_stats(p.c, &st);
+	assert_int_equal(st.lookups, 2 * (uint64_t)(PAIR_LOOKUPS + 1) + CACHE_SLOTS - 1);
+	for (size_t i = 0; i < sizeof(p.c->slots) / sizeof(p.c->slots[0]); i++)
+		for (int ph = 0; ph < 2; ph++)
+			assert_int_equal(atomic_load(&p.c->slots[i].in[ph]),
+					 atomic_load(&p.c->slots[i].out[ph]));
+	fm_cache_delete(&p.c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(mt__threads_beyond_the_slots__every_lookup_counted),
 		cmocka_unit_test(mt__readers_and_writer__hits_sound),
 		cmocka_unit_test(mt__readers_and_evicting_writer__hits_sound),
 	};
