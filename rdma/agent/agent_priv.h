@@ -89,9 +89,11 @@ static inline bool ag_fill_bit(const struct ag_fill *f, uint64_t grain)
 	return grain >= f->w0 && i < f->nbits && (f->bits[i / 64] >> (i % 64) & 1);
 }
 
-/* A lock word this thread holds: locks are the thread's, re-entrant
- * (one count per fm_agent_lock), released when the count drops to 0. */
+/* A lock word this thread holds for an owner (the thread itself for the
+ * blocking calls, an I/O for the engine): re-entrant for that owner (one
+ * count per lock), released when the count drops to 0. */
 struct ag_held {
+	const void *owner;
 	uint64_t map_id, index;
 	uint64_t word;              /* what we installed (the session's word) */
 	uint64_t token;             /* the session it was taken in (fm_client_token:
@@ -122,6 +124,9 @@ struct ag_op {
 	size_t len;                 /* RAWREAD bytes (<= AG_READ_MAX) */
 	void (*cb)(struct ag_op *op); /* when done, from ag_progress; may be NULL */
 	void *ctx;
+	const void *owner;          /* LOCK/UNLOCK/COMMIT: whose holds (NULL: the
+				     * thread's) -- another owner on the same
+				     * thread waits like another thread */
 	/* out, once done */
 	bool done;
 	int status;                 /* 0 or a negative errno */
@@ -267,6 +272,15 @@ void ag_idle(struct fm_agent *a, struct ag_thread *th, int cap_ms);
 /* Start op and progress until it is done; returns op->status. */
 int ag_op_run(struct fm_agent *a, struct ag_thread *th, struct ag_op *op);
 
+/* ---- io.c ---- */
+/* fm_agent_io_begin without waiting: 0, -EAGAIN (not now: no session, no
+ * grant, a release going on), or the agent is dead */
+int ag_io_try_begin(struct fm_agent *a, struct ag_thread *th, uint64_t map_id,
+		    struct fm_agent_io *io);
+/* fm_agent_step_begin without waiting: 0 (*token set), -EAGAIN (within
+ * the margin, a renewal is on its way: ask again soon), -EKEYEXPIRED */
+int ag_step_try(struct fm_agent *a, struct fm_agent_io *io, uint64_t *token);
+
 /* ---- plan.c ---- */
 /* A plan that learns unknown grains from READ windows (the cache only
  * keeps what is split).  ag_plan_try: 0 (plan complete), a planner error,
@@ -285,8 +299,9 @@ struct ag_plan {
 	struct ag_fill small[2];
 	uint64_t miss;
 };
+/* volume_size: the volume's bytes (a partial last grain), 0: whole grains */
 int ag_plan_init(struct ag_plan *p, struct fm_agent *a, const struct fm_agent_io *io,
-		 enum fm_io_op op, uint64_t offset, uint64_t length);
+		 enum fm_io_op op, uint64_t offset, uint64_t length, uint64_t volume_size);
 int ag_plan_try(struct ag_plan *p, struct fm_plan *plan, uint64_t *miss);
 void ag_plan_learn(struct ag_plan *p, const struct ag_fill *f);
 void ag_plan_fini(struct ag_plan *p);

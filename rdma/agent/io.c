@@ -17,10 +17,29 @@
 #include "agent_priv.h"
 #include "flashmeta/error.h"
 
-int fm_agent_io_begin(struct fm_agent *a, uint64_t map_id, struct fm_agent_io *io)
+int ag_io_try_begin(struct fm_agent *a, struct ag_thread *th, uint64_t map_id,
+		    struct fm_agent_io *io)
 {
 	struct fm_client_pin pin;
 	struct fm_wire_mapdesc d;
+	int dead = atomic_load(&a->dead);
+
+	if (dead)
+		return fm_err(dead, "agent: dead (its state machine ran out of memory)");
+	/* pinned: a release now waits for io_end, and the session quiesces
+	 * before it changes (lease.h R3) */
+	if (fm_client_io_pin(a->c, th->reader, map_id, ag_now_ms(), &pin, &d))
+		return -EAGAIN;
+	memset(io, 0, sizeof(*io));
+	io->map_id = map_id;
+	io->trusted = true;
+	io->pin_ = (void *)pin.cell;
+	ag_map_pub(&d, true, &io->map);
+	return 0;
+}
+
+int fm_agent_io_begin(struct fm_agent *a, uint64_t map_id, struct fm_agent_io *io)
+{
 	struct ag_thread *th;
 	struct timespec ts = { 0, 0 };
 	bool late = false;
@@ -31,19 +50,9 @@ int fm_agent_io_begin(struct fm_agent *a, uint64_t map_id, struct fm_agent_io *i
 	if (rc)
 		return rc;
 	for (;;) {
-		int dead = atomic_load(&a->dead);
-
-		if (dead)
-			return fm_err(dead, "agent: dead (its state machine ran out of memory)");
-		/* pinned: a release now waits for io_end, and the session
-		 * quiesces before it changes (lease.h R3) */
-		if (fm_client_io_pin(a->c, th->reader, map_id, ag_now_ms(), &pin, &d) == 0) {
-			io->map_id = map_id;
-			io->trusted = true;
-			io->pin_ = (void *)pin.cell;
-			ag_map_pub(&d, true, &io->map);
-			return 0;
-		}
+		rc = ag_io_try_begin(a, th, map_id, io);
+		if (rc != -EAGAIN)
+			return rc;
 		if (late)
 			break;
 		/* no session, no grant, or a release going on: wait for a
@@ -96,7 +105,7 @@ int fm_agent_plan(struct fm_agent *a, const struct fm_agent_io *io, enum fm_io_o
 {
 	struct ag_plan p;
 	uint64_t miss;
-	int rc = ag_plan_init(&p, a, io, op, offset, length);
+	int rc = ag_plan_init(&p, a, io, op, offset, length, 0);
 
 	while (rc == 0 && (rc = ag_plan_try(&p, plan, &miss)) == -EAGAIN) {
 		struct ag_fill f;
@@ -139,6 +148,27 @@ int fm_agent_read_bitmap(struct fm_agent *a, uint64_t map_id, uint64_t off, void
 }
 
 /* ---------------------------------------------------- data steps (R2) */
+
+int ag_step_try(struct fm_agent *a, struct fm_agent_io *io, uint64_t *token)
+{
+	uint64_t now = ag_now_ms();
+	int rc;
+
+	if (!io->trusted)
+		return fm_err(-EINVAL, "agent: a data step outside io_begin/io_end");
+	rc = fm_client_step_check(a->c, now);
+	if (rc == -EAGAIN)
+		return rc; /* within the margin: a renewal is on its way */
+	if (rc) {
+		atomic_fetch_add_explicit(&a->steps_refused, 1, memory_order_relaxed);
+		return fm_err(-EKEYEXPIRED, "agent: lease lost: no data step may start in this "
+			      "session (end the I/O and submit it again)");
+	}
+	io->step_start = now;
+	*token = fm_client_token(a->c);
+	atomic_fetch_add_explicit(&a->steps, 1, memory_order_relaxed);
+	return 0;
+}
 
 int fm_agent_step_begin(struct fm_agent *a, struct fm_agent_io *io, uint64_t *token)
 {

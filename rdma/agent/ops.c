@@ -22,8 +22,11 @@
  *            owner made it durable (SPLIT_ACK).
  *   RAWREAD  a READ of the bitmap into the caller's memory.
  *
- * Locks belong to the thread that took them and are re-entrant (a thread
- * may lock several grains under one lock word: each counts once).  A hold
+ * Locks belong to the thread that took them -- to an owner on it: the
+ * thread for the blocking calls, an I/O for the engine -- and are
+ * re-entrant for that owner (several grains under one lock word: each
+ * counts once).  Another owner finding the word held by our session waits
+ * as another thread would.  A hold
  * carries the session token it was taken in: after an owner restart a new
  * session may have the very same word (same client id, same epoch from
  * the new incarnation's counter), so a hold from another session is
@@ -71,15 +74,15 @@ static void held_drop(struct ag_thread *th, struct ag_held *h)
 
 /* this thread's hold of word `index` in the current session; one from an
  * earlier session is dropped (see above) */
-static struct ag_held *held_find(struct fm_agent *a, struct ag_thread *th, uint64_t map_id,
-				 uint64_t index)
+static struct ag_held *held_find(struct fm_agent *a, struct ag_thread *th, const void *owner,
+				 uint64_t map_id, uint64_t index)
 {
 	uint64_t token = fm_client_token(a->c);
 
 	for (size_t i = 0; i < th->nheld; i++) {
 		struct ag_held *h = &th->held[i];
 
-		if (h->map_id != map_id || h->index != index)
+		if (h->map_id != map_id || h->index != index || h->owner != owner)
 			continue;
 		if (h->token == token)
 			return h;
@@ -89,8 +92,8 @@ static struct ag_held *held_find(struct fm_agent *a, struct ag_thread *th, uint6
 	return NULL;
 }
 
-static int held_add(struct ag_thread *th, uint64_t map_id, uint64_t index, uint64_t word,
-		    uint64_t token)
+static int held_add(struct ag_thread *th, const void *owner, uint64_t map_id, uint64_t index,
+		    uint64_t word, uint64_t token)
 {
 	if (th->nheld == th->capheld) {
 		size_t nc = th->capheld ? th->capheld * 2 : 8;
@@ -101,8 +104,9 @@ static int held_add(struct ag_thread *th, uint64_t map_id, uint64_t index, uint6
 		th->held = n;
 		th->capheld = nc;
 	}
-	th->held[th->nheld++] = (struct ag_held){ .map_id = map_id, .index = index,
-						  .word = word, .token = token, .count = 1 };
+	th->held[th->nheld++] = (struct ag_held){ .owner = owner, .map_id = map_id,
+						  .index = index, .word = word, .token = token,
+						  .count = 1 };
 	return 0;
 }
 
@@ -289,7 +293,7 @@ static void lock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op
 		op->step = S_START;
 		/* fall through */
 	case S_START:
-		h = held_find(a, th, op->map_id, index);
+		h = held_find(a, th, op->owner, op->map_id, index);
 		if (h) { /* ours already (re-entrant): just the fresh READ */
 			h->count++;
 			op->word = h->word;
@@ -346,7 +350,7 @@ static void lock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op
 			return;
 		}
 		if (op->old == FM_LOCKWORD_FREE) {
-			if (held_add(th, op->map_id, index, op->word, op->token)) {
+			if (held_add(th, op->owner, op->map_id, index, op->word, op->token)) {
 				op->lstatus = -ENOMEM;
 				op->step = S_UNDO;
 				(void)post_cas(th, op, &op->d.locks, off, op->word, FM_LOCKWORD_FREE);
@@ -394,7 +398,7 @@ static void lock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op
 		/* it may have installed the word with WAITERS: our release
 		 * compares the plain word and so finds the flag */
 		op->word = op->req.out_word & ~(uint64_t)FM_LOCKWORD_F_WAITERS;
-		if (held_add(th, op->map_id, index, op->word, op->token)) {
+		if (held_add(th, op->owner, op->map_id, index, op->word, op->token)) {
 			op->lstatus = -ENOMEM;
 			op->step = S_UNDO;
 			(void)post_cas(th, op, &op->d.locks, off, op->word, FM_LOCKWORD_FREE);
@@ -408,7 +412,7 @@ static void lock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op
 		if (op->lstatus) {
 			/* the endpoint went away: give the count back (the
 			 * owner reclaims the word with the session) */
-			h = held_find(a, th, op->map_id, index);
+			h = held_find(a, th, op->owner, op->map_id, index);
 			if (h && !--h->count)
 				held_drop(th, h);
 			finish(op, ag_op_failed(op->lstatus));
@@ -434,7 +438,7 @@ static void unlock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *
 		if (op->word == 0) {
 			/* the bookkeeping needs no lane: a hold is forgotten
 			 * even when the session's endpoint is gone */
-			h = held_find(a, th, op->map_id, index);
+			h = held_find(a, th, op->owner, op->map_id, index);
 			if (!h) {
 				finish(op, fm_err(-ENOLCK, "agent: map %" PRIu64 " grain %" PRIu64
 						  " not locked by this thread in this session",
@@ -493,7 +497,7 @@ static void commit_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *
 	if (op->step == S_START) {
 		for (uint64_t i = fm_lockword_index(op->first, op->d.lock_shift);
 		     i <= fm_lockword_index(op->last, op->d.lock_shift); i++)
-			if (!held_find(a, th, op->map_id, i)) {
+			if (!held_find(a, th, op->owner, op->map_id, i)) {
 				finish(op, fm_err(-ENOLCK, "agent: grains %" PRIu64 "..%" PRIu64
 						  " are not all locked by this thread in this "
 						  "session: nothing committed", op->first,
@@ -547,6 +551,8 @@ int ag_op_start(struct fm_agent *a, struct ag_thread *th, struct ag_op *op)
 	op->backoff_us = 0;
 	op->req_live = false;
 	op->deadline_ms = now_ms() + a->cfg.wait_ms;
+	if (!op->owner)
+		op->owner = th;
 	if (op->kind != AG_OP_UNLOCK)
 		op->word = 0;
 	if (dead)

@@ -22,7 +22,7 @@
 #define WIN_GRAINS (AG_FILL_WORDS * 64)
 
 int ag_plan_init(struct ag_plan *p, struct fm_agent *a, const struct fm_agent_io *io,
-		 enum fm_io_op op, uint64_t offset, uint64_t length)
+		 enum fm_io_op op, uint64_t offset, uint64_t length, uint64_t volume_size)
 {
 	uint64_t first, last;
 
@@ -33,7 +33,7 @@ int ag_plan_init(struct ag_plan *p, struct fm_agent *a, const struct fm_agent_io
 	p->map_id = io->map_id;
 	p->g.grain_shift = io->map.grain_shift;
 	p->g.grain_count = io->map.grain_count;
-	p->g.volume_size = io->map.grain_count << io->map.grain_shift;
+	p->g.volume_size = volume_size ? volume_size : io->map.grain_count << io->map.grain_shift;
 	p->cow = io->map.state == FM_MAP_COPYING;
 	p->op = op;
 	p->offset = offset;

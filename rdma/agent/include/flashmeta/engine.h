@@ -1,0 +1,187 @@
+/* engine.h -- the FlashCopy I/O engine: the library does the copy-on-write.
+ *
+ * A storage I/O engine registers its volumes with data movers (read,
+ * write and flush of a byte range, optionally a whole-grain copy) and
+ * hands every host I/O of a mapping to fm_engine; the library plans it
+ * with the confirmation cache and executes it in the order that keeps the
+ * snapshot invariant -- "a target reads as the source did at the trigger,
+ * plus the target's own writes" (flashmeta/lease.h, agent.h):
+ *
+ *   DIRECT               the I/O as asked
+ *   REDIRECT_TO_SOURCE   read the source, THEN check the grain is still
+ *                        unsplit (a source grain is overwritten only after
+ *                        its split is durable and published); split
+ *                        meanwhile: read the target instead
+ *   COPY_THEN_WRITE /    lock every such grain of the I/O in ascending
+ *   WRITE_AND_SPLIT      order (no deadlock between I/Os: one order), copy
+ *                        the unsplit ones source -> target, write the
+ *                        target data, FLUSH the target, commit the splits
+ *                        (one SPLIT_COMMIT per contiguous run; durable at
+ *                        the owner when it returns), unlock; only then
+ *                        write the source.  A grain found split under its
+ *                        lock is not copied: concurrent I/Os to one grain,
+ *                        from any thread or node, copy it once.
+ *
+ * Every destructive step (copy, target write, flush, source write) runs
+ * inside the lease's margin (lease.h R2) and carries the fencing token of
+ * the session whose locks it runs under (R5): a mover for storage that
+ * can check one refuses a stale writer with -EKEYREJECTED.
+ *
+ * TWO FORMS.
+ *   fm_engine_rw()      synchronous: returns when the I/O is done.  Any
+ *                       number of threads at once.
+ *   fm_engine_submit()  polled: 0 and the I/O's callback then runs exactly
+ *                       once, from fm_engine_poll() on the SUBMITTING
+ *                       thread; or a negative errno and it never runs.
+ *                       fm_engine_poll() drives that thread's I/Os and never
+ *                       blocks; fm_engine_fd() wakes an idle poller.
+ *   Movers may complete synchronously (fm_mover_done before submit
+ *   returns) or later from any thread; the library carries on from the
+ *   submitting thread's next poll.
+ *
+ * ERRORS (an I/O's status; one errno per meaning):
+ *   transient -- the library retried for cfg.retry_ms and gave up; the
+ *   engine may resubmit later:
+ *     -ETIMEDOUT    no session, no grant of the mapping, or no answer of
+ *                   the owner within the time (the owner is down or the
+ *                   mapping is being transitioned)
+ *   fatal for this I/O, the mapping is fine:
+ *     -EIO, ...     a mover's own errno, passed through (the data state:
+ *                   a failed write may have written part; no split was
+ *                   recorded for a copy that did not complete)
+ *     -EKEYREJECTED a mover refused the fencing token after every retry
+ *   fatal for the mapping until the engine acts:
+ *     -ENOENT       the owner does not serve the mapping, or no volumes
+ *                   are attached to it here (fm_engine_attach)
+ *   the engine's mistake (nothing was done):
+ *     -EINVAL       bad arguments (NULL buffer, unknown op, length 0)
+ *     -ERANGE       beyond the volume
+ *     -ENOMEM       out of memory
+ *   Inside, the library retries -ECONNRESET (session broke), -EAGAIN
+ *   (mapping being released), -EKEYEXPIRED (lease lost before a step),
+ *   -ESTALE (generation moved), -ENOLCK (lock lost) and a mover's
+ *   -EKEYREJECTED: the I/O starts again from its plan.
+ */
+#ifndef FLASHMETA_ENGINE_H
+#define FLASHMETA_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flashmeta/agent.h"
+#include "flashmeta/planner.h"
+
+struct fm_engine;
+struct fm_volume;
+
+/* ------------------------------------------------------------- movers */
+
+enum fm_mover_op {
+	FM_MOVER_READ = 1,  /* length bytes at offset into buf */
+	FM_MOVER_WRITE,     /* length bytes from buf at offset */
+	FM_MOVER_FLUSH,     /* make every completed WRITE/COPY durable */
+	FM_MOVER_COPY,      /* length bytes at offset of `src` to the same
+			     * offset here (only with ops.copy set) */
+};
+
+/* One mover request.  The library owns it; a mover reads the fields
+ * and calls fm_mover_done(r, status) exactly once. */
+struct fm_mover_req {
+	enum fm_mover_op op;
+	uint64_t offset, length;   /* bytes of the volume */
+	void *buf;                 /* READ, WRITE */
+	uint64_t token;            /* fencing token (lease.h R5) of WRITE,
+				    * FLUSH, COPY; 0 for READ */
+	struct fm_volume *src;     /* COPY: the volume to copy from */
+	void *priv_[3];            /* the library's */
+};
+
+struct fm_mover_ops {
+	/* start r on the volume whose ctx this is: 0 -- fm_mover_done(r, st)
+	 * follows exactly once (before this returns, or later from any
+	 * thread); a negative errno -- it never will.  Required. */
+	int (*submit)(void *ctx, struct fm_mover_req *r);
+	/* FM_MOVER_COPY supported (a backend with server-side copy);
+	 * otherwise the library READs the source and WRITEs the target */
+	bool copy;
+};
+
+void fm_mover_done(struct fm_mover_req *r, int status);
+
+/* ---------------------------------------------------------- the engine */
+
+struct fm_engine_cfg {
+	struct fm_agent *agent;   /* required; the engine does not own it */
+	uint32_t retry_ms;        /* transient failures are retried this long;
+				   * 0 -> 10000 */
+	uint32_t max_io_bytes;    /* the largest I/O; 0 -> 16 MiB */
+};
+
+/* 0, -EINVAL, -ENOMEM */
+int fm_engine_new(const struct fm_engine_cfg *cfg, struct fm_engine **out);
+/* No I/O may be in flight.  NULL-safe, sets *ep = NULL. */
+void fm_engine_delete(struct fm_engine **ep);
+
+/* A volume of `size` bytes: the movers that read and write it.  ctx is
+ * handed to every call.  The volume lives until fm_engine_delete.
+ * 0, -EINVAL, -ENOMEM. */
+int fm_engine_volume_add(struct fm_engine *e, const struct fm_mover_ops *ops, void *ctx,
+			 uint64_t size, struct fm_volume **out);
+/* Mapping map_id copies src to tgt (the same size; the mapping's grain
+ * count must fit it: checked at each I/O, -ENOENT otherwise).  0, -EINVAL
+ * (same volume, NULL, sizes differ), -EEXIST (attached already), -ENOMEM. */
+int fm_engine_attach(struct fm_engine *e, uint64_t map_id, struct fm_volume *src,
+		     struct fm_volume *tgt);
+
+/* ---------------------------------------------------------------- I/O */
+
+/* What one I/O cost (filled when it completes). */
+struct fm_engine_io_stats {
+	uint32_t attempts;        /* plans run (1 + restarts) */
+	uint32_t hits, misses;    /* grains the cache knew / READ windows */
+	uint32_t locks, copies, commits;
+	uint64_t ns;              /* submit to completion */
+};
+
+struct fm_engine_io {
+	/* in */
+	uint64_t map_id;
+	enum fm_io_op op;
+	uint64_t offset, length;  /* bytes of the volume the op names */
+	void *buf;
+	void (*done)(struct fm_engine_io *io, int status); /* polled form */
+	void *ctx;                /* the caller's */
+	/* out */
+	int status;
+	struct fm_engine_io_stats st;
+	/* the library's */
+	void *priv_;
+};
+
+/* The polled form (see above).  0 or -EINVAL / -ENOMEM / -ENOENT. */
+int fm_engine_submit(struct fm_engine *e, struct fm_engine_io *io);
+/* Drive this thread's I/Os; returns how many completed (their callbacks
+ * ran), never blocks. */
+int fm_engine_poll(struct fm_engine *e);
+/* This thread's: readable when fm_engine_poll may have work; *timeout_ms
+ * (may be NULL) gets how long an idle thread may sleep at most (-1:
+ * until the fd).  -1 when the thread has nothing in flight. */
+int fm_engine_fd(struct fm_engine *e, int *timeout_ms);
+
+/* The synchronous form: submit and poll on this thread until done.
+ * Returns the I/O's status; *st (may be NULL) gets its stats. */
+int fm_engine_rw(struct fm_engine *e, uint64_t map_id, enum fm_io_op op, uint64_t offset,
+		 uint64_t length, void *buf, struct fm_engine_io_stats *st);
+
+/* ---------------------------------------------------------- counters */
+
+struct fm_engine_stats {
+	uint64_t ios, errors, restarts;
+	uint64_t hits, misses, locks, copies, commits;
+	uint64_t bytes_read, bytes_written;
+	uint64_t mover_reqs;
+};
+void fm_engine_stats(struct fm_engine *e, struct fm_engine_stats *st);
+
+#endif /* FLASHMETA_ENGINE_H */
