@@ -1,4 +1,6 @@
-/* flashmeta-demo.c -- one FlashCopy mapping, end to end, on one node.
+/* fm-cache-demo.c -- one FlashCopy mapping, end to end, on one node, in one
+ * thread: the planner and the confirmation cache without the network.
+ * (The cluster run over a real owner is rdma/tools/flashmeta-demo.c.)
  *
  * Design: the demo plays both roles of the protocol in one thread.  The
  * "owner" is a byte per grain saying split (the authoritative metadata);
@@ -470,9 +472,10 @@ out_owner:
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: flashmeta-demo [options]\n"
+		"usage: fm-cache-demo [options]\n"
 		"Walk one FlashCopy mapping through prepare/start, plan host I/O\n"
-		"against the confirmation cache and show the cache at work.\n\n"
+		"against the confirmation cache and show the cache at work -- in one\n"
+		"thread, with a simulated owner (flashmeta-demo runs the real cluster).\n\n"
 		"  --volume-size SIZE   volume bytes, K/M/G suffixes (default 16M+32K:\n"
 		"                       a partial last grain)\n"
 		"  --grain-size SIZE    grain, power of two in [4K, 1G] (default 64K)\n"
@@ -516,7 +519,7 @@ int main(int argc, char **argv)
 		}
 		if (c == '?' || parse_size(optarg, &v)) {
 			if (c != '?')
-				fprintf(stderr, "flashmeta-demo: bad value '%s'\n", optarg);
+				fprintf(stderr, "fm-cache-demo: bad value '%s'\n", optarg);
 			usage(stderr);
 			return 2;
 		}
@@ -527,7 +530,7 @@ int main(int argc, char **argv)
 		case 's': o.seed = v; break;
 		case 'c':
 			if (v > 100) {
-				fprintf(stderr, "flashmeta-demo: --copy-percent is 0..100\n");
+				fprintf(stderr, "fm-cache-demo: --copy-percent is 0..100\n");
 				return 2;
 			}
 			o.copy_percent = (unsigned int)v;
@@ -535,19 +538,19 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "flashmeta-demo: unexpected argument '%s'\n", argv[optind]);
+		fprintf(stderr, "fm-cache-demo: unexpected argument '%s'\n", argv[optind]);
 		usage(stderr);
 		return 2;
 	}
 	if (o.budget != DEMO_BUDGET_AUTO && o.budget > SIZE_MAX) {
-		fprintf(stderr, "flashmeta-demo: --budget too large\n");
+		fprintf(stderr, "fm-cache-demo: --budget too large\n");
 		return 2;
 	}
 	rng_state = o.seed ? o.seed : UINT64_C(0x9e3779b97f4a7c15);
 
 	ret = run(&o);
 	if (ret) {
-		fprintf(stderr, "flashmeta-demo: %s (%s)\n", fm_errormsg(), strerror(-ret));
+		fprintf(stderr, "fm-cache-demo: %s (%s)\n", fm_errormsg(), strerror(-ret));
 		return 1;
 	}
 	return 0;
