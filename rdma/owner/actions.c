@@ -99,7 +99,27 @@ static void fence_failed(struct fm_ownerd *d, struct od_conn *c, int rc, uint64_
 	(void)fm_owner_op_done(d->o, op, rc < 0 ? rc : -EIO, 0, NULL, 0, now);
 }
 
-/* progress every fence in flight; never blocks (fm_ep_fence does not) */
+/* The fence table (fence_table.h): the fenced session's writes to
+ * storage are refused from now on.  0, -EAGAIN (one of its writes is in
+ * flight: the raise waits for it to land, then refuses the rest), or an
+ * error (the table cannot be written: the fence failed).  Blocks the loop
+ * for one fdatasync of the table, once per fenced session. */
+static int fence_storage(struct fm_ownerd *d, struct od_conn *c)
+{
+	int rc;
+
+	if (!d->ftable || !c->fence_token)
+		return 0; /* no table, or a session that never got a token */
+	rc = fm_fence_table_try_session(d->ftable, c->fence_client, c->fence_token);
+	if (rc == 0)
+		od_log(FM_LOGLVL_INFO, "client %u: writes of session token %#" PRIx64
+		       " refused by the fence table from now on", c->fence_client,
+		       c->fence_token);
+	return rc;
+}
+
+/* progress every fence in flight; never blocks (fm_ep_fence does not;
+ * the table raise waits for nobody) */
 void od_retry_fences(struct fm_ownerd *d, uint64_t now)
 {
 	for (size_t i = 0; i < d->nconns;) {
@@ -110,14 +130,35 @@ void od_retry_fences(struct fm_ownerd *d, uint64_t now)
 			i++;
 			continue;
 		}
-		rc = fm_ep_fence(c->ep, c->fence_kill ? FM_FENCE_F_KILL : 0);
-		if (rc == FM_FENCE_RDMA || rc == FM_FENCE_DEAD) {
-			fence_done(d, c, c->fence_op, rc, now); /* moves the last conn to i */
+		if (!c->fence_level) {
+			rc = fm_ep_fence(c->ep, c->fence_kill ? FM_FENCE_F_KILL : 0);
+			if (rc != FM_FENCE_RDMA && rc != FM_FENCE_DEAD) {
+				if (rc != -EINPROGRESS)
+					fence_failed(d, c, rc, now);
+				i++;
+				continue;
+			}
+			c->fence_level = rc;
+		}
+		/* the peer's RDMA (or process) is stopped; now its storage
+		 * writes, before its locks can go to anyone else */
+		rc = fence_storage(d, c);
+		if (rc == -EAGAIN) {
+			if (!c->fence_waits)
+				od_log(FM_LOGLVL_INFO, "conn %" PRIu64 ": a write of client %u is "
+				       "in flight at the storage: its locks wait for it", c->id,
+				       c->fence_client);
+			c->fence_waits = true;
+			i++;
 			continue;
 		}
-		if (rc != -EINPROGRESS)
+		if (rc) {
+			c->fence_level = 0;
 			fence_failed(d, c, rc, now);
-		i++;
+			i++;
+			continue;
+		}
+		fence_done(d, c, c->fence_op, c->fence_level, now); /* moves the last conn to i */
 	}
 }
 
@@ -149,6 +190,8 @@ static void exec_fence(struct fm_ownerd *d, const struct fm_action *a, uint64_t 
 	c->fencing = true;
 	c->fence_kill = c->fence_kill || a->u.fence.kill;
 	c->fence_op = a->op_id;
+	c->fence_client = a->u.fence.client_id;
+	c->fence_token = a->u.fence.token;
 	if (!c->lost)
 		(void)od_outq_flush(c); /* let the BYE go out first */
 	c->lost = true;

@@ -35,7 +35,7 @@
 enum cfg_key {
 	K_LISTEN, K_TRANSPORT, K_DEVICE, K_PMEM, K_CONTROL, K_POOL_MAX_MAPS,
 	K_POOL_MAX_GRAINS, K_LEASE_MS, K_CLIENTS, K_KEY_FILE, K_LOG_LEVEL, K_CONTROL_IDLE_MS,
-	K_SHM_UIDS, K_COUNT
+	K_SHM_UIDS, K_FENCE_TABLE, K_COUNT
 };
 
 static const struct {
@@ -54,6 +54,7 @@ static const struct {
 	[K_LOG_LEVEL] = { "log_level", NULL },
 	[K_CONTROL_IDLE_MS] = { "control_idle_ms", NULL },
 	[K_SHM_UIDS] = { "shm_uids", NULL },
+	[K_FENCE_TABLE] = { "fence_table", NULL },
 };
 
 char *od_trim(char *s)
@@ -243,6 +244,8 @@ static int cfg_apply(struct fm_ownerd_cfg *cfg, int k, const char *v)
 		return rc;
 	case K_SHM_UIDS:
 		return cfg_shm_uids(cfg, v);
+	case K_FENCE_TABLE:
+		return cfg_set_str(&cfg->fence_table, v);
 	}
 	return fm_err(-EINVAL, "%s: unknown key", name);
 }
@@ -250,7 +253,7 @@ static int cfg_apply(struct fm_ownerd_cfg *cfg, int k, const char *v)
 void fm_ownerd_cfg_fini(struct fm_ownerd_cfg *cfg)
 {
 	const char **strs[] = { &cfg->provider, &cfg->device, &cfg->listen,
-				&cfg->pmem_path, &cfg->control_path };
+				&cfg->pmem_path, &cfg->control_path, &cfg->fence_table };
 
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
 		free((char *)*strs[i]);

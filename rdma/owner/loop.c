@@ -56,7 +56,10 @@ int fm_ownerd_run(struct fm_ownerd *d)
 		for (size_t i = 0; i < d->nconns; i++) {
 			const struct od_conn *c = &d->conns[i];
 
-			pfd[n++] = (struct pollfd){ .fd = c->fencing ? fm_ep_fence_fd(c->ep) :
+			/* (fenced, waiting for the fence table: the 100 ms
+			 * poll retries it) */
+			pfd[n++] = (struct pollfd){ .fd = c->fencing ? (c->fence_level ? -1 :
+							  fm_ep_fence_fd(c->ep)) :
 							  c->lost ? -1 : fm_ep_fd(c->ep),
 						    .events = POLLIN };
 		}
@@ -168,6 +171,46 @@ static int begin_incarnation(struct fm_ownerd *d, uint64_t now, struct fm_owner_
 	return 0;
 }
 
+/*
+ * The storage fence table (fence_table.h), when configured: every allowed
+ * client's floor goes to this incarnation's first token before anyone can
+ * get a lease from us, so no write of a previous incarnation's session
+ * lands at storage that checks the table once we hand out a lock -- with
+ * it, a restart does not rest on R6's timing alone.  A write of such a
+ * session still in flight (a stopped process) is waited for: it holds the
+ * start up for exactly as long as it is in flight.
+ */
+static int fence_table_begin(struct fm_ownerd *d)
+{
+	const char *p = d->cfg.fence_table;
+	uint64_t to = fm_lease_token(d->incarnation, 0);
+	int rc;
+
+	if (!p)
+		return 0;
+	rc = fm_fence_table_open(p, FM_FENCE_TABLE_CREATE | FM_FENCE_TABLE_RAISE, &d->ftable);
+	if (rc) {
+		od_log(FM_LOGLVL_ERR, "%s", fm_errormsg());
+		return rc;
+	}
+	rc = fm_fence_table_clients(d->ftable, d->cfg.client_first, d->cfg.client_last, to,
+				    false);
+	if (rc == -EAGAIN) {
+		od_log(FM_LOGLVL_WARN, "fence table %s: a write of an earlier session is in "
+		       "flight (a stopped client process?): waiting for it before serving", p);
+		rc = fm_fence_table_clients(d->ftable, d->cfg.client_first, d->cfg.client_last,
+					    to, true);
+	}
+	if (rc) {
+		od_log(FM_LOGLVL_ERR, "%s", fm_errormsg());
+		fm_fence_table_close(&d->ftable);
+		return rc;
+	}
+	od_log(FM_LOGLVL_INFO, "fence table %s: writes of clients %u-%u below incarnation %"
+	       PRIu64 " refused", p, d->cfg.client_first, d->cfg.client_last, d->incarnation);
+	return 0;
+}
+
 int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
 {
 	/* one lane (the loopback's, local.c) deep enough for the holder
@@ -242,6 +285,9 @@ int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
 		od_log(FM_LOGLVL_ERR, "store %s: owner record: %s", cfg->pmem_path, fm_errormsg());
 		goto out_store;
 	}
+	rc = fence_table_begin(d);
+	if (rc)
+		goto out_store;
 	rc = fm_owner_new(&d->o, &ocfg);
 	if (rc)
 		goto out_store;
@@ -357,6 +403,7 @@ out_t:
 out_owner:
 	fm_owner_delete(&d->o);
 out_store:
+	fm_fence_table_close(&d->ftable);
 	fm_store_close(&d->store);
 out_ctl:
 	od_ctl_unlisten(d);
@@ -394,6 +441,7 @@ void fm_ownerd_delete(struct fm_ownerd **dp)
 	fm_transport_delete(&d->t);
 	fm_owner_delete(&d->o);
 	fm_store_close(&d->store);
+	fm_fence_table_close(&d->ftable);
 	close(d->stop_fd);
 	close(d->timer_fd);
 	free(d->readbuf);

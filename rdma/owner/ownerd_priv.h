@@ -41,6 +41,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "flashmeta/fence_table.h"
 #include "flashmeta/ownerd.h"
 #include "flashmeta/proto_owner.h"
 #include "flashmeta/transport.h"
@@ -75,6 +76,10 @@ struct od_conn {
 	bool fence_kill;      /* the FENCE asked for the whole process */
 	bool fence_failed;    /* a fence of it failed: logged loudly once */
 	uint64_t fence_op;    /* the FENCE action to complete (fencing) */
+	int fence_level;      /* what fm_ep_fence reached, 0 = not yet */
+	bool fence_waits;     /* waiting for the fence table: logged once */
+	uint32_t fence_client; /* the session fenced (for the fence table) */
+	uint64_t fence_token;
 };
 
 enum od_pend { OD_PEND_NONE = 0, OD_PEND_PREPARE, OD_PEND_START, OD_PEND_RESTART,
@@ -149,6 +154,7 @@ struct od_ctl {
 struct fm_ownerd {
 	struct fm_ownerd_cfg cfg;
 	struct fm_store *store;
+	struct fm_fence_table *ftable; /* cfg.fence_table, or NULL */
 	struct fm_transport *t;
 	struct fm_listener *l;
 	struct fm_ep *self;       /* loopback: our own CAS on the lock tables */

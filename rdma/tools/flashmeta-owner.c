@@ -46,6 +46,8 @@ static void usage(FILE *f)
 		"      --pool-max-maps N     pool slots at creation, 1..1024 (64) [pool_max_maps]\n"
 		"      --pool-max-grains N   grains per mapping at creation,      [pool_max_grains]\n"
 		"                            1..2^45 (1048576)\n"
+		"      --fence-table PATH    storage fence table the volumes   [fence_table]\n"
+		"                            check; created when absent (none)\n"
 		"  -v, --log-level LVL   err | warn | info | debug (default info) [log_level]\n"
 		"  -h, --help\n"
 		"\n"
@@ -75,6 +77,7 @@ static const struct option opts[] = {
 	{ "pool-max-grains", required_argument, NULL, 2 },
 	{ "control-idle-ms", required_argument, NULL, 3 },
 	{ "shm-uids", required_argument, NULL, 4 },
+	{ "fence-table", required_argument, NULL, 5 },
 	{ "log-level", required_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
@@ -100,7 +103,7 @@ int main(int argc, char **argv)
 		['l'] = "listen", ['t'] = "transport", ['d'] = "device", ['p'] = "pmem",
 		['C'] = "control", ['k'] = "key_file", ['L'] = "lease_ms",
 		['i'] = "clients", [1] = "pool_max_maps", [2] = "pool_max_grains",
-		['v'] = "log_level", [3] = "control_idle_ms", [4] = "shm_uids",
+		['v'] = "log_level", [3] = "control_idle_ms", [4] = "shm_uids", [5] = "fence_table",
 	};
 	struct fm_ownerd_cfg cfg = { .log_level = FM_LOGLVL_INFO };
 	struct sigaction sa = { .sa_handler = on_signal };

@@ -272,30 +272,38 @@ void fm_fence_table_exit(struct fm_fence_table *f, uint32_t client, uint64_t tok
 
 /* ------------------------------------------------------------- raisers */
 
-/* floor[client] = max(floor, to), durable; the caller holds the lock */
-static int floor_raise(struct fm_fence_table *f, uint32_t client, uint64_t to)
+/* floor[c] = max(floor, to) for c in [first, last], then one fdatasync;
+ * the caller holds the locks */
+static int floors_raise(struct fm_fence_table *f, uint32_t first, uint32_t last, uint64_t to)
 {
-	off_t off = (off_t)FT_HDR + (off_t)client * 8;
-	uint64_t cur, le;
+	bool wrote = false;
 
-	if (pread(f->fd, &cur, 8, off) != 8)
-		return fm_err(-EIO, "fence table: read of client %u's floor failed", client);
-	if (le64toh(cur) >= to)
-		return 0;
-	le = htole64(to);
-	if (pwrite(f->fd, &le, 8, off) != 8 || fdatasync(f->fd) < 0)
-		return fm_err(-EIO, "fence table: write of client %u's floor failed: %s", client,
-			      strerror(errno));
+	for (uint32_t c = first; c <= last; c++) {
+		off_t off = (off_t)FT_HDR + (off_t)c * 8;
+		uint64_t cur, le;
+
+		if (pread(f->fd, &cur, 8, off) != 8)
+			return fm_err(-EIO, "fence table: read of client %u's floor failed", c);
+		if (le64toh(cur) >= to)
+			continue;
+		le = htole64(to);
+		if (pwrite(f->fd, &le, 8, off) != 8)
+			return fm_err(-EIO, "fence table: write of client %u's floor failed: %s",
+				      c, strerror(errno));
+		wrote = true;
+	}
+	if (wrote && fdatasync(f->fd) < 0)
+		return fm_err(-EIO, "fence table: fdatasync: %s", strerror(errno));
 	return 0;
 }
 
-static int raise_locked(struct fm_fence_table *f, uint32_t client, uint64_t to, off_t start,
-			off_t len, bool wait)
+static int raise_locked(struct fm_fence_table *f, uint32_t first, uint32_t last, uint64_t to,
+			off_t start, off_t len, bool wait)
 {
 	int rc;
 
-	if (!f || !client_ok(client))
-		return fm_err(-EINVAL, "fence table: client %u out of range", client);
+	if (!f || !client_ok(first) || !client_ok(last) || last < first)
+		return fm_err(-EINVAL, "fence table: clients %u-%u out of range", first, last);
 	if (!f->raise)
 		return fm_err(-EBADF, "fence table: opened without FM_FENCE_TABLE_RAISE");
 	rc = ofd_lock(f->fd, F_WRLCK, start, len, wait);
@@ -303,7 +311,7 @@ static int raise_locked(struct fm_fence_table *f, uint32_t client, uint64_t to, 
 		return -EAGAIN; /* a write in flight: not an error to report */
 	if (rc)
 		return fm_err(rc, "fence table: lock: %s", strerror(-rc));
-	rc = floor_raise(f, client, to);
+	rc = floors_raise(f, first, last, to);
 	(void)ofd_lock(f->fd, F_UNLCK, start, len, false);
 	return rc;
 }
@@ -312,17 +320,12 @@ int fm_fence_table_try_session(struct fm_fence_table *f, uint32_t client, uint64
 {
 	if (token == UINT64_MAX)
 		return fm_err(-EINVAL, "fence table: token out of range");
-	return raise_locked(f, client, token + 1, lock_off(client, token), 1, false);
+	return raise_locked(f, client, client, token + 1, lock_off(client, token), 1, false);
 }
 
-int fm_fence_table_try_client(struct fm_fence_table *f, uint32_t client, uint64_t to)
+int fm_fence_table_clients(struct fm_fence_table *f, uint32_t first, uint32_t last,
+			   uint64_t to, bool wait)
 {
-	return raise_locked(f, client, to, (off_t)((uint64_t)client << FT_CLIENT_SHIFT),
-			    (off_t)1 << FT_CLIENT_SHIFT, false);
-}
-
-int fm_fence_table_client(struct fm_fence_table *f, uint32_t client, uint64_t to)
-{
-	return raise_locked(f, client, to, (off_t)((uint64_t)client << FT_CLIENT_SHIFT),
-			    (off_t)1 << FT_CLIENT_SHIFT, true);
+	return raise_locked(f, first, last, to, (off_t)((uint64_t)first << FT_CLIENT_SHIFT),
+			    (off_t)((uint64_t)(last - first + 1) << FT_CLIENT_SHIFT), wait);
 }

@@ -68,6 +68,7 @@ void svc_init(struct svc *s, int argc, char **argv, const char *name)
 	snprintf(s->ctl, sizeof(s->ctl), "%s/ctl", s->dir);
 	snprintf(s->pool, sizeof(s->pool), "%s/pool", s->dir);
 	snprintf(s->keyfile, sizeof(s->keyfile), "%s/key", s->dir);
+	snprintf(s->fence, sizeof(s->fence), "%s/fence", s->dir);
 	f = fopen(s->keyfile, "w");
 	fputs(key_shared, f);
 	fclose(f);
@@ -100,7 +101,8 @@ void svc_owner_start(struct svc *s)
 		execl(s->owner_bin, s->owner_bin, "--listen", s->addr, "--transport", s->provider,
 		      "--pmem", s->pool, "--key-file", s->keyfile, "--control", s->ctl,
 		      "--lease-ms", lease, "--clients", "1-16", "--pool-max-maps", "8",
-		      "--pool-max-grains", "65536", (getenv("FM_DEBUG") ? "--log-level" : NULL),
+		      "--pool-max-grains", "65536", "--fence-table", s->fence,
+		      (getenv("FM_DEBUG") ? "--log-level" : NULL),
 		      "debug", (char *)NULL);
 		_exit(127);
 	}

@@ -20,6 +20,7 @@ struct svc {
 	char ctl[300];
 	char pool[300];
 	char keyfile[300];
+	char fence[300];      /* the owner's storage fence table */
 	uint32_t lease_ms;
 	pid_t owner;
 	int owner_bad;        /* owner exits that were not the signal we sent

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "flashmeta/agent.h"
+#include "flashmeta/fence_table.h"
 #include "flashmeta/error.h"
 #include "flashmeta/transport.h"
 #include "flashmeta/wire.h"
@@ -296,7 +297,9 @@ static int sc_reclaim_big(struct svc *s)
  * is dead (shm: killed by the owner's fence; verbs: its QP is gone), so
  * its pending CAS never lands and it never believes it holds grain
  * CS_GRAIN.  Without a real fence it wakes up, its CAS lands on the free
- * word and it reports a lock the owner knows nothing about ('H'). */
+ * word and it reports a lock the owner knows nothing about ('H').  The
+ * owner's fence table (fence_table.h): raised to its incarnation at start,
+ * and past the holder's token before the taker gets the words. */
 #define CS_GRAIN 200 /* far from 5 and 6: its own lock word */
 
 /* test seam (-Wl,--wrap=fm_lane_post_cas): armed, the next acquiring CAS
@@ -323,11 +326,15 @@ static int cs_holder(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	struct fm_agent *a = join(s, 1);
 	int rc;
 
+	struct fm_agent_stats st;
+
 	CHECK(wait_gen(a, 1) == 0);
 	CHECK(fm_agent_lock(a, MAP, 5) == 0);
 	CHECK(fm_agent_lock(a, MAP, 6) == 0);
 	atomic_store(&cs_stall_armed, 1);
+	fm_agent_stats(a, &st);
 	sig_send(wfd, 'L');
+	CHECK(write(wfd, &st.token, sizeof(st.token)) == (ssize_t)sizeof(st.token));
 	rc = fm_agent_lock(a, MAP, CS_GRAIN); /* the process stops inside */
 	/* reached only if the fence let this process live */
 	sig_send(wfd, rc == 0 ? 'H' : 'E');
@@ -368,20 +375,32 @@ static int sc_client_stall(struct svc *s)
 {
 	bool shm = strcmp(s->provider, "shm") == 0;
 	struct child h, t;
+	struct fm_fence_table *ft;
 	siginfo_t si;
 	char out[8192];
+	uint64_t htok;
 	int rc, woke, hs;
 
 	svc_owner_start(s);
 	setup_map(s, true);
 	child_start(s, &h, 0, cs_holder, NULL);
 	CHECK(sig_wait(h.from[0], 10000) == 'L');
+	CHECK(read(h.from[0], &htok, sizeof(htok)) == (ssize_t)sizeof(htok) && htok);
+	CHECK(fm_fence_table_open(s->fence, 0, &ft) == 0);
+	/* the owner's start raised every client's floor to its incarnation */
+	CHECK(fm_fence_table_floor(ft, 1) == (htok & ~UINT64_C(0xffffffff)));
 	memset(&si, 0, sizeof(si)); /* stopped inside its CAS of CS_GRAIN */
 	CHECK(waitid(P_PID, (id_t)h.pid, &si, WSTOPPED | WNOWAIT) == 0 && si.si_pid == h.pid);
 	child_start(s, &t, 1, cs_taker, NULL);
 	CHECK(sig_wait(t.from[0], 10000) == 'J');
 	sig_send(t.to[1], 'S');
 	CHECK(sig_wait(t.from[0], 20000) == 'T'); /* taker holds the reclaimed 5, 6 */
+	/* before it reclaimed them, the owner refused the holder's session at
+	 * the storage: a late write of it would be -EKEYREJECTED */
+	CHECK(fm_fence_table_floor(ft, 1) == htok + 1);
+	CHECK(fm_fence_table_enter(ft, 1, htok) == -EKEYREJECTED);
+	CHECK(fm_fence_table_floor(ft, 2) < htok); /* the taker's is not touched */
+	fm_fence_table_close(&ft);
 	kill(h.pid, SIGCONT);
 	woke = sig_wait(h.from[0], 2000);         /* -1: EOF, it is dead */
 	if (woke == 'H')

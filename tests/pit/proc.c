@@ -131,6 +131,7 @@ int pit_run_init(struct pit_run *r, const struct pit_cfg *cfg)
 	snprintf(r->ctl, sizeof(r->ctl), "%s/ctl", e->dir);
 	snprintf(r->pool, sizeof(r->pool), "%s/pool", e->dir);
 	snprintf(r->keyfile, sizeof(r->keyfile), "%s/key", e->dir);
+	snprintf(r->fence, sizeof(r->fence), "%s/fence", e->dir);
 	snprintf(r->owner_log, sizeof(r->owner_log), "%s/owner.log", e->dir);
 	f = fopen(r->keyfile, "w");
 	if (!f || fputs(e->key, f) < 0 || fclose(f)) {
@@ -245,6 +246,8 @@ int pit_owner_start(struct pit_run *r)
 	argv[n++] = "8";
 	argv[n++] = "--pool-max-grains";
 	argv[n++] = grains;
+	argv[n++] = "--fence-table"; /* raised at every restart and fence */
+	argv[n++] = r->fence;
 	argv[n++] = "--log-level";
 	argv[n++] = cfg->owner_debug ? "debug" : "info";
 	argv[n] = NULL;

@@ -54,7 +54,7 @@ struct pit_fault_stats {
 struct pit_run {
 	struct pit_env env;
 	const struct pit_cfg *cfg;
-	char ctl[300], pool[300], keyfile[300], owner_log[300];
+	char ctl[300], pool[300], keyfile[300], owner_log[300], fence[300];
 	pid_t owner;
 	unsigned owner_starts;
 	unsigned owner_deaths;       /* not sent by us */

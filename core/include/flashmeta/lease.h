@@ -62,8 +62,12 @@
  *    (owner incarnation << 32 | session epoch), strictly increasing across
  *    sessions and owner restarts.  Storage that supports fencing (SCSI/NVMe
  *    reservations, Ceph blocklists, the reference volumes of this project)
- *    refuses a write whose token is lower than one it has seen for that
- *    grain.
+ *    refuses the writes of a session the owner fenced: the owner raises
+ *    the client's floor past the session's token before it hands the
+ *    session's locks to anyone, and at its start past every token of
+ *    earlier incarnations (rdma/volume fence_table.h).  Not "the highest
+ *    token seen per grain": tokens order sessions, not lock grants, and
+ *    an older session may rightly take a grain after a newer one.
  * R6 Restart grace.  A restarted owner knows nothing a previous
  *    incarnation granted.  The pool records, per incarnation, H: how long
  *    the leases it granted can outlive it.  A new incarnation starts by

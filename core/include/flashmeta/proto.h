@@ -28,7 +28,9 @@
  *            (FM_FENCE_RDMA or FM_FENCE_DEAD) once it is reached.  A
  *            negative status means the peer could not be fenced: its lock
  *            words and grants stay held and the owner asks again at its
- *            next tick.
+ *            next tick.  A driver with fencing storage also
+ *            stops the session's writes there (u.fence.client_id/token,
+ *            flashmeta/fence_table.h) before it reports the fence done.
  *   CLOSE    client: disconnect from the owner.  owner: drop `conn`, a
  *            session that never authenticated (it was never granted
  *            anything, so there is nothing to fence).  Nothing to report.
@@ -128,6 +130,9 @@ struct fm_action {
 		struct {
 			bool kill;        /* FENCE: stop the whole process if the
 					   * transport can, not only its RDMA */
+			uint32_t client_id; /* the session fenced, for storage */
+			uint64_t token;     /* fencing (lease.h R5): 0 if it never
+					     * got one (never ACTIVE) */
 		} fence;
 		struct {
 			uint32_t len;

@@ -33,6 +33,7 @@
 #include <sys/random.h>
 
 #include "flashmeta/error.h"
+#include "flashmeta/lease.h"
 #include "owner_priv.h"
 
 static void rand_fill(struct fm_owner *o, void *buf, size_t len)
@@ -102,6 +103,8 @@ static void sess_fence(struct fm_owner *o, struct osess *s, bool kill)
 	a->conn = s->conn;
 	a->op_id = op->id;
 	a->u.fence.kill = kill;
+	a->u.fence.client_id = s->client_id;
+	a->u.fence.token = s->epoch ? fm_lease_token(o->cfg.incarnation, s->epoch) : 0;
 	s->fence_queued = true;
 	s->fence_kill = kill;
 }

@@ -72,12 +72,12 @@ static void table__created_once__reopened_and_checked(void **state)
 	assert_int_equal(sb.st_mode & 0777, 0600);
 	assert_int_equal(fm_fence_table_open(p, FM_FENCE_TABLE_CREATE, &b), 0);
 	assert_int_equal(fm_fence_table_floor(b, 7), 0);
-	assert_int_equal(fm_fence_table_client(a, 7, TOK(3, 0)), 0);
+	assert_int_equal(fm_fence_table_clients(a, 7, 7, TOK(3, 0), true), 0);
 	assert_int_equal(fm_fence_table_floor(b, 7), TOK(3, 0)); /* seen through b's map */
-	assert_int_equal(fm_fence_table_client(a, 7, TOK(2, 0)), 0); /* never lowered */
+	assert_int_equal(fm_fence_table_clients(a, 7, 7, TOK(2, 0), true), 0); /* never lowered */
 	assert_int_equal(fm_fence_table_floor(b, 7), TOK(3, 0));
 	/* a writer's table cannot raise; client 0 and beyond are refused */
-	assert_int_equal(fm_fence_table_try_client(b, 7, TOK(9, 0)), -EBADF);
+	assert_int_equal(fm_fence_table_clients(b, 7, 7, TOK(9, 0), false), -EBADF);
 	assert_int_equal(fm_fence_table_enter(b, 0, 1), -EINVAL);
 	assert_int_equal(fm_fence_table_enter(b, FM_FENCE_TABLE_CLIENTS, 1), -EINVAL);
 	fm_fence_table_close(&a);
@@ -123,7 +123,7 @@ static void table__session_fenced__its_writes_refused_others_not(void **state)
 	assert_int_equal(fm_fence_table_enter(w, 4, TOK(1, 2)), 0); /* another client */
 	/* the owner restarts: every session of the old incarnation is out */
 	fm_fence_table_exit(w, 3, TOK(1, 9));
-	assert_int_equal(fm_fence_table_try_client(o, 3, TOK(2, 0)), 0);
+	assert_int_equal(fm_fence_table_clients(o, 1, 3, TOK(2, 0), false), 0);
 	assert_int_equal(fm_fence_table_enter(w, 3, TOK(1, 9)), -EKEYREJECTED);
 	assert_int_equal(fm_fence_table_enter(w, 3, TOK(2, 1)), 0);
 	fm_fence_table_exit(w, 3, TOK(2, 1));
@@ -170,11 +170,11 @@ static void table__raise_waits_for_a_write_in_flight__even_a_killed_one(void **s
 					     &o), 0);
 	pid = holder(p, 5, TOK(1, 7));
 	assert_int_equal(fm_fence_table_try_session(o, 5, TOK(1, 7)), -EAGAIN);
-	assert_int_equal(fm_fence_table_try_client(o, 5, TOK(2, 0)), -EAGAIN);
+	assert_int_equal(fm_fence_table_clients(o, 4, 6, TOK(2, 0), false), -EAGAIN);
 	assert_int_equal(fm_fence_table_floor(o, 5), 0); /* nothing raised */
 	/* other sessions and clients are not held up */
 	assert_int_equal(fm_fence_table_try_session(o, 5, TOK(1, 6)), 0);
-	assert_int_equal(fm_fence_table_try_client(o, 6, TOK(2, 0)), 0);
+	assert_int_equal(fm_fence_table_clients(o, 6, 9, TOK(2, 0), false), 0);
 	/* the writer stopped (SIGSTOP) still holds it: that is the point */
 	kill(pid, SIGSTOP);
 	assert_int_equal(fm_fence_table_try_session(o, 5, TOK(1, 7)), -EAGAIN);

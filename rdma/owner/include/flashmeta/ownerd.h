@@ -138,6 +138,8 @@ struct fm_ownerd_cfg {
 	uint32_t shm_uids[8];     /* uids that may connect over shm (transport.h
 				   * FM_SHM_UIDS_MAX); shm_nuids 0 -> our own */
 	uint32_t shm_nuids;
+	const char *fence_table;  /* storage fence table (fence_table.h),
+				   * created if absent; NULL = none */
 	uint8_t key[FM_KEY_MAX];  /* shared key for every client */
 	size_t key_len;           /* 1..64 */
 	enum fm_loglvl log_level;
@@ -193,6 +195,12 @@ void fm_ownerd_delete(struct fm_ownerd **dp);
  *   pool_max_maps    pool slots at creation, 1..1024 (default 64)
  *   pool_max_grains  grains per mapping at creation, 1..2^45
  *                    (default 2^20)
+ *   fence_table      path of the storage fence table (flashmeta/fence_table.h)
+ *                    the reference volumes check; created if absent.  At
+ *                    start every allowed client's floor is raised to this
+ *                    incarnation (waiting for writes in flight); each
+ *                    fenced session's floor is raised past its token
+ *                    before its locks go to anyone else.  Default: none
  *   log_level        err (or error) | warn | info (default) | debug
  *
  * Values: numbers are decimal digits only (no sign, no 0x, no blanks

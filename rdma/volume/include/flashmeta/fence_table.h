@@ -28,7 +28,7 @@
  * SESSION's byte -- offset (client << 40) + epoch of the token, far past
  * the end of the file -- from the check until its write returned
  * (fm_fence_table_enter / _exit), and a raise takes the exclusive lock
- * on that byte (a session's fence) or on the client's whole 2^40 range
+ * on that byte (a session's fence) or on the clients' whole 2^40 ranges
  * (the owner's start): it waits for the writes of that session in flight,
  * and none starts during it; other sessions never wait for it.  The locks
  * are open file description locks (fcntl F_OFD_SETLK*), dropped by the
@@ -36,8 +36,9 @@
  * a stopped one does, for exactly as long as its write is in flight,
  * which is the point.  Threads of one process share the lock through a
  * count (OFD locks belong to the file description, not the thread).
- * fm_fence_table_try_* never wait (-EAGAIN while a write is in flight): the
- * owner's loop retries, keeping the session's locks until it succeeds.
+ * fm_fence_table_try_session never waits (-EAGAIN while a write is in
+ * flight): the owner's loop retries, keeping the session's locks until it
+ * succeeds.
 
  * SCOPE.  The table, the volumes and the owner must share the file: one
  * host (shm clusters, tests), or a shared filesystem whose OFD locks are
@@ -85,10 +86,11 @@ void fm_fence_table_exit(struct fm_fence_table *f, uint32_t client_id, uint64_t 
  * max(floor, token + 1), durable (fdatasync) before it returns 0.
  * -EAGAIN: a write of that session is in flight (ask again). */
 int fm_fence_table_try_session(struct fm_fence_table *f, uint32_t client_id, uint64_t token);
-/* floor[client] = max(floor, to) once no write of any session of the
- * client is in flight: -EAGAIN if one is (try), or waits (blocking). */
-int fm_fence_table_try_client(struct fm_fence_table *f, uint32_t client_id, uint64_t to);
-int fm_fence_table_client(struct fm_fence_table *f, uint32_t client_id, uint64_t to);
+/* floor[c] = max(floor, to) for every client c in [first, last], once
+ * no write of any of their sessions is in flight: wait -- until then;
+ * !wait -- -EAGAIN if one is.  One fdatasync for the whole range. */
+int fm_fence_table_clients(struct fm_fence_table *f, uint32_t first, uint32_t last,
+			   uint64_t to, bool wait);
 
 /* floor[client] (0 if never raised), or 0 on a read error */
 uint64_t fm_fence_table_floor(struct fm_fence_table *f, uint32_t client_id);
