@@ -25,6 +25,8 @@
 #include "flashmeta/error.h"
 #include "flashmeta/geometry.h"
 #include "flashmeta/input.h"
+#include "flashmeta/lease.h"
+#include "flashmeta/lockword.h"
 #include "flashmeta/mapping.h"
 #include "flashmeta/pmem_store.h"
 #include "ownerd_priv.h"
@@ -70,11 +72,11 @@ static void ctl_show(struct fm_ownerd *d, int fd, struct od_map *m)
 		return;
 	ctl_printf(fd, "map %" PRIu64 " source %" PRIu64 " target %" PRIu64
 		   " size %" PRIu64 " grain %u grains %" PRIu64 " state %s generation %" PRIu64
-		   " split %" PRIu64 " served-generation %" PRIu64 "%s\n",
+		   " split %" PRIu64 " served-generation %" PRIu64 " revoking %d\n",
 		   m->id, info.map.source_vol, info.map.target_vol, info.map.geom.volume_size,
 		   1u << info.map.geom.grain_shift, info.map.geom.grain_count,
 		   fm_map_state_name(info.map.state), info.map.generation, info.split_count,
-		   m->d.generation, m->pend ? " (revoking)" : "");
+		   m->d.generation, m->pend ? 1 : 0);
 }
 
 /*
@@ -196,8 +198,9 @@ static int ctl_status(struct fm_ownerd *d, int fd)
 			   tp);
 	}
 	ctl_printf(fd, "incarnation %" PRIu64 " restart-grace-left-ms %" PRIu64
-		   " sessions-closing %" PRIu64 " released quiesced %" PRIu64 " dead %" PRIu64
-		   " expired %" PRIu64 " fence-retries %" PRIu64 " scan-failures %" PRIu64
+		   " sessions-closing %" PRIu64 " released-quiesced %" PRIu64 " released-dead %"
+		   PRIu64 " released-expired %" PRIu64 " fence-retries %" PRIu64
+		   " scan-failures %" PRIu64
 		   " lock-requests-refused %" PRIu64 "\n", d->incarnation,
 		   fm_owner_grace_left(d->o, od_now_ms()), os.sessions_closing,
 		   os.released_quiesced, os.released_dead, os.released_expired,
@@ -240,11 +243,77 @@ static int ctl_create(struct fm_ownerd *d, char **av, int ac)
 	return 0;
 }
 
-#define CTL_COMMANDS "status, maps, map-create ID SRC TGT SIZE [GRAIN], map-show ID, " \
-	"map-prepare ID, map-start ID, map-restart ID, map-stop ID, quit"
+/* sessions: one line per session the state machine knows */
+static int ctl_sessions(struct fm_ownerd *d, int fd)
+{
+	struct fm_owner_session_info v[64];
+	uint64_t now = od_now_ms();
+	size_t n = fm_owner_sessions(d->o, v, 64, now);
+
+	for (size_t i = 0; i < n && i < 64; i++)
+		ctl_printf(fd, "session %" PRIu64 " client %u epoch %u token 0x%016" PRIx64
+			   " state %s lease-left-ms %" PRId64 " quiesced %d commits %u"
+			   " lock-waits %u\n", v[i].conn, v[i].client_id, v[i].epoch,
+			   v[i].epoch ? fm_lease_token(d->incarnation, v[i].epoch) : 0,
+			   fm_osess_state_name(v[i].state), v[i].lease_left_ms,
+			   v[i].quiesced ? 1 : 0, v[i].commits, v[i].waits);
+	if (n > 64)
+		ctl_printf(fd, "sessions-not-shown %zu\n", n - 64);
+	return 0;
+}
+
+/* lock-show MAP GRAIN: the lock word covering the grain, decoded, and
+ * what the owner knows of its holder's session.  The owner does not see
+ * one-sided acquisitions, so "since when" is the holder's business
+ * (fm_agent_locks on the client); here: which session, and its lease. */
+static int ctl_lock_show(struct fm_ownerd *d, int fd, char **av)
+{
+	struct fm_owner_session_info v[64];
+	uint64_t id, grain, w, idx;
+	const char *who = "none";
+	struct od_map *m;
+	size_t n;
+	int64_t left = 0;
+	int rc;
+
+	if ((rc = fm_u64_parse("map id", av[1], 0, UINT64_MAX, &id)) ||
+	    (rc = fm_u64_parse("grain", av[2], 0, UINT64_MAX, &grain)))
+		return rc;
+	if (!(m = od_map_find(d, id)))
+		return fm_err(-ENOENT, "map %" PRIu64 " unknown", id);
+	if (grain >= m->d.grain_count)
+		return fm_err(-ERANGE, "map %" PRIu64 ": grain %" PRIu64 " beyond %" PRIu64, id,
+			      grain, m->d.grain_count);
+	if (!m->locks)
+		return fm_err(-EAGAIN, "map %" PRIu64 ": no lock table (restart grace)", id);
+	idx = fm_lockword_index(grain, m->d.lock_shift);
+	w = __atomic_load_n((const uint64_t *)fm_region_ptr(m->locks) + idx, __ATOMIC_ACQUIRE);
+	if (w != FM_LOCKWORD_FREE) {
+		n = fm_owner_sessions(d->o, v, 64, od_now_ms());
+		who = "gone"; /* a word of a session the owner no longer has */
+		for (size_t i = 0; i < n && i < 64; i++)
+			if (v[i].client_id == fm_lockword_client(w) &&
+			    v[i].epoch == fm_lockword_epoch(w)) {
+				who = fm_osess_state_name(v[i].state);
+				left = v[i].lease_left_ms;
+			}
+	}
+	ctl_printf(fd, "lock map %" PRIu64 " grain %" PRIu64 " word-index %" PRIu64
+		   " word 0x%016" PRIx64 " state %s client %u epoch %u waiters %d"
+		   " holder-session %s holder-lease-left-ms %" PRId64 "\n", id, grain, idx, w,
+		   w == FM_LOCKWORD_FREE ? "free" :
+		   (fm_lockword_flags(w) & FM_LOCKWORD_F_HELD) ? "held" : "handing-over",
+		   fm_lockword_client(w), fm_lockword_epoch(w),
+		   (fm_lockword_flags(w) & FM_LOCKWORD_F_WAITERS) ? 1 : 0, who, left);
+	return 0;
+}
+
+#define CTL_COMMANDS "status, maps, sessions, map-create ID SRC TGT SIZE [GRAIN], " \
+	"map-show ID, lock-show MAP GRAIN, map-prepare ID, map-start ID, map-restart ID, " \
+	"map-stop ID, quit"
 
 /* the commands: how many arguments, and what runs them */
-enum ctl_kind { CTL_STATUS, CTL_CREATE, CTL_SHOW, CTL_MAP_OP };
+enum ctl_kind { CTL_STATUS, CTL_SESSIONS, CTL_LOCK_SHOW, CTL_CREATE, CTL_SHOW, CTL_MAP_OP };
 
 static const struct ctl_cmd {
 	const char *name;
@@ -255,6 +324,8 @@ static const struct ctl_cmd {
 } ctl_cmds[] = {
 	{ "status", 0, 0, CTL_STATUS, OD_PEND_NONE, "status" },
 	{ "maps", 0, 0, CTL_STATUS, OD_PEND_NONE, "maps" },
+	{ "sessions", 0, 0, CTL_SESSIONS, OD_PEND_NONE, "sessions" },
+	{ "lock-show", 2, 2, CTL_LOCK_SHOW, OD_PEND_NONE, "lock-show MAP GRAIN" },
 	{ "map-create", 4, 5, CTL_CREATE, OD_PEND_NONE, "map-create ID SRC TGT SIZE [GRAIN]" },
 	{ "map-show", 1, 1, CTL_SHOW, OD_PEND_NONE, "map-show ID" },
 	{ "map-prepare", 1, 1, CTL_MAP_OP, OD_PEND_PREPARE, "map-prepare ID" },
@@ -293,6 +364,10 @@ static int ctl_exec(struct fm_ownerd *d, int fd, char *line)
 	switch (cmd->kind) {
 	case CTL_STATUS:
 		return ctl_status(d, fd);
+	case CTL_SESSIONS:
+		return ctl_sessions(d, fd);
+	case CTL_LOCK_SHOW:
+		return ctl_lock_show(d, fd, av);
 	case CTL_CREATE:
 		return ctl_create(d, av, ac);
 	case CTL_SHOW:

@@ -17,6 +17,7 @@
 #include "flashmeta/error.h"
 #include "flashmeta/input.h"
 #include "flashmeta/wire.h"
+#include "ctl_json.h"
 
 /* the owner's answer to one admin command: status lists every mapping */
 #define ADMIN_ANSWER_MAX (1024 * 1024)
@@ -42,9 +43,10 @@ static void usage(FILE *f)
 		"  unlock MAP GRAIN     take and give back (a lock dies with its session)\n"
 		"  split MAP GRAIN      lock -> commit split (durable on the owner) -> unlock\n"
 		"Admin (the owner's control socket, --control):\n"
-		"  admin CMD [ARGS]     status | maps | map-create ID SRC TGT SIZE [GRAIN]\n"
-		"                       | map-show ID | map-prepare ID | map-start ID\n"
-		"                       | map-restart ID | map-stop ID   (one line, <= %d bytes)\n"
+		"  admin CMD [ARGS]     status | maps | sessions | map-create ID SRC TGT SIZE\n"
+		"                       [GRAIN] | map-show ID | lock-show MAP GRAIN\n"
+		"                       | map-prepare ID | map-start ID | map-restart ID\n"
+		"                       | map-stop ID   (one line, <= %d bytes)\n"
 		"\n"
 		"Options:\n"
 		"  -t, --transport P    shm | verbs (default shm, or FM_PROVIDER)\n"
@@ -53,6 +55,9 @@ static void usage(FILE *f)
 		"  -k, --key-file PATH  shared key, a regular file (or FM_KEY_FILE)\n"
 		"  -C, --control PATH   owner's control socket (admin)\n"
 		"  -H, --hold SECONDS   lock: hold this long instead of until Ctrl-C\n"
+		"      --json           admin: the answer as one JSON object on stdout,\n"
+		"                       {\"records\": [...], \"ok\": true|false[, \"error\",\n"
+		"                       \"message\"]} (exit status as without)\n"
 		"  -h, --help\n"
 		"\n"
 		"Numbers (N, MAP, GRAIN, SECONDS, admin arguments) are decimal digits only.\n"
@@ -60,7 +65,7 @@ static void usage(FILE *f)
 		"2 bad command line.\n", FM_CTL_LINE_MAX);
 }
 
-static int admin(const char *path, int argc, char **argv)
+static int admin(const char *path, int argc, char **argv, bool json)
 {
 	char line[FM_CTL_LINE_MAX + 1], *out;
 	size_t used = 0;
@@ -98,7 +103,10 @@ static int admin(const char *path, int argc, char **argv)
 		return 1;
 	}
 	rc = fm_ownerd_ctl(path, line, out, ADMIN_ANSWER_MAX, 60000);
-	fputs(out, rc ? stderr : stdout);
+	if (json && (rc == 0 || rc == -EREMOTEIO))
+		ctl_json_print(stdout, out); /* the error is in the object */
+	else
+		fputs(out, rc ? stderr : stdout);
 	if (rc && rc != -EREMOTEIO)
 		fprintf(stderr, "flashmeta admin: %s\n", fm_errormsg());
 	free(out);
@@ -178,6 +186,7 @@ int main(int argc, char **argv)
 		{ "key-file", required_argument, NULL, 'k' },
 		{ "control", required_argument, NULL, 'C' },
 		{ "hold", required_argument, NULL, 'H' },
+		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -189,7 +198,7 @@ int main(int argc, char **argv)
 	uint32_t id = 1;
 	int c, rc = 0, klen, nargs;
 	uint64_t map = 0, grain = 0, hold_s = 0, v;
-	bool hold = false;
+	bool hold = false, json = false;
 
 	/* '+': options end at COMMAND, so "admin map-show -5" reaches the owner */
 	while ((c = getopt_long(argc, argv, "+t:a:i:k:C:H:h", opts, NULL)) != -1) {
@@ -208,6 +217,7 @@ int main(int argc, char **argv)
 				return 2;
 			hold = true;
 			break;
+		case 'j': json = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -218,7 +228,7 @@ int main(int argc, char **argv)
 	}
 	cmd = argv[optind++];
 	if (!strcmp(cmd, "admin"))
-		return admin(control, argc - optind, argv + optind);
+		return admin(control, argc - optind, argv + optind, json);
 	if (!strcmp(cmd, "join")) {
 		nargs = 0;
 	} else if (!strcmp(cmd, "show")) {

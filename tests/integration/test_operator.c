@@ -642,6 +642,60 @@ static void control__commands__strict(void **state)
 	owner_stop(&o);
 }
 
+/* introspection: who holds a grain lock, every session's lease, and the
+ * answers as JSON */
+static void control__introspection__lock_holder_sessions_json(void **state)
+{
+	struct owner o;
+	char out[4096];
+	char *lock_argv[] = { (char *)g_cli, "-a", NULL, "-k", NULL, "-i", "3", "-H", "3",
+			      "lock", "1", "5", NULL };
+	uint64_t end;
+	pid_t holder;
+
+	(void)state;
+	fresh("ctl-intro");
+	owner_paths(&o, "pool", "ctl");
+	owner_start(&o, NULL, NULL);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-create 1 10 11 16777216\n"), 0);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-prepare 1\n"), 0);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-start 1\n"), 0);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "lock-show 1 5\n"), 0);
+	assert_non_null(strstr(out, "state free client 0"));
+	lock_argv[2] = o.listen;
+	lock_argv[4] = o.key;
+	holder = spawn(lock_argv, at("holder.log"));
+	end = now_ms() + 5000;
+	do {
+		usleep(20000);
+		assert_int_equal(ctl(o.ctl, out, sizeof(out), "lock-show 1 5\n"), 0);
+	} while (!strstr(out, "state held") && now_ms() < end);
+	assert_non_null(strstr(out, "state held client 3 epoch"));
+	assert_non_null(strstr(out, "holder-session active holder-lease-left-ms"));
+	/* the same as JSON through the CLI */
+	assert_int_equal(run(g_cli, "-C", o.ctl, "--json", "admin", "lock-show", "1", "5", NULL),
+			 0);
+	assert_true(log_has("\"record\": \"lock\", \"map\": 1, \"grain\": 5"));
+	assert_true(log_has("\"state\": \"held\", \"client\": 3"));
+	assert_true(log_has("\"ok\": true}"));
+	assert_int_equal(run(g_cli, "-C", o.ctl, "--json", "admin", "sessions", NULL), 0);
+	assert_true(log_has("\"record\": \"session\""));
+	assert_true(log_has("\"client\": 3"));
+	assert_true(log_has("\"state\": \"active\""));
+	/* errors: in the object, and the exit status */
+	assert_int_equal(run(g_cli, "-C", o.ctl, "--json", "admin", "map-show", "9", NULL), 1);
+	assert_true(log_has("\"ok\": false, \"error\": \"ENOENT\", \"message\": \"map 9 unknown\""));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "lock-show 1 256\n"), -EREMOTEIO);
+	assert_non_null(strstr(out, "error ERANGE"));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "lock-show 2 0\n"), -EREMOTEIO);
+	assert_non_null(strstr(out, "error ENOENT"));
+	/* the holder let go and left: free again, no session */
+	assert_int_equal(wait_for(holder, 10000), 0);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "lock-show 1 5\n"), 0);
+	assert_non_null(strstr(out, "state free"));
+	owner_stop(&o);
+}
+
 static void control__nul_byte__answered_and_next_line_runs(void **state)
 {
 	static const char lines[] = "status\0junk\nmap-show 3\n";
@@ -809,6 +863,7 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(control__regular_file__refused_untouched, reap),
+		cmocka_unit_test_teardown(control__introspection__lock_holder_sessions_json, reap),
 		cmocka_unit_test_teardown(control__is_the_pool__pool_kept, reap),
 		cmocka_unit_test_teardown(control__directory_fifo_symlink__refused_untouched, reap),
 		cmocka_unit_test_teardown(control__stale_socket__replaced, reap),

@@ -169,4 +169,22 @@ int fm_owner_session_state(const struct fm_owner *o, uint64_t conn);
 int fm_owner_session_client(const struct fm_owner *o, uint64_t conn);
 const char *fm_osess_state_name(int state);
 
+/* What the owner knows of one session (introspection: control socket). */
+struct fm_owner_session_info {
+	uint64_t conn;
+	uint32_t client_id;     /* 0 before HELLO */
+	uint32_t epoch;         /* 0 until ACTIVE */
+	int state;              /* enum fm_osess_state (fm_osess_state_name) */
+	int64_t lease_left_ms;  /* the owner's copy of the lease (< 0: expired
+				 * that long ago); the handshake deadline before
+				 * ACTIVE */
+	bool quiesced;          /* the client said its I/O is over (R3) */
+	unsigned commits;       /* SPLIT_COMMITs being checked or persisted */
+	unsigned waits;         /* its lock requests queued */
+};
+/* Every session, in no order: up to cap of them into v; returns how many
+ * there are (more than cap: call again with room). */
+size_t fm_owner_sessions(const struct fm_owner *o, struct fm_owner_session_info *v, size_t cap,
+			 uint64_t now);
+
 #endif /* FLASHMETA_PROTO_OWNER_H */

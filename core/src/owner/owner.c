@@ -459,6 +459,22 @@ void fm_owner_stats(const struct fm_owner *o, struct fm_owner_stats *st)
 	*st = o->st;
 }
 
+size_t fm_owner_sessions(const struct fm_owner *o, struct fm_owner_session_info *v, size_t cap,
+			 uint64_t now)
+{
+	size_t n = 0;
+
+	for (const struct osess *s = o->sessions; s; s = s->next, n++)
+		if (n < cap)
+			v[n] = (struct fm_owner_session_info){
+				.conn = s->conn, .client_id = s->client_id, .epoch = s->epoch,
+				.state = (int)s->state,
+				.lease_left_ms = (int64_t)s->deadline - (int64_t)now,
+				.quiesced = s->quiesced, .commits = s->commits,
+				.waits = s->nwaits };
+	return n;
+}
+
 int fm_owner_session_state(const struct fm_owner *o, uint64_t conn)
 {
 	for (const struct osess *s = o->sessions; s; s = s->next)

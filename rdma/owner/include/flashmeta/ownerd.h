@@ -59,9 +59,18 @@
  * Control socket: a unix stream socket, one command per line (at most
  * FM_CTL_LINE_MAX = 511 bytes with its newline), words separated by blanks;
  * answers are text lines ending with a line "ok" or "error <errno-name>:
- * <message>".  Commands:
+ * <message>".  Every answer line is a record: "NAME KEY VALUE KEY VALUE..."
+ * (an odd number of words: the record's name, then pairs) or "KEY VALUE
+ * ..." (even: pairs, the first key names it); values hold no blanks.
+ * `flashmeta --json admin ...` turns them into JSON objects.  Commands:
  *
  *   status | maps                      the owner, its store, every mapping
+ *   sessions                           every session: client, epoch, token,
+ *                                      state, lease left (ms), quiesced
+ *   lock-show MAP GRAIN                the grain's lock word decoded (free,
+ *                                      held, handing-over; client, epoch,
+ *                                      waiters) and the holder's session
+ *                                      state and lease left, or "gone"
  *   map-create ID SRC TGT SIZE [GRAIN] a new mapping: SIZE bytes
  *                                      (1..2^57, a multiple of 512), GRAIN
  *                                      bytes (a power of two, 4 KiB..1 GiB;

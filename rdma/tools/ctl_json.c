@@ -1,0 +1,128 @@
+/* ctl_json.c -- the owner's control answers as JSON (ctl_json.h). */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl_json.h"
+
+static void json_str(FILE *f, const char *s, size_t n)
+{
+	fputc('"', f);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+static bool is_u64(const char *s, size_t n)
+{
+	uint64_t v = 0;
+
+	if (n == 0 || n > 20 || (n > 1 && s[0] == '0'))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		if (v > (UINT64_MAX - (uint64_t)(s[i] - '0')) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	return true;
+}
+
+static void json_val(FILE *f, const char *s, size_t n)
+{
+	if (is_u64(s, n))
+		fwrite(s, 1, n, f);
+	else
+		json_str(f, s, n);
+}
+
+/* the words of one line: start and length each */
+#define WORDS_MAX 64
+
+static size_t words(const char *line, size_t len, const char **w, size_t *wl)
+{
+	size_t n = 0, i = 0;
+
+	while (i < len && n < WORDS_MAX) {
+		while (i < len && (line[i] == ' ' || line[i] == '\t'))
+			i++;
+		if (i == len)
+			break;
+		w[n] = line + i;
+		while (i < len && line[i] != ' ' && line[i] != '\t')
+			i++;
+		wl[n] = (size_t)(line + i - w[n]);
+		n++;
+	}
+	return n;
+}
+
+static void record(FILE *f, const char *line, size_t len, bool first)
+{
+	const char *w[WORDS_MAX];
+	size_t wl[WORDS_MAX], n = words(line, len, w, wl), k = 0;
+
+	if (n == 0)
+		return;
+	fputs(first ? "\n    {\"record\": " : ",\n    {\"record\": ", f);
+	json_str(f, w[0], wl[0]);
+	if (n % 2) /* NAME K V ... */
+		k = 1;
+	for (; k + 1 < n; k += 2) {
+		fputs(", ", f);
+		json_str(f, w[k], wl[k]);
+		fputs(": ", f);
+		json_val(f, w[k + 1], wl[k + 1]);
+	}
+	fputc('}', f);
+}
+
+void ctl_json_print(FILE *f, const char *answer)
+{
+	const char *p = answer, *err = NULL;
+	size_t errlen = 0;
+	bool first = true, ok = false;
+
+	fputs("{\"records\": [", f);
+	while (*p) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+
+		if (len == 2 && !strncmp(p, "ok", 2))
+			ok = true;
+		else if (len > 6 && !strncmp(p, "error ", 6)) {
+			err = p + 6;
+			errlen = len - 6;
+		} else if (len) {
+			record(f, p, len, first);
+			first = false;
+		}
+		p += len + (nl ? 1 : 0);
+	}
+	fputs(first ? "]" : "\n  ]", f);
+	fprintf(f, ", \"ok\": %s", ok && !err ? "true" : "false");
+	if (err) {
+		const char *colon = memchr(err, ':', errlen);
+		size_t nlen = colon ? (size_t)(colon - err) : errlen;
+		const char *msg = colon ? colon + 1 : err + errlen;
+
+		while (msg < err + errlen && *msg == ' ')
+			msg++;
+		fputs(", \"error\": ", f);
+		json_str(f, err, nlen);
+		fputs(", \"message\": ", f);
+		json_str(f, msg, (size_t)(err + errlen - msg));
+	}
+	fputs("}\n", f);
+}
