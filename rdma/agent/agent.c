@@ -286,6 +286,8 @@ void fm_agent_stats(struct fm_agent *a, struct fm_agent_stats *st)
 	st->state = a->state;
 	pthread_mutex_unlock(&a->lock);
 	st->token = fm_client_token(a->c);
+	st->lease_term_ms = fm_client_lease_term(a->c);
+	st->lease_left_ms = fm_client_lease_left(a->c, ag_now_ms());
 	st->epoch = (uint32_t)st->token;
 	st->fetches = atomic_load_explicit(&a->fetches, memory_order_relaxed);
 	st->locks = atomic_load_explicit(&a->locks, memory_order_relaxed);

@@ -270,8 +270,13 @@ int main(int argc, char **argv)
 		struct fm_agent_map m[64];
 		int n = fm_agent_maps(a, m, 64);
 
+		struct fm_agent_stats st;
+
+		fm_agent_stats(a, &st);
 		printf("joined %s as client %u (%s), %d mapping(s)\n", addr, id,
 		       provider ? provider : "shm", n);
+		printf("session token 0x%016" PRIx64 ", lease %u ms, %" PRIu64 " ms left\n",
+		       st.token, st.lease_term_ms, st.lease_left_ms);
 		for (int i = 0; i < n && i < 64; i++)
 			print_map(&m[i]);
 	} else if (!strcmp(cmd, "show")) {

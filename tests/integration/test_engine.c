@@ -616,6 +616,15 @@ int main(int argc, char **argv)
 	A = svc_agent(&S, 1, NULL);
 	if (fm_agent_wait_active(A, 8000))
 		DIE("no session: %s", fm_errormsg());
+	{ /* the lease as the agent reports it */
+		struct fm_agent_stats st;
+
+		fm_agent_stats(A, &st);
+		if (st.lease_term_ms != S.lease_ms || st.lease_left_ms == 0 ||
+		    st.lease_left_ms > st.lease_term_ms)
+			DIE("lease: term %u left %" PRIu64 " (owner's term %u)", st.lease_term_ms,
+			    st.lease_left_ms, S.lease_ms);
+	}
 	ecfg.agent = A;
 	ecfg.retry_ms = 5000;
 	if (fm_engine_new(&ecfg, &E))

@@ -227,6 +227,9 @@ int fm_client_maps(const struct fm_client *c, uint64_t *ids, size_t cap);
 /* fm_client_lease_term -- the lease term of the session, ms (0 before
  * WELCOME).  Any thread. */
 uint32_t fm_client_lease_term(const struct fm_client *c);
+/* fm_client_lease_left -- ms of lease left at `now` (0: none, lapsed or no
+ * session).  Any thread. */
+uint64_t fm_client_lease_left(const struct fm_client *c, uint64_t now);
 
 /* fm_client_lockword -- the HELD word of this session's locks (0 before
  * WELCOME).  Any thread. */

@@ -40,6 +40,13 @@ uint32_t fm_client_lease_term(const struct fm_client *c)
 	return atomic_load_explicit(&c->term_ms, memory_order_relaxed);
 }
 
+uint64_t fm_client_lease_left(const struct fm_client *c, uint64_t now)
+{
+	uint64_t exp = atomic_load_explicit(&c->lease_expiry, memory_order_acquire);
+
+	return exp > now ? exp - now : 0;
+}
+
 int fm_client_maps(const struct fm_client *c, uint64_t *ids, size_t cap)
 {
 	unsigned n = atomic_load(&c->nmaps);

@@ -122,6 +122,9 @@ struct fm_agent_stats {
 	uint64_t locks_lost;
 	uint64_t quiesced;      /* sessions that ended and quiesced (lease.h R3) */
 	uint64_t token;         /* fencing token of the current session (R5) */
+	uint32_t lease_term_ms; /* of the current session (0: none) */
+	uint64_t lease_left_ms; /* the client's side of it (lease.h R1: it
+				 * lapses before the owner's); 0: none */
 	uint64_t steps;         /* data steps started */
 	uint64_t steps_refused; /* ... refused: the lease was lost (-EKEYEXPIRED) */
 	uint64_t steps_overdue; /* ... that took longer than M + G (lease.h) */
