@@ -97,6 +97,13 @@ struct demo_cfg {
 	char log[PATH_MAX];
 };
 
+/* the command line into cfg: 0, 1 (--help was printed) or -EINVAL (the
+ * reason printed on stderr) */
+int demo_opts_parse(int argc, char **argv, struct demo_cfg *cfg);
+/* cfg->owner: --owner, or flashmeta-owner beside /proc/self/exe; 0 or
+ * -ENOENT (not executable there), detail in fm_errormsg() */
+int demo_owner_path(struct demo_cfg *cfg);
+
 /* writer slots (W) and the slot that owns the stripe holding `off`;
  * demo_slot_of() == demo_slots() is nobody's */
 static inline unsigned demo_slots(const struct demo_cfg *c)
