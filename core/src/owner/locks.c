@@ -244,6 +244,7 @@ void ow_locks_on_request(struct fm_owner *o, struct osess *s, const struct fm_ms
 	int slot = ow_map_slot(o, m->u.lock.map_id);
 	struct owaiter *w;
 	struct olock *l;
+	uint64_t seen;
 
 	o->st.lock_requests++;
 	if (slot < 0) {
@@ -262,9 +263,15 @@ void ow_locks_on_request(struct fm_owner *o, struct osess *s, const struct fm_ms
 		ow_send_error(o, s, m->seq, o->in_grace ? -EAGAIN : -ENOBUFS);
 		return;
 	}
+	/* The requester's word only seeds our view; its WAITERS bit is
+	 * believed only from our own CAS results.  A client may send a word
+	 * it saw while an earlier holder was armed: trusting that bit, we
+	 * would wait for an UNLOCK that the real holder -- holding a plain
+	 * word, released by CAS without a message -- never sends.  Without
+	 * it, the ARM CAS finds the real word (and corrects `cur`). */
+	seen = m->u.lock.word & ~(uint64_t)FM_LOCKWORD_F_WAITERS;
 	l = olock_get(o, (unsigned)slot,
-		      fm_lockword_index(m->u.lock.first, o->maps[slot].d.lock_shift),
-		      m->u.lock.word);
+		      fm_lockword_index(m->u.lock.first, o->maps[slot].d.lock_shift), seen);
 	w = l ? calloc(1, sizeof(*w)) : NULL;
 	if (!w) {
 		ow_owner_oom(o);
@@ -286,7 +293,7 @@ void ow_locks_on_request(struct fm_owner *o, struct osess *s, const struct fm_ms
 	/* The requester saw a newer value than we knew only if we had no
 	 * CAS in flight; a stale `cur` is corrected by the next CAS. */
 	if (!l->busy && !l->dead && l->cur == FM_LOCKWORD_FREE)
-		l->cur = m->u.lock.word;
+		l->cur = seen;
 	olock_step(o, l);
 }
 

@@ -909,6 +909,36 @@ static void engine__unlock_notify_hands_over(void **state)
 	sim_fini(&S);
 }
 
+/* A lock request carrying a stale armed word (WAITERS set from an earlier
+ * holder) while the real holder holds a plain word: the owner must not
+ * believe the bit and wait for an UNLOCK that never comes -- the holder
+ * releases a plain word by CAS, without a message.  It arms the real word
+ * instead, and the release then hands the grain over. */
+static void engine__stale_armed_word_in_a_request__real_holder_armed(void **state)
+{
+	const struct sim_note *n;
+	uint64_t a, stale;
+
+	up(&S, 2, 300);
+	a = fm_client_lockword(S.c[0].cl);
+	S.store[0].locks[40] = a;                 /* A's engine took it by CAS */
+	stale = fm_lockword_make(7, 99, FM_LOCKWORD_F_HELD | FM_LOCKWORD_F_WAITERS);
+	assert_int_equal(fm_client_lock_wait(S.c[1].cl, 100, 40, stale, 5, S.now), 0);
+	sim_run(&S, S.now + 20);
+	assert_null(sim_find(&S, 1, FM_NOTE_LOCKED, 0));
+	/* armed for real: A's release CAS fails and asks the owner */
+	assert_int_equal(S.store[0].locks[40], a | FM_LOCKWORD_F_WAITERS);
+	assert_int_equal(fm_client_unlock_notify(S.c[0].cl, 100, 40, S.store[0].locks[40],
+						 S.now), 0);
+	sim_run(&S, S.now + 20);
+	n = sim_find(&S, 1, FM_NOTE_LOCKED, 0);
+	assert_non_null(n);
+	assert_int_equal(n->n.status, 0);
+	assert_int_equal(n->n.cookie, 5);
+	assert_int_equal(fm_lockword_client(S.store[0].locks[40]), 2);
+	sim_fini(&S);
+}
+
 /* ---- soak ----
  *
  * Four clients, two maps, a hot set of 64 grains.  Each client runs an
@@ -1347,6 +1377,7 @@ int main(void)
 		cmocka_unit_test(reclaim__failed_scan_reads_retried_not_skipped),
 		cmocka_unit_test(engine__lock_wait_handover_then_range_commit),
 		cmocka_unit_test(engine__unlock_notify_hands_over),
+		cmocka_unit_test(engine__stale_armed_word_in_a_request__real_holder_armed),
 		cmocka_unit_test(soak__shm_model__long_steps_need_no_timing_bound),
 		cmocka_unit_test(soak__verbs_model__steps_within_the_bound),
 		cmocka_unit_test(soak__verbs_model__steps_beyond_the_bound_are_caught),
