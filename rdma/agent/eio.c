@@ -151,6 +151,7 @@ int en_req_new(struct en_thread *et, struct fm_engine_io *io, struct en_req **ou
 	q->et = et;
 	q->h.io = io;
 	q->m = *m;
+	q->h.mc = m->c;
 	q->vol = io->op == FM_IO_READ_SOURCE || io->op == FM_IO_WRITE_SOURCE ? m->src : m->tgt;
 	q->t0_ns = en_now_ns();
 	q->deadline_ms = q->t0_ns / 1000000 + e->cfg.retry_ms;
@@ -257,11 +258,9 @@ void en_req_mover_done(struct en_req *r, struct en_mreq *m)
 		fail(q, m->status);
 	} else if (m->kind == MK_IO) {
 		if (m->r.op == FM_MOVER_READ)
-			atomic_fetch_add_explicit(&q->e->bytes_read, m->r.length,
-						  memory_order_relaxed);
+			EN_COUNT(q->e, q->h.mc, bytes_read, m->r.length);
 		else if (m->r.op == FM_MOVER_WRITE)
-			atomic_fetch_add_explicit(&q->e->bytes_written, m->r.length,
-						  memory_order_relaxed);
+			EN_COUNT(q->e, q->h.mc, bytes_written, m->r.length);
 	}
 	if (m->kind == MK_CREAD && !m->status && !q->err) {
 		/* the chunk is in memory: write it to the target */
@@ -374,14 +373,14 @@ static int do_plan(struct eio *q)
 	rc = ag_plan_try(&q->ps, &q->plan, &miss);
 	if (rc == -EAGAIN) {
 		q->h.io->st.misses++;
-		atomic_fetch_add_explicit(&q->e->misses, 1, memory_order_relaxed);
+		EN_COUNT(q->e, q->h.mc, misses, 1);
 		return op_start(q, AG_OP_FETCH, miss, miss) ? -EAGAIN : q->err;
 	}
 	if (rc == 0 && !q->h.io->st.misses) {
 		uint32_t n = (uint32_t)(q->plan.last_grain - q->plan.first_grain + 1);
 
 		q->h.io->st.hits += n;
-		atomic_fetch_add_explicit(&q->e->hits, n, memory_order_relaxed);
+		EN_COUNT(q->e, q->h.mc, hits, n);
 	}
 	return rc;
 }
@@ -507,7 +506,7 @@ static bool copy_more(struct eio *q)
 		len = gb - q->coff < chunk ? gb - q->coff : chunk;
 		if (q->coff == 0) {
 			q->h.io->st.copies++;
-			atomic_fetch_add_explicit(&q->e->copies, 1, memory_order_relaxed);
+			EN_COUNT(q->e, q->h.mc, copies, 1);
 		}
 		q->coff += len;
 		memset(&sl->m, 0, sizeof(sl->m));
@@ -561,7 +560,7 @@ static int start_pops(struct eio *q, enum ag_op_kind kind)
 				fail(q, q->pops[n].status ? q->pops[n].status : -ENOLCK);
 		} else if (kind == AG_OP_COMMIT) {
 			q->h.io->st.commits++;
-			atomic_fetch_add_explicit(&q->e->commits, 1, memory_order_relaxed);
+			EN_COUNT(q->e, q->h.mc, commits, 1);
 		}
 		n++;
 	}
@@ -605,7 +604,7 @@ static bool attempt_failed(struct eio *q)
 	if (transient(rc) && now_ms() < q->deadline_ms) {
 		q->state = Q_BEGIN;
 		q->wake_ms = now_ms() + 2 + q->h.io->st.attempts % 8;
-		atomic_fetch_add_explicit(&q->e->restarts, 1, memory_order_relaxed);
+		EN_COUNT(q->e, q->h.mc, restarts, 1);
 		return false;
 	}
 	if (transient(rc) && rc != -EKEYREJECTED)
@@ -725,7 +724,7 @@ bool en_req_step(struct en_req *r)
 				}
 				q->cf[q->li - 1] |= CF_LOCKED | (q->op.split ? CF_SPLIT : 0);
 				q->h.io->st.locks++;
-				atomic_fetch_add_explicit(&q->e->locks, 1, memory_order_relaxed);
+				EN_COUNT(q->e, q->h.mc, locks, 1);
 				q->op.kind = 0;
 			}
 			if (q->li < q->ncg) {

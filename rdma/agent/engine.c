@@ -130,7 +130,8 @@ int fm_engine_attach(struct fm_engine *e, uint64_t map_id, struct fm_volume *src
 	else if (n == EN_MAX_MAPS)
 		rc = fm_err(-ENOMEM, "engine: %u mappings attached already", EN_MAX_MAPS);
 	else {
-		e->maps[n] = (struct en_map){ .map_id = map_id, .src = src, .tgt = tgt };
+		e->maps[n] = (struct en_map){ .map_id = map_id, .src = src, .tgt = tgt,
+					      .c = &e->mc[n] };
 		atomic_store_explicit(&e->nmaps, n + 1, memory_order_release);
 	}
 	pthread_mutex_unlock(&e->lock);
@@ -217,7 +218,7 @@ void en_mover_start(struct en_req *q, struct fm_volume *v, struct en_mreq *m)
 {
 	int rc;
 
-	atomic_fetch_add_explicit(&m->et->e->mover_reqs, 1, memory_order_relaxed);
+	EN_COUNT(m->et->e, q->mc, mover_reqs, 1);
 	rc = v->ops.submit(v->ctx, &m->r);
 	if (rc)
 		fm_mover_done(&m->r, rc < 0 ? rc : -EIO);
@@ -244,8 +245,8 @@ static void movers_reap(struct en_thread *et)
 
 int fm_engine_submit(struct fm_engine *e, struct fm_engine_io *io)
 {
-	struct en_thread *et;
-	struct en_req *q;
+	struct en_thread *et = NULL;
+	struct en_req *q = NULL;
 	int rc;
 
 	if (!e || !io)
@@ -256,9 +257,9 @@ int fm_engine_submit(struct fm_engine *e, struct fm_engine_io *io)
 	rc = en_req_new(et, io, &q);
 	if (rc)
 		return rc;
-	atomic_fetch_add_explicit(&e->ios, 1, memory_order_relaxed);
+	EN_COUNT(e, q->mc, ios, 1);
 	/* the callback runs from fm_engine_poll only, never from here */
-	(void)en_req_step(q) ;
+	(void)en_req_step(q);
 	return 0;
 }
 
@@ -285,12 +286,13 @@ int fm_engine_poll(struct fm_engine *e)
 
 			if (en_req_step(q)) {
 				struct fm_engine_io *io = q->io;
+				struct en_counters *mc = q->mc;
 
 				*pp = q->next;
 				en_req_free(q);
 				done++;
 				if (io->status)
-					atomic_fetch_add_explicit(&e->errors, 1, memory_order_relaxed);
+					EN_COUNT(e, mc, errors, 1);
 				if (io->done)
 					io->done(io, io->status);
 				continue;
@@ -370,10 +372,10 @@ int fm_engine_rw(struct fm_engine *e, uint64_t map_id, enum fm_io_op op, uint64_
 	return io.status;
 }
 
-void fm_engine_stats(struct fm_engine *e, struct fm_engine_stats *st)
+static void counters_load(const struct en_counters *c, struct fm_engine_stats *st)
 {
 	memset(st, 0, sizeof(*st));
-#define LD(f) st->f = atomic_load_explicit(&e->f, memory_order_relaxed)
+#define LD(f) st->f = atomic_load_explicit(&c->f, memory_order_relaxed)
 	LD(ios);
 	LD(errors);
 	LD(restarts);
@@ -386,4 +388,19 @@ void fm_engine_stats(struct fm_engine *e, struct fm_engine_stats *st)
 	LD(bytes_written);
 	LD(mover_reqs);
 #undef LD
+}
+
+void fm_engine_stats(struct fm_engine *e, struct fm_engine_stats *st)
+{
+	counters_load(&e->all, st);
+}
+
+int fm_engine_map_stats(struct fm_engine *e, uint64_t map_id, struct fm_engine_stats *st)
+{
+	const struct en_map *m = e ? en_map_find(e, map_id) : NULL;
+
+	if (!m)
+		return fm_err(-ENOENT, "engine: map %" PRIu64 " is not attached", map_id);
+	counters_load(m->c, st);
+	return 0;
 }

@@ -35,10 +35,23 @@ struct fm_volume {
 	uint64_t size;
 };
 
+/* fm_engine_stats' counters: the engine's and each mapping's */
+struct en_counters {
+	_Atomic uint64_t ios, errors, restarts, hits, misses, locks, copies, commits;
+	_Atomic uint64_t bytes_read, bytes_written, mover_reqs;
+};
+
 struct en_map {
 	uint64_t map_id;
 	struct fm_volume *src, *tgt;
+	struct en_counters *c;      /* the mapping's (in fm_engine.mc) */
 };
+
+/* add n to counter f of the engine and of the I/O's mapping */
+#define EN_COUNT(e, mc, f, n) do { \
+		atomic_fetch_add_explicit(&(e)->all.f, (n), memory_order_relaxed); \
+		atomic_fetch_add_explicit(&(mc)->f, (n), memory_order_relaxed); \
+	} while (0)
 
 struct en_thread;
 
@@ -46,6 +59,7 @@ struct en_thread;
 struct en_req {
 	struct en_req *next;
 	struct fm_engine_io *io;
+	struct en_counters *mc;     /* its mapping's counters */
 };
 
 /* A mover request of an I/O, and where its completion goes. */
@@ -84,8 +98,8 @@ struct fm_engine {
 	_Atomic unsigned nmaps;
 	pthread_key_t key;
 	struct en_thread *threads;
-	_Atomic uint64_t ios, errors, restarts, hits, misses, locks, copies, commits;
-	_Atomic uint64_t bytes_read, bytes_written, mover_reqs;
+	struct en_counters all;
+	struct en_counters mc[EN_MAX_MAPS];
 };
 
 /* ---- engine.c ---- */

@@ -640,6 +640,26 @@ int main(int argc, char **argv)
 			fprintf(stderr, "engine %s: ok\n", CASES[i].name);
 		}
 	}
+	{ /* per-mapping counters add up to the engine's */
+		struct fm_engine_stats all, one;
+		uint64_t ios = 0, bytes = 0;
+
+		fm_engine_stats(E, &all);
+		for (int i = 0; i < NMAPS; i++) {
+			if (fm_engine_map_stats(E, (uint64_t)MAPS[i].id, &one))
+				DIE("map_stats %d: %s", MAPS[i].id, fm_errormsg());
+			ios += one.ios;
+			bytes += one.bytes_written;
+		}
+		if (ran && (ios != all.ios || bytes != all.bytes_written || all.ios == 0)) {
+			fprintf(stderr, "engine stats: maps %" PRIu64 " I/Os %" PRIu64 " bytes, "
+				"engine %" PRIu64 " / %" PRIu64 "\n", ios, bytes, all.ios,
+				all.bytes_written);
+			fails++;
+		}
+		if (fm_engine_map_stats(E, 999999, &one) != -ENOENT)
+			fails++;
+	}
 	fm_engine_delete(&E);
 	fm_agent_delete(&A);
 	for (int i = 0; i < NMAPS; i++) {

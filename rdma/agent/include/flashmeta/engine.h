@@ -182,6 +182,9 @@ struct fm_engine_stats {
 	uint64_t bytes_read, bytes_written;
 	uint64_t mover_reqs;
 };
+/* The engine's, since fm_engine_new; any thread, never blocks. */
 void fm_engine_stats(struct fm_engine *e, struct fm_engine_stats *st);
+/* One attached mapping's: 0, or -ENOENT (not attached). */
+int fm_engine_map_stats(struct fm_engine *e, uint64_t map_id, struct fm_engine_stats *st);
 
 #endif /* FLASHMETA_ENGINE_H */
