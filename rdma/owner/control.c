@@ -15,6 +15,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "flashmeta/ctl.h"
+#include "flashmeta/ctl_json.h"
 #include "flashmeta/error.h"
 #include "flashmeta/geometry.h"
 #include "flashmeta/input.h"
@@ -36,6 +38,33 @@ _Static_assert(OD_CTL_LINE - 1 == FM_CTL_LINE_MAX, "control line length");
 
 static void ctl_printf(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* "json CMD": the text answer is collected here (one command at a time:
+ * the loop is single-threaded) and sent as one JSON line when complete */
+static struct {
+	int fd;            /* the connection being collected for, or -1 */
+	char *buf;
+	size_t len, cap;
+	bool oom;
+} jcap = { .fd = -1 };
+
+static void jcap_add(const char *p, size_t n)
+{
+	if (jcap.len + n + 1 > jcap.cap) {
+		size_t nc = (jcap.len + n + 1) * 2;
+		char *nb = realloc(jcap.buf, nc);
+
+		if (!nb) {
+			jcap.oom = true;
+			return;
+		}
+		jcap.buf = nb;
+		jcap.cap = nc;
+	}
+	memcpy(jcap.buf + jcap.len, p, n);
+	jcap.len += n;
+	jcap.buf[jcap.len] = '\0';
+}
+
 static void ctl_printf(int fd, const char *fmt, ...)
 {
 	char buf[1024];
@@ -49,7 +78,56 @@ static void ctl_printf(int fd, const char *fmt, ...)
 	va_end(ap);
 	if (n > (int)sizeof(buf) - 1)
 		n = (int)sizeof(buf) - 1;
-	(void)!send(fd, buf, (size_t)n, MSG_NOSIGNAL);
+	if (fd == jcap.fd)
+		jcap_add(buf, (size_t)n);
+	else
+		(void)!send(fd, buf, (size_t)n, MSG_NOSIGNAL);
+}
+
+/* collect what is printed to fd from now on, after `so_far` (may be NULL) */
+static void jcap_begin(int fd, const char *so_far)
+{
+	jcap.fd = fd;
+	jcap.len = 0;
+	jcap.oom = false;
+	jcap_add("", 0);
+	if (so_far)
+		jcap_add(so_far, strlen(so_far));
+}
+
+/* stop collecting; the text so far (malloc'ed, may be NULL on OOM) */
+static char *jcap_take(void)
+{
+	char *t = jcap.oom ? NULL : strdup(jcap.buf ? jcap.buf : "");
+
+	jcap.fd = -1;
+	jcap.len = 0;
+	return t;
+}
+
+/* stop collecting: the whole answer, as a JSON line, then the text's own
+ * last line ("ok" / "error ...") so the framing stays the same */
+static void jcap_send(int fd)
+{
+	char *text = jcap_take(), *json = NULL, *last;
+	size_t n;
+
+	if (!text || fm_ctl_json(text, &json)) {
+		ctl_printf(fd, "error ENOMEM: the JSON answer\n");
+		free(text);
+		return;
+	}
+	ctl_printf(fd, "%s\n", json);
+	n = strlen(text);
+	while (n && text[n - 1] == '\n')
+		text[--n] = '\0';
+	last = strrchr(text, '\n');
+	last = last ? last + 1 : text;
+	/* (a long error message is cut by ctl_printf's buffer: the JSON
+	 * line above has it whole) */
+	ctl_printf(fd, "%s\n", *last ? last : "ok");
+	free(json);
+	free(text);
 }
 
 static void ctl_result(int fd, int rc)
@@ -128,10 +206,19 @@ void od_map_complete(struct fm_ownerd *d, struct od_map *m)
 		od_log(FM_LOGLVL_ERR, "map %" PRIu64 ": update: %s", m->id, fm_errormsg());
 	od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": now %s, generation %" PRIu64, m->id,
 	       fm_map_state_name((enum fm_map_state)m->d.state), m->d.generation);
+	c = ctl_by_fd(d, fd);
+	if (c && c->json)
+		jcap_begin(fd, c->jtext);
 	if (rc == 0)
 		ctl_show(d, fd, m);
 	ctl_result(fd, rc);
-	if ((c = ctl_by_fd(d, fd))) {
+	if (c && c->json) {
+		jcap_send(fd);
+		c->json = false;
+		free(c->jtext);
+		c->jtext = NULL;
+	}
+	if (c) {
 		c->busy = false;
 		c->last_ms = od_now_ms(); /* idle from its answer on */
 		ctl_process(d, c);
@@ -394,6 +481,9 @@ static void ctl_close(struct fm_ownerd *d, struct od_ctl *c)
 	c->fd = -1;
 	c->used = 0;
 	c->busy = false;
+	c->json = false;
+	free(c->jtext);
+	c->jtext = NULL;
 }
 
 static struct od_ctl *ctl_by_fd(struct fm_ownerd *d, int fd)
@@ -414,7 +504,7 @@ static void ctl_process(struct fm_ownerd *d, struct od_ctl *c)
 
 	while (c->fd >= 0 && !c->busy && (nl = memchr(c->line, '\n', c->used))) {
 		size_t len = (size_t)(nl - c->line) + 1;
-		char cmd[OD_CTL_LINE];
+		char cmd[OD_CTL_LINE], *line;
 		bool has_nul;
 		int rc;
 
@@ -434,11 +524,25 @@ static void ctl_process(struct fm_ownerd *d, struct od_ctl *c)
 		if (!*od_trim(cmd))
 			continue;
 		fm_err_clear();
-		rc = ctl_exec(d, c->fd, cmd);
-		if (rc <= 0)
+		line = od_trim(cmd);
+		c->json = !strncmp(line, "json", 4) && (line[4] == ' ' || line[4] == '\t');
+		if (c->json) {
+			line = od_trim(line + 4);
+			jcap_begin(c->fd, NULL);
+		}
+		rc = ctl_exec(d, c->fd, line);
+		if (rc <= 0) {
 			ctl_result(c->fd, rc);
-		else
+			if (c->json)
+				jcap_send(c->fd);
+			c->json = false;
+		} else {
+			if (c->json) { /* the rest comes in od_map_complete */
+				free(c->jtext);
+				c->jtext = jcap_take();
+			}
 			c->busy = true;
+		}
 	}
 }
 

@@ -146,6 +146,9 @@ struct od_local {
 struct od_ctl {
 	int fd;
 	bool busy;         /* a deferred command runs: later lines wait */
+	bool json;         /* ... and was asked as "json CMD": its answer so
+			    * far is in jtext, JSON when it is complete */
+	char *jtext;
 	uint64_t last_ms;  /* od_now_ms() of its last bytes or answer: idle since */
 	size_t used;
 	char line[OD_CTL_LINE];

@@ -17,7 +17,6 @@
 #include "flashmeta/error.h"
 #include "flashmeta/input.h"
 #include "flashmeta/wire.h"
-#include "ctl_json.h"
 
 /* the owner's answer to one admin command: status lists every mapping */
 #define ADMIN_ANSWER_MAX (1024 * 1024)
@@ -55,9 +54,10 @@ static void usage(FILE *f)
 		"  -k, --key-file PATH  shared key, a regular file (or FM_KEY_FILE)\n"
 		"  -C, --control PATH   owner's control socket (admin)\n"
 		"  -H, --hold SECONDS   lock: hold this long instead of until Ctrl-C\n"
-		"      --json           admin: the answer as one JSON object on stdout,\n"
-		"                       {\"records\": [...], \"ok\": true|false[, \"error\",\n"
-		"                       \"message\"]} (exit status as without)\n"
+		"      --json           admin: ask the owner for its answer as JSON (\"json CMD\")\n"
+		"                       and print that one object on stdout: {\"records\":\n"
+		"                       [...], \"ok\": true|false[, \"error\", \"message\"]}\n"
+		"                       (exit status as without)\n"
 		"  -h, --help\n"
 		"\n"
 		"Numbers (N, MAP, GRAIN, SECONDS, admin arguments) are decimal digits only.\n"
@@ -81,6 +81,8 @@ static int admin(const char *path, int argc, char **argv, bool json)
 	}
 	/* one line of the words, refused whole rather than cut: a cut
 	 * "map-start 12" would be another command */
+	if (json)
+		used = (size_t)snprintf(line, sizeof(line), "json ");
 	for (int i = 0; i < argc; i++) {
 		int n = snprintf(line + used, sizeof(line) - used, "%s%s", argv[i],
 				 i + 1 < argc ? " " : "\n");
@@ -103,10 +105,15 @@ static int admin(const char *path, int argc, char **argv, bool json)
 		return 1;
 	}
 	rc = fm_ownerd_ctl(path, line, out, ADMIN_ANSWER_MAX, 60000);
-	if (json && (rc == 0 || rc == -EREMOTEIO))
-		ctl_json_print(stdout, out); /* the error is in the object */
-	else
+	if (json && (rc == 0 || rc == -EREMOTEIO) && out[0] == '{') {
+		/* the owner's JSON line; its "ok"/"error" line after it is
+		 * only the framing (the object has the error) */
+		char *nl = strchr(out, '\n');
+
+		printf("%.*s\n", nl ? (int)(nl - out) : (int)strlen(out), out);
+	} else {
 		fputs(out, rc ? stderr : stdout);
+	}
 	if (rc && rc != -EREMOTEIO)
 		fprintf(stderr, "flashmeta admin: %s\n", fm_errormsg());
 	free(out);

@@ -658,8 +658,16 @@ static void control__introspection__lock_holder_sessions_json(void **state)
 	owner_paths(&o, "pool", "ctl");
 	owner_start(&o, NULL, NULL);
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-create 1 10 11 16777216\n"), 0);
-	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-prepare 1\n"), 0);
+	/* the owner answers JSON itself: one line, then the usual framing;
+	 * also for a deferred command (its answer comes after the revoke) */
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "json map-prepare 1\n"), 0);
+	assert_non_null(strstr(out, "{\"records\": [{\"record\": \"map\", \"map\": 1, "));
+	assert_non_null(strstr(out, "\"state\": \"prepared\""));
+	assert_non_null(strstr(out, "], \"ok\": true}\nok\n"));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "json map-show 7\n"), -EREMOTEIO);
+	assert_non_null(strstr(out, "\"ok\": false, \"error\": \"ENOENT\""));
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-start 1\n"), 0);
+	assert_null(strstr(out, "{")); /* text without "json" */
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "lock-show 1 5\n"), 0);
 	assert_non_null(strstr(out, "state free client 0"));
 	lock_argv[2] = o.listen;

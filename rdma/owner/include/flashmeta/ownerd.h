@@ -62,7 +62,9 @@
  * <message>".  Every answer line is a record: "NAME KEY VALUE KEY VALUE..."
  * (an odd number of words: the record's name, then pairs) or "KEY VALUE
  * ..." (even: pairs, the first key names it); values hold no blanks.
- * `flashmeta --json admin ...` turns them into JSON objects.  Commands:
+ * "json CMD ..." answers the same as one JSON line (flashmeta/ctl_json.h),
+ * then the usual "ok" / "error" line; `flashmeta --json admin ...` asks
+ * that way.  Commands:
  *
  *   status | maps                      the owner, its store, every mapping
  *   sessions                           every session: client, epoch, token,

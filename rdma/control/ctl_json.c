@@ -1,11 +1,13 @@
-/* ctl_json.c -- the owner's control answers as JSON (ctl_json.h). */
+/* ctl_json.c -- the owner's control answers as JSON (flashmeta/ctl_json.h). */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctl_json.h"
+#include "flashmeta/ctl_json.h"
+#include "flashmeta/error.h"
 
 static void json_str(FILE *f, const char *s, size_t n)
 {
@@ -75,7 +77,7 @@ static void record(FILE *f, const char *line, size_t len, bool first)
 
 	if (n == 0)
 		return;
-	fputs(first ? "\n    {\"record\": " : ",\n    {\"record\": ", f);
+	fputs(first ? "{\"record\": " : ", {\"record\": ", f);
 	json_str(f, w[0], wl[0]);
 	if (n % 2) /* NAME K V ... */
 		k = 1;
@@ -88,7 +90,7 @@ static void record(FILE *f, const char *line, size_t len, bool first)
 	fputc('}', f);
 }
 
-void ctl_json_print(FILE *f, const char *answer)
+static void print(FILE *f, const char *answer)
 {
 	const char *p = answer, *err = NULL;
 	size_t errlen = 0;
@@ -110,7 +112,7 @@ void ctl_json_print(FILE *f, const char *answer)
 		}
 		p += len + (nl ? 1 : 0);
 	}
-	fputs(first ? "]" : "\n  ]", f);
+	fputs("]", f);
 	fprintf(f, ", \"ok\": %s", ok && !err ? "true" : "false");
 	if (err) {
 		const char *colon = memchr(err, ':', errlen);
@@ -124,5 +126,23 @@ void ctl_json_print(FILE *f, const char *answer)
 		fputs(", \"message\": ", f);
 		json_str(f, msg, (size_t)(err + errlen - msg));
 	}
-	fputs("}\n", f);
+	fputs("}", f);
+}
+
+int fm_ctl_json(const char *answer, char **out)
+{
+	size_t len = 0;
+	FILE *f;
+
+	*out = NULL;
+	f = open_memstream(out, &len);
+	if (!f)
+		return fm_err(-ENOMEM, "control: JSON answer");
+	print(f, answer);
+	if (fclose(f) || !*out) {
+		free(*out);
+		*out = NULL;
+		return fm_err(-ENOMEM, "control: JSON answer");
+	}
+	return 0;
 }
