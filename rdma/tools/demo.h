@@ -17,10 +17,12 @@
  *   golden.img = source.img (checked
  *   against the pattern); map-prepare,
  *   map-start (the trigger)
+ *   the owner's CPU time (/proc)
  *   CMD_GO ---------------------------> wait: map granted and COPYING;
  *                                       random I/O for --seconds
- *                        <-------------- MSG_RESULT + samples + target-write log
- *                                       delete engine, agent; exit 0
+ *                        <-------------- MSG_RESULT (counters, CPU time,
+ *                                       cache) + samples + target-write log
+ *   the owner's CPU time again          delete engine, agent; exit 0
  *   expected.img = golden + every logged target write; fork the verifier:
  *   it reads the whole target through the engine and compares.
  *
@@ -148,6 +150,28 @@ void demo_fill(void *buf, uint64_t off, uint64_t len, uint64_t seed);
 
 uint64_t demo_now_ns(void);
 
+/* -------------------------------------------------------------- host */
+
+/* CPU time of a process (demo_host.c): a sample, or the delta of two */
+struct demo_cpu {
+	bool ok;                     /* user_s, sys_s known */
+	bool have_sched;             /* sched_ns known */
+	double user_s, sys_s;        /* /proc/PID/stat utime, stime; or getrusage */
+	uint64_t sched_ns;           /* on a CPU: every live thread's schedstat */
+	uint64_t wall_ns;            /* demo_now_ns() of the sample; of a delta: the window */
+	uint32_t nthreads;           /* live threads (schedstat) */
+	uint64_t tids;               /* which ones: a sum of hashes of their ids */
+};
+
+/* process `pid` from /proc: 0, -errno (no such process), -EPROTO */
+int demo_cpu_sample(pid_t pid, struct demo_cpu *s);
+/* this process, every thread (getrusage RUSAGE_SELF); !s->ok if it failed */
+void demo_cpu_self(struct demo_cpu *s);
+/* d = b - a; d->have_sched only when the same threads were alive at both */
+void demo_cpu_delta(const struct demo_cpu *a, const struct demo_cpu *b, struct demo_cpu *d);
+/* devices in /sys/class/infiniband: their number, names space-separated */
+unsigned demo_rdma_devices(char *names, size_t cap);
+
 /* ------------------------------------------------------- the pipes */
 
 /* parent -> child: one byte */
@@ -195,6 +219,13 @@ struct demo_result {
 	uint64_t joins, closes, locks_lost, steps_overdue, steps_refused;
 	struct fm_refvol_stats vsrc, vtgt;
 	uint64_t nsamples, seen_samples; /* kept (sent), and I/Os timed */
+	/* phase 2's I/O (the threads' run, phase2_s): CPU of the whole
+	 * process (engine threads, agent thread, pattern and checks), and
+	 * the counters as they were when it began */
+	struct demo_cpu cpu;
+	struct fm_engine_stats eng_go;
+	struct fm_cache_stats cache_go, cache; /* the agent's confirmation
+						* cache when phase 2 began, ended */
 	uint64_t nlog[DEMO_MAX_THREADS];
 	char first_error[DEMO_MSG_MAX];
 	char first_violation[DEMO_MSG_MAX];
@@ -276,12 +307,24 @@ struct demo_report {
 	char group_commit[512];
 	char sessions[512];
 	int owner_exit;
+	/* the owner's CPU over phase 2: CMD_GO to the last client's result */
+	struct demo_cpu owner_cpu;
+	/* the owner's `status`: "listen A transport T device D", "store P
+	 * persist MODE view V ..." (empty: not answered) */
+	char transport[32], device[64], persist[48], view[16];
+	/* this host's RDMA devices (the demo runs over shm regardless) */
+	unsigned nrdma;
+	char rdma[128];
 	/* the verdict */
 	bool ok;
 	char verdict[512];
 	char problems[1024];          /* other reasons the run failed */
 };
 
+/* "file (msync), not on DAX", "pmem (DAX)", ... from r->persist */
+void demo_pool_str(const struct demo_report *r, char *b, size_t cap);
+/* "no RDMA device: shm", or that one exists and the demo runs over shm */
+void demo_transport_str(const struct demo_report *r, char *b, size_t cap);
 void demo_report_print(struct demo_report *r);
 int demo_report_json(struct demo_report *r, const char *path);
 

@@ -6,8 +6,9 @@
  * parent's commands over its pipes (demo.h): phase 1 writes its share of
  * the source (the mapping is idle: DIRECT); phase 2, after the trigger,
  * runs random I/O on both volumes for --seconds (demo_io.c); then it sends
- * its counters, latency samples and target-write logs, and ends its
- * session.
+ * its counters (the engine's, its agent's and its confirmation cache's, at
+ * both ends of phase 2), its CPU time over phase 2, latency samples and
+ * target-write logs, and ends its session.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -177,6 +178,8 @@ static int phase2(struct dclient *cl, struct dthread *th, struct demo_result *re
 {
 	const struct demo_cfg *cfg = cl->cfg;
 	struct fm_agent_map am = { 0 };
+	struct fm_agent_stats as;
+	struct demo_cpu cpu0, cpu1;
 	uint64_t t0 = demo_now_ns(), end = t0 + UINT64_C(15000000000);
 	int fd, rc;
 
@@ -206,10 +209,18 @@ static int phase2(struct dclient *cl, struct dthread *th, struct demo_result *re
 		return -ETIMEDOUT;
 	}
 	res->wait_copying_ms = (double)(demo_now_ns() - t0) / 1e6;
+	/* the counters and CPU time of the I/O alone (send_result takes the
+	 * other end of the counters) */
+	fm_engine_stats(cl->e, &res->eng_go);
+	fm_agent_stats(cl->a, &as);
+	res->cache_go = as.cache;
+	demo_cpu_self(&cpu0);
 	t0 = demo_now_ns();
 	cl->deadline_ns = t0 + (uint64_t)cfg->seconds * UINT64_C(1000000000);
 	rc = run_threads(th, cfg->threads, demo_phase2_thread);
 	res->phase2_s = (double)(demo_now_ns() - t0) / 1e9;
+	demo_cpu_self(&cpu1);
+	demo_cpu_delta(&cpu0, &cpu1, &res->cpu);
 	if (rc)
 		demo_send_error(out, "client %u: pthread_create: %s", cl->id, strerror(-rc));
 	return rc;
@@ -251,6 +262,7 @@ static int send_result(struct dclient *cl, struct dthread *th, struct demo_resul
 	res->locks_lost = as.locks_lost;
 	res->steps_overdue = as.steps_overdue;
 	res->steps_refused = as.steps_refused;
+	res->cache = as.cache;
 	fm_refvol_stats(cl->vsrc, &res->vsrc);
 	fm_refvol_stats(cl->vtgt, &res->vtgt);
 	rc = demo_send(out, DEMO_MSG_RESULT, res, sizeof(*res));

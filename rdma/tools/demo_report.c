@@ -5,12 +5,22 @@
  * completion), raw samples of every I/O of phase 2, sorted after the run:
  * min, median as "typical", 99 % and 99.9 %, max, in microseconds.
  * "Paths" split each op kind by how the engine served the I/O (demo.h).
+ *
+ * CPU: the owner's user + system time over phase 2 (CMD_GO to the last
+ * client's result; /proc/PID/stat, clock ticks, and schedstat where the
+ * kernel has it), beside each client's (getrusage over its I/O: every
+ * thread, the data pattern and in-line checks included).  Per I/O
+ * DECISION: engine hits (grains the confirmation cache answered) + misses
+ * (bitmap READs) + locks (grain locks taken), counted over phase 2.  The
+ * cache: ranges and bytes held at the end of phase 2; lookups and hits
+ * counted over phase 2.
  */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "demo.h"
 
@@ -67,7 +77,19 @@ struct totals {
 	uint64_t joins, closes, locks_lost, overdue, refused_steps, fence_refused;
 	struct fm_engine_stats eng;
 	double ios_s, mib_s;
+	/* phase 2 */
+	struct fm_engine_stats eng2;
+	uint64_t decisions, cache_lookups, cache_hits, cache_misses, cache_bytes, cache_ranges;
+	double cpu_user_s, cpu_sys_s, window_s; /* the clients': sums; longest window */
+	bool cpu_ok;
 };
+
+/* the I/O decisions of phase 2 (the design comment above) */
+static uint64_t res_decisions(const struct demo_result *x)
+{
+	return (x->eng.hits - x->eng_go.hits) + (x->eng.misses - x->eng_go.misses) +
+	       (x->eng.locks - x->eng_go.locks);
+}
 
 static uint64_t res_ios(const struct demo_result *x)
 {
@@ -126,7 +148,85 @@ static void totals_of(const struct demo_report *r, struct totals *t)
 		/* clients run side by side: the rates add up */
 		t->ios_s += per_s(res_ios(x), x->phase2_s);
 		t->mib_s += per_s(res_bytes(x), x->phase2_s) / 1048576.0;
+		t->eng2.hits += x->eng.hits - x->eng_go.hits;
+		t->eng2.misses += x->eng.misses - x->eng_go.misses;
+		t->eng2.locks += x->eng.locks - x->eng_go.locks;
+		t->decisions += res_decisions(x);
+		t->cache_lookups += x->cache.lookups - x->cache_go.lookups;
+		t->cache_hits += x->cache.hits - x->cache_go.hits;
+		t->cache_misses += x->cache.misses - x->cache_go.misses;
+		t->cache_bytes += x->cache.bytes;
+		t->cache_ranges += x->cache.ranges;
+		t->cpu_ok = c == 0 ? x->cpu.ok : t->cpu_ok && x->cpu.ok;
+		t->cpu_user_s += x->cpu.user_s;
+		t->cpu_sys_s += x->cpu.sys_s;
+		if (t->window_s < (double)x->cpu.wall_ns / 1e9)
+			t->window_s = (double)x->cpu.wall_ns / 1e9;
 	}
+}
+
+/* ------------------------------------------------ what it ran on, cost */
+
+void demo_pool_str(const struct demo_report *r, char *b, size_t cap)
+{
+	if (!r->persist[0])
+		snprintf(b, cap, "persistence unknown (the owner did not answer status)");
+	else if (!strcmp(r->persist, "msync"))
+		snprintf(b, cap, "file (msync), not on DAX");
+	else if (!strncmp(r->persist, "pmem", 4))
+		snprintf(b, cap, "pmem (DAX)");
+	else
+		snprintf(b, cap, "persist %s", r->persist);
+}
+
+void demo_transport_str(const struct demo_report *r, char *b, size_t cap)
+{
+	const char *t = r->transport[0] ? r->transport : "shm";
+
+	if (!r->nrdma)
+		snprintf(b, cap, "no RDMA device: %s", t);
+	else
+		snprintf(b, cap, "RDMA device%s %s on this host, but the demo runs over %s (the "
+			 "verbs run: deploy/cluster/cluster.sh)", r->nrdma > 1 ? "s" : "", r->rdma,
+			 t);
+}
+
+/* CPU figures of one process over a window of `window_s` */
+struct cpu_fig {
+	bool ok;
+	double cpu_s, pct, usec_per_mdec, usec_per_io;
+};
+
+static void cpu_fig(bool ok, double user_s, double sys_s, double window_s, uint64_t decisions,
+		    uint64_t ios, struct cpu_fig *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->ok = ok;
+	f->cpu_s = user_s + sys_s;
+	f->pct = window_s > 0 ? 100.0 * f->cpu_s / window_s : 0;
+	f->usec_per_mdec = decisions ? f->cpu_s * 1e6 / ((double)decisions / 1e6) : 0;
+	f->usec_per_io = ios ? f->cpu_s * 1e6 / (double)ios : 0;
+}
+
+static void cpu_row(const char *who, int pid, double window_s, double user_s, double sys_s,
+		    const struct cpu_fig *f)
+{
+	char p[16] = "";
+
+	if (pid > 0)
+		snprintf(p, sizeof(p), "%d", pid);
+	if (!f->ok) {
+		printf("  %-9s %7s %9.2f %8s %8s %8s %13s %22s %13s\n", who, p, window_s, "-", "-",
+		       "-", "-", "-", "-");
+		return;
+	}
+	printf("  %-9s %7s %9.2f %8.2f %8.2f %8.2f %13.1f %22.0f %13.2f\n", who, p, window_s,
+	       user_s, sys_s, f->cpu_s, f->pct, f->usec_per_mdec, f->usec_per_io);
+}
+
+static double ratio_pct(uint64_t a, uint64_t b)
+{
+	return b ? 100.0 * (double)a / (double)b : 0;
 }
 
 static void size_str(char *b, size_t cap, uint64_t v)
@@ -151,7 +251,8 @@ void demo_report_print(struct demo_report *r)
 {
 	const struct demo_cfg *cfg = r->cfg;
 	uint64_t *tmp = malloc((r->nsamples ? r->nsamples : 1) * sizeof(uint64_t));
-	char size[32], grain[32];
+	char size[32], grain[32], what[256];
+	struct cpu_fig cf;
 	struct totals t;
 	struct lat l;
 
@@ -161,6 +262,12 @@ void demo_report_print(struct demo_report *r)
 	printf("\nconfiguration\n");
 	printf("  owner        %s, pid %d, shm %s, lease %u ms, fence table %s\n", cfg->owner,
 	       (int)r->owner_pid, cfg->addr, DEMO_LEASE_MS, cfg->fence);
+	demo_transport_str(r, what, sizeof(what));
+	printf("  transport    %s (the owner: transport %s, device %s)\n", what,
+	       r->transport[0] ? r->transport : "?", r->device[0] ? r->device : "?");
+	demo_pool_str(r, what, sizeof(what));
+	printf("  pool         %s: %s; bitmap view %s\n", cfg->pool, what,
+	       r->view[0] ? r->view : "?");
 	printf("  clients      %u processes x %u engine threads (%s), client ids 1-%u; "
 	       "verifier id %u\n", cfg->clients, cfg->threads,
 	       cfg->depth && cfg->threads > 1 ? "the last thread polled" : "all synchronous",
@@ -212,6 +319,59 @@ void demo_report_print(struct demo_report *r)
 	       "  steps refused %" PRIu64 "  steps overdue %" PRIu64
 	       "  |  volumes: writes refused by the fence %" PRIu64 "\n", t.joins, t.closes,
 	       t.locks_lost, t.refused_steps, t.overdue, t.fence_refused);
+
+	printf("\ncpu (phase 2; cpu/window = %% of one CPU; %ld CPUs online)\n",
+	       sysconf(_SC_NPROCESSORS_ONLN));
+	printf("  %-9s %7s %9s %8s %8s %8s %13s %22s %13s\n", "process", "pid", "window[s]",
+	       "user[s]", "sys[s]", "cpu[s]", "cpu/window[%]", "cpu[usec]/1e6 decisions",
+	       "cpu[usec]/io");
+	cpu_fig(r->owner_cpu.ok, r->owner_cpu.user_s, r->owner_cpu.sys_s,
+		(double)r->owner_cpu.wall_ns / 1e9, t.decisions, t.ios, &cf);
+	cpu_row("owner", (int)r->owner_pid, (double)r->owner_cpu.wall_ns / 1e9,
+		r->owner_cpu.user_s, r->owner_cpu.sys_s, &cf);
+	for (unsigned c = 0; c < r->nclients; c++) {
+		const struct demo_result *x = &r->res[c];
+		char who[16];
+
+		snprintf(who, sizeof(who), "client %u", c + 1);
+		cpu_fig(x->cpu.ok, x->cpu.user_s, x->cpu.sys_s, (double)x->cpu.wall_ns / 1e9,
+			res_decisions(x), res_ios(x), &cf);
+		cpu_row(who, (int)r->pids[c], (double)x->cpu.wall_ns / 1e9, x->cpu.user_s,
+			x->cpu.sys_s, &cf);
+	}
+	cpu_fig(t.cpu_ok, t.cpu_user_s, t.cpu_sys_s, t.window_s, t.decisions, t.ios, &cf);
+	cpu_row("clients", 0, t.window_s, t.cpu_user_s, t.cpu_sys_s, &cf);
+	printf("  owner: /proc/%d/stat utime + stime (%ld ticks/s), CMD_GO to the last result",
+	       (int)r->owner_pid, sysconf(_SC_CLK_TCK));
+	if (r->owner_cpu.have_sched) {
+		cpu_fig(true, (double)r->owner_cpu.sched_ns / 1e9, 0,
+			(double)r->owner_cpu.wall_ns / 1e9, t.decisions, t.ios, &cf);
+		printf("; by schedstat %.4f s on a CPU (%u threads): %.0f usec/1e6 decisions\n",
+		       cf.cpu_s, r->owner_cpu.nthreads, cf.usec_per_mdec);
+	} else {
+		printf("; schedstat: not known (none, or its threads changed)\n");
+	}
+	printf("  a client: getrusage over its I/O, every thread (engine, agent, data pattern, "
+	       "in-line checks)\n");
+	printf("  decisions %" PRIu64 " = engine hits %" PRIu64 " (grains the cache answered) + "
+	       "misses %" PRIu64 " (bitmap READs) + locks %" PRIu64 " (grain locks), phase 2, all "
+	       "clients\n", t.decisions, t.eng2.hits, t.eng2.misses, t.eng2.locks);
+
+	printf("\nconfirmation cache (held at the end of phase 2; lookups over phase 2)\n");
+	printf("  %-8s %8s %11s %10s %10s %10s %8s\n", "client", "ranges", "bytes[KiB]",
+	       "lookups", "hits", "misses", "hit[%]");
+	for (unsigned c = 0; c < r->nclients; c++) {
+		const struct demo_result *x = &r->res[c];
+		uint64_t lk = x->cache.lookups - x->cache_go.lookups;
+		uint64_t h = x->cache.hits - x->cache_go.hits;
+
+		printf("  %-8u %8" PRIu64 " %11.1f %10" PRIu64 " %10" PRIu64 " %10" PRIu64
+		       " %8.2f\n", c + 1, x->cache.ranges, (double)x->cache.bytes / 1024.0, lk, h,
+		       x->cache.misses - x->cache_go.misses, ratio_pct(h, lk));
+	}
+	printf("  %-8s %8" PRIu64 " %11.1f %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %8.2f\n",
+	       "total", t.cache_ranges, (double)t.cache_bytes / 1024.0, t.cache_lookups,
+	       t.cache_hits, t.cache_misses, ratio_pct(t.cache_hits, t.cache_lookups));
 
 	printf("\nlatency (phase 2, submit to completion, all clients)\n");
 	if (r->seen_samples > r->nsamples)
@@ -291,11 +451,45 @@ static void json_eng(FILE *f, const struct fm_engine_stats *e)
 		e->bytes_read, e->bytes_written, e->mover_reqs);
 }
 
+/* CPU figures; null where the time is not known */
+static void json_cpu(FILE *f, bool ok, double user_s, double sys_s, double window_s,
+		     uint64_t decisions, uint64_t ios)
+{
+	struct cpu_fig cf;
+
+	cpu_fig(ok, user_s, sys_s, window_s, decisions, ios, &cf);
+	fprintf(f, "{\"window_s\": %.3f, \"decisions\": %" PRIu64 ", \"ios\": %" PRIu64,
+		window_s, decisions, ios);
+	if (!ok) {
+		fprintf(f, ", \"user_s\": null, \"sys_s\": null, \"cpu_s\": null, "
+			"\"cpu_pct_of_one_cpu\": null, \"cpu_usec_per_1e6_decisions\": null, "
+			"\"cpu_usec_per_io\": null}");
+		return;
+	}
+	fprintf(f, ", \"user_s\": %.3f, \"sys_s\": %.3f, \"cpu_s\": %.3f, "
+		"\"cpu_pct_of_one_cpu\": %.2f, \"cpu_usec_per_1e6_decisions\": %.1f, "
+		"\"cpu_usec_per_io\": %.3f}", user_s, sys_s, cf.cpu_s, cf.pct, cf.usec_per_mdec,
+		cf.usec_per_io);
+}
+
+static void json_cache(FILE *f, uint64_t ranges, uint64_t bytes, uint64_t lookups,
+		       uint64_t hits, uint64_t misses)
+{
+	fprintf(f, "{\"ranges\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"lookups\": %" PRIu64
+		", \"hits\": %" PRIu64 ", \"misses\": %" PRIu64 ", \"hit_ratio\": ", ranges,
+		bytes, lookups, hits, misses);
+	if (lookups)
+		fprintf(f, "%.4f}", (double)hits / (double)lookups);
+	else
+		fprintf(f, "null}");
+}
+
 int demo_report_json(struct demo_report *r, const char *path)
 {
 	const struct demo_cfg *cfg = r->cfg;
 	uint64_t *tmp = malloc((r->nsamples ? r->nsamples : 1) * sizeof(uint64_t));
 	FILE *f = fopen(path, "w");
+	char what[256];
 	struct totals t;
 	struct lat l;
 	int rc;
@@ -319,6 +513,15 @@ int demo_report_json(struct demo_report *r, const char *path)
 	json_str(f, cfg->dir);
 	fprintf(f, ", \"owner\": ");
 	json_str(f, cfg->owner);
+	fprintf(f, "},\n  \"host\": {\"cpus_online\": %ld, \"clk_tck\": %ld, \"rdma_devices\": [",
+		sysconf(_SC_NPROCESSORS_ONLN), sysconf(_SC_CLK_TCK));
+	for (const char *p = r->rdma, *sp; *p; p = *sp ? sp + 1 : sp) {
+		sp = p + strcspn(p, " ");
+		fprintf(f, "%s\"%.*s\"", p == r->rdma ? "" : ", ", (int)(sp - p), p);
+	}
+	demo_transport_str(r, what, sizeof(what));
+	fprintf(f, "], \"rdma_devices_count\": %u, \"transport\": ", r->nrdma);
+	json_str(f, what);
 	fprintf(f, "},\n  \"phases\": {\"setup_s\": %.3f, \"phase1_s\": %.3f, \"trigger_ms\": "
 		"%.2f, \"phase2_s\": %u, \"total_s\": %.3f},\n", r->setup_s, r->phase1_s,
 		r->trigger_ms, cfg->seconds, r->total_s);
@@ -339,6 +542,14 @@ int demo_report_json(struct demo_report *r, const char *path)
 			x->violations, x->checked_bytes, x->ios[FM_IO_WRITE_TARGET],
 			x->vsrc.refused + x->vtgt.refused);
 		json_eng(f, &x->eng);
+		fprintf(f, ", \"phase2\": {\"hits\": %" PRIu64 ", \"misses\": %" PRIu64
+			", \"locks\": %" PRIu64 "}, \"cpu\": ", x->eng.hits - x->eng_go.hits,
+			x->eng.misses - x->eng_go.misses, x->eng.locks - x->eng_go.locks);
+		json_cpu(f, x->cpu.ok, x->cpu.user_s, x->cpu.sys_s, (double)x->cpu.wall_ns / 1e9,
+			 res_decisions(x), res_ios(x));
+		fprintf(f, ", \"cache\": ");
+		json_cache(f, x->cache.ranges, x->cache.bytes, x->cache.lookups - x->cache_go.lookups,
+			   x->cache.hits - x->cache_go.hits, x->cache.misses - x->cache_go.misses);
 		fprintf(f, ", \"first_error\": ");
 		json_str(f, x->first_error);
 		fprintf(f, ", \"first_violation\": ");
@@ -352,6 +563,12 @@ int demo_report_json(struct demo_report *r, const char *path)
 		t.ios, t.ios_s, t.mib_s, t.errors, t.violations, t.checked, t.joins, t.closes,
 		t.locks_lost, t.overdue);
 	json_eng(f, &t.eng);
+	fprintf(f, ", \"phase2\": {\"hits\": %" PRIu64 ", \"misses\": %" PRIu64 ", \"locks\": %"
+		PRIu64 "}, \"cpu\": ", t.eng2.hits, t.eng2.misses, t.eng2.locks);
+	json_cpu(f, t.cpu_ok, t.cpu_user_s, t.cpu_sys_s, t.window_s, t.decisions, t.ios);
+	fprintf(f, ", \"cache\": ");
+	json_cache(f, t.cache_ranges, t.cache_bytes, t.cache_lookups, t.cache_hits,
+		   t.cache_misses);
 	fprintf(f, "},\n  \"latency\": {\"samples_kept\": %" PRIu64 ", \"ios_timed\": %" PRIu64
 		", \"unit\": \"usec\",", r->nsamples, r->seen_samples);
 	for (unsigned op = 0; op < FM_IO_OP_COUNT; op++) {
@@ -372,6 +589,28 @@ int demo_report_json(struct demo_report *r, const char *path)
 	json_str(f, r->group_commit);
 	fprintf(f, ", \"sessions\": ");
 	json_str(f, r->sessions);
+	fprintf(f, ", \"transport\": ");
+	json_str(f, r->transport);
+	fprintf(f, ", \"device\": ");
+	json_str(f, r->device);
+	fprintf(f, ", \"persist_mode\": ");
+	json_str(f, r->persist);
+	demo_pool_str(r, what, sizeof(what));
+	fprintf(f, ", \"pool\": ");
+	json_str(f, what);
+	fprintf(f, ", \"bitmap_view\": ");
+	json_str(f, r->view);
+	fprintf(f, ", \"cpu\": ");
+	json_cpu(f, r->owner_cpu.ok, r->owner_cpu.user_s, r->owner_cpu.sys_s,
+		 (double)r->owner_cpu.wall_ns / 1e9, t.decisions, t.ios);
+	if (r->owner_cpu.have_sched)
+		fprintf(f, ", \"sched_cpu_s\": %.4f, \"sched_cpu_usec_per_1e6_decisions\": %.1f, "
+			"\"threads\": %u", (double)r->owner_cpu.sched_ns / 1e9,
+			t.decisions ? (double)r->owner_cpu.sched_ns / 1e3 /
+				      ((double)t.decisions / 1e6) : 0.0,
+			r->owner_cpu.nthreads);
+	else
+		fprintf(f, ", \"sched_cpu_s\": null");
 	fprintf(f, "},\n  \"verifier\": {\"ran\": %s, \"client_id\": %u, \"bytes\": %" PRIu64
 		", \"mismatched_bytes\": %" PRIu64 ", \"seconds\": %.3f, \"target_writes\": %"
 		PRIu64 ", \"what\": ", r->verified ? "true" : "false", r->ver.client_id,

@@ -12,10 +12,16 @@
  * with golden.img plus every target write the clients logged -- the
  * snapshot invariant, byte for byte.
  *
+ * The report also says what the figures cost and what they ran on: the
+ * owner's CPU time over phase 2 (from /proc) beside the clients' (their
+ * getrusage), per I/O decision; each client's confirmation cache; the
+ * transport, the pool's persistence as the owner reports it, and whether
+ * the host has an RDMA device (this run is shm either way).
+ *
  * Parts: demo_opts.c (the command line), demo_run.c (run dir, owner),
  * demo_client.c, demo_io.c and demo_verify.c (client processes, their I/O,
- * the verifier), demo_report.c (text and JSON), demo_util.c (pattern,
- * pipes).
+ * the verifier), demo_report.c (text and JSON), demo_host.c (CPU time,
+ * RDMA devices), demo_util.c (pattern, pipes).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -213,6 +219,33 @@ static void status_line(const char *status, const char *key, char *out, size_t c
 	out[0] = 0;
 }
 
+/* the text between `a` and the next `b` in `line` (empty if either is
+ * missing): persist modes hold spaces ("pmem (flush+drain)") */
+static void field_str(const char *line, const char *a, const char *b, char *out, size_t cap)
+{
+	const char *p = strstr(line, a), *e;
+
+	out[0] = 0;
+	if (!p)
+		return;
+	p += strlen(a);
+	e = b ? strstr(p, b) : NULL;
+	snprintf(out, cap, "%.*s", (int)(e ? (size_t)(e - p) : strcspn(p, " ")), p);
+}
+
+/* what the owner says it runs on: transport, device, pool persistence */
+static void owner_setup(const char *status, struct demo_report *r)
+{
+	char line[512];
+
+	status_line(status, "listen ", line, sizeof(line));
+	field_str(line, " transport ", " ", r->transport, sizeof(r->transport));
+	field_str(line, " device ", NULL, r->device, sizeof(r->device));
+	status_line(status, "store ", line, sizeof(line));
+	field_str(line, " persist ", " view ", r->persist, sizeof(r->persist));
+	field_str(line, " view ", " ", r->view, sizeof(r->view));
+}
+
 static uint64_t field_u64(const char *s, const char *key)
 {
 	const char *p = strstr(s, key);
@@ -329,6 +362,7 @@ static int run(struct demo_cfg *cfg, struct demo_run *runp, struct demo_report *
 	uint64_t t0 = demo_now_ns(), t;
 	char *out = malloc(FM_CTL_ANSWER_MAX);
 	char why[DEMO_MSG_MAX];
+	struct demo_cpu cpu0, cpu1;
 	struct statvfs vfs;
 	int rc;
 
@@ -356,6 +390,9 @@ static int run(struct demo_cfg *cfg, struct demo_run *runp, struct demo_report *
 	if ((rc = demo_owner_start(cfg, runp)))
 		goto out;
 	r->owner_pid = runp->owner;
+	if (demo_ctl(cfg, out, FM_CTL_ANSWER_MAX, "status") == 0)
+		owner_setup(out, r);
+	r->nrdma = demo_rdma_devices(r->rdma, sizeof(r->rdma));
 	rc = demo_ctl(cfg, out, FM_CTL_ANSWER_MAX, "map-create %u %u %u %" PRIu64 " %" PRIu64,
 		      DEMO_MAP_ID, DEMO_SRC_VOL, DEMO_TGT_VOL, cfg->size, cfg->grain);
 	if (rc) {
@@ -375,6 +412,10 @@ static int run(struct demo_cfg *cfg, struct demo_run *runp, struct demo_report *
 	printf("  setup      owner pid %d up, mapping %u created (%" PRIu64 " MiB, grain %"
 	       PRIu64 " KiB), %u clients joined: %.2f s\n", (int)runp->owner, DEMO_MAP_ID,
 	       cfg->size / MiB, cfg->grain >> 10, cfg->clients, r->setup_s);
+	demo_pool_str(r, why, sizeof(why));
+	printf("             pool: %s; ", why);
+	demo_transport_str(r, why, sizeof(why));
+	printf("%s\n", why);
 	fflush(stdout);
 
 	/* phase 1, then the clients pause */
@@ -407,10 +448,14 @@ static int run(struct demo_cfg *cfg, struct demo_run *runp, struct demo_report *
 	printf("  phase 2    %u s of random I/O on source and target ...\n", cfg->seconds);
 	fflush(stdout);
 
-	/* phase 2 */
+	/* phase 2, the owner's CPU time over it (unknown -- "-" in the
+	 * report -- if /proc will not say: a figure, not the run's verdict) */
+	(void)demo_cpu_sample(runp->owner, &cpu0);
 	kids_cmd(cfg->clients, DEMO_CMD_GO);
 	if ((rc = collect(cfg, r, logs, nlogs)))
 		goto out;
+	if (cpu0.ok && demo_cpu_sample(runp->owner, &cpu1) == 0)
+		demo_cpu_delta(&cpu0, &cpu1, &r->owner_cpu);
 	for (unsigned c = 0; c < cfg->clients; c++) {
 		r->exit_status[c] = child_wait(&g_kids[c], 20000);
 		if (r->exit_status[c])
