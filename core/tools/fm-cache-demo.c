@@ -1,6 +1,6 @@
 /* fm-cache-demo.c -- one FlashCopy mapping, end to end, on one node, in one
  * thread: the planner and the confirmation cache without the network.
- * (The cluster run over a real owner is rdma/tools/flashmeta-demo.c.)
+ * (The cluster run over a real owner is rdma/tools/demo/flashmeta-demo.c.)
  *
  * Design: the demo plays both roles of the protocol in one thread.  The
  * "owner" is a byte per grain saying split (the authoritative metadata);
