@@ -39,6 +39,21 @@
  *   returns) or later from any thread; the library carries on from the
  *   submitting thread's next poll.
  *
+ * CONTEXT AND BLOCKING, per call:
+ *   fm_engine_new, _delete, _volume_add, _attach   setup: any thread, not
+ *       concurrently with I/O on the same objects; never block on the
+ *       owner (delete: no I/O may be in flight)
+ *   fm_engine_submit, _poll, _fd   the polled form: any number of threads,
+ *       each driving its own I/Os; never block (a lock another client
+ *       holds, a commit, a mover in flight: the I/O waits, the thread
+ *       does not)
+ *   fm_engine_rw   the synchronous form: blocks the calling thread (it
+ *       sleeps on fm_engine_fd between polls) until the I/O is done
+ *   fm_engine_stats, _map_stats   any thread, any time, never block
+ *   fm_mover_done   any thread, exactly once per request, never blocks
+ *   Movers are called from the submitting thread's submit/poll; a mover's
+ *   submit must not call back into fm_engine_* except fm_mover_done.
+ *
  * ERRORS (an I/O's status; one errno per meaning):
  *   transient -- the library retried for cfg.retry_ms and gave up; the
  *   engine may resubmit later:
