@@ -24,7 +24,9 @@
  *   config.c   config lines and files
  *   conn.c     connections: accept, progress, send out-queues, loss
  *   maps.c     served mappings: regions, descriptors, bitmap publication
- *   control.c  the control socket server, its commands, the trigger
+ *   control.c  the control commands, the trigger and other deferred ops
+ *   ctl_socket.c  the control socket: bind, accept, read lines, idle close
+ *   ctl_reply.c   answers to a control connection: text, or one JSON line
  *   actions.c  executing the state machine's actions (PERSIST group commit)
  *   local.c    the owner's own CAS (posted on the loopback lane) and READs
  *   committer.c  the commit thread: the durable phase of a group commit
@@ -251,6 +253,21 @@ void od_ctl_accept(struct fm_ownerd *d);
 void od_ctl_tick(struct fm_ownerd *d, uint64_t now);
 /* od_ctl_readable -- read and execute what a control connection sent */
 void od_ctl_readable(struct fm_ownerd *d, struct od_ctl *c);
+/* ctl_socket.c: close a control connection (a deferred operation still
+ * completes, unanswered); the connection on fd, or NULL */
+void od_ctl_close(struct fm_ownerd *d, struct od_ctl *c);
+struct od_ctl *od_ctl_by_fd(struct fm_ownerd *d, int fd);
+/* control.c: execute c's buffered lines, one at a time */
+void od_ctl_process(struct fm_ownerd *d, struct od_ctl *c);
+/* ctl_reply.c: print to control connection fd (-1: nowhere); the answer's
+ * last line from rc ("ok" or "error ERRNO: message"); and a "json CMD"'s
+ * collection: begin (after so_far), take (stop; the text, malloc'ed), send
+ * (stop; the JSON line and the framing line go out) */
+void od_ctl_printf(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void od_ctl_result(int fd, int rc);
+void od_ctl_json_begin(int fd, const char *so_far);
+char *od_ctl_json_take(void);
+void od_ctl_json_send(int fd);
 
 /* actions.c */
 /* od_drain_actions -- drain actions until quiet; PERSISTs are only
