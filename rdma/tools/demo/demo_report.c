@@ -331,7 +331,7 @@ void demo_report_print(struct demo_report *r)
 		r->owner_cpu.user_s, r->owner_cpu.sys_s, &cf);
 	for (unsigned c = 0; c < r->nclients; c++) {
 		const struct demo_result *x = &r->res[c];
-		char who[16];
+		char who[24];
 
 		snprintf(who, sizeof(who), "client %u", c + 1);
 		cpu_fig(x->cpu.ok, x->cpu.user_s, x->cpu.sys_s, (double)x->cpu.wall_ns / 1e9,
