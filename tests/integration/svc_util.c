@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -98,6 +99,8 @@ void svc_owner_start(struct svc *s)
 	(void)unlink(s->ctl);
 	pid = fork();
 	if (pid == 0) {
+		/* a test killed by its timeout must not leave its owner behind */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		execl(s->owner_bin, s->owner_bin, "--listen", s->addr, "--transport", s->provider,
 		      "--pmem", s->pool, "--key-file", s->keyfile, "--control", s->ctl,
 		      "--lease-ms", lease, "--clients", "1-16", "--pool-max-maps", "8",
