@@ -53,16 +53,6 @@ void sig_send(int fd, char c);
 /* wait for a byte; returns it, or -1 on timeout/EOF */
 int sig_wait(int fd, int timeout_ms);
 
-/* volumes as files; the engine's I/O path */
-struct vols {
-	int src, tgt;
-	uint64_t size;
-	uint64_t map;
-};
-/* 0 or negative errno; out reads, in writes */
-int eng_io(struct fm_agent *a, struct vols *v, enum fm_io_op op, uint64_t off,
-	   uint64_t len, void *buf);
-
 uint64_t rnd(uint64_t *state);
 uint64_t mono_ms(void);
 

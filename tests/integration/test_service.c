@@ -20,7 +20,9 @@
 #include <unistd.h>
 
 #include "flashmeta/agent.h"
+#include "flashmeta/engine.h"
 #include "flashmeta/fence_table.h"
+#include "flashmeta/refvol.h"
 #include "flashmeta/error.h"
 #include "flashmeta/transport.h"
 #include "flashmeta/wire.h"
@@ -633,17 +635,66 @@ static void fill(uint8_t *b, size_t n, uint64_t *x)
 		b[i] = (uint8_t)rnd(x);
 }
 
-static int open_vols(struct svc *s, struct vols *v)
+/* The volumes as files (src.img, tgt.img in the run dir, made by
+ * make_vols) behind the library's I/O engine (engine.h) on agent a:
+ * reference volumes fenced through the owner's table for client `id`.
+ * The copy-on-write order is the library's, not this test's. */
+struct vols {
+	struct fm_engine *e;
+	struct fm_fence_table *ft;
+	struct fm_refvol *src, *tgt;
+};
+
+static void make_vols(struct svc *s)
 {
 	char p[400];
 
-	snprintf(p, sizeof(p), "%s/src.img", s->dir);
-	v->src = open(p, O_RDWR | O_CREAT, 0644);
-	snprintf(p, sizeof(p), "%s/tgt.img", s->dir);
-	v->tgt = open(p, O_RDWR | O_CREAT, 0644);
-	v->size = VOL;
-	v->map = MAP;
-	return v->src >= 0 && v->tgt >= 0 ? 0 : -1;
+	for (int i = 0; i < 2; i++) {
+		int fd;
+
+		snprintf(p, sizeof(p), "%s/%s", s->dir, i ? "tgt.img" : "src.img");
+		fd = open(p, O_RDWR | O_CREAT, 0644);
+		if (fd < 0 || ftruncate(fd, VOL) != 0)
+			DIE("volume %s: %s", p, strerror(errno));
+		close(fd);
+	}
+}
+
+static int vols_open(struct svc *s, struct fm_agent *a, uint32_t id, struct vols *v)
+{
+	struct fm_engine_cfg ec = { .agent = a, .retry_ms = 20000 };
+	struct fm_refvol_cfg rc = { .size = VOL, .client_id = id };
+	struct fm_volume *vs, *vt;
+	char p[2][400];
+
+	memset(v, 0, sizeof(*v));
+	snprintf(p[0], sizeof(p[0]), "%s/src.img", s->dir);
+	snprintf(p[1], sizeof(p[1]), "%s/tgt.img", s->dir);
+	CHECK(fm_fence_table_open(s->fence, 0, &v->ft) == 0);
+	rc.fence = v->ft;
+	rc.path = p[0];
+	CHECK(fm_refvol_open(&rc, &v->src) == 0);
+	rc.path = p[1];
+	CHECK(fm_refvol_open(&rc, &v->tgt) == 0);
+	CHECK(fm_engine_new(&ec, &v->e) == 0);
+	CHECK(fm_engine_volume_add(v->e, fm_refvol_ops(), v->src, VOL, &vs) == 0);
+	CHECK(fm_engine_volume_add(v->e, fm_refvol_ops(), v->tgt, VOL, &vt) == 0);
+	CHECK(fm_engine_attach(v->e, MAP, vs, vt) == 0);
+	return 0;
+}
+
+static void vols_close(struct vols *v)
+{
+	fm_engine_delete(&v->e);
+	fm_refvol_close(&v->src);
+	fm_refvol_close(&v->tgt);
+	fm_fence_table_close(&v->ft);
+}
+
+/* one I/O; the engine retries what is transient (engine.h) */
+static int eng_io(struct vols *v, enum fm_io_op op, uint64_t off, uint64_t len, void *buf)
+{
+	return fm_engine_rw(v->e, MAP, op, off, len, buf, NULL);
 }
 
 static uint8_t *load(struct svc *s, const char *name)
@@ -683,14 +734,14 @@ static int sn_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	char name[64];
 	int bad = 0;
 
-	CHECK(open_vols(s, &v) == 0);
+	CHECK(vols_open(s, a, (uint32_t)idx + 1, &v) == 0);
 	CHECK(wait_gen(a, 0) == 0);
 	/* phase A: no COW yet (PREPARED) */
 	for (int i = 0; i < 60; i++) {
 		uint64_t g = rnd(&x) % GRAINS, off = g * GRAIN;
 
 		fill(buf, GRAIN, &x);
-		int rc = eng_io(a, &v, FM_IO_WRITE_SOURCE, off, GRAIN, buf);
+		int rc = eng_io(&v, FM_IO_WRITE_SOURCE, off, GRAIN, buf);
 
 		if (rc)
 			fprintf(stderr, "phase A write: %d %s\n", rc, fm_errormsg());
@@ -714,7 +765,7 @@ static int sn_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 			if (off + len > VOL)
 				len = VOL - off;
 			fill(buf, len, &x);
-			CHECK(eng_io(a, &v, FM_IO_WRITE_SOURCE, off, len, buf) == 0);
+			CHECK(eng_io(&v, FM_IO_WRITE_SOURCE, off, len, buf) == 0);
 		} else if (r < 65) { /* target write in my stripe, within a grain */
 			g = g - g % 4 + (uint64_t)idx;
 			if (g >= GRAINS)
@@ -727,7 +778,7 @@ static int sn_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 				len = (1 + rnd(&x) % (GRAIN / 512 - sec)) * 512;
 			}
 			fill(buf, len, &x);
-			CHECK(eng_io(a, &v, FM_IO_WRITE_TARGET, off, len, buf) == 0);
+			CHECK(eng_io(&v, FM_IO_WRITE_TARGET, off, len, buf) == 0);
 			memcpy(model + off, buf, len);
 		} else { /* target read: my stripe or the untouched one */
 			g = g - g % 4 + (rnd(&x) % 2 ? (uint64_t)idx : 3);
@@ -735,7 +786,7 @@ static int sn_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 				continue;
 			off = g * GRAIN + sec * 512;
 			len = (1 + rnd(&x) % (GRAIN / 512 - sec)) * 512;
-			CHECK(eng_io(a, &v, FM_IO_READ_TARGET, off, len, buf) == 0);
+			CHECK(eng_io(&v, FM_IO_READ_TARGET, off, len, buf) == 0);
 			if (memcmp(buf, model + off, len)) {
 				fprintf(stderr, "client %d: target read grain %" PRIu64 " off %" PRIu64
 					" len %" PRIu64 " differs from the image\n", idx, g, off, len);
@@ -745,6 +796,7 @@ static int sn_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	}
 	snprintf(name, sizeof(name), "model.%d", idx);
 	store(s, name, model);
+	vols_close(&v);
 	fm_agent_delete(&a);
 	return bad ? 1 : 0;
 }
@@ -761,8 +813,7 @@ static int sc_snapshot(struct svc *s)
 
 	fprintf(stderr, "snapshot: seed %" PRIu64 " (FM_SEED)\n", seed);
 	svc_owner_start(s);
-	CHECK(open_vols(s, &v) == 0);
-	CHECK(ftruncate(v.src, VOL) == 0 && ftruncate(v.tgt, VOL) == 0);
+	make_vols(s);
 	setup_map(s, false);
 	for (int i = 0; i < NCLIENT; i++)
 		child_start(s, &c[i], i, sn_child, &seed);
@@ -792,14 +843,16 @@ static int sc_snapshot(struct svc *s)
 		free(m);
 	}
 	a = join(s, 9);
+	CHECK(vols_open(s, a, 9, &v) == 0);
 	got = malloc(VOL);
 	for (uint64_t g = 0; g < GRAINS; g += 8)
-		CHECK(eng_io(a, &v, FM_IO_READ_TARGET, g * GRAIN, 8 * GRAIN, got + g * GRAIN) == 0);
+		CHECK(eng_io(&v, FM_IO_READ_TARGET, g * GRAIN, 8 * GRAIN, got + g * GRAIN) == 0);
 	for (uint64_t g = 0; g < GRAINS; g++)
 		if (memcmp(got + g * GRAIN, expect + g * GRAIN, GRAIN)) {
 			fprintf(stderr, "final: target grain %" PRIu64 " is wrong\n", g);
 			bad++;
 		}
+	vols_close(&v);
 	fm_agent_delete(&a);
 	free(got);
 	free(expect);
