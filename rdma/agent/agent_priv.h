@@ -60,16 +60,15 @@ enum req_type { REQ_LOCKWAIT = 1, REQ_COMMIT, REQ_UNLOCKMSG };
 
 struct ag_thread;
 
-/* A request an engine thread hands to the protocol thread.  Three ways to
- * wait: ag_req_run (condition variable), `th` set (the thread's op layer:
- * adone + the thread's eventfd), or `nowait` (nobody: freed there). */
+/* A request an engine thread hands to the protocol thread.  Two ways to
+ * wait: `th` set (the thread's op layer: adone + the thread's eventfd), or
+ * `nowait` (nobody: freed there). */
 struct req {
 	enum req_type type;
 	uint64_t map_id, first, last, word;
 	uint64_t cookie;
 	int status;
 	uint64_t out_word;   /* LOCKWAIT: the word the owner installed */
-	bool done;
 	bool nowait;         /* UNLOCKMSG: nobody waits; the protocol thread frees it */
 	struct ag_thread *th;  /* an op's request: wake this thread */
 	_Atomic bool adone;    /* ... set (release) after status/out_word */
@@ -225,9 +224,6 @@ void ag_map_pub(const struct fm_wire_mapdesc *d, bool usable, struct fm_agent_ma
 
 /* ---- proto.c ---- */
 void *ag_proto_main(void *arg);
-/* hand a request to the protocol thread and wait for it (cfg.wait_ms);
- * returns req->status */
-int ag_req_run(struct fm_agent *a, struct req *r);
 /* hand a request over without waiting (heap-allocated, freed there) */
 void ag_req_post(struct fm_agent *a, struct req *r);
 /* hand an op's request over (r->th set): its answer sets r->adone and

@@ -44,63 +44,22 @@ static void __req_done(struct fm_agent *a, struct req *r, int status, uint64_t w
 		free(r);
 		return;
 	}
+	/* an op's (ag_req_submit sets th): the thread polls adone, its
+	 * eventfd wakes it */
+	struct ag_thread *th = r->th;
+
+	(void)a;
 	r->status = status;
 	r->out_word = word;
-	r->done = true;
-	if (r->th) { /* an op's: the thread polls adone, its eventfd wakes it */
-		struct ag_thread *th = r->th;
-
-		atomic_store_explicit(&r->adone, true, memory_order_release);
-		/* r may be reused from here on: th was read before */
-		(void)!write(th->efd, &one, sizeof(one));
-		return;
-	}
-	pthread_cond_broadcast(&a->cond);
-}
-
-static const char *req_name(enum req_type t)
-{
-	return t == REQ_LOCKWAIT ? "lock" : t == REQ_COMMIT ? "commit" : "unlock";
-}
-
-int ag_req_run(struct fm_agent *a, struct req *r)
-{
-	struct timespec ts;
-	int rc = 0;
-
-	ag_deadline_ts(&ts, a->cfg.wait_ms + 5000);
-	pthread_mutex_lock(&a->lock);
-	r->cookie = ++a->next_cookie;
-	r->done = false;
-	r->next = a->submit;
-	a->submit = r;
-	pthread_mutex_unlock(&a->lock);
-	ag_wake(a);
-	pthread_mutex_lock(&a->lock);
-	while (!r->done && rc != ETIMEDOUT)
-		rc = pthread_cond_timedwait(&a->cond, &a->lock, &ts);
-	if (!r->done) {
-		/* give up: take it off whatever list holds it */
-		__req_unlink(&a->submit, r);
-		__req_unlink(&a->retry, r);
-		__req_unlink(&a->inflight, r);
-		r->status = -ETIMEDOUT;
-	}
-	pthread_mutex_unlock(&a->lock);
-	if (r->status == -ETIMEDOUT)
-		return fm_err(-ETIMEDOUT, "agent: no answer from the owner within %u ms",
-			      a->cfg.wait_ms + 5000);
-	if (r->status < 0)
-		return fm_err(r->status, "agent: %s of map %" PRIu64 " grain %" PRIu64 ": %s",
-			      req_name(r->type), r->map_id, r->first, strerror(-r->status));
-	return r->status;
+	atomic_store_explicit(&r->adone, true, memory_order_release);
+	/* r may be reused from here on: th was read before */
+	(void)!write(th->efd, &one, sizeof(one));
 }
 
 void ag_req_submit(struct fm_agent *a, struct req *r)
 {
 	pthread_mutex_lock(&a->lock);
 	r->cookie = ++a->next_cookie;
-	r->done = false;
 	r->next = a->submit;
 	a->submit = r;
 	pthread_mutex_unlock(&a->lock);
@@ -126,12 +85,7 @@ bool ag_req_cancel(struct fm_agent *a, struct req *r)
 void ag_req_post(struct fm_agent *a, struct req *r)
 {
 	r->nowait = true;
-	pthread_mutex_lock(&a->lock);
-	r->cookie = ++a->next_cookie;
-	r->next = a->submit;
-	a->submit = r;
-	pthread_mutex_unlock(&a->lock);
-	ag_wake(a);
+	ag_req_submit(a, r);
 }
 
 /* Issue one request; false = keep it for a retry.  a->lock held. */
