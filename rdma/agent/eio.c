@@ -258,9 +258,9 @@ void en_req_mover_done(struct en_req *r, struct en_mreq *m)
 		fail(q, m->status);
 	} else if (m->kind == MK_IO) {
 		if (m->r.op == FM_MOVER_READ)
-			EN_COUNT(q->e, q->h.mc, bytes_read, m->r.length);
+			EN_COUNT(q->h.mc, bytes_read, m->r.length);
 		else if (m->r.op == FM_MOVER_WRITE)
-			EN_COUNT(q->e, q->h.mc, bytes_written, m->r.length);
+			EN_COUNT(q->h.mc, bytes_written, m->r.length);
 	}
 	if (m->kind == MK_CREAD && !m->status && !q->err) {
 		/* the chunk is in memory: write it to the target */
@@ -373,14 +373,14 @@ static int do_plan(struct eio *q)
 	rc = ag_plan_try(&q->ps, &q->plan, &miss);
 	if (rc == -EAGAIN) {
 		q->h.io->st.misses++;
-		EN_COUNT(q->e, q->h.mc, misses, 1);
+		EN_COUNT(q->h.mc, misses, 1);
 		return op_start(q, AG_OP_FETCH, miss, miss) ? -EAGAIN : q->err;
 	}
 	if (rc == 0 && !q->h.io->st.misses) {
 		uint32_t n = (uint32_t)(q->plan.last_grain - q->plan.first_grain + 1);
 
 		q->h.io->st.hits += n;
-		EN_COUNT(q->e, q->h.mc, hits, n);
+		EN_COUNT(q->h.mc, hits, n);
 	}
 	return rc;
 }
@@ -506,7 +506,7 @@ static bool copy_more(struct eio *q)
 		len = gb - q->coff < chunk ? gb - q->coff : chunk;
 		if (q->coff == 0) {
 			q->h.io->st.copies++;
-			EN_COUNT(q->e, q->h.mc, copies, 1);
+			EN_COUNT(q->h.mc, copies, 1);
 		}
 		q->coff += len;
 		memset(&sl->m, 0, sizeof(sl->m));
@@ -560,7 +560,7 @@ static int start_pops(struct eio *q, enum ag_op_kind kind)
 				fail(q, q->pops[n].status ? q->pops[n].status : -ENOLCK);
 		} else if (kind == AG_OP_COMMIT) {
 			q->h.io->st.commits++;
-			EN_COUNT(q->e, q->h.mc, commits, 1);
+			EN_COUNT(q->h.mc, commits, 1);
 		}
 		n++;
 	}
@@ -604,7 +604,7 @@ static bool attempt_failed(struct eio *q)
 	if (transient(rc) && now_ms() < q->deadline_ms) {
 		q->state = Q_BEGIN;
 		q->wake_ms = now_ms() + 2 + q->h.io->st.attempts % 8;
-		EN_COUNT(q->e, q->h.mc, restarts, 1);
+		EN_COUNT(q->h.mc, restarts, 1);
 		return false;
 	}
 	if (transient(rc) && rc != -EKEYREJECTED)
@@ -724,7 +724,7 @@ bool en_req_step(struct en_req *r)
 				}
 				q->cf[q->li - 1] |= CF_LOCKED | (q->op.split ? CF_SPLIT : 0);
 				q->h.io->st.locks++;
-				EN_COUNT(q->e, q->h.mc, locks, 1);
+				EN_COUNT(q->h.mc, locks, 1);
 				q->op.kind = 0;
 			}
 			if (q->li < q->ncg) {

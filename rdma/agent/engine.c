@@ -218,7 +218,7 @@ void en_mover_start(struct en_req *q, struct fm_volume *v, struct en_mreq *m)
 {
 	int rc;
 
-	EN_COUNT(m->et->e, q->mc, mover_reqs, 1);
+	EN_COUNT(q->mc, mover_reqs, 1);
 	rc = v->ops.submit(v->ctx, &m->r);
 	if (rc)
 		fm_mover_done(&m->r, rc < 0 ? rc : -EIO);
@@ -257,7 +257,7 @@ int fm_engine_submit(struct fm_engine *e, struct fm_engine_io *io)
 	rc = en_req_new(et, io, &q);
 	if (rc)
 		return rc;
-	EN_COUNT(e, q->mc, ios, 1);
+	EN_COUNT(q->mc, ios, 1);
 	/* the callback runs from fm_engine_poll only, never from here */
 	(void)en_req_step(q);
 	return 0;
@@ -292,7 +292,7 @@ int fm_engine_poll(struct fm_engine *e)
 				en_req_free(q);
 				done++;
 				if (io->status)
-					EN_COUNT(e, mc, errors, 1);
+					EN_COUNT(mc, errors, 1);
 				if (io->done)
 					io->done(io, io->status);
 				continue;
@@ -372,10 +372,10 @@ int fm_engine_rw(struct fm_engine *e, uint64_t map_id, enum fm_io_op op, uint64_
 	return io.status;
 }
 
-static void counters_load(const struct en_counters *c, struct fm_engine_stats *st)
+/* st += c */
+static void counters_add(const struct en_counters *c, struct fm_engine_stats *st)
 {
-	memset(st, 0, sizeof(*st));
-#define LD(f) st->f = atomic_load_explicit(&c->f, memory_order_relaxed)
+#define LD(f) st->f += atomic_load_explicit(&c->f, memory_order_relaxed)
 	LD(ios);
 	LD(errors);
 	LD(restarts);
@@ -392,7 +392,11 @@ static void counters_load(const struct en_counters *c, struct fm_engine_stats *s
 
 void fm_engine_stats(struct fm_engine *e, struct fm_engine_stats *st)
 {
-	counters_load(&e->all, st);
+	unsigned n = atomic_load_explicit(&e->nmaps, memory_order_acquire);
+
+	memset(st, 0, sizeof(*st));
+	for (unsigned i = 0; i < n; i++)
+		counters_add(&e->mc[i], st);
 }
 
 int fm_engine_map_stats(struct fm_engine *e, uint64_t map_id, struct fm_engine_stats *st)
@@ -401,6 +405,7 @@ int fm_engine_map_stats(struct fm_engine *e, uint64_t map_id, struct fm_engine_s
 
 	if (!m)
 		return fm_err(-ENOENT, "engine: map %" PRIu64 " is not attached", map_id);
-	counters_load(m->c, st);
+	memset(st, 0, sizeof(*st));
+	counters_add(m->c, st);
 	return 0;
 }

@@ -47,11 +47,9 @@ struct en_map {
 	struct en_counters *c;      /* the mapping's (in fm_engine.mc) */
 };
 
-/* add n to counter f of the engine and of the I/O's mapping */
-#define EN_COUNT(e, mc, f, n) do { \
-		atomic_fetch_add_explicit(&(e)->all.f, (n), memory_order_relaxed); \
-		atomic_fetch_add_explicit(&(mc)->f, (n), memory_order_relaxed); \
-	} while (0)
+/* add n to counter f of the I/O's mapping (the engine's totals are the
+ * sum over its mappings, taken when asked: one RMW per event, not two) */
+#define EN_COUNT(mc, f, n) atomic_fetch_add_explicit(&(mc)->f, (n), memory_order_relaxed)
 
 struct en_thread;
 
@@ -98,8 +96,7 @@ struct fm_engine {
 	_Atomic unsigned nmaps;
 	pthread_key_t key;
 	struct en_thread *threads;
-	struct en_counters all;
-	struct en_counters mc[EN_MAX_MAPS];
+	struct en_counters mc[EN_MAX_MAPS]; /* per attached mapping */
 };
 
 /* ---- engine.c ---- */
