@@ -77,6 +77,7 @@ struct eio {
 	uint64_t deadline_ms, wake_ms, t0_ns;
 	struct fm_agent_io b;
 	bool bracket, stepping, wrote_tgt;
+	bool traced;                  /* ATTEMPT told: ATTEMPT_END owed */
 	uint64_t token;
 	/* plan */
 	struct ag_plan ps;
@@ -126,6 +127,34 @@ static void fail(struct eio *q, int rc)
 {
 	if (!q->err)
 		q->err = rc;
+}
+
+/* tell the trace hook (engine.h), if there is one */
+static void trace(struct eio *q, struct fm_engine_event ev)
+{
+	if (!q->e->cfg.trace)
+		return;
+	ev.attempt = q->h.io->st.attempts;
+	q->e->cfg.trace(q->e->cfg.trace_ctx, q->h.io, &ev);
+}
+
+static void trace_grains(struct eio *q, enum fm_engine_event_kind kind, uint64_t first,
+			 uint64_t last, int rc)
+{
+	trace(q, (struct fm_engine_event){ .kind = kind, .first = first, .last = last, .rc = rc });
+}
+
+/* the attempt's bracket ends */
+static void bracket_end(struct eio *q, int rc)
+{
+	if (q->bracket) {
+		fm_agent_io_end(q->e->a, &q->b);
+		q->bracket = false;
+	}
+	if (q->traced) {
+		q->traced = false;
+		trace(q, (struct fm_engine_event){ .kind = FM_ENGINE_EV_ATTEMPT_END, .rc = rc });
+	}
 }
 
 /* ---------------------------------------------------------- lifetime */
@@ -196,6 +225,8 @@ static void op_cb(struct ag_op *op)
 	q->pops_out--;
 	if (op->status && op->kind == AG_OP_COMMIT)
 		fail(q, op->status);
+	trace_grains(q, op->kind == AG_OP_COMMIT ? FM_ENGINE_EV_COMMITTED : FM_ENGINE_EV_UNLOCKED,
+		     op->first, op->last, op->status);
 }
 
 /* start the serial op; false: it failed to start (q->err set) */
@@ -237,7 +268,8 @@ static int mr_room(struct eio *q, size_t n)
 }
 
 static void mover(struct eio *q, struct fm_volume *v, struct en_mreq *m, int kind,
-		  enum fm_mover_op op, uint64_t off, uint64_t len, void *buf, uint64_t token)
+		  enum fm_engine_step step, enum fm_mover_op op, uint64_t off, uint64_t len,
+		  void *buf, uint64_t token)
 {
 	m->kind = kind;
 	m->r.op = op;
@@ -246,6 +278,7 @@ static void mover(struct eio *q, struct fm_volume *v, struct en_mreq *m, int kin
 	m->r.buf = buf;
 	m->r.token = token;
 	q->m_out++;
+	trace(q, (struct fm_engine_event){ .kind = FM_ENGINE_EV_MOVER, .step = step, .req = &m->r });
 	en_mover_start(&q->h, v, m);
 }
 
@@ -266,8 +299,8 @@ void en_req_mover_done(struct en_req *r, struct en_mreq *m)
 		/* the chunk is in memory: write it to the target */
 		struct en_slot *s = (struct en_slot *)m;
 
-		mover(q, q->m.tgt, m, MK_CWRITE, FM_MOVER_WRITE, m->r.offset, m->r.length,
-		      s->buf, q->token);
+		mover(q, q->m.tgt, m, MK_CWRITE, FM_ENGINE_STEP_COPY_WRITE, FM_MOVER_WRITE,
+		      m->r.offset, m->r.length, s->buf, q->token);
 		return;
 	}
 	if (m->kind == MK_CREAD || m->kind == MK_CWRITE || m->kind == MK_CCOPY) {
@@ -393,9 +426,11 @@ static void start_reads(struct eio *q)
 	}
 	for (uint64_t i = 0; i < q->plan.ext_count; i++) {
 		const struct fm_extent *x = &q->ext[i];
-		struct fm_volume *v = x->kind == FM_EXT_REDIRECT_TO_SOURCE ? q->m.src : q->vol;
+		bool redir = x->kind == FM_EXT_REDIRECT_TO_SOURCE;
 
-		mover(q, v, mreq(q, i), MK_IO, FM_MOVER_READ, x->offset, x->length,
+		mover(q, redir ? q->m.src : q->vol, mreq(q, i), MK_IO,
+		      redir ? FM_ENGINE_STEP_REDIRECT : FM_ENGINE_STEP_READ, FM_MOVER_READ,
+		      x->offset, x->length,
 		      (uint8_t *)q->h.io->buf + (x->offset - q->h.io->offset), 0);
 	}
 	q->rx = 0;
@@ -478,7 +513,8 @@ static void start_retarget(struct eio *q)
 			a0 = q->h.io->offset;
 		if (a1 > end)
 			a1 = end;
-		mover(q, q->m.tgt, mreq(q, i), MK_IO, FM_MOVER_READ, a0, a1 - a0,
+		mover(q, q->m.tgt, mreq(q, i), MK_IO, FM_ENGINE_STEP_RETARGET, FM_MOVER_READ, a0,
+		      a1 - a0,
 		      (uint8_t *)q->h.io->buf + (a0 - q->h.io->offset), 0);
 	}
 }
@@ -515,7 +551,8 @@ static bool copy_more(struct eio *q)
 		sl->busy = true;
 		if (q->m.tgt->ops.copy) {
 			sl->m.r.src = q->m.src;
-			mover(q, q->m.tgt, &sl->m, MK_CCOPY, FM_MOVER_COPY, goff, len, NULL, q->token);
+			mover(q, q->m.tgt, &sl->m, MK_CCOPY, FM_ENGINE_STEP_COPY, FM_MOVER_COPY, goff,
+			      len, NULL, q->token);
 			continue;
 		}
 		if (!sl->buf && !(sl->buf = malloc(EN_COPY_CHUNK))) {
@@ -523,7 +560,8 @@ static bool copy_more(struct eio *q)
 			fail(q, fm_err(-ENOMEM, "engine: copy buffer"));
 			break;
 		}
-		mover(q, q->m.src, &sl->m, MK_CREAD, FM_MOVER_READ, goff, len, sl->buf, 0);
+		mover(q, q->m.src, &sl->m, MK_CREAD, FM_ENGINE_STEP_COPY_READ, FM_MOVER_READ, goff,
+		      len, sl->buf, 0);
 	}
 	return q->ci >= q->ncg && q->m_out == 0;
 }
@@ -532,6 +570,7 @@ static bool copy_more(struct eio *q)
 static int start_pops(struct eio *q, enum ag_op_kind kind)
 {
 	size_t n = 0;
+	int rc;
 
 	free(q->pops);
 	q->pops = calloc(q->ncg ? q->ncg : 1, sizeof(*q->pops));
@@ -554,10 +593,16 @@ static int start_pops(struct eio *q, enum ag_op_kind kind)
 		q->pops[n] = (struct ag_op){ .kind = kind, .map_id = q->h.io->map_id, .first = first,
 					     .last = q->cg[i], .cb = op_cb, .ctx = q, .owner = q };
 		q->pops_out++;
-		if (ag_op_start(q->e->a, q->et->th, &q->pops[n])) {
+		if (kind == AG_OP_COMMIT)
+			trace_grains(q, FM_ENGINE_EV_COMMIT, first, q->cg[i], 0);
+		if ((rc = ag_op_start(q->e->a, q->et->th, &q->pops[n]))) {
 			q->pops_out--;
+			rc = q->pops[n].status ? q->pops[n].status : rc;
 			if (kind == AG_OP_COMMIT)
-				fail(q, q->pops[n].status ? q->pops[n].status : -ENOLCK);
+				fail(q, rc);
+			trace_grains(q, kind == AG_OP_COMMIT ? FM_ENGINE_EV_COMMITTED :
+							       FM_ENGINE_EV_UNLOCKED,
+				     first, q->cg[i], rc);
 		} else if (kind == AG_OP_COMMIT) {
 			q->h.io->st.commits++;
 			EN_COUNT(q->h.mc, commits, 1);
@@ -589,10 +634,7 @@ static bool attempt_failed(struct eio *q)
 		q->state = Q_UNLOCK;
 		return false;
 	}
-	if (q->bracket) {
-		fm_agent_io_end(q->e->a, &q->b);
-		q->bracket = false;
-	}
+	bracket_end(q, rc);
 	if (q->ps_live) {
 		ag_plan_fini(&q->ps);
 		q->ps_live = false;
@@ -674,6 +716,9 @@ bool en_req_step(struct en_req *r)
 			q->g.grain_count = q->b.map.grain_count;
 			q->g.volume_size = q->vol->size;
 			q->state = Q_PLAN;
+			q->traced = true;
+			trace(q, (struct fm_engine_event){ .kind = FM_ENGINE_EV_ATTEMPT,
+							   .map = &q->b.map });
 			break;
 		case Q_PLAN:
 			rc = do_plan(q);
@@ -726,6 +771,10 @@ bool en_req_step(struct en_req *r)
 				q->h.io->st.locks++;
 				EN_COUNT(q->h.mc, locks, 1);
 				q->op.kind = 0;
+				trace(q, (struct fm_engine_event){ .kind = FM_ENGINE_EV_LOCKED,
+								   .first = q->cg[q->li - 1],
+								   .last = q->cg[q->li - 1],
+								   .split = q->op.split });
 			}
 			if (q->li < q->ncg) {
 				q->li++;
@@ -756,8 +805,9 @@ bool en_req_step(struct en_req *r)
 					fail(q, -ENOMEM);
 					break;
 				}
-				mover(q, q->m.tgt, mreq(q, 0), MK_IO, FM_MOVER_WRITE, q->h.io->offset,
-				      q->h.io->length, q->h.io->buf, q->token);
+				mover(q, q->m.tgt, mreq(q, 0), MK_IO, FM_ENGINE_STEP_TARGET_WRITE,
+				      FM_MOVER_WRITE, q->h.io->offset, q->h.io->length, q->h.io->buf,
+				      q->token);
 				q->wrote_tgt = true;
 			}
 			q->state = Q_TWRITE;
@@ -773,8 +823,8 @@ bool en_req_step(struct en_req *r)
 					fail(q, -ENOMEM);
 					break;
 				}
-				mover(q, q->m.tgt, mreq(q, 0), MK_FLUSH, FM_MOVER_FLUSH, 0, 0, NULL,
-				      q->token);
+				mover(q, q->m.tgt, mreq(q, 0), MK_FLUSH, FM_ENGINE_STEP_FLUSH,
+				      FM_MOVER_FLUSH, 0, 0, NULL, q->token);
 			}
 			break;
 		}
@@ -815,8 +865,8 @@ bool en_req_step(struct en_req *r)
 			}
 			/* a source write after its grains' commits; a target
 			 * write of split grains only: as asked */
-			mover(q, q->vol, mreq(q, 0), MK_IO, FM_MOVER_WRITE, q->h.io->offset,
-			      q->h.io->length, q->h.io->buf, q->token);
+			mover(q, q->vol, mreq(q, 0), MK_IO, FM_ENGINE_STEP_WRITE, FM_MOVER_WRITE,
+			      q->h.io->offset, q->h.io->length, q->h.io->buf, q->token);
 			q->state = Q_SWRITE;
 			break;
 		case Q_SWRITE:
@@ -824,10 +874,7 @@ bool en_req_step(struct en_req *r)
 			q->state = Q_END;
 			break;
 		case Q_END:
-			if (q->bracket) {
-				fm_agent_io_end(q->e->a, &q->b);
-				q->bracket = false;
-			}
+			bracket_end(q, 0);
 			if (q->ps_live) {
 				ag_plan_fini(&q->ps);
 				q->ps_live = false;

@@ -409,3 +409,20 @@ int fm_engine_map_stats(struct fm_engine *e, uint64_t map_id, struct fm_engine_s
 	counters_add(m->c, st);
 	return 0;
 }
+
+const char *fm_engine_step_name(enum fm_engine_step s)
+{
+	static const char *const names[] = {
+		[FM_ENGINE_STEP_READ] = "read",
+		[FM_ENGINE_STEP_REDIRECT] = "redirect",
+		[FM_ENGINE_STEP_RETARGET] = "retarget",
+		[FM_ENGINE_STEP_COPY_READ] = "copy-read",
+		[FM_ENGINE_STEP_COPY_WRITE] = "copy-write",
+		[FM_ENGINE_STEP_COPY] = "copy",
+		[FM_ENGINE_STEP_TARGET_WRITE] = "target-write",
+		[FM_ENGINE_STEP_FLUSH] = "flush",
+		[FM_ENGINE_STEP_WRITE] = "write",
+	};
+
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) && names[s] ? names[s] : "?";
+}

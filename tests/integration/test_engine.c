@@ -18,6 +18,11 @@
  *                           complete on a worker thread: each callback
  *                           exactly once; two I/Os of one thread on one
  *                           grain copy it once (locks are the I/O's)
+ *   trace                   the hook sees every step in that order, once:
+ *                           ATTEMPT (the pinned generation; a write may be
+ *                           retagged there), LOCKED, the movers, COMMIT,
+ *                           COMMITTED, UNLOCKED, ATTEMPT_END; a refused
+ *                           token ends an attempt and the next is traced
  *   errors                  a mover's -EIO comes back, nothing committed,
  *                           the lock is free again; -EKEYREJECTED once is
  *                           retried; -ENOENT, -EINVAL, -ERANGE
@@ -256,6 +261,30 @@ static int count(char vol, enum fm_mover_op op)
 	for (int i = 0; i < LOG.n; i++)
 		n += LOG.c[i].vol == vol && LOG.c[i].op == op;
 	return n;
+}
+
+/* ---------------------------------------------------------------- trace */
+
+#define TRMAX 256
+static struct fm_engine_event TR[TRMAX];
+static uint64_t TR_GEN[TRMAX];
+static int TR_N;
+static atomic_bool TR_ON;
+static uint8_t TR_RETAG;  /* ATTEMPT of a write: fill the buffer with this */
+
+static void tracer(void *ctx, struct fm_engine_io *io, const struct fm_engine_event *ev)
+{
+	(void)ctx;
+	if (!atomic_load(&TR_ON) || TR_N == TRMAX)
+		return;
+	TR[TR_N] = *ev;
+	TR_GEN[TR_N] = ev->map ? ev->map->generation : 0;
+	TR[TR_N].map = NULL;
+	TR[TR_N].req = NULL;
+	TR_N++;
+	if (ev->kind == FM_ENGINE_EV_ATTEMPT && TR_RETAG &&
+	    (io->op == FM_IO_WRITE_SOURCE || io->op == FM_IO_WRITE_TARGET))
+		memset(io->buf, TR_RETAG + (int)ev->attempt, io->length);
 }
 
 static void dump(const char *why)
@@ -595,6 +624,68 @@ static int case_errors(void)
 	return 0;
 }
 
+/* the events of one traced write: "A L r w f C c U W E" (kind letters,
+ * movers by step) */
+static void trace_string(char *out, size_t n)
+{
+	static const char kinds[] = "?AMLCcUE";
+	static const char steps[] = "?dRTrwptfW"; /* by enum fm_engine_step */
+	size_t k = 0;
+
+	for (int i = 0; i < TR_N && k + 2 < n; i++) {
+		out[k++] = TR[i].kind == FM_ENGINE_EV_MOVER ? steps[TR[i].step] : kinds[TR[i].kind];
+		out[k++] = ' ';
+	}
+	out[k ? k - 1 : 0] = 0;
+}
+
+static int case_trace(void)
+{
+	struct mapping *m;
+	struct fm_agent_map am;
+	struct fm_engine_io_stats st;
+	uint8_t buf[512];
+	char seq[512];
+
+	CHECK((m = mapping_new()) != NULL);
+	CHECK(fm_agent_map_get(A, (uint64_t)m->id, &am) == 0);
+	memset(buf, 0x11, sizeof(buf));
+	TR_N = 0;
+	TR_RETAG = 0x40;
+	atomic_store(&TR_ON, true);
+	CHECK(fm_engine_rw(E, (uint64_t)m->id, FM_IO_WRITE_SOURCE, 9 * GRAIN, 512, buf, &st) == 0);
+	atomic_store(&TR_ON, false);
+	trace_string(seq, sizeof(seq));
+	/* attempt, locked, copy read + write, flush, commit, committed,
+	 * unlocked, the source write, end */
+	if (strcmp(seq, "A L r w f C c U W E")) {
+		fprintf(stderr, "trace: %s\n", seq);
+		CHECK(!"trace order of a source write");
+	}
+	CHECK(TR_GEN[0] == am.generation && TR[0].attempt == 1);
+	CHECK(TR[1].first == 9 && !TR[1].split && TR[5].first == 9 && TR[5].last == 9);
+	CHECK(TR[6].rc == 0 && TR[9].rc == 0);
+	CHECK(m->src.data[9 * GRAIN] == 0x41 && m->tgt.data[9 * GRAIN] == 10); /* retagged */
+	/* a refused token on the copy write: that attempt ends with it, the
+	 * next one is traced from ATTEMPT again and completes */
+	m->tgt.fail_op = FM_MOVER_WRITE;
+	m->tgt.fail_rc = -EKEYREJECTED;
+	atomic_store(&m->tgt.fail_n, 1);
+	TR_N = 0;
+	atomic_store(&TR_ON, true);
+	CHECK(fm_engine_rw(E, (uint64_t)m->id, FM_IO_WRITE_SOURCE, 12 * GRAIN, 512, buf, &st) == 0);
+	atomic_store(&TR_ON, false);
+	TR_RETAG = 0;
+	trace_string(seq, sizeof(seq));
+	if (strcmp(seq, "A L r w U E A L r w f C c U W E")) {
+		fprintf(stderr, "trace: %s\n", seq);
+		CHECK(!"trace of a retried attempt");
+	}
+	CHECK(TR[5].rc == -EKEYREJECTED && TR[6].attempt == 2 && st.attempts == 2);
+	CHECK(m->src.data[12 * GRAIN] == 0x42); /* the second attempt's data */
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(void);
@@ -603,6 +694,7 @@ static const struct {
 	{ "read-recheck", case_read_recheck }, { "multi-grain", case_multi_grain },
 	{ "concurrent", case_concurrent },     { "polled", case_polled },
 	{ "polled-same-grain", case_polled_same_grain }, { "errors", case_errors },
+	{ "trace", case_trace },
 };
 
 int main(int argc, char **argv)
@@ -627,6 +719,7 @@ int main(int argc, char **argv)
 	}
 	ecfg.agent = A;
 	ecfg.retry_ms = 5000;
+	ecfg.trace = tracer;
 	if (fm_engine_new(&ecfg, &E))
 		DIE("fm_engine_new: %s", fm_errormsg());
 	for (size_t i = 0; i < sizeof(CASES) / sizeof(CASES[0]); i++) {

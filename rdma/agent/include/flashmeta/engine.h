@@ -51,6 +51,7 @@
  *       sleeps on fm_engine_fd between polls) until the I/O is done
  *   fm_engine_stats, _map_stats   any thread, any time, never block
  *   fm_mover_done   any thread, exactly once per request, never blocks
+ *   cfg.trace   inline on the thread driving the I/O (see "trace")
  *   Movers are called from the submitting thread's submit/poll; a mover's
  *   submit must not call back into fm_engine_* except fm_mover_done.
  *
@@ -88,6 +89,7 @@
 #include "flashmeta/planner.h"
 
 struct fm_engine;
+struct fm_engine_io;
 struct fm_volume;
 
 /* ------------------------------------------------------------- movers */
@@ -124,6 +126,71 @@ struct fm_mover_ops {
 
 void fm_mover_done(struct fm_mover_req *r, int status);
 
+/* -------------------------------------------------------------- trace */
+
+/*
+ * What the library does with an I/O, step by step, for checkers, tracers
+ * and fault injectors (the point-in-time checker tests/pit drives every
+ * I/O through this).  The hook runs inline on the thread that drives the
+ * I/O (its submit or poll, fm_engine_rw's thread), before the step it
+ * names; it must not call fm_engine_*.  A hook that sleeps stalls that
+ * thread's I/Os and nothing else -- which is how a checker plays slow
+ * storage.  Events of one I/O, in order:
+ *
+ *   ATTEMPT      an attempt began: the mapping is pinned at `map`
+ *                (generation, state).  For a write, the hook may rewrite
+ *                io->buf here: nothing of this attempt was moved yet
+ *                (an earlier attempt's writes may have landed)
+ *   MOVER        a mover request is about to be submitted (`step`, `req`)
+ *   LOCKED       grain `first` is locked; `split`: found split under the
+ *                lock (nothing to copy or commit for it)
+ *   COMMIT       a SPLIT_COMMIT of grains [first, last] is about to be sent
+ *   COMMITTED    its answer: rc 0 = durable at the owner
+ *   UNLOCKED     grain `first`'s lock was given back (rc: the unlock's)
+ *   ATTEMPT_END  the attempt ended with rc (0: the I/O completes; a
+ *                transient rc: another ATTEMPT may follow)
+ */
+enum fm_engine_event_kind {
+	FM_ENGINE_EV_ATTEMPT = 1,
+	FM_ENGINE_EV_MOVER,
+	FM_ENGINE_EV_LOCKED,
+	FM_ENGINE_EV_COMMIT,
+	FM_ENGINE_EV_COMMITTED,
+	FM_ENGINE_EV_UNLOCKED,
+	FM_ENGINE_EV_ATTEMPT_END,
+};
+
+/* what a mover request is for */
+enum fm_engine_step {
+	FM_ENGINE_STEP_READ = 1,      /* a DIRECT read of the volume asked */
+	FM_ENGINE_STEP_REDIRECT,      /* a target read served from the source */
+	FM_ENGINE_STEP_RETARGET,      /* ... of a grain split meanwhile: the target */
+	FM_ENGINE_STEP_COPY_READ,     /* a grain copy: read the source chunk */
+	FM_ENGINE_STEP_COPY_WRITE,    /* ... write it to the target */
+	FM_ENGINE_STEP_COPY,          /* ... by the mover's own COPY */
+	FM_ENGINE_STEP_TARGET_WRITE,  /* a target write under its grain locks */
+	FM_ENGINE_STEP_FLUSH,         /* the target durable before the commits */
+	FM_ENGINE_STEP_WRITE,         /* the write as asked: a source write after
+				       * its commits, or a DIRECT write */
+};
+
+struct fm_engine_event {
+	enum fm_engine_event_kind kind;
+	uint32_t attempt;                /* 1, 2, ... */
+	const struct fm_agent_map *map;  /* ATTEMPT: the pinned snapshot */
+	enum fm_engine_step step;        /* MOVER */
+	const struct fm_mover_req *req;  /* MOVER */
+	uint64_t first, last;            /* LOCKED, UNLOCKED: the grain (first
+					  * == last); COMMIT(TED): the run */
+	bool split;                      /* LOCKED */
+	int rc;                          /* COMMITTED, UNLOCKED, ATTEMPT_END */
+};
+
+typedef void (*fm_engine_trace_fn)(void *ctx, struct fm_engine_io *io,
+				   const struct fm_engine_event *ev);
+
+const char *fm_engine_step_name(enum fm_engine_step s);
+
 /* ---------------------------------------------------------- the engine */
 
 struct fm_engine_cfg {
@@ -131,6 +198,8 @@ struct fm_engine_cfg {
 	uint32_t retry_ms;        /* transient failures are retried this long;
 				   * 0 -> 10000 */
 	uint32_t max_io_bytes;    /* the largest I/O; 0 -> 16 MiB */
+	fm_engine_trace_fn trace; /* optional (see above); NULL: none */
+	void *trace_ctx;
 };
 
 /* 0, -EINVAL, -ENOMEM */
