@@ -282,7 +282,13 @@ static void lock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op
 			return;
 		}
 		if (!op->d.locks.len) {
-			if (now_ms() >= op->deadline_ms)
+			/* the session broke meanwhile: end the wait now, so the
+			 * I/O's bracket ends and the agent can quiesce and join
+			 * again (lease.h R3); the next grace gives no table to
+			 * this session anyway */
+			if (!th->lane || !fm_client_token(a->c))
+				finish(op, fm_err(-ECONNRESET, "agent: no session"));
+			else if (now_ms() >= op->deadline_ms)
 				finish(op, fm_err(-ETIMEDOUT, "agent: map %" PRIu64 " has no lock "
 						  "table within %u ms (the owner's restart grace)",
 						  op->map_id, a->cfg.wait_ms));

@@ -4,7 +4,8 @@
  * (or FM_OWNER_BIN / FM_PROVIDER / FM_ADDR).  Each scenario spawns the real
  * flashmeta-owner on a pool in a temp dir and forks client processes that
  * use fm_agent.  Scenarios: roundtrip, client-kill, client-stall, owner-kill, wrong-key,
- * garbage, snapshot, engines (one agent, several engine threads).  Exit 0 = pass.
+ * garbage, snapshot, engines (one agent, several engine threads), grace-kill.
+ * Exit 0 = pass.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -504,6 +505,71 @@ static int sc_owner_kill(struct svc *s)
 	return fails;
 }
 
+/* ============================================================= grace-kill
+ * A lock asked for in the owner's restart grace waits for a lock table.
+ * When that owner dies too, the wait must end with -ECONNRESET at once:
+ * the I/O's bracket has to end so the agent can quiesce and join the next
+ * owner (lease.h R3).  It used to wait out cfg.wait_ms (-ETIMEDOUT), and
+ * the agent stayed away from the new owner all that time. */
+struct grace_lock {
+	struct fm_agent *a;
+	int rc;
+	char msg[256];
+	atomic_bool done;
+};
+
+static void *grace_locker(void *arg)
+{
+	struct grace_lock *g = arg;
+
+	g->rc = fm_agent_lock(g->a, MAP, 7);
+	snprintf(g->msg, sizeof(g->msg), "%s", g->rc ? fm_errormsg() : "");
+	atomic_store(&g->done, true);
+	return NULL;
+}
+
+static int sc_grace_kill(struct svc *s)
+{
+	struct grace_lock g = { 0 };
+	struct fm_agent_map m;
+	pthread_t t;
+	char out[4096];
+	uint64_t t0;
+	int rc;
+
+	svc_owner_start(s);
+	setup_map(s, true);
+	g.a = join(s, 5);
+	CHECK(wait_gen(g.a, 1) == 0);
+	svc_owner_kill(s, SIGKILL);
+	svc_owner_start(s); /* the same pool: a restart grace */
+	CHECK(svc_ctl(s, out, sizeof(out), "status") == 0);
+	CHECK(strstr(out, "restart-grace-left-ms 0 ") == NULL);
+	CHECK(fm_agent_wait_active(g.a, 8000) == 0);
+	for (t0 = mono_ms(); fm_agent_map_get(g.a, MAP, &m) && mono_ms() < t0 + 8000;)
+		usleep(2000);
+	CHECK(pthread_create(&t, NULL, grace_locker, &g) == 0);
+	usleep(100 * 1000); /* the grace lasts more than a lease: still in it */
+	CHECK(!atomic_load(&g.done));
+	t0 = mono_ms();
+	svc_owner_kill(s, SIGKILL);
+	pthread_join(t, NULL);
+	fprintf(stderr, "grace-kill: lock in the grace: %d (%s) %llu ms after the kill\n", g.rc,
+		g.msg, (unsigned long long)(mono_ms() - t0));
+	CHECK(g.rc == -ECONNRESET);
+	/* and the agent joins the next owner, whose grace ends: the lock */
+	svc_owner_start(s);
+	CHECK(fm_agent_wait_active(g.a, 8000) == 0);
+	t0 = mono_ms();
+	do
+		rc = fm_agent_lock(g.a, MAP, 7);
+	while (rc == -ECONNRESET && mono_ms() < t0 + 8000);
+	CHECK(rc == 0);
+	CHECK(fm_agent_unlock(g.a, MAP, 7) == 0);
+	fm_agent_delete(&g.a);
+	return 0;
+}
+
 /* ============================================================== wrong-key */
 static int sc_wrong_key(struct svc *s)
 {
@@ -908,6 +974,7 @@ struct en_thread {
 	pthread_t tid;
 	long ops, locks, splits, retries;
 	int rc;
+	char msg[256];
 	atomic_bool done;
 };
 
@@ -1151,7 +1218,7 @@ int main(int argc, char **argv)
 		{ "client-stall", sc_client_stall },
 		{ "owner-kill", sc_owner_kill }, { "wrong-key", sc_wrong_key },
 		{ "garbage", sc_garbage },     { "snapshot", sc_snapshot },
-		{ "engines", sc_engines },
+		{ "engines", sc_engines },     { "grace-kill", sc_grace_kill },
 	};
 	struct svc s;
 	int rc = -1;
