@@ -246,8 +246,13 @@ static int on_rec(void *ctx, const struct pit_rec *r, const struct pit_obs *obs)
 		l->open[th] = -1;
 		w->ended = 1;
 		w->t1 = r->t_ns;
-		if (w->t1 - w->t0 > c->out->max_io_ns)
+		if (w->t1 - w->t0 > c->out->max_io_ns) {
 			c->out->max_io_ns = w->t1 - w->t0;
+			snprintf(c->out->max_io_what, sizeof(c->out->max_io_what),
+				 "%s map %u blocks %" PRIu64 "+%u by c%u [%.3f, %.3f s] rc %d",
+				 fm_io_op_name((enum fm_io_op)w->op), w->map, w->b0, w->nblk,
+				 w->client, rel(c, w->t0), rel(c, w->t1), r->rc);
+		}
 		w->rc = r->rc;
 		if (r->rc)
 			c->out->retried++;

@@ -97,6 +97,7 @@ struct pit_check_out {
 	uint64_t viol[PIT_V_COUNT], lost[PIT_L_COUNT];
 	uint64_t violations, lost_acks;
 	uint64_t max_io_ns;      /* the slowest attempt, START to END (liveness) */
+	char max_io_what[128];   /* ... which one */
 	uint64_t final_gen[PIT_MAX_MAPS];
 	uint64_t max_gen[PIT_MAX_MAPS];
 };

@@ -1,5 +1,7 @@
-/* client.c -- a forked client process: one fm_agent, engine threads that
- * tag what they write and log every I/O attempt.
+/* client.c -- a forked client process: one fm_agent and the library's
+ * I/O engine on it (engine.h), engine threads that tag what they write and
+ * log every I/O attempt.  Even threads use the synchronous form, odd ones
+ * the polled form (--form picks one for all).
  *
  * Kinds (pit.h): RANDOM workers run until the shared stop flag; SCRIPTED
  * runs the parent's commands (struct pit_cmd on cmd_fd, one thread per
@@ -42,7 +44,8 @@ struct worker {
 	uint32_t nblk;
 	uint8_t *buf;
 	struct pit_rec start;    /* START of the current attempt */
-	bool locked, committing, slowing;
+	bool locked, slowing;
+	unsigned commits_out;    /* commit runs in flight */
 	/* scripted: stall once at this step (enum pit_step + 1) */
 	unsigned slow_step;
 	uint32_t slow_ms;
@@ -58,8 +61,8 @@ struct client {
 	uint32_t inc;
 	struct pit_cshared *cs;
 	struct fm_agent *a;
+	struct pit_eng *eng;
 	int log_fd;
-	struct pit_vols vols[PIT_MAX_MAPS];
 	struct worker w[PIT_MAX_THREADS];
 	pthread_mutex_t reply_lock;
 };
@@ -91,7 +94,7 @@ static void put(struct client *c, struct pit_rec *r, const struct pit_obs *obs, 
 	}
 }
 
-static int w_begin(void *ctx, const struct fm_agent_io *io)
+static void w_begin(void *ctx, const struct fm_agent_map *map)
 {
 	struct worker *w = ctx;
 	struct client *c = w->cl;
@@ -99,9 +102,9 @@ static int w_begin(void *ctx, const struct fm_agent_io *io)
 
 	w->start = (struct pit_rec){
 		.type = PIT_REC_START, .io = (uint64_t)w->thread << 48 | ++w->io_count,
-		.gen = io->map.generation, .block = w->b0, .nblk = w->nblk,
+		.gen = map->generation, .block = w->b0, .nblk = w->nblk,
 		.writer = (uint16_t)w->writer, .client = (uint16_t)c->idx,
-		.map = (uint16_t)w->map, .op = (uint8_t)w->op, .state = (uint8_t)io->map.state,
+		.map = (uint16_t)w->map, .op = (uint8_t)w->op, .state = (uint8_t)map->state,
 		.vol = vol_of(c, w->map, w->op), .inc = c->inc,
 	};
 	w->start.t_ns = pit_now_ns();
@@ -112,7 +115,7 @@ static int w_begin(void *ctx, const struct fm_agent_io *io)
 			struct pit_tag t = {
 				.vol = w->start.vol, .writer = (uint16_t)w->writer,
 				.client = (uint16_t)c->idx, .block = w->b0 + i, .seq = w->start.seq,
-				.gen = io->map.generation, .t_ns = w->start.t_ns,
+				.gen = map->generation, .t_ns = w->start.t_ns,
 			};
 
 			pit_tag_encode(w->buf + (size_t)i * PIT_BLOCK, &t);
@@ -120,7 +123,6 @@ static int w_begin(void *ctx, const struct fm_agent_io *io)
 	}
 	put(c, &w->start, NULL, 0); /* before any data step */
 	atomic_fetch_add(&c->cs->attempts, 1);
-	return 0;
 }
 
 static void w_flags_clear(struct worker *w)
@@ -129,11 +131,12 @@ static void w_flags_clear(struct worker *w)
 
 	if (w->locked)
 		atomic_fetch_sub(&cs->in_copy, 1);
-	if (w->committing)
+	if (w->commits_out)
 		atomic_fetch_sub(&cs->in_commit, 1);
 	if (w->slowing)
 		atomic_fetch_sub(&cs->in_slow, 1);
-	w->locked = w->committing = w->slowing = false;
+	w->locked = w->slowing = false;
+	w->commits_out = 0;
 }
 
 static void w_end(void *ctx, int rc)
@@ -179,12 +182,25 @@ static void slow_sleep(struct worker *w, uint32_t ms, bool gated)
 	w->slowing = false;
 }
 
-static void w_step(void *ctx, enum pit_step s, uint64_t grain, int rc)
+/* a COMMIT_BEGIN or COMMIT record per grain of [first, last] */
+static void put_commit(struct worker *w, uint8_t type, uint64_t first, uint64_t last, int rc)
+{
+	struct pit_rec r = w->start;
+
+	r.type = type;
+	r.rc = rc;
+	r.t_ns = pit_now_ns();
+	for (uint64_t g = first; g <= last; g++) {
+		r.block = g;
+		put(w->cl, &r, NULL, 0);
+	}
+}
+
+static void w_step(void *ctx, enum pit_step s, uint64_t first, uint64_t last, int rc)
 {
 	struct worker *w = ctx;
 	struct client *c = w->cl;
 	struct pit_cshared *cs = c->cs;
-	struct pit_rec r;
 
 	switch (s) {
 	case PIT_STEP_LOCKED:
@@ -192,27 +208,14 @@ static void w_step(void *ctx, enum pit_step s, uint64_t grain, int rc)
 		atomic_fetch_add(&cs->in_copy, 1);
 		break;
 	case PIT_STEP_COMMIT:
-		r = w->start;
-		r.type = PIT_REC_COMMIT_BEGIN;
-		r.block = grain;
-		r.t_ns = pit_now_ns();
-		put(c, &r, NULL, 0);
-		w->committing = true;
-		atomic_fetch_add(&cs->in_commit, 1);
+		put_commit(w, PIT_REC_COMMIT_BEGIN, first, last, 0);
+		if (w->commits_out++ == 0)
+			atomic_fetch_add(&cs->in_commit, 1);
 		break;
 	case PIT_STEP_COMMITTED:
-		if (w->committing)
+		if (w->commits_out && --w->commits_out == 0)
 			atomic_fetch_sub(&cs->in_commit, 1);
-		w->committing = false;
-		r = w->start;
-		r.type = PIT_REC_COMMIT;
-		r.block = grain;
-		r.rc = rc;
-		r.t_ns = pit_now_ns();
-		put(c, &r, NULL, 0);
-		if (w->locked) /* the lock went with the commit */
-			atomic_fetch_sub(&cs->in_copy, 1);
-		w->locked = false;
+		put_commit(w, PIT_REC_COMMIT, first, last, rc);
 		break;
 	case PIT_STEP_UNLOCKED:
 		if (w->locked)
@@ -241,14 +244,16 @@ static int do_io(struct worker *w, enum fm_io_op op, unsigned map, uint64_t b0, 
 {
 	struct client *c = w->cl;
 	struct pit_eng_hooks h = { .ctx = w, .begin = w_begin, .end = w_end, .step = w_step };
+	bool polled = c->cfg->form == PIT_FORM_MIXED ? w->thread % 2 == 1
+						     : c->cfg->form == PIT_FORM_POLLED;
 	int rc;
 
 	w->op = op;
 	w->map = map;
 	w->b0 = b0;
 	w->nblk = nblk;
-	rc = pit_eng_io(c->a, &c->vols[map], op, b0 * PIT_BLOCK, (uint64_t)nblk * PIT_BLOCK, w->buf,
-			&h, c->cfg->retry_ms, NULL);
+	rc = pit_eng_io(c->eng, map, op, b0 * PIT_BLOCK, (uint64_t)nblk * PIT_BLOCK, w->buf, &h,
+			polled, NULL);
 	if (rc) {
 		atomic_fetch_add(&c->cs->failed, 1);
 		fprintf(stderr, "%s: %s map %u blocks %" PRIu64 "+%u failed: %d (%s)\n", cl_name(c),
@@ -481,24 +486,6 @@ static int run_sweep(struct client *c)
 
 /* ---------------------------------------------------------------- main */
 
-static int open_vols(struct client *c)
-{
-	for (unsigned i = 0; i < c->e->nmaps; i++) {
-		char p[400];
-
-		pit_vol_path(c->e, c->e->maps[i].src_vol, p, sizeof(p));
-		c->vols[i].src = open(p, O_RDWR | O_CLOEXEC);
-		pit_vol_path(c->e, c->e->maps[i].tgt_vol, p, sizeof(p));
-		c->vols[i].tgt = open(p, O_RDWR | O_CLOEXEC);
-		c->vols[i].map = c->e->maps[i].id;
-		if (c->vols[i].src < 0 || c->vols[i].tgt < 0) {
-			fprintf(stderr, "%s: open %s: %s\n", cl_name(c), p, strerror(errno));
-			return -1;
-		}
-	}
-	return 0;
-}
-
 static int join(struct client *c)
 {
 	const struct pit_env *e = c->e;
@@ -553,7 +540,7 @@ int pit_client_main(const struct pit_env *e, unsigned idx, uint32_t inc,
 	pthread_mutex_init(&c->reply_lock, NULL);
 	pit_log_path(e, idx, inc, path, sizeof(path));
 	c->log_fd = pit_log_open(path);
-	if (c->log_fd < 0 || open_vols(c))
+	if (c->log_fd < 0)
 		return 2;
 	for (unsigned t = 0; t < nthreads; t++) {
 		struct worker *w = &c->w[t];
@@ -569,6 +556,10 @@ int pit_client_main(const struct pit_env *e, unsigned idx, uint32_t inc,
 	}
 	if (join(c))
 		return 2;
+	if (pit_eng_open(e, c->a, c->idx + 1, c->cfg->retry_ms, &c->eng)) {
+		fprintf(stderr, "%s: engine: %s\n", cl_name(c), fm_errormsg());
+		return 2;
+	}
 	atomic_store(&c->cs->ready, 1);
 	switch (kind) {
 	case PIT_CLIENT_RANDOM:
@@ -585,6 +576,7 @@ int pit_client_main(const struct pit_env *e, unsigned idx, uint32_t inc,
 		rc = run_sweep(c);
 		break;
 	}
+	pit_eng_close(&c->eng);
 	fm_agent_delete(&c->a);
 	close(c->log_fd);
 	return rc;

@@ -1,36 +1,69 @@
-/* engine.c -- the copy-on-write recipe of agent.h over plain files.
+/* engine.c -- fm_engine on the run's volumes, its trace turned into the
+ * checker's hooks (engine.h).
  *
- * One attempt (io_once) is one I/O bracket:
+ * One engine per client process, shared by its worker threads.  The trace
+ * and the movers run on the thread that drives the I/O (engine.h: the
+ * submitting thread's submit and poll), and each worker thread has one
+ * I/O in flight at a time: so the I/O a trace event or a mover request
+ * belongs to is the calling thread's, kept in `cur` (thread-local).
  *
- *   fm_agent_io_begin -> hooks.begin -> fm_agent_plan -> per extent:
- *     DIRECT             the I/O on the volume asked for
- *     REDIRECT_TO_SOURCE read the source, THEN is_split per grain; a grain
- *                        split meanwhile is read from the target instead
- *     COPY_THEN_WRITE /  cow_grain() per grain, in the durability order
- *     WRITE_AND_SPLIT    written down there
- *   -> fm_agent_io_end -> hooks.end
- *
- * and pit_eng_io() starts the I/O again after the errors agent.h names.
- * Nothing here knows about tags, logs or faults: the hooks do.
- *
- * Every destructive data step below -- steps 2-4 of cow_grain (the copy,
- * the target write and their sync, one step), step 6, every DIRECT write
- * -- runs between fm_agent_step_begin and fm_agent_step_end: it starts
- * only while the lease has its margin left (lease.h R2).  The fencing
- * token step_begin hands out is not used: these volumes are plain files
- * that cannot check one.
+ * Trace -> hooks:
+ *   ATTEMPT            begin(map)
+ *   LOCKED, unsplit    step LOCKED at the I/O's first such lock
+ *   MOVER              COPY_READ / COPY_WRITE (COPY too) / TGT_WRITE /
+ *                      SYNC (the flush) / SRC_WRITE (the write as asked,
+ *                      of the source; TGT_WRITE of the target) / REDIRECT
+ *   COMMIT, COMMITTED  step COMMIT / COMMITTED of the run
+ *   UNLOCKED           step UNLOCKED when the I/O holds no lock any more
+ *   ATTEMPT_END        end(rc)
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "flashmeta/engine.h"
 #include "flashmeta/error.h"
+#include "flashmeta/fence_table.h"
+#include "flashmeta/refvol.h"
 #include "engine.h"
-#include "pit.h"
 
-#define ENG_EXTENTS 64
+struct pvol {
+	struct fm_refvol *rv;
+	struct fm_volume *v;
+	int raw;                 /* the file, for the source-first mutant */
+};
+
+struct pit_eng {
+	struct fm_engine *e;
+	struct fm_fence_table *fence;
+	struct pvol vols[2 * PIT_MAX_MAPS];
+	unsigned nvols;
+	uint64_t map_ids[PIT_MAX_MAPS];
+};
+
+/* the calling thread's I/O */
+struct cur {
+	const struct pit_eng_hooks *h;
+	struct pvol *src;
+	enum fm_io_op op;
+	uint64_t off, len;
+	const uint8_t *buf;
+	unsigned held;           /* locks the attempt holds */
+	bool cow;                /* ... one of an unsplit grain (step LOCKED told) */
+	const struct fm_mover_req *skip; /* a mutant: complete this one unmoved */
+};
+static __thread struct cur cur;
+
+enum pit_mutation pit_eng_mutation;
+
+static const char *const mutation_names[PIT_MUT_COUNT] = {
+	[PIT_MUT_NONE] = "none", [PIT_MUT_SKIP_COPY] = "skip-copy",
+	[PIT_MUT_SOURCE_FIRST] = "source-first", [PIT_MUT_NO_RECHECK] = "no-recheck",
+};
 
 static const char *const step_names[PIT_STEP_COUNT] = {
 	[PIT_STEP_LOCKED] = "locked",       [PIT_STEP_COPY_READ] = "copy-read",
@@ -38,13 +71,6 @@ static const char *const step_names[PIT_STEP_COUNT] = {
 	[PIT_STEP_SYNC] = "sync",           [PIT_STEP_COMMIT] = "commit",
 	[PIT_STEP_COMMITTED] = "committed", [PIT_STEP_UNLOCKED] = "unlocked",
 	[PIT_STEP_SRC_WRITE] = "source-write", [PIT_STEP_REDIRECT] = "redirect",
-};
-
-enum pit_mutation pit_eng_mutation;
-
-static const char *const mutation_names[PIT_MUT_COUNT] = {
-	[PIT_MUT_NONE] = "none", [PIT_MUT_SKIP_COPY] = "skip-copy",
-	[PIT_MUT_SOURCE_FIRST] = "source-first", [PIT_MUT_NO_RECHECK] = "no-recheck",
 };
 
 const char *pit_mutation_name(enum pit_mutation m)
@@ -57,247 +83,250 @@ const char *pit_step_name(enum pit_step s)
 	return (unsigned)s < PIT_STEP_COUNT ? step_names[s] : "?";
 }
 
-bool pit_eng_transient(int rc)
+static void step(enum pit_step s, uint64_t first, uint64_t last, int rc)
 {
-	return rc == -ECONNRESET || rc == -EAGAIN || rc == -ESTALE || rc == -ETIMEDOUT ||
-	       rc == -ENOLCK || rc == -ENOTCONN || rc == -EKEYEXPIRED;
+	if (cur.h->step)
+		cur.h->step(cur.h->ctx, s, first, last, rc);
 }
 
-static void step(const struct pit_eng_hooks *h, enum pit_step s, uint64_t g, int rc)
+/* the source-first mutant: the I/O's bytes of grain g on the source, now */
+static void source_first(uint64_t g)
 {
-	if (h && h->step)
-		h->step(h->ctx, s, g, rc);
+	uint64_t s0 = g * PIT_GRAIN, s1 = s0 + PIT_GRAIN, end = cur.off + cur.len;
+	uint64_t a0 = s0 > cur.off ? s0 : cur.off, a1 = s1 < end ? s1 : end;
+
+	if (a1 > a0 && pwrite(cur.src->raw, cur.buf + (a0 - cur.off), a1 - a0, (off_t)a0) < 0)
+		fprintf(stderr, "fm-pit: source-first mutant: pwrite: %s\n", strerror(errno));
 }
 
-/* the whole range, or -EIO */
-static int vol_io(int fd, bool wr, uint64_t off, uint64_t len, void *buf)
+static void on_mover(const struct fm_engine_event *ev)
 {
-	uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = wr ? pwrite(fd, p, len, (off_t)off) : pread(fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return fm_err(-EIO, "%s fd %d at %llu: %s", wr ? "pwrite" : "pread", fd,
-				      (unsigned long long)off, n < 0 ? strerror(errno) : "short");
-		p += n;
-		off += (uint64_t)n;
-		len -= (uint64_t)n;
+	switch (ev->step) {
+	case FM_ENGINE_STEP_COPY_READ:
+		step(PIT_STEP_COPY_READ, 0, 0, 0);
+		break;
+	case FM_ENGINE_STEP_COPY_WRITE:
+	case FM_ENGINE_STEP_COPY:
+		step(PIT_STEP_COPY_WRITE, 0, 0, 0);
+		if (pit_eng_mutation == PIT_MUT_SKIP_COPY)
+			cur.skip = ev->req;
+		break;
+	case FM_ENGINE_STEP_TARGET_WRITE:
+		step(PIT_STEP_TGT_WRITE, 0, 0, 0);
+		break;
+	case FM_ENGINE_STEP_FLUSH:
+		step(PIT_STEP_SYNC, 0, 0, 0);
+		break;
+	case FM_ENGINE_STEP_WRITE:
+		step(cur.op == FM_IO_WRITE_SOURCE ? PIT_STEP_SRC_WRITE : PIT_STEP_TGT_WRITE, 0, 0, 0);
+		break;
+	case FM_ENGINE_STEP_REDIRECT:
+		step(PIT_STEP_REDIRECT, 0, 0, 0);
+		break;
+	case FM_ENGINE_STEP_RETARGET:
+		if (pit_eng_mutation == PIT_MUT_NO_RECHECK)
+			cur.skip = ev->req;
+		break;
+	default:
+		break;
 	}
+}
+
+static void on_event(void *ctx, struct fm_engine_io *io, const struct fm_engine_event *ev)
+{
+	(void)ctx;
+	(void)io;
+	if (!cur.h)
+		return;
+	switch (ev->kind) {
+	case FM_ENGINE_EV_ATTEMPT:
+		cur.held = 0;
+		cur.cow = false;
+		cur.skip = NULL;
+		if (cur.h->begin)
+			cur.h->begin(cur.h->ctx, ev->map);
+		break;
+	case FM_ENGINE_EV_LOCKED:
+		cur.held++;
+		if (ev->split)
+			break;
+		if (!cur.cow) {
+			cur.cow = true;
+			step(PIT_STEP_LOCKED, ev->first, ev->last, 0);
+		}
+		if (pit_eng_mutation == PIT_MUT_SOURCE_FIRST && cur.op == FM_IO_WRITE_SOURCE)
+			source_first(ev->first);
+		break;
+	case FM_ENGINE_EV_MOVER:
+		on_mover(ev);
+		break;
+	case FM_ENGINE_EV_COMMIT:
+		step(PIT_STEP_COMMIT, ev->first, ev->last, 0);
+		break;
+	case FM_ENGINE_EV_COMMITTED:
+		step(PIT_STEP_COMMITTED, ev->first, ev->last, ev->rc);
+		break;
+	case FM_ENGINE_EV_UNLOCKED:
+		if (cur.held && --cur.held == 0 && cur.cow) {
+			cur.cow = false;
+			step(PIT_STEP_UNLOCKED, ev->first, ev->last, ev->rc);
+		}
+		break;
+	case FM_ENGINE_EV_ATTEMPT_END:
+		if (cur.h->end)
+			cur.h->end(cur.h->ctx, ev->rc);
+		break;
+	}
+}
+
+/* the movers: the reference volume's, unless a mutant drops the request */
+static int pv_submit(void *ctx, struct fm_mover_req *r)
+{
+	struct pvol *v = ctx;
+
+	if (cur.skip == r) {
+		cur.skip = NULL;
+		fm_mover_done(r, 0);
+		return 0;
+	}
+	fm_mover_done(r, fm_refvol_do(v->rv, r));
 	return 0;
 }
 
-/* a write as one data step (lease.h R2) */
-static int step_write(struct fm_agent *a, struct fm_agent_io *io, int fd, uint64_t off,
-		      uint64_t len, void *buf)
+static const struct fm_mover_ops PV_OPS = { .submit = pv_submit };
+
+static int vol_open(struct pit_eng *pe, const struct pit_env *e, uint32_t vol, uint64_t size,
+		    uint32_t client_id, struct pvol **out)
 {
-	int rc = fm_agent_step_begin(a, io, NULL);
-
-	if (rc)
-		return rc;
-	rc = vol_io(fd, true, off, len, buf);
-	fm_agent_step_end(a, io);
-	return rc;
-}
-
-/* a data step failed under the lock: give it back, report the failure */
-static int cow_abort(struct fm_agent *a, const struct pit_vols *v, uint64_t g,
-		     const struct pit_eng_hooks *h, int rc)
-{
-	(void)fm_agent_unlock(a, v->map, g);
-	step(h, PIT_STEP_UNLOCKED, g, rc);
-	return rc;
-}
-
-/*
- * One grain of a COPY_THEN_WRITE or WRITE_AND_SPLIT extent; [off, off +
- * len) lies inside grain g.  Durability order:
- *   1. lock the grain (the answer says whether it is split already)
- *   2. copy the source grain to the target (COPY_THEN_WRITE)
- *   3. write the target data, if the I/O writes the target
- *   4. fdatasync(target): the copy is durable
- *   5. commit the split; returns after the owner made it durable, and
- *      releases the lock
- *   6. only now write the source, if the I/O writes the source
- */
-static int cow_grain(struct fm_agent *a, struct fm_agent_io *io, const struct pit_vols *v,
-		     enum fm_io_op op, uint64_t g, uint32_t shift, bool copy, uint64_t off,
-		     uint64_t len, uint8_t *buf, const struct pit_eng_hooks *h)
-{
-	uint64_t gsz = 1ull << shift, goff = g << shift;
-	bool tgt = op == FM_IO_WRITE_TARGET;
-	int rc = fm_agent_lock(a, v->map, g); /* 1 */
-
-	if (rc < 0)
-		return rc;
-	if (rc == 1) { /* split since the plan: give the lock back, write in place */
-		rc = fm_agent_unlock(a, v->map, g);
-		if (rc)
-			return rc;
-		return step_write(a, io, tgt ? v->tgt : v->src, off, len, buf);
-	}
-	step(h, PIT_STEP_LOCKED, g, 0);
-	if (pit_eng_mutation == PIT_MUT_SOURCE_FIRST && !tgt) { /* mutant: 6 first */
-		rc = step_write(a, io, v->src, off, len, buf);
-		if (rc)
-			return cow_abort(a, v, g, h, rc);
-	}
-	rc = fm_agent_step_begin(a, io, NULL); /* 2-4: one data step */
-	if (rc)
-		return cow_abort(a, v, g, h, rc);
-	if (copy && pit_eng_mutation != PIT_MUT_SKIP_COPY) { /* 2 */
-		uint8_t *tmp = malloc(gsz);
-
-		if (!tmp) {
-			fm_agent_step_end(a, io);
-			return cow_abort(a, v, g, h, fm_err(-ENOMEM, "copy buffer"));
-		}
-		step(h, PIT_STEP_COPY_READ, g, 0);
-		rc = vol_io(v->src, false, goff, gsz, tmp);
-		if (!rc) {
-			step(h, PIT_STEP_COPY_WRITE, g, 0);
-			rc = vol_io(v->tgt, true, goff, gsz, tmp);
-		}
-		free(tmp);
-	}
-	if (!rc && tgt) { /* 3 */
-		step(h, PIT_STEP_TGT_WRITE, g, 0);
-		rc = vol_io(v->tgt, true, off, len, buf);
-	}
-	if (!rc) {
-		step(h, PIT_STEP_SYNC, g, 0); /* 4 */
-		if (fdatasync(v->tgt))
-			rc = fm_err(-EIO, "fdatasync: %s", strerror(errno));
-	}
-	fm_agent_step_end(a, io);
-	if (rc)
-		return cow_abort(a, v, g, h, rc);
-	step(h, PIT_STEP_COMMIT, g, 0); /* 5 */
-	rc = fm_agent_commit_split(a, v->map, g);
-	step(h, PIT_STEP_COMMITTED, g, rc);
-	if (rc || tgt || pit_eng_mutation == PIT_MUT_SOURCE_FIRST)
-		return rc;
-	step(h, PIT_STEP_SRC_WRITE, g, 0); /* 6 */
-	return step_write(a, io, v->src, off, len, buf);
-}
-
-/* read the source, then prove per grain that it was still unsplit */
-static int redirect(struct fm_agent *a, const struct pit_vols *v, const struct fm_extent *e,
-		    uint32_t shift, uint8_t *ebuf, const struct pit_eng_hooks *h)
-{
+	struct pvol *v = &pe->vols[pe->nvols];
+	struct fm_refvol_cfg vc = { .size = size, .fence = pe->fence, .client_id = client_id };
+	char path[400];
 	int rc;
 
-	step(h, PIT_STEP_REDIRECT, e->first_grain, 0);
-	rc = vol_io(v->src, false, e->offset, e->length, ebuf);
-	if (pit_eng_mutation == PIT_MUT_NO_RECHECK)
-		return rc;
-	for (uint64_t g = e->first_grain; !rc && g <= e->last_grain; g++) {
-		uint64_t s0 = g << shift, s1 = s0 + (1ull << shift);
-		uint64_t a0 = s0 > e->offset ? s0 : e->offset;
-		uint64_t a1 = s1 < e->offset + e->length ? s1 : e->offset + e->length;
-
-		rc = fm_agent_is_split(a, v->map, g);
-		if (rc == 1) /* split meanwhile: the source may be newer; the target has it */
-			rc = vol_io(v->tgt, false, a0, a1 - a0, ebuf + (a0 - e->offset));
-	}
-	return rc;
-}
-
-static int run_plan(struct fm_agent *a, const struct pit_vols *v, struct fm_agent_io *io,
-		    enum fm_io_op op, uint64_t off, uint64_t len, uint8_t *buf,
-		    const struct pit_eng_hooks *h)
-{
-	struct fm_extent ext[ENG_EXTENTS];
-	struct fm_grain_range lk[ENG_EXTENTS];
-	struct fm_plan plan;
-	uint32_t shift = io->map.grain_shift;
-	bool wr = op == FM_IO_WRITE_SOURCE || op == FM_IO_WRITE_TARGET;
-	int fd = (op == FM_IO_READ_SOURCE || op == FM_IO_WRITE_SOURCE) ? v->src : v->tgt;
-	int rc;
-
-	fm_plan_setup(&plan, ext, ENG_EXTENTS, lk, ENG_EXTENTS);
-	rc = fm_agent_plan(a, io, op, off, len, &plan);
-	for (uint64_t i = 0; !rc && i < plan.ext_count; i++) {
-		const struct fm_extent *e = &ext[i];
-		uint8_t *ebuf = buf + (e->offset - off); /* e->offset: volume offset */
-
-		switch (e->kind) {
-		case FM_EXT_DIRECT:
-			rc = wr ? step_write(a, io, fd, e->offset, e->length, ebuf) :
-				  vol_io(fd, false, e->offset, e->length, ebuf);
-			break;
-		case FM_EXT_REDIRECT_TO_SOURCE:
-			rc = redirect(a, v, e, shift, ebuf, h);
-			break;
-		case FM_EXT_COPY_THEN_WRITE:
-		case FM_EXT_WRITE_AND_SPLIT:
-			for (uint64_t g = e->first_grain; !rc && g <= e->last_grain; g++) {
-				/* the I/O's bytes inside grain g: [a0, a1) */
-				uint64_t s0 = g << shift, s1 = s0 + (1ull << shift);
-				uint64_t end = e->offset + e->length;
-				uint64_t a0 = s0 > e->offset ? s0 : e->offset;
-				uint64_t a1 = s1 < end ? s1 : end;
-				bool copy = e->kind == FM_EXT_COPY_THEN_WRITE;
-
-				rc = cow_grain(a, io, v, op, g, shift, copy, a0, a1 - a0,
-					       buf + (a0 - off), h);
-			}
-			break;
-		default:
-			rc = fm_err(-EINVAL, "extent kind %d", (int)e->kind);
-		}
-	}
-	return rc;
-}
-
-/* one attempt: one bracket; *begun says whether hooks.begin ran */
-static int io_once(struct fm_agent *a, const struct pit_vols *v, enum fm_io_op op,
-		   uint64_t off, uint64_t len, uint8_t *buf, const struct pit_eng_hooks *h,
-		   bool *begun)
-{
-	struct fm_agent_io io;
-	int rc;
-
-	*begun = false;
-	rc = fm_agent_io_begin(a, v->map, &io);
+	pit_vol_path(e, vol, path, sizeof(path));
+	vc.path = path;
+	v->raw = -1;
+	rc = fm_refvol_open(&vc, &v->rv);
 	if (rc)
 		return rc;
-	if (h && h->begin) {
-		rc = h->begin(h->ctx, &io);
-		if (rc) {
-			fm_agent_io_end(a, &io);
-			return rc;
-		}
-	}
-	*begun = true;
-	rc = run_plan(a, v, &io, op, off, len, buf, h);
-	fm_agent_io_end(a, &io);
-	if (h && h->end)
-		h->end(h->ctx, rc);
+	pe->nvols++;
+	v->raw = open(path, O_RDWR | O_CLOEXEC);
+	if (v->raw < 0)
+		return fm_err(-errno, "open %s: %s", path, strerror(errno));
+	rc = fm_engine_volume_add(pe->e, &PV_OPS, v, size, &v->v);
+	*out = v;
 	return rc;
 }
 
-int pit_eng_io(struct fm_agent *a, const struct pit_vols *v, enum fm_io_op op, uint64_t off,
-	       uint64_t len, void *buf, const struct pit_eng_hooks *h, uint32_t retry_ms,
-	       unsigned *attempts)
+int pit_eng_open(const struct pit_env *e, struct fm_agent *a, uint32_t client_id,
+		 uint32_t retry_ms, struct pit_eng **out)
 {
-	uint64_t give_up = pit_now_ns() + (uint64_t)retry_ms * 1000000;
-	unsigned n = 0;
+	struct fm_engine_cfg ec = { .agent = a, .retry_ms = retry_ms, .trace = on_event };
+	struct pit_eng *pe = calloc(1, sizeof(*pe));
+	char path[400];
 	int rc;
 
-	for (;;) {
-		bool begun;
+	*out = NULL;
+	if (!pe)
+		return fm_err(-ENOMEM, "pit engine");
+	snprintf(path, sizeof(path), "%s/fence", e->dir);
+	rc = fm_fence_table_open(path, 0, &pe->fence);
+	if (!rc)
+		rc = fm_engine_new(&ec, &pe->e);
+	for (unsigned i = 0; !rc && i < e->nmaps; i++) {
+		uint64_t size = pit_map_blocks(&e->maps[i]) * PIT_BLOCK;
+		struct pvol *s, *t;
 
-		rc = io_once(a, v, op, off, len, buf, h, &begun);
-		n += begun;
-		/* a broken session or a release mid-I/O: start the I/O again */
-		if (!rc || !pit_eng_transient(rc) || pit_now_ns() > give_up)
-			break;
-		pit_sleep_ms(2 + n % 8);
+		pe->map_ids[i] = e->maps[i].id;
+		rc = vol_open(pe, e, e->maps[i].src_vol, size, client_id, &s);
+		if (!rc)
+			rc = vol_open(pe, e, e->maps[i].tgt_vol, size, client_id, &t);
+		if (!rc)
+			rc = fm_engine_attach(pe->e, e->maps[i].id, s->v, t->v);
 	}
+	if (rc) {
+		pit_eng_close(&pe);
+		return rc;
+	}
+	*out = pe;
+	return 0;
+}
+
+void pit_eng_close(struct pit_eng **pp)
+{
+	struct pit_eng *pe = *pp;
+
+	if (!pe)
+		return;
+	fm_engine_delete(&pe->e);
+	for (unsigned i = 0; i < pe->nvols; i++) {
+		fm_refvol_close(&pe->vols[i].rv);
+		if (pe->vols[i].raw >= 0)
+			close(pe->vols[i].raw);
+	}
+	fm_fence_table_close(&pe->fence);
+	free(pe);
+	*pp = NULL;
+}
+
+static void polled_done(struct fm_engine_io *io, int status)
+{
+	int *calls = io->ctx;
+
+	(void)status;
+	(*calls)++;
+}
+
+/* the polled form: submit, then poll this thread until the callback ran */
+static int io_polled(struct pit_eng *pe, struct fm_engine_io *io)
+{
+	int calls = 0, rc;
+
+	io->done = polled_done;
+	io->ctx = &calls;
+	rc = fm_engine_submit(pe->e, io);
+	if (rc)
+		return rc;
+	while (!calls) {
+		int to, fd;
+
+		if (fm_engine_poll(pe->e) || calls)
+			continue;
+		fd = fm_engine_fd(pe->e, &to);
+		if (fd >= 0 && to != 0) {
+			struct pollfd p = { .fd = fd, .events = POLLIN };
+
+			(void)poll(&p, 1, to < 0 || to > 50 ? 50 : to);
+		}
+	}
+	/* exactly once: a second callback would come from a later poll */
+	for (int i = 0; i < 4; i++)
+		(void)fm_engine_poll(pe->e);
+	if (calls != 1) {
+		fprintf(stderr, "fm-pit: an I/O's callback ran %d times\n", calls);
+		_exit(3); /* the parent counts an unexpected exit */
+	}
+	return io->status;
+}
+
+int pit_eng_io(struct pit_eng *pe, unsigned map, enum fm_io_op op, uint64_t off, uint64_t len,
+	       void *buf, const struct pit_eng_hooks *h, bool polled, unsigned *attempts)
+{
+	struct fm_engine_io io = { .map_id = pe->map_ids[map], .op = op, .offset = off,
+				   .length = len, .buf = buf };
+	struct fm_engine_io_stats st = { 0 };
+	int rc;
+
+	cur = (struct cur){ .h = h, .src = &pe->vols[2 * map], .op = op, .off = off, .len = len,
+			    .buf = buf };
+	if (polled) {
+		rc = io_polled(pe, &io);
+		st = io.st;
+	} else {
+		rc = fm_engine_rw(pe->e, io.map_id, op, off, len, buf, &st);
+	}
+	cur.h = NULL;
 	if (attempts)
-		*attempts = n;
+		*attempts = st.attempts;
 	return rc;
 }

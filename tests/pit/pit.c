@@ -38,8 +38,10 @@ static void usage(FILE *f)
 "usage: fm-pit [--short | --long] [options]\n"
 "\n"
 "Checks that a FlashCopy target always reads as its source did at the trigger plus\n"
-"its own writes, with the real flashmeta-owner, forked fm_agent clients doing random\n"
-"I/O, and faults from a seed (client SIGKILL/SIGSTOP, owner SIGKILL, re-triggers).\n"
+"its own writes, with the real flashmeta-owner, forked clients doing random I/O\n"
+"through the library's I/O engine (flashmeta/engine.h) on file volumes that check\n"
+"the owner's fence table, and faults from a seed (client SIGKILL/SIGSTOP, owner\n"
+"SIGKILL, re-triggers).\n"
 "\n"
 "modes\n"
 "  --short               CI: 15 s of load, every fault a few times, the mix that\n"
@@ -69,8 +71,10 @@ static void usage(FILE *f)
 "  --aim-ms MS           how long an aimed fault waits for its moment [1000]\n"
 "  --big-grains N, --small-grains N   mapping sizes in 4 KiB grains  [4096, 128]\n"
 "  --retry-ms MS         an I/O is restarted for at most this long   [60000]\n"
-"  --mutate NAME         self-test: break the engine on purpose (skip-copy,\n"
-"                        source-first, no-recheck)\n"
+"  --form F              the engine's form: sync (fm_engine_rw), polled (submit +\n"
+"                        poll), mixed (even threads sync, odd polled)   [mixed]\n"
+"  --mutate NAME         self-test: storage that breaks the copy-on-write order on\n"
+"                        purpose (skip-copy, source-first, no-recheck)\n"
 "  --expect-fail         exit 0 only if the check finds violations or lost acks\n"
 "  --rate N              I/Os per second over all clients; 0 = flat out [short 10000,\n"
 "                        long 5000]\n"
@@ -93,7 +97,7 @@ static void usage(FILE *f)
 enum { O_SHORT = 256, O_LONG, O_FULL, O_SCEN, O_SEED, O_DUR, O_IOS, O_MINF, O_MAXS, O_CLIENTS,
        O_THREADS, O_LEASE, O_GAP, O_FAULTS, O_STOP, O_SLOW, O_AIM, O_BIG, O_SMALL, O_RETRY,
        O_RATE, O_MUTATE, O_EXPECT_FAIL, O_OWNER, O_PTOOL, O_PROV, O_ADDR, O_DEV, O_DIR,
-       O_KEEP, O_ODEBUG, O_MAXREP };
+       O_KEEP, O_ODEBUG, O_MAXREP, O_FORM };
 
 static const struct option opts[] = {
 	{ "short", no_argument, NULL, O_SHORT },
@@ -118,6 +122,7 @@ static const struct option opts[] = {
 	{ "retry-ms", required_argument, NULL, O_RETRY },
 	{ "rate", required_argument, NULL, O_RATE },
 	{ "mutate", required_argument, NULL, O_MUTATE },
+	{ "form", required_argument, NULL, O_FORM },
 	{ "expect-fail", no_argument, NULL, O_EXPECT_FAIL },
 	{ "owner", required_argument, NULL, O_OWNER },
 	{ "pmem-tool", required_argument, NULL, O_PTOOL },
@@ -365,7 +370,7 @@ static void summary(const struct pit_run *r, const struct pit_check_out *o, cons
 	for (unsigned m = 0; m < r->env.nmaps; m++)
 		snprintf(gens + strlen(gens), sizeof(gens) - strlen(gens), "%s%" PRIu64,
 			 m ? "/" : "", o->max_gen[m]);
-	printf("fm-pit: %s mode=%s seed=%" PRIu64 " provider=%s clients=%ux%u lease=%ums "
+	printf("fm-pit: %s mode=%s seed=%" PRIu64 " provider=%s form=%s clients=%ux%u lease=%ums "
 	       "ios=%" PRIu64 " (read-src %" PRIu64 " write-src %" PRIu64 " read-tgt %" PRIu64
 	       " write-tgt %" PRIu64 ", retried %" PRIu64 ", cut %" PRIu64
 	       ") blocks-checked=%" PRIu64 " splits-acked=%" PRIu64
@@ -375,7 +380,9 @@ static void summary(const struct pit_run *r, const struct pit_check_out *o, cons
 	       " lost-acks=%" PRIu64 " deaths=%u hangs=%u io-errors=%" PRIu64
 	       " slowest-io=%.1fs slowest-trigger=%.1fs%s"
 	       " duration=%.1fs\n",
-	       pass ? "PASS" : "FAIL", mode, cfg->seed, cfg->provider, cfg->clients, cfg->threads,
+	       pass ? "PASS" : "FAIL", mode, cfg->seed, cfg->provider,
+	       cfg->form == PIT_FORM_SYNC ? "sync" : cfg->form == PIT_FORM_POLLED ? "polled" : "mixed",
+	       cfg->clients, cfg->threads,
 	       cfg->lease_ms, ios, o->ios[FM_IO_READ_SOURCE], o->ios[FM_IO_WRITE_SOURCE],
 	       o->ios[FM_IO_READ_TARGET], o->ios[FM_IO_WRITE_TARGET], o->retried, o->unfinished,
 	       o->target_blocks + o->source_blocks, o->commits_acked, f->n[PIT_F_CLIENT_KILL],
@@ -386,6 +393,8 @@ static void summary(const struct pit_run *r, const struct pit_check_out *o, cons
 	       r->client_deaths + r->owner_deaths, r->client_hangs, failed,
 	       (double)o->max_io_ns / 1e9, (double)max_trig / 1e9, reach, secs);
 	fflush(stdout);
+	if (o->max_io_what[0])
+		fprintf(stderr, "fm-pit: the slowest attempt: %s\n", o->max_io_what);
 }
 
 int main(int argc, char **argv)
@@ -465,6 +474,18 @@ int main(int argc, char **argv)
 			if (cfg.mutation == PIT_MUT_COUNT) {
 				fprintf(stderr, "fm-pit: --mutate skip-copy|source-first|"
 					"no-recheck\n");
+				return 2;
+			}
+			break;
+		case O_FORM:
+			if (!strcmp(optarg, "mixed")) {
+				cfg.form = PIT_FORM_MIXED;
+			} else if (!strcmp(optarg, "sync")) {
+				cfg.form = PIT_FORM_SYNC;
+			} else if (!strcmp(optarg, "polled")) {
+				cfg.form = PIT_FORM_POLLED;
+			} else {
+				fprintf(stderr, "fm-pit: --form sync|polled|mixed\n");
 				return 2;
 			}
 			break;

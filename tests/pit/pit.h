@@ -1,8 +1,8 @@
 /* pit.h -- the point-in-time checker: what its files share.
  *
  * fm-pit runs the real flashmeta-owner, forks client processes that do
- * random I/O on FlashCopy sources and targets through fm_agent (the
- * engine recipe of agent.h, engine.c), injects faults from a seed, and
+ * random I/O on FlashCopy sources and targets through the library's I/O
+ * engine (flashmeta/engine.h, both forms; engine.c), injects faults from a seed, and
  * checks from the clients' logs that every target read returned what the
  * source held at the trigger plus the target's own writes (check.c).
  *
@@ -123,11 +123,19 @@ struct pit_cfg {
 	const char *owner_bin;
 	const char *pmem_tool;   /* flashmeta-pmem, for the pool check; NULL: skip */
 	const char *dir_base;    /* where the run dir is made (tmpfs) */
-	unsigned mutation;       /* enum pit_mutation: a broken engine (self-test) */
+	unsigned mutation;       /* enum pit_mutation: broken storage (self-test) */
+	unsigned form;           /* enum pit_form: which engine calls the threads use */
 	bool expect_fail;        /* exit 0 only if the check finds something */
 	bool keep;               /* keep the run dir */
 	bool owner_debug;
 	int verbose;
+};
+
+/* the engine API's two forms (flashmeta/engine.h) */
+enum pit_form {
+	PIT_FORM_MIXED = 0,      /* even threads synchronous, odd ones polled */
+	PIT_FORM_SYNC,           /* fm_engine_rw */
+	PIT_FORM_POLLED,         /* fm_engine_submit + fm_engine_poll */
 };
 
 enum pit_fault_kind {

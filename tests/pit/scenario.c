@@ -32,6 +32,14 @@
  *   4. the owner reclaims A's locks; B's writes complete (acked);
  *   5. A's threads wake and finish their copies.
  * Over verbs the fence destroys A's QP and never kills it: A always lives.
+ *
+ * Both hold by construction, not by timing: A's volumes check the owner's
+ * fence table (engine.c), and the owner raises A's floor -- at its start
+ * for every client, at a fence for that session -- before anyone else can
+ * take A's locks.  A's late copy is refused (-EKEYREJECTED) and the
+ * library starts A's I/O again under A's next session.  With volumes that
+ * ignore the table, restart-race with A held until B is acked fails
+ * (tried: 2 violations).
  */
 #include <errno.h>
 #include <inttypes.h>
