@@ -1,7 +1,8 @@
 /* demo.h -- flashmeta-demo's parts: what the parent (flashmeta-demo.c,
  * demo_run.c, demo_report.c) and the client processes (demo_client.c) share.
  *
- * THE RUN.  One host, shm transport, every part real: the owner daemon
+ * THE RUN.  One host, every part real, over verbs on an RDMA device with
+ * an IPv4 address or else over shm (--transport): the owner daemon
  * (flashmeta-owner, exec'd), N client processes (fork) each with an agent,
  * an engine and T threads, and file volumes (refvol.h) with the fence
  * table.  The parent drives the phases over one pipe pair per child:
@@ -90,10 +91,16 @@ struct demo_cfg {
 	unsigned clients, threads, seconds, depth;
 	bool keep, quiet;
 	const char *dir_opt, *owner_opt, *json_path;
+	const char *transport_opt;   /* --transport: auto (NULL), shm, verbs */
+	const char *device_opt;      /* --device */
+	unsigned port;               /* --port (verbs) */
 	/* the run */
 	char dir[PATH_MAX - 32];
 	char owner[PATH_MAX];
 	char addr[64];
+	char transport[8];           /* what the run uses: "shm" or "verbs" */
+	char device[64];             /* verbs: the device */
+	char why[160];               /* how the transport was chosen */
 	char keyfile[PATH_MAX], ctl[PATH_MAX], pool[PATH_MAX], fence[PATH_MAX];
 	char src[PATH_MAX], tgt[PATH_MAX], golden[PATH_MAX], expected[PATH_MAX];
 	char log[PATH_MAX];
@@ -171,6 +178,10 @@ void demo_cpu_self(struct demo_cpu *s);
 void demo_cpu_delta(const struct demo_cpu *a, const struct demo_cpu *b, struct demo_cpu *d);
 /* devices in /sys/class/infiniband: their number, names space-separated */
 unsigned demo_rdma_devices(char *names, size_t cap);
+/* an RDMA device (`want`, or the first that has one) with an IPv4 address
+ * on its port 1 network device: 0 and its name and the address, or
+ * -ENODEV (why in fm_errormsg()) */
+int demo_rdma_ipv4(const char *want, char *dev, size_t devcap, char *ip, size_t ipcap);
 
 /* ------------------------------------------------------- the pipes */
 
@@ -324,7 +335,9 @@ struct demo_report {
 /* "file (msync), not on DAX", "pmem (DAX)", ... from r->persist */
 void demo_pool_str(const struct demo_report *r, char *b, size_t cap);
 /* "no RDMA device: shm", or that one exists and the demo runs over shm */
-void demo_transport_str(const struct demo_report *r, char *b, size_t cap);
+/* which transport the run uses, and why */
+void demo_transport_str(const struct demo_cfg *cfg, const struct demo_report *r, char *b,
+			size_t cap);
 void demo_report_print(struct demo_report *r);
 int demo_report_json(struct demo_report *r, const char *path);
 

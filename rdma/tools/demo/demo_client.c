@@ -55,7 +55,8 @@ int demo_client_open(struct dclient *cl, const struct demo_cfg *cfg, uint32_t id
 {
 	uint8_t key[FM_KEY_MAX];
 	struct fm_agent_cfg acfg = {
-		.provider = "shm", .addr = cfg->addr, .client_id = id, .key = key,
+		.provider = cfg->transport, .device = cfg->device[0] ? cfg->device : NULL,
+		.addr = cfg->addr, .client_id = id, .key = key,
 		.wait_ms = 10000, .retry_min_ms = 20, .retry_max_ms = 200,
 		.max_threads = cfg->threads + 1,
 	};

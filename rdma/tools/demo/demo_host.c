@@ -10,8 +10,12 @@
  * only of the threads alive at the sample: a thread that ends between two
  * samples takes its time with it -- demo_cpu_delta then drops the figure).
  */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <limits.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +23,7 @@
 #include <unistd.h>
 
 #include "demo.h"
+#include "flashmeta/error.h"
 
 int demo_cpu_sample(pid_t pid, struct demo_cpu *s)
 {
@@ -129,4 +134,71 @@ unsigned demo_rdma_devices(char *names, size_t cap)
 	}
 	closedir(d);
 	return n;
+}
+
+/* the IPv4 address of network interface `ifname`: 0 or -ENOENT */
+static int if_ipv4(const char *ifname, char *ip, size_t cap)
+{
+	struct ifaddrs *ifa, *i;
+	int rc = -ENOENT;
+
+	if (getifaddrs(&ifa))
+		return -errno;
+	for (i = ifa; i; i = i->ifa_next)
+		if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
+		    !strcmp(i->ifa_name, ifname) &&
+		    inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr, ip,
+			      (socklen_t)cap)) {
+			rc = 0;
+			break;
+		}
+	freeifaddrs(ifa);
+	return rc;
+}
+
+/* device dev's port 1 netdev with an IPv4 address: 0 or -ENOENT */
+static int dev_ipv4(const char *dev, char *ip, size_t cap)
+{
+	char path[PATH_MAX], name[64];
+	FILE *f;
+	int rc = -ENOENT;
+
+	/* RoCE: the GID table names the network device of each entry */
+	for (int g = 0; g < 16 && rc; g++) {
+		snprintf(path, sizeof(path), "/sys/class/infiniband/%s/ports/1/gid_attrs/ndevs/%d",
+			 dev, g);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(name, sizeof(name), f)) {
+			name[strcspn(name, "\n")] = 0;
+			if (name[0])
+				rc = if_ipv4(name, ip, cap);
+		}
+		fclose(f);
+	}
+	return rc;
+}
+
+int demo_rdma_ipv4(const char *want, char *dev, size_t devcap, char *ip, size_t ipcap)
+{
+	DIR *d = opendir("/sys/class/infiniband");
+	struct dirent *de;
+	int rc = -ENODEV;
+
+	if (!d)
+		return fm_err(-ENODEV, "no RDMA device on this host");
+	while (rc && (de = readdir(d))) {
+		if (de->d_name[0] == '.' || (want && strcmp(want, de->d_name)))
+			continue;
+		if (dev_ipv4(de->d_name, ip, ipcap) == 0) {
+			snprintf(dev, devcap, "%s", de->d_name);
+			rc = 0;
+		}
+	}
+	closedir(d);
+	if (rc)
+		return fm_err(-ENODEV, "no RDMA device%s%s with an IPv4 address on its network "
+			      "device", want ? " " : "", want ? want : "");
+	return 0;
 }

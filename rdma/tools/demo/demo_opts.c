@@ -20,8 +20,9 @@ static void usage(FILE *f)
 		"\n"
 		"The main job: one FlashCopy mapping under load on this host, every part\n"
 		"real -- the owner daemon (flashmeta-owner), client processes with agents\n"
-		"and I/O engines over the shm transport, source and target volumes as files\n"
-		"with a fence table.  Phase 1 writes the source (mapping idle); the trigger\n"
+		"and I/O engines over verbs when this host has an RDMA device with an IPv4\n"
+		"address, else over shm, source and target volumes as files with a fence\n"
+		"table.  Phase 1 writes the source (mapping idle); the trigger\n"
 		"(map-prepare, map-start) saves the source as golden.img; phase 2 runs random\n"
 		"reads and writes of 4 KiB..256 KiB on both volumes from every thread (target\n"
 		"writes only in the writer's own 256 KiB stripes, each logged); target reads\n"
@@ -52,6 +53,11 @@ static void usage(FILE *f)
 		"  --owner PATH    the owner daemon (default: flashmeta-owner next to this\n"
 		"                  program)\n"
 		"  --json FILE     also write the report's figures as JSON\n"
+		"  --transport T   auto (default: verbs when an RDMA device has an IPv4\n"
+		"                  address on its network device, else shm), shm, or verbs\n"
+		"                  (an error when there is no such device)\n"
+		"  --device DEV    verbs: this RDMA device (default: the first with an address)\n"
+		"  --port N        verbs: the owner's port (default: 20000 + pid %% 20000)\n"
 		"  --help          this text\n"
 		"\n"
 		"Environment: FM_DEBUG=1 runs the owner with --log-level debug (its log is\n"
@@ -128,6 +134,9 @@ int demo_opts_parse(int argc, char **argv, struct demo_cfg *cfg)
 		{ "keep", no_argument, NULL, 'k' },
 		{ "owner", required_argument, NULL, 'o' },
 		{ "json", required_argument, NULL, 'j' },
+		{ "transport", required_argument, NULL, 'T' },
+		{ "device", required_argument, NULL, 'D' },
+		{ "port", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -159,6 +168,16 @@ int demo_opts_parse(int argc, char **argv, struct demo_cfg *cfg)
 		case 'k': cfg->keep = true; break;
 		case 'o': cfg->owner_opt = optarg; break;
 		case 'j': cfg->json_path = optarg; break;
+		case 'T':
+			if (!strcmp(optarg, "auto"))
+				cfg->transport_opt = NULL;
+			else if (!strcmp(optarg, "shm") || !strcmp(optarg, "verbs"))
+				cfg->transport_opt = optarg;
+			else
+				rc = fm_err(-EINVAL, "--transport %s: auto, shm or verbs", optarg);
+			break;
+		case 'D': cfg->device_opt = optarg; break;
+		case 'P': rc = parse_uint("--port", optarg, 1, 65535, &cfg->port); break;
 		case 'h': usage(stdout); return 1;
 		default:
 			fprintf(stderr, "(" DEMO_NAME " --help lists the options)\n");

@@ -179,16 +179,14 @@ void demo_pool_str(const struct demo_report *r, char *b, size_t cap)
 		snprintf(b, cap, "persist %s", r->persist);
 }
 
-void demo_transport_str(const struct demo_report *r, char *b, size_t cap)
+void demo_transport_str(const struct demo_cfg *cfg, const struct demo_report *r, char *b,
+			size_t cap)
 {
-	const char *t = r->transport[0] ? r->transport : "shm";
-
-	if (!r->nrdma)
-		snprintf(b, cap, "no RDMA device: %s", t);
+	if (!strcmp(cfg->transport, "shm") && r->nrdma)
+		snprintf(b, cap, "%s; RDMA device%s on this host: %s", cfg->why,
+			 r->nrdma > 1 ? "s" : "", r->rdma);
 	else
-		snprintf(b, cap, "RDMA device%s %s on this host, but the demo runs over %s (the "
-			 "verbs run: deploy/cluster/cluster.sh)", r->nrdma > 1 ? "s" : "", r->rdma,
-			 t);
+		snprintf(b, cap, "%s", cfg->why);
 }
 
 /* CPU figures of one process over a window of `window_s` */
@@ -260,9 +258,9 @@ void demo_report_print(struct demo_report *r)
 	size_str(size, sizeof(size), cfg->size);
 	size_str(grain, sizeof(grain), cfg->grain);
 	printf("\nconfiguration\n");
-	printf("  owner        %s, pid %d, shm %s, lease %u ms, fence table %s\n", cfg->owner,
-	       (int)r->owner_pid, cfg->addr, DEMO_LEASE_MS, cfg->fence);
-	demo_transport_str(r, what, sizeof(what));
+	printf("  owner        %s, pid %d, listening on %s, lease %u ms, fence table %s\n",
+	       cfg->owner, (int)r->owner_pid, cfg->addr, DEMO_LEASE_MS, cfg->fence);
+	demo_transport_str(cfg, r, what, sizeof(what));
 	printf("  transport    %s (the owner: transport %s, device %s)\n", what,
 	       r->transport[0] ? r->transport : "?", r->device[0] ? r->device : "?");
 	demo_pool_str(r, what, sizeof(what));
@@ -504,10 +502,10 @@ int demo_report_json(struct demo_report *r, const char *path)
 	fprintf(f, "{\n  \"config\": {\"clients\": %u, \"threads\": %u, \"seconds\": %u, "
 		"\"size\": %" PRIu64 ", \"grain\": %" PRIu64 ", \"grains\": %" PRIu64
 		", \"stripe\": %u, \"io_min\": %u, \"io_max\": %u, \"depth\": %u, \"seed\": %"
-		PRIu64 ", \"lease_ms\": %u, \"transport\": \"shm\", \"addr\": ", cfg->clients,
+		PRIu64 ", \"lease_ms\": %u, \"transport\": \"%s\", \"addr\": ", cfg->clients,
 		cfg->threads, cfg->seconds, cfg->size, cfg->grain,
 		(cfg->size + cfg->grain - 1) / cfg->grain, DEMO_STRIPE, DEMO_IO_MIN, DEMO_IO_MAX,
-		cfg->depth, cfg->seed, DEMO_LEASE_MS);
+		cfg->depth, cfg->seed, DEMO_LEASE_MS, cfg->transport);
 	json_str(f, cfg->addr);
 	fprintf(f, ", \"dir\": ");
 	json_str(f, cfg->dir);
@@ -519,7 +517,7 @@ int demo_report_json(struct demo_report *r, const char *path)
 		sp = p + strcspn(p, " ");
 		fprintf(f, "%s\"%.*s\"", p == r->rdma ? "" : ", ", (int)(sp - p), p);
 	}
-	demo_transport_str(r, what, sizeof(what));
+	demo_transport_str(cfg, r, what, sizeof(what));
 	fprintf(f, "], \"rdma_devices_count\": %u, \"transport\": ", r->nrdma);
 	json_str(f, what);
 	fprintf(f, "},\n  \"phases\": {\"setup_s\": %.3f, \"phase1_s\": %.3f, \"trigger_ms\": "

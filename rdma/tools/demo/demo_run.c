@@ -39,6 +39,37 @@ void demo_run_adopt(struct demo_run *run, const char *path)
 		snprintf(run->made[run->nmade++], sizeof(run->made[0]), "%s", path);
 }
 
+/* the transport: verbs on an RDMA device with an IPv4 address (asked
+ * for, or found by --transport auto), else shm; cfg->why says which and
+ * why */
+static int transport_choose(struct demo_cfg *cfg)
+{
+	const char *t = cfg->transport_opt;
+	char ip[16]; /* INET_ADDRSTRLEN */
+	int rc;
+
+	cfg->device[0] = 0;
+	if (t && !strcmp(t, "shm")) {
+		snprintf(cfg->why, sizeof(cfg->why), "shm (--transport shm)");
+	} else if ((rc = demo_rdma_ipv4(cfg->device_opt, cfg->device, sizeof(cfg->device), ip,
+					sizeof(ip))) == 0) {
+		snprintf(cfg->transport, sizeof(cfg->transport), "verbs");
+		snprintf(cfg->addr, sizeof(cfg->addr), "%s:%u", ip,
+			 cfg->port ? cfg->port : 20000u + (unsigned)getpid() % 20000u);
+		snprintf(cfg->why, sizeof(cfg->why), "verbs on RDMA device %s, %s (%s)",
+			 cfg->device, cfg->addr, t ? "--transport verbs" : "found");
+		return 0;
+	} else if (t) { /* verbs asked for: fm_errormsg() says why not */
+		return rc;
+	} else {
+		snprintf(cfg->why, sizeof(cfg->why), "shm (%s)", fm_errormsg());
+		cfg->device[0] = 0;
+	}
+	snprintf(cfg->transport, sizeof(cfg->transport), "shm");
+	snprintf(cfg->addr, sizeof(cfg->addr), "shm:/fm-demo-%d", (int)getpid());
+	return 0;
+}
+
 int demo_run_dir(struct demo_cfg *cfg, struct demo_run *run)
 {
 	static const char *const ours[] = { "key", "pool", "ctl", "fence", "source.img",
@@ -89,8 +120,7 @@ int demo_run_dir(struct demo_cfg *cfg, struct demo_run *run)
 			return fm_err(-EEXIST, "%s exists (an earlier run?): choose an empty "
 				      "--dir or remove it", p);
 	}
-	snprintf(cfg->addr, sizeof(cfg->addr), "shm:/fm-demo-%d", (int)getpid());
-	return 0;
+	return transport_choose(cfg);
 }
 
 void demo_run_cleanup(const struct demo_cfg *cfg, struct demo_run *run)
@@ -220,11 +250,24 @@ int demo_owner_start(const struct demo_cfg *cfg, struct demo_run *run)
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		dup2(logfd, STDOUT_FILENO);
 		dup2(logfd, STDERR_FILENO);
-		execl(cfg->owner, cfg->owner, "--listen", cfg->addr, "--transport", "shm",
-		      "--pmem", cfg->pool, "--key-file", cfg->keyfile, "--control", cfg->ctl,
-		      "--lease-ms", lease, "--clients", "1-16", "--pool-max-maps", "8",
-		      "--pool-max-grains", "65536", "--fence-table", cfg->fence,
-		      (getenv("FM_DEBUG") ? "--log-level" : NULL), "debug", (char *)NULL);
+		const char *av[40] = {
+			cfg->owner, "--listen", cfg->addr, "--transport", cfg->transport,
+			"--pmem", cfg->pool, "--key-file", cfg->keyfile, "--control", cfg->ctl,
+			"--lease-ms", lease, "--clients", "1-16", "--pool-max-maps", "8",
+			"--pool-max-grains", "65536", "--fence-table", cfg->fence,
+		};
+		int n = 21;
+
+		if (cfg->device[0]) {
+			av[n++] = "--device";
+			av[n++] = cfg->device;
+		}
+		if (getenv("FM_DEBUG")) {
+			av[n++] = "--log-level";
+			av[n++] = "debug";
+		}
+		av[n] = NULL;
+		execv(cfg->owner, (char *const *)av);
 		fprintf(stderr, "exec %s: %s\n", cfg->owner, strerror(errno));
 		_exit(127);
 	}

@@ -1,5 +1,6 @@
 /* flashmeta-demo.c -- the main job: a FlashCopy mapping under load, every
- * part real, on one host over shm.
+ * part real, on one host: over verbs when it has an RDMA device with an
+ * IPv4 address (demo_run.c transport_choose), else over shm.
  *
  * The parent starts the owner daemon, creates the mapping, forks the client
  * processes and drives the phases (the protocol between them, and who
@@ -15,8 +16,8 @@
  * The report also says what the figures cost and what they ran on: the
  * owner's CPU time over phase 2 (from /proc) beside the clients' (their
  * getrusage), per I/O decision; each client's confirmation cache; the
- * transport, the pool's persistence as the owner reports it, and whether
- * the host has an RDMA device (this run is shm either way).
+ * transport and why it was chosen, the pool's persistence as the owner
+ * reports it.
  *
  * Parts: demo_opts.c (the command line), demo_run.c (run dir, owner),
  * demo_client.c, demo_io.c and demo_verify.c (client processes, their I/O,
@@ -384,8 +385,8 @@ static int run(struct demo_cfg *cfg, struct demo_run *runp, struct demo_report *
 	if ((rc = demo_file_new(runp, cfg->src, cfg->size)) ||
 	    (rc = demo_file_new(runp, cfg->tgt, cfg->size)))
 		goto out;
-	printf(DEMO_NAME ": owner + %u client processes x %u threads over shm; run dir %s "
-	       "(%s); seed %" PRIu64 "\n", cfg->clients, cfg->threads, cfg->dir,
+	printf(DEMO_NAME ": owner + %u client processes x %u threads over %s; run dir %s "
+	       "(%s); seed %" PRIu64 "\n", cfg->clients, cfg->threads, cfg->transport, cfg->dir,
 	       cfg->keep ? "kept" : "removed at the end; --keep keeps it", cfg->seed);
 	if ((rc = demo_owner_start(cfg, runp)))
 		goto out;
@@ -414,7 +415,7 @@ static int run(struct demo_cfg *cfg, struct demo_run *runp, struct demo_report *
 	       cfg->size / MiB, cfg->grain >> 10, cfg->clients, r->setup_s);
 	demo_pool_str(r, why, sizeof(why));
 	printf("             pool: %s; ", why);
-	demo_transport_str(r, why, sizeof(why));
+	demo_transport_str(cfg, r, why, sizeof(why));
 	printf("%s\n", why);
 	fflush(stdout);
 
