@@ -924,7 +924,8 @@ static int sc_snapshot(struct svc *s)
  * agent.h promises; run under ThreadSanitizer in the tsan stage).  Each
  * thread loops io_begin -> plan(WRITE_SOURCE, 1-2 grains) -> per COW
  * grain lock / commit_split or unlock -> io_end, plus READ_TARGET plans
- * and is_split probes.  Checked:
+ * and is_split probes, and now and then the readers that never block
+ * (stats, maps, the other threads' held locks).  Checked:
  *   - a grain is held by at most one of our threads at a time;
  *   - a grain is committed at most once per generation (lock() == 0 only
  *     while unsplit);
@@ -1072,9 +1073,24 @@ static int en_once(struct en_thread *t, uint64_t *x)
 	if (t->ops++ % 64 == 0) { /* the never-blocking readers, too */
 		struct fm_agent_stats st;
 		struct fm_agent_map m[4];
+		struct fm_agent_held h[EN_THREADS];
+		int nh;
 
 		fm_agent_stats(sh->a, &st);
 		(void)fm_agent_maps(sh->a, m, 4);
+		/* the other threads' holds, while they lock and unlock: each
+		 * holds at most one grain at a time, this one none now */
+		nh = fm_agent_locks(sh->a, h, EN_THREADS);
+		if (nh < 0 || nh > EN_THREADS - 1)
+			EN_BAD(sh, "fm_agent_locks: %d words held by %d other threads", nh,
+			       EN_THREADS - 1);
+		for (int i = 0; i < nh && i < EN_THREADS; i++)
+			if (h[i].map_id != MAP || h[i].first != h[i].last ||
+			    h[i].last >= EN_GRAINS || h[i].count != 1 || !h[i].since_ms ||
+			    !h[i].token)
+				EN_BAD(sh, "fm_agent_locks: map %" PRIu64 " grains %" PRIu64
+				       "..%" PRIu64 " count %u since %" PRIu64, h[i].map_id,
+				       h[i].first, h[i].last, h[i].count, h[i].since_ms);
 	}
 	return rc;
 }
