@@ -156,8 +156,9 @@ static void print_held(struct fm_agent *a)
 		printf("held map %" PRIu64 " first %" PRIu64 " last %" PRIu64 " word-index %"
 		       PRIu64 " since-ms %" PRIu64 " held-ms %" PRIu64 " token 0x%016" PRIx64
 		       " epoch %u count %u\n", h[i].map_id, h[i].first, h[i].last,
-		       h[i].word_index, h[i].since_ms, now > h[i].since_ms ? now - h[i].since_ms : 0,
-		       h[i].token, h[i].epoch, h[i].count);
+		       h[i].word_index, h[i].since_ms,
+		       now > h[i].since_ms ? now - h[i].since_ms : 0, h[i].token, h[i].epoch,
+		       h[i].count);
 	if (n > 16)
 		printf("held-not-shown %d\n", n - 16);
 	fflush(stdout);
