@@ -27,7 +27,9 @@
  *   a->eplock the endpoint engines may open lanes on (ep_pub), the list of
  *             thread contexts.  ep_gen is also read without it (atomic).
  *   a->filllock  the engines' answers waiting for the protocol thread.
- * Lock order: eplock, then lock; filllock alone.
+ *   th->heldlock a thread's lock words, against fm_agent_locks (the thread
+ *             itself reads them without it: it is their one writer).
+ * Lock order: eplock, then lock; eplock, then a heldlock; filllock alone.
  *
  * Endpoint lifetime: the protocol thread publishes a session's endpoint
  * (ep_pub, ep_gen + 1) after connecting, and withdraws it (ep_pub = NULL,
@@ -94,10 +96,12 @@ static inline bool ag_fill_bit(const struct ag_fill *f, uint64_t grain)
 struct ag_held {
 	const void *owner;
 	uint64_t map_id, index;
+	uint64_t first, last;       /* the grains the word covers */
 	uint64_t word;              /* what we installed (the session's word) */
 	uint64_t token;             /* the session it was taken in (fm_client_token:
 				     * the word alone may repeat after an owner
 				     * restart -- same client id, same epoch) */
+	uint64_t since_ms;          /* ag_now_ms() when it was taken (count 0 -> 1) */
 	unsigned count;
 };
 
@@ -163,7 +167,12 @@ struct ag_thread {
 	struct ag_op *ops;          /* started, not done */
 	bool in_progress;           /* ag_progress runs (callbacks start ops) */
 	struct fm_client_reader *reader; /* its bracket counts, or NULL */
-	struct ag_held *held;       /* this thread's lock words */
+	/* this thread's lock words: written by the thread only, under
+	 * heldlock; read by the thread without it, by fm_agent_locks (any
+	 * thread, under eplock for the list of threads) with it.  Taken once
+	 * per lock and unlock, never on a cache hit. */
+	pthread_mutex_t heldlock;
+	struct ag_held *held;
 	size_t nheld, capheld;
 };
 

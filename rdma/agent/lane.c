@@ -4,10 +4,11 @@
  * transport lane on the session's endpoint, a registered buffer cut into
  * 64-byte READ slots (one per op in flight), an eventfd the protocol
  * thread writes when a request of the thread's ops is answered, its
- * reader cell and the lock words it holds.  The lane is opened lazily,
- * and again after the session's endpoint changed (ep_gen); the ops still
- * waiting on the old lane fail first (ops.c), since an old lane's
- * completions are never polled again.
+ * reader cell and the lock words it holds (with the mutex that lets
+ * fm_agent_locks read them from another thread).  The lane is opened
+ * lazily, and again after the session's endpoint changed (ep_gen); the
+ * ops still waiting on the old lane fail first (ops.c), since an old
+ * lane's completions are never polled again.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 
 static void thread_free(struct ag_thread *th)
 {
+	pthread_mutex_destroy(&th->heldlock);
 	free(th->held);
 	fm_lane_delete(&th->lane);
 	fm_region_delete(&th->buf);
@@ -95,6 +97,7 @@ int ag_ctx(struct fm_agent *a, struct ag_thread **out)
 		return fm_err(-ENOMEM, "agent: thread eventfd");
 	}
 	th->a = a;
+	pthread_mutex_init(&th->heldlock, NULL);
 	pthread_mutex_lock(&a->eplock);
 	if (a->nspare)
 		th->reader = a->spare[--a->nspare];
@@ -102,6 +105,7 @@ int ag_ctx(struct fm_agent *a, struct ag_thread **out)
 	/* no reader (-ENOSPC: hundreds of threads): the thread's brackets
 	 * count in the shared word, correct and only slower */
 	if (!th->reader && fm_client_reader_new(a->c, &th->reader) == -ENOMEM) {
+		pthread_mutex_destroy(&th->heldlock);
 		close(th->efd);
 		free(th);
 		return -ENOMEM;

@@ -65,9 +65,16 @@ enum {
 	S_POSTCHECK,   /* LOCK: held; the READ under it still to post */
 };
 
-/* ---------------------------------------------------------------- holds */
+/* ---------------------------------------------------------------- holds
+ *
+ * th->held is written only here, by th's own thread, under th->heldlock:
+ * fm_agent_locks (locks.c) reads it from any thread.  th's own reads take
+ * no lock (it is the one writer).  Cost: one uncontended mutex per lock,
+ * unlock and re-entry, one clock read per word taken; a cache hit
+ * touches none of it. */
 
-static void held_drop(struct ag_thread *th, struct ag_held *h)
+/* th->heldlock held */
+static void __held_drop(struct ag_thread *th, struct ag_held *h)
 {
 	*h = th->held[--th->nheld];
 }
@@ -86,28 +93,65 @@ static struct ag_held *held_find(struct fm_agent *a, struct ag_thread *th, const
 			continue;
 		if (h->token == token)
 			return h;
-		held_drop(th, h);
+		pthread_mutex_lock(&th->heldlock);
+		__held_drop(th, h);
+		pthread_mutex_unlock(&th->heldlock);
 		break;
 	}
 	return NULL;
 }
 
-static int held_add(struct ag_thread *th, const void *owner, uint64_t map_id, uint64_t index,
-		    uint64_t word, uint64_t token)
+/* op took the word `index` (op->word, in the session of op->token): a
+ * new hold, counted once, taken now */
+static int held_add(struct ag_thread *th, const struct ag_op *op, uint64_t index)
 {
+	uint64_t first = index << op->d.lock_shift;
+	uint64_t last = first + ((UINT64_C(1) << op->d.lock_shift) - 1);
+	uint64_t now = ag_now_ms();
+	int rc = 0;
+
+	if (last >= op->d.grain_count)
+		last = op->d.grain_count - 1;
+	pthread_mutex_lock(&th->heldlock);
 	if (th->nheld == th->capheld) {
 		size_t nc = th->capheld ? th->capheld * 2 : 8;
 		struct ag_held *n = realloc(th->held, nc * sizeof(*n));
 
-		if (!n)
-			return fm_err(-ENOMEM, "agent: lock table of a thread");
+		if (!n) {
+			rc = fm_err(-ENOMEM, "agent: lock table of a thread");
+			goto out;
+		}
 		th->held = n;
 		th->capheld = nc;
 	}
-	th->held[th->nheld++] = (struct ag_held){ .owner = owner, .map_id = map_id,
-						  .index = index, .word = word, .token = token,
-						  .count = 1 };
-	return 0;
+	th->held[th->nheld++] = (struct ag_held){ .owner = op->owner, .map_id = op->map_id,
+						  .index = index, .first = first, .last = last,
+						  .word = op->word, .token = op->token,
+						  .since_ms = now, .count = 1 };
+out:
+	pthread_mutex_unlock(&th->heldlock);
+	return rc;
+}
+
+/* one more count of a hold (re-entry) */
+static void held_get(struct ag_thread *th, struct ag_held *h)
+{
+	pthread_mutex_lock(&th->heldlock);
+	h->count++;
+	pthread_mutex_unlock(&th->heldlock);
+}
+
+/* one count of h back; the hold goes with its last.  The counts left. */
+static unsigned held_put(struct ag_thread *th, struct ag_held *h)
+{
+	unsigned left;
+
+	pthread_mutex_lock(&th->heldlock);
+	left = --h->count;
+	if (!left)
+		__held_drop(th, h);
+	pthread_mutex_unlock(&th->heldlock);
+	return left;
 }
 
 /* ------------------------------------------------------------- helpers */
@@ -301,7 +345,7 @@ static void lock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op
 	case S_START:
 		h = held_find(a, th, op->owner, op->map_id, index);
 		if (h) { /* ours already (re-entrant): just the fresh READ */
-			h->count++;
+			held_get(th, h);
 			op->word = h->word;
 			op->step = S_POSTCHECK;
 			lock_step(a, th, op);
@@ -356,7 +400,7 @@ static void lock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op
 			return;
 		}
 		if (op->old == FM_LOCKWORD_FREE) {
-			if (held_add(th, op->owner, op->map_id, index, op->word, op->token)) {
+			if (held_add(th, op, index)) {
 				op->lstatus = -ENOMEM;
 				op->step = S_UNDO;
 				(void)post_cas(th, op, &op->d.locks, off, op->word, FM_LOCKWORD_FREE);
@@ -404,7 +448,7 @@ static void lock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op
 		/* it may have installed the word with WAITERS: our release
 		 * compares the plain word and so finds the flag */
 		op->word = op->req.out_word & ~(uint64_t)FM_LOCKWORD_F_WAITERS;
-		if (held_add(th, op->owner, op->map_id, index, op->word, op->token)) {
+		if (held_add(th, op, index)) {
 			op->lstatus = -ENOMEM;
 			op->step = S_UNDO;
 			(void)post_cas(th, op, &op->d.locks, off, op->word, FM_LOCKWORD_FREE);
@@ -419,8 +463,8 @@ static void lock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op
 			/* the endpoint went away: give the count back (the
 			 * owner reclaims the word with the session) */
 			h = held_find(a, th, op->owner, op->map_id, index);
-			if (h && !--h->count)
-				held_drop(th, h);
+			if (h)
+				(void)held_put(th, h);
 			finish(op, ag_op_failed(op->lstatus));
 			return;
 		}
@@ -451,12 +495,11 @@ static void unlock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *
 						  op->map_id, op->first));
 				return;
 			}
-			if (--h->count) {
+			op->word = h->word;
+			if (held_put(th, h)) {
 				finish(op, 0);
 				return;
 			}
-			op->word = h->word;
-			held_drop(th, h);
 			atomic_fetch_add_explicit(&a->unlocks, 1, memory_order_relaxed);
 		}
 		if (!th->lane) {

@@ -25,7 +25,8 @@ static void json_str(FILE *f, const char *s, size_t n)
 	fputc('"', f);
 }
 
-static bool is_u64(const char *s, size_t n)
+/* decimal digits, no leading zero, at most `max` */
+static bool is_dec(const char *s, size_t n, uint64_t max)
 {
 	uint64_t v = 0;
 
@@ -34,16 +35,25 @@ static bool is_u64(const char *s, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		if (s[i] < '0' || s[i] > '9')
 			return false;
-		if (v > (UINT64_MAX - (uint64_t)(s[i] - '0')) / 10)
+		if (v > (max - (uint64_t)(s[i] - '0')) / 10)
 			return false;
 		v = v * 10 + (uint64_t)(s[i] - '0');
 	}
 	return true;
 }
 
+/* a JSON number: 0..2^64-1, or a negative one down to -2^63 (a lease
+ * left that ran out is "-12": a number like any other lease left) */
+static bool is_number(const char *s, size_t n)
+{
+	if (n > 1 && s[0] == '-')
+		return s[1] != '0' && is_dec(s + 1, n - 1, UINT64_C(1) << 63);
+	return is_dec(s, n, UINT64_MAX);
+}
+
 static void json_val(FILE *f, const char *s, size_t n)
 {
-	if (is_u64(s, n))
+	if (is_number(s, n))
 		fwrite(s, 1, n, f);
 	else
 		json_str(f, s, n);

@@ -226,23 +226,37 @@ static int ctl_sessions(struct fm_ownerd *d, int fd)
 	for (size_t i = 0; i < n && i < 64; i++)
 		od_ctl_printf(fd, "session %" PRIu64 " client %u epoch %u token 0x%016" PRIx64
 			   " state %s lease-left-ms %" PRId64 " quiesced %d commits %u"
-			   " lock-waits %u\n", v[i].conn, v[i].client_id, v[i].epoch,
-			   v[i].epoch ? fm_lease_token(d->incarnation, v[i].epoch) : 0,
+			   " lock-waits %u age-ms %" PRIu64 "\n", v[i].conn, v[i].client_id,
+			   v[i].epoch, v[i].epoch ? fm_lease_token(d->incarnation, v[i].epoch) : 0,
 			   fm_osess_state_name(v[i].state), v[i].lease_left_ms,
-			   v[i].quiesced ? 1 : 0, v[i].commits, v[i].waits);
+			   v[i].quiesced ? 1 : 0, v[i].commits, v[i].waits, v[i].age_ms);
 	if (n > 64)
 		od_ctl_printf(fd, "sessions-not-shown %zu\n", n - 64);
 	return 0;
 }
 
-/* lock-show MAP GRAIN: the lock word covering the grain, decoded, and
- * what the owner knows of its holder's session.  The owner does not see
- * one-sided acquisitions, so "since when" is the holder's business
- * (fm_agent_locks on the client); here: which session, and its lease. */
+/*
+ * lock-show MAP GRAIN: the lock word covering the grain, decoded, and
+ * what the owner knows of its holder and its waiters, with the times it
+ * really has.  An uncontended acquisition is a client's one-sided CAS the
+ * owner never sees, so when the holder took the word is the holder's
+ * business (fm_agent_locks on the client); here, in the owner's monotonic
+ * clock:
+ *   holder-session, holder-lease-left-ms  the session of the word's
+ *       (client, epoch): its state and lease left, or "gone"
+ *   holder-session-age-ms  how long ago that session's epoch began (the
+ *       word cannot be older: an upper bound of how long it is held)
+ *   waiters-queued, oldest-waiter-client, oldest-waiter-ms  the
+ *       LOCK_REQUESTs queued for the word (of active sessions), who asked
+ *       first and how long ago that request arrived; 0 when nobody waits
+ * A value the owner does not have is 0 (the state and holder-session
+ * fields say why), so the line always has the same keys.
+ */
 static int ctl_lock_show(struct fm_ownerd *d, int fd, char **av)
 {
 	struct fm_owner_session_info v[64];
-	uint64_t id, grain, w, idx;
+	struct fm_owner_lock_info li;
+	uint64_t id, grain, w, idx, age = 0, now = od_now_ms();
 	const char *who = "none";
 	struct od_map *m;
 	size_t n;
@@ -262,22 +276,29 @@ static int ctl_lock_show(struct fm_ownerd *d, int fd, char **av)
 	idx = fm_lockword_index(grain, m->d.lock_shift);
 	w = __atomic_load_n((const uint64_t *)fm_region_ptr(m->locks) + idx, __ATOMIC_ACQUIRE);
 	if (w != FM_LOCKWORD_FREE) {
-		n = fm_owner_sessions(d->o, v, 64, od_now_ms());
+		n = fm_owner_sessions(d->o, v, 64, now);
 		who = "gone"; /* a word of a session the owner no longer has */
 		for (size_t i = 0; i < n && i < 64; i++)
 			if (v[i].client_id == fm_lockword_client(w) &&
 			    v[i].epoch == fm_lockword_epoch(w)) {
 				who = fm_osess_state_name(v[i].state);
 				left = v[i].lease_left_ms;
+				age = v[i].age_ms;
 			}
 	}
+	rc = fm_owner_lock_info(d->o, id, idx, now, &li);
+	if (rc)
+		return rc;
 	od_ctl_printf(fd, "lock map %" PRIu64 " grain %" PRIu64 " word-index %" PRIu64
 		   " word 0x%016" PRIx64 " state %s client %u epoch %u waiters %d"
-		   " holder-session %s holder-lease-left-ms %" PRId64 "\n", id, grain, idx, w,
+		   " holder-session %s holder-lease-left-ms %" PRId64
+		   " holder-session-age-ms %" PRIu64 " waiters-queued %u oldest-waiter-client %u"
+		   " oldest-waiter-ms %" PRIu64 "\n", id, grain, idx, w,
 		   w == FM_LOCKWORD_FREE ? "free" :
 		   (fm_lockword_flags(w) & FM_LOCKWORD_F_HELD) ? "held" : "handing-over",
 		   fm_lockword_client(w), fm_lockword_epoch(w),
-		   (fm_lockword_flags(w) & FM_LOCKWORD_F_WAITERS) ? 1 : 0, who, left);
+		   (fm_lockword_flags(w) & FM_LOCKWORD_F_WAITERS) ? 1 : 0, who, left, age,
+		   li.waiters, li.oldest_client, li.oldest_wait_ms);
 	return 0;
 }
 

@@ -38,7 +38,11 @@ static void usage(FILE *f)
 		"  join                 connect, print the session and the mappings\n"
 		"  show MAP             geometry, generation, split count (one-sided READ of\n"
 		"                       the owner's bitmap), cached confirmation ranges\n"
-		"  lock MAP GRAIN       take a grain lock and hold the session (Ctrl-C or --hold)\n"
+		"  lock MAP GRAIN       take a grain lock and hold the session (Ctrl-C or\n"
+		"                       --hold); prints what the session holds, after locking\n"
+		"                       and before unlocking: \"held map M first G last G\n"
+		"                       word-index W since-ms T held-ms D token 0x.. epoch E\n"
+		"                       count N\" (T: CLOCK_MONOTONIC ms, when it was taken)\n"
 		"  unlock MAP GRAIN     take and give back (a lock dies with its session)\n"
 		"  split MAP GRAIN      lock -> commit split (durable on the owner) -> unlock\n"
 		"Admin (the owner's control socket, --control):\n"
@@ -134,6 +138,30 @@ static void print_map(const struct fm_agent_map *m)
 	printf("map %" PRIu64 ": %s, generation %" PRIu64 ", %" PRIu64 " grains of %u bytes%s\n",
 	       m->map_id, fm_map_state_name(m->state), m->generation, m->grain_count,
 	       1u << m->grain_shift, m->granted ? ", granted" : "");
+}
+
+/* what this agent holds now: one record line per lock word ("held KEY
+ * VALUE ..."), since-ms in CLOCK_MONOTONIC ms (the owner's clock too, on
+ * one host), held-ms how long ago that was */
+static void print_held(struct fm_agent *a)
+{
+	struct fm_agent_held h[16];
+	int n = fm_agent_locks(a, h, 16);
+	uint64_t now;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	for (int i = 0; i < n && i < 16; i++)
+		printf("held map %" PRIu64 " first %" PRIu64 " last %" PRIu64 " word-index %"
+		       PRIu64 " since-ms %" PRIu64 " held-ms %" PRIu64 " token 0x%016" PRIx64
+		       " epoch %u count %u\n", h[i].map_id, h[i].first, h[i].last,
+		       h[i].word_index, h[i].since_ms,
+		       now > h[i].since_ms ? now - h[i].since_ms : 0, h[i].token, h[i].epoch,
+		       h[i].count);
+	if (n > 16)
+		printf("held-not-shown %d\n", n - 16);
+	fflush(stdout);
 }
 
 static int cmd_show(struct fm_agent *a, uint64_t id)
@@ -291,14 +319,19 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "lock") || !strcmp(cmd, "unlock")) {
 		rc = fm_agent_lock(a, map, grain);
 		if (rc >= 0) {
+			/* Ctrl-C is ours once "locked" is printed: it unlocks */
+			if (!strcmp(cmd, "lock")) {
+				signal(SIGINT, on_sigint);
+				signal(SIGTERM, on_sigint);
+			}
 			printf("locked map %" PRIu64 " grain %" PRIu64 "%s\n", map, grain,
 			       rc == 1 ? " (already split)" : "");
 			fflush(stdout);
 			if (!strcmp(cmd, "lock")) {
-				signal(SIGINT, on_sigint);
-				signal(SIGTERM, on_sigint);
+				print_held(a);
 				for (uint64_t t = 0; !g_stop && (!hold || t < hold_s * 10); t++)
 					usleep(100000);
+				print_held(a); /* how long it was held */
 			}
 			rc = fm_agent_unlock(a, map, grain);
 			if (!rc)

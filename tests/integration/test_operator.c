@@ -14,6 +14,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -642,16 +643,56 @@ static void control__commands__strict(void **state)
 	owner_stop(&o);
 }
 
-/* introspection: who holds a grain lock, every session's lease, and the
- * answers as JSON */
+/* the number after " key " in a record line (fails the case when absent);
+ * `last`: its last occurrence */
+static uint64_t field(const char *text, const char *key, bool last)
+{
+	char pat[64];
+	const char *p = NULL, *q = text;
+
+	snprintf(pat, sizeof(pat), " %s ", key);
+	while ((q = strstr(q, pat))) {
+		p = q;
+		q++;
+		if (!last)
+			break;
+	}
+	if (!p || p[strlen(pat)] < '0' || p[strlen(pat)] > '9') {
+		fprintf(stderr, "no number for '%s' in:\n%s\n", key, text);
+		fail();
+	}
+	return strtoull(p + strlen(pat), NULL, 10);
+}
+
+/* the file's content holds `needle`, within timeout_ms */
+static bool file_gets(const char *path, const char *needle, int timeout_ms)
+{
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+
+	while (!strstr(slurp(path), needle)) {
+		if (now_ms() > end) {
+			fprintf(stderr, "expected \"%s\" in %s:\n%s\n", needle, path, slurp(path));
+			return false;
+		}
+		usleep(20000);
+	}
+	return true;
+}
+
+/* introspection: who holds a grain lock (and since when, on the holder's
+ * side), who waits for it and how long, every session's lease and age,
+ * and the answers as JSON */
 static void control__introspection__lock_holder_sessions_json(void **state)
 {
 	struct owner o;
 	char out[4096];
-	char *lock_argv[] = { (char *)g_cli, "-a", NULL, "-k", NULL, "-i", "3", "-H", "3",
-			      "lock", "1", "5", NULL };
-	uint64_t end;
-	pid_t holder;
+	char *lock_argv[] = { (char *)g_cli, "-a", NULL, "-k", NULL, "-i", "3", "lock", "1", "5",
+			      NULL };
+	char *wait_argv[] = { (char *)g_cli, "-a", NULL, "-k", NULL, "-i", "4", "-H", "0", "lock",
+			      "1", "5", NULL };
+	uint64_t end, age, waited, hsince, hheld, wsince;
+	const char *j;
+	pid_t holder, waiter;
 
 	(void)state;
 	fresh("ctl-intro");
@@ -670,26 +711,60 @@ static void control__introspection__lock_holder_sessions_json(void **state)
 	assert_null(strstr(out, "{")); /* text without "json" */
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "lock-show 1 5\n"), 0);
 	assert_non_null(strstr(out, "state free client 0"));
-	lock_argv[2] = o.listen;
-	lock_argv[4] = o.key;
+	assert_int_equal(field(out, "waiters-queued", false), 0);
+	assert_int_equal(field(out, "holder-session-age-ms", false), 0);
+	/* client 3 holds grain 5 until SIGINT; once it printed what it
+	 * holds, its handler is in place */
+	lock_argv[2] = wait_argv[2] = o.listen;
+	lock_argv[4] = wait_argv[4] = o.key;
 	holder = spawn(lock_argv, at("holder.log"));
+	assert_true(file_gets(at("holder.log"), "held map 1 first 5 last 5 word-index 5 since-ms ",
+			      5000));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "lock-show 1 5\n"), 0);
+	assert_non_null(strstr(out, "state held client 3 epoch"));
+	assert_non_null(strstr(out, "holder-session active holder-lease-left-ms"));
+	assert_true(field(out, "holder-session-age-ms", false) > 0);
+	assert_int_equal(field(out, "waiters-queued", false), 0); /* uncontended: unseen */
+	assert_int_equal(field(out, "oldest-waiter-ms", false), 0);
+	/* client 4 asks for it: the owner queues its LOCK_REQUEST */
+	waiter = spawn(wait_argv, at("waiter.log"));
 	end = now_ms() + 5000;
 	do {
 		usleep(20000);
 		assert_int_equal(ctl(o.ctl, out, sizeof(out), "lock-show 1 5\n"), 0);
-	} while (!strstr(out, "state held") && now_ms() < end);
+	} while (field(out, "waiters-queued", false) == 0 && now_ms() < end);
+	assert_int_equal(field(out, "waiters-queued", false), 1);
+	assert_int_equal(field(out, "oldest-waiter-client", false), 4);
+	waited = field(out, "oldest-waiter-ms", false);
+	age = field(out, "holder-session-age-ms", false);
+	usleep(100000);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "lock-show 1 5\n"), 0);
 	assert_non_null(strstr(out, "state held client 3 epoch"));
-	assert_non_null(strstr(out, "holder-session active holder-lease-left-ms"));
-	/* the same as JSON through the CLI */
+	assert_non_null(strstr(out, " waiters 1 ")); /* armed: the holder must tell */
+	assert_int_equal(field(out, "waiters-queued", false), 1);
+	assert_true(field(out, "oldest-waiter-ms", false) >= waited + 100);
+	assert_true(field(out, "oldest-waiter-ms", false) > 0);
+	assert_true(field(out, "holder-session-age-ms", false) >= age + 100);
+	/* the same as JSON through the CLI: every field, numbers as numbers */
 	assert_int_equal(run(g_cli, "-C", o.ctl, "--json", "admin", "lock-show", "1", "5", NULL),
 			 0);
 	assert_true(log_has("\"record\": \"lock\", \"map\": 1, \"grain\": 5"));
 	assert_true(log_has("\"state\": \"held\", \"client\": 3"));
+	assert_true(log_has("\"holder-session\": \"active\", \"holder-lease-left-ms\": "));
+	assert_true(log_has(", \"waiters-queued\": 1, \"oldest-waiter-client\": 4, "
+			    "\"oldest-waiter-ms\": "));
 	assert_true(log_has("\"ok\": true}"));
+	j = strstr(slurp(at("log")), "\"oldest-waiter-ms\": ");
+	assert_non_null(j);
+	assert_true(j[20] >= '1' && j[20] <= '9');
+	j = strstr(slurp(at("log")), "\"holder-session-age-ms\": ");
+	assert_non_null(j);
+	assert_true(j[25] >= '1' && j[25] <= '9');
 	assert_int_equal(run(g_cli, "-C", o.ctl, "--json", "admin", "sessions", NULL), 0);
 	assert_true(log_has("\"record\": \"session\""));
 	assert_true(log_has("\"client\": 3"));
 	assert_true(log_has("\"state\": \"active\""));
+	assert_true(log_has("\"lock-waits\": 1, \"age-ms\": "));
 	/* errors: in the object, and the exit status */
 	assert_int_equal(run(g_cli, "-C", o.ctl, "--json", "admin", "map-show", "9", NULL), 1);
 	assert_true(log_has("\"ok\": false, \"error\": \"ENOENT\", \"message\": \"map 9 unknown\""));
@@ -697,10 +772,23 @@ static void control__introspection__lock_holder_sessions_json(void **state)
 	assert_non_null(strstr(out, "error ERANGE"));
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "lock-show 2 0\n"), -EREMOTEIO);
 	assert_non_null(strstr(out, "error ENOENT"));
-	/* the holder let go and left: free again, no session */
-	assert_int_equal(wait_for(holder, 10000), 0);
+	/* the holder lets go and leaves: the owner hands the word to client
+	 * 4, which took it no earlier than the holder's last word on it */
+	assert_int_equal(kill(holder, SIGINT), 0);
+	assert_int_equal(wait_for(holder, 5000), 0);
+	assert_int_equal(wait_for(waiter, 10000), 0);
+	hsince = field(slurp(at("holder.log")), "since-ms", true);
+	hheld = field(slurp(at("holder.log")), "held-ms", true);
+	assert_true(hheld >= 100);
+	assert_non_null(strstr(slurp(at("holder.log")), "unlocked"));
+	assert_non_null(strstr(slurp(at("waiter.log")), "locked map 1 grain 5\n"
+			       "held map 1 first 5 last 5 word-index 5 since-ms "));
+	wsince = field(slurp(at("waiter.log")), "since-ms", false);
+	assert_true(wsince >= hsince + hheld);
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "lock-show 1 5\n"), 0);
 	assert_non_null(strstr(out, "state free"));
+	assert_int_equal(field(out, "waiters-queued", false), 0);
+	assert_int_equal(field(out, "oldest-waiter-ms", false), 0);
 	owner_stop(&o);
 }
 

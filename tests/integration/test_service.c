@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,22 +73,67 @@ static int wait_gen(struct fm_agent *a, uint64_t gen)
 
 /* ================================================================ roundtrip
  * lock / fetch / split with the cache; lock contention hand-off between
- * processes; the restart flow (release request -> discard -> new
+ * processes; the agent's list of held locks (since, token), also read from
+ * another thread; the restart flow (release request -> discard -> new
  * generation -> grains read as unsplit again). */
+
+/* the agent holds exactly one word, grain g's, taken within [t0, t1] in
+ * the current session, `count` times */
+static int held_only(struct fm_agent *a, uint64_t g, uint64_t t0, uint64_t t1, unsigned count)
+{
+	struct fm_agent_held h[4];
+	uint64_t token = fm_agent_token(a);
+
+	CHECK(fm_agent_locks(a, h, 4) == 1);
+	CHECK(h[0].map_id == MAP && h[0].first <= g && g <= h[0].last);
+	CHECK(h[0].word_index == g && h[0].first == g && h[0].last == g); /* lock_shift 0 */
+	CHECK(h[0].since_ms >= t0 && h[0].since_ms <= t1);
+	CHECK(token != 0 && h[0].token == token && h[0].epoch == (uint32_t)token);
+	CHECK(h[0].count == count);
+	CHECK(fm_agent_locks(a, NULL, 0) == 1); /* the count without room */
+	return 0;
+}
+
+static void *locks_from_thread(void *arg)
+{
+	struct fm_agent_held h[4];
+
+	return (void *)(intptr_t)fm_agent_locks(arg, h, 4);
+}
+
 static int rt_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 {
 	struct fm_agent *a = join(s, (uint32_t)idx + 1);
 	struct fm_agent_map m;
 	struct fm_agent_stats st;
-	uint64_t g = 10 + (uint64_t)idx, run = 0;
+	struct fm_agent_held h;
+	uint64_t g = 10 + (uint64_t)idx, run = 0, t0, t1, since;
+	pthread_t th;
+	void *other;
 	int rc;
 
 	CHECK(wait_gen(a, 1) == 0);
 	CHECK(fm_agent_map_get(a, MAP, &m) == 0 && m.state == FM_MAP_COPYING);
+	CHECK(fm_agent_locks(a, &h, 1) == 0);
 	/* own grain: unsplit -> lock -> commit -> split, cached */
 	CHECK(fm_agent_is_split(a, MAP, g) == 0);
+	t0 = mono_ms();
 	CHECK(fm_agent_lock(a, MAP, g) == 0);
+	t1 = mono_ms();
+	CHECK(held_only(a, g, t0, t1, 1) == 0);
+	/* another thread of the agent sees it too */
+	CHECK(pthread_create(&th, NULL, locks_from_thread, a) == 0);
+	CHECK(pthread_join(th, &other) == 0 && (intptr_t)other == 1);
+	/* re-entry: one word, two counts, the first acquisition's time */
+	fm_agent_locks(a, &h, 1);
+	since = h.since_ms;
+	usleep(20000);
+	CHECK(fm_agent_lock(a, MAP, g) == 0);
+	CHECK(held_only(a, g, since, since, 2) == 0);
+	CHECK(fm_agent_unlock(a, MAP, g) == 0);
+	CHECK(held_only(a, g, since, since, 1) == 0);
 	CHECK(fm_agent_commit_split(a, MAP, g) == 0);
+	CHECK(fm_agent_locks(a, &h, 1) == 0); /* the commit gave it back */
 	CHECK(fm_cache_lookup(fm_agent_cache(a), MAP, g, &run) && run >= 1);
 	CHECK(fm_agent_is_split(a, MAP, g) == 1);
 	/* contended grain 100: client 0 holds it, the others queue */
@@ -99,9 +145,17 @@ static int rt_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 		CHECK(fm_agent_commit_split(a, MAP, 100) == 0);
 	} else {
 		CHECK(sig_wait(rfd, 10000) == 'G');
+		t0 = mono_ms();
 		rc = fm_agent_lock(a, MAP, 100); /* blocks until client 0 commits */
+		t1 = mono_ms();
 		CHECK(rc == 1);                  /* ... and it is split by then */
+		/* handed over by the owner: since is the hand-over, not the call */
+		CHECK(held_only(a, 100, t0, t1, 1) == 0);
+		fm_agent_locks(a, &h, 1);
+		fprintf(stderr, "client %d: grain 100 after %" PRIu64 " ms, held since %" PRIu64
+			" ms before the call returned\n", idx + 1, t1 - t0, t1 - h.since_ms);
 		CHECK(fm_agent_unlock(a, MAP, 100) == 0);
+		CHECK(fm_agent_locks(a, &h, 1) == 0);
 	}
 	/* everybody sees the other clients' splits through a fetch */
 	sig_send(wfd, 'S');
@@ -936,7 +990,8 @@ static int sc_snapshot(struct svc *s)
  * agent.h promises; run under ThreadSanitizer in the tsan stage).  Each
  * thread loops io_begin -> plan(WRITE_SOURCE, 1-2 grains) -> per COW
  * grain lock / commit_split or unlock -> io_end, plus READ_TARGET plans
- * and is_split probes.  Checked:
+ * and is_split probes, and now and then the readers that never block
+ * (stats, maps, the other threads' held locks).  Checked:
  *   - a grain is held by at most one of our threads at a time;
  *   - a grain is committed at most once per generation (lock() == 0 only
  *     while unsplit);
@@ -1085,9 +1140,24 @@ static int en_once(struct en_thread *t, uint64_t *x)
 	if (t->ops++ % 64 == 0) { /* the never-blocking readers, too */
 		struct fm_agent_stats st;
 		struct fm_agent_map m[4];
+		struct fm_agent_held h[EN_THREADS];
+		int nh;
 
 		fm_agent_stats(sh->a, &st);
 		(void)fm_agent_maps(sh->a, m, 4);
+		/* the other threads' holds, while they lock and unlock: each
+		 * holds at most one grain at a time, this one none now */
+		nh = fm_agent_locks(sh->a, h, EN_THREADS);
+		if (nh < 0 || nh > EN_THREADS - 1)
+			EN_BAD(sh, "fm_agent_locks: %d words held by %d other threads", nh,
+			       EN_THREADS - 1);
+		for (int i = 0; i < nh && i < EN_THREADS; i++)
+			if (h[i].map_id != MAP || h[i].first != h[i].last ||
+			    h[i].last >= EN_GRAINS || h[i].count != 1 || !h[i].since_ms ||
+			    !h[i].token)
+				EN_BAD(sh, "fm_agent_locks: map %" PRIu64 " grains %" PRIu64
+				       "..%" PRIu64 " count %u since %" PRIu64, h[i].map_id,
+				       h[i].first, h[i].last, h[i].count, h[i].since_ms);
 	}
 	return rc;
 }

@@ -181,10 +181,28 @@ struct fm_owner_session_info {
 	bool quiesced;          /* the client said its I/O is over (R3) */
 	unsigned commits;       /* SPLIT_COMMITs being checked or persisted */
 	unsigned waits;         /* its lock requests queued */
+	uint64_t age_ms;        /* since it became ACTIVE (its epoch began),
+				 * whatever its state now; 0 before ACTIVE */
 };
 /* Every session, in no order: up to cap of them into v; returns how many
  * there are (more than cap: call again with room). */
 size_t fm_owner_sessions(const struct fm_owner *o, struct fm_owner_session_info *v, size_t cap,
 			 uint64_t now);
+
+/* The owner's queue of one lock word (introspection: control socket).
+ * Uncontended locks never reach the owner (client CAS), so a word held
+ * without anybody waiting has no queue: all zero. */
+struct fm_owner_lock_info {
+	unsigned waiters;        /* LOCK_REQUESTs queued for the word, of
+				  * sessions still ACTIVE (the ones it serves) */
+	uint32_t oldest_client;  /* client id of the first of them; 0: none */
+	uint64_t oldest_wait_ms; /* how long that one has waited: `now` minus
+				  * the arrival of its LOCK_REQUEST; 0: none */
+};
+/* fm_owner_lock_info -- the queue of word `index` of map_id's lock table
+ * at `now` (the clock of the events).  0, -ENOENT (map not served),
+ * -ERANGE (no such word).  Never blocks; the protocol thread's call. */
+int fm_owner_lock_info(const struct fm_owner *o, uint64_t map_id, uint64_t index, uint64_t now,
+		       struct fm_owner_lock_info *out);
 
 #endif /* FLASHMETA_PROTO_OWNER_H */

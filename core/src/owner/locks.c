@@ -14,11 +14,14 @@
  * ACTIVE sessions are served; each session may queue at most
  * cfg.max_waits requests (memory is bounded per peer).  The owner changes
  * words only through CAS actions on its loopback (RDMA atomics are atomic
- * only among themselves).
+ * only among themselves).  A waiter keeps when its LOCK_REQUEST arrived
+ * (FIFO: the first active one has waited longest) for fm_owner_lock_info.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 
+#include "flashmeta/error.h"
 #include "flashmeta/lockword.h"
 #include "owner_priv.h"
 
@@ -239,7 +242,8 @@ static bool lock_range_ok(const struct omap *mp, uint64_t first, uint64_t last)
 	return last < mp->d.grain_count && first <= last && (first >> sh) == (last >> sh);
 }
 
-void ow_locks_on_request(struct fm_owner *o, struct osess *s, const struct fm_msg *m)
+void ow_locks_on_request(struct fm_owner *o, struct osess *s, const struct fm_msg *m,
+			 uint64_t now)
 {
 	int slot = ow_map_slot(o, m->u.lock.map_id);
 	struct owaiter *w;
@@ -283,6 +287,7 @@ void ow_locks_on_request(struct fm_owner *o, struct osess *s, const struct fm_ms
 	w->last = m->u.lock.last;
 	w->generation = m->u.lock.generation;
 	w->req_seq = m->seq;
+	w->since = now;
 	if (l->tail)
 		l->tail->next = w;
 	else
@@ -334,6 +339,40 @@ void ow_locks_drop_slot(struct fm_owner *o, unsigned slot)
 		}
 		olock_free(o, l);
 	}
+}
+
+int fm_owner_lock_info(const struct fm_owner *o, uint64_t map_id, uint64_t index, uint64_t now,
+		       struct fm_owner_lock_info *out)
+{
+	int slot = ow_map_slot(o, map_id);
+	const struct omap *mp;
+
+	*out = (struct fm_owner_lock_info){ 0 };
+	if (slot < 0)
+		return fm_err(-ENOENT, "owner: map %" PRIu64 " not served", map_id);
+	mp = &o->maps[slot];
+	if (!mp->d.grain_count || index > (mp->d.grain_count - 1) >> mp->d.lock_shift)
+		return fm_err(-ERANGE, "owner: map %" PRIu64 " has no lock word %" PRIu64,
+			      map_id, index);
+	for (const struct olock *l = o->locks; l; l = l->next) {
+		if (l->slot != (unsigned)slot || l->index != index)
+			continue;
+		/* as olock_prune counts them: only active sessions are served */
+		for (const struct owaiter *w = l->head; w; w = w->next) {
+			const struct osess *s = o->sessions;
+
+			while (s && s->session_id != w->session_id)
+				s = s->next;
+			if (!s || s->state != FM_OSESS_ACTIVE)
+				continue;
+			if (!out->waiters++) {
+				out->oldest_client = s->client_id;
+				out->oldest_wait_ms = now > w->since ? now - w->since : 0;
+			}
+		}
+		break;
+	}
+	return 0;
 }
 
 void ow_locks_free_all(struct fm_owner *o)

@@ -317,7 +317,7 @@ static void on_active(struct fm_owner *o, struct osess *s, const struct fm_msg *
 		ow_sess_on_renew(o, s, m, now);
 		break;
 	case FM_MSG_LOCK_REQUEST:
-		ow_locks_on_request(o, s, m);
+		ow_locks_on_request(o, s, m, now);
 		break;
 	case FM_MSG_UNLOCK:
 		ow_locks_on_unlock(o, s, m);
@@ -471,7 +471,9 @@ size_t fm_owner_sessions(const struct fm_owner *o, struct fm_owner_session_info 
 				.state = (int)s->state,
 				.lease_left_ms = (int64_t)s->deadline - (int64_t)now,
 				.quiesced = s->quiesced, .commits = s->commits,
-				.waits = s->nwaits };
+				.waits = s->nwaits,
+				.age_ms = s->epoch && now > s->active_since ?
+					  now - s->active_since : 0 };
 	return n;
 }
 

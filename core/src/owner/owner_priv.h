@@ -41,6 +41,8 @@ struct osess {
 	uint64_t session_id;
 	uint32_t client_id;
 	uint32_t epoch;          /* 0 until ACTIVE */
+	uint64_t active_since;   /* when it became ACTIVE (its epoch began; the
+				  * driver's clock); meaningful once epoch != 0 */
 	uint8_t client_nonce[FM_WIRE_NONCE_SIZE];
 	uint8_t owner_nonce[FM_WIRE_NONCE_SIZE];
 	uint64_t prev_session;   /* HELLO: the session this one vouches for */
@@ -79,6 +81,7 @@ struct owaiter {
 	uint64_t word;       /* HELD word for this waiter */
 	uint64_t first, last, generation;
 	uint64_t req_seq;    /* its LOCK_REQUEST, for an ERROR */
+	uint64_t since;      /* when its LOCK_REQUEST arrived (the driver's clock) */
 };
 
 enum olock_kind { OL_ARM = 1, OL_GRANT, OL_HANDOFF, OL_FREE };
@@ -197,7 +200,8 @@ void ow_maps_grace_tick(struct fm_owner *o, uint64_t now);
 void ow_maps_on_released(struct fm_owner *o, struct osess *s, const struct fm_msg *m);
 
 /* ---- locks.c ---- */
-void ow_locks_on_request(struct fm_owner *o, struct osess *s, const struct fm_msg *m);
+void ow_locks_on_request(struct fm_owner *o, struct osess *s, const struct fm_msg *m,
+			 uint64_t now);
 void ow_locks_on_unlock(struct fm_owner *o, struct osess *s, const struct fm_msg *m);
 void ow_locks_cas_done(struct fm_owner *o, struct olock *l, int status, uint64_t old);
 void ow_locks_reclaim(struct fm_owner *o, unsigned slot, uint64_t index, uint64_t word);

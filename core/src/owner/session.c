@@ -335,6 +335,7 @@ void ow_sess_on_auth(struct fm_owner *o, struct osess *s, const struct fm_msg *m
 	if (o->next_epoch == 0)
 		o->next_epoch = 1;
 	s->state = FM_OSESS_ACTIVE;
+	s->active_since = now;
 	s->deadline = now + o->cfg.lease_term_ms + o->cfg.lease_grace_ms;
 	o->st.sessions_active++;
 	/* SESSION_UP first: the driver opens the peer's one-sided access to

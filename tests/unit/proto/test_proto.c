@@ -3,8 +3,9 @@
  * lease expiry -> fence -> reclaim, release racing a fetch, garbage, owner
  * refusals, the commit holder check, the way a session ends (quiesce,
  * vouch, kill, the timer: lease.h R3/R4), the step check (R2), the
- * restart grace (R6), per-session limits, failed reclaim READs, and a
- * randomized soak in three models (see there). */
+ * restart grace (R6), per-session limits, failed reclaim READs, the
+ * owner's introspection (waiter and session ages), and a randomized soak
+ * in three models (see there). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -124,6 +125,93 @@ static void contention__queued_granted_in_order_then_free(void **state)
 	assert_int_equal(fm_client_unlock(S.c[2].cl, 100, 9, S.now), 0);
 	sim_run(&S, S.now + 30);
 	assert_int_equal(S.store[0].locks[9], 0);
+	sim_fini(&S);
+}
+
+/* a session's age, by its connection (-1: not there) */
+static int64_t sess_age(uint64_t conn)
+{
+	struct fm_owner_session_info v[SIM_MAX_CLIENTS * 2];
+	size_t n = fm_owner_sessions(S.owner, v, SIM_MAX_CLIENTS * 2, S.now);
+
+	for (size_t i = 0; i < n && i < SIM_MAX_CLIENTS * 2; i++)
+		if (v[i].conn == conn)
+			return (int64_t)v[i].age_ms;
+	return -1;
+}
+
+/* introspection in the owner's clock: how long the first queued waiter of
+ * a word has waited (FIFO, only active sessions'), how old a session is */
+static void introspection__oldest_waiter_and_session_age(void **state)
+{
+	struct fm_owner_session_info v[4];
+	struct fm_owner_lock_info li;
+	uint64_t t1, t2, w0;
+	int64_t age0;
+	int mark;
+
+	sim_init(&S, 1, 3, 300);
+	for (int i = 0; i < 3; i++)
+		sim_connect(&S, i);
+	/* not ACTIVE yet: no epoch, no age */
+	assert_int_equal(fm_owner_sessions(S.owner, v, 4, S.now), 3);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(v[i].age_ms, 0);
+	sim_run(&S, S.now + 20);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(fm_client_state(S.c[i].cl), FM_CLIENT_ACTIVE);
+	assert_int_equal(fm_owner_sessions(S.owner, v, 4, S.now), 3);
+	age0 = sess_age(v[0].conn);
+	assert_true(age0 > 0 && age0 <= 20);
+	sim_run(&S, S.now + 50);
+	assert_int_equal(sess_age(v[0].conn), age0 + 50);
+
+	assert_int_equal(fm_owner_lock_info(S.owner, 100, 9, S.now, &li), 0);
+	assert_int_equal(li.waiters, 0);
+	assert_int_equal(fm_client_lock(S.c[0].cl, 100, 9, 1, S.now), 0);
+	sim_run(&S, S.now + 10);
+	/* held without contention: the owner has no queue for it */
+	assert_int_equal(fm_owner_lock_info(S.owner, 100, 9, S.now, &li), 0);
+	assert_int_equal(li.waiters, 0);
+	assert_int_equal(li.oldest_wait_ms, 0);
+	t1 = S.now;
+	assert_int_equal(fm_client_lock(S.c[1].cl, 100, 9, 2, S.now), 0);
+	sim_run(&S, S.now + 3);
+	t2 = S.now;
+	assert_int_equal(fm_client_lock(S.c[2].cl, 100, 9, 3, S.now), 0);
+	sim_run(&S, S.now + 20);
+	assert_int_equal(S.sends[FM_MSG_LOCK_REQUEST], 2);
+	assert_int_equal(fm_owner_lock_info(S.owner, 100, 9, S.now, &li), 0);
+	assert_int_equal(li.waiters, 2);
+	assert_int_equal(li.oldest_client, 2); /* the first to ask */
+	assert_true(li.oldest_wait_ms > 0 && li.oldest_wait_ms < S.now - t1);
+	w0 = li.oldest_wait_ms;
+	sim_run(&S, S.now + 100);
+	assert_int_equal(fm_owner_lock_info(S.owner, 100, 9, S.now, &li), 0);
+	assert_int_equal(li.waiters, 2);
+	assert_int_equal(li.oldest_wait_ms, w0 + 100); /* the same arrival, later */
+	/* A commits: B is handed the word, C is the oldest now */
+	mark = S.nnotes;
+	assert_int_equal(fm_client_commit(S.c[0].cl, 100, 9, 4, S.now), 0);
+	sim_run(&S, S.now + 30);
+	assert_non_null(sim_find(&S, 1, FM_NOTE_LOCKED, mark));
+	assert_int_equal(fm_owner_lock_info(S.owner, 100, 9, S.now, &li), 0);
+	assert_int_equal(li.waiters, 1);
+	assert_int_equal(li.oldest_client, 3);
+	assert_true(li.oldest_wait_ms > 100 && li.oldest_wait_ms < S.now - t2);
+	assert_int_equal(fm_client_unlock(S.c[1].cl, 100, 9, S.now), 0);
+	sim_run(&S, S.now + 30);
+	assert_non_null(sim_find(&S, 2, FM_NOTE_LOCKED, mark));
+	assert_int_equal(fm_client_unlock(S.c[2].cl, 100, 9, S.now), 0);
+	sim_run(&S, S.now + 30);
+	assert_int_equal(fm_owner_lock_info(S.owner, 100, 9, S.now, &li), 0);
+	assert_int_equal(li.waiters, 0);
+	assert_int_equal(li.oldest_client, 0);
+	assert_int_equal(li.oldest_wait_ms, 0);
+	/* what is not there */
+	assert_int_equal(fm_owner_lock_info(S.owner, 7, 9, S.now, &li), -ENOENT);
+	assert_int_equal(fm_owner_lock_info(S.owner, 100, SIM_GRAINS, S.now, &li), -ERANGE);
+	assert_int_equal(fm_owner_lock_info(S.owner, 100, SIM_GRAINS - 1, S.now, &li), 0);
 	sim_fini(&S);
 }
 
@@ -1353,6 +1441,7 @@ int main(void)
 		cmocka_unit_test(join_auth__right_key_joins_wrong_key_refused),
 		cmocka_unit_test(lock_commit__uncontended__no_lock_messages),
 		cmocka_unit_test(contention__queued_granted_in_order_then_free),
+		cmocka_unit_test(introspection__oldest_waiter_and_session_age),
 		cmocka_unit_test(commit__ack_only_after_persist_done),
 		cmocka_unit_test(release__waits_for_inflight_io_then_released),
 		cmocka_unit_test(release__waits_for_brackets_in_reader_cells),

@@ -110,6 +110,21 @@ struct fm_agent_io {
 	void *pin_;             /* the agent's: where the bracket is counted */
 };
 
+/* A grain lock word this agent holds (fm_agent_locks). */
+struct fm_agent_held {
+	uint64_t map_id;
+	uint64_t word_index;    /* its word in the map's lock table */
+	uint64_t first, last;   /* the grains that word covers (one unless the
+				 * map stripes grains: lock_shift > 0) */
+	uint64_t since_ms;      /* taken at: CLOCK_MONOTONIC ms, the clock of
+				 * step_start (when the CAS, or the owner's
+				 * hand-over, completed; a re-entry keeps it) */
+	uint64_t token;         /* fencing token of the session it was taken
+				 * in (fm_agent_token then; lease.h R5) */
+	uint32_t epoch;         /* that session's epoch, as in the lock word */
+	unsigned count;         /* fm_agent_lock calls not given back yet */
+};
+
 struct fm_agent_stats {
 	int state;              /* enum fm_client_state */
 	uint32_t epoch;
@@ -235,6 +250,19 @@ int fm_agent_commit_range(struct fm_agent *a, uint64_t map_id, uint64_t first,
 
 /* fm_agent_commit_split -- fm_agent_commit_range of one grain. */
 int fm_agent_commit_split(struct fm_agent *a, uint64_t map_id, uint64_t grain);
+
+/*
+ * fm_agent_locks -- the lock words this agent holds now, on any of its
+ * threads (fm_agent_lock, and the engine's I/Os), in the current session:
+ * copies up to cap of them into out (in no order) and returns how many
+ * there are (more than cap: call again with room).  A word is listed once
+ * however many grains of it were locked (count).  Locks of an earlier
+ * session are not listed (the owner reclaims them; the next call on them
+ * says -ENOLCK); those of a session that broke stay listed until the
+ * agent connects again.  Any thread; never blocks (takes each thread's
+ * hold lock for a copy; lock and unlock take it too, a cache hit never).
+ */
+int fm_agent_locks(struct fm_agent *a, struct fm_agent_held *out, size_t cap);
 
 /*
  * fm_agent_read_bitmap -- one-sided READ of `len` bytes at byte `off` of

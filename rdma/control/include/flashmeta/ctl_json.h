@@ -5,8 +5,9 @@
  * on one line:
  *   {"records": [{"record": NAME, K: V, ...}, ...], "ok": true}
  *   {"records": [...], "ok": false, "error": "ENOENT", "message": "..."}
- * A value of decimal digits that fits in 64 bits is a JSON number; every
- * other value a string (escaped).  The owner answers "json CMD ..." this
+ * A value of decimal digits (no leading zero) that fits in 64 bits, or
+ * one with a '-' down to -2^63, is a JSON number; every other value a
+ * string (escaped).  The owner answers "json CMD ..." this
  * way itself (the JSON line, then the usual "ok" / "error" line); the CLI's
  * --json asks for that.
  */

@@ -68,11 +68,19 @@
  *
  *   status | maps                      the owner, its store, every mapping
  *   sessions                           every session: client, epoch, token,
- *                                      state, lease left (ms), quiesced
+ *                                      state, lease left (ms), quiesced,
+ *                                      age (ms since its epoch began)
  *   lock-show MAP GRAIN                the grain's lock word decoded (free,
  *                                      held, handing-over; client, epoch,
  *                                      waiters) and the holder's session
- *                                      state and lease left, or "gone"
+ *                                      state, lease left and age, or
+ *                                      "gone"; the LOCK_REQUESTs queued for
+ *                                      the word, who asked first and how
+ *                                      long ago (oldest-waiter-ms).  The
+ *                                      owner never sees an uncontended
+ *                                      acquisition: when the holder took
+ *                                      the word is the holder's to say
+ *                                      (fm_agent_locks, `flashmeta lock`)
  *   map-create ID SRC TGT SIZE [GRAIN] a new mapping: SIZE bytes
  *                                      (1..2^57, a multiple of 512), GRAIN
  *                                      bytes (a power of two, 4 KiB..1 GiB;
