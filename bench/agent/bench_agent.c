@@ -105,7 +105,7 @@ struct fm_agent *agent_join(const struct ba_opts *op, uint32_t client_id)
 	struct fm_agent_cfg cfg = {
 		.provider = op->provider, .device = op->device, .addr = op->addr,
 		.client_id = client_id, .key = BA_KEY, .key_len = strlen(BA_KEY),
-		.wait_ms = 10000,
+		.wait_ms = 10000, .spin_us = op->spin_us,
 	};
 	struct fm_agent_map m;
 	struct fm_agent *a;
@@ -157,6 +157,9 @@ static void usage(FILE *f)
 		"  --pin                  pin engine thread i to CPU i mod CPUs (default: not\n"
 		"                         pinned)\n"
 		"  --cpu-ops N            operations per owner-CPU phase (default 100000)\n"
+		"  --spin-us N            the agents' fm_agent_cfg.spin_us: busy-poll this long\n"
+		"                         before sleeping on a completion; 0 = sleep at once\n"
+		"                         (default: the library's, 50)\n"
 		"  --ref-atomic-ns NS     ib_atomic_lat t_typical measured beside this run\n"
 		"  --ref-read-ns NS       ib_read_lat t_typical measured beside this run\n"
 		"                         (both only add ratio rows; see run-verbs.sh)\n"
@@ -216,6 +219,7 @@ static void parse(int argc, char **argv)
 		{ "threads", required_argument, NULL, 't' },
 		{ "pin", no_argument, NULL, 'P' },
 		{ "cpu-ops", required_argument, NULL, 'C' },
+		{ "spin-us", required_argument, NULL, 'S' },
 		{ "ref-atomic-ns", required_argument, NULL, 'A' },
 		{ "ref-read-ns", required_argument, NULL, 'R' },
 		{ "quick", no_argument, NULL, 'q' },
@@ -241,6 +245,11 @@ static void parse(int argc, char **argv)
 		case 't': parse_threads(optarg); break;
 		case 'P': opt.pin = true; break;
 		case 'C': opt.cpu_ops = num("--cpu-ops", optarg, 100, 100000000); break;
+		case 'S':
+			opt.spin_us = num("--spin-us", optarg, 0, 1000000);
+			if (!opt.spin_us)
+				opt.spin_us = FM_AGENT_NO_SPIN;
+			break;
 		case 'A': opt.ref_atomic_ns = num("--ref-atomic-ns", optarg, 1, 1000000000); break;
 		case 'R': opt.ref_read_ns = num("--ref-read-ns", optarg, 1, 1000000000); break;
 		case 'q':

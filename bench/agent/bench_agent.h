@@ -57,6 +57,7 @@ struct ba_opts {
 	unsigned nthreads;
 	unsigned cpu_ops;       /* operations per owner-CPU phase */
 	bool pin;
+	uint32_t spin_us;       /* fm_agent_cfg.spin_us (0: the library's default) */
 	double ref_atomic_ns, ref_read_ns; /* perftest figures given by the caller */
 };
 

@@ -134,8 +134,9 @@ static void print_header(const struct run *R)
 	const struct ba_opts *o = R->opt;
 
 	printf("# fm-bench-agent: provider %s, owner %s (pid %d, lease 3000 ms, pool in %s, "
-	       "store persist %s)\n",
-	       o->provider, R->owner_bin, (int)R->owner_pid, o->pool_dir, R->oc_end.persist);
+	       "store persist %s); agents spin %u us before sleeping on a completion\n",
+	       o->provider, R->owner_bin, (int)R->owner_pid, o->pool_dir, R->oc_end.persist,
+	       o->spin_us == FM_AGENT_NO_SPIN ? 0 : o->spin_us ? o->spin_us : 50);
 	printf("# %u rounds reported (+1 warm-up dropped); per round: %u ops per per-op "
 	       "batch, %u hit batches of ~%u ms per case and thread count, %u commits per "
 	       "batch and process\n",
@@ -208,6 +209,8 @@ static FILE *json_begin(const struct run *R, struct fm_json *j)
 	fm_report_json_param_num(j, "cpu_ops", o->cpu_ops);
 	fm_report_json_param_str(j, "threads", tl);
 	fm_report_json_param_num(j, "pinned", o->pin);
+	fm_report_json_param_num(j, "agent_spin_us",
+				 o->spin_us == FM_AGENT_NO_SPIN ? 0 : o->spin_us ? o->spin_us : 50);
 	fm_report_json_param_num(j, "cpus", (double)sysconf(_SC_NPROCESSORS_ONLN));
 	fm_report_json_param_str(j, "loadavg_start", R->la0);
 	fm_report_json_param_str(j, "loadavg_end", R->la1);

@@ -25,6 +25,14 @@ uint64_t ag_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+uint64_t ag_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 void ag_deadline_ts(struct timespec *ts, uint32_t ms)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
@@ -155,6 +163,12 @@ int fm_agent_new(struct fm_agent **out, const struct fm_agent_cfg *cfg)
 	}
 	if (!a->cfg.max_threads)
 		a->cfg.max_threads = 64;
+	if (!a->cfg.spin_us)
+		a->cfg.spin_us = 50;
+	else if (a->cfg.spin_us == FM_AGENT_NO_SPIN)
+		a->cfg.spin_us = 0;
+	else if (a->cfg.spin_us > 1000000)
+		a->cfg.spin_us = 1000000; /* a second of spinning is a mistake */
 	if (a->cfg.max_threads > FM_LANES_MAX) {
 		rc = fm_err(-EINVAL, "agent: max_threads %u is more than %u", a->cfg.max_threads,
 			    FM_LANES_MAX);

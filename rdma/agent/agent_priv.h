@@ -224,6 +224,7 @@ struct fm_agent {
 
 /* ---- agent.c ---- */
 uint64_t ag_now_ms(void);
+uint64_t ag_now_us(void);
 void ag_deadline_ts(struct timespec *ts, uint32_t ms);
 void ag_wake(struct fm_agent *a);
 /* a->lock held: sleep until a broadcast, 20 ms, or the deadline; true

@@ -356,10 +356,16 @@ int fm_engine_rw(struct fm_engine *e, uint64_t map_id, enum fm_io_op op, uint64_
 	if (rc)
 		return rc;
 	while (!w.done) {
+		uint64_t until = e->a->cfg.spin_us ? ag_now_us() + e->a->cfg.spin_us : 0;
 		int to, fd;
 
 		if (fm_engine_poll(e) || w.done)
 			continue;
+		/* spin first (fm_agent_cfg.spin_us), then sleep */
+		while (!w.done && until && ag_now_us() < until)
+			(void)fm_engine_poll(e);
+		if (w.done)
+			break;
 		fd = fm_engine_fd(e, &to);
 		if (fd >= 0 && to != 0) {
 			struct epoll_event ev[4];

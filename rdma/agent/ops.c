@@ -787,6 +787,14 @@ int ag_op_run(struct fm_agent *a, struct ag_thread *th, struct ag_op *op)
 	if (rc)
 		return rc;
 	while (!op->done) {
+		/* spin first (cfg.spin_us): on a fabric a completion comes
+		 * sooner than a thread wakes from poll */
+		uint64_t until = a->cfg.spin_us ? ag_now_us() + a->cfg.spin_us : 0;
+
+		while (!op->done && until && ag_now_us() < until)
+			(void)ag_progress(a, th);
+		if (op->done)
+			break;
 		ag_idle(a, th, 100);
 		(void)ag_progress(a, th);
 	}

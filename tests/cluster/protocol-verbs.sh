@@ -28,7 +28,7 @@ done
 if ((FM_NODE_INDEX == 0)); then
 	echo -n "protocol-verbs-$RANDOM$RANDOM" >"$KEY"
 	port=7480
-	for sc in ${FM_PROTOCOL_SCENARIOS-roundtrip client-kill client-stall owner-kill wrong-key garbage snapshot engines}; do
+	for sc in ${FM_PROTOCOL_SCENARIOS-roundtrip client-kill client-stall owner-kill wrong-key garbage snapshot engines grace-kill}; do
 		rc=0
 		FM_KEEP= fm_run 120 "$BIN/test_service" "$sc" --owner "$BIN/flashmeta-owner" \
 			--provider verbs --addr "$(fm_addr 0):$port" \

@@ -92,7 +92,13 @@ struct fm_agent_cfg {
 	uint32_t max_threads;   /* engine threads doing one-sided work at once
 				 * (each gets a lane of the session's
 				 * endpoint); 0 -> 64, at most 256 */
+	uint32_t spin_us;       /* a call that waits for a completion (and
+				 * fm_engine_rw) busy-polls this long before
+				 * each sleep on its fds: a wakeup costs more
+				 * than an RDMA round trip on many hosts;
+				 * 0 -> 50, FM_AGENT_NO_SPIN: sleep at once */
 };
+#define FM_AGENT_NO_SPIN UINT32_MAX
 
 /* A mapping as the agent last heard of it (WELCOME / MAP_GRANT). */
 struct fm_agent_map {

@@ -48,7 +48,8 @@
  *       holds, a commit, a mover in flight: the I/O waits, the thread
  *       does not)
  *   fm_engine_rw   the synchronous form: blocks the calling thread (it
- *       sleeps on fm_engine_fd between polls) until the I/O is done
+ *       busy-polls for fm_agent_cfg.spin_us, then sleeps on fm_engine_fd,
+ *       between polls) until the I/O is done
  *   fm_engine_stats, _map_stats   any thread, any time, never block
  *   fm_mover_done   any thread, exactly once per request, never blocks
  *   cfg.trace   inline on the thread driving the I/O (see "trace")
