@@ -4,6 +4,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h> /* BLKSSZGET */
+#include <sys/ioctl.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +21,43 @@ struct fm_refvol {
 	uint8_t *mem;      /* memory volume */
 	struct fm_fence_table *fence;
 	uint32_t client_id;
-	_Atomic uint64_t reads, writes, flushes, bytes_read, bytes_written, refused;
+	uint32_t align;    /* O_DIRECT: offsets, lengths, buffers; 0: buffered */
+	_Atomic uint64_t reads, writes, flushes, bytes_read, bytes_written, refused, bounced;
 };
+
+#define BOUNCE_MAX (1u << 20) /* bytes of one bounced transfer */
+
+/* O_DIRECT on v->fd if cfg asks and the file allows it: 0 (v->align set,
+ * or left 0 for buffered under DIRECT_TRY), or -EINVAL under DIRECT */
+static int direct_on(struct fm_refvol *v, const struct fm_refvol_cfg *cfg, const struct stat *sb)
+{
+	uint32_t align = 4096;
+	int fl, bs;
+
+	if (cfg->direct == FM_REFVOL_BUFFERED)
+		return 0;
+	if (S_ISBLK(sb->st_mode) && ioctl(v->fd, BLKSSZGET, &bs) == 0 && bs >= 512 &&
+	    bs <= 65536 && !(bs & (bs - 1)))
+		align = (uint32_t)bs > align ? (uint32_t)bs : align;
+	fl = fcntl(v->fd, F_GETFL);
+	if (fl >= 0 && fcntl(v->fd, F_SETFL, fl | O_DIRECT) == 0) {
+		/* some file systems take the flag and fail the first I/O:
+		 * try one aligned read */
+		void *probe = aligned_alloc(align, align);
+		ssize_t n = probe ? pread(v->fd, probe, align, 0) : -1;
+
+		free(probe);
+		if (n >= 0) {
+			v->align = align;
+			return 0;
+		}
+		(void)fcntl(v->fd, F_SETFL, fl);
+	}
+	if (cfg->direct == FM_REFVOL_DIRECT)
+		return fm_err(-EINVAL, "refvol %s: O_DIRECT refused here: %s", cfg->path,
+			      strerror(errno));
+	return 0;
+}
 
 int fm_refvol_open(const struct fm_refvol_cfg *cfg, struct fm_refvol **out)
 {
@@ -80,6 +117,15 @@ int fm_refvol_open(const struct fm_refvol_cfg *cfg, struct fm_refvol **out)
 		free(v);
 		return fm_err(-EINVAL, "refvol %s: not a regular file or block device", cfg->path);
 	}
+	{
+		int rc = direct_on(v, cfg, &sb);
+
+		if (rc) {
+			close(v->fd);
+			free(v);
+			return rc;
+		}
+	}
 	*out = v;
 	return 0;
 fail_errno: {
@@ -125,6 +171,35 @@ static int file_io(int fd, bool write, void *buf, uint64_t len, uint64_t off)
 	return 0;
 }
 
+/* O_DIRECT: [off, off + len) of an aligned volume; buf may be unaligned
+ * (then in pieces through an aligned bounce buffer) */
+static int direct_io(struct fm_refvol *v, bool write, void *buf, uint64_t len, uint64_t off)
+{
+	uint8_t *bounce, *p = buf;
+	int rc = 0;
+
+	if ((uintptr_t)buf % v->align == 0)
+		return file_io(v->fd, write, buf, len, off);
+	bounce = aligned_alloc(v->align, len < BOUNCE_MAX ? len : BOUNCE_MAX);
+	if (!bounce)
+		return fm_err(-ENOMEM, "refvol: bounce buffer");
+	atomic_fetch_add_explicit(&v->bounced, 1, memory_order_relaxed);
+	while (!rc && len) {
+		uint64_t n = len < BOUNCE_MAX ? len : BOUNCE_MAX;
+
+		if (write)
+			memcpy(bounce, p, n);
+		rc = file_io(v->fd, write, bounce, n, off);
+		if (!rc && !write)
+			memcpy(p, bounce, n);
+		p += n;
+		off += n;
+		len -= n;
+	}
+	free(bounce);
+	return rc;
+}
+
 int fm_refvol_do(struct fm_refvol *v, const struct fm_mover_req *r)
 {
 	bool destructive = r->op == FM_MOVER_WRITE || r->op == FM_MOVER_FLUSH;
@@ -138,6 +213,10 @@ int fm_refvol_do(struct fm_refvol *v, const struct fm_mover_req *r)
 				      (unsigned long long)r->length,
 				      (unsigned long long)r->offset,
 				      (unsigned long long)v->size);
+		if (v->align && (r->offset | r->length) % v->align)
+			return fm_err(-EINVAL, "refvol: O_DIRECT volume: %llu bytes at %llu are "
+				      "not multiples of %u", (unsigned long long)r->length,
+				      (unsigned long long)r->offset, v->align);
 	}
 	if (destructive && v->fence) {
 		rc = fm_fence_table_enter(v->fence, v->client_id, r->token);
@@ -151,6 +230,8 @@ int fm_refvol_do(struct fm_refvol *v, const struct fm_mover_req *r)
 	case FM_MOVER_READ:
 		if (v->mem)
 			memcpy(r->buf, v->mem + r->offset, r->length);
+		else if (v->align)
+			rc = direct_io(v, false, r->buf, r->length, r->offset);
 		else
 			rc = file_io(v->fd, false, r->buf, r->length, r->offset);
 		atomic_fetch_add_explicit(&v->reads, 1, memory_order_relaxed);
@@ -159,6 +240,8 @@ int fm_refvol_do(struct fm_refvol *v, const struct fm_mover_req *r)
 	case FM_MOVER_WRITE:
 		if (v->mem)
 			memcpy(v->mem + r->offset, r->buf, r->length);
+		else if (v->align)
+			rc = direct_io(v, true, r->buf, r->length, r->offset);
 		else
 			rc = file_io(v->fd, true, r->buf, r->length, r->offset);
 		atomic_fetch_add_explicit(&v->writes, 1, memory_order_relaxed);
@@ -200,4 +283,7 @@ void fm_refvol_stats(struct fm_refvol *v, struct fm_refvol_stats *st)
 	st->bytes_read = atomic_load_explicit(&v->bytes_read, memory_order_relaxed);
 	st->bytes_written = atomic_load_explicit(&v->bytes_written, memory_order_relaxed);
 	st->refused = atomic_load_explicit(&v->refused, memory_order_relaxed);
+	st->bounced = atomic_load_explicit(&v->bounced, memory_order_relaxed);
+	st->direct = v->align != 0;
+	st->align = v->align;
 }

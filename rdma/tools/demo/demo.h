@@ -94,6 +94,7 @@ struct demo_cfg {
 	const char *transport_opt;   /* --transport: auto (NULL), shm, verbs */
 	const char *device_opt;      /* --device */
 	unsigned port;               /* --port (verbs) */
+	int direct;                  /* --direct: enum fm_refvol_direct */
 	/* the run */
 	char dir[PATH_MAX - 32];
 	char owner[PATH_MAX];

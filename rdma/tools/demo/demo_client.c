@@ -60,7 +60,8 @@ int demo_client_open(struct dclient *cl, const struct demo_cfg *cfg, uint32_t id
 		.wait_ms = 10000, .retry_min_ms = 20, .retry_max_ms = 200,
 		.max_threads = cfg->threads + 1,
 	};
-	struct fm_refvol_cfg vcfg = { .size = cfg->size, .create = false, .client_id = id };
+	struct fm_refvol_cfg vcfg = { .size = cfg->size, .create = false, .client_id = id,
+				      .direct = (enum fm_refvol_direct)cfg->direct };
 	struct fm_engine_cfg ecfg = { .retry_ms = 10000 };
 	int rc;
 

@@ -58,6 +58,9 @@ static void usage(FILE *f)
 		"                  (an error when there is no such device)\n"
 		"  --device DEV    verbs: this RDMA device (default: the first with an address)\n"
 		"  --port N        verbs: the owner's port (default: 20000 + pid %% 20000)\n"
+		"  --direct D      the volumes' I/O: auto (default: O_DIRECT where the file\n"
+		"                  system allows it, else the page cache), on (O_DIRECT or\n"
+		"                  fail), off (the page cache)\n"
 		"  --help          this text\n"
 		"\n"
 		"Environment: FM_DEBUG=1 runs the owner with --log-level debug (its log is\n"
@@ -137,6 +140,7 @@ int demo_opts_parse(int argc, char **argv, struct demo_cfg *cfg)
 		{ "transport", required_argument, NULL, 'T' },
 		{ "device", required_argument, NULL, 'D' },
 		{ "port", required_argument, NULL, 'P' },
+		{ "direct", required_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -178,6 +182,16 @@ int demo_opts_parse(int argc, char **argv, struct demo_cfg *cfg)
 			break;
 		case 'D': cfg->device_opt = optarg; break;
 		case 'P': rc = parse_uint("--port", optarg, 1, 65535, &cfg->port); break;
+		case 'O':
+			if (!strcmp(optarg, "auto"))
+				cfg->direct = FM_REFVOL_DIRECT_TRY;
+			else if (!strcmp(optarg, "on"))
+				cfg->direct = FM_REFVOL_DIRECT;
+			else if (!strcmp(optarg, "off"))
+				cfg->direct = FM_REFVOL_BUFFERED;
+			else
+				rc = fm_err(-EINVAL, "--direct %s: auto, on or off", optarg);
+			break;
 		case 'h': usage(stdout); return 1;
 		default:
 			fprintf(stderr, "(" DEMO_NAME " --help lists the options)\n");

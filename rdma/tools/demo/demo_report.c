@@ -272,6 +272,13 @@ void demo_report_print(struct demo_report *r)
 	       cfg->clients, cfg->clients + 1);
 	printf("  mapping      %u: %s -> %s, %s, grain %s, %" PRIu64 " grains\n", DEMO_MAP_ID,
 	       cfg->src, cfg->tgt, size, grain, (cfg->size + cfg->grain - 1) / cfg->grain);
+	if (r->nclients && r->res[0].vsrc.direct)
+		printf("  volumes      files with O_DIRECT (%u-byte alignment), fdatasync before "
+		       "each split commit\n", r->res[0].vsrc.align);
+	else
+		printf("  volumes      files through the page cache (%s), fdatasync before each "
+		       "split commit\n", cfg->direct == FM_REFVOL_BUFFERED ? "--direct off" :
+		       "O_DIRECT refused by this file system");
 	printf("  I/O          %u KiB..%u KiB at 4 KiB offsets; target writes in own %u KiB "
 	       "stripes (%u writers + nobody's); seed %" PRIu64 "%s%u\n", DEMO_IO_MIN >> 10,
 	       DEMO_IO_MAX >> 10, DEMO_STRIPE >> 10, demo_slots(cfg), cfg->seed,

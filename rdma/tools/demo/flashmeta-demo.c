@@ -510,7 +510,7 @@ int main(int argc, char **argv)
 {
 	struct demo_cfg cfg = {
 		.size = 64 * MiB, .grain = 64 << 10, .clients = 2, .threads = 2,
-		.seconds = 10, .depth = 4,
+		.seconds = 10, .depth = 4, .direct = FM_REFVOL_DIRECT_TRY,
 	};
 	struct demo_run runx = { .owner_exit = -1 };
 	struct demo_report *r = calloc(1, sizeof(*r));

@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "flashmeta/error.h"
 #include "flashmeta/fence_table.h"
 #include "flashmeta/refvol.h"
 
@@ -308,6 +309,73 @@ static void refvol__memory__roundtrip(void **state)
 	assert_null(v);
 }
 
+/* O_DIRECT where the file system allows it: aligned requests (buffers
+ * aligned or not) land in the file, unaligned ones are refused before
+ * anything is written; where it refuses: FM_REFVOL_DIRECT says so
+ * clearly, FM_REFVOL_DIRECT_TRY falls back to the page cache */
+static void refvol__direct__aligned_io_or_a_clear_refusal(void **state)
+{
+	struct fm_refvol_cfg c = { .size = 65536, .path = path("direct"), .create = true,
+				   .direct = FM_REFVOL_DIRECT };
+	struct fm_refvol *v = NULL, *b = NULL;
+	struct fm_refvol_stats st;
+	uint8_t *mem = aligned_alloc(4096, 4 * 4096), *back = malloc(4 * 4096 + 1);
+	uint32_t al;
+	int rc;
+
+	(void)state;
+	assert_non_null(mem);
+	assert_non_null(back);
+	rc = fm_refvol_open(&c, &v);
+	if (rc) { /* this file system refuses O_DIRECT */
+		assert_int_equal(rc, -EINVAL);
+		assert_non_null(strstr(fm_errormsg(), "O_DIRECT"));
+		c.direct = FM_REFVOL_DIRECT_TRY;
+		assert_int_equal(fm_refvol_open(&c, &v), 0);
+		fm_refvol_stats(v, &st);
+		assert_false(st.direct);
+		print_message("O_DIRECT refused under %s: checked the fallback only\n", DIR_);
+		goto out;
+	}
+	fm_refvol_stats(v, &st);
+	assert_true(st.direct);
+	assert_true(st.align >= 512 && st.align <= 4096 && st.align % 512 == 0);
+	al = st.align;
+	/* aligned buffer out, unaligned buffer (bounced) back */
+	memset(mem, 0x5a, al);
+	assert_int_equal(run(v, FM_MOVER_WRITE, al, al, mem, 0), 0);
+	assert_int_equal(run(v, FM_MOVER_READ, al, al, back + 1, 0), 0);
+	assert_memory_equal(mem, back + 1, al);
+	memset(back + 1, 0x77, al);
+	assert_int_equal(run(v, FM_MOVER_WRITE, 2 * al, al, back + 1, 0), 0);
+	assert_int_equal(run(v, FM_MOVER_FLUSH, 0, 0, NULL, 0), 0);
+	fm_refvol_stats(v, &st);
+	assert_int_equal(st.bounced, 2);
+	/* unaligned offset or length: refused, nothing written */
+	assert_int_equal(run(v, FM_MOVER_WRITE, al + 512 / 2, al, mem, 0), -EINVAL);
+	assert_non_null(strstr(fm_errormsg(), "multiples"));
+	assert_int_equal(run(v, FM_MOVER_WRITE, 0, al / 2, mem, 0), -EINVAL);
+	fm_refvol_stats(v, &st);
+	assert_int_equal(st.writes, 2);
+	/* the file holds it: a buffered volume on it reads the same */
+	c.direct = FM_REFVOL_BUFFERED;
+	c.create = false;
+	assert_int_equal(fm_refvol_open(&c, &b), 0);
+	assert_int_equal(run(b, FM_MOVER_READ, al, 2 * al, back, 0), 0);
+	assert_memory_equal(mem, back, al);
+	assert_int_equal(back[al], 0x77);
+	assert_int_equal(back[0], 0x5a);
+	assert_int_equal(run(b, FM_MOVER_READ, 0, al, back, 0), 0);
+	assert_int_equal(back[0], 0);
+	fm_refvol_stats(b, &st);
+	assert_false(st.direct);
+	fm_refvol_close(&b);
+out:
+	fm_refvol_close(&v);
+	free(mem);
+	free(back);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -319,6 +387,7 @@ int main(void)
 		cmocka_unit_test(refvol__bad_config__clear_errors_no_file_harmed),
 		cmocka_unit_test(refvol__fenced_session__its_write_lands_nowhere),
 		cmocka_unit_test(refvol__memory__roundtrip),
+		cmocka_unit_test(refvol__direct__aligned_io_or_a_clear_refusal),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

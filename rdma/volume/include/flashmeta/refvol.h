@@ -4,10 +4,16 @@
  *   memory  a private buffer of the process: metadata-only runs and unit
  *           tests.  FLUSH is a no-op (nothing outlives the process).
  *   file    a regular file or block device shared by every process that
- *           opens it: pread/pwrite through the page cache, FLUSH =
- *           fdatasync.  Creating sizes a new file (sparse); an existing
- *           one must be at least `size` bytes.  Never truncated, never
- *           deleted.
+ *           opens it: pread/pwrite, FLUSH = fdatasync.  Creating sizes a
+ *           new file (sparse); an existing one must be at least `size`
+ *           bytes.  Never truncated, never deleted.  Through the page
+ *           cache, or with O_DIRECT (cfg.direct) where the file system or
+ *           device allows it: then every request's offset and length must
+ *           be multiples of the volume's alignment (the device's logical
+ *           block size, 4096 for a file; fm_refvol_stats) or it fails
+ *           with -EINVAL, and a buffer that is not aligned goes through
+ *           an aligned bounce buffer.  FLUSH stays fdatasync (the device's
+ *           cache and the file's metadata).
  *
  * Both complete every request before submit returns (fm_mover_done runs
  * on the caller's thread).  With a fence table (flashmeta/fence_table.h),
@@ -34,6 +40,13 @@ extern "C" {
 
 struct fm_refvol;
 
+/* fm_refvol_cfg.direct */
+enum fm_refvol_direct {
+	FM_REFVOL_BUFFERED = 0,   /* the page cache */
+	FM_REFVOL_DIRECT_TRY,     /* O_DIRECT where allowed, else the page cache */
+	FM_REFVOL_DIRECT,         /* O_DIRECT, or fm_refvol_open fails -EINVAL */
+};
+
 struct fm_refvol_cfg {
 	uint64_t size;                /* bytes; > 0 */
 	const char *path;             /* file volume: the file or device;
@@ -41,10 +54,12 @@ struct fm_refvol_cfg {
 	bool create;                  /* file: create it if missing */
 	struct fm_fence_table *fence; /* may be NULL; not owned */
 	uint32_t client_id;           /* the writer's, with a fence table */
+	enum fm_refvol_direct direct; /* file volumes */
 };
 
 /* 0, -EINVAL (size 0, a file shorter than size, client 0 with a fence
- * table), -ENOMEM, or the errno of open/fstat/ftruncate. */
+ * table, FM_REFVOL_DIRECT where O_DIRECT is refused), -ENOMEM, or the
+ * errno of open/fstat/ftruncate. */
 int fm_refvol_open(const struct fm_refvol_cfg *cfg, struct fm_refvol **out);
 /* NULL-safe; sets *vp = NULL.  No request may be in flight. */
 void fm_refvol_close(struct fm_refvol **vp);
@@ -60,6 +75,9 @@ struct fm_refvol_stats {
 	uint64_t reads, writes, flushes;
 	uint64_t bytes_read, bytes_written;
 	uint64_t refused;             /* writes/flushes the fence refused */
+	bool direct;                  /* O_DIRECT in use */
+	uint32_t align;               /* ... its offset/length/buffer alignment */
+	uint64_t bounced;             /* requests that went through the bounce buffer */
 };
 void fm_refvol_stats(struct fm_refvol *v, struct fm_refvol_stats *st);
 
