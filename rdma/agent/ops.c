@@ -316,12 +316,13 @@ static void lock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op
 	uint64_t index = fm_lockword_index(op->first, op->d.lock_shift);
 	uint64_t off = index * 8;
 	struct ag_held *h;
+	bool usable;
 
 	switch (op->step) {
 	case S_TABLE:
 		/* the owner's restart grace gives no lock table (lease.h R6):
 		 * a later grant of the same generation brings it */
-		if (fm_client_map(a->c, op->map_id, &op->d, NULL)) {
+		if (fm_client_map(a->c, op->map_id, &op->d, &usable)) {
 			finish(op, fm_err(-ENOENT, "agent: map %" PRIu64 " unknown", op->map_id));
 			return;
 		}
@@ -329,9 +330,14 @@ static void lock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op
 			/* the session broke meanwhile: end the wait now, so the
 			 * I/O's bracket ends and the agent can quiesce and join
 			 * again (lease.h R3); the next grace gives no table to
-			 * this session anyway */
+			 * this session anyway.  A release request came: end it
+			 * too, so the map can be released; the I/O's next
+			 * attempt waits for the next grant */
 			if (!th->lane || !fm_client_token(a->c))
 				finish(op, fm_err(-ECONNRESET, "agent: no session"));
+			else if (!usable)
+				finish(op, fm_err(-EAGAIN, "agent: map %" PRIu64 " is being "
+						  "released", op->map_id));
 			else if (now_ms() >= op->deadline_ms)
 				finish(op, fm_err(-ETIMEDOUT, "agent: map %" PRIu64 " has no lock "
 						  "table within %u ms (the owner's restart grace)",

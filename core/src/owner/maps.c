@@ -193,7 +193,13 @@ int fm_owner_map_revoke(struct fm_owner *o, uint64_t map_id, uint32_t reason,
 		return fm_err(-ENOENT, "owner: map %llu unknown", (unsigned long long)map_id);
 	if (reason >= FM_RELEASE_REASON_COUNT)
 		return fm_err(-EINVAL, "owner: release reason %u unknown", reason);
-	if (o->in_grace && now < o->grace_until)
+	/* a grace that ran out ends here first: its re-grants (the lock
+	 * tables) go out before any release request.  Otherwise a client I/O
+	 * waiting for its lock table holds its bracket, the release waits
+	 * for that bracket, and the table never comes (the map is revoking,
+	 * not servable) until the I/O's own wait times out */
+	ow_maps_grace_tick(o, now);
+	if (o->in_grace)
 		return fm_err(-EAGAIN, "owner: restart grace (%llu ms left): no transition "
 			      "until every lease of the previous owner ran out",
 			      (unsigned long long)(o->grace_until - now));

@@ -857,6 +857,43 @@ static void restart_grace__no_locks_until_it_ends__caches_kept(void **state)
 	sim_fini(&S);
 }
 
+/* A transition asked for once the grace ran out but before the owner's
+ * tick ended it: the grace ends first, so the re-grant (with the lock
+ * table) reaches the clients before the release request.  Before, the
+ * revoke went first, the revoking map was skipped by the re-grant, and a
+ * client I/O waiting for the lock table held the release up until its
+ * own wait timed out (fm-pit --long: 8 s stalls after owner restarts). */
+static void restart_grace__transition_when_due__regrants_first(void **state)
+{
+	int mark, granted = -1, released = -1;
+	uint64_t t0;
+
+	up(&S, 2, 300);
+	t0 = S.now;
+	sim_restart_owner(&S, 400);
+	sim_connect(&S, 0);
+	sim_connect(&S, 1);
+	sim_run(&S, t0 + 50);
+	assert_int_equal(fm_client_state(S.c[1].cl), FM_CLIENT_ACTIVE);
+	assert_int_equal(fm_client_lock(S.c[1].cl, 100, 30, 2, S.now), -EAGAIN); /* no table */
+	assert_true(fm_owner_grace_left(S.owner, S.now) > 0);
+	mark = S.nnotes;
+	S.now = t0 + 400; /* due, and no tick has run since */
+	assert_int_equal(fm_owner_map_revoke(S.owner, 100, FM_RELEASE_RESTART, S.now), 0);
+	sim_run(&S, S.now + 50);
+	assert_int_equal(sim_count(&S, -1, FM_NOTE_GRACE_OVER, mark), 1);
+	for (int k = mark; k < S.nnotes; k++) {
+		if (S.notes[k].client != 1)
+			continue;
+		if (S.notes[k].n.type == FM_NOTE_GRANTED && granted < 0)
+			granted = k;
+		if (S.notes[k].n.type == FM_NOTE_RELEASED && released < 0)
+			released = k;
+	}
+	assert_true(granted >= 0 && released > granted);
+	sim_fini(&S);
+}
+
 /* A peer may not make the owner queue without bound. */
 static void limits__lock_requests_over_the_session_limit_refused(void **state)
 {
@@ -1462,6 +1499,7 @@ int main(void)
 		cmocka_unit_test(io_begin__thawed_after_the_lease_ran_out__refuses_to_trust),
 		cmocka_unit_test(step_check__margin_then_expired__token),
 		cmocka_unit_test(restart_grace__no_locks_until_it_ends__caches_kept),
+		cmocka_unit_test(restart_grace__transition_when_due__regrants_first),
 		cmocka_unit_test(limits__lock_requests_over_the_session_limit_refused),
 		cmocka_unit_test(reclaim__failed_scan_reads_retried_not_skipped),
 		cmocka_unit_test(engine__lock_wait_handover_then_range_commit),
