@@ -340,6 +340,14 @@ static void counts_delta(const struct owner_counts *a, const struct owner_counts
 	acc->ops += ops;
 }
 
+static void cpu_sample(pid_t pid, struct fm_proc_cpu *s)
+{
+	int rc = fm_proc_cpu_sample(pid, s);
+
+	if (rc)
+		ba_die(rc, "/proc/%d/stat", (int)pid);
+}
+
 static void phase_begin(struct cpu_phase *p)
 {
 	cpu_sample(getpid(), &p->sa);

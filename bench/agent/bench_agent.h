@@ -4,7 +4,7 @@
  *   series.c       samples per round: median of per-round medians, pooled
  *                  tails, the table rows and their JSON
  *   owner.c        the real flashmeta-owner as a child: start, control
- *                  commands, `status` counters, its CPU time from /proc
+ *                  commands, `status` counters (its CPU time: proc_cpu.h)
  *   floor.c        the floor server (a forked process serving two regions
  *                  the way the owner serves its bitmap and lock table) and
  *                  the raw lane operations against it
@@ -27,6 +27,7 @@
 
 #include "flashmeta/agent.h"
 #include "flashmeta/transport.h"
+#include "proc_cpu.h"
 #include "report.h"
 
 #define BA_MAP 1u
@@ -110,19 +111,11 @@ struct owner_counts {
 	char persist[48];        /* "pmem (flush+drain)" or "msync" */
 };
 
-struct cpu_sample {
-	uint64_t ticks;          /* utime + stime, clock ticks (/proc/PID/stat) */
-	uint64_t sched_ns;       /* sum over its threads of /proc/PID/task/T/schedstat */
-	bool have_sched;
-	uint64_t wall_ns;
-};
-
 void owner_dir_make(struct owner *o, const char *pool_dir);
 void owner_start(struct owner *o, const struct ba_opts *op, uint64_t grains);
 int owner_ctl(struct owner *o, char *out, size_t cap, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 void owner_counts(struct owner *o, struct owner_counts *c);
-void cpu_sample(pid_t pid, struct cpu_sample *s);
 void owner_stop(struct owner *o);
 
 /* ------------------------------------------------------------- floor */
@@ -252,8 +245,8 @@ enum { PH_IDLE, PH_HIT, PH_LOCK, PH_MISS, PH_COMMIT, PH_N };
 struct cpu_phase {
 	const char *name;
 	uint64_t ops;
-	struct cpu_sample a, b;   /* the owner, before and after */
-	struct cpu_sample sa, sb; /* this process (client 1), every thread */
+	struct fm_proc_cpu a, b;   /* the owner, before and after */
+	struct fm_proc_cpu sa, sb; /* this process (client 1), every thread */
 };
 
 /* what a run measured, for the tables */

@@ -1,7 +1,6 @@
 /* owner.c -- the real flashmeta-owner as a child process, configured
  * through its flags and driven through its control socket, the way
- * tests/integration/svc_util.c does; and its CPU time from /proc. */
-#include <dirent.h>
+ * tests/integration/svc_util.c does.  Its CPU time: bench/common/proc_cpu.h. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -12,7 +11,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench_agent.h"
@@ -180,57 +178,6 @@ void owner_counts(struct owner *o, struct owner_counts *c)
 		snprintf(c->persist, sizeof(c->persist), "%.*s",
 			 (int)(n < sizeof(c->persist) ? n : sizeof(c->persist) - 1), p + 9);
 	}
-}
-
-void cpu_sample(pid_t pid, struct cpu_sample *s)
-{
-	char path[64], buf[1024], *p;
-	unsigned long long ut = 0, stt = 0;
-	struct timespec ts;
-	DIR *d;
-	FILE *f;
-	size_t n;
-
-	memset(s, 0, sizeof(*s));
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		ba_die(-errno, "%s", path);
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* after "(comm)": state is field 3, utime 14, stime 15 */
-	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 2, "%*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu", &ut,
-			 &stt) != 2)
-		ba_die(-EIO, "%s: cannot parse", path);
-	s->ticks = ut + stt;
-	/* the scheduler's own ns per thread, where the kernel keeps them */
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	d = opendir(path);
-	if (d) {
-		struct dirent *de;
-
-		s->have_sched = true;
-		while ((de = readdir(d))) {
-			char sp[384];
-			unsigned long long ns;
-
-			if (de->d_name[0] == '.')
-				continue;
-			snprintf(sp, sizeof(sp), "%s/%s/schedstat", path, de->d_name);
-			f = fopen(sp, "r");
-			if (!f || fscanf(f, "%llu", &ns) != 1)
-				s->have_sched = false;
-			else
-				s->sched_ns += ns;
-			if (f)
-				fclose(f);
-		}
-		closedir(d);
-	}
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	s->wall_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 void owner_stop(struct owner *o)
