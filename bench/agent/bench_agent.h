@@ -1,8 +1,8 @@
-/* bench_agent.h -- the parts of fm-bench-agent and what they share.
+/* bench_agent.h -- the parts of fm-bench-agent and what they share
+ * (besides bench/common: report.h, series.h -- samples per round, median
+ * of the per-round medians -- and proc_cpu.h).
  *
  *   bench_agent.c  options, the processes, the rounds, the report
- *   series.c       samples per round: median of per-round medians, pooled
- *                  tails, the table rows and their JSON
  *   owner.c        the real flashmeta-owner as a child: start, control
  *                  commands, `status` counters (its CPU time: proc_cpu.h)
  *   floor.c        the floor server (a forked process serving two regions
@@ -29,6 +29,7 @@
 #include "flashmeta/transport.h"
 #include "proc_cpu.h"
 #include "report.h"
+#include "series.h"
 
 #define BA_MAP 1u
 #define BA_GRAIN_SIZE 4096u
@@ -63,34 +64,6 @@ struct ba_opts {
 
 __attribute__((noreturn, format(printf, 2, 3)))
 void ba_die(int rc, const char *fmt, ...);
-
-/* ------------------------------------------------------------- series */
-
-struct series {
-	const char *name;       /* table row */
-	const char *unit;       /* "nsec", "Mops/s", ... */
-	double *s;              /* samples of the kept rounds */
-	size_t n, cap;
-	size_t round0;          /* first sample of the round in progress */
-	double *rmed;           /* one median per kept round */
-	size_t nr, capr;
-	bool used;
-};
-
-struct series_stats {
-	struct fm_report_stats st; /* pooled; st.median = median of round medians */
-	double pooled_median;
-	size_t rounds;
-};
-
-void se_add(struct series *se, double v);
-/* every series: start a round / end it (keep = false drops its samples) */
-void se_round_begin(struct series *all, size_t n);
-void se_round_end(struct series *all, size_t n, bool keep);
-void se_stats(const struct series *se, struct series_stats *out);
-void se_header(const char *unit);
-/* one table row; returns the typical value (median of round medians) */
-double se_row(const struct series *se, const char *label, struct series_stats *out);
 
 /* ------------------------------------------------------------- owner */
 
