@@ -68,7 +68,7 @@ static struct ba_opts opt = {
 /* ------------------------------------------------------ dying cleanly */
 
 static pid_t main_pid;
-static struct owner owner;
+static struct fm_bench_owner owner;
 static pid_t floor_pid;
 static struct peer peer;
 
@@ -81,7 +81,7 @@ static void cleanup(void)
 		kill(floor_pid, SIGKILL);
 		floor_pid = 0;
 	}
-	owner_stop(&owner);
+	fm_bench_owner_stop(&owner);
 }
 
 void ba_die(int rc, const char *fmt, ...)
@@ -330,7 +330,8 @@ struct cast {
 	uint64_t c1_next;       /* this process's next fresh grain */
 };
 
-static void counts_delta(const struct owner_counts *a, const struct owner_counts *b,
+static void counts_delta(const struct fm_bench_owner_counts *a,
+			 const struct fm_bench_owner_counts *b,
 			 struct commit_acc *acc, uint64_t ops)
 {
 	acc->store += b->store_commits - a->store_commits;
@@ -514,7 +515,7 @@ static void round_lock(struct cast *c, bool flip)
  * wake-ups, a persist */
 static void round_commits(struct cast *c, bool flip, bool keep)
 {
-	struct owner_counts oc0, oc1;
+	struct fm_bench_owner_counts oc0, oc1;
 	struct peer_result pr;
 	uint64_t t0, t1;
 
@@ -637,10 +638,10 @@ int main(int argc, char **argv)
 	owner_start(&owner, &opt, R.grains);
 	R.owner_pid = owner.pid;
 	R.owner_bin = owner.bin;
-	if (owner_ctl(&owner, out, sizeof(out), "map-create %u 1 2 %" PRIu64 " %u", BA_MAP,
-		      R.grains * BA_GRAIN_SIZE, BA_GRAIN_SIZE) ||
-	    owner_ctl(&owner, out, sizeof(out), "map-prepare %u", BA_MAP) ||
-	    owner_ctl(&owner, out, sizeof(out), "map-start %u", BA_MAP))
+	if (fm_bench_owner_ctl(&owner, out, sizeof(out), "map-create %u 1 2 %" PRIu64 " %u",
+			       BA_MAP, R.grains * BA_GRAIN_SIZE, BA_GRAIN_SIZE) ||
+	    fm_bench_owner_ctl(&owner, out, sizeof(out), "map-prepare %u", BA_MAP) ||
+	    fm_bench_owner_ctl(&owner, out, sizeof(out), "map-start %u", BA_MAP))
 		ba_die(-EREMOTEIO, "mapping setup: %s", out);
 
 	/* client 1 (this process), client 2 (the peer), the floors */

@@ -1,10 +1,10 @@
 /* bench_agent.h -- the parts of fm-bench-agent and what they share
  * (besides bench/common: report.h, series.h -- samples per round, median
- * of the per-round medians -- and proc_cpu.h).
+ * of the per-round medians -- proc_cpu.h and owner_proc.h).
  *
  *   bench_agent.c  options, the processes, the rounds, the report
- *   owner.c        the real flashmeta-owner as a child: start, control
- *                  commands, `status` counters (its CPU time: proc_cpu.h)
+ *   owner.c        the real flashmeta-owner as a child (owner_proc.h), with
+ *                  this benchmark's flags
  *   floor.c        the floor server (a forked process serving two regions
  *                  the way the owner serves its bitmap and lock table) and
  *                  the raw lane operations against it
@@ -27,6 +27,7 @@
 
 #include "flashmeta/agent.h"
 #include "flashmeta/transport.h"
+#include "owner_proc.h"
 #include "proc_cpu.h"
 #include "report.h"
 #include "series.h"
@@ -67,29 +68,9 @@ void ba_die(int rc, const char *fmt, ...);
 
 /* ------------------------------------------------------------- owner */
 
-struct owner {
-	char bin[512];
-	char dir[256];
-	char ctl[300], pool[300], keyfile[300];
-	pid_t pid;
-};
-
-struct owner_counts {
-	uint64_t store_commits;  /* store: split commits, one drain (persist) each */
-	uint64_t owner_commits;  /* protocol: SPLIT_COMMITs served */
-	uint64_t lock_requests;  /* LOCK_REQUESTs (contended locks) */
-	bool have_group;         /* the owner prints a "group-commit" line: */
-	uint64_t drains;         /*   drains or msyncs issued */
-	uint64_t thread_commits; /*   store commits run by its commit thread */
-	char persist[48];        /* "pmem (flush+drain)" or "msync" */
-};
-
-void owner_dir_make(struct owner *o, const char *pool_dir);
-void owner_start(struct owner *o, const struct ba_opts *op, uint64_t grains);
-int owner_ctl(struct owner *o, char *out, size_t cap, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-void owner_counts(struct owner *o, struct owner_counts *c);
-void owner_stop(struct owner *o);
+void owner_dir_make(struct fm_bench_owner *o, const char *pool_dir);
+void owner_start(struct fm_bench_owner *o, const struct ba_opts *op, uint64_t grains);
+void owner_counts(struct fm_bench_owner *o, struct fm_bench_owner_counts *c);
 
 /* ------------------------------------------------------------- floor */
 
@@ -228,7 +209,7 @@ struct run {
 	struct series S[S_N];
 	uint64_t hit_ops[HIT_KINDS];      /* decisions per hit batch */
 	struct commit_acc acc[2];         /* commits from 1 process, from 2 */
-	struct owner_counts oc_end;
+	struct fm_bench_owner_counts oc_end;
 	struct cpu_phase ph[PH_N];
 	uint64_t hit_fetches;             /* bitmap READs during hit batches */
 	uint64_t miss_fetches, miss_calls;
