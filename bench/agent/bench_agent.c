@@ -77,10 +77,7 @@ static void cleanup(void)
 	if (getpid() != main_pid)
 		return;
 	peer_stop(&peer);
-	if (floor_pid > 0) {
-		kill(floor_pid, SIGKILL);
-		floor_pid = 0;
-	}
+	fm_floor_server_stop(&floor_pid);
 	fm_bench_owner_stop(&owner);
 }
 

@@ -1,13 +1,13 @@
 /* bench_agent.h -- the parts of fm-bench-agent and what they share
  * (besides bench/common: report.h, series.h -- samples per round, median
- * of the per-round medians -- proc_cpu.h and owner_proc.h).
+ * of the per-round medians -- proc_cpu.h, owner_proc.h and floor.h).
  *
  *   bench_agent.c  options, the processes, the rounds, the report
  *   owner.c        the real flashmeta-owner as a child (owner_proc.h), with
  *                  this benchmark's flags
- *   floor.c        the floor server (a forked process serving two regions
- *                  the way the owner serves its bitmap and lock table) and
- *                  the raw lane operations against it
+ *   floor.c        the floor (floor.h: a forked server serving two regions
+ *                  the way the owner serves its bitmap and lock table, and
+ *                  the raw lane operations against it), on this thread
  *   peer.c         the second client process (commits from two processes)
  *   engines.c      engine threads of one agent: the hit decision and its
  *                  floors, batch-timed
@@ -27,6 +27,7 @@
 
 #include "flashmeta/agent.h"
 #include "flashmeta/transport.h"
+#include "floor.h"
 #include "owner_proc.h"
 #include "proc_cpu.h"
 #include "report.h"
@@ -74,17 +75,14 @@ void owner_counts(struct fm_bench_owner *o, struct fm_bench_owner_counts *c);
 
 /* ------------------------------------------------------------- floor */
 
-/* The floor server: a process forked before any transport exists. */
+/* The floor (bench/common/floor.h): its server, forked before any
+ * transport exists, and one connection with one lane per wait mode. */
 pid_t floor_server_start(const struct ba_opts *op, unsigned nconn);
 
 struct floor {
 	const char *label;      /* "event" or "busy" */
-	struct fm_transport *t;
-	struct fm_ep *ep;
-	struct fm_lane *lane;
-	struct fm_region *dst;
-	struct fm_region_desc rd, at; /* READ region, ATOMIC region */
-	uint64_t word;          /* the CAS word's current value */
+	struct fm_floor f;
+	struct fm_floor_lane l;
 };
 
 void floor_open(struct floor *f, const struct ba_opts *op, enum fm_wait_mode mode,
