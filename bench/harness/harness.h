@@ -335,7 +335,8 @@ struct hb_point {
 	double seconds[V_N];            /* measured wall time */
 	double owner_cpu_ms[V_N], client_cpu_ms[V_N];
 	double owner_wall_s[V_N];       /* the windows its CPU was sampled over */
-	bool owner_sched, client_sched;
+	bool owner_sched, client_sched; /* every batch by schedstat ns (else ticks
+					 * in some: mind the 10 ms resolution) */
 	uint64_t lock_requests[V_N], owner_commits[V_N];
 	struct hb_agent_delta ag[V_N];  /* sums; bytes and ranges: the last round's */
 	double idle_owner_ms_per_s;     /* the owner with every client joined, idle */

@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -82,10 +83,37 @@ void hb_die(int rc, const char *fmt, ...)
 	exit(1); /* atexit: cleanup() */
 }
 
+/* ^C, SIGTERM: async-signal-safe calls only -- kill every child, remove
+ * what the run made (paths known before any child started), _exit */
+static bool keep_files;
+static char owner_log[320];
+
 static void on_signal(int sig)
 {
 	(void)sig;
-	exit(130); /* atexit: cleanup() */
+	if (getpid() != main_pid)
+		_exit(130);
+	for (unsigned i = 0; i < HB_MAX_CLIENTS; i++)
+		if (clients[i].pid > 0)
+			kill(clients[i].pid, SIGKILL);
+	if (floor_pid > 0)
+		kill(floor_pid, SIGKILL);
+	if (owner.pid > 0)
+		kill(owner.pid, SIGKILL);
+	while (waitpid(-1, NULL, 0) > 0)
+		;
+	if (!keep_files) {
+		if (owner.dir[0]) {
+			unlink(owner.pool);
+			unlink(owner.keyfile);
+			unlink(owner.ctl);
+			unlink(owner_log);
+			rmdir(owner.dir);
+		}
+		for (unsigned i = 0; i < nvol_files; i++)
+			unlink(vol_files[i]);
+	}
+	_exit(130);
 }
 
 /* ------------------------------------------------------------- machine */
@@ -348,9 +376,9 @@ static void batch(struct hb_point *pt, unsigned unit, unsigned round, bool keep)
 	pt->decisions[unit] += decisions;
 	pt->owner_cpu_ms[unit] += fm_proc_cpu_ms(&od);
 	pt->owner_wall_s[unit] += (double)od.wall_ns / 1e9;
-	pt->owner_sched = od.have_sched;
+	pt->owner_sched = pt->owner_sched && od.have_sched;
 	pt->client_cpu_ms[unit] += client_ms;
-	pt->client_sched = client_sched;
+	pt->client_sched = pt->client_sched && client_sched;
 	pt->lock_requests[unit] += oc1.lock_requests - oc0.lock_requests;
 	pt->owner_commits[unit] += oc1.owner_commits - oc0.owner_commits;
 	snprintf(pt->persist, sizeof(pt->persist), "%s", oc1.persist);
@@ -378,6 +406,7 @@ static void run_point(struct hb_point *pt, double pct)
 	loadavg(pt->la0, sizeof(pt->la0));
 	if ((rc = fm_bench_owner_dir(&owner, opt.pool_dir, "flashmeta-bench", HB_KEY)))
 		hb_die(rc, "the run's dir");
+	snprintf(owner_log, sizeof(owner_log), "%.250s/owner.log", owner.dir);
 	vol_dir = opt.vol_dir ? opt.vol_dir : owner.dir;
 	if (!strcmp(opt.vol_kind, "file"))
 		volumes_make(vol_dir);
@@ -478,6 +507,7 @@ int main(int argc, char **argv)
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED)
 		hb_die(-errno, "shared memory");
+	keep_files = getenv("FM_KEEP") != NULL;
 	atexit(cleanup);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);

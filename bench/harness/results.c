@@ -60,6 +60,7 @@ const char *const hb_method_text =
 void hb_point_init(struct hb_point *pt)
 {
 	memset(pt, 0, sizeof(*pt));
+	pt->owner_sched = pt->client_sched = true; /* until a batch had no schedstat */
 }
 
 static double typ(const struct series_stats *s)
