@@ -76,6 +76,9 @@ static void cdf_write(FILE *f, const struct series *se)
 
 void hb_plot_point(const struct hb_point *pt, const char *dir)
 {
+	/* a dash type per variant: cache solid, no cache dash-dot, volumes
+	 * dotted; the floors dashed */
+	static const int dash[V_N] = { 1, 4, 3 };
 	char tag[32], name[128], png[64];
 	FILE *gp;
 	int nplots = 0;
@@ -86,11 +89,11 @@ void hb_plot_point(const struct hb_point *pt, const char *dir)
 	snprintf(png, sizeof(png), "cdf-%s.png", tag);
 	gp = open_in(dir, name);
 	fprintf(gp, "# flashmeta-bench: latency CDF per path, split %g%%\n"
-		    "set terminal pngcairo size 1280,800 noenhanced\n"
+		    "set terminal pngcairo size 1600,800 noenhanced\n"
 		    "set output '%s'\n"
 		    "set title 'flashmeta-bench: latency per path, split %g%% (%u clients x %u "
 		    "threads, %s)'\n"
-		    "set logscale x\nset grid\nset key bottom right\n"
+		    "set logscale x\nset grid\nset key outside right top\n"
 		    "set xlabel 'latency of one I/O or operation [usec]'\n"
 		    "set ylabel 'fraction <= x'\nset yrange [0:1]\n",
 		    pt->split_pct, png, pt->split_pct, opt.clients, opt.threads, opt.provider);
@@ -107,8 +110,8 @@ void hb_plot_point(const struct hb_point *pt, const char *dir)
 			f = open_in(dir, dat);
 			cdf_write(f, &pt->S[v][c]);
 			fclose(f);
-			fprintf(gp, "%s'%s' using 1:2 with lines lw 2 title '%s: %s%s'",
-				nplots++ ? ", \\\n     " : "", dat, hb_variant_key[v],
+			fprintf(gp, "%s'%s' using 1:2 with lines lw 2 dt %d title '%s: %s%s'",
+				nplots++ ? ", \\\n     " : "", dat, dash[v], hb_variant_key[v],
 				c >= C_BASE_N ? "hot: " : "", hb_class_name[c % C_BASE_N]);
 		}
 	for (unsigned f = 0; f < F_N; f++) {
