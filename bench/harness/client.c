@@ -144,7 +144,7 @@ static int engines_open(struct hb_reply *r)
 	unsigned nmaps = opt.mappings + (opt.hot ? 1 : 0);
 
 	for (unsigned s = 0; s < 2; s++) {
-		struct fm_engine_cfg ec = { .agent = P.a[s] };
+		struct fm_engine_cfg ec = { .agent = P.a[s], .trace = hb_engine_trace };
 		int rc;
 
 		if ((rc = fm_engine_new(&ec, &P.e[s])))

@@ -115,7 +115,9 @@ extern const char *const hb_variant_key[V_N];
 /* what an I/O did, from its fm_engine_io_stats */
 enum hb_class {
 	C_HIT,        /* every grain known split in the cache: no READ, no lock */
-	C_MISS,       /* READ(s) of the owner's bitmap, no lock */
+	C_MISS,       /* READ(s) of the owner's bitmap, then the I/O as asked */
+	C_REDIRECT,   /* a target read of unsplit grains: READ, the source
+		       * read, then the re-check READ (engine.h REDIRECT) */
 	C_LOCKRACE,   /* locked, found split under the lock (another I/O split
 		       * it meanwhile): unlock, then as a hit */
 	C_SPLIT,      /* locked, copied (or a whole-grain target write) and
@@ -315,6 +317,9 @@ struct hb_proc {
 };
 
 void *hb_worker_main(void *arg);
+/* the engines' trace hook (engine.h): counts, per thread, the mover
+ * requests that redirect a target read to the source */
+void hb_engine_trace(void *ctx, struct fm_engine_io *io, const struct fm_engine_event *ev);
 /* the job's work on one thread (called by hb_worker_main) */
 void hb_worker_run(struct hb_worker *w);
 void hb_worker_floor(struct hb_worker *w);

@@ -16,10 +16,11 @@ const char *const hb_variant_name[V_N] = { "engine, cache", "engine, no cache",
 const char *const hb_variant_key[V_N] = { "cache", "nocache", "volume" };
 
 const char *const hb_class_name[C_BASE_N] = {
-	"hit", "miss-fetch (bitmap READ)", "lock, found split (lost race)",
-	"split: lock+copy+flush+commit", "source read (no decision)", "volume I/O (movers alone)",
+	"hit", "miss: READ, then direct", "miss: redirect (READ, src, READ)",
+	"lock, found split (lost race)", "split: lock+copy+flush+commit",
+	"source read (no decision)", "volume I/O (movers alone)",
 };
-const char *const hb_class_key[C_BASE_N] = { "hit", "miss", "lock_race", "split",
+const char *const hb_class_key[C_BASE_N] = { "hit", "miss", "redirect", "lock_race", "split",
 					     "source_read", "volume" };
 
 const char *const hb_floor_name[F_N] = { "READ 64 B", "CAS+READ, then CAS", "CAS",
@@ -30,12 +31,14 @@ const char *const hb_method_text =
 	"Processes: a real flashmeta-owner (fork+exec, pool in a temp dir), N client\n"
 	"processes of M engine threads each, a floor server; the coordinator opens no\n"
 	"transport.  Every I/O goes through fm_engine_rw (engine.h) on reference volumes\n"
-	"(refvol.h), one at a time per thread.  A sample is one I/O: one clock read\n"
-	"before the call and one after (CLOCK_MONOTONIC), in usec.\n"
+	"(refvol.h): closed loop, one I/O in flight per thread.  A sample is one I/O:\n"
+	"one clock read before the call and one after (CLOCK_MONOTONIC), in usec.\n"
 	"Variants, the same I/O streams (same seed per round): 'cache' = the agent with\n"
-	"its confirmation cache; 'no cache' = an agent with cache_budget = 1 byte, so\n"
-	"every range is evicted as it is inserted and every decision READs the owner's\n"
-	"bitmap (on its own mapping set with the same pre-split grains); 'volumes only' =\n"
+	"its confirmation cache, warm from the pre-split and the warm-up round; 'no\n"
+	"cache' = an agent with cache_budget = 1 byte, so every range is evicted as it\n"
+	"is inserted and every decision READs the owner's bitmap (its own mapping set,\n"
+	"the same pre-split grains; its protocol thread still inserts and evicts what\n"
+	"each READ saw, work a cache-less agent would not do); 'volumes only' =\n"
 	"fm_refvol_do on the same volumes, no FlashCopy at all.  Floor: raw\n"
 	"fm_lane_post_* + fm_lane_wait on a floor server serving a REMOTE_READ and a\n"
 	"REMOTE_ATOMIC region as the owner does, from every engine thread at once, with\n"
@@ -43,12 +46,17 @@ const char *const hb_method_text =
 	"Rounds: round 0 is warm-up and dropped; each round runs the four units one after\n"
 	"the other, the first rotating by round.  t_typical = median of the per-round\n"
 	"medians; n, min, avg, 99%, 99.9%, max over every sample pooled; I/Os/s =\n"
-	"I/Os of all threads / (first start to last end), typical = median over rounds.\n"
-	"Paths, from each I/O's fm_engine_io_stats: hit (no READ, no lock), miss-fetch\n"
-	"(READs, no lock), lock found split (locked but another I/O split the grain\n"
-	"meanwhile), split (locked, copied, committed), source read (no decision).\n"
-	"Contended locks: the owner's LOCK_REQUEST count over the batches.  Ratio = path\n"
-	"t_typical / floor t_typical; the floor of each path is named beside it.\n"
+	"I/Os of all threads / (first start to last end), typical = median over rounds;\n"
+	"decisions = grains of the I/Os that ask whether a grain is split (all but\n"
+	"source reads).\n"
+	"Paths, from each I/O's fm_engine_io_stats and the engine's trace hook: hit (no\n"
+	"READ, no lock), miss (READ, then as asked), redirect (a target read of unsplit\n"
+	"grains: READ, the source read, the re-check READ), lock found split (locked,\n"
+	"but another I/O split the grain meanwhile), split (locked, copied, flushed,\n"
+	"committed), source read (no decision).  Contended locks: the owner's\n"
+	"LOCK_REQUEST count over the batches.  Ratio = path t_typical / floor, the floor\n"
+	"being what the path must do at the least, each part at its t_typical: the\n"
+	"mover (the volumes-only I/O), READs, lock (CAS+READ, then CAS), msg rtt.\n"
 	"Owner CPU: utime+stime of /proc/PID/stat, or the schedstat ns of its threads\n"
 	"when the same threads live at both ends, sampled at each batch's start line\n"
 	"and end; '-idle' subtracts the rate of the owner idle with every client joined.\n"
@@ -98,21 +106,32 @@ void hb_point_free(struct hb_point *pt)
 		se_free(&pt->F[f]);
 }
 
-/* the floor of class c (hot or not) and its name; NAN: none */
+/* The floor of class c (hot or not) and its name; NAN: none.  What the
+ * path must do at the least, each part at its floor's t_typical: the
+ * mover I/O (the volumes-only variant's), the bitmap READs, the lock
+ * word's CAS+READ and release CAS, a message round trip (SPLIT_COMMIT;
+ * for a lost race the LOCK_REQUEST).  The copy of a split is left out:
+ * "at least". */
 static double floor_of(const struct hb_point *pt, unsigned c, const char **name)
 {
+	double mover = typ(&pt->st_all[V_VOLUME]), rd = typ(&pt->st_f[F_READ]);
+	double lock = typ(&pt->st_f[F_CASRD_CAS]), msg = typ(&pt->st_f[F_MSG]);
+
 	switch (c % C_BASE_N) {
 	case C_HIT:
 	case C_SRCREAD:
-		*name = "volumes only, all I/Os";
-		return typ(&pt->st_all[V_VOLUME]);
+		*name = "mover";
+		return mover;
 	case C_MISS:
-		*name = "floor READ 64 B";
-		return typ(&pt->st_f[F_READ]);
-	case C_LOCKRACE: /* taken: LOCK_REQUEST to the owner, handed over */
-	case C_SPLIT:    /* SPLIT_COMMIT */
-		*name = "floor CAS+READ,CAS + msg rtt";
-		return typ(&pt->st_f[F_CASRD_CAS]) + typ(&pt->st_f[F_MSG]);
+		*name = "READ + mover";
+		return rd + mover;
+	case C_REDIRECT:
+		*name = "2 READ + mover";
+		return 2 * rd + mover;
+	case C_LOCKRACE:
+	case C_SPLIT:
+		*name = "lock + msg rtt + mover";
+		return lock + msg + mover;
 	default:
 		*name = "-";
 		return NAN;
@@ -312,7 +331,7 @@ static void print_ratios(const struct hb_point *pt)
 		char label[64];
 
 		snprintf(label, sizeof(label), "%s: all I/Os", hb_variant_key[v]);
-		printf("%-44s %-30s %11.2f %11.2f %8.2f\n", label, "volumes only, all I/Os",
+		printf("%-44s %-30s %11.2f %11.2f %8.2f\n", label, "mover",
 		       typ(&pt->st_all[v]), typ(&pt->st_all[V_VOLUME]),
 		       typ(&pt->st_all[v]) / typ(&pt->st_all[V_VOLUME]));
 	}
@@ -484,7 +503,7 @@ static void json_variant(struct fm_jw *w, const struct hb_point *pt, unsigned v)
 	fm_jw_str(w, "case", "all");
 	json_stats(w, &pt->st_all[v]);
 	fm_jw_num(w, "share_pct", 100);
-	fm_jw_str(w, "floor", v == V_VOLUME ? "-" : "volumes only, all I/Os");
+	fm_jw_str(w, "floor", v == V_VOLUME ? "-" : "mover");
 	fm_jw_num(w, "floor_t_typical", v == V_VOLUME ? NAN : typ(&pt->st_all[V_VOLUME]));
 	fm_jw_num(w, "ratio_to_floor",
 		  v == V_VOLUME ? NAN : typ(&pt->st_all[v]) / typ(&pt->st_all[V_VOLUME]));
