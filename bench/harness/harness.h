@@ -78,6 +78,7 @@ struct hb_opts {
 	unsigned npoints;
 	bool sweep;
 	bool split_prefix;      /* pre-split the first fraction, not scattered */
+	unsigned split_run;     /* random layout: grains chosen together */
 	unsigned hot;           /* clients in the hot-grain lock step (0: off) */
 	unsigned rounds;        /* reported rounds (one more runs first) */
 	unsigned batch_ms;      /* per variant and round (time mode) */
@@ -191,8 +192,8 @@ void hb_gen_init(struct hb_gen *g, const struct hb_zipf *z, uint64_t seed, unsig
 void hb_gen_next(struct hb_gen *g, struct hb_io *io);
 
 /* is grain g of mapping index k pre-split at fraction pct?  (a hash of
- * (k, g) below the fraction, or the first pct% of grains with
- * --split-layout prefix) */
+ * (k, g / --split-run) below the fraction, or the first pct% of grains
+ * with --split-layout prefix) */
 bool hb_presplit(unsigned k, uint64_t g, uint64_t grains, double pct);
 
 /* ------------------------------------------------------------- shared */

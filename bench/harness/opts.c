@@ -16,8 +16,8 @@ struct hb_opts opt = {
 	.mix = { [FM_IO_READ_SOURCE] = 10, [FM_IO_WRITE_SOURCE] = 20,
 		 [FM_IO_READ_TARGET] = 60, [FM_IO_WRITE_TARGET] = 10 },
 	.io_size = 4096, .grain_size = 4096, .volume_size = 1ull << 30, .mappings = 1,
-	.split_pct = { 50 }, .npoints = 1, .rounds = 5, .batch_ms = 300, .floor_ops = 500,
-	.seed = 1,
+	.split_pct = { 50 }, .npoints = 1, .split_run = 1, .rounds = 5, .batch_ms = 300,
+	.floor_ops = 500, .seed = 1,
 };
 
 static void usage(FILE *f)
@@ -60,6 +60,8 @@ static void usage(FILE *f)
 		"                         (default 50)\n"
 		"  --sweep-split LIST     one run point per fraction, e.g. 0,25,50,75,100\n"
 		"  --split-layout random|prefix  which grains (default random: scattered)\n"
+		"  --split-run G          random layout: chosen in runs of G grains (default 1;\n"
+		"                         larger: fewer commits to pre-split, fewer ranges)\n"
 		"  --hot K                K clients (thread 0 of each, K >= 2) write one fresh\n"
 		"                         grain together, step after step (default 0: off)\n"
 		" how long\n"
@@ -197,6 +199,7 @@ void hb_opts_parse(int argc, char **argv)
 		{ "split", required_argument, NULL, 's' },
 		{ "sweep-split", required_argument, NULL, 'S' },
 		{ "split-layout", required_argument, NULL, 'L' },
+		{ "split-run", required_argument, NULL, 'R' },
 		{ "hot", required_argument, NULL, 'H' },
 		{ "rounds", required_argument, NULL, 'r' },
 		{ "batch-ms", required_argument, NULL, 'b' },
@@ -260,6 +263,8 @@ void hb_opts_parse(int argc, char **argv)
 			else if (strcmp(optarg, "random"))
 				bad("--split-layout '%s': random or prefix%s", optarg, "");
 			break;
+		case 'R': opt.split_run = (unsigned)num("--split-run", optarg, 1, 1u << 20, 0);
+			  break;
 		case 'H': opt.hot = (unsigned)num("--hot", optarg, 0, HB_MAX_CLIENTS, false); break;
 		case 'r': opt.rounds = (unsigned)num("--rounds", optarg, 1, 100000, false);
 			  rounds_set = true;

@@ -186,9 +186,11 @@ void hb_print_header(void)
 	printf("# workload %s", pattern_name());
 	if (opt.pattern == PAT_ZIPF)
 		printf(" (theta %.3f)", opt.theta);
-	printf(", mix rs=%u ws=%u rt=%u wt=%u, split layout %s, hot %s", opt.mix[0], opt.mix[1],
-	       opt.mix[2], opt.mix[3], opt.split_prefix ? "prefix" : "random",
-	       opt.hot ? "" : "off");
+	printf(", mix rs=%u ws=%u rt=%u wt=%u, split layout %s", opt.mix[0], opt.mix[1],
+	       opt.mix[2], opt.mix[3], opt.split_prefix ? "prefix" : "random");
+	if (!opt.split_prefix && opt.split_run > 1)
+		printf(" (runs of %u grains)", opt.split_run);
+	printf(", hot %s", opt.hot ? "" : "off");
 	if (opt.hot)
 		printf("%u clients on one grain", opt.hot);
 	printf("\n# %u rounds (+1 warm-up, dropped) of 4 units: ", opt.rounds);
@@ -198,6 +200,11 @@ void hb_print_header(void)
 		printf("%u ms per variant", opt.batch_ms);
 	printf(", %u floor ops per kind and thread; seed %" PRIu64 "\n", opt.floor_ops, opt.seed);
 	printf("# machine: %ld CPUs (%s), %s, host %s\n", m.cpus, m.model, m.kernel, m.host);
+	if ((long)(opt.clients * opt.threads) >= m.cpus)
+		printf("# note: %u engine threads run flat out on %ld CPUs, beside the owner and "
+		       "the agents' threads: a step that\n#  sleeps (a commit, a contended lock, "
+		       "a message) also waits for a CPU to run on again\n",
+		       opt.clients * opt.threads, m.cpus);
 	printf("#\n# method:\n");
 	while (*l) {
 		const char *e = strchr(l, '\n');
@@ -421,6 +428,7 @@ static void json_params(struct fm_jw *w)
 	fm_jw_end(w);
 	fm_jw_bool(w, "sweep", opt.sweep);
 	fm_jw_str(w, "split_layout", opt.split_prefix ? "prefix" : "random");
+	fm_jw_u64(w, "split_run", opt.split_run);
 	fm_jw_u64(w, "hot_clients", opt.hot);
 	fm_jw_u64(w, "rounds", opt.rounds);
 	fm_jw_u64(w, "warmup_rounds", 1);

@@ -172,6 +172,6 @@ bool hb_presplit(unsigned k, uint64_t g, uint64_t grains, double pct)
 		return true;
 	if (opt.split_prefix)
 		return (double)g < (double)grains * pct / 100.0;
-	x = ((uint64_t)k << 48) ^ g;
+	x = ((uint64_t)k << 48) ^ (g / opt.split_run);
 	return (double)(splitmix(&x) % 1000000) < pct * 10000.0;
 }
