@@ -28,6 +28,7 @@ v=$p.variants
 	params.mix_pct.ws:number params.mix_pct.rt:number params.mix_pct.wt:number \
 	params.io_size:number params.grain_size:number params.volume_size:number \
 	params.mappings:number params.split_pct:array params.split_layout:string \
+	params.split_run:number \
 	params.hot_clients:number params.rounds:number params.warmup_rounds:number \
 	params.batch_ms:number params.count:number params.floor_ops:number \
 	params.seed:number params.volumes:string params.typical:string \
