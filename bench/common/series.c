@@ -81,6 +81,8 @@ void se_round_end(struct series *all, size_t n, bool keep)
 		memcpy(copy, se->s + se->round0, k * sizeof(*copy));
 		grow(&se->rmed, &se->capr, se->nr + 1);
 		se->rmed[se->nr++] = median_of(copy, k);
+		if (!se->min_round_n || k < se->min_round_n)
+			se->min_round_n = k;
 		free(copy);
 	}
 }
@@ -101,6 +103,7 @@ void se_stats(const struct series *se, struct series_stats *out)
 	memcpy(copy, se->rmed, se->nr * sizeof(*copy));
 	out->st.median = median_of(copy, se->nr);
 	out->rounds = se->nr;
+	out->min_round_n = se->min_round_n;
 	free(copy);
 }
 
@@ -125,7 +128,7 @@ void se_free(struct series *se)
 	free(se->s);
 	free(se->rmed);
 	se->s = se->rmed = NULL;
-	se->n = se->cap = se->nr = se->capr = se->round0 = 0;
+	se->n = se->cap = se->nr = se->capr = se->round0 = se->min_round_n = 0;
 	se->used = false;
 }
 

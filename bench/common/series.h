@@ -24,13 +24,15 @@ struct series {
 	size_t round0;          /* first sample of the round in progress */
 	double *rmed;           /* one median per kept round */
 	size_t nr, capr;
+	size_t min_round_n;     /* fewest samples of a kept round that had any */
 	bool used;
 };
 
 struct series_stats {
 	struct fm_report_stats st; /* pooled; st.median = median of round medians */
 	double pooled_median;
-	size_t rounds;
+	size_t rounds;             /* kept rounds that had samples */
+	size_t min_round_n;        /* ... the fewest samples one of them had */
 };
 
 void se_add(struct series *se, double v);

@@ -45,7 +45,8 @@ const char *const hb_method_text =
 	"the agent's transport settings; message round trips from thread 0 of each client.\n"
 	"Rounds: round 0 is warm-up and dropped; each round runs the four units one after\n"
 	"the other, the first rotating by round.  t_typical = median of the per-round\n"
-	"medians; n, min, avg, 99%, 99.9%, max over every sample pooled; I/Os/s =\n"
+	"medians (of all samples, marked *, when a round had fewer than 20 of the path);\n"
+	"n, min, avg, 99%, 99.9%, max over every sample pooled; I/Os/s =\n"
 	"I/Os of all threads / (first start to last end), typical = median over rounds;\n"
 	"decisions = grains of the I/Os that ask whether a grain is split (all but\n"
 	"source reads).\n"
@@ -71,9 +72,21 @@ void hb_point_init(struct hb_point *pt)
 	pt->owner_sched = pt->client_sched = true; /* until a batch had no schedstat */
 }
 
+/* t_typical: the median of the round medians when every kept round had
+ * HB_ROUND_MIN samples of the series or more; else (a rare path: its
+ * round medians are a handful of samples each) the pooled median */
+#define HB_ROUND_MIN 20u
+
+static bool typ_pooled(const struct series_stats *s)
+{
+	return s->rounds < opt.rounds || s->min_round_n < HB_ROUND_MIN;
+}
+
 static double typ(const struct series_stats *s)
 {
-	return s->st.n ? s->st.median : NAN;
+	if (!s->st.n)
+		return NAN;
+	return typ_pooled(s) ? s->pooled_median : s->st.median;
 }
 
 void hb_point_finish(struct hb_point *pt)
@@ -227,12 +240,13 @@ static void lat_header(void)
 
 static void lat_row(const char *label, const struct series_stats *s, double share)
 {
-	char sh[16] = "-";
+	char sh[16] = "-", t[32];
 
 	if (isfinite(share))
 		snprintf(sh, sizeof(sh), "%.1f", share);
-	printf("%-40s %9zu %7s %10.2f %12.2f %10.2f %10.2f %10.2f %10.2f\n", label, s->st.n, sh,
-	       s->st.min, s->st.median, s->st.avg, s->st.p99, s->st.p999, s->st.max);
+	snprintf(t, sizeof(t), "%.2f%s", typ(s), typ_pooled(s) ? "*" : "");
+	printf("%-40s %9zu %7s %10.2f %12s %10.2f %10.2f %10.2f %10.2f\n", label, s->st.n, sh,
+	       s->st.min, t, s->st.avg, s->st.p99, s->st.p999, s->st.max);
 }
 
 static double per_m(double ms, uint64_t n)
@@ -314,6 +328,8 @@ static void print_latency(const struct hb_point *pt)
 	printf("-- transport floor (raw lane operations, every engine thread at once)\n");
 	for (unsigned f = 0; f < F_N; f++)
 		lat_row(hb_floor_name[f], &pt->st_f[f], NAN);
+	printf("(* t_typical is the median of all samples: a kept round had fewer than %u "
+	       "samples of the path, or none)\n", HB_ROUND_MIN);
 }
 
 static void print_ratios(const struct hb_point *pt)
@@ -389,7 +405,10 @@ static void json_stats(struct fm_jw *w, const struct series_stats *s)
 	fm_jw_u64(w, "n", s->st.n);
 	fm_jw_u64(w, "rounds", s->rounds);
 	fm_jw_num(w, "t_min", s->st.min);
-	fm_jw_num(w, "t_typical", s->st.n ? s->st.median : NAN);
+	fm_jw_num(w, "t_typical", typ(s));
+	fm_jw_str(w, "typical_of", typ_pooled(s) ? "pooled samples" : "round medians");
+	fm_jw_u64(w, "min_round_n", s->min_round_n);
+	fm_jw_num(w, "t_median_rounds", s->st.n ? s->st.median : NAN);
 	fm_jw_num(w, "t_median_pooled", s->st.n ? s->pooled_median : NAN);
 	fm_jw_num(w, "t_avg", s->st.avg);
 	fm_jw_num(w, "p99", s->st.p99);
