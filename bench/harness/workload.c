@@ -3,8 +3,8 @@
  * An I/O is (op, mapping index, offset), offset a multiple of --io-size.
  * The volume of a mapping is cut into io-size slots; the patterns pick a
  * slot of the K * slots of all mappings:
- *   seq      engine thread w of W starts at slot w * (K*slots / W) and
- *            walks up, wrapping at the end
+ *   seq      engine thread w of W starts at slot w * (K*slots / W), plus
+ *            an offset drawn from the seed, and walks up, wrapping
  *   uniform  every slot alike
  *   zipf     rank r with probability ~ 1 / r^theta (Gray et al., "Quickly
  *            generating billion-record synthetic databases", as YCSB),
@@ -125,7 +125,9 @@ void hb_gen_init(struct hb_gen *g, const struct hb_zipf *z, uint64_t seed, unsig
 	g->zipf = z;
 	g->slots = opt.volume_size / opt.io_size;
 	total = g->slots * opt.mappings;
-	g->seq_next = total / (nworkers ? nworkers : 1) * worker;
+	/* its stripe, from a point that moves with the seed (every round walks
+	 * slots the last one did not, as far as the volumes allow) */
+	g->seq_next = total / (nworkers ? nworkers : 1) * worker + splitmix(&seed) % total;
 }
 
 static enum fm_io_op pick_op(struct hb_gen *g)
