@@ -309,7 +309,7 @@ static void reply_batch(int wfd, const struct hb_cmd *cmd)
 		r.errors += w->errors;
 		r.restarts += w->restarts;
 		r.hot_ios += w->hot_ios;
-		for (unsigned c = 0; c < C_N; c++)
+		for (unsigned c = 0; c < SE_N; c++)
 			r.n[c] += w->s[c].n;
 		for (unsigned f = 0; f < F_N; f++)
 			r.nf[f] += w->f[f].n;
@@ -317,7 +317,7 @@ static void reply_batch(int wfd, const struct hb_cmd *cmd)
 	if (r.t_first == UINT64_MAX)
 		r.t_first = 0;
 	xwrite(wfd, &r, sizeof(r));
-	for (unsigned c = 0; c < C_N; c++)
+	for (unsigned c = 0; c < SE_N; c++)
 		for (unsigned i = 0; i < opt.threads; i++)
 			if (P.w[i].s[c].n)
 				xwrite(wfd, P.w[i].s[c].v, P.w[i].s[c].n * sizeof(double));

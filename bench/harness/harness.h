@@ -133,9 +133,26 @@ enum hb_class {
 extern const char *const hb_class_name[C_BASE_N];
 extern const char *const hb_class_key[C_BASE_N];
 
+/* parts of an I/O, timed inside it through the engine's trace hook: series
+ * of their own after the classes (never counted as I/Os), hot + PT_BASE_N */
+enum hb_part {
+	PT_SPLIT_LOCK,   /* a split I/O: its start to its (first) grain locked --
+			  * the plan's READ and an uncontended lock */
+	PT_SPLIT_COMMIT, /* ... its first SPLIT_COMMIT sent to its last answer */
+	PT_RACE_LOCK,    /* a lost race: its start to the lock handed over --
+			  * the READ, the CAS, LOCK_REQUEST and the wait */
+	PT_BASE_N,
+};
+#define PT_N (2 * PT_BASE_N)
+#define SE_N (C_N + PT_N) /* series per variant: the classes, then the parts */
+
+extern const char *const hb_part_name[PT_BASE_N];
+extern const char *const hb_part_key[PT_BASE_N];
+
 /* the floor's operations, per engine thread */
 enum hb_floor {
 	F_READ,       /* READ 64 B: a bitmap window */
+	F_CASRD,      /* CAS + READ together: a lock and its check READ */
 	F_CASRD_CAS,  /* CAS + READ together, then CAS: a lock and its release */
 	F_CAS,        /* one CAS */
 	F_MSG,        /* a message and its echo (thread 0 of each client) */
@@ -239,7 +256,8 @@ struct hb_reply {
 	char err[240];
 	uint64_t t_first, t_last; /* first start, last end over its threads */
 	uint64_t ios, decisions, errors, restarts, hot_ios;
-	uint64_t n[C_N];        /* samples per class, in this order after it */
+	uint64_t n[SE_N];       /* samples per class and part, in this order
+				 * after it */
 	uint64_t nf[F_N];       /* FLOOR: samples per floor op */
 	double cpu_ms;          /* the client process, every thread, over the batch */
 	bool cpu_sched;         /* ... by schedstat (else ticks) */
@@ -289,7 +307,7 @@ struct hb_worker {
 	uint64_t hot_next[3];   /* the next hot grain: per mapping set, and
 				 * the volume-only variant's */
 	/* what a batch gathered */
-	struct hb_samples s[C_N];
+	struct hb_samples s[SE_N];
 	struct hb_samples f[F_N];
 	uint64_t t_first, t_last;
 	uint64_t ios, decisions, errors, restarts, hot_ios;
@@ -318,8 +336,9 @@ struct hb_proc {
 };
 
 void *hb_worker_main(void *arg);
-/* the engines' trace hook (engine.h): counts, per thread, the mover
- * requests that redirect a target read to the source */
+/* the engines' trace hook (engine.h): per thread, the mover requests that
+ * redirect a target read to the source, and when a lock, a commit and its
+ * answer came (the parts) */
 void hb_engine_trace(void *ctx, struct fm_engine_io *io, const struct fm_engine_event *ev);
 /* the job's work on one thread (called by hb_worker_main) */
 void hb_worker_run(struct hb_worker *w);
@@ -332,7 +351,7 @@ void hb_worker_reset(struct hb_worker *w);
 /* one run point (a split fraction): every series of it, and its counters */
 struct hb_point {
 	double split_pct;
-	struct series S[V_N][C_N];      /* latency, usec */
+	struct series S[V_N][SE_N];     /* latency, usec: classes, then parts */
 	struct series all[V_N];         /* every I/O of the variant, usec */
 	struct series F[F_N];           /* the floor, usec */
 	struct series iops[V_N], dps[V_N]; /* one value per round */
@@ -353,7 +372,7 @@ struct hb_point {
 	char la0[64], la1[64];
 	double run_s;
 	/* the stats, computed once at the end of the point */
-	struct series_stats st[V_N][C_N], st_all[V_N], st_f[F_N];
+	struct series_stats st[V_N][SE_N], st_all[V_N], st_f[F_N];
 	double iops_typ[V_N], dps_typ[V_N];
 };
 

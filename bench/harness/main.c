@@ -307,13 +307,14 @@ static void batch(struct hb_point *pt, unsigned unit, unsigned round, bool keep)
 			hb_die(r.rc, "round %u, %s", round,
 			       unit == U_FLOOR ? "floor" : hb_variant_name[unit]);
 		}
-		for (unsigned c = 0; c < C_N; c++) {
+		for (unsigned c = 0; c < SE_N; c++) {
 			double *v = samples_buf(r.n[c]);
 
 			hb_client_read(&clients[i], v, r.n[c] * sizeof(double));
 			if (unit != U_FLOOR) {
 				se_add_n(&pt->S[unit][c], v, r.n[c]);
-				se_add_n(&pt->all[unit], v, r.n[c]);
+				if (c < C_N) /* an I/O, not a part of one */
+					se_add_n(&pt->all[unit], v, r.n[c]);
 			}
 		}
 		for (unsigned f = 0; f < F_N; f++) {
@@ -456,7 +457,7 @@ static void run_point(struct hb_point *pt, double pct)
 		bool keep = r > 0;
 
 		for (unsigned v = 0; v < V_N; v++) {
-			se_round_begin(pt->S[v], C_N);
+			se_round_begin(pt->S[v], SE_N);
 			se_round_begin(&pt->all[v], 1);
 			se_round_begin(&pt->iops[v], 1);
 			se_round_begin(&pt->dps[v], 1);
@@ -465,7 +466,7 @@ static void run_point(struct hb_point *pt, double pct)
 		for (unsigned u = 0; u < U_N; u++)
 			batch(pt, (u + r) % U_N, r, keep);
 		for (unsigned v = 0; v < V_N; v++) {
-			se_round_end(pt->S[v], C_N, keep);
+			se_round_end(pt->S[v], SE_N, keep);
 			se_round_end(&pt->all[v], 1, keep);
 			se_round_end(&pt->iops[v], 1, keep);
 			se_round_end(&pt->dps[v], 1, keep);

@@ -23,9 +23,15 @@ const char *const hb_class_name[C_BASE_N] = {
 const char *const hb_class_key[C_BASE_N] = { "hit", "miss", "redirect", "lock_race", "split",
 					     "source_read", "volume" };
 
-const char *const hb_floor_name[F_N] = { "READ 64 B", "CAS+READ, then CAS", "CAS",
-					 "message round trip" };
-const char *const hb_floor_key[F_N] = { "read64", "casread_cas", "cas", "msg_rtt" };
+const char *const hb_part_name[PT_BASE_N] = { "  split: start to locked",
+					     "  split: SPLIT_COMMIT to answer",
+					     "  lost race: start to locked" };
+const char *const hb_part_key[PT_BASE_N] = { "split_to_locked", "split_commit",
+					    "lock_race_to_locked" };
+
+const char *const hb_floor_name[F_N] = { "READ 64 B", "CAS+READ together", "CAS+READ, then CAS",
+					 "CAS", "message round trip" };
+const char *const hb_floor_key[F_N] = { "read64", "casread", "casread_cas", "cas", "msg_rtt" };
 
 const char *const hb_method_text =
 	"Processes: a real flashmeta-owner (fork+exec, pool in a temp dir), N client\n"
@@ -54,10 +60,14 @@ const char *const hb_method_text =
 	"READ, no lock), miss (READ, then as asked), redirect (a target read of unsplit\n"
 	"grains: READ, the source read, the re-check READ), lock found split (locked,\n"
 	"but another I/O split the grain meanwhile), split (locked, copied, flushed,\n"
-	"committed), source read (no decision).  Contended locks: the owner's\n"
+	"committed), source read (no decision).  Parts, timed inside the I/O from the\n"
+	"trace hook's events: a split's start to its lock (the plan's READ and an\n"
+	"uncontended lock) and its SPLIT_COMMIT to the answer; a lost race's start to\n"
+	"the lock handed over (a contended lock).  Contended locks: also the owner's\n"
 	"LOCK_REQUEST count over the batches.  Ratio = path t_typical / floor, the floor\n"
 	"being what the path must do at the least, each part at its t_typical: the\n"
-	"mover (the volumes-only I/O), READs, lock (CAS+READ, then CAS), msg rtt.\n"
+	"mover (the volumes-only I/O), READs, CAS+READ, lock (CAS+READ, then CAS), msg\n"
+	"rtt.\n"
 	"Owner CPU: utime+stime of /proc/PID/stat, or the schedstat ns of its threads\n"
 	"when the same threads live at both ends, sampled at each batch's start line\n"
 	"and end; '-idle' subtracts the rate of the owner idle with every client joined.\n"
@@ -94,7 +104,7 @@ void hb_point_finish(struct hb_point *pt)
 	for (unsigned v = 0; v < V_N; v++) {
 		struct series_stats ss;
 
-		for (unsigned c = 0; c < C_N; c++)
+		for (unsigned c = 0; c < SE_N; c++)
 			se_stats(&pt->S[v][c], &pt->st[v][c]);
 		se_stats(&pt->all[v], &pt->st_all[v]);
 		se_stats(&pt->iops[v], &ss);
@@ -109,7 +119,7 @@ void hb_point_finish(struct hb_point *pt)
 void hb_point_free(struct hb_point *pt)
 {
 	for (unsigned v = 0; v < V_N; v++) {
-		for (unsigned c = 0; c < C_N; c++)
+		for (unsigned c = 0; c < SE_N; c++)
 			se_free(&pt->S[v][c]);
 		se_free(&pt->all[v]);
 		se_free(&pt->iops[v]);
@@ -130,6 +140,19 @@ static double floor_of(const struct hb_point *pt, unsigned c, const char **name)
 	double mover = typ(&pt->st_all[V_VOLUME]), rd = typ(&pt->st_f[F_READ]);
 	double lock = typ(&pt->st_f[F_CASRD_CAS]), msg = typ(&pt->st_f[F_MSG]);
 
+	if (c >= C_N) { /* a part */
+		switch ((c - C_N) % PT_BASE_N) {
+		case PT_SPLIT_LOCK:
+			*name = "READ + CAS+READ";
+			return rd + typ(&pt->st_f[F_CASRD]);
+		case PT_SPLIT_COMMIT:
+			*name = "msg rtt";
+			return msg;
+		default:
+			*name = "READ + CAS+READ + msg rtt";
+			return rd + typ(&pt->st_f[F_CASRD]) + msg;
+		}
+	}
 	switch (c % C_BASE_N) {
 	case C_HIT:
 	case C_SRCREAD:
@@ -151,14 +174,47 @@ static double floor_of(const struct hb_point *pt, unsigned c, const char **name)
 	}
 }
 
+/* series c of a variant: a class (c < C_N) or a part */
+static bool is_hot(unsigned c)
+{
+	return c < C_N ? c >= C_BASE_N : c - C_N >= PT_BASE_N;
+}
+
 static void class_label(unsigned c, char *out, size_t cap)
 {
-	snprintf(out, cap, "%s%s", c >= C_BASE_N ? "hot: " : "", hb_class_name[c % C_BASE_N]);
+	if (c < C_N)
+		snprintf(out, cap, "%s%s", is_hot(c) ? "hot: " : "", hb_class_name[c % C_BASE_N]);
+	else
+		snprintf(out, cap, "  %s%s", is_hot(c) ? "hot: " : "",
+			 hb_part_name[(c - C_N) % PT_BASE_N] + 2);
 }
 
 static void class_key(unsigned c, char *out, size_t cap)
 {
-	snprintf(out, cap, "%s%s", c >= C_BASE_N ? "hot_" : "", hb_class_key[c % C_BASE_N]);
+	if (c < C_N)
+		snprintf(out, cap, "%s%s", is_hot(c) ? "hot_" : "", hb_class_key[c % C_BASE_N]);
+	else
+		snprintf(out, cap, "%s%s", is_hot(c) ? "hot_" : "",
+			 hb_part_key[(c - C_N) % PT_BASE_N]);
+}
+
+/* the order of the rows: every class, each followed by its parts */
+static unsigned listing(unsigned *out)
+{
+	unsigned n = 0;
+
+	for (unsigned c = 0; c < C_N; c++) {
+		unsigned p0 = C_N + (c >= C_BASE_N ? PT_BASE_N : 0);
+
+		out[n++] = c;
+		if (c % C_BASE_N == C_SPLIT) {
+			out[n++] = p0 + PT_SPLIT_LOCK;
+			out[n++] = p0 + PT_SPLIT_COMMIT;
+		} else if (c % C_BASE_N == C_LOCKRACE) {
+			out[n++] = p0 + PT_RACE_LOCK;
+		}
+	}
+	return n;
 }
 
 /* ------------------------------------------------------------- header */
@@ -310,17 +366,22 @@ static void print_latency(const struct hb_point *pt)
 {
 	printf("\nlatency per path (t_typical = median of %u round medians; share = of the "
 	       "variant's I/Os)\n", opt.rounds);
+	unsigned order[SE_N], n = listing(order);
+
 	lat_header();
 	for (unsigned v = 0; v < V_N; v++) {
 		printf("-- %s\n", hb_variant_name[v]);
-		for (unsigned c = 0; c < C_N; c++) {
+		for (unsigned i = 0; i < n; i++) {
+			unsigned c = order[i];
 			char label[64];
 
 			if (!pt->st[v][c].st.n)
 				continue;
 			class_label(c, label, sizeof(label));
 			lat_row(label, &pt->st[v][c],
-				100.0 * (double)pt->st[v][c].st.n / (double)pt->st_all[v].st.n);
+				c < C_N ? 100.0 * (double)pt->st[v][c].st.n /
+						  (double)pt->st_all[v].st.n
+					: NAN);
 		}
 		if (v != V_VOLUME)
 			lat_row("all I/Os", &pt->st_all[v], 100.0);
@@ -329,16 +390,20 @@ static void print_latency(const struct hb_point *pt)
 	for (unsigned f = 0; f < F_N; f++)
 		lat_row(hb_floor_name[f], &pt->st_f[f], NAN);
 	printf("(* t_typical is the median of all samples: a kept round had fewer than %u "
-	       "samples of the path, or none)\n", HB_ROUND_MIN);
+	       "samples of the path, or none.\n indented: parts of the I/Os above them, timed "
+	       "inside them through the engine's trace hook)\n", HB_ROUND_MIN);
 }
 
 static void print_ratios(const struct hb_point *pt)
 {
+	unsigned order[SE_N], n = listing(order);
+
 	printf("\neach path beside its floor (t_typical / t_typical)\n");
-	printf("%-44s %-30s %11s %11s %8s\n", "path", "floor", "path", "floor", "ratio");
-	printf("%-44s %-30s %11s %11s %8s\n", "", "", "[usec]", "[usec]", "[x]");
+	printf("%-48s %-28s %11s %11s %8s\n", "path", "floor", "path", "floor", "ratio");
+	printf("%-48s %-28s %11s %11s %8s\n", "", "", "[usec]", "[usec]", "[x]");
 	for (unsigned v = 0; v < 2; v++)
-		for (unsigned c = 0; c < C_N; c++) {
+		for (unsigned i = 0; i < n; i++) {
+			unsigned c = order[i];
 			char label[96], cl[64];
 			const char *fname;
 			double fl, p = typ(&pt->st[v][c]);
@@ -348,17 +413,17 @@ static void print_ratios(const struct hb_point *pt)
 			fl = floor_of(pt, c, &fname);
 			class_label(c, cl, sizeof(cl));
 			snprintf(label, sizeof(label), "%s: %s", hb_variant_key[v], cl);
-			printf("%-44s %-30s %11.2f %11.2f %8.2f\n", label, fname, p, fl, p / fl);
+			printf("%-48s %-28s %11.2f %11.2f %8.2f\n", label, fname, p, fl, p / fl);
 		}
 	for (unsigned v = 0; v < 2; v++) {
 		char label[64];
 
 		snprintf(label, sizeof(label), "%s: all I/Os", hb_variant_key[v]);
-		printf("%-44s %-30s %11.2f %11.2f %8.2f\n", label, "mover",
+		printf("%-48s %-28s %11.2f %11.2f %8.2f\n", label, "mover",
 		       typ(&pt->st_all[v]), typ(&pt->st_all[V_VOLUME]),
 		       typ(&pt->st_all[v]) / typ(&pt->st_all[V_VOLUME]));
 	}
-	printf("%-44s %-30s %11.2f %11.2f %8.2f   (the cache's gain)\n", "nocache: all I/Os",
+	printf("%-48s %-28s %11.2f %11.2f %8.2f   (the cache's gain)\n", "nocache: all I/Os",
 	       "cache: all I/Os", typ(&pt->st_all[V_NOCACHE]), typ(&pt->st_all[V_CACHE]),
 	       typ(&pt->st_all[V_NOCACHE]) / typ(&pt->st_all[V_CACHE]));
 }
@@ -465,6 +530,7 @@ static void json_params(struct fm_jw *w)
 static void json_variant(struct fm_jw *w, const struct hb_point *pt, unsigned v)
 {
 	const struct hb_agent_delta *a = &pt->ag[v];
+	unsigned order[SE_N], n = listing(order);
 
 	fm_jw_obj(w, NULL);
 	fm_jw_str(w, "variant", hb_variant_key[v]);
@@ -507,7 +573,8 @@ static void json_variant(struct fm_jw *w, const struct hb_point *pt, unsigned v)
 		fm_jw_end(w);
 	}
 	fm_jw_arr(w, "paths");
-	for (unsigned c = 0; c < C_N; c++) {
+	for (unsigned i = 0; i < n; i++) {
+		unsigned c = order[i];
 		char key[32];
 		const char *fname;
 		double fl;
@@ -518,9 +585,17 @@ static void json_variant(struct fm_jw *w, const struct hb_point *pt, unsigned v)
 		fl = floor_of(pt, c, &fname);
 		fm_jw_obj(w, NULL);
 		fm_jw_str(w, "case", key);
+		if (c >= C_N) {
+			unsigned p = (c - C_N) % PT_BASE_N, hot = is_hot(c) ? C_BASE_N : 0;
+			char of[32];
+
+			class_key(hot + (p == PT_RACE_LOCK ? C_LOCKRACE : C_SPLIT), of, sizeof(of));
+			fm_jw_str(w, "part_of", of);
+		}
 		json_stats(w, &pt->st[v][c]);
 		fm_jw_num(w, "share_pct",
-			  100.0 * (double)pt->st[v][c].st.n / (double)pt->st_all[v].st.n);
+			  c < C_N ? 100.0 * (double)pt->st[v][c].st.n / (double)pt->st_all[v].st.n
+				  : NAN);
 		fm_jw_str(w, "floor", fname);
 		fm_jw_num(w, "floor_t_typical", fl);
 		fm_jw_num(w, "ratio_to_floor", typ(&pt->st[v][c]) / fl);

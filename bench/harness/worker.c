@@ -82,7 +82,7 @@ static void wait_until(uint64_t t)
 
 void hb_worker_reset(struct hb_worker *w)
 {
-	for (unsigned c = 0; c < C_N; c++)
+	for (unsigned c = 0; c < SE_N; c++)
 		w->s[c].n = 0;
 	for (unsigned f = 0; f < F_N; f++)
 		w->f[f].n = 0;
@@ -94,17 +94,55 @@ void hb_worker_reset(struct hb_worker *w)
 
 /* -------------------------------------------------------------- one I/O */
 
-/* Redirects of the I/O this thread drives (the hook runs inline on the
- * thread driving the I/O: fm_engine_rw's).  Every I/O pays for the hook
- * (an indirect call per step: ATTEMPT, each mover request, ATTEMPT_END),
- * a few ns against the microseconds of the cheapest path. */
+/* What the I/O this thread drives did, from the trace hook (it runs
+ * inline on the thread driving the I/O: fm_engine_rw's).  Every I/O pays
+ * for the hook (an indirect call per step: ATTEMPT, each mover request,
+ * ATTEMPT_END), a few ns against the microseconds of the cheapest path;
+ * the clock is read only at a lock, a commit and its answer. */
 static __thread unsigned tl_redirects;
+static __thread uint64_t tl_locked, tl_commit, tl_committed; /* ns; 0: none */
 
 void hb_engine_trace(void *ctx, struct fm_engine_io *io, const struct fm_engine_event *ev)
 {
-	if (ev->kind == FM_ENGINE_EV_MOVER && (ev->step == FM_ENGINE_STEP_REDIRECT ||
-					       ev->step == FM_ENGINE_STEP_RETARGET))
-		tl_redirects++;
+	switch (ev->kind) {
+	case FM_ENGINE_EV_MOVER:
+		if (ev->step == FM_ENGINE_STEP_REDIRECT || ev->step == FM_ENGINE_STEP_RETARGET)
+			tl_redirects++;
+		break;
+	case FM_ENGINE_EV_LOCKED: /* the first lock of the I/O */
+		if (!tl_locked)
+			tl_locked = fm_now_ns();
+		break;
+	case FM_ENGINE_EV_COMMIT: /* the first SPLIT_COMMIT sent */
+		if (!tl_commit)
+			tl_commit = fm_now_ns();
+		break;
+	case FM_ENGINE_EV_COMMITTED: /* the last answer */
+		tl_committed = fm_now_ns();
+		break;
+	default:
+		break;
+	}
+}
+
+/* the parts of a split or lost-race I/O that started at t0 */
+static bool parts_add(struct hb_worker *w, unsigned c, uint64_t t0)
+{
+	unsigned hot = c >= C_BASE_N ? PT_BASE_N : 0;
+	bool ok = true;
+
+	if (c % C_BASE_N == C_SPLIT) {
+		if (tl_locked > t0)
+			ok = hb_samples_add(&w->s[C_N + hot + PT_SPLIT_LOCK],
+					    (double)(tl_locked - t0) / 1000.0);
+		if (ok && tl_commit && tl_committed > tl_commit)
+			ok = hb_samples_add(&w->s[C_N + hot + PT_SPLIT_COMMIT],
+					    (double)(tl_committed - tl_commit) / 1000.0);
+	} else if (c % C_BASE_N == C_LOCKRACE && tl_locked > t0) {
+		ok = hb_samples_add(&w->s[C_N + hot + PT_RACE_LOCK],
+				    (double)(tl_locked - t0) / 1000.0);
+	}
+	return ok;
 }
 
 static uint64_t grains_of(enum fm_io_op op, uint64_t off, uint64_t len)
@@ -162,6 +200,7 @@ static bool timed_io(struct hb_worker *w, unsigned v, enum fm_io_op op, unsigned
 	int rc;
 
 	tl_redirects = 0;
+	tl_locked = tl_commit = tl_committed = 0;
 	t0 = fm_now_ns();
 	rc = do_io(w, v, op, map, off, &st);
 	t1 = fm_now_ns();
@@ -174,7 +213,7 @@ static bool timed_io(struct hb_worker *w, unsigned v, enum fm_io_op op, unsigned
 	if (!w->t_first)
 		w->t_first = t0;
 	c = classify(v, op, &st, tl_redirects) + (hot ? C_BASE_N : 0);
-	if (!hb_samples_add(&w->s[c], (double)(t1 - t0) / 1000.0)) {
+	if (!hb_samples_add(&w->s[c], (double)(t1 - t0) / 1000.0) || !parts_add(w, c, t0)) {
 		werr(w, -ENOMEM, "samples");
 		return false;
 	}
@@ -288,6 +327,10 @@ void hb_worker_floor(struct hb_worker *w)
 		    !hb_samples_add(&w->f[F_READ], ns / 1e3))
 			rc = -ENOMEM;
 	for (unsigned i = 0; i < n && !rc; i++)
+		if (!(rc = fm_floor_casread(&w->fl, &ns)) &&
+		    !hb_samples_add(&w->f[F_CASRD], ns / 1e3))
+			rc = -ENOMEM;
+	for (unsigned i = 0; i < n && !rc; i++)
 		if (!(rc = fm_floor_casread_cas(&w->fl, &ns)) &&
 		    !hb_samples_add(&w->f[F_CASRD_CAS], ns / 1e3))
 			rc = -ENOMEM;
@@ -385,7 +428,7 @@ void *hb_worker_main(void *arg)
 	for (unsigned s = 0; s < 2; s++)
 		if (p->a[s])
 			fm_agent_thread_exit(p->a[s]);
-	for (unsigned c = 0; c < C_N; c++)
+	for (unsigned c = 0; c < SE_N; c++)
 		free(w->s[c].v);
 	for (unsigned f = 0; f < F_N; f++)
 		free(w->f[f].v);
