@@ -374,6 +374,7 @@ struct hb_point {
 	/* the stats, computed once at the end of the point */
 	struct series_stats st[V_N][SE_N], st_all[V_N], st_f[F_N];
 	double iops_typ[V_N], dps_typ[V_N];
+	double iops_min[V_N], iops_max[V_N]; /* over the kept rounds */
 };
 
 void hb_point_init(struct hb_point *pt);

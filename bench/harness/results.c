@@ -109,6 +109,8 @@ void hb_point_finish(struct hb_point *pt)
 		se_stats(&pt->all[v], &pt->st_all[v]);
 		se_stats(&pt->iops[v], &ss);
 		pt->iops_typ[v] = typ(&ss);
+		pt->iops_min[v] = ss.st.n ? ss.st.min : NAN;
+		pt->iops_max[v] = ss.st.n ? ss.st.max : NAN;
 		se_stats(&pt->dps[v], &ss);
 		pt->dps_typ[v] = typ(&ss);
 	}
@@ -319,12 +321,13 @@ static void print_throughput(const struct hb_point *pt)
 {
 	printf("\nthroughput (typical = median of the %u round figures; CPU over the kept "
 	       "rounds)\n", opt.rounds);
-	printf("%-30s %12s %14s %9s %8s %9s %14s %14s %14s\n", "variant", "I/Os/s", "decisions/s",
-	       "vs cache", "errors", "restarts", "owner CPU", "owner CPU", "client CPU");
-	printf("%-30s %12s %14s %9s %8s %9s %14s %14s %14s\n", "", "[IO/s]", "[1/s]", "[x]", "",
-	       "", "[ms/1e6 dec]", "-idle[ms/1e6]", "[ms/1e6 IO]");
+	printf("%-30s %10s %19s %12s %9s %7s %9s %13s %13s %13s\n", "variant", "I/Os/s",
+	       "rounds min..max", "decisions/s", "vs cache", "errors", "restarts", "owner CPU",
+	       "owner CPU", "client CPU");
+	printf("%-30s %10s %19s %12s %9s %7s %9s %13s %13s %13s\n", "", "[IO/s]", "[IO/s]",
+	       "[1/s]", "[x]", "", "", "[ms/1e6 dec]", "-idle [ms/..]", "[ms/1e6 IO]");
 	for (unsigned v = 0; v < V_N; v++) {
-		char dps[24] = "-", o1[24] = "-", o2[24] = "-";
+		char dps[24] = "-", o1[24] = "-", o2[24] = "-", mm[40];
 
 		if (v != V_VOLUME) {
 			snprintf(dps, sizeof(dps), "%.0f", pt->dps_typ[v]);
@@ -333,13 +336,15 @@ static void print_throughput(const struct hb_point *pt)
 			snprintf(o2, sizeof(o2), "%.1f", per_m(owner_beyond_idle(pt, v),
 							       pt->decisions[v]));
 		}
-		printf("%-30s %12.0f %14s %9.2f %8" PRIu64 " %9" PRIu64 " %14s %14s %14.1f\n",
-		       hb_variant_name[v], pt->iops_typ[v], dps, pt->iops_typ[v] / pt->iops_typ[0],
-		       pt->errors[v], pt->restarts[v], o1, o2,
+		snprintf(mm, sizeof(mm), "%.0f..%.0f", pt->iops_min[v], pt->iops_max[v]);
+		printf("%-30s %10.0f %19s %12s %9.2f %7" PRIu64 " %9" PRIu64 " %13s %13s %13.1f\n",
+		       hb_variant_name[v], pt->iops_typ[v], mm, dps,
+		       pt->iops_typ[v] / pt->iops_typ[0], pt->errors[v], pt->restarts[v], o1, o2,
 		       per_m(pt->client_cpu_ms[v], pt->ios[v]));
 	}
-	printf("(owner CPU by %s; idle owner: %.2f ms of CPU per s; client CPU: every thread "
-	       "of every client process, by %s)\n",
+	printf("(rounds min..max: the spread of the per-round I/Os/s; owner CPU by %s; idle "
+	       "owner: %.2f ms of CPU per s;\n client CPU: every thread of every client "
+	       "process, by %s)\n",
 	       pt->owner_sched ? "schedstat ns" : "clock ticks", pt->idle_owner_ms_per_s,
 	       pt->client_sched ? "schedstat ns" : "clock ticks");
 	for (unsigned v = 0; v < 2; v++) {
@@ -542,6 +547,10 @@ static void json_variant(struct fm_jw *w, const struct hb_point *pt, unsigned v)
 	fm_jw_str(w, "variant", hb_variant_key[v]);
 	fm_jw_str(w, "name", hb_variant_name[v]);
 	fm_jw_num(w, "ios_per_s", pt->iops_typ[v]);
+	fm_jw_num(w, "ios_per_s_round_min", pt->iops_min[v]);
+	fm_jw_num(w, "ios_per_s_round_max", pt->iops_max[v]);
+	fm_jw_num(w, "ios_per_s_mean", pt->seconds[v] > 0 ? (double)pt->ios[v] / pt->seconds[v]
+							   : NAN);
 	fm_jw_num(w, "decisions_per_s", v == V_VOLUME ? NAN : pt->dps_typ[v]);
 	fm_jw_u64(w, "ios", pt->ios[v]);
 	fm_jw_u64(w, "decisions", pt->decisions[v]);
