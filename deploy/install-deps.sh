@@ -4,7 +4,7 @@
 # Idempotent: packages already present are skipped by apt; re-running costs
 # one `dpkg-query` when nothing is missing.  Must run as root (or via sudo).
 #
-#   deploy/install-deps.sh            build + test + cluster packages
+#   deploy/install-deps.sh            build + test + cluster + bench packages
 #   deploy/install-deps.sh --build    only what building and native tests need
 set -euo pipefail
 
@@ -23,9 +23,14 @@ cluster_pkgs=(
 	iproute2 perftest vde2 ndctl e2fsprogs
 	ibverbs-utils rdmacm-utils
 )
+# flashmeta-bench --plot: latency CDFs and throughput vs split as PNG
+# (without gnuplot it writes the data and the scripts only)
+bench_pkgs=(
+	gnuplot-nox
+)
 
 want=("${build_pkgs[@]}")
-[[ "${1:-}" == "--build" ]] || want+=("${cluster_pkgs[@]}")
+[[ "${1:-}" == "--build" ]] || want+=("${cluster_pkgs[@]}" "${bench_pkgs[@]}")
 
 missing=()
 for p in "${want[@]}"; do
