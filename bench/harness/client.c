@@ -2,8 +2,7 @@
  *
  * What a storage node runs, twice over: an agent with the confirmation
  * cache (client id 1 + i) and an agent whose cache keeps nothing (client
- * id 1 + N + i, cache_budget 1 byte: every range is evicted as it is
- * inserted), an engine on each, one pair of reference volumes per mapping
+ * id 1 + N + i, fm_agent_cfg.no_cache), an engine on each, one pair of reference volumes per mapping
  * index added to both engines, a connection to the floor server, and
  * --threads engine threads (worker.c).  Forked by the coordinator before
  * any transport exists; the coordinator's commands come over a pipe
@@ -89,7 +88,7 @@ static int agent_open(unsigned set, struct hb_reply *r)
 	struct fm_agent_cfg cfg = {
 		.provider = opt.provider, .device = opt.device, .addr = opt.addr,
 		.client_id = 1 + P.index + set * opt.clients, .key = HB_KEY,
-		.key_len = strlen(HB_KEY), .cache_budget = set ? 1 : 0, .wait_ms = 10000,
+		.key_len = strlen(HB_KEY), .no_cache = set, .wait_ms = 10000,
 		.max_threads = opt.threads + 2,
 	};
 	unsigned nmaps = opt.mappings + (opt.hot ? 1 : 0);
