@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <regex.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -224,6 +225,7 @@ static void owner_stop(struct owner *o)
 static int reap(void **state)
 {
 	(void)state;
+	unsetenv("JOURNAL_STREAM"); /* a failed log case may have left it */
 	for (unsigned i = 0; i < 4; i++)
 		if (g_running[i]) {
 			kill(g_running[i], SIGKILL);
@@ -594,6 +596,94 @@ static void owner__hash_in_flag__kept(void **state)
 	owner_stop(&o);
 	assert_int_equal(access(at("pool#1"), F_OK), 0);
 	assert_int_equal(access(at("pool"), F_OK), -1);
+}
+
+/* every line of `text` matches `re` (extended); prints the first that
+ * does not */
+static bool lines_match(const char *text, const char *re)
+{
+	regex_t rx;
+	bool all = true;
+
+	assert_int_equal(regcomp(&rx, re, REG_EXTENDED | REG_NOSUB), 0);
+	for (const char *l = text; *l && all;) {
+		const char *nl = strchr(l, '\n');
+		char line[1024];
+
+		snprintf(line, sizeof(line), "%.*s", nl ? (int)(nl - l) : (int)strlen(l), l);
+		if (regexec(&rx, line, 0, NULL, 0)) {
+			fprintf(stderr, "line \"%s\" does not match /%s/\n", line, re);
+			all = false;
+		}
+		l = nl ? nl + 1 : l + strlen(l);
+	}
+	regfree(&rx);
+	return all;
+}
+
+/* JOURNAL_STREAM naming `path` (created empty), as systemd sets it */
+static void journal_is(const char *path)
+{
+	struct stat st;
+	char v[64];
+
+	write_file(path, "", 0);
+	assert_int_equal(stat(path, &st), 0);
+	snprintf(v, sizeof(v), "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	assert_int_equal(setenv("JOURNAL_STREAM", v, 1), 0);
+}
+
+/* the owner's log: ISO 8601 UTC with milliseconds on a file or terminal;
+ * on the journal's stream the syslog priority instead of a time, also on
+ * the errors it prints before its log starts */
+static void owner__log__iso_utc_or_journal_priority(void **state)
+{
+	static const char iso[] = "^flashmeta-owner\\[[0-9]+\\] "
+				  "[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9]"
+				  "\\.[0-9]{3}Z (error|warn|info|debug): [^ ]";
+	static const char prio[] = "^(<3>error|<4>warn|<6>info|<7>debug): [^ ]";
+	struct owner o;
+	const char *log, *t;
+	struct tm tm = { 0 };
+	time_t now = time(NULL), then;
+
+	(void)state;
+	fresh("owner-log");
+	unsetenv("JOURNAL_STREAM");
+	owner_paths(&o, "pool", "ctl");
+	owner_start(&o, "--log-level", "debug");
+	owner_stop(&o);
+	log = slurp(o.log);
+	assert_non_null(strstr(log, " info: serving on "));
+	assert_true(lines_match(log, iso));
+	/* the time is now, in UTC */
+	t = strchr(log, ' ') + 1;
+	assert_non_null(strptime(t, "%Y-%m-%dT%H:%M:%S", &tm));
+	then = timegm(&tm);
+	assert_true(then >= now - 60 && then <= now + 60);
+
+	/* stderr is the journal: priorities, no time, no pid */
+	journal_is(o.log);
+	owner_start(&o, "--log-level", "debug");
+	owner_stop(&o);
+	log = slurp(o.log);
+	assert_non_null(strstr(log, "<6>info: serving on "));
+	assert_non_null(strstr(log, "<7>debug: "));
+	assert_true(lines_match(log, prio));
+	journal_is(at("log"));
+	assert_int_equal(run(g_owner, "--lease-ms", "5", "-l", o.listen, NULL), 2);
+	assert_true(log_has("<3>flashmeta-owner: --lease-ms: lease_ms 5: not in 10..600000\n"));
+
+	/* JOURNAL_STREAM names another file (a journal the owner's parent
+	 * had, say): not ours, the plain form */
+	journal_is(at("elsewhere"));
+	owner_start(&o, NULL, NULL);
+	owner_stop(&o);
+	assert_true(lines_match(slurp(o.log), iso));
+	assert_int_equal(run(g_owner, "--lease-ms", "5", "-l", o.listen, NULL), 2);
+	assert_int_equal(strncmp(slurp(at("log")), "flashmeta-owner: --lease-ms", 27), 0);
+	unsetenv("JOURNAL_STREAM");
 }
 
 /* ---- 5, 6, 7. the control socket ---- */
@@ -972,6 +1062,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(cli__numbers__strict, reap),
 		cmocka_unit_test_teardown(owner__flags__strict, reap),
 		cmocka_unit_test_teardown(owner__hash_in_flag__kept, reap),
+		cmocka_unit_test_teardown(owner__log__iso_utc_or_journal_priority, reap),
 		cmocka_unit_test_teardown(control__commands__strict, reap),
 		cmocka_unit_test_teardown(control__nul_byte__answered_and_next_line_runs, reap),
 		cmocka_unit_test_teardown(control__long_line__error_and_closed, reap),
