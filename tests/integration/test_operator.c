@@ -93,8 +93,9 @@ static const char *slurp(const char *path)
 	return buf;
 }
 
-/* fork + exec argv with stdout and stderr to `log`, stdin /dev/null */
-static pid_t spawn(char *const argv[], const char *log)
+/* fork + exec argv with stdout to `log` and stderr to `errlog` (NULL: to
+ * `log` as well), stdin /dev/null */
+static pid_t spawn2(char *const argv[], const char *log, const char *errlog)
 {
 	pid_t pid;
 
@@ -104,13 +105,21 @@ static pid_t spawn(char *const argv[], const char *log)
 	if (pid == 0) {
 		int in = open("/dev/null", O_RDONLY);
 		int out = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		int err = errlog ? open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0600) : out;
 
-		if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+		if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
+		    dup2(err, 2) < 0)
 			_exit(126);
 		execv(argv[0], argv);
 		_exit(127);
 	}
 	return pid;
+}
+
+/* fork + exec argv with stdout and stderr to `log`, stdin /dev/null */
+static pid_t spawn(char *const argv[], const char *log)
+{
+	return spawn2(argv, log, NULL);
 }
 
 /* exit status, 128 + signal, or -1 after timeout_ms (then it is killed) */
@@ -135,21 +144,41 @@ static int wait_for(pid_t pid, int timeout_ms)
 	}
 }
 
+static int vrun(const char *log, const char *errlog, const char *prog, va_list ap)
+{
+	char *argv[40];
+	int argc = 0;
+
+	argv[argc++] = (char *)prog;
+	while (argc < 39 && (argv[argc] = va_arg(ap, char *)))
+		argc++;
+	argv[argc] = NULL;
+	return wait_for(spawn2(argv, log, errlog), HANG_MS);
+}
+
 /* run prog (g_owner or g_cli) with the NULL-terminated arguments; stdout
  * and stderr land in g_dir/log; returns what wait_for returns */
 static int run(const char *prog, ...)
 {
-	char *argv[40];
-	int argc = 0;
 	va_list ap;
+	int rc;
 
-	argv[argc++] = (char *)prog;
 	va_start(ap, prog);
-	while (argc < 39 && (argv[argc] = va_arg(ap, char *)))
-		argc++;
+	rc = vrun(at("log"), NULL, prog, ap);
 	va_end(ap);
-	argv[argc] = NULL;
-	return wait_for(spawn(argv, at("log")), HANG_MS);
+	return rc;
+}
+
+/* run, with stdout in g_dir/out and stderr in g_dir/err */
+static int run_out_err(const char *prog, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, prog);
+	rc = vrun(at("out"), at("err"), prog, ap);
+	va_end(ap);
+	return rc;
 }
 
 /* the last run's output holds `needle` (printed when not) */
@@ -882,6 +911,91 @@ static void control__introspection__lock_holder_sessions_json(void **state)
 	owner_stop(&o);
 }
 
+/* flashmeta --json on the client commands: one JSON object per result on
+ * stdout as it happens, then {"ok": ...}; messages stay on stderr; a bad
+ * command line prints no JSON (exit 2) */
+static void cli__json__one_object_per_result(void **state)
+{
+	static const char obj[] = "^\\{\"(record|ok)\": .*\\}$";
+	struct owner o;
+	char out[4096];
+	const char *s;
+
+	(void)state;
+	fresh("cli-json");
+	owner_paths(&o, "pool", "ctl");
+	owner_start(&o, NULL, NULL);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-create 1 10 11 16777216\n"), 0);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-prepare 1\n"), 0);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-start 1\n"), 0);
+
+	assert_int_equal(run_out_err(g_cli, "-a", o.listen, "-k", o.key, "--json", "split", "1",
+				     "5", NULL), 0);
+	assert_string_equal(slurp(at("out")), "{\"record\": \"split\", \"map\": 1, \"grain\": 5, "
+					      "\"already-split\": 0}\n{\"ok\": true}\n");
+	assert_string_equal(slurp(at("err")), "");
+	assert_int_equal(run_out_err(g_cli, "-a", o.listen, "-k", o.key, "--json", "split", "1",
+				     "5", NULL), 0);
+	assert_non_null(strstr(slurp(at("out")), "\"grain\": 5, \"already-split\": 1}\n"));
+
+	assert_int_equal(run_out_err(g_cli, "-a", o.listen, "-k", o.key, "-i", "2", "--json",
+				     "join", NULL), 0);
+	s = slurp(at("out"));
+	assert_true(lines_match(s, obj));
+	assert_non_null(strstr(s, "{\"record\": \"joined\", \"addr\": \""));
+	assert_non_null(strstr(s, "\", \"client\": 2, \"transport\": \"shm\", \"mappings\": 1}\n"
+				  "{\"record\": \"session\", \"token\": \"0x"));
+	assert_non_null(strstr(s, ", \"lease-ms\": 600, \"lease-left-ms\": "));
+	assert_non_null(strstr(s, "{\"record\": \"map\", \"map\": 1, \"state\": \"copying\", "
+				  "\"generation\": 1, \"grain\": 65536, \"grains\": 256, "
+				  "\"granted\": 1}\n{\"ok\": true}\n"));
+
+	assert_int_equal(run_out_err(g_cli, "-a", o.listen, "-k", o.key, "--json", "show", "1",
+				     NULL), 0);
+	s = slurp(at("out"));
+	assert_true(lines_match(s, obj));
+	assert_non_null(strstr(s, "{\"record\": \"bitmap\", \"map\": 1, \"split\": 1, "
+				  "\"grains\": 256}\n"));
+	assert_non_null(strstr(s, "{\"record\": \"cache\", \"ranges\": "));
+
+	assert_int_equal(run_out_err(g_cli, "-a", o.listen, "-k", o.key, "--json", "-H", "0",
+				     "lock", "1", "7", NULL), 0);
+	s = slurp(at("out"));
+	assert_true(lines_match(s, obj));
+	assert_non_null(strstr(s, "{\"record\": \"locked\", \"map\": 1, \"grain\": 7, "
+				  "\"already-split\": 0}\n{\"record\": \"held\", \"map\": 1, "
+				  "\"first\": 7, \"last\": 7, \"word-index\": 7, \"since-ms\": "));
+	assert_non_null(strstr(s, ", \"token\": \"0x"));
+	assert_non_null(strstr(s, "{\"record\": \"unlocked\", \"map\": 1, \"grain\": 7}\n"
+				  "{\"ok\": true}\n"));
+	assert_int_equal(run_out_err(g_cli, "-a", o.listen, "-k", o.key, "--json", "unlock", "1",
+				     "7", NULL), 0);
+	assert_non_null(strstr(slurp(at("out")), "{\"record\": \"unlocked\", \"map\": 1, "
+						  "\"grain\": 7}\n{\"ok\": true}\n"));
+
+	/* failures: the error object last, the message on stderr too */
+	assert_int_equal(run_out_err(g_cli, "-a", o.listen, "-k", o.key, "--json", "show", "9",
+				     NULL), 1);
+	assert_string_equal(slurp(at("out")), "{\"ok\": false, \"error\": \"ENOENT\", "
+					      "\"message\": \"map 9 unknown to this session\"}\n");
+	assert_non_null(strstr(slurp(at("err")), "flashmeta show: map 9 unknown"));
+	assert_int_equal(run_out_err(g_cli, "-a", o.listen, "-k", at("nokey"), "--json", "join",
+				     NULL), 1);
+	assert_non_null(strstr(slurp(at("out")), "{\"ok\": false, \"error\": \"ENOENT\", "));
+	assert_int_equal(run_out_err(g_cli, "-C", at("nosock"), "--json", "admin", "status",
+				     NULL), 1);
+	assert_non_null(strstr(slurp(at("out")), "{\"records\": [], \"ok\": false, "
+						  "\"error\": \"ENOENT\", \"message\": "));
+	assert_int_equal(run_out_err(g_cli, "-a", o.listen, "-k", o.key, "--json", "show",
+				     NULL), 2);
+	assert_string_equal(slurp(at("out")), "");
+	/* without --json: the text as before */
+	assert_int_equal(run_out_err(g_cli, "-a", o.listen, "-k", o.key, "split", "1", "6",
+				     NULL), 0);
+	assert_string_equal(slurp(at("out")), "map 1 grain 6 split (durable)\n");
+	owner_stop(&o);
+}
+
 static void control__nul_byte__answered_and_next_line_runs(void **state)
 {
 	static const char lines[] = "status\0junk\nmap-show 3\n";
@@ -1050,6 +1164,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(control__regular_file__refused_untouched, reap),
 		cmocka_unit_test_teardown(control__introspection__lock_holder_sessions_json, reap),
+		cmocka_unit_test_teardown(cli__json__one_object_per_result, reap),
 		cmocka_unit_test_teardown(control__is_the_pool__pool_kept, reap),
 		cmocka_unit_test_teardown(control__directory_fifo_symlink__refused_untouched, reap),
 		cmocka_unit_test_teardown(control__stale_socket__replaced, reap),
