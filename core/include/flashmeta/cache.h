@@ -28,6 +28,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct fm_cache;
 
 struct fm_cache_cfg {
@@ -123,5 +127,9 @@ bool fm_cache_lookup(struct fm_cache *c, uint64_t map_id, uint64_t grain,
 
 /* fm_cache_stats -- a snapshot of the counters (each read atomically). */
 void fm_cache_stats(struct fm_cache *c, struct fm_cache_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* FLASHMETA_CACHE_H */

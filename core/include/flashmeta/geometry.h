@@ -13,6 +13,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define FM_GRAIN_SHIFT_MIN 12u /* 4 KiB */
 #define FM_GRAIN_SHIFT_MAX 30u /* 1 GiB */
 #define FM_GRAIN_SHIFT_DEFAULT 16u /* 64 KiB */
@@ -67,5 +71,9 @@ uint64_t fm_geom_grain_bytes(const struct fm_geom *g, uint64_t grain);
  */
 int fm_geom_range(const struct fm_geom *g, uint64_t offset, uint64_t length,
 		  uint64_t *first, uint64_t *last);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* FLASHMETA_GEOMETRY_H */

@@ -100,6 +100,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define FM_LEASE_TERM_DEFAULT_MS 3000u
 #define FM_LEASE_TERM_MIN_MS 10u
 #define FM_LEASE_TERM_MAX_MS 600000u
@@ -132,5 +136,9 @@ static inline uint64_t fm_lease_token(uint64_t incarnation, uint32_t epoch)
 {
 	return incarnation << 32 | epoch;
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* FLASHMETA_LEASE_H */

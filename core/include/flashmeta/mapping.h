@@ -24,6 +24,10 @@
 
 #include "flashmeta/geometry.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum fm_map_state {
 	FM_MAP_IDLE_OR_COPIED = 0, /* no copy in progress; target independent or never used */
 	FM_MAP_PREPARING = 1,      /* flushing caches before the trigger */
@@ -80,5 +84,9 @@ int fm_mapping_init(struct fm_mapping *m, uint64_t id, uint64_t source_vol,
  * wraps); on error `m` is unchanged.
  */
 int fm_mapping_apply(struct fm_mapping *m, enum fm_map_event ev);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* FLASHMETA_MAPPING_H */

@@ -29,8 +29,13 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "flashmeta/geometry.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 enum fm_io_op {
 	FM_IO_READ_SOURCE = 0,
@@ -85,8 +90,12 @@ static inline void fm_plan_setup(struct fm_plan *p, struct fm_extent *ext,
 				 uint64_t ext_cap, struct fm_grain_range *lock,
 				 uint64_t lock_cap)
 {
-	*p = (struct fm_plan){ .ext = ext, .lock = lock,
-			       .ext_cap = ext_cap, .lock_cap = lock_cap };
+	/* memset and stores, not a compound literal: C++ includes this too */
+	memset(p, 0, sizeof(*p));
+	p->ext = ext;
+	p->lock = lock;
+	p->ext_cap = ext_cap;
+	p->lock_cap = lock_cap;
 }
 
 /*
@@ -116,5 +125,9 @@ int fm_plan_io(struct fm_plan *plan, const struct fm_geom *g, bool cow_active,
 /* Names for logs ("write_target", "copy_then_write"); "?" if out of range. */
 const char *fm_io_op_name(enum fm_io_op op);
 const char *fm_extent_kind_name(enum fm_extent_kind k);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* FLASHMETA_PLANNER_H */

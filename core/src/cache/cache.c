@@ -227,7 +227,7 @@ static int __map_range(struct fm_cache *c, uint64_t map_id, uint64_t first,
 int fm_cache_insert(struct fm_cache *c, uint64_t map_id, uint64_t epoch,
 		    uint64_t first, uint64_t last)
 {
-	struct fm_cache_map *m;
+	struct fm_cache_map *m = NULL;
 	struct fm_cache_dir *d;
 	int ret;
 
@@ -255,7 +255,7 @@ int fm_cache_insert(struct fm_cache *c, uint64_t map_id, uint64_t epoch,
 int fm_cache_discard_range(struct fm_cache *c, uint64_t map_id, uint64_t first,
 			   uint64_t last)
 {
-	struct fm_cache_map *m;
+	struct fm_cache_map *m = NULL;
 	int r, ret;
 
 	ret = __map_range(c, map_id, first, last, &m);

@@ -100,7 +100,7 @@ struct demo_cfg {
 	char addr[64];
 	char transport[8];           /* what the run uses: "shm" or "verbs" */
 	char device[64];             /* verbs: the device */
-	char why[160];               /* how the transport was chosen */
+	char why[256];               /* how the transport was chosen */
 	char keyfile[PATH_MAX], ctl[PATH_MAX], pool[PATH_MAX], fence[PATH_MAX];
 	char src[PATH_MAX], tgt[PATH_MAX], golden[PATH_MAX], expected[PATH_MAX];
 	char log[PATH_MAX];

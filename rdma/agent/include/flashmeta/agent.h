@@ -71,6 +71,10 @@
 #include "flashmeta/mapping.h"
 #include "flashmeta/planner.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct fm_agent;
 
 struct fm_agent_cfg {
@@ -297,5 +301,9 @@ struct fm_cache *fm_agent_cache(struct fm_agent *a);
 
 /* fm_agent_stats -- counters and state.  Never blocks. */
 void fm_agent_stats(struct fm_agent *a, struct fm_agent_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* FLASHMETA_AGENT_H */

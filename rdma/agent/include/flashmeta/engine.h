@@ -88,6 +88,10 @@
 #include "flashmeta/agent.h"
 #include "flashmeta/planner.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct fm_engine;
 struct fm_engine_io;
 struct fm_volume;
@@ -270,5 +274,9 @@ struct fm_engine_stats {
 void fm_engine_stats(struct fm_engine *e, struct fm_engine_stats *st);
 /* One attached mapping's: 0, or -ENOENT (not attached). */
 int fm_engine_map_stats(struct fm_engine *e, uint64_t map_id, struct fm_engine_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* FLASHMETA_ENGINE_H */
