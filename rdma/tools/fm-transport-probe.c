@@ -14,7 +14,8 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: fm-transport-probe [--provider shm|verbs|all] [--device NAME] [--json] [--help]\n"
+		"usage: fm-transport-probe [--provider shm|verbs|all] [--device NAME] [--json]\n"
+		"                          [--help]\n"
 		"\n"
 		"Lists the flashmeta transport providers compiled in and, for verbs, every\n"
 		"RDMA device with the capabilities the transport detects at run time:\n"
