@@ -15,6 +15,7 @@ build_pkgs=(
 	libcmocka-dev
 	libroaring-dev
 	liburcu-dev
+	groff-base
 )
 # The soft-RoCE cluster (deploy/cluster/): a QEMU guest per node running
 # Debian's own kernel, a busybox initramfs, perftest as the reference.
