@@ -56,7 +56,7 @@ static void usage(FILE *f)
 		"\n"
 		"Control commands (flashmeta admin ...): status, maps,\n"
 		"map-create ID SRC TGT SIZE [GRAIN], map-show ID, map-prepare ID, map-start ID,\n"
-		"map-restart ID, map-stop ID.\n"
+		"map-restart ID, map-stop ID, map-rate ID RATE (background copy, 0..150).\n"
 		"SIGTERM/SIGINT: clean shutdown.\n"
 		"Exit status: 0 stopped cleanly; 1 could not start (e.g. the pool or the control\n"
 		"socket in use by another owner) or failed while running; 2 bad flags or config.\n");
