@@ -128,7 +128,7 @@ int fm_owner_map_update(struct fm_owner *o, const struct fm_wire_mapdesc *d);
  * FM_COPY_RATE_MAX, 0 = none), from the next COPY_CLAIM on.  Copiers
  * learn it in every COPY_BATCH; batches are sized and handed out at it
  * (about FM_COPY_BATCH_MS of copying each, all copiers together at most
- * the rate, one batch ahead).  The driver keeps it durable.  0, -ENOENT,
+ * the rate, a quarter of a batch time ahead).  The driver keeps it durable.  0, -ENOENT,
  * -ERANGE.  Never blocks.
  */
 int fm_owner_map_rate(struct fm_owner *o, uint64_t map_id, uint32_t rate);

@@ -39,8 +39,10 @@
  *
  * Pace: batches are sized to about FM_COPY_BATCH_MS at the rate
  * (fm_copy_batch_grains) and handed out so that all copiers of the map
- * together stay within the rate, one batch time ahead at most (`pace`);
- * each copier paces itself within its batch (engine.h).
+ * together stay within the rate (`pace`: when what was handed out is paid
+ * for), ahead of it by COPY_AHEAD_MS at most -- enough to cover a claim's
+ * round trip, so a lone copier never waits; each copier paces itself
+ * within its batch (engine.h).
  *
  * A generation change, or a state other than COPYING, resets the map's
  * bookkeeping (ow_copy_map_updated); claims of a withheld or revoking map,
@@ -60,6 +62,7 @@
 #include "owner_priv.h"
 
 #define COPY_WINDOW_BYTES 4096u                  /* bitmap bytes per READ */
+#define COPY_AHEAD_MS (FM_COPY_BATCH_MS / 4)     /* hand-out ahead of the pace */
 #define COPY_WINDOW_GRAINS (COPY_WINDOW_BYTES * 8) /* grains per READ */
 
 static void send_batch(struct fm_owner *o, struct osess *s, const struct omap *mp,
@@ -167,7 +170,7 @@ static int claim_check(struct fm_owner *o, const struct omap *mp, const struct o
 		       uint64_t now, uint32_t *wait_ms)
 {
 	const struct ocopy *cp = &mp->copy;
-	uint64_t ahead = now + FM_COPY_BATCH_MS;
+	uint64_t ahead = now + COPY_AHEAD_MS;
 
 	*wait_ms = 0;
 	if (mp->withheld || mp->revoking || cl->generation != mp->d.generation ||

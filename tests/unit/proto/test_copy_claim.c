@@ -201,21 +201,32 @@ static void claim__other_generation_or_revoked__stale__new_generation_starts_ove
 static void claim__the_pace__all_copiers_within_the_rate(void **state)
 {
 	struct fm_notify a, b, c;
+	uint64_t t0;
 
 	(void)state;
 	up(3);
 	/* rate 1: 128 KiB/s, 64 KiB grains: two grains a batch of a second */
 	fm_owner_map_rate(S.owner, MAP, 1);
+	t0 = S.now;
 	a = claim(0, 1, 0, 0, 64);
 	assert_batch(&a, 0, 1);
-	b = claim(1, 1, 0, 0, 64); /* one batch ahead: still fine */
+	/* a batch time ahead of the pace: wait until a quarter of it is left */
+	b = claim(1, 1, 0, 0, 64);
+	assert_int_equal(b.copy.status, FM_COPY_WAIT);
+	assert_true(b.copy.wait_ms > FM_COPY_BATCH_MS * 3 / 4 - 50 &&
+		    b.copy.wait_ms <= FM_COPY_BATCH_MS * 3 / 4);
+	sim_run(&S, S.now + b.copy.wait_ms);
+	b = claim(1, 1, 0, 0, 64);
 	assert_batch(&b, 2, 3);
-	c = claim(2, 1, 0, 0, 64); /* two ahead: wait about a batch time */
+	c = claim(2, 1, 0, 0, 64);
 	assert_int_equal(c.copy.status, FM_COPY_WAIT);
-	assert_true(c.copy.wait_ms > FM_COPY_BATCH_MS - 50 && c.copy.wait_ms <= FM_COPY_BATCH_MS);
 	sim_run(&S, S.now + c.copy.wait_ms);
 	c = claim(2, 1, 0, 0, 64);
 	assert_batch(&c, 4, 5);
+	/* three batches of a second each: the third is handed out a
+	 * quarter of a second before the second one is paid for */
+	assert_true(S.now - t0 >= 2 * FM_COPY_BATCH_MS - FM_COPY_BATCH_MS / 4);
+	assert_true(S.now - t0 < 2 * FM_COPY_BATCH_MS);
 	/* a new rate applies at once */
 	fm_owner_map_rate(S.owner, MAP, 150);
 	a = claim(0, 1, a.copy.batch_id, 2, 16);
