@@ -240,6 +240,11 @@ static int ctl_status(struct fm_ownerd *d, int fd)
 	od_ctl_printf(fd, "locks requests %" PRIu64 " grants %" PRIu64 " reclaimed %" PRIu64
 		   " commits %" PRIu64 " acks %" PRIu64 "\n", os.lock_requests, os.lock_grants,
 		   os.locks_reclaimed, os.commits, os.acks);
+	/* background copy, all mappings: claims answered, batches handed out,
+	 * grains given back to the pool (a copier stopped or left) */
+	od_ctl_printf(fd, "copy claims %" PRIu64 " batches %" PRIu64 " grains-returned %" PRIu64
+		   " read-failures %" PRIu64 "\n", os.copy_claims, os.copy_batches,
+		   os.copy_returned, os.copy_read_failures);
 	{
 		uint64_t tc, tp;
 
