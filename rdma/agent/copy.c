@@ -171,7 +171,8 @@ static void piece_done(struct fm_engine_io *io, int status)
 	bytes = (uint64_t)io->st.copies << cm->shift;
 	ADD(cm, pieces, 1);
 	ADD(cm, copied, io->st.copies);
-	ADD(cm, skipped, n - io->st.copies);
+	/* a retried attempt copies again what its failed one copied */
+	ADD(cm, skipped, io->st.copies < n ? n - io->st.copies : 0);
 	ADD(cm, bytes, bytes);
 	cm->next = cm->io_last + 1;
 	/* the rate: what was copied is paid for from now (skipped grains

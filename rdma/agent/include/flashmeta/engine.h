@@ -339,7 +339,8 @@ struct fm_engine_copy_stats {
 	uint64_t claims;          /* COPY_CLAIMs answered */
 	uint64_t batches;         /* batches received */
 	uint64_t pieces;          /* pieces done (status 0) */
-	uint64_t grains_copied;   /* grains copied and committed by pieces */
+	uint64_t grains_copied;   /* grain copies of the pieces that completed
+				   * (a retried attempt's count again) */
 	uint64_t grains_skipped;  /* grains of pieces found split under the lock */
 	uint64_t bytes;           /* bytes copied */
 	uint64_t errors;          /* pieces and claims that failed */
