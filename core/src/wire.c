@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "flashmeta/copy.h"
 #include "flashmeta/error.h"
 #include "flashmeta/le.h"
 #include "flashmeta/geometry.h"
@@ -54,6 +55,8 @@ static_assert(OFF_SESSION % 8 == 0 && OFF_SEQ % 8 == 0, "64-bit fields aligned")
 #define SZ_ACK 32u
 #define SZ_ERROR 16u
 #define SZ_BYE 16u
+#define SZ_CLAIM 48u
+#define SZ_BATCH 64u
 
 /* mapdesc offsets */
 #define MD_MAP_ID 0
@@ -94,6 +97,8 @@ static const char *const type_names[FM_MSG_TYPE_END] = {
 	[FM_MSG_SPLIT_ACK] = "split-ack",
 	[FM_MSG_ERROR] = "error",
 	[FM_MSG_BYE] = "bye",
+	[FM_MSG_COPY_CLAIM] = "copy-claim",
+	[FM_MSG_COPY_BATCH] = "copy-batch",
 };
 
 const char *fm_msg_type_name(uint16_t type)
@@ -158,6 +163,8 @@ int fm_wire_payload_size(uint16_t type)
 	case FM_MSG_SPLIT_ACK: return SZ_ACK;
 	case FM_MSG_ERROR: return SZ_ERROR;
 	case FM_MSG_BYE: return SZ_BYE;
+	case FM_MSG_COPY_CLAIM: return SZ_CLAIM;
+	case FM_MSG_COPY_BATCH: return SZ_BATCH;
 	default: return -ENOMSG;
 	}
 }
@@ -302,6 +309,32 @@ static int check_fields(const struct fm_msg *m)
 		if (m->u.bye.flags & ~FM_BYE_F_KNOWN)
 			return fm_err(-ERANGE, "bye: unknown flags 0x%x", m->u.bye.flags);
 		return 0;
+	case FM_MSG_COPY_CLAIM:
+		if (m->u.claim.max_grains > FM_COPY_BATCH_MAX)
+			return fm_err(-ERANGE, "copy-claim: %u grains > %u",
+				      m->u.claim.max_grains, FM_COPY_BATCH_MAX);
+		if (!m->u.claim.done_batch && m->u.claim.done_next)
+			return fm_err(-ERANGE, "copy-claim: done_next without done_batch");
+		return 0;
+	case FM_MSG_COPY_BATCH: {
+		const struct fm_msg_copy_batch *b = &m->u.batch;
+
+		if (b->status >= FM_COPY_STATUS_COUNT)
+			return fm_err(-ERANGE, "copy-batch: status %u unknown", b->status);
+		if (b->rate > FM_COPY_RATE_MAX)
+			return fm_err(-ERANGE, "copy-batch: rate %u > %u", b->rate,
+				      FM_COPY_RATE_MAX);
+		if (b->status != FM_COPY_WAIT && b->wait_ms)
+			return fm_err(-ERANGE, "copy-batch: wait_ms with status %s",
+				      fm_copy_status_name(b->status));
+		if (b->status != FM_COPY_OK)
+			return b->batch_id || b->first || b->last ?
+				fm_err(-ERANGE, "copy-batch: grains with status %s",
+				       fm_copy_status_name(b->status)) : 0;
+		if (!b->batch_id)
+			return fm_err(-ERANGE, "copy-batch: batch id 0");
+		return check_range(b->first, b->last, tn);
+	}
 	default:
 		return 0;
 	}
@@ -323,6 +356,8 @@ union msg_fixed {
 	struct fm_msg_split_ack ack;
 	struct fm_msg_error error;
 	struct fm_msg_bye bye;
+	struct fm_msg_copy_claim claim;
+	struct fm_msg_copy_batch batch;
 };
 
 void fm_wire_msg_init(struct fm_msg *m, uint16_t type)
@@ -455,6 +490,28 @@ static void enc_payload(uint8_t *p, const struct fm_msg *m)
 		fm_put_le32(p + 4, m->u.bye.code);
 		fm_put_le32(p + 8, m->u.bye.flags);
 		fm_put_le32(p + 12, 0);
+		break;
+	case FM_MSG_COPY_CLAIM:
+		fm_put_le64(p, m->u.claim.map_id);
+		fm_put_le64(p + 8, m->u.claim.generation);
+		fm_put_le64(p + 16, m->u.claim.claim_id);
+		fm_put_le64(p + 24, m->u.claim.done_batch);
+		fm_put_le64(p + 32, m->u.claim.done_next);
+		fm_put_le32(p + 40, m->u.claim.max_grains);
+		fm_put_le32(p + 44, 0);
+		break;
+	case FM_MSG_COPY_BATCH:
+		fm_put_le64(p, m->u.batch.map_id);
+		fm_put_le64(p + 8, m->u.batch.generation);
+		fm_put_le64(p + 16, m->u.batch.claim_id);
+		fm_put_le64(p + 24, m->u.batch.batch_id);
+		fm_put_le64(p + 32, m->u.batch.first);
+		fm_put_le64(p + 40, m->u.batch.last);
+		fm_put_le32(p + 48, m->u.batch.status);
+		fm_put_le32(p + 52, m->u.batch.wait_ms);
+		fm_put_le16(p + 56, m->u.batch.rate);
+		fm_put_le16(p + 58, 0);
+		fm_put_le32(p + 60, 0);
 		break;
 	}
 }
@@ -641,6 +698,29 @@ static int dec_payload(const uint8_t *p, size_t n, struct fm_msg *m)
 		m->u.bye.reason = fm_get_le32(p);
 		m->u.bye.code = fm_get_le32(p + 4);
 		m->u.bye.flags = fm_get_le32(p + 8);
+		break;
+	case FM_MSG_COPY_CLAIM:
+		if (fm_get_le32(p + 44))
+			return reserved_err(tn);
+		m->u.claim.map_id = fm_get_le64(p);
+		m->u.claim.generation = fm_get_le64(p + 8);
+		m->u.claim.claim_id = fm_get_le64(p + 16);
+		m->u.claim.done_batch = fm_get_le64(p + 24);
+		m->u.claim.done_next = fm_get_le64(p + 32);
+		m->u.claim.max_grains = fm_get_le32(p + 40);
+		break;
+	case FM_MSG_COPY_BATCH:
+		if (fm_get_le16(p + 58) || fm_get_le32(p + 60))
+			return reserved_err(tn);
+		m->u.batch.map_id = fm_get_le64(p);
+		m->u.batch.generation = fm_get_le64(p + 8);
+		m->u.batch.claim_id = fm_get_le64(p + 16);
+		m->u.batch.batch_id = fm_get_le64(p + 24);
+		m->u.batch.first = fm_get_le64(p + 32);
+		m->u.batch.last = fm_get_le64(p + 40);
+		m->u.batch.status = fm_get_le32(p + 48);
+		m->u.batch.wait_ms = fm_get_le32(p + 52);
+		m->u.batch.rate = fm_get_le16(p + 56);
 		break;
 	}
 	return 0;

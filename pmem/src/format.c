@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "flashmeta/digest.h"
+#include "flashmeta/copy.h"
 #include "flashmeta/error.h"
 #include "format.h"
 
@@ -286,6 +287,9 @@ int fm_slot_validate(const struct fm_sb *sb, uint32_t idx, const struct fm_slot 
 	if (m->source_vol == m->target_vol)
 		return fm_err(-EDOM, "slot %" PRIu32 ": source == target volume %" PRIu64,
 			      idx, m->source_vol);
+	if (m->copy_rate > FM_COPY_RATE_MAX)
+		return fm_err(-EDOM, "slot %" PRIu32 ": copy rate %" PRIu32 " > %u", idx,
+			      m->copy_rate, FM_COPY_RATE_MAX);
 	if (s->bitmap_off != want_off)
 		return fm_err(-ERANGE, "slot %" PRIu32 ": bitmap at %" PRIu64
 			      ", expected %" PRIu64, idx, s->bitmap_off, want_off);

@@ -345,7 +345,8 @@ struct fm_check {
  *                     valid copies that cannot follow one another
  *   then each slot in index order:
  *   -EUCLEAN            an in-use slot's checksum (slot in c->bad_slot)
- *   -EDOM               an in-use slot's content (flags, state, geometry)
+ *   -EDOM               an in-use slot's content (flags, state, geometry,
+ *                       copy rate)
  *   -ERANGE             its bitmap's location/length, or bits past
  *                       grain_count
  *   -ENOTEMPTY          a free slot whose bitmap area holds set bits (the

@@ -74,6 +74,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "flashmeta/copy.h"
 #include "flashmeta/error.h"
 #include "flashmeta/pmem_store.h"
 #include "format.h"
@@ -881,6 +882,33 @@ int fm_store_map_restart(struct fm_store *s, uint64_t id, uint64_t *new_generati
 	ret = __log_commit(s, FM_LOG_RESTART, (uint32_t)i, &next, s->in_use);
 	if (ret == 0 && new_generation)
 		*new_generation = next.m.generation;
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int fm_store_map_set_rate(struct fm_store *s, uint64_t id, uint32_t rate)
+{
+	struct fm_slot next;
+	int64_t i;
+	int ret;
+
+	if (rate > FM_COPY_RATE_MAX)
+		return fm_err(-ERANGE, "mapping %" PRIu64 ": copy rate %" PRIu32 " > %u", id, rate,
+			      FM_COPY_RATE_MAX);
+	pthread_mutex_lock(&s->lock);
+	__wait_idle(s); /* I4, I6: before anything is read */
+	i = __lookup(s, id);
+	if (i < 0) {
+		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
+		goto out;
+	}
+	ret = __commit(s);
+	if (ret < 0)
+		goto out;
+	next = s->slots[i];
+	next.m.copy_rate = rate;
+	ret = __log_commit(s, FM_LOG_TRANSITION, (uint32_t)i, &next, s->in_use);
 out:
 	pthread_mutex_unlock(&s->lock);
 	return ret;

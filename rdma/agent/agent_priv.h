@@ -58,7 +58,16 @@
 #define AG_OP_WAIT_MS 10000        /* an engine waits this long for a completion */
 #define AG_SLOTS 1024u             /* 64-byte READ slots of a thread's buffer */
 
-enum req_type { REQ_LOCKWAIT = 1, REQ_COMMIT, REQ_UNLOCKMSG };
+enum req_type { REQ_LOCKWAIT = 1, REQ_COMMIT, REQ_UNLOCKMSG, REQ_CLAIM };
+
+/* The owner's answer to a COPY_CLAIM (background copy, flashmeta/copy.h). */
+struct ag_batch {
+	uint32_t status;     /* enum fm_copy_status */
+	uint32_t wait_ms;    /* WAIT */
+	uint32_t rate;       /* the mapping's copy rate */
+	uint64_t generation; /* the mapping's, at the owner */
+	uint64_t id, first, last; /* OK: the batch */
+};
 
 struct ag_thread;
 
@@ -71,6 +80,9 @@ struct req {
 	uint64_t cookie;
 	int status;
 	uint64_t out_word;   /* LOCKWAIT: the word the owner installed */
+	uint64_t generation, done_batch, done_next; /* CLAIM */
+	uint32_t max_grains; /* CLAIM */
+	struct ag_batch batch; /* CLAIM: the answer (status 0) */
 	bool nowait;         /* UNLOCKMSG: nobody waits; the protocol thread frees it */
 	struct ag_thread *th;  /* an op's request: wake this thread */
 	_Atomic bool adone;    /* ... set (release) after status/out_word */
@@ -117,6 +129,8 @@ enum ag_op_kind {
 	AG_OP_UNLOCK,    /* give one count of it back */
 	AG_OP_COMMIT,    /* SPLIT_COMMIT of first..last (their words held) */
 	AG_OP_RAWREAD,   /* READ `len` bytes at `first` of the bitmap into `out` */
+	AG_OP_CLAIM,     /* COPY_CLAIM (generation, done_batch, done_next,
+			  * max_grains); the answer in `batch` */
 };
 
 struct ag_op {
@@ -125,6 +139,8 @@ struct ag_op {
 	uint64_t map_id, first, last;
 	void *out;                  /* RAWREAD destination */
 	size_t len;                 /* RAWREAD bytes (<= AG_READ_MAX) */
+	uint64_t generation, done_batch, done_next; /* CLAIM */
+	uint32_t max_grains;        /* CLAIM */
 	void (*cb)(struct ag_op *op); /* when done, from ag_progress; may be NULL */
 	void *ctx;
 	const void *owner;          /* LOCK/UNLOCK/COMMIT: whose holds (NULL: the
@@ -135,6 +151,7 @@ struct ag_op {
 	int status;                 /* 0 or a negative errno */
 	int split;                  /* LOCK: 1 already split; FETCH: the bit */
 	struct ag_fill fill;        /* FETCH: the window read */
+	struct ag_batch batch;      /* CLAIM: the owner's answer (status 0) */
 	/* private (ops.c) */
 	int step;
 	struct fm_wire_mapdesc d;

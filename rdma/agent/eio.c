@@ -37,6 +37,13 @@
  * short backoff until cfg.retry_ms ran out.  A retried write redoes its
  * copies: nothing was committed for a grain whose commit did not return
  * 0, and the source was not written before its commit.
+ *
+ * A background copy piece (copy.c, en_req_new_copy) is the same machine
+ * on grains [first, last] of a batch, every one a COPY_THEN_WRITE grain
+ * with nothing to write: BEGIN (and the batch's generation still current,
+ * the mapping still COPYING, else -ESTALE and no retry), no PLAN, LOCK,
+ * STEP, COPY, FLUSH, COMMIT, UNLOCK, END.  Its last error is its status
+ * (not -ETIMEDOUT): the copier decides what it means for the batch.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -110,6 +117,9 @@ struct eio {
 	bool rfill_ok;
 	struct fm_grain_range *rt;    /* grains to read from the target */
 	size_t nrt, caprt;
+	/* a background copy piece (copy.c) */
+	bool bg;
+	uint64_t bg_gen, bg_first, bg_last;
 };
 
 static uint64_t now_ms(void)
@@ -159,6 +169,31 @@ static void bracket_end(struct eio *q, int rc)
 
 /* ---------------------------------------------------------- lifetime */
 
+/* a new I/O of mapping m on et, counted in mc, linked, BEGIN next */
+static struct eio *req_init(struct en_thread *et, struct fm_engine_io *io, const struct en_map *m,
+			    struct en_counters *mc)
+{
+	struct eio *q = calloc(1, sizeof(*q));
+
+	if (!q)
+		return NULL;
+	q->e = et->e;
+	q->et = et;
+	q->h.io = io;
+	q->m = *m;
+	q->h.mc = mc;
+	q->vol = io->op == FM_IO_READ_SOURCE || io->op == FM_IO_WRITE_SOURCE ? m->src : m->tgt;
+	q->t0_ns = en_now_ns();
+	q->deadline_ms = q->t0_ns / 1000000 + et->e->cfg.retry_ms;
+	q->state = Q_BEGIN;
+	io->status = 0;
+	memset(&io->st, 0, sizeof(io->st));
+	io->priv_ = q;
+	q->h.next = et->reqs;
+	et->reqs = &q->h;
+	return q;
+}
+
 int en_req_new(struct en_thread *et, struct fm_engine_io *io, struct en_req **out)
 {
 	struct fm_engine *e = et->e;
@@ -173,24 +208,53 @@ int en_req_new(struct en_thread *et, struct fm_engine_io *io, struct en_req **ou
 	m = en_map_find(e, io->map_id);
 	if (!m)
 		return fm_err(-ENOENT, "engine: no volumes attached to map %" PRIu64, io->map_id);
-	q = calloc(1, sizeof(*q));
+	io->background = false;
+	q = req_init(et, io, m, m->c);
 	if (!q)
 		return fm_err(-ENOMEM, "engine: I/O");
-	q->e = e;
-	q->et = et;
-	q->h.io = io;
-	q->m = *m;
-	q->h.mc = m->c;
-	q->vol = io->op == FM_IO_READ_SOURCE || io->op == FM_IO_WRITE_SOURCE ? m->src : m->tgt;
-	q->t0_ns = en_now_ns();
-	q->deadline_ms = q->t0_ns / 1000000 + e->cfg.retry_ms;
-	q->state = Q_BEGIN;
-	io->status = 0;
-	memset(&io->st, 0, sizeof(io->st));
-	io->priv_ = q;
-	q->h.next = et->reqs;
-	et->reqs = &q->h;
 	*out = &q->h;
+	return 0;
+}
+
+int en_req_new_copy(struct en_thread *et, struct fm_engine_io *io, const struct en_map *m,
+		    struct en_counters *mc, uint64_t generation, uint64_t first, uint64_t last,
+		    struct en_req **out)
+{
+	struct eio *q;
+
+	io->op = FM_IO_WRITE_TARGET; /* the target is the volume written */
+	io->background = true;
+	q = req_init(et, io, m, mc);
+	if (!q)
+		return fm_err(-ENOMEM, "engine: background copy piece");
+	q->bg = true;
+	q->bg_gen = generation;
+	q->bg_first = first;
+	q->bg_last = last;
+	*out = &q->h;
+	return 0;
+}
+
+/* the grains of a background copy piece: every one to copy, ascending */
+static int bg_grains(struct eio *q)
+{
+	size_t n = (size_t)(q->bg_last - q->bg_first + 1);
+
+	if (n > q->capcg) {
+		free(q->cg);
+		free(q->cf);
+		q->cg = malloc(n * sizeof(*q->cg));
+		q->cf = malloc(n);
+		q->capcg = q->cg && q->cf ? n : 0;
+		if (!q->capcg)
+			return fm_err(-ENOMEM, "engine: %zu grains to copy", n);
+	}
+	for (size_t i = 0; i < n; i++) {
+		q->cg[i] = q->bg_first + i;
+		q->cf[i] = CF_COPY;
+	}
+	q->ncg = n;
+	q->li = 0;
 	return 0;
 }
 
@@ -643,13 +707,13 @@ static bool attempt_failed(struct eio *q)
 	q->err = 0;
 	q->ncg = 0;
 	q->op.kind = 0;
-	if (transient(rc) && now_ms() < q->deadline_ms) {
+	if (transient(rc) && now_ms() < q->deadline_ms && !(q->bg && en_copy_stopping(q->e))) {
 		q->state = Q_BEGIN;
 		q->wake_ms = now_ms() + 2 + q->h.io->st.attempts % 8;
 		EN_COUNT(q->h.mc, restarts, 1);
 		return false;
 	}
-	if (transient(rc) && rc != -EKEYREJECTED)
+	if (transient(rc) && rc != -EKEYREJECTED && !q->bg)
 		rc = fm_err(-ETIMEDOUT, "engine: map %" PRIu64 ": retried for %u ms, last: %s",
 			    q->h.io->map_id, q->e->cfg.retry_ms, strerror(-rc));
 	q->h.io->status = rc;
@@ -715,12 +779,32 @@ bool en_req_step(struct en_req *r)
 			q->g.grain_shift = q->b.map.grain_shift;
 			q->g.grain_count = q->b.map.grain_count;
 			q->g.volume_size = q->vol->size;
+			if (q->bg && (q->b.map.generation != q->bg_gen ||
+				      q->b.map.state != FM_MAP_COPYING ||
+				      q->bg_last >= q->b.map.grain_count)) {
+				/* the batch is of another generation now: void */
+				fail(q, fm_err(-ESTALE, "engine: map %" PRIu64 " is %s in generation %"
+					       PRIu64 ", the batch was of %" PRIu64, q->h.io->map_id,
+					       fm_map_state_name(q->b.map.state),
+					       q->b.map.generation, q->bg_gen));
+				q->deadline_ms = 0;
+				break;
+			}
 			q->state = Q_PLAN;
 			q->traced = true;
 			trace(q, (struct fm_engine_event){ .kind = FM_ENGINE_EV_ATTEMPT,
 							   .map = &q->b.map });
 			break;
 		case Q_PLAN:
+			if (q->bg) { /* nothing to plan: every grain is locked and looked at */
+				rc = bg_grains(q);
+				if (rc) {
+					fail(q, rc);
+					break;
+				}
+				q->state = Q_LOCK;
+				break;
+			}
 			rc = do_plan(q);
 			if (rc == -EAGAIN)
 				return false;
@@ -800,7 +884,7 @@ bool en_req_step(struct en_req *r)
 		case Q_COPY:
 			if (!copy_more(q))
 				return false;
-			if (q->h.io->op == FM_IO_WRITE_TARGET) {
+			if (q->h.io->op == FM_IO_WRITE_TARGET && !q->bg) {
 				if (mr_room(q, 1)) {
 					fail(q, -ENOMEM);
 					break;

@@ -55,6 +55,8 @@ void fm_engine_delete(struct fm_engine **ep)
 
 	if (!e)
 		return;
+	(void)fm_engine_copy_stop(e);
+	free(e->cp.maps);
 	pthread_key_delete(e->key);
 	while (e->threads) {
 		struct en_thread *et = e->threads;
@@ -140,7 +142,7 @@ int fm_engine_attach(struct fm_engine *e, uint64_t map_id, struct fm_volume *src
 
 /* ------------------------------------------------------ thread contexts */
 
-static int thread_get(struct fm_engine *e, struct en_thread **out)
+int en_thread_get(struct fm_engine *e, struct en_thread **out)
 {
 	struct en_thread *et = pthread_getspecific(e->key);
 	struct epoll_event ev = { .events = EPOLLIN };
@@ -251,7 +253,7 @@ int fm_engine_submit(struct fm_engine *e, struct fm_engine_io *io)
 
 	if (!e || !io)
 		return fm_err(-EINVAL, "engine: NULL");
-	rc = thread_get(e, &et);
+	rc = en_thread_get(e, &et);
 	if (rc)
 		return rc;
 	rc = en_req_new(et, io, &q);
@@ -266,9 +268,30 @@ int fm_engine_submit(struct fm_engine *e, struct fm_engine_io *io)
 int fm_engine_poll(struct fm_engine *e)
 {
 	struct en_thread *et = e ? pthread_getspecific(e->key) : NULL;
+
+	return et ? en_thread_poll(e, et) : 0;
+}
+
+void en_thread_put(struct fm_engine *e, struct en_thread *et)
+{
+	pthread_mutex_lock(&e->lock);
+	for (struct en_thread **pp = &e->threads; *pp; pp = &(*pp)->next)
+		if (*pp == et) {
+			*pp = et->next;
+			break;
+		}
+	pthread_mutex_unlock(&e->lock);
+	pthread_setspecific(e->key, NULL);
+	close(et->epfd);
+	pthread_mutex_destroy(&et->mlock);
+	free(et);
+}
+
+int en_thread_poll(struct fm_engine *e, struct en_thread *et)
+{
 	int done = 0;
 
-	if (!et || !et->reqs || et->in_poll)
+	if (!et->reqs || et->in_poll)
 		return 0;
 	et->in_poll = true;
 	if (atomic_exchange(&et->woken, false)) {
@@ -307,16 +330,10 @@ int fm_engine_poll(struct fm_engine *e)
 	return done;
 }
 
-int fm_engine_fd(struct fm_engine *e, int *timeout_ms)
+int en_thread_timeout(struct fm_engine *e, struct en_thread *et)
 {
-	struct en_thread *et = e ? pthread_getspecific(e->key) : NULL;
 	int t = -1;
 
-	if (!et || !et->reqs) {
-		if (timeout_ms)
-			*timeout_ms = -1;
-		return -1;
-	}
 	for (struct en_req *q = et->reqs; q; q = q->next) {
 		int k = en_req_timeout(q);
 
@@ -329,9 +346,23 @@ int fm_engine_fd(struct fm_engine *e, int *timeout_ms)
 		if (k >= 0 && (t < 0 || k < t))
 			t = k;
 	}
+	lane_fd_sync(et);
+	return t;
+}
+
+int fm_engine_fd(struct fm_engine *e, int *timeout_ms)
+{
+	struct en_thread *et = e ? pthread_getspecific(e->key) : NULL;
+	int t;
+
+	if (!et || !et->reqs) {
+		if (timeout_ms)
+			*timeout_ms = -1;
+		return -1;
+	}
+	t = en_thread_timeout(e, et);
 	if (timeout_ms)
 		*timeout_ms = t;
-	lane_fd_sync(et);
 	return et->epfd;
 }
 

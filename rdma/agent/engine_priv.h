@@ -2,7 +2,9 @@
  *
  *   engine.c  the object, volumes and attachments, per-thread contexts,
  *             mover completions, submit / poll / fd / rw, counters
- *   eio.c     one I/O as a state machine: the copy-on-write order
+ *   eio.c     one I/O as a state machine: the copy-on-write order (and a
+ *             background copy piece: the same order without a write)
+ *   copy.c    the background copier: its thread, claims, pieces, pace
  *
  * Threads.  An I/O belongs to the thread that submitted it: its agent ops
  * (ops.c) and its state run on that thread, in fm_engine_poll.  Movers may
@@ -87,6 +89,43 @@ struct en_thread {
 	bool in_poll;
 };
 
+/*
+ * The background copier's view of one attached mapping (copy.c), index as
+ * fm_engine.maps.  Everything but the atomics is the copier thread's; the
+ * atomics (relaxed) are what fm_engine_copy_stats reads.
+ */
+struct en_cmap {
+	uint64_t gen;               /* the generation of `have`'s batch */
+	bool have;                  /* a batch of ours at the owner */
+	uint64_t id, first, last;   /* ... its grains */
+	uint64_t next;              /* its first grain not done yet */
+	uint64_t ended_id, ended_next; /* a batch ended, to tell the next claim */
+	uint32_t rate;              /* as the owner last said */
+	uint32_t shift;             /* grain shift of the mapping */
+	uint64_t wake_ns;           /* no claim or piece before */
+	uint64_t pace_ns;           /* no piece before (the rate) */
+	bool claiming;              /* `claim` in flight */
+	bool piece;                 /* `io` in flight: grains [io_first, io_last] */
+	uint64_t io_first, io_last;
+	struct ag_op claim;
+	struct fm_engine_io io;
+	struct en_counters c;       /* the pieces' engine counters */
+	_Atomic uint64_t claims, batches, pieces, copied, skipped, bytes, errors;
+	_Atomic uint64_t a_gen, a_id, a_first, a_last, a_next;
+	_Atomic uint32_t a_rate;
+};
+
+struct en_copier {
+	pthread_t thread;
+	atomic_bool running;        /* written by start/stop (one caller at a
+				     * time), read by stats */
+	atomic_bool stop;
+	struct fm_engine_copy_cfg cfg;
+	struct en_cmap *_Atomic maps; /* EN_MAX_MAPS, from the first start on
+				     * (published with release: stats read it) */
+	struct en_thread *_Atomic et; /* the copier thread's context, once made */
+};
+
 struct fm_engine {
 	struct fm_engine_cfg cfg;
 	struct fm_agent *a;
@@ -97,10 +136,19 @@ struct fm_engine {
 	pthread_key_t key;
 	struct en_thread *threads;
 	struct en_counters mc[EN_MAX_MAPS]; /* per attached mapping */
+	struct en_copier cp;        /* the background copier (copy.c) */
 };
 
 /* ---- engine.c ---- */
 uint64_t en_now_ns(void);
+/* the calling thread's context (made on first use): 0 or -ENOMEM */
+int en_thread_get(struct fm_engine *e, struct en_thread **out);
+/* drive et's I/Os (fm_engine_poll on et): how many completed */
+int en_thread_poll(struct fm_engine *e, struct en_thread *et);
+/* how long et may sleep (ms, -1: until its fd), as fm_engine_fd */
+int en_thread_timeout(struct fm_engine *e, struct en_thread *et);
+/* the context of a thread that ends (nothing in flight): freed */
+void en_thread_put(struct fm_engine *e, struct en_thread *et);
 const struct en_map *en_map_find(struct fm_engine *e, uint64_t map_id);
 /* start a mover request of q on volume v; a submit error completes it
  * with that status (the caller sees one path) */
@@ -117,5 +165,15 @@ void en_req_mover_done(struct en_req *q, struct en_mreq *m);
 /* how long q may sleep (ms), -1: until an event */
 int en_req_timeout(struct en_req *q);
 void en_req_free(struct en_req *q);
+/* a background copy piece of grains [first, last] of mapping m in
+ * `generation`, on et, counted in mc: 0 or -ENOMEM (io->op, io->background
+ * are set here; io->map_id, offset, length by the caller) */
+int en_req_new_copy(struct en_thread *et, struct fm_engine_io *io, const struct en_map *m,
+		    struct en_counters *mc, uint64_t generation, uint64_t first, uint64_t last,
+		    struct en_req **out);
+
+/* ---- copy.c ---- */
+/* fm_engine_copy_stop was called: pieces retry no more */
+bool en_copy_stopping(struct fm_engine *e);
 
 #endif /* FM_ENGINE_PRIV_H */

@@ -21,6 +21,8 @@
  *   COMMIT   SPLIT_COMMIT through the protocol thread, answered after the
  *            owner made it durable (SPLIT_ACK).
  *   RAWREAD  a READ of the bitmap into the caller's memory.
+ *   CLAIM    COPY_CLAIM through the protocol thread (background copy),
+ *            answered by the owner's COPY_BATCH.
  *
  * Locks belong to the thread that took them -- to an owner on it: the
  * thread for the blocking calls, an I/O for the engine -- and are
@@ -218,7 +220,9 @@ static void req_submit(struct fm_agent *a, struct ag_thread *th, struct ag_op *o
 		       enum req_type type, uint64_t word)
 {
 	op->req = (struct req){ .type = type, .map_id = op->map_id, .first = op->first,
-				.last = op->last, .word = word, .th = th };
+				.last = op->last, .word = word, .th = th,
+				.generation = op->generation, .done_batch = op->done_batch,
+				.done_next = op->done_next, .max_grains = op->max_grains };
 	atomic_init(&op->req.adone, false);
 	op->req_live = true;
 	op->deadline_ms = now_ms() + a->cfg.wait_ms + 5000;
@@ -568,6 +572,18 @@ static void commit_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *
 	finish(op, op->req.status);
 }
 
+static void claim_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op)
+{
+	if (op->step == S_START) {
+		op->step = S_WAIT;
+		req_submit(a, th, op, REQ_CLAIM, 0);
+		return;
+	}
+	if (op->req.status == 0)
+		op->batch = op->req.batch;
+	finish(op, op->req.status);
+}
+
 static void step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op)
 {
 	switch (op->kind) {
@@ -586,6 +602,9 @@ static void step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op)
 		break;
 	case AG_OP_COMMIT:
 		commit_step(a, th, op);
+		break;
+	case AG_OP_CLAIM:
+		claim_step(a, th, op);
 		break;
 	}
 }
@@ -621,6 +640,8 @@ int ag_op_start(struct fm_agent *a, struct ag_thread *th, struct ag_op *op)
 			return fm_err(-ERANGE, "agent: bytes %" PRIu64 "+%zu beyond the bitmap "
 				      "of map %" PRIu64 " (%" PRIu64 " bytes)", op->first, op->len,
 				      op->map_id, (uint64_t)op->d.bitmap.len);
+	} else if (op->kind == AG_OP_CLAIM) {
+		memset(&op->batch, 0, sizeof(op->batch));
 	} else if (op->first > op->last || op->last >= op->d.grain_count) {
 		return fm_err(op->kind == AG_OP_UNLOCK ? -ENOLCK : -ERANGE,
 			      "agent: grains %" PRIu64 "..%" PRIu64 " not in map %" PRIu64,
@@ -724,8 +745,9 @@ int ag_progress(struct fm_agent *a, struct ag_thread *th)
 					/* FETCH, RAWREAD need the lane now; LOCK and
 					 * UNLOCK see th->lane themselves (a lock may
 					 * wait for its table, a hold is forgotten
-					 * without one); COMMIT needs none */
-					int rc = op->kind == AG_OP_COMMIT ? 0 : ag_lane_ready(a, th);
+					 * without one); COMMIT and CLAIM need none */
+					int rc = op->kind == AG_OP_COMMIT || op->kind == AG_OP_CLAIM ?
+						 0 : ag_lane_ready(a, th);
 
 					if (rc && (op->kind == AG_OP_FETCH || op->kind == AG_OP_RAWREAD))
 						finish(op, rc);

@@ -116,6 +116,10 @@ static bool __issue(struct fm_agent *a, struct req *r, uint64_t now)
 		rc = fm_client_unlock_notify(a->c, r->map_id, r->first, r->word, now);
 		__req_done(a, r, rc, 0);
 		return true;
+	case REQ_CLAIM:
+		rc = fm_client_copy_claim(a->c, r->map_id, r->generation, r->done_batch,
+					  r->done_next, r->max_grains, r->cookie, now);
+		break;
 	default:
 		rc = -EINVAL;
 	}
@@ -274,9 +278,16 @@ static void on_note(struct fm_agent *a, const struct fm_notify *n)
 		break;
 	case FM_NOTE_LOCKED:
 	case FM_NOTE_COMMITTED:
+	case FM_NOTE_COPY_BATCH:
 		for (struct req *r = a->inflight; r; r = r->next)
 			if (r->cookie == n->cookie) {
 				__req_unlink(&a->inflight, r);
+				if (n->type == FM_NOTE_COPY_BATCH)
+					r->batch = (struct ag_batch){
+						.status = n->copy.status, .wait_ms = n->copy.wait_ms,
+						.rate = n->copy.rate, .generation = n->generation,
+						.id = n->copy.batch_id, .first = n->copy.first,
+						.last = n->copy.last };
 				__req_done(a, r, n->status, n->word);
 				orphan = false;
 				break;

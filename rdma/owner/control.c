@@ -11,6 +11,13 @@
  *      durably, in one step;
  *   4. clear the published bitmap region;
  *   5. fm_owner_map_update(): MAP_GRANT of the new generation.
+ *
+ * Copy complete (od_maps_copy_check, from the timer): a COPYING mapping
+ * whose every grain is split -- by the background copy or by foreground
+ * I/O -- is revoked with reason COPIED like a transition an operator
+ * asked for (nobody is answered), then COPY_COMPLETE makes it
+ * idle_or_copied in the store, then the new descriptor is granted: no
+ * client plans copy-on-write for it after it released the old one.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -18,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "flashmeta/copy.h"
 #include "flashmeta/ctl.h"
 #include "flashmeta/error.h"
 #include "flashmeta/geometry.h"
@@ -28,19 +36,44 @@
 #include "flashmeta/pmem_store.h"
 #include "ownerd_priv.h"
 
+/*
+ * One mapping, one line.  Background copy progress (copy.h):
+ *   split-pct    grains split of all, in percent (rounded down: 100 only
+ *                when every grain is split)
+ *   rate, rate-bytes-per-s   the copy rate and its bytes/s
+ *   eta-s        seconds left at the rate for the unsplit grains, while
+ *                COPYING; -1: never (rate 0); 0 otherwise
+ *   copiers      client sessions copying a batch of it now
+ *   copy-grains-out, copy-grains-returned, copy-batches   grains in
+ *                those batches, grains back in the pool, batches handed
+ *                out in this generation (fm_owner_copy_info)
+ */
 static void ctl_show(struct fm_ownerd *d, int fd, struct od_map *m)
 {
 	struct fm_store_map_info info;
+	struct fm_owner_copy_info ci = { 0 };
+	uint64_t bps, left, pct;
+	int64_t eta = 0;
 
 	if (fm_store_map_get(d->store, m->id, &info))
 		return;
+	(void)fm_owner_copy_info(d->o, m->id, &ci);
+	bps = fm_copy_rate_bps(info.map.copy_rate);
+	left = info.map.geom.grain_count - info.split_count;
+	pct = info.split_count * 100 / info.map.geom.grain_count;
+	if (info.map.state == FM_MAP_COPYING && left)
+		eta = bps ? (int64_t)(((left << info.map.geom.grain_shift) + bps - 1) / bps) : -1;
 	od_ctl_printf(fd, "map %" PRIu64 " source %" PRIu64 " target %" PRIu64
 		   " size %" PRIu64 " grain %u grains %" PRIu64 " state %s generation %" PRIu64
-		   " split %" PRIu64 " served-generation %" PRIu64 " revoking %d\n",
+		   " split %" PRIu64 " served-generation %" PRIu64 " revoking %d split-pct %"
+		   PRIu64 " rate %" PRIu32 " rate-bytes-per-s %" PRIu64 " eta-s %" PRId64
+		   " copiers %u copy-grains-out %" PRIu64 " copy-grains-returned %" PRIu64
+		   " copy-batches %" PRIu64 "\n",
 		   m->id, info.map.source_vol, info.map.target_vol, info.map.geom.volume_size,
 		   1u << info.map.geom.grain_shift, info.map.geom.grain_count,
 		   fm_map_state_name(info.map.state), info.map.generation, info.split_count,
-		   m->d.generation, m->pend ? 1 : 0);
+		   m->d.generation, m->pend ? 1 : 0, pct, info.map.copy_rate, bps, eta,
+		   ci.copiers, ci.grains_out, ci.grains_returned, ci.batches_handed);
 }
 
 /*
@@ -76,6 +109,10 @@ void od_map_complete(struct fm_ownerd *d, struct od_map *m)
 		rc = fm_store_map_transition(d->store, m->id, FM_MAP_EV_STOP, &mp);
 		if (!rc && mp.state == FM_MAP_STOPPING)
 			rc = fm_store_map_transition(d->store, m->id, FM_MAP_EV_STOP_DONE, &mp);
+		break;
+	case OD_PEND_COMPLETE:
+		/* every grain split (od_maps_copy_check), every holder released */
+		rc = fm_store_map_transition(d->store, m->id, FM_MAP_EV_COPY_COMPLETE, &mp);
 		break;
 	default:
 		return;
@@ -134,6 +171,54 @@ static int ctl_map_op(struct fm_ownerd *d, int fd, uint64_t id, enum od_pend op)
 	return 1; /* answer later */
 }
 
+/* map-rate ID RATE: durable first, then the state machine hands out
+ * batches at it; copiers learn it from their next COPY_BATCH */
+static int ctl_rate(struct fm_ownerd *d, int fd, char **av)
+{
+	uint64_t id, rate;
+	struct od_map *m;
+	int rc;
+
+	if ((rc = fm_u64_parse("map id", av[1], 0, UINT64_MAX, &id)) ||
+	    (rc = fm_u64_parse("copy rate", av[2], 0, FM_COPY_RATE_MAX, &rate)))
+		return rc;
+	if (!(m = od_map_find(d, id)))
+		return fm_err(-ENOENT, "map %" PRIu64 " unknown", id);
+	rc = fm_store_map_set_rate(d->store, id, (uint32_t)rate);
+	if (rc)
+		return rc;
+	rc = fm_owner_map_rate(d->o, id, (uint32_t)rate);
+	if (rc)
+		return rc;
+	od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": copy rate %" PRIu64 " (%" PRIu64 " bytes/s)",
+	       id, rate, fm_copy_rate_bps((uint32_t)rate));
+	ctl_show(d, fd, m);
+	return 0;
+}
+
+void od_maps_copy_check(struct fm_ownerd *d)
+{
+	for (unsigned i = 0; i < OD_MAX_MAPS; i++) {
+		struct od_map *m = &d->maps[i];
+		struct fm_store_map_info info;
+		int rc;
+
+		if (!m->used || m->pend || m->d.state != FM_MAP_COPYING ||
+		    fm_store_map_get(d->store, m->id, &info) ||
+		    info.map.state != FM_MAP_COPYING ||
+		    info.split_count != info.map.geom.grain_count)
+			continue;
+		/* during the restart grace: -EAGAIN, the next tick tries again */
+		rc = fm_owner_map_revoke(d->o, m->id, FM_RELEASE_COPIED, od_now_ms());
+		if (rc)
+			continue;
+		od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": every grain split: copy complete, "
+		       "revoking confirmations", m->id);
+		m->pend = OD_PEND_COMPLETE;
+		m->pend_fd = -1;
+	}
+}
+
 static int ctl_status(struct fm_ownerd *d, int fd)
 {
 	struct fm_store_stats ss;
@@ -155,6 +240,11 @@ static int ctl_status(struct fm_ownerd *d, int fd)
 	od_ctl_printf(fd, "locks requests %" PRIu64 " grants %" PRIu64 " reclaimed %" PRIu64
 		   " commits %" PRIu64 " acks %" PRIu64 "\n", os.lock_requests, os.lock_grants,
 		   os.locks_reclaimed, os.commits, os.acks);
+	/* background copy, all mappings: claims answered, batches handed out,
+	 * grains given back to the pool (a copier stopped or left) */
+	od_ctl_printf(fd, "copy claims %" PRIu64 " batches %" PRIu64 " grains-returned %" PRIu64
+		   " read-failures %" PRIu64 "\n", os.copy_claims, os.copy_batches,
+		   os.copy_returned, os.copy_read_failures);
 	{
 		uint64_t tc, tp;
 
@@ -304,10 +394,11 @@ static int ctl_lock_show(struct fm_ownerd *d, int fd, char **av)
 
 #define CTL_COMMANDS "status, maps, sessions, map-create ID SRC TGT SIZE [GRAIN], " \
 	"map-show ID, lock-show MAP GRAIN, map-prepare ID, map-start ID, map-restart ID, " \
-	"map-stop ID, quit"
+	"map-stop ID, map-rate ID RATE, quit"
 
 /* the commands: how many arguments, and what runs them */
-enum ctl_kind { CTL_STATUS, CTL_SESSIONS, CTL_LOCK_SHOW, CTL_CREATE, CTL_SHOW, CTL_MAP_OP };
+enum ctl_kind { CTL_STATUS, CTL_SESSIONS, CTL_LOCK_SHOW, CTL_CREATE, CTL_SHOW, CTL_MAP_OP,
+		CTL_RATE };
 
 static const struct ctl_cmd {
 	const char *name;
@@ -326,6 +417,7 @@ static const struct ctl_cmd {
 	{ "map-start", 1, 1, CTL_MAP_OP, OD_PEND_START, "map-start ID" },
 	{ "map-restart", 1, 1, CTL_MAP_OP, OD_PEND_RESTART, "map-restart ID" },
 	{ "map-stop", 1, 1, CTL_MAP_OP, OD_PEND_STOP, "map-stop ID" },
+	{ "map-rate", 2, 2, CTL_RATE, OD_PEND_NONE, "map-rate ID RATE (0..150)" },
 };
 
 #define CTL_ARGS_MAX 8 /* tokens of a line, the command's name included */
@@ -364,6 +456,8 @@ static int ctl_exec(struct fm_ownerd *d, int fd, char *line)
 		return ctl_lock_show(d, fd, av);
 	case CTL_CREATE:
 		return ctl_create(d, av, ac);
+	case CTL_RATE:
+		return ctl_rate(d, fd, av);
 	case CTL_SHOW:
 	case CTL_MAP_OP:
 		break;

@@ -96,11 +96,13 @@ int od_map_attach(struct fm_ownerd *d, uint64_t id)
 	rc = fm_owner_map_add(d->o, &m->d);
 	if (rc)
 		goto out_lk;
+	/* the durable rate (fm_store_map_set_rate): a copy resumes at it */
+	(void)fm_owner_map_rate(d->o, id, info.map.copy_rate);
 	m->used = true;
 	od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": serving, %s, generation %" PRIu64
-	       ", %" PRIu64 " grains, %" PRIu64 " split", id,
+	       ", %" PRIu64 " grains, %" PRIu64 " split, copy rate %" PRIu32, id,
 	       fm_map_state_name(info.map.state), info.map.generation,
-	       info.map.geom.grain_count, info.split_count);
+	       info.map.geom.grain_count, info.split_count, info.map.copy_rate);
 	return 0;
 out_lk:
 	fm_region_delete(&m->locks);

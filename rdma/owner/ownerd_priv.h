@@ -85,7 +85,8 @@ struct od_conn {
 };
 
 enum od_pend { OD_PEND_NONE = 0, OD_PEND_PREPARE, OD_PEND_START, OD_PEND_RESTART,
-	       OD_PEND_STOP };
+	       OD_PEND_STOP,
+	       OD_PEND_COMPLETE /* every grain split: COPY_COMPLETE (nobody asked) */ };
 
 struct od_map {
 	bool used;
@@ -238,6 +239,11 @@ int od_map_attach(struct fm_ownerd *d, uint64_t id);
 /* control.c */
 /* od_map_complete -- after REVOKED: the pending control operation of `m` */
 void od_map_complete(struct fm_ownerd *d, struct od_map *m);
+/* od_maps_copy_check -- every COPYING mapping whose grains are all split
+ * (background copy and foreground I/O together) goes to idle_or_copied:
+ * revoked (reason COPIED), then COPY_COMPLETE in the store; a restart
+ * grace or a pending operation makes it wait for a later call (timer) */
+void od_maps_copy_check(struct fm_ownerd *d);
 /* od_ctl_listen -- listen on the control socket at cfg.control_path (if
  * any): d->ctl_fd and the file's identity; 0 or -errno (ownerd.h says what
  * may already be at the path) */

@@ -733,6 +733,10 @@ static void control__commands__strict(void **state)
 		{ "map-create 1 10 20 1048576 2147483648\n", "error ERANGE: grain 2147483648" },
 		{ "map-create 1 10 20 1 2 3 4 5 6 7 8\n", "error E2BIG: more than 8 words" },
 		{ "map-stop 1\n", "error ENOENT: map 1 unknown" },
+		{ "map-rate 1\n", "error EINVAL: usage: map-rate ID RATE" },
+		{ "map-rate 1 151\n", "error ERANGE: copy rate 151: not in 0..150" },
+		{ "map-rate 1 -1\n", "error EINVAL: copy rate '-1'" },
+		{ "map-rate 1 50\n", "error ENOENT: map 1 unknown" },
 	};
 	struct owner o;
 	char out[4096];

@@ -64,6 +64,9 @@ struct client {
 	struct pit_eng *eng;
 	int log_fd;
 	struct worker w[PIT_MAX_THREADS];
+	struct worker copier[PIT_MAX_MAPS]; /* the engine's background copier
+				  * (--copy-rate), one per mapping: its commits
+				  * are logged like a worker's */
 	pthread_mutex_t reply_lock;
 };
 
@@ -125,6 +128,24 @@ static void w_begin(void *ctx, const struct fm_agent_map *map)
 	atomic_fetch_add(&c->cs->attempts, 1);
 }
 
+/* a background copy piece began: no START (it writes no tagged data),
+ * only what its COMMIT records are filed under */
+static void copier_begin(void *ctx, const struct fm_agent_map *map)
+{
+	struct worker *w = ctx;
+	struct client *c = w->cl;
+	unsigned mi = 0;
+
+	while (mi + 1 < c->e->nmaps && c->e->maps[mi].id != map->map_id)
+		mi++;
+	w->start = (struct pit_rec){
+		.io = (uint64_t)w->thread << 48 | ++w->io_count, .gen = map->generation,
+		.writer = (uint16_t)w->writer, .client = (uint16_t)c->idx, .map = (uint16_t)mi,
+		.op = FM_IO_WRITE_TARGET, .state = (uint8_t)map->state,
+		.vol = c->e->maps[mi].tgt_vol, .inc = c->inc,
+	};
+}
+
 static void w_flags_clear(struct worker *w)
 {
 	struct pit_cshared *cs = w->cl->cs;
@@ -137,6 +158,12 @@ static void w_flags_clear(struct worker *w)
 		atomic_fetch_sub(&cs->in_slow, 1);
 	w->locked = w->slowing = false;
 	w->commits_out = 0;
+}
+
+static void copier_end(void *ctx, int rc)
+{
+	(void)rc;
+	w_flags_clear(ctx);
 }
 
 static void w_end(void *ctx, int rc)
@@ -563,6 +590,21 @@ int pit_client_main(const struct pit_env *e, unsigned idx, uint32_t inc,
 	if (pit_eng_open(e, c->a, c->idx + 1, c->cfg->retry_ms, &c->eng)) {
 		fprintf(stderr, "%s: engine: %s\n", cl_name(c), fm_errormsg());
 		return 2;
+	}
+	if (kind == PIT_CLIENT_RANDOM && c->cfg->copy_rate) {
+		static struct pit_eng_hooks bg[PIT_MAX_MAPS];
+
+		for (unsigned m = 0; m < PIT_MAX_MAPS; m++) {
+			c->copier[m].cl = c;
+			c->copier[m].thread = PIT_MAX_THREADS + m; /* attempt ids apart */
+			c->copier[m].writer = 0xfffe;
+			bg[m] = (struct pit_eng_hooks){ .ctx = &c->copier[m], .begin = copier_begin,
+							.end = copier_end, .step = w_step };
+		}
+		if (pit_eng_copy_start(c->eng, bg)) {
+			fprintf(stderr, "%s: copier: %s\n", cl_name(c), fm_errormsg());
+			return 2;
+		}
 	}
 	atomic_store(&c->cs->ready, 1);
 	switch (kind) {

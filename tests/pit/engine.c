@@ -16,6 +16,13 @@
  *   COMMIT, COMMITTED  step COMMIT / COMMITTED of the run
  *   UNLOCKED           step UNLOCKED when the I/O holds no lock any more
  *   ATTEMPT_END        end(rc)
+ *
+ * Background copy pieces (pit_eng_copy_start) run on the engine's copier
+ * thread, which has no `cur`: their ATTEMPT, COMMIT, COMMITTED and
+ * ATTEMPT_END go to the hooks given there for their mapping, so their
+ * commits are logged.  The copier runs a piece of each mapping at once
+ * on that one thread, at most one per mapping: the hooks' state is per
+ * mapping.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +50,8 @@ struct pit_eng {
 	struct pvol vols[2 * PIT_MAX_MAPS];
 	unsigned nvols;
 	uint64_t map_ids[PIT_MAX_MAPS];
+	const struct pit_eng_hooks *bg; /* background copy pieces', per mapping
+					 * index (copier thread) */
 };
 
 /* the calling thread's I/O */
@@ -132,10 +141,43 @@ static void on_mover(const struct fm_engine_event *ev)
 	}
 }
 
+/* a background copy piece's event, on the copier thread */
+static void on_bg_event(const struct pit_eng_hooks *h, const struct fm_engine_event *ev)
+{
+	switch (ev->kind) {
+	case FM_ENGINE_EV_ATTEMPT:
+		if (h->begin)
+			h->begin(h->ctx, ev->map);
+		break;
+	case FM_ENGINE_EV_COMMIT:
+		if (h->step)
+			h->step(h->ctx, PIT_STEP_COMMIT, ev->first, ev->last, 0);
+		break;
+	case FM_ENGINE_EV_COMMITTED:
+		if (h->step)
+			h->step(h->ctx, PIT_STEP_COMMITTED, ev->first, ev->last, ev->rc);
+		break;
+	case FM_ENGINE_EV_ATTEMPT_END:
+		if (h->end)
+			h->end(h->ctx, ev->rc);
+		break;
+	default:
+		break;
+	}
+}
+
 static void on_event(void *ctx, struct fm_engine_io *io, const struct fm_engine_event *ev)
 {
-	(void)ctx;
-	(void)io;
+	struct pit_eng *pe = ctx;
+
+	if (io->background) {
+		for (unsigned i = 0; pe->bg && i < PIT_MAX_MAPS; i++)
+			if (pe->map_ids[i] == io->map_id) {
+				on_bg_event(&pe->bg[i], ev);
+				break;
+			}
+		return;
+	}
 	if (!cur.h)
 		return;
 	switch (ev->kind) {
@@ -229,6 +271,7 @@ int pit_eng_open(const struct pit_env *e, struct fm_agent *a, uint32_t client_id
 	*out = NULL;
 	if (!pe)
 		return fm_err(-ENOMEM, "pit engine");
+	ec.trace_ctx = pe;
 	snprintf(path, sizeof(path), "%s/fence", e->dir);
 	rc = fm_fence_table_open(path, 0, &pe->fence);
 	if (!rc)
@@ -250,6 +293,14 @@ int pit_eng_open(const struct pit_env *e, struct fm_agent *a, uint32_t client_id
 	}
 	*out = pe;
 	return 0;
+}
+
+int pit_eng_copy_start(struct pit_eng *pe, const struct pit_eng_hooks *bg)
+{
+	struct fm_engine_copy_cfg cc = { .batch_grains = 64, .piece_grains = 4 };
+
+	pe->bg = bg; /* before the thread that calls them starts */
+	return fm_engine_copy_start(pe->e, &cc);
 }
 
 void pit_eng_close(struct pit_eng **pp)

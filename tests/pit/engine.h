@@ -60,6 +60,12 @@ struct pit_eng_hooks {
  * 0 or a negative errno (detail in fm_errormsg()). */
 int pit_eng_open(const struct pit_env *e, struct fm_agent *a, uint32_t client_id,
 		 uint32_t retry_ms, struct pit_eng **out);
+/* pit_eng_copy_start -- run the engine's background copier (engine.h);
+ * its pieces' ATTEMPT / COMMIT / COMMITTED / ATTEMPT_END go to bg[i] for
+ * mapping index i (on the copier thread, which runs one piece of each
+ * mapping at a time; bg lives until pit_eng_close, which stops it).
+ * 0 or fm_engine_copy_start's errno. */
+int pit_eng_copy_start(struct pit_eng *pe, const struct pit_eng_hooks *bg);
 void pit_eng_close(struct pit_eng **pp);
 
 /*

@@ -20,6 +20,9 @@
  *                 may fence (on shm: kill) it meanwhile: expected, counted,
  *                 and the client is started again.
  *   retrigger     map-restart of a mapping under load: a new generation.
+ *                 A mapping the background copy finished (--copy-rate:
+ *                 idle_or_copied, no copy-on-write any more) is prepared
+ *                 and started again instead, so it is checked again.
  *
  * The parent runs one fault at a time and reaps/restarts clients while it
  * waits.
@@ -245,9 +248,20 @@ static void client_stop(struct pit_run *r, const struct fault *f)
 		before >= 0 && after > before ? ", a session was fenced meanwhile" : "");
 }
 
+/* the background copy finished map m: idle_or_copied (map-show) */
+static bool copied(struct pit_run *r, unsigned m)
+{
+	char out[4096];
+
+	return r->cfg->copy_rate &&
+	       pit_ctl(r, out, sizeof(out), "map-show %" PRIu64, r->env.maps[m].id) == 0 &&
+	       strstr(out, " state idle_or_copied ");
+}
+
 void pit_fault_next(struct pit_run *r)
 {
 	struct fault f = draw(r);
+	char out[4096];
 
 	pit_idle(r, f.gap_ms);
 	if (atomic_load(&r->env.sh->stop))
@@ -262,13 +276,19 @@ void pit_fault_next(struct pit_run *r)
 	case PIT_F_CLIENT_STOP:
 		client_stop(r, &f);
 		break;
-	case PIT_F_RETRIGGER:
-		if (pit_trigger(r, f.map, "map-restart"))
+	case PIT_F_RETRIGGER: {
+		bool again = copied(r, f.map) &&
+			     pit_ctl(r, out, sizeof(out), "map-prepare %" PRIu64,
+				     r->env.maps[f.map].id) == 0;
+
+		if (pit_trigger(r, f.map, again ? "map-start" : "map-restart"))
 			r->fs.retrigger_failed++;
 		else
-			pit_say(r, "fault retrigger: map %" PRIu64 " now generation %" PRIu64,
-				r->env.maps[f.map].id, r->trig[r->ntrig - 1].gen);
+			pit_say(r, "fault retrigger: map %" PRIu64 " now generation %" PRIu64 "%s",
+				r->env.maps[f.map].id, r->trig[r->ntrig - 1].gen,
+				again ? " (it was copied: prepared and started again)" : "");
 		break;
+	}
 	default:
 		return;
 	}

@@ -78,6 +78,8 @@ static void usage(FILE *f)
 "  --expect-fail         exit 0 only if the check finds violations or lost acks\n"
 "  --rate N              I/Os per second over all clients; 0 = flat out [short 10000,\n"
 "                        long 5000]\n"
+"  --copy-rate N         background copy at copy rate N (0..150, map-rate) after\n"
+"                        the trigger, by every client's engine copier        [0]\n"
 "\n"
 "where\n"
 "  --owner PATH          flashmeta-owner (or FM_OWNER_BIN)\n"
@@ -97,7 +99,7 @@ static void usage(FILE *f)
 enum { O_SHORT = 256, O_LONG, O_FULL, O_SCEN, O_SEED, O_DUR, O_IOS, O_MINF, O_MAXS, O_CLIENTS,
        O_THREADS, O_LEASE, O_GAP, O_FAULTS, O_STOP, O_SLOW, O_AIM, O_BIG, O_SMALL, O_RETRY,
        O_RATE, O_MUTATE, O_EXPECT_FAIL, O_OWNER, O_PTOOL, O_PROV, O_ADDR, O_DEV, O_DIR,
-       O_KEEP, O_ODEBUG, O_MAXREP, O_FORM };
+       O_KEEP, O_ODEBUG, O_MAXREP, O_FORM, O_COPY };
 
 static const struct option opts[] = {
 	{ "short", no_argument, NULL, O_SHORT },
@@ -121,6 +123,7 @@ static const struct option opts[] = {
 	{ "small-grains", required_argument, NULL, O_SMALL },
 	{ "retry-ms", required_argument, NULL, O_RETRY },
 	{ "rate", required_argument, NULL, O_RATE },
+	{ "copy-rate", required_argument, NULL, O_COPY },
 	{ "mutate", required_argument, NULL, O_MUTATE },
 	{ "form", required_argument, NULL, O_FORM },
 	{ "expect-fail", no_argument, NULL, O_EXPECT_FAIL },
@@ -298,6 +301,16 @@ static int run_random(struct pit_run *r)
 	for (unsigned m = 0; m < r->env.nmaps; m++)
 		if (pit_trigger(r, m, "map-start"))
 			return -1;
+	for (unsigned m = 0; cfg->copy_rate && m < r->env.nmaps; m++) {
+		char out[4096];
+
+		/* durable in the pool: owner restarts keep it */
+		if (pit_ctl(r, out, sizeof(out), "map-rate %" PRIu64 " %u", r->env.maps[m].id,
+			    cfg->copy_rate)) {
+			pit_say(r, "map-rate: %s", out);
+			return -1;
+		}
+	}
 	t_load = pit_now_ns();
 	next_progress = t_load + 30000000000ull;
 	for (;;) {
@@ -356,7 +369,7 @@ static void summary(const struct pit_run *r, const struct pit_check_out *o, cons
 	const struct pit_cfg *cfg = r->cfg;
 	const struct pit_fault_stats *f = &r->fs;
 	uint64_t ios = o->ios[0] + o->ios[1] + o->ios[2] + o->ios[3];
-	char gens[64] = "";
+	char gens[64] = "", copy[32] = "";
 	uint64_t max_trig = 0, failed = 0;
 	const char *reach = reached < 0 ? "" : reached ? " reached=yes" : " reached=no";
 
@@ -370,8 +383,11 @@ static void summary(const struct pit_run *r, const struct pit_check_out *o, cons
 	for (unsigned m = 0; m < r->env.nmaps; m++)
 		snprintf(gens + strlen(gens), sizeof(gens) - strlen(gens), "%s%" PRIu64,
 			 m ? "/" : "", o->max_gen[m]);
+	if (cfg->copy_rate)
+		snprintf(copy, sizeof(copy), "copy-rate=%u ", cfg->copy_rate);
 	printf("fm-pit: %s mode=%s seed=%" PRIu64 " provider=%s form=%s clients=%ux%u lease=%ums "
-	       "ios=%" PRIu64 " (read-src %" PRIu64 " write-src %" PRIu64 " read-tgt %" PRIu64
+	       "%sios=%" PRIu64 " (read-src %" PRIu64 " write-src %" PRIu64
+	       " read-tgt %" PRIu64
 	       " write-tgt %" PRIu64 ", retried %" PRIu64 ", cut %" PRIu64
 	       ") blocks-checked=%" PRIu64 " splits-acked=%" PRIu64
 	       " faults: client-kill=%u (mid-copy %u, slow %u)"
@@ -383,7 +399,7 @@ static void summary(const struct pit_run *r, const struct pit_check_out *o, cons
 	       pass ? "PASS" : "FAIL", mode, cfg->seed, cfg->provider,
 	       cfg->form == PIT_FORM_SYNC ? "sync" : cfg->form == PIT_FORM_POLLED ? "polled" : "mixed",
 	       cfg->clients, cfg->threads,
-	       cfg->lease_ms, ios, o->ios[FM_IO_READ_SOURCE], o->ios[FM_IO_WRITE_SOURCE],
+	       cfg->lease_ms, copy, ios, o->ios[FM_IO_READ_SOURCE], o->ios[FM_IO_WRITE_SOURCE],
 	       o->ios[FM_IO_READ_TARGET], o->ios[FM_IO_WRITE_TARGET], o->retried, o->unfinished,
 	       o->target_blocks + o->source_blocks, o->commits_acked, f->n[PIT_F_CLIENT_KILL],
 	       f->client_kill_in_copy, f->client_kill_in_slow, f->n[PIT_F_OWNER_KILL],
@@ -467,6 +483,13 @@ int main(int argc, char **argv)
 		case O_SMALL: cfg.small_grains = strtoull(optarg, NULL, 0); break;
 		case O_RETRY: cfg.retry_ms = (uint32_t)atoi(optarg); break;
 		case O_RATE: cfg.rate = (uint32_t)atoi(optarg); break;
+		case O_COPY:
+			cfg.copy_rate = (uint32_t)atoi(optarg);
+			if (cfg.copy_rate > 150) {
+				fprintf(stderr, "fm-pit: --copy-rate 0..150\n");
+				return 2;
+			}
+			break;
 		case O_MUTATE:
 			for (cfg.mutation = 0; cfg.mutation < PIT_MUT_COUNT; cfg.mutation++)
 				if (!strcmp(optarg, pit_mutation_name(cfg.mutation)))

@@ -117,6 +117,8 @@ struct pit_cfg {
 	uint64_t big_grains, small_grains;
 	uint32_t retry_ms;       /* an I/O is restarted for at most this long */
 	uint32_t rate;           /* I/Os per second, all clients; 0 = as fast as they go */
+	uint32_t copy_rate;      /* background copy (copy.h 0..150): every random
+				  * client runs the engine's copier; 0 = none */
 	const char *provider;
 	const char *addr;        /* NULL: shm:/fm-pit-PID */
 	const char *device;

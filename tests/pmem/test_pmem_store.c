@@ -186,6 +186,12 @@ static size_t c_state(uint8_t *b, size_t n)
 	resum_slot(b, 0);
 	return n;
 }
+static size_t c_rate(uint8_t *b, size_t n)
+{
+	fm_le32_put(&slot_of(b, 1)->copy_rate, 151);
+	resum_slot(b, 1);
+	return n;
+}
 static size_t c_dup(uint8_t *b, size_t n)
 {
 	slot_of(b, 1)->id = slot_of(b, 0)->id;
@@ -273,6 +279,7 @@ static const struct corruption corruptions[] = {
 	{ "owner record", c_owner, -EBADE, "owner record: neither copy" },
 	{ "slot checksum", c_slotsum, -EUCLEAN, "slot 1: checksum" },
 	{ "slot state", c_state, -EDOM, "state 9" },
+	{ "copy rate", c_rate, -EDOM, "slot 1: copy rate 151" },
 	{ "duplicate id", c_dup, -EDOM, "two slots hold mapping 1" },
 	{ "bitmap offset", c_bmoff, -ERANGE, "slot 1: bitmap at 8192" },
 	{ "stray bit", c_stray, -ERANGE, "past grain 100" },
@@ -404,6 +411,36 @@ static void transition__illegal__eperm_nothing_written(void **state)
 	assert_int_equal(fm_store_split_test(s, 9, 63), 1);
 	assert_int_equal(fm_store_map_delete(s, 9), 0);
 	assert_int_equal(fm_store_map_delete(s, 9), -ENOENT);
+	fm_store_close(&s);
+	unlink(path);
+}
+
+static void set_rate__durable__nothing_else_changes(void **state)
+{
+	char path[600];
+	size_t len;
+	struct fm_store *s;
+	struct fm_store_map_info a, b;
+
+	free(golden_pool(fmt_path(path, sizeof(path), "rate"), &len));
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	assert_int_equal(fm_store_map_get(s, 1, &a), 0);
+	assert_int_equal(a.map.copy_rate, 0);
+	assert_int_equal(fm_store_split_set(s, 1, 1, 7), 1); /* pending: committed first */
+	assert_int_equal(fm_store_map_set_rate(s, 1, 151), -ERANGE);
+	assert_int_equal(fm_store_map_set_rate(s, 3, 50), -ENOENT);
+	assert_int_equal(fm_store_map_set_rate(s, 1, 150), 0);
+	assert_int_equal(fm_store_map_set_rate(s, 2, 7), 0); /* idle: any state */
+	fm_store_close(&s);
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	assert_int_equal(fm_store_map_get(s, 1, &b), 0);
+	assert_int_equal(b.map.copy_rate, 150);
+	assert_int_equal(b.map.state, a.map.state);
+	assert_int_equal(b.map.generation, a.map.generation);
+	assert_int_equal(b.split_count, a.split_count + 1);
+	assert_int_equal(fm_store_split_test(s, 1, 7), 1);
+	assert_int_equal(fm_store_map_get(s, 2, &b), 0);
+	assert_int_equal(b.map.copy_rate, 7);
 	fm_store_close(&s);
 	unlink(path);
 }
@@ -1168,6 +1205,7 @@ int main(void)
 		cmocka_unit_test(open__each_corruption__own_errno_no_write),
 		cmocka_unit_test(open__golden__state_and_bits),
 		cmocka_unit_test(transition__illegal__eperm_nothing_written),
+		cmocka_unit_test(set_rate__durable__nothing_else_changes),
 		cmocka_unit_test(restart__clears_bits__old_generation_estale),
 		cmocka_unit_test(commit__many_bits__one_drain_then_published),
 		cmocka_unit_test(split_set_many__random_batches__match_reference),

@@ -54,7 +54,8 @@ struct fm_mapping {
 	uint64_t target_vol;
 	struct fm_geom geom;
 	uint64_t generation;  /* bumped by every START */
-	uint32_t copy_rate;   /* background copy, grains per second; 0 = none */
+	uint32_t copy_rate;   /* background copy rate 0..FM_COPY_RATE_MAX (copy.h
+			       * has its table of bytes/s); 0 = none */
 	enum fm_map_state state;
 };
 

@@ -85,6 +85,8 @@ enum fm_notify_type {
 	FM_NOTE_QUIESCED = 9,    /* a closed session's I/O all ended: no data
 				  * step of it runs or can start (status: the
 				  * session's close reason) */
+	FM_NOTE_COPY_BATCH = 10, /* copy_claim(cookie) answered: status 0 and
+				  * the answer in `copy`, or a refusal */
 	/* owner side */
 	FM_NOTE_SESSION_UP = 20,   /* client_id authenticated on the action's conn:
 				    * open its one-sided access to our regions
@@ -106,6 +108,13 @@ struct fm_notify {
 	bool split;          /* FETCHED/LOCKED: the grain is split */
 	uint64_t word;       /* LOCKED of fm_client_lock_wait: the word the owner
 			      * installed for us (HELD, maybe WAITERS) */
+	struct {             /* COPY_BATCH, status 0: the owner's answer */
+		uint32_t status; /* enum fm_copy_status */
+		uint32_t wait_ms;
+		uint32_t rate;
+		uint64_t batch_id;
+		uint64_t first, last;
+	} copy;
 };
 
 struct fm_action {

@@ -264,6 +264,24 @@ int fm_client_commit_range(struct fm_client *c, uint64_t map_id, uint64_t first,
 int fm_client_unlock_notify(struct fm_client *c, uint64_t map_id, uint64_t grain,
 			    uint64_t word, uint64_t now);
 
+/*
+ * fm_client_copy_claim -- background copy (flashmeta/copy.h): ask the
+ * owner for the next batch of map_id in `generation`, ending the previous
+ * one (done_batch, 0: none; done_next: its first grain not copied, which
+ * goes back to the pool with the rest of it).  max_grains 0 asks for
+ * nothing (a copier that stops).  One claim per map at a time (the owner
+ * refuses a second with -EBUSY).  NOTE COPY_BATCH(cookie) follows: status
+ * 0 with the answer in n.copy (OK: the batch; WAIT: how long; DONE;
+ * STALE), the owner's refusal (its ERROR code: -ENOENT, -EBUSY), or
+ * -ECONNRESET (the session ended; the owner returned our batches to the
+ * pool).  Returns 0, -EAGAIN (not active), -EOPNOTSUPP (the owner speaks
+ * wire 2.0: no background copy), -ENOENT, -ERANGE (max_grains), -EINVAL
+ * (done_next without done_batch), -ENOMEM.  Protocol thread.
+ */
+int fm_client_copy_claim(struct fm_client *c, uint64_t map_id, uint64_t generation,
+			 uint64_t done_batch, uint64_t done_next, uint32_t max_grains,
+			 uint64_t cookie, uint64_t now);
+
 enum fm_client_state fm_client_state(const struct fm_client *c);
 const char *fm_client_state_name(int state);
 /* The lease epoch the owner gave this session (0 before WELCOME). */

@@ -5,7 +5,8 @@
  * grant, release request, released), queues contended grain-lock requests
  * and hands lock words over with its own CAS, records split commits (ack
  * strictly after PERSIST completed), fences dead or misbehaving clients and
- * then reclaims their lock words.  See proto.h for the driver contract and
+ * then reclaims their lock words; and it hands out background copy batches
+ * of unsplit grains to copiers (COPY_CLAIM -> COPY_BATCH, flashmeta/copy.h).  See proto.h for the driver contract and
  * lease.h for the timing rules (R1..R7) it enforces.
  *
  * Session states (one per connection):
@@ -95,8 +96,10 @@ int fm_owner_map_add(struct fm_owner *o, const struct fm_wire_mapdesc *d);
  * holder answered RELEASED or was fenced, and no PERSIST of the map is in
  * flight, a NOTIFY(FM_NOTE_REVOKED) follows; only then may the driver
  * clear the bitmap / bump the generation and call fm_owner_map_update.
- * 0, -ENOENT, -EALREADY (revoke in progress), -EINVAL (reason), -EAGAIN
- * (restart grace: try again once it is over).
+ * Reason FM_RELEASE_COPIED reaches a client of wire 2.0 as ADMIN (it
+ * would refuse the new reason).  0, -ENOENT, -EALREADY (revoke in
+ * progress), -EINVAL (reason), -EAGAIN (restart grace: try again once it
+ * is over).
  */
 int fm_owner_map_revoke(struct fm_owner *o, uint64_t map_id, uint32_t reason,
 			uint64_t now);
@@ -105,18 +108,46 @@ int fm_owner_map_revoke(struct fm_owner *o, uint64_t map_id, uint32_t reason,
  * fm_owner_map_remove -- stop serving a revoked map (after NOTE REVOKED,
  * instead of fm_owner_map_update); its slot may be reused by map_add.
  * Lock requests still queued on it are refused (ERROR -ENOENT, the client
- * sees LOCKED -ENOENT); later requests and commits on it get -ENOENT.
- * Words clients still hold in its lock table are left to the driver,
- * which deregisters the regions.  0, -ENOENT, -EBUSY (not revoked, or a
- * commit or lock-table operation of it still in flight: retry after the
- * next op_done).  Never blocks.
+ * sees LOCKED -ENOENT); later requests and commits on it get -ENOENT,
+ * copy claims waiting on it STALE.  Words clients still hold in its lock
+ * table are left to the driver, which deregisters the regions.  0,
+ * -ENOENT, -EBUSY (not revoked, or a commit, lock-table operation or
+ * bitmap READ of it still in flight: retry after the next op_done).
+ * Never blocks.
  */
 int fm_owner_map_remove(struct fm_owner *o, uint64_t map_id);
 
 /* fm_owner_map_update -- new descriptor (generation, state) for a revoked
- * map; grants it to every active session.  0, -ENOENT, -EBUSY (not
- * revoked), -ERANGE. */
+ * map; grants it to every active session.  A new generation, or a state
+ * other than COPYING, starts its background copy bookkeeping afresh (the
+ * rate stays).  0, -ENOENT, -EBUSY (not revoked), -ERANGE. */
 int fm_owner_map_update(struct fm_owner *o, const struct fm_wire_mapdesc *d);
+
+/*
+ * fm_owner_map_rate -- the background copy rate of map_id (copy.h: 0..
+ * FM_COPY_RATE_MAX, 0 = none), from the next COPY_CLAIM on.  Copiers
+ * learn it in every COPY_BATCH; batches are sized and handed out at it
+ * (about FM_COPY_BATCH_MS of copying each, all copiers together at most
+ * the rate, a quarter of a batch time ahead).  The driver keeps it durable.  0, -ENOENT,
+ * -ERANGE.  Never blocks.
+ */
+int fm_owner_map_rate(struct fm_owner *o, uint64_t map_id, uint32_t rate);
+
+/* The background copy of one mapping, as the owner schedules it. */
+struct fm_owner_copy_info {
+	uint32_t rate;             /* copy.h */
+	unsigned copiers;          /* sessions with a batch out (one each) */
+	uint64_t grains_out;       /* grains in those batches */
+	uint64_t grains_returned;  /* back in the pool (a copier stopped or
+				    * left), not handed out again yet */
+	uint64_t cursor;           /* every grain below was handed out or
+				    * seen split */
+	uint64_t batches_handed;   /* in this generation */
+	unsigned claims_waiting;   /* COPY_CLAIMs not answered yet */
+};
+/* fm_owner_copy_info -- 0 or -ENOENT.  Never blocks. */
+int fm_owner_copy_info(const struct fm_owner *o, uint64_t map_id,
+		       struct fm_owner_copy_info *out);
 
 /* ---- events ---- */
 /* A transport connection `conn` (driver's id, not FM_CONN_LOCAL) came up.
@@ -161,6 +192,10 @@ struct fm_owner_stats {
 	uint64_t scan_failures;     /* lock-table READs that failed (retried) */
 	uint64_t lock_requests_refused; /* over the per-session limit, or in grace */
 	uint64_t sessions_closing;  /* closed, not yet released, right now */
+	uint64_t copy_claims;       /* COPY_CLAIMs received */
+	uint64_t copy_batches;      /* batches handed out */
+	uint64_t copy_returned;     /* grains that went back to the pool */
+	uint64_t copy_read_failures; /* bitmap READs of a claim that failed (retried) */
 };
 void fm_owner_stats(const struct fm_owner *o, struct fm_owner_stats *st);
 /* State of the session on `conn`: >= 0 or -ENOTCONN. */

@@ -2,7 +2,15 @@
  *
  * Every message is one datagram (an RDMA SEND or one shared-memory ring
  * record): a 40-byte header followed by a payload whose size is fixed per
- * type (WELCOME and SPLIT_COMMIT carry a counted array).  All integers are
+ * type (WELCOME and SPLIT_COMMIT carry a counted array).
+ *
+ * Versions: a different major is refused (step 3).  A minor adds what an
+ * older peer of the same major would refuse, so it is sent only to a peer
+ * that announced that minor (HELLO.ver_minor to the owner; the WELCOME
+ * header's minor to the client):
+ *   2.0  the base
+ *   2.1  COPY_CLAIM / COPY_BATCH (background copy, flashmeta/copy.h) and
+ *        RELEASE_REQUEST reason COPIED  All integers are
  * little-endian; nothing is ever cast from a received buffer -- every field
  * is read by fm_wire_decode() and written by fm_wire_encode().
  *
@@ -10,7 +18,7 @@
  *
  *    0  le32 magic      FM_WIRE_MAGIC ("FMW1" in memory order)
  *    4  u8   major      FM_WIRE_MAJOR: a different major is refused
- *    5  u8   minor      FM_WIRE_MINOR: informational, any value accepted
+ *    5  u8   minor      FM_WIRE_MINOR: any value accepted (see "Versions")
  *    6  le16 type       enum fm_msg_type
  *    8  le32 length     header + payload bytes == the datagram size
  *   12  le16 flags      incompat bits; none defined: any set bit is refused
@@ -61,7 +69,7 @@
 #define FM_WIRE_MAGIC 0x31574d46u /* 'F' 'M' 'W' '1' */
 #define FM_WIRE_MAJOR 2u /* 2: HELLO vouches for the previous session,
 			   * WELCOME carries the owner incarnation, BYE flags */
-#define FM_WIRE_MINOR 0u
+#define FM_WIRE_MINOR 1u /* 1: background copy (see "Versions" above) */
 #define FM_WIRE_HDR_SIZE 40u
 #define FM_WIRE_MAX_MSG 4096u      /* one receive buffer */
 #define FM_WIRE_NONCE_SIZE 16u
@@ -90,6 +98,9 @@ enum fm_msg_type {
 	FM_MSG_SPLIT_ACK = 14,      /* owner -> client: ... and recorded durably */
 	FM_MSG_ERROR = 15,          /* either way: a request was refused, session lives */
 	FM_MSG_BYE = 16,            /* either way: session closes, with a reason */
+	FM_MSG_COPY_CLAIM = 17,     /* client -> owner: a batch of grains to copy,
+				     * please (2.1) */
+	FM_MSG_COPY_BATCH = 18,     /* owner -> client: ... here it is, or why not */
 	FM_MSG_TYPE_END
 };
 
@@ -99,6 +110,8 @@ enum fm_release_reason {
 	FM_RELEASE_STOP = 1,    /* mapping stopping/stopped */
 	FM_RELEASE_REMOVE = 2,  /* mapping deleted */
 	FM_RELEASE_ADMIN = 3,   /* operator asked */
+	FM_RELEASE_COPIED = 4,  /* every grain split: the copy is complete and
+				 * the mapping goes to idle_or_copied (2.1) */
 	FM_RELEASE_REASON_COUNT
 };
 
@@ -250,6 +263,44 @@ struct fm_msg_bye {
 	uint32_t flags;  /* FM_BYE_F_* */
 };
 
+/*
+ * COPY_CLAIM, 48 bytes: le64 map_id, le64 generation, le64 claim_id,
+ * le64 done_batch, le64 done_next, le32 max_grains, le32 0.
+ * A copier's request for its next batch of map_id (flashmeta/copy.h).  It
+ * also ends the claimant's previous batch of the map, done_batch (0: it
+ * has none): grains from done_next to that batch's last were not copied
+ * and go back to the pool.  max_grains 0: no new batch (a copier that
+ * stops).
+ */
+struct fm_msg_copy_claim {
+	uint64_t map_id;
+	uint64_t generation; /* the generation the claimant copies */
+	uint64_t claim_id;   /* echoed by COPY_BATCH */
+	uint64_t done_batch; /* the batch this claim ends, 0: none */
+	uint64_t done_next;  /* its first grain not copied; 0 without done_batch */
+	uint32_t max_grains; /* 0..FM_COPY_BATCH_MAX */
+};
+
+/*
+ * COPY_BATCH, 64 bytes: le64 map_id, le64 generation, le64 claim_id,
+ * le64 batch_id, le64 first, le64 last, le32 status, le32 wait_ms,
+ * le16 rate, le16 0, le32 0.
+ * The answer to one COPY_CLAIM: with OK the grains [first, last], unsplit
+ * in the owner's bitmap when handed out, are the claimant's batch
+ * batch_id; otherwise batch_id, first and last are 0.  rate: the
+ * mapping's copy rate (the copier's pace).
+ */
+struct fm_msg_copy_batch {
+	uint64_t map_id;
+	uint64_t generation; /* the mapping's current generation */
+	uint64_t claim_id;
+	uint64_t batch_id;   /* > 0 with OK */
+	uint64_t first, last;
+	uint32_t status;     /* enum fm_copy_status */
+	uint32_t wait_ms;    /* WAIT: claim again after this; 0 otherwise */
+	uint16_t rate;       /* 0..FM_COPY_RATE_MAX */
+};
+
 struct fm_msg {
 	uint16_t type;      /* enum fm_msg_type */
 	uint16_t flags;     /* 0 */
@@ -272,6 +323,8 @@ struct fm_msg {
 		struct fm_msg_split_ack ack;
 		struct fm_msg_error error;
 		struct fm_msg_bye bye;
+		struct fm_msg_copy_claim claim;
+		struct fm_msg_copy_batch batch;
 	} u;
 };
 

@@ -214,6 +214,12 @@ void fm_client_delete(struct fm_client **cp)
 		return;
 	c = *cp;
 	cl_locks_free_all(c);
+	while (c->claims) {
+		struct cclaim *k = c->claims;
+
+		c->claims = k->next;
+		free(k);
+	}
 	cl_readers_free(c);
 	fm_optab_fini(&c->ops);
 	fm_actq_fini(&c->q);
@@ -283,8 +289,12 @@ static void on_active(struct fm_client *c, const struct fm_msg *m)
 	case FM_MSG_SPLIT_ACK:
 		cl_locks_on_split_ack(c, m);
 		break;
+	case FM_MSG_COPY_BATCH:
+		cl_copy_on_batch(c, m);
+		break;
 	case FM_MSG_ERROR:
-		cl_locks_on_error(c, m);
+		if (!cl_copy_on_error(c, m))
+			cl_locks_on_error(c, m);
 		break;
 	default:
 		cl_sess_close(c, FM_BYE_PROTOCOL, -EPROTO, true);
@@ -333,8 +343,10 @@ int fm_client_recv(struct fm_client *c, const void *buf, size_t len, uint64_t no
 			cl_sess_close(c, FM_BYE_PROTOCOL, -EPROTO, true);
 		break;
 	case FM_CLIENT_AUTH_SENT:
-		if (m->type == FM_MSG_WELCOME && m->u.welcome.session_id == c->session)
+		if (m->type == FM_MSG_WELCOME && m->u.welcome.session_id == c->session) {
+			c->owner_minor = m->ver_minor;
 			cl_sess_on_welcome(c, m, now);
+		}
 		else
 			cl_sess_close(c, FM_BYE_PROTOCOL, -EPROTO, true);
 		break;

@@ -7,6 +7,7 @@
  *   maps.c     confirmation grants, release requests (drain), I/O brackets
  *   locks.c    grain locks: CAS, LOCK_REQUEST, commit, release
  *   fetch.c    cache misses: READ the bitmap window, insert its set bits
+ *   copy.c     background copy claims (COPY_CLAIM -> COPY_BATCH)
  * One protocol thread calls everything except the "any thread" calls of
  * proto_client.h (io_begin, io_end, step_check, token), which touch only
  * the atomics marked below.  Internal cross-file functions: cl_ prefix.
@@ -97,6 +98,13 @@ struct ccommit {
 	uint64_t req_seq;
 };
 
+/* A COPY_CLAIM waiting for its COPY_BATCH (copy.c). */
+struct cclaim {
+	struct cclaim *next;
+	uint64_t map_id, claim_id, cookie;
+	uint64_t req_seq;    /* its seq: an ERROR with this ref_seq refuses it */
+};
+
 enum cop_kind { CO_FETCH = 1, CO_LOCK_CAS, CO_CHECK, CO_UNLOCK_CAS };
 
 struct cop {
@@ -149,6 +157,9 @@ struct fm_client {
 	_Atomic unsigned nmaps; /* slots [0, nmaps) may be present */
 	struct clock *locks;
 	struct ccommit *commits; /* engines' range commits awaiting SPLIT_ACK */
+	struct cclaim *claims;   /* COPY_CLAIMs awaiting COPY_BATCH */
+	uint64_t next_claim;
+	uint8_t owner_minor;     /* the WELCOME header's: what the owner takes */
 	struct fm_optab ops;  /* struct cop by op id */
 	uint64_t next_commit;
 	/* readers.c: registered reader cells, never removed before delete */
@@ -212,6 +223,13 @@ void cl_locks_unlock_done(struct fm_client *c, struct cop *op, int status, uint6
 void cl_locks_check_done(struct fm_client *c, struct cop *op, int status,
 			 const uint8_t *data, size_t len);
 void cl_locks_free_all(struct fm_client *c);
+
+/* ---- copy.c ---- */
+void cl_copy_on_batch(struct fm_client *c, const struct fm_msg *m);
+/* an ERROR refusing one of our claims: true (answered) */
+bool cl_copy_on_error(struct fm_client *c, const struct fm_msg *m);
+/* the session ended: every claim fails -ECONNRESET */
+void cl_copy_fail_all(struct fm_client *c);
 
 /* ---- fetch.c ---- */
 void cl_fetch_done(struct fm_client *c, struct cop *op, int status, const uint8_t *data,

@@ -58,6 +58,7 @@ void cl_sess_close(struct fm_client *c, uint32_t reason, int err, bool link_ok)
 	cl_maps_discard_all(c);
 	/* 2. */
 	cl_locks_fail_all(c);
+	cl_copy_fail_all(c);
 	c->link_ok = c->link_ok && link_ok;
 	c->close_reason = reason;
 	c->close_err = err;

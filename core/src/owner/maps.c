@@ -217,7 +217,9 @@ int fm_owner_map_revoke(struct fm_owner *o, uint64_t map_id, uint32_t reason,
 		fm_wire_msg_init(&m, FM_MSG_RELEASE_REQUEST);
 		m.u.release.map_id = map_id;
 		m.u.release.generation = mp->d.generation;
-		m.u.release.reason = reason;
+		/* a 2.0 client would refuse COPIED (wire.h "Versions") */
+		m.u.release.reason = reason == FM_RELEASE_COPIED && s->minor < 1 ?
+				     FM_RELEASE_ADMIN : reason;
 		s->mstate[slot] = MS_RELEASING;
 		ow_send_msg(o, s, &m);
 	}
@@ -239,13 +241,14 @@ int fm_owner_map_remove(struct fm_owner *o, uint64_t map_id)
 	if (mp->persists)
 		return fm_err(-EBUSY, "owner: map %llu has commits in flight",
 			      (unsigned long long)map_id);
-	if (mp->scans || mp->lock_ops)
-		return fm_err(-EBUSY, "owner: map %llu has lock-table operations in flight",
-			      (unsigned long long)map_id);
+	if (mp->scans || mp->lock_ops || mp->copy.reading)
+		return fm_err(-EBUSY, "owner: map %llu has lock-table or bitmap operations in "
+			      "flight", (unsigned long long)map_id);
 	/* queued lock requests on it will never be granted: refuse them */
 	ow_locks_drop_slot(o, (unsigned)slot);
 	for (struct osess *s = o->sessions; s; s = s->next)
 		s->mstate[slot] = MS_NONE;
+	ow_copy_map_free(o, (unsigned)slot);
 	memset(mp, 0, sizeof(*mp));
 	return 0;
 }
@@ -267,6 +270,7 @@ int fm_owner_map_update(struct fm_owner *o, const struct fm_wire_mapdesc *d)
 		return rc;
 	o->maps[slot].d = *d;
 	o->maps[slot].withheld = false;
+	ow_copy_map_updated(o, (unsigned)slot);
 	grant_to_all(o, (unsigned)slot);
 	return 0;
 }

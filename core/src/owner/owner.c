@@ -223,6 +223,8 @@ void fm_owner_delete(struct fm_owner **op)
 	}
 	while (o->sessions)
 		ow_sess_free(o, o->sessions);
+	for (unsigned i = 0; i < o->cfg.max_maps; i++)
+		ow_copy_map_free(o, i);
 	ow_locks_free_all(o);
 	for (uint32_t i = 0; i < o->ops.cap; i++) {
 		struct oop *x = fm_optab_at(&o->ops, i);
@@ -331,6 +333,9 @@ static void on_active(struct fm_owner *o, struct osess *s, const struct fm_msg *
 	case FM_MSG_BYE:
 		ow_sess_on_bye(o, s, m, now);
 		break;
+	case FM_MSG_COPY_CLAIM:
+		ow_copy_on_claim(o, s, m, now);
+		break;
 	case FM_MSG_ERROR:
 		break;
 	default:
@@ -418,6 +423,7 @@ int fm_owner_tick(struct fm_owner *o, uint64_t now)
 	}
 	/* retry lock words whose last CAS failed in the transport */
 	ow_locks_step_all(o);
+	ow_copy_tick(o, now);
 	return 0;
 }
 
@@ -443,6 +449,9 @@ int fm_owner_op_done(struct fm_owner *o, uint64_t op_id, int status,
 		break;
 	case OP_FENCE:
 		ow_sess_fence_done(o, op, status, (int)old_value, now);
+		break;
+	case OP_COPY_READ:
+		ow_copy_read_done(o, op, status, data, len, now);
 		break;
 	}
 	free(op);

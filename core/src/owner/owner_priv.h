@@ -7,6 +7,7 @@
  *   locks.c    contended grain locks: FIFO of waiters, arm, hand-off
  *   commit.c   SPLIT_COMMIT: holder check, PERSIST, ack (R7)
  *   scan.c     reclaim: READ the lock tables for a released session's words
+ *   copy.c     background copy: COPY_CLAIMs, batches out, the pool, the pace
  * Everything runs on one protocol thread (proto.h); nothing here locks.
  *
  * Ops: every READ/CAS/PERSIST/FENCE action carries an op id; `struct oop`
@@ -45,6 +46,7 @@ struct osess {
 				  * driver's clock); meaningful once epoch != 0 */
 	uint8_t client_nonce[FM_WIRE_NONCE_SIZE];
 	uint8_t owner_nonce[FM_WIRE_NONCE_SIZE];
+	uint8_t minor;           /* HELLO.ver_minor: what it may be sent (wire.h) */
 	uint64_t prev_session;   /* HELLO: the session this one vouches for */
 	uint32_t prev_flags;
 	uint64_t tx_seq;         /* last sequence number sent */
@@ -65,6 +67,37 @@ struct osess {
 	struct oscan *scan;      /* RECLAIMING: the scan of its words */
 };
 
+/* A batch of grains a session copies (copy.c). */
+struct obatch {
+	uint64_t id, session_id;
+	uint64_t first, last;
+};
+
+/* A COPY_CLAIM waiting for its answer (copy.c). */
+struct oclaim {
+	struct oclaim *next;
+	uint64_t session_id, claim_id, generation;
+	uint32_t max;
+};
+
+/* A map's background copy (copy.c has the design). */
+struct ocopy {
+	uint32_t rate;            /* 0..FM_COPY_RATE_MAX */
+	uint64_t generation;      /* cursor, out, ret are of this one */
+	uint64_t epoch;           /* bumped by every reset: a READ from before
+				   * one is stale */
+	uint64_t cursor;          /* grains below: handed out or seen split */
+	struct fm_grain_range *ret; /* returned, not handed out again yet */
+	size_t nret, capret;
+	struct obatch *out;       /* handed out, not ended */
+	size_t nout, capout;
+	struct oclaim *head, *tail; /* waiting, in arrival order */
+	bool reading;             /* a READ of the bitmap is out */
+	uint64_t pace;            /* driver clock: when what was handed out is
+				   * paid for at the rate */
+	uint64_t handed;          /* batches handed out in this generation */
+};
+
 struct omap {
 	bool used;
 	bool revoking;   /* RELEASE_REQUESTs out, waiting */
@@ -73,6 +106,7 @@ struct omap {
 	unsigned scans;    /* scan READs of its lock table in flight */
 	unsigned lock_ops; /* olock CASes of its lock table in flight */
 	struct fm_wire_mapdesc d;
+	struct ocopy copy;
 };
 
 struct owaiter {
@@ -108,7 +142,7 @@ struct oscan {
 	bool busy;           /* a READ is out */
 };
 
-enum oop_kind { OP_LOCK_CAS = 1, OP_SCAN, OP_PERSIST, OP_FENCE, OP_HOLDER };
+enum oop_kind { OP_LOCK_CAS = 1, OP_SCAN, OP_PERSIST, OP_FENCE, OP_HOLDER, OP_COPY_READ };
 
 /* A SPLIT_COMMIT whose lock words are being checked (OP_HOLDER CASes). */
 struct ocommit {
@@ -133,6 +167,10 @@ struct oop {
 	uint64_t base_index;    /* OP_SCAN: first word of the chunk */
 	uint64_t generation, commit_id; /* OP_PERSIST */
 	struct ocommit *commit;  /* OP_HOLDER */
+	uint64_t first, last;    /* OP_COPY_READ: the grains looked at */
+	uint64_t copy_epoch;     /* OP_COPY_READ: ocopy.epoch at issue */
+	bool from_pool;          /* OP_COPY_READ: they are ret[0]'s (else the
+				  * cursor's) */
 };
 
 struct fm_owner {
@@ -145,6 +183,7 @@ struct fm_owner {
 	struct fm_optab ops;     /* struct oop by op id */
 	uint64_t next_session;
 	uint32_t next_epoch;
+	uint64_t next_batch;     /* copy.c: batch ids, never 0 */
 	uint64_t grace_until;    /* R6: no locks before this (0: none) */
 	bool in_grace;
 	struct fm_owner_stats st;
@@ -213,6 +252,19 @@ void ow_locks_free_all(struct fm_owner *o);
 void ow_commit_on_split(struct fm_owner *o, struct osess *s, const struct fm_msg *m);
 void ow_commit_holder_done(struct fm_owner *o, struct oop *op, int status, uint64_t old);
 void ow_commit_persist_done(struct fm_owner *o, struct oop *op, int status);
+
+/* ---- copy.c ---- */
+void ow_copy_on_claim(struct fm_owner *o, struct osess *s, const struct fm_msg *m, uint64_t now);
+void ow_copy_read_done(struct fm_owner *o, struct oop *op, int status, const uint8_t *data,
+		       size_t len, uint64_t now);
+/* s left ACTIVE: its claims go, its batches return to the pool */
+void ow_copy_sess_closed(struct fm_owner *o, struct osess *s);
+/* a new descriptor of slot (fm_owner_map_update): a new generation, or a
+ * state other than COPYING, starts the copy's bookkeeping afresh */
+void ow_copy_map_updated(struct fm_owner *o, unsigned slot);
+/* the slot is freed: claims answered STALE, memory freed */
+void ow_copy_map_free(struct fm_owner *o, unsigned slot);
+void ow_copy_tick(struct fm_owner *o, uint64_t now);
 
 /* ---- scan.c ---- */
 void ow_scan_start(struct fm_owner *o, struct osess *s);

@@ -120,6 +120,8 @@ static void sess_deactivate(struct fm_owner *o, struct osess *s, uint64_t now)
 	o->st.sessions_closing++;
 	/* its queued lock requests go away now */
 	ow_locks_step_all(o);
+	/* its background copy batches go back to the pool now (copy.c) */
+	ow_copy_sess_closed(o, s);
 }
 
 /* R4: may the grants and lock words of s go to others now? */
@@ -273,6 +275,7 @@ void ow_sess_on_hello(struct fm_owner *o, struct osess *s, const struct fm_msg *
 		return;
 	}
 	s->client_id = m->u.hello.client_id;
+	s->minor = m->u.hello.ver_minor;
 	s->prev_session = m->u.hello.prev_session;
 	s->prev_flags = m->u.hello.prev_flags;
 	memcpy(s->client_nonce, m->u.hello.nonce, FM_WIRE_NONCE_SIZE);

@@ -190,7 +190,8 @@ int fm_store_create(struct fm_store **out, const char *path,
  *                       impossible content
  *   -EBADE              owner record: no valid copy
  *   -EUCLEAN            mapping record checksum
- *   -EDOM               mapping record content, or a duplicate id
+ *   -EDOM               mapping record content (copy rate included), or a
+ *                       duplicate id
  *   -ERANGE             bitmap location, length or stray bits
  *   -ENOTEMPTY          set bits in the bitmap area of a free slot
  *   -EIDRM              slots in use differ from the log's count (a
@@ -253,6 +254,15 @@ int fm_store_map_transition(struct fm_store *s, uint64_t id,
  * Returns 0, -ENOENT, or an I/O errno.  Blocks.
  */
 int fm_store_map_restart(struct fm_store *s, uint64_t id, uint64_t *new_generation);
+
+/*
+ * fm_store_map_set_rate -- set mapping `id`'s background copy rate
+ * (flashmeta/copy.h, 0..FM_COPY_RATE_MAX), in any state, nothing else
+ * changed: logged like a transition (a slot image), durable on return.
+ * Waits for a commit in flight, then commits pending splits first.
+ * Returns 0, -ENOENT, -ERANGE (rate), or an I/O errno.  Blocks.
+ */
+int fm_store_map_set_rate(struct fm_store *s, uint64_t id, uint32_t rate);
 
 /*
  * fm_store_map_get -- copy mapping `id` into *info.  0 or -ENOENT.

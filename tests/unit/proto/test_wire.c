@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "flashmeta/copy.h"
 #include "flashmeta/mapping.h"
 #include "flashmeta/wire.h"
 
@@ -145,6 +146,24 @@ static void sample(struct fm_msg *m, uint16_t type)
 		m->u.bye.reason = FM_BYE_AUTH_FAILED;
 		m->u.bye.code = EACCES;
 		m->u.bye.flags = FM_BYE_F_QUIESCED;
+		break;
+	case FM_MSG_COPY_CLAIM:
+		m->u.claim.map_id = 5;
+		m->u.claim.generation = 6;
+		m->u.claim.claim_id = 0x0102030405060708ull;
+		m->u.claim.done_batch = 11;
+		m->u.claim.done_next = 300;
+		m->u.claim.max_grains = 64;
+		break;
+	case FM_MSG_COPY_BATCH:
+		m->u.batch.map_id = 5;
+		m->u.batch.generation = 6;
+		m->u.batch.claim_id = 0x0102030405060708ull;
+		m->u.batch.batch_id = 12;
+		m->u.batch.first = 400;
+		m->u.batch.last = 463;
+		m->u.batch.status = FM_COPY_OK;
+		m->u.batch.rate = 50;
 		break;
 	}
 }
@@ -319,6 +338,51 @@ static void roundtrip__welcome__descriptors_survive(void **state)
 	}
 }
 
+static void roundtrip__copy_claim_and_batch__every_field_at_its_offset(void **state)
+{
+	uint8_t buf[FM_WIRE_MAX_MSG];
+	struct fm_msg m, d;
+	int n;
+
+	sample(&m, FM_MSG_COPY_CLAIM);
+	n = fm_wire_encode(&m, buf, sizeof(buf));
+	assert_int_equal(n, FM_WIRE_HDR_SIZE + 48);
+	assert_int_equal(buf[40 + 16], 0x08); /* claim_id, low byte first */
+	assert_int_equal(buf[40 + 24], 11);   /* done_batch */
+	assert_int_equal(buf[40 + 32] | buf[40 + 33] << 8, 300); /* done_next */
+	assert_int_equal(buf[40 + 40], 64);   /* max_grains */
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), 0);
+	assert_int_equal(d.u.claim.map_id, 5);
+	assert_int_equal(d.u.claim.generation, 6);
+	assert_true(d.u.claim.claim_id == 0x0102030405060708ull);
+	assert_int_equal(d.u.claim.done_batch, 11);
+	assert_int_equal(d.u.claim.done_next, 300);
+	assert_int_equal(d.u.claim.max_grains, 64);
+
+	sample(&m, FM_MSG_COPY_BATCH);
+	n = fm_wire_encode(&m, buf, sizeof(buf));
+	assert_int_equal(n, FM_WIRE_HDR_SIZE + 64);
+	assert_int_equal(buf[40 + 24], 12);   /* batch_id */
+	assert_int_equal(buf[40 + 48], FM_COPY_OK);
+	assert_int_equal(buf[40 + 56], 50);   /* rate */
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), 0);
+	assert_int_equal(d.u.batch.batch_id, 12);
+	assert_int_equal(d.u.batch.first, 400);
+	assert_int_equal(d.u.batch.last, 463);
+	assert_int_equal(d.u.batch.status, FM_COPY_OK);
+	assert_int_equal(d.u.batch.rate, 50);
+	/* a WAIT carries its time and no grains */
+	sample(&m, FM_MSG_COPY_BATCH);
+	m.u.batch.status = FM_COPY_WAIT;
+	m.u.batch.batch_id = m.u.batch.first = m.u.batch.last = 0;
+	m.u.batch.wait_ms = 1000;
+	n = fm_wire_encode(&m, buf, sizeof(buf));
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), 0);
+	assert_int_equal(d.u.batch.wait_ms, 1000);
+	assert_string_equal(fm_msg_type_name(FM_MSG_COPY_CLAIM), "copy-claim");
+	assert_string_equal(fm_msg_type_name(FM_MSG_COPY_BATCH), "copy-batch");
+}
+
 static void encode__little_endian_layout(void **state)
 {
 	uint8_t buf[FM_WIRE_MAX_MSG];
@@ -455,6 +519,22 @@ static void decode__reserved_nonzero__enotempty(void **state)
 	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ENOTEMPTY);
 	n = enc(FM_MSG_LEASE_GRANT, buf);
 	buf[40 + 12] = 1;
+	fix_crc(buf, (size_t)n);
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ENOTEMPTY);
+	n = enc(FM_MSG_COPY_CLAIM, buf);
+	buf[40 + 47] = 1;
+	fix_crc(buf, (size_t)n);
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ENOTEMPTY);
+	n = enc(FM_MSG_COPY_BATCH, buf);
+	buf[40 + 58] = 1; /* after rate */
+	fix_crc(buf, (size_t)n);
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ENOTEMPTY);
+	n = enc(FM_MSG_COPY_BATCH, buf);
+	buf[40 + 63] = 1;
+	fix_crc(buf, (size_t)n);
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ENOTEMPTY);
+	/* reserved (step 10) before the fields (step 11): a bad status too */
+	buf[40 + 48] = 99;
 	fix_crc(buf, (size_t)n);
 	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ENOTEMPTY);
 }
@@ -623,6 +703,39 @@ static void decode__out_of_range__erange(void **state)
 	sample(&m, FM_MSG_BYE);
 	m.u.bye.flags = 0x2;
 	expect_range(&m);
+	/* background copy: one errno (ERANGE) per field out of range */
+	sample(&m, FM_MSG_COPY_CLAIM);
+	m.u.claim.max_grains = FM_COPY_BATCH_MAX + 1;
+	expect_range(&m);
+	sample(&m, FM_MSG_COPY_CLAIM);
+	m.u.claim.done_batch = 0; /* done_next without a batch */
+	expect_range(&m);
+	sample(&m, FM_MSG_COPY_BATCH);
+	m.u.batch.status = FM_COPY_STATUS_COUNT;
+	expect_range(&m);
+	sample(&m, FM_MSG_COPY_BATCH);
+	m.u.batch.rate = FM_COPY_RATE_MAX + 1;
+	expect_range(&m);
+	sample(&m, FM_MSG_COPY_BATCH);
+	m.u.batch.batch_id = 0; /* an OK batch has an id */
+	expect_range(&m);
+	sample(&m, FM_MSG_COPY_BATCH);
+	m.u.batch.first = 500; /* inverted */
+	expect_range(&m);
+	sample(&m, FM_MSG_COPY_BATCH);
+	m.u.batch.wait_ms = 5; /* a wait only with WAIT */
+	expect_range(&m);
+	sample(&m, FM_MSG_COPY_BATCH);
+	m.u.batch.status = FM_COPY_DONE; /* grains only with OK */
+	expect_range(&m);
+	n = enc(FM_MSG_COPY_BATCH, buf);
+	buf[40 + 56] = 151; /* decode side: rate */
+	fix_crc(buf, (size_t)n);
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ERANGE);
+	sample(&m, FM_MSG_RELEASE_REQUEST);
+	m.u.release.reason = FM_RELEASE_COPIED; /* 2.1 */
+	assert_true(fm_wire_encode(&m, buf, sizeof(buf)) > 0);
+
 	/* a descriptor without a lock table (restart grace) is valid; a
 	 * half-empty one is not */
 	sample(&m, FM_MSG_MAP_GRANT);
@@ -741,6 +854,7 @@ int main(void)
 		cmocka_unit_test(crc32c__check_value),
 		cmocka_unit_test(roundtrip__every_type__bytes_and_fields),
 		cmocka_unit_test(roundtrip__welcome__descriptors_survive),
+		cmocka_unit_test(roundtrip__copy_claim_and_batch__every_field_at_its_offset),
 		cmocka_unit_test(encode__little_endian_layout),
 		cmocka_unit_test(decode__short__enodata),
 		cmocka_unit_test(decode__bad_magic__eproto),

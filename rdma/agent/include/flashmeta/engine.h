@@ -50,7 +50,11 @@
  *   fm_engine_rw   the synchronous form: blocks the calling thread (it
  *       busy-polls for fm_agent_cfg.spin_us, then sleeps on fm_engine_fd,
  *       between polls) until the I/O is done
- *   fm_engine_stats, _map_stats   any thread, any time, never block
+ *   fm_engine_stats, _map_stats, _copy_stats   any thread, any time, never
+ *       block
+ *   fm_engine_copy_start, _copy_stop   setup: any thread, not concurrently
+ *       with each other or with delete; start never blocks, stop blocks
+ *       until the copier thread ended (see "background copy")
  *   fm_mover_done   any thread, exactly once per request, never blocks
  *   cfg.trace   inline on the thread driving the I/O (see "trace")
  *   Movers are called from the submitting thread's submit/poll; a mover's
@@ -209,7 +213,8 @@ struct fm_engine_cfg {
 
 /* 0, -EINVAL, -ENOMEM */
 int fm_engine_new(const struct fm_engine_cfg *cfg, struct fm_engine **out);
-/* No I/O may be in flight.  NULL-safe, sets *ep = NULL. */
+/* No I/O may be in flight; a background copier is stopped first
+ * (fm_engine_copy_stop).  NULL-safe, sets *ep = NULL. */
 void fm_engine_delete(struct fm_engine **ep);
 
 /* A volume of `size` bytes: the movers that read and write it.  ctx is
@@ -237,6 +242,9 @@ struct fm_engine_io {
 	/* in */
 	uint64_t map_id;
 	enum fm_io_op op;
+	bool background;          /* the library's: a piece of the background
+				   * copy (fm_engine_copy_start), as the trace
+				   * hook sees it; ignored in what is submitted */
 	uint64_t offset, length;  /* bytes of the volume the op names */
 	void *buf;
 	void (*done)(struct fm_engine_io *io, int status); /* polled form */
@@ -276,6 +284,80 @@ void fm_engine_stats(struct fm_engine *e, struct fm_engine_stats *st);
 /* One attached mapping's: 0, or -ENOENT (not attached). */
 int fm_engine_map_stats(struct fm_engine *e, uint64_t map_id, struct fm_engine_stats *st);
 
+/* ---------------------------------------------------- background copy */
+
+/*
+ * Background copy (flashmeta/copy.h): the unsplit grains of a mapping in
+ * COPYING copied by the library, so the copy finishes -- the owner then
+ * takes the mapping to idle_or_copied.  fm_engine_copy_start starts a
+ * copier thread in the engine.  For every attached mapping the agent
+ * knows as COPYING and granted, it claims a batch of grains from the
+ * owner (COPY_CLAIM: only grains unsplit in the owner's durable bitmap,
+ * claimed by no other copier; at most one batch per mapping at a time)
+ * and copies it in pieces of cfg.piece_grains, each piece exactly as a
+ * copy-on-write (eio.c): lock its grains in ascending order -- a grain
+ * found split under its lock (foreground I/O split it meanwhile) is
+ * skipped --, step check (lease.h R2) and fencing token (R5), copy the
+ * others source -> target through the movers, FLUSH the target, one
+ * SPLIT_COMMIT per run (durable at the owner when it returns: R7),
+ * unlock.  Then its next claim says how far it got.
+ *
+ * Pace: the mapping's copy rate comes with every answer of the owner (an
+ * operator changes it with the owner's `map-rate`; it applies from the
+ * next batch, within a second); after a piece that copied B bytes the
+ * next starts no sooner than B / rate later, and the owner keeps all
+ * copiers of a mapping together within the rate.  Rate 0: no copy.
+ * Foreground I/O on a grain waits for at most one piece's locks.
+ *
+ * Failures: a piece's transient errors are retried like an I/O's
+ * (cfg.retry_ms); after that, or when the mapping moved to another
+ * generation or out of COPYING, or a mover failed, the batch ends and the
+ * next claim gives its rest back.  A claim that fails is asked again
+ * after a backoff.  If this process dies, the owner gives its batches to
+ * other copiers when its session ends; a grain is copied again only if
+ * its copy landed and its commit did not.  Counters: fm_engine_copy_stats
+ * (pieces are not in fm_engine_stats).  The trace hook sees every piece
+ * as an I/O with io->background set, on the copier thread.
+ */
+struct fm_engine_copy_cfg {
+	uint32_t batch_grains;  /* grains asked for per claim (the owner hands
+				 * out fewer at a low rate), 1..FM_COPY_BATCH_MAX;
+				 * 0 -> 256 */
+	uint32_t piece_grains;  /* grains locked and copied together, one
+				 * commit: 1..256; 0 -> 8 */
+};
+
+/* Start the copier thread.  0, -EINVAL (cfg out of range), -EALREADY
+ * (running), -ENOMEM, or pthread_create's errno. */
+int fm_engine_copy_start(struct fm_engine *e, const struct fm_engine_copy_cfg *cfg);
+
+/* Stop it: no new claim or piece; the pieces in flight end (their
+ * retries cut short), each unfinished batch's rest is given back to the
+ * owner (a claim of nothing, while the session works; the owner takes it
+ * back with the session anyway), and the thread is joined.  0, or
+ * -EALREADY (not running).  Blocks for about a piece and a round trip to
+ * the owner.  fm_engine_delete stops it too. */
+int fm_engine_copy_stop(struct fm_engine *e);
+
+struct fm_engine_copy_stats {
+	bool running;             /* the copier thread runs */
+	uint64_t claims;          /* COPY_CLAIMs answered */
+	uint64_t batches;         /* batches received */
+	uint64_t pieces;          /* pieces done (status 0) */
+	uint64_t grains_copied;   /* grain copies of the pieces that completed
+				   * (a retried attempt's count again) */
+	uint64_t grains_skipped;  /* grains of pieces found split under the lock */
+	uint64_t bytes;           /* bytes copied */
+	uint64_t errors;          /* pieces and claims that failed */
+	uint32_t rate;            /* the mapping's, as the owner last said */
+	uint64_t generation;      /* of the batch (0: none yet) */
+	uint64_t batch_id;        /* the batch now (0: none) */
+	uint64_t batch_first, batch_last, next; /* its grains; next: the first
+						 * not done yet */
+};
+/* One attached mapping's: 0, or -ENOENT (not attached).  Any thread,
+ * never blocks. */
+int fm_engine_copy_stats(struct fm_engine *e, uint64_t map_id, struct fm_engine_copy_stats *st);
 #ifdef __cplusplus
 }
 #endif

@@ -30,8 +30,9 @@
  *   CLOSE    a connection that never joined: flush its BYE, drop it
  *   NOTIFY   logged; SESSION_UP opens the peer's one-sided access
  *            (fm_ep_grant) before the WELCOME goes out; REVOKED completes
- *            a pending control operation; GRACE_OVER records in the pool
- *            that only this incarnation's leases remain (lease.h R6)
+ *            a pending control operation (or a copy complete); GRACE_OVER
+ *            records in the pool that only this incarnation's leases
+ *            remain (lease.h R6)
  *
  * A poll that returns an error means the state machine died (out of
  * memory): fm_ownerd_run returns it; the next incarnation's restart grace
@@ -85,9 +86,19 @@
  *                                      (1..2^57, a multiple of 512), GRAIN
  *                                      bytes (a power of two, 4 KiB..1 GiB;
  *                                      0 or none: 64 KiB); SRC != TGT
- *   map-show ID                        one mapping
+ *   map-show ID                        one mapping, with its background
+ *                                      copy: split-pct, rate,
+ *                                      rate-bytes-per-s, eta-s (at the
+ *                                      rate; -1: never, rate 0), copiers
+ *                                      (sessions copying a batch now),
+ *                                      copy-grains-out, -returned, -batches
  *   map-prepare ID, map-start ID, map-restart ID, map-stop ID
  *                                      transitions (deferred, see below)
+ *   map-rate ID RATE                   background copy rate 0..150
+ *                                      (flashmeta/copy.h; 0: none, the
+ *                                      default), durable, at once: the
+ *                                      copiers learn it from their next
+ *                                      batch
  *   quit                               closes the control connection
  *
  * Numbers are decimal digits only (no sign, no 0x), at most 2^64-1, or the
@@ -99,8 +110,12 @@
  * runs.  map-prepare/start/restart/stop first revoke every confirmation
  * lease of the mapping (RELEASE_REQUEST), and change the store only after
  * FM_NOTE_REVOKED; their answer comes then, and later lines of the same
- * connection wait for it.  The client side of the socket is
- * fm_ownerd_ctl (flashmeta/ctl.h).
+ * connection wait for it.  A COPYING mapping whose every grain is split
+ * (by the background copy or by foreground writes) goes to idle_or_copied
+ * by itself, the same way (revoke with reason COPIED, then COPY_COMPLETE
+ * in the store, then the new descriptor), checked at every timer tick;
+ * a control transition of it meanwhile answers "error EALREADY".  The
+ * client side of the socket is fm_ownerd_ctl (flashmeta/ctl.h).
  *
  * Idle control connections: one that sent nothing and was answered
  * nothing for control_idle_ms (60 s by default) is told "error
