@@ -104,6 +104,8 @@ static __thread uint64_t tl_locked, tl_commit, tl_committed; /* ns; 0: none */
 
 void hb_engine_trace(void *ctx, struct fm_engine_io *io, const struct fm_engine_event *ev)
 {
+	(void)ctx;
+	(void)io;
 	switch (ev->kind) {
 	case FM_ENGINE_EV_MOVER:
 		if (ev->step == FM_ENGINE_STEP_REDIRECT || ev->step == FM_ENGINE_STEP_RETARGET)

@@ -104,6 +104,7 @@ static void *locks_from_thread(void *arg)
 
 static int rt_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 {
+	(void)arg;
 	struct fm_agent *a = join(s, (uint32_t)idx + 1);
 	struct fm_agent_map m;
 	struct fm_agent_stats st;
@@ -212,6 +213,9 @@ static int sc_roundtrip(struct svc *s)
  * fences it and reclaims its words; another client then gets them. */
 static int ck_holder(struct svc *s, int idx, int rfd, int wfd, void *arg)
 {
+	(void)idx;
+	(void)rfd;
+	(void)arg;
 	struct fm_agent *a = join(s, 1);
 
 	CHECK(wait_gen(a, 1) == 0);
@@ -224,6 +228,8 @@ static int ck_holder(struct svc *s, int idx, int rfd, int wfd, void *arg)
 
 static int ck_taker(struct svc *s, int idx, int rfd, int wfd, void *arg)
 {
+	(void)idx;
+	(void)arg;
 	struct fm_agent *a = join(s, 2);
 	uint64_t t0;
 
@@ -293,6 +299,9 @@ static int sc_client_kill(struct svc *s)
 
 static int rb_holder(struct svc *s, int idx, int rfd, int wfd, void *arg)
 {
+	(void)idx;
+	(void)rfd;
+	(void)arg;
 	struct fm_agent *a = join(s, 1);
 	struct fm_agent_map m;
 	uint64_t end = mono_ms() + 8000;
@@ -307,6 +316,8 @@ static int rb_holder(struct svc *s, int idx, int rfd, int wfd, void *arg)
 
 static int rb_taker(struct svc *s, int idx, int rfd, int wfd, void *arg)
 {
+	(void)idx;
+	(void)arg;
 	struct fm_agent *a = join(s, 2);
 	uint64_t t0;
 
@@ -381,6 +392,9 @@ int __wrap_fm_lane_post_cas(struct fm_lane *lane, const struct fm_region_desc *r
 
 static int cs_holder(struct svc *s, int idx, int rfd, int wfd, void *arg)
 {
+	(void)idx;
+	(void)rfd;
+	(void)arg;
 	struct fm_agent *a = join(s, 1);
 	int rc;
 
@@ -403,6 +417,8 @@ static int cs_holder(struct svc *s, int idx, int rfd, int wfd, void *arg)
 
 static int cs_taker(struct svc *s, int idx, int rfd, int wfd, void *arg)
 {
+	(void)idx;
+	(void)arg;
 	struct fm_agent *a = join(s, 2);
 	uint64_t t0;
 
@@ -488,6 +504,7 @@ static int sc_client_stall(struct svc *s)
  * back from pmem; clients reconnect; every acked split is still split. */
 static int ok_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 {
+	(void)arg;
 	struct fm_agent *a = join(s, (uint32_t)idx + 1);
 	struct fm_agent_stats st;
 	uint64_t base = 20 + 40 * (uint64_t)idx;
@@ -710,6 +727,9 @@ static int sc_wrong_key(struct svc *s)
  * connection is closed; a good client keeps working throughout. */
 static int gb_good(struct svc *s, int idx, int rfd, int wfd, void *arg)
 {
+	(void)idx;
+	(void)rfd;
+	(void)arg;
 	struct fm_agent *a = join(s, 1);
 
 	CHECK(wait_gen(a, 1) == 0);

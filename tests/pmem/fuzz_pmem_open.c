@@ -150,6 +150,8 @@ static uint8_t *seed_pool(size_t *len, int with_pending)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+	(void)argc;
+	(void)argv;
 	const char *dir = getenv("FM_FUZZ_SEED_DIR");
 	char p[700];
 

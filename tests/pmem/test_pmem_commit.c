@@ -175,6 +175,7 @@ static int wait_commit_waits(struct fm_store *s, uint64_t n)
  */
 static void phases__bits_set_after_swap__left_for_next_commit(void **state)
 {
+	(void)state;
 	char path[600];
 	struct fm_store *s = copying_pool(path, sizeof(path), "phases", GRAINS);
 	struct fm_store_stats a = stats(s), b;
@@ -230,6 +231,7 @@ static void phases__bits_set_after_swap__left_for_next_commit(void **state)
  * unpublished, and the next commit makes them durable. */
 static void end__without_run__abandoned_bits_pending(void **state)
 {
+	(void)state;
 	char path[600];
 	struct fm_store *s = copying_pool(path, sizeof(path), "abandon", GRAINS);
 	struct fm_store_stats a = stats(s);
@@ -252,6 +254,7 @@ static void end__without_run__abandoned_bits_pending(void **state)
  * (with what was set meanwhile), nothing is shown; the retry commits all. */
 static void run__drain_fails__set_back_to_pending_then_retried(void **state)
 {
+	(void)state;
 	char path[600];
 	struct fm_store *s = copying_pool(path, sizeof(path), "runfail", GRAINS);
 
@@ -301,6 +304,7 @@ static void *commit_thread(void *arg)
  */
 static void split_commit__slow_drain__split_set_goes_on(void **state)
 {
+	(void)state;
 	char path[600];
 	struct fm_store *s = copying_pool(path, sizeof(path), "beside", GRAINS);
 	struct fm_store_map_info info;
@@ -376,6 +380,7 @@ static void *setter_thread(void *arg)
  */
 static void split_commit__callers_during_drain__one_more_commit(void **state)
 {
+	(void)state;
 	char path[600];
 	struct fm_store *s = copying_pool(path, sizeof(path), "group", GRAINS);
 	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -455,6 +460,7 @@ static void *restart_thread(void *arg)
  */
 static void restart__during_commit__waits_then_clears(void **state)
 {
+	(void)state;
 	char path[600];
 	struct fm_store *s = copying_pool(path, sizeof(path), "restart", GRAINS);
 	struct committer c = { .s = s };
@@ -514,6 +520,7 @@ static void *range_thread(void *arg)
  */
 static void split_set__could_fill_while_in_flight__waits_for_end(void **state)
 {
+	(void)state;
 	const uint64_t max = FM_STORE_PENDING_MAX;
 	char path[600];
 	struct fm_store *s = copying_pool(path, sizeof(path), "full", 2 * max);

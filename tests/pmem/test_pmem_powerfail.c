@@ -82,6 +82,7 @@ static void check_view(const char *where)
 
 static void on_flush(void *arg, const struct fm_persist *p, size_t off, size_t len)
 {
+	(void)arg;
 	if (sh.busy)
 		return;
 	for (size_t a = off & ~(size_t)63; a < off + len; a += 64) {
@@ -127,6 +128,7 @@ static void crash_image(const struct fm_persist *p)
 
 static int on_drain(void *arg, const struct fm_persist *p)
 {
+	(void)arg;
 	if (sh.busy)
 		return 0;
 	sh.drains++;

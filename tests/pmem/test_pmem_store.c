@@ -58,6 +58,7 @@ static uint8_t *golden_pool(const char *path, size_t *len)
 
 static void format__sb_roundtrip__le_on_media(void **state)
 {
+	(void)state;
 	struct fm_sb sb, back;
 	struct fm_sb_media m;
 
@@ -81,6 +82,7 @@ static void format__sb_roundtrip__le_on_media(void **state)
 
 static void format__slot_roundtrip__free_slot_all_zero(void **state)
 {
+	(void)state;
 	struct fm_slot s = { 0 }, back;
 	struct fm_slot_media m;
 	static const uint8_t zero[FM_SLOT_SIZE];
@@ -111,6 +113,7 @@ static void format__slot_roundtrip__free_slot_all_zero(void **state)
 
 static void format__crc32c__known_vector(void **state)
 {
+	(void)state;
 	/* RFC 3720 B.4: 32 bytes of zeros -> 0x8A9136AA */
 	static const uint8_t z[32];
 	assert_int_equal(fm_crc32c(z, 32), 0x8A9136AAu);
@@ -119,6 +122,7 @@ static void format__crc32c__known_vector(void **state)
 
 static void layout__limits__einval(void **state)
 {
+	(void)state;
 	struct fm_sb sb;
 	assert_int_equal(fm_layout_compute(&sb, 0, 10), -EINVAL);
 	assert_int_equal(fm_layout_compute(&sb, FM_SLOTS_MAX + 1, 10), -EINVAL);
@@ -146,9 +150,9 @@ static void resum_slot(uint8_t *b, uint32_t i)
 	fm_le32_put(&slot_of(b, i)->checksum, fm_slot_checksum(slot_of(b, i)));
 }
 
-static size_t c_zero(uint8_t *b, size_t n) { (void)b; return 0; }
-static size_t c_short(uint8_t *b, size_t n) { return 100; }
-static size_t c_trunc(uint8_t *b, size_t n) { return n - 4096; }
+static size_t c_zero(uint8_t *b, size_t n) { (void)n; (void)b; return 0; }
+static size_t c_short(uint8_t *b, size_t n) { (void)n; (void)b; return 100; }
+static size_t c_trunc(uint8_t *b, size_t n) { (void)b; return n - 4096; }
 static size_t c_sig(uint8_t *b, size_t n) { b[1] ^= 0x20; return n; }
 static size_t c_foreign(uint8_t *b, size_t n)
 {
@@ -291,6 +295,7 @@ static const struct corruption corruptions[] = {
 
 static void open__each_corruption__own_errno_no_write(void **state)
 {
+	(void)state;
 	char path[600];
 	size_t len, len2;
 	uint8_t *gold = golden_pool(fmt_path(path, sizeof(path), "gold"), &len);
@@ -324,6 +329,7 @@ static void open__each_corruption__own_errno_no_write(void **state)
 
 static void open__golden__state_and_bits(void **state)
 {
+	(void)state;
 	char path[600];
 	size_t len;
 	struct fm_store *s;
@@ -365,6 +371,7 @@ static void open__golden__state_and_bits(void **state)
 
 static void transition__illegal__eperm_nothing_written(void **state)
 {
+	(void)state;
 	char path[600];
 	struct fm_store *s;
 	struct fm_mapping m, out;
@@ -417,6 +424,7 @@ static void transition__illegal__eperm_nothing_written(void **state)
 
 static void set_rate__durable__nothing_else_changes(void **state)
 {
+	(void)state;
 	char path[600];
 	size_t len;
 	struct fm_store *s;
@@ -447,6 +455,7 @@ static void set_rate__durable__nothing_else_changes(void **state)
 
 static void restart__clears_bits__old_generation_estale(void **state)
 {
+	(void)state;
 	char path[600];
 	size_t len;
 	struct fm_store *s;
@@ -485,6 +494,7 @@ static int view_bit(const void *addr, uint64_t g)
 
 static void commit__many_bits__one_drain_then_published(void **state)
 {
+	(void)state;
 	char path[600];
 	size_t len;
 	struct fm_store *s;
@@ -572,6 +582,7 @@ static int drain_fails(void *arg, const struct fm_persist *p)
  */
 static void split_set__implicit_commit_fails__refused_not_overflowed(void **state)
 {
+	(void)state;
 	const uint64_t max = FM_STORE_PENDING_MAX;
 	struct fm_store_config cfg = { .max_mappings = 1, .max_grains = (max + 8) * 64 };
 	struct fm_persist_hooks fail = { NULL, drain_fails, NULL };
@@ -621,6 +632,7 @@ static void split_set__implicit_commit_fails__refused_not_overflowed(void **stat
 
 static void split_set_range__random_ranges__match_reference(void **state)
 {
+	(void)state;
 	char path[600];
 	struct fm_store *s;
 	struct fm_mapping m;
@@ -711,6 +723,7 @@ static void split_set_range__random_ranges__match_reference(void **state)
 #define GM 100 /* grains of golden mapping 1 */
 static void split_set_many__random_batches__match_reference(void **state)
 {
+	(void)state;
 	char path[600];
 	size_t len;
 	struct fm_store *s;
@@ -768,6 +781,7 @@ static void split_set_many__random_batches__match_reference(void **state)
 
 static void recovery__committed_record__replayed_on_open(void **state)
 {
+	(void)state;
 	char path[600];
 	size_t len;
 	uint8_t *b;
@@ -813,6 +827,7 @@ static void recovery__committed_record__replayed_on_open(void **state)
 
 static void applied_word__every_1_2_3_bit_flip__detected(void **state)
 {
+	(void)state;
 	static const uint64_t seqs[] = { 0, 1, 5, 0xffff, UINT64_C(0x123456789a),
 					 FM_SEQ_MAX };
 	uint64_t got;
@@ -846,6 +861,7 @@ static void applied_word__every_1_2_3_bit_flip__detected(void **state)
  * as it was. */
 static void open__applied_word_flipped__refused_bits_kept(void **state)
 {
+	(void)state;
 	char path[600];
 	size_t len, len2;
 	uint8_t *gold = golden_pool(fmt_path(path, sizeof(path), "flip"), &len);
@@ -878,6 +894,7 @@ static void open__applied_word_flipped__refused_bits_kept(void **state)
 /* A 1.0 pool: opened, used and still 1.0 after; nothing known of owners. */
 static void legacy_1_0__opens_works_stays_1_0__owner_unknown(void **state)
 {
+	(void)state;
 	char path[600];
 	size_t len;
 	uint8_t *b = golden_pool(fmt_path(path, sizeof(path), "legacy"), &len);
@@ -928,6 +945,7 @@ static void legacy_1_0__opens_works_stays_1_0__owner_unknown(void **state)
 /* An older binary must refuse a 1.1 pool: it knows no incompat bits. */
 static void format_1_1__new_pools__incompat_bits_set(void **state)
 {
+	(void)state;
 	char path[600];
 	size_t len;
 	uint8_t *b = golden_pool(fmt_path(path, sizeof(path), "v11"), &len);
@@ -959,6 +977,7 @@ static void owner_expect(struct fm_store *s, uint64_t inc, uint32_t hold)
 
 static void owner__begin_settle__incarnations_and_hold(void **state)
 {
+	(void)state;
 	char path[600];
 	size_t len;
 	struct fm_store *s;
@@ -1053,6 +1072,7 @@ static void torn_owner_images(const uint8_t *old, const uint8_t *neu, size_t len
  */
 static void owner__every_torn_write__old_or_new(void **state)
 {
+	(void)state;
 	char path[600], img_path[600];
 	size_t len, l2;
 	struct fm_store *s;
@@ -1109,6 +1129,7 @@ static int open_in_child(const char *path)
  * holder ("pid N" where /proc/locks shows it, else "another process"). */
 static void open__pool_in_use__ebusy_until_closed(void **state)
 {
+	(void)state;
 	char path[600], want_pid[700], want_any[700];
 	size_t len;
 	struct fm_store *s, *s2 = (void *)1;
@@ -1151,6 +1172,7 @@ static void on_alarm(int sig)
  * opened for blocking I/O, never created, truncated or removed. */
 static void open__not_a_pool_file__refused_without_blocking(void **state)
 {
+	(void)state;
 	char fifo[600], dir[600];
 	struct fm_store *s = (void *)1;
 	struct stat st;
@@ -1179,6 +1201,7 @@ static void open__not_a_pool_file__refused_without_blocking(void **state)
 
 static void create__exists_and_bad_config(void **state)
 {
+	(void)state;
 	char path[600];
 	struct fm_store *s;
 	struct fm_store_config bad = small_cfg;

@@ -21,7 +21,8 @@
  *  - when the session ends, for whatever reason, it discards every
  *    mapping, blocks new brackets and steps, and QUIESCES: it waits until
  *    every open bracket ended, and only then reports it to the owner
- *    (BYE{QUIESCED}, or the next HELLO if the link is gone) and closes
+ *    (BYE{QUIESCED} if the link works, and the next HELLO vouches for it
+ *    either way: a BYE behind spent credits may never arrive) and closes
  *    (R3).  No new session starts before that.
  *
  * Engine interface: fm_client_io_begin/io_end and fm_client_step_check
@@ -69,10 +70,13 @@ struct fm_client_cfg {
 int fm_client_new(struct fm_client **out, const struct fm_client_cfg *cfg);
 void fm_client_delete(struct fm_client **cp);
 
-/* ---- events (protocol thread) ---- */
+/* ---- events (protocol thread) ----
+ * Every event takes `now` (ms, the driver's monotonic clock): one time
+ * source for the machine, so tests drive it in simulated time; a few
+ * events have nothing to time and ignore it. */
 /* The driver connected the transport: send HELLO (vouching for the
- * previous session if it quiesced without being able to say so).  From
- * IDLE or CLOSED; -EBUSY otherwise (QUIESCING included). */
+ * previous session once it quiesced, whether or not its BYE got out).
+ * From IDLE or CLOSED; -EBUSY otherwise (QUIESCING included). */
 int fm_client_connect(struct fm_client *c, uint64_t now);
 /* One datagram from the owner.  A bad one closes the session (returns 0). */
 int fm_client_recv(struct fm_client *c, const void *buf, size_t len, uint64_t now);

@@ -286,7 +286,7 @@ void demo_run_adopt(struct demo_run *run, const char *path);
 int demo_key_write(struct demo_run *run, const struct demo_cfg *cfg);
 int demo_owner_start(const struct demo_cfg *cfg, struct demo_run *run);
 /* SIGTERM and wait; 0 when it exited 0 */
-int demo_owner_stop(const struct demo_cfg *cfg, struct demo_run *run);
+int demo_owner_stop(struct demo_run *run);
 void demo_owner_log_tail(const struct demo_cfg *cfg, int lines);
 /* one control command (printf-style, no newline); answer into out */
 int demo_ctl(const struct demo_cfg *cfg, char *out, size_t cap, const char *fmt, ...)

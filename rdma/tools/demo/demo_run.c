@@ -292,7 +292,7 @@ int demo_owner_start(const struct demo_cfg *cfg, struct demo_run *run)
 		      cfg->ctl);
 }
 
-int demo_owner_stop(const struct demo_cfg *cfg, struct demo_run *run)
+int demo_owner_stop(struct demo_run *run)
 {
 	uint64_t end;
 	int st;

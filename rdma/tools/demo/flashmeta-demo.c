@@ -492,7 +492,7 @@ static int run(struct demo_cfg *cfg, struct demo_run *runp, struct demo_report *
 	} else {
 		problem(r, "the owner did not answer status: %s", fm_errormsg());
 	}
-	if (demo_owner_stop(cfg, runp))
+	if (demo_owner_stop(runp))
 		problem(r, "%s", fm_errormsg());
 	r->owner_exit = runp->owner_exit;
 	r->total_s = ms_since(t0) / 1e3;
@@ -544,7 +544,7 @@ int main(int argc, char **argv)
 
 		snprintf(msg, sizeof(msg), "%s", fm_errormsg());
 		kids_kill();
-		if (runx.owner > 0 && demo_owner_stop(&cfg, &runx))
+		if (runx.owner > 0 && demo_owner_stop(&runx))
 			demo_owner_log_tail(&cfg, 20);
 		fprintf(stderr, DEMO_NAME ": %s\n", msg);
 		fprintf(stderr, "invariant: UNKNOWN (the run did not finish)\n");

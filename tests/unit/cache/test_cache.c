@@ -91,6 +91,7 @@ static void keep_nothing__inserts_checked_then_dropped__lookups_miss(void **stat
 
 static void insert__left_neighbour__one_range(void **state)
 {
+	(void)state;
 	uint64_t e;
 	struct fm_cache *c = granted(1000, &e);
 
@@ -107,6 +108,7 @@ static void insert__left_neighbour__one_range(void **state)
 
 static void insert__right_neighbour__one_range(void **state)
 {
+	(void)state;
 	uint64_t e;
 	struct fm_cache *c = granted(1000, &e);
 
@@ -119,6 +121,7 @@ static void insert__right_neighbour__one_range(void **state)
 
 static void insert__both_neighbours__one_range(void **state)
 {
+	(void)state;
 	uint64_t e;
 	struct fm_cache_stats st;
 	struct fm_cache *c = granted(1000, &e);
@@ -136,6 +139,7 @@ static void insert__both_neighbours__one_range(void **state)
 
 static void insert__overlaps__one_range(void **state)
 {
+	(void)state;
 	uint64_t e;
 	struct fm_cache *c = granted(100000, &e);
 
@@ -157,6 +161,7 @@ static void insert__overlaps__one_range(void **state)
 
 static void insert__contiguous_singles__one_range(void **state)
 {
+	(void)state;
 	uint64_t e, n = 70000;
 	struct fm_cache *c = granted(n, &e);
 
@@ -179,6 +184,7 @@ static void insert__contiguous_singles__one_range(void **state)
 
 static void discard__middle__splits_in_two(void **state)
 {
+	(void)state;
 	uint64_t e;
 	struct fm_cache *c = granted(1 << 20, &e);
 
@@ -210,6 +216,7 @@ static void discard__middle__splits_in_two(void **state)
 
 static void discard__bad_range__erange(void **state)
 {
+	(void)state;
 	uint64_t e;
 	struct fm_cache *c = granted(100, &e);
 
@@ -224,6 +231,7 @@ static void discard__bad_range__erange(void **state)
 
 static void epoch__discard_between__estale(void **state)
 {
+	(void)state;
 	uint64_t e, e2;
 	struct fm_cache_stats st;
 	struct fm_cache *c = granted(100, &e);
@@ -250,6 +258,7 @@ static void epoch__discard_between__estale(void **state)
 
 static void map_discard__ranges__all_miss(void **state)
 {
+	(void)state;
 	uint64_t e;
 	struct fm_cache *c = granted(1000, &e);
 
@@ -265,6 +274,7 @@ static void map_discard__ranges__all_miss(void **state)
 
 static void grant__new_generation__drops_ranges(void **state)
 {
+	(void)state;
 	uint64_t e, e2;
 	struct fm_cache *c = granted(1000, &e);
 
@@ -283,6 +293,7 @@ static void grant__new_generation__drops_ranges(void **state)
 
 static void lookup__invalid_mapping__misses(void **state)
 {
+	(void)state;
 	struct fm_cache *c = new_cache(0);
 	uint64_t e;
 
@@ -309,6 +320,7 @@ static void lookup__invalid_mapping__misses(void **state)
 
 static void insert__bad_range__erange(void **state)
 {
+	(void)state;
 	uint64_t e;
 	struct fm_cache *c = granted(100, &e);
 
@@ -321,6 +333,7 @@ static void insert__bad_range__erange(void **state)
 
 static void new__bad_args__einval(void **state)
 {
+	(void)state;
 	struct fm_cache *c = NULL;
 
 	assert_int_equal(fm_cache_new(&c, NULL), -EINVAL);
@@ -352,6 +365,7 @@ static void new__bad_args__einval(void **state)
 
 static void stats__counts(void **state)
 {
+	(void)state;
 	uint64_t e, r;
 	struct fm_cache_stats st;
 	struct fm_cache *c = granted(1000, &e);
@@ -385,6 +399,7 @@ static void stats__counts(void **state)
 
 static void budget__many_ranges__evicts_to_fit(void **state)
 {
+	(void)state;
 	size_t budget = 64 * 1024;
 	struct fm_cache *c = new_cache(budget);
 	struct fm_cache_stats st;
@@ -409,6 +424,7 @@ static void budget__many_ranges__evicts_to_fit(void **state)
 
 static void budget__referenced__survives(void **state)
 {
+	(void)state;
 	size_t budget = 32 * 1024;
 	struct fm_cache *c = new_cache(budget);
 	uint64_t e, hot = 0;
@@ -650,6 +666,7 @@ static uint64_t differential_run(uint64_t seed, uint64_t ops, size_t budget)
 
 static void differential__random_ops__matches_bitmap(void **state)
 {
+	(void)state;
 	uint64_t total = 0;
 
 	for (uint64_t seed = 1; seed <= 4; seed++)
@@ -659,6 +676,7 @@ static void differential__random_ops__matches_bitmap(void **state)
 
 static void differential__small_budget__sound(void **state)
 {
+	(void)state;
 	uint64_t total = 0;
 
 	/* budgets from "barely the fixed overhead" to "some hundred ranges" */

@@ -162,11 +162,13 @@ static void run(size_t budget)
 
 static void mt__readers_and_writer__hits_sound(void **state)
 {
+	(void)state;
 	run(0);
 }
 
 static void mt__readers_and_evicting_writer__hits_sound(void **state)
 {
+	(void)state;
 	run(16 * 1024);
 }
 

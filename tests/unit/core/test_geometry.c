@@ -36,6 +36,7 @@ static void assert_untouched(const struct fm_geom *g)
 
 static void init__default_grain__64k(void **state)
 {
+	(void)state;
 	struct fm_geom g;
 
 	assert_int_equal(fm_geom_init(&g, 1 * MiB, 0), 0);
@@ -47,6 +48,7 @@ static void init__default_grain__64k(void **state)
 
 static void init__zero_volume__einval(void **state)
 {
+	(void)state;
 	struct fm_geom g = marked();
 
 	fm_err_clear();
@@ -57,6 +59,7 @@ static void init__zero_volume__einval(void **state)
 
 static void init__above_max__einval(void **state)
 {
+	(void)state;
 	struct fm_geom g = marked();
 
 	assert_int_equal(fm_geom_init(&g, FM_VOLUME_SIZE_MAX + FM_SECTOR_SIZE, 0), -EINVAL);
@@ -68,6 +71,7 @@ static void init__above_max__einval(void **state)
 
 static void init__max_volume_max_grain__no_overflow(void **state)
 {
+	(void)state;
 	struct fm_geom g;
 
 	assert_int_equal(fm_geom_init(&g, FM_VOLUME_SIZE_MAX, GiB), 0);
@@ -82,6 +86,7 @@ static void init__max_volume_max_grain__no_overflow(void **state)
 
 static void init__not_sector_aligned__einval(void **state)
 {
+	(void)state;
 	struct fm_geom g = marked();
 
 	assert_int_equal(fm_geom_init(&g, 1 * MiB + 1, 0), -EINVAL);
@@ -92,6 +97,7 @@ static void init__not_sector_aligned__einval(void **state)
 
 static void init__grain_not_power_of_two__einval(void **state)
 {
+	(void)state;
 	struct fm_geom g = marked();
 
 	assert_int_equal(fm_geom_init(&g, 1 * MiB, 3000), -EINVAL);
@@ -103,6 +109,7 @@ static void init__grain_not_power_of_two__einval(void **state)
 
 static void init__grain_out_of_bounds__einval(void **state)
 {
+	(void)state;
 	struct fm_geom g = marked();
 
 	assert_int_equal(fm_geom_init(&g, 1 * MiB, 2 * KiB), -EINVAL);
@@ -115,6 +122,7 @@ static void init__grain_out_of_bounds__einval(void **state)
 
 static void init__grain_bounds__accepted(void **state)
 {
+	(void)state;
 	struct fm_geom g;
 
 	assert_int_equal(fm_geom_init(&g, 1 * MiB, 4 * KiB), 0);
@@ -129,11 +137,13 @@ static void init__grain_bounds__accepted(void **state)
 
 static void init__null__einval(void **state)
 {
+	(void)state;
 	assert_int_equal(fm_geom_init(NULL, 1 * MiB, 0), -EINVAL);
 }
 
 static void grain_bytes__partial_last__remainder(void **state)
 {
+	(void)state;
 	struct fm_geom g;
 
 	/* 4 full 4 KiB grains and one of 1 KiB. */
@@ -151,6 +161,7 @@ static void grain_bytes__partial_last__remainder(void **state)
 
 static void grain_bytes__exact_multiple__all_full(void **state)
 {
+	(void)state;
 	struct fm_geom g;
 
 	assert_int_equal(fm_geom_init(&g, 16 * KiB, 4 * KiB), 0);
@@ -161,6 +172,7 @@ static void grain_bytes__exact_multiple__all_full(void **state)
 
 static void range__basic__grains(void **state)
 {
+	(void)state;
 	struct fm_geom g;
 	uint64_t f, l;
 
@@ -180,6 +192,7 @@ static void range__basic__grains(void **state)
 
 static void range__zero_length__einval(void **state)
 {
+	(void)state;
 	struct fm_geom g;
 	uint64_t f = 7, l = 7;
 
@@ -190,6 +203,7 @@ static void range__zero_length__einval(void **state)
 
 static void range__past_end__erange(void **state)
 {
+	(void)state;
 	struct fm_geom g;
 	uint64_t f = 7, l = 7;
 
@@ -204,6 +218,7 @@ static void range__past_end__erange(void **state)
 
 static void range__overflow_near_uint64_max__erange(void **state)
 {
+	(void)state;
 	struct fm_geom g;
 	uint64_t f = 7, l = 7;
 
@@ -223,6 +238,7 @@ static void range__overflow_near_uint64_max__erange(void **state)
 
 static void range__null__einval(void **state)
 {
+	(void)state;
 	struct fm_geom g;
 	uint64_t f, l;
 
@@ -235,6 +251,7 @@ static void range__null__einval(void **state)
 /* Every byte range of a small odd volume against a per-byte count. */
 static void range__all_small_ranges__match_division(void **state)
 {
+	(void)state;
 	struct fm_geom g;
 	const uint64_t vol = 17 * KiB + 512;
 

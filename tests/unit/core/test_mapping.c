@@ -61,6 +61,7 @@ static struct fm_mapping fresh(void)
 
 static void next_state__all_pairs__match_table(void **state)
 {
+	(void)state;
 	int n_ok = 0;
 
 	for (int s = 0; s < FM_MAP_STATE_COUNT; s++) {
@@ -85,6 +86,7 @@ static void next_state__all_pairs__match_table(void **state)
 
 static void apply__all_pairs__state_and_generation(void **state)
 {
+	(void)state;
 	for (int s = 0; s < FM_MAP_STATE_COUNT; s++) {
 		for (int ev = 0; ev < FM_MAP_EV_COUNT; ev++) {
 			struct fm_mapping m = fresh(), before;
@@ -111,6 +113,7 @@ static void apply__all_pairs__state_and_generation(void **state)
 
 static void apply__full_cycle__generation_counts_starts(void **state)
 {
+	(void)state;
 	struct fm_mapping m = fresh();
 	const enum fm_map_event cycle[] = {
 		FM_MAP_EV_PREPARE, FM_MAP_EV_PREPARE_DONE, FM_MAP_EV_START,
@@ -127,6 +130,7 @@ static void apply__full_cycle__generation_counts_starts(void **state)
 
 static void apply__generation_at_max__eoverflow_unchanged(void **state)
 {
+	(void)state;
 	struct fm_mapping m = fresh(), before;
 
 	m.state = FM_MAP_PREPARED;
@@ -138,6 +142,7 @@ static void apply__generation_at_max__eoverflow_unchanged(void **state)
 
 static void apply__out_of_range__einval_unchanged(void **state)
 {
+	(void)state;
 	struct fm_mapping m = fresh(), before = m;
 
 	assert_int_equal(fm_mapping_apply(&m, FM_MAP_EV_COUNT), -EINVAL);
@@ -153,6 +158,7 @@ static void apply__out_of_range__einval_unchanged(void **state)
 
 static void next_state__out_of_range__einval(void **state)
 {
+	(void)state;
 	assert_int_equal(fm_map_next_state(FM_MAP_STATE_COUNT, FM_MAP_EV_PREPARE), -EINVAL);
 	assert_int_equal(fm_map_next_state((enum fm_map_state)-1, FM_MAP_EV_PREPARE), -EINVAL);
 	assert_int_equal(fm_map_next_state(FM_MAP_IDLE_OR_COPIED, FM_MAP_EV_COUNT), -EINVAL);
@@ -161,6 +167,7 @@ static void next_state__out_of_range__einval(void **state)
 
 static void names__all__distinct_and_question_mark_outside(void **state)
 {
+	(void)state;
 	for (int i = 0; i < FM_MAP_STATE_COUNT; i++) {
 		assert_string_not_equal(fm_map_state_name(i), "?");
 		for (int j = 0; j < i; j++)
@@ -181,6 +188,7 @@ static void names__all__distinct_and_question_mark_outside(void **state)
 
 static void init__valid__idle_generation_zero(void **state)
 {
+	(void)state;
 	struct fm_mapping m;
 
 	memset(&m, 0xa5, sizeof(m));
@@ -196,6 +204,7 @@ static void init__valid__idle_generation_zero(void **state)
 
 static void init__source_equals_target__einval(void **state)
 {
+	(void)state;
 	struct fm_mapping m, before;
 
 	memset(&m, 0xa5, sizeof(m));
@@ -207,6 +216,7 @@ static void init__source_equals_target__einval(void **state)
 
 static void init__bad_geometry__einval(void **state)
 {
+	(void)state;
 	struct fm_mapping m, before;
 
 	memset(&m, 0xa5, sizeof(m));

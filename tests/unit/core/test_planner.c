@@ -184,6 +184,7 @@ static void check_case(const struct fm_geom *g, unsigned int bits, bool active,
 
 static void plan__exhaustive_small_volumes__match_reference(void **state)
 {
+	(void)state;
 	/* 4.5 grains, 4 grains + 1 sector, exactly 5 grains. */
 	const uint64_t vols[] = { 4 * GRAIN + 2048, 4 * GRAIN + SECT, 5 * GRAIN };
 	unsigned long n_cases = 0;
@@ -210,6 +211,7 @@ static void plan__exhaustive_small_volumes__match_reference(void **state)
 /* The header's example, by hand: mid grain 0 to mid grain 4, 1-2 split. */
 static void plan__design_example__by_hand(void **state)
 {
+	(void)state;
 	struct fm_geom g;
 	struct fm_extent ext[8];
 	struct fm_grain_range lock[8];
@@ -243,6 +245,7 @@ static void plan__design_example__by_hand(void **state)
 
 static void plan__whole_partial_last_grain__write_and_split(void **state)
 {
+	(void)state;
 	struct fm_geom g;
 	struct fm_extent ext[4];
 	struct fm_grain_range lock[4];
@@ -264,6 +267,7 @@ static void plan__whole_partial_last_grain__write_and_split(void **state)
 
 static bool all_split(void *ctx, uint64_t grain, uint64_t *run)
 {
+	(void)grain;
 	unsigned int *calls = ctx;
 
 	(*calls)++;
@@ -273,6 +277,7 @@ static bool all_split(void *ctx, uint64_t grain, uint64_t *run)
 
 static void plan__huge_split_run__one_call(void **state)
 {
+	(void)state;
 	struct fm_geom g;
 	struct fm_extent ext[1];
 	struct fm_plan p;
@@ -299,12 +304,15 @@ static void plan__huge_split_run__one_call(void **state)
 
 static bool must_not_be_called(void *ctx, uint64_t grain, uint64_t *run)
 {
+	(void)ctx;
+	(void)run;
 	fail_msg("is_split called for grain %llu", (unsigned long long)grain);
 	return false;
 }
 
 static void plan__inactive_or_source_read__direct_no_calls(void **state)
 {
+	(void)state;
 	struct fm_geom g;
 	struct fm_extent ext[1];
 	struct fm_plan p;
@@ -327,6 +335,7 @@ static void plan__inactive_or_source_read__direct_no_calls(void **state)
 
 static void plan__invalid_inputs__einval_erange(void **state)
 {
+	(void)state;
 	struct fm_geom g;
 	struct fm_extent ext[8];
 	struct fm_grain_range lock[8];
@@ -377,6 +386,7 @@ static void plan__invalid_inputs__einval_erange(void **state)
 
 static void plan__zero_capacity__enospc_with_sizes(void **state)
 {
+	(void)state;
 	struct fm_geom g;
 	struct bitmap_src src = { .grain_count = 5, .bits = 0x4, .hi = 4 };
 	struct fm_plan p;
@@ -393,6 +403,7 @@ static void plan__zero_capacity__enospc_with_sizes(void **state)
 
 static void names__all__distinct(void **state)
 {
+	(void)state;
 	for (int i = 0; i < FM_IO_OP_COUNT; i++)
 		for (int j = 0; j < i; j++)
 			assert_string_not_equal(fm_io_op_name(i), fm_io_op_name(j));

@@ -35,6 +35,7 @@ static void up(struct sim *s, int n, uint32_t term)
 
 static void join_auth__right_key_joins_wrong_key_refused(void **state)
 {
+	(void)state;
 	struct fm_owner_stats st;
 
 	sim_init(&S, 1, 2, 300);
@@ -60,6 +61,7 @@ static void join_auth__right_key_joins_wrong_key_refused(void **state)
 
 static void lock_commit__uncontended__no_lock_messages(void **state)
 {
+	(void)state;
 	const struct sim_note *n;
 	struct fm_owner_stats st;
 
@@ -94,6 +96,7 @@ static void lock_commit__uncontended__no_lock_messages(void **state)
 
 static void contention__queued_granted_in_order_then_free(void **state)
 {
+	(void)state;
 	const struct sim_note *b, *c;
 	int mark;
 
@@ -144,6 +147,7 @@ static int64_t sess_age(uint64_t conn)
  * a word has waited (FIFO, only active sessions'), how old a session is */
 static void introspection__oldest_waiter_and_session_age(void **state)
 {
+	(void)state;
 	struct fm_owner_session_info v[4];
 	struct fm_owner_lock_info li;
 	uint64_t t1, t2, w0;
@@ -217,6 +221,7 @@ static void introspection__oldest_waiter_and_session_age(void **state)
 
 static void commit__ack_only_after_persist_done(void **state)
 {
+	(void)state;
 	up(&S, 1, 300);
 	S.hold_persist = true;
 	fm_client_lock(S.c[0].cl, 101, 3, 1, S.now);
@@ -239,6 +244,7 @@ static void commit__ack_only_after_persist_done(void **state)
 
 static void release__waits_for_inflight_io_then_released(void **state)
 {
+	(void)state;
 	up(&S, 1, 300);
 	S.auto_update = false;
 	S.store[0].bitmap[0] = 0xff; /* grains 0..7 split */
@@ -269,6 +275,7 @@ static void release__waits_for_inflight_io_then_released(void **state)
  * a bracket ended by another thread, and a thread without a cell. */
 static void release__waits_for_brackets_in_reader_cells(void **state)
 {
+	(void)state;
 	struct fm_client_reader *r1, *r2;
 	struct fm_client_pin p1, p2, p3, shared;
 	struct fm_wire_mapdesc d;
@@ -316,6 +323,7 @@ static void release__waits_for_brackets_in_reader_cells(void **state)
 /* More readers than the client keeps: the rest count in the shared word. */
 static void readers__beyond_the_limit_refused_with_enospc(void **state)
 {
+	(void)state;
 	struct fm_client_reader *r;
 	int n = 0;
 
@@ -329,6 +337,7 @@ static void readers__beyond_the_limit_refused_with_enospc(void **state)
 
 static void lease_expiry__fence__locks_reclaimed_and_handed_over(void **state)
 {
+	(void)state;
 	struct fm_owner_stats st;
 	const struct sim_note *n;
 
@@ -357,6 +366,7 @@ static void lease_expiry__fence__locks_reclaimed_and_handed_over(void **state)
  * held until a later FENCE succeeds (the owner retries at its tick). */
 static void fence__failed_fence__locks_held_until_a_retry_succeeds(void **state)
 {
+	(void)state;
 	struct fm_owner_stats st;
 
 	up(&S, 2, 300);
@@ -383,6 +393,7 @@ static void fence__failed_fence__locks_held_until_a_retry_succeeds(void **state)
 
 static void lease_lapse__client_discards_before_owner_fences(void **state)
 {
+	(void)state;
 	uint64_t cut;
 
 	up(&S, 1, 300);
@@ -402,6 +413,7 @@ static void lease_lapse__client_discards_before_owner_fences(void **state)
 
 static void release_racing_fetch__stale_fill_refused(void **state)
 {
+	(void)state;
 	const struct sim_note *n;
 
 	up(&S, 1, 300);
@@ -427,6 +439,7 @@ static void release_racing_fetch__stale_fill_refused(void **state)
 
 static void garbage__closes_only_that_session(void **state)
 {
+	(void)state;
 	uint8_t junk[64];
 	struct fm_owner_stats st;
 
@@ -462,6 +475,7 @@ static void garbage__closes_only_that_session(void **state)
 /* Owner refusals (ERROR) complete the operation they refer to. */
 static void error__refused_lock_request__locked_fails_with_owner_code(void **state)
 {
+	(void)state;
 	const struct sim_note *n;
 	int mark;
 
@@ -523,6 +537,7 @@ static void error__refused_lock_request__locked_fails_with_owner_code(void **sta
  * refused with ERROR -ENOLCK and nothing is persisted. */
 static void commit__lock_word_not_held__refused_enolck_bitmap_unchanged(void **state)
 {
+	(void)state;
 	const struct sim_note *n;
 	struct fm_owner_stats st;
 	uint64_t theirs;
@@ -567,6 +582,7 @@ static void commit__lock_word_not_held__refused_enolck_bitmap_unchanged(void **s
  * that copy has not finished. */
 static void fence__reclaim_waits_for_the_sessions_persist(void **state)
 {
+	(void)state;
 	const struct sim_note *n;
 
 	up(&S, 2, 300);
@@ -613,6 +629,7 @@ static struct fm_owner_stats ostats(void)
  * lets the grant go. */
 static void session_end__broken_link_bracket_open__killed_after_quiesce_wait(void **state)
 {
+	(void)state;
 	uint64_t t0;
 
 	up(&S, 1, 300);
@@ -645,6 +662,7 @@ static void session_end__broken_link_bracket_open__killed_after_quiesce_wait(voi
  * nobody killed, no waiting for the lease. */
 static void session_end__broken_link_then_quiesced__vouched_in_next_hello(void **state)
 {
+	(void)state;
 	uint64_t t0;
 
 	up(&S, 1, 300);
@@ -676,6 +694,7 @@ static void session_end__broken_link_then_quiesced__vouched_in_next_hello(void *
  * the lease ran out (R4c) -- the one place the timing bound is assumed. */
 static void session_end__verbs_broken_link__released_by_the_lease_timer(void **state)
 {
+	(void)state;
 	uint64_t t0;
 
 	up(&S, 1, 300);
@@ -703,6 +722,7 @@ static void session_end__verbs_broken_link__released_by_the_lease_timer(void **s
  * BYE{QUIESCED}; the lock is handed on only after that. */
 static void session_end__owner_bye__lock_held_until_the_client_quiesced(void **state)
 {
+	(void)state;
 	uint8_t junk[64];
 	const struct sim_note *n;
 
@@ -737,6 +757,7 @@ static void session_end__owner_bye__lock_held_until_the_client_quiesced(void **s
  * then does the next client get the grain. */
 static void stall__thawed_within_the_quiesce_wait__lock_held_until_its_step_ended(void **state)
 {
+	(void)state;
 	uint64_t t0;
 
 	up(&S, 2, 300);
@@ -769,6 +790,7 @@ static void stall__thawed_within_the_quiesce_wait__lock_held_until_its_step_ende
  * lease timer and restarted the map meanwhile.) */
 static void io_begin__thawed_after_the_lease_ran_out__refuses_to_trust(void **state)
 {
+	(void)state;
 	uint64_t t0;
 
 	up(&S, 1, 300);
@@ -793,6 +815,7 @@ static void io_begin__thawed_after_the_lease_ran_out__refuses_to_trust(void **st
  * lapse "expired"; the token is incarnation << 32 | epoch. */
 static void step_check__margin_then_expired__token(void **state)
 {
+	(void)state;
 	int rc = 0;
 
 	up(&S, 1, 300);
@@ -817,6 +840,7 @@ static void step_check__margin_then_expired__token(void **state)
  * maps are granted again with their lock tables and the caches stay. */
 static void restart_grace__no_locks_until_it_ends__caches_kept(void **state)
 {
+	(void)state;
 	const struct sim_note *n;
 	uint64_t t0;
 	int mark;
@@ -865,6 +889,7 @@ static void restart_grace__no_locks_until_it_ends__caches_kept(void **state)
  * own wait timed out (fm-pit --long: 8 s stalls after owner restarts). */
 static void restart_grace__transition_when_due__regrants_first(void **state)
 {
+	(void)state;
 	int mark, granted = -1, released = -1;
 	uint64_t t0;
 
@@ -897,6 +922,7 @@ static void restart_grace__transition_when_due__regrants_first(void **state)
 /* A peer may not make the owner queue without bound. */
 static void limits__lock_requests_over_the_session_limit_refused(void **state)
 {
+	(void)state;
 	int refused = 0, granted = 0;
 
 	up(&S, 2, 300);
@@ -926,6 +952,7 @@ static void limits__lock_requests_over_the_session_limit_refused(void **state)
  * session is reported down only once every word was looked at. */
 static void reclaim__failed_scan_reads_retried_not_skipped(void **state)
 {
+	(void)state;
 	up(&S, 2, 300);
 	fm_client_lock(S.c[0].cl, 100, 20, 1, S.now);
 	sim_run(&S, S.now + 10);
@@ -950,6 +977,7 @@ static void reclaim__failed_scan_reads_retried_not_skipped(void **state)
  * queues it at the owner and hands the granted word over. */
 static void engine__lock_wait_handover_then_range_commit(void **state)
 {
+	(void)state;
 	const struct sim_note *n;
 	struct fm_wire_mapdesc d;
 	uint64_t mine;
@@ -1014,6 +1042,7 @@ static void engine__lock_wait_handover_then_range_commit(void **state)
  * hands the word to the waiter. */
 static void engine__unlock_notify_hands_over(void **state)
 {
+	(void)state;
 	const struct sim_note *n;
 	uint64_t mine;
 
@@ -1041,6 +1070,7 @@ static void engine__unlock_notify_hands_over(void **state)
  * instead, and the release then hands the grain over. */
 static void engine__stale_armed_word_in_a_request__real_holder_armed(void **state)
 {
+	(void)state;
 	const struct sim_note *n;
 	uint64_t a, stale;
 
@@ -1175,6 +1205,7 @@ static void idle(struct sim *s, int i, struct engine *e)
 
 static void soak_kill(struct sim *s, int i)
 {
+	(void)s;
 	/* the process is gone: its I/O stops with it */
 	memset(eng[i], 0, sizeof(eng[i]));
 	kills++;
@@ -1439,6 +1470,7 @@ static void soak_model(const struct soak_model *md)
 
 static void soak__shm_model__long_steps_need_no_timing_bound(void **state)
 {
+	(void)state;
 	/* copies and stops of up to 3 leases: far beyond M + G */
 	static const struct soak_model md = { "shm", true, 600, 600, false, false, 24,
 					      400, 600, 250 };
@@ -1448,6 +1480,7 @@ static void soak__shm_model__long_steps_need_no_timing_bound(void **state)
 
 static void soak__verbs_model__steps_within_the_bound(void **state)
 {
+	(void)state;
 	/* a copy plus any stop stays within M + G: the documented bound */
 	static const struct soak_model md = { "verbs", false, 66 + 50 - 30, 20, false, false, 6,
 					      1000, 500, 200 };
@@ -1457,6 +1490,7 @@ static void soak__verbs_model__steps_within_the_bound(void **state)
 
 static void soak__verbs_model__steps_beyond_the_bound_are_caught(void **state)
 {
+	(void)state;
 	static const struct soak_model md = { "verbs-beyond-bound", false, 600, 600, false,
 					      true, 6, 0, 0, 0 };
 
@@ -1465,6 +1499,7 @@ static void soak__verbs_model__steps_beyond_the_bound_are_caught(void **state)
 
 static void soak__owner_restarts__restart_grace(void **state)
 {
+	(void)state;
 	/* restarts: the grace covers steps within M + G (R6) */
 	static const struct soak_model md = { "owner-restarts", true, 66 + 50 - 30, 20,
 					      true, false, 6, 1000, 500, 200 };

@@ -182,6 +182,7 @@ static int enc(uint16_t type, uint8_t *buf)
 /* ---- crypto primitives ---- */
 static void sha256__fips_vectors(void **state)
 {
+	(void)state;
 	struct fm_sha256 s;
 	uint8_t out[32], want[32];
 	static uint8_t million[1000000];
@@ -216,6 +217,7 @@ static void sha256__fips_vectors(void **state)
 
 static void hmac__rfc4231_vectors(void **state)
 {
+	(void)state;
 	static const struct {
 		const char *key_hex; /* NULL: use key_fill x key_len */
 		uint8_t key_fill;
@@ -264,6 +266,7 @@ static void hmac__rfc4231_vectors(void **state)
 
 static void auth_mac__binds_every_input(void **state)
 {
+	(void)state;
 	uint8_t cn[16] = { 1 }, on[16] = { 2 }, a[32], b[32];
 
 	fm_wire_auth_mac("key", 3, 7, cn, on, 99, a);
@@ -281,6 +284,7 @@ static void auth_mac__binds_every_input(void **state)
 
 static void crc32c__check_value(void **state)
 {
+	(void)state;
 	assert_int_equal(fm_crc32c("123456789", 9), 0xe3069283u);
 	assert_int_equal(fm_crc32c("", 0), 0);
 }
@@ -288,6 +292,7 @@ static void crc32c__check_value(void **state)
 /* ---- round trips ---- */
 static void roundtrip__every_type__bytes_and_fields(void **state)
 {
+	(void)state;
 	for (uint16_t t = 1; t < FM_MSG_TYPE_END; t++) {
 		uint8_t a[FM_WIRE_MAX_MSG], b[FM_WIRE_MAX_MSG];
 		struct fm_msg m, d;
@@ -309,6 +314,7 @@ static void roundtrip__every_type__bytes_and_fields(void **state)
 
 static void roundtrip__welcome__descriptors_survive(void **state)
 {
+	(void)state;
 	uint8_t buf[FM_WIRE_MAX_MSG];
 	struct fm_msg m, d;
 	int n;
@@ -340,6 +346,7 @@ static void roundtrip__welcome__descriptors_survive(void **state)
 
 static void roundtrip__copy_claim_and_batch__every_field_at_its_offset(void **state)
 {
+	(void)state;
 	uint8_t buf[FM_WIRE_MAX_MSG];
 	struct fm_msg m, d;
 	int n;
@@ -385,6 +392,7 @@ static void roundtrip__copy_claim_and_batch__every_field_at_its_offset(void **st
 
 static void encode__little_endian_layout(void **state)
 {
+	(void)state;
 	uint8_t buf[FM_WIRE_MAX_MSG];
 	struct fm_msg m;
 
@@ -404,6 +412,7 @@ static void encode__little_endian_layout(void **state)
 /* ---- validation, in order ---- */
 static void decode__short__enodata(void **state)
 {
+	(void)state;
 	uint8_t buf[FM_WIRE_MAX_MSG];
 	struct fm_msg d;
 
@@ -415,6 +424,7 @@ static void decode__short__enodata(void **state)
 
 static void decode__bad_magic__eproto(void **state)
 {
+	(void)state;
 	uint8_t buf[FM_WIRE_MAX_MSG];
 	struct fm_msg d;
 	int n = enc(FM_MSG_HELLO, buf);
@@ -428,6 +438,7 @@ static void decode__bad_magic__eproto(void **state)
 
 static void decode__other_major__eprotonosupport_minor_ok(void **state)
 {
+	(void)state;
 	uint8_t buf[FM_WIRE_MAX_MSG];
 	struct fm_msg d;
 	int n = enc(FM_MSG_HELLO, buf);
@@ -444,6 +455,7 @@ static void decode__other_major__eprotonosupport_minor_ok(void **state)
 
 static void decode__length_mismatch__emsgsize(void **state)
 {
+	(void)state;
 	uint8_t buf[FM_WIRE_MAX_MSG + 8];
 	struct fm_msg d;
 	int n = enc(FM_MSG_HELLO, buf);
@@ -456,6 +468,7 @@ static void decode__length_mismatch__emsgsize(void **state)
 
 static void decode__bit_flip__eilseq(void **state)
 {
+	(void)state;
 	uint8_t buf[FM_WIRE_MAX_MSG];
 	struct fm_msg d;
 	int n = enc(FM_MSG_SPLIT_COMMIT, buf);
@@ -473,6 +486,7 @@ static void decode__bit_flip__eilseq(void **state)
 
 static void decode__reserved_nonzero__enotempty(void **state)
 {
+	(void)state;
 	uint8_t buf[FM_WIRE_MAX_MSG];
 	struct fm_msg d;
 	int n;
@@ -541,6 +555,7 @@ static void decode__reserved_nonzero__enotempty(void **state)
 
 static void decode__unknown_flags__eopnotsupp(void **state)
 {
+	(void)state;
 	uint8_t buf[FM_WIRE_MAX_MSG];
 	struct fm_msg d;
 	int n = enc(FM_MSG_HELLO, buf);
@@ -553,6 +568,7 @@ static void decode__unknown_flags__eopnotsupp(void **state)
 
 static void decode__unknown_type__enomsg(void **state)
 {
+	(void)state;
 	uint8_t buf[FM_WIRE_MAX_MSG];
 	struct fm_msg d;
 	uint16_t bad[] = { 0, FM_MSG_TYPE_END, 0xffff };
@@ -586,6 +602,7 @@ static int frame(uint8_t *buf, uint16_t t, const uint8_t *payload, size_t plen)
 
 static void decode__payload_size__ebadmsg(void **state)
 {
+	(void)state;
 	uint8_t buf[FM_WIRE_MAX_MSG], src[FM_WIRE_MAX_MSG], payload[FM_WIRE_MAX_MSG];
 	struct fm_msg d;
 	int n;
@@ -624,6 +641,7 @@ static void expect_range(struct fm_msg *m)
 
 static void decode__out_of_range__erange(void **state)
 {
+	(void)state;
 	uint8_t buf[FM_WIRE_MAX_MSG];
 	struct fm_msg m, d;
 	int n;
@@ -747,6 +765,7 @@ static void decode__out_of_range__erange(void **state)
 
 static void encode__refusals(void **state)
 {
+	(void)state;
 	uint8_t buf[FM_WIRE_MAX_MSG];
 	struct fm_msg m;
 
@@ -763,6 +782,7 @@ static void encode__refusals(void **state)
 
 static void errname__distinct_per_failure(void **state)
 {
+	(void)state;
 	int errs[] = { -ENODATA, -EPROTO, -EPROTONOSUPPORT, -EMSGSIZE, -EILSEQ,
 		       -ENOTEMPTY, -EOPNOTSUPP, -ENOMSG, -EBADMSG, -ERANGE };
 	size_t n = sizeof(errs) / sizeof(errs[0]);
@@ -791,6 +811,7 @@ static uint64_t rng(uint64_t *s)
 
 static void fuzz_replay__mutations__never_crash_canonical(void **state)
 {
+	(void)state;
 	uint64_t s = 0x9e3779b97f4a7c15ull;
 	unsigned accepted = 0, rejected = 0;
 
