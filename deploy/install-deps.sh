@@ -16,6 +16,12 @@ build_pkgs=(
 	libroaring-dev
 	liburcu-dev
 	groff-base
+	nbdkit nbdkit-plugin-dev
+)
+# NBD clients no one here wrote, driving a flashmeta volume through the
+# nbdkit plugin (tests/nbd)
+nbd_pkgs=(
+	qemu-utils libnbd-bin
 )
 # The soft-RoCE cluster (deploy/cluster/): a QEMU guest per node running
 # Debian's own kernel, a busybox initramfs, perftest as the reference.
@@ -31,7 +37,7 @@ bench_pkgs=(
 )
 
 want=("${build_pkgs[@]}")
-[[ "${1:-}" == "--build" ]] || want+=("${cluster_pkgs[@]}" "${bench_pkgs[@]}")
+[[ "${1:-}" == "--build" ]] || want+=("${cluster_pkgs[@]}" "${bench_pkgs[@]}" "${nbd_pkgs[@]}")
 
 missing=()
 for p in "${want[@]}"; do
