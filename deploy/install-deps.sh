@@ -4,7 +4,7 @@
 # Idempotent: packages already present are skipped by apt; re-running costs
 # one `dpkg-query` when nothing is missing.  Must run as root (or via sudo).
 #
-#   deploy/install-deps.sh            build + test + cluster + Debian packaging
+#   deploy/install-deps.sh            build + test + cluster + bench + Debian packaging
 #   deploy/install-deps.sh --build    only what building and native tests need
 set -euo pipefail
 
@@ -15,6 +15,7 @@ build_pkgs=(
 	libcmocka-dev
 	libroaring-dev
 	liburcu-dev
+	groff-base
 )
 # The soft-RoCE cluster (deploy/cluster/): a QEMU guest per node running
 # Debian's own kernel, a busybox initramfs, perftest as the reference.
@@ -22,6 +23,11 @@ cluster_pkgs=(
 	qemu-system-x86 busybox-static cpio kmod xz-utils
 	iproute2 perftest vde2 ndctl e2fsprogs
 	ibverbs-utils rdmacm-utils
+)
+# flashmeta-bench --plot: latency CDFs and throughput vs split as PNG
+# (without gnuplot it writes the data and the scripts only)
+bench_pkgs=(
+	gnuplot-nox
 )
 
 # The Debian packages (deploy/build-debs.sh, tests/deb): dpkg-buildpackage
@@ -32,7 +38,7 @@ deb_pkgs=(
 )
 
 want=("${build_pkgs[@]}")
-[[ "${1:-}" == "--build" ]] || want+=("${cluster_pkgs[@]}" "${deb_pkgs[@]}")
+[[ "${1:-}" == "--build" ]] || want+=("${cluster_pkgs[@]}" "${bench_pkgs[@]}" "${deb_pkgs[@]}")
 
 missing=()
 for p in "${want[@]}"; do

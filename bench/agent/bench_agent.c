@@ -68,7 +68,7 @@ static struct ba_opts opt = {
 /* ------------------------------------------------------ dying cleanly */
 
 static pid_t main_pid;
-static struct owner owner;
+static struct fm_bench_owner owner;
 static pid_t floor_pid;
 static struct peer peer;
 
@@ -77,11 +77,8 @@ static void cleanup(void)
 	if (getpid() != main_pid)
 		return;
 	peer_stop(&peer);
-	if (floor_pid > 0) {
-		kill(floor_pid, SIGKILL);
-		floor_pid = 0;
-	}
-	owner_stop(&owner);
+	fm_floor_server_stop(&floor_pid);
+	fm_bench_owner_stop(&owner);
 }
 
 void ba_die(int rc, const char *fmt, ...)
@@ -339,7 +336,8 @@ struct cast {
 	uint64_t c1_next;       /* this process's next fresh grain */
 };
 
-static void counts_delta(const struct owner_counts *a, const struct owner_counts *b,
+static void counts_delta(const struct fm_bench_owner_counts *a,
+			 const struct fm_bench_owner_counts *b,
 			 struct commit_acc *acc, uint64_t ops)
 {
 	acc->store += b->store_commits - a->store_commits;
@@ -347,6 +345,14 @@ static void counts_delta(const struct owner_counts *a, const struct owner_counts
 	acc->thread += b->thread_commits - a->thread_commits;
 	acc->owner += b->owner_commits - a->owner_commits;
 	acc->ops += ops;
+}
+
+static void cpu_sample(pid_t pid, struct fm_proc_cpu *s)
+{
+	int rc = fm_proc_cpu_sample(pid, s);
+
+	if (rc)
+		ba_die(rc, "/proc/%d/stat", (int)pid);
 }
 
 static void phase_begin(struct cpu_phase *p)
@@ -515,7 +521,7 @@ static void round_lock(struct cast *c, bool flip)
  * wake-ups, a persist */
 static void round_commits(struct cast *c, bool flip, bool keep)
 {
-	struct owner_counts oc0, oc1;
+	struct fm_bench_owner_counts oc0, oc1;
 	struct peer_result pr;
 	uint64_t t0, t1;
 
@@ -638,10 +644,10 @@ int main(int argc, char **argv)
 	owner_start(&owner, &opt, R.grains);
 	R.owner_pid = owner.pid;
 	R.owner_bin = owner.bin;
-	if (owner_ctl(&owner, out, sizeof(out), "map-create %u 1 2 %" PRIu64 " %u", BA_MAP,
-		      R.grains * BA_GRAIN_SIZE, BA_GRAIN_SIZE) ||
-	    owner_ctl(&owner, out, sizeof(out), "map-prepare %u", BA_MAP) ||
-	    owner_ctl(&owner, out, sizeof(out), "map-start %u", BA_MAP))
+	if (fm_bench_owner_ctl(&owner, out, sizeof(out), "map-create %u 1 2 %" PRIu64 " %u",
+			       BA_MAP, R.grains * BA_GRAIN_SIZE, BA_GRAIN_SIZE) ||
+	    fm_bench_owner_ctl(&owner, out, sizeof(out), "map-prepare %u", BA_MAP) ||
+	    fm_bench_owner_ctl(&owner, out, sizeof(out), "map-start %u", BA_MAP))
 		ba_die(-EREMOTEIO, "mapping setup: %s", out);
 
 	/* client 1 (this process), client 2 (the peer), the floors */

@@ -1,13 +1,13 @@
-/* bench_agent.h -- the parts of fm-bench-agent and what they share.
+/* bench_agent.h -- the parts of fm-bench-agent and what they share
+ * (besides bench/common: report.h, series.h -- samples per round, median
+ * of the per-round medians -- proc_cpu.h, owner_proc.h and floor.h).
  *
  *   bench_agent.c  options, the processes, the rounds, the report
- *   series.c       samples per round: median of per-round medians, pooled
- *                  tails, the table rows and their JSON
- *   owner.c        the real flashmeta-owner as a child: start, control
- *                  commands, `status` counters, its CPU time from /proc
- *   floor.c        the floor server (a forked process serving two regions
- *                  the way the owner serves its bitmap and lock table) and
- *                  the raw lane operations against it
+ *   owner.c        the real flashmeta-owner as a child (owner_proc.h), with
+ *                  this benchmark's flags
+ *   floor.c        the floor (floor.h: a forked server serving two regions
+ *                  the way the owner serves its bitmap and lock table, and
+ *                  the raw lane operations against it), on this thread
  *   peer.c         the second client process (commits from two processes)
  *   engines.c      engine threads of one agent: the hit decision and its
  *                  floors, batch-timed
@@ -27,7 +27,11 @@
 
 #include "flashmeta/agent.h"
 #include "flashmeta/transport.h"
+#include "floor.h"
+#include "owner_proc.h"
+#include "proc_cpu.h"
 #include "report.h"
+#include "series.h"
 
 #define BA_MAP 1u
 #define BA_GRAIN_SIZE 4096u
@@ -64,81 +68,22 @@ struct ba_opts {
 __attribute__((noreturn, format(printf, 2, 3)))
 void ba_die(int rc, const char *fmt, ...);
 
-/* ------------------------------------------------------------- series */
-
-struct series {
-	const char *name;       /* table row */
-	const char *unit;       /* "nsec", "Mops/s", ... */
-	double *s;              /* samples of the kept rounds */
-	size_t n, cap;
-	size_t round0;          /* first sample of the round in progress */
-	double *rmed;           /* one median per kept round */
-	size_t nr, capr;
-	bool used;
-};
-
-struct series_stats {
-	struct fm_report_stats st; /* pooled; st.median = median of round medians */
-	double pooled_median;
-	size_t rounds;
-};
-
-void se_add(struct series *se, double v);
-/* every series: start a round / end it (keep = false drops its samples) */
-void se_round_begin(struct series *all, size_t n);
-void se_round_end(struct series *all, size_t n, bool keep);
-void se_stats(const struct series *se, struct series_stats *out);
-void se_header(const char *unit);
-/* one table row; returns the typical value (median of round medians) */
-double se_row(const struct series *se, const char *label, struct series_stats *out);
-
 /* ------------------------------------------------------------- owner */
 
-struct owner {
-	char bin[512];
-	char dir[256];
-	char ctl[300], pool[300], keyfile[300];
-	pid_t pid;
-};
-
-struct owner_counts {
-	uint64_t store_commits;  /* store: split commits, one drain (persist) each */
-	uint64_t owner_commits;  /* protocol: SPLIT_COMMITs served */
-	uint64_t lock_requests;  /* LOCK_REQUESTs (contended locks) */
-	bool have_group;         /* the owner prints a "group-commit" line: */
-	uint64_t drains;         /*   drains or msyncs issued */
-	uint64_t thread_commits; /*   store commits run by its commit thread */
-	char persist[48];        /* "pmem (flush+drain)" or "msync" */
-};
-
-struct cpu_sample {
-	uint64_t ticks;          /* utime + stime, clock ticks (/proc/PID/stat) */
-	uint64_t sched_ns;       /* sum over its threads of /proc/PID/task/T/schedstat */
-	bool have_sched;
-	uint64_t wall_ns;
-};
-
-void owner_dir_make(struct owner *o, const char *pool_dir);
-void owner_start(struct owner *o, const struct ba_opts *op, uint64_t grains);
-int owner_ctl(struct owner *o, char *out, size_t cap, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-void owner_counts(struct owner *o, struct owner_counts *c);
-void cpu_sample(pid_t pid, struct cpu_sample *s);
-void owner_stop(struct owner *o);
+void owner_dir_make(struct fm_bench_owner *o, const char *pool_dir);
+void owner_start(struct fm_bench_owner *o, const struct ba_opts *op, uint64_t grains);
+void owner_counts(struct fm_bench_owner *o, struct fm_bench_owner_counts *c);
 
 /* ------------------------------------------------------------- floor */
 
-/* The floor server: a process forked before any transport exists. */
+/* The floor (bench/common/floor.h): its server, forked before any
+ * transport exists, and one connection with one lane per wait mode. */
 pid_t floor_server_start(const struct ba_opts *op, unsigned nconn);
 
 struct floor {
 	const char *label;      /* "event" or "busy" */
-	struct fm_transport *t;
-	struct fm_ep *ep;
-	struct fm_lane *lane;
-	struct fm_region *dst;
-	struct fm_region_desc rd, at; /* READ region, ATOMIC region */
-	uint64_t word;          /* the CAS word's current value */
+	struct fm_floor f;
+	struct fm_floor_lane l;
 };
 
 void floor_open(struct floor *f, const struct ba_opts *op, enum fm_wait_mode mode,
@@ -253,8 +198,8 @@ enum { PH_IDLE, PH_HIT, PH_LOCK, PH_MISS, PH_COMMIT, PH_N };
 struct cpu_phase {
 	const char *name;
 	uint64_t ops;
-	struct cpu_sample a, b;   /* the owner, before and after */
-	struct cpu_sample sa, sb; /* this process (client 1), every thread */
+	struct fm_proc_cpu a, b;   /* the owner, before and after */
+	struct fm_proc_cpu sa, sb; /* this process (client 1), every thread */
 };
 
 /* what a run measured, for the tables */
@@ -263,7 +208,7 @@ struct run {
 	struct series S[S_N];
 	uint64_t hit_ops[HIT_KINDS];      /* decisions per hit batch */
 	struct commit_acc acc[2];         /* commits from 1 process, from 2 */
-	struct owner_counts oc_end;
+	struct fm_bench_owner_counts oc_end;
 	struct cpu_phase ph[PH_N];
 	uint64_t hit_fetches;             /* bitmap READs during hit batches */
 	uint64_t miss_fetches, miss_calls;

@@ -1,256 +1,34 @@
-/* owner.c -- the real flashmeta-owner as a child process, configured
- * through its flags and driven through its control socket, the way
- * tests/integration/svc_util.c does; and its CPU time from /proc. */
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
+/* owner.c -- the real flashmeta-owner as a child process (bench/common/
+ * owner_proc.h), with fm-bench-agent's flags; a failure ends the run. */
 #include <inttypes.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "bench_agent.h"
-#include "flashmeta/ctl.h"
 #include "flashmeta/error.h"
 
-void owner_dir_make(struct owner *o, const char *pool_dir)
+void owner_dir_make(struct fm_bench_owner *o, const char *pool_dir)
 {
-	FILE *f;
-
-	snprintf(o->dir, sizeof(o->dir), "%s/fm-bench-agent-XXXXXX", pool_dir);
-	if (!mkdtemp(o->dir))
-		ba_die(-errno, "mkdtemp in %s", pool_dir);
-	snprintf(o->ctl, sizeof(o->ctl), "%s/ctl", o->dir);
-	snprintf(o->pool, sizeof(o->pool), "%s/pool", o->dir);
-	snprintf(o->keyfile, sizeof(o->keyfile), "%s/key", o->dir);
-	f = fopen(o->keyfile, "w");
-	if (!f || fputs(BA_KEY, f) < 0 || fclose(f))
-		ba_die(-EIO, "key file %s", o->keyfile);
-}
-
-static void log_tail(struct owner *o)
-{
-	char path[320], line[512];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/owner.log", o->dir);
-	f = fopen(path, "r");
-	if (!f)
-		return;
-	fprintf(stderr, "fm-bench-agent: owner log (%s):\n", path);
-	while (fgets(line, sizeof(line), f))
-		fprintf(stderr, "  %s", line);
-	fclose(f);
-}
-
-void owner_start(struct owner *o, const struct ba_opts *op, uint64_t grains)
-{
-	char ngrains[32], logpath[320];
-	const char *argv[32];
-	int k = 0, st;
-	pid_t pid;
-
-	snprintf(ngrains, sizeof(ngrains), "%" PRIu64, grains);
-	snprintf(logpath, sizeof(logpath), "%s/owner.log", o->dir);
-	argv[k++] = o->bin;
-	argv[k++] = "--listen";
-	argv[k++] = op->addr;
-	argv[k++] = "--transport";
-	argv[k++] = op->provider;
-	if (op->device) {
-		argv[k++] = "--device";
-		argv[k++] = op->device;
-	}
-	argv[k++] = "--pmem";
-	argv[k++] = o->pool;
-	argv[k++] = "--key-file";
-	argv[k++] = o->keyfile;
-	argv[k++] = "--control";
-	argv[k++] = o->ctl;
-	argv[k++] = "--lease-ms";
-	argv[k++] = "3000";
-	argv[k++] = "--clients";
-	argv[k++] = "1-16";
-	argv[k++] = "--pool-max-maps";
-	argv[k++] = "4";
-	argv[k++] = "--pool-max-grains";
-	argv[k++] = ngrains;
-	argv[k++] = "--log-level";
-	argv[k++] = "warn";
-	argv[k] = NULL;
-	(void)unlink(o->ctl);
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0)
-		ba_die(-errno, "fork");
-	if (pid == 0) {
-		int fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execv(o->bin, (char *const *)argv);
-		fprintf(stderr, "exec %s: %s\n", o->bin, strerror(errno));
-		_exit(127);
-	}
-	o->pid = pid;
-	for (int i = 0; i < 1000; i++) {
-		if (owner_ctl(o, NULL, 0, "status") == 0)
-			return;
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			o->pid = 0;
-			log_tail(o);
-			ba_die(-ECHILD, "the owner (%s) exited with %d before it served",
-			       o->bin, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
-		}
-		usleep(10000);
-	}
-	log_tail(o);
-	ba_die(-ETIMEDOUT, "the owner did not answer on %s within 10 s", o->ctl);
-}
-
-int owner_ctl(struct owner *o, char *out, size_t cap, const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-	size_t n;
-
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line) - 2, fmt, ap);
-	va_end(ap);
-	n = strlen(line);
-	line[n] = '\n';
-	line[n + 1] = '\0';
-	return fm_ownerd_ctl(o->ctl, line, out, cap, 30000);
-}
-
-/* the number after `key` on the line starting with `line_prefix` */
-static uint64_t status_num(const char *text, const char *line_prefix, const char *key)
-{
-	const char *l = text;
-	size_t pl = strlen(line_prefix);
-
-	while (l && *l) {
-		const char *eol = strchr(l, '\n');
-
-		if (!strncmp(l, line_prefix, pl)) {
-			const char *k = strstr(l, key);
-
-			if (k && (!eol || k < eol))
-				return strtoull(k + strlen(key), NULL, 10);
-		}
-		l = eol ? eol + 1 : NULL;
-	}
-	return 0;
-}
-
-void owner_counts(struct owner *o, struct owner_counts *c)
-{
-	static char out[1 << 16];
-	const char *p, *e;
-	int rc = owner_ctl(o, out, sizeof(out), "status");
+	int rc = fm_bench_owner_dir(o, pool_dir, "fm-bench-agent", BA_KEY);
 
 	if (rc)
-		ba_die(rc, "owner status: %s", out);
-	memset(c, 0, sizeof(*c));
-	/* "store PATH persist MODE view V mappings N/M commits N" */
-	c->store_commits = status_num(out, "store ", " commits ");
-	/* "locks requests N grants N reclaimed N commits N acks N" */
-	c->owner_commits = status_num(out, "locks ", " commits ");
-	c->lock_requests = status_num(out, "locks ", "requests ");
-	/* newer owners: "group-commit persists N store-commits N drains N ...
-	 * thread-commits N thread-persists N" */
-	c->have_group = strstr(out, "\ngroup-commit ") != NULL;
-	if (c->have_group) {
-		c->drains = status_num(out, "group-commit ", " drains ");
-		c->thread_commits = status_num(out, "group-commit ", " thread-commits ");
-	}
-	p = strstr(out, " persist ");
-	e = p ? strstr(p, " view ") : NULL;
-	if (p && e) {
-		size_t n = (size_t)(e - p - 9);
-
-		snprintf(c->persist, sizeof(c->persist), "%.*s",
-			 (int)(n < sizeof(c->persist) ? n : sizeof(c->persist) - 1), p + 9);
-	}
+		ba_die(rc, "owner dir");
 }
 
-void cpu_sample(pid_t pid, struct cpu_sample *s)
+void owner_start(struct fm_bench_owner *o, const struct ba_opts *op, uint64_t grains)
 {
-	char path[64], buf[1024], *p;
-	unsigned long long ut = 0, stt = 0;
-	struct timespec ts;
-	DIR *d;
-	FILE *f;
-	size_t n;
+	struct fm_bench_owner_cfg cfg = {
+		.provider = op->provider, .device = op->device, .addr = op->addr,
+		.clients = "1-16", .lease_ms = 3000, .max_maps = 4, .max_grains = grains,
+	};
+	int rc = fm_bench_owner_start(o, &cfg);
 
-	memset(s, 0, sizeof(*s));
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		ba_die(-errno, "%s", path);
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* after "(comm)": state is field 3, utime 14, stime 15 */
-	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 2, "%*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu", &ut,
-			 &stt) != 2)
-		ba_die(-EIO, "%s: cannot parse", path);
-	s->ticks = ut + stt;
-	/* the scheduler's own ns per thread, where the kernel keeps them */
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	d = opendir(path);
-	if (d) {
-		struct dirent *de;
-
-		s->have_sched = true;
-		while ((de = readdir(d))) {
-			char sp[384];
-			unsigned long long ns;
-
-			if (de->d_name[0] == '.')
-				continue;
-			snprintf(sp, sizeof(sp), "%s/%s/schedstat", path, de->d_name);
-			f = fopen(sp, "r");
-			if (!f || fscanf(f, "%llu", &ns) != 1)
-				s->have_sched = false;
-			else
-				s->sched_ns += ns;
-			if (f)
-				fclose(f);
-		}
-		closedir(d);
-	}
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	s->wall_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	if (rc)
+		ba_die(rc, "owner start");
 }
 
-void owner_stop(struct owner *o)
+void owner_counts(struct fm_bench_owner *o, struct fm_bench_owner_counts *c)
 {
-	char cmd[320];
-	int st;
+	int rc = fm_bench_owner_counts(o, c);
 
-	if (o->pid > 0) {
-		kill(o->pid, SIGTERM);
-		for (int i = 0; i < 500 && waitpid(o->pid, &st, WNOHANG) == 0; i++)
-			usleep(10000);
-		if (waitpid(o->pid, &st, WNOHANG) == 0) {
-			kill(o->pid, SIGKILL);
-			waitpid(o->pid, &st, 0);
-		}
-		o->pid = 0;
-	}
-	if (o->dir[0] && !getenv("FM_KEEP")) {
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", o->dir);
-		(void)!system(cmd);
-		o->dir[0] = '\0';
-	}
+	if (rc)
+		ba_die(rc, "owner status");
 }

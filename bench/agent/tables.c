@@ -392,7 +392,7 @@ static void print_cmp(const struct run *R, struct fm_json *j)
 
 static void print_commits(const struct run *R)
 {
-	const struct owner_counts *oc = &R->oc_end;
+	const struct fm_bench_owner_counts *oc = &R->oc_end;
 
 	printf("\ncommits (lock + commit_split of a fresh grain; the owner's status counters "
 	       "around every batch)\n");

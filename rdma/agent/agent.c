@@ -72,8 +72,26 @@ bool ag_wait_until(struct fm_agent *a, const struct timespec *deadline)
 static void agent_fini_sync(struct fm_agent *a);
 
 /* everything fm_agent_new made; no other thread runs */
+/* the posted requests (nowait: an UNLOCKMSG after a NOTIFY release) the
+ * protocol thread had not taken when it stopped: nobody else frees them.
+ * Every other request belongs to an engine thread's operation, over by
+ * the time of the delete. */
+static void posted_reqs_free(struct req *list)
+{
+	while (list) {
+		struct req *r = list;
+
+		list = r->next;
+		if (r->nowait)
+			free(r);
+	}
+}
+
 static void agent_free(struct fm_agent *a)
 {
+	posted_reqs_free(a->submit);
+	posted_reqs_free(a->retry);
+	posted_reqs_free(a->inflight);
 	fm_client_delete(&a->c);
 	fm_cache_delete(&a->cache);
 	ag_threads_free(a);
@@ -182,6 +200,7 @@ int fm_agent_new(struct fm_agent **out, const struct fm_agent_cfg *cfg)
 	if (rc)
 		goto fail;
 	ccfg.budget_bytes = cfg->cache_budget;
+	ccfg.keep_nothing = cfg->no_cache;
 	rc = fm_cache_new(&a->cache, &ccfg);
 	if (rc)
 		goto fail;

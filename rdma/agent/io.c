@@ -24,6 +24,8 @@ int ag_io_try_begin(struct fm_agent *a, struct ag_thread *th, uint64_t map_id,
 	struct fm_wire_mapdesc d;
 	int dead = atomic_load(&a->dead);
 
+	io->trusted = false; /* io_end of a bracket that did not begin: a no-op */
+	io->pin_ = NULL;
 	if (dead)
 		return fm_err(dead, "agent: dead (its state machine ran out of memory)");
 	/* pinned: a release now waits for io_end, and the session quiesces
@@ -45,10 +47,11 @@ int fm_agent_io_begin(struct fm_agent *a, uint64_t map_id, struct fm_agent_io *i
 	bool late = false;
 	int rc;
 
-	memset(io, 0, sizeof(*io));
 	rc = ag_ctx(a, &th);
-	if (rc)
+	if (rc) {
+		memset(io, 0, sizeof(*io)); /* io_end on it is a no-op */
 		return rc;
+	}
 	for (;;) {
 		rc = ag_io_try_begin(a, th, map_id, io);
 		if (rc != -EAGAIN)

@@ -49,7 +49,7 @@ int ag_plan_init(struct ag_plan *p, struct fm_agent *a, const struct fm_agent_io
 	p->w0 = first / WIN_GRAINS;
 	p->nwin = last / WIN_GRAINS - p->w0 + 1;
 	if (p->nwin <= 2) {
-		memset(p->small, 0, sizeof(p->small)); /* no allocation */
+		p->small[0].nbits = p->small[1].nbits = 0; /* no allocation; nbits 0: not read */
 		p->win = p->small;
 	} else {
 		p->win = calloc(p->nwin, sizeof(*p->win));

@@ -169,6 +169,8 @@ static void __fail_inflight(struct fm_agent *a, int status)
 
 void ag_fill_post(struct fm_agent *a, const struct ag_fill *f)
 {
+	if (a->cfg.no_cache)
+		return; /* nothing would be kept: spare the protocol thread */
 	pthread_mutex_lock(&a->filllock);
 	if (a->nfills == a->capfills) {
 		size_t nc = a->capfills ? a->capfills * 2 : 64;

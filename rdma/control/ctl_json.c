@@ -100,6 +100,22 @@ static void record(FILE *f, const char *line, size_t len, bool first)
 	fputc('}', f);
 }
 
+/* ', "error": NAME, "message": "..."' of "error NAME: message" (err:
+ * what follows "error ") */
+static void error_fields(FILE *f, const char *err, size_t errlen)
+{
+	const char *colon = memchr(err, ':', errlen);
+	size_t nlen = colon ? (size_t)(colon - err) : errlen;
+	const char *msg = colon ? colon + 1 : err + errlen;
+
+	while (msg < err + errlen && *msg == ' ')
+		msg++;
+	fputs(", \"error\": ", f);
+	json_str(f, err, nlen);
+	fputs(", \"message\": ", f);
+	json_str(f, msg, (size_t)(err + errlen - msg));
+}
+
 static void print(FILE *f, const char *answer)
 {
 	const char *p = answer, *err = NULL;
@@ -124,35 +140,65 @@ static void print(FILE *f, const char *answer)
 	}
 	fputs("]", f);
 	fprintf(f, ", \"ok\": %s", ok && !err ? "true" : "false");
-	if (err) {
-		const char *colon = memchr(err, ':', errlen);
-		size_t nlen = colon ? (size_t)(colon - err) : errlen;
-		const char *msg = colon ? colon + 1 : err + errlen;
-
-		while (msg < err + errlen && *msg == ' ')
-			msg++;
-		fputs(", \"error\": ", f);
-		json_str(f, err, nlen);
-		fputs(", \"message\": ", f);
-		json_str(f, msg, (size_t)(err + errlen - msg));
-	}
+	if (err)
+		error_fields(f, err, errlen);
 	fputs("}", f);
 }
 
-int fm_ctl_json(const char *answer, char **out)
+/* one line (without its newline) as one object */
+static void print_line(FILE *f, const char *line, size_t len)
 {
-	size_t len = 0;
+	if (len == 2 && !strncmp(line, "ok", 2)) {
+		fputs("{\"ok\": true}", f);
+	} else if (len > 6 && !strncmp(line, "error ", 6)) {
+		fputs("{\"ok\": false", f);
+		error_fields(f, line + 6, len - 6);
+		fputs("}", f);
+	} else {
+		record(f, line, len, true);
+	}
+}
+
+/* what `fn` prints of (s, len), as a malloc'ed string */
+static int to_string(char **out, void (*fn)(FILE *, const char *, size_t), const char *s,
+		     size_t len)
+{
+	size_t used = 0;
 	FILE *f;
 
 	*out = NULL;
-	f = open_memstream(out, &len);
+	f = open_memstream(out, &used);
 	if (!f)
 		return fm_err(-ENOMEM, "control: JSON answer");
-	print(f, answer);
+	fn(f, s, len);
 	if (fclose(f) || !*out) {
 		free(*out);
 		*out = NULL;
 		return fm_err(-ENOMEM, "control: JSON answer");
 	}
 	return 0;
+}
+
+static void print_answer(FILE *f, const char *answer, size_t len)
+{
+	(void)len;
+	print(f, answer);
+}
+
+int fm_ctl_json(const char *answer, char **out)
+{
+	return to_string(out, print_answer, answer, 0);
+}
+
+int fm_ctl_json_line(const char *line, char **out)
+{
+	const char *nl = strchr(line, '\n');
+	size_t len = nl ? (size_t)(nl - line) : strlen(line);
+	const char *w[WORDS_MAX];
+	size_t wl[WORDS_MAX];
+
+	*out = NULL;
+	if ((nl && nl[1]) || words(line, len, w, wl) == 0)
+		return fm_err(-EINVAL, "control: JSON of a line: not one line with a word");
+	return to_string(out, print_line, line, len);
 }

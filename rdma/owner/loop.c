@@ -83,12 +83,6 @@ int fm_ownerd_run(struct fm_ownerd *d)
 			od_persist_reap(d); /* publish, SPLIT_ACKs */
 		if (pfd[lo].revents)
 			od_drain_actions(d); /* reaps completed CASes */
-		if (pfd[1].revents) {
-			(void)!read(d->timer_fd, &cnt, sizeof(cnt));
-			(void)fm_owner_tick(d->o, od_now_ms());
-			od_drain_actions(d);
-			od_ctl_tick(d, od_now_ms());
-		}
 		if (pfd[2].revents) {
 			od_accept_all(d);
 			od_drain_actions(d);
@@ -103,6 +97,16 @@ int fm_ownerd_run(struct fm_ownerd *d)
 		/* cost: one progress per connection per wakeup (no fd->conn map
 		 * needed; a handful of clients) */
 		od_progress_conns(d);
+		/* time is judged only after every message that arrived was read:
+		 * after a stall of this loop (a busy host), the renewals waiting
+		 * in the rings count before a lease is found run out -- else the
+		 * owner would fence (on shm: kill) clients that did renew */
+		if (pfd[1].revents) {
+			(void)!read(d->timer_fd, &cnt, sizeof(cnt));
+			(void)fm_owner_tick(d->o, od_now_ms());
+			od_drain_actions(d);
+			od_ctl_tick(d, od_now_ms());
+		}
 		od_retry_fences(d, od_now_ms());
 		od_drain_actions(d);
 		/* the PERSISTs of this whole pass: applied, and handed to the

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,10 +55,14 @@ static void usage(FILE *f)
 		"Numbers are decimal digits only: no sign, no 0x.  A flag's value is taken as\n"
 		"it is; in a file, '#' at a line's start or after a blank starts a comment.\n"
 		"\n"
-		"Control commands (flashmeta admin ...): status, maps,\n"
-		"map-create ID SRC TGT SIZE [GRAIN], map-show ID, map-prepare ID, map-start ID,\n"
-		"map-restart ID, map-stop ID.\n"
+		"Control commands (flashmeta admin ...): status, maps, sessions,\n"
+		"lock-show MAP GRAIN, map-create ID SRC TGT SIZE [GRAIN], map-show ID,\n"
+		"map-prepare ID, map-start ID, map-restart ID, map-stop ID, quit; \"json CMD\"\n"
+		"answers as one JSON object.\n"
 		"SIGTERM/SIGINT: clean shutdown.\n"
+		"Log: one line per event on stderr, \"flashmeta-owner[PID] TIME LEVEL: ...\"\n"
+		"(TIME in ISO 8601 UTC, e.g. 2026-11-29T01:23:45.678Z); when stderr is the\n"
+		"systemd journal (JOURNAL_STREAM), \"<N>LEVEL: ...\" with the syslog priority.\n"
 		"Exit status: 0 stopped cleanly; 1 could not start (e.g. the pool or the control\n"
 		"socket in use by another owner) or failed while running; 2 bad flags or config.\n");
 }
@@ -82,6 +87,20 @@ static const struct option opts[] = {
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
+
+/* one error line on stderr, "flashmeta-owner: ...", with the syslog
+ * priority "<3>" in front when stderr is the journal (as the log's lines) */
+static void complain(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void complain(const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%sflashmeta-owner: %s\n", fm_ownerd_log_is_journal() ? "<3>" : "", msg);
+}
 
 /* "--pmem" for 'p': the long name of a flag, for messages */
 static const char *flag_name(int c)
@@ -123,18 +142,18 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		if (given[c]++) {
-			fprintf(stderr, "flashmeta-owner: %s given twice\n", flag_name(c));
+			complain("%s given twice", flag_name(c));
 			rc = 2;
 			goto out;
 		}
 		if (c == 'c' && fm_ownerd_cfg_load(&cfg, optarg)) {
-			fprintf(stderr, "flashmeta-owner: %s\n", fm_errormsg());
+			complain("%s", fm_errormsg());
 			rc = 2;
 			goto out;
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "flashmeta-owner: unexpected argument '%s'\n", argv[optind]);
+		complain("unexpected argument '%s'", argv[optind]);
 		rc = 2;
 		goto out;
 	}
@@ -144,20 +163,20 @@ int main(int argc, char **argv)
 		if (c == 'c' || c < 0 || c >= 128 || !key[c])
 			continue;
 		if (fm_ownerd_cfg_set(&cfg, key[c], optarg)) {
-			fprintf(stderr, "flashmeta-owner: %s: %s\n", flag_name(c), fm_errormsg());
+			complain("%s: %s", flag_name(c), fm_errormsg());
 			rc = 2;
 			goto out;
 		}
 	}
 	if (!cfg.listen || !cfg.pmem_path || !cfg.key_len) {
-		fprintf(stderr, "flashmeta-owner: listen, pmem and key_file are required "
-				"(see --help)\n");
+		complain("listen, pmem and key_file are required "
+				"(see --help)");
 		rc = 2;
 		goto out;
 	}
 	rc = fm_ownerd_new(&g_d, &cfg);
 	if (rc) {
-		fprintf(stderr, "flashmeta-owner: %s (%s)\n", fm_errormsg(), strerror(-rc));
+		complain("%s (%s)", fm_errormsg(), strerror(-rc));
 		rc = 1;
 		goto out;
 	}
@@ -167,7 +186,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	rc = fm_ownerd_run(g_d);
 	if (rc)
-		fprintf(stderr, "flashmeta-owner: %s\n", fm_errormsg());
+		complain("%s", fm_errormsg());
 	fm_ownerd_delete(&g_d);
 	rc = rc ? 1 : 0;
 out:

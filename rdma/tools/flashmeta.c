@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 
 #include "flashmeta/agent.h"
 #include "flashmeta/ctl.h"
+#include "flashmeta/ctl_json.h"
 #include "flashmeta/error.h"
 #include "flashmeta/input.h"
 #include "flashmeta/wire.h"
@@ -58,18 +60,63 @@ static void usage(FILE *f)
 		"  -k, --key-file PATH  shared key, a regular file (or FM_KEY_FILE)\n"
 		"  -C, --control PATH   owner's control socket (admin)\n"
 		"  -H, --hold SECONDS   lock: hold this long instead of until Ctrl-C\n"
-		"      --json           admin: ask the owner for its answer as JSON (\"json CMD\")\n"
-		"                       and print that one object on stdout: {\"records\":\n"
-		"                       [...], \"ok\": true|false[, \"error\", \"message\"]}\n"
-		"                       (exit status as without)\n"
+		"      --json           JSON on stdout (messages stay on stderr):\n"
+		"                       admin: the owner's answer as one object, {\"records\":\n"
+		"                       [...], \"ok\": true|false[, \"error\", \"message\"]};\n"
+		"                       the other commands: one object per result as it\n"
+		"                       happens, {\"record\": \"held\", \"map\": 1, ...}, then\n"
+		"                       {\"ok\": true} or {\"ok\": false, \"error\", \"message\"}\n"
 		"  -h, --help\n"
 		"\n"
 		"Numbers (N, MAP, GRAIN, SECONDS, admin arguments) are decimal digits only.\n"
-		"Exit status: 0 done, 1 the command failed (or the owner said error),\n"
-		"2 bad command line.\n", FM_CTL_LINE_MAX);
+		"Exit status: 0 done; 1 the command failed (or the owner said error; with\n"
+		"--json its error object was printed); 2 bad command line (nothing on stdout).\n",
+		FM_CTL_LINE_MAX);
 }
 
-static int admin(const char *path, int argc, char **argv, bool json)
+/* --json: stdout carries only JSON objects, one per line */
+static bool g_json;
+
+/* one result line, "NAME K V K V ..." (the owner's record form,
+ * flashmeta/ctl_json.h): printed as it is, or with --json as one JSON
+ * object.  (Results people read in other words print those instead,
+ * unless --json.) */
+static void result(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void result(const char *fmt, ...)
+{
+	char line[512], *j = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (!g_json)
+		puts(line);
+	else if (fm_ctl_json_line(line, &j) == 0)
+		puts(j);
+	else
+		fprintf(stderr, "flashmeta: %s\n", fm_errormsg());
+	free(j);
+}
+
+/* the end of a command: rc < 0 is printed on stderr (`what`: the command)
+ * and, with --json, as the last object; so is success.  Returns the exit
+ * status. */
+static int finish(const char *what, int rc)
+{
+	const char *name = rc < 0 && strerrorname_np(-rc) ? strerrorname_np(-rc) : "EIO";
+
+	if (rc < 0)
+		fprintf(stderr, "flashmeta %s: %s\n", what, fm_errormsg());
+	if (g_json && rc < 0)
+		result("error %s: %s", name, fm_errormsg());
+	else if (g_json)
+		result("ok");
+	fflush(stdout);
+	return rc < 0 ? 1 : 0;
+}
+
+static int admin(const char *path, int argc, char **argv)
 {
 	char line[FM_CTL_LINE_MAX + 1], *out;
 	size_t used = 0;
@@ -85,7 +132,7 @@ static int admin(const char *path, int argc, char **argv, bool json)
 	}
 	/* one line of the words, refused whole rather than cut: a cut
 	 * "map-start 12" would be another command */
-	if (json)
+	if (g_json)
 		used = (size_t)snprintf(line, sizeof(line), "json ");
 	for (int i = 0; i < argc; i++) {
 		int n = snprintf(line + used, sizeof(line) - used, "%s%s", argv[i],
@@ -109,17 +156,26 @@ static int admin(const char *path, int argc, char **argv, bool json)
 		return 1;
 	}
 	rc = fm_ownerd_ctl(path, line, out, ADMIN_ANSWER_MAX, 60000);
-	if (json && (rc == 0 || rc == -EREMOTEIO) && out[0] == '{') {
+	if (g_json && (rc == 0 || rc == -EREMOTEIO) && out[0] == '{') {
 		/* the owner's JSON line; its "ok"/"error" line after it is
 		 * only the framing (the object has the error) */
 		char *nl = strchr(out, '\n');
 
 		printf("%.*s\n", nl ? (int)(nl - out) : (int)strlen(out), out);
-	} else {
+	} else if (rc == 0 || rc == -EREMOTEIO) {
 		fputs(out, rc ? stderr : stdout);
 	}
-	if (rc && rc != -EREMOTEIO)
+	if (rc && rc != -EREMOTEIO) {
+		/* no answer: the owner's object, made here */
+		char *j = NULL;
+
 		fprintf(stderr, "flashmeta admin: %s\n", fm_errormsg());
+		snprintf(out, ADMIN_ANSWER_MAX, "error %s: %s\n",
+			 strerrorname_np(-rc) ? strerrorname_np(-rc) : "EIO", fm_errormsg());
+		if (g_json && fm_ctl_json(out, &j) == 0)
+			puts(j);
+		free(j);
+	}
 	free(out);
 	return rc ? 1 : 0;
 }
@@ -135,9 +191,15 @@ static int arg_u64(const char *what, const char *s, uint64_t min, uint64_t max, 
 
 static void print_map(const struct fm_agent_map *m)
 {
-	printf("map %" PRIu64 ": %s, generation %" PRIu64 ", %" PRIu64 " grains of %u bytes%s\n",
-	       m->map_id, fm_map_state_name(m->state), m->generation, m->grain_count,
-	       1u << m->grain_shift, m->granted ? ", granted" : "");
+	if (g_json)
+		result("map %" PRIu64 " state %s generation %" PRIu64 " grain %u grains %" PRIu64
+		       " granted %d", m->map_id, fm_map_state_name(m->state), m->generation,
+		       1u << m->grain_shift, m->grain_count, m->granted ? 1 : 0);
+	else
+		printf("map %" PRIu64 ": %s, generation %" PRIu64 ", %" PRIu64
+		       " grains of %u bytes%s\n", m->map_id, fm_map_state_name(m->state),
+		       m->generation, m->grain_count, 1u << m->grain_shift,
+		       m->granted ? ", granted" : "");
 }
 
 /* what this agent holds now: one record line per lock word ("held KEY
@@ -153,14 +215,14 @@ static void print_held(struct fm_agent *a)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 	for (int i = 0; i < n && i < 16; i++)
-		printf("held map %" PRIu64 " first %" PRIu64 " last %" PRIu64 " word-index %"
+		result("held map %" PRIu64 " first %" PRIu64 " last %" PRIu64 " word-index %"
 		       PRIu64 " since-ms %" PRIu64 " held-ms %" PRIu64 " token 0x%016" PRIx64
-		       " epoch %u count %u\n", h[i].map_id, h[i].first, h[i].last,
+		       " epoch %u count %u", h[i].map_id, h[i].first, h[i].last,
 		       h[i].word_index, h[i].since_ms,
 		       now > h[i].since_ms ? now - h[i].since_ms : 0, h[i].token, h[i].epoch,
 		       h[i].count);
 	if (n > 16)
-		printf("held-not-shown %d\n", n - 16);
+		result("held-not-shown %d", n - 16);
 	fflush(stdout);
 }
 
@@ -172,7 +234,7 @@ static int cmd_show(struct fm_agent *a, uint64_t id)
 	uint8_t *bm;
 
 	if (fm_agent_map_get(a, id, &m))
-		return -ENOENT;
+		return fm_err(-ENOENT, "map %" PRIu64 " unknown to this session", id);
 	print_map(&m);
 	bytes = ((m.grain_count + 63) / 64) * 8;
 	bm = calloc(1, bytes);
@@ -191,23 +253,121 @@ static int cmd_show(struct fm_agent *a, uint64_t id)
 	for (uint64_t g = 0; g < m.grain_count; g++)
 		split += bm[g / 8] >> (g % 8) & 1;
 	free(bm);
-	printf("  split %" PRIu64 " of %" PRIu64 " grains (bitmap READ)\n", split, m.grain_count);
-	printf("  cached confirmations:");
+	if (g_json)
+		result("bitmap map %" PRIu64 " split %" PRIu64 " grains %" PRIu64, id, split,
+		       m.grain_count);
+	else
+		printf("  split %" PRIu64 " of %" PRIu64 " grains (bitmap READ)\n"
+		       "  cached confirmations:", split, m.grain_count);
 	for (uint64_t g = 0; g < m.grain_count;) {
 		uint64_t run = 0;
 
 		if (fm_cache_lookup(fm_agent_cache(a), id, g, &run) && run) {
-			printf(" [%" PRIu64 "-%" PRIu64 "]", g, g + run - 1);
+			if (g_json)
+				result("cached map %" PRIu64 " first %" PRIu64 " last %" PRIu64, id,
+				       g, g + run - 1);
+			else
+				printf(" [%" PRIu64 "-%" PRIu64 "]", g, g + run - 1);
 			ranges++;
 			g += run;
 		} else {
 			g++;
 		}
 	}
-	printf("%s\n", ranges ? "" : " none");
+	if (!g_json)
+		printf("%s\n", ranges ? "" : " none");
 	fm_cache_stats(fm_agent_cache(a), &cs);
-	printf("  cache: %" PRIu64 " ranges, %" PRIu64 " bytes, %" PRIu64 " hits / %" PRIu64
-	       " lookups\n", cs.ranges, cs.bytes, cs.hits, cs.lookups);
+	if (g_json)
+		result("cache ranges %" PRIu64 " bytes %" PRIu64 " hits %" PRIu64
+		       " lookups %" PRIu64, cs.ranges, cs.bytes, cs.hits, cs.lookups);
+	else
+		printf("  cache: %" PRIu64 " ranges, %" PRIu64 " bytes, %" PRIu64 " hits / %" PRIu64
+		       " lookups\n", cs.ranges, cs.bytes, cs.hits, cs.lookups);
+	return 0;
+}
+
+static void cmd_join(struct fm_agent *a, const char *addr, uint32_t id, const char *provider)
+{
+	struct fm_agent_map m[64];
+	struct fm_agent_stats st;
+	int n = fm_agent_maps(a, m, 64);
+
+	fm_agent_stats(a, &st);
+	if (g_json) {
+		result("joined addr %s client %u transport %s mappings %d", addr, id, provider, n);
+		result("session token 0x%016" PRIx64 " lease-ms %u lease-left-ms %" PRIu64,
+		       st.token, st.lease_term_ms, st.lease_left_ms);
+	} else {
+		printf("joined %s as client %u (%s), %d mapping(s)\n", addr, id, provider, n);
+		printf("session token 0x%016" PRIx64 ", lease %u ms, %" PRIu64 " ms left\n",
+		       st.token, st.lease_term_ms, st.lease_left_ms);
+	}
+	for (int i = 0; i < n && i < 64; i++)
+		print_map(&m[i]);
+}
+
+/* lock (hold until Ctrl-C or --hold, then unlock) or unlock (take and give
+ * back at once) */
+static int cmd_lock(struct fm_agent *a, uint64_t map, uint64_t grain, bool hold_it, bool hold,
+		    uint64_t hold_s)
+{
+	int rc = fm_agent_lock(a, map, grain);
+
+	if (rc < 0)
+		return rc;
+	/* Ctrl-C is ours once "locked" is printed: it unlocks */
+	if (hold_it) {
+		signal(SIGINT, on_sigint);
+		signal(SIGTERM, on_sigint);
+	}
+	if (g_json)
+		result("locked map %" PRIu64 " grain %" PRIu64 " already-split %d", map, grain,
+		       rc == 1);
+	else
+		printf("locked map %" PRIu64 " grain %" PRIu64 "%s\n", map, grain,
+		       rc == 1 ? " (already split)" : "");
+	fflush(stdout);
+	if (hold_it) {
+		print_held(a);
+		for (uint64_t t = 0; !g_stop && (!hold || t < hold_s * 10); t++)
+			usleep(100000);
+		print_held(a); /* how long it was held */
+	}
+	rc = fm_agent_unlock(a, map, grain);
+	if (rc)
+		return rc;
+	if (g_json)
+		result("unlocked map %" PRIu64 " grain %" PRIu64, map, grain);
+	else
+		printf("unlocked\n");
+	return 0;
+}
+
+/* lock -> commit split (durable on the owner) -> unlock */
+static int cmd_split(struct fm_agent *a, uint64_t map, uint64_t grain)
+{
+	int rc = fm_agent_lock(a, map, grain);
+
+	if (rc == 1) {
+		rc = fm_agent_unlock(a, map, grain);
+		if (rc)
+			return rc;
+		if (g_json)
+			result("split map %" PRIu64 " grain %" PRIu64 " already-split 1", map,
+			       grain);
+		else
+			printf("map %" PRIu64 " grain %" PRIu64 " already split\n", map, grain);
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	rc = fm_agent_commit_split(a, map, grain);
+	if (rc)
+		return rc;
+	if (g_json)
+		result("split map %" PRIu64 " grain %" PRIu64 " already-split 0", map, grain);
+	else
+		printf("map %" PRIu64 " grain %" PRIu64 " split (durable)\n", map, grain);
 	return 0;
 }
 
@@ -233,7 +393,7 @@ int main(int argc, char **argv)
 	uint32_t id = 1;
 	int c, rc = 0, klen, nargs;
 	uint64_t map = 0, grain = 0, hold_s = 0, v;
-	bool hold = false, json = false;
+	bool hold = false;
 
 	/* '+': options end at COMMAND, so "admin map-show -5" reaches the owner */
 	while ((c = getopt_long(argc, argv, "+t:a:i:k:C:H:h", opts, NULL)) != -1) {
@@ -252,7 +412,7 @@ int main(int argc, char **argv)
 				return 2;
 			hold = true;
 			break;
-		case 'j': json = true; break;
+		case 'j': g_json = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -263,7 +423,7 @@ int main(int argc, char **argv)
 	}
 	cmd = argv[optind++];
 	if (!strcmp(cmd, "admin"))
-		return admin(control, argc - optind, argv + optind, json);
+		return admin(control, argc - optind, argv + optind);
 	if (!strcmp(cmd, "join")) {
 		nargs = 0;
 	} else if (!strcmp(cmd, "show")) {
@@ -289,67 +449,27 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	klen = fm_key_file_read(keyfile, key, sizeof(key));
-	if (klen < 0) {
-		fprintf(stderr, "flashmeta: %s\n", fm_errormsg());
-		return 1;
-	}
+	if (klen < 0)
+		return finish(cmd, klen);
 	cfg = (struct fm_agent_cfg){ .provider = provider, .addr = addr, .client_id = id,
 				     .key = key, .key_len = (size_t)klen };
-	if (fm_agent_new(&a, &cfg) || fm_agent_wait_active(a, 5000)) {
-		fprintf(stderr, "flashmeta: %s\n", fm_errormsg());
+	rc = fm_agent_new(&a, &cfg);
+	rc = rc ?: fm_agent_wait_active(a, 5000);
+	if (rc) {
+		rc = finish(cmd, rc);
 		fm_agent_delete(&a);
-		return 1;
+		return rc;
 	}
 	usleep(20000); /* MAP_GRANTs right after WELCOME */
-	if (!strcmp(cmd, "join")) {
-		struct fm_agent_map m[64];
-		int n = fm_agent_maps(a, m, 64);
-
-		struct fm_agent_stats st;
-
-		fm_agent_stats(a, &st);
-		printf("joined %s as client %u (%s), %d mapping(s)\n", addr, id,
-		       provider ? provider : "shm", n);
-		printf("session token 0x%016" PRIx64 ", lease %u ms, %" PRIu64 " ms left\n",
-		       st.token, st.lease_term_ms, st.lease_left_ms);
-		for (int i = 0; i < n && i < 64; i++)
-			print_map(&m[i]);
-	} else if (!strcmp(cmd, "show")) {
+	if (!strcmp(cmd, "join"))
+		cmd_join(a, addr, id, provider ? provider : "shm");
+	else if (!strcmp(cmd, "show"))
 		rc = cmd_show(a, map);
-	} else if (!strcmp(cmd, "lock") || !strcmp(cmd, "unlock")) {
-		rc = fm_agent_lock(a, map, grain);
-		if (rc >= 0) {
-			/* Ctrl-C is ours once "locked" is printed: it unlocks */
-			if (!strcmp(cmd, "lock")) {
-				signal(SIGINT, on_sigint);
-				signal(SIGTERM, on_sigint);
-			}
-			printf("locked map %" PRIu64 " grain %" PRIu64 "%s\n", map, grain,
-			       rc == 1 ? " (already split)" : "");
-			fflush(stdout);
-			if (!strcmp(cmd, "lock")) {
-				print_held(a);
-				for (uint64_t t = 0; !g_stop && (!hold || t < hold_s * 10); t++)
-					usleep(100000);
-				print_held(a); /* how long it was held */
-			}
-			rc = fm_agent_unlock(a, map, grain);
-			if (!rc)
-				printf("unlocked\n");
-		}
-	} else if (!strcmp(cmd, "split")) {
-		rc = fm_agent_lock(a, map, grain);
-		if (rc == 1) {
-			printf("map %" PRIu64 " grain %" PRIu64 " already split\n", map, grain);
-			rc = fm_agent_unlock(a, map, grain);
-		} else if (rc == 0) {
-			rc = fm_agent_commit_split(a, map, grain);
-			if (!rc)
-				printf("map %" PRIu64 " grain %" PRIu64 " split (durable)\n", map, grain);
-		}
-	}
-	if (rc < 0)
-		fprintf(stderr, "flashmeta %s: %s\n", cmd, fm_errormsg());
+	else if (!strcmp(cmd, "lock") || !strcmp(cmd, "unlock"))
+		rc = cmd_lock(a, map, grain, !strcmp(cmd, "lock"), hold, hold_s);
+	else
+		rc = cmd_split(a, map, grain);
+	rc = finish(cmd, rc);
 	fm_agent_delete(&a);
-	return rc < 0 ? 1 : 0;
+	return rc;
 }

@@ -15,6 +15,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: fm-transport-probe [--provider shm|verbs|all] [--device NAME] [--json]\n"
+		"                          [--help]\n"
 		"\n"
 		"Lists the flashmeta transport providers compiled in and, for verbs, every\n"
 		"RDMA device with the capabilities the transport detects at run time:\n"
@@ -23,7 +24,9 @@ static void usage(FILE *f)
 		"  atomic_write device advertises RDMA ATOMIC_WRITE\n"
 		"  flush        device advertises RDMA FLUSH\n"
 		"  persist      one-sided persistence usable (FLUSH + ibv_wr_flush built in)\n"
-		"Exit status: 0, or 1 if a requested provider/device is unavailable.\n");
+		"Exit status: 0 listed; 1 the provider named by --provider (shm or verbs:\n"
+		"none of its devices) or the device named by --device is unavailable;\n"
+		"2 bad command line.\n");
 }
 
 /* a JSON string body: quotes and backslashes escaped, controls dropped */
@@ -37,7 +40,9 @@ static void json_str(const char *s)
 	}
 }
 
-static void show(const char *provider, const char *device, bool json, bool *first)
+/* one provider (and device): its capabilities, or why it is unavailable;
+ * returns whether it is available */
+static bool show(const char *provider, const char *device, bool json, bool *first)
 {
 	struct fm_transport_cfg cfg = {.provider = provider, .device = device};
 	struct fm_transport *t;
@@ -56,7 +61,7 @@ static void show(const char *provider, const char *device, bool json, bool *firs
 			printf("%-6s %-10s unavailable: %s\n", provider, device ? device : "-",
 			       fm_errormsg());
 		*first = false;
-		return;
+		return false;
 	}
 	fm_transport_caps(t, &c);
 	if (json) {
@@ -83,6 +88,7 @@ static void show(const char *provider, const char *device, bool json, bool *firs
 	}
 	*first = false;
 	fm_transport_delete(&t);
+	return true;
 }
 
 int main(int argc, char **argv)
@@ -95,7 +101,7 @@ int main(int argc, char **argv)
 	const char *provider = "all", *device = NULL;
 	bool json = false, first = true, want_shm, want_verbs;
 	struct ibv_device **list;
-	int o, n = 0, bad = 0;
+	int o, n = 0, usable = 0;
 
 	while ((o = getopt_long(argc, argv, "p:d:jh", opts, NULL)) != -1) {
 		switch (o) {
@@ -109,28 +115,34 @@ int main(int argc, char **argv)
 	want_shm = !strcmp(provider, "all") || !strcmp(provider, "shm");
 	want_verbs = !strcmp(provider, "all") || !strcmp(provider, "verbs");
 	if (!want_shm && !want_verbs) {
-		fprintf(stderr, "unknown provider \"%s\"\n", provider);
+		fprintf(stderr, "fm-transport-probe: unknown provider \"%s\"\n", provider);
+		return 2;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "fm-transport-probe: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
 	if (json)
 		printf("[");
-	if (want_shm)
-		show("shm", NULL, json, &first);
+	/* "all" asks for nothing in particular: listing is success; a named
+	 * provider or device must be there */
+	if (want_shm && show("shm", NULL, json, &first) && strcmp(provider, "all"))
+		usable++;
 	if (want_verbs) {
 		list = ibv_get_device_list(&n);
 		if (device) {
-			show("verbs", device, json, &first);
+			usable += show("verbs", device, json, &first);
 		} else if (list == NULL || n == 0) {
 			show("verbs", NULL, json, &first); /* prints "no RDMA device" */
-			bad = !strcmp(provider, "verbs");
 		} else {
 			for (int i = 0; i < n; i++)
-				show("verbs", ibv_get_device_name(list[i]), json, &first);
+				usable += show("verbs", ibv_get_device_name(list[i]), json,
+					       &first) && strcmp(provider, "all");
 		}
 		if (list)
 			ibv_free_device_list(list);
 	}
 	if (json)
 		printf("]\n");
-	return bad;
+	return usable || (!strcmp(provider, "all") && !device) ? 0 : 1;
 }

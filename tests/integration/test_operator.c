@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <regex.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -92,8 +93,9 @@ static const char *slurp(const char *path)
 	return buf;
 }
 
-/* fork + exec argv with stdout and stderr to `log`, stdin /dev/null */
-static pid_t spawn(char *const argv[], const char *log)
+/* fork + exec argv with stdout to `log` and stderr to `errlog` (NULL: to
+ * `log` as well), stdin /dev/null */
+static pid_t spawn2(char *const argv[], const char *log, const char *errlog)
 {
 	pid_t pid;
 
@@ -103,13 +105,21 @@ static pid_t spawn(char *const argv[], const char *log)
 	if (pid == 0) {
 		int in = open("/dev/null", O_RDONLY);
 		int out = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		int err = errlog ? open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0600) : out;
 
-		if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+		if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
+		    dup2(err, 2) < 0)
 			_exit(126);
 		execv(argv[0], argv);
 		_exit(127);
 	}
 	return pid;
+}
+
+/* fork + exec argv with stdout and stderr to `log`, stdin /dev/null */
+static pid_t spawn(char *const argv[], const char *log)
+{
+	return spawn2(argv, log, NULL);
 }
 
 /* exit status, 128 + signal, or -1 after timeout_ms (then it is killed) */
@@ -134,21 +144,41 @@ static int wait_for(pid_t pid, int timeout_ms)
 	}
 }
 
+static int vrun(const char *log, const char *errlog, const char *prog, va_list ap)
+{
+	char *argv[40];
+	int argc = 0;
+
+	argv[argc++] = (char *)prog;
+	while (argc < 39 && (argv[argc] = va_arg(ap, char *)))
+		argc++;
+	argv[argc] = NULL;
+	return wait_for(spawn2(argv, log, errlog), HANG_MS);
+}
+
 /* run prog (g_owner or g_cli) with the NULL-terminated arguments; stdout
  * and stderr land in g_dir/log; returns what wait_for returns */
 static int run(const char *prog, ...)
 {
-	char *argv[40];
-	int argc = 0;
 	va_list ap;
+	int rc;
 
-	argv[argc++] = (char *)prog;
 	va_start(ap, prog);
-	while (argc < 39 && (argv[argc] = va_arg(ap, char *)))
-		argc++;
+	rc = vrun(at("log"), NULL, prog, ap);
 	va_end(ap);
-	argv[argc] = NULL;
-	return wait_for(spawn(argv, at("log")), HANG_MS);
+	return rc;
+}
+
+/* run, with stdout in g_dir/out and stderr in g_dir/err */
+static int run_out_err(const char *prog, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, prog);
+	rc = vrun(at("out"), at("err"), prog, ap);
+	va_end(ap);
+	return rc;
 }
 
 /* the last run's output holds `needle` (printed when not) */
@@ -224,6 +254,7 @@ static void owner_stop(struct owner *o)
 static int reap(void **state)
 {
 	(void)state;
+	unsetenv("JOURNAL_STREAM"); /* a failed log case may have left it */
 	for (unsigned i = 0; i < 4; i++)
 		if (g_running[i]) {
 			kill(g_running[i], SIGKILL);
@@ -596,6 +627,94 @@ static void owner__hash_in_flag__kept(void **state)
 	assert_int_equal(access(at("pool"), F_OK), -1);
 }
 
+/* every line of `text` matches `re` (extended); prints the first that
+ * does not */
+static bool lines_match(const char *text, const char *re)
+{
+	regex_t rx;
+	bool all = true;
+
+	assert_int_equal(regcomp(&rx, re, REG_EXTENDED | REG_NOSUB), 0);
+	for (const char *l = text; *l && all;) {
+		const char *nl = strchr(l, '\n');
+		char line[1024];
+
+		snprintf(line, sizeof(line), "%.*s", nl ? (int)(nl - l) : (int)strlen(l), l);
+		if (regexec(&rx, line, 0, NULL, 0)) {
+			fprintf(stderr, "line \"%s\" does not match /%s/\n", line, re);
+			all = false;
+		}
+		l = nl ? nl + 1 : l + strlen(l);
+	}
+	regfree(&rx);
+	return all;
+}
+
+/* JOURNAL_STREAM naming `path` (created empty), as systemd sets it */
+static void journal_is(const char *path)
+{
+	struct stat st;
+	char v[64];
+
+	write_file(path, "", 0);
+	assert_int_equal(stat(path, &st), 0);
+	snprintf(v, sizeof(v), "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	assert_int_equal(setenv("JOURNAL_STREAM", v, 1), 0);
+}
+
+/* the owner's log: ISO 8601 UTC with milliseconds on a file or terminal;
+ * on the journal's stream the syslog priority instead of a time, also on
+ * the errors it prints before its log starts */
+static void owner__log__iso_utc_or_journal_priority(void **state)
+{
+	static const char iso[] = "^flashmeta-owner\\[[0-9]+\\] "
+				  "[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9]"
+				  "\\.[0-9]{3}Z (error|warn|info|debug): [^ ]";
+	static const char prio[] = "^(<3>error|<4>warn|<6>info|<7>debug): [^ ]";
+	struct owner o;
+	const char *log, *t;
+	struct tm tm = { 0 };
+	time_t now = time(NULL), then;
+
+	(void)state;
+	fresh("owner-log");
+	unsetenv("JOURNAL_STREAM");
+	owner_paths(&o, "pool", "ctl");
+	owner_start(&o, "--log-level", "debug");
+	owner_stop(&o);
+	log = slurp(o.log);
+	assert_non_null(strstr(log, " info: serving on "));
+	assert_true(lines_match(log, iso));
+	/* the time is now, in UTC */
+	t = strchr(log, ' ') + 1;
+	assert_non_null(strptime(t, "%Y-%m-%dT%H:%M:%S", &tm));
+	then = timegm(&tm);
+	assert_true(then >= now - 60 && then <= now + 60);
+
+	/* stderr is the journal: priorities, no time, no pid */
+	journal_is(o.log);
+	owner_start(&o, "--log-level", "debug");
+	owner_stop(&o);
+	log = slurp(o.log);
+	assert_non_null(strstr(log, "<6>info: serving on "));
+	assert_non_null(strstr(log, "<7>debug: "));
+	assert_true(lines_match(log, prio));
+	journal_is(at("log"));
+	assert_int_equal(run(g_owner, "--lease-ms", "5", "-l", o.listen, NULL), 2);
+	assert_true(log_has("<3>flashmeta-owner: --lease-ms: lease_ms 5: not in 10..600000\n"));
+
+	/* JOURNAL_STREAM names another file (a journal the owner's parent
+	 * had, say): not ours, the plain form */
+	journal_is(at("elsewhere"));
+	owner_start(&o, NULL, NULL);
+	owner_stop(&o);
+	assert_true(lines_match(slurp(o.log), iso));
+	assert_int_equal(run(g_owner, "--lease-ms", "5", "-l", o.listen, NULL), 2);
+	assert_int_equal(strncmp(slurp(at("log")), "flashmeta-owner: --lease-ms", 27), 0);
+	unsetenv("JOURNAL_STREAM");
+}
+
 /* ---- 5, 6, 7. the control socket ---- */
 
 static void control__commands__strict(void **state)
@@ -792,6 +911,91 @@ static void control__introspection__lock_holder_sessions_json(void **state)
 	owner_stop(&o);
 }
 
+/* flashmeta --json on the client commands: one JSON object per result on
+ * stdout as it happens, then {"ok": ...}; messages stay on stderr; a bad
+ * command line prints no JSON (exit 2) */
+static void cli__json__one_object_per_result(void **state)
+{
+	static const char obj[] = "^\\{\"(record|ok)\": .*\\}$";
+	struct owner o;
+	char out[4096];
+	const char *s;
+
+	(void)state;
+	fresh("cli-json");
+	owner_paths(&o, "pool", "ctl");
+	owner_start(&o, NULL, NULL);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-create 1 10 11 16777216\n"), 0);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-prepare 1\n"), 0);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-start 1\n"), 0);
+
+	assert_int_equal(run_out_err(g_cli, "-a", o.listen, "-k", o.key, "--json", "split", "1",
+				     "5", NULL), 0);
+	assert_string_equal(slurp(at("out")), "{\"record\": \"split\", \"map\": 1, \"grain\": 5, "
+					      "\"already-split\": 0}\n{\"ok\": true}\n");
+	assert_string_equal(slurp(at("err")), "");
+	assert_int_equal(run_out_err(g_cli, "-a", o.listen, "-k", o.key, "--json", "split", "1",
+				     "5", NULL), 0);
+	assert_non_null(strstr(slurp(at("out")), "\"grain\": 5, \"already-split\": 1}\n"));
+
+	assert_int_equal(run_out_err(g_cli, "-a", o.listen, "-k", o.key, "-i", "2", "--json",
+				     "join", NULL), 0);
+	s = slurp(at("out"));
+	assert_true(lines_match(s, obj));
+	assert_non_null(strstr(s, "{\"record\": \"joined\", \"addr\": \""));
+	assert_non_null(strstr(s, "\", \"client\": 2, \"transport\": \"shm\", \"mappings\": 1}\n"
+				  "{\"record\": \"session\", \"token\": \"0x"));
+	assert_non_null(strstr(s, ", \"lease-ms\": 600, \"lease-left-ms\": "));
+	assert_non_null(strstr(s, "{\"record\": \"map\", \"map\": 1, \"state\": \"copying\", "
+				  "\"generation\": 1, \"grain\": 65536, \"grains\": 256, "
+				  "\"granted\": 1}\n{\"ok\": true}\n"));
+
+	assert_int_equal(run_out_err(g_cli, "-a", o.listen, "-k", o.key, "--json", "show", "1",
+				     NULL), 0);
+	s = slurp(at("out"));
+	assert_true(lines_match(s, obj));
+	assert_non_null(strstr(s, "{\"record\": \"bitmap\", \"map\": 1, \"split\": 1, "
+				  "\"grains\": 256}\n"));
+	assert_non_null(strstr(s, "{\"record\": \"cache\", \"ranges\": "));
+
+	assert_int_equal(run_out_err(g_cli, "-a", o.listen, "-k", o.key, "--json", "-H", "0",
+				     "lock", "1", "7", NULL), 0);
+	s = slurp(at("out"));
+	assert_true(lines_match(s, obj));
+	assert_non_null(strstr(s, "{\"record\": \"locked\", \"map\": 1, \"grain\": 7, "
+				  "\"already-split\": 0}\n{\"record\": \"held\", \"map\": 1, "
+				  "\"first\": 7, \"last\": 7, \"word-index\": 7, \"since-ms\": "));
+	assert_non_null(strstr(s, ", \"token\": \"0x"));
+	assert_non_null(strstr(s, "{\"record\": \"unlocked\", \"map\": 1, \"grain\": 7}\n"
+				  "{\"ok\": true}\n"));
+	assert_int_equal(run_out_err(g_cli, "-a", o.listen, "-k", o.key, "--json", "unlock", "1",
+				     "7", NULL), 0);
+	assert_non_null(strstr(slurp(at("out")), "{\"record\": \"unlocked\", \"map\": 1, "
+						  "\"grain\": 7}\n{\"ok\": true}\n"));
+
+	/* failures: the error object last, the message on stderr too */
+	assert_int_equal(run_out_err(g_cli, "-a", o.listen, "-k", o.key, "--json", "show", "9",
+				     NULL), 1);
+	assert_string_equal(slurp(at("out")), "{\"ok\": false, \"error\": \"ENOENT\", "
+					      "\"message\": \"map 9 unknown to this session\"}\n");
+	assert_non_null(strstr(slurp(at("err")), "flashmeta show: map 9 unknown"));
+	assert_int_equal(run_out_err(g_cli, "-a", o.listen, "-k", at("nokey"), "--json", "join",
+				     NULL), 1);
+	assert_non_null(strstr(slurp(at("out")), "{\"ok\": false, \"error\": \"ENOENT\", "));
+	assert_int_equal(run_out_err(g_cli, "-C", at("nosock"), "--json", "admin", "status",
+				     NULL), 1);
+	assert_non_null(strstr(slurp(at("out")), "{\"records\": [], \"ok\": false, "
+						  "\"error\": \"ENOENT\", \"message\": "));
+	assert_int_equal(run_out_err(g_cli, "-a", o.listen, "-k", o.key, "--json", "show",
+				     NULL), 2);
+	assert_string_equal(slurp(at("out")), "");
+	/* without --json: the text as before */
+	assert_int_equal(run_out_err(g_cli, "-a", o.listen, "-k", o.key, "split", "1", "6",
+				     NULL), 0);
+	assert_string_equal(slurp(at("out")), "map 1 grain 6 split (durable)\n");
+	owner_stop(&o);
+}
+
 static void control__nul_byte__answered_and_next_line_runs(void **state)
 {
 	static const char lines[] = "status\0junk\nmap-show 3\n";
@@ -960,6 +1164,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(control__regular_file__refused_untouched, reap),
 		cmocka_unit_test_teardown(control__introspection__lock_holder_sessions_json, reap),
+		cmocka_unit_test_teardown(cli__json__one_object_per_result, reap),
 		cmocka_unit_test_teardown(control__is_the_pool__pool_kept, reap),
 		cmocka_unit_test_teardown(control__directory_fifo_symlink__refused_untouched, reap),
 		cmocka_unit_test_teardown(control__stale_socket__replaced, reap),
@@ -972,6 +1177,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(cli__numbers__strict, reap),
 		cmocka_unit_test_teardown(owner__flags__strict, reap),
 		cmocka_unit_test_teardown(owner__hash_in_flag__kept, reap),
+		cmocka_unit_test_teardown(owner__log__iso_utc_or_journal_priority, reap),
 		cmocka_unit_test_teardown(control__commands__strict, reap),
 		cmocka_unit_test_teardown(control__nul_byte__answered_and_next_line_runs, reap),
 		cmocka_unit_test_teardown(control__long_line__error_and_closed, reap),

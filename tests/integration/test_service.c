@@ -4,7 +4,8 @@
  * (or FM_OWNER_BIN / FM_PROVIDER / FM_ADDR).  Each scenario spawns the real
  * flashmeta-owner on a pool in a temp dir and forks client processes that
  * use fm_agent.  Scenarios: roundtrip, client-kill, client-stall, owner-kill, wrong-key,
- * garbage, snapshot, engines (one agent, several engine threads), grace-kill.
+ * garbage, snapshot, engines (one agent, several engine threads), grace-kill,
+ * owner-stall.
  * Exit 0 = pass.
  */
 #include <errno.h>
@@ -621,6 +622,49 @@ static int sc_grace_kill(struct svc *s)
 	CHECK(rc == 0);
 	CHECK(fm_agent_unlock(g.a, MAP, 7) == 0);
 	fm_agent_delete(&g.a);
+	return 0;
+}
+
+/* ============================================================ owner-stall
+ * The owner's loop stalls (SIGSTOP: a busy host) past a lease term.  The
+ * clients' leases lapse on their own clocks: each closes its session with
+ * a quiesced BYE and joins again.  When the owner runs again it must read
+ * what waits in its rings before it judges any lease, and each client's
+ * new HELLO vouches for its lapsed session, so no session is fenced by a
+ * kill.  (The BYE{QUIESCED} of a lapsed session sat behind spent credits
+ * and died with its endpoint, the HELLO did not vouch because the BYE had
+ * been "sent", and the owner SIGKILLed the client -- here, this test
+ * process.) */
+static int sc_owner_stall(struct svc *s)
+{
+	struct fm_agent *a[2];
+	char out[8192], *p;
+
+	svc_owner_start(s);
+	setup_map(s, true);
+	a[0] = join(s, 6);
+	a[1] = join(s, 7);
+	for (int round = 0; round < 4; round++) {
+		CHECK(kill(s->owner, SIGSTOP) == 0);
+		usleep(2 * s->lease_ms * 1000); /* both leases lapse meanwhile */
+		CHECK(kill(s->owner, SIGCONT) == 0);
+		for (int i = 0; i < 2; i++)
+			CHECK(fm_agent_wait_active(a[i], 8000) == 0);
+	}
+	/* alive (a kill would have ended this process), and each lapsed
+	 * session was fenced without one: its quiescence was vouched for */
+	CHECK(svc_ctl(s, out, sizeof(out), "status") == 0);
+	p = strstr(out, " fences ");
+	fprintf(stderr, "owner-stall: %s", p ? p : out);
+	for (int i = 0; i < 2; i++) {
+		struct fm_agent_stats st;
+
+		fm_agent_stats(a[i], &st);
+		fprintf(stderr, "owner-stall: client %d joins %" PRIu64 " closes %" PRIu64 "\n",
+			6 + i, st.joins, st.closes);
+		CHECK(st.joins >= 2);
+		fm_agent_delete(&a[i]);
+	}
 	return 0;
 }
 
@@ -1289,6 +1333,7 @@ int main(int argc, char **argv)
 		{ "owner-kill", sc_owner_kill }, { "wrong-key", sc_wrong_key },
 		{ "garbage", sc_garbage },     { "snapshot", sc_snapshot },
 		{ "engines", sc_engines },     { "grace-kill", sc_grace_kill },
+		{ "owner-stall", sc_owner_stall },
 	};
 	struct svc s;
 	int rc = -1;

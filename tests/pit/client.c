@@ -147,6 +147,10 @@ static void w_end(void *ctx, int rc)
 	unsigned n = 0;
 
 	w_flags_clear(w);
+	if (pit_now_ns() - w->start.t_ns > 2000000000ull) /* a liveness sign: say why */
+		fprintf(stderr, "%s: a %.1f s attempt of %s ended %d (%s)\n", cl_name(w->cl),
+			(double)(pit_now_ns() - w->start.t_ns) / 1e9, fm_io_op_name(w->op), rc,
+			rc ? fm_errormsg() : "ok");
 	r.type = PIT_REC_END;
 	r.rc = rc;
 	if ((w->op == FM_IO_READ_SOURCE || w->op == FM_IO_READ_TARGET) && rc == 0) {

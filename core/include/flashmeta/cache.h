@@ -36,6 +36,9 @@ struct fm_cache;
 
 struct fm_cache_cfg {
 	size_t budget_bytes; /* memory for ranges and indexes; 0 = unlimited */
+	bool keep_nothing;   /* a baseline for benchmarks: inserts are checked
+			      * and counted as usual, then dropped; every
+			      * lookup misses */
 };
 
 struct fm_cache_stats {

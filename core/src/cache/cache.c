@@ -93,6 +93,7 @@ int fm_cache_new(struct fm_cache **out, const struct fm_cache_cfg *cfg)
 	atomic_init(&c->table, t);
 	atomic_init(&c->gp, 2);
 	c->budget = cfg->budget_bytes;
+	c->keep_nothing = cfg->keep_nothing;
 	ch_live_add(c, ch_alloc_bytes(sizeof(*c)) + ch_table_bytes(8));
 	*out = c;
 	return 0;
@@ -240,6 +241,10 @@ int fm_cache_insert(struct fm_cache *c, uint64_t map_id, uint64_t epoch,
 		return fm_err(-ESTALE, "cache: epoch %" PRIu64 " is not current (%" PRIu64
 			      "%s)", epoch, atomic_load_explicit(&m->epoch, memory_order_relaxed),
 			      d ? "" : ", no lease");
+	}
+	if (c->keep_nothing) {
+		ch_stat_add(&c->st_inserts, 1);
+		return 0;
 	}
 	ret = ch_insert(c, m, first, last);
 	if (ret < 0)

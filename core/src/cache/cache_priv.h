@@ -167,6 +167,7 @@ struct fm_cache {
 	alignas(64) _Atomic(struct fm_cache_table *) table;
 	_Atomic uint64_t gp; /* grace-period counter, starts at 2 */
 	size_t budget;	     /* immutable */
+	bool keep_nothing;   /* immutable: fm_cache_cfg.keep_nothing */
 
 	/* ---- writer only ---- */
 	alignas(64) struct fm_cache_map *maps; /* list, for eviction and delete */

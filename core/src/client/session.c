@@ -79,10 +79,15 @@ void cl_sess_try_quiesce(struct fm_client *c)
 		m.u.bye.reason = c->close_reason;
 		m.u.bye.code = (uint32_t)-c->close_err;
 		m.u.bye.flags = FM_BYE_F_QUIESCED;
-		c->prev_vouch = cl_send_msg(c, &m) != 0;
-	} else {
-		c->prev_vouch = true;
+		(void)cl_send_msg(c, &m);
 	}
+	/* the next HELLO vouches for this session too, whether or not the
+	 * BYE gets there: a BYE queued behind spent credits (an owner that
+	 * stalled while we renewed) dies with the endpoint, and an owner
+	 * that never hears of the quiescence fences -- on shm, kills -- us.
+	 * The vouch is as true as the BYE: no bracket of this session is
+	 * open or can open. */
+	c->prev_vouch = true;
 	cl_note(c, FM_NOTE_QUIESCED, c->close_err, 0, 0, 0, false);
 	/* 5. */
 	closed(c, c->close_err);

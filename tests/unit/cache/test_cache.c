@@ -60,6 +60,33 @@ static void expect_miss(struct fm_cache *c, uint64_t g)
 	assert_false(fm_cache_lookup(c, 7, g, &r));
 }
 
+/* ---- the benchmarks' "no cache" baseline ---- */
+
+static void keep_nothing__inserts_checked_then_dropped__lookups_miss(void **state)
+{
+	struct fm_cache_cfg cfg = { .keep_nothing = true };
+	struct fm_cache_stats st;
+	struct fm_cache *c = NULL;
+	uint64_t epoch;
+
+	(void)state;
+	assert_int_equal(fm_cache_new(&c, &cfg), 0);
+	assert_int_equal(fm_cache_map_add(c, 7, 100), 0);
+	assert_int_equal(fm_cache_map_grant(c, 7, 1), 0);
+	assert_int_equal(fm_cache_map_epoch(c, 7, &epoch), 0);
+	assert_int_equal(fm_cache_insert(c, 7, epoch, 10, 20), 0);
+	expect_miss(c, 10);
+	expect_miss(c, 15);
+	assert_int_equal(nranges(c), 0);
+	/* still checked: a stale epoch and a range beyond the map fail */
+	assert_int_equal(fm_cache_insert(c, 7, epoch + 1, 10, 20), -ESTALE);
+	assert_int_equal(fm_cache_insert(c, 7, epoch, 90, 100), -ERANGE);
+	fm_cache_stats(c, &st);
+	assert_int_equal(st.inserts, 1);
+	assert_int_equal(st.hits, 0);
+	fm_cache_delete(&c);
+}
+
 /* ---- merging ---- */
 
 static void insert__left_neighbour__one_range(void **state)
@@ -644,6 +671,7 @@ static void differential__small_budget__sound(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(keep_nothing__inserts_checked_then_dropped__lookups_miss),
 		cmocka_unit_test(insert__left_neighbour__one_range),
 		cmocka_unit_test(insert__right_neighbour__one_range),
 		cmocka_unit_test(insert__both_neighbours__one_range),

@@ -85,6 +85,9 @@ struct fm_agent_cfg {
 	const void *key;        /* shared with the owner, 1..64 bytes (copied) */
 	size_t key_len;
 	size_t cache_budget;    /* confirmation cache bytes; 0 = unlimited */
+	bool no_cache;          /* a baseline for benchmarks: keep no
+				 * confirmation, so every decision READs the
+				 * owner's bitmap (safe, just slower) */
 	uint32_t wait_ms;       /* how long engine calls wait for a session or
 				 * a grant; 0 -> 10000 */
 	uint32_t retry_min_ms;  /* reconnect backoff; 0 -> 50 */

@@ -18,4 +18,16 @@
  * answer; 0 or -ENOMEM. */
 int fm_ctl_json(const char *answer, char **out);
 
+/*
+ * fm_ctl_json_line -- one line of such an answer as one JSON object, for
+ * answers printed line by line as they happen (JSON Lines: flashmeta
+ * --json join/show/lock/unlock/split):
+ *   "NAME K V ..." or "K V ..."   {"record": NAME, K: V, ...}  (as above)
+ *   "ok"                          {"ok": true}
+ *   "error NAME: message"         {"ok": false, "error": NAME, "message": "..."}
+ * `line` may end in one "\n".  *out: a malloc'ed NUL-terminated object
+ * (no newline); 0, -EINVAL (more than one line, or no word), -ENOMEM.
+ */
+int fm_ctl_json_line(const char *line, char **out);
+
 #endif /* FLASHMETA_CTL_JSON_H */

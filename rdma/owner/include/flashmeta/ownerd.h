@@ -127,6 +127,7 @@
 #ifndef FLASHMETA_OWNERD_H
 #define FLASHMETA_OWNERD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -188,6 +189,20 @@ void fm_ownerd_stop(struct fm_ownerd *d);
 /* fm_ownerd_delete -- BYE to every client, close endpoints, the listener,
  * the transport and the store.  NULL-safe, sets *dp = NULL. */
 void fm_ownerd_delete(struct fm_ownerd **dp);
+
+/*
+ * Log: one line per event on stderr, messages above cfg.log_level dropped:
+ *   flashmeta-owner[PID] 2026-11-29T01:23:45.678Z LEVEL: message
+ * (ISO 8601, UTC, milliseconds; LEVEL error | warn | info | debug), or,
+ * when stderr is the systemd journal's stream (JOURNAL_STREAM names
+ * stderr's device and inode), "<N>LEVEL: message" with the syslog
+ * priority N (3, 4, 6, 7) for journald and no timestamp.
+ *
+ * fm_ownerd_log_is_journal -- whether stderr is the journal's stream
+ * (decided once per process), so a program can give its own messages a
+ * priority the same way.  Never blocks.
+ */
+bool fm_ownerd_log_is_journal(void);
 
 /*
  * Config keys (a config file's "key = value" lines, and flashmeta-owner's

@@ -1,11 +1,15 @@
-/* series.c -- samples kept per round; "typical" is the median of the
- * per-round medians (a round disturbed by another job on the machine moves
- * one of them, not the figure), the tails are over all samples pooled. */
-#include <errno.h>
+/* series.c -- samples kept per round (see series.h). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench_agent.h"
+#include "series.h"
+
+static __attribute__((noreturn)) void oom(void)
+{
+	fprintf(stderr, "bench: out of memory for samples\n");
+	exit(1);
+}
 
 static void grow(double **p, size_t *cap, size_t need)
 {
@@ -19,7 +23,7 @@ static void grow(double **p, size_t *cap, size_t need)
 		nc *= 2;
 	n = realloc(*p, nc * sizeof(*n));
 	if (!n)
-		ba_die(-ENOMEM, "samples");
+		oom();
 	*p = n;
 	*cap = nc;
 }
@@ -28,6 +32,16 @@ void se_add(struct series *se, double v)
 {
 	grow(&se->s, &se->cap, se->n + 1);
 	se->s[se->n++] = v;
+	se->used = true;
+}
+
+void se_add_n(struct series *se, const double *v, size_t n)
+{
+	if (!n)
+		return;
+	grow(&se->s, &se->cap, se->n + n);
+	memcpy(se->s + se->n, v, n * sizeof(*v));
+	se->n += n;
 	se->used = true;
 }
 
@@ -63,10 +77,12 @@ void se_round_end(struct series *all, size_t n, bool keep)
 		}
 		copy = malloc(k * sizeof(*copy));
 		if (!copy)
-			ba_die(-ENOMEM, "samples");
+			oom();
 		memcpy(copy, se->s + se->round0, k * sizeof(*copy));
 		grow(&se->rmed, &se->capr, se->nr + 1);
 		se->rmed[se->nr++] = median_of(copy, k);
+		if (!se->min_round_n || k < se->min_round_n)
+			se->min_round_n = k;
 		free(copy);
 	}
 }
@@ -80,14 +96,40 @@ void se_stats(const struct series *se, struct series_stats *out)
 		return;
 	copy = malloc((se->n > se->nr ? se->n : se->nr) * sizeof(*copy));
 	if (!copy)
-		ba_die(-ENOMEM, "samples");
+		oom();
 	memcpy(copy, se->s, se->n * sizeof(*copy));
 	fm_report_compute(copy, se->n, &out->st);
 	out->pooled_median = out->st.median;
 	memcpy(copy, se->rmed, se->nr * sizeof(*copy));
 	out->st.median = median_of(copy, se->nr);
 	out->rounds = se->nr;
+	out->min_round_n = se->min_round_n;
 	free(copy);
+}
+
+double *se_sorted(const struct series *se, size_t *n)
+{
+	double *copy;
+	struct fm_report_stats st;
+
+	*n = se->n;
+	if (!se->n)
+		return NULL;
+	copy = malloc(se->n * sizeof(*copy));
+	if (!copy)
+		oom();
+	memcpy(copy, se->s, se->n * sizeof(*copy));
+	fm_report_compute(copy, se->n, &st); /* sorts */
+	return copy;
+}
+
+void se_free(struct series *se)
+{
+	free(se->s);
+	free(se->rmed);
+	se->s = se->rmed = NULL;
+	se->n = se->cap = se->nr = se->capr = se->round0 = se->min_round_n = 0;
+	se->used = false;
 }
 
 void se_header(const char *unit)

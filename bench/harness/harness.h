@@ -1,0 +1,401 @@
+/* harness.h -- flashmeta-bench: the parts and what they share.
+ *
+ *   main.c      one run point: the processes, the mappings, the pre-split,
+ *               the interleaved rounds; the sweep over split fractions
+ *   opts.c      options and --help
+ *   workload.c  the I/O stream of one engine thread: pattern (sequential,
+ *               uniform, zipfian), op mix, mapping; the pre-split choice
+ *   client.c    a client process: its agents, engines and volumes, its
+ *               engine threads, the commands of the coordinator
+ *   worker.c    an engine thread: a measured batch, a floor batch, its
+ *               share of the pre-split, the hot-grain lock step
+ *   results.c   the tables, the method text, the JSON
+ *   plot.c      --plot: data files, gnuplot scripts, PNGs
+ *
+ * PROCESSES.  The coordinator (this program's first process) never opens
+ * a transport: it forks the floor server and N client processes, fork +
+ * execs flashmeta-owner, drives the owner through its control socket and
+ * the clients through pipes, and reads CPU time from /proc.  So every
+ * child may use verbs (a child forked after its parent's first RDMA call
+ * cannot).
+ *
+ * MAPPINGS.  Two sets of --mappings K mappings with the same geometry and
+ * the same pre-split grains: set 0 for the engine with a cache, set 1 for
+ * the engine of the "no cache" agent -- the same workload then meets the
+ * same split state in both, and neither variant's writes change what the
+ * other sees.  With --hot, each set has one more mapping, the hot one,
+ * whose grains are never pre-split.  A client process opens one pair of
+ * volumes per mapping index and adds it to both engines.
+ */
+#ifndef FM_BENCH_HARNESS_H
+#define FM_BENCH_HARNESS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "flashmeta/agent.h"
+#include "flashmeta/engine.h"
+#include "flashmeta/planner.h"
+#include "flashmeta/refvol.h"
+#include "floor.h"
+#include "owner_proc.h"
+#include "proc_cpu.h"
+#include "report.h"
+#include "series.h"
+
+#define HB_KEY "flashmeta-bench-key"
+#define HB_MAX_CLIENTS 32u
+#define HB_MAX_THREADS 16u
+#define HB_MAX_MAPS 64u         /* --mappings */
+#define HB_MAX_SWEEP 16u
+#define HB_PRESPLIT_IO (1u << 20) /* the largest pre-split write */
+#define HB_CDF_POINTS 1000u
+
+/* ------------------------------------------------------------ options */
+
+enum hb_pattern { PAT_SEQ, PAT_UNIFORM, PAT_ZIPF };
+
+struct hb_opts {
+	const char *provider;   /* "shm" | "verbs" */
+	const char *device;
+	char addr[128];         /* the owner's */
+	char floor_addr[128];   /* the floor server's */
+	const char *owner_bin;
+	const char *pool_dir;
+	const char *vol_kind;   /* "memory" | "file" */
+	const char *vol_dir;    /* file volumes: where (default: the run's dir) */
+	unsigned clients, threads;
+	enum hb_pattern pattern;
+	double theta;
+	unsigned mix[FM_IO_OP_COUNT]; /* percent per enum fm_io_op, sum 100 */
+	uint64_t io_size, grain_size, volume_size;
+	unsigned mappings;
+	double split_pct[HB_MAX_SWEEP]; /* the points; one without --sweep-split */
+	unsigned npoints;
+	bool sweep;
+	bool split_prefix;      /* pre-split the first fraction, not scattered */
+	unsigned split_run;     /* random layout: grains chosen together */
+	unsigned hot;           /* clients in the hot-grain lock step (0: off) */
+	unsigned rounds;        /* reported rounds (one more runs first) */
+	unsigned batch_ms;      /* per variant and round (time mode) */
+	uint64_t count;         /* I/Os per engine thread, variant and round
+				 * (count mode; 0: time mode) */
+	unsigned floor_ops;     /* per floor kind, thread and round */
+	uint64_t seed;
+	const char *json, *plot;
+	bool quick;
+};
+
+extern struct hb_opts opt;
+
+void hb_opts_parse(int argc, char **argv);
+__attribute__((noreturn, format(printf, 2, 3))) void hb_die(int rc, const char *fmt, ...);
+
+/* ----------------------------------------------------------- variants */
+
+/* what one measured batch runs the workload on */
+enum hb_variant {
+	V_CACHE,      /* the engine, its agent with the confirmation cache */
+	V_NOCACHE,    /* the engine, its agent with cache_budget 1: every range
+		       * is evicted as it is inserted -- every decision READs */
+	V_VOLUME,     /* the volumes' movers alone (fm_refvol_do): no FlashCopy */
+	V_N
+};
+
+/* the units of a round: the three variants and the transport floor */
+#define U_FLOOR V_N
+#define U_N (V_N + 1)
+
+extern const char *const hb_variant_name[V_N];
+extern const char *const hb_variant_key[V_N];
+
+/* what an I/O did, from its fm_engine_io_stats */
+enum hb_class {
+	C_HIT,        /* every grain known split in the cache: no READ, no lock */
+	C_MISS,       /* READ(s) of the owner's bitmap, then the I/O as asked */
+	C_REDIRECT,   /* a target read of unsplit grains: READ, the source
+		       * read, then the re-check READ (engine.h REDIRECT) */
+	C_LOCKRACE,   /* locked, found split under the lock (another I/O split
+		       * it meanwhile): unlock, then as a hit */
+	C_SPLIT,      /* locked, copied (or a whole-grain target write) and
+		       * committed: the copy-on-write */
+	C_SRCREAD,    /* a source read: no decision at all */
+	C_VOL,        /* the volume-only variant: the movers alone */
+	C_BASE_N,
+};
+/* hot-grain I/Os are kept apart: class + C_BASE_N */
+#define C_N (2 * C_BASE_N)
+
+extern const char *const hb_class_name[C_BASE_N];
+extern const char *const hb_class_key[C_BASE_N];
+
+/* parts of an I/O, timed inside it through the engine's trace hook: series
+ * of their own after the classes (never counted as I/Os), hot + PT_BASE_N */
+enum hb_part {
+	PT_SPLIT_LOCK,   /* a split I/O: its start to its (first) grain locked --
+			  * the plan's READ and an uncontended lock */
+	PT_SPLIT_COMMIT, /* ... its first SPLIT_COMMIT sent to its last answer */
+	PT_RACE_LOCK,    /* a lost race: its start to the lock handed over --
+			  * the READ, the CAS, LOCK_REQUEST and the wait */
+	PT_BASE_N,
+};
+#define PT_N (2 * PT_BASE_N)
+#define SE_N (C_N + PT_N) /* series per variant: the classes, then the parts */
+
+extern const char *const hb_part_name[PT_BASE_N];
+extern const char *const hb_part_key[PT_BASE_N];
+
+/* the floor's operations, per engine thread */
+enum hb_floor {
+	F_READ,       /* READ 64 B: a bitmap window */
+	F_CASRD,      /* CAS + READ together: a lock and its check READ */
+	F_CASRD_CAS,  /* CAS + READ together, then CAS: a lock and its release */
+	F_CAS,        /* one CAS */
+	F_MSG,        /* a message and its echo (thread 0 of each client) */
+	F_N
+};
+
+extern const char *const hb_floor_name[F_N];
+extern const char *const hb_floor_key[F_N];
+
+/* map ids: set 0 (cache), set 1 (no cache); index K = the hot mapping */
+static inline uint64_t hb_map_id(unsigned set, unsigned k)
+{
+	return 1 + (uint64_t)set * (opt.mappings + 1) + k;
+}
+
+/* ------------------------------------------------------------ workload */
+
+struct hb_rng {
+	uint64_t s[2];
+};
+
+void hb_rng_seed(struct hb_rng *r, uint64_t seed);
+uint64_t hb_rng_next(struct hb_rng *r);
+double hb_rng_unit(struct hb_rng *r); /* [0, 1) */
+
+/* zipfian over [0, n) (Gray et al., as YCSB), scrambled so that the hot
+ * items are spread over the volume */
+struct hb_zipf {
+	uint64_t n;
+	double theta, alpha, zetan, eta, half_pow;
+};
+
+void hb_zipf_init(struct hb_zipf *z, uint64_t n, double theta);
+uint64_t hb_zipf_next(const struct hb_zipf *z, struct hb_rng *r);
+
+struct hb_io {
+	enum fm_io_op op;
+	unsigned map;           /* mapping index 0..K-1 */
+	uint64_t offset;        /* bytes */
+};
+
+struct hb_gen {
+	struct hb_rng rng;
+	const struct hb_zipf *zipf; /* shared, read-only */
+	uint64_t slots;         /* I/O-size slots of a volume */
+	uint64_t seq_next;      /* sequential: next slot (own stripe first) */
+	unsigned seq_map;
+};
+
+/* the stream of engine thread `worker` (of all clients) for one batch:
+ * the same (seed, worker) gives the same I/Os in every variant */
+void hb_gen_init(struct hb_gen *g, const struct hb_zipf *z, uint64_t seed, unsigned worker,
+		 unsigned nworkers);
+void hb_gen_next(struct hb_gen *g, struct hb_io *io);
+
+/* is grain g of mapping index k pre-split at fraction pct?  (a hash of
+ * (k, g / --split-run) below the fraction, or the first pct% of grains
+ * with --split-layout prefix) */
+bool hb_presplit(unsigned k, uint64_t g, uint64_t grains, double pct);
+
+/* ------------------------------------------------------------- shared */
+
+/* Shared memory of the run (MAP_SHARED, made before the clients fork):
+ * the hot-grain lock step of --hot clients (a sense barrier). */
+struct hb_shared {
+	_Atomic uint64_t arrive;
+	_Atomic uint64_t gen;
+	_Atomic bool stop;      /* set by the last arriver once t_end passed */
+	_Atomic bool broken;    /* a hot worker failed: nobody waits for it */
+};
+
+/* ------------------------------------------------------ coordinator <-> client */
+
+enum hb_cmd_op {
+	CMD_SETUP = 1,  /* agents, volumes, engines, floor: reply rc */
+	CMD_PRESPLIT,   /* every engine thread its share: reply rc */
+	CMD_RUN,        /* one batch of a variant: reply + samples */
+	CMD_FLOOR,      /* one floor batch: reply + samples */
+	CMD_QUIT,
+};
+
+struct hb_cmd {
+	uint32_t op;
+	uint32_t unit;          /* RUN: enum hb_variant */
+	uint64_t seed;
+	uint64_t t_start, t_end; /* CLOCK_MONOTONIC ns: start together; time
+				  * mode ends at t_end */
+	uint64_t count;         /* count mode: I/Os per thread (0: time mode) */
+	double pct;             /* PRESPLIT: the fraction */
+};
+
+/* agent counters of one batch (deltas), the cache's size at its end */
+struct hb_agent_delta {
+	uint64_t fetches, locks, commits, unlocks;
+	uint64_t lookups, cache_hits, cache_misses, inserts, evictions;
+	uint64_t bytes, ranges;
+};
+
+struct hb_reply {
+	int32_t rc;
+	char err[240];
+	uint64_t t_first, t_last; /* first start, last end over its threads */
+	uint64_t ios, decisions, errors, restarts, hot_ios;
+	uint64_t n[SE_N];       /* samples per class and part, in this order
+				 * after it */
+	uint64_t nf[F_N];       /* FLOOR: samples per floor op */
+	double cpu_ms;          /* the client process, every thread, over the batch */
+	bool cpu_sched;         /* ... by schedstat (else ticks) */
+	struct hb_agent_delta ag;
+};
+
+/* -------------------------------------------------------------- client */
+
+struct hb_client {
+	pid_t pid;
+	int to, from;           /* pipes: commands, replies */
+	unsigned index;
+};
+
+/* fork client `index` (before any transport); it waits for commands.
+ * vol_dir: where the coordinator made the file volumes (--volumes file) */
+void hb_client_start(struct hb_client *c, unsigned index, struct hb_shared *sh,
+		     const char *vol_dir);
+void hb_client_send(struct hb_client *c, const struct hb_cmd *cmd);
+/* the reply's header; samples follow for RUN and FLOOR */
+void hb_client_reply(struct hb_client *c, struct hb_reply *r);
+void hb_client_read(struct hb_client *c, void *buf, size_t n);
+void hb_client_stop(struct hb_client *c);
+
+/* ------------------------------------------------------------ worker */
+
+struct hb_proc;                 /* a client process's state (client.c) */
+
+struct hb_samples {
+	double *v;
+	size_t n, cap;
+};
+
+/* false: out of memory (the sample is lost; the caller says so) */
+bool hb_samples_add(struct hb_samples *s, double v);
+
+struct hb_worker {
+	struct hb_proc *p;
+	unsigned index;         /* in the process */
+	unsigned global;        /* over every client: client * threads + index */
+	bool hot;               /* the hot lock step (thread 0 of the first --hot) */
+	pthread_t th;
+	uint8_t *buf;           /* one I/O's bytes (aligned) */
+	uint8_t *pbuf;          /* pre-split writes */
+	struct fm_floor_lane fl;
+	bool fl_open;
+	uint64_t hot_next[3];   /* the next hot grain: per mapping set, and
+				 * the volume-only variant's */
+	/* what a batch gathered */
+	struct hb_samples s[SE_N];
+	struct hb_samples f[F_N];
+	uint64_t t_first, t_last;
+	uint64_t ios, decisions, errors, restarts, hot_ios;
+	int rc;
+	char err[240];
+};
+
+/* the process's state the threads share */
+struct hb_proc {
+	unsigned index;         /* client 0..N-1 */
+	struct hb_shared *sh;
+	struct fm_agent *a[2];  /* cache, no cache */
+	struct fm_engine *e[2];
+	struct fm_refvol *src[HB_MAX_MAPS + 1], *tgt[HB_MAX_MAPS + 1];
+	struct fm_floor floor;
+	bool floor_open;
+	struct hb_zipf zipf;
+	uint64_t grains;        /* per mapping */
+	struct hb_worker w[HB_MAX_THREADS];
+	/* the job the threads run now (set by the main thread before go) */
+	struct hb_cmd job;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t go_gen, done_count;
+	bool quit;
+};
+
+void *hb_worker_main(void *arg);
+/* the engines' trace hook (engine.h): per thread, the mover requests that
+ * redirect a target read to the source, and when a lock, a commit and its
+ * answer came (the parts) */
+void hb_engine_trace(void *ctx, struct fm_engine_io *io, const struct fm_engine_event *ev);
+/* the job's work on one thread (called by hb_worker_main) */
+void hb_worker_run(struct hb_worker *w);
+void hb_worker_floor(struct hb_worker *w);
+void hb_worker_presplit(struct hb_worker *w);
+void hb_worker_reset(struct hb_worker *w);
+
+/* ------------------------------------------------------------- results */
+
+/* one run point (a split fraction): every series of it, and its counters */
+struct hb_point {
+	double split_pct;
+	struct series S[V_N][SE_N];     /* latency, usec: classes, then parts */
+	struct series all[V_N];         /* every I/O of the variant, usec */
+	struct series F[F_N];           /* the floor, usec */
+	struct series iops[V_N], dps[V_N]; /* one value per round */
+	/* sums over the kept rounds */
+	uint64_t ios[V_N], decisions[V_N], errors[V_N], restarts[V_N], hot_ios[V_N];
+	double seconds[V_N];            /* measured wall time */
+	double owner_cpu_ms[V_N], client_cpu_ms[V_N];
+	double owner_wall_s[V_N];       /* the windows its CPU was sampled over */
+	bool owner_sched, client_sched; /* every batch by schedstat ns (else ticks
+					 * in some: mind the 10 ms resolution) */
+	uint64_t lock_requests[V_N], owner_commits[V_N];
+	struct hb_agent_delta ag[V_N];  /* sums; bytes and ranges: the last round's */
+	double idle_owner_ms_per_s;     /* the owner with every client joined, idle */
+	double split_start[2], split_end[2]; /* per mapping set, percent */
+	double presplit_s;              /* how long the pre-split took */
+	uint64_t grains;
+	char persist[48];
+	char la0[64], la1[64];
+	double run_s;
+	/* the stats, computed once at the end of the point */
+	struct series_stats st[V_N][SE_N], st_all[V_N], st_f[F_N];
+	double iops_typ[V_N], dps_typ[V_N];
+	double iops_min[V_N], iops_max[V_N]; /* over the kept rounds */
+};
+
+void hb_point_init(struct hb_point *pt);
+void hb_point_finish(struct hb_point *pt); /* the stats */
+void hb_point_free(struct hb_point *pt);   /* the samples */
+void hb_print_header(void);
+void hb_print_point(const struct hb_point *pt);
+void hb_print_sweep(struct hb_point *const *pts, unsigned n);
+void hb_json_write(struct hb_point *const *pts, unsigned n, const char *path);
+void hb_plot_point(const struct hb_point *pt, const char *dir);
+void hb_plot_sweep(struct hb_point *const *pts, unsigned n, const char *dir);
+
+/* the machine, for the header and the JSON */
+struct hb_machine {
+	long cpus;
+	char model[128];
+	char kernel[128];
+	char host[64];
+};
+
+void hb_machine(struct hb_machine *m);
+extern const char *const hb_method_text;
+
+#endif /* FM_BENCH_HARNESS_H */

@@ -1,0 +1,60 @@
+#!/bin/sh
+# harness_smoke.sh -- flashmeta-bench runs, and its JSON parses and holds the
+# fields tools read.  Never a speed assertion: the figures of a smoke run on a
+# shared machine mean nothing.
+#   harness_smoke.sh FLASHMETA_BENCH FM_JSON_CHECK
+set -eu
+bench=$1
+check=$2
+dir=$(mktemp -d "${TMPDIR:-/tmp}/fm-bench-smoke-XXXXXX")
+trap 'rm -rf "$dir"' EXIT INT TERM
+
+# everything a run has, small: 2 clients (both in the hot lock step), file
+# volumes, a 2-point sweep, count mode
+"$bench" --quick --rounds 1 --count 200 --floor-ops 50 --volume-size 16M \
+	--clients 2 --threads 2 --hot 2 --volumes file --workload zipf \
+	--sweep-split 0,100 --json "$dir/run.json" >"$dir/run.txt" 2>&1 || {
+	cat "$dir/run.txt"
+	exit 1
+}
+grep -q '^== sweep' "$dir/run.txt" || { cat "$dir/run.txt"; exit 1; }
+
+p=points.0
+v=$p.variants
+"$check" "$dir/run.json" \
+	benchmark:string format:number method:string \
+	params.provider:string params.clients:number params.threads:number \
+	params.workload:string params.theta:number params.mix_pct.rs:number \
+	params.mix_pct.ws:number params.mix_pct.rt:number params.mix_pct.wt:number \
+	params.io_size:number params.grain_size:number params.volume_size:number \
+	params.mappings:number params.split_pct:array params.split_layout:string \
+	params.split_run:number \
+	params.hot_clients:number params.rounds:number params.warmup_rounds:number \
+	params.batch_ms:number params.count:number params.floor_ops:number \
+	params.seed:number params.volumes:string params.typical:string \
+	machine.cpus:number machine.cpu_model:string machine.kernel:string \
+	machine.provider:string \
+	$p.split_pct:number $p.split_start_pct.cache:number $p.split_end_pct.nocache:number \
+	$p.idle_owner_cpu_ms_per_s:number $p.cache_vs_nocache_ios:number \
+	$v.0.variant:string $v.0.ios_per_s:number $v.0.decisions_per_s:number \
+	$v.0.owner_cpu_ms_per_1e6_decisions:number $v.0.client_cpu_ms_per_1e6_ios:number \
+	$v.0.owner_lock_requests:number $v.0.cache.hit_ratio:number \
+	$v.0.cache.bytes_end:number $v.0.cache.ranges_end:number $v.0.agent.fetches:number \
+	$v.0.paths.0.case:string $v.0.paths.0.unit:string $v.0.paths.0.n:number \
+	$v.0.paths.0.t_min:number $v.0.paths.0.t_typical:number $v.0.paths.0.p99:number \
+	$v.0.paths.0.p99_9:number $v.0.paths.0.t_max:number $v.0.paths.0.floor:string \
+	$v.1.variant:string $v.1.ios_per_s:number $v.2.variant:string $v.2.ios_per_s:number \
+	$p.floors.0.case:string $p.floors.0.t_typical:number $p.floors.3.t_typical:number \
+	points.1.split_pct:number points.1.variants.0.ios_per_s:number
+
+# the checker itself fails on what it must fail on
+printf '{"a": [1, 2,]}' >"$dir/bad.json"
+if "$check" "$dir/bad.json" >/dev/null 2>&1; then
+	echo "fm-json-check accepted invalid JSON"
+	exit 1
+fi
+if "$check" "$dir/run.json" params.no_such_field >/dev/null 2>&1; then
+	echo "fm-json-check accepted a missing field"
+	exit 1
+fi
+echo "harness smoke: ok"
