@@ -19,13 +19,14 @@
 # (deploy/install-deps.sh --build installs them).  Prints the packages
 # built, with their sizes; exits 0, or 1 with the build log's tail.
 set -euo pipefail
+caller=$PWD
 cd "$(dirname "$0")/.."
 root=$PWD
 
 out=$root/build-deb lint=0 keep=0 jobs=$(nproc)
 while (($#)); do
 	case $1 in
-	--out) out=$2; shift ;;
+	--out) out=$2; [[ $out == /* ]] || out=$caller/$out; shift ;;
 	--lintian) lint=1 ;;
 	--keep) keep=1 ;;
 	-j) jobs=$2; shift ;;
