@@ -4,7 +4,7 @@
 # Idempotent: packages already present are skipped by apt; re-running costs
 # one `dpkg-query` when nothing is missing.  Must run as root (or via sudo).
 #
-#   deploy/install-deps.sh            build + test + cluster + bench packages
+#   deploy/install-deps.sh            build + test + cluster + bench + Debian packaging
 #   deploy/install-deps.sh --build    only what building and native tests need
 set -euo pipefail
 
@@ -36,8 +36,15 @@ bench_pkgs=(
 	gnuplot-nox
 )
 
+# The Debian packages (deploy/build-debs.sh, tests/deb): dpkg-buildpackage
+# (dpkg-dev, in build-essential) with debhelper, lintian on the result,
+# debootstrap for the chroot tests/deb installs them into.
+deb_pkgs=(
+	debhelper lintian debootstrap
+)
+
 want=("${build_pkgs[@]}")
-[[ "${1:-}" == "--build" ]] || want+=("${cluster_pkgs[@]}" "${bench_pkgs[@]}" "${nbd_pkgs[@]}")
+[[ "${1:-}" == "--build" ]] || want+=("${cluster_pkgs[@]}" "${bench_pkgs[@]}" "${nbd_pkgs[@]}" "${deb_pkgs[@]}")
 
 missing=()
 for p in "${want[@]}"; do

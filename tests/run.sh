@@ -2,14 +2,17 @@
 # run.sh -- flashmeta's whole test suite; .ci/run calls exactly this.
 #
 # Stages (each its own build tree under build-test/):
-#   native   gcc RelWithDebInfo, every ctest test but `long` and `verbs`
+#   native   gcc RelWithDebInfo, every ctest test but `long`, `verbs`, `deb`
 #   asan     gcc + AddressSanitizer/UBSan, same selection minus `fuzz`
 #   tsan     clang + ThreadSanitizer, the tests labelled `tsan`
 #   clang    clang -Wall -Wextra -Werror build, libFuzzer targets (`fuzz`)
 #   cluster  the verbs and DAX suites in soft-RoCE QEMU guests
 #            (deploy/cluster/cluster.sh suite), perftest reference beside them
+#   deb      only when named: the Debian packages (label `deb`, tests/deb:
+#            deploy/build-debs.sh, lintian, install into a chroot); the
+#            tree is configured, not built (the test builds the packages)
 #
-#   tests/run.sh                 everything
+#   tests/run.sh                 every stage but deb
 #   tests/run.sh native asan     only the named stages
 #   FM_TEST_JOBS=N               ctest parallelism (default: nproc)
 # Ends with one line "N passed, N failed" over every test of every stage;
@@ -32,12 +35,14 @@ deploy/install-deps.sh || exit 2
 
 total_pass=0 total_fail=0 failed_stages=()
 
-# configure+build DIR [cmake args...]
+# configure+build DIR [cmake args...]  (configure only when configure_only=1)
+configure_only=0
 build() {
 	local dir=$1
 	shift
 	cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >"$dir.configure.log" 2>&1 ||
 		{ cat "$dir.configure.log"; return 1; }
+	((configure_only == 0)) || return 0
 	cmake --build "$dir" -j "$jobs" 2>&1 | grep -E 'warning|error|Error' || true
 	cmake --build "$dir" -j "$jobs" >/dev/null 2>&1
 }
@@ -77,13 +82,18 @@ stage() {
 
 for s in "${stages[@]}"; do
 	case $s in
-	native) stage native build-test/native "-LE long|verbs" ;;
-	asan) stage asan build-test/asan "-LE long|verbs|fuzz|bench" \
+	native) stage native build-test/native "-LE long|verbs|deb" ;;
+	asan) stage asan build-test/asan "-LE long|verbs|fuzz|bench|deb" \
 		-DFM_SANITIZE=ON -DFM_BENCH=OFF ;;
 	tsan) stage tsan build-test/tsan "-L tsan" -DFM_TSAN=ON -DFM_BENCH=OFF \
 		-DCMAKE_C_COMPILER=clang ;;
 	clang) stage clang build-test/clang "-L fuzz" -DCMAKE_C_COMPILER=clang \
 		-DFM_WERROR=ON -DFM_FUZZ=ON ;;
+	deb)
+		configure_only=1
+		stage deb build-test/deb "-L deb" -DFM_BENCH=OFF
+		configure_only=0
+		;;
 	cluster)
 		echo "=== stage cluster: soft-RoCE guests ==="
 		t0=$SECONDS
@@ -104,7 +114,7 @@ for s in "${stages[@]}"; do
 		[[ $rc == 0 ]] || failed_stages+=(cluster)
 		;;
 	*)
-		echo "unknown stage '$s' (native asan tsan clang cluster)" >&2
+		echo "unknown stage '$s' (native asan tsan clang cluster deb)" >&2
 		exit 2
 		;;
 	esac
