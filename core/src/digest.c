@@ -122,7 +122,7 @@ void fm_sha256_final(struct fm_sha256 *s, uint8_t out[FM_SHA256_SIZE])
 		s->used = 0;
 	}
 	memset(s->block + s->used, 0, FM_SHA256_BLOCK - 8 - s->used);
-	for (int i = 0; i < 8; i++)
+	for (unsigned i = 0; i < 8; i++)
 		s->block[FM_SHA256_BLOCK - 1 - i] = (uint8_t)(bits >> (8 * i));
 	sha_block(s, s->block);
 	for (int i = 0; i < 8; i++) {

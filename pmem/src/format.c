@@ -542,7 +542,7 @@ static int check_owner(const uint8_t *base, struct fm_check *c)
 				      o[1].incarnation);
 		c->owner_copy = (uint32_t)hi;
 	} else {
-		c->owner_copy = valid[1];
+		c->owner_copy = valid[1] ? 1u : 0u;
 		c->owner_other_torn = !all_zero(&lm.owner[!valid[1]],
 						sizeof(lm.owner[0]));
 	}
