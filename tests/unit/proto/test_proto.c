@@ -360,6 +360,34 @@ static void revoke_cancel__new_revoke_while_draining__one_released_completes(voi
 	sim_fini(&S);
 }
 
+/* A mapping deleted (revoke REMOVE, map_remove) and created again under
+ * its id with another geometry: the client's cache takes the new one. */
+static void map_remove__same_id_new_geometry__cache_follows(void **state)
+{
+	uint64_t epoch;
+	int mark;
+
+	(void)state;
+	up(&S, 1, 300);
+	S.auto_update = false;
+	assert_int_equal(fm_owner_map_revoke(S.owner, 100, FM_RELEASE_REMOVE, S.now), 0);
+	sim_run(&S, S.now + 20);
+	assert_true(S.store[0].revoked);
+	assert_int_equal(fm_owner_map_remove(S.owner, 100), 0);
+	S.store[0].revoked = false;
+	S.store[0].d.grain_count = SIM_GRAINS / 2;
+	mark = S.nnotes;
+	assert_int_equal(fm_owner_map_add(S.owner, &S.store[0].d), 0);
+	sim_run(&S, S.now + 20);
+	assert_int_equal(sim_count(&S, 0, FM_NOTE_GRANTED, mark), 1);
+	assert_int_equal(fm_cache_map_epoch(S.c[0].cache, 100, &epoch), 0);
+	assert_int_equal(fm_cache_insert(S.c[0].cache, 100, epoch, SIM_GRAINS / 2 - 1,
+					 SIM_GRAINS / 2 - 1), 0);
+	assert_int_equal(fm_cache_insert(S.c[0].cache, 100, epoch, SIM_GRAINS / 2,
+					 SIM_GRAINS / 2), -ERANGE);
+	sim_fini(&S);
+}
+
 /* The same with brackets counted in reader cells: two threads' readers,
  * a bracket ended by another thread, and a thread without a cell. */
 static void release__waits_for_brackets_in_reader_cells(void **state)
@@ -1609,6 +1637,7 @@ int main(void)
 		cmocka_unit_test(lock_commit__uncontended__no_lock_messages),
 		cmocka_unit_test(revoke_cancel__silent_holder_named__granted_only_on_its_released),
 		cmocka_unit_test(revoke_cancel__new_revoke_while_draining__one_released_completes),
+		cmocka_unit_test(map_remove__same_id_new_geometry__cache_follows),
 		cmocka_unit_test(contention__queued_granted_in_order_then_free),
 		cmocka_unit_test(introspection__oldest_waiter_and_session_age),
 		cmocka_unit_test(commit__ack_only_after_persist_done),
