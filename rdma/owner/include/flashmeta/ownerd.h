@@ -168,6 +168,9 @@ struct fm_ownerd_cfg {
 	uint32_t control_idle_ms; /* close control connections idle this long;
 				   * 0 -> 60000 */
 	uint32_t lease_ms;        /* client lease term; 0 -> 3000 */
+	uint32_t transition_timeout_ms; /* a map-* transition (or map-delete)
+				   * waits this long for every holder's
+				   * RELEASED, then fails ETIMEDOUT; 0 -> 30000 */
 	uint32_t client_first;    /* allowed client ids [first, last]; 0,0 -> 1..64 */
 	uint32_t client_last;
 	uint32_t shm_uids[8];     /* uids that may connect over shm (transport.h
@@ -235,6 +238,9 @@ bool fm_ownerd_log_is_journal(void);
  *                    100..86400000 (default 60000; see "Idle control
  *                    connections" above)
  *   lease_ms         client lease term, 10..600000 (default 3000)
+ *   transition_timeout_ms  how long map-prepare/start/restart/stop/delete
+ *                    wait for the clients' RELEASED, 100..3600000 (default
+ *                    30000); see "Control socket" above
  *   clients          allowed client ids, N or N-M within 1..65535
  *                    (default 1-64)
  *   shm_uids         U[,U...]: the uids whose processes may connect over
