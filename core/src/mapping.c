@@ -159,3 +159,48 @@ int fm_mapping_apply(struct fm_mapping *m, enum fm_map_event ev)
 	m->state = (enum fm_map_state)next;
 	return 0;
 }
+
+int fm_mapping_admit(const struct fm_mapping *v, size_t n, const struct fm_mapping *m)
+{
+	unsigned per_source = 0;
+	size_t i;
+
+	if (!m || (n && !v))
+		return fm_err(-EINVAL, "mapping: NULL argument");
+	/* one pass per rule, so the first rule broken is the one reported
+	 * whatever the order of v */
+	for (i = 0; i < n; i++) {
+		if (v[i].id == m->id)
+			return fm_err(-EEXIST, "map %llu exists", (unsigned long long)m->id);
+		if (v[i].source_vol == m->source_vol && v[i].target_vol == m->target_vol)
+			return fm_err(-EEXIST, "map %llu already copies volume %llu to volume "
+				      "%llu (duplicate source/target pair)",
+				      (unsigned long long)v[i].id,
+				      (unsigned long long)m->source_vol,
+				      (unsigned long long)m->target_vol);
+	}
+	for (i = 0; i < n; i++) {
+		if (v[i].source_vol == m->target_vol)
+			return fm_err(-EOPNOTSUPP, "target volume %llu is the source of map %llu: "
+				      "cascades are not supported",
+				      (unsigned long long)m->target_vol,
+				      (unsigned long long)v[i].id);
+		if (v[i].target_vol == m->source_vol)
+			return fm_err(-EOPNOTSUPP, "source volume %llu is the target of map %llu: "
+				      "cascades are not supported",
+				      (unsigned long long)m->source_vol,
+				      (unsigned long long)v[i].id);
+	}
+	for (i = 0; i < n; i++)
+		if (v[i].target_vol == m->target_vol)
+			return fm_err(-EADDRINUSE, "target volume %llu is already the target of "
+				      "map %llu (a volume is the target of one mapping at most)",
+				      (unsigned long long)m->target_vol,
+				      (unsigned long long)v[i].id);
+	for (i = 0; i < n; i++)
+		per_source += v[i].source_vol == m->source_vol;
+	if (per_source >= FM_MAPS_PER_SOURCE_MAX)
+		return fm_err(-EMLINK, "source volume %llu has %u mappings, the most one volume "
+			      "may have", (unsigned long long)m->source_vol, per_source);
+	return 0;
+}

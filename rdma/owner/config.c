@@ -35,7 +35,7 @@
 enum cfg_key {
 	K_LISTEN, K_TRANSPORT, K_DEVICE, K_PMEM, K_CONTROL, K_POOL_MAX_MAPS,
 	K_POOL_MAX_GRAINS, K_LEASE_MS, K_CLIENTS, K_KEY_FILE, K_LOG_LEVEL, K_CONTROL_IDLE_MS,
-	K_SHM_UIDS, K_FENCE_TABLE, K_COUNT
+	K_SHM_UIDS, K_FENCE_TABLE, K_TRANSITION_TIMEOUT_MS, K_COUNT
 };
 
 static const struct {
@@ -55,6 +55,7 @@ static const struct {
 	[K_CONTROL_IDLE_MS] = { "control_idle_ms", NULL },
 	[K_SHM_UIDS] = { "shm_uids", NULL },
 	[K_FENCE_TABLE] = { "fence_table", NULL },
+	[K_TRANSITION_TIMEOUT_MS] = { "transition_timeout_ms", NULL },
 };
 
 char *od_trim(char *s)
@@ -241,6 +242,11 @@ static int cfg_apply(struct fm_ownerd_cfg *cfg, int k, const char *v)
 		rc = fm_u64_parse(name, v, 100, 86400000, &n);
 		if (!rc)
 			cfg->control_idle_ms = (uint32_t)n;
+		return rc;
+	case K_TRANSITION_TIMEOUT_MS:
+		rc = fm_u64_parse(name, v, 100, 3600000, &n);
+		if (!rc)
+			cfg->transition_timeout_ms = (uint32_t)n;
 		return rc;
 	case K_SHM_UIDS:
 		return cfg_shm_uids(cfg, v);

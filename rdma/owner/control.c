@@ -17,7 +17,29 @@
  * I/O -- is revoked with reason COPIED like a transition an operator
  * asked for (nobody is answered), then COPY_COMPLETE makes it
  * idle_or_copied in the store, then the new descriptor is granted: no
- * client plans copy-on-write for it after it released the old one.
+ * client plans copy-on-write for it after it released the old one.  A
+ * mapping marked autodelete is deleted there instead of granted.
+ *
+ * Delete (map-delete ID [force]), in this order:
+ *   1. fm_owner_map_revoke(REMOVE): every client drops the mapping;
+ *   2. FM_NOTE_REVOKED (as above: released or fenced, no PERSIST in
+ *      flight);
+ *   3. force only (the mapping was neither idle_or_copied nor stopped):
+ *      STOP (and STOP_DONE) in the store, durably -- from here on the
+ *      target is no point-in-time image, whatever happens next;
+ *   4. fm_owner_map_remove: no longer served; -EBUSY while a lock-table or
+ *      bitmap operation of it is in flight, then the timer tries again;
+ *   5. fm_store_map_delete: the slot and its bitmap freed, durably;
+ *   6. the regions deregistered (peers' accesses with the old keys fail).
+ * If 5 fails, the mapping is served again from what the pool holds.
+ *
+ * Transition timeout: a revoke not complete after
+ * cfg.transition_timeout_ms is given up (fm_owner_map_revoke_cancel): the
+ * command fails ETIMEDOUT naming the clients that did not release, and
+ * nothing in the pool changed.  A client that renews its lease but does
+ * not answer is never taken for drained (lease.h R1: it may still trust
+ * its cache); nor is it fenced -- it is alive and in its lease, and only
+ * the operator knows whether its I/O should be waited for.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -47,6 +69,7 @@
  *   copy-grains-out, copy-grains-returned, copy-batches   grains in
  *                those batches, grains back in the pool, batches handed
  *                out in this generation (fm_owner_copy_info)
+ *   autodelete   1: deleted when its copy completes (map-autodelete)
  */
 static void ctl_show(struct fm_ownerd *d, int fd, struct od_map *m)
 {
@@ -68,12 +91,100 @@ static void ctl_show(struct fm_ownerd *d, int fd, struct od_map *m)
 		   " split %" PRIu64 " served-generation %" PRIu64 " revoking %d split-pct %"
 		   PRIu64 " rate %" PRIu32 " rate-bytes-per-s %" PRIu64 " eta-s %" PRId64
 		   " copiers %u copy-grains-out %" PRIu64 " copy-grains-returned %" PRIu64
-		   " copy-batches %" PRIu64 "\n",
+		   " copy-batches %" PRIu64 " autodelete %d\n",
 		   m->id, info.map.source_vol, info.map.target_vol, info.map.geom.volume_size,
 		   1u << info.map.geom.grain_shift, info.map.geom.grain_count,
 		   fm_map_state_name(info.map.state), info.map.generation, info.split_count,
 		   m->d.generation, m->pend ? 1 : 0, pct, info.map.copy_rate, bps, eta,
-		   ci.copiers, ci.grains_out, ci.grains_returned, ci.batches_handed);
+		   ci.copiers, ci.grains_out, ci.grains_returned, ci.batches_handed,
+		   m->autodelete ? 1 : 0);
+}
+
+/* The end of a deferred command: what `show` (if any) and `line` (if
+ * any) say on success, then "ok" or the error; the connection's later
+ * lines run after it.  fd -1: nobody asked (copy complete, autodelete). */
+static void ctl_answer(struct fm_ownerd *d, int fd, int rc, struct od_map *show,
+		       const char *line)
+{
+	struct od_ctl *c = od_ctl_by_fd(d, fd);
+
+	if (c && c->json)
+		od_ctl_json_begin(fd, c->jtext);
+	if (rc == 0 && show)
+		ctl_show(d, fd, show);
+	if (rc == 0 && line)
+		od_ctl_printf(fd, "%s\n", line);
+	od_ctl_result(fd, rc);
+	if (c && c->json) {
+		od_ctl_json_send(fd);
+		c->json = false;
+		free(c->jtext);
+		c->jtext = NULL;
+	}
+	if (c) {
+		c->busy = false;
+		c->last_ms = od_now_ms(); /* idle from its answer on */
+		od_ctl_process(d, c);
+	}
+}
+
+/* Steps 4..6 of a delete (top of this file); again from the timer while
+ * the state machine answers -EBUSY.  `m` is gone (or re-attached) after
+ * anything but that. */
+static void map_remove_try(struct fm_ownerd *d, struct od_map *m)
+{
+	struct fm_store_map_info info;
+	char line[160], msg[256];
+	uint64_t id = m->id;
+	int fd = m->pend_fd, forced = m->force, autodel = m->autodelete, rc;
+	const char *was = "?";
+
+	rc = fm_owner_map_remove(d->o, id);
+	if (rc == -EBUSY)
+		return; /* 4. an operation of it in flight: the next tick */
+	if (fm_store_map_get(d->store, id, &info) == 0)
+		was = fm_map_state_name(info.map.state);
+	if (rc == 0)
+		rc = fm_store_map_delete(d->store, id); /* 5. */
+	if (rc) {
+		snprintf(msg, sizeof(msg), "%s", fm_errormsg());
+		od_log(FM_LOGLVL_ERR, "map %" PRIu64 ": delete: %s; serving it again", id, msg);
+		od_map_detach(m);
+		if (od_map_attach(d, id))
+			od_log(FM_LOGLVL_ERR, "map %" PRIu64 ": serving it again: %s", id,
+			       fm_errormsg());
+		rc = fm_err(rc, "map %" PRIu64 ": delete: %s", id, msg);
+		ctl_answer(d, fd, rc, NULL, NULL);
+		return;
+	}
+	od_map_detach(m); /* 6. */
+	od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": deleted (%s%s%s)", id, was,
+	       forced ? ", forced" : "", autodel ? ", autodelete" : "");
+	snprintf(line, sizeof(line), "deleted map %" PRIu64 " state %s forced %d autodelete %d",
+		 id, was, forced, autodel);
+	ctl_answer(d, fd, 0, NULL, line);
+}
+
+/* After REVOKED, a delete: step 3 (force), then 4..6 */
+static int map_delete_revoked(struct fm_ownerd *d, struct od_map *m, int fd)
+{
+	struct fm_mapping mp;
+	int rc = 0;
+
+	if (m->force) {
+		rc = fm_store_map_transition(d->store, m->id, FM_MAP_EV_STOP, &mp);
+		if (!rc && mp.state == FM_MAP_STOPPING)
+			rc = fm_store_map_transition(d->store, m->id, FM_MAP_EV_STOP_DONE, &mp);
+		if (rc)
+			return rc; /* served again as the store says, answered */
+		od_log(FM_LOGLVL_WARN, "map %" PRIu64 ": stopped for a forced delete: target "
+		       "volume is no point-in-time image any more", m->id);
+	}
+	m->pend = OD_PEND_DELETE;
+	m->pend_fd = fd;
+	m->removing = true;
+	map_remove_try(d, m);
+	return 0;
 }
 
 /*
@@ -87,7 +198,6 @@ void od_map_complete(struct fm_ownerd *d, struct od_map *m)
 	struct fm_store_map_info info;
 	int rc = 0, fd = m->pend_fd;
 	enum od_pend op = m->pend;
-	struct od_ctl *c;
 	uint64_t gen;
 
 	m->pend = OD_PEND_NONE;
@@ -113,6 +223,19 @@ void od_map_complete(struct fm_ownerd *d, struct od_map *m)
 	case OD_PEND_COMPLETE:
 		/* every grain split (od_maps_copy_check), every holder released */
 		rc = fm_store_map_transition(d->store, m->id, FM_MAP_EV_COPY_COMPLETE, &mp);
+		if (!rc && m->autodelete) {
+			od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": copy complete, autodelete: "
+			       "deleting", m->id);
+			m->force = false; /* idle_or_copied now: nothing to stop */
+			(void)map_delete_revoked(d, m, fd);
+			return; /* answered by map_remove_try, now or later */
+		}
+		break;
+	case OD_PEND_DELETE:
+		rc = map_delete_revoked(d, m, fd);
+		if (!rc)
+			return; /* answered by map_remove_try, now or later */
+		m->force = false;
 		break;
 	default:
 		return;
@@ -129,23 +252,7 @@ void od_map_complete(struct fm_ownerd *d, struct od_map *m)
 		od_log(FM_LOGLVL_ERR, "map %" PRIu64 ": update: %s", m->id, fm_errormsg());
 	od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": now %s, generation %" PRIu64, m->id,
 	       fm_map_state_name((enum fm_map_state)m->d.state), m->d.generation);
-	c = od_ctl_by_fd(d, fd);
-	if (c && c->json)
-		od_ctl_json_begin(fd, c->jtext);
-	if (rc == 0)
-		ctl_show(d, fd, m);
-	od_ctl_result(fd, rc);
-	if (c && c->json) {
-		od_ctl_json_send(fd);
-		c->json = false;
-		free(c->jtext);
-		c->jtext = NULL;
-	}
-	if (c) {
-		c->busy = false;
-		c->last_ms = od_now_ms(); /* idle from its answer on */
-		od_ctl_process(d, c);
-	}
+	ctl_answer(d, fd, rc, m, NULL);
 }
 
 static int ctl_map_op(struct fm_ownerd *d, int fd, uint64_t id, enum od_pend op)
@@ -168,7 +275,133 @@ static int ctl_map_op(struct fm_ownerd *d, int fd, uint64_t id, enum od_pend op)
 	od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": revoking confirmations", id);
 	m->pend = op;
 	m->pend_fd = fd;
+	m->pend_since = od_now_ms();
 	return 1; /* answer later */
+}
+
+/* map-delete ID [force] (av[1..]): idle_or_copied or stopped, or forced;
+ * the rest runs on REVOKED (top of this file) */
+static int ctl_delete(struct fm_ownerd *d, int fd, char **av, int ac)
+{
+	struct fm_store_map_info info;
+	bool force = false, idle;
+	struct od_map *m;
+	uint64_t id;
+	int rc;
+
+	if ((rc = fm_u64_parse("map id", av[1], 0, UINT64_MAX, &id)))
+		return rc;
+	if (ac == 3) {
+		if (strcmp(av[2], "force"))
+			return fm_err(-EINVAL, "usage: map-delete ID [force] ('%.20s' is not "
+				      "force)", av[2]);
+		force = true;
+	}
+	if (!(m = od_map_find(d, id)) || fm_store_map_get(d->store, id, &info))
+		return fm_err(-ENOENT, "map %" PRIu64 " unknown", id);
+	if (m->pend)
+		return fm_err(-EALREADY, "map %" PRIu64 ": %s", id, m->pend == OD_PEND_DELETE ?
+			      "being deleted" : "an operation is in progress");
+	idle = info.map.state == FM_MAP_IDLE_OR_COPIED || info.map.state == FM_MAP_STOPPED;
+	if (!idle && !force)
+		return fm_err(-EBUSY, "map %" PRIu64 " is %s: map-delete takes a mapping that is "
+			      "idle_or_copied or stopped; map-stop it first, or map-delete %"
+			      PRIu64 " force (its target is then no point-in-time image)", id,
+			      fm_map_state_name(info.map.state), id);
+	/* 1. every client drops it; the rest runs on REVOKED */
+	rc = fm_owner_map_revoke(d->o, id, FM_RELEASE_REMOVE, od_now_ms());
+	if (rc)
+		return rc;
+	if (!idle)
+		od_log(FM_LOGLVL_WARN, "map %" PRIu64 ": forced delete while %s: target volume %"
+		       PRIu64 " will be no point-in-time image", id,
+		       fm_map_state_name(info.map.state), info.map.target_vol);
+	od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": deleting, revoking confirmations", id);
+	m->pend = OD_PEND_DELETE;
+	m->pend_fd = fd;
+	m->pend_since = od_now_ms();
+	m->force = !idle;
+	return 1; /* answer later */
+}
+
+/* map-autodelete ID on|off: in DRAM only (ownerd_priv.h), at once */
+static int ctl_autodelete(struct fm_ownerd *d, int fd, char **av)
+{
+	struct od_map *m;
+	uint64_t id;
+	int rc;
+
+	if ((rc = fm_u64_parse("map id", av[1], 0, UINT64_MAX, &id)))
+		return rc;
+	if (strcmp(av[2], "on") && strcmp(av[2], "off"))
+		return fm_err(-EINVAL, "usage: map-autodelete ID on|off ('%.20s')", av[2]);
+	if (!(m = od_map_find(d, id)))
+		return fm_err(-ENOENT, "map %" PRIu64 " unknown", id);
+	if (m->pend == OD_PEND_DELETE)
+		return fm_err(-EALREADY, "map %" PRIu64 ": being deleted", id);
+	m->autodelete = !strcmp(av[2], "on");
+	od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": autodelete %s", id, av[2]);
+	ctl_show(d, fd, m);
+	return 0;
+}
+
+static const char *const pend_name[] = {
+	[OD_PEND_NONE] = "-", [OD_PEND_PREPARE] = "map-prepare", [OD_PEND_START] = "map-start",
+	[OD_PEND_RESTART] = "map-restart", [OD_PEND_STOP] = "map-stop",
+	[OD_PEND_COMPLETE] = "copy complete", [OD_PEND_DELETE] = "map-delete",
+};
+
+/* A pending revoke that ran out of time: given up, the command answered
+ * ETIMEDOUT naming whom it waited for; nothing in the pool changed. */
+static void pend_timeout(struct fm_ownerd *d, struct od_map *m, uint64_t now)
+{
+	struct fm_owner_holder h[4];
+	struct fm_store_map_info info;
+	char who[128];
+	size_t n, len = 0;
+	enum od_pend op = m->pend;
+	int fd = m->pend_fd, rc;
+
+	/* the message has room for four (fm_errormsg: 256 bytes) */
+	n = fm_owner_map_holders(d->o, m->id, h, 4);
+	who[0] = '\0';
+	for (size_t i = 0; i < n && i < 4; i++)
+		len += (size_t)snprintf(who + len, len < sizeof(who) ? sizeof(who) - len : 0,
+					"%sclient %u (%s)", i ? ", " : "", h[i].client_id,
+					fm_osess_state_name(h[i].state));
+	if (n > 4 && len < sizeof(who))
+		snprintf(who + len, sizeof(who) - len, " and %zu more", n - 4);
+	if (!n)
+		snprintf(who, sizeof(who), "no client (split commits of it in flight)");
+	/* -EINVAL: the revoke completed and its REVOKED waits in the action
+	 * queue: it completes the command, not this */
+	if (fm_owner_map_revoke_cancel(d->o, m->id))
+		return;
+	m->pend = OD_PEND_NONE;
+	m->pend_fd = -1;
+	m->force = false;
+	(void)fm_store_map_get(d->store, m->id, &info);
+	od_log(FM_LOGLVL_WARN, "map %" PRIu64 ": %s given up after %" PRIu64 " ms, not released "
+	       "by %s; the mapping stays %s", m->id, pend_name[op], now - m->pend_since, who,
+	       fm_map_state_name(info.map.state));
+	rc = fm_err(-ETIMEDOUT, "map %" PRIu64 ": %s: not released after %u ms by %s; nothing "
+		    "changed, the mapping stays %s", m->id, pend_name[op],
+		    d->cfg.transition_timeout_ms, who, fm_map_state_name(info.map.state));
+	ctl_answer(d, fd, rc, NULL, NULL);
+}
+
+void od_maps_pend_tick(struct fm_ownerd *d, uint64_t now)
+{
+	for (unsigned i = 0; i < OD_MAX_MAPS; i++) {
+		struct od_map *m = &d->maps[i];
+
+		if (!m->used || !m->pend)
+			continue;
+		if (m->removing)
+			map_remove_try(d, m);
+		else if (now - m->pend_since >= d->cfg.transition_timeout_ms)
+			pend_timeout(d, m, now);
+	}
 }
 
 /* map-rate ID RATE: durable first, then the state machine hands out
@@ -216,6 +449,7 @@ void od_maps_copy_check(struct fm_ownerd *d)
 		       "revoking confirmations", m->id);
 		m->pend = OD_PEND_COMPLETE;
 		m->pend_fd = -1;
+		m->pend_since = od_now_ms();
 	}
 }
 
@@ -274,13 +508,23 @@ static int ctl_status(struct fm_ownerd *d, int fd)
 	return 0;
 }
 
-/* map-create ID SRC TGT SIZE [GRAIN] (av[1..]) */
+/* every mapping in the store, for fm_mapping_admit; the loop thread's */
+static struct fm_mapping ctl_all[FM_OWNER_MAX_MAPS];
+
+/* map-create ID SRC TGT SIZE [GRAIN] [autodelete] (av[1..]) */
 static int ctl_create(struct fm_ownerd *d, char **av, int ac)
 {
-	uint64_t id, src, tgt, size, grain = 0;
+	uint64_t id, src, tgt, size, grain = 0, ids[FM_OWNER_MAX_MAPS];
+	struct fm_store_stats ss;
 	struct fm_mapping m;
-	int rc;
+	bool autodel = false;
+	size_t n = 0;
+	int rc, nids;
 
+	if (ac > 5 && !strcmp(av[ac - 1], "autodelete")) {
+		autodel = true;
+		ac--;
+	}
 	if ((rc = fm_u64_parse("map id", av[1], 0, UINT64_MAX, &id)) ||
 	    (rc = fm_u64_parse("source volume", av[2], 0, UINT64_MAX, &src)) ||
 	    (rc = fm_u64_parse("target volume", av[3], 0, UINT64_MAX, &tgt)) ||
@@ -288,12 +532,36 @@ static int ctl_create(struct fm_ownerd *d, char **av, int ac)
 	    (ac == 6 && (rc = fm_u64_parse("grain", av[5], 0, UINT64_C(1) << FM_GRAIN_SHIFT_MAX,
 					   &grain))))
 		return rc;
+	if (ac > 6)
+		return fm_err(-EINVAL, "usage: map-create ID SRC TGT SIZE [GRAIN] [autodelete]");
 	if (od_map_find(d, id))
 		return fm_err(-EEXIST, "map %" PRIu64 " exists", id);
 	rc = fm_mapping_init(&m, id, src, tgt, size, grain);
 	if (rc)
 		return rc;
+	/* the limits between mappings (mapping.h): every one in the pool */
+	nids = fm_store_map_list(d->store, ids, FM_OWNER_MAX_MAPS);
+	for (int i = 0; i < nids && i < (int)FM_OWNER_MAX_MAPS; i++) {
+		struct fm_store_map_info info;
+
+		if (fm_store_map_get(d->store, ids[i], &info) == 0)
+			ctl_all[n++] = info.map;
+	}
+	rc = fm_mapping_admit(ctl_all, n, &m);
+	if (rc)
+		return rc;
 	rc = fm_store_map_create(d->store, &m);
+	if (rc == -ENOSPC) {
+		fm_store_stats(d->store, &ss);
+		return fm_err(-ENOSPC, "the pool holds at most %u mappings (pool_max_maps when it "
+			      "was created) and has %u: map-delete one first", ss.max_mappings,
+			      ss.mappings);
+	}
+	if (rc == -EFBIG)
+		return fm_err(-EFBIG, "map %" PRIu64 ": %" PRIu64 " grains of %" PRIu64 " bytes, more "
+			      "than the pool holds per mapping (pool_max_grains when it was "
+			      "created): a larger GRAIN, or a new pool", id, m.geom.grain_count,
+			      UINT64_C(1) << m.geom.grain_shift);
 	if (rc)
 		return rc;
 	rc = od_map_attach(d, id);
@@ -302,6 +570,12 @@ static int ctl_create(struct fm_ownerd *d, char **av, int ac)
 
 		(void)fm_store_map_delete(d->store, id);
 		return keep;
+	}
+	if (autodel) {
+		struct od_map *om = od_map_find(d, id);
+
+		om->autodelete = true;
+		od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": autodelete on", id);
 	}
 	return 0;
 }
@@ -392,13 +666,13 @@ static int ctl_lock_show(struct fm_ownerd *d, int fd, char **av)
 	return 0;
 }
 
-#define CTL_COMMANDS "status, maps, sessions, map-create ID SRC TGT SIZE [GRAIN], " \
+#define CTL_COMMANDS "status, maps, sessions, map-create ID SRC TGT SIZE [GRAIN] [autodelete], " \
 	"map-show ID, lock-show MAP GRAIN, map-prepare ID, map-start ID, map-restart ID, " \
-	"map-stop ID, map-rate ID RATE, quit"
+	"map-stop ID, map-rate ID RATE, map-delete ID [force], map-autodelete ID on|off, quit"
 
 /* the commands: how many arguments, and what runs them */
 enum ctl_kind { CTL_STATUS, CTL_SESSIONS, CTL_LOCK_SHOW, CTL_CREATE, CTL_SHOW, CTL_MAP_OP,
-		CTL_RATE };
+		CTL_RATE, CTL_DELETE, CTL_AUTODELETE };
 
 static const struct ctl_cmd {
 	const char *name;
@@ -411,13 +685,16 @@ static const struct ctl_cmd {
 	{ "maps", 0, 0, CTL_STATUS, OD_PEND_NONE, "maps" },
 	{ "sessions", 0, 0, CTL_SESSIONS, OD_PEND_NONE, "sessions" },
 	{ "lock-show", 2, 2, CTL_LOCK_SHOW, OD_PEND_NONE, "lock-show MAP GRAIN" },
-	{ "map-create", 4, 5, CTL_CREATE, OD_PEND_NONE, "map-create ID SRC TGT SIZE [GRAIN]" },
+	{ "map-create", 4, 6, CTL_CREATE, OD_PEND_NONE,
+	  "map-create ID SRC TGT SIZE [GRAIN] [autodelete]" },
 	{ "map-show", 1, 1, CTL_SHOW, OD_PEND_NONE, "map-show ID" },
 	{ "map-prepare", 1, 1, CTL_MAP_OP, OD_PEND_PREPARE, "map-prepare ID" },
 	{ "map-start", 1, 1, CTL_MAP_OP, OD_PEND_START, "map-start ID" },
 	{ "map-restart", 1, 1, CTL_MAP_OP, OD_PEND_RESTART, "map-restart ID" },
 	{ "map-stop", 1, 1, CTL_MAP_OP, OD_PEND_STOP, "map-stop ID" },
 	{ "map-rate", 2, 2, CTL_RATE, OD_PEND_NONE, "map-rate ID RATE (0..150)" },
+	{ "map-delete", 1, 2, CTL_DELETE, OD_PEND_NONE, "map-delete ID [force]" },
+	{ "map-autodelete", 2, 2, CTL_AUTODELETE, OD_PEND_NONE, "map-autodelete ID on|off" },
 };
 
 #define CTL_ARGS_MAX 8 /* tokens of a line, the command's name included */
@@ -458,6 +735,10 @@ static int ctl_exec(struct fm_ownerd *d, int fd, char *line)
 		return ctl_create(d, av, ac);
 	case CTL_RATE:
 		return ctl_rate(d, fd, av);
+	case CTL_DELETE:
+		return ctl_delete(d, fd, av, ac);
+	case CTL_AUTODELETE:
+		return ctl_autodelete(d, fd, av);
 	case CTL_SHOW:
 	case CTL_MAP_OP:
 		break;

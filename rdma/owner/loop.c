@@ -104,6 +104,7 @@ int fm_ownerd_run(struct fm_ownerd *d)
 		if (pfd[1].revents) {
 			(void)!read(d->timer_fd, &cnt, sizeof(cnt));
 			(void)fm_owner_tick(d->o, od_now_ms());
+			od_maps_pend_tick(d, od_now_ms());
 			od_maps_copy_check(d);
 			od_drain_actions(d);
 			od_ctl_tick(d, od_now_ms());
@@ -250,6 +251,8 @@ int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
 		d->cfg.lease_ms = 3000;
 	if (!d->cfg.control_idle_ms)
 		d->cfg.control_idle_ms = 60000;
+	if (!d->cfg.transition_timeout_ms)
+		d->cfg.transition_timeout_ms = 30000;
 	if (!d->cfg.client_first) {
 		d->cfg.client_first = 1;
 		d->cfg.client_last = 64;

@@ -112,6 +112,15 @@ out:
 	return rc;
 }
 
+void od_map_detach(struct od_map *m)
+{
+	/* peers' accesses with the old keys fail from now on (transport.h) */
+	fm_region_delete(&m->locks);
+	fm_region_delete(&m->bitmap);
+	memset(m, 0, sizeof(*m));
+	m->pend_fd = -1;
+}
+
 struct od_map *od_map_by_region(struct fm_ownerd *d, const struct fm_region_desc *r,
 				    bool *is_locks)
 {

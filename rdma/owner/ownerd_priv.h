@@ -86,7 +86,8 @@ struct od_conn {
 
 enum od_pend { OD_PEND_NONE = 0, OD_PEND_PREPARE, OD_PEND_START, OD_PEND_RESTART,
 	       OD_PEND_STOP,
-	       OD_PEND_COMPLETE /* every grain split: COPY_COMPLETE (nobody asked) */ };
+	       OD_PEND_COMPLETE, /* every grain split: COPY_COMPLETE (nobody asked) */
+	       OD_PEND_DELETE    /* map-delete: stop if forced, remove, free the slot */ };
 
 struct od_map {
 	bool used;
@@ -97,6 +98,16 @@ struct od_map {
 	struct fm_wire_mapdesc d; /* what we serve */
 	enum od_pend pend;        /* control op waiting for REVOKED */
 	int pend_fd;              /* control connection to answer, or -1 */
+	uint64_t pend_since;      /* od_now_ms() when its revoke began: the
+				   * transition timeout counts from here */
+	bool force;               /* OD_PEND_DELETE of a mapping neither
+				   * idle_or_copied nor stopped: STOP first */
+	bool removing;            /* OD_PEND_DELETE revoked: waits until the
+				   * state machine lets it go (no lock-table
+				   * or bitmap operation of it in flight) */
+	bool autodelete;          /* delete it when its copy completes; in
+				   * DRAM only: the pool's slot has no room
+				   * for it (an owner restart forgets it) */
 };
 
 /* a PERSIST action of a group commit and its outcome so far */
@@ -232,6 +243,9 @@ void od_publish_words(struct fm_ownerd *d, struct od_map *m, uint64_t w0, uint64
 void od_publish_clear(struct od_map *m);
 /* od_desc_from_store -- the descriptor we serve, from the store's mapping */
 void od_desc_from_store(struct od_map *m, const struct fm_mapping *mp);
+/* od_map_detach -- free a mapping's regions and its slot (no longer served
+ * by the state machine: fm_owner_map_remove done) */
+void od_map_detach(struct od_map *m);
 /* od_map_attach -- regions + descriptor + publish + serve, for a mapping in
  * the store */
 int od_map_attach(struct fm_ownerd *d, uint64_t id);
@@ -244,6 +258,12 @@ void od_map_complete(struct fm_ownerd *d, struct od_map *m);
  * revoked (reason COPIED), then COPY_COMPLETE in the store; a restart
  * grace or a pending operation makes it wait for a later call (timer) */
 void od_maps_copy_check(struct fm_ownerd *d);
+/* od_maps_pend_tick -- from the timer: a pending revoke older than
+ * cfg.transition_timeout_ms is given up (the command fails ETIMEDOUT
+ * naming the clients that did not release; nothing changed), and a
+ * deletion waiting for the state machine to let its mapping go is tried
+ * again */
+void od_maps_pend_tick(struct fm_ownerd *d, uint64_t now);
 /* od_ctl_listen -- listen on the control socket at cfg.control_path (if
  * any): d->ctl_fd and the file's identity; 0 or -errno (ownerd.h says what
  * may already be at the path) */

@@ -41,6 +41,10 @@ static void usage(FILE *f)
 		"  -k, --key-file PATH   shared client key (1..64 bytes), a regular file\n"
 		"                                                                 [key_file]\n"
 		"  -L, --lease-ms MS     client lease term, 10..600000 (3000)     [lease_ms]\n"
+		"      --transition-timeout-ms MS                   [transition_timeout_ms]\n"
+		"                        a map-* command fails ETIMEDOUT when clients have\n"
+		"                        not released the mapping after MS, nothing changed;\n"
+		"                        100..3600000 (30000)\n"
 		"  -i, --clients N[-M]   allowed client ids in 1..65535 (1-64)    [clients]\n"
 		"      --shm-uids U[,U]  uids that may connect over shm, at most [shm_uids]\n"
 		"                        8 (default: ours); shm is one trust domain\n"
@@ -56,9 +60,13 @@ static void usage(FILE *f)
 		"it is; in a file, '#' at a line's start or after a blank starts a comment.\n"
 		"\n"
 		"Control commands (flashmeta admin ...): status, maps, sessions,\n"
-		"lock-show MAP GRAIN, map-create ID SRC TGT SIZE [GRAIN], map-show ID,\n"
-		"map-prepare ID, map-start ID, map-restart ID, map-stop ID, map-rate ID RATE\n"
-		"(background copy, 0..150), quit; \"json CMD\" answers as one JSON object.\n"
+		"lock-show MAP GRAIN, map-create ID SRC TGT SIZE [GRAIN] [autodelete],\n"
+		"map-show ID, map-prepare ID, map-start ID, map-restart ID, map-stop ID,\n"
+		"map-rate ID RATE (background copy, 0..150), map-delete ID [force] (force:\n"
+		"not idle_or_copied or stopped; the target is then no point-in-time image),\n"
+		"map-autodelete ID on|off (delete when the copy completes; not kept across\n"
+		"a restart), quit; \"json CMD\" answers as one JSON object.\n"
+		"Limits: 256 mappings per source volume, one per target, no cascades.\n"
 		"SIGTERM/SIGINT: clean shutdown.\n"
 		"Log: one line per event on stderr, \"flashmeta-owner[PID] TIME LEVEL: ...\"\n"
 		"(TIME in ISO 8601 UTC, e.g. 2026-11-29T01:23:45.678Z); when stderr is the\n"
@@ -83,6 +91,7 @@ static const struct option opts[] = {
 	{ "control-idle-ms", required_argument, NULL, 3 },
 	{ "shm-uids", required_argument, NULL, 4 },
 	{ "fence-table", required_argument, NULL, 5 },
+	{ "transition-timeout-ms", required_argument, NULL, 6 },
 	{ "log-level", required_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
@@ -123,6 +132,7 @@ int main(int argc, char **argv)
 		['C'] = "control", ['k'] = "key_file", ['L'] = "lease_ms",
 		['i'] = "clients", [1] = "pool_max_maps", [2] = "pool_max_grains",
 		['v'] = "log_level", [3] = "control_idle_ms", [4] = "shm_uids", [5] = "fence_table",
+		[6] = "transition_timeout_ms",
 	};
 	struct fm_ownerd_cfg cfg = { .log_level = FM_LOGLVL_INFO };
 	struct sigaction sa = { .sa_handler = on_signal };

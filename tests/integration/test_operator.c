@@ -1,7 +1,9 @@
 /* test_operator.c -- operator mistakes against the real programs: what is
  * at the --control path, two owners on one pool, FIFOs and devices named
  * as config or key files, malformed config files, numbers that do not fit,
- * and malformed control lines.  Each case runs flashmeta-owner and
+ * malformed control lines, and the mapping lifecycle's edges: deleting
+ * (forced or not), autodelete, a transition a client does not answer, the
+ * limits between mappings.  Each case runs flashmeta-owner and
  * flashmeta (fork + exec) in a directory of its own, and checks three
  * things: the program refuses with a clear message (or exits at all: a
  * hang is a failure after a few seconds, not a stuck test), nothing it was
@@ -30,6 +32,7 @@
 
 #include <cmocka.h>
 
+#include "flashmeta/agent.h"
 #include "flashmeta/ctl.h"
 #include "flashmeta/error.h"
 
@@ -38,6 +41,7 @@
 static const char *g_owner, *g_cli;
 static pid_t g_running[4]; /* owners started and not yet stopped */
 static char g_root[256];  /* the run's temp dir */
+static const char *g_max_maps = "128"; /* owner_start's --pool-max-maps */
 static char g_dir[300];   /* the current case's dir */
 static int g_seq;
 
@@ -219,7 +223,7 @@ static void owner_start(struct owner *o, const char *extra1, const char *extra2)
 {
 	char *argv[] = { (char *)g_owner, "--listen", o->listen, "--pmem", o->pool,
 			 "--key-file", o->key, "--control", o->ctl, "--lease-ms", "600",
-			 "--pool-max-maps", "128", "--pool-max-grains", "65536",
+			 "--pool-max-maps", (char *)g_max_maps, "--pool-max-grains", "65536",
 			 (char *)extra1, (char *)extra2, NULL };
 	uint64_t end = now_ms() + 5000;
 	int st;
@@ -255,6 +259,7 @@ static int reap(void **state)
 {
 	(void)state;
 	unsetenv("JOURNAL_STREAM"); /* a failed log case may have left it */
+	g_max_maps = "128";
 	for (unsigned i = 0; i < 4; i++)
 		if (g_running[i]) {
 			kill(g_running[i], SIGKILL);
@@ -1145,6 +1150,289 @@ static void control__refused__no_pool_made(void **state)
 	assert_int_equal(access(o.pool, F_OK), -1);
 }
 
+/*
+ * A client that renews its lease but never answers a release: a child
+ * process whose agent (client `client`) opens an I/O bracket on `map` and
+ * keeps it open until told otherwise.  *to: write a byte to end the
+ * bracket (the child then lives on, still in its lease); *from: one byte
+ * 'B' once the bracket is open.  Killed by reap if a case fails.
+ */
+static pid_t bracket_holder(const struct owner *o, uint32_t client, uint64_t map, int *to,
+			    int *from)
+{
+	int down[2], up[2];
+	pid_t pid;
+
+	assert_int_equal(pipe(down), 0);
+	assert_int_equal(pipe(up), 0);
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct fm_agent_cfg cfg = { .addr = o->listen, .client_id = client,
+					    .key = "operator-test-key", .key_len = 17 };
+		struct fm_agent *a = NULL;
+		struct fm_agent_io io;
+		char c;
+
+		close(down[1]);
+		close(up[0]);
+		if (fm_agent_new(&a, &cfg) || fm_agent_wait_active(a, 5000) ||
+		    fm_agent_io_begin(a, map, &io))
+			_exit(3);
+		if (write(up[1], "B", 1) != 1 || read(down[0], &c, 1) != 1)
+			_exit(4);
+		fm_agent_io_end(a, &io);
+		for (;;)
+			pause(); /* in its lease, holding nothing */
+	}
+	close(down[0]);
+	close(up[1]);
+	for (unsigned i = 0; i < 4; i++)
+		if (!g_running[i]) {
+			g_running[i] = pid;
+			break;
+		}
+	*to = down[1];
+	*from = up[0];
+	return pid;
+}
+
+static void child_end(pid_t pid)
+{
+	for (unsigned i = 0; i < 4; i++)
+		if (g_running[i] == pid)
+			g_running[i] = 0;
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+/* map-delete: idle_or_copied and stopped mappings go, others only with
+ * force (and say why); the slot is free and the id reusable; durable */
+static void control__delete__idle_stopped_or_forced(void **state)
+{
+	struct owner o;
+	char out[4096];
+
+	(void)state;
+	fresh("ctl-delete");
+	owner_paths(&o, "pool", "ctl");
+	owner_start(&o, NULL, NULL);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-create 1 10 20 1048576 4096\n"), 0);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-create 2 30 40 1048576 4096\n"), 0);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-create 3 50 60 1048576 4096\n"), 0);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-delete 1\n"), 0);
+	assert_non_null(strstr(out, "deleted map 1 state idle_or_copied forced 0 autodelete 0\n"));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 1\n"), -EREMOTEIO);
+	assert_non_null(strstr(out, "error ENOENT: map 1 unknown"));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-delete 1\n"), -EREMOTEIO);
+	assert_non_null(strstr(out, "error ENOENT: map 1 unknown"));
+	/* copying: refused, naming the state and the way out */
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-prepare 2\n"), 0);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-delete 2\n"), -EREMOTEIO);
+	assert_non_null(strstr(out, "error EBUSY: map 2 is prepared: map-delete takes a mapping "
+			       "that is idle_or_copied or stopped"));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-start 2\n"), 0);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-delete 2\n"), -EREMOTEIO);
+	assert_non_null(strstr(out, "error EBUSY: map 2 is copying"));
+	assert_non_null(strstr(out, "map-delete 2 force (its target is then no point-in-time "
+			       "image)"));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-delete 2 now\n"), -EREMOTEIO);
+	assert_non_null(strstr(out, "error EINVAL: usage: map-delete ID [force]"));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-delete 2 force 1\n"), -EREMOTEIO);
+	assert_non_null(strstr(out, "error EINVAL: usage: map-delete ID [force]"));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 2\n"), 0);
+	assert_non_null(strstr(out, "state copying"));
+	/* forced: stopped durably first, then deleted */
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-delete 2 force\n"), 0);
+	assert_non_null(strstr(out, "deleted map 2 state stopped forced 1 autodelete 0\n"));
+	assert_true(file_gets(o.log, "map 2: forced delete while copying: target volume 40 "
+			      "will be no point-in-time image", 2000));
+	/* stopped: no force needed; through the CLI, with --json */
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-prepare 3\n"), 0);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-stop 3\n"), 0);
+	assert_int_equal(run(g_cli, "-C", o.ctl, "--json", "admin", "map-delete", "3", NULL), 0);
+	assert_true(log_has("{\"record\": \"deleted\", \"map\": 3, \"state\": \"stopped\", "
+			    "\"forced\": 0, \"autodelete\": 0}"));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "status\n"), 0);
+	assert_non_null(strstr(out, " mappings 0/128 "));
+	/* the ids and volumes are free again, and it all survives a restart */
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-create 2 30 40 2097152 4096\n"), 0);
+	owner_stop(&o);
+	owner_start(&o, NULL, NULL);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "status\n"), 0);
+	assert_non_null(strstr(out, " mappings 1/128 "));
+	assert_non_null(strstr(out, "map 2 source 30 target 40 size 2097152 "));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 1\n"), -EREMOTEIO);
+	owner_stop(&o);
+}
+
+/* autodelete: a mapping whose copy completes (here: every grain split by
+ * foreground writes, `flashmeta split`) is deleted; without the flag it
+ * stays, idle_or_copied */
+static void control__autodelete__deleted_when_copy_completes(void **state)
+{
+	struct owner o;
+	char out[4096], g[4];
+	uint64_t end;
+
+	(void)state;
+	fresh("ctl-autodelete");
+	owner_paths(&o, "pool", "ctl");
+	owner_start(&o, NULL, NULL);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-create 1 10 20 16384 4096 "
+			     "autodelete\n"), 0);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-create 2 30 40 16384 autodelete\n"),
+			 0);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 2\n"), 0);
+	assert_non_null(strstr(out, " grain 65536 ")); /* GRAIN may be left out */
+	assert_non_null(strstr(out, " autodelete 1\n"));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-create 3 50 60 16384 4096\n"), 0);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 3\n"), 0);
+	assert_non_null(strstr(out, " autodelete 0\n"));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-autodelete 2 off\n"), 0);
+	assert_non_null(strstr(out, " autodelete 0\n"));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-autodelete 2 yes\n"), -EREMOTEIO);
+	assert_non_null(strstr(out, "error EINVAL: usage: map-autodelete ID on|off"));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-autodelete 9 on\n"), -EREMOTEIO);
+	assert_non_null(strstr(out, "error ENOENT: map 9 unknown"));
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "map-autodelete", "2", "on", NULL), 0);
+	assert_true(log_has(" autodelete 1\n"));
+	for (int m = 1; m <= 3; m += 2) {
+		snprintf(out, sizeof(out), "map-prepare %d\n", m);
+		assert_int_equal(ctl(o.ctl, NULL, 0, out), 0);
+		snprintf(out, sizeof(out), "map-start %d\n", m);
+		assert_int_equal(ctl(o.ctl, NULL, 0, out), 0);
+		for (int i = 0; i < 4; i++) {
+			snprintf(g, sizeof(g), "%d", i);
+			assert_int_equal(run(g_cli, "-a", o.listen, "-k", o.key, "-i", "1", "split",
+					     m == 1 ? "1" : "3", g, NULL), 0);
+		}
+	}
+	end = now_ms() + 5000;
+	while (ctl(o.ctl, out, sizeof(out), "map-show 1\n") == 0 && now_ms() < end)
+		usleep(20000);
+	assert_non_null(strstr(out, "error ENOENT: map 1 unknown"));
+	assert_true(file_gets(o.log, "map 1: deleted (idle_or_copied, autodelete)", 2000));
+	end = now_ms() + 5000;
+	do {
+		assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 3\n"), 0);
+	} while (!strstr(out, "idle_or_copied") && now_ms() < end && !usleep(20000));
+	assert_non_null(strstr(out, "state idle_or_copied"));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 2\n"), 0); /* never started */
+	owner_stop(&o);
+}
+
+/* A client renews its lease but never releases (its I/O never ends): the
+ * transition fails ETIMEDOUT naming it and changes nothing; once the I/O
+ * ends the client is served again and the same command succeeds */
+static void control__transition_timeout__names_client_changes_nothing(void **state)
+{
+	struct owner o;
+	char out[4096], c;
+	int to, from;
+	pid_t holder;
+	uint64_t t0;
+
+	(void)state;
+	fresh("ctl-timeout");
+	owner_paths(&o, "pool", "ctl");
+	owner_start(&o, "--transition-timeout-ms", "400");
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-create 1 10 20 1048576 4096\n"), 0);
+	holder = bracket_holder(&o, 7, 1, &to, &from);
+	assert_int_equal(read(from, &c, 1), 1);
+	t0 = now_ms();
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-prepare 1\n"), -EREMOTEIO);
+	assert_true(now_ms() - t0 >= 400);
+	assert_non_null(strstr(out, "error ETIMEDOUT: map 1: map-prepare: not released after "
+			       "400 ms by client 7 (active); nothing changed, the mapping stays "
+			       "idle_or_copied"));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 1\n"), 0);
+	assert_non_null(strstr(out, "state idle_or_copied generation 0 "));
+	assert_non_null(strstr(out, " revoking 0 "));
+	/* a delete waits for the client the same way, and the mapping stays */
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-delete 1\n"), -EREMOTEIO);
+	assert_non_null(strstr(out, "error ETIMEDOUT: map 1: map-delete: not released after "
+			       "400 ms by client 7 (active)"));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 1\n"), 0);
+	assert_true(file_gets(o.log, "map 1: map-prepare given up after ", 1000));
+	/* its I/O ends: it answers the old request, is granted again, and the
+	 * next transition completes */
+	assert_int_equal(write(to, "E", 1), 1);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-prepare 1\n"), 0);
+	assert_non_null(strstr(out, "state prepared"));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "sessions\n"), 0);
+	assert_non_null(strstr(out, "client 7 "));
+	assert_non_null(strstr(out, "state active"));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-start 1\n"), 0);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-delete 1 force\n"), 0);
+	child_end(holder);
+	close(to);
+	close(from);
+	owner_stop(&o);
+}
+
+/* the limits between mappings, and of the pool, each with its own error */
+static void control__limits__clean_errors(void **state)
+{
+	static const struct {
+		const char *line, *says;
+	} bad[] = {
+		{ "map-create 9 1 2 1048576\n", "error EEXIST: map 1 already copies volume 1 to "
+		  "volume 2 (duplicate source/target pair)" },
+		{ "map-create 1 7 8 1048576\n", "error EEXIST: map 1 exists" },
+		{ "map-create 9 2 3 1048576\n", "error EOPNOTSUPP: source volume 2 is the target of "
+		  "map 1: cascades are not supported" },
+		{ "map-create 9 5 1 1048576\n", "error EOPNOTSUPP: target volume 1 is the source of "
+		  "map 1: cascades are not supported" },
+		{ "map-create 9 5 2 1048576\n", "error EADDRINUSE: target volume 2 is already the "
+		  "target of map 1" },
+		{ "map-create 9 5 5 1048576\n", "error EINVAL: mapping 9: source and target are the "
+		  "same volume 5" },
+		{ "map-create 9 5 6 0\n", "error ERANGE: size 0" },
+		{ "map-create 9 5 6 1000\n", "error EINVAL" },
+		{ "map-create 9 5 6 1099511627776 4096\n", "error EFBIG: map 9: 268435456 grains "
+		  "of 4096 bytes, more than the pool holds per mapping (pool_max_grains" },
+	};
+	struct owner o;
+	char out[4096], line[96];
+
+	(void)state;
+	fresh("ctl-limits");
+	g_max_maps = "260";
+	owner_paths(&o, "pool", "ctl");
+	owner_start(&o, NULL, NULL);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-create 1 1 2 1048576\n"), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(ctl(o.ctl, out, sizeof(out), bad[i].line), -EREMOTEIO);
+		if (!strstr(out, bad[i].says))
+			fprintf(stderr, "'%s' answered '%s'\n", bad[i].line, out);
+		assert_non_null(strstr(out, bad[i].says));
+	}
+	/* 256 mappings of one source (map 1 and 255 more), not 257 */
+	for (int i = 2; i <= 256; i++) {
+		snprintf(line, sizeof(line), "map-create %d 1 %d 65536\n", i, 1000 + i);
+		assert_int_equal(ctl(o.ctl, NULL, 0, line), 0);
+	}
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-create 257 1 2000 65536\n"),
+			 -EREMOTEIO);
+	assert_non_null(strstr(out, "error EMLINK: source volume 1 has 256 mappings, the most "
+			       "one volume may have"));
+	/* the pool's slots: 260 at creation */
+	for (int i = 257; i <= 260; i++) {
+		snprintf(line, sizeof(line), "map-create %d %d %d 65536\n", i, 3000 + 2 * i,
+			 3001 + 2 * i);
+		assert_int_equal(ctl(o.ctl, NULL, 0, line), 0);
+	}
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-create 261 5 6 65536\n"), -EREMOTEIO);
+	assert_non_null(strstr(out, "error ENOSPC: the pool holds at most 260 mappings "
+			       "(pool_max_maps when it was created) and has 260: map-delete one "
+			       "first"));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-delete 260\n"), 0);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-create 261 5 6 65536\n"), 0);
+	owner_stop(&o);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -1190,6 +1478,11 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(control__idle__closed_after_control_idle_ms, reap),
 		cmocka_unit_test_teardown(control__replaced_while_running__left_at_exit, reap),
 		cmocka_unit_test_teardown(control__refused__no_pool_made, reap),
+		cmocka_unit_test_teardown(control__delete__idle_stopped_or_forced, reap),
+		cmocka_unit_test_teardown(control__autodelete__deleted_when_copy_completes, reap),
+		cmocka_unit_test_teardown(control__transition_timeout__names_client_changes_nothing,
+					  reap),
+		cmocka_unit_test_teardown(control__limits__clean_errors, reap),
 	};
 
 	g_owner = getenv("FM_OWNER_BIN");

@@ -20,6 +20,7 @@
 #ifndef FLASHMETA_MAPPING_H
 #define FLASHMETA_MAPPING_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "flashmeta/geometry.h"
@@ -85,6 +86,31 @@ int fm_mapping_init(struct fm_mapping *m, uint64_t id, uint64_t source_vol,
  * wraps); on error `m` is unchanged.
  */
 int fm_mapping_apply(struct fm_mapping *m, enum fm_map_event ev);
+
+/*
+ * Which mappings may live together.  A volume is a source of at most
+ * FM_MAPS_PER_SOURCE_MAX mappings (IBM's limit: 256 targets per source),
+ * the target of at most one, and never both a source and a target:
+ * cascades (a target copied on, or a source that is itself an image) are
+ * not supported -- the copy-on-write of one mapping would have to see the
+ * other's splits, which no part of the protocol does.  Two mappings
+ * writing one target would each break the other's point-in-time image.
+ */
+#define FM_MAPS_PER_SOURCE_MAX 256u
+
+/*
+ * fm_mapping_admit -- may `m` join the `n` mappings `v`?  Returns 0, or,
+ * checked in this order, with a message naming the mapping in the way:
+ *   -EEXIST      m's id is taken, or a mapping already copies m's source to
+ *                m's target ("duplicate source/target pair")
+ *   -EOPNOTSUPP  m's target is another mapping's source, or m's source
+ *                another mapping's target ("cascades are not supported")
+ *   -EADDRINUSE  m's target is already another mapping's target
+ *   -EMLINK      m's source has FM_MAPS_PER_SOURCE_MAX mappings already
+ *   -EINVAL      NULL arguments
+ * Pure; O(n).
+ */
+int fm_mapping_admit(const struct fm_mapping *v, size_t n, const struct fm_mapping *m);
 
 #ifdef __cplusplus
 }

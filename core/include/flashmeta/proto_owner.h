@@ -20,6 +20,7 @@
 #ifndef FLASHMETA_PROTO_OWNER_H
 #define FLASHMETA_PROTO_OWNER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -103,6 +104,33 @@ int fm_owner_map_add(struct fm_owner *o, const struct fm_wire_mapdesc *d);
  */
 int fm_owner_map_revoke(struct fm_owner *o, uint64_t map_id, uint32_t reason,
 			uint64_t now);
+
+/*
+ * fm_owner_map_revoke_cancel -- give up a revoke that has not completed
+ * (the driver's transition timed out): the map is served again as it was
+ * -- same descriptor, same generation, nothing in the store changed --
+ * and the sessions that already released it get a MAP_GRANT.  A session
+ * that has not answered stays counted as a holder until its RELEASED
+ * comes (its cache stopped being trusted when the request came), and is
+ * granted then; it is never taken for drained.  No NOTE REVOKED follows
+ * for the cancelled revoke.  0, -ENOENT, -EINVAL (no revoke in progress).
+ * Never blocks.
+ */
+int fm_owner_map_revoke_cancel(struct fm_owner *o, uint64_t map_id);
+
+/* A session that holds a confirmation grant on a mapping. */
+struct fm_owner_holder {
+	uint32_t client_id;
+	uint32_t epoch;
+	int state;              /* enum fm_osess_state: a closed session's
+				 * grants count until R4 releases it */
+	bool releasing;         /* a RELEASE_REQUEST is out, unanswered */
+};
+/* fm_owner_map_holders -- the sessions whose grant on map_id counts (for
+ * a revoke: those it still waits for), up to cap into v; returns how many
+ * there are (0 also for an unknown map).  Never blocks. */
+size_t fm_owner_map_holders(const struct fm_owner *o, uint64_t map_id,
+			    struct fm_owner_holder *v, size_t cap);
 
 /*
  * fm_owner_map_remove -- stop serving a revoked map (after NOTE REVOKED,

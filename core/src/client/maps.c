@@ -36,6 +36,12 @@ void cl_maps_apply_grant(struct fm_client *c, const struct fm_wire_mapdesc *d)
 			atomic_store(&c->nmaps, n + 1);
 	}
 	mp = &c->maps[slot];
+	/* a mapping deleted and created again under its id: nothing of the
+	 * old one is trusted any more (it was released), but the cache still
+	 * has its geometry -- start that afresh */
+	if ((mp->state == CM_NONE || mp->state == CM_RELEASED) && mp->d.map_id == d->map_id &&
+	    mp->d.grain_count && mp->d.grain_count != d->grain_count)
+		(void)fm_cache_map_remove(c->cfg.cache, d->map_id);
 	rc = fm_cache_map_add(c->cfg.cache, d->map_id, d->grain_count);
 	if (rc && rc != -EEXIST) {
 		if (rc == -ENOMEM)

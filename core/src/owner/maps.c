@@ -97,10 +97,17 @@ void ow_maps_on_released(struct fm_owner *o, struct osess *s, const struct fm_ms
 {
 	int slot = ow_map_slot(o, m->u.released.map_id);
 
-	if (slot >= 0 && s->mstate[slot] != MS_NONE) {
-		s->mstate[slot] = MS_NONE;
-		ow_maps_check_revoke(o, (unsigned)slot);
-	}
+	if (slot < 0 || s->mstate[slot] == MS_NONE)
+		return;
+	/* only a RELEASING session answers: RELEASED comes only for a
+	 * RELEASE_REQUEST, and a GRANTED slot never had one outstanding */
+	s->mstate[slot] = MS_NONE;
+	ow_maps_check_revoke(o, (unsigned)slot);
+	/* the revoke this answered was cancelled meanwhile: it holds nothing
+	 * now (its caches are gone), so it is granted like any other session
+	 * that released before the cancel */
+	if (servable(&o->maps[slot]) && s->state == FM_OSESS_ACTIVE)
+		send_grant(o, s, (unsigned)slot);
 }
 
 /* ---- restart grace ---- */
@@ -225,6 +232,55 @@ int fm_owner_map_revoke(struct fm_owner *o, uint64_t map_id, uint32_t reason,
 	}
 	ow_maps_check_revoke(o, (unsigned)slot);
 	return 0;
+}
+
+int fm_owner_map_revoke_cancel(struct fm_owner *o, uint64_t map_id)
+{
+	int slot = o ? ow_map_slot(o, map_id) : -1;
+	struct omap *mp;
+
+	if (slot < 0)
+		return fm_err(-ENOENT, "owner: map %llu unknown", (unsigned long long)map_id);
+	mp = &o->maps[slot];
+	if (!mp->revoking)
+		return fm_err(-EINVAL, "owner: map %llu: no revoke in progress",
+			      (unsigned long long)map_id);
+	/* Nothing changed: same descriptor, same generation, so what the
+	 * sessions that released had cached was true and what they fetch
+	 * again is.  A session still RELEASING stays so (it stopped trusting
+	 * its cache when the request came) and is granted on its RELEASED
+	 * (ow_maps_on_released): granting it now could cross its RELEASED on
+	 * the wire, and a RELEASED taken for the answer to a later request
+	 * would count a session as drained that is not. */
+	mp->revoking = false;
+	mp->withheld = false;
+	for (struct osess *s = o->sessions; s; s = s->next)
+		if (s->state == FM_OSESS_ACTIVE && s->mstate[slot] == MS_NONE)
+			send_grant(o, s, (unsigned)slot);
+	return 0;
+}
+
+size_t fm_owner_map_holders(const struct fm_owner *o, uint64_t map_id,
+			    struct fm_owner_holder *v, size_t cap)
+{
+	int slot = o ? ow_map_slot(o, map_id) : -1;
+	size_t n = 0;
+
+	if (slot < 0)
+		return 0;
+	for (const struct osess *s = o->sessions; s; s = s->next) {
+		if (s->mstate[slot] == MS_NONE)
+			continue;
+		if (n < cap)
+			v[n] = (struct fm_owner_holder){
+				.client_id = s->client_id,
+				.epoch = s->epoch,
+				.state = s->state,
+				.releasing = s->mstate[slot] == MS_RELEASING,
+			};
+		n++;
+	}
+	return n;
 }
 
 int fm_owner_map_remove(struct fm_owner *o, uint64_t map_id)

@@ -1,4 +1,5 @@
-/* test_mapping.c -- the mapping state machine, every (state, event) pair. */
+/* test_mapping.c -- the mapping state machine, every (state, event) pair;
+ * which mappings may live together (fm_mapping_admit). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -229,6 +230,85 @@ static void init__bad_geometry__einval(void **state)
 	assert_int_equal(fm_mapping_init(NULL, 7, 100, 200, 1 << 20, 0), -EINVAL);
 }
 
+static struct fm_mapping mk(uint64_t id, uint64_t src, uint64_t tgt)
+{
+	struct fm_mapping m;
+
+	assert_int_equal(fm_mapping_init(&m, id, src, tgt, 1 << 20, 0), 0);
+	return m;
+}
+
+static void admit__empty_and_unrelated__ok(void **state)
+{
+	struct fm_mapping v[2] = { mk(1, 10, 20), mk(2, 10, 21) }, m = mk(3, 10, 22);
+
+	(void)state;
+	assert_int_equal(fm_mapping_admit(NULL, 0, &m), 0);
+	assert_int_equal(fm_mapping_admit(v, 2, &m), 0); /* many targets per source */
+	m = mk(3, 30, 40);
+	assert_int_equal(fm_mapping_admit(v, 2, &m), 0);
+	assert_int_equal(fm_mapping_admit(v, 2, NULL), -EINVAL);
+	assert_int_equal(fm_mapping_admit(NULL, 2, &m), -EINVAL);
+}
+
+static void admit__id_or_pair_taken__eexist(void **state)
+{
+	struct fm_mapping v[2] = { mk(1, 10, 20), mk(2, 30, 40) }, m = mk(2, 50, 60);
+
+	(void)state;
+	assert_int_equal(fm_mapping_admit(v, 2, &m), -EEXIST);
+	assert_non_null(strstr(fm_errormsg(), "map 2 exists"));
+	m = mk(9, 30, 40);
+	assert_int_equal(fm_mapping_admit(v, 2, &m), -EEXIST);
+	assert_non_null(strstr(fm_errormsg(), "duplicate source/target pair"));
+	assert_non_null(strstr(fm_errormsg(), "map 2 "));
+}
+
+static void admit__cascade_either_way__eopnotsupp(void **state)
+{
+	struct fm_mapping v[2] = { mk(1, 10, 20), mk(2, 30, 40) }, m = mk(3, 50, 30);
+
+	(void)state;
+	/* target is map 2's source */
+	assert_int_equal(fm_mapping_admit(v, 2, &m), -EOPNOTSUPP);
+	assert_non_null(strstr(fm_errormsg(), "target volume 30 is the source of map 2"));
+	assert_non_null(strstr(fm_errormsg(), "cascades are not supported"));
+	/* source is map 1's target */
+	m = mk(3, 20, 50);
+	assert_int_equal(fm_mapping_admit(v, 2, &m), -EOPNOTSUPP);
+	assert_non_null(strstr(fm_errormsg(), "source volume 20 is the target of map 1"));
+	/* the reverse of a mapping is a cascade too, not a duplicate */
+	m = mk(3, 20, 10);
+	assert_int_equal(fm_mapping_admit(v, 2, &m), -EOPNOTSUPP);
+}
+
+static void admit__target_of_another__eaddrinuse(void **state)
+{
+	struct fm_mapping v[1] = { mk(1, 10, 20) }, m = mk(2, 11, 20);
+
+	(void)state;
+	assert_int_equal(fm_mapping_admit(v, 1, &m), -EADDRINUSE);
+	assert_non_null(strstr(fm_errormsg(), "already the target of map 1"));
+}
+
+static void admit__source_limit__emlink_at_256(void **state)
+{
+	static struct fm_mapping v[FM_MAPS_PER_SOURCE_MAX + 1];
+	struct fm_mapping m;
+
+	(void)state;
+	v[0] = mk(1000, 7, 8); /* another source does not count */
+	for (unsigned i = 1; i < FM_MAPS_PER_SOURCE_MAX; i++)
+		v[i] = mk(i, 10, 100 + i);
+	m = mk(FM_MAPS_PER_SOURCE_MAX, 10, 100 + FM_MAPS_PER_SOURCE_MAX);
+	/* 255 of source 10: the 256th is admitted */
+	assert_int_equal(fm_mapping_admit(v, FM_MAPS_PER_SOURCE_MAX, &m), 0);
+	v[FM_MAPS_PER_SOURCE_MAX] = m;
+	m = mk(5000, 10, 5000);
+	assert_int_equal(fm_mapping_admit(v, FM_MAPS_PER_SOURCE_MAX + 1, &m), -EMLINK);
+	assert_non_null(strstr(fm_errormsg(), "source volume 10 has 256 mappings"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -242,6 +322,11 @@ int main(void)
 		cmocka_unit_test(init__valid__idle_generation_zero),
 		cmocka_unit_test(init__source_equals_target__einval),
 		cmocka_unit_test(init__bad_geometry__einval),
+		cmocka_unit_test(admit__empty_and_unrelated__ok),
+		cmocka_unit_test(admit__id_or_pair_taken__eexist),
+		cmocka_unit_test(admit__cascade_either_way__eopnotsupp),
+		cmocka_unit_test(admit__target_of_another__eaddrinuse),
+		cmocka_unit_test(admit__source_limit__emlink_at_256),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -271,6 +271,123 @@ static void release__waits_for_inflight_io_then_released(void **state)
 	sim_fini(&S);
 }
 
+/* A revoke that one client does not answer (its I/O never ends) is given
+ * up by the driver: the holder is named, the map served again as it was,
+ * the clients that released it granted at once, the silent one only on its
+ * own RELEASED -- never taken for drained. */
+static void revoke_cancel__silent_holder_named__granted_only_on_its_released(void **state)
+{
+	struct fm_owner_holder h[4];
+	uint64_t gen;
+	int mark;
+
+	(void)state;
+	up(&S, 2, 300);
+	S.auto_update = false;
+	gen = S.store[0].d.generation;
+	assert_int_equal(fm_owner_map_revoke_cancel(S.owner, 100), -EINVAL); /* none */
+	assert_int_equal(fm_owner_map_revoke_cancel(S.owner, 999), -ENOENT);
+	assert_int_equal(fm_owner_map_holders(S.owner, 100, h, 4), 2);
+	assert_false(h[0].releasing);
+	assert_int_equal(fm_client_io_begin(S.c[0].cl, 100, S.now), 0);
+	assert_int_equal(fm_owner_map_revoke(S.owner, 100, FM_RELEASE_STOP, S.now), 0);
+	sim_run(&S, S.now + 100);
+	assert_int_equal(S.sends[FM_MSG_RELEASED], 1); /* client 2 only */
+	assert_false(S.store[0].revoked);
+	assert_int_equal(fm_owner_map_holders(S.owner, 100, h, 4), 1);
+	assert_int_equal(h[0].client_id, 1);
+	assert_true(h[0].releasing);
+	assert_int_equal(h[0].state, FM_OSESS_ACTIVE);
+
+	mark = S.nnotes;
+	assert_int_equal(fm_owner_map_revoke_cancel(S.owner, 100), 0);
+	assert_int_equal(fm_owner_map_revoke_cancel(S.owner, 100), -EINVAL);
+	sim_run(&S, S.now + 20);
+	assert_int_equal(sim_count(&S, 1, FM_NOTE_GRANTED, mark), 1); /* served again */
+	assert_int_equal(sim_count(&S, 0, FM_NOTE_GRANTED, mark), 0); /* still draining */
+	assert_false(S.store[0].revoked);
+	assert_int_equal(S.store[0].d.generation, gen); /* nothing changed */
+	assert_int_equal(fm_client_io_begin(S.c[0].cl, 100, S.now), -EAGAIN);
+	assert_int_equal(fm_owner_map_holders(S.owner, 100, h, 4), 2);
+
+	/* its I/O ends: RELEASED, and only then is it granted again */
+	assert_true(fm_client_io_end(S.c[0].cl, 100));
+	fm_client_kick(S.c[0].cl, S.now);
+	sim_run(&S, S.now + 20);
+	assert_int_equal(S.sends[FM_MSG_RELEASED], 2);
+	assert_int_equal(sim_count(&S, 0, FM_NOTE_GRANTED, mark), 1);
+	assert_false(S.store[0].revoked); /* a late RELEASED completes no revoke */
+	assert_int_equal(fm_client_io_begin(S.c[0].cl, 100, S.now), 0);
+	fm_client_io_end(S.c[0].cl, 100);
+	assert_int_equal(fm_owner_map_holders(S.owner, 100, h, 4), 2);
+	assert_false(h[0].releasing || h[1].releasing);
+
+	/* and a revoke after all that completes as usual */
+	assert_int_equal(fm_owner_map_revoke(S.owner, 100, FM_RELEASE_STOP, S.now), 0);
+	sim_run(&S, S.now + 50);
+	assert_true(S.store[0].revoked);
+	assert_int_equal(fm_owner_map_holders(S.owner, 100, h, 4), 0);
+	sim_fini(&S);
+}
+
+/* A new revoke while a session still drains for a cancelled one: that
+ * session gets no second request, and its one RELEASED (sent only once
+ * its I/O ended and its cache was discarded) completes the new revoke. */
+static void revoke_cancel__new_revoke_while_draining__one_released_completes(void **state)
+{
+	struct fm_owner_holder h[4];
+
+	(void)state;
+	up(&S, 1, 300);
+	S.auto_update = false;
+	assert_int_equal(fm_client_io_begin(S.c[0].cl, 100, S.now), 0);
+	assert_int_equal(fm_owner_map_revoke(S.owner, 100, FM_RELEASE_STOP, S.now), 0);
+	sim_run(&S, S.now + 50);
+	assert_int_equal(fm_owner_map_revoke_cancel(S.owner, 100), 0);
+	sim_run(&S, S.now + 20);
+	assert_int_equal(fm_owner_map_revoke(S.owner, 100, FM_RELEASE_STOP, S.now), 0);
+	sim_run(&S, S.now + 50);
+	assert_int_equal(S.sends[FM_MSG_RELEASE_REQUEST], 1); /* no second one */
+	assert_false(S.store[0].revoked);
+	assert_int_equal(fm_owner_map_holders(S.owner, 100, h, 4), 1);
+	assert_true(h[0].releasing);
+	assert_true(fm_client_io_end(S.c[0].cl, 100));
+	fm_client_kick(S.c[0].cl, S.now);
+	sim_run(&S, S.now + 20);
+	assert_int_equal(S.sends[FM_MSG_RELEASED], 1);
+	assert_true(S.store[0].revoked);
+	assert_int_equal(fm_client_io_begin(S.c[0].cl, 100, S.now), -EAGAIN); /* not granted */
+	sim_fini(&S);
+}
+
+/* A mapping deleted (revoke REMOVE, map_remove) and created again under
+ * its id with another geometry: the client's cache takes the new one. */
+static void map_remove__same_id_new_geometry__cache_follows(void **state)
+{
+	uint64_t epoch;
+	int mark;
+
+	(void)state;
+	up(&S, 1, 300);
+	S.auto_update = false;
+	assert_int_equal(fm_owner_map_revoke(S.owner, 100, FM_RELEASE_REMOVE, S.now), 0);
+	sim_run(&S, S.now + 20);
+	assert_true(S.store[0].revoked);
+	assert_int_equal(fm_owner_map_remove(S.owner, 100), 0);
+	S.store[0].revoked = false;
+	S.store[0].d.grain_count = SIM_GRAINS / 2;
+	mark = S.nnotes;
+	assert_int_equal(fm_owner_map_add(S.owner, &S.store[0].d), 0);
+	sim_run(&S, S.now + 20);
+	assert_int_equal(sim_count(&S, 0, FM_NOTE_GRANTED, mark), 1);
+	assert_int_equal(fm_cache_map_epoch(S.c[0].cache, 100, &epoch), 0);
+	assert_int_equal(fm_cache_insert(S.c[0].cache, 100, epoch, SIM_GRAINS / 2 - 1,
+					 SIM_GRAINS / 2 - 1), 0);
+	assert_int_equal(fm_cache_insert(S.c[0].cache, 100, epoch, SIM_GRAINS / 2,
+					 SIM_GRAINS / 2), -ERANGE);
+	sim_fini(&S);
+}
+
 /* The same with brackets counted in reader cells: two threads' readers,
  * a bracket ended by another thread, and a thread without a cell. */
 static void release__waits_for_brackets_in_reader_cells(void **state)
@@ -1173,7 +1290,7 @@ struct soak_model {
 
 static struct engine eng[SIM_MAX_CLIENTS][ENG];
 static uint64_t frozen_until[SIM_MAX_CLIENTS];
-static uint64_t violations, hits, commits_ok, long_ios, restarts, steps, freezes, kills,
+static uint64_t violations, hits, commits_ok, long_ios, restarts, steps, freezes, kills, cancels,
 	owner_restarts;
 static uint32_t step_max;
 
@@ -1423,6 +1540,11 @@ static void soak_one(uint64_t seed, const struct soak_model *md)
 		if (sim_rand(&S) % 100 == 0)
 			fm_owner_map_revoke(S.owner, 100 + sim_rand(&S) % SIM_MAPS,
 					    FM_RELEASE_RESTART, S.now);
+		/* a driver's transition timeout gives a revoke up (mostly
+		 * none is in progress: -EINVAL, nothing happens) */
+		if (sim_rand(&S) % 150 == 0 &&
+		    !fm_owner_map_revoke_cancel(S.owner, 100 + sim_rand(&S) % SIM_MAPS))
+			cancels++;
 		/* restart the owner mostly while a copy runs: the grace must
 		 * cover it (R6) */
 		if (md->owner_restarts && sim_rand(&S) % 2500 < (eng[0][0].st == E_STEP ? 20u : 1u)) {
@@ -1438,17 +1560,17 @@ static void soak_one(uint64_t seed, const struct soak_model *md)
 
 static void soak_model(const struct soak_model *md)
 {
-	violations = hits = commits_ok = long_ios = restarts = steps = freezes = kills = 0;
+	violations = hits = commits_ok = long_ios = restarts = steps = freezes = kills = cancels = 0;
 	owner_restarts = 0;
 	for (uint64_t seed = 1; seed <= md->seeds; seed++)
 		soak_one(seed, md);
 	fprintf(stderr, "soak %s: %llu hits, %llu trusted I/Os, %llu steps, %llu commits, "
-		"%llu map restarts, %llu freezes, %llu kills, %llu owner restarts, "
-		"%llu violations\n", md->name,
+		"%llu map restarts, %llu revokes cancelled, %llu freezes, %llu kills, "
+		"%llu owner restarts, %llu violations\n", md->name,
 		(unsigned long long)hits, (unsigned long long)long_ios,
 		(unsigned long long)steps, (unsigned long long)commits_ok,
-		(unsigned long long)restarts, (unsigned long long)freezes,
-		(unsigned long long)kills, (unsigned long long)owner_restarts,
+		(unsigned long long)restarts, (unsigned long long)cancels,
+		(unsigned long long)freezes, (unsigned long long)kills, (unsigned long long)owner_restarts,
 		(unsigned long long)violations);
 	if (md->expect_violations) {
 		assert_true(violations > 0);
@@ -1460,6 +1582,7 @@ static void soak_model(const struct soak_model *md)
 	assert_true(steps > md->min_steps);
 	assert_true(commits_ok > md->min_commits);
 	assert_true(restarts > 100);
+	assert_true(cancels > 5);
 	if (md->freeze_max)
 		assert_true(freezes > 5);
 	if (md->kill_works)
@@ -1512,6 +1635,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(join_auth__right_key_joins_wrong_key_refused),
 		cmocka_unit_test(lock_commit__uncontended__no_lock_messages),
+		cmocka_unit_test(revoke_cancel__silent_holder_named__granted_only_on_its_released),
+		cmocka_unit_test(revoke_cancel__new_revoke_while_draining__one_released_completes),
+		cmocka_unit_test(map_remove__same_id_new_geometry__cache_follows),
 		cmocka_unit_test(contention__queued_granted_in_order_then_free),
 		cmocka_unit_test(introspection__oldest_waiter_and_session_age),
 		cmocka_unit_test(commit__ack_only_after_persist_done),

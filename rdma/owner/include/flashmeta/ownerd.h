@@ -82,10 +82,15 @@
  *                                      acquisition: when the holder took
  *                                      the word is the holder's to say
  *                                      (fm_agent_locks, `flashmeta lock`)
- *   map-create ID SRC TGT SIZE [GRAIN] a new mapping: SIZE bytes
+ *   map-create ID SRC TGT SIZE [GRAIN] [autodelete]
+ *                                      a new mapping: SIZE bytes
  *                                      (1..2^57, a multiple of 512), GRAIN
  *                                      bytes (a power of two, 4 KiB..1 GiB;
- *                                      0 or none: 64 KiB); SRC != TGT
+ *                                      0 or none: 64 KiB); SRC != TGT; the
+ *                                      limits between mappings of
+ *                                      fm_mapping_admit (mapping.h), the
+ *                                      pool's slots (ENOSPC) and grains
+ *                                      per mapping (EFBIG)
  *   map-show ID                        one mapping, with its background
  *                                      copy: split-pct, rate,
  *                                      rate-bytes-per-s, eta-s (at the
@@ -99,6 +104,17 @@
  *                                      default), durable, at once: the
  *                                      copiers learn it from their next
  *                                      batch
+ *   map-delete ID [force]              revoke (REMOVE), then free the pool
+ *                                      slot (deferred, like a transition);
+ *                                      only idle_or_copied or stopped, else
+ *                                      EBUSY naming the state; force: any
+ *                                      state, STOP recorded first (the
+ *                                      target is no image any more).
+ *                                      Answer: "deleted map ID state S
+ *                                      forced 0|1 autodelete 0|1"
+ *   map-autodelete ID on|off           delete the mapping when its copy
+ *                                      completes (DRAM only: a restart
+ *                                      forgets it)
  *   quit                               closes the control connection
  *
  * Numbers are decimal digits only (no sign, no 0x), at most 2^64-1, or the
@@ -110,7 +126,10 @@
  * runs.  map-prepare/start/restart/stop first revoke every confirmation
  * lease of the mapping (RELEASE_REQUEST), and change the store only after
  * FM_NOTE_REVOKED; their answer comes then, and later lines of the same
- * connection wait for it.  A COPYING mapping whose every grain is split
+ * connection wait for it, at most cfg.transition_timeout_ms: then the
+ * revoke is given up (fm_owner_map_revoke_cancel), the answer is "error
+ * ETIMEDOUT" naming the clients that did not release, and nothing
+ * changed.  A COPYING mapping whose every grain is split
  * (by the background copy or by foreground writes) goes to idle_or_copied
  * by itself, the same way (revoke with reason COPIED, then COPY_COMPLETE
  * in the store, then the new descriptor), checked at every timer tick;
@@ -168,6 +187,9 @@ struct fm_ownerd_cfg {
 	uint32_t control_idle_ms; /* close control connections idle this long;
 				   * 0 -> 60000 */
 	uint32_t lease_ms;        /* client lease term; 0 -> 3000 */
+	uint32_t transition_timeout_ms; /* a map-* transition (or map-delete)
+				   * waits this long for every holder's
+				   * RELEASED, then fails ETIMEDOUT; 0 -> 30000 */
 	uint32_t client_first;    /* allowed client ids [first, last]; 0,0 -> 1..64 */
 	uint32_t client_last;
 	uint32_t shm_uids[8];     /* uids that may connect over shm (transport.h
@@ -235,6 +257,9 @@ bool fm_ownerd_log_is_journal(void);
  *                    100..86400000 (default 60000; see "Idle control
  *                    connections" above)
  *   lease_ms         client lease term, 10..600000 (default 3000)
+ *   transition_timeout_ms  how long map-prepare/start/restart/stop/delete
+ *                    wait for the clients' RELEASED, 100..3600000 (default
+ *                    30000); see "Control socket" above
  *   clients          allowed client ids, N or N-M within 1..65535
  *                    (default 1-64)
  *   shm_uids         U[,U...]: the uids whose processes may connect over
