@@ -8,11 +8,13 @@
 #   clang    clang -Wall -Wextra -Werror build, libFuzzer targets (`fuzz`)
 #   cluster  the verbs and DAX suites in soft-RoCE QEMU guests
 #            (deploy/cluster/cluster.sh suite), perftest reference beside them
-#   deb      only when named: the Debian packages (label `deb`, tests/deb:
-#            deploy/build-debs.sh, lintian, install into a chroot); the
-#            tree is configured, not built (the test builds the packages)
+#   deb      the Debian packages (label `deb`, tests/deb: deploy/build-debs.sh,
+#            lintian, install into a debootstrap chroot -- or, with no
+#            archive to reach, unpacked -- and an engine built against
+#            them); the tree is configured, not built (the test builds
+#            the packages)
 #
-#   tests/run.sh                 every stage but deb
+#   tests/run.sh                 every stage
 #   tests/run.sh native asan     only the named stages
 #   FM_TEST_JOBS=N               ctest parallelism (default: nproc)
 # Ends with one line "N passed, N failed" over every test of every stage;
@@ -22,7 +24,7 @@ cd "$(dirname "$0")/.." || exit 2
 root=$PWD
 jobs=${FM_TEST_JOBS:-$(nproc)}
 stages=("$@")
-((${#stages[@]})) || stages=(native asan tsan clang cluster)
+((${#stages[@]})) || stages=(native asan tsan clang deb cluster)
 
 case " ${stages[*]} " in
 *" -h "* | *" --help "*)
