@@ -445,32 +445,6 @@ static double bytes_per_range(const struct content *ct, enum kind k)
 	}
 }
 
-/* a's typical / b's, and the range of a/b over the rounds both kept */
-struct ratio {
-	double typ, lo, hi;
-};
-
-static struct ratio ratio_of(const struct series *a, const struct series *b)
-{
-	struct series_stats sa, sb;
-	struct ratio r = { 0, 0, 0 };
-	size_t n = a->nr < b->nr ? a->nr : b->nr;
-
-	se_stats(a, &sa);
-	se_stats(b, &sb);
-	if (sb.st.median > 0)
-		r.typ = sa.st.median / sb.st.median;
-	for (size_t i = 0; i < n; i++) {
-		double x = b->rmed[i] > 0 ? a->rmed[i] / b->rmed[i] : 0;
-
-		if (i == 0 || x < r.lo)
-			r.lo = x;
-		if (i == 0 || x > r.hi)
-			r.hi = x;
-	}
-	return r;
-}
-
 static void loadavg(char *out, size_t cap)
 {
 	FILE *f = fopen("/proc/loadavg", "r");
@@ -490,7 +464,7 @@ struct summary {
 	int threads;
 	enum mode m;
 	double cache, bitmap, probe;
-	struct ratio to_bitmap, to_probe;
+	struct se_ratio to_bitmap, to_probe;
 };
 
 static void usage(FILE *f)
@@ -700,8 +674,8 @@ int main(int argc, char **argv)
 						 (unsigned long long)nr, seq ? "seq" : "rand", threads,
 						 mode_name[m]);
 					se_row(&se[k], name, &ss);
-					struct ratio rb = ratio_of(&se[k], &se[K_BITMAP]);
-					struct ratio rp = ratio_of(&se[k], &se[K_PROBE]);
+					struct se_ratio rb = se_ratio(&se[k], &se[K_BITMAP]);
+					struct se_ratio rp = se_ratio(&se[k], &se[K_PROBE]);
 
 					if (k != K_BITMAP && k != K_LOOP)
 						printf("%-36s / bitmap %.2f (%.2f..%.2f)", "", rb.typ, rb.lo,
@@ -740,8 +714,8 @@ int main(int argc, char **argv)
 						.avg = a, .nr = nr, .threads = threads, .m = (enum mode)m,
 						.cache = sc.st.median, .bitmap = sb.st.median,
 						.probe = sp.st.median,
-						.to_bitmap = ratio_of(&se[K_CACHE], &se[K_BITMAP]),
-						.to_probe = ratio_of(&se[K_CACHE], &se[K_PROBE]) };
+						.to_bitmap = se_ratio(&se[K_CACHE], &se[K_BITMAP]),
+						.to_probe = se_ratio(&se[K_CACHE], &se[K_PROBE]) };
 				}
 				for (int k = 0; k < K_N; k++)
 					se_free(&se[k]);
