@@ -28,7 +28,8 @@ done
 r=results.0
 "$check" "$dir/cache.json" \
 	benchmark:string params.rounds:number params.warmup_rounds:number \
-	params.samples_per_round:number params.batch:number params.modes:string \
+	params.samples_per_round:number params.warmup_batches:number params.batch:number \
+	params.modes:string \
 	params.typical:string params.baselines:string params.lat_fence:string \
 	params.method:string params.cpus:number params.loadavg_start:string \
 	$r.case:string $r.unit:string $r.n:number $r.t_min:number $r.t_typical:number \
