@@ -57,7 +57,9 @@ static const char *const method_text =
 	" each kind's samples of each kept round (outside the timed calls, the\n"
 	" untimed grain making included), printed beside each row.\n"
 	"interleaving: every round runs every kind, S samples each (recovery:\n"
-	" one each), order reversed on odd rounds; round 0 is warm-up, dropped.\n"
+	" one each), order reversed on odd rounds; round 0 is warm-up, dropped;\n"
+	" group commit: each kind runs S/10 (at least 1) untimed batches of its\n"
+	" own before its samples of a round (params.warmup_batches).\n"
 	"t_typical = median of the per-round medians; n, min, avg, tails over\n"
 	" every sample of the kept rounds.  ratio = t_typical / the baseline's,\n"
 	" (lo..hi) = the smallest and largest ratio within one round.\n"
@@ -290,7 +292,7 @@ int main(int argc, char **argv)
 	struct bench B = { .gen = 1 };
 	struct fm_store_stats st;
 	const void *view;
-	size_t vlen, rec_rounds = rounds * 5;
+	size_t vlen, rec_rounds = rounds * 5, nwarm = nsamples / 10 ? nsamples / 10 : 1;
 	enum fm_store_view vmode;
 
 	if (json_path) {
@@ -317,9 +319,9 @@ int main(int argc, char **argv)
 	printf("# fm-bench-pmem: dir %s, persistence %s (is_pmem=%d), view %s, raw file "
 	       "is_pmem=%d, %s\n", dir, st.persist_mode, st.is_pmem, fm_store_view_name(vmode),
 	       B.raw_pmem, quick ? "quick" : "full");
-	printf("# group commit: %zu rounds (+1 warm-up, dropped) x %zu samples per kind; "
-	       "recovery: %zu rounds (+1) x 1 sample per kind; machine: %ld CPUs\n",
-	       rounds, nsamples, rec_rounds, sysconf(_SC_NPROCESSORS_ONLN));
+	printf("# group commit: %zu rounds (+1 warm-up, dropped) x (%zu untimed + %zu timed "
+	       "samples) per kind; recovery: %zu rounds (+1) x 1 sample per kind; machine: %ld "
+	       "CPUs\n", rounds, nwarm, nsamples, rec_rounds, sysconf(_SC_NPROCESSORS_ONLN));
 	print_method();
 	if (jf) {
 		fm_report_json_open(&j, jf, "fm-bench-pmem");
@@ -334,6 +336,7 @@ int main(int argc, char **argv)
 		fm_report_json_param_num(&j, "recovery_rounds", (double)rec_rounds);
 		fm_report_json_param_num(&j, "warmup_rounds", 1);
 		fm_report_json_param_num(&j, "samples_per_round", (double)nsamples);
+		fm_report_json_param_num(&j, "warmup_batches", (double)nwarm);
 		fm_report_json_param_str(&j, "typical", "median of per-round medians");
 		fm_report_json_param_str(&j, "baselines", "raw_persist/B, map_read_baseline");
 		fm_report_json_param_str(&j, "raw_prefault", "every page written and persisted "
@@ -366,13 +369,18 @@ int main(int argc, char **argv)
 		memset(se, 0, sizeof(se));
 		memset(fsum, 0, sizeof(fsum));
 		for (size_t r = 0; r <= rounds; r++) {
-			if (B.next + (uint64_t)batch * nsamples * G_N > GRAINS)
+			if (B.next + (uint64_t)batch * (nwarm + nsamples) * G_N > GRAINS)
 				fresh(&B); /* outside any timing */
 			se_round_begin(se, G_N);
 			for (int i = 0; i < G_N; i++) {
 				enum gkind k = (enum gkind)(r & 1 ? G_N - 1 - i : i);
 				struct faults f0, f1;
 
+				for (size_t n = 0; n < nwarm; n++) { /* untimed */
+					for (uint32_t b = 0; b < batch; b++)
+						grains[b] = perm(B.next++);
+					(void)one_batch(&B, k, grains, batch);
+				}
 				faults_now(&f0);
 				for (size_t n = 0; n < nsamples; n++) {
 					for (uint32_t b = 0; b < batch; b++)

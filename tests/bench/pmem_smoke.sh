@@ -34,7 +34,8 @@ r=results.0
 "$check" "$dir/pmem.json" \
 	benchmark:string params.dir:string params.persist_mode:string params.is_pmem:number \
 	params.raw_is_pmem:number params.rounds:number params.recovery_rounds:number \
-	params.warmup_rounds:number params.samples_per_round:number params.typical:string \
+	params.warmup_rounds:number params.samples_per_round:number params.warmup_batches:number \
+	params.typical:string \
 	params.baselines:string params.raw_prefault:string params.page_faults:string \
 	params.method:string \
 	$r.case:string $r.unit:string $r.n:number $r.t_typical:number $r.p99:number \
