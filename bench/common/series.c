@@ -123,6 +123,27 @@ double *se_sorted(const struct series *se, size_t *n)
 	return copy;
 }
 
+struct se_ratio se_ratio(const struct series *a, const struct series *b)
+{
+	struct series_stats sa, sb;
+	struct se_ratio r = { 0, 0, 0 };
+	size_t n = a->nr < b->nr ? a->nr : b->nr;
+
+	se_stats(a, &sa);
+	se_stats(b, &sb);
+	if (sb.st.median > 0)
+		r.typ = sa.st.median / sb.st.median;
+	for (size_t i = 0; i < n; i++) {
+		double x = b->rmed[i] > 0 ? a->rmed[i] / b->rmed[i] : 0;
+
+		if (i == 0 || x < r.lo)
+			r.lo = x;
+		if (i == 0 || x > r.hi)
+			r.hi = x;
+	}
+	return r;
+}
+
 void se_free(struct series *se)
 {
 	free(se->s);

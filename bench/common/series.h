@@ -48,6 +48,13 @@ double *se_sorted(const struct series *se, size_t *n);
 void se_header(const char *unit);
 /* one table row; returns the typical value (median of round medians) */
 double se_row(const struct series *se, const char *label, struct series_stats *out);
+/* a's typical / b's typical, and the smallest and largest ratio of their
+ * medians within one round (rounds both kept, in order): how far one
+ * round's comparison strays from the reported one */
+struct se_ratio {
+	double typ, lo, hi; /* 0 where b has no samples */
+};
+struct se_ratio se_ratio(const struct series *a, const struct series *b);
 /* free the samples; the series may be used again */
 void se_free(struct series *se);
 

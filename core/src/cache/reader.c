@@ -10,25 +10,16 @@
  * (plus an immutable node): its answer is that word before or after the
  * writer's store of it (cache_priv.h, "Concurrency").
  *
- * MEASUREMENTS (fm-bench-cache, full run, 2-vCPU VM, gcc 12 -O2; typical =
- * median ns/lookup, uniform random grains incl. the xorshift; reproduce
- * with `build/bin/fm-bench-cache --json out.json`):
- *
- *   10^6 ranges                    dense (len,gap ~U[1,15])  sparse (~U[1,255])
- *                                   t=1    t=2   B/range      t=1    t=2   B/range
- *   bitmap (bit + ctz run)         10.4   10.1     2.0       38.9   34.6    32.0
- *   cache (fm_cache_lookup)        72.0   52.6    39.7       76.6   59.1    45.5
- *   cache + shared rwlock          97.9  108.4      -        95.7  173.5      -
- *   CRoaring contains (no run)     52.1   51.9     2.0      147.8  147.3     4.1
- *   sorted array + binary search  237.1  231.5    16.0      244.8  253.3    16.0
- *
- * Reading: where the bitmap no longer fits the CPU caches (sparse, 32 MB)
- * the cache is within 2x of it (1.97x t=1, 1.71x t=2), beats CRoaring 2x
- * and binary search 3x, and answers the run in O(1).  Where the bitmap is
- * small (dense: 2 MB, L2/L3 resident) nothing of ~40 B/range competes: any
- * per-range structure is 20x its size and pays DRAM misses (~7x).  Smaller
- * sizes (10^3..10^5, all cache-resident) cost 19..26 ns vs 7.5..8 ns: the
- * floor is the reader slot RMW + table probe (~12 ns).
+ * MEASUREMENTS: run fm-bench-cache (throughput and dependent-chain latency
+ * modes, the bitmap-with-run and plain bit probe baselines interleaved per
+ * round, per-round ranges; its `# method:` block says how).  Figures depend
+ * on method and machine.  On a loaded 2-vCPU VM at 10^6 sparse ranges
+ * (len, gap ~U[1,255]) the cache cost about 3x the bitmap with run (7x a
+ * bare bit probe) in throughput and about 1.2x in latency; dense (~U[1,15],
+ * the bitmap L2/L3-resident) about 9x and 3-5x.  Where the bitmap no longer
+ * fits the CPU caches it still beats CRoaring and binary search, and it
+ * answers the run in O(1).  The floor at small sizes is the reader slot
+ * RMW + table probe.
  * Concurrency: a shared pthread rwlock adds ~25 ns on one thread and ~2-3x
  * on two threads (counter line bouncing); the epoch slots add one RMW on a
  * thread-private line and scale (t=2 is not slower than t=1).  A seqlock
