@@ -513,13 +513,11 @@ int main(int argc, char **argv)
 		.seconds = 10, .depth = 4, .direct = FM_REFVOL_DIRECT_TRY,
 	};
 	struct demo_run runx = { .owner_exit = -1 };
-	struct demo_report *r = calloc(1, sizeof(*r));
+	struct demo_report *r;
 	struct sigaction sa = { .sa_handler = on_signal };
 	bool json_failed = false;
 	int rc, status;
 
-	if (!r)
-		return 1;
 	rc = demo_opts_parse(argc, argv, &cfg);
 	if (rc)
 		return rc > 0 ? 0 : 2; /* --help, or bad usage */
@@ -527,6 +525,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, DEMO_NAME ": %s\n", fm_errormsg());
 		return 1;
 	}
+	r = calloc(1, sizeof(*r)); /* after the early exits: nothing to free there */
+	if (!r)
+		return 1;
 	signal(SIGPIPE, SIG_IGN);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -534,6 +535,7 @@ int main(int argc, char **argv)
 	if (rc) {
 		fprintf(stderr, DEMO_NAME ": %s\n", fm_errormsg());
 		demo_run_cleanup(&cfg, &runx);
+		free(r);
 		return 1;
 	}
 	r->cfg = &cfg;
