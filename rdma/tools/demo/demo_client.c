@@ -58,7 +58,11 @@ int demo_client_open(struct dclient *cl, const struct demo_cfg *cfg, uint32_t id
 		.provider = cfg->transport, .device = cfg->device[0] ? cfg->device : NULL,
 		.addr = cfg->addr, .client_id = id, .key = key,
 		.wait_ms = 10000, .retry_min_ms = 20, .retry_max_ms = 200,
-		.max_threads = cfg->threads + 1,
+		/* lanes: phase 1's threads, phase 2's, this thread's and the
+		 * verifier's; an exited thread's lane is freed
+		 * (fm_agent_thread_exit), but +1 left a verbs run short of a
+		 * lane once (ENOSPC on "endpoint has 3 lanes already") */
+		.max_threads = 2 * cfg->threads + 2,
 	};
 	struct fm_refvol_cfg vcfg = { .size = cfg->size, .create = false, .client_id = id,
 				      .direct = (enum fm_refvol_direct)cfg->direct };
