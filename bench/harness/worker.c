@@ -428,8 +428,8 @@ void *hb_worker_main(void *arg)
 	if (w->fl_open)
 		fm_floor_lane_close(&w->fl);
 	for (unsigned s = 0; s < 2; s++)
-		if (p->a[s])
-			fm_agent_thread_exit(p->a[s]);
+		if (p->e[s])
+			(void)fm_engine_thread_exit(p->e[s]);
 	for (unsigned c = 0; c < SE_N; c++)
 		free(w->s[c].v);
 	for (unsigned f = 0; f < F_N; f++)

@@ -142,6 +142,30 @@ int fm_engine_attach(struct fm_engine *e, uint64_t map_id, struct fm_volume *src
 
 /* ------------------------------------------------------ thread contexts */
 
+int fm_engine_thread_exit(struct fm_engine *e)
+{
+	struct en_thread *et = e ? pthread_getspecific(e->key) : NULL;
+
+	if (!et)
+		return 0;
+	if (et->reqs)
+		return fm_err(-EBUSY, "engine: this thread has I/Os in flight");
+	pthread_mutex_lock(&e->lock);
+	for (struct en_thread **pp = &e->threads; *pp; pp = &(*pp)->next)
+		if (*pp == et) {
+			*pp = et->next;
+			break;
+		}
+	pthread_mutex_unlock(&e->lock);
+	pthread_setspecific(e->key, NULL);
+	close(et->epfd);
+	pthread_mutex_destroy(&et->mlock);
+	free(et);
+	/* only now: et pointed at the agent's context of this thread */
+	fm_agent_thread_exit(e->a);
+	return 0;
+}
+
 int en_thread_get(struct fm_engine *e, struct en_thread **out)
 {
 	struct en_thread *et = pthread_getspecific(e->key);

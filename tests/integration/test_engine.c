@@ -23,6 +23,8 @@
  *                           retagged there), LOCKED, the movers, COMMIT,
  *                           COMMITTED, UNLOCKED, ATTEMPT_END; a refused
  *                           token ends an attempt and the next is traced
+ *   thread-exit             fm_engine_thread_exit refused with I/O in
+ *                           flight; after it the thread's next I/O works
  *   errors                  a mover's -EIO comes back, nothing committed,
  *                           the lock is free again; -EKEYREJECTED once is
  *                           retried; -ENOENT, -EINVAL, -ERANGE
@@ -452,7 +454,8 @@ static void *conc_writer(void *arg)
 	memset(buf, 0x42, sizeof(buf));
 	c->rc = fm_engine_rw(E, (uint64_t)c->map, FM_IO_WRITE_SOURCE, 20 * GRAIN + 1024,
 			     sizeof(buf), buf, NULL);
-	fm_agent_thread_exit(A);
+	if (fm_engine_thread_exit(E))
+		c->rc = -EBUSY;
 	return NULL;
 }
 
@@ -686,6 +689,40 @@ static int case_trace(void)
 	return 0;
 }
 
+/* fm_engine_thread_exit: refused while this thread has I/O in flight;
+ * after it, the same thread's next I/O makes new contexts and works */
+static void te_done(struct fm_engine_io *io, int status)
+{
+	(void)status;
+	*(int *)io->ctx += 1;
+}
+
+static int case_thread_exit(void)
+{
+	struct mapping *m;
+	struct fm_engine_io io;
+	uint8_t buf[512];
+	int calls = 0;
+
+	CHECK((m = mapping_new()) != NULL);
+	memset(buf, 0x21, sizeof(buf));
+	io = (struct fm_engine_io){ .map_id = (uint64_t)m->id, .op = FM_IO_WRITE_SOURCE,
+				    .offset = 2 * GRAIN, .length = sizeof(buf), .buf = buf,
+				    .done = te_done, .ctx = &calls };
+	CHECK(fm_engine_submit(E, &io) == 0);
+	CHECK(fm_engine_thread_exit(E) == -EBUSY); /* in flight: nothing freed */
+	while (!calls)
+		(void)fm_engine_poll(E);
+	CHECK(io.status == 0 && calls == 1);
+	CHECK(fm_engine_thread_exit(E) == 0);
+	CHECK(fm_engine_thread_exit(E) == 0); /* nothing left: a no-op */
+	/* the same thread again: new contexts, a copy-on-write that works */
+	CHECK(fm_engine_rw(E, (uint64_t)m->id, FM_IO_WRITE_SOURCE, 3 * GRAIN, sizeof(buf), buf,
+			   NULL) == 0);
+	CHECK(split_bit(m->id, 3) == 1 && m->tgt.data[3 * GRAIN] == 4);
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(void);
@@ -694,7 +731,7 @@ static const struct {
 	{ "read-recheck", case_read_recheck }, { "multi-grain", case_multi_grain },
 	{ "concurrent", case_concurrent },     { "polled", case_polled },
 	{ "polled-same-grain", case_polled_same_grain }, { "errors", case_errors },
-	{ "trace", case_trace },
+	{ "trace", case_trace },       { "thread-exit", case_thread_exit },
 };
 
 int main(int argc, char **argv)

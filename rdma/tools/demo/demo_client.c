@@ -59,9 +59,9 @@ int demo_client_open(struct dclient *cl, const struct demo_cfg *cfg, uint32_t id
 		.addr = cfg->addr, .client_id = id, .key = key,
 		.wait_ms = 10000, .retry_min_ms = 20, .retry_max_ms = 200,
 		/* lanes: phase 1's threads, phase 2's, this thread's and the
-		 * verifier's; an exited thread's lane is freed
-		 * (fm_agent_thread_exit), but +1 left a verbs run short of a
-		 * lane once (ENOSPC on "endpoint has 3 lanes already") */
+		 * verifier's, with room to spare; an exited thread's lane is
+		 * freed (fm_engine_thread_exit), yet threads + 1 left a verbs
+		 * run short of a lane once (ENOSPC: "3 lanes already") */
 		.max_threads = 2 * cfg->threads + 2,
 	};
 	struct fm_refvol_cfg vcfg = { .size = cfg->size, .create = false, .client_id = id,
@@ -148,7 +148,7 @@ static void *phase1_thread(void *arg)
 	}
 	free(buf);
 	th->phase1_s = (double)(demo_now_ns() - t0) / 1e9;
-	fm_agent_thread_exit(cl->a);
+	(void)fm_engine_thread_exit(cl->e);
 	return NULL;
 }
 

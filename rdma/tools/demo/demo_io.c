@@ -207,7 +207,7 @@ static void *sync_thread(void *arg)
 		io_done(th, &io, buf, rc, &st);
 	}
 	free(buf);
-	fm_agent_thread_exit(cl->a);
+	(void)fm_engine_thread_exit(cl->e);
 	return NULL;
 }
 
@@ -318,7 +318,7 @@ static void *polled_thread(void *arg)
 	for (unsigned i = 0; slots && i < depth; i++)
 		free(slots[i].buf);
 	free(slots);
-	fm_agent_thread_exit(cl->a);
+	(void)fm_engine_thread_exit(cl->e);
 	return NULL;
 }
 

@@ -43,6 +43,7 @@
  *   fm_engine_new, _delete, _volume_add, _attach   setup: any thread, not
  *       concurrently with I/O on the same objects; never block on the
  *       owner (delete: no I/O may be in flight)
+ *   fm_engine_thread_exit   the calling thread, never blocks
  *   fm_engine_submit, _poll, _fd   the polled form: any number of threads,
  *       each driving its own I/Os; never block (a lock another client
  *       holds, a commit, a mover in flight: the I/O waits, the thread
@@ -265,6 +266,15 @@ int fm_engine_poll(struct fm_engine *e);
  * (may be NULL) gets how long an idle thread may sleep at most (-1:
  * until the fd).  -1 when the thread has nothing in flight. */
 int fm_engine_fd(struct fm_engine *e, int *timeout_ms);
+
+/* The calling thread is done with the engine (before it exits, or for
+ * good): its context here and its agent context (lane, buffers) are freed
+ * now, so threads that come and go do not use up the agent's
+ * cfg.max_threads.  Engine threads call this, not fm_agent_thread_exit
+ * (the engine's context refers to the agent's).  The thread's next call
+ * makes new contexts.  0, or -EBUSY (I/Os of this thread in flight:
+ * nothing was freed). */
+int fm_engine_thread_exit(struct fm_engine *e);
 
 /* The synchronous form: submit and poll on this thread until done.
  * Returns the I/O's status; *st (may be NULL) gets its stats. */
