@@ -176,7 +176,9 @@ void fm_agent_delete(struct fm_agent **ap);
  * (before it exits, or for good): its lane and buffers are freed now
  * rather than at fm_agent_delete, so threads that come and go do not use
  * up cfg.max_threads.  No lock of the thread may be held.  The next call
- * of the thread makes a new context.
+ * of the thread makes a new context.  A thread that used fm_engine calls
+ * fm_engine_thread_exit instead (engine.h): the engine's context of the
+ * thread refers to this one.
  */
 void fm_agent_thread_exit(struct fm_agent *a);
 
