@@ -300,7 +300,13 @@ int fm_lane_poll(struct fm_lane *lane, struct fm_completion *out, int n)
 
 	if (lane == NULL || n < 0 || (out == NULL && n))
 		return fm_err(-EINVAL, "fm_lane_poll: NULL argument or n < 0");
-	if (n == 0 || lane->outstanding == 0)
+	/* nothing in flight: nothing to find -- unless the lane's fd is
+	 * watched, whose readiness only a poll takes back (fm_lane_fd): a
+	 * drain that routed the last completion leaves the eventfd written and
+	 * a CQ event may come for a completion already drained, so skipping
+	 * the poll here would leave the fd readable for good and every loop
+	 * sleeping on it spinning (the owner's loop did, at 100% of a CPU) */
+	if (n == 0 || (lane->outstanding == 0 && !lane->watched))
 		return 0;
 	k = lane->ep->t->ops->lane_poll(lane, out, n);
 	lane->outstanding -= (uint32_t)k;
@@ -336,9 +342,14 @@ int fm_lane_fd(struct fm_lane *lane)
 {
 	if (lane == NULL)
 		return fm_err(-EINVAL, "fm_lane_fd: NULL lane");
+	int fd;
+
 	if (lane->ep->t->cfg.wait_mode != FM_WAIT_EVENT || lane->ep->t->ops->lane_fd == NULL)
 		return -1;
-	return lane->ep->t->ops->lane_fd(lane);
+	fd = lane->ep->t->ops->lane_fd(lane);
+	if (fd >= 0)
+		lane->watched = true;
+	return fd;
 }
 
 unsigned fm_lane_depth(const struct fm_lane *lane)

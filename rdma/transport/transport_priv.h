@@ -214,6 +214,8 @@ struct fm_lane {
 	uint32_t outstanding;  /* posted, not yet polled (lane's thread) */
 	bool sync;             /* the endpoint's own (fm_ep_read/cas/faa) */
 	bool retired;          /* deleted with operations in flight */
+	bool watched;          /* fm_lane_fd gave out an fd: every poll
+				* runs the provider's (it clears the fd) */
 	struct fm_lane *next;
 	_Alignas(64) _Atomic int busy;
 };

@@ -640,7 +640,10 @@ int fm_lane_post_faa(struct fm_lane *lane, const struct fm_region_desc *rd, uint
 /*
  * fm_lane_poll -- up to `n` completions of this lane into out[]; returns
  * how many (0..n), or -EINVAL.  Never blocks.  Also takes completions of
- * the other lanes and messages off a shared CQ when it can (verbs).
+ * the other lanes and messages off a shared CQ when it can (verbs).  With
+ * nothing in flight it returns 0 at once, except on a lane whose
+ * fm_lane_fd was taken: there it also clears the fd's readiness (so a
+ * loop sleeping on the fd sleeps again), at the fd's price (COST above).
  */
 int fm_lane_poll(struct fm_lane *lane, struct fm_completion *out, int n);
 
