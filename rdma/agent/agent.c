@@ -33,6 +33,22 @@ uint64_t ag_now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+void ag_wait(struct fm_agent *a, const bool *done, int (*progress)(void *ctx),
+	     void (*sleep)(void *ctx, int cap_ms), void *ctx)
+{
+	while (!*done) {
+		uint64_t until = a->cfg.spin_us ? ag_now_us() + a->cfg.spin_us : 0;
+
+		if (progress(ctx) && *done)
+			return;
+		while (!*done && until && ag_now_us() < until)
+			(void)progress(ctx);
+		if (*done)
+			return;
+		sleep(ctx, 100);
+	}
+}
+
 void ag_deadline_ts(struct timespec *ts, uint32_t ms)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);

@@ -243,6 +243,14 @@ struct fm_agent {
 uint64_t ag_now_ms(void);
 uint64_t ag_now_us(void);
 void ag_deadline_ts(struct timespec *ts, uint32_t ms);
+/* The one wait policy of a caller that blocks on its own thread's work
+ * (ag_op_run, fm_engine_rw): until *done, call progress(ctx) for up to
+ * cfg.spin_us (on a fabric a completion comes sooner than a thread wakes
+ * from a sleep), then sleep(ctx, 100) once -- a sleep that returns when
+ * an fd or a timeout says progress has work, at most 100 ms -- and go
+ * round again.  *done is set by progress's callbacks, on this thread. */
+void ag_wait(struct fm_agent *a, const bool *done, int (*progress)(void *ctx),
+	     void (*sleep)(void *ctx, int cap_ms), void *ctx);
 void ag_wake(struct fm_agent *a);
 /* a->lock held: sleep until a broadcast, 20 ms, or the deadline; true
  * once the deadline passed */

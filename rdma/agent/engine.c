@@ -391,6 +391,7 @@ int fm_engine_fd(struct fm_engine *e, int *timeout_ms)
 }
 
 struct rw_wait {
+	struct fm_engine *e;
 	bool done;
 };
 
@@ -400,34 +401,31 @@ static void rw_done(struct fm_engine_io *io, int status)
 	((struct rw_wait *)io->ctx)->done = true;
 }
 
+static int rw_progress(void *ctx)
+{
+	return fm_engine_poll(((struct rw_wait *)ctx)->e);
+}
+
+static void rw_sleep(void *ctx, int cap_ms)
+{
+	struct epoll_event ev[4];
+	int to, fd = fm_engine_fd(((struct rw_wait *)ctx)->e, &to);
+
+	if (fd >= 0 && to != 0)
+		(void)epoll_wait(fd, ev, 4, to < 0 || to > cap_ms ? cap_ms : to);
+}
+
 int fm_engine_rw(struct fm_engine *e, uint64_t map_id, enum fm_io_op op, uint64_t offset,
 		 uint64_t length, void *buf, struct fm_engine_io_stats *st)
 {
-	struct rw_wait w = { false };
+	struct rw_wait w = { e, false };
 	struct fm_engine_io io = { .map_id = map_id, .op = op, .offset = offset,
 				   .length = length, .buf = buf, .done = rw_done, .ctx = &w };
 	int rc = fm_engine_submit(e, &io);
 
 	if (rc)
 		return rc;
-	while (!w.done) {
-		uint64_t until = e->a->cfg.spin_us ? ag_now_us() + e->a->cfg.spin_us : 0;
-		int to, fd;
-
-		if (fm_engine_poll(e) || w.done)
-			continue;
-		/* spin first (fm_agent_cfg.spin_us), then sleep */
-		while (!w.done && until && ag_now_us() < until)
-			(void)fm_engine_poll(e);
-		if (w.done)
-			break;
-		fd = fm_engine_fd(e, &to);
-		if (fd >= 0 && to != 0) {
-			struct epoll_event ev[4];
-
-			(void)epoll_wait(fd, ev, 4, to < 0 || to > 100 ? 100 : to);
-		}
-	}
+	ag_wait(e->a, &w.done, rw_progress, rw_sleep, &w);
 	if (st)
 		*st = io.st;
 	return io.status;

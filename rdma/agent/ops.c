@@ -808,23 +808,32 @@ void ag_idle(struct fm_agent *a, struct ag_thread *th, int cap_ms)
 	(void)poll(pfd, (nfds_t)n, to);
 }
 
+struct op_wait {
+	struct fm_agent *a;
+	struct ag_thread *th;
+};
+
+static int op_wait_progress(void *ctx)
+{
+	struct op_wait *w = ctx;
+
+	return ag_progress(w->a, w->th);
+}
+
+static void op_wait_sleep(void *ctx, int cap_ms)
+{
+	struct op_wait *w = ctx;
+
+	ag_idle(w->a, w->th, cap_ms);
+}
+
 int ag_op_run(struct fm_agent *a, struct ag_thread *th, struct ag_op *op)
 {
+	struct op_wait w = { a, th };
 	int rc = ag_op_start(a, th, op);
 
 	if (rc)
 		return rc;
-	while (!op->done) {
-		/* spin first (cfg.spin_us): on a fabric a completion comes
-		 * sooner than a thread wakes from poll */
-		uint64_t until = a->cfg.spin_us ? ag_now_us() + a->cfg.spin_us : 0;
-
-		while (!op->done && until && ag_now_us() < until)
-			(void)ag_progress(a, th);
-		if (op->done)
-			break;
-		ag_idle(a, th, 100);
-		(void)ag_progress(a, th);
-	}
+	ag_wait(a, &op->done, op_wait_progress, op_wait_sleep, &w);
 	return op->status;
 }
