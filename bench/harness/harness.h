@@ -19,13 +19,14 @@
  * child may use verbs (a child forked after its parent's first RDMA call
  * cannot).
  *
- * MAPPINGS.  Two sets of --mappings K mappings with the same geometry and
- * the same pre-split grains: set 0 for the engine with a cache, set 1 for
- * the engine of the "no cache" agent -- the same workload then meets the
- * same split state in both, and neither variant's writes change what the
- * other sees.  With --hot, each set has one more mapping, the hot one,
+ * MAPPINGS.  Three sets of --mappings K mappings with the same geometry
+ * and the same pre-split grains, one per engine variant: set 0 for the
+ * engine with a cache, set 1 for the engine of the "no cache" agent, set 2
+ * for the engine whose cache never merges ranges -- the same workload then
+ * meets the same split state in each, and no variant's writes change what
+ * another sees.  With --hot, each set has one more mapping, the hot one,
  * whose grains are never pre-split.  A client process opens one pair of
- * volumes per mapping index and adds it to both engines.
+ * volumes per mapping index and adds it to every engine.
  */
 #ifndef FM_BENCH_HARNESS_H
 #define FM_BENCH_HARNESS_H
@@ -100,13 +101,19 @@ __attribute__((noreturn, format(printf, 2, 3))) void hb_die(int rc, const char *
 /* what one measured batch runs the workload on */
 enum hb_variant {
 	V_CACHE,      /* the engine, its agent with the confirmation cache */
-	V_NOCACHE,    /* the engine, its agent with cache_budget 1: every range
-		       * is evicted as it is inserted -- every decision READs */
+	V_NOCACHE,    /* the engine, its agent with fm_agent_cfg.no_cache: it
+		       * keeps no confirmation -- every decision READs */
+	V_NOMERGE,    /* the engine, its agent with fm_agent_cfg.cache_no_merge:
+		       * every fill its own range, never joined to the ranges
+		       * it touches */
 	V_VOLUME,     /* the volumes' movers alone (fm_refvol_do): no FlashCopy */
 	V_N
 };
 
-/* the units of a round: the three variants and the transport floor */
+/* the engine variants: one agent, engine and mapping set each */
+#define HB_SETS V_VOLUME
+
+/* the units of a round: the four variants and the transport floor */
 #define U_FLOOR V_N
 #define U_N (V_N + 1)
 
@@ -162,7 +169,8 @@ enum hb_floor {
 extern const char *const hb_floor_name[F_N];
 extern const char *const hb_floor_key[F_N];
 
-/* map ids: set 0 (cache), set 1 (no cache); index K = the hot mapping */
+/* map ids: set 0 (cache), 1 (no cache), 2 (no merge); index K = the hot
+ * mapping */
 static inline uint64_t hb_map_id(unsigned set, unsigned k)
 {
 	return 1 + (uint64_t)set * (opt.mappings + 1) + k;
@@ -304,8 +312,8 @@ struct hb_worker {
 	uint8_t *pbuf;          /* pre-split writes */
 	struct fm_floor_lane fl;
 	bool fl_open;
-	uint64_t hot_next[3];   /* the next hot grain: per mapping set, and
-				 * the volume-only variant's */
+	uint64_t hot_next[HB_SETS + 1]; /* the next hot grain: per mapping set,
+					 * and the volume-only variant's */
 	/* what a batch gathered */
 	struct hb_samples s[SE_N];
 	struct hb_samples f[F_N];
@@ -319,8 +327,8 @@ struct hb_worker {
 struct hb_proc {
 	unsigned index;         /* client 0..N-1 */
 	struct hb_shared *sh;
-	struct fm_agent *a[2];  /* cache, no cache */
-	struct fm_engine *e[2];
+	struct fm_agent *a[HB_SETS]; /* cache, no cache, no merge */
+	struct fm_engine *e[HB_SETS];
 	struct fm_refvol *src[HB_MAX_MAPS + 1], *tgt[HB_MAX_MAPS + 1];
 	struct fm_floor floor;
 	bool floor_open;
@@ -365,7 +373,7 @@ struct hb_point {
 	uint64_t lock_requests[V_N], owner_commits[V_N];
 	struct hb_agent_delta ag[V_N];  /* sums; bytes and ranges: the last round's */
 	double idle_owner_ms_per_s;     /* the owner with every client joined, idle */
-	double split_start[2], split_end[2]; /* per mapping set, percent */
+	double split_start[HB_SETS], split_end[HB_SETS]; /* per mapping set, percent */
 	double presplit_s;              /* how long the pre-split took */
 	uint64_t grains;
 	char persist[48];

@@ -76,9 +76,9 @@ static void cdf_write(FILE *f, const struct series *se)
 
 void hb_plot_point(const struct hb_point *pt, const char *dir)
 {
-	/* a dash type per variant: cache solid, no cache dash-dot, volumes
-	 * dotted; the floors dashed */
-	static const int dash[V_N] = { 1, 4, 3 };
+	/* a dash type per variant: cache solid, no cache dash-dot, no merge
+	 * dash-dot-dot, volumes dotted; the floors dashed */
+	static const int dash[V_N] = { 1, 4, 5, 3 };
 	char tag[32], name[128], png[64];
 	FILE *gp;
 	int nplots = 0;
@@ -143,12 +143,14 @@ void hb_plot_sweep(struct hb_point *const *pts, unsigned n, const char *dir)
 	dir_make(dir);
 	d = open_in(dir, "throughput.dat");
 	fprintf(d, "# split_pct split_start_pct iops_cache iops_nocache iops_volume "
-		   "decisions_per_s_cache decisions_per_s_nocache\n");
+		   "decisions_per_s_cache decisions_per_s_nocache iops_nomerge "
+		   "decisions_per_s_nomerge\n");
 	for (unsigned i = 0; i < n; i++)
-		fprintf(d, "%g %.2f %.0f %.0f %.0f %.0f %.0f\n", pts[i]->split_pct,
+		fprintf(d, "%g %.2f %.0f %.0f %.0f %.0f %.0f %.0f %.0f\n", pts[i]->split_pct,
 			pts[i]->split_start[0], pts[i]->iops_typ[V_CACHE],
 			pts[i]->iops_typ[V_NOCACHE], pts[i]->iops_typ[V_VOLUME],
-			pts[i]->dps_typ[V_CACHE], pts[i]->dps_typ[V_NOCACHE]);
+			pts[i]->dps_typ[V_CACHE], pts[i]->dps_typ[V_NOCACHE],
+			pts[i]->iops_typ[V_NOMERGE], pts[i]->dps_typ[V_NOMERGE]);
 	fclose(d);
 	gp = open_in(dir, "throughput.gp");
 	fprintf(gp, "# flashmeta-bench: throughput vs split fraction\n"
@@ -163,6 +165,8 @@ void hb_plot_sweep(struct hb_point *const *pts, unsigned n, const char *dir)
 		    "title 'engine, cache', \\\n"
 		    "     'throughput.dat' using 1:4 with linespoints lw 2 "
 		    "title 'engine, no cache', \\\n"
+		    "     'throughput.dat' using 1:8 with linespoints lw 2 "
+		    "title 'engine, cache without merging', \\\n"
 		    "     'throughput.dat' using 1:5 with linespoints lw 2 dt 2 "
 		    "title 'volumes only (no FlashCopy)'\n",
 		    opt.clients, opt.threads, opt.provider);

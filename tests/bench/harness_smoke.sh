@@ -44,6 +44,8 @@ v=$p.variants
 	$v.0.paths.0.t_min:number $v.0.paths.0.t_typical:number $v.0.paths.0.p99:number \
 	$v.0.paths.0.p99_9:number $v.0.paths.0.t_max:number $v.0.paths.0.floor:string \
 	$v.1.variant:string $v.1.ios_per_s:number $v.2.variant:string $v.2.ios_per_s:number \
+	$v.2.cache.ranges_end:number $v.2.cache.bytes_end:number $v.3.variant:string \
+	$p.split_start_pct.nomerge:number $p.nomerge_vs_cache_ranges:number \
 	$p.floors.0.case:string $p.floors.0.t_typical:number $p.floors.3.t_typical:number \
 	points.1.split_pct:number points.1.variants.0.ios_per_s:number
 
