@@ -11,6 +11,8 @@
  *               share of the pre-split, the hot-grain lock step
  *   results.c   the tables, the method text, the JSON
  *   plot.c      --plot: data files, gnuplot scripts, PNGs
+ *   contend.c   --sweep-contention: k contender processes on one hot
+ *               grain, beside a plain CAS spin on one word
  *
  * PROCESSES.  The coordinator (this program's first process) never opens
  * a transport: it forks the floor server and N client processes, fork +
@@ -89,6 +91,8 @@ struct hb_opts {
 	uint64_t seed;
 	const char *json, *plot;
 	bool quick;
+	unsigned contend_k[HB_MAX_SWEEP]; /* --sweep-contention: actors per point */
+	unsigned ncontend;      /* 0: an I/O run (the split points) */
 };
 
 extern struct hb_opts opt;
@@ -394,6 +398,44 @@ void hb_print_sweep(struct hb_point *const *pts, unsigned n);
 void hb_json_write(struct hb_point *const *pts, unsigned n, const char *path);
 void hb_plot_point(const struct hb_point *pt, const char *dir);
 void hb_plot_sweep(struct hb_point *const *pts, unsigned n, const char *dir);
+
+/* ---------------------------------------------------------- contention */
+
+/* the units of a contention round */
+enum hb_cunit {
+	CU_LOCK,      /* fm_agent_lock / fm_agent_unlock of the hot grain */
+	CU_SPIN,      /* a plain CAS spin without backoff on one floor word */
+	CU_N
+};
+
+extern const char *const hb_cunit_name[CU_N];
+extern const char *const hb_cunit_key[CU_N];
+
+/* one contention point: k actors */
+struct hb_cpoint {
+	unsigned k;
+	struct series acq[CU_N];        /* acquire latency, usec */
+	struct series goodput[CU_N];    /* acquisitions/s, one per round */
+	/* sums over the kept rounds */
+	uint64_t acquisitions[CU_N], atomics[CU_N], violations[CU_N], lock_requests[CU_N];
+	uint64_t agent_locks, agent_unlocks; /* the lock unit's agent counters */
+	double seconds[CU_N];
+	char la0[64], la1[64];
+	double run_s;
+	/* computed at the end of the point */
+	struct series_stats st[CU_N];
+	double good_typ[CU_N], good_min[CU_N], good_max[CU_N];
+};
+
+/* the whole --sweep-contention run: every point, the table, --json, --plot.
+ * o and floor_pid: the coordinator's (its exit path stops them) */
+void hb_contend_run(struct fm_bench_owner *o, pid_t *floor_pid);
+void hb_contend_header(void);
+void hb_plot_contention(struct hb_cpoint *const *cps, unsigned n, const char *dir);
+
+struct fm_jw;
+/* the "params" object of the JSON: every option */
+void hb_json_params(struct fm_jw *w);
 
 /* the machine, for the header and the JSON */
 struct hb_machine {

@@ -514,6 +514,10 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 
+	if (opt.ncontend) {
+		hb_contend_run(&owner, &floor_pid);
+		return 0;
+	}
 	hb_print_header();
 	for (unsigned p = 0; p < opt.npoints; p++) {
 		pts[p] = calloc(1, sizeof(*pts[p]));

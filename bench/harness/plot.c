@@ -1,6 +1,7 @@
 /* plot.c -- flashmeta-bench --plot DIR: per run point, the latency CDF of
  * every path (cdf-split<P>.png), and over the points, throughput vs split
- * fraction (throughput-vs-split.png).  The data (.dat, plain columns) and
+ * fraction (throughput-vs-split.png); with --sweep-contention, goodput vs
+ * contending actors (goodput-vs-k.png).  The data (.dat, plain columns) and
  * the gnuplot scripts (.gp) are written whether or not gnuplot is there;
  * the PNGs are made by running gnuplot (Debian: gnuplot-nox) in DIR. */
 #include <errno.h>
@@ -134,6 +135,42 @@ void hb_plot_point(const struct hb_point *pt, const char *dir)
 	else
 		printf("plot: %s/%s and its data written (no PNG: gnuplot missing or failed)\n",
 		       dir, name);
+}
+
+void hb_plot_contention(struct hb_cpoint *const *cps, unsigned n, const char *dir)
+{
+	FILE *d, *gp;
+
+	dir_make(dir);
+	d = open_in(dir, "contention.dat");
+	fprintf(d, "# k goodput_lock goodput_spin p99_lock_usec p99_spin_usec "
+		   "(goodput in acquisitions/s, typical of the rounds)\n");
+	for (unsigned i = 0; i < n; i++)
+		fprintf(d, "%u %.0f %.0f %.2f %.2f\n", cps[i]->k, cps[i]->good_typ[CU_LOCK],
+			cps[i]->good_typ[CU_SPIN], cps[i]->st[CU_LOCK].st.p99,
+			cps[i]->st[CU_SPIN].st.p99);
+	fclose(d);
+	gp = open_in(dir, "contention.gp");
+	fprintf(gp, "# flashmeta-bench: goodput vs contending actors on one lock word\n"
+		    "set terminal pngcairo size 1280,800 noenhanced\n"
+		    "set output 'goodput-vs-k.png'\n"
+		    "set title 'flashmeta-bench: goodput vs actors on one hot grain (%s, %ld "
+		    "CPUs; typical of %u rounds)'\n"
+		    "set grid\nset key outside bottom center horizontal\n"
+		    "set logscale x 2\nset logscale y\n"
+		    "set xlabel 'contending actors k (processes)'\n"
+		    "set ylabel 'acquisitions per second'\n"
+		    "plot 'contention.dat' using 1:2 with linespoints lw 2 "
+		    "title 'flashmeta lock (agent)', \\\n"
+		    "     'contention.dat' using 1:3 with linespoints lw 2 dt 2 "
+		    "title 'plain CAS spin, no backoff'\n",
+		    opt.provider, sysconf(_SC_NPROCESSORS_ONLN), opt.rounds);
+	fclose(gp);
+	if (gnuplot(dir, "contention.gp"))
+		printf("plot: %s/goodput-vs-k.png\n", dir);
+	else
+		printf("plot: %s/contention.gp and its data written (no PNG: gnuplot missing or "
+		       "failed)\n", dir);
 }
 
 void hb_plot_sweep(struct hb_point *const *pts, unsigned n, const char *dir)

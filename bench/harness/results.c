@@ -506,7 +506,7 @@ static void json_stats(struct fm_jw *w, const struct series_stats *s)
 	fm_jw_num(w, "t_max", s->st.max);
 }
 
-static void json_params(struct fm_jw *w)
+void hb_json_params(struct fm_jw *w)
 {
 	fm_jw_obj(w, "params");
 	fm_jw_str(w, "provider", opt.provider);
@@ -547,6 +547,10 @@ static void json_params(struct fm_jw *w)
 	fm_jw_u64(w, "seed", opt.seed);
 	fm_jw_u64(w, "lease_ms", 3000);
 	fm_jw_bool(w, "quick", opt.quick);
+	fm_jw_arr(w, "contention_k");
+	for (unsigned i = 0; i < opt.ncontend; i++)
+		fm_jw_u64(w, NULL, opt.contend_k[i]);
+	fm_jw_end(w);
 	fm_jw_str(w, "typical", "median of per-round medians");
 	fm_jw_str(w, "latency_unit", "usec");
 	fm_jw_end(w);
@@ -701,7 +705,7 @@ void hb_json_write(struct hb_point *const *pts, unsigned n, const char *path)
 	fm_jw_obj(&w, NULL);
 	fm_jw_str(&w, "benchmark", "flashmeta-bench");
 	fm_jw_u64(&w, "format", 1);
-	json_params(&w);
+	hb_json_params(&w);
 	fm_jw_obj(&w, "machine");
 	fm_jw_u64(&w, "cpus", (uint64_t)m.cpus);
 	fm_jw_str(&w, "cpu_model", m.model);
