@@ -1,9 +1,11 @@
 /* client.c -- flashmeta-bench: a client process.
  *
- * What a storage node runs, twice over: an agent with the confirmation
- * cache (client id 1 + i) and an agent whose cache keeps nothing (client
- * id 1 + N + i, fm_agent_cfg.no_cache), an engine on each, one pair of reference volumes per mapping
- * index added to both engines, a connection to the floor server, and
+ * What a storage node runs, three times over: an agent with the
+ * confirmation cache (client id 1 + i), an agent whose cache keeps nothing
+ * (client id 1 + N + i, fm_agent_cfg.no_cache) and one whose cache keeps
+ * every fill as its own range (client id 1 + 2N + i,
+ * fm_agent_cfg.cache_no_merge), an engine on each, one pair of reference
+ * volumes per mapping index added to every engine, a connection to the floor server, and
  * --threads engine threads (worker.c).  Forked by the coordinator before
  * any transport exists; the coordinator's commands come over a pipe
  * (struct hb_cmd), the answers go back over another (struct hb_reply,
@@ -88,7 +90,8 @@ static int agent_open(unsigned set, struct hb_reply *r)
 	struct fm_agent_cfg cfg = {
 		.provider = opt.provider, .device = opt.device, .addr = opt.addr,
 		.client_id = 1 + P.index + set * opt.clients, .key = HB_KEY,
-		.key_len = strlen(HB_KEY), .no_cache = set, .wait_ms = 10000,
+		.key_len = strlen(HB_KEY), .no_cache = set == V_NOCACHE,
+		.cache_no_merge = set == V_NOMERGE, .wait_ms = 10000,
 		.max_threads = opt.threads + 2,
 	};
 	unsigned nmaps = opt.mappings + (opt.hot ? 1 : 0);
@@ -142,7 +145,7 @@ static int engines_open(struct hb_reply *r)
 {
 	unsigned nmaps = opt.mappings + (opt.hot ? 1 : 0);
 
-	for (unsigned s = 0; s < 2; s++) {
+	for (unsigned s = 0; s < HB_SETS; s++) {
 		struct fm_engine_cfg ec = { .agent = P.a[s], .trace = hb_engine_trace };
 		int rc;
 
@@ -173,8 +176,10 @@ static int setup(struct hb_reply *r, const char *vol_dir)
 	P.grains = opt.volume_size / opt.grain_size;
 	if (opt.pattern == PAT_ZIPF)
 		hb_zipf_init(&P.zipf, opt.volume_size / opt.io_size * opt.mappings, opt.theta);
-	if ((rc = agent_open(0, r)) || (rc = agent_open(1, r)) || (rc = volumes_open(r, vol_dir)) ||
-	    (rc = engines_open(r)))
+	for (unsigned s = 0; s < HB_SETS; s++)
+		if ((rc = agent_open(s, r)))
+			return rc;
+	if ((rc = volumes_open(r, vol_dir)) || (rc = engines_open(r)))
 		return rc;
 	if ((rc = fm_floor_open(&P.floor, &fc)))
 		return fail(r, rc, "client %u: floor connection to %s", P.index, opt.floor_addr);
@@ -213,13 +218,13 @@ static void teardown(void)
 			free(P.w[i].buf);
 			free(P.w[i].pbuf);
 		}
-	for (unsigned s = 0; s < 2; s++)
+	for (unsigned s = 0; s < HB_SETS; s++)
 		fm_engine_delete(&P.e[s]);
 	for (unsigned k = 0; k < nmaps; k++) {
 		fm_refvol_close(&P.src[k]);
 		fm_refvol_close(&P.tgt[k]);
 	}
-	for (unsigned s = 0; s < 2; s++)
+	for (unsigned s = 0; s < HB_SETS; s++)
 		fm_agent_delete(&P.a[s]);
 	if (P.floor_open)
 		fm_floor_close(&P.floor);
@@ -254,7 +259,7 @@ static void run_job(const struct hb_cmd *cmd, struct fm_proc_cpu *c0, struct fm_
 static void agent_stats(unsigned unit, struct fm_agent_stats *st)
 {
 	memset(st, 0, sizeof(*st));
-	if (unit < 2)
+	if (unit < HB_SETS)
 		fm_agent_stats(P.a[unit], st);
 }
 

@@ -11,6 +11,8 @@
  *               share of the pre-split, the hot-grain lock step
  *   results.c   the tables, the method text, the JSON
  *   plot.c      --plot: data files, gnuplot scripts, PNGs
+ *   contend.c   --sweep-contention: k contender processes on one hot
+ *               grain, beside a plain CAS spin on one word
  *
  * PROCESSES.  The coordinator (this program's first process) never opens
  * a transport: it forks the floor server and N client processes, fork +
@@ -19,13 +21,14 @@
  * child may use verbs (a child forked after its parent's first RDMA call
  * cannot).
  *
- * MAPPINGS.  Two sets of --mappings K mappings with the same geometry and
- * the same pre-split grains: set 0 for the engine with a cache, set 1 for
- * the engine of the "no cache" agent -- the same workload then meets the
- * same split state in both, and neither variant's writes change what the
- * other sees.  With --hot, each set has one more mapping, the hot one,
+ * MAPPINGS.  Three sets of --mappings K mappings with the same geometry
+ * and the same pre-split grains, one per engine variant: set 0 for the
+ * engine with a cache, set 1 for the engine of the "no cache" agent, set 2
+ * for the engine whose cache never merges ranges -- the same workload then
+ * meets the same split state in each, and no variant's writes change what
+ * another sees.  With --hot, each set has one more mapping, the hot one,
  * whose grains are never pre-split.  A client process opens one pair of
- * volumes per mapping index and adds it to both engines.
+ * volumes per mapping index and adds it to every engine.
  */
 #ifndef FM_BENCH_HARNESS_H
 #define FM_BENCH_HARNESS_H
@@ -88,6 +91,8 @@ struct hb_opts {
 	uint64_t seed;
 	const char *json, *plot;
 	bool quick;
+	unsigned contend_k[HB_MAX_SWEEP]; /* --sweep-contention: actors per point */
+	unsigned ncontend;      /* 0: an I/O run (the split points) */
 };
 
 extern struct hb_opts opt;
@@ -100,13 +105,19 @@ __attribute__((noreturn, format(printf, 2, 3))) void hb_die(int rc, const char *
 /* what one measured batch runs the workload on */
 enum hb_variant {
 	V_CACHE,      /* the engine, its agent with the confirmation cache */
-	V_NOCACHE,    /* the engine, its agent with cache_budget 1: every range
-		       * is evicted as it is inserted -- every decision READs */
+	V_NOCACHE,    /* the engine, its agent with fm_agent_cfg.no_cache: it
+		       * keeps no confirmation -- every decision READs */
+	V_NOMERGE,    /* the engine, its agent with fm_agent_cfg.cache_no_merge:
+		       * every fill its own range, never joined to the ranges
+		       * it touches */
 	V_VOLUME,     /* the volumes' movers alone (fm_refvol_do): no FlashCopy */
 	V_N
 };
 
-/* the units of a round: the three variants and the transport floor */
+/* the engine variants: one agent, engine and mapping set each */
+#define HB_SETS V_VOLUME
+
+/* the units of a round: the four variants and the transport floor */
 #define U_FLOOR V_N
 #define U_N (V_N + 1)
 
@@ -162,7 +173,8 @@ enum hb_floor {
 extern const char *const hb_floor_name[F_N];
 extern const char *const hb_floor_key[F_N];
 
-/* map ids: set 0 (cache), set 1 (no cache); index K = the hot mapping */
+/* map ids: set 0 (cache), 1 (no cache), 2 (no merge); index K = the hot
+ * mapping */
 static inline uint64_t hb_map_id(unsigned set, unsigned k)
 {
 	return 1 + (uint64_t)set * (opt.mappings + 1) + k;
@@ -304,8 +316,8 @@ struct hb_worker {
 	uint8_t *pbuf;          /* pre-split writes */
 	struct fm_floor_lane fl;
 	bool fl_open;
-	uint64_t hot_next[3];   /* the next hot grain: per mapping set, and
-				 * the volume-only variant's */
+	uint64_t hot_next[HB_SETS + 1]; /* the next hot grain: per mapping set,
+					 * and the volume-only variant's */
 	/* what a batch gathered */
 	struct hb_samples s[SE_N];
 	struct hb_samples f[F_N];
@@ -319,8 +331,8 @@ struct hb_worker {
 struct hb_proc {
 	unsigned index;         /* client 0..N-1 */
 	struct hb_shared *sh;
-	struct fm_agent *a[2];  /* cache, no cache */
-	struct fm_engine *e[2];
+	struct fm_agent *a[HB_SETS]; /* cache, no cache, no merge */
+	struct fm_engine *e[HB_SETS];
 	struct fm_refvol *src[HB_MAX_MAPS + 1], *tgt[HB_MAX_MAPS + 1];
 	struct fm_floor floor;
 	bool floor_open;
@@ -365,7 +377,7 @@ struct hb_point {
 	uint64_t lock_requests[V_N], owner_commits[V_N];
 	struct hb_agent_delta ag[V_N];  /* sums; bytes and ranges: the last round's */
 	double idle_owner_ms_per_s;     /* the owner with every client joined, idle */
-	double split_start[2], split_end[2]; /* per mapping set, percent */
+	double split_start[HB_SETS], split_end[HB_SETS]; /* per mapping set, percent */
 	double presplit_s;              /* how long the pre-split took */
 	uint64_t grains;
 	char persist[48];
@@ -386,6 +398,44 @@ void hb_print_sweep(struct hb_point *const *pts, unsigned n);
 void hb_json_write(struct hb_point *const *pts, unsigned n, const char *path);
 void hb_plot_point(const struct hb_point *pt, const char *dir);
 void hb_plot_sweep(struct hb_point *const *pts, unsigned n, const char *dir);
+
+/* ---------------------------------------------------------- contention */
+
+/* the units of a contention round */
+enum hb_cunit {
+	CU_LOCK,      /* fm_agent_lock / fm_agent_unlock of the hot grain */
+	CU_SPIN,      /* a plain CAS spin without backoff on one floor word */
+	CU_N
+};
+
+extern const char *const hb_cunit_name[CU_N];
+extern const char *const hb_cunit_key[CU_N];
+
+/* one contention point: k actors */
+struct hb_cpoint {
+	unsigned k;
+	struct series acq[CU_N];        /* acquire latency, usec */
+	struct series goodput[CU_N];    /* acquisitions/s, one per round */
+	/* sums over the kept rounds */
+	uint64_t acquisitions[CU_N], atomics[CU_N], violations[CU_N], lock_requests[CU_N];
+	uint64_t agent_locks, agent_unlocks; /* the lock unit's agent counters */
+	double seconds[CU_N];
+	char la0[64], la1[64];
+	double run_s;
+	/* computed at the end of the point */
+	struct series_stats st[CU_N];
+	double good_typ[CU_N], good_min[CU_N], good_max[CU_N];
+};
+
+/* the whole --sweep-contention run: every point, the table, --json, --plot.
+ * o and floor_pid: the coordinator's (its exit path stops them) */
+void hb_contend_run(struct fm_bench_owner *o, pid_t *floor_pid);
+void hb_contend_header(void);
+void hb_plot_contention(struct hb_cpoint *const *cps, unsigned n, const char *dir);
+
+struct fm_jw;
+/* the "params" object of the JSON: every option */
+void hb_json_params(struct fm_jw *w);
 
 /* the machine, for the header and the JSON */
 struct hb_machine {

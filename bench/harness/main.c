@@ -8,20 +8,21 @@
  *   2  fork the floor server (floor.h) and N client processes (client.c);
  *      fork + exec flashmeta-owner.  This process never makes a transport.
  *   3  on the owner's control socket: map-create, map-prepare and
- *      map-start (the trigger) of both mapping sets
- *   4  SETUP: every client joins with both agents, opens its volumes and
+ *      map-start (the trigger) of the three mapping sets
+ *   4  SETUP: every client joins with its three agents, opens its volumes and
  *      engines and its floor connection, starts its engine threads
  *   5  the owner idle for 500 ms, every client joined: its idle CPU rate
  *   6  PRESPLIT: the chosen fraction of every mapping's grains split by
  *      whole-grain target writes through the engine, after the trigger
- *   7  rounds 0..R: each round runs the four units -- the engine with the
- *      cache, the engine without, the volumes alone, the transport floor
+ *   7  rounds 0..R: each round runs the five units -- the engine with the
+ *      cache, the engine without, the engine with a cache that never
+ *      merges ranges, the volumes alone, the transport floor
  *      -- one after the other, the first unit rotating by round; a
  *      variant's batch replays the round's I/O streams (same seed) for
  *      --batch-ms (or --count I/Os per thread).  Round 0 is warm-up: its
  *      samples are dropped.  Around every batch: the owner's CPU time
  *      (/proc, sampled at the batch's start line and end) and its
- *      `status` counters; the split fraction of both sets after round 0
+ *      `status` counters; the split fraction of every set after round 0
  *      (the measured phase's start) and after the last round.
  *   8  stop everything, compute the figures, print, plot.
  */
@@ -389,7 +390,7 @@ static void run_point(struct hb_point *pt, double pct)
 {
 	struct fm_bench_owner_cfg oc = {
 		.provider = opt.provider, .device = opt.device, .addr = opt.addr,
-		.lease_ms = 3000, .max_maps = 2 * (opt.mappings + 1),
+		.lease_ms = 3000, .max_maps = HB_SETS * (opt.mappings + 1),
 		.max_grains = opt.volume_size / opt.grain_size,
 	};
 	struct hb_cmd setup = { .op = CMD_SETUP }, pre = { .op = CMD_PRESPLIT, .pct = pct };
@@ -419,11 +420,11 @@ static void run_point(struct hb_point *pt, double pct)
 		hb_die(rc, "floor server on %s", opt.floor_addr);
 	for (unsigned i = 0; i < opt.clients; i++)
 		hb_client_start(&clients[i], i, sh, vol_dir);
-	snprintf(clients_range, sizeof(clients_range), "1-%u", 2 * opt.clients);
+	snprintf(clients_range, sizeof(clients_range), "1-%u", HB_SETS * opt.clients);
 	oc.clients = clients_range;
 	if ((rc = fm_bench_owner_start(&owner, &oc)))
 		hb_die(rc, "owner start");
-	for (unsigned s = 0; s < 2; s++)
+	for (unsigned s = 0; s < HB_SETS; s++)
 		for (unsigned k = 0; k < nmaps(); k++) {
 			uint64_t id = hb_map_id(s, k);
 
@@ -473,10 +474,10 @@ static void run_point(struct hb_point *pt, double pct)
 		}
 		se_round_end(pt->F, F_N, keep);
 		if (r == 0)
-			for (unsigned s = 0; s < 2; s++)
+			for (unsigned s = 0; s < HB_SETS; s++)
 				pt->split_start[s] = split_now(s);
 	}
-	for (unsigned s = 0; s < 2; s++)
+	for (unsigned s = 0; s < HB_SETS; s++)
 		pt->split_end[s] = split_now(s);
 
 	for (unsigned i = 0; i < opt.clients; i++)
@@ -513,6 +514,10 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 
+	if (opt.ncontend) {
+		hb_contend_run(&owner, &floor_pid);
+		return 0;
+	}
 	hb_print_header();
 	for (unsigned p = 0; p < opt.npoints; p++) {
 		pts[p] = calloc(1, sizeof(*pts[p]));

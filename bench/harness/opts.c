@@ -27,7 +27,8 @@ static void usage(FILE *f)
 		"  A real flashmeta-owner and N client processes x M engine threads doing\n"
 		"  host I/O through the library's engine (engine.h) on reference volumes;\n"
 		"  each path's latency beside its floor, the same workload with no cache and\n"
-		"  on the volumes alone, in interleaved rounds of one run.\n"
+		"  on the volumes alone and with a cache that never merges ranges, in\n"
+		"  interleaved rounds of one run.\n"
 		"\n"
 		" where\n"
 		"  --provider shm|verbs   transport (default shm)\n"
@@ -64,6 +65,10 @@ static void usage(FILE *f)
 		"                         larger: fewer commits to pre-split, fewer ranges)\n"
 		"  --hot K                K clients (thread 0 of each, K >= 2) write one fresh\n"
 		"                         grain together, step after step (default 0: off)\n"
+		"  --sweep-contention LIST  instead of the I/O run: one point per k, e.g.\n"
+		"                         1,2,4,8,16: k processes lock one hot grain (lock, a\n"
+		"                         tiny critical section, unlock), beside a plain CAS\n"
+		"                         spin without backoff on one word, interleaved\n"
 		" how long\n"
 		"  --rounds N             reported rounds, >= 1 (default 5; one more runs\n"
 		"                         first as warm-up and is dropped)\n"
@@ -76,7 +81,8 @@ static void usage(FILE *f)
 		"  --quick                a short smoke run (2 rounds of 100 ms, 256 MiB)\n"
 		" output\n"
 		"  --json FILE            every figure, parameter and the machine, as JSON\n"
-		"  --plot DIR             latency CDFs and throughput vs split as PNG\n"
+		"  --plot DIR             latency CDFs and throughput vs split (contention:\n"
+		"                         goodput vs k) as PNG\n"
 		"                         (gnuplot; without it the data and scripts only)\n"
 		"  -h, --help             this text\n"
 		"Nothing is asserted: the exit status is 0 whenever the run completed.\n",
@@ -177,6 +183,22 @@ static void parse_sweep(const char *s)
 	opt.sweep = true;
 }
 
+static void parse_contention(const char *s)
+{
+	char buf[256], *save = NULL, *tok;
+
+	snprintf(buf, sizeof(buf), "%s", s);
+	opt.ncontend = 0;
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (opt.ncontend == HB_MAX_SWEEP)
+			bad("--sweep-contention: at most 16 points%s%s", "", "");
+		opt.contend_k[opt.ncontend++] =
+			(unsigned)num("--sweep-contention k", tok, 1, HB_MAX_CLIENTS, false);
+	}
+	if (!opt.ncontend)
+		bad("--sweep-contention: empty list%s%s", "", "");
+}
+
 void hb_opts_parse(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -201,6 +223,7 @@ void hb_opts_parse(int argc, char **argv)
 		{ "split-layout", required_argument, NULL, 'L' },
 		{ "split-run", required_argument, NULL, 'R' },
 		{ "hot", required_argument, NULL, 'H' },
+		{ "sweep-contention", required_argument, NULL, 'K' },
 		{ "rounds", required_argument, NULL, 'r' },
 		{ "batch-ms", required_argument, NULL, 'b' },
 		{ "duration", required_argument, NULL, 'u' },
@@ -265,6 +288,7 @@ void hb_opts_parse(int argc, char **argv)
 			break;
 		case 'R': opt.split_run = (unsigned)num("--split-run", optarg, 1, 1u << 20, 0);
 			  break;
+		case 'K': parse_contention(optarg); break;
 		case 'H': opt.hot = (unsigned)num("--hot", optarg, 0, HB_MAX_CLIENTS, false); break;
 		case 'r': opt.rounds = (unsigned)num("--rounds", optarg, 1, 100000, false);
 			  rounds_set = true;
@@ -308,6 +332,9 @@ void hb_opts_parse(int argc, char **argv)
 	}
 	if (opt.sweep && split_set)
 		bad("--split and --sweep-split: one or the other%s%s", "", "");
+	if (opt.ncontend && (opt.sweep || split_set || opt.hot || opt.count))
+		bad("--sweep-contention runs instead of the I/O run: not with --split, "
+		    "--sweep-split, --hot or --count%s%s", "", "");
 	if (strcmp(opt.provider, "shm") && strcmp(opt.provider, "verbs"))
 		bad("--provider '%s': shm or verbs%s", opt.provider, "");
 	if (strcmp(opt.vol_kind, "memory") && strcmp(opt.vol_kind, "file"))

@@ -1,6 +1,7 @@
 /* plot.c -- flashmeta-bench --plot DIR: per run point, the latency CDF of
  * every path (cdf-split<P>.png), and over the points, throughput vs split
- * fraction (throughput-vs-split.png).  The data (.dat, plain columns) and
+ * fraction (throughput-vs-split.png); with --sweep-contention, goodput vs
+ * contending actors (goodput-vs-k.png).  The data (.dat, plain columns) and
  * the gnuplot scripts (.gp) are written whether or not gnuplot is there;
  * the PNGs are made by running gnuplot (Debian: gnuplot-nox) in DIR. */
 #include <errno.h>
@@ -76,9 +77,9 @@ static void cdf_write(FILE *f, const struct series *se)
 
 void hb_plot_point(const struct hb_point *pt, const char *dir)
 {
-	/* a dash type per variant: cache solid, no cache dash-dot, volumes
-	 * dotted; the floors dashed */
-	static const int dash[V_N] = { 1, 4, 3 };
+	/* a dash type per variant: cache solid, no cache dash-dot, no merge
+	 * dash-dot-dot, volumes dotted; the floors dashed */
+	static const int dash[V_N] = { 1, 4, 5, 3 };
 	char tag[32], name[128], png[64];
 	FILE *gp;
 	int nplots = 0;
@@ -136,6 +137,42 @@ void hb_plot_point(const struct hb_point *pt, const char *dir)
 		       dir, name);
 }
 
+void hb_plot_contention(struct hb_cpoint *const *cps, unsigned n, const char *dir)
+{
+	FILE *d, *gp;
+
+	dir_make(dir);
+	d = open_in(dir, "contention.dat");
+	fprintf(d, "# k goodput_lock goodput_spin p99_lock_usec p99_spin_usec "
+		   "(goodput in acquisitions/s, typical of the rounds)\n");
+	for (unsigned i = 0; i < n; i++)
+		fprintf(d, "%u %.0f %.0f %.2f %.2f\n", cps[i]->k, cps[i]->good_typ[CU_LOCK],
+			cps[i]->good_typ[CU_SPIN], cps[i]->st[CU_LOCK].st.p99,
+			cps[i]->st[CU_SPIN].st.p99);
+	fclose(d);
+	gp = open_in(dir, "contention.gp");
+	fprintf(gp, "# flashmeta-bench: goodput vs contending actors on one lock word\n"
+		    "set terminal pngcairo size 1280,800 noenhanced\n"
+		    "set output 'goodput-vs-k.png'\n"
+		    "set title 'flashmeta-bench: goodput vs actors on one hot grain (%s, %ld "
+		    "CPUs; typical of %u rounds)'\n"
+		    "set grid\nset key outside bottom center horizontal\n"
+		    "set logscale x 2\nset logscale y\n"
+		    "set xlabel 'contending actors k (processes)'\n"
+		    "set ylabel 'acquisitions per second'\n"
+		    "plot 'contention.dat' using 1:2 with linespoints lw 2 "
+		    "title 'flashmeta lock (agent)', \\\n"
+		    "     'contention.dat' using 1:3 with linespoints lw 2 dt 2 "
+		    "title 'plain CAS spin, no backoff'\n",
+		    opt.provider, sysconf(_SC_NPROCESSORS_ONLN), opt.rounds);
+	fclose(gp);
+	if (gnuplot(dir, "contention.gp"))
+		printf("plot: %s/goodput-vs-k.png\n", dir);
+	else
+		printf("plot: %s/contention.gp and its data written (no PNG: gnuplot missing or "
+		       "failed)\n", dir);
+}
+
 void hb_plot_sweep(struct hb_point *const *pts, unsigned n, const char *dir)
 {
 	FILE *d, *gp;
@@ -143,12 +180,14 @@ void hb_plot_sweep(struct hb_point *const *pts, unsigned n, const char *dir)
 	dir_make(dir);
 	d = open_in(dir, "throughput.dat");
 	fprintf(d, "# split_pct split_start_pct iops_cache iops_nocache iops_volume "
-		   "decisions_per_s_cache decisions_per_s_nocache\n");
+		   "decisions_per_s_cache decisions_per_s_nocache iops_nomerge "
+		   "decisions_per_s_nomerge\n");
 	for (unsigned i = 0; i < n; i++)
-		fprintf(d, "%g %.2f %.0f %.0f %.0f %.0f %.0f\n", pts[i]->split_pct,
+		fprintf(d, "%g %.2f %.0f %.0f %.0f %.0f %.0f %.0f %.0f\n", pts[i]->split_pct,
 			pts[i]->split_start[0], pts[i]->iops_typ[V_CACHE],
 			pts[i]->iops_typ[V_NOCACHE], pts[i]->iops_typ[V_VOLUME],
-			pts[i]->dps_typ[V_CACHE], pts[i]->dps_typ[V_NOCACHE]);
+			pts[i]->dps_typ[V_CACHE], pts[i]->dps_typ[V_NOCACHE],
+			pts[i]->iops_typ[V_NOMERGE], pts[i]->dps_typ[V_NOMERGE]);
 	fclose(d);
 	gp = open_in(dir, "throughput.gp");
 	fprintf(gp, "# flashmeta-bench: throughput vs split fraction\n"
@@ -163,6 +202,8 @@ void hb_plot_sweep(struct hb_point *const *pts, unsigned n, const char *dir)
 		    "title 'engine, cache', \\\n"
 		    "     'throughput.dat' using 1:4 with linespoints lw 2 "
 		    "title 'engine, no cache', \\\n"
+		    "     'throughput.dat' using 1:8 with linespoints lw 2 "
+		    "title 'engine, cache without merging', \\\n"
 		    "     'throughput.dat' using 1:5 with linespoints lw 2 dt 2 "
 		    "title 'volumes only (no FlashCopy)'\n",
 		    opt.clients, opt.threads, opt.provider);

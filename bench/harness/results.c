@@ -12,8 +12,9 @@
 #include "jsonw.h"
 
 const char *const hb_variant_name[V_N] = { "engine, cache", "engine, no cache",
+					   "engine, cache without merging",
 					   "volumes only (no FlashCopy)" };
-const char *const hb_variant_key[V_N] = { "cache", "nocache", "volume" };
+const char *const hb_variant_key[V_N] = { "cache", "nocache", "nomerge", "volume" };
 
 const char *const hb_class_name[C_BASE_N] = {
 	"hit", "miss: READ, then direct", "miss: redirect (READ, src, READ)",
@@ -43,12 +44,15 @@ const char *const hb_method_text =
 	"its confirmation cache, warm from the pre-split and the warm-up round; 'no\n"
 	"cache' = an agent with fm_agent_cfg.no_cache: it keeps no confirmation, so\n"
 	"every decision READs the owner's bitmap (its own mapping set, the same\n"
-	"pre-split grains); 'volumes only' =\n"
+	"pre-split grains); 'no merge' = an agent with fm_agent_cfg.cache_no_merge:\n"
+	"its cache keeps every fill as a range of its own, never joined to the ranges\n"
+	"it touches (its own mapping set too), so a lookup's run ends at its fill's\n"
+	"end and the cache holds more, smaller ranges; 'volumes only' =\n"
 	"fm_refvol_do on the same volumes, no FlashCopy at all.  Floor: raw\n"
 	"fm_lane_post_* + fm_lane_wait on a floor server serving a REMOTE_READ and a\n"
 	"REMOTE_ATOMIC region as the owner does, from every engine thread at once, with\n"
 	"the agent's transport settings; message round trips from thread 0 of each client.\n"
-	"Rounds: round 0 is warm-up and dropped; each round runs the four units one after\n"
+	"Rounds: round 0 is warm-up and dropped; each round runs the five units one after\n"
 	"the other, the first rotating by round.  t_typical = median of the per-round\n"
 	"medians (of all samples, marked *, when a round had fewer than 20 of the path);\n"
 	"n, min, avg, 99%, 99.9%, max over every sample pooled; I/Os/s =\n"
@@ -346,7 +350,7 @@ static void print_throughput(const struct hb_point *pt)
 	       "process, by %s)\n",
 	       pt->owner_sched ? "schedstat ns" : "clock ticks", pt->idle_owner_ms_per_s,
 	       pt->client_sched ? "schedstat ns" : "clock ticks");
-	for (unsigned v = 0; v < 2; v++) {
+	for (unsigned v = 0; v < HB_SETS; v++) {
 		const struct hb_agent_delta *a = &pt->ag[v];
 		uint64_t dec_ios = 0;
 		uint64_t hits = pt->st[v][C_HIT].st.n + pt->st[v][C_HIT + C_BASE_N].st.n;
@@ -405,7 +409,7 @@ static void print_ratios(const struct hb_point *pt)
 	printf("\neach path beside its floor (t_typical / t_typical)\n");
 	printf("%-48s %-28s %11s %11s %8s\n", "path", "floor", "path", "floor", "ratio");
 	printf("%-48s %-28s %11s %11s %8s\n", "", "", "[usec]", "[usec]", "[x]");
-	for (unsigned v = 0; v < 2; v++)
+	for (unsigned v = 0; v < HB_SETS; v++)
 		for (unsigned i = 0; i < n; i++) {
 			unsigned c = order[i];
 			char label[96], cl[64];
@@ -419,7 +423,7 @@ static void print_ratios(const struct hb_point *pt)
 			snprintf(label, sizeof(label), "%s: %s", hb_variant_key[v], cl);
 			printf("%-48s %-28s %11.2f %11.2f %8.2f\n", label, fname, p, fl, p / fl);
 		}
-	for (unsigned v = 0; v < 2; v++) {
+	for (unsigned v = 0; v < HB_SETS; v++) {
 		char label[64];
 
 		snprintf(label, sizeof(label), "%s: all I/Os", hb_variant_key[v]);
@@ -430,20 +434,28 @@ static void print_ratios(const struct hb_point *pt)
 	printf("%-48s %-28s %11.2f %11.2f %8.2f\n", "nocache: all I/Os", "cache: all I/Os",
 	       typ(&pt->st_all[V_NOCACHE]), typ(&pt->st_all[V_CACHE]),
 	       typ(&pt->st_all[V_NOCACHE]) / typ(&pt->st_all[V_CACHE]));
+	printf("%-48s %-28s %11.2f %11.2f %8.2f\n", "nomerge: all I/Os", "cache: all I/Os",
+	       typ(&pt->st_all[V_NOMERGE]), typ(&pt->st_all[V_CACHE]),
+	       typ(&pt->st_all[V_NOMERGE]) / typ(&pt->st_all[V_CACHE]));
 	/* closed loop, one I/O in flight per thread: I/Os/s = threads / t_avg,
 	 * so the mean, not the median, is what throughput sees */
 	printf("the cache's gain: I/Os/s x%.2f, t_avg of all I/Os x%.2f (no cache / cache; "
 	       "the medians above are of the cheap paths,\n the mean carries the splits)\n",
 	       pt->iops_typ[V_CACHE] / pt->iops_typ[V_NOCACHE],
 	       pt->st_all[V_NOCACHE].st.avg / pt->st_all[V_CACHE].st.avg);
+	printf("range merging: the caches held %.2fx the ranges and %.2fx the bytes without it "
+	       "(no merge / cache, at the end);\n I/Os/s x%.2f (cache / no merge)\n",
+	       (double)pt->ag[V_NOMERGE].ranges / (double)pt->ag[V_CACHE].ranges,
+	       (double)pt->ag[V_NOMERGE].bytes / (double)pt->ag[V_CACHE].bytes,
+	       pt->iops_typ[V_CACHE] / pt->iops_typ[V_NOMERGE]);
 }
 
 void hb_print_point(const struct hb_point *pt)
 {
-	printf("\n== split %.1f%%: grains split %.2f%% (cache set) / %.2f%% (no-cache set) at "
-	       "the measured phase's start, %.2f%% / %.2f%% at its end\n",
-	       pt->split_pct, pt->split_start[0], pt->split_start[1], pt->split_end[0],
-	       pt->split_end[1]);
+	printf("\n== split %.1f%%: grains split %.2f%% / %.2f%% / %.2f%% (cache / no-cache / "
+	       "no-merge set) at the measured phase's start, %.2f%% / %.2f%% / %.2f%% at its "
+	       "end\n", pt->split_pct, pt->split_start[0], pt->split_start[1], pt->split_start[2],
+	       pt->split_end[0], pt->split_end[1], pt->split_end[2]);
 	printf("   pre-split took %.2f s; store persist %s; load average %s at start, %s at end; "
 	       "the point took %.1f s\n", pt->presplit_s, pt->persist, pt->la0, pt->la1,
 	       pt->run_s);
@@ -456,18 +468,21 @@ void hb_print_sweep(struct hb_point *const *pts, unsigned n)
 {
 	printf("\n== sweep: throughput vs split fraction (typical I/Os/s; split at the measured "
 	       "phase's start -> end, cache set)\n");
-	printf("%8s %18s %12s %14s %12s %12s %14s %12s\n", "split", "measured", "cache",
-	       "cache", "no cache", "no cache", "volumes", "cache /");
-	printf("%8s %18s %12s %14s %12s %12s %14s %12s\n", "[%]", "[%]", "[IO/s]", "[dec/s]",
-	       "[IO/s]", "[dec/s]", "only [IO/s]", "no cache [x]");
+	printf("%8s %18s %12s %14s %12s %12s %12s %12s %14s %12s\n", "split", "measured",
+	       "cache", "cache", "no cache", "no cache", "no merge", "no merge", "volumes",
+	       "cache /");
+	printf("%8s %18s %12s %14s %12s %12s %12s %12s %14s %12s\n", "[%]", "[%]", "[IO/s]",
+	       "[dec/s]", "[IO/s]", "[dec/s]", "[IO/s]", "[dec/s]", "only [IO/s]",
+	       "no cache [x]");
 	for (unsigned i = 0; i < n; i++) {
 		const struct hb_point *p = pts[i];
 		char meas[32];
 
 		snprintf(meas, sizeof(meas), "%.1f -> %.1f", p->split_start[0], p->split_end[0]);
-		printf("%8.1f %18s %12.0f %14.0f %12.0f %12.0f %14.0f %12.2f\n", p->split_pct, meas,
-		       p->iops_typ[V_CACHE], p->dps_typ[V_CACHE], p->iops_typ[V_NOCACHE],
-		       p->dps_typ[V_NOCACHE], p->iops_typ[V_VOLUME],
+		printf("%8.1f %18s %12.0f %14.0f %12.0f %12.0f %12.0f %12.0f %14.0f %12.2f\n",
+		       p->split_pct, meas, p->iops_typ[V_CACHE], p->dps_typ[V_CACHE],
+		       p->iops_typ[V_NOCACHE], p->dps_typ[V_NOCACHE], p->iops_typ[V_NOMERGE],
+		       p->dps_typ[V_NOMERGE], p->iops_typ[V_VOLUME],
 		       p->iops_typ[V_CACHE] / p->iops_typ[V_NOCACHE]);
 	}
 }
@@ -491,7 +506,7 @@ static void json_stats(struct fm_jw *w, const struct series_stats *s)
 	fm_jw_num(w, "t_max", s->st.max);
 }
 
-static void json_params(struct fm_jw *w)
+void hb_json_params(struct fm_jw *w)
 {
 	fm_jw_obj(w, "params");
 	fm_jw_str(w, "provider", opt.provider);
@@ -532,6 +547,10 @@ static void json_params(struct fm_jw *w)
 	fm_jw_u64(w, "seed", opt.seed);
 	fm_jw_u64(w, "lease_ms", 3000);
 	fm_jw_bool(w, "quick", opt.quick);
+	fm_jw_arr(w, "contention_k");
+	for (unsigned i = 0; i < opt.ncontend; i++)
+		fm_jw_u64(w, NULL, opt.contend_k[i]);
+	fm_jw_end(w);
 	fm_jw_str(w, "typical", "median of per-round medians");
 	fm_jw_str(w, "latency_unit", "usec");
 	fm_jw_end(w);
@@ -635,10 +654,12 @@ static void json_point(struct fm_jw *w, const struct hb_point *pt)
 	fm_jw_obj(w, "split_start_pct");
 	fm_jw_num(w, "cache", pt->split_start[0]);
 	fm_jw_num(w, "nocache", pt->split_start[1]);
+	fm_jw_num(w, "nomerge", pt->split_start[2]);
 	fm_jw_end(w);
 	fm_jw_obj(w, "split_end_pct");
 	fm_jw_num(w, "cache", pt->split_end[0]);
 	fm_jw_num(w, "nocache", pt->split_end[1]);
+	fm_jw_num(w, "nomerge", pt->split_end[2]);
 	fm_jw_end(w);
 	fm_jw_num(w, "presplit_s", pt->presplit_s);
 	fm_jw_num(w, "run_s", pt->run_s);
@@ -650,6 +671,11 @@ static void json_point(struct fm_jw *w, const struct hb_point *pt)
 	fm_jw_num(w, "cache_vs_nocache_ios", pt->iops_typ[V_CACHE] / pt->iops_typ[V_NOCACHE]);
 	fm_jw_num(w, "nocache_vs_cache_t_avg",
 		  pt->st_all[V_NOCACHE].st.avg / pt->st_all[V_CACHE].st.avg);
+	fm_jw_num(w, "cache_vs_nomerge_ios", pt->iops_typ[V_CACHE] / pt->iops_typ[V_NOMERGE]);
+	fm_jw_num(w, "nomerge_vs_cache_ranges",
+		  (double)pt->ag[V_NOMERGE].ranges / (double)pt->ag[V_CACHE].ranges);
+	fm_jw_num(w, "nomerge_vs_cache_bytes",
+		  (double)pt->ag[V_NOMERGE].bytes / (double)pt->ag[V_CACHE].bytes);
 	fm_jw_arr(w, "variants");
 	for (unsigned v = 0; v < V_N; v++)
 		json_variant(w, pt, v);
@@ -679,7 +705,7 @@ void hb_json_write(struct hb_point *const *pts, unsigned n, const char *path)
 	fm_jw_obj(&w, NULL);
 	fm_jw_str(&w, "benchmark", "flashmeta-bench");
 	fm_jw_u64(&w, "format", 1);
-	json_params(&w);
+	hb_json_params(&w);
 	fm_jw_obj(&w, "machine");
 	fm_jw_u64(&w, "cpus", (uint64_t)m.cpus);
 	fm_jw_str(&w, "cpu_model", m.model);

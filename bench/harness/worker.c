@@ -264,9 +264,9 @@ static bool hot_barrier(struct hb_worker *w, const struct hb_cmd *j, uint64_t st
 
 static void hot_run(struct hb_worker *w, const struct hb_cmd *j)
 {
-	unsigned v = j->unit, set = v == V_VOLUME ? 0 : v;
+	unsigned v = j->unit, set = v == V_VOLUME ? HB_SETS : v;
 	uint64_t grains = w->p->grains, last = (opt.volume_size - opt.io_size) / opt.grain_size;
-	uint64_t steps = 0, *next = v == V_VOLUME ? &w->hot_next[2] : &w->hot_next[set];
+	uint64_t steps = 0, *next = &w->hot_next[set];
 
 	wait_until(j->t_start);
 	while (hot_barrier(w, j, steps)) {
@@ -385,7 +385,7 @@ void hb_worker_presplit(struct hb_worker *w)
 	uint64_t grains = w->p->grains;
 	uint64_t stride = (uint64_t)opt.clients * opt.threads * PRESPLIT_WIN;
 
-	for (unsigned s = 0; s < 2; s++)
+	for (unsigned s = 0; s < HB_SETS; s++)
 		for (unsigned k = 0; k < opt.mappings; k++)
 			for (uint64_t w0 = (uint64_t)w->global * PRESPLIT_WIN; w0 < grains;
 			     w0 += stride) {
@@ -427,7 +427,7 @@ void *hb_worker_main(void *arg)
 	pthread_mutex_unlock(&p->mu);
 	if (w->fl_open)
 		fm_floor_lane_close(&w->fl);
-	for (unsigned s = 0; s < 2; s++)
+	for (unsigned s = 0; s < HB_SETS; s++)
 		if (p->e[s])
 			(void)fm_engine_thread_exit(p->e[s]);
 	for (unsigned c = 0; c < SE_N; c++)

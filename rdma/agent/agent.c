@@ -217,6 +217,7 @@ int fm_agent_new(struct fm_agent **out, const struct fm_agent_cfg *cfg)
 		goto fail;
 	ccfg.budget_bytes = cfg->cache_budget;
 	ccfg.keep_nothing = cfg->no_cache;
+	ccfg.no_merge = cfg->cache_no_merge;
 	rc = fm_cache_new(&a->cache, &ccfg);
 	if (rc)
 		goto fail;

@@ -44,8 +44,35 @@ v=$p.variants
 	$v.0.paths.0.t_min:number $v.0.paths.0.t_typical:number $v.0.paths.0.p99:number \
 	$v.0.paths.0.p99_9:number $v.0.paths.0.t_max:number $v.0.paths.0.floor:string \
 	$v.1.variant:string $v.1.ios_per_s:number $v.2.variant:string $v.2.ios_per_s:number \
+	$v.2.cache.ranges_end:number $v.2.cache.bytes_end:number $v.3.variant:string \
+	$p.split_start_pct.nomerge:number $p.nomerge_vs_cache_ranges:number \
 	$p.floors.0.case:string $p.floors.0.t_typical:number $p.floors.3.t_typical:number \
 	points.1.split_pct:number points.1.variants.0.ios_per_s:number
+
+# the contention sweep: 1 and 2 contenders on the hot grain, beside the
+# plain CAS spin; its JSON holds the fields tools read, and mutual
+# exclusion held (a violation is a broken lock, not a slow one)
+"$bench" --quick --rounds 1 --batch-ms 50 --sweep-contention 1,2 \
+	--json "$dir/contend.json" >"$dir/contend.txt" 2>&1 || {
+	cat "$dir/contend.txt"
+	exit 1
+}
+grep -q '^== contention' "$dir/contend.txt" || { cat "$dir/contend.txt"; exit 1; }
+c=contention.1.units
+"$check" "$dir/contend.json" \
+	benchmark:string mode:string method:string params.contention_k:array \
+	machine.cpus:number contention.0.k:number contention.1.k:number \
+	contention.1.lock_vs_spin_goodput:number contention.1.loadavg_start:string \
+	$c.0.unit:string $c.0.goodput_acq_per_s:number $c.0.acquisitions:number \
+	$c.0.atomics_per_acquisition:number $c.0.lock_requests_per_acquisition:number \
+	$c.0.violations:number $c.0.acquire.t_typical:number $c.0.acquire.p99:number \
+	$c.1.unit:string $c.1.goodput_acq_per_s:number $c.1.atomics_per_acquisition:number \
+	$c.1.violations:number $c.1.acquire.p99:number
+if grep -q '"violations":[1-9]' "$dir/contend.json"; then
+	echo "contention: mutual exclusion violated"
+	cat "$dir/contend.txt"
+	exit 1
+fi
 
 # the checker itself fails on what it must fail on
 printf '{"a": [1, 2,]}' >"$dir/bad.json"

@@ -1,7 +1,8 @@
 /* cache.h -- the client's cache of positive confirmations (claims 3-6).
  *
  * Per mapping, the cache holds the grain ranges the owner has confirmed as
- * split, merged with overlapping and contiguous neighbours (claim 5).  It
+ * split, merged with overlapping and contiguous neighbours (claim 5; a
+ * benchmark baseline, fm_cache_cfg.no_merge, keeps one range per fill).  It
  * answers "is grain g split" and "how many split grains follow", so an I/O
  * on a confirmed grain is planned with no network round trip (claims 1, 3).
  * It forgets on a release request (claim 4) and evicts least-recently-used
@@ -39,6 +40,12 @@ struct fm_cache_cfg {
 	bool keep_nothing;   /* a baseline for benchmarks: inserts are checked
 			      * and counted as usual, then dropped; every
 			      * lookup misses */
+	bool no_merge;       /* a baseline for benchmarks: an insert is never
+			      * joined to a range it only touches, so every
+			      * fill stays a range of its own (one that
+			      * overlaps ranges held still absorbs them:
+			      * ranges stay disjoint); a lookup's run ends
+			      * at its range's end.  Sound, like the default */
 };
 
 struct fm_cache_stats {
@@ -99,7 +106,8 @@ int fm_cache_map_epoch(struct fm_cache *c, uint64_t map_id, uint64_t *epoch);
 
 /*
  * fm_cache_insert -- grains [first, last] are confirmed split.  Merges with
- * overlapping and contiguous ranges, then evicts to the budget.
+ * overlapping and contiguous ranges (with no_merge: overlapping ones only),
+ * then evicts to the budget.
  * Returns 0; -ENOENT unknown mapping; -ESTALE when `epoch` is no longer
  * current (a discard happened since it was read) -- nothing is stored;
  * -ERANGE when last >= grain_count or first > last; -ENOMEM.

@@ -94,6 +94,7 @@ int fm_cache_new(struct fm_cache **out, const struct fm_cache_cfg *cfg)
 	atomic_init(&c->gp, 2);
 	c->budget = cfg->budget_bytes;
 	c->keep_nothing = cfg->keep_nothing;
+	c->no_merge = cfg->no_merge;
 	ch_live_add(c, ch_alloc_bytes(sizeof(*c)) + ch_table_bytes(8));
 	*out = c;
 	return 0;

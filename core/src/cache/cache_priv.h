@@ -32,9 +32,14 @@
  *   fragments:      (B, l1)          (s2, l2)     (s3, l3)   -> NODE of 3
  *   bucket b+1 sees only (B', l3): ONE with off 0.
  *
- * Invariants (writer's view): ranges are maximal (never overlapping nor
- * contiguous: merged on insert); fragments in a bucket are sorted and
- * disjoint; a fragment with fs == B continues a range iff grain B-1 is split.
+ * Invariants (writer's view): ranges are disjoint and, by default, maximal
+ * (never contiguous either: merged on insert); with no_merge (a benchmark
+ * baseline, cache.h) two ranges may touch.  Fragments in a bucket are sorted
+ * and disjoint.  A fragment with fs == B continues the range of the bucket
+ * before iff that bucket's last fragment reaches B (its `last` >= B): the
+ * true end it carries tells a continuation from a neighbour that merely
+ * ends at B-1, so touching ranges need no mark of their own.  Every writer
+ * test of "same range" compares `last >= fs`, never `last + 1 >= fs`.
  * shift adapts to the number of ranges n: the directory is rebuilt so that
  * nb ~ n..2n when n > nb (and the budget allows), and shrunk when n < nb/8,
  * so most buckets hold 0 or 1 fragment, stored inline (ONE): a lookup is one
@@ -168,6 +173,7 @@ struct fm_cache {
 	_Atomic uint64_t gp; /* grace-period counter, starts at 2 */
 	size_t budget;	     /* immutable */
 	bool keep_nothing;   /* immutable: fm_cache_cfg.keep_nothing */
+	bool no_merge;       /* immutable: fm_cache_cfg.no_merge */
 
 	/* ---- writer only ---- */
 	alignas(64) struct fm_cache_map *maps; /* list, for eviction and delete */

@@ -48,7 +48,8 @@ bool ch_find(struct fm_cache_dir *d, uint64_t g, struct fm_frag *f)
 }
 
 /* First grain of the range whose fragment containing some grain starts at
- * fs: walk back over continuation fragments. */
+ * fs: walk back over continuation fragments (the bucket before reaches B:
+ * a range that ends at B-1 is another one, cache_priv.h). */
 uint64_t ch_range_start(struct fm_cache_dir *d, uint64_t fs)
 {
 	for (;;) {
@@ -60,13 +61,13 @@ uint64_t ch_range_start(struct fm_cache_dir *d, uint64_t fs)
 		if (fs != B || b == 0)
 			return fs;
 		n = ch_word_frags(ch_word(d, b - 1), (b - 1) << d->shift, &one, &f);
-		if (n == 0 || f[n - 1].last < B - 1)
+		if (n == 0 || f[n - 1].last < B)
 			return fs;
 		fs = f[n - 1].fs;
 	}
 }
 
-/* Number of maximal ranges intersecting [lo, hi]. */
+/* Number of ranges intersecting [lo, hi]. */
 uint64_t ch_count_runs(struct fm_cache_dir *d, uint64_t lo, uint64_t hi)
 {
 	uint64_t cnt = 0, prev_last = 0;
@@ -80,7 +81,7 @@ uint64_t ch_count_runs(struct fm_cache_dir *d, uint64_t lo, uint64_t hi)
 		for (uint32_t i = 0; i < n; i++) {
 			if (f[i].last < lo || f[i].fs > hi)
 				continue;
-			if (!any || prev_last + 1 < f[i].fs)
+			if (!any || prev_last < f[i].fs) /* not a continuation */
 				cnt++;
 			any = true;
 			prev_last = f[i].last;
@@ -241,7 +242,7 @@ static int __dir_rebuild(struct fm_cache *c, struct fm_cache_map *m, uint32_t sh
 		uint32_t n = ch_word_frags(ch_word(od, b), b << od->shift, &one, &f);
 
 		for (uint32_t i = 0; i < n; i++) {
-			if (any && prev_last + 1 >= f[i].fs)
+			if (any && prev_last >= f[i].fs)
 				continue; /* continuation of the previous range */
 			any = true;
 			prev_last = f[i].last;

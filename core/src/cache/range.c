@@ -1,6 +1,6 @@
 /* range.c -- the range edits: insert (merge with every range it overlaps
- * or touches) and discard (split the ranges at its edges), each as the
- * bucket words it rewrites.
+ * or touches; with no_merge, only with those it overlaps) and discard
+ * (split the ranges at its edges), each as the bucket words it rewrites.
  *
  * Writer only.  Every word that may need a node is prepared before any is
  * published, so -ENOMEM leaves the directory whole.  The words of one edit
@@ -165,7 +165,10 @@ int ch_discard(struct fm_cache *c, struct fm_cache_map *m, uint64_t a,
 
 /*
  * ch_insert -- grains [first, last] of a valid mapping are split: merge
- * them with every range they overlap or touch into one range [ms, ml].
+ * them with every range they overlap or touch into one range [ms, ml]
+ * (c->no_merge: every range they overlap; a neighbour that only touches
+ * stays a range of its own -- the bucket words tell it apart, see the
+ * continuation rule in cache_priv.h).
  * Only the first and the last bucket of [ms, ml] may need a node; both are
  * prepared before anything is published; the buckets between are covered
  * whole (ONE with off 0).  Returns 0, 1 when [first, last] already lay in
@@ -178,10 +181,17 @@ int ch_insert(struct fm_cache *c, struct fm_cache_map *m, uint64_t first, uint64
 	uint64_t ms = first, ml = last, wf, wl = 0;
 	int ret;
 
-	if (first > 0 && ch_find(d, first - 1, &f))
-		ms = ch_range_start(d, f.fs);
-	if (last + 1 < m->grain_count && ch_find(d, last + 1, &f))
-		ml = f.last;
+	if (c->no_merge) {
+		if (ch_find(d, first, &f))
+			ms = ch_range_start(d, f.fs);
+		if (ch_find(d, last, &f))
+			ml = f.last;
+	} else {
+		if (first > 0 && ch_find(d, first - 1, &f))
+			ms = ch_range_start(d, f.fs);
+		if (last + 1 < m->grain_count && ch_find(d, last + 1, &f))
+			ml = f.last;
+	}
 	uint64_t absorbed = ch_count_runs(d, ms, ml);
 
 	if (absorbed == 1 && ch_find(d, ms, &f) && f.last == ml && ch_range_start(d, f.fs) == ms)

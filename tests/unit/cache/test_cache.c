@@ -180,6 +180,91 @@ static void insert__contiguous_singles__one_range(void **state)
 	fm_cache_delete(&c);
 }
 
+/* ---- no_merge: the benchmarks' "one range per fill" baseline ---- */
+
+static struct fm_cache *granted_no_merge(uint64_t grains, uint64_t *epoch)
+{
+	struct fm_cache_cfg cfg = { .no_merge = true };
+	struct fm_cache *c = NULL;
+
+	assert_int_equal(fm_cache_new(&c, &cfg), 0);
+	assert_int_equal(fm_cache_map_add(c, 7, grains), 0);
+	assert_int_equal(fm_cache_map_grant(c, 7, 1), 0);
+	assert_int_equal(fm_cache_map_epoch(c, 7, epoch), 0);
+	return c;
+}
+
+static void no_merge__touching_fills__one_range_each(void **state)
+{
+	(void)state;
+	uint64_t e;
+	struct fm_cache_stats st;
+	struct fm_cache *c = granted_no_merge(1000, &e);
+
+	assert_int_equal(fm_cache_insert(c, 7, e, 10, 19), 0);
+	assert_int_equal(fm_cache_insert(c, 7, e, 20, 29), 0); /* right of it */
+	assert_int_equal(fm_cache_insert(c, 7, e, 0, 9), 0);   /* left of it */
+	assert_int_equal(nranges(c), 3);
+	expect_run(c, 0, 10);
+	expect_run(c, 10, 10);
+	expect_run(c, 15, 5);
+	expect_run(c, 20, 10);
+	expect_miss(c, 30);
+	fm_cache_stats(c, &st);
+	assert_int_equal(st.merges, 0);
+	/* discarding one leaves its neighbours as they were */
+	assert_int_equal(fm_cache_discard_range(c, 7, 10, 19), 0);
+	assert_int_equal(nranges(c), 2);
+	expect_run(c, 0, 10);
+	expect_miss(c, 10);
+	expect_run(c, 20, 10);
+	fm_cache_delete(&c);
+}
+
+static void no_merge__overlap__absorbed_not_the_touching(void **state)
+{
+	(void)state;
+	uint64_t e;
+	struct fm_cache *c = granted_no_merge(1000, &e);
+
+	assert_int_equal(fm_cache_insert(c, 7, e, 10, 19), 0);
+	assert_int_equal(fm_cache_insert(c, 7, e, 30, 39), 0);
+	assert_int_equal(fm_cache_insert(c, 7, e, 40, 49), 0);
+	/* overlaps [10, 19] and [30, 39], touches [40, 49] */
+	assert_int_equal(fm_cache_insert(c, 7, e, 15, 35), 0);
+	assert_int_equal(nranges(c), 2);
+	expect_run(c, 10, 30);
+	expect_run(c, 40, 10);
+	/* inside one range: nothing changes */
+	assert_int_equal(fm_cache_insert(c, 7, e, 12, 13), 0);
+	assert_int_equal(nranges(c), 2);
+	expect_run(c, 10, 30);
+	fm_cache_delete(&c);
+}
+
+static void no_merge__contiguous_singles__stay_singles(void **state)
+{
+	(void)state;
+	uint64_t e, n = 70000;
+	struct fm_cache *c = granted_no_merge(n, &e);
+
+	/* the same fills as insert__contiguous_singles__one_range: every grain
+	 * its own range, also where a range starts a bucket (the directory
+	 * grows to 2^0..2^1-grain buckets on the way) */
+	for (uint64_t g = 1; g < n; g += 2)
+		assert_int_equal(fm_cache_insert(c, 7, e, g, g), 0);
+	for (uint64_t g = 0; g < n; g += 2)
+		assert_int_equal(fm_cache_insert(c, 7, e, g, g), 0);
+	assert_int_equal(nranges(c), n);
+	for (uint64_t g = 0; g < n; g += 997)
+		expect_run(c, g, 1);
+	/* one fill over all of them absorbs them: one range */
+	assert_int_equal(fm_cache_insert(c, 7, e, 0, n - 1), 0);
+	assert_int_equal(nranges(c), 1);
+	expect_run(c, 0, n);
+	fm_cache_delete(&c);
+}
+
 /* ---- discard ---- */
 
 static void discard__middle__splits_in_two(void **state)
@@ -466,6 +551,9 @@ static uint64_t rnd_below(struct rng *r, uint64_t n)
 struct ref_map {
 	uint64_t grains;
 	uint64_t *bits; /* told split under the current validity */
+	bool no_merge;  /* the cache under test: fm_cache_cfg.no_merge */
+	uint32_t *rid;  /* no_merge: the range holding each grain (0: none) */
+	uint32_t next_id;
 	bool valid;
 	uint64_t gen;
 	uint64_t epoch, old_epoch; /* current token, and one made stale */
@@ -478,6 +566,8 @@ static bool ref_test(const struct ref_map *rm, uint64_t g)
 
 static void ref_fill(struct ref_map *rm, uint64_t first, uint64_t last, bool v)
 {
+	if (!v)
+		memset(rm->rid + first, 0, (last - first + 1) * sizeof(*rm->rid));
 	for (uint64_t g = first; g <= last; g++) {
 		if (g % 64 == 0 && g + 63 <= last) {
 			rm->bits[g / 64] = v ? ~UINT64_C(0) : 0;
@@ -489,6 +579,44 @@ static void ref_fill(struct ref_map *rm, uint64_t first, uint64_t last, bool v)
 		else
 			rm->bits[g / 64] &= ~(UINT64_C(1) << (g % 64));
 	}
+}
+
+/* A fill as no_merge keeps it: [first, last] and every range it overlaps
+ * become one new range; a range it only touches stays apart. */
+static void ref_insert(struct ref_map *rm, uint64_t first, uint64_t last)
+{
+	uint64_t ms = first, ml = last;
+	uint32_t id = ++rm->next_id;
+
+	while (ms > 0 && rm->rid[ms] && rm->rid[ms - 1] == rm->rid[ms])
+		ms--;
+	while (ml + 1 < rm->grains && rm->rid[ml] && rm->rid[ml + 1] == rm->rid[ml])
+		ml++;
+	for (uint64_t g = ms; g <= ml; g++)
+		rm->rid[g] = id;
+	ref_fill(rm, first, last, true);
+}
+
+/* no_merge: the grains from g on in g's range */
+static uint64_t ref_rid_run(const struct ref_map *rm, uint64_t g)
+{
+	uint64_t n = 0;
+
+	if (g >= rm->grains || !rm->rid[g])
+		return 0;
+	while (g + n < rm->grains && rm->rid[g + n] == rm->rid[g])
+		n++;
+	return n;
+}
+
+static uint64_t ref_count_ranges(const struct ref_map *rm)
+{
+	uint64_t n = 0;
+
+	for (uint64_t g = 0; g < rm->grains; g++)
+		if (rm->rid[g] && (g == 0 || rm->rid[g - 1] != rm->rid[g]))
+			n++;
+	return n;
 }
 
 /* Split grains from g on (word at a time). */
@@ -542,7 +670,7 @@ static void check_lookup(struct fm_cache *c, uint64_t id, const struct ref_map *
 
 	if (hit) {
 		if (rrun == UINT64_MAX)
-			rrun = ref_run(rm, g);
+			rrun = rm->no_merge ? ref_rid_run(rm, g) : ref_run(rm, g);
 		/* soundness: split, and the run stays within split grains */
 		assert_true(ref);
 		assert_true(run >= 1);
@@ -565,11 +693,19 @@ static void full_check(struct fm_cache *c, struct ref_map *rm, bool exact,
 		uint64_t rrun = 0;
 
 		for (uint64_t g = rm[id].grains; g-- > 0;) {
-			rrun = ref_test(&rm[id], g) ? rrun + 1 : 0;
+			if (!rm[id].no_merge)
+				rrun = ref_test(&rm[id], g) ? rrun + 1 : 0;
+			else if (!rm[id].rid[g])
+				rrun = 0;
+			else
+				rrun = g + 1 < rm[id].grains && rm[id].rid[g + 1] == rm[id].rid[g]
+					       ? rrun + 1
+					       : 1;
 			check_lookup(c, id, &rm[id], g, exact, rrun);
 		}
 		if (rm[id].valid)
-			runs += ref_count_runs(&rm[id]);
+			runs += rm[id].no_merge ? ref_count_ranges(&rm[id])
+						: ref_count_runs(&rm[id]);
 	}
 	fm_cache_stats(c, &st);
 	if (exact)
@@ -580,14 +716,19 @@ static void full_check(struct fm_cache *c, struct ref_map *rm, bool exact,
 		assert_true(st.bytes <= budget || st.ranges == 0);
 }
 
-/* One seeded run of `ops` operations; returns the operations done. */
-static uint64_t differential_run(uint64_t seed, uint64_t ops, size_t budget)
+/* One seeded run of `ops` operations; returns the operations done.
+ * no_merge: the cache keeps one range per fill, the reference its ranges
+ * (rid) -- any merge of touching fills changes a run or the range count. */
+static uint64_t differential_run(uint64_t seed, uint64_t ops, size_t budget, bool no_merge)
 {
 	struct rng r = { seed };
 	struct ref_map rm[NMAPS];
-	struct fm_cache *c = new_cache(budget);
+	struct fm_cache_cfg cfg = { .budget_bytes = budget, .no_merge = no_merge };
+	struct fm_cache *c = NULL;
 	bool exact = budget == 0;
 	uint64_t done = 0;
+
+	assert_int_equal(fm_cache_new(&c, &cfg), 0);
 
 	for (uint64_t id = 0; id < NMAPS; id++) {
 		/* one small, one medium, one spread over many buckets */
@@ -596,6 +737,10 @@ static uint64_t differential_run(uint64_t seed, uint64_t ops, size_t budget)
 					: 20000 + rnd_below(&r, 20000);
 		rm[id].bits = calloc(rm[id].grains / 64 + 1, sizeof(uint64_t));
 		assert_non_null(rm[id].bits);
+		rm[id].rid = calloc(rm[id].grains, sizeof(uint32_t));
+		assert_non_null(rm[id].rid);
+		rm[id].no_merge = no_merge;
+		rm[id].next_id = 0;
 		rm[id].valid = false;
 		rm[id].gen = 0;
 		assert_int_equal(fm_cache_map_add(c, id, rm[id].grains), 0);
@@ -616,7 +761,7 @@ static uint64_t differential_run(uint64_t seed, uint64_t ops, size_t budget)
 				continue;
 			}
 			assert_int_equal(fm_cache_insert(c, id, m->epoch, first, last), 0);
-			ref_fill(m, first, last, true);
+			ref_insert(m, first, last);
 		} else if (k < 950) { /* discard a range */
 			assert_int_equal(fm_cache_discard_range(c, id, first, last), 0);
 			ref_fill(m, first, last, false);
@@ -646,7 +791,7 @@ static uint64_t differential_run(uint64_t seed, uint64_t ops, size_t budget)
 			if (!m->valid)
 				continue;
 			assert_int_equal(fm_cache_insert(c, id, m->epoch, 0, m->grains - 1), 0);
-			ref_fill(m, 0, m->grains - 1, true);
+			ref_insert(m, 0, m->grains - 1);
 			if (exact)
 				check_lookup(c, id, m, 0, true, UINT64_MAX);
 		} else if (k == 999 && done % 4 == 0) {
@@ -654,8 +799,10 @@ static uint64_t differential_run(uint64_t seed, uint64_t ops, size_t budget)
 		}
 	}
 	full_check(c, rm, exact, budget);
-	for (uint64_t id = 0; id < NMAPS; id++)
+	for (uint64_t id = 0; id < NMAPS; id++) {
 		free(rm[id].bits);
+		free(rm[id].rid);
+	}
 	fm_cache_delete(&c);
 	return done;
 }
@@ -670,7 +817,7 @@ static void differential__random_ops__matches_bitmap(void **state)
 	uint64_t total = 0;
 
 	for (uint64_t seed = 1; seed <= 4; seed++)
-		total += differential_run(seed, FM_DIFF_OPS, 0);
+		total += differential_run(seed, FM_DIFF_OPS, 0, false);
 	assert_true(total >= 4 * (uint64_t)FM_DIFF_OPS * 9 / 10);
 }
 
@@ -680,9 +827,31 @@ static void differential__small_budget__sound(void **state)
 	uint64_t total = 0;
 
 	/* budgets from "barely the fixed overhead" to "some hundred ranges" */
-	total += differential_run(11, FM_DIFF_OPS / 2, 8 * 1024);
-	total += differential_run(12, FM_DIFF_OPS / 2, 12 * 1024);
-	total += differential_run(13, FM_DIFF_OPS / 2, 24 * 1024);
+	total += differential_run(11, FM_DIFF_OPS / 2, 8 * 1024, false);
+	total += differential_run(12, FM_DIFF_OPS / 2, 12 * 1024, false);
+	total += differential_run(13, FM_DIFF_OPS / 2, 24 * 1024, false);
+	assert_true(total > 0);
+}
+
+static void differential__no_merge__matches_ranges_of_fills(void **state)
+{
+	(void)state;
+	uint64_t total = 0;
+
+	for (uint64_t seed = 21; seed <= 24; seed++)
+		total += differential_run(seed, FM_DIFF_OPS / 2, 0, true);
+	assert_true(total >= 4 * (uint64_t)FM_DIFF_OPS / 2 * 9 / 10);
+}
+
+static void differential__no_merge_small_budget__sound(void **state)
+{
+	(void)state;
+	uint64_t total = 0;
+
+	/* an evicted range is gone from the cache, not from the reference:
+	 * every cached range lies inside one reference range */
+	total += differential_run(31, FM_DIFF_OPS / 2, 12 * 1024, true);
+	total += differential_run(32, FM_DIFF_OPS / 2, 24 * 1024, true);
 	assert_true(total > 0);
 }
 
@@ -708,6 +877,11 @@ int main(void)
 		cmocka_unit_test(budget__referenced__survives),
 		cmocka_unit_test(differential__random_ops__matches_bitmap),
 		cmocka_unit_test(differential__small_budget__sound),
+		cmocka_unit_test(no_merge__touching_fills__one_range_each),
+		cmocka_unit_test(no_merge__overlap__absorbed_not_the_touching),
+		cmocka_unit_test(no_merge__contiguous_singles__stay_singles),
+		cmocka_unit_test(differential__no_merge__matches_ranges_of_fills),
+		cmocka_unit_test(differential__no_merge_small_budget__sound),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -88,6 +88,10 @@ struct fm_agent_cfg {
 	bool no_cache;          /* a baseline for benchmarks: keep no
 				 * confirmation, so every decision READs the
 				 * owner's bitmap (safe, just slower) */
+	bool cache_no_merge;    /* a baseline for benchmarks: the cache keeps
+				 * every fill as a range of its own, never
+				 * joined to the ranges it touches
+				 * (fm_cache_cfg.no_merge) */
 	uint32_t wait_ms;       /* how long engine calls wait for a session or
 				 * a grant; 0 -> 10000 */
 	uint32_t retry_min_ms;  /* reconnect backoff; 0 -> 50 */
