@@ -144,8 +144,10 @@ static int shm_drain(struct shm_ep *se, uint32_t head)
 	return n;
 }
 
-void fm__shm_sock_read(struct shm_ep *se)
+bool fm__shm_sock_read(struct shm_ep *se)
 {
+	bool bell = false;
+
 	for (int i = 0; i < SHM_SOCK_BATCH && !se->peer_eof && se->sock >= 0; i++) {
 		uint8_t buf[SHM_GRANT_SIZE + 1];
 		char cbuf[CMSG_SPACE(2 * sizeof(int))];
@@ -164,11 +166,11 @@ void fm__shm_sock_read(struct shm_ep *se)
 		n = recvmsg(se->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-				return;
+				return bell;
 			fm__ep_fail(&se->ep, -ECONNRESET, "peer connection socket error: %s",
 				    strerror(errno));
 			se->peer_eof = true;
-			return;
+			return bell;
 		}
 		for (c = mh.msg_control ? CMSG_FIRSTHDR(&mh) : NULL; c; c = CMSG_NXTHDR(&mh, c)) {
 			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
@@ -187,6 +189,7 @@ void fm__shm_sock_read(struct shm_ep *se)
 			se->peer_eof = true;
 		} else if (n == 1 && nfd == 0 && !(mh.msg_flags & MSG_CTRUNC) &&
 			   buf[0] == SHM_MSG_DOORBELL) {
+			bell = true;
 			continue;
 		} else if (n == 1 && nfd == 0 && !(mh.msg_flags & MSG_CTRUNC) &&
 			   buf[0] == SHM_MSG_BYE) {
@@ -198,7 +201,7 @@ void fm__shm_sock_read(struct shm_ep *se)
 
 			if (fm__shm_grant_decode(buf, (size_t)n, &g) == 0) {
 				if (fm__shm_map_grant(se, &g, fds[0], fds[1]))
-					return;
+					return bell;
 				continue;
 			}
 			fm__ep_fail(&se->ep, -EPROTO, "bad grant from peer: %s", fm_errormsg());
@@ -210,8 +213,9 @@ void fm__shm_sock_read(struct shm_ep *se)
 		for (int k = 0; k < nfd; k++)
 			close(fds[k]);
 		if (n != 0)
-			return;
+			return bell;
 	}
+	return bell;
 }
 
 int fm__shm_progress(struct fm_ep *ep, int timeout_ms)
@@ -223,11 +227,26 @@ int fm__shm_progress(struct fm_ep *ep, int timeout_ms)
 
 	if (se->sock < 0) /* loopback: nothing arrives */
 		return 0;
-	/* 1. head, 2. socket (a grant is mapped here), 3. messages up to head */
-	head = atomic_load_explicit(&se->rx.r->head, memory_order_acquire);
-	fm__shm_sock_read(se);
-	if (ep->state == FM_EP_UP)
-		n = shm_drain(se, head);
+	/* 1. head, 2. socket (a grant is mapped here), 3. messages up to head.
+	 * A doorbell taken in 2 may belong to a message published after 1:
+	 * its ring slot is past the head we drain to, and its doorbell is
+	 * gone, so a loop sleeping on the socket would not wake for it (a
+	 * lost wake-up: the ping-pong of test_transport's event_mode waited
+	 * 20 s for it).  So after a doorbell, another pass while the head
+	 * moved: each drains at least one message and the peer cannot
+	 * publish more than its credits, so the passes end. */
+	for (;;) {
+		bool bell;
+
+		head = atomic_load_explicit(&se->rx.r->head, memory_order_acquire);
+		bell = fm__shm_sock_read(se);
+		if (ep->state != FM_EP_UP)
+			break;
+		n += shm_drain(se, head);
+		if (!bell || ep->state != FM_EP_UP ||
+		    atomic_load_explicit(&se->rx.r->head, memory_order_acquire) == se->rx.idx)
+			break;
+	}
 	if ((se->peer_bye || se->peer_eof) && ep->state == FM_EP_UP) {
 		/* whatever the peer published before it left is still delivered */
 		n += shm_drain(se, atomic_load_explicit(&se->rx.r->head, memory_order_acquire));

@@ -273,8 +273,10 @@ void fm__shm_msg_repost(struct fm_ep *ep, uint32_t slot);
 int fm__shm_progress(struct fm_ep *ep, int timeout_ms);
 /* fm__shm_sock_read -- handle what waits on the connection socket:
  * doorbells, BYE, EOF (peer_bye/peer_eof), a grant (connecting side);
- * anything else fails the endpoint with -EPROTO.  Never blocks. */
-void fm__shm_sock_read(struct shm_ep *se);
+ * anything else fails the endpoint with -EPROTO.  Never blocks.  True
+ * when it took a doorbell (its message may be past the head loaded
+ * before: fm__shm_progress). */
+bool fm__shm_sock_read(struct shm_ep *se);
 
 /* fence.c */
 /* fm__shm_peer_admit -- accepting side, at the moment of accept(): is the
