@@ -353,10 +353,8 @@ static int step(struct watch *w, int *status)
 	if (rc == -EREMOTEIO) {
 		const char *e = owner_error(w->answer);
 
-		if (w->cfg->one_map && w->map_seen && !strncmp(e, "error ENOENT", 12)) {
-			w->update++;
+		if (w->cfg->one_map && w->map_seen && !strncmp(e, "error ENOENT", 12))
 			return end(w, "deleted"), 1;
-		}
 		snprintf(msg, sizeof(msg), "the owner refused '%s': %s", w->what, e);
 		*status = fail(w, -EREMOTEIO, msg, e);
 		return -1;

@@ -14,9 +14,10 @@
  * runs with stdout a pipe, once as text and once --json: one update a
  * second whose split-pct never falls, seen between 0 and 100 exclusive at
  * least once, the last update at 100 and idle_or_copied, then "end reason
- * idle_or_copied", exit 0.  Then `--watch admin status`: SIGINT ends it
- * with exit 0 ("end reason interrupted"), and an owner killed under
- * another ends it with exit 1.
+ * idle_or_copied", exit 0.  A watched mapping deleted or stopped ends its
+ * watch the same way (reasons deleted, stopped).  Then `--watch admin
+ * status`: SIGINT ends it with exit 0 ("end reason interrupted"), and an
+ * owner killed under another ends it with exit 1.
  *
  * `kill`:
  *   A  two clients write the source (PREPARED: no copy-on-write)
@@ -752,6 +753,16 @@ static int check_watch(const char *out, bool json)
 	return 0;
 }
 
+/* the lines of out that start with prefix */
+static long lines_of(const char *out, const char *prefix)
+{
+	long n = 0;
+
+	for (const char *l = out; *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : l + strlen(l))
+		n += starts(l, prefix);
+	return n;
+}
+
 static int sc_watch(struct svc *s)
 {
 	uint32_t rate = 15; /* 256 KiB/s: the 1 MiB volume in about 4 s */
@@ -790,6 +801,30 @@ static int sc_watch(struct svc *s)
 	rc = child_wait(&c[0], 20000);
 	c[0].pid = 0;
 	CHECK(rc == 0);
+
+	/* map-show of a mapping deleted (force: it is prepared) or stopped
+	 * under the watch: exit 0, said so */
+	CHECK(svc_ctl(s, out, sizeof(out), "map-create 2 3 4 %" PRIu64 " %u", VOL, GRAIN) == 0);
+	CHECK(svc_ctl(s, out, sizeof(out), "map-prepare 2") == 0);
+	CHECK(svc_ctl(s, out, sizeof(out), "map-create 3 5 6 %" PRIu64 " %u", VOL, GRAIN) == 0);
+	CHECK(svc_ctl(s, out, sizeof(out), "map-prepare 3") == 0);
+	CHECK(svc_ctl(s, out, sizeof(out), "map-start 3") == 0);
+	w_text = cli_watch(s, false, "map-show", "2", &fd_text);
+	w_json = cli_watch(s, false, "map-show", "3", &fd_json);
+	usleep(1500000);
+	CHECK(svc_ctl(s, out, sizeof(out), "map-delete 2 force") == 0);
+	CHECK(svc_ctl(s, out, sizeof(out), "map-stop 3") == 0);
+	text = slurp(fd_text);
+	json = slurp(fd_json);
+	CHECK(exit_of(w_text) == 0);
+	CHECK(exit_of(w_json) == 0);
+	CHECK(strstr(text, "progress update 2 elapsed-ms ") && strstr(text, " state prepared "));
+	CHECK(strstr(text, "\nend reason deleted map 2 updates ") != NULL);
+	CHECK(strstr(json, " state copying ") && strstr(json, " state stopped "));
+	CHECK(strstr(json, "\nend reason stopped map 3 updates ") != NULL);
+	CHECK(rec_num(strstr(text, "\nend "), "updates", false) == lines_of(text, "progress "));
+	free(text);
+	free(json);
 
 	/* status until Ctrl-C: exit 0, said so */
 	w = cli_watch(s, false, "status", NULL, &fd);
