@@ -554,7 +554,7 @@ static int lone_copier(struct svc *s, int idx, int rfd, int wfd, void *arg)
 {
 	uint32_t want_rate = arg ? *(uint32_t *)arg : 150;
 
-	struct fm_engine_copy_cfg cc = { .batch_grains = 64, .piece_grains = 4 };
+	struct fm_engine_copy_cfg cc = { .batch_grains = 64, .piece_grains = 16 };
 	struct fm_engine_copy_stats st;
 	struct fm_agent *a;
 	struct vols v;
