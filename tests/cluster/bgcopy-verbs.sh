@@ -5,7 +5,7 @@
 # nodes: 1
 # smp: 2
 # timeout: 400
-# report: (bgcopy .*: (PASS|FAIL)|half of|the rest at|copy complete|^watch)
+# report: (bgcopy .*: (PASS|FAIL)|half of|the rest at|copy complete [0-9]|^watch( --json)?: [0-9])
 #
 # The real flashmeta-owner and forked client processes whose engines copy
 # in the background talk over real RC QPs on rxe0: `kill` kills a copier
@@ -40,7 +40,7 @@ for sc in "$@"; do
 	if grep -q "no RDMA device" "$OUT/$sc.log"; then
 		fm_skip "no usable verbs provider/device (see $OUT/$sc.log)"
 	fi
-	grep -E "half of|the rest at|copy complete|split after|copier: |^watch" "$OUT/$sc.log" || true
+	grep -E "half of|the rest at|copy complete [0-9]|split after|copier: |^watch( --json)?: [0-9]" "$OUT/$sc.log" || true
 	if ((rc == 0)); then
 		echo "bgcopy $sc over verbs: PASS ($((SECONDS - start)) s)"
 	else
