@@ -13,8 +13,9 @@
  *             since the last update, ETA at the rate, copiers, state),
  *             redrawn in place: cursor up over the last drawing, clear to
  *             the end of the screen (plain ANSI: ESC[nA ESC[J), every
- *             line cut to the terminal's width so that the count of lines
- *             to go back over holds
+ *             line cut to the terminal's width and no more mappings than
+ *             its rows hold, so that the count of lines to go back over
+ *             holds (the rest are counted in one line)
  *   not one   one record line per mapping per update, "progress update N
  *             elapsed-ms T map ID state S ..." (ownerd.h's record form:
  *             grep it, or read it with fm_ctl_record_value), and an
@@ -96,7 +97,12 @@ static bool speed(const struct watch *w, const struct fm_ctl_progress *p, uint64
 			continue;
 		if (s->generation != p->generation || p->split < s->split || now <= s->at_ms)
 			return false;
-		*bps = (p->split - s->split) * p->grain_bytes * 1000 / (now - s->at_ms);
+		{
+			/* bytes < 2^57 (mapping.h): times 1000 could wrap */
+			uint64_t bytes = (p->split - s->split) * p->grain_bytes, ms = now - s->at_ms;
+
+			*bps = bytes < UINT64_MAX / 1000 ? bytes * 1000 / ms : bytes / ms * 1000;
+		}
 		return true;
 	}
 	return false;
@@ -143,13 +149,17 @@ static unsigned human_lines(const struct fm_ctl_progress *p, bool has_speed, uin
 	return 2;
 }
 
-static unsigned term_cols(void)
+/* the terminal's columns and rows (80x24 if it does not say) */
+static void term_size(unsigned *cols, unsigned *rows)
 {
 	struct winsize ws;
 
-	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20)
-		return ws.ws_col;
-	return 80;
+	*cols = 80;
+	*rows = 24;
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20 && ws.ws_row >= 4) {
+		*cols = ws.ws_col;
+		*rows = ws.ws_row;
+	}
 }
 
 /* JSON of a text answer (records then "ok"), one line on stdout */
@@ -205,13 +215,19 @@ static int draw(struct watch *w, const struct fm_ctl_progress *ps, size_t n, uin
 {
 	uint64_t el = now - w->t0;
 	char rec[512];
-	unsigned cols = w->tty ? term_cols() : 0;
+	unsigned cols = 0, rows = 0;
+	size_t fit = n; /* terminal: mappings drawn (all of them fit on the screen) */
 
 	if (w->tty) {
 		char tbuf[16];
 		time_t t = time(NULL);
 		struct tm tm;
 
+		term_size(&cols, &rows);
+		/* cursor up works within the screen only: a drawing taller than
+		 * it could not be drawn over; 2 lines a mapping, 2 for the rest */
+		if (fit > (rows - 2) / 2)
+			fit = (rows - 2) / 2;
 		if (w->drawn)
 			printf("\033[%uA\r\033[J", w->drawn);
 		strftime(tbuf, sizeof(tbuf), "%H:%M:%S", localtime_r(&t, &tm));
@@ -248,12 +264,18 @@ static int draw(struct watch *w, const struct fm_ctl_progress *ps, size_t n, uin
 			bool hs = speed(w, &ps[i], now, &bps);
 
 			if (w->tty) {
-				w->drawn += human_lines(&ps[i], hs, bps, cols);
+				if (i < fit)
+					w->drawn += human_lines(&ps[i], hs, bps, cols);
 			} else {
 				progress_record(rec, sizeof(rec), &ps[i], hs, bps);
 				printf("progress update %" PRIu64 " elapsed-ms %" PRIu64 " %s\n",
 				       w->update, el, rec);
 			}
+		}
+		if (w->tty && fit < n) {
+			printf("... and %zu more mappings (a taller terminal, or map-show ID)\n",
+			       n - fit);
+			w->drawn++;
 		}
 	}
 	fflush(stdout);
