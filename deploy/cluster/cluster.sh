@@ -176,7 +176,8 @@ run_cluster() {
 	# shellcheck disable=SC2317  # called from the trap
 	cleanup() {
 		stop_qemus
-		if [[ -n "$vde_pid" ]]; then kill "$vde_pid" 2>/dev/null || true; fi
+		# ${:-}: the trap runs at exit, after run's locals are gone
+		if [[ -n "${vde_pid:-}" ]]; then kill "$vde_pid" 2>/dev/null || true; fi
 		if [[ -n "${tail_pid:-}" ]]; then kill "$tail_pid" 2>/dev/null || true; fi
 		rm -rf "$tmp"
 	}

@@ -20,7 +20,7 @@
  *                                batch as an eio background piece
  *
  * A piece that completes moves `next` past it and sets the pace: B bytes
- * copied cost B / rate.  One that fails ends the batch at `next` (its
+ * copied cost B / rate, counted from the piece's start.  One that fails ends the batch at `next` (its
  * grains are given back by the next claim).  The thread sleeps on its
  * epoll set (its eventfd: the protocol thread's answers and the stop; its
  * lane), at most until the earliest wake or pace, 100 ms at the longest.
@@ -175,10 +175,17 @@ static void piece_done(struct fm_engine_io *io, int status)
 	ADD(cm, skipped, io->st.copies < n ? n - io->st.copies : 0);
 	ADD(cm, bytes, bytes);
 	cm->next = cm->io_last + 1;
-	/* the rate: what was copied is paid for from now (skipped grains
-	 * cost a lock, not a copy) */
-	if (bytes)
-		cm->pace_ns = (cm->pace_ns > now ? cm->pace_ns : now) + fm_copy_ns(cm->rate, bytes);
+	/* the rate: what was copied is paid for from when the piece started
+	 * (skipped grains cost a lock, not a copy).  Not from now: a piece
+	 * that took W ns would then cost W + B / rate, and a copier whose
+	 * pieces take time (an emulated RDMA device: ~70 ms a piece) would
+	 * never reach its rate.  From its start, the copy time is part of what
+	 * the rate allows, and the next piece waits only for the rest. */
+	if (bytes) {
+		uint64_t from = cm->pace_ns > cm->io_start_ns ? cm->pace_ns : cm->io_start_ns;
+
+		cm->pace_ns = from + fm_copy_ns(cm->rate, bytes);
+	}
 	publish(cm);
 }
 
@@ -197,6 +204,7 @@ static void piece_start(struct fm_engine *e, struct en_thread *et, struct en_cma
 		cm->io.length = m->tgt->size - cm->io.offset; /* a partial last grain */
 	cm->io_first = cm->next;
 	cm->io_last = last;
+	cm->io_start_ns = en_now_ns();
 	if (en_req_new_copy(et, &cm->io, m, &cm->c, cm->gen, cm->next, last, &q)) {
 		ADD(cm, errors, 1);
 		cm->wake_ns = en_now_ns() + CP_BACKOFF_NS;

@@ -107,6 +107,7 @@ struct en_cmap {
 	bool claiming;              /* `claim` in flight */
 	bool piece;                 /* `io` in flight: grains [io_first, io_last] */
 	uint64_t io_first, io_last;
+	uint64_t io_start_ns;       /* when `io` was started (its pace counts from then) */
 	struct ag_op claim;
 	struct fm_engine_io io;
 	struct en_counters c;       /* the pieces' engine counters */

@@ -1,4 +1,5 @@
-/* flashmeta.c -- the command line: join, show, lock/unlock, split, admin. */
+/* flashmeta.c -- the command line: join, show, lock/unlock, split, admin
+ * (and admin --watch: watch.c). */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -19,6 +20,7 @@
 #include "flashmeta/error.h"
 #include "flashmeta/input.h"
 #include "flashmeta/wire.h"
+#include "watch.h"
 
 /* the owner's answer to one admin command: status lists every mapping */
 #define ADMIN_ANSWER_MAX (1024 * 1024)
@@ -58,6 +60,21 @@ static void usage(FILE *f)
 		"                       point-in-time image) | map-autodelete ID on|off\n"
 		"                       (delete when the copy completes)\n"
 		"                       (one line, <= %d bytes)\n"
+		"  --watch[=SECONDS] admin status | maps | map-show ID (options first):\n"
+		"                       ask again every SECONDS (1..%u, default 1) and\n"
+		"                       draw each mapping's copy: a bar of grains split /\n"
+		"                       total, percent, rate and bytes/s, the speed seen\n"
+		"                       since the last update, ETA, copiers, state.  On a\n"
+		"                       terminal it redraws in place; otherwise one line\n"
+		"                       per mapping and update, \"progress update N\n"
+		"                       elapsed-ms T map ID state S split N grains N\n"
+		"                       split-pct P grain B rate R rate-bytes-per-s N\n"
+		"                       eta-s S copiers N [split-bytes-per-s N]\", then\n"
+		"                       \"end reason R [map ID] updates N\"; with --json\n"
+		"                       one object per update.  Ends on Ctrl-C (reason\n"
+		"                       interrupted), or for map-show when the mapping is\n"
+		"                       idle_or_copied, stopped or deleted (the reason),\n"
+		"                       exit 0; when the owner is gone or refuses, exit 1\n"
 		"\n"
 		"Options:\n"
 		"  -t, --transport P    shm | verbs (default shm, or FM_PROVIDER)\n"
@@ -66,18 +83,23 @@ static void usage(FILE *f)
 		"  -k, --key-file PATH  shared key, a regular file (or FM_KEY_FILE)\n"
 		"  -C, --control PATH   owner's control socket (admin)\n"
 		"  -H, --hold SECONDS   lock: hold this long instead of until Ctrl-C\n"
+		"  -w, --watch[=SECONDS] see admin above (1..%u s, default 1)\n"
 		"      --json           JSON on stdout (messages stay on stderr):\n"
 		"                       admin: the owner's answer as one object, {\"records\":\n"
 		"                       [...], \"ok\": true|false[, \"error\", \"message\"]};\n"
 		"                       the other commands: one object per result as it\n"
 		"                       happens, {\"record\": \"held\", \"map\": 1, ...}, then\n"
-		"                       {\"ok\": true} or {\"ok\": false, \"error\", \"message\"}\n"
+		"                       {\"ok\": true} or {\"ok\": false, \"error\", \"message\"};\n"
+		"                       --watch: {\"records\": [{\"record\": \"watch\", \"update\":\n"
+		"                       N, ...}, {\"record\": \"progress\", ...}], \"ok\": true}\n"
+		"                       per update, the end as {\"records\": [{\"record\":\n"
+		"                       \"end\", \"reason\": R, ...}], \"ok\": true}\n"
 		"  -h, --help\n"
 		"\n"
 		"Numbers (N, MAP, GRAIN, SECONDS, admin arguments) are decimal digits only.\n"
 		"Exit status: 0 done; 1 the command failed (or the owner said error; with\n"
 		"--json its error object was printed); 2 bad command line (nothing on stdout).\n",
-		FM_CTL_LINE_MAX);
+		FM_CTL_LINE_MAX, WATCH_INTERVAL_MAX, WATCH_INTERVAL_MAX);
 }
 
 /* --json: stdout carries only JSON objects, one per line */
@@ -120,6 +142,29 @@ static int finish(const char *what, int rc)
 		result("ok");
 	fflush(stdout);
 	return rc < 0 ? 1 : 0;
+}
+
+/* admin --watch: status | maps | map-show ID only; bad ones exit 2 */
+static int admin_watch(const char *path, unsigned interval_s, int argc, char **argv)
+{
+	struct watch_cfg wc = { .control = path, .interval_s = interval_s, .json = g_json };
+
+	if (!path) {
+		fprintf(stderr, "flashmeta admin: --control PATH required\n");
+		return 2;
+	}
+	if (argc == 1 && (!strcmp(argv[0], "status") || !strcmp(argv[0], "maps")))
+		return watch_run(&wc);
+	if (argc == 2 && !strcmp(argv[0], "map-show")) {
+		if (fm_u64_parse("map id", argv[1], 0, UINT64_MAX, &wc.map_id)) {
+			fprintf(stderr, "flashmeta --watch: %s\n", fm_errormsg());
+			return 2;
+		}
+		wc.one_map = true;
+		return watch_run(&wc);
+	}
+	fprintf(stderr, "flashmeta --watch: only admin status, maps or map-show ID\n");
+	return 2;
 }
 
 static int admin(const char *path, int argc, char **argv)
@@ -388,6 +433,7 @@ int main(int argc, char **argv)
 		{ "control", required_argument, NULL, 'C' },
 		{ "hold", required_argument, NULL, 'H' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "watch", optional_argument, NULL, 'w' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -399,10 +445,11 @@ int main(int argc, char **argv)
 	uint32_t id = 1;
 	int c, rc = 0, klen, nargs;
 	uint64_t map = 0, grain = 0, hold_s = 0, v;
+	unsigned watch_s = 0; /* 0: no --watch */
 	bool hold = false;
 
 	/* '+': options end at COMMAND, so "admin map-show -5" reaches the owner */
-	while ((c = getopt_long(argc, argv, "+t:a:i:k:C:H:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+t:a:i:k:C:H:w::h", opts, NULL)) != -1) {
 		switch (c) {
 		case 't': provider = optarg; break;
 		case 'a': addr = optarg; break;
@@ -419,6 +466,17 @@ int main(int argc, char **argv)
 			hold = true;
 			break;
 		case 'j': g_json = true; break;
+		case 'w':
+			/* --watch=S (-wS): an optional argument is only ever
+			 * attached; "--watch 5" leaves 5 to be the COMMAND */
+			if (!optarg) {
+				watch_s = 1;
+				break;
+			}
+			if (arg_u64("--watch", optarg, 1, WATCH_INTERVAL_MAX, &v))
+				return 2;
+			watch_s = (unsigned)v;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -428,6 +486,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	cmd = argv[optind++];
+	if (watch_s && strcmp(cmd, "admin")) {
+		fprintf(stderr, "flashmeta --watch: only admin status, maps or map-show ID\n");
+		return 2;
+	}
+	if (!strcmp(cmd, "admin") && watch_s)
+		return admin_watch(control, watch_s, argc - optind, argv + optind);
 	if (!strcmp(cmd, "admin"))
 		return admin(control, argc - optind, argv + optind);
 	if (!strcmp(cmd, "join")) {

@@ -3,11 +3,21 @@
  * fm_engine_copy_start) on reference file volumes fenced through the
  * owner's table.
  *
- * Usage: test_bgcopy SCENARIO --owner PATH [--provider shm|verbs --addr A];
- * scenarios `kill` (below) and `rate`: one copier, no foreground I/O, at
- * a rate of 512 KiB/s half the volume takes about a second (the pace of
- * the copier and of the owner); map-rate 150 midway finishes the rest at
- * once; the target equals the source.
+ * Usage: test_bgcopy SCENARIO --owner PATH [--cli PATH] [--provider
+ * shm|verbs --addr A]; scenarios `kill` (below) and `rate`: one copier, no
+ * foreground I/O, at a rate of 512 KiB/s half the volume takes about a
+ * second (the pace of the copier and of the owner); map-rate 150 midway
+ * finishes the rest at once; the target equals the source.
+ *
+ * `watch` (--cli: the flashmeta program): one copier at 256 KiB/s (about
+ * four seconds for the volume) while `flashmeta --watch admin map-show`
+ * runs with stdout a pipe, once as text and once --json: one update a
+ * second whose split-pct never falls, seen between 0 and 100 exclusive at
+ * least once, the last update at 100 and idle_or_copied, then "end reason
+ * idle_or_copied", exit 0.  A watched mapping deleted or stopped ends its
+ * watch the same way (reasons deleted, stopped).  Then `--watch admin
+ * status`: SIGINT ends it with exit 0 ("end reason interrupted"), and an
+ * owner killed under another ends it with exit 1.
  *
  * `kill`:
  *   A  two clients write the source (PREPARED: no copy-on-write)
@@ -46,6 +56,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "flashmeta/agent.h"
@@ -537,10 +548,13 @@ static int sc_kill(struct svc *s)
 
 /* ------------------------------------------------------------- rate */
 
-/* one copier and nothing else, until 'Q' */
+/* one copier and nothing else, until 'Q'; arg: the rate it must have
+ * learnt by then (NULL: 150) */
 static int lone_copier(struct svc *s, int idx, int rfd, int wfd, void *arg)
 {
-	struct fm_engine_copy_cfg cc = { .batch_grains = 64, .piece_grains = 4 };
+	uint32_t want_rate = arg ? *(uint32_t *)arg : 150;
+
+	struct fm_engine_copy_cfg cc = { .batch_grains = 64, .piece_grains = 16 };
 	struct fm_engine_copy_stats st;
 	struct fm_agent *a;
 	struct vols v;
@@ -548,7 +562,6 @@ static int lone_copier(struct svc *s, int idx, int rfd, int wfd, void *arg)
 
 	(void)idx;
 	(void)wfd;
-	(void)arg;
 	me = 1;
 	snprintf(p, sizeof(p), "%s/copies.log", s->dir);
 	logfd = open(p, O_WRONLY | O_APPEND | O_CREAT, 0644);
@@ -563,7 +576,7 @@ static int lone_copier(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	fprintf(stderr, "copier: %" PRIu64 " grains copied, %" PRIu64 " skipped, %" PRIu64
 		" pieces, %" PRIu64 " batches, rate %u\n", st.grains_copied, st.grains_skipped,
 		st.pieces, st.batches, st.rate);
-	CHECK(st.grains_copied == GRAINS && st.grains_skipped == 0 && st.rate == 150);
+	CHECK(st.grains_copied == GRAINS && st.grains_skipped == 0 && st.rate == want_rate);
 	CHECK(fm_engine_copy_stop(v.e) == 0);
 	CHECK(fm_engine_copy_stop(v.e) == -EALREADY);
 	vols_close(&v);
@@ -618,19 +631,239 @@ static int sc_rate(struct svc *s)
 	return 0;
 }
 
+/* ------------------------------------------------------------ watch */
+
+static const char *cli_bin; /* --cli */
+
+/* flashmeta -C CTL --watch [--json] admin WORDS... with stdout a pipe
+ * (*out: read it to EOF), stderr inherited */
+static pid_t cli_watch(struct svc *s, bool json, const char *w1, const char *w2, int *out)
+{
+	int p[2];
+	pid_t pid;
+
+	if (pipe(p))
+		DIE("pipe: %s", strerror(errno));
+	pid = fork();
+	if (pid < 0)
+		DIE("fork: %s", strerror(errno));
+	if (pid == 0) {
+		dup2(p[1], STDOUT_FILENO);
+		close(p[0]);
+		close(p[1]);
+		char *av[] = { (char *)cli_bin, "-C", s->ctl, "--watch=1", "--json", "admin",
+			       (char *)w1, (char *)w2, NULL };
+
+		if (!json) /* no --json: the words move up over it */
+			memmove(&av[4], &av[5], sizeof(av) - 5 * sizeof(av[0]));
+		execv(cli_bin, av);
+		_exit(127);
+	}
+	close(p[1]);
+	*out = p[0];
+	return pid;
+}
+
+/* everything the program writes until it closes its stdout */
+static char *slurp(int fd)
+{
+	size_t used = 0, cap = 4096;
+	char *b = malloc(cap);
+	ssize_t n;
+
+	while (b && (n = read(fd, b + used, cap - 1 - used)) > 0) {
+		used += (size_t)n;
+		if (cap - 1 - used < 1024)
+			b = realloc(b, cap *= 2);
+	}
+	if (!b)
+		DIE("slurp: out of memory");
+	b[used] = 0;
+	close(fd);
+	return b;
+}
+
+static int exit_of(pid_t pid)
+{
+	int st;
+
+	if (waitpid(pid, &st, 0) != pid)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* a number in a record line (text) or object (--json: "key": N) */
+static long rec_num(const char *line, const char *key, bool json)
+{
+	char want[64];
+	const char *p;
+
+	snprintf(want, sizeof(want), json ? "\"%s\": " : " %s ", key);
+	p = strstr(line, want);
+	return p ? strtol(p + strlen(want), NULL, 10) : -100;
+}
+
+static bool starts(const char *s, const char *prefix)
+{
+	return !strncmp(s, prefix, strlen(prefix));
+}
+
+/* one watch's output: the updates of map 1, percent never falling, seen
+ * mid-way, ending at 100 idle_or_copied and "end reason idle_or_copied" */
+static int check_watch(const char *out, bool json)
+{
+	const char *l = out, *last = NULL, *end_line = NULL;
+	long prev = -1, updates = 0, mid = 0;
+	char state[64];
+
+	for (; *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : l + strlen(l)) {
+		bool is_end = starts(l, json ? "{\"records\": [{\"record\": \"end\"" : "end ");
+		bool is_upd = starts(l, json ? "{\"records\": [{\"record\": \"watch\"" : "progress ");
+		long pct;
+
+		if (is_end) {
+			end_line = l;
+			continue;
+		}
+		CHECK(is_upd && !end_line); /* nothing else, nothing after the end */
+		pct = rec_num(l, "split-pct", json);
+		CHECK(pct >= 0 && pct <= 100);
+		if (pct < prev)
+			fprintf(stderr, "watch: split-pct %ld after %ld\n", pct, prev);
+		CHECK(pct >= prev);
+		CHECK(rec_num(l, "update", json) == updates + 1);
+		CHECK(rec_num(l, "map", json) == MAP);
+		CHECK(rec_num(l, "grains", json) == GRAINS);
+		mid += pct > 0 && pct < 100;
+		prev = pct;
+		last = l;
+		updates++;
+	}
+	fprintf(stderr, "watch%s: %ld updates, %ld mid-way, last split-pct %ld\n",
+		json ? " --json" : "", updates, mid, prev);
+	CHECK(last && end_line);
+	CHECK(mid >= 1 && prev == 100);
+	snprintf(state, sizeof(state), json ? "\"state\": \"idle_or_copied\"" :
+		 " state idle_or_copied ");
+	CHECK(strstr(last, state) && strstr(last, state) < strchr(last, '\n'));
+	CHECK(starts(end_line, json ? "{\"records\": [{\"record\": \"end\", \"reason\": "
+				      "\"idle_or_copied\", \"map\": 1, \"updates\": "
+				    : "end reason idle_or_copied map 1 updates "));
+	CHECK(rec_num(end_line, "updates", json) == updates);
+	return 0;
+}
+
+/* the lines of out that start with prefix */
+static long lines_of(const char *out, const char *prefix)
+{
+	long n = 0;
+
+	for (const char *l = out; *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : l + strlen(l))
+		n += starts(l, prefix);
+	return n;
+}
+
+static int sc_watch(struct svc *s)
+{
+	uint32_t rate = 15; /* 256 KiB/s: the 1 MiB volume in about 4 s */
+	char out[4096], *text, *json, *o;
+	int fd_text, fd_json, fd, rc;
+	pid_t w_text, w_json, w;
+
+	if (!cli_bin)
+		DIE("watch: --cli PATH (the flashmeta program) is required");
+	svc_owner_start(s);
+	make_vols(s);
+	CHECK(svc_ctl(s, out, sizeof(out), "map-create %d 1 2 %" PRIu64 " %u", MAP, VOL,
+		      GRAIN) == 0);
+	CHECK(svc_ctl(s, out, sizeof(out), "map-prepare %d", MAP) == 0);
+	CHECK(svc_ctl(s, out, sizeof(out), "map-start %d", MAP) == 0);
+	child_start(s, &c[0], 0, lone_copier, &rate);
+	/* both watchers see the mapping COPYING at rate 0 first */
+	w_text = cli_watch(s, false, "map-show", "1", &fd_text);
+	w_json = cli_watch(s, true, "map-show", "1", &fd_json);
+	usleep(300000);
+	CHECK(svc_ctl(s, out, sizeof(out), "map-rate %d %u", MAP, rate) == 0);
+	text = slurp(fd_text);
+	json = slurp(fd_json);
+	rc = exit_of(w_text);
+	CHECK(rc == 0);
+	rc = exit_of(w_json);
+	CHECK(rc == 0);
+	fprintf(stderr, "--- flashmeta --watch admin map-show 1\n%s---\n", text);
+	CHECK(check_watch(text, false) == 0);
+	CHECK(check_watch(json, true) == 0);
+	free(text);
+	free(json);
+	CHECK(svc_ctl(s, out, sizeof(out), "map-show %d", MAP) == 0);
+	CHECK(strstr(out, " state idle_or_copied ") != NULL);
+	sig_send(c[0].to[1], 'Q');
+	rc = child_wait(&c[0], 20000);
+	c[0].pid = 0;
+	CHECK(rc == 0);
+
+	/* map-show of a mapping deleted (force: it is prepared) or stopped
+	 * under the watch: exit 0, said so */
+	CHECK(svc_ctl(s, out, sizeof(out), "map-create 2 3 4 %" PRIu64 " %u", VOL, GRAIN) == 0);
+	CHECK(svc_ctl(s, out, sizeof(out), "map-prepare 2") == 0);
+	CHECK(svc_ctl(s, out, sizeof(out), "map-create 3 5 6 %" PRIu64 " %u", VOL, GRAIN) == 0);
+	CHECK(svc_ctl(s, out, sizeof(out), "map-prepare 3") == 0);
+	CHECK(svc_ctl(s, out, sizeof(out), "map-start 3") == 0);
+	w_text = cli_watch(s, false, "map-show", "2", &fd_text);
+	w_json = cli_watch(s, false, "map-show", "3", &fd_json);
+	usleep(1500000);
+	CHECK(svc_ctl(s, out, sizeof(out), "map-delete 2 force") == 0);
+	CHECK(svc_ctl(s, out, sizeof(out), "map-stop 3") == 0);
+	text = slurp(fd_text);
+	json = slurp(fd_json);
+	CHECK(exit_of(w_text) == 0);
+	CHECK(exit_of(w_json) == 0);
+	CHECK(strstr(text, "progress update 2 elapsed-ms ") && strstr(text, " state prepared "));
+	CHECK(strstr(text, "\nend reason deleted map 2 updates ") != NULL);
+	CHECK(strstr(json, " state copying ") && strstr(json, " state stopped "));
+	CHECK(strstr(json, "\nend reason stopped map 3 updates ") != NULL);
+	CHECK(rec_num(strstr(text, "\nend "), "updates", false) == lines_of(text, "progress "));
+	free(text);
+	free(json);
+
+	/* status until Ctrl-C: exit 0, said so */
+	w = cli_watch(s, false, "status", NULL, &fd);
+	usleep(1500000);
+	kill(w, SIGINT);
+	o = slurp(fd);
+	CHECK(exit_of(w) == 0);
+	CHECK(strstr(o, "progress update 2 ") != NULL);
+	CHECK(strstr(o, "\nend reason interrupted updates ") != NULL);
+	free(o);
+	/* the owner gone under a watch: exit 1 */
+	w = cli_watch(s, false, "status", NULL, &fd);
+	usleep(1500000);
+	svc_owner_kill(s, SIGKILL);
+	o = slurp(fd);
+	CHECK(exit_of(w) == 1);
+	CHECK(strstr(o, "progress update 1 ") != NULL && !strstr(o, "end reason"));
+	free(o);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct svc s;
 	uint64_t t0 = mono_ms();
 	int rc;
 
-	if (argc < 2 || (strcmp(argv[1], "kill") && strcmp(argv[1], "rate"))) {
-		fprintf(stderr, "usage: test_bgcopy kill|rate --owner PATH [--provider P "
-			"--addr A]\n");
+	if (argc < 2 || (strcmp(argv[1], "kill") && strcmp(argv[1], "rate") &&
+			 strcmp(argv[1], "watch"))) {
+		fprintf(stderr, "usage: test_bgcopy kill|rate|watch --owner PATH [--cli PATH] "
+			"[--provider P --addr A]\n");
 		return 2;
 	}
+	for (int i = 2; i + 1 < argc; i++)
+		if (!strcmp(argv[i], "--cli"))
+			cli_bin = argv[i + 1];
 	svc_init(&s, argc, argv, argv[1]);
-	rc = strcmp(argv[1], "kill") ? sc_rate(&s) : sc_kill(&s);
+	rc = !strcmp(argv[1], "kill") ? sc_kill(&s) : !strcmp(argv[1], "rate") ? sc_rate(&s)
+										 : sc_watch(&s);
 	for (int i = 0; i < 3; i++)
 		if (c[i].pid > 0) { /* a check failed with it running */
 			kill(c[i].pid, SIGKILL);
