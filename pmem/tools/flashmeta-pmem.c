@@ -39,13 +39,15 @@ static void usage(FILE *out)
 	fprintf(out,
 "usage: flashmeta-pmem COMMAND POOL [options]\n"
 "\n"
-"  create POOL [--mappings N] [--max-grains G]   new pool, format 1.1\n"
+"  create POOL [--mappings N] [--max-grains G]   new pool, format 1.2\n"
 "                              (N in 1..65536, default 64; G in 1..2^46,\n"
 "                              default 16777216)\n"
 "  check POOL                  validate read-only (works on a pool in use)\n"
 "  dump POOL [--json] [--runs N]   mappings, states, generations, split\n"
-"                              counts, the first N runs of split grains\n"
-"                              (default 16) and the owner record; read-only\n"
+"                              counts, consistency group and flags\n"
+"                              (autodelete, group start pending), the first\n"
+"                              N runs of split grains (default 16) and the\n"
+"                              owner record; read-only\n"
 "  repair POOL                 complete a pending logged operation (what open\n"
 "                              would do anyway); refuses anything else\n"
 "  map-create POOL --id ID --source V --target V --size BYTES [--grain BYTES]\n"
@@ -371,9 +373,9 @@ static int cmd_dump(const char *path, int json, uint64_t max_runs)
 			       r.c.owner.hold_ms, r.c.owner.seq, copy_name(r.c.owner_copy));
 		else
 			printf("owner: unknown (format 1.0 pool: no owner record)\n");
-		printf("%5s %20s %10s %10s %14s %8s %-14s %6s %12s %8s\n", "slot", "id",
+		printf("%5s %20s %10s %10s %14s %8s %-14s %6s %12s %8s %10s %s\n", "slot", "id",
 		       "source", "target", "volume[B]", "grain[B]", "state", "gen",
-		       "split", "runs");
+		       "split", "runs", "group", "flags");
 	}
 	for (uint32_t i = 0; i < r.c.sb.slot_count; i++) {
 		struct fm_slot_media sm;
@@ -407,14 +409,21 @@ static int cmd_dump(const char *path, int json, uint64_t max_runs)
 			       fm_geom_grain_size(&s.m.geom), gc);
 			json_str(fm_map_state_name(s.m.state));
 			printf(",\"generation\":%" PRIu64 ",\"copy_rate\":%" PRIu32
+			       ",\"autodelete\":%s,\"group\":%" PRIu64 ",\"group_start_pending\":%s"
 			       ",\"split\":%" PRIu64 ",\"run_count\":%" PRIu64 ",\"runs\":[",
-			       s.m.generation, s.m.copy_rate, split, runs);
+			       s.m.generation, s.m.copy_rate,
+			       (s.flags & FM_SLOT_AUTODELETE) ? "true" : "false", s.group,
+			       (s.flags & FM_SLOT_GROUP_PENDING) ? "true" : "false", split, runs);
 		} else {
+			/* flags: autodelete, group start pending (open completes it) */
 			printf("%5" PRIu32 " %20" PRIu64 " %10" PRIu64 " %10" PRIu64 " %14"
 			       PRIu64 " %8" PRIu64 " %-14s %6" PRIu64 " %12" PRIu64 " %8"
-			       PRIu64 "\n", i, s.m.id, s.m.source_vol, s.m.target_vol,
-			       s.m.geom.volume_size, fm_geom_grain_size(&s.m.geom),
-			       fm_map_state_name(s.m.state), s.m.generation, split, runs);
+			       PRIu64 " %10" PRIu64 " %s%s%s\n", i, s.m.id, s.m.source_vol,
+			       s.m.target_vol, s.m.geom.volume_size, fm_geom_grain_size(&s.m.geom),
+			       fm_map_state_name(s.m.state), s.m.generation, split, runs, s.group,
+			       (s.flags & FM_SLOT_FLAGS_EXT) ? "" : "-",
+			       (s.flags & FM_SLOT_AUTODELETE) ? "autodelete " : "",
+			       (s.flags & FM_SLOT_GROUP_PENDING) ? "group-start-pending" : "");
 		}
 		first = 0;
 		uint64_t shown = 0;
