@@ -105,6 +105,7 @@ int fm_ownerd_run(struct fm_ownerd *d)
 			(void)!read(d->timer_fd, &cnt, sizeof(cnt));
 			(void)fm_owner_tick(d->o, od_now_ms());
 			od_maps_pend_tick(d, od_now_ms());
+			od_groups_tick(d, od_now_ms());
 			od_maps_copy_check(d);
 			od_drain_actions(d);
 			od_ctl_tick(d, od_now_ms());

@@ -736,7 +736,8 @@ static void control__commands__strict(void **state)
 		{ "map-create 1 10 20 1048576 4096 9\n", "error EINVAL: usage: map-create" },
 		{ "map-create -1 10 20 1048576\n", "error EINVAL: map id '-1'" },
 		{ "map-create 1 10 20 1048576 2147483648\n", "error ERANGE: grain 2147483648" },
-		{ "map-create 1 10 20 1 2 3 4 5 6 7 8\n", "error E2BIG: more than 8 words" },
+		{ "map-create 1 10 20 1 2 3\n", "error EINVAL: usage: map-create" },
+		{ "map-create 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34\n", "error E2BIG: more than 34 words" },
 		{ "map-stop 1\n", "error ENOENT: map 1 unknown" },
 		{ "map-rate 1\n", "error EINVAL: usage: map-rate ID RATE" },
 		{ "map-rate 1 151\n", "error ERANGE: copy rate 151: not in 0..150" },
@@ -1286,18 +1287,19 @@ static void control__autodelete__deleted_when_copy_completes(void **state)
 			 0);
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 2\n"), 0);
 	assert_non_null(strstr(out, " grain 65536 ")); /* GRAIN may be left out */
-	assert_non_null(strstr(out, " autodelete 1\n"));
+	assert_non_null(strstr(out, " autodelete 1 group 0\n"));
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-create 3 50 60 16384 4096\n"), 0);
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 3\n"), 0);
-	assert_non_null(strstr(out, " autodelete 0\n"));
+	assert_non_null(strstr(out, " autodelete 0 group 0\n"));
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-autodelete 2 off\n"), 0);
-	assert_non_null(strstr(out, " autodelete 0\n"));
+	assert_non_null(strstr(out, " autodelete 0 group 0\n"));
+
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-autodelete 2 yes\n"), -EREMOTEIO);
 	assert_non_null(strstr(out, "error EINVAL: usage: map-autodelete ID on|off"));
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-autodelete 9 on\n"), -EREMOTEIO);
 	assert_non_null(strstr(out, "error ENOENT: map 9 unknown"));
 	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "map-autodelete", "2", "on", NULL), 0);
-	assert_true(log_has(" autodelete 1\n"));
+	assert_true(log_has(" autodelete 1 group 0\n"));
 	for (int m = 1; m <= 3; m += 2) {
 		snprintf(out, sizeof(out), "map-prepare %d\n", m);
 		assert_int_equal(ctl(o.ctl, NULL, 0, out), 0);
@@ -1320,6 +1322,13 @@ static void control__autodelete__deleted_when_copy_completes(void **state)
 	} while (!strstr(out, "idle_or_copied") && now_ms() < end && !usleep(20000));
 	assert_non_null(strstr(out, "state idle_or_copied"));
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 2\n"), 0); /* never started */
+	/* kept in the pool (format 1.2): an owner restart keeps it */
+	owner_stop(&o);
+	owner_start(&o, NULL, NULL);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 2\n"), 0);
+	assert_non_null(strstr(out, " autodelete 1 group 0\n"));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 3\n"), 0);
+	assert_non_null(strstr(out, " autodelete 0 group 0\n"));
 	owner_stop(&o);
 }
 
