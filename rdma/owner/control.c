@@ -18,7 +18,14 @@
  * asked for (nobody is answered), then COPY_COMPLETE makes it
  * idle_or_copied in the store, then the new descriptor is granted: no
  * client plans copy-on-write for it after it released the old one.  A
- * mapping marked autodelete is deleted there instead of granted.
+ * mapping marked autodelete is deleted there instead of granted.  The
+ * flag is the pool slot's (format 1.2: map-create ... autodelete writes it
+ * in the create's own logged step, map-autodelete as a slot image); a
+ * 1.1/1.0 pool has no room for it and the owner keeps it in DRAM only.
+ *
+ * Consistency groups (group-*) have their own file, groups.c: every
+ * member revoked together, one crash-atomic trigger for all.  A member's
+ * own map-prepare/start/restart/stop is refused here (od_group_refuse).
  *
  * Delete (map-delete ID [force]), in this order:
  *   1. fm_owner_map_revoke(REMOVE): every client drops the mapping;
