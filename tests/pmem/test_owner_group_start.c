@@ -1,7 +1,7 @@
 /* test_owner_group_start.c -- the owner daemon meets a pool left by an
  * owner killed between two members' STARTs of a group start.
  *
- *   it_owner_group_start --owner PATH
+ *   it_owner_group_start --owner PATH --tool PATH-OF-flashmeta-pmem
  *
  * test_pmem_group shows that the store's group start, cut off before any
  * of its drains, leaves only states its open completes.  This is the
@@ -13,6 +13,8 @@
  * started on it: before it answers anything, both members must be COPYING
  * at generation 1 (the store's open completed the start before the owner
  * served anyone), and the pool must hold no pending flag afterwards.
+ * Before the owner, `flashmeta-pmem check` must call the pool pending
+ * (exit 1, naming the group) and `dump` show the flag.
  * Without the completion the owner would serve map 2 at its old image.
  */
 #include <errno.h>
@@ -22,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "flashmeta/error.h"
@@ -75,6 +78,27 @@ static int cut_after_lead(struct svc *s, uint32_t slot)
 	return 0;
 }
 
+static const char *g_tool;
+
+/* `flashmeta-pmem ARGS POOL` into out; its exit status */
+static int tool(struct svc *s, const char *cmd, char *out, size_t cap)
+{
+	char line[1200], path[400];
+	FILE *f;
+	size_t n;
+	int st;
+
+	snprintf(path, sizeof(path), "%s/tool.out", s->dir);
+	snprintf(line, sizeof(line), "'%s' %s '%s' >'%s' 2>&1", g_tool, cmd, s->pool, path);
+	st = system(line);
+	f = fopen(path, "r");
+	n = f ? fread(out, 1, cap - 1, f) : 0;
+	out[n] = '\0';
+	if (f)
+		fclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 static int run(struct svc *s)
 {
 	struct fm_store *st;
@@ -85,6 +109,11 @@ static int run(struct svc *s)
 
 	CHECK(make_pool(s, &lead) == 0);
 	CHECK(cut_after_lead(s, lead) == 0);
+	CHECK(tool(s, "check", out, sizeof(out)) == 1);
+	fprintf(stderr, "%s", out);
+	CHECK(strstr(out, "pending: group start of group 5 (lead slot "));
+	CHECK(tool(s, "dump", out, sizeof(out)) == 0);
+	CHECK(strstr(out, " 5 group-start-pending\n"));
 	svc_owner_start(s);
 	CHECK(svc_ctl(s, out, sizeof(out), "group-show 5") == 0);
 	fprintf(stderr, "%s", out);
@@ -108,6 +137,13 @@ int main(int argc, char **argv)
 	struct svc s;
 	int rc;
 
+	for (int i = 1; i + 1 < argc; i++)
+		if (!strcmp(argv[i], "--tool"))
+			g_tool = argv[i + 1];
+	if (!g_tool) {
+		fprintf(stderr, "usage: it_owner_group_start --owner PATH --tool PATH\n");
+		return 2;
+	}
 	svc_init(&s, argc, argv, "group-start");
 	rc = run(&s);
 	rc |= svc_fini(&s);
