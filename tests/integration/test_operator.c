@@ -3,7 +3,7 @@
  * as config or key files, malformed config files, numbers that do not fit,
  * malformed control lines, and the mapping lifecycle's edges: deleting
  * (forced or not), autodelete, a transition a client does not answer, the
- * limits between mappings.  Each case runs flashmeta-owner and
+ * limits between mappings, consistency groups through the CLI.  Each case runs flashmeta-owner and
  * flashmeta (fork + exec) in a directory of its own, and checks three
  * things: the program refuses with a clear message (or exits at all: a
  * hang is a failure after a few seconds, not a stuck test), nothing it was
@@ -1382,6 +1382,44 @@ static void control__transition_timeout__names_client_changes_nothing(void **sta
 }
 
 /* the limits between mappings, and of the pool, each with its own error */
+/* consistency groups through the CLI (`flashmeta admin group-*`): every
+ * step's exit status and words, the refusals on stderr with exit 1, the
+ * JSON form; test_groups has every state through the socket */
+static void cli__groups__lifecycle_and_refusals(void **state)
+{
+	struct owner o;
+
+	(void)state;
+	fresh("cli-groups");
+	owner_paths(&o, "pool", "ctl");
+	owner_start(&o, NULL, NULL);
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "map-create", "1", "10", "20",
+			     "1048576", NULL), 0);
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "map-create", "2", "11", "21",
+			     "1048576", NULL), 0);
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "group-create", "7", "1", "2", NULL), 0);
+	assert_true(log_has("group 7 members 2 maps 1,2 states idle_or_copied,idle_or_copied "
+			    "operation -\nok\n"));
+	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "admin", "group-start", "7", NULL), 1);
+	assert_non_null(strstr(slurp(at("err")), "error EPERM: group 7: map 1 is idle_or_copied;"
+			       " group-start needs every member prepared: nothing done"));
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "group-prepare", "7", NULL), 0);
+	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "admin", "map-start", "1", NULL), 1);
+	assert_non_null(strstr(slurp(at("err")), "error EBUSY: map 1 is in consistency group 7"));
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "group-start", "7", NULL), 0);
+	assert_true(log_has("states copying,copying operation -\n"));
+	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "--json", "admin", "group-show", NULL),
+			 0);
+	assert_string_equal(slurp(at("out")), "{\"records\": [{\"record\": \"group\", "
+			    "\"group\": 7, \"members\": 2, \"maps\": \"1,2\", \"states\": "
+			    "\"copying,copying\", \"operation\": \"-\"}], \"ok\": true}\n");
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "group-stop", "7", NULL), 0);
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "group-delete", "7", NULL), 0);
+	assert_true(log_has("deleted group 7 members 2\nok\n"));
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "map-delete", "1", NULL), 0);
+	owner_stop(&o);
+}
+
 static void control__limits__clean_errors(void **state)
 {
 	static const struct {
@@ -1492,6 +1530,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(control__transition_timeout__names_client_changes_nothing,
 					  reap),
 		cmocka_unit_test_teardown(control__limits__clean_errors, reap),
+		cmocka_unit_test_teardown(cli__groups__lifecycle_and_refusals, reap),
 	};
 
 	g_owner = getenv("FM_OWNER_BIN");
