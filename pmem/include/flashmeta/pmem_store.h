@@ -173,8 +173,10 @@ int fm_store_create(struct fm_store **out, const char *path,
 /*
  * fm_store_open -- open an existing pool, take its exclusive lock (held
  * until fm_store_close), validate it and complete any operation a crash
- * interrupted (see fm_pool_check order in the docs and `flashmeta-pmem
- * check`).  cfg may be NULL (view AUTO); its sizes are ignored.  Returns 0
+ * interrupted -- the logged one, then a group start whose commit point
+ * was durable (fm_store_group_start; counted in stats.recovered_groups)
+ * -- before the handle is returned (see fm_pool_check order in the docs
+ * and `flashmeta-pmem check`).  cfg may be NULL (view AUTO); its sizes are ignored.  Returns 0
  * and *out, or, in this order:
  *   -ENOENT/-EACCES...  the file cannot be opened or mapped
  *   -EISDIR, -ENODEV    a directory, or neither a regular file nor a
