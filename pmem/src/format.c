@@ -85,6 +85,7 @@ void fm_slot_encode(struct fm_slot_media *out, const struct fm_slot *s)
 	fm_le32_put(&out->state, (uint32_t)s->m.state);
 	fm_le32_put(&out->copy_rate, s->m.copy_rate);
 	fm_le32_put(&out->flags, s->flags);
+	fm_le64_put(&out->group, s->group);
 	fm_le32_put(&out->checksum, fm_slot_checksum(out));
 }
 
@@ -95,6 +96,7 @@ void fm_slot_decode(struct fm_slot *out, const struct fm_slot_media *in)
 
 	memset(out, 0, sizeof(*out));
 	out->flags = fm_le32_get(&in->flags);
+	out->group = fm_le64_get(&in->group);
 	out->m.id = fm_le64_get(&in->id);
 	out->m.source_vol = fm_le64_get(&in->source_vol);
 	out->m.target_vol = fm_le64_get(&in->target_vol);
@@ -250,7 +252,7 @@ int fm_layout_compute(struct fm_sb *sb, uint32_t slot_count, uint64_t max_grains
 	memset(sb, 0, sizeof(*sb));
 	sb->major = FM_POOL_MAJOR;
 	sb->minor = FM_POOL_MINOR;
-	sb->incompat = FM_POOL_INCOMPAT_1_1;
+	sb->incompat = FM_POOL_INCOMPAT_1_2;
 	sb->seq = 1;
 	sb->pool_size = size;
 	sb->log_off = FM_LOG_OFF;
@@ -269,10 +271,20 @@ int fm_slot_validate(const struct fm_sb *sb, uint32_t idx, const struct fm_slot 
 {
 	const struct fm_mapping *m = &s->m;
 	uint64_t want_off = sb->bitmap_off + (uint64_t)idx * sb->bitmap_stride;
+	uint32_t known = FM_SLOT_IN_USE;
 
-	if (s->flags != FM_SLOT_IN_USE)
-		return fm_err(-EDOM, "slot %" PRIu32 ": flags 0x%" PRIx32 " unknown",
-			      idx, s->flags);
+	if (sb->incompat & FM_POOL_INCOMPAT_SLOT_EXT)
+		known |= FM_SLOT_FLAGS_EXT;
+	if (!(s->flags & FM_SLOT_IN_USE) || (s->flags & ~known))
+		return fm_err(-EDOM, "slot %" PRIu32 ": flags 0x%" PRIx32 " unknown%s",
+			      idx, s->flags, (sb->incompat & FM_POOL_INCOMPAT_SLOT_EXT) ? "" :
+			      " (a 1.0/1.1 pool knows only in-use)");
+	if (s->group && !(sb->incompat & FM_POOL_INCOMPAT_SLOT_EXT))
+		return fm_err(-EDOM, "slot %" PRIu32 ": reserved bytes not zero (a group id"
+			      " in a pool without slot extensions)", idx);
+	if ((s->flags & FM_SLOT_GROUP_PENDING) && !s->group)
+		return fm_err(-EDOM, "slot %" PRIu32 ": group start pending without a group",
+			      idx);
 	if ((unsigned)m->state >= FM_MAP_STATE_COUNT)
 		return fm_err(-EDOM, "slot %" PRIu32 ": state %u out of range",
 			      idx, (unsigned)m->state);

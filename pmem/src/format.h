@@ -8,7 +8,7 @@
  *   sb.table_off        mapping table   slot_count slots of 128 bytes
  *   sb.bitmap_off       split bitmaps   slot_count * bitmap_stride bytes
  *
- * The log block, by byte offset (format 1.1 with every feature; a 1.0 pool
+ * The log block, by byte offset (format 1.1/1.2 with every feature; a 1.0 pool
  * -- incompat 0 -- uses only bytes [0, 256) and the rest is zero):
  *
  *   [0, 8)      applied word: the seq of the last applied log record, one
@@ -85,21 +85,37 @@ static inline void fm_le32_put(fm_le32 *v, uint32_t x)
 
 #define FM_POOL_SIGNATURE "FMPOOL\0\1" /* 8 bytes, the last two binary */
 #define FM_POOL_MAJOR 1u
-#define FM_POOL_MINOR 1u
+#define FM_POOL_MINOR 2u
 /*
  * Feature bits.  An unknown incompat bit refuses the open; unknown compat
  * bits are ignored.  1.0 defines none; 1.1 adds three incompat bits, each
  * of which a 1.0 binary would misread (so it must refuse the pool), and
  * creates pools with all of them.  A pool without them (1.0) is still
  * read and written the 1.0 way.
+ *
+ * 1.2 adds SLOT_EXT (incompat): a slot may carry the flags AUTODELETE and
+ * GROUP_PENDING and a consistency group id (struct fm_slot_media).  It is
+ * incompat, not compat, because ignoring it is unsafe: a binary that does
+ * not know GROUP_PENDING would serve a half-started group (one member at
+ * the trigger, another still at its old image) where this one completes
+ * the start first (store.c, group start).  A 1.1 binary refuses such a
+ * pool at the superblock ("unknown incompat features 0x8") before it reads
+ * a slot, instead of failing later on a slot's "unknown flags".  Pools
+ * made by 1.1 (incompat 0x7) or 1.0 are opened as they are and never
+ * upgraded in place (the superblock is written once, at create, and a
+ * torn rewrite would lose the pool): in them a slot's flags stay IN_USE
+ * and its group 0, and the operations that need more refuse
+ * (-EOPNOTSUPP).
  */
 #define FM_POOL_COMPAT_KNOWN UINT64_C(0)
 #define FM_POOL_INCOMPAT_SEQ_CHECK UINT64_C(0x1) /* applied word self-checking */
 #define FM_POOL_INCOMPAT_LOG_AB UINT64_C(0x2)    /* log records A/B + in-use count */
 #define FM_POOL_INCOMPAT_OWNER UINT64_C(0x4)     /* owner record in the log block */
-#define FM_POOL_INCOMPAT_KNOWN (FM_POOL_INCOMPAT_SEQ_CHECK | \
-				FM_POOL_INCOMPAT_LOG_AB | FM_POOL_INCOMPAT_OWNER)
-#define FM_POOL_INCOMPAT_1_1 FM_POOL_INCOMPAT_KNOWN /* what create writes */
+#define FM_POOL_INCOMPAT_SLOT_EXT UINT64_C(0x8)  /* 1.2: slot flags, group id */
+#define FM_POOL_INCOMPAT_1_1 (FM_POOL_INCOMPAT_SEQ_CHECK | \
+			      FM_POOL_INCOMPAT_LOG_AB | FM_POOL_INCOMPAT_OWNER)
+#define FM_POOL_INCOMPAT_KNOWN (FM_POOL_INCOMPAT_1_1 | FM_POOL_INCOMPAT_SLOT_EXT)
+#define FM_POOL_INCOMPAT_1_2 FM_POOL_INCOMPAT_KNOWN /* what create writes */
 
 #define FM_BLOCK 4096u
 #define FM_SB_OFF 0u
@@ -151,7 +167,24 @@ struct fm_sb {
 
 /* ---- mapping slot -------------------------------------------------- */
 
+/*
+ * Slot flags.  IN_USE is set in every record (a free slot is all zero).
+ * SLOT_EXT pools (1.2) only:
+ *   AUTODELETE     delete the mapping when its copy completes
+ *                  (map-autodelete); set and cleared by a logged slot
+ *                  image like any transition.
+ *   GROUP_PENDING  on the lowest-id member of consistency group `group`
+ *                  only: a group start is committed and not yet complete.
+ *                  Recovery applies START to every member of the group
+ *                  still PREPARED, then clears it (store.c, group start),
+ *                  before the store is handed to anyone.
+ * `group`: the consistency group the mapping belongs to, 0 = none; zero
+ * (reserved) in a pool without SLOT_EXT.
+ */
 #define FM_SLOT_IN_USE 0x1u
+#define FM_SLOT_AUTODELETE 0x2u
+#define FM_SLOT_GROUP_PENDING 0x4u
+#define FM_SLOT_FLAGS_EXT (FM_SLOT_AUTODELETE | FM_SLOT_GROUP_PENDING)
 
 struct fm_slot_media {
 	fm_le64 id;
@@ -164,17 +197,21 @@ struct fm_slot_media {
 	fm_le32 grain_shift;
 	fm_le32 state;       /* enum fm_map_state */
 	fm_le32 copy_rate;
-	fm_le32 flags;       /* FM_SLOT_IN_USE */
-	uint8_t reserved[52];
+	fm_le32 flags;       /* FM_SLOT_* */
+	fm_le64 group;       /* SLOT_EXT: consistency group, 0 none; else 0 */
+	uint8_t reserved[44];
 	fm_le32 checksum;
 };
 static_assert(sizeof(struct fm_slot_media) == FM_SLOT_SIZE, "slot size");
+static_assert(offsetof(struct fm_slot_media, flags) == 68, "slot flags");
+static_assert(offsetof(struct fm_slot_media, group) == 72, "slot group");
 static_assert(offsetof(struct fm_slot_media, generation) == 32, "slot gen");
 static_assert(offsetof(struct fm_slot_media, grain_shift) == 56, "slot shift");
 static_assert(offsetof(struct fm_slot_media, checksum) == 124, "slot checksum");
 
 struct fm_slot {
 	uint32_t flags;
+	uint64_t group;
 	struct fm_mapping m;
 	uint64_t bitmap_off, bitmap_len;
 };
@@ -366,8 +403,10 @@ struct fm_check {
 int fm_pool_check(const void *base, uint64_t len, struct fm_check *c,
 		  uint64_t *ids);
 
-/* Validate one decoded in-use slot against the layout (used by check and by
- * replay).  Returns 0, -EDOM or -ERANGE. */
+/* Validate one decoded in-use slot against the layout and the pool's
+ * features (used by check and by replay): flags other than IN_USE or a
+ * group id need SLOT_EXT; GROUP_PENDING needs a group.  Returns 0, -EDOM
+ * or -ERANGE. */
 int fm_slot_validate(const struct fm_sb *sb, uint32_t idx, const struct fm_slot *s);
 
 #endif /* FM_PMEM_FORMAT_H */

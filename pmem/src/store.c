@@ -733,7 +733,23 @@ int fm_store_split_test(struct fm_store *s, uint64_t id, uint64_t grain)
 
 /* ---- mapping operations -------------------------------------------- */
 
+/* 0 if the pool's slots have room for `what` (SLOT_EXT, format 1.2), else
+ * -EOPNOTSUPP with a message naming the pool's format. */
+static int __ext_supported(const struct fm_store *s, const char *what)
+{
+	if (s->sb.incompat & FM_POOL_INCOMPAT_SLOT_EXT)
+		return 0;
+	return fm_err(-EOPNOTSUPP, "pool format %" PRIu32 ".%" PRIu32 " has no room for %s"
+		      " in its mapping slots (format 1.2 has: a new pool)", s->sb.major,
+		      s->sb.minor, what);
+}
+
 int fm_store_map_create(struct fm_store *s, const struct fm_mapping *m)
+{
+	return fm_store_map_create_opt(s, m, 0);
+}
+
+int fm_store_map_create_opt(struct fm_store *s, const struct fm_mapping *m, uint32_t opt)
 {
 	struct fm_mapping chk;
 	struct fm_slot next;
@@ -753,9 +769,14 @@ int fm_store_map_create(struct fm_store *s, const struct fm_mapping *m)
 		return fm_err(-EINVAL, "mapping %" PRIu64 " must be created %s, not %s",
 			      m->id, fm_map_state_name(FM_MAP_IDLE_OR_COPIED),
 			      fm_map_state_name(m->state));
+	if (opt & ~FM_STORE_CREATE_AUTODELETE)
+		return fm_err(-EINVAL, "mapping %" PRIu64 ": create option 0x%" PRIx32
+			      " unknown", m->id, opt);
 
 	pthread_mutex_lock(&s->lock);
 	__wait_idle(s); /* I6: before anything is read */
+	if ((opt & FM_STORE_CREATE_AUTODELETE) && (ret = __ext_supported(s, "autodelete")))
+		goto out;
 	if (__lookup(s, m->id) >= 0) {
 		ret = fm_err(-EEXIST, "mapping %" PRIu64 " exists", m->id);
 		goto out;
@@ -781,7 +802,8 @@ int fm_store_map_create(struct fm_store *s, const struct fm_mapping *m)
 	if (ret < 0)
 		goto out;
 	memset(&next, 0, sizeof(next));
-	next.flags = FM_SLOT_IN_USE;
+	next.flags = FM_SLOT_IN_USE |
+		     ((opt & FM_STORE_CREATE_AUTODELETE) ? FM_SLOT_AUTODELETE : 0);
 	next.m = *m;
 	next.bitmap_off = bitmap_off(s, free_slot);
 	next.bitmap_len = fm_bitmap_len(m->geom.grain_count);
@@ -914,6 +936,207 @@ out:
 	return ret;
 }
 
+int fm_store_map_set_autodelete(struct fm_store *s, uint64_t id, bool on)
+{
+	struct fm_slot next;
+	int64_t i;
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	__wait_idle(s); /* I4, I6: before anything is read */
+	i = __lookup(s, id);
+	if (i < 0) {
+		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
+		goto out;
+	}
+	if ((ret = __ext_supported(s, "autodelete")))
+		goto out;
+	next = s->slots[i];
+	next.flags = on ? next.flags | FM_SLOT_AUTODELETE : next.flags & ~FM_SLOT_AUTODELETE;
+	if (next.flags == s->slots[i].flags)
+		goto out; /* already so: nothing to log */
+	ret = __commit(s);
+	if (ret < 0)
+		goto out;
+	ret = __log_commit(s, FM_LOG_TRANSITION, (uint32_t)i, &next, s->in_use);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int fm_store_map_set_group(struct fm_store *s, uint64_t id, uint64_t group)
+{
+	struct fm_slot next;
+	int64_t i;
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	__wait_idle(s); /* I4, I6: before anything is read */
+	i = __lookup(s, id);
+	if (i < 0) {
+		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
+		goto out;
+	}
+	if ((ret = __ext_supported(s, "consistency groups")))
+		goto out;
+	if (group && s->slots[i].group && s->slots[i].group != group) {
+		ret = fm_err(-EBUSY, "mapping %" PRIu64 " is in group %" PRIu64 ": remove it"
+			     " from that group first", id, s->slots[i].group);
+		goto out;
+	}
+	if (s->slots[i].group == group)
+		goto out; /* already so */
+	ret = __commit(s);
+	if (ret < 0)
+		goto out;
+	next = s->slots[i];
+	next.group = group;
+	ret = __log_commit(s, FM_LOG_TRANSITION, (uint32_t)i, &next, s->in_use);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int fm_store_group_members(struct fm_store *s, uint64_t group, uint64_t *ids, size_t cap)
+{
+	size_t n = 0;
+
+	if (!group)
+		return fm_err(-EINVAL, "group 0 is no group");
+	pthread_mutex_lock(&s->lock);
+	for (uint32_t i = 0; i < s->sb.slot_count; i++) {
+		if (!s->slots[i].flags || s->slots[i].group != group)
+			continue;
+		if (n < cap)
+			ids[n] = s->slots[i].m.id;
+		n++;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return (int)n;
+}
+
+/*
+ * Group start: START for every member of a consistency group as one
+ * point in time, crash-atomic across the members although the redo log
+ * holds one slot image per record.
+ *
+ * The commit point is one slot image: GROUP_PENDING on the group's lead
+ * (its lowest-id member).  In this order, under s->lock throughout:
+ *   1. every member is PREPARED, none carries GROUP_PENDING, the group
+ *      has at least one member (else -EPERM / -ENOENT, nothing written);
+ *   2. pending splits committed (as before any logged operation);
+ *   3. the lead's image with GROUP_PENDING, logged (TRANSITION).  Durable:
+ *      from here on the group start WILL complete, whatever happens;
+ *   4. each member, in slot order: START applied (COPYING, generation + 1,
+ *      bitmap cleared), logged (RESTART) -- the lead keeps its flag;
+ *   5. the lead's image without GROUP_PENDING, logged (TRANSITION).
+ * A crash before 3 is durable leaves every member PREPARED at its old
+ * generation: nothing happened.  A crash after it: open (__group_recover,
+ * after the log's own replay, before the handle is returned) finds the
+ * flag and redoes 4 for every member still PREPARED -- members are only
+ * PREPARED (not yet started) or COPYING (started) while the flag is set,
+ * because nothing else runs on them (this call holds the lock; recovery
+ * runs before anyone has the handle) -- then 5.  Recovery is itself
+ * idempotent under a crash: the flag stays until 5.
+ *
+ * Why this is the one point in time for the owner: it calls this only
+ * after every client released every member (nothing is granted on any of
+ * them), and grants again only after it returned; after a crash the owner
+ * grants nothing before the store is open (recovered).  So no I/O on any
+ * member falls between two members' STARTs.
+ */
+static int __group_complete(struct fm_store *s, uint64_t group, uint32_t lead)
+{
+	struct fm_slot next;
+	int ret;
+
+	for (uint32_t i = 0; i < s->sb.slot_count; i++) {
+		if (!s->slots[i].flags || s->slots[i].group != group ||
+		    s->slots[i].m.state != FM_MAP_PREPARED)
+			continue;
+		next = s->slots[i];
+		ret = fm_mapping_apply(&next.m, FM_MAP_EV_START); /* 4. */
+		if (ret)
+			return ret;
+		ret = __log_commit(s, FM_LOG_RESTART, i, &next, s->in_use);
+		if (ret)
+			return ret;
+	}
+	next = s->slots[lead]; /* 5. */
+	next.flags &= ~FM_SLOT_GROUP_PENDING;
+	return __log_commit(s, FM_LOG_TRANSITION, lead, &next, s->in_use);
+}
+
+int fm_store_group_start(struct fm_store *s, uint64_t group)
+{
+	struct fm_slot next;
+	uint32_t lead = UINT32_MAX, n = 0;
+	int ret = 0;
+
+	if (!group)
+		return fm_err(-EINVAL, "group 0 is no group");
+	pthread_mutex_lock(&s->lock);
+	__wait_idle(s); /* I4, I6: before anything is read */
+	if ((ret = __ext_supported(s, "consistency groups")))
+		goto out;
+	/* 1. */
+	for (uint32_t i = 0; i < s->sb.slot_count; i++) {
+		const struct fm_slot *sl = &s->slots[i];
+
+		if (!sl->flags || sl->group != group)
+			continue;
+		n++;
+		if (sl->m.state != FM_MAP_PREPARED) {
+			ret = fm_err(-EPERM, "group %" PRIu64 ": mapping %" PRIu64 " is %s,"
+				     " not prepared: nothing started", group, sl->m.id,
+				     fm_map_state_name(sl->m.state));
+			goto out;
+		}
+		if (sl->flags & FM_SLOT_GROUP_PENDING) {
+			ret = fm_err(-EALREADY, "group %" PRIu64 ": a start is pending", group);
+			goto out;
+		}
+		if (lead == UINT32_MAX || sl->m.id < s->slots[lead].m.id)
+			lead = i;
+	}
+	if (!n) {
+		ret = fm_err(-ENOENT, "group %" PRIu64 " has no member", group);
+		goto out;
+	}
+	ret = __commit(s); /* 2. */
+	if (ret < 0)
+		goto out;
+	next = s->slots[lead]; /* 3. the commit point */
+	next.flags |= FM_SLOT_GROUP_PENDING;
+	ret = __log_commit(s, FM_LOG_TRANSITION, lead, &next, s->in_use);
+	if (ret)
+		goto out;
+	ret = __group_complete(s, group, lead); /* 4., 5. */
+	if (ret == 0)
+		ret = (int)n;
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+/* Open: complete every group start whose commit point is durable (see
+ * above).  Caller holds nothing: the handle is not out yet. */
+static int store_group_recover(struct fm_store *s)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (uint32_t i = 0; i < s->sb.slot_count && !ret; i++) {
+		if (!(s->slots[i].flags & FM_SLOT_GROUP_PENDING))
+			continue;
+		ret = __group_complete(s, s->slots[i].group, i);
+		if (!ret)
+			s->st.recovered_groups++;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
 int fm_store_map_get(struct fm_store *s, uint64_t id, struct fm_store_map_info *info)
 {
 	int64_t i;
@@ -927,6 +1150,8 @@ int fm_store_map_get(struct fm_store *s, uint64_t id, struct fm_store_map_info *
 		info->map = s->slots[i].m;
 		info->slot = (uint32_t)i;
 		info->split_count = s->split_count[i];
+		info->autodelete = (s->slots[i].flags & FM_SLOT_AUTODELETE) != 0;
+		info->group = s->slots[i].group;
 	}
 	pthread_mutex_unlock(&s->lock);
 	return ret;
@@ -1386,6 +1611,11 @@ int fm_store_open(struct fm_store **out, const char *path,
 		s->st.recovered_ops = 1;
 	}
 	ret = store_load(s, view);
+	if (ret)
+		goto out_free;
+	/* a group start whose commit point is durable: completed before the
+	 * handle is anyone's (fm_store_group_start) */
+	ret = store_group_recover(s);
 	if (ret)
 		goto out_free;
 	*out = s;

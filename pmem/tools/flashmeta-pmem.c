@@ -19,7 +19,8 @@
 /* exit status: one per failure class (documented in usage()) */
 enum {
 	EX_OK = 0,          /* consistent */
-	EX_PENDING = 1,     /* consistent; open (or repair) will complete a logged op */
+	EX_PENDING = 1,     /* consistent; open (or repair) will complete a logged op
+			     * or a group start */
 	EX_USAGE = 2,       /* bad command line */
 	EX_NOTPOOL = 3,     /* -ENODATA, -EILSEQ: empty, truncated or foreign */
 	EX_SB = 4,          /* -EBADMSG, -EINVAL: superblock corrupt */
@@ -39,15 +40,18 @@ static void usage(FILE *out)
 	fprintf(out,
 "usage: flashmeta-pmem COMMAND POOL [options]\n"
 "\n"
-"  create POOL [--mappings N] [--max-grains G]   new pool, format 1.1\n"
+"  create POOL [--mappings N] [--max-grains G]   new pool, format 1.2\n"
 "                              (N in 1..65536, default 64; G in 1..2^46,\n"
 "                              default 16777216)\n"
 "  check POOL                  validate read-only (works on a pool in use)\n"
 "  dump POOL [--json] [--runs N]   mappings, states, generations, split\n"
-"                              counts, the first N runs of split grains\n"
-"                              (default 16) and the owner record; read-only\n"
-"  repair POOL                 complete a pending logged operation (what open\n"
-"                              would do anyway); refuses anything else\n"
+"                              counts, consistency group and flags\n"
+"                              (autodelete, group start pending), the first\n"
+"                              N runs of split grains (default 16) and the\n"
+"                              owner record; read-only\n"
+"  repair POOL                 complete a pending logged operation or group\n"
+"                              start (what open would do anyway); refuses\n"
+"                              anything else\n"
 "  map-create POOL --id ID --source V --target V --size BYTES [--grain BYTES]\n"
 "  split POOL --id ID [--gen G] GRAIN...   set and commit split bits\n"
 "  transition POOL --id ID EVENT   prepare|prepare_done|start|copy_complete|\n"
@@ -64,8 +68,9 @@ static void usage(FILE *out)
 "exit status:\n"
 "   0 ok                       7 mapping record corrupt, or one was zeroed\n"
 "   1 ok, a logged operation     8 bitmap corrupt (stray bits, also in a\n"
-"     is pending (open/repair      free slot)\n"
-"     completes it)            9 the operation failed\n"
+"     or group start is            free slot)\n"
+"     pending (open/repair     9 the operation failed\n"
+"     completes it)\n"
 "   2 bad command line        10 owner record corrupt\n"
 "   3 not a pool (empty,      11 the file cannot be opened (missing, no\n"
 "     truncated, foreign)        permission, not a regular file or DAX device)\n"
@@ -196,6 +201,29 @@ static void print_owner(const char *path, const struct fm_check *c)
 	       " interrupted" : "");
 }
 
+/* The slot whose record (as recovery leaves the log's part) carries
+ * GROUP_PENDING: a group start the next open completes (store.c); its
+ * group in *group.  -1: none. */
+static int64_t group_pending(const struct ro *r, uint64_t *group)
+{
+	for (uint32_t i = 0; i < r->c.sb.slot_count; i++) {
+		struct fm_slot_media sm;
+		struct fm_slot sl;
+
+		if (r->c.log_pending && r->c.rec.slot == i)
+			sm = r->c.rec.image;
+		else
+			memcpy(&sm, r->base + r->c.sb.table_off + (uint64_t)i * FM_SLOT_SIZE,
+			       sizeof(sm));
+		fm_slot_decode(&sl, &sm);
+		if (sl.flags & FM_SLOT_GROUP_PENDING) {
+			*group = sl.group;
+			return i;
+		}
+	}
+	return -1;
+}
+
 static int cmd_check(const char *path)
 {
 	struct ro r;
@@ -216,15 +244,21 @@ static int cmd_check(const char *path)
 	       r.c.in_use, r.c.sb.slot_count, r.c.sb.pool_size, r.c.applied_seq);
 	print_owner(path, &r.c);
 	print_notes(path, &r.c);
-	if (r.c.log_pending) {
+	if (r.c.log_pending)
 		printf("%s: pending: logged %s of slot %" PRIu32 " (seq %" PRIu64
 		       ") will be completed by the next open or by `repair`\n",
 		       path, op_name(r.c.rec.op), r.c.rec.slot, r.c.rec.seq);
+	{
+		uint64_t g = 0;
+		int64_t lead = group_pending(&r, &g);
+
+		if (lead >= 0)
+			printf("%s: pending: group start of group %" PRIu64 " (lead slot %" PRId64
+			       ") will be completed by the next open or by `repair`: every"
+			       " member still prepared is started\n", path, g, lead);
 		ro_close(&r);
-		return EX_PENDING;
+		return r.c.log_pending || lead >= 0 ? EX_PENDING : EX_OK;
 	}
-	ro_close(&r);
-	return EX_OK;
 }
 
 static int cmd_repair(const char *path)
@@ -233,6 +267,10 @@ static int cmd_repair(const char *path)
 	struct fm_store *s;
 	int ex = EX_OK, ret = ro_open(&r, path, &ex), pending = r.c.log_pending;
 	int in_use = r.in_use;
+	uint64_t g;
+
+	if (ret == 0 && group_pending(&r, &g) >= 0)
+		pending = 1; /* a group start the open completes */
 
 	ro_close(&r);
 	if (ret == 1)
@@ -371,9 +409,9 @@ static int cmd_dump(const char *path, int json, uint64_t max_runs)
 			       r.c.owner.hold_ms, r.c.owner.seq, copy_name(r.c.owner_copy));
 		else
 			printf("owner: unknown (format 1.0 pool: no owner record)\n");
-		printf("%5s %20s %10s %10s %14s %8s %-14s %6s %12s %8s\n", "slot", "id",
+		printf("%5s %20s %10s %10s %14s %8s %-14s %6s %12s %8s %10s %s\n", "slot", "id",
 		       "source", "target", "volume[B]", "grain[B]", "state", "gen",
-		       "split", "runs");
+		       "split", "runs", "group", "flags");
 	}
 	for (uint32_t i = 0; i < r.c.sb.slot_count; i++) {
 		struct fm_slot_media sm;
@@ -407,14 +445,21 @@ static int cmd_dump(const char *path, int json, uint64_t max_runs)
 			       fm_geom_grain_size(&s.m.geom), gc);
 			json_str(fm_map_state_name(s.m.state));
 			printf(",\"generation\":%" PRIu64 ",\"copy_rate\":%" PRIu32
+			       ",\"autodelete\":%s,\"group\":%" PRIu64 ",\"group_start_pending\":%s"
 			       ",\"split\":%" PRIu64 ",\"run_count\":%" PRIu64 ",\"runs\":[",
-			       s.m.generation, s.m.copy_rate, split, runs);
+			       s.m.generation, s.m.copy_rate,
+			       (s.flags & FM_SLOT_AUTODELETE) ? "true" : "false", s.group,
+			       (s.flags & FM_SLOT_GROUP_PENDING) ? "true" : "false", split, runs);
 		} else {
+			/* flags: autodelete, group start pending (open completes it) */
 			printf("%5" PRIu32 " %20" PRIu64 " %10" PRIu64 " %10" PRIu64 " %14"
 			       PRIu64 " %8" PRIu64 " %-14s %6" PRIu64 " %12" PRIu64 " %8"
-			       PRIu64 "\n", i, s.m.id, s.m.source_vol, s.m.target_vol,
-			       s.m.geom.volume_size, fm_geom_grain_size(&s.m.geom),
-			       fm_map_state_name(s.m.state), s.m.generation, split, runs);
+			       PRIu64 " %10" PRIu64 " %s%s%s\n", i, s.m.id, s.m.source_vol,
+			       s.m.target_vol, s.m.geom.volume_size, fm_geom_grain_size(&s.m.geom),
+			       fm_map_state_name(s.m.state), s.m.generation, split, runs, s.group,
+			       (s.flags & FM_SLOT_FLAGS_EXT) ? "" : "-",
+			       (s.flags & FM_SLOT_AUTODELETE) ? "autodelete " : "",
+			       (s.flags & FM_SLOT_GROUP_PENDING) ? "group-start-pending" : "");
 		}
 		first = 0;
 		uint64_t shown = 0;

@@ -18,7 +18,14 @@
  * asked for (nobody is answered), then COPY_COMPLETE makes it
  * idle_or_copied in the store, then the new descriptor is granted: no
  * client plans copy-on-write for it after it released the old one.  A
- * mapping marked autodelete is deleted there instead of granted.
+ * mapping marked autodelete is deleted there instead of granted.  The
+ * flag is the pool slot's (format 1.2: map-create ... autodelete writes it
+ * in the create's own logged step, map-autodelete as a slot image); a
+ * 1.1/1.0 pool has no room for it and the owner keeps it in DRAM only.
+ *
+ * Consistency groups (group-*) have their own file, groups.c: every
+ * member revoked together, one crash-atomic trigger for all.  A member's
+ * own map-prepare/start/restart/stop is refused here (od_group_refuse).
  *
  * Delete (map-delete ID [force]), in this order:
  *   1. fm_owner_map_revoke(REMOVE): every client drops the mapping;
@@ -70,8 +77,9 @@
  *                those batches, grains back in the pool, batches handed
  *                out in this generation (fm_owner_copy_info)
  *   autodelete   1: deleted when its copy completes (map-autodelete)
+ *   group        its consistency group, 0: none (groups.c)
  */
-static void ctl_show(struct fm_ownerd *d, int fd, struct od_map *m)
+void od_ctl_show(struct fm_ownerd *d, int fd, struct od_map *m)
 {
 	struct fm_store_map_info info;
 	struct fm_owner_copy_info ci = { 0 };
@@ -91,29 +99,30 @@ static void ctl_show(struct fm_ownerd *d, int fd, struct od_map *m)
 		   " split %" PRIu64 " served-generation %" PRIu64 " revoking %d split-pct %"
 		   PRIu64 " rate %" PRIu32 " rate-bytes-per-s %" PRIu64 " eta-s %" PRId64
 		   " copiers %u copy-grains-out %" PRIu64 " copy-grains-returned %" PRIu64
-		   " copy-batches %" PRIu64 " autodelete %d\n",
+		   " copy-batches %" PRIu64 " autodelete %d group %" PRIu64 "\n",
 		   m->id, info.map.source_vol, info.map.target_vol, info.map.geom.volume_size,
 		   1u << info.map.geom.grain_shift, info.map.geom.grain_count,
 		   fm_map_state_name(info.map.state), info.map.generation, info.split_count,
 		   m->d.generation, m->pend ? 1 : 0, pct, info.map.copy_rate, bps, eta,
 		   ci.copiers, ci.grains_out, ci.grains_returned, ci.batches_handed,
-		   m->autodelete ? 1 : 0);
+		   m->autodelete ? 1 : 0, info.group);
 }
 
 /* The end of a deferred command: what `show` (if any) and `line` (if
  * any) say on success, then "ok" or the error; the connection's later
  * lines run after it.  fd -1: nobody asked (copy complete, autodelete). */
-static void ctl_answer(struct fm_ownerd *d, int fd, int rc, struct od_map *show,
-		       const char *line)
+void od_ctl_answer_begin(struct fm_ownerd *d, int fd)
 {
 	struct od_ctl *c = od_ctl_by_fd(d, fd);
 
 	if (c && c->json)
 		od_ctl_json_begin(fd, c->jtext);
-	if (rc == 0 && show)
-		ctl_show(d, fd, show);
-	if (rc == 0 && line)
-		od_ctl_printf(fd, "%s\n", line);
+}
+
+void od_ctl_answer_end(struct fm_ownerd *d, int fd, int rc)
+{
+	struct od_ctl *c = od_ctl_by_fd(d, fd);
+
 	od_ctl_result(fd, rc);
 	if (c && c->json) {
 		od_ctl_json_send(fd);
@@ -126,6 +135,17 @@ static void ctl_answer(struct fm_ownerd *d, int fd, int rc, struct od_map *show,
 		c->last_ms = od_now_ms(); /* idle from its answer on */
 		od_ctl_process(d, c);
 	}
+}
+
+static void ctl_answer(struct fm_ownerd *d, int fd, int rc, struct od_map *show,
+		       const char *line)
+{
+	od_ctl_answer_begin(d, fd);
+	if (rc == 0 && show)
+		od_ctl_show(d, fd, show);
+	if (rc == 0 && line)
+		od_ctl_printf(fd, "%s\n", line);
+	od_ctl_answer_end(d, fd, rc);
 }
 
 /* Steps 4..6 of a delete (top of this file); again from the timer while
@@ -200,6 +220,10 @@ void od_map_complete(struct fm_ownerd *d, struct od_map *m)
 	enum od_pend op = m->pend;
 	uint64_t gen;
 
+	if (op == OD_PEND_GROUP) {
+		od_group_revoked(d, m); /* groups.c: when every member is in */
+		return;
+	}
 	m->pend = OD_PEND_NONE;
 	m->pend_fd = -1;
 	switch (op) {
@@ -268,6 +292,11 @@ static int ctl_map_op(struct fm_ownerd *d, int fd, uint64_t id, enum od_pend op)
 		return fm_err(-ENOENT, "map %" PRIu64 " unknown", id);
 	if (m->pend)
 		return fm_err(-EALREADY, "map %" PRIu64 ": an operation is in progress", id);
+	/* a member's point in time is its group's (groups.c) */
+	if ((rc = od_group_refuse(d, id, op == OD_PEND_PREPARE ? "map-prepare" :
+				  op == OD_PEND_START ? "map-start" : op == OD_PEND_RESTART ?
+				  "map-restart" : "map-stop")))
+		return rc;
 	/* 1. withdraw every confirmation lease; the rest runs on REVOKED */
 	rc = fm_owner_map_revoke(d->o, id, reason[op], od_now_ms());
 	if (rc)
@@ -324,11 +353,14 @@ static int ctl_delete(struct fm_ownerd *d, int fd, char **av, int ac)
 	return 1; /* answer later */
 }
 
-/* map-autodelete ID on|off: in DRAM only (ownerd_priv.h), at once */
+/* map-autodelete ID on|off: durable in the pool's slot (format 1.2), at
+ * once; a 1.1/1.0 pool has no room for it: then in DRAM only, said in
+ * the log and the answer's line (an owner restart forgets it there) */
 static int ctl_autodelete(struct fm_ownerd *d, int fd, char **av)
 {
 	struct od_map *m;
 	uint64_t id;
+	bool on;
 	int rc;
 
 	if ((rc = fm_u64_parse("map id", av[1], 0, UINT64_MAX, &id)))
@@ -339,9 +371,16 @@ static int ctl_autodelete(struct fm_ownerd *d, int fd, char **av)
 		return fm_err(-ENOENT, "map %" PRIu64 " unknown", id);
 	if (m->pend == OD_PEND_DELETE)
 		return fm_err(-EALREADY, "map %" PRIu64 ": being deleted", id);
-	m->autodelete = !strcmp(av[2], "on");
-	od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": autodelete %s", id, av[2]);
-	ctl_show(d, fd, m);
+	on = !strcmp(av[2], "on");
+	rc = fm_store_map_set_autodelete(d->store, id, on);
+	if (rc && rc != -EOPNOTSUPP)
+		return rc;
+	m->autodelete = on;
+	od_log(rc ? FM_LOGLVL_WARN : FM_LOGLVL_INFO, "map %" PRIu64 ": autodelete %s%s", id,
+	       av[2], rc ? " (in memory only: the pool is older than format 1.2)" : "");
+	od_ctl_show(d, fd, m);
+	if (rc)
+		od_ctl_printf(fd, "autodelete map %" PRIu64 " durable 0\n", id);
 	return 0;
 }
 
@@ -349,6 +388,7 @@ static const char *const pend_name[] = {
 	[OD_PEND_NONE] = "-", [OD_PEND_PREPARE] = "map-prepare", [OD_PEND_START] = "map-start",
 	[OD_PEND_RESTART] = "map-restart", [OD_PEND_STOP] = "map-stop",
 	[OD_PEND_COMPLETE] = "copy complete", [OD_PEND_DELETE] = "map-delete",
+	[OD_PEND_GROUP] = "group operation",
 };
 
 /* A pending revoke that ran out of time: given up, the command answered
@@ -395,8 +435,8 @@ void od_maps_pend_tick(struct fm_ownerd *d, uint64_t now)
 	for (unsigned i = 0; i < OD_MAX_MAPS; i++) {
 		struct od_map *m = &d->maps[i];
 
-		if (!m->used || !m->pend)
-			continue;
+		if (!m->used || !m->pend || m->pend == OD_PEND_GROUP)
+			continue; /* a group's members: od_groups_tick */
 		if (m->removing)
 			map_remove_try(d, m);
 		else if (now - m->pend_since >= d->cfg.transition_timeout_ms)
@@ -425,7 +465,7 @@ static int ctl_rate(struct fm_ownerd *d, int fd, char **av)
 		return rc;
 	od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": copy rate %" PRIu64 " (%" PRIu64 " bytes/s)",
 	       id, rate, fm_copy_rate_bps((uint32_t)rate));
-	ctl_show(d, fd, m);
+	od_ctl_show(d, fd, m);
 	return 0;
 }
 
@@ -504,7 +544,7 @@ static int ctl_status(struct fm_ownerd *d, int fd)
 		   os.fence_retries, os.scan_failures, os.lock_requests_refused);
 	for (unsigned i = 0; i < OD_MAX_MAPS; i++)
 		if (d->maps[i].used)
-			ctl_show(d, fd, &d->maps[i]);
+			od_ctl_show(d, fd, &d->maps[i]);
 	return 0;
 }
 
@@ -550,7 +590,11 @@ static int ctl_create(struct fm_ownerd *d, char **av, int ac)
 	rc = fm_mapping_admit(ctl_all, n, &m);
 	if (rc)
 		return rc;
-	rc = fm_store_map_create(d->store, &m);
+	/* autodelete in the same logged step (format 1.2); an older pool has
+	 * no room for it: created without, kept in DRAM (below) */
+	rc = fm_store_map_create_opt(d->store, &m, autodel ? FM_STORE_CREATE_AUTODELETE : 0);
+	if (rc == -EOPNOTSUPP && autodel)
+		rc = fm_store_map_create(d->store, &m);
 	if (rc == -ENOSPC) {
 		fm_store_stats(d->store, &ss);
 		return fm_err(-ENOSPC, "the pool holds at most %u mappings (pool_max_maps when it "
@@ -573,9 +617,11 @@ static int ctl_create(struct fm_ownerd *d, char **av, int ac)
 	}
 	if (autodel) {
 		struct od_map *om = od_map_find(d, id);
+		bool durable = om->autodelete; /* od_map_attach read the slot */
 
 		om->autodelete = true;
-		od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": autodelete on", id);
+		od_log(durable ? FM_LOGLVL_INFO : FM_LOGLVL_WARN, "map %" PRIu64 ": autodelete on%s",
+		       id, durable ? "" : " (in memory only: the pool is older than format 1.2)");
 	}
 	return 0;
 }
@@ -668,11 +714,17 @@ static int ctl_lock_show(struct fm_ownerd *d, int fd, char **av)
 
 #define CTL_COMMANDS "status, maps, sessions, map-create ID SRC TGT SIZE [GRAIN] [autodelete], " \
 	"map-show ID, lock-show MAP GRAIN, map-prepare ID, map-start ID, map-restart ID, " \
-	"map-stop ID, map-rate ID RATE, map-delete ID [force], map-autodelete ID on|off, quit"
+	"map-stop ID, map-rate ID RATE, map-delete ID [force], map-autodelete ID on|off, " \
+	"group-create G MAP..., group-add G MAP..., group-remove G MAP..., group-show [G], " \
+	"group-prepare G, group-start G, group-stop G, group-delete G, quit"
+
+/* tokens of a line, the command's name included: a group-create of
+ * OD_GROUP_MAX members (ids of up to 12 digits fit OD_CTL_LINE) */
+#define CTL_ARGS_MAX (OD_GROUP_MAX + 2)
 
 /* the commands: how many arguments, and what runs them */
 enum ctl_kind { CTL_STATUS, CTL_SESSIONS, CTL_LOCK_SHOW, CTL_CREATE, CTL_SHOW, CTL_MAP_OP,
-		CTL_RATE, CTL_DELETE, CTL_AUTODELETE };
+		CTL_RATE, CTL_DELETE, CTL_AUTODELETE, CTL_GROUP };
 
 static const struct ctl_cmd {
 	const char *name;
@@ -695,9 +747,16 @@ static const struct ctl_cmd {
 	{ "map-rate", 2, 2, CTL_RATE, OD_PEND_NONE, "map-rate ID RATE (0..150)" },
 	{ "map-delete", 1, 2, CTL_DELETE, OD_PEND_NONE, "map-delete ID [force]" },
 	{ "map-autodelete", 2, 2, CTL_AUTODELETE, OD_PEND_NONE, "map-autodelete ID on|off" },
+	/* groups.c checks the member count against OD_GROUP_MAX */
+	{ "group-create", 2, CTL_ARGS_MAX - 1, CTL_GROUP, OD_PEND_NONE, "group-create G MAP..." },
+	{ "group-add", 2, CTL_ARGS_MAX - 1, CTL_GROUP, OD_PEND_NONE, "group-add G MAP..." },
+	{ "group-remove", 2, CTL_ARGS_MAX - 1, CTL_GROUP, OD_PEND_NONE, "group-remove G MAP..." },
+	{ "group-show", 0, 1, CTL_GROUP, OD_PEND_NONE, "group-show [G]" },
+	{ "group-prepare", 1, 1, CTL_GROUP, OD_PEND_PREPARE, "group-prepare G" },
+	{ "group-start", 1, 1, CTL_GROUP, OD_PEND_START, "group-start G" },
+	{ "group-stop", 1, 1, CTL_GROUP, OD_PEND_STOP, "group-stop G" },
+	{ "group-delete", 1, 1, CTL_GROUP, OD_PEND_NONE, "group-delete G" },
 };
-
-#define CTL_ARGS_MAX 8 /* tokens of a line, the command's name included */
 
 /* one command line; returns < 0 error, 0 done (answer "ok"), 1 deferred */
 static int ctl_exec(struct fm_ownerd *d, int fd, char *line)
@@ -739,6 +798,8 @@ static int ctl_exec(struct fm_ownerd *d, int fd, char *line)
 		return ctl_delete(d, fd, av, ac);
 	case CTL_AUTODELETE:
 		return ctl_autodelete(d, fd, av);
+	case CTL_GROUP:
+		return od_group_exec(d, fd, av, ac);
 	case CTL_SHOW:
 	case CTL_MAP_OP:
 		break;
@@ -750,7 +811,7 @@ static int ctl_exec(struct fm_ownerd *d, int fd, char *line)
 		return ctl_map_op(d, fd, id, cmd->op);
 	if (!(m = od_map_find(d, id)))
 		return fm_err(-ENOENT, "map %" PRIu64 " unknown", id);
-	ctl_show(d, fd, m);
+	od_ctl_show(d, fd, m);
 	return 0;
 }
 

@@ -25,6 +25,7 @@ void od_ctl_close(struct fm_ownerd *d, struct od_ctl *c)
 	for (unsigned i = 0; i < OD_MAX_MAPS; i++)
 		if (d->maps[i].pend_fd == c->fd)
 			d->maps[i].pend_fd = -1; /* the operation still completes */
+	od_groups_fd_closed(d, c->fd);
 	close(c->fd);
 	c->fd = -1;
 	c->used = 0;

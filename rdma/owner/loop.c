@@ -105,6 +105,7 @@ int fm_ownerd_run(struct fm_ownerd *d)
 			(void)!read(d->timer_fd, &cnt, sizeof(cnt));
 			(void)fm_owner_tick(d->o, od_now_ms());
 			od_maps_pend_tick(d, od_now_ms());
+			od_groups_tick(d, od_now_ms());
 			od_maps_copy_check(d);
 			od_drain_actions(d);
 			od_ctl_tick(d, od_now_ms());
@@ -283,6 +284,12 @@ int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
 	od_log(FM_LOGLVL_INFO, "store %s: persistence %s (is_pmem %d), view %s, %u mappings",
 	       cfg->pmem_path, ss.persist_mode, ss.is_pmem, fm_store_view_name(ss.view),
 	       ss.mappings);
+	/* fm_store_open completed these before we saw the pool: nothing of
+	 * them was ever served half-started (groups.c) */
+	if (ss.recovered_groups)
+		od_log(FM_LOGLVL_WARN, "store %s: %" PRIu64 " group start(s) interrupted by a "
+		       "crash completed: every member started", cfg->pmem_path,
+		       ss.recovered_groups);
 
 	/* the protocol */
 	ocfg.lease_term_ms = d->cfg.lease_ms;

@@ -91,6 +91,7 @@ int od_map_attach(struct fm_ownerd *d, uint64_t id)
 	fm_region_desc(m->bitmap, &m->bmd);
 	fm_region_desc(m->locks, &m->lkd);
 	od_desc_from_store(m, &info.map);
+	m->autodelete = info.autodelete; /* the pool's flag (format 1.2) */
 	/* the pool's durable bits, published before anyone is granted */
 	od_publish_words(d, m, 0, bitmap_bytes(m->d.grain_count) / 8 - 1);
 	rc = fm_owner_map_add(d->o, &m->d);

@@ -25,6 +25,7 @@
  *   conn.c     connections: accept, progress, send out-queues, loss
  *   maps.c     served mappings: regions, descriptors, bitmap publication
  *   control.c  the control commands, the trigger and other deferred ops
+ *   groups.c   consistency groups: group-* commands, the group trigger
  *   ctl_socket.c  the control socket: bind, accept, read lines, idle close
  *   ctl_reply.c   answers to a control connection: text, or one JSON line
  *   actions.c  executing the state machine's actions (PERSIST group commit)
@@ -55,6 +56,8 @@ struct fm_store;
 #define OD_CTL_MAX 16      /* control connections */
 #define OD_CTL_LINE 512
 #define OD_MAX_MAPS FM_OWNER_MAX_MAPS /* the most one owner serves */
+#define OD_GROUP_MAX 32    /* members of one consistency group */
+#define OD_GOPS_MAX 8      /* group operations in flight at once */
 
 struct od_msg {
 	uint32_t len;
@@ -87,7 +90,8 @@ struct od_conn {
 enum od_pend { OD_PEND_NONE = 0, OD_PEND_PREPARE, OD_PEND_START, OD_PEND_RESTART,
 	       OD_PEND_STOP,
 	       OD_PEND_COMPLETE, /* every grain split: COPY_COMPLETE (nobody asked) */
-	       OD_PEND_DELETE    /* map-delete: stop if forced, remove, free the slot */ };
+	       OD_PEND_DELETE,   /* map-delete: stop if forced, remove, free the slot */
+	       OD_PEND_GROUP     /* member of a group operation (od_map.gop) */ };
 
 struct od_map {
 	bool used;
@@ -105,9 +109,26 @@ struct od_map {
 	bool removing;            /* OD_PEND_DELETE revoked: waits until the
 				   * state machine lets it go (no lock-table
 				   * or bitmap operation of it in flight) */
-	bool autodelete;          /* delete it when its copy completes; in
-				   * DRAM only: the pool's slot has no room
-				   * for it (an owner restart forgets it) */
+	bool autodelete;          /* delete it when its copy completes: the
+				   * pool's slot flag (format 1.2), read at
+				   * attach; a 1.1/1.0 pool has no room for
+				   * it, there it lives here only */
+	unsigned gop;             /* OD_PEND_GROUP: its d->gops[] entry */
+	bool grevoked;            /* OD_PEND_GROUP: its REVOKED came */
+	bool gabandoned;          /* OD_PEND_GROUP: the group operation gave
+				   * up while its REVOKED was queued: served
+				   * again as it is when that comes */
+};
+
+/* A group operation (groups.c) waiting for REVOKED of every member. */
+struct od_gop {
+	bool used;
+	uint64_t group;
+	enum od_pend op;          /* PREPARE, START or STOP */
+	int fd;                   /* control connection to answer, or -1 */
+	uint64_t since;           /* od_now_ms() when the revokes began */
+	unsigned n, waiting;      /* members; REVOKED still to come */
+	uint64_t ids[OD_GROUP_MAX];
 };
 
 /* a PERSIST action of a group commit and its outcome so far */
@@ -186,6 +207,7 @@ struct fm_ownerd {
 	struct od_conn *conns;
 	size_t nconns, cap_conns;
 	struct od_map maps[OD_MAX_MAPS];
+	struct od_gop gops[OD_GOPS_MAX];
 	struct od_ctl ctl[OD_CTL_MAX];
 	/* group commit (actions.c): PERSISTs collected in this loop pass, and
 	 * reaped batches being completed */
@@ -264,6 +286,30 @@ void od_maps_copy_check(struct fm_ownerd *d);
  * deletion waiting for the state machine to let its mapping go is tried
  * again */
 void od_maps_pend_tick(struct fm_ownerd *d, uint64_t now);
+/* od_ctl_show -- the "map ..." line of `m` (map-show) to fd */
+void od_ctl_show(struct fm_ownerd *d, int fd, struct od_map *m);
+/* od_ctl_answer_begin / _end -- a deferred command's answer: begin (its
+ * JSON collection, if it was asked as "json CMD"), the lines, then end
+ * ("ok" or the error of rc; the connection's later lines run) */
+void od_ctl_answer_begin(struct fm_ownerd *d, int fd);
+void od_ctl_answer_end(struct fm_ownerd *d, int fd, int rc);
+
+/* groups.c */
+/* od_group_exec -- a group-* command line (av[0] its name); < 0 error, 0
+ * answered, 1 deferred (answered by the group operation) */
+int od_group_exec(struct fm_ownerd *d, int fd, char **av, int ac);
+/* od_group_revoked -- REVOKED of a member of a group operation */
+void od_group_revoked(struct fm_ownerd *d, struct od_map *m);
+/* od_groups_tick -- from the timer: a group operation whose revokes are
+ * not complete after cfg.transition_timeout_ms is given up */
+void od_groups_tick(struct fm_ownerd *d, uint64_t now);
+/* od_group_refuse -- -EBUSY naming the group if mapping `id` is in one
+ * (member-level transitions are the group's), else 0 */
+int od_group_refuse(struct fm_ownerd *d, uint64_t id, const char *cmd);
+/* od_groups_fd_closed -- the control connection fd is gone: its group
+ * operations still complete, unanswered */
+void od_groups_fd_closed(struct fm_ownerd *d, int fd);
+
 /* od_ctl_listen -- listen on the control socket at cfg.control_path (if
  * any): d->ctl_fd and the file's identity; 0 or -errno (ownerd.h says what
  * may already be at the path) */

@@ -101,12 +101,22 @@ void svc_owner_start(struct svc *s)
 	if (pid == 0) {
 		/* a test killed by its timeout must not leave its owner behind */
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		execl(s->owner_bin, s->owner_bin, "--listen", s->addr, "--transport", s->provider,
-		      "--pmem", s->pool, "--key-file", s->keyfile, "--control", s->ctl,
-		      "--lease-ms", lease, "--clients", "1-16", "--pool-max-maps", "8",
-		      "--pool-max-grains", "65536", "--fence-table", s->fence,
-		      (getenv("FM_DEBUG") ? "--log-level" : NULL),
-		      "debug", (char *)NULL);
+		const char *av[40] = {
+			s->owner_bin, "--listen", s->addr, "--transport", s->provider,
+			"--pmem", s->pool, "--key-file", s->keyfile, "--control", s->ctl,
+			"--lease-ms", lease, "--clients", "1-16", "--pool-max-maps", "8",
+			"--pool-max-grains", "65536", "--fence-table", s->fence,
+		};
+		int n = 21;
+
+		for (int i = 0; i < 4 && s->owner_extra[i]; i++)
+			av[n++] = s->owner_extra[i];
+		if (getenv("FM_DEBUG")) {
+			av[n++] = "--log-level";
+			av[n++] = "debug";
+		}
+		av[n] = NULL;
+		execv(s->owner_bin, (char *const *)av);
 		_exit(127);
 	}
 	s->owner = pid;

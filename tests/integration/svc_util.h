@@ -22,6 +22,7 @@ struct svc {
 	char keyfile[300];
 	char fence[300];      /* the owner's storage fence table */
 	uint32_t lease_ms;
+	const char *owner_extra[4]; /* more flashmeta-owner arguments (NULL-ended) */
 	pid_t owner;
 	int owner_bad;        /* owner exits that were not the signal we sent
 			       * (e.g. 66: ThreadSanitizer halted it) */

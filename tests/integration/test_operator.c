@@ -3,7 +3,7 @@
  * as config or key files, malformed config files, numbers that do not fit,
  * malformed control lines, and the mapping lifecycle's edges: deleting
  * (forced or not), autodelete, a transition a client does not answer, the
- * limits between mappings.  Each case runs flashmeta-owner and
+ * limits between mappings, consistency groups through the CLI.  Each case runs flashmeta-owner and
  * flashmeta (fork + exec) in a directory of its own, and checks three
  * things: the program refuses with a clear message (or exits at all: a
  * hang is a failure after a few seconds, not a stuck test), nothing it was
@@ -736,7 +736,8 @@ static void control__commands__strict(void **state)
 		{ "map-create 1 10 20 1048576 4096 9\n", "error EINVAL: usage: map-create" },
 		{ "map-create -1 10 20 1048576\n", "error EINVAL: map id '-1'" },
 		{ "map-create 1 10 20 1048576 2147483648\n", "error ERANGE: grain 2147483648" },
-		{ "map-create 1 10 20 1 2 3 4 5 6 7 8\n", "error E2BIG: more than 8 words" },
+		{ "map-create 1 10 20 1 2 3\n", "error EINVAL: usage: map-create" },
+		{ "map-create 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34\n", "error E2BIG: more than 34 words" },
 		{ "map-stop 1\n", "error ENOENT: map 1 unknown" },
 		{ "map-rate 1\n", "error EINVAL: usage: map-rate ID RATE" },
 		{ "map-rate 1 151\n", "error ERANGE: copy rate 151: not in 0..150" },
@@ -1286,18 +1287,19 @@ static void control__autodelete__deleted_when_copy_completes(void **state)
 			 0);
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 2\n"), 0);
 	assert_non_null(strstr(out, " grain 65536 ")); /* GRAIN may be left out */
-	assert_non_null(strstr(out, " autodelete 1\n"));
+	assert_non_null(strstr(out, " autodelete 1 group 0\n"));
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-create 3 50 60 16384 4096\n"), 0);
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 3\n"), 0);
-	assert_non_null(strstr(out, " autodelete 0\n"));
+	assert_non_null(strstr(out, " autodelete 0 group 0\n"));
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-autodelete 2 off\n"), 0);
-	assert_non_null(strstr(out, " autodelete 0\n"));
+	assert_non_null(strstr(out, " autodelete 0 group 0\n"));
+
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-autodelete 2 yes\n"), -EREMOTEIO);
 	assert_non_null(strstr(out, "error EINVAL: usage: map-autodelete ID on|off"));
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-autodelete 9 on\n"), -EREMOTEIO);
 	assert_non_null(strstr(out, "error ENOENT: map 9 unknown"));
 	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "map-autodelete", "2", "on", NULL), 0);
-	assert_true(log_has(" autodelete 1\n"));
+	assert_true(log_has(" autodelete 1 group 0\n"));
 	for (int m = 1; m <= 3; m += 2) {
 		snprintf(out, sizeof(out), "map-prepare %d\n", m);
 		assert_int_equal(ctl(o.ctl, NULL, 0, out), 0);
@@ -1320,6 +1322,13 @@ static void control__autodelete__deleted_when_copy_completes(void **state)
 	} while (!strstr(out, "idle_or_copied") && now_ms() < end && !usleep(20000));
 	assert_non_null(strstr(out, "state idle_or_copied"));
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 2\n"), 0); /* never started */
+	/* kept in the pool (format 1.2): an owner restart keeps it */
+	owner_stop(&o);
+	owner_start(&o, NULL, NULL);
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 2\n"), 0);
+	assert_non_null(strstr(out, " autodelete 1 group 0\n"));
+	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 3\n"), 0);
+	assert_non_null(strstr(out, " autodelete 0 group 0\n"));
 	owner_stop(&o);
 }
 
@@ -1373,6 +1382,44 @@ static void control__transition_timeout__names_client_changes_nothing(void **sta
 }
 
 /* the limits between mappings, and of the pool, each with its own error */
+/* consistency groups through the CLI (`flashmeta admin group-*`): every
+ * step's exit status and words, the refusals on stderr with exit 1, the
+ * JSON form; test_groups has every state through the socket */
+static void cli__groups__lifecycle_and_refusals(void **state)
+{
+	struct owner o;
+
+	(void)state;
+	fresh("cli-groups");
+	owner_paths(&o, "pool", "ctl");
+	owner_start(&o, NULL, NULL);
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "map-create", "1", "10", "20",
+			     "1048576", NULL), 0);
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "map-create", "2", "11", "21",
+			     "1048576", NULL), 0);
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "group-create", "7", "1", "2", NULL), 0);
+	assert_true(log_has("group 7 members 2 maps 1,2 states idle_or_copied,idle_or_copied "
+			    "operation -\nok\n"));
+	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "admin", "group-start", "7", NULL), 1);
+	assert_non_null(strstr(slurp(at("err")), "error EPERM: group 7: map 1 is idle_or_copied;"
+			       " group-start needs every member prepared: nothing done"));
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "group-prepare", "7", NULL), 0);
+	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "admin", "map-start", "1", NULL), 1);
+	assert_non_null(strstr(slurp(at("err")), "error EBUSY: map 1 is in consistency group 7"));
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "group-start", "7", NULL), 0);
+	assert_true(log_has("states copying,copying operation -\n"));
+	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "--json", "admin", "group-show", NULL),
+			 0);
+	assert_string_equal(slurp(at("out")), "{\"records\": [{\"record\": \"group\", "
+			    "\"group\": 7, \"members\": 2, \"maps\": \"1,2\", \"states\": "
+			    "\"copying,copying\", \"operation\": \"-\"}], \"ok\": true}\n");
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "group-stop", "7", NULL), 0);
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "group-delete", "7", NULL), 0);
+	assert_true(log_has("deleted group 7 members 2\nok\n"));
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "map-delete", "1", NULL), 0);
+	owner_stop(&o);
+}
+
 static void control__limits__clean_errors(void **state)
 {
 	static const struct {
@@ -1483,6 +1530,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(control__transition_timeout__names_client_changes_nothing,
 					  reap),
 		cmocka_unit_test_teardown(control__limits__clean_errors, reap),
+		cmocka_unit_test_teardown(cli__groups__lifecycle_and_refusals, reap),
 	};
 
 	g_owner = getenv("FM_OWNER_BIN");

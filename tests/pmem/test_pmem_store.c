@@ -271,7 +271,7 @@ static const struct corruption corruptions[] = {
 	{ "signature", c_sig, -EILSEQ, "not a flashmeta pool" },
 	{ "foreign", c_foreign, -EILSEQ, "not a flashmeta pool" },
 	{ "sb checksum", c_sbsum, -EBADMSG, "superblock checksum" },
-	{ "major", c_major, -EPROTONOSUPPORT, "pool format 2.1" },
+	{ "major", c_major, -EPROTONOSUPPORT, "pool format 2.2" },
 	{ "incompat", c_incompat, -EOPNOTSUPP, "incompat features 0x10" },
 	{ "slot count", c_slots, -EINVAL, "layout" },
 	{ "sb reserved", c_sbres, -EINVAL, "reserved" },
@@ -942,8 +942,9 @@ static void legacy_1_0__opens_works_stays_1_0__owner_unknown(void **state)
 	unlink(path);
 }
 
-/* An older binary must refuse a 1.1 pool: it knows no incompat bits. */
-static void format_1_1__new_pools__incompat_bits_set(void **state)
+/* An older binary must refuse a new pool: a 1.0 binary knows no incompat
+ * bits, a 1.1 binary not SLOT_EXT (test_pmem_group.c has the 1.2 parts). */
+static void format_1_2__new_pools__incompat_bits_set(void **state)
 {
 	(void)state;
 	char path[600];
@@ -952,9 +953,10 @@ static void format_1_1__new_pools__incompat_bits_set(void **state)
 	struct fm_sb sb = pe_sb(b);
 
 	assert_int_equal(sb.major, 1);
-	assert_int_equal(sb.minor, 1);
+	assert_int_equal(sb.minor, 2);
 	assert_int_equal(sb.incompat, FM_POOL_INCOMPAT_SEQ_CHECK |
-			 FM_POOL_INCOMPAT_LOG_AB | FM_POOL_INCOMPAT_OWNER);
+			 FM_POOL_INCOMPAT_LOG_AB | FM_POOL_INCOMPAT_OWNER |
+			 FM_POOL_INCOMPAT_SLOT_EXT);
 	/* the applied record (seq 5, odd) is in B, its predecessor in A */
 	assert_int_equal(pe_get_rec(b, 5).seq, 5);
 	assert_int_equal(pe_get_rec(b, 4).seq, 4);
@@ -1238,7 +1240,7 @@ int main(void)
 		cmocka_unit_test(applied_word__every_1_2_3_bit_flip__detected),
 		cmocka_unit_test(open__applied_word_flipped__refused_bits_kept),
 		cmocka_unit_test(legacy_1_0__opens_works_stays_1_0__owner_unknown),
-		cmocka_unit_test(format_1_1__new_pools__incompat_bits_set),
+		cmocka_unit_test(format_1_2__new_pools__incompat_bits_set),
 		cmocka_unit_test(owner__begin_settle__incarnations_and_hold),
 		cmocka_unit_test(owner__every_torn_write__old_or_new),
 		cmocka_unit_test(open__pool_in_use__ebusy_until_closed),

@@ -81,9 +81,11 @@
  * the lock on some device, create/open fail rather than go on without it.
  * Read-only tools (`flashmeta-pmem check`, `dump`) take no lock.
  *
- * Formats: create writes format 1.1 (self-checking applied word, log
- * records with the count of slots in use, owner record).  Format 1.0 pools
- * are opened and written as 1.0; they have no owner record.
+ * Formats: create writes format 1.2 (self-checking applied word, log
+ * records with the count of slots in use, owner record, slot extensions:
+ * autodelete flag and consistency group).  Format 1.0 and 1.1 pools are
+ * opened and written as they are (never upgraded): 1.0 has no owner
+ * record, neither has slot extensions (their calls: -EOPNOTSUPP).
  *
  * Errors: 0 (or a count) on success, a negative errno on failure with
  * detail in fm_errormsg().  Every logged mapping operation (create, delete,
@@ -140,6 +142,7 @@ struct fm_store_stats {
 	uint64_t drains;           /* drains or msyncs issued */
 	uint64_t log_ops;          /* logged mapping operations */
 	uint64_t recovered_ops;    /* log records replayed by the open */
+	uint64_t recovered_groups; /* group starts the open completed */
 	uint64_t log_seq;          /* last applied log sequence number */
 };
 
@@ -147,6 +150,8 @@ struct fm_store_map_info {
 	struct fm_mapping map;
 	uint32_t slot;
 	uint64_t split_count;      /* bits set (committed or pending) */
+	bool autodelete;           /* delete when the copy completes (1.2) */
+	uint64_t group;            /* consistency group, 0: none (1.2) */
 };
 
 /*
@@ -168,8 +173,10 @@ int fm_store_create(struct fm_store **out, const char *path,
 /*
  * fm_store_open -- open an existing pool, take its exclusive lock (held
  * until fm_store_close), validate it and complete any operation a crash
- * interrupted (see fm_pool_check order in the docs and `flashmeta-pmem
- * check`).  cfg may be NULL (view AUTO); its sizes are ignored.  Returns 0
+ * interrupted -- the logged one, then a group start whose commit point
+ * was durable (fm_store_group_start; counted in stats.recovered_groups)
+ * -- before the handle is returned (see fm_pool_check order in the docs
+ * and `flashmeta-pmem check`).  cfg may be NULL (view AUTO); its sizes are ignored.  Returns 0
  * and *out, or, in this order:
  *   -ENOENT/-EACCES...  the file cannot be opened or mapped
  *   -EISDIR, -ENODEV    a directory, or neither a regular file nor a
@@ -223,6 +230,16 @@ void fm_store_close(struct fm_store **sp);
  */
 int fm_store_map_create(struct fm_store *s, const struct fm_mapping *m);
 
+/* fm_store_map_create_opt options */
+#define FM_STORE_CREATE_AUTODELETE 0x1u /* the autodelete flag set (1.2) */
+
+/*
+ * fm_store_map_create_opt -- fm_store_map_create with options, in the same
+ * one logged step: FM_STORE_CREATE_AUTODELETE.  Also -EINVAL (an unknown
+ * option) and -EOPNOTSUPP (an option in a pool older than 1.2).
+ */
+int fm_store_map_create_opt(struct fm_store *s, const struct fm_mapping *m, uint32_t opt);
+
 /*
  * fm_store_map_delete -- remove mapping `id` and clear its bitmap.  Only in
  * IDLE_OR_COPIED or STOPPED.  Waits for a commit in flight to end, then
@@ -263,6 +280,51 @@ int fm_store_map_restart(struct fm_store *s, uint64_t id, uint64_t *new_generati
  * Returns 0, -ENOENT, -ERANGE (rate), or an I/O errno.  Blocks.
  */
 int fm_store_map_set_rate(struct fm_store *s, uint64_t id, uint32_t rate);
+
+/*
+ * fm_store_map_set_autodelete -- set or clear mapping `id`'s autodelete
+ * flag (the owner deletes the mapping when its copy completes), in any
+ * state: logged like a transition, durable on return (nothing logged when
+ * it is already so).  Waits for a commit in flight, then commits pending
+ * splits first.  Returns 0, -ENOENT, -EOPNOTSUPP (pool older than 1.2:
+ * its slots have no room), or an I/O errno.  Blocks.
+ */
+int fm_store_map_set_autodelete(struct fm_store *s, uint64_t id, bool on);
+
+/*
+ * Consistency groups (format 1.2).  A group is the set of mappings whose
+ * slots carry its id (non-zero); the store keeps no other record of it,
+ * so a group with no member does not exist.  Members are started together
+ * by fm_store_group_start, crash-atomically (store.c says how).
+ *
+ * fm_store_map_set_group -- put mapping `id` into `group`, or out of any
+ * group (group 0), in any state: logged like a transition, durable on
+ * return.  Returns 0, -ENOENT, -EBUSY (it is in another group: 0 first),
+ * -EOPNOTSUPP (pool older than 1.2), or an I/O errno.  Blocks.
+ */
+int fm_store_map_set_group(struct fm_store *s, uint64_t id, uint64_t group);
+
+/*
+ * fm_store_group_members -- up to `cap` ids of `group`'s members, in slot
+ * order.  Returns how many it has (may exceed cap), or -EINVAL (group 0).
+ * Does not block on I/O.
+ */
+int fm_store_group_members(struct fm_store *s, uint64_t group, uint64_t *ids, size_t cap);
+
+/*
+ * fm_store_group_start -- START (fm_store_map_transition) for every member
+ * of `group` as one crash-atomic step: after a crash at any point, a
+ * reopened pool has either every member still PREPARED at its generation,
+ * or every member COPYING at generation + 1 with an empty bitmap -- never
+ * some of each (fm_store_open completes a start whose commit point was
+ * durable).  Waits for a commit in flight, commits pending splits first.
+ * Returns the number of members started (> 0), or -EINVAL (group 0),
+ * -ENOENT (no member), -EPERM (a member is not PREPARED: nothing
+ * written), -EOPNOTSUPP (pool older than 1.2), or an I/O errno (the start
+ * may be committed: reopen to complete and learn).  Blocks: 2 + members
+ * logged operations.
+ */
+int fm_store_group_start(struct fm_store *s, uint64_t group);
 
 /*
  * fm_store_map_get -- copy mapping `id` into *info.  0 or -ENOENT.

@@ -113,8 +113,28 @@
  *                                      Answer: "deleted map ID state S
  *                                      forced 0|1 autodelete 0|1"
  *   map-autodelete ID on|off           delete the mapping when its copy
- *                                      completes (DRAM only: a restart
- *                                      forgets it)
+ *                                      completes: in the pool's slot
+ *                                      (format 1.2); a 1.1/1.0 pool keeps
+ *                                      it in DRAM only (a restart forgets
+ *                                      it; the answer adds "autodelete map
+ *                                      ID durable 0")
+ *   group-create G MAP...,             consistency groups (groups.c has the
+ *   group-add G MAP...,                design): membership in the pool
+ *   group-remove G MAP...,             (1.2; else EOPNOTSUPP), at most 32
+ *   group-delete G                     members, a mapping in one group at
+ *                                      most.  Answer "group G members N
+ *                                      maps a,b states s,t operation
+ *                                      OP|-", group-delete "deleted group G
+ *                                      members N"
+ *   group-show [G]                     G's line and its members' map
+ *                                      lines; or every group's line
+ *   group-prepare G, group-start G,    every member's transition together
+ *   group-stop G                       (deferred): all revoked first, none
+ *                                      granted again before all are;
+ *                                      group-start is one crash-atomic
+ *                                      trigger.  A member-level
+ *                                      map-prepare/start/restart/stop of a
+ *                                      member: EBUSY naming the group
  *   quit                               closes the control connection
  *
  * Numbers are decimal digits only (no sign, no 0x), at most 2^64-1, or the
