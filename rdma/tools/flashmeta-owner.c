@@ -49,7 +49,7 @@ static void usage(FILE *f)
 		"      --shm-uids U[,U]  uids that may connect over shm, at most [shm_uids]\n"
 		"                        8 (default: ours); shm is one trust domain\n"
 		"      --pool-max-maps N     pool slots at creation, 1..1024 (64) [pool_max_maps]\n"
-		"      --pool-max-grains N   grains per mapping at creation,      [pool_max_grains]\n"
+		"      --pool-max-grains N   grains per mapping at creation,    [pool_max_grains]\n"
 		"                            1..2^45 (1048576)\n"
 		"      --fence-table PATH    storage fence table the volumes   [fence_table]\n"
 		"                            check; created when absent (none)\n"
