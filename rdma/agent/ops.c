@@ -335,6 +335,13 @@ static void fetch_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *o
 		return;
 	}
 	if (op->step == S_WAIT) { /* decide by message: the owner answered */
+		if (op->req.status == -EBUSY) {
+			/* the session's queries in flight are at the owner's
+			 * bound (max_queries): ask again in a moment */
+			op->step = S_START;
+			op->wake_ms = now_ms() + 1;
+			return;
+		}
 		if (op->req.status) {
 			finish(op, op->req.status);
 			return;
@@ -549,12 +556,18 @@ static void lock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op
 		finish(op, 0);
 		return;
 	case S_QCHECK: /* decide by message: the answer under the lock */
+		if (op->req.status == -EBUSY) { /* at the owner's bound: again */
+			op->step = S_POSTCHECK;
+			op->wake_ms = now_ms() + 1;
+			return;
+		}
 		if (op->req.status) {
 			/* give the count back: a lock nobody may use must not
-			 * stay held (the owner frees it on our UNLOCK) */
+			 * stay held (the owner frees it on our UNLOCK; without
+			 * memory for it, with the session) */
 			h = held_find(a, th, op->owner, op->map_id, index);
 			if (h && !held_put(th, h))
-				unlock_msg(a, op->map_id, op->first, op->word);
+				(void)unlock_msg(a, op->map_id, op->first, op->word);
 			finish(op, op->req.status);
 			return;
 		}
