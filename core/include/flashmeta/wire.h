@@ -318,10 +318,12 @@ struct fm_msg_copy_batch {
  * what a lock manager such as LDLM or a DLM does for every decision, where
  * flashmeta's clients READ the bitmap one-sided and cache what is split.
  * The owner answers from its published bitmap, or refuses with an ERROR
- * (ref_seq = the query's seq): -EAGAIN restart grace, -ENOENT map not
- * served, -ERANGE beyond the map, -ESTALE another generation, -EBUSY too
- * many of the session's queries in flight -- checked in that order.  It
- * changes nothing at the owner.
+ * (ref_seq = the query's seq): -ENOENT map not served, -EAGAIN map being
+ * released, -ERANGE beyond the map, -ESTALE another generation, -EBUSY too
+ * many of the session's queries in flight -- checked in that order
+ * (owner/query.c; -ESTALE or -EIO also when its READ of the bitmap came
+ * back too late or failed).  It changes nothing at the owner; the restart
+ * grace does not refuse it.
  */
 struct fm_msg_split_query {
 	uint64_t map_id;
