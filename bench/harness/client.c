@@ -1,10 +1,11 @@
 /* client.c -- flashmeta-bench: a client process.
  *
- * What a storage node runs, three times over: an agent with the
+ * What a storage node runs, four times over: an agent with the
  * confirmation cache (client id 1 + i), an agent whose cache keeps nothing
- * (client id 1 + N + i, fm_agent_cfg.no_cache) and one whose cache keeps
+ * (client id 1 + N + i, fm_agent_cfg.no_cache), one whose cache keeps
  * every fill as its own range (client id 1 + 2N + i,
- * fm_agent_cfg.cache_no_merge), an engine on each, one pair of reference
+ * fm_agent_cfg.cache_no_merge) and one that decides by message (client id
+ * 1 + 3N + i, fm_agent_cfg.decide_by_message), an engine on each, one pair of reference
  * volumes per mapping index added to every engine, a connection to the floor server, and
  * --threads engine threads (worker.c).  Forked by the coordinator before
  * any transport exists; the coordinator's commands come over a pipe
@@ -91,7 +92,8 @@ static int agent_open(unsigned set, struct hb_reply *r)
 		.provider = opt.provider, .device = opt.device, .addr = opt.addr,
 		.client_id = 1 + P.index + set * opt.clients, .key = HB_KEY,
 		.key_len = strlen(HB_KEY), .no_cache = set == V_NOCACHE,
-		.cache_no_merge = set == V_NOMERGE, .wait_ms = 10000,
+		.cache_no_merge = set == V_NOMERGE, .decide_by_message = set == V_MSG,
+		.wait_ms = 10000,
 		.max_threads = opt.threads + 2,
 	};
 	unsigned nmaps = opt.mappings + (opt.hot ? 1 : 0);

@@ -21,10 +21,11 @@
  * child may use verbs (a child forked after its parent's first RDMA call
  * cannot).
  *
- * MAPPINGS.  Three sets of --mappings K mappings with the same geometry
+ * MAPPINGS.  Four sets of --mappings K mappings with the same geometry
  * and the same pre-split grains, one per engine variant: set 0 for the
  * engine with a cache, set 1 for the engine of the "no cache" agent, set 2
- * for the engine whose cache never merges ranges -- the same workload then
+ * for the engine whose cache never merges ranges, set 3 for the engine
+ * whose agent decides by message -- the same workload then
  * meets the same split state in each, and no variant's writes change what
  * another sees.  With --hot, each set has one more mapping, the hot one,
  * whose grains are never pre-split.  A client process opens one pair of
@@ -110,6 +111,11 @@ enum hb_variant {
 	V_NOMERGE,    /* the engine, its agent with fm_agent_cfg.cache_no_merge:
 		       * every fill its own range, never joined to the ranges
 		       * it touches */
+	V_MSG,        /* the engine, its agent with
+		       * fm_agent_cfg.decide_by_message: every decision is a
+		       * message to the owner and its answer (SPLIT_QUERY,
+		       * LOCK_REQUEST, UNLOCK), the way a lock manager works;
+		       * no cache */
 	V_VOLUME,     /* the volumes' movers alone (fm_refvol_do): no FlashCopy */
 	V_N
 };
@@ -117,7 +123,7 @@ enum hb_variant {
 /* the engine variants: one agent, engine and mapping set each */
 #define HB_SETS V_VOLUME
 
-/* the units of a round: the four variants and the transport floor */
+/* the units of a round: the five variants and the transport floor */
 #define U_FLOOR V_N
 #define U_N (V_N + 1)
 
@@ -331,7 +337,7 @@ struct hb_worker {
 struct hb_proc {
 	unsigned index;         /* client 0..N-1 */
 	struct hb_shared *sh;
-	struct fm_agent *a[HB_SETS]; /* cache, no cache, no merge */
+	struct fm_agent *a[HB_SETS]; /* cache, no cache, no merge, by message */
 	struct fm_engine *e[HB_SETS];
 	struct fm_refvol *src[HB_MAX_MAPS + 1], *tgt[HB_MAX_MAPS + 1];
 	struct fm_floor floor;

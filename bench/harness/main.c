@@ -8,15 +8,16 @@
  *   2  fork the floor server (floor.h) and N client processes (client.c);
  *      fork + exec flashmeta-owner.  This process never makes a transport.
  *   3  on the owner's control socket: map-create, map-prepare and
- *      map-start (the trigger) of the three mapping sets
- *   4  SETUP: every client joins with its three agents, opens its volumes and
+ *      map-start (the trigger) of the four mapping sets
+ *   4  SETUP: every client joins with its four agents, opens its volumes and
  *      engines and its floor connection, starts its engine threads
  *   5  the owner idle for 500 ms, every client joined: its idle CPU rate
  *   6  PRESPLIT: the chosen fraction of every mapping's grains split by
  *      whole-grain target writes through the engine, after the trigger
- *   7  rounds 0..R: each round runs the five units -- the engine with the
+ *   7  rounds 0..R: each round runs the six units -- the engine with the
  *      cache, the engine without, the engine with a cache that never
- *      merges ranges, the volumes alone, the transport floor
+ *      merges ranges, the engine deciding by message (the lock-manager
+ *      baseline), the volumes alone, the transport floor
  *      -- one after the other, the first unit rotating by round; a
  *      variant's batch replays the round's I/O streams (same seed) for
  *      --batch-ms (or --count I/Os per thread).  Round 0 is warm-up: its

@@ -181,13 +181,14 @@ void hb_plot_sweep(struct hb_point *const *pts, unsigned n, const char *dir)
 	d = open_in(dir, "throughput.dat");
 	fprintf(d, "# split_pct split_start_pct iops_cache iops_nocache iops_volume "
 		   "decisions_per_s_cache decisions_per_s_nocache iops_nomerge "
-		   "decisions_per_s_nomerge\n");
+		   "decisions_per_s_nomerge iops_msg decisions_per_s_msg\n");
 	for (unsigned i = 0; i < n; i++)
-		fprintf(d, "%g %.2f %.0f %.0f %.0f %.0f %.0f %.0f %.0f\n", pts[i]->split_pct,
-			pts[i]->split_start[0], pts[i]->iops_typ[V_CACHE],
+		fprintf(d, "%g %.2f %.0f %.0f %.0f %.0f %.0f %.0f %.0f %.0f %.0f\n",
+			pts[i]->split_pct, pts[i]->split_start[0], pts[i]->iops_typ[V_CACHE],
 			pts[i]->iops_typ[V_NOCACHE], pts[i]->iops_typ[V_VOLUME],
 			pts[i]->dps_typ[V_CACHE], pts[i]->dps_typ[V_NOCACHE],
-			pts[i]->iops_typ[V_NOMERGE], pts[i]->dps_typ[V_NOMERGE]);
+			pts[i]->iops_typ[V_NOMERGE], pts[i]->dps_typ[V_NOMERGE],
+			pts[i]->iops_typ[V_MSG], pts[i]->dps_typ[V_MSG]);
 	fclose(d);
 	gp = open_in(dir, "throughput.gp");
 	fprintf(gp, "# flashmeta-bench: throughput vs split fraction\n"
@@ -204,6 +205,8 @@ void hb_plot_sweep(struct hb_point *const *pts, unsigned n, const char *dir)
 		    "title 'engine, no cache', \\\n"
 		    "     'throughput.dat' using 1:8 with linespoints lw 2 "
 		    "title 'engine, cache without merging', \\\n"
+		    "     'throughput.dat' using 1:10 with linespoints lw 2 "
+		    "title 'engine, by message (RPC per I/O)', \\\n"
 		    "     'throughput.dat' using 1:5 with linespoints lw 2 dt 2 "
 		    "title 'volumes only (no FlashCopy)'\n",
 		    opt.clients, opt.threads, opt.provider);

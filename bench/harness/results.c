@@ -13,8 +13,9 @@
 
 const char *const hb_variant_name[V_N] = { "engine, cache", "engine, no cache",
 					   "engine, cache without merging",
+					   "engine, by message (RPC per I/O)",
 					   "volumes only (no FlashCopy)" };
-const char *const hb_variant_key[V_N] = { "cache", "nocache", "nomerge", "volume" };
+const char *const hb_variant_key[V_N] = { "cache", "nocache", "nomerge", "msg", "volume" };
 
 const char *const hb_class_name[C_BASE_N] = {
 	"hit", "miss: READ, then direct", "miss: redirect (READ, src, READ)",
@@ -47,12 +48,17 @@ const char *const hb_method_text =
 	"pre-split grains); 'no merge' = an agent with fm_agent_cfg.cache_no_merge:\n"
 	"its cache keeps every fill as a range of its own, never joined to the ranges\n"
 	"it touches (its own mapping set too), so a lookup's run ends at its fill's\n"
-	"end and the cache holds more, smaller ranges; 'volumes only' =\n"
+	"end and the cache holds more, smaller ranges; 'by message' = an agent with\n"
+	"fm_agent_cfg.decide_by_message, the lock-manager baseline (RPC per I/O): every\n"
+	"decision is a message to the owner and its answer -- SPLIT_QUERY for the split\n"
+	"bits of a window (instead of the READ), LOCK_REQUEST granted by the owner's\n"
+	"CAS (no client CAS), SPLIT_QUERY under the lock, UNLOCK -- and nothing is\n"
+	"cached (its own mapping set too); 'volumes only' =\n"
 	"fm_refvol_do on the same volumes, no FlashCopy at all.  Floor: raw\n"
 	"fm_lane_post_* + fm_lane_wait on a floor server serving a REMOTE_READ and a\n"
 	"REMOTE_ATOMIC region as the owner does, from every engine thread at once, with\n"
 	"the agent's transport settings; message round trips from thread 0 of each client.\n"
-	"Rounds: round 0 is warm-up and dropped; each round runs the five units one after\n"
+	"Rounds: round 0 is warm-up and dropped; each round runs the six units one after\n"
 	"the other, the first rotating by round.  t_typical = median of the per-round\n"
 	"medians (of all samples, marked *, when a round had fewer than 20 of the path);\n"
 	"n, min, avg, 99%, 99.9%, max over every sample pooled; I/Os/s =\n"
@@ -267,7 +273,7 @@ void hb_print_header(void)
 	printf(", hot %s", opt.hot ? "" : "off");
 	if (opt.hot)
 		printf("%u clients on one grain", opt.hot);
-	printf("\n# %u rounds (+1 warm-up, dropped) of 4 units: ", opt.rounds);
+	printf("\n# %u rounds (+1 warm-up, dropped) of %u units: ", opt.rounds, U_N);
 	if (opt.count)
 		printf("%" PRIu64 " I/Os per thread and variant", opt.count);
 	else
@@ -360,12 +366,13 @@ static void print_throughput(const struct hb_point *pt)
 				dec_ios += pt->st[v][c].st.n;
 		printf("%s: %.1f%% of deciding I/Os were hits; cache lookups %" PRIu64
 		       ", hit %.1f%%; in the caches at the end %" PRIu64 " ranges, %" PRIu64
-		       " bytes; agent READs %" PRIu64 ", locks %" PRIu64 ", commits %" PRIu64
+		       " bytes; agent %s %" PRIu64 ", locks %" PRIu64 ", commits %" PRIu64
 		       "; owner LOCK_REQUESTs (contended) %" PRIu64 ", SPLIT_COMMITs %" PRIu64 "\n",
 		       hb_variant_name[v], dec_ios ? 100.0 * (double)hits / (double)dec_ios : 0.0,
 		       a->lookups,
 		       a->lookups ? 100.0 * (double)a->cache_hits / (double)a->lookups : 0.0,
-		       a->ranges, a->bytes, a->fetches, a->locks, a->commits, pt->lock_requests[v],
+		       a->ranges, a->bytes, v == V_MSG ? "SPLIT_QUERY answers" : "READs",
+		       a->fetches, a->locks, a->commits, pt->lock_requests[v],
 		       pt->owner_commits[v]);
 	}
 }
@@ -448,14 +455,20 @@ static void print_ratios(const struct hb_point *pt)
 	       (double)pt->ag[V_NOMERGE].ranges / (double)pt->ag[V_CACHE].ranges,
 	       (double)pt->ag[V_NOMERGE].bytes / (double)pt->ag[V_CACHE].bytes,
 	       pt->iops_typ[V_CACHE] / pt->iops_typ[V_NOMERGE]);
+	printf("against the lock-manager baseline (RPC per I/O): decisions/s x%.2f, I/Os/s x%.2f, "
+	       "t_avg of all I/Os x%.2f (cache / by message)\n",
+	       pt->dps_typ[V_CACHE] / pt->dps_typ[V_MSG],
+	       pt->iops_typ[V_CACHE] / pt->iops_typ[V_MSG],
+	       pt->st_all[V_MSG].st.avg / pt->st_all[V_CACHE].st.avg);
 }
 
 void hb_print_point(const struct hb_point *pt)
 {
-	printf("\n== split %.1f%%: grains split %.2f%% / %.2f%% / %.2f%% (cache / no-cache / "
-	       "no-merge set) at the measured phase's start, %.2f%% / %.2f%% / %.2f%% at its "
-	       "end\n", pt->split_pct, pt->split_start[0], pt->split_start[1], pt->split_start[2],
-	       pt->split_end[0], pt->split_end[1], pt->split_end[2]);
+	printf("\n== split %.1f%%: grains split %.2f%% / %.2f%% / %.2f%% / %.2f%% (cache / "
+	       "no-cache / no-merge / by-message set) at the measured phase's start, %.2f%% / "
+	       "%.2f%% / %.2f%% / %.2f%% at its end\n", pt->split_pct, pt->split_start[0],
+	       pt->split_start[1], pt->split_start[2], pt->split_start[3], pt->split_end[0],
+	       pt->split_end[1], pt->split_end[2], pt->split_end[3]);
 	printf("   pre-split took %.2f s; store persist %s; load average %s at start, %s at end; "
 	       "the point took %.1f s\n", pt->presplit_s, pt->persist, pt->la0, pt->la1,
 	       pt->run_s);
@@ -468,22 +481,24 @@ void hb_print_sweep(struct hb_point *const *pts, unsigned n)
 {
 	printf("\n== sweep: throughput vs split fraction (typical I/Os/s; split at the measured "
 	       "phase's start -> end, cache set)\n");
-	printf("%8s %18s %12s %14s %12s %12s %12s %12s %14s %12s\n", "split", "measured",
-	       "cache", "cache", "no cache", "no cache", "no merge", "no merge", "volumes",
-	       "cache /");
-	printf("%8s %18s %12s %14s %12s %12s %12s %12s %14s %12s\n", "[%]", "[%]", "[IO/s]",
-	       "[dec/s]", "[IO/s]", "[dec/s]", "[IO/s]", "[dec/s]", "only [IO/s]",
-	       "no cache [x]");
+	printf("%8s %18s %12s %14s %12s %12s %12s %12s %12s %12s %14s %12s %12s\n", "split",
+	       "measured", "cache", "cache", "no cache", "no cache", "no merge", "no merge",
+	       "by message", "by message", "volumes", "cache /", "cache / msg");
+	printf("%8s %18s %12s %14s %12s %12s %12s %12s %12s %12s %14s %12s %12s\n", "[%]", "[%]",
+	       "[IO/s]", "[dec/s]", "[IO/s]", "[dec/s]", "[IO/s]", "[dec/s]", "[IO/s]", "[dec/s]",
+	       "only [IO/s]", "no cache [x]", "[dec/s x]");
 	for (unsigned i = 0; i < n; i++) {
 		const struct hb_point *p = pts[i];
 		char meas[32];
 
 		snprintf(meas, sizeof(meas), "%.1f -> %.1f", p->split_start[0], p->split_end[0]);
-		printf("%8.1f %18s %12.0f %14.0f %12.0f %12.0f %12.0f %12.0f %14.0f %12.2f\n",
+		printf("%8.1f %18s %12.0f %14.0f %12.0f %12.0f %12.0f %12.0f %12.0f %12.0f %14.0f "
+		       "%12.2f %12.2f\n",
 		       p->split_pct, meas, p->iops_typ[V_CACHE], p->dps_typ[V_CACHE],
 		       p->iops_typ[V_NOCACHE], p->dps_typ[V_NOCACHE], p->iops_typ[V_NOMERGE],
-		       p->dps_typ[V_NOMERGE], p->iops_typ[V_VOLUME],
-		       p->iops_typ[V_CACHE] / p->iops_typ[V_NOCACHE]);
+		       p->dps_typ[V_NOMERGE], p->iops_typ[V_MSG], p->dps_typ[V_MSG],
+		       p->iops_typ[V_VOLUME], p->iops_typ[V_CACHE] / p->iops_typ[V_NOCACHE],
+		       p->dps_typ[V_CACHE] / p->dps_typ[V_MSG]);
 	}
 }
 
@@ -655,11 +670,13 @@ static void json_point(struct fm_jw *w, const struct hb_point *pt)
 	fm_jw_num(w, "cache", pt->split_start[0]);
 	fm_jw_num(w, "nocache", pt->split_start[1]);
 	fm_jw_num(w, "nomerge", pt->split_start[2]);
+	fm_jw_num(w, "msg", pt->split_start[3]);
 	fm_jw_end(w);
 	fm_jw_obj(w, "split_end_pct");
 	fm_jw_num(w, "cache", pt->split_end[0]);
 	fm_jw_num(w, "nocache", pt->split_end[1]);
 	fm_jw_num(w, "nomerge", pt->split_end[2]);
+	fm_jw_num(w, "msg", pt->split_end[3]);
 	fm_jw_end(w);
 	fm_jw_num(w, "presplit_s", pt->presplit_s);
 	fm_jw_num(w, "run_s", pt->run_s);
@@ -676,6 +693,9 @@ static void json_point(struct fm_jw *w, const struct hb_point *pt)
 		  (double)pt->ag[V_NOMERGE].ranges / (double)pt->ag[V_CACHE].ranges);
 	fm_jw_num(w, "nomerge_vs_cache_bytes",
 		  (double)pt->ag[V_NOMERGE].bytes / (double)pt->ag[V_CACHE].bytes);
+	/* issue 12's figure: the cache against the lock-manager baseline */
+	fm_jw_num(w, "cache_vs_msg_decisions", pt->dps_typ[V_CACHE] / pt->dps_typ[V_MSG]);
+	fm_jw_num(w, "cache_vs_msg_ios", pt->iops_typ[V_CACHE] / pt->iops_typ[V_MSG]);
 	fm_jw_arr(w, "variants");
 	for (unsigned v = 0; v < V_N; v++)
 		json_variant(w, pt, v);

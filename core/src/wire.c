@@ -57,6 +57,8 @@ static_assert(OFF_SESSION % 8 == 0 && OFF_SEQ % 8 == 0, "64-bit fields aligned")
 #define SZ_BYE 16u
 #define SZ_CLAIM 48u
 #define SZ_BATCH 64u
+#define SZ_QUERY 40u
+#define SZ_ANSWER (40u + FM_WIRE_QUERY_MAX / 8)
 
 /* mapdesc offsets */
 #define MD_MAP_ID 0
@@ -99,6 +101,8 @@ static const char *const type_names[FM_MSG_TYPE_END] = {
 	[FM_MSG_BYE] = "bye",
 	[FM_MSG_COPY_CLAIM] = "copy-claim",
 	[FM_MSG_COPY_BATCH] = "copy-batch",
+	[FM_MSG_SPLIT_QUERY] = "split-query",
+	[FM_MSG_SPLIT_ANSWER] = "split-answer",
 };
 
 const char *fm_msg_type_name(uint16_t type)
@@ -165,6 +169,8 @@ int fm_wire_payload_size(uint16_t type)
 	case FM_MSG_BYE: return SZ_BYE;
 	case FM_MSG_COPY_CLAIM: return SZ_CLAIM;
 	case FM_MSG_COPY_BATCH: return SZ_BATCH;
+	case FM_MSG_SPLIT_QUERY: return SZ_QUERY;
+	case FM_MSG_SPLIT_ANSWER: return SZ_ANSWER;
 	default: return -ENOMSG;
 	}
 }
@@ -234,6 +240,18 @@ static int check_range(uint64_t first, uint64_t last, const char *what)
 	if (first > last)
 		return fm_err(-ERANGE, "%s: grain range [%llu, %llu] inverted", what,
 			      (unsigned long long)first, (unsigned long long)last);
+	return 0;
+}
+
+/* SPLIT_QUERY / SPLIT_ANSWER: count 1..FM_WIRE_QUERY_MAX, no wrap */
+static int check_query(const char *tn, uint64_t first, uint16_t count)
+{
+	if (count == 0 || count > FM_WIRE_QUERY_MAX)
+		return fm_err(-ERANGE, "%s: %u grains, want 1..%u", tn, count,
+			      FM_WIRE_QUERY_MAX);
+	if (first + count - 1 < first)
+		return fm_err(-ERANGE, "%s: grains from %llu wrap", tn,
+			      (unsigned long long)first);
 	return 0;
 }
 
@@ -335,6 +353,20 @@ static int check_fields(const struct fm_msg *m)
 			return fm_err(-ERANGE, "copy-batch: batch id 0");
 		return check_range(b->first, b->last, tn);
 	}
+	case FM_MSG_SPLIT_QUERY:
+		return check_query(tn, m->u.query.first, m->u.query.count);
+	case FM_MSG_SPLIT_ANSWER: {
+		const struct fm_msg_split_answer *an = &m->u.answer;
+
+		rc = check_query(tn, an->first, an->count);
+		if (rc)
+			return rc;
+		for (unsigned i = an->count; i < FM_WIRE_QUERY_MAX; i++)
+			if (an->bits[i / 64] >> (i % 64) & 1)
+				return fm_err(-ERANGE, "split-answer: bit %u set, count %u", i,
+					      an->count);
+		return 0;
+	}
 	default:
 		return 0;
 	}
@@ -358,6 +390,8 @@ union msg_fixed {
 	struct fm_msg_bye bye;
 	struct fm_msg_copy_claim claim;
 	struct fm_msg_copy_batch batch;
+	struct fm_msg_split_query query;
+	struct fm_msg_split_answer answer;
 };
 
 void fm_wire_msg_init(struct fm_msg *m, uint16_t type)
@@ -427,6 +461,19 @@ static void enc_commit(uint8_t *p, const struct fm_msg_split_commit *c)
 		fm_put_le64(p + SZ_COMMIT_FIXED + i * SZ_RANGE, c->ranges[i].first);
 		fm_put_le64(p + SZ_COMMIT_FIXED + i * SZ_RANGE + 8, c->ranges[i].last);
 	}
+}
+
+/* SPLIT_QUERY and the same 40 bytes at the head of SPLIT_ANSWER */
+static void enc_query_head(uint8_t *p, uint64_t map_id, uint64_t gen, uint64_t qid,
+			   uint64_t first, uint16_t count)
+{
+	fm_put_le64(p, map_id);
+	fm_put_le64(p + 8, gen);
+	fm_put_le64(p + 16, qid);
+	fm_put_le64(p + 24, first);
+	fm_put_le16(p + 32, count);
+	fm_put_le16(p + 34, 0);
+	fm_put_le32(p + 36, 0);
 }
 
 static void enc_payload(uint8_t *p, const struct fm_msg *m)
@@ -512,6 +559,16 @@ static void enc_payload(uint8_t *p, const struct fm_msg *m)
 		fm_put_le16(p + 56, m->u.batch.rate);
 		fm_put_le16(p + 58, 0);
 		fm_put_le32(p + 60, 0);
+		break;
+	case FM_MSG_SPLIT_QUERY:
+		enc_query_head(p, m->u.query.map_id, m->u.query.generation,
+			       m->u.query.query_id, m->u.query.first, m->u.query.count);
+		break;
+	case FM_MSG_SPLIT_ANSWER:
+		enc_query_head(p, m->u.answer.map_id, m->u.answer.generation,
+			       m->u.answer.query_id, m->u.answer.first, m->u.answer.count);
+		for (unsigned i = 0; i < FM_WIRE_QUERY_MAX / 64; i++)
+			fm_put_le64(p + SZ_QUERY + 8 * i, m->u.answer.bits[i]);
 		break;
 	}
 }
@@ -721,6 +778,20 @@ static int dec_payload(const uint8_t *p, size_t n, struct fm_msg *m)
 		m->u.batch.status = fm_get_le32(p + 48);
 		m->u.batch.wait_ms = fm_get_le32(p + 52);
 		m->u.batch.rate = fm_get_le16(p + 56);
+		break;
+	case FM_MSG_SPLIT_QUERY:
+	case FM_MSG_SPLIT_ANSWER:
+		/* the same head; SPLIT_ANSWER's bits follow it */
+		if (fm_get_le16(p + 34) || fm_get_le32(p + 36))
+			return reserved_err(tn);
+		m->u.query.map_id = fm_get_le64(p);
+		m->u.query.generation = fm_get_le64(p + 8);
+		m->u.query.query_id = fm_get_le64(p + 16);
+		m->u.query.first = fm_get_le64(p + 24);
+		m->u.query.count = fm_get_le16(p + 32);
+		if (m->type == FM_MSG_SPLIT_ANSWER)
+			for (unsigned i = 0; i < FM_WIRE_QUERY_MAX / 64; i++)
+				m->u.answer.bits[i] = fm_get_le64(p + SZ_QUERY + 8 * i);
 		break;
 	}
 	return 0;

@@ -5,8 +5,10 @@
  * io.c.  Mapping knowledge comes from the state machine itself
  * (fm_client_map: a seqlock any thread reads), not from a copy here.
  */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -14,8 +16,14 @@
 #include <unistd.h>
 
 #include "agent_priv.h"
+
 #include "flashmeta/error.h"
 #include "flashmeta/wire.h"
+
+/* ABI: decide_by_message took a padding byte; what follows did not move */
+static_assert(offsetof(struct fm_agent_cfg, wait_ms) ==
+		      offsetof(struct fm_agent_cfg, cache_budget) + sizeof(size_t) + 4,
+	      "fm_agent_cfg: wait_ms stays where 0.x put it");
 
 uint64_t ag_now_ms(void)
 {
@@ -195,6 +203,8 @@ int fm_agent_new(struct fm_agent **out, const struct fm_agent_cfg *cfg)
 		rc = fm_err(-ENOMEM, "agent: eventfd/strdup");
 		goto fail;
 	}
+	if (a->cfg.decide_by_message)
+		a->cfg.no_cache = true; /* every decision asks the owner */
 	if (!a->cfg.max_threads)
 		a->cfg.max_threads = 64;
 	if (!a->cfg.spin_us)
@@ -216,7 +226,7 @@ int fm_agent_new(struct fm_agent **out, const struct fm_agent_cfg *cfg)
 	if (rc)
 		goto fail;
 	ccfg.budget_bytes = cfg->cache_budget;
-	ccfg.keep_nothing = cfg->no_cache;
+	ccfg.keep_nothing = a->cfg.no_cache;
 	ccfg.no_merge = cfg->cache_no_merge;
 	rc = fm_cache_new(&a->cache, &ccfg);
 	if (rc)

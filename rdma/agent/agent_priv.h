@@ -53,12 +53,14 @@
 #include "flashmeta/transport.h"
 
 #define AG_READ_MAX (64u * 1024)   /* bytes of one engine READ */
-#define AG_FILL_WORDS 8u           /* bitmap words of one fetch window (512 grains) */
+#define AG_FILL_WORDS 8u           /* bitmap words of one fetch window (512 grains,
+				    * FM_WIRE_QUERY_MAX: one SPLIT_QUERY) */
 #define AG_OP_TIMEOUT_MS 3000u     /* the transport's op_timeout_ms */
 #define AG_OP_WAIT_MS 10000        /* an engine waits this long for a completion */
 #define AG_SLOTS 1024u             /* 64-byte READ slots of a thread's buffer */
 
-enum req_type { REQ_LOCKWAIT = 1, REQ_COMMIT, REQ_UNLOCKMSG, REQ_CLAIM };
+enum req_type { REQ_LOCKWAIT = 1, REQ_COMMIT, REQ_UNLOCKMSG, REQ_CLAIM,
+		REQ_QUERY /* SPLIT_QUERY of first..last (decide_by_message) */ };
 
 /* The owner's answer to a COPY_CLAIM (background copy, flashmeta/copy.h). */
 struct ag_batch {
@@ -83,6 +85,8 @@ struct req {
 	uint64_t generation, done_batch, done_next; /* CLAIM */
 	uint32_t max_grains; /* CLAIM */
 	struct ag_batch batch; /* CLAIM: the answer (status 0) */
+	uint64_t bits[AG_FILL_WORDS]; /* QUERY: the answer (status 0); bit i is
+				       * grain first + i */
 	bool nowait;         /* UNLOCKMSG: nobody waits; the protocol thread frees it */
 	struct ag_thread *th;  /* an op's request: wake this thread */
 	_Atomic bool adone;    /* ... set (release) after status/out_word */

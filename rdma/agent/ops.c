@@ -24,6 +24,17 @@
  *   CLAIM    COPY_CLAIM through the protocol thread (background copy),
  *            answered by the owner's COPY_BATCH.
  *
+ * Decide by message (fm_agent_cfg.decide_by_message, the lock-manager
+ * baseline of the benchmarks): no one-sided operation decides anything.
+ * FETCH sends a SPLIT_QUERY of its window instead of the READ; LOCK sends
+ * LOCK_REQUEST at once (the owner's own CAS grants a free word) and then
+ * a SPLIT_QUERY of the grain instead of the READ under the lock; UNLOCK
+ * sends UNLOCK instead of the release CAS (the owner frees the word or
+ * hands it on).  An answer is used exactly as the READ it replaces
+ * (owner/query.c): a set bit is durable, a clear bit holds only under the
+ * lock or until the re-check after a redirected read, and nothing is
+ * cached (the mode implies no_cache).
+ *
  * Locks belong to the thread that took them -- to an owner on it: the
  * thread for the blocking calls, an I/O for the engine -- and are
  * re-entrant for that owner (several grains under one lock word: each
@@ -65,6 +76,7 @@ enum {
 	S_READ,        /* FETCH / RAWREAD: READ in flight */
 	S_RELEASE,     /* UNLOCK: CAS in flight */
 	S_POSTCHECK,   /* LOCK: held; the READ under it still to post */
+	S_QCHECK,      /* LOCK by message: SPLIT_QUERY of the grain under it */
 };
 
 /* ---------------------------------------------------------------- holds
@@ -229,6 +241,34 @@ static void req_submit(struct fm_agent *a, struct ag_thread *th, struct ag_op *o
 	ag_req_submit(a, &op->req);
 }
 
+/* UNLOCK of `word` (the word of grain `first`) through the protocol
+ * thread, nobody waiting for it: 0, or -ENOMEM (the caller then waits for
+ * it as an op's request) */
+static int unlock_msg(struct fm_agent *a, uint64_t map_id, uint64_t first, uint64_t word)
+{
+	struct req *r = malloc(sizeof(*r));
+
+	if (!r)
+		return -ENOMEM;
+	*r = (struct req){ .type = REQ_UNLOCKMSG, .map_id = map_id, .first = first,
+			   .word = word };
+	ag_req_post(a, r);
+	return 0;
+}
+
+/* decide by message: SPLIT_QUERY of grains first..last (at most
+ * AG_FILL_WORDS * 64) of the map's generation as op saw it at its start */
+static void query_submit(struct fm_agent *a, struct ag_thread *th, struct ag_op *op,
+			 uint64_t first, uint64_t last)
+{
+	op->req = (struct req){ .type = REQ_QUERY, .map_id = op->map_id, .first = first,
+				.last = last, .th = th, .generation = op->d.generation };
+	atomic_init(&op->req.adone, false);
+	op->req_live = true;
+	op->deadline_ms = now_ms() + a->cfg.wait_ms + 5000;
+	ag_req_submit(a, &op->req);
+}
+
 /* --------------------------------------------------------------- steps */
 
 static void fetch_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op)
@@ -272,6 +312,11 @@ static void fetch_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *o
 		f->w0 = op->first & ~(ra - 1);
 		end = f->w0 + ra < op->d.grain_count ? f->w0 + ra : op->d.grain_count;
 		f->nbits = end - f->w0;
+		if (a->cfg.decide_by_message) {
+			op->step = S_WAIT;
+			query_submit(a, th, op, f->w0, end - 1);
+			return;
+		}
 		int rc = post_read(a, th, op, &op->d.bitmap, f->w0 / 8,
 				   (size_t)((f->nbits + 63) / 64 * 8));
 
@@ -287,6 +332,24 @@ static void fetch_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *o
 		if (!op->lstatus)
 			memcpy(op->out, fm_region_ptr(th->big), op->len);
 		finish(op, op->lstatus ? ag_op_failed(op->lstatus) : 0);
+		return;
+	}
+	if (op->step == S_WAIT) { /* decide by message: the owner answered */
+		if (op->req.status == -EBUSY) {
+			/* the session's queries in flight are at the owner's
+			 * bound (max_queries): ask again in a moment */
+			op->step = S_START;
+			op->wake_ms = now_ms() + 1;
+			return;
+		}
+		if (op->req.status) {
+			finish(op, op->req.status);
+			return;
+		}
+		memcpy(f->bits, op->req.bits, sizeof(f->bits));
+		atomic_fetch_add_explicit(&a->fetches, 1, memory_order_relaxed);
+		op->split = ag_fill_bit(f, op->first);
+		finish(op, 0); /* nothing cached: the mode keeps no cache */
 		return;
 	}
 	if (op->lstatus) {
@@ -374,6 +437,12 @@ static void lock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op
 		}
 		op->word = fm_lockword_make((uint16_t)a->cfg.client_id, (uint32_t)op->token,
 					    FM_LOCKWORD_F_HELD);
+		if (a->cfg.decide_by_message) {
+			/* no CAS of ours: the owner's CAS takes a free word */
+			op->step = S_WAIT;
+			req_submit(a, th, op, REQ_LOCKWAIT, FM_LOCKWORD_FREE);
+			return;
+		}
 		if (op->slot < 0 && (op->slot = ag_slot_get(th)) < 0)
 			return; /* no slot: later */
 		if (post_cas(th, op, &op->d.locks, off, FM_LOCKWORD_FREE, op->word))
@@ -383,6 +452,11 @@ static void lock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op
 			op->lstatus = -EAGAIN; /* no READ behind it: read after the CAS */
 		return;
 	case S_POSTCHECK:
+		if (a->cfg.decide_by_message) {
+			op->step = S_QCHECK;
+			query_submit(a, th, op, op->first, op->first);
+			return;
+		}
 		if (!th->lane) {
 			op->lstatus = -ECONNRESET;
 			op->step = S_CHECK;
@@ -481,6 +555,25 @@ static void lock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op
 		op->split = bit_of(th, op);
 		finish(op, 0);
 		return;
+	case S_QCHECK: /* decide by message: the answer under the lock */
+		if (op->req.status == -EBUSY) { /* at the owner's bound: again */
+			op->step = S_POSTCHECK;
+			op->wake_ms = now_ms() + 1;
+			return;
+		}
+		if (op->req.status) {
+			/* give the count back: a lock nobody may use must not
+			 * stay held (the owner frees it on our UNLOCK; without
+			 * memory for it, with the session) */
+			h = held_find(a, th, op->owner, op->map_id, index);
+			if (h && !held_put(th, h))
+				(void)unlock_msg(a, op->map_id, op->first, op->word);
+			finish(op, op->req.status);
+			return;
+		}
+		op->split = (int)(op->req.bits[0] & 1);
+		finish(op, 0);
+		return;
 	case S_UNDO:
 		finish(op, fm_err(-ENOMEM, "agent: lock table of a thread"));
 		return;
@@ -512,6 +605,16 @@ static void unlock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *
 			}
 			atomic_fetch_add_explicit(&a->unlocks, 1, memory_order_relaxed);
 		}
+		if (a->cfg.decide_by_message) {
+			/* the owner frees the word (or hands it on) */
+			if (unlock_msg(a, op->map_id, op->first, op->word)) {
+				op->step = S_WAIT;
+				req_submit(a, th, op, REQ_UNLOCKMSG, op->word);
+				return;
+			}
+			finish(op, 0);
+			return;
+		}
 		if (!th->lane) {
 			finish(op, fm_err(-ECONNRESET, "agent: no session"));
 			return;
@@ -529,21 +632,15 @@ static void unlock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *
 	case FM_LOCKWORD_RELEASED:
 		finish(op, 0);
 		return;
-	case FM_LOCKWORD_NOTIFY: {
+	case FM_LOCKWORD_NOTIFY:
 		/* the owner queued waiters: it hands the word on */
-		struct req *r = malloc(sizeof(*r));
-
-		if (!r) {
+		if (unlock_msg(a, op->map_id, op->first, op->old)) {
 			op->step = S_WAIT;
 			req_submit(a, th, op, REQ_UNLOCKMSG, op->old);
 			return;
 		}
-		*r = (struct req){ .type = REQ_UNLOCKMSG, .map_id = op->map_id,
-				   .first = op->first, .word = op->old };
-		ag_req_post(a, r);
 		finish(op, 0);
 		return;
-	}
 	default:
 		atomic_fetch_add_explicit(&a->locks_lost, 1, memory_order_relaxed);
 		finish(op, fm_err(-ENOLCK, "agent: lock of grain %" PRIu64 " was lost (the "

@@ -120,6 +120,10 @@ static bool __issue(struct fm_agent *a, struct req *r, uint64_t now)
 		rc = fm_client_copy_claim(a->c, r->map_id, r->generation, r->done_batch,
 					  r->done_next, r->max_grains, r->cookie, now);
 		break;
+	case REQ_QUERY:
+		rc = fm_client_split_query(a->c, r->map_id, r->generation, r->first,
+					   (uint32_t)(r->last - r->first + 1), r->cookie, now);
+		break;
 	default:
 		rc = -EINVAL;
 	}
@@ -279,9 +283,12 @@ static void on_note(struct fm_agent *a, const struct fm_notify *n)
 	case FM_NOTE_LOCKED:
 	case FM_NOTE_COMMITTED:
 	case FM_NOTE_COPY_BATCH:
+	case FM_NOTE_SPLIT_ANSWER:
 		for (struct req *r = a->inflight; r; r = r->next)
 			if (r->cookie == n->cookie) {
 				__req_unlink(&a->inflight, r);
+				if (n->type == FM_NOTE_SPLIT_ANSWER)
+					memcpy(r->bits, n->query.bits, sizeof(r->bits));
 				if (n->type == FM_NOTE_COPY_BATCH)
 					r->batch = (struct ag_batch){
 						.status = n->copy.status, .wait_ms = n->copy.wait_ms,

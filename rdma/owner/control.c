@@ -519,6 +519,11 @@ static int ctl_status(struct fm_ownerd *d, int fd)
 	od_ctl_printf(fd, "copy claims %" PRIu64 " batches %" PRIu64 " grains-returned %" PRIu64
 		   " read-failures %" PRIu64 "\n", os.copy_claims, os.copy_batches,
 		   os.copy_returned, os.copy_read_failures);
+	/* split bits by message (wire 2.2, the decide-by-message baseline):
+	 * queries received, refused over the per-session bound, READs failed */
+	od_ctl_printf(fd, "split-queries received %" PRIu64 " refused-busy %" PRIu64
+		   " read-failures %" PRIu64 "\n", os.queries, os.queries_refused,
+		   os.query_read_failures);
 	{
 		uint64_t tc, tp;
 

@@ -18,6 +18,9 @@ trap 'rm -rf "$dir"' EXIT INT TERM
 	exit 1
 }
 grep -q '^== sweep' "$dir/run.txt" || { cat "$dir/run.txt"; exit 1; }
+# the lock-manager baseline ran as a variant of its own (decide by message)
+grep -q '"variant":"msg"' "$dir/run.json" || { echo "no by-message variant"; exit 1; }
+grep -q '^engine, by message' "$dir/run.txt" || { cat "$dir/run.txt"; exit 1; }
 
 p=points.0
 v=$p.variants
@@ -45,7 +48,10 @@ v=$p.variants
 	$v.0.paths.0.p99_9:number $v.0.paths.0.t_max:number $v.0.paths.0.floor:string \
 	$v.1.variant:string $v.1.ios_per_s:number $v.2.variant:string $v.2.ios_per_s:number \
 	$v.2.cache.ranges_end:number $v.2.cache.bytes_end:number $v.3.variant:string \
+	$v.3.ios_per_s:number $v.3.decisions_per_s:number $v.3.agent.fetches:number \
+	$v.3.owner_lock_requests:number $v.4.variant:string \
 	$p.split_start_pct.nomerge:number $p.nomerge_vs_cache_ranges:number \
+	$p.split_start_pct.msg:number $p.cache_vs_msg_decisions:number \
 	$p.floors.0.case:string $p.floors.0.t_typical:number $p.floors.3.t_typical:number \
 	points.1.split_pct:number points.1.variants.0.ios_per_s:number
 

@@ -162,10 +162,16 @@ int svc_ctl(struct svc *s, char *out, size_t cap, const char *fmt, ...)
 
 struct fm_agent *svc_agent(struct svc *s, uint32_t id, const char *key)
 {
+	return svc_agent_mode(s, id, key, false);
+}
+
+struct fm_agent *svc_agent_mode(struct svc *s, uint32_t id, const char *key, bool by_message)
+{
 	struct fm_agent_cfg cfg = {
 		.provider = s->provider, .addr = s->addr, .client_id = id,
 		.key = key ? key : key_shared, .key_len = strlen(key ? key : key_shared),
 		.wait_ms = 8000, .retry_min_ms = 20, .retry_max_ms = 200,
+		.decide_by_message = by_message,
 	};
 	struct fm_agent *a = NULL;
 

@@ -41,6 +41,8 @@ int svc_ctl(struct svc *s, char *out, size_t cap, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 /* an agent for client `id` (key: the shared one unless key != NULL) */
 struct fm_agent *svc_agent(struct svc *s, uint32_t id, const char *key);
+/* ... deciding by message (fm_agent_cfg.decide_by_message) or not */
+struct fm_agent *svc_agent_mode(struct svc *s, uint32_t id, const char *key, bool by_message);
 
 /* children */
 struct child {

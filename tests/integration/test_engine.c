@@ -28,6 +28,13 @@
  *   errors                  a mover's -EIO comes back, nothing committed,
  *                           the lock is free again; -EKEYREJECTED once is
  *                           retried; -ENOENT, -EINVAL, -ERANGE
+ *   by-message              a second client whose agent decides by message
+ *                           (SPLIT_QUERY, LOCK_REQUEST, UNLOCK: the
+ *                           benchmarks' lock-manager baseline) and this one
+ *                           (one-sided) do random I/O on one mapping: every
+ *                           target read is the source at the trigger plus
+ *                           the target writes, and afterwards its answer
+ *                           for every grain is the bitmap as READ one-sided
  * Usage: test_engine CASE --owner PATH [--provider P --addr A]; CASE all
  * runs every case.  Exit 0 = pass.
  */
@@ -723,6 +730,92 @@ static int case_thread_exit(void)
 	return 0;
 }
 
+/* grain g of the target as it must read: the source at the trigger
+ * (byte g + 1) under the target writes of this case (wt: 0 = none) */
+static uint8_t by_msg_want(const uint8_t *wt, uint64_t off)
+{
+	return wt[off] ? wt[off] : (uint8_t)(off / GRAIN + 1);
+}
+
+static int case_by_message(void)
+{
+	struct fm_agent *b = svc_agent_mode(&S, 2, NULL, true);
+	struct fm_engine_cfg ecfg = { .agent = b, .retry_ms = 5000 };
+	struct fm_engine *eb = NULL;
+	struct fm_volume *vs, *vt;
+	struct fm_agent_stats ast;
+	struct fm_engine_io_stats st;
+	struct mapping *m;
+	uint64_t seed = 12345, locks_b = 0, split_n = 0;
+	uint8_t *wt = calloc(1, VOLSZ), buf[8192];
+	int rc = 1;
+
+	CHECK(wt && b && fm_agent_wait_active(b, 8000) == 0);
+	CHECK(fm_engine_new(&ecfg, &eb) == 0);
+	CHECK((m = mapping_new()) != NULL);
+	CHECK(fm_engine_volume_add(eb, &FAKE_OPS, &m->src, VOLSZ, &vs) == 0);
+	CHECK(fm_engine_volume_add(eb, &FAKE_OPS, &m->tgt, VOLSZ, &vt) == 0);
+	CHECK(fm_engine_attach(eb, (uint64_t)m->id, vs, vt) == 0);
+	for (int i = 0; i < 400; i++) {
+		struct fm_engine *e = rnd(&seed) % 2 ? eb : E;
+		uint64_t len = 512 * (1 + rnd(&seed) % 16);
+		uint64_t off = (rnd(&seed) % (VOLSZ / 512)) * 512;
+		unsigned k = (unsigned)(rnd(&seed) % 4);
+
+		if (off + len > VOLSZ)
+			len = VOLSZ - off;
+		if (k == 0) { /* write the source */
+			memset(buf, 0x80 + i % 64, len);
+			CHECK(fm_engine_rw(e, (uint64_t)m->id, FM_IO_WRITE_SOURCE, off, len, buf,
+					   &st) == 0);
+		} else if (k == 1) { /* write the target */
+			memset(buf, 0x40 + i % 32, len);
+			CHECK(fm_engine_rw(e, (uint64_t)m->id, FM_IO_WRITE_TARGET, off, len, buf,
+					   &st) == 0);
+			memset(wt + off, 0x40 + i % 32, len);
+		} else { /* read the target: the image */
+			CHECK(fm_engine_rw(e, (uint64_t)m->id, FM_IO_READ_TARGET, off, len, buf,
+					   &st) == 0);
+			for (uint64_t j = 0; j < len; j++)
+				if (buf[j] != by_msg_want(wt, off + j)) {
+					fprintf(stderr, "by-message: I/O %d (%s engine) target byte "
+						"%" PRIu64 " is %u, want %u\n", i,
+						e == eb ? "message" : "one-sided", off + j, buf[j],
+						by_msg_want(wt, off + j));
+					goto out;
+				}
+		}
+		if (e == eb)
+			locks_b += st.locks;
+	}
+	/* the owner's answers are the bitmap as anyone READs it */
+	for (uint64_t g = 0; g < NGRAINS; g++) {
+		int one_sided = split_bit(m->id, g);
+
+		if (one_sided < 0 || fm_agent_is_split(b, (uint64_t)m->id, g) != one_sided) {
+			fprintf(stderr, "by-message: grain %" PRIu64 ": READ %d, answer %d\n", g,
+				one_sided, fm_agent_is_split(b, (uint64_t)m->id, g));
+			goto out;
+		}
+		split_n += (uint64_t)one_sided;
+	}
+	fm_agent_stats(b, &ast);
+	/* it decided by message: answers counted, nothing cached, its writes
+	 * locked (through LOCK_REQUEST); some grains split, some not */
+	if (ast.fetches < NGRAINS || ast.cache.hits || !locks_b || !split_n ||
+	    split_n == NGRAINS) {
+		fprintf(stderr, "by-message: fetches %" PRIu64 " hits %" PRIu64 " locks %" PRIu64
+			" split %" PRIu64 "\n", ast.fetches, ast.cache.hits, locks_b, split_n);
+		goto out;
+	}
+	rc = 0;
+out:
+	fm_engine_delete(&eb);
+	fm_agent_delete(&b);
+	free(wt);
+	return rc;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(void);
@@ -732,6 +825,7 @@ static const struct {
 	{ "concurrent", case_concurrent },     { "polled", case_polled },
 	{ "polled-same-grain", case_polled_same_grain }, { "errors", case_errors },
 	{ "trace", case_trace },       { "thread-exit", case_thread_exit },
+	{ "by-message", case_by_message },
 };
 
 int main(int argc, char **argv)

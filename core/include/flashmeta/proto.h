@@ -87,6 +87,8 @@ enum fm_notify_type {
 				  * session's close reason) */
 	FM_NOTE_COPY_BATCH = 10, /* copy_claim(cookie) answered: status 0 and
 				  * the answer in `copy`, or a refusal */
+	FM_NOTE_SPLIT_ANSWER = 11, /* split_query(cookie) answered: status 0 and
+				    * the bits in `query`, or a refusal */
 	/* owner side */
 	FM_NOTE_SESSION_UP = 20,   /* client_id authenticated on the action's conn:
 				    * open its one-sided access to our regions
@@ -115,6 +117,11 @@ struct fm_notify {
 		uint64_t batch_id;
 		uint64_t first, last;
 	} copy;
+	struct {             /* SPLIT_ANSWER: the query and, status 0, its bits */
+		uint64_t first;
+		uint32_t count;
+		uint64_t bits[FM_WIRE_QUERY_MAX / 64]; /* bit i: grain first + i */
+	} query;
 };
 
 struct fm_action {

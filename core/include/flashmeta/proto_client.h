@@ -286,6 +286,23 @@ int fm_client_copy_claim(struct fm_client *c, uint64_t map_id, uint64_t generati
 			 uint64_t done_batch, uint64_t done_next, uint32_t max_grains,
 			 uint64_t cookie, uint64_t now);
 
+/*
+ * fm_client_split_query -- the decide-by-message baseline (wire 2.2): ask
+ * the owner which of grains [first, first + count - 1] of map_id are
+ * split in `generation` (count 1..FM_WIRE_QUERY_MAX).  NOTE
+ * SPLIT_ANSWER(cookie) follows: status 0 with the bits in n.query (bit i:
+ * grain first + i, as the owner's published bitmap had them at one
+ * moment), the owner's refusal (its ERROR code: -ENOENT, -EAGAIN map being
+ * released, -ERANGE, -ESTALE other generation, -EBUSY too many queries,
+ * -EIO), -EPROTO (an answer to another question), or -ECONNRESET (the
+ * session ended).  Nothing goes to the cache: a clear bit must be used
+ * like a one-sided READ's (owner/query.c), never kept.  Returns 0,
+ * -EAGAIN (not active), -EOPNOTSUPP (the owner speaks wire < 2.2),
+ * -ENOENT, -ERANGE, -ENOMEM.  Protocol thread.
+ */
+int fm_client_split_query(struct fm_client *c, uint64_t map_id, uint64_t generation,
+			  uint64_t first, uint32_t count, uint64_t cookie, uint64_t now);
+
 enum fm_client_state fm_client_state(const struct fm_client *c);
 const char *fm_client_state_name(int state);
 /* The lease epoch the owner gave this session (0 before WELCOME). */

@@ -6,7 +6,10 @@
  * and hands lock words over with its own CAS, records split commits (ack
  * strictly after PERSIST completed), fences dead or misbehaving clients and
  * then reclaims their lock words; and it hands out background copy batches
- * of unsplit grains to copiers (COPY_CLAIM -> COPY_BATCH, flashmeta/copy.h).  See proto.h for the driver contract and
+ * of unsplit grains to copiers (COPY_CLAIM -> COPY_BATCH, flashmeta/copy.h);
+ * and it answers SPLIT_QUERYs from its published bitmap (the decide-by-
+ * message baseline, wire.h; nothing changes at the owner).  See proto.h
+ * for the driver contract and
  * lease.h for the timing rules (R1..R7) it enforces.
  *
  * Session states (one per connection):
@@ -54,6 +57,8 @@ struct fm_owner_cfg {
 	uint32_t max_maps;        /* mappings served at most; 0 -> FM_OWNER_MAX_MAPS */
 	uint32_t max_waits;       /* queued LOCK_REQUESTs per session; 0 -> 64 */
 	uint32_t max_commits;     /* SPLIT_COMMITs in flight per session; 0 -> 256 */
+	uint32_t max_queries;     /* SPLIT_QUERYs being answered per session
+				   * (wire 2.2); 0 -> 64 */
 	/* Entropy for nonces; NULL -> getrandom(). */
 	void (*rand_bytes)(void *ctx, void *buf, size_t len);
 	void *rand_ctx;
@@ -224,6 +229,9 @@ struct fm_owner_stats {
 	uint64_t copy_batches;      /* batches handed out */
 	uint64_t copy_returned;     /* grains that went back to the pool */
 	uint64_t copy_read_failures; /* bitmap READs of a claim that failed (retried) */
+	uint64_t queries;           /* SPLIT_QUERYs received */
+	uint64_t queries_refused;   /* ... over the per-session limit */
+	uint64_t query_read_failures; /* bitmap READs of a query that failed (-EIO) */
 };
 void fm_owner_stats(const struct fm_owner *o, struct fm_owner_stats *st);
 /* State of the session on `conn`: >= 0 or -ENOTCONN. */

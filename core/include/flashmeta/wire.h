@@ -10,8 +10,10 @@
  * header's minor to the client):
  *   2.0  the base
  *   2.1  COPY_CLAIM / COPY_BATCH (background copy, flashmeta/copy.h) and
- *        RELEASE_REQUEST reason COPIED  All integers are
- * little-endian; nothing is ever cast from a received buffer -- every field
+ *        RELEASE_REQUEST reason COPIED
+ *   2.2  SPLIT_QUERY / SPLIT_ANSWER (split bits by message: the
+ *        lock-manager baseline of the benchmarks, see SPLIT_QUERY below)
+ * All integers are little-endian; nothing is ever cast from a received buffer -- every field
  * is read by fm_wire_decode() and written by fm_wire_encode().
  *
  * Header layout (byte offsets):
@@ -69,13 +71,15 @@
 #define FM_WIRE_MAGIC 0x31574d46u /* 'F' 'M' 'W' '1' */
 #define FM_WIRE_MAJOR 2u /* 2: HELLO vouches for the previous session,
 			   * WELCOME carries the owner incarnation, BYE flags */
-#define FM_WIRE_MINOR 1u /* 1: background copy (see "Versions" above) */
+#define FM_WIRE_MINOR 2u /* 1: background copy, 2: split queries (see
+			   * "Versions" above) */
 #define FM_WIRE_HDR_SIZE 40u
 #define FM_WIRE_MAX_MSG 4096u      /* one receive buffer */
 #define FM_WIRE_NONCE_SIZE 16u
 #define FM_WIRE_MAC_SIZE 32u       /* HMAC-SHA-256 */
 #define FM_WIRE_MAX_MAPS 32u       /* descriptors per WELCOME */
 #define FM_WIRE_MAX_RANGES 64u     /* grain ranges per SPLIT_COMMIT */
+#define FM_WIRE_QUERY_MAX 512u     /* grains per SPLIT_QUERY (a fetch window) */
 #define FM_WIRE_CLIENT_ID_MAX 0xffffu /* 16 bits: it lives in the lock word */
 #define FM_WIRE_FLAGS_KNOWN 0u     /* no flag bits defined in 1.0 */
 
@@ -101,6 +105,10 @@ enum fm_msg_type {
 	FM_MSG_COPY_CLAIM = 17,     /* client -> owner: a batch of grains to copy,
 				     * please (2.1) */
 	FM_MSG_COPY_BATCH = 18,     /* owner -> client: ... here it is, or why not */
+	FM_MSG_SPLIT_QUERY = 19,    /* client -> owner: which of these grains are
+				     * split? (2.2) */
+	FM_MSG_SPLIT_ANSWER = 20,   /* owner -> client: ... these, in the published
+				     * bitmap (2.2) */
 	FM_MSG_TYPE_END
 };
 
@@ -301,6 +309,49 @@ struct fm_msg_copy_batch {
 	uint16_t rate;       /* 0..FM_COPY_RATE_MAX */
 };
 
+/*
+ * SPLIT_QUERY, 40 bytes: le64 map_id, le64 generation, le64 query_id,
+ * le64 first, le16 count, le16 0, le32 0.
+ * "Which of grains [first, first + count - 1] are split?"  count is
+ * 1..FM_WIRE_QUERY_MAX and the range must not wrap (step 11).  The
+ * decision-by-message baseline (agent.h, fm_agent_cfg.decide_by_message):
+ * what a lock manager such as LDLM or a DLM does for every decision, where
+ * flashmeta's clients READ the bitmap one-sided and cache what is split.
+ * The owner answers from its published bitmap, or refuses with an ERROR
+ * (ref_seq = the query's seq): -ENOENT map not served, -EAGAIN map being
+ * released, -ERANGE beyond the map, -ESTALE another generation, -EBUSY too
+ * many of the session's queries in flight -- checked in that order
+ * (owner/query.c; -ESTALE or -EIO also when its READ of the bitmap came
+ * back too late or failed).  It changes nothing at the owner; the restart
+ * grace does not refuse it.
+ */
+struct fm_msg_split_query {
+	uint64_t map_id;
+	uint64_t generation; /* the generation the client decides for */
+	uint64_t query_id;   /* echoed by SPLIT_ANSWER */
+	uint64_t first;
+	uint16_t count;      /* 1..FM_WIRE_QUERY_MAX */
+};
+
+/*
+ * SPLIT_ANSWER, 104 bytes: le64 map_id, le64 generation, le64 query_id,
+ * le64 first, le16 count, le16 0, le32 0, le64 bits[8].
+ * The answer to one SPLIT_QUERY (same map, generation, query id, first,
+ * count): bit i (bit i % 64 of word i / 64) says grain first + i was split
+ * in the owner's published bitmap -- durable -- when the owner looked.
+ * Bits at count and beyond are zero (step 11).  It is a statement about
+ * one moment, exactly like a one-sided READ of the bitmap: a set bit
+ * stays set within the generation, a clear bit may be set a moment later.
+ */
+struct fm_msg_split_answer {
+	uint64_t map_id;
+	uint64_t generation;
+	uint64_t query_id;
+	uint64_t first;
+	uint16_t count;      /* 1..FM_WIRE_QUERY_MAX */
+	uint64_t bits[FM_WIRE_QUERY_MAX / 64];
+};
+
 struct fm_msg {
 	uint16_t type;      /* enum fm_msg_type */
 	uint16_t flags;     /* 0 */
@@ -325,6 +376,8 @@ struct fm_msg {
 		struct fm_msg_bye bye;
 		struct fm_msg_copy_claim claim;
 		struct fm_msg_copy_batch batch;
+		struct fm_msg_split_query query;
+		struct fm_msg_split_answer answer;
 	} u;
 };
 

@@ -214,6 +214,7 @@ void fm_client_delete(struct fm_client **cp)
 		return;
 	c = *cp;
 	cl_locks_free_all(c);
+	cl_query_fail_all(c, false);
 	while (c->claims) {
 		struct cclaim *k = c->claims;
 
@@ -293,8 +294,11 @@ static void on_active(struct fm_client *c, const struct fm_msg *m)
 	case FM_MSG_COPY_BATCH:
 		cl_copy_on_batch(c, m);
 		break;
+	case FM_MSG_SPLIT_ANSWER:
+		cl_query_on_answer(c, m);
+		break;
 	case FM_MSG_ERROR:
-		if (!cl_copy_on_error(c, m))
+		if (!cl_copy_on_error(c, m) && !cl_query_on_error(c, m))
 			cl_locks_on_error(c, m);
 		break;
 	default:

@@ -8,6 +8,7 @@
  *   locks.c    grain locks: CAS, LOCK_REQUEST, commit, release
  *   fetch.c    cache misses: READ the bitmap window, insert its set bits
  *   copy.c     background copy claims (COPY_CLAIM -> COPY_BATCH)
+ *   query.c    split queries (SPLIT_QUERY -> SPLIT_ANSWER, wire 2.2)
  * One protocol thread calls everything except the "any thread" calls of
  * proto_client.h (io_begin, io_end, step_check, token), which touch only
  * the atomics marked below.  Internal cross-file functions: cl_ prefix.
@@ -105,6 +106,14 @@ struct cclaim {
 	uint64_t req_seq;    /* its seq: an ERROR with this ref_seq refuses it */
 };
 
+/* A SPLIT_QUERY waiting for its answer (query.c). */
+struct cquery {
+	struct cquery *next;
+	uint64_t map_id, generation, first, query_id, cookie;
+	uint16_t count;
+	uint64_t req_seq;    /* its seq: an ERROR with this ref_seq refuses it */
+};
+
 enum cop_kind { CO_FETCH = 1, CO_LOCK_CAS, CO_CHECK, CO_UNLOCK_CAS };
 
 struct cop {
@@ -159,6 +168,8 @@ struct fm_client {
 	struct ccommit *commits; /* engines' range commits awaiting SPLIT_ACK */
 	struct cclaim *claims;   /* COPY_CLAIMs awaiting COPY_BATCH */
 	uint64_t next_claim;
+	struct cquery *queries;  /* SPLIT_QUERYs awaiting SPLIT_ANSWER */
+	uint64_t next_query;
 	uint8_t owner_minor;     /* the WELCOME header's: what the owner takes */
 	struct fm_optab ops;  /* struct cop by op id */
 	uint64_t next_commit;
@@ -230,6 +241,13 @@ void cl_copy_on_batch(struct fm_client *c, const struct fm_msg *m);
 bool cl_copy_on_error(struct fm_client *c, const struct fm_msg *m);
 /* the session ended: every claim fails -ECONNRESET */
 void cl_copy_fail_all(struct fm_client *c);
+
+/* ---- query.c ---- */
+void cl_query_on_answer(struct fm_client *c, const struct fm_msg *m);
+/* an ERROR refusing one of our queries: true (answered) */
+bool cl_query_on_error(struct fm_client *c, const struct fm_msg *m);
+/* the session ended (notify: each fails -ECONNRESET) or the client goes */
+void cl_query_fail_all(struct fm_client *c, bool notify);
 
 /* ---- fetch.c ---- */
 void cl_fetch_done(struct fm_client *c, struct cop *op, int status, const uint8_t *data,

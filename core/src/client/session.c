@@ -59,6 +59,7 @@ void cl_sess_close(struct fm_client *c, uint32_t reason, int err, bool link_ok)
 	/* 2. */
 	cl_locks_fail_all(c);
 	cl_copy_fail_all(c);
+	cl_query_fail_all(c, true);
 	c->link_ok = c->link_ok && link_ok;
 	c->close_reason = reason;
 	c->close_err = err;

@@ -297,7 +297,7 @@ int fm_owner_map_remove(struct fm_owner *o, uint64_t map_id)
 	if (mp->persists)
 		return fm_err(-EBUSY, "owner: map %llu has commits in flight",
 			      (unsigned long long)map_id);
-	if (mp->scans || mp->lock_ops || mp->copy.reading)
+	if (mp->scans || mp->lock_ops || mp->copy.reading || mp->queries)
 		return fm_err(-EBUSY, "owner: map %llu has lock-table or bitmap operations in "
 			      "flight", (unsigned long long)map_id);
 	/* queued lock requests on it will never be granted: refuse them */

@@ -196,6 +196,8 @@ int fm_owner_new(struct fm_owner **out, const struct fm_owner_cfg *cfg)
 		o->cfg.max_waits = 64;
 	if (!o->cfg.max_commits)
 		o->cfg.max_commits = 256;
+	if (!o->cfg.max_queries)
+		o->cfg.max_queries = 64;
 	o->maps = calloc(o->cfg.max_maps, sizeof(*o->maps));
 	if (!o->maps) {
 		free(o);
@@ -336,6 +338,9 @@ static void on_active(struct fm_owner *o, struct osess *s, const struct fm_msg *
 	case FM_MSG_COPY_CLAIM:
 		ow_copy_on_claim(o, s, m, now);
 		break;
+	case FM_MSG_SPLIT_QUERY:
+		ow_query_on_split(o, s, m);
+		break;
 	case FM_MSG_ERROR:
 		break;
 	default:
@@ -452,6 +457,9 @@ int fm_owner_op_done(struct fm_owner *o, uint64_t op_id, int status,
 		break;
 	case OP_COPY_READ:
 		ow_copy_read_done(o, op, status, data, len, now);
+		break;
+	case OP_QUERY_READ:
+		ow_query_read_done(o, op, status, data, len);
 		break;
 	}
 	free(op);

@@ -8,6 +8,7 @@
  *   commit.c   SPLIT_COMMIT: holder check, PERSIST, ack (R7)
  *   scan.c     reclaim: READ the lock tables for a released session's words
  *   copy.c     background copy: COPY_CLAIMs, batches out, the pool, the pace
+ *   query.c    SPLIT_QUERY: split bits by message (the lock-manager baseline)
  * Everything runs on one protocol thread (proto.h); nothing here locks.
  *
  * Ops: every READ/CAS/PERSIST/FENCE action carries an op id; `struct oop`
@@ -63,6 +64,7 @@ struct osess {
 	int fence_level;         /* enum fm_fence_level reached */
 	unsigned commits;        /* SPLIT_COMMITs being checked or persisted */
 	unsigned nwaits;         /* its waiters queued on olocks */
+	unsigned queries;        /* its SPLIT_QUERY READs in flight (query.c) */
 	bool scan_wait;          /* released; reclaim waits for commits == 0 */
 	struct oscan *scan;      /* RECLAIMING: the scan of its words */
 };
@@ -105,6 +107,7 @@ struct omap {
 	unsigned persists; /* commits being checked or persisted */
 	unsigned scans;    /* scan READs of its lock table in flight */
 	unsigned lock_ops; /* olock CASes of its lock table in flight */
+	unsigned queries;  /* SPLIT_QUERY READs of its bitmap in flight */
 	struct fm_wire_mapdesc d;
 	struct ocopy copy;
 };
@@ -142,7 +145,8 @@ struct oscan {
 	bool busy;           /* a READ is out */
 };
 
-enum oop_kind { OP_LOCK_CAS = 1, OP_SCAN, OP_PERSIST, OP_FENCE, OP_HOLDER, OP_COPY_READ };
+enum oop_kind { OP_LOCK_CAS = 1, OP_SCAN, OP_PERSIST, OP_FENCE, OP_HOLDER, OP_COPY_READ,
+		OP_QUERY_READ };
 
 /* A SPLIT_COMMIT whose lock words are being checked (OP_HOLDER CASes). */
 struct ocommit {
@@ -161,13 +165,15 @@ struct oop {
 	uint64_t id;            /* in fm_owner.ops */
 	enum oop_kind kind;
 	struct olock *lock;     /* OP_LOCK_CAS */
-	uint64_t session_id;    /* OP_SCAN, OP_PERSIST, OP_FENCE */
+	uint64_t session_id;    /* OP_SCAN, OP_PERSIST, OP_FENCE, OP_QUERY_READ */
 	uint64_t conn;          /* OP_FENCE */
-	unsigned slot;          /* OP_SCAN, OP_PERSIST */
-	uint64_t base_index;    /* OP_SCAN: first word of the chunk */
-	uint64_t generation, commit_id; /* OP_PERSIST */
+	unsigned slot;          /* OP_SCAN, OP_PERSIST, OP_QUERY_READ */
+	uint64_t base_index;    /* OP_SCAN: first word of the chunk; OP_*_READ:
+				 * first grain of the READ */
+	uint64_t generation, commit_id; /* OP_PERSIST (generation: OP_QUERY_READ) */
+	uint64_t query_id, ref_seq; /* OP_QUERY_READ: to answer, to refuse */
 	struct ocommit *commit;  /* OP_HOLDER */
-	uint64_t first, last;    /* OP_COPY_READ: the grains looked at */
+	uint64_t first, last;    /* OP_COPY_READ, OP_QUERY_READ: the grains looked at */
 	uint64_t copy_epoch;     /* OP_COPY_READ: ocopy.epoch at issue */
 	bool from_pool;          /* OP_COPY_READ: they are ret[0]'s (else the
 				  * cursor's) */
@@ -265,6 +271,11 @@ void ow_copy_map_updated(struct fm_owner *o, unsigned slot);
 /* the slot is freed: claims answered STALE, memory freed */
 void ow_copy_map_free(struct fm_owner *o, unsigned slot);
 void ow_copy_tick(struct fm_owner *o, uint64_t now);
+
+/* ---- query.c ---- */
+void ow_query_on_split(struct fm_owner *o, struct osess *s, const struct fm_msg *m);
+void ow_query_read_done(struct fm_owner *o, struct oop *op, int status, const uint8_t *data,
+			size_t len);
 
 /* ---- scan.c ---- */
 void ow_scan_start(struct fm_owner *o, struct osess *s);

@@ -165,6 +165,22 @@ static void sample(struct fm_msg *m, uint16_t type)
 		m->u.batch.status = FM_COPY_OK;
 		m->u.batch.rate = 50;
 		break;
+	case FM_MSG_SPLIT_QUERY:
+		m->u.query.map_id = 5;
+		m->u.query.generation = 6;
+		m->u.query.query_id = 0x0102030405060708ull;
+		m->u.query.first = 1024;
+		m->u.query.count = 300;
+		break;
+	case FM_MSG_SPLIT_ANSWER:
+		m->u.answer.map_id = 5;
+		m->u.answer.generation = 6;
+		m->u.answer.query_id = 0x0102030405060708ull;
+		m->u.answer.first = 1024;
+		m->u.answer.count = 300;
+		m->u.answer.bits[0] = 0x8000000000000001ull;
+		m->u.answer.bits[4] = 0x0000080000000000ull; /* bit 299, the last */
+		break;
 	}
 }
 
@@ -388,6 +404,116 @@ static void roundtrip__copy_claim_and_batch__every_field_at_its_offset(void **st
 	assert_int_equal(d.u.batch.wait_ms, 1000);
 	assert_string_equal(fm_msg_type_name(FM_MSG_COPY_CLAIM), "copy-claim");
 	assert_string_equal(fm_msg_type_name(FM_MSG_COPY_BATCH), "copy-batch");
+}
+
+static int frame(uint8_t *buf, uint16_t t, const uint8_t *payload, size_t plen);
+static void expect_range(struct fm_msg *m);
+
+static void roundtrip__split_query_and_answer__every_field_at_its_offset(void **state)
+{
+	(void)state;
+	uint8_t buf[FM_WIRE_MAX_MSG];
+	struct fm_msg m, d;
+	int n;
+
+	sample(&m, FM_MSG_SPLIT_QUERY);
+	n = fm_wire_encode(&m, buf, sizeof(buf));
+	assert_int_equal(n, FM_WIRE_HDR_SIZE + 40);
+	assert_int_equal(buf[40 + 16], 0x08); /* query_id, low byte first */
+	assert_int_equal(buf[40 + 24] | buf[40 + 25] << 8, 1024); /* first */
+	assert_int_equal(buf[40 + 32] | buf[40 + 33] << 8, 300);  /* count */
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), 0);
+	assert_int_equal(d.u.query.map_id, 5);
+	assert_int_equal(d.u.query.generation, 6);
+	assert_true(d.u.query.query_id == 0x0102030405060708ull);
+	assert_int_equal(d.u.query.first, 1024);
+	assert_int_equal(d.u.query.count, 300);
+
+	sample(&m, FM_MSG_SPLIT_ANSWER);
+	n = fm_wire_encode(&m, buf, sizeof(buf));
+	assert_int_equal(n, FM_WIRE_HDR_SIZE + 40 + 64);
+	assert_int_equal(buf[80], 0x01);          /* bit 0: grain first */
+	assert_int_equal(buf[80 + 7], 0x80);      /* bit 63 */
+	assert_int_equal(buf[80 + 32 + 5], 0x08); /* bit 299 = byte 37, bit 3 */
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), 0);
+	assert_int_equal(d.u.answer.first, 1024);
+	assert_int_equal(d.u.answer.count, 300);
+	assert_true(d.u.answer.bits[0] == 0x8000000000000001ull);
+	assert_true(d.u.answer.bits[4] == 0x0000080000000000ull);
+	assert_true(d.u.answer.bits[1] == 0 && d.u.answer.bits[7] == 0);
+	assert_string_equal(fm_msg_type_name(FM_MSG_SPLIT_QUERY), "split-query");
+	assert_string_equal(fm_msg_type_name(FM_MSG_SPLIT_ANSWER), "split-answer");
+}
+
+/* Every way a split query or answer is refused, in the order of wire.h:
+ * size (9), reserved (10), then the fields (11). */
+static void decode__split_query__each_refusal_its_errno(void **state)
+{
+	(void)state;
+	uint8_t buf[FM_WIRE_MAX_MSG], payload[FM_WIRE_MAX_MSG];
+	struct fm_msg m, d;
+	int n;
+
+	for (uint16_t t = FM_MSG_SPLIT_QUERY; t <= FM_MSG_SPLIT_ANSWER; t++) {
+		size_t plen;
+
+		/* 9: a byte short */
+		n = enc(t, buf);
+		plen = (size_t)n - FM_WIRE_HDR_SIZE;
+		memcpy(payload, buf + FM_WIRE_HDR_SIZE, plen);
+		n = frame(buf, t, payload, plen - 1);
+		assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -EBADMSG);
+		/* 10: each reserved byte of the head */
+		for (int off = 34; off < 40; off++) {
+			n = enc(t, buf);
+			buf[40 + off] = 1;
+			fix_crc(buf, (size_t)n);
+			assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ENOTEMPTY);
+			/* ... found before a bad count (step 11) */
+			buf[40 + 32] = buf[40 + 33] = 0;
+			fix_crc(buf, (size_t)n);
+			assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ENOTEMPTY);
+		}
+		/* 11: count 0, count over the limit, a range that wraps */
+		sample(&m, t);
+		m.u.query.count = 0;
+		expect_range(&m);
+		sample(&m, t);
+		m.u.query.count = FM_WIRE_QUERY_MAX + 1;
+		expect_range(&m);
+		sample(&m, t);
+		m.u.query.first = UINT64_MAX - 10;
+		expect_range(&m);
+		sample(&m, t);
+		m.u.query.first = UINT64_MAX - 299; /* the last grain is UINT64_MAX */
+		assert_true(fm_wire_encode(&m, buf, sizeof(buf)) > 0);
+		n = enc(t, buf);
+		buf[40 + 32] = 0;
+		buf[40 + 33] = 0;
+		fix_crc(buf, (size_t)n);
+		assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ERANGE);
+		n = enc(t, buf);
+		buf[40 + 32] = 0x01;
+		buf[40 + 33] = 0x02; /* 513 */
+		fix_crc(buf, (size_t)n);
+		assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ERANGE);
+	}
+	/* an answer with a bit at or past its count */
+	sample(&m, FM_MSG_SPLIT_ANSWER);
+	m.u.answer.bits[4] |= 1ull << 44; /* bit 300 */
+	expect_range(&m);
+	n = enc(FM_MSG_SPLIT_ANSWER, buf);
+	buf[80 + 63] = 0x80; /* bit 511, decode side */
+	fix_crc(buf, (size_t)n);
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ERANGE);
+	/* the whole window is fine */
+	sample(&m, FM_MSG_SPLIT_ANSWER);
+	m.u.answer.count = FM_WIRE_QUERY_MAX;
+	memset(m.u.answer.bits, 0xff, sizeof(m.u.answer.bits));
+	n = fm_wire_encode(&m, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), 0);
+	assert_true(d.u.answer.bits[7] == UINT64_MAX);
 }
 
 static void encode__little_endian_layout(void **state)
@@ -886,6 +1012,8 @@ int main(void)
 		cmocka_unit_test(decode__unknown_flags__eopnotsupp),
 		cmocka_unit_test(decode__unknown_type__enomsg),
 		cmocka_unit_test(decode__payload_size__ebadmsg),
+		cmocka_unit_test(roundtrip__split_query_and_answer__every_field_at_its_offset),
+		cmocka_unit_test(decode__split_query__each_refusal_its_errno),
 		cmocka_unit_test(decode__out_of_range__erange),
 		cmocka_unit_test(encode__refusals),
 		cmocka_unit_test(errname__distinct_per_failure),

@@ -92,6 +92,17 @@ struct fm_agent_cfg {
 				 * every fill as a range of its own, never
 				 * joined to the ranges it touches
 				 * (fm_cache_cfg.no_merge) */
+	bool decide_by_message; /* a baseline for benchmarks, the way a lock
+				 * manager (LDLM, a DLM) works: every decision
+				 * is a message to the owner and its answer.
+				 * Split bits come in SPLIT_QUERY answers
+				 * instead of one-sided READs, a grain lock is
+				 * a LOCK_REQUEST granted by the owner (no
+				 * client CAS) and given back with UNLOCK;
+				 * implies no_cache.  Needs an owner of wire
+				 * 2.2 (else the I/O fails -EOPNOTSUPP).  Safe,
+				 * just slower: an answer is used exactly as a
+				 * READ of the bitmap would be */
 	uint32_t wait_ms;       /* how long engine calls wait for a session or
 				 * a grant; 0 -> 10000 */
 	uint32_t retry_min_ms;  /* reconnect backoff; 0 -> 50 */

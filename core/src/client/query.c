@@ -1,0 +1,130 @@
+/* query.c -- the client's split queries (wire 2.2): one SPLIT_QUERY out
+ * per call, answered by its SPLIT_ANSWER (matched by query id and map) or
+ * refused by an ERROR (matched by the query's seq).
+ *
+ * The machine keeps nothing of an answer -- no cache insert, positive or
+ * negative: the caller (the agent's decide-by-message mode) uses it like
+ * a one-sided READ of the bitmap made at one moment (owner/query.c has the
+ * argument).  Queries are the benchmarks' lock-manager baseline; the
+ * engines' own path READs the bitmap (fetch.c).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client_priv.h"
+#include "flashmeta/error.h"
+
+static void note(struct fm_client *c, const struct cquery *k, int status,
+		 const struct fm_msg_split_answer *an)
+{
+	struct fm_notify *n = cl_note(c, FM_NOTE_SPLIT_ANSWER, status, k->cookie, k->map_id,
+				      k->first, an ? (an->bits[0] & 1) != 0 : false);
+
+	n->generation = k->generation;
+	n->query.first = k->first;
+	n->query.count = k->count;
+	if (an)
+		memcpy(n->query.bits, an->bits, sizeof(n->query.bits));
+}
+
+int fm_client_split_query(struct fm_client *c, uint64_t map_id, uint64_t generation,
+			  uint64_t first, uint32_t count, uint64_t cookie, uint64_t now)
+{
+	struct fm_wire_mapdesc d;
+	struct cquery *k;
+	struct fm_msg m;
+	int rc;
+
+	(void)now;
+	if (!c)
+		return -EINVAL;
+	if (cl_state(c) != FM_CLIENT_ACTIVE)
+		return fm_err(-EAGAIN, "client: not active");
+	if (c->owner_minor < 2)
+		return fm_err(-EOPNOTSUPP, "client: the owner speaks wire %u.%u: no split "
+			      "queries", FM_WIRE_MAJOR, c->owner_minor);
+	if (fm_client_map(c, map_id, &d, NULL))
+		return fm_err(-ENOENT, "client: map %llu unknown", (unsigned long long)map_id);
+	if (count == 0 || count > FM_WIRE_QUERY_MAX || first >= d.grain_count ||
+	    count > d.grain_count - first)
+		return fm_err(-ERANGE, "client: grains %llu+%u not in map %llu",
+			      (unsigned long long)first, count, (unsigned long long)map_id);
+	k = calloc(1, sizeof(*k));
+	if (!k) {
+		cl_oom(c);
+		return -ENOMEM;
+	}
+	*k = (struct cquery){ .map_id = map_id, .generation = generation, .first = first,
+			      .count = (uint16_t)count, .query_id = ++c->next_query,
+			      .cookie = cookie };
+	fm_wire_msg_init(&m, FM_MSG_SPLIT_QUERY);
+	m.u.query.map_id = map_id;
+	m.u.query.generation = generation;
+	m.u.query.query_id = k->query_id;
+	m.u.query.first = first;
+	m.u.query.count = (uint16_t)count;
+	rc = cl_send_msg(c, &m);
+	if (rc) {
+		free(k);
+		return rc;
+	}
+	k->req_seq = c->tx_seq;
+	k->next = c->queries;
+	c->queries = k;
+	return 0;
+}
+
+void cl_query_on_answer(struct fm_client *c, const struct fm_msg *m)
+{
+	const struct fm_msg_split_answer *an = &m->u.answer;
+
+	for (struct cquery **pp = &c->queries; *pp; pp = &(*pp)->next) {
+		struct cquery *k = *pp;
+
+		if (k->query_id != an->query_id || k->map_id != an->map_id)
+			continue;
+		if (an->first != k->first || an->count != k->count ||
+		    an->generation != k->generation) {
+			/* the owner answered another question: not to be used */
+			*pp = k->next;
+			note(c, k, -EPROTO, NULL);
+			free(k);
+			return;
+		}
+		*pp = k->next;
+		note(c, k, 0, an);
+		free(k);
+		return;
+	}
+	/* an answer nobody waits for (the query failed meanwhile): dropped */
+}
+
+bool cl_query_on_error(struct fm_client *c, const struct fm_msg *m)
+{
+	int status = m->u.error.code && m->u.error.code < 4096 ? -(int)m->u.error.code : -EPROTO;
+
+	for (struct cquery **pp = &c->queries; *pp; pp = &(*pp)->next) {
+		struct cquery *k = *pp;
+
+		if (k->req_seq != m->u.error.ref_seq)
+			continue;
+		*pp = k->next;
+		note(c, k, status, NULL);
+		free(k);
+		return true;
+	}
+	return false;
+}
+
+void cl_query_fail_all(struct fm_client *c, bool notify)
+{
+	while (c->queries) {
+		struct cquery *k = c->queries;
+
+		c->queries = k->next;
+		if (notify)
+			note(c, k, -ECONNRESET, NULL);
+		free(k);
+	}
+}
