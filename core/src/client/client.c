@@ -98,6 +98,11 @@ struct fm_notify *cl_note(struct fm_client *c, enum fm_notify_type type, int sta
 	return &a->u.note;
 }
 
+int cl_error_status(const struct fm_msg *m)
+{
+	return m->u.error.code && m->u.error.code < 4096 ? -(int)m->u.error.code : -EPROTO;
+}
+
 /* Encode and queue; 0, or the encoder's refusal of our own message (a bug). */
 int cl_send_msg(struct fm_client *c, struct fm_msg *m)
 {

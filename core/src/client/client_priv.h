@@ -185,6 +185,9 @@ int cl_slot_of(struct fm_client *c, uint64_t map_id);
 struct fm_notify *cl_note(struct fm_client *c, enum fm_notify_type type, int status,
 			  uint64_t cookie, uint64_t map_id, uint64_t grain, bool split);
 int cl_send_msg(struct fm_client *c, struct fm_msg *m);
+/* an ERROR's code as the status of the request it refuses: -code for an
+ * errno (1..4095), -EPROTO for anything else the owner could send */
+int cl_error_status(const struct fm_msg *m);
 struct cop *cl_op_new(struct fm_client *c, enum cop_kind kind, unsigned slot);
 struct cop *cl_op_take(struct fm_client *c, uint64_t id);
 void cl_op_drop(struct fm_client *c, struct cop *op);

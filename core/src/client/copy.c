@@ -92,7 +92,7 @@ void cl_copy_on_batch(struct fm_client *c, const struct fm_msg *m)
 
 bool cl_copy_on_error(struct fm_client *c, const struct fm_msg *m)
 {
-	int status = m->u.error.code && m->u.error.code < 4096 ? -(int)m->u.error.code : -EPROTO;
+	int status = cl_error_status(m);
 
 	for (struct cclaim **pp = &c->claims; *pp; pp = &(*pp)->next) {
 		struct cclaim *k = *pp;

@@ -248,8 +248,7 @@ void cl_locks_on_split_ack(struct fm_client *c, const struct fm_msg *m)
  */
 void cl_locks_on_error(struct fm_client *c, const struct fm_msg *m)
 {
-	int status = m->u.error.code && m->u.error.code < 4096 ?
-			     -(int)m->u.error.code : -EPROTO;
+	int status = cl_error_status(m);
 	struct clock *lk;
 
 	for (struct ccommit **pp = &c->commits; *pp; pp = &(*pp)->next) {

@@ -102,7 +102,7 @@ void cl_query_on_answer(struct fm_client *c, const struct fm_msg *m)
 
 bool cl_query_on_error(struct fm_client *c, const struct fm_msg *m)
 {
-	int status = m->u.error.code && m->u.error.code < 4096 ? -(int)m->u.error.code : -EPROTO;
+	int status = cl_error_status(m);
 
 	for (struct cquery **pp = &c->queries; *pp; pp = &(*pp)->next) {
 		struct cquery *k = *pp;
