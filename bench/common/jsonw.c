@@ -1,4 +1,5 @@
 /* jsonw.c -- a small streaming JSON writer (jsonw.h). */
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -95,4 +96,27 @@ void fm_jw_bool(struct fm_jw *w, const char *k, bool v)
 {
 	key(w, k);
 	fputs(v ? "true" : "false", w->f);
+}
+
+int fm_jw_file(struct fm_jw *w, const char *k, const char *path)
+{
+	FILE *in = fopen(path, "r");
+	int ch, pending = -1; /* one character behind: the last newline is dropped */
+
+	key(w, k);
+	if (!in) {
+		fputs("null", w->f);
+		return -errno;
+	}
+	while ((ch = fgetc(in)) != EOF) {
+		if (pending >= 0)
+			fputc(pending, w->f);
+		pending = ch;
+	}
+	if (pending >= 0 && pending != '\n')
+		fputc(pending, w->f);
+	else if (pending < 0)
+		fputs("null", w->f);
+	fclose(in);
+	return 0;
 }

@@ -37,5 +37,9 @@ void fm_jw_str(struct fm_jw *w, const char *key, const char *v);
 void fm_jw_num(struct fm_jw *w, const char *key, double v);
 void fm_jw_u64(struct fm_jw *w, const char *key, uint64_t v);
 void fm_jw_bool(struct fm_jw *w, const char *key, bool v);
+/* the JSON document in file `path`, copied verbatim as the value (its final
+ * newline dropped); null when it cannot be read.  The file is trusted to
+ * hold one valid JSON value (one this writer wrote).  Returns 0 or -errno. */
+int fm_jw_file(struct fm_jw *w, const char *key, const char *path);
 
 #endif /* FM_BENCH_JSONW_H */

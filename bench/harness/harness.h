@@ -13,6 +13,8 @@
  *   plot.c      --plot: data files, gnuplot scripts, PNGs
  *   contend.c   --sweep-contention: k contender processes on one hot
  *               grain, beside a plain CAS spin on one word
+ *   suite.c     --suite: the standard set of runs into one results folder,
+ *               each path beside perftest's figures (--ref-*-ns)
  *
  * PROCESSES.  The coordinator (this program's first process) never opens
  * a transport: it forks the floor server and N client processes, fork +
@@ -94,6 +96,10 @@ struct hb_opts {
 	bool quick;
 	unsigned contend_k[HB_MAX_SWEEP]; /* --sweep-contention: actors per point */
 	unsigned ncontend;      /* 0: an I/O run (the split points) */
+	bool suite;             /* --suite: suite.c runs the standard set */
+	const char *results;    /* --results DIR (suite) */
+	double ref_ns[3];       /* --ref-atomic-ns, --ref-read-ns, --ref-send-ns
+				 * (perftest's t_typical on the device; 0: none) */
 };
 
 extern struct hb_opts opt;
@@ -404,6 +410,14 @@ void hb_print_sweep(struct hb_point *const *pts, unsigned n);
 void hb_json_write(struct hb_point *const *pts, unsigned n, const char *path);
 void hb_plot_point(const struct hb_point *pt, const char *dir);
 void hb_plot_sweep(struct hb_point *const *pts, unsigned n, const char *dir);
+/* one run point at split fraction pct: main.c's steps 1..8 (not printed) */
+void hb_run_point(struct hb_point *pt, double pct);
+/* a path's t_typical (median of round medians, or pooled: results.c);
+ * series c's floor as the ratio table has it (NAN: none) and its name */
+double hb_t_typical(const struct series_stats *s);
+double hb_floor_of(const struct hb_point *pt, unsigned c, const char **name);
+/* gnuplot SCRIPT in DIR; false when gnuplot is missing or failed */
+bool hb_plot_gnuplot(const char *dir, const char *script);
 
 /* ---------------------------------------------------------- contention */
 
@@ -437,6 +451,10 @@ struct hb_cpoint {
  * o and floor_pid: the coordinator's (its exit path stops them) */
 void hb_contend_run(struct fm_bench_owner *o, pid_t *floor_pid);
 void hb_contend_header(void);
+
+/* --suite: every phase, the results folder; o and floor_pid as above;
+ * argc/argv: the command line, for the record */
+void hb_suite_run(struct fm_bench_owner *o, pid_t *floor_pid, int argc, char **argv);
 void hb_plot_contention(struct hb_cpoint *const *cps, unsigned n, const char *dir);
 
 struct fm_jw;

@@ -387,7 +387,7 @@ static void batch(struct hb_point *pt, unsigned unit, unsigned round, bool keep)
 	snprintf(pt->persist, sizeof(pt->persist), "%s", oc1.persist);
 }
 
-static void run_point(struct hb_point *pt, double pct)
+void hb_run_point(struct hb_point *pt, double pct)
 {
 	struct fm_bench_owner_cfg oc = {
 		.provider = opt.provider, .device = opt.device, .addr = opt.addr,
@@ -515,6 +515,10 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 
+	if (opt.suite) {
+		hb_suite_run(&owner, &floor_pid, argc, argv);
+		return 0;
+	}
 	if (opt.ncontend) {
 		hb_contend_run(&owner, &floor_pid);
 		return 0;
@@ -524,7 +528,7 @@ int main(int argc, char **argv)
 		pts[p] = calloc(1, sizeof(*pts[p]));
 		if (!pts[p])
 			hb_die(-ENOMEM, "run point");
-		run_point(pts[p], opt.split_pct[p]);
+		hb_run_point(pts[p], opt.split_pct[p]);
 		hb_point_finish(pts[p]);
 		hb_print_point(pts[p]);
 		if (opt.plot)

@@ -80,6 +80,21 @@ static void usage(FILE *f)
 		"                         (default 500)\n"
 		"  --seed N               the workload's seed (default 1)\n"
 		"  --quick                a short smoke run (2 rounds of 100 ms, 256 MiB)\n"
+		" the suite\n"
+		"  --suite                the standard set into one results folder: the I/O run\n"
+		"                         (every variant), a split sweep (0,50,95,100), the\n"
+		"                         contention sweep (k = 1,2,4,8,16), cache bytes vs\n"
+		"                         volume size and vs ranges; the tables, one JSON with\n"
+		"                         every parameter and the machine, the plots, the\n"
+		"                         elapsed time (with --quick: fewer points)\n"
+		"  --results DIR          the suite's folder (default\n"
+		"                         results/<UTC timestamp>-<provider>; must not exist)\n"
+		"  --ref-atomic-ns N      the suite: perftest's ib_atomic_lat t_typical on the\n"
+		"                         device, in ns; each path is also reported as a ratio\n"
+		"                         to the device floor built from these\n"
+		"  --ref-read-ns N        ... ib_read_lat (64 B)\n"
+		"  --ref-send-ns N        ... ib_send_lat (perftest's one-way figure: half\n"
+		"                         a round trip)\n"
 		" output\n"
 		"  --json FILE            every figure, parameter and the machine, as JSON\n"
 		"  --plot DIR             latency CDFs and throughput vs split (contention:\n"
@@ -234,6 +249,11 @@ void hb_opts_parse(int argc, char **argv)
 		{ "quick", no_argument, NULL, 'q' },
 		{ "json", required_argument, NULL, 'j' },
 		{ "plot", required_argument, NULL, 'P' },
+		{ "suite", no_argument, NULL, 'Z' },
+		{ "results", required_argument, NULL, 'O' },
+		{ "ref-atomic-ns", required_argument, NULL, 'x' },
+		{ "ref-read-ns", required_argument, NULL, 'y' },
+		{ "ref-send-ns", required_argument, NULL, 'z' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -306,6 +326,11 @@ void hb_opts_parse(int argc, char **argv)
 		case 'q': opt.quick = true; break;
 		case 'j': opt.json = optarg; break;
 		case 'P': opt.plot = optarg; break;
+		case 'Z': opt.suite = true; break;
+		case 'O': opt.results = optarg; break;
+		case 'x': opt.ref_ns[0] = fnum("--ref-atomic-ns", optarg, 1, 1e9); break;
+		case 'y': opt.ref_ns[1] = fnum("--ref-read-ns", optarg, 1, 1e9); break;
+		case 'z': opt.ref_ns[2] = fnum("--ref-send-ns", optarg, 1, 1e9); break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(2);
 		}
@@ -336,6 +361,12 @@ void hb_opts_parse(int argc, char **argv)
 	if (opt.ncontend && (opt.sweep || split_set || opt.hot || opt.count))
 		bad("--sweep-contention runs instead of the I/O run: not with --split, "
 		    "--sweep-split, --hot or --count%s%s", "", "");
+	if (opt.suite && (opt.sweep || split_set || opt.ncontend || opt.json || opt.plot))
+		bad("--suite chooses the points and the output itself: not with --split, "
+		    "--sweep-split, --sweep-contention, --json or --plot (--results DIR)%s%s", "",
+		    "");
+	if (!opt.suite && (opt.results || opt.ref_ns[0] || opt.ref_ns[1] || opt.ref_ns[2]))
+		bad("--results and --ref-*-ns go with --suite%s%s", "", "");
 	if (strcmp(opt.provider, "shm") && strcmp(opt.provider, "verbs"))
 		bad("--provider '%s': shm or verbs%s", opt.provider, "");
 	if (strcmp(opt.vol_kind, "memory") && strcmp(opt.vol_kind, "file"))

@@ -217,3 +217,8 @@ void hb_plot_sweep(struct hb_point *const *pts, unsigned n, const char *dir)
 		printf("plot: %s/throughput.gp and its data written (no PNG: gnuplot missing or "
 		       "failed)\n", dir);
 }
+
+bool hb_plot_gnuplot(const char *dir, const char *script)
+{
+	return gnuplot(dir, script);
+}

@@ -742,3 +742,15 @@ void hb_json_write(struct hb_point *const *pts, unsigned n, const char *path)
 	if (fclose(f))
 		hb_die(-EIO, "--json %s", path);
 }
+
+/* ------------------------------------------------------ for the suite */
+
+double hb_t_typical(const struct series_stats *s)
+{
+	return typ(s);
+}
+
+double hb_floor_of(const struct hb_point *pt, unsigned c, const char **name)
+{
+	return floor_of(pt, c, name);
+}

@@ -70,6 +70,42 @@ static struct {
 } opt = {.provider = "shm", .rounds = 20000, .bursts = 400, .depth = 64, .batch = 1024,
 	 .warmup = 10};
 
+/* printed beside the figures (and in the JSON): what each row is */
+static const char method_text[] =
+	"timed: one clock read (CLOCK_MONOTONIC) before and one after each operation;\n"
+	" a latency sample is that one operation, one in flight, in nsec, and includes\n"
+	" one clock read (the timer row).  Lane rows post and then poll the lane's\n"
+	" completion until it is there (busy wait); ep rows are the blocking calls.\n"
+	"interleaving: every latency round times one operation of every case in a\n"
+	" rotating order (no case always first); the hand-off case runs in a phase of\n"
+	" its own after the rounds (its helper thread waking on the other CPU would\n"
+	" disturb the rows it interleaved with).  Throughput: 10 rounds, each running\n"
+	" the blocking baseline's bursts and then every lane configuration's bursts.\n"
+	"baseline, measured in the same run: the blocking fm_ep_cas / fm_ep_read on the\n"
+	" same connection (latency) and the one-thread fm_ep_cas loop (throughput,\n"
+	" 'vs baseline' = aggregate / its aggregate); the floor: cpu-cas, a C11 CAS on\n"
+	" a local word.\n"
+	"statistics: the first --warmup percent of each case's samples dropped; the\n"
+	" rest sorted once for the table (perftest's columns: t_typical = median);\n"
+	" throughput sample = a thread's batch time / its completions; aggregate =\n"
+	" operations of all threads / the burst's wall time.\n"
+	"processes: the owner is a forked process serving a READ and an ATOMIC\n"
+	" region (event wait mode), the client this process (busy wait mode).";
+
+static void method_print(void)
+{
+	const char *l = method_text;
+
+	printf("# method:\n");
+	while (*l) {
+		const char *e = strchr(l, '\n');
+		int n = e ? (int)(e - l) : (int)strlen(l);
+
+		printf("#  %.*s\n", n, l);
+		l += n + (e ? 1 : 0);
+	}
+}
+
 static __attribute__((noreturn)) void die(const char *what, int ret)
 {
 	fprintf(stderr, "fm-bench-lane: %s: %d (%s)\n", what, ret, fm_errormsg());
@@ -571,6 +607,7 @@ int main(int argc, char **argv)
 		fm_report_json_param_num(&j, "warmup_pct", opt.warmup);
 		fm_report_json_param_num(&j, "read_bytes", READ_LEN);
 		fm_report_json_param_num(&j, "cpus", (double)sysconf(_SC_NPROCESSORS_ONLN));
+		fm_report_json_param_str(&j, "method", method_text);
 		fm_report_json_results(&j);
 	}
 
@@ -578,6 +615,7 @@ int main(int argc, char **argv)
 	       "throughput batches x %u ops per thread, warm-up %u%% dropped, %ld CPUs\n",
 	       opt.provider, opt.depth, opt.rounds, opt.bursts, opt.batch, opt.warmup,
 	       sysconf(_SC_NPROCESSORS_ONLN));
+	method_print();
 	printf("\nlatency, one operation in flight (every sample includes the timer row)\n");
 	fm_report_header(stdout, "[nsec]");
 	for (int k = 0; k < L_N; k++) {

@@ -80,6 +80,53 @@ if grep -q '"violations":[1-9]' "$dir/contend.json"; then
 	exit 1
 fi
 
+# the suite in its quick form: every phase's tables and JSON in the folder,
+# the summary with each path beside its transport and device floors, one
+# suite.json holding the machine and every phase; the PNGs when gnuplot is
+# there.  No figure is checked, only that it is there.
+"$bench" --suite --quick --rounds 1 --batch-ms 50 --floor-ops 50 --volume-size 16M \
+	--ref-atomic-ns 20000 --ref-read-ns 30000 --ref-send-ns 12000 \
+	--results "$dir/suite" >"$dir/suite.txt" 2>&1 || {
+	cat "$dir/suite.txt"
+	exit 1
+}
+for f in io split contention cache; do
+	[ -s "$dir/suite/$f.txt" ] && [ -s "$dir/suite/$f.json" ] || {
+		echo "suite: no $f.txt or $f.json"
+		ls -l "$dir/suite"
+		exit 1
+	}
+done
+grep -q '^suite: .*elapsed' "$dir/suite.txt" || { cat "$dir/suite.txt"; exit 1; }
+grep -q 'device floor' "$dir/suite/summary.txt" || { cat "$dir/suite/summary.txt"; exit 1; }
+"$check" "$dir/suite/suite.json" \
+	benchmark:string mode:string command:string elapsed_s:number params.rounds:number \
+	machine.cpus:number machine.cpu_model:string machine.kernel:string \
+	machine.provider:string machine.loadavg_before:string machine.loadavg_after:string \
+	device_floor.ib_atomic_lat_ns:number device_floor.ib_read_lat_ns:number \
+	device_floor.ib_send_lat_ns:number \
+	summary.0.case:string summary.0.t_typical:number summary.0.ratio_to_floor:number \
+	summary.0.ratio_to_device_floor:number transport_ops.0.t_typical:number \
+	transport_ops.0.ratio_to_device:number cache_points.0.volume_size:number \
+	cache_points.0.bytes_cache:number cache_points.0.ranges_nomerge:number \
+	phases.io.points.0.variants.0.ios_per_s:number phases.split.points.1.split_pct:number \
+	phases.contention.contention.1.k:number phases.cache.points.0.split_pct:number
+if command -v gnuplot >/dev/null 2>&1; then
+	for png in io/cdf-split50.png split/throughput-vs-split.png split/decisions-vs-split.png \
+		contention/goodput-vs-k.png cache/cache-vs-volume.png cache/cache-vs-ranges.png; do
+		[ -s "$dir/suite/plots/$png" ] || { echo "suite: no plots/$png"; exit 1; }
+	done
+fi
+# a run never writes over another; the suite's options go with --suite only
+if "$bench" --suite --quick --results "$dir/suite" >"$dir/again.txt" 2>&1; then
+	echo "suite: a second run into an existing folder was accepted"
+	exit 1
+fi
+if "$bench" --results "$dir/x" >/dev/null 2>&1; then
+	echo "--results without --suite was accepted"
+	exit 1
+fi
+
 # the checker itself fails on what it must fail on
 printf '{"a": [1, 2,]}' >"$dir/bad.json"
 if "$check" "$dir/bad.json" >/dev/null 2>&1; then
