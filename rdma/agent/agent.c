@@ -113,6 +113,7 @@ static void posted_reqs_free(struct req *list)
 
 static void agent_free(struct fm_agent *a)
 {
+	ag_live_remove(a); /* first: no thread's exit frees a context now */
 	posted_reqs_free(a->submit);
 	posted_reqs_free(a->retry);
 	posted_reqs_free(a->inflight);
@@ -142,9 +143,8 @@ static int agent_init_sync(struct fm_agent *a)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&a->cond, &ca);
 	pthread_condattr_destroy(&ca);
-	/* no destructor: a context lives until fm_agent_delete (a thread
-	 * that exits leaves it on a->threads; the delete frees it) */
-	rc = pthread_key_create(&a->tkey, NULL);
+	/* a thread's exit frees its context (lane.c, ag_thread_dtor) */
+	rc = pthread_key_create(&a->tkey, ag_thread_dtor);
 	return rc ? fm_err(-rc, "agent: pthread_key_create") : 0;
 }
 
@@ -243,6 +243,7 @@ int fm_agent_new(struct fm_agent **out, const struct fm_agent_cfg *cfg)
 		rc = fm_err(rc, "agent: pthread_create");
 		goto fail;
 	}
+	ag_live_add(a);
 	*out = a;
 	return 0;
 fail:

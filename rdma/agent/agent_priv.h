@@ -222,6 +222,7 @@ struct fm_agent {
 	struct fm_ep *ep_pub;     /* under eplock: what lanes may be opened on */
 	_Atomic uint64_t ep_gen;
 	pthread_key_t tkey;
+	struct fm_agent *live_next; /* lane.c's live agents, under its lock */
 	struct ag_thread *threads;
 	struct fm_client_reader **spare; /* readers of exited threads, reused */
 	size_t nspare, capspare;
@@ -283,6 +284,12 @@ int ag_ctx(struct fm_agent *a, struct ag_thread **out);
 int ag_lane_ready(struct fm_agent *a, struct ag_thread *th);
 /* Free every thread context (fm_agent_delete; no engine call runs). */
 void ag_threads_free(struct fm_agent *a);
+/* The agents whose thread contexts a thread's exit may free
+ * (ag_thread_dtor, the key's destructor): added when fm_agent_new
+ * succeeded, removed before the contexts are freed. */
+void ag_live_add(struct fm_agent *a);
+void ag_live_remove(struct fm_agent *a);
+void ag_thread_dtor(void *p);
 /* READ slots of th->buf: a slot index or -1 (all in use) */
 int ag_slot_get(struct ag_thread *th);
 void ag_slot_put(struct ag_thread *th, int slot);

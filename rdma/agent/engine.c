@@ -23,6 +23,38 @@ uint64_t en_now_ns(void)
 
 /* ------------------------------------------------------------- object */
 
+/*
+ * A thread that exits without fm_engine_thread_exit: its context is freed
+ * with it, as fm_engine_thread_exit would free it, unless I/Os of it are
+ * still in flight (then fm_engine_delete frees it, as before).  The
+ * agent's key does the same for the agent's context of the thread (its
+ * lane; agent lane.c, ag_thread_dtor, which also says how a destructor
+ * and a delete stay apart: the same way here, with this file's live
+ * list).  The two destructors may run in either order: this one never
+ * looks at et->th.
+ */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fm_engine *live; /* e->live_next; under live_lock */
+
+static void en_thread_dtor(void *p)
+{
+	pthread_mutex_lock(&live_lock);
+	for (struct fm_engine *e = live; e; e = e->live_next) {
+		struct en_thread *et;
+
+		pthread_mutex_lock(&e->lock);
+		for (et = e->threads; et && et != p; et = et->next)
+			;
+		pthread_mutex_unlock(&e->lock);
+		if (!et)
+			continue;
+		if (!et->reqs)
+			en_thread_put(e, et);
+		break;
+	}
+	pthread_mutex_unlock(&live_lock);
+}
+
 int fm_engine_new(const struct fm_engine_cfg *cfg, struct fm_engine **out)
 {
 	struct fm_engine *e;
@@ -39,12 +71,16 @@ int fm_engine_new(const struct fm_engine_cfg *cfg, struct fm_engine **out)
 		e->cfg.retry_ms = 10000;
 	if (!e->cfg.max_io_bytes)
 		e->cfg.max_io_bytes = 16u << 20;
-	rc = pthread_key_create(&e->key, NULL);
+	rc = pthread_key_create(&e->key, en_thread_dtor);
 	if (rc) {
 		free(e);
 		return fm_err(-rc, "engine: pthread_key_create");
 	}
 	pthread_mutex_init(&e->lock, NULL);
+	pthread_mutex_lock(&live_lock);
+	e->live_next = live;
+	live = e;
+	pthread_mutex_unlock(&live_lock);
 	*out = e;
 	return 0;
 }
@@ -56,6 +92,14 @@ void fm_engine_delete(struct fm_engine **ep)
 	if (!e)
 		return;
 	(void)fm_engine_copy_stop(e);
+	/* first: no thread's exit frees a context of ours from now on */
+	pthread_mutex_lock(&live_lock);
+	for (struct fm_engine **pp = &live; *pp; pp = &(*pp)->live_next)
+		if (*pp == e) {
+			*pp = e->live_next;
+			break;
+		}
+	pthread_mutex_unlock(&live_lock);
 	free(e->cp.maps);
 	pthread_key_delete(e->key);
 	while (e->threads) {
@@ -150,17 +194,7 @@ int fm_engine_thread_exit(struct fm_engine *e)
 		return 0;
 	if (et->reqs)
 		return fm_err(-EBUSY, "engine: this thread has I/Os in flight");
-	pthread_mutex_lock(&e->lock);
-	for (struct en_thread **pp = &e->threads; *pp; pp = &(*pp)->next)
-		if (*pp == et) {
-			*pp = et->next;
-			break;
-		}
-	pthread_mutex_unlock(&e->lock);
-	pthread_setspecific(e->key, NULL);
-	close(et->epfd);
-	pthread_mutex_destroy(&et->mlock);
-	free(et);
+	en_thread_put(e, et);
 	/* only now: et pointed at the agent's context of this thread */
 	fm_agent_thread_exit(e->a);
 	return 0;

@@ -136,6 +136,7 @@ struct fm_engine {
 	_Atomic unsigned nmaps;
 	pthread_key_t key;
 	struct en_thread *threads;
+	struct fm_engine *live_next; /* engine.c's live engines, under its lock */
 	struct en_counters mc[EN_MAX_MAPS]; /* per attached mapping */
 	struct en_copier cp;        /* the background copier (copy.c) */
 };

@@ -8,7 +8,9 @@
  * fm_agent_locks read them from another thread).  The lane is opened
  * lazily, and again after the session's endpoint changed (ep_gen); the
  * ops still waiting on the old lane fail first (ops.c), since an old
- * lane's completions are never polled again.
+ * lane's completions are never polled again.  A context ends with
+ * fm_agent_thread_exit, with its thread (the key's destructor), or with
+ * fm_agent_delete.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -31,13 +33,10 @@ static void thread_free(struct ag_thread *th)
 	free(th);
 }
 
-void fm_agent_thread_exit(struct fm_agent *a)
+/* th leaves a: off the list, its reader to the spares, freed.  th's own
+ * thread (its lane's), or its thread's key destructor (below). */
+static void thread_exit(struct fm_agent *a, struct ag_thread *th)
 {
-	struct ag_thread *th = pthread_getspecific(a->tkey);
-
-	if (!th)
-		return;
-	pthread_setspecific(a->tkey, NULL);
 	pthread_mutex_lock(&a->eplock);
 	for (struct ag_thread **pp = &a->threads; *pp; pp = &(*pp)->next)
 		if (*pp == th) {
@@ -63,6 +62,81 @@ void fm_agent_thread_exit(struct fm_agent *a)
 	pthread_mutex_lock(&a->lock);
 	pthread_mutex_unlock(&a->lock);
 	thread_free(th);
+}
+
+void fm_agent_thread_exit(struct fm_agent *a)
+{
+	struct ag_thread *th = pthread_getspecific(a->tkey);
+
+	if (!th)
+		return;
+	pthread_setspecific(a->tkey, NULL);
+	thread_exit(a, th);
+}
+
+/*
+ * A thread that exits without fm_agent_thread_exit.  Its context (and
+ * the lane in it: cfg.max_threads counts lanes) used to stay until
+ * fm_agent_delete, so a pool of threads that come and go ran out of
+ * lanes (-ENOSPC).  The key's destructor frees it now, as
+ * fm_agent_thread_exit would, on the exiting thread itself (the lane's
+ * thread) -- unless the context still has work: an operation started (its
+ * lane completion or request is still to come) or a lock word held (the
+ * word stays the session's; fm_agent_locks lists it).  Those stay for
+ * fm_agent_delete, as before.
+ *
+ * The race with fm_agent_delete: the destructor runs outside any engine
+ * call, so the delete's "no engine call may be running" does not cover
+ * it.  So the destructor never touches `p` before it finds it on a live
+ * agent's thread list, and does its work holding live_lock; the delete
+ * takes its agent off the live list under live_lock (agent_free: after
+ * the protocol thread is joined, before any context is freed).  A
+ * destructor that starts after that finds nothing; one that started
+ * before finishes first.  Lock order: live_lock, then eplock, then
+ * a->lock.  A key deleted by fm_agent_delete has no destructor calls
+ * any more, and a new key starts NULL in every thread (POSIX), so `p`
+ * is always a context this key handed out.
+ */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fm_agent *live; /* a->live_next; under live_lock */
+
+void ag_live_add(struct fm_agent *a)
+{
+	pthread_mutex_lock(&live_lock);
+	a->live_next = live;
+	live = a;
+	pthread_mutex_unlock(&live_lock);
+}
+
+void ag_live_remove(struct fm_agent *a)
+{
+	pthread_mutex_lock(&live_lock);
+	for (struct fm_agent **pp = &live; *pp; pp = &(*pp)->live_next)
+		if (*pp == a) {
+			*pp = a->live_next;
+			break;
+		}
+	pthread_mutex_unlock(&live_lock);
+}
+
+void ag_thread_dtor(void *p)
+{
+	pthread_mutex_lock(&live_lock);
+	for (struct fm_agent *a = live; a; a = a->live_next) {
+		struct ag_thread *th;
+
+		pthread_mutex_lock(&a->eplock);
+		for (th = a->threads; th && th != p; th = th->next)
+			;
+		pthread_mutex_unlock(&a->eplock);
+		if (!th)
+			continue;
+		/* ours, found alive: ops and holds are this thread's own */
+		if (!th->ops && !th->nheld)
+			thread_exit(a, th);
+		break;
+	}
+	pthread_mutex_unlock(&live_lock);
 }
 
 void ag_threads_free(struct fm_agent *a)

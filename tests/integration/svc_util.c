@@ -165,19 +165,27 @@ struct fm_agent *svc_agent(struct svc *s, uint32_t id, const char *key)
 	return svc_agent_mode(s, id, key, false);
 }
 
-struct fm_agent *svc_agent_mode(struct svc *s, uint32_t id, const char *key, bool by_message)
+struct fm_agent *svc_agent_cfg(struct svc *s, struct fm_agent_cfg *cfg, const char *key)
 {
-	struct fm_agent_cfg cfg = {
-		.provider = s->provider, .addr = s->addr, .client_id = id,
-		.key = key ? key : key_shared, .key_len = strlen(key ? key : key_shared),
-		.wait_ms = 8000, .retry_min_ms = 20, .retry_max_ms = 200,
-		.decide_by_message = by_message,
-	};
 	struct fm_agent *a = NULL;
 
-	if (fm_agent_new(&a, &cfg))
+	cfg->provider = s->provider;
+	cfg->addr = s->addr;
+	cfg->key = key ? key : key_shared;
+	cfg->key_len = strlen(cfg->key);
+	cfg->wait_ms = cfg->wait_ms ? cfg->wait_ms : 8000;
+	cfg->retry_min_ms = 20;
+	cfg->retry_max_ms = 200;
+	if (fm_agent_new(&a, cfg))
 		DIE("fm_agent_new: %s", fm_errormsg());
 	return a;
+}
+
+struct fm_agent *svc_agent_mode(struct svc *s, uint32_t id, const char *key, bool by_message)
+{
+	struct fm_agent_cfg cfg = { .client_id = id, .decide_by_message = by_message };
+
+	return svc_agent_cfg(s, &cfg, key);
 }
 
 void child_start(struct svc *s, struct child *c, int idx, child_fn fn, void *arg)

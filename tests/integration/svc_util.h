@@ -43,6 +43,9 @@ int svc_ctl(struct svc *s, char *out, size_t cap, const char *fmt, ...)
 struct fm_agent *svc_agent(struct svc *s, uint32_t id, const char *key);
 /* ... deciding by message (fm_agent_cfg.decide_by_message) or not */
 struct fm_agent *svc_agent_mode(struct svc *s, uint32_t id, const char *key, bool by_message);
+/* an agent of *cfg (client_id and the rest set by the caller) with this
+ * service's provider, address, key (NULL: the shared one) and timeouts */
+struct fm_agent *svc_agent_cfg(struct svc *s, struct fm_agent_cfg *cfg, const char *key);
 
 /* children */
 struct child {

@@ -25,6 +25,13 @@
  *                           token ends an attempt and the next is traced
  *   thread-exit             fm_engine_thread_exit refused with I/O in
  *                           flight; after it the thread's next I/O works
+ *   thread-churn            threads that exit without fm_engine_thread_exit
+ *                           give their lanes back: 12 threads one after
+ *                           another on an agent of max_threads 2 all do
+ *                           I/O; then rounds of threads exiting while the
+ *                           engine and agent are deleted (for the
+ *                           sanitizers: the exit's destructors and the
+ *                           deletes stay apart)
  *   errors                  a mover's -EIO comes back, nothing committed,
  *                           the lock is free again; -EKEYREJECTED once is
  *                           retried; -ENOENT, -EINVAL, -ERANGE
@@ -730,6 +737,106 @@ static int case_thread_exit(void)
 	return 0;
 }
 
+/* thread-churn: one I/O on a thread that then just returns */
+struct churn {
+	struct fm_engine *e;
+	uint64_t map_id, grain;
+	int rc;
+	atomic_int *done; /* detached rounds: set after the I/O */
+};
+
+static void *churn_main(void *arg)
+{
+	struct churn *c = arg;
+	uint8_t buf[512];
+
+	memset(buf, 0x5a, sizeof(buf));
+	c->rc = fm_engine_rw(c->e, c->map_id, FM_IO_WRITE_SOURCE, c->grain * GRAIN, sizeof(buf),
+			     buf, NULL);
+	if (c->done)
+		atomic_fetch_add(c->done, 1);
+	return NULL; /* no fm_engine_thread_exit: the exit cleans up */
+}
+
+static int case_thread_churn(void)
+{
+	struct fm_agent_cfg acfg = { .client_id = 3, .max_threads = 2 };
+	struct fm_agent *b = svc_agent_cfg(&S, &acfg, NULL);
+	struct fm_engine_cfg ecfg = { .agent = b, .retry_ms = 5000 };
+	struct fm_engine *eb = NULL;
+	struct fm_volume *vs, *vt;
+	struct mapping *m;
+	int rc = 1;
+
+	CHECK(b && fm_agent_wait_active(b, 8000) == 0);
+	CHECK(fm_engine_new(&ecfg, &eb) == 0);
+	CHECK((m = mapping_new()) != NULL);
+	CHECK(fm_engine_volume_add(eb, &FAKE_OPS, &m->src, VOLSZ, &vs) == 0);
+	CHECK(fm_engine_volume_add(eb, &FAKE_OPS, &m->tgt, VOLSZ, &vt) == 0);
+	CHECK(fm_engine_attach(eb, (uint64_t)m->id, vs, vt) == 0);
+	{ /* the shared engine sees the mapping too (main's stats check) */
+		struct churn c = { .e = E, .map_id = (uint64_t)m->id, .grain = 50 };
+
+		(void)churn_main(&c);
+		CHECK(c.rc == 0);
+	}
+	/* more threads than lanes, one after another: each exit gives its
+	 * lane back (before, the third thread's I/O failed -ENOSPC) */
+	for (uint64_t i = 0; i < 12; i++) {
+		struct churn c = { .e = eb, .map_id = (uint64_t)m->id, .grain = i };
+		pthread_t t;
+
+		CHECK(pthread_create(&t, NULL, churn_main, &c) == 0);
+		CHECK(pthread_join(t, NULL) == 0);
+		if (c.rc) {
+			fprintf(stderr, "thread-churn: thread %" PRIu64 ": %d (%s)\n", i, c.rc,
+				fm_errormsg());
+			goto out;
+		}
+		CHECK(split_bit(m->id, i) == 1);
+	}
+	rc = 0;
+out:
+	fm_engine_delete(&eb);
+	fm_agent_delete(&b);
+	if (rc)
+		return rc;
+	/* threads still exiting (their destructors running or to come) while
+	 * the engine and the agent are deleted */
+	for (int round = 0; round < 6; round++) {
+		struct churn c[3];
+		atomic_int done = 0;
+
+		acfg = (struct fm_agent_cfg){ .client_id = 3, .max_threads = 4 };
+		b = svc_agent_cfg(&S, &acfg, NULL);
+		ecfg.agent = b;
+		CHECK(fm_agent_wait_active(b, 8000) == 0);
+		CHECK(fm_engine_new(&ecfg, &eb) == 0);
+		CHECK(fm_engine_volume_add(eb, &FAKE_OPS, &m->src, VOLSZ, &vs) == 0);
+		CHECK(fm_engine_volume_add(eb, &FAKE_OPS, &m->tgt, VOLSZ, &vt) == 0);
+		CHECK(fm_engine_attach(eb, (uint64_t)m->id, vs, vt) == 0);
+		for (int i = 0; i < 3; i++) {
+			pthread_attr_t at;
+			pthread_t t;
+
+			c[i] = (struct churn){ .e = eb, .map_id = (uint64_t)m->id,
+					       .grain = 20 + (uint64_t)(round * 3 + i), .done = &done };
+			pthread_attr_init(&at);
+			pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+			CHECK(pthread_create(&t, &at, churn_main, &c[i]) == 0);
+			pthread_attr_destroy(&at);
+		}
+		while (atomic_load(&done) < 3)
+			usleep(100);
+		for (int i = 0; i < 3; i++)
+			CHECK(c[i].rc == 0);
+		fm_engine_delete(&eb);
+		fm_agent_delete(&b);
+	}
+	usleep(20000); /* the last round's threads are gone */
+	return 0;
+}
+
 /* grain g of the target as it must read: the source at the trigger
  * (byte g + 1) under the target writes of this case (wt: 0 = none) */
 static uint8_t by_msg_want(const uint8_t *wt, uint64_t off)
@@ -825,6 +932,7 @@ static const struct {
 	{ "concurrent", case_concurrent },     { "polled", case_polled },
 	{ "polled-same-grain", case_polled_same_grain }, { "errors", case_errors },
 	{ "trace", case_trace },       { "thread-exit", case_thread_exit },
+	{ "thread-churn", case_thread_churn },
 	{ "by-message", case_by_message },
 };
 

@@ -188,12 +188,14 @@ void fm_agent_delete(struct fm_agent **ap);
 
 /*
  * fm_agent_thread_exit -- the calling engine thread is done with the agent
- * (before it exits, or for good): its lane and buffers are freed now
- * rather than at fm_agent_delete, so threads that come and go do not use
- * up cfg.max_threads.  No lock of the thread may be held.  The next call
- * of the thread makes a new context.  A thread that used fm_engine calls
- * fm_engine_thread_exit instead (engine.h): the engine's context of the
- * thread refers to this one.
+ * (for now, or for good): its lane and buffers are freed now.  No lock of
+ * the thread may be held.  The next call of the thread makes a new
+ * context.  A thread that used fm_engine calls fm_engine_thread_exit
+ * instead (engine.h): the engine's context of the thread refers to this
+ * one.  A thread that exits without it gives its context (and its lane,
+ * counted by cfg.max_threads) back at its exit, unless it still has an
+ * operation in flight or holds a lock word: that context stays until
+ * fm_agent_delete.
  */
 void fm_agent_thread_exit(struct fm_agent *a);
 

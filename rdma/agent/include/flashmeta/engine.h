@@ -267,13 +267,15 @@ int fm_engine_poll(struct fm_engine *e);
  * until the fd).  -1 when the thread has nothing in flight. */
 int fm_engine_fd(struct fm_engine *e, int *timeout_ms);
 
-/* The calling thread is done with the engine (before it exits, or for
- * good): its context here and its agent context (lane, buffers) are freed
- * now, so threads that come and go do not use up the agent's
- * cfg.max_threads.  Engine threads call this, not fm_agent_thread_exit
- * (the engine's context refers to the agent's).  The thread's next call
- * makes new contexts.  0, or -EBUSY (I/Os of this thread in flight:
- * nothing was freed). */
+/* The calling thread is done with the engine (for now, or for good): its
+ * context here and its agent context (lane, buffers) are freed now.
+ * Engine threads call this, not fm_agent_thread_exit (the engine's
+ * context refers to the agent's).  The thread's next call makes new
+ * contexts.  0, or -EBUSY (I/Os of this thread in flight: nothing was
+ * freed).  A thread that exits without it is cleaned up by its exit the
+ * same way (thread-specific data destructors), unless I/Os of it are in
+ * flight or it holds lock words: then its contexts (and the lane) stay
+ * until fm_engine_delete / fm_agent_delete. */
 int fm_engine_thread_exit(struct fm_engine *e);
 
 /* The synchronous form: submit and poll on this thread until done.
