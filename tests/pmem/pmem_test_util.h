@@ -74,8 +74,12 @@ static inline uint8_t *fmt_read_file(const char *path, size_t *len)
 	uint8_t *buf;
 	int fd = open(path, O_RDONLY);
 
-	if (fd < 0 || fstat(fd, &st))
+	*len = 0;
+	if (fd < 0 || fstat(fd, &st)) {
+		if (fd >= 0)
+			close(fd);
 		return NULL;
+	}
 	buf = malloc(st.st_size ? st.st_size : 1);
 	if (buf && pread(fd, buf, st.st_size, 0) != st.st_size) {
 		free(buf);
