@@ -270,7 +270,7 @@ void od_map_complete(struct fm_ownerd *d, struct od_map *m)
 	if (fm_store_map_get(d->store, m->id, &info) == 0) {
 		if (info.map.generation != m->d.generation)
 			od_publish_clear(m); /* 4. nothing of the new generation is split */
-		od_desc_from_store(m, &info.map);
+		od_desc_from_store(m, &info);
 	}
 	if (fm_owner_map_update(d->o, &m->d)) /* 5. MAP_GRANT */
 		od_log(FM_LOGLVL_ERR, "map %" PRIu64 ": update: %s", m->id, fm_errormsg());
