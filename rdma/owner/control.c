@@ -49,8 +49,10 @@
  * of a whole grain just splits it, and the background copy (at the
  * mapping's rate) copies the others; at 100% it completes like any copy.
  * From then on T is the source and no point-in-time image of anything:
- * writes to it go on to S only as copy-on-write keeps S's image at the
- * restore.  A stopped mapping is refused (its target is no image: there
+ * the grains the copy S->T had not split read what T's volume holds (they
+ * were read from S until the restore: T is left like the target of a
+ * stopped mapping), and its writes reach S only as copy-on-write keeps
+ * S's image at the restore.  S carries the image.  A stopped mapping is refused (its target is no image: there
  * is nothing to restore), and so is a prepared one (a trigger is being
  * prepared).
  *
