@@ -391,12 +391,68 @@ static void reverse__crash_before_each_drain__old_or_new_and_recovery_too(void *
 	unlink(copy);
 }
 
+/* A pending reverse whose old slot was damaged before the switch: the
+ * open refuses it (recovery would invert garbage) and writes nothing. */
+static void reverse__pending_with_damaged_from_slot__enotrecoverable(void **state)
+{
+	char base[600], kill_p[600], power_p[600], copy[600];
+	uint8_t bits[GRAINS], *img, *b;
+	size_t len, len2;
+	struct fm_check c;
+	struct fm_store *s = NULL;
+	bool found = false;
+
+	(void)state;
+	random_bits(bits, 5);
+	mk_pool(fmt_path(base, sizeof(base), "pend"), 3, bits);
+	fmt_path(kill_p, sizeof(kill_p), "pend.kill");
+	fmt_path(power_p, sizeof(power_p), "pend.power");
+	fmt_path(copy, sizeof(copy), "pend.copy");
+	img = fmt_read_file(base, &len);
+	assert_non_null(img);
+	for (unsigned at = 0; !found; at++) {
+		assert_int_equal(fmt_write_file(copy, img, len), 0);
+		assert_int_equal(crash_run(copy, true, at, kill_p, power_p), 42);
+		b = fmt_read_file(power_p, &len2);
+		assert_non_null(b);
+		assert_int_equal(fm_pool_check(b, len2, &c, NULL), 0);
+		found = c.log_pending && c.rec.op == FM_LOG_REVERSE;
+		if (found) {
+			/* before R2: slot j is not the image yet */
+			uint8_t *from = b + c.sb.table_off + c.rec.from_slot * FM_SLOT_SIZE;
+
+			from[8] ^= 1; /* source_vol: the checksum fails */
+			assert_int_equal(fm_pool_check(b, len2, &c, NULL), -ENOTRECOVERABLE);
+			assert_non_null(strstr(fm_errormsg(), "no longer holds it intact"));
+			assert_int_equal(fmt_write_file(copy, b, len2), 0);
+			assert_int_equal(fm_store_open(&s, copy, NULL), -ENOTRECOVERABLE);
+			assert_null(s);
+			{ /* nothing written */
+				size_t len3;
+				uint8_t *after = fmt_read_file(copy, &len3);
+
+				assert_non_null(after);
+				assert_int_equal(len3, len2);
+				assert_int_equal(memcmp(after, b, len2), 0);
+				free(after);
+			}
+		}
+		free(b);
+	}
+	free(img);
+	unlink(base);
+	unlink(kill_p);
+	unlink(power_p);
+	unlink(copy);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(reverse__bitmap_inverted_direction_swapped__twice_is_identity),
 		cmocka_unit_test(reverse__refusals__nothing_written),
 		cmocka_unit_test(reverse__crash_before_each_drain__old_or_new_and_recovery_too),
+		cmocka_unit_test(reverse__pending_with_damaged_from_slot__enotrecoverable),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
