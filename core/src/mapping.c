@@ -160,6 +160,42 @@ int fm_mapping_apply(struct fm_mapping *m, enum fm_map_event ev)
 	return 0;
 }
 
+int fm_mapping_reverse(const struct fm_mapping *m, struct fm_mapping *out)
+{
+	struct fm_mapping r;
+
+	if (!m || !out)
+		return fm_err(-EINVAL, "mapping: NULL mapping");
+	switch (m->state) {
+	case FM_MAP_COPYING:
+		break;
+	case FM_MAP_IDLE_OR_COPIED:
+		if (m->generation == 0)
+			return fm_err(-EPERM, "mapping %llu was never started: its target holds "
+				      "no image to restore", (unsigned long long)m->id);
+		break;
+	case FM_MAP_PREPARING:
+	case FM_MAP_PREPARED:
+		return fm_err(-EPERM, "mapping %llu is %s: a trigger is being prepared; start "
+			      "or stop it before a restore", (unsigned long long)m->id,
+			      fm_map_state_name(m->state));
+	default:
+		return fm_err(-EPERM, "mapping %llu is %s: its target is no point-in-time "
+			      "image, there is nothing to restore", (unsigned long long)m->id,
+			      fm_map_state_name(m->state));
+	}
+	if (m->generation == UINT64_MAX)
+		return fm_err(-EOVERFLOW, "mapping %llu: generation exhausted",
+			      (unsigned long long)m->id);
+	r = *m;
+	r.source_vol = m->target_vol;
+	r.target_vol = m->source_vol;
+	r.generation = m->generation + 1;
+	r.state = FM_MAP_COPYING;
+	*out = r;
+	return 0;
+}
+
 int fm_mapping_admit(const struct fm_mapping *v, size_t n, const struct fm_mapping *m)
 {
 	unsigned per_source = 0;

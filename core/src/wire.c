@@ -67,7 +67,7 @@ static_assert(OFF_SESSION % 8 == 0 && OFF_SEQ % 8 == 0, "64-bit fields aligned")
 #define MD_SHIFT 24
 #define MD_STATE 25
 #define MD_LOCK_SHIFT 26
-#define MD_RSV8 27
+#define MD_FLAGS 27
 #define MD_RSV32 28
 #define MD_BITMAP 32
 #define MD_LOCKS 56
@@ -224,6 +224,9 @@ static int check_mapdesc(const struct fm_wire_mapdesc *d)
 	if (d->lock_shift > 32)
 		return fm_err(-ERANGE, "map %llu: lock shift %u > 32",
 			      (unsigned long long)d->map_id, d->lock_shift);
+	if (d->flags & ~FM_MAPDESC_FLAGS_KNOWN)
+		return fm_err(-ERANGE, "map %llu: descriptor flags 0x%x unknown",
+			      (unsigned long long)d->map_id, d->flags);
 	rc = check_region(&d->bitmap, FM_ACCESS_REMOTE_READ,
 			  ((d->grain_count + 63) / 64) * 8, "bitmap");
 	if (rc)
@@ -409,7 +412,7 @@ static void put_mapdesc(uint8_t *p, const struct fm_wire_mapdesc *d)
 	p[MD_SHIFT] = d->grain_shift;
 	p[MD_STATE] = d->state;
 	p[MD_LOCK_SHIFT] = d->lock_shift;
-	p[MD_RSV8] = 0;
+	p[MD_FLAGS] = d->flags;
 	fm_put_le32(p + MD_RSV32, 0);
 	fm_region_desc_encode(&d->bitmap, p + MD_BITMAP);
 	fm_region_desc_encode(&d->locks, p + MD_LOCKS);
@@ -612,7 +615,7 @@ int fm_wire_encode(const struct fm_msg *m, void *buf, size_t cap)
 /* ---- per-message decoders ---- */
 static bool mapdesc_reserved_zero(const uint8_t *p)
 {
-	return p[MD_RSV8] == 0 && fm_get_le32(p + MD_RSV32) == 0;
+	return fm_get_le32(p + MD_RSV32) == 0;
 }
 
 static void get_mapdesc(const uint8_t *p, struct fm_wire_mapdesc *d)
@@ -623,6 +626,7 @@ static void get_mapdesc(const uint8_t *p, struct fm_wire_mapdesc *d)
 	d->grain_shift = p[MD_SHIFT];
 	d->state = p[MD_STATE];
 	d->lock_shift = p[MD_LOCK_SHIFT];
+	d->flags = p[MD_FLAGS];
 	fm_region_desc_decode(p + MD_BITMAP, &d->bitmap);
 	fm_region_desc_decode(p + MD_LOCKS, &d->locks);
 }

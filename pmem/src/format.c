@@ -131,6 +131,7 @@ void fm_log_encode(struct fm_log_rec_media *out, const struct fm_log_rec *r)
 	fm_le32_put(&out->slot, r->slot);
 	out->image = r->image;
 	fm_le32_put(&out->in_use, r->in_use);
+	fm_le32_put(&out->from_slot, r->from_slot);
 	fm_le32_put(&out->checksum, fm_log_checksum(out));
 }
 
@@ -140,6 +141,7 @@ void fm_log_decode(struct fm_log_rec *out, const struct fm_log_rec_media *in)
 	out->op = fm_le32_get(&in->op);
 	out->slot = fm_le32_get(&in->slot);
 	out->in_use = fm_le32_get(&in->in_use);
+	out->from_slot = fm_le32_get(&in->from_slot);
 	out->image = in->image;
 }
 
@@ -252,7 +254,7 @@ int fm_layout_compute(struct fm_sb *sb, uint32_t slot_count, uint64_t max_grains
 	memset(sb, 0, sizeof(*sb));
 	sb->major = FM_POOL_MAJOR;
 	sb->minor = FM_POOL_MINOR;
-	sb->incompat = FM_POOL_INCOMPAT_1_2;
+	sb->incompat = FM_POOL_INCOMPAT_1_3;
 	sb->seq = 1;
 	sb->pool_size = size;
 	sb->log_off = FM_LOG_OFF;
@@ -275,6 +277,8 @@ int fm_slot_validate(const struct fm_sb *sb, uint32_t idx, const struct fm_slot 
 
 	if (sb->incompat & FM_POOL_INCOMPAT_SLOT_EXT)
 		known |= FM_SLOT_FLAGS_EXT;
+	if (sb->incompat & FM_POOL_INCOMPAT_RESTORE)
+		known |= FM_SLOT_REVERSED;
 	if (!(s->flags & FM_SLOT_IN_USE) || (s->flags & ~known))
 		return fm_err(-EDOM, "slot %" PRIu32 ": flags 0x%" PRIx32 " unknown%s",
 			      idx, s->flags, (sb->incompat & FM_POOL_INCOMPAT_SLOT_EXT) ? "" :
@@ -381,6 +385,7 @@ static const char *op_word(uint32_t op)
 	case FM_LOG_DELETE: return "delete";
 	case FM_LOG_TRANSITION: return "transition";
 	case FM_LOG_RESTART: return "restart";
+	case FM_LOG_REVERSE: return "reverse";
 	}
 	return "?";
 }
@@ -403,6 +408,17 @@ static int check_pending(const struct fm_sb *sb, const struct fm_log_rec_media *
 			      r->slot, sb->slot_count);
 	if (!all_zero(m->reserved, sizeof(m->reserved)))
 		return fm_err(-ENOTRECOVERABLE, "log: reserved bytes not zero");
+	if (r->op == FM_LOG_REVERSE) {
+		if (!(sb->incompat & FM_POOL_INCOMPAT_RESTORE))
+			return fm_err(-ENOTRECOVERABLE, "log: a reverse record in a pool "
+				      "without the restore feature");
+		if (r->from_slot >= sb->slot_count || r->from_slot == r->slot)
+			return fm_err(-ENOTRECOVERABLE, "log: reverse from slot %" PRIu32
+				      " to slot %" PRIu32 " impossible", r->from_slot,
+				      r->slot);
+	} else if (r->from_slot) {
+		return fm_err(-ENOTRECOVERABLE, "log: reserved bytes not zero");
+	}
 	if (sb->incompat & FM_POOL_INCOMPAT_LOG_AB) {
 		if (r->in_use > sb->slot_count)
 			return fm_err(-ENOTRECOVERABLE, "log: %" PRIu32 " slots in use"
@@ -621,6 +637,41 @@ static int check_create_target(const uint8_t *base, const struct fm_check *c)
 	return 0;
 }
 
+/*
+ * A pending reverse (store.c, restore: R1 invert into `slot`'s bitmap, R2
+ * write `slot`, R3 clear and zero `from_slot`).  `slot` may hold zero, the
+ * image or a tear between them (as a create's).  Until R2 is complete --
+ * `slot` is not yet the image -- recovery computes the new bitmap from
+ * `from_slot`'s, so that slot must still hold the mapping, valid, with
+ * its bitmap in bounds; once it is, from_slot is being cleared and is not
+ * checked.  Returns 0 or -ENOTRECOVERABLE.
+ */
+static int check_reverse(const uint8_t *base, const struct fm_check *c)
+{
+	const uint8_t *cur = base + c->sb.table_off + (uint64_t)c->rec.slot * FM_SLOT_SIZE;
+	struct fm_slot_media sm;
+	struct fm_slot s, img;
+	int ret;
+
+	ret = check_create_target(base, c);
+	if (ret)
+		return ret;
+	if (!memcmp(cur, &c->rec.image, FM_SLOT_SIZE))
+		return 0;
+	memcpy(&sm, base + c->sb.table_off + (uint64_t)c->rec.from_slot * FM_SLOT_SIZE,
+	       sizeof(sm));
+	fm_slot_decode(&s, &sm);
+	fm_slot_decode(&img, &c->rec.image);
+	if (fm_le32_get(&sm.checksum) != fm_slot_checksum(&sm) || !s.flags ||
+	    fm_slot_validate(&c->sb, c->rec.from_slot, &s) || s.m.id != img.m.id ||
+	    s.m.geom.grain_count != img.m.geom.grain_count ||
+	    check_bitmap(base, &c->sb, c->rec.from_slot, &s))
+		return fm_err(-ENOTRECOVERABLE, "log: pending reverse of mapping %" PRIu64
+			      " from slot %" PRIu32 ", which no longer holds it intact",
+			      img.m.id, c->rec.from_slot);
+	return 0;
+}
+
 int fm_pool_check(const void *vbase, uint64_t len, struct fm_check *c,
 		  uint64_t *ids)
 {
@@ -639,6 +690,11 @@ int fm_pool_check(const void *vbase, uint64_t len, struct fm_check *c,
 		if (ret)
 			return ret;
 	}
+	if (c->log_pending && c->rec.op == FM_LOG_REVERSE) {
+		ret = check_reverse(base, c);
+		if (ret)
+			return ret;
+	}
 	ret = check_owner(base, c);
 	if (ret)
 		return ret;
@@ -653,6 +709,10 @@ int fm_pool_check(const void *vbase, uint64_t len, struct fm_check *c,
 		int cleared = pending && c->rec.op != FM_LOG_TRANSITION;
 
 		c->bad_slot = i;
+		/* a reverse's old slot: checked by check_reverse, zeroed by
+		 * recovery, its mapping counted once (as the image) */
+		if (c->log_pending && c->rec.op == FM_LOG_REVERSE && c->rec.from_slot == i)
+			continue;
 		if (pending)
 			sm = c->rec.image; /* recovery writes this */
 		else

@@ -85,7 +85,7 @@ static inline void fm_le32_put(fm_le32 *v, uint32_t x)
 
 #define FM_POOL_SIGNATURE "FMPOOL\0\1" /* 8 bytes, the last two binary */
 #define FM_POOL_MAJOR 1u
-#define FM_POOL_MINOR 2u
+#define FM_POOL_MINOR 3u
 /*
  * Feature bits.  An unknown incompat bit refuses the open; unknown compat
  * bits are ignored.  1.0 defines none; 1.1 adds three incompat bits, each
@@ -106,16 +106,26 @@ static inline void fm_le32_put(fm_le32 *v, uint32_t x)
  * torn rewrite would lose the pool): in them a slot's flags stay IN_USE
  * and its group 0, and the operations that need more refuse
  * (-EOPNOTSUPP).
+ *
+ * 1.3 adds RESTORE (incompat): the log may hold a REVERSE record (two
+ * slots: the mapping moves from `from_slot` to `slot` with its bitmap
+ * inverted -- store.c, restore) and a slot may carry the flag REVERSED.
+ * Incompat because a 1.2 binary would refuse the pending record as an
+ * unknown op only after a crash, and would serve a reversed mapping in
+ * the wrong direction.  A 1.2 pool (incompat 0xf) opens as it is;
+ * map-restore on it is refused (-EOPNOTSUPP).
  */
 #define FM_POOL_COMPAT_KNOWN UINT64_C(0)
 #define FM_POOL_INCOMPAT_SEQ_CHECK UINT64_C(0x1) /* applied word self-checking */
 #define FM_POOL_INCOMPAT_LOG_AB UINT64_C(0x2)    /* log records A/B + in-use count */
 #define FM_POOL_INCOMPAT_OWNER UINT64_C(0x4)     /* owner record in the log block */
 #define FM_POOL_INCOMPAT_SLOT_EXT UINT64_C(0x8)  /* 1.2: slot flags, group id */
+#define FM_POOL_INCOMPAT_RESTORE UINT64_C(0x10)  /* 1.3: REVERSE op, REVERSED flag */
 #define FM_POOL_INCOMPAT_1_1 (FM_POOL_INCOMPAT_SEQ_CHECK | \
 			      FM_POOL_INCOMPAT_LOG_AB | FM_POOL_INCOMPAT_OWNER)
-#define FM_POOL_INCOMPAT_KNOWN (FM_POOL_INCOMPAT_1_1 | FM_POOL_INCOMPAT_SLOT_EXT)
-#define FM_POOL_INCOMPAT_1_2 FM_POOL_INCOMPAT_KNOWN /* what create writes */
+#define FM_POOL_INCOMPAT_1_2 (FM_POOL_INCOMPAT_1_1 | FM_POOL_INCOMPAT_SLOT_EXT)
+#define FM_POOL_INCOMPAT_KNOWN (FM_POOL_INCOMPAT_1_2 | FM_POOL_INCOMPAT_RESTORE)
+#define FM_POOL_INCOMPAT_1_3 FM_POOL_INCOMPAT_KNOWN /* what create writes */
 
 #define FM_BLOCK 4096u
 #define FM_SB_OFF 0u
@@ -178,12 +188,19 @@ struct fm_sb {
  *                  Recovery applies START to every member of the group
  *                  still PREPARED, then clears it (store.c, group start),
  *                  before the store is handed to anyone.
+ * RESTORE pools (1.3) also:
+ *   REVERSED       the mapping copies the volume it was created with as
+ *                  target to the one it was created with as source
+ *                  (source_vol/target_vol hold the current direction);
+ *                  toggled by each restore.  Clients attach volumes in
+ *                  the created direction and swap them while it is set.
  * `group`: the consistency group the mapping belongs to, 0 = none; zero
  * (reserved) in a pool without SLOT_EXT.
  */
 #define FM_SLOT_IN_USE 0x1u
 #define FM_SLOT_AUTODELETE 0x2u
 #define FM_SLOT_GROUP_PENDING 0x4u
+#define FM_SLOT_REVERSED 0x8u
 #define FM_SLOT_FLAGS_EXT (FM_SLOT_AUTODELETE | FM_SLOT_GROUP_PENDING)
 
 struct fm_slot_media {
@@ -224,6 +241,9 @@ enum fm_log_op {
 	FM_LOG_DELETE = 2,     /* clear bitmap, zero slot */
 	FM_LOG_TRANSITION = 3, /* write slot */
 	FM_LOG_RESTART = 4,    /* clear bitmap, write slot (generation++) */
+	FM_LOG_REVERSE = 5,    /* RESTORE: bitmap of slot := NOT bitmap of
+				* from_slot, write slot, clear and zero
+				* from_slot (store.c, restore) */
 	FM_LOG_OP_COUNT
 };
 
@@ -236,12 +256,14 @@ struct fm_log_rec_media {
 	fm_le32 slot;
 	struct fm_slot_media image; /* the slot after the op (zero for delete) */
 	fm_le32 in_use;        /* LOG_AB: slots in use after the op; 1.0: 0 */
-	uint8_t reserved[40];
+	fm_le32 from_slot;     /* REVERSE: the slot the mapping leaves; else 0 */
+	uint8_t reserved[36];
 	fm_le32 checksum;
 };
 static_assert(sizeof(struct fm_log_rec_media) == 192, "log record size");
 static_assert(offsetof(struct fm_log_rec_media, image) == 16, "log rec image");
 static_assert(offsetof(struct fm_log_rec_media, in_use) == 144, "log rec in_use");
+static_assert(offsetof(struct fm_log_rec_media, from_slot) == 148, "log rec from_slot");
 static_assert(offsetof(struct fm_log_rec_media, checksum) == 188, "log rec checksum");
 
 /*
@@ -288,6 +310,7 @@ struct fm_log_rec {
 	uint32_t op;
 	uint32_t slot;
 	uint32_t in_use;
+	uint32_t from_slot;         /* REVERSE only */
 	struct fm_slot_media image; /* kept encoded: written verbatim */
 };
 
@@ -376,8 +399,11 @@ struct fm_check {
  *                     applied one, its successor nor (LOG_AB) its
  *                     predecessor; a pending record's op, slot, reserved
  *                     bytes, in-use count or slot image; a pending
- *                     create whose slot holds a record that is neither
- *                     zero nor (word by word) its image
+ *                     create or reverse whose slot holds a record that
+ *                     is neither zero nor (word by word) its image; a
+ *                     pending reverse whose slot is not yet its image
+ *                     and whose from_slot no longer holds the mapping
+ *                     intact (recovery inverts that slot's bitmap)
  *   -EBADE            owner record (OWNER): neither copy valid, or two
  *                     valid copies that cannot follow one another
  *   then each slot in index order:
@@ -393,6 +419,8 @@ struct fm_check {
  *   -EIDRM            slots in use differ from the count the log recorded
  *                     (LOG_AB): a mapping record was zeroed (it reads as a
  *                     free slot) or appeared from nowhere
+ * A pending reverse's from_slot is skipped in the slot pass (checked as
+ * above, zeroed by recovery).
  * The slot named by a pending log record is checked as the record's image
  * (what recovery will write), not as it stands, and its bitmap not at all
  * if recovery clears it.  Duplicate mapping ids are found only when `ids`

@@ -216,8 +216,51 @@ static int op_clears_bitmap(uint32_t op)
 }
 
 /*
+ * Restore (fm_store_map_reverse, format 1.3).  The mapping S->T in slot i
+ * becomes T->S in a free slot j, its bitmap inverted, by one REVERSE
+ * record (slot j, from_slot i, the image of j).  Why a second slot:
+ * inverting in place is not idempotent -- a crash halfway, replayed,
+ * would invert the first half twice -- while computing j's bitmap from
+ * i's is, as long as i's bitmap is untouched, which the order below
+ * keeps until the switch (R2) is durable:
+ *   R1. if slot j is not (byte for byte) the image: bitmap j := NOT
+ *       bitmap i, bits past grain_count zero; flush, drain.  A crash
+ *       here leaves j free and i intact: replay starts again at R1.
+ *   R2. write slot j (the image: source/target swapped, REVERSED
+ *       toggled, COPYING, generation + 1); flush, drain.  The switch:
+ *       from here on R1 is skipped (j equals the image), so i may go.
+ *   R3. clear bitmap i (the mirror first), zero slot i; flush, drain.
+ *   R4. the applied word (as every op).
+ * fm_pool_check accepts the pool at any of these points (check_reverse).
+ * The operation needs a free slot: -ENOSPC in a full table.
+ */
+static int __reverse_bitmap(struct fm_store *s, const struct fm_log_rec *r)
+{
+	const uint64_t *from = (const uint64_t *)(s->base + bitmap_off(s, r->from_slot));
+	uint64_t *to = (uint64_t *)(s->base + bitmap_off(s, r->slot));
+	struct fm_slot img;
+	uint64_t words, tail;
+
+	if (!memcmp(slot_addr(s, r->slot), &r->image, FM_SLOT_SIZE))
+		return 0; /* R2 done: from_slot may be cleared already */
+	fm_slot_decode(&img, &r->image);
+	words = img.bitmap_len / 8;
+	tail = img.m.geom.grain_count % 64;
+	for (uint64_t k = 0; k < words; k++) { /* R1 */
+		uint64_t v = ~le64toh(from[k]);
+
+		if (k == words - 1 && tail)
+			v &= (UINT64_C(1) << tail) - 1;
+		__atomic_store_n(&to[k], htole64(v), __ATOMIC_RELAXED);
+	}
+	fm_flush(&s->pers, to, img.bitmap_len);
+	return fm_drain(&s->pers);
+}
+
+/*
  * __log_replay -- steps 2..4 of a logged operation; run by log_commit()
- * and by recovery.  Idempotent: every step writes the record's final values.
+ * and by recovery.  Idempotent: every step writes the record's final values
+ * (a reverse: see above).
  */
 static int __log_replay(struct fm_store *s, const struct fm_log_rec *r)
 {
@@ -225,6 +268,11 @@ static int __log_replay(struct fm_store *s, const struct fm_log_rec *r)
 	uint64_t word = fm_applied_encode(s->sb.incompat, r->seq);
 	int ret;
 
+	if (r->op == FM_LOG_REVERSE) {
+		ret = __reverse_bitmap(s, r); /* R1 */
+		if (ret)
+			return ret;
+	}
 	/* 2. clear the slot's bitmap (create, delete, restart).  The mirror is
 	 *    cleared first: a reader may see fewer bits, never extra ones. */
 	if (op_clears_bitmap(r->op)) {
@@ -240,6 +288,17 @@ static int __log_replay(struct fm_store *s, const struct fm_log_rec *r)
 	ret = fm_drain(&s->pers);
 	if (ret)
 		return ret;
+	if (r->op == FM_LOG_REVERSE) { /* R3, once R2 is durable */
+		if (s->mirror)
+			memset(s->mirror + (bitmap_off(s, r->from_slot) - s->sb.bitmap_off),
+			       0, s->sb.bitmap_stride);
+		clear_words(s, bitmap_off(s, r->from_slot), s->sb.bitmap_stride);
+		memset(slot_addr(s, r->from_slot), 0, FM_SLOT_SIZE);
+		fm_flush(&s->pers, slot_addr(s, r->from_slot), FM_SLOT_SIZE);
+		ret = fm_drain(&s->pers);
+		if (ret)
+			return ret;
+	}
 	/* 4. retire the record: one failure-atomic 8-byte store (SEQ_CHECK:
 	 *    seq and its check value together), persisted.  From here on
 	 *    recovery ignores the record. */
@@ -252,6 +311,16 @@ static int __log_replay(struct fm_store *s, const struct fm_log_rec *r)
 	fm_slot_decode(&s->slots[r->slot], &r->image);
 	if (op_clears_bitmap(r->op))
 		s->split_count[r->slot] = 0;
+	if (r->op == FM_LOG_REVERSE) {
+		const uint8_t *bm = s->base + bitmap_off(s, r->slot);
+		uint64_t len = s->slots[r->slot].bitmap_len;
+
+		memset(&s->slots[r->from_slot], 0, sizeof(s->slots[0]));
+		s->split_count[r->from_slot] = 0;
+		s->split_count[r->slot] = popcount_range(bm, len);
+		if (s->mirror) /* I3: durable since R1 */
+			memcpy(s->mirror + (bitmap_off(s, r->slot) - s->sb.bitmap_off), bm, len);
+	}
 	return 0;
 }
 
@@ -264,10 +333,11 @@ static int __log_replay(struct fm_store *s, const struct fm_log_rec *r)
  * as it was.  Returns 0, -EOVERFLOW (SEQ_CHECK: 2^48 - 1 operations done),
  * or an I/O errno.
  */
-static int __log_commit(struct fm_store *s, uint32_t op, uint32_t slot,
-			const struct fm_slot *next, uint32_t in_use_after)
+static int __log_commit2(struct fm_store *s, uint32_t op, uint32_t slot, uint32_t from,
+			 const struct fm_slot *next, uint32_t in_use_after)
 {
-	struct fm_log_rec r = { .seq = s->log_seq + 1, .op = op, .slot = slot };
+	struct fm_log_rec r = { .seq = s->log_seq + 1, .op = op, .slot = slot,
+				.from_slot = from };
 	struct fm_log_rec_media lm;
 	unsigned k = fm_log_rec_index(s->sb.incompat, r.seq);
 	uint8_t *rec = log_addr(s) + FM_LOG_REC_OFF + k * FM_LOG_REC_LEN;
@@ -290,9 +360,15 @@ static int __log_commit(struct fm_store *s, uint32_t op, uint32_t slot,
 	s->st.log_ops++;
 	/* 2..4 */
 	ret = __log_replay(s, &r);
-	if (ret == 0 && (op == FM_LOG_CREATE || op == FM_LOG_DELETE))
+	if (ret == 0 && (op == FM_LOG_CREATE || op == FM_LOG_DELETE || op == FM_LOG_REVERSE))
 		__hash_rebuild(s);
 	return ret;
+}
+
+static int __log_commit(struct fm_store *s, uint32_t op, uint32_t slot,
+			const struct fm_slot *next, uint32_t in_use_after)
+{
+	return __log_commit2(s, op, slot, 0, next, in_use_after);
 }
 
 /* ---- splits -------------------------------------------------------- */
@@ -909,6 +985,67 @@ out:
 	return ret;
 }
 
+int fm_store_map_reverse(struct fm_store *s, uint64_t id, uint32_t opt,
+			 struct fm_mapping *out)
+{
+	struct fm_slot next;
+	uint32_t j = UINT32_MAX;
+	int64_t i;
+	int ret;
+
+	if (opt & ~FM_STORE_REVERSE_CHECK)
+		return fm_err(-EINVAL, "mapping %" PRIu64 ": reverse option 0x%" PRIx32
+			      " unknown", id, opt);
+	pthread_mutex_lock(&s->lock);
+	__wait_idle(s); /* I4, I6: before anything is read */
+	i = __lookup(s, id);
+	if (i < 0) {
+		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
+		goto out;
+	}
+	if (!(s->sb.incompat & FM_POOL_INCOMPAT_RESTORE)) {
+		ret = fm_err(-EOPNOTSUPP, "pool format %" PRIu32 ".%" PRIu32 " cannot restore "
+			     "a mapping crash-safely (format 1.3 can: a new pool)", s->sb.major,
+			     s->sb.minor);
+		goto out;
+	}
+	if (s->slots[i].group) {
+		ret = fm_err(-EBUSY, "mapping %" PRIu64 " is in consistency group %" PRIu64
+			     ": remove it from the group first (no group restore)", id,
+			     s->slots[i].group);
+		goto out;
+	}
+	next = s->slots[i];
+	ret = fm_mapping_reverse(&s->slots[i].m, &next.m); /* -EPERM: nothing written */
+	if (ret)
+		goto out;
+	for (uint32_t k = 0; k < s->sb.slot_count; k++) {
+		if (!s->slots[k].flags) {
+			j = k;
+			break;
+		}
+	}
+	if (j == UINT32_MAX) {
+		ret = fm_err(-ENOSPC, "mapping %" PRIu64 ": a restore needs one free slot in the "
+			     "mapping table (%" PRIu32 " slots, all in use): delete a mapping "
+			     "first", id, s->sb.slot_count);
+		goto out;
+	}
+	if (opt & FM_STORE_REVERSE_CHECK)
+		goto out;
+	ret = __commit(s); /* every split of the old generation durable first */
+	if (ret < 0)
+		goto out;
+	next.flags ^= FM_SLOT_REVERSED;
+	next.bitmap_off = bitmap_off(s, j);
+	ret = __log_commit2(s, FM_LOG_REVERSE, j, (uint32_t)i, &next, s->in_use);
+	if (ret == 0 && out)
+		*out = s->slots[j].m;
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
 int fm_store_map_set_rate(struct fm_store *s, uint64_t id, uint32_t rate)
 {
 	struct fm_slot next;
@@ -1152,6 +1289,7 @@ int fm_store_map_get(struct fm_store *s, uint64_t id, struct fm_store_map_info *
 		info->split_count = s->split_count[i];
 		info->autodelete = (s->slots[i].flags & FM_SLOT_AUTODELETE) != 0;
 		info->group = s->slots[i].group;
+		info->reversed = (s->slots[i].flags & FM_SLOT_REVERSED) != 0;
 	}
 	pthread_mutex_unlock(&s->lock);
 	return ret;

@@ -40,7 +40,7 @@ static void usage(FILE *out)
 	fprintf(out,
 "usage: flashmeta-pmem COMMAND POOL [options]\n"
 "\n"
-"  create POOL [--mappings N] [--max-grains G]   new pool, format 1.2\n"
+"  create POOL [--mappings N] [--max-grains G]   new pool, format 1.3\n"
 "                              (N in 1..65536, default 64; G in 1..2^46,\n"
 "                              default 16777216)\n"
 "  check POOL                  validate read-only (works on a pool in use)\n"
@@ -163,7 +163,8 @@ static void ro_close(struct ro *r)
 
 static const char *op_name(uint32_t op)
 {
-	static const char *n[] = { "none", "create", "delete", "transition", "restart" };
+	static const char *n[] = { "none", "create", "delete", "transition", "restart",
+				   "reverse" };
 	return op < FM_LOG_OP_COUNT ? n[op] : "?";
 }
 
@@ -419,6 +420,9 @@ static int cmd_dump(const char *path, int json, uint64_t max_runs)
 		int pending = r.c.log_pending && r.c.rec.slot == i;
 		int cleared = pending && r.c.rec.op != FM_LOG_TRANSITION;
 
+		/* a pending reverse's old slot: recovery zeroes it */
+		if (r.c.log_pending && r.c.rec.op == FM_LOG_REVERSE && r.c.rec.from_slot == i)
+			continue;
 		if (pending)
 			sm = r.c.rec.image;
 		else
@@ -446,19 +450,22 @@ static int cmd_dump(const char *path, int json, uint64_t max_runs)
 			json_str(fm_map_state_name(s.m.state));
 			printf(",\"generation\":%" PRIu64 ",\"copy_rate\":%" PRIu32
 			       ",\"autodelete\":%s,\"group\":%" PRIu64 ",\"group_start_pending\":%s"
-			       ",\"split\":%" PRIu64 ",\"run_count\":%" PRIu64 ",\"runs\":[",
+			       ",\"reversed\":%s,\"split\":%" PRIu64 ",\"run_count\":%" PRIu64 ",\"runs\":[",
 			       s.m.generation, s.m.copy_rate,
 			       (s.flags & FM_SLOT_AUTODELETE) ? "true" : "false", s.group,
-			       (s.flags & FM_SLOT_GROUP_PENDING) ? "true" : "false", split, runs);
+			       (s.flags & FM_SLOT_GROUP_PENDING) ? "true" : "false",
+			       (s.flags & FM_SLOT_REVERSED) ? "true" : "false", split, runs);
 		} else {
-			/* flags: autodelete, group start pending (open completes it) */
+			/* flags: autodelete, reversed (restored: source and target
+			 * swapped), group start pending (open completes it) */
 			printf("%5" PRIu32 " %20" PRIu64 " %10" PRIu64 " %10" PRIu64 " %14"
 			       PRIu64 " %8" PRIu64 " %-14s %6" PRIu64 " %12" PRIu64 " %8"
-			       PRIu64 " %10" PRIu64 " %s%s%s\n", i, s.m.id, s.m.source_vol,
+			       PRIu64 " %10" PRIu64 " %s%s%s%s\n", i, s.m.id, s.m.source_vol,
 			       s.m.target_vol, s.m.geom.volume_size, fm_geom_grain_size(&s.m.geom),
 			       fm_map_state_name(s.m.state), s.m.generation, split, runs, s.group,
-			       (s.flags & FM_SLOT_FLAGS_EXT) ? "" : "-",
+			       (s.flags & (FM_SLOT_FLAGS_EXT | FM_SLOT_REVERSED)) ? "" : "-",
 			       (s.flags & FM_SLOT_AUTODELETE) ? "autodelete " : "",
+			       (s.flags & FM_SLOT_REVERSED) ? "reversed " : "",
 			       (s.flags & FM_SLOT_GROUP_PENDING) ? "group-start-pending" : "");
 		}
 		first = 0;

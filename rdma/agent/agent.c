@@ -291,6 +291,7 @@ void ag_map_pub(const struct fm_wire_mapdesc *d, bool usable, struct fm_agent_ma
 		.map_id = d->map_id, .generation = d->generation,
 		.grain_count = d->grain_count, .grain_shift = d->grain_shift,
 		.state = (enum fm_map_state)d->state, .granted = usable,
+		.reversed = (d->flags & FM_MAPDESC_REVERSED) != 0,
 	};
 }
 

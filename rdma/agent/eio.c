@@ -75,7 +75,12 @@ struct eio {
 	struct en_req h;              /* first: the list link and the I/O */
 	struct fm_engine *e;
 	struct en_thread *et;
-	struct en_map m;
+	struct en_map att;            /* the volumes as attached */
+	struct en_map m;              /* ... as the mapping runs this attempt:
+				       * swapped while it is reversed */
+	enum fm_io_op xop;            /* the op in the mapping's terms, this
+				       * attempt (io->op names attached volumes;
+				       * a background piece's is the mapping's) */
 	struct fm_volume *vol;        /* the volume the op names */
 	struct fm_geom g;
 	int state;
@@ -169,6 +174,34 @@ static void bracket_end(struct eio *q, int rc)
 
 /* ---------------------------------------------------------- lifetime */
 
+/*
+ * The direction of this attempt, from the descriptor its bracket holds
+ * (fixed for the generation: a restore revokes and bumps it).  A restored
+ * mapping (reversed) copies the volume attached as target to the one
+ * attached as source: the volumes swap roles, and so does an I/O's op
+ * (a write of the attached source is now a write of the mapping's
+ * target).  A background piece is in the mapping's terms already: only
+ * the volumes swap.  The volume the I/O names stays the one it named.
+ */
+static void set_direction(struct eio *q)
+{
+	static const enum fm_io_op other[FM_IO_OP_COUNT] = {
+		[FM_IO_READ_SOURCE] = FM_IO_READ_TARGET, [FM_IO_WRITE_SOURCE] = FM_IO_WRITE_TARGET,
+		[FM_IO_READ_TARGET] = FM_IO_READ_SOURCE, [FM_IO_WRITE_TARGET] = FM_IO_WRITE_SOURCE,
+	};
+	bool rev = q->b.map.reversed;
+
+	q->m = q->att;
+	q->xop = q->h.io->op;
+	if (rev) {
+		q->m.src = q->att.tgt;
+		q->m.tgt = q->att.src;
+		if (!q->bg)
+			q->xop = other[q->xop];
+	}
+	q->vol = q->xop == FM_IO_READ_SOURCE || q->xop == FM_IO_WRITE_SOURCE ? q->m.src : q->m.tgt;
+}
+
 /* a new I/O of mapping m on et, counted in mc, linked, BEGIN next */
 static struct eio *req_init(struct en_thread *et, struct fm_engine_io *io, const struct en_map *m,
 			    struct en_counters *mc)
@@ -180,7 +213,9 @@ static struct eio *req_init(struct en_thread *et, struct fm_engine_io *io, const
 	q->e = et->e;
 	q->et = et;
 	q->h.io = io;
+	q->att = *m;
 	q->m = *m;
+	q->xop = io->op;
 	q->h.mc = mc;
 	q->vol = io->op == FM_IO_READ_SOURCE || io->op == FM_IO_WRITE_SOURCE ? m->src : m->tgt;
 	q->t0_ns = en_now_ns();
@@ -455,7 +490,7 @@ static int do_plan(struct eio *q)
 	if (!q->ps_live) {
 		rc = plan_arrays(q);
 		if (!rc)
-			rc = ag_plan_init(&q->ps, q->e->a, &q->b, q->h.io->op, q->h.io->offset,
+			rc = ag_plan_init(&q->ps, q->e->a, &q->b, q->xop, q->h.io->offset,
 					  q->h.io->length, q->vol->size);
 		if (rc)
 			return rc;
@@ -726,7 +761,7 @@ static bool attempt_failed(struct eio *q)
 
 static bool is_write(const struct eio *q)
 {
-	return q->h.io->op == FM_IO_WRITE_SOURCE || q->h.io->op == FM_IO_WRITE_TARGET;
+	return q->xop == FM_IO_WRITE_SOURCE || q->xop == FM_IO_WRITE_TARGET;
 }
 
 bool en_req_step(struct en_req *r)
@@ -766,6 +801,7 @@ bool en_req_step(struct en_req *r)
 			}
 			q->bracket = true;
 			q->h.io->st.attempts++;
+			set_direction(q);
 			if (q->b.map.grain_count !=
 			    (q->vol->size + (UINT64_C(1) << q->b.map.grain_shift) - 1) >>
 				    q->b.map.grain_shift) {
@@ -884,7 +920,7 @@ bool en_req_step(struct en_req *r)
 		case Q_COPY:
 			if (!copy_more(q))
 				return false;
-			if (q->h.io->op == FM_IO_WRITE_TARGET && !q->bg) {
+			if (q->xop == FM_IO_WRITE_TARGET && !q->bg) {
 				if (mr_room(q, 1)) {
 					fail(q, -ENOMEM);
 					break;
@@ -929,10 +965,10 @@ bool en_req_step(struct en_req *r)
 		case Q_UNLOCK:
 			if (q->err)
 				return attempt_failed(q);
-			q->state = q->h.io->op == FM_IO_WRITE_SOURCE ? Q_STEP2 : Q_END;
+			q->state = q->xop == FM_IO_WRITE_SOURCE ? Q_STEP2 : Q_END;
 			break;
 		case Q_STEP2:
-			if (q->h.io->op == FM_IO_WRITE_TARGET && q->ncg) {
+			if (q->xop == FM_IO_WRITE_TARGET && q->ncg) {
 				q->state = Q_END;
 				break;
 			}

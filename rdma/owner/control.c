@@ -23,6 +23,39 @@
  * in the create's own logged step, map-autodelete as a slot image); a
  * 1.1/1.0 pool has no room for it and the owner keeps it in DRAM only.
  *
+ * Restore (map-restore ID), the trigger's order with another step 3:
+ *   0. refused before anything is revoked when the pool cannot (format
+ *      older than 1.3, no free slot), the state is wrong (only copying,
+ *      or idle_or_copied after a trigger), the mapping is in a group, or
+ *      its reverse would make a cascade with another mapping;
+ *   1. fm_owner_map_revoke(RESTART): every client drains, as for a trigger;
+ *   2. FM_NOTE_REVOKED;
+ *   3. fm_store_map_reverse: durably, the mapping S->T becomes T->S,
+ *      COPYING, generation + 1, its split bitmap NOT the old one (store.c,
+ *      restore, has the crash order);
+ *   4. publish the new bitmap (not cleared: most of it may be split);
+ *   5. MAP_GRANT of the new generation, flagged REVERSED: engines swap the
+ *      volumes they attached.
+ * Why NOT the old bitmap is right.  At step 3 no client holds the mapping
+ * and every split is durable (a split is durable only after its data).
+ * For a grain split in S->T, T holds T's image of it (the source's data
+ * at the trigger, or a later target write): the restore must copy it T->S,
+ * so it is unsplit in T->S.  For a grain unsplit in S->T, T's image IS the
+ * current data of S -- T reads it from S, and any write to S or to T
+ * would have split it first (copy-on-write) -- so S already holds what
+ * the restore wants: split in T->S, nothing to copy.  From step 5 on, the
+ * engines do the rest generically for T->S: a read of S of an unsplit
+ * grain reads T, a write to T copies the grain to S first, a write to S
+ * of a whole grain just splits it, and the background copy (at the
+ * mapping's rate) copies the others; at 100% it completes like any copy.
+ * From then on T is the source and no point-in-time image of anything:
+ * the grains the copy S->T had not split read what T's volume holds (they
+ * were read from S until the restore: T is left like the target of a
+ * stopped mapping), and its writes reach S only as copy-on-write keeps
+ * S's image at the restore.  S carries the image.  A stopped mapping is refused (its target is no image: there
+ * is nothing to restore), and so is a prepared one (a trigger is being
+ * prepared).
+ *
  * Consistency groups (group-*) have their own file, groups.c: every
  * member revoked together, one crash-atomic trigger for all.  A member's
  * own map-prepare/start/restart/stop is refused here (od_group_refuse).
@@ -78,6 +111,10 @@
  *                out in this generation (fm_owner_copy_info)
  *   autodelete   1: deleted when its copy completes (map-autodelete)
  *   group        its consistency group, 0: none (groups.c)
+ *   reversed     1: restored (map-restore) an odd number of times: source
+ *                and target are swapped against map-create; the volume
+ *                restored from (now the source) is no point-in-time
+ *                image of anything any more
  */
 void od_ctl_show(struct fm_ownerd *d, int fd, struct od_map *m)
 {
@@ -99,13 +136,13 @@ void od_ctl_show(struct fm_ownerd *d, int fd, struct od_map *m)
 		   " split %" PRIu64 " served-generation %" PRIu64 " revoking %d split-pct %"
 		   PRIu64 " rate %" PRIu32 " rate-bytes-per-s %" PRIu64 " eta-s %" PRId64
 		   " copiers %u copy-grains-out %" PRIu64 " copy-grains-returned %" PRIu64
-		   " copy-batches %" PRIu64 " autodelete %d group %" PRIu64 "\n",
+		   " copy-batches %" PRIu64 " autodelete %d group %" PRIu64 " reversed %d\n",
 		   m->id, info.map.source_vol, info.map.target_vol, info.map.geom.volume_size,
 		   1u << info.map.geom.grain_shift, info.map.geom.grain_count,
 		   fm_map_state_name(info.map.state), info.map.generation, info.split_count,
 		   m->d.generation, m->pend ? 1 : 0, pct, info.map.copy_rate, bps, eta,
 		   ci.copiers, ci.grains_out, ci.grains_returned, ci.batches_handed,
-		   m->autodelete ? 1 : 0, info.group);
+		   m->autodelete ? 1 : 0, info.group, info.reversed ? 1 : 0);
 }
 
 /* The end of a deferred command: what `show` (if any) and `line` (if
@@ -239,6 +276,15 @@ void od_map_complete(struct fm_ownerd *d, struct od_map *m)
 	case OD_PEND_RESTART:
 		rc = fm_store_map_restart(d->store, m->id, &gen);
 		break;
+	case OD_PEND_RESTORE:
+		/* 3. durable: reversed, COPYING, generation++, bitmap inverted */
+		rc = fm_store_map_reverse(d->store, m->id, 0, &mp);
+		if (!rc)
+			od_log(FM_LOGLVL_WARN, "map %" PRIu64 ": restoring volume %" PRIu64
+			       " from volume %" PRIu64 ": volume %" PRIu64 " is no point-in-time "
+			       "image any more", m->id, mp.target_vol, mp.source_vol,
+			       mp.source_vol);
+		break;
 	case OD_PEND_STOP:
 		rc = fm_store_map_transition(d->store, m->id, FM_MAP_EV_STOP, &mp);
 		if (!rc && mp.state == FM_MAP_STOPPING)
@@ -268,9 +314,13 @@ void od_map_complete(struct fm_ownerd *d, struct od_map *m)
 		od_log(FM_LOGLVL_ERR, "map %" PRIu64 ": %s", m->id, fm_errormsg());
 	/* whatever happened, serve what the store now says */
 	if (fm_store_map_get(d->store, m->id, &info) == 0) {
-		if (info.map.generation != m->d.generation)
+		if (info.map.generation != m->d.generation && op == OD_PEND_RESTORE) {
+			od_desc_from_store(m, &info); /* 4. restore: the inverted bits */
+			od_publish_words(d, m, 0, (m->d.grain_count + 63) / 64 - 1);
+		} else if (info.map.generation != m->d.generation) {
 			od_publish_clear(m); /* 4. nothing of the new generation is split */
-		od_desc_from_store(m, &info.map);
+		}
+		od_desc_from_store(m, &info);
 	}
 	if (fm_owner_map_update(d->o, &m->d)) /* 5. MAP_GRANT */
 		od_log(FM_LOGLVL_ERR, "map %" PRIu64 ": update: %s", m->id, fm_errormsg());
@@ -279,11 +329,49 @@ void od_map_complete(struct fm_ownerd *d, struct od_map *m)
 	ctl_answer(d, fd, rc, m, NULL);
 }
 
+/* every mapping in the store, for fm_mapping_admit; the loop thread's */
+static struct fm_mapping ctl_all[FM_OWNER_MAX_MAPS];
+
+/* Step 0 of a restore (top of this file): what the store would refuse,
+ * and a reverse that would make a cascade with another mapping. */
+static int restore_check(struct fm_ownerd *d, uint64_t id)
+{
+	uint64_t ids[FM_OWNER_MAX_MAPS];
+	struct fm_mapping rev;
+	struct fm_store_map_info info;
+	size_t n = 0;
+	int rc, nids;
+
+	rc = fm_store_map_reverse(d->store, id, FM_STORE_REVERSE_CHECK, NULL);
+	if (rc)
+		return rc;
+	if ((rc = fm_store_map_get(d->store, id, &info)) ||
+	    (rc = fm_mapping_reverse(&info.map, &rev)))
+		return rc;
+	nids = fm_store_map_list(d->store, ids, FM_OWNER_MAX_MAPS);
+	for (int i = 0; i < nids && i < (int)FM_OWNER_MAX_MAPS; i++) {
+		struct fm_store_map_info o;
+
+		if (ids[i] != id && fm_store_map_get(d->store, ids[i], &o) == 0)
+			ctl_all[n++] = o.map;
+	}
+	rc = fm_mapping_admit(ctl_all, n, &rev);
+	if (rc) {
+		char why[200];
+
+		snprintf(why, sizeof(why), "%s", fm_errormsg()); /* fm_err writes it */
+		return fm_err(rc, "map %" PRIu64 ": a restore copies volume %" PRIu64 " to volume %"
+			      PRIu64 ", refused: %s", id, rev.source_vol, rev.target_vol, why);
+	}
+	return 0;
+}
+
 static int ctl_map_op(struct fm_ownerd *d, int fd, uint64_t id, enum od_pend op)
 {
 	static const uint32_t reason[] = {
 		[OD_PEND_PREPARE] = FM_RELEASE_ADMIN, [OD_PEND_START] = FM_RELEASE_RESTART,
 		[OD_PEND_RESTART] = FM_RELEASE_RESTART, [OD_PEND_STOP] = FM_RELEASE_STOP,
+		[OD_PEND_RESTORE] = FM_RELEASE_RESTART,
 	};
 	struct od_map *m = od_map_find(d, id);
 	int rc;
@@ -295,8 +383,10 @@ static int ctl_map_op(struct fm_ownerd *d, int fd, uint64_t id, enum od_pend op)
 	/* a member's point in time is its group's (groups.c) */
 	if ((rc = od_group_refuse(d, id, op == OD_PEND_PREPARE ? "map-prepare" :
 				  op == OD_PEND_START ? "map-start" : op == OD_PEND_RESTART ?
-				  "map-restart" : "map-stop")))
+				  "map-restart" : op == OD_PEND_RESTORE ? "map-restore" : "map-stop")))
 		return rc;
+	if (op == OD_PEND_RESTORE && (rc = restore_check(d, id)))
+		return rc; /* 0. nothing revoked */
 	/* 1. withdraw every confirmation lease; the rest runs on REVOKED */
 	rc = fm_owner_map_revoke(d->o, id, reason[op], od_now_ms());
 	if (rc)
@@ -388,7 +478,7 @@ static const char *const pend_name[] = {
 	[OD_PEND_NONE] = "-", [OD_PEND_PREPARE] = "map-prepare", [OD_PEND_START] = "map-start",
 	[OD_PEND_RESTART] = "map-restart", [OD_PEND_STOP] = "map-stop",
 	[OD_PEND_COMPLETE] = "copy complete", [OD_PEND_DELETE] = "map-delete",
-	[OD_PEND_GROUP] = "group operation",
+	[OD_PEND_GROUP] = "group operation", [OD_PEND_RESTORE] = "map-restore",
 };
 
 /* A pending revoke that ran out of time: given up, the command answered
@@ -553,9 +643,6 @@ static int ctl_status(struct fm_ownerd *d, int fd)
 	return 0;
 }
 
-/* every mapping in the store, for fm_mapping_admit; the loop thread's */
-static struct fm_mapping ctl_all[FM_OWNER_MAX_MAPS];
-
 /* map-create ID SRC TGT SIZE [GRAIN] [autodelete] (av[1..]) */
 static int ctl_create(struct fm_ownerd *d, char **av, int ac)
 {
@@ -719,7 +806,7 @@ static int ctl_lock_show(struct fm_ownerd *d, int fd, char **av)
 
 #define CTL_COMMANDS "status, maps, sessions, map-create ID SRC TGT SIZE [GRAIN] [autodelete], " \
 	"map-show ID, lock-show MAP GRAIN, map-prepare ID, map-start ID, map-restart ID, " \
-	"map-stop ID, map-rate ID RATE, map-delete ID [force], map-autodelete ID on|off, " \
+	"map-stop ID, map-restore ID, map-rate ID RATE, map-delete ID [force], map-autodelete ID on|off, " \
 	"group-create G MAP..., group-add G MAP..., group-remove G MAP..., group-show [G], " \
 	"group-prepare G, group-start G, group-stop G, group-delete G, quit"
 
@@ -749,6 +836,7 @@ static const struct ctl_cmd {
 	{ "map-start", 1, 1, CTL_MAP_OP, OD_PEND_START, "map-start ID" },
 	{ "map-restart", 1, 1, CTL_MAP_OP, OD_PEND_RESTART, "map-restart ID" },
 	{ "map-stop", 1, 1, CTL_MAP_OP, OD_PEND_STOP, "map-stop ID" },
+	{ "map-restore", 1, 1, CTL_MAP_OP, OD_PEND_RESTORE, "map-restore ID" },
 	{ "map-rate", 2, 2, CTL_RATE, OD_PEND_NONE, "map-rate ID RATE (0..150)" },
 	{ "map-delete", 1, 2, CTL_DELETE, OD_PEND_NONE, "map-delete ID [force]" },
 	{ "map-autodelete", 2, 2, CTL_AUTODELETE, OD_PEND_NONE, "map-autodelete ID on|off" },

@@ -290,7 +290,7 @@ static void member_serve(struct fm_ownerd *d, struct od_map *m)
 	if (fm_store_map_get(d->store, m->id, &info) == 0) {
 		if (info.map.generation != m->d.generation)
 			od_publish_clear(m); /* nothing of the new generation is split */
-		od_desc_from_store(m, &info.map);
+		od_desc_from_store(m, &info);
 	}
 	if (fm_owner_map_update(d->o, &m->d)) /* MAP_GRANT */
 		od_log(FM_LOGLVL_ERR, "map %" PRIu64 ": update: %s", m->id, fm_errormsg());

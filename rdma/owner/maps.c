@@ -51,14 +51,17 @@ void od_publish_clear(struct od_map *m)
 		__atomic_store_n(&dst[w], 0, __ATOMIC_RELEASE);
 }
 
-void od_desc_from_store(struct od_map *m, const struct fm_mapping *mp)
+void od_desc_from_store(struct od_map *m, const struct fm_store_map_info *info)
 {
+	const struct fm_mapping *mp = &info->map;
+
 	m->d.map_id = mp->id;
 	m->d.generation = mp->generation;
 	m->d.grain_count = mp->geom.grain_count;
 	m->d.grain_shift = (uint8_t)mp->geom.grain_shift;
 	m->d.state = (uint8_t)mp->state;
 	m->d.lock_shift = 0;
+	m->d.flags = info->reversed ? FM_MAPDESC_REVERSED : 0; /* map-restore */
 	m->d.bitmap = m->bmd;
 	m->d.locks = m->lkd;
 }
@@ -90,7 +93,7 @@ int od_map_attach(struct fm_ownerd *d, uint64_t id)
 		goto out_bm;
 	fm_region_desc(m->bitmap, &m->bmd);
 	fm_region_desc(m->locks, &m->lkd);
-	od_desc_from_store(m, &info.map);
+	od_desc_from_store(m, &info);
 	m->autodelete = info.autodelete; /* the pool's flag (format 1.2) */
 	/* the pool's durable bits, published before anyone is granted */
 	od_publish_words(d, m, 0, bitmap_bytes(m->d.grain_count) / 8 - 1);

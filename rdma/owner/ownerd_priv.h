@@ -91,7 +91,8 @@ enum od_pend { OD_PEND_NONE = 0, OD_PEND_PREPARE, OD_PEND_START, OD_PEND_RESTART
 	       OD_PEND_STOP,
 	       OD_PEND_COMPLETE, /* every grain split: COPY_COMPLETE (nobody asked) */
 	       OD_PEND_DELETE,   /* map-delete: stop if forced, remove, free the slot */
-	       OD_PEND_GROUP     /* member of a group operation (od_map.gop) */ };
+	       OD_PEND_GROUP,    /* member of a group operation (od_map.gop) */
+	       OD_PEND_RESTORE   /* map-restore: the reverse (control.c) */ };
 
 struct od_map {
 	bool used;
@@ -264,7 +265,8 @@ void od_publish_words(struct fm_ownerd *d, struct od_map *m, uint64_t w0, uint64
 /* od_publish_clear -- zero the whole published bitmap */
 void od_publish_clear(struct od_map *m);
 /* od_desc_from_store -- the descriptor we serve, from the store's mapping */
-void od_desc_from_store(struct od_map *m, const struct fm_mapping *mp);
+struct fm_store_map_info;
+void od_desc_from_store(struct od_map *m, const struct fm_store_map_info *info);
 /* od_map_detach -- free a mapping's regions and its slot (no longer served
  * by the state machine: fm_owner_map_remove done) */
 void od_map_detach(struct od_map *m);

@@ -62,6 +62,8 @@ static void usage(FILE *f)
 		"Control commands (flashmeta admin ...): status, maps, sessions,\n"
 		"lock-show MAP GRAIN, map-create ID SRC TGT SIZE [GRAIN] [autodelete],\n"
 		"map-show ID, map-prepare ID, map-start ID, map-restart ID, map-stop ID,\n"
+		"map-restore ID (copying or idle_or_copied after a trigger: the source\n"
+		"becomes the target's image; format 1.3 pool, one free slot, no group),\n"
 		"map-rate ID RATE (background copy, 0..150), map-delete ID [force] (force:\n"
 		"not idle_or_copied or stopped; the target is then no point-in-time image),\n"
 		"map-autodelete ID on|off (delete when the copy completes; kept in a pool of\n"

@@ -1287,19 +1287,19 @@ static void control__autodelete__deleted_when_copy_completes(void **state)
 			 0);
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 2\n"), 0);
 	assert_non_null(strstr(out, " grain 65536 ")); /* GRAIN may be left out */
-	assert_non_null(strstr(out, " autodelete 1 group 0\n"));
+	assert_non_null(strstr(out, " autodelete 1 group 0 reversed 0\n"));
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-create 3 50 60 16384 4096\n"), 0);
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 3\n"), 0);
-	assert_non_null(strstr(out, " autodelete 0 group 0\n"));
+	assert_non_null(strstr(out, " autodelete 0 group 0 reversed 0\n"));
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-autodelete 2 off\n"), 0);
-	assert_non_null(strstr(out, " autodelete 0 group 0\n"));
+	assert_non_null(strstr(out, " autodelete 0 group 0 reversed 0\n"));
 
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-autodelete 2 yes\n"), -EREMOTEIO);
 	assert_non_null(strstr(out, "error EINVAL: usage: map-autodelete ID on|off"));
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-autodelete 9 on\n"), -EREMOTEIO);
 	assert_non_null(strstr(out, "error ENOENT: map 9 unknown"));
 	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "map-autodelete", "2", "on", NULL), 0);
-	assert_true(log_has(" autodelete 1 group 0\n"));
+	assert_true(log_has(" autodelete 1 group 0 reversed 0\n"));
 	for (int m = 1; m <= 3; m += 2) {
 		snprintf(out, sizeof(out), "map-prepare %d\n", m);
 		assert_int_equal(ctl(o.ctl, NULL, 0, out), 0);
@@ -1326,9 +1326,9 @@ static void control__autodelete__deleted_when_copy_completes(void **state)
 	owner_stop(&o);
 	owner_start(&o, NULL, NULL);
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 2\n"), 0);
-	assert_non_null(strstr(out, " autodelete 1 group 0\n"));
+	assert_non_null(strstr(out, " autodelete 1 group 0 reversed 0\n"));
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 3\n"), 0);
-	assert_non_null(strstr(out, " autodelete 0 group 0\n"));
+	assert_non_null(strstr(out, " autodelete 0 group 0 reversed 0\n"));
 	owner_stop(&o);
 }
 
@@ -1417,6 +1417,171 @@ static void cli__groups__lifecycle_and_refusals(void **state)
 	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "group-delete", "7", NULL), 0);
 	assert_true(log_has("deleted group 7 members 2\nok\n"));
 	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "map-delete", "1", NULL), 0);
+	owner_stop(&o);
+}
+
+/* the last run's stderr holds `needle` (printed when not) */
+static int err_has(const char *needle)
+{
+	const char *err = slurp(at("err"));
+
+	if (strstr(err, needle))
+		return 1;
+	fprintf(stderr, "expected \"%s\" on stderr:\n%s\n", needle, err);
+	return 0;
+}
+
+/* map-show ID's state and reversed flag, through the control socket */
+static void map_state(struct owner *o, unsigned id, char *state, size_t cap, int *reversed)
+{
+	char out[2048], cmd[64], *p;
+
+	snprintf(cmd, sizeof(cmd), "map-show %u\n", id);
+	state[0] = '\0';
+	*reversed = -1;
+	if (ctl(o->ctl, out, sizeof(out), cmd))
+		return; /* gone */
+	if ((p = strstr(out, " state ")))
+		sscanf(p, " state %31s", state);
+	if ((p = strstr(out, " reversed ")))
+		*reversed = atoi(p + 10);
+	(void)cap;
+}
+
+/* drive a fresh mapping `id` into one of the states a lifecycle table
+ * starts from, with control lines */
+static void drive(struct owner *o, unsigned id, int st)
+{
+	char cmd[96], out[2048], state[32];
+	int rev;
+	uint64_t end = now_ms() + 10000;
+
+	snprintf(cmd, sizeof(cmd), "map-create %u %u %u 1048576\n", id, 1000 + id, 2000 + id);
+	assert_int_equal(ctl(o->ctl, out, sizeof(out), cmd), 0);
+	if (st == 0)
+		return; /* idle_or_copied, never started */
+	snprintf(cmd, sizeof(cmd), "map-prepare %u\n", id);
+	assert_int_equal(ctl(o->ctl, out, sizeof(out), cmd), 0);
+	if (st == 1)
+		return; /* prepared */
+	snprintf(cmd, sizeof(cmd), st == 3 ? "map-stop %u\n" : "map-start %u\n", id);
+	assert_int_equal(ctl(o->ctl, out, sizeof(out), cmd), 0);
+	if (st != 4)
+		return; /* copying, stopped */
+	/* idle_or_copied after a trigger: a restore of a mapping nothing was
+	 * written to has every grain split at once (the old bitmap was
+	 * empty), so its copy completes without a copier */
+	snprintf(cmd, sizeof(cmd), "map-restore %u\n", id);
+	assert_int_equal(ctl(o->ctl, out, sizeof(out), cmd), 0);
+	do {
+		map_state(o, id, state, sizeof(state), &rev);
+		if (!strcmp(state, "idle_or_copied"))
+			return;
+		usleep(10000);
+	} while (now_ms() < end);
+	fail_msg("map %u: copy of the restore not complete: %s", id, state);
+}
+
+/*
+ * Every lifecycle command from every state the CLI can hold a mapping
+ * in, legal and illegal: the exit status and the state after.  Columns:
+ * map-prepare, map-start, map-restart, map-stop, map-restore, map-delete;
+ * "-" after: the mapping is gone.  map-restore from copying may complete
+ * at once (nothing was split: every grain is split once reversed), so
+ * copying|idle_or_copied is accepted there.
+ */
+static void cli__lifecycle__every_command_from_every_state(void **state)
+{
+	static const char *const cmds[] = { "map-prepare", "map-start", "map-restart", "map-stop",
+					     "map-restore", "map-delete" };
+	static const char *const names[] = { "idle_or_copied (never started)", "prepared",
+					      "copying", "stopped", "idle_or_copied (copied)" };
+	static const struct { int rc; const char *after; int reversed; } want[5][6] = {
+		/* idle, never started */
+		{ { 0, "prepared", 0 }, { 1, "idle_or_copied", 0 }, { 0, "idle_or_copied", 0 },
+		  { 1, "idle_or_copied", 0 }, { 1, "idle_or_copied", 0 }, { 0, "-", -1 } },
+		/* prepared */
+		{ { 1, "prepared", 0 }, { 0, "copying", 0 }, { 0, "prepared", 0 },
+		  { 0, "stopped", 0 }, { 1, "prepared", 0 }, { 1, "prepared", 0 } },
+		/* copying */
+		{ { 1, "copying", 0 }, { 1, "copying", 0 }, { 0, "copying", 0 },
+		  { 0, "stopped", 0 }, { 0, "copying|idle_or_copied", 1 }, { 1, "copying", 0 } },
+		/* stopped */
+		{ { 0, "prepared", 0 }, { 1, "stopped", 0 }, { 0, "stopped", 0 },
+		  { 1, "stopped", 0 }, { 1, "stopped", 0 }, { 0, "-", -1 } },
+		/* idle_or_copied after a restore's copy: reversed */
+		{ { 0, "prepared", 1 }, { 1, "idle_or_copied", 1 }, { 0, "idle_or_copied", 1 },
+		  { 1, "idle_or_copied", 1 }, { 0, "copying", 0 }, { 0, "-", -1 } },
+	};
+	struct owner o;
+	char idb[16], st[32], alt[64];
+	unsigned id = 0;
+	int rev;
+
+	(void)state;
+	fresh("cli-lifecycle");
+	owner_paths(&o, "pool", "ctl");
+	owner_start(&o, NULL, NULL);
+	for (int s = 0; s < 5; s++) {
+		for (int c = 0; c < 6; c++) {
+			int rc;
+
+			id++;
+			drive(&o, id, s);
+			snprintf(idb, sizeof(idb), "%u", id);
+			rc = run_out_err(g_cli, "-C", o.ctl, "admin", cmds[c], idb, NULL);
+			map_state(&o, id, st, sizeof(st), &rev);
+			snprintf(alt, sizeof(alt), "|%s|", want[s][c].after);
+			if (!st[0])
+				snprintf(st, sizeof(st), "-");
+			if (rc != want[s][c].rc || !strstr(alt, st) ||
+			    (st[0] != '-' && rev != want[s][c].reversed))
+				fail_msg("%s from %s: exit %d, now %s reversed %d; want exit %d, %s "
+					 "reversed %d (stderr: %s)", cmds[c], names[s], rc, st, rev,
+					 want[s][c].rc, want[s][c].after, want[s][c].reversed,
+					 slurp(at("err")));
+			/* a refusal says why, on stderr, and changed nothing */
+			if (rc)
+				assert_true(err_has("error E"));
+		}
+	}
+	/* the refusals of map-restore, each with its reason */
+	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "admin", "map-restore", "22", NULL), 1);
+	assert_true(err_has("error EPERM: mapping 22 is stopped: its target "
+			       "is no point-in-time image, there is nothing to restore"));
+	/* map 2: its map-start was refused, never started */
+	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "admin", "map-restore", "2", NULL), 1);
+	assert_true(err_has("never started"));
+	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "admin", "map-restore", "999", NULL), 1);
+	assert_true(err_has("error ENOENT"));
+	/* a cascade: map 100 10->20 and map 101 10->30; restoring 100 would
+	 * copy 20->10 while 10 is map 101's source */
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "map-create", "100", "10", "20",
+			     "1048576", NULL), 0);
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "map-create", "101", "10", "30",
+			     "1048576", NULL), 0);
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "map-prepare", "100", NULL), 0);
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "map-start", "100", NULL), 0);
+	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "admin", "map-restore", "100", NULL), 1);
+	assert_true(err_has("error EOPNOTSUPP: map 100: a restore copies "
+			       "volume 20 to volume 10, refused: target volume 10 is the source "
+			       "of map 101: cascades are not supported"));
+	/* a member of a group */
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "map-delete", "101", NULL), 0);
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "group-create", "5", "100", NULL), 0);
+	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "admin", "map-restore", "100", NULL), 1);
+	assert_true(err_has("error EBUSY: map 100 is in consistency group 5"));
+	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "group-delete", "5", NULL), 0);
+	/* now it may: the JSON answer shows the mapping reversed */
+	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "--json", "admin", "map-restore", "100",
+				     NULL), 0);
+	assert_non_null(strstr(slurp(at("out")), "\"source\": 20, \"target\": 10"));
+	assert_non_null(strstr(slurp(at("out")), "\"reversed\": 1}"));
+	owner_stop(&o);
+	/* durable: a restarted owner serves it reversed */
+	owner_start(&o, NULL, NULL);
+	map_state(&o, 100, st, sizeof(st), &rev);
+	assert_int_equal(rev, 1);
 	owner_stop(&o);
 }
 
@@ -1531,6 +1696,7 @@ int main(int argc, char **argv)
 					  reap),
 		cmocka_unit_test_teardown(control__limits__clean_errors, reap),
 		cmocka_unit_test_teardown(cli__groups__lifecycle_and_refusals, reap),
+		cmocka_unit_test_teardown(cli__lifecycle__every_command_from_every_state, reap),
 	};
 
 	g_owner = getenv("FM_OWNER_BIN");

@@ -13,6 +13,9 @@
  *     acked commit is set and every set bit was at least attempted in this
  *     generation;
  *   - if the in-flight restart/START was applied, the bitmap is empty;
+ *   - if the in-flight reverse (restore, format 1.3) was applied, the
+ *     bitmap is exactly the complement of the bits set before it (every
+ *     bit attempted in the generation: the reverse commits them first);
  *   - the owner record is the last acked one or, for an owner update in
  *     flight (fm_store_owner_begin/settle), the one it writes: never a
  *     mix, never lost.
@@ -34,6 +37,7 @@
 #define CM_GRAINS 300 /* per mapping */
 #define CM_GRAIN 4096u
 #define CM_EV_RESTART FM_MAP_EV_COUNT /* pseudo event: fm_store_map_restart */
+#define CM_EV_REVERSE (FM_MAP_EV_COUNT + 1) /* pseudo event: fm_store_map_reverse */
 
 enum cm_rec_type {
 	CM_INTENT_SPLIT = 1, CM_ACK_COMMIT, CM_INTENT_TR, CM_ACK_TR,
@@ -61,6 +65,8 @@ struct cm {
 	uint32_t tr_map;
 	int tr_state;         /* where it leads */
 	uint64_t tr_gen;
+	int tr_rev;           /* the in-flight operation is a reverse */
+	uint8_t rev_bits[CM_GRAINS]; /* ... and the bitmap it leads to */
 	uint64_t owner_inc;   /* the acked owner record */
 	uint32_t owner_hold;
 	int owner_inflight;   /* an INTENT_OWNER without its ACK */
@@ -96,8 +102,16 @@ static inline void cm_feed(struct cm *c, const struct cm_rec *r)
 		struct fm_mapping fm = { .state = m->state, .generation = m->gen };
 		c->tr_inflight = 1;
 		c->tr_map = r->map;
+		c->tr_rev = r->a == CM_EV_REVERSE;
 		if (r->a == CM_EV_RESTART) {
 			fm.generation++;
+		} else if (r->a == CM_EV_REVERSE) {
+			if (fm_mapping_reverse(&fm, &fm)) {
+				c->tr_inflight = 0; /* will be refused */
+				break;
+			}
+			for (int g = 0; g < CM_GRAINS; g++)
+				c->rev_bits[g] = !(m->must[g] | m->maybe[g]);
 		} else if (fm_mapping_apply(&fm, (enum fm_map_event)r->a)) {
 			c->tr_inflight = 0; /* will be refused */
 			break;
@@ -118,11 +132,16 @@ static inline void cm_feed(struct cm *c, const struct cm_rec *r)
 		break;
 	case CM_ACK_TR:
 		c->tr_inflight = 0;
-		if (r->b != m->gen) {
+		if (r->b != m->gen && c->tr_rev) {
+			memcpy(m->must, c->rev_bits, sizeof(m->must));
+			memcpy(m->maybe, c->rev_bits, sizeof(m->maybe));
+			memcpy(m->covered, c->rev_bits, sizeof(m->covered));
+		} else if (r->b != m->gen) {
 			memset(m->must, 0, sizeof(m->must));
 			memset(m->maybe, 0, sizeof(m->maybe));
 			memset(m->covered, 0, sizeof(m->covered));
 		}
+		c->tr_rev = 0;
 		m->state = (int)r->a;
 		m->gen = r->b;
 		break;
@@ -175,6 +194,15 @@ static inline int cm_verify(struct cm *c, const char *path, char *why, size_t wl
 				snprintf(why, wlen, "split_test %d", bit);
 				goto fail;
 			}
+			if (info.map.generation != m->gen && c->tr_rev) {
+				if (bit != c->rev_bits[g]) {
+					snprintf(why, wlen, "map %u: bit %" PRIu64 " is %d after"
+						 " the reverse, the complement of before is %d",
+						 i, g, bit, c->rev_bits[g]);
+					goto fail;
+				}
+				continue;
+			}
 			if (info.map.generation != m->gen) {
 				if (bit) {
 					snprintf(why, wlen, "map %u: bit %" PRIu64
@@ -222,6 +250,7 @@ static inline void cm_adopt(struct cm *c, const char *path)
 			c->m[i].must[g] = (uint8_t)fm_store_split_test(s, cm_id(i), g);
 	}
 	c->tr_inflight = 0;
+	c->tr_rev = 0;
 	struct fm_store_owner_info oi;
 	fm_store_owner_get(s, &oi);
 	c->owner_inc = oi.incarnation;
@@ -448,7 +477,7 @@ static inline void cm_commit(struct fm_store *s, uint64_t gen, uint64_t *rng,
  * One random operation on an open store: the owner's begin first, then an
  * owner update (1 in 20), or else 1..3 split calls (per bit, batch or
  * range, see cm_split_call) + one group commit (cm_commit) (70%), or a
- * legal transition/restart (30%).  Emits intent before and ack after.
+ * legal transition/restart/reverse (30%).  Emits intent before and ack after.
  * Exits(3) on any unexpected error.
  */
 static inline void cm_step(struct fm_store *s, uint64_t *rng, cm_emit_fn emit, void *arg)
@@ -473,7 +502,7 @@ static inline void cm_step(struct fm_store *s, uint64_t *rng, cm_emit_fn emit, v
 		return;
 	}
 	/* choose a legal event; COPY_COMPLETE only when complete */
-	int evs[FM_MAP_EV_COUNT + 1], nev = 0;
+	int evs[FM_MAP_EV_COUNT + 2], nev = 0;
 	for (int ev = 0; ev < FM_MAP_EV_COUNT; ev++) {
 		if (fm_map_next_state(info.map.state, ev) < 0)
 			continue;
@@ -483,6 +512,8 @@ static inline void cm_step(struct fm_store *s, uint64_t *rng, cm_emit_fn emit, v
 	}
 	if (fmt_rand(rng) % 8 == 0)
 		evs[nev++] = CM_EV_RESTART;
+	if (fmt_rand(rng) % 4 == 0 && fm_mapping_reverse(&info.map, &(struct fm_mapping){ 0 }) == 0)
+		evs[nev++] = CM_EV_REVERSE;
 	if (nev == 0)
 		return;
 	r.type = CM_INTENT_TR;
@@ -490,6 +521,8 @@ static inline void cm_step(struct fm_store *s, uint64_t *rng, cm_emit_fn emit, v
 	emit(arg, &r);
 	if (r.a == CM_EV_RESTART)
 		ret = fm_store_map_restart(s, cm_id(mi), NULL);
+	else if (r.a == CM_EV_REVERSE)
+		ret = fm_store_map_reverse(s, cm_id(mi), 0, NULL);
 	else
 		ret = fm_store_map_transition(s, cm_id(mi), (enum fm_map_event)r.a, NULL);
 	if (ret)

@@ -81,7 +81,7 @@ static void format__validate__flags_and_group_by_pool_features(void **state)
 
 	assert_int_equal(fm_layout_compute(&sb, 4, 1000), 0);
 	assert_true(sb.incompat & FM_POOL_INCOMPAT_SLOT_EXT);
-	assert_int_equal(sb.minor, 2);
+	assert_int_equal(sb.minor, 3);
 	mk_map(&s.m, 3, 10);
 	s.bitmap_off = sb.bitmap_off;
 	s.bitmap_len = fm_bitmap_len(10);
@@ -93,7 +93,7 @@ static void format__validate__flags_and_group_by_pool_features(void **state)
 	s.group = 0; /* pending needs a group */
 	assert_int_equal(fm_slot_validate(&sb, 0, &s), -EDOM);
 	assert_non_null(strstr(fm_errormsg(), "pending without a group"));
-	s.flags = FM_SLOT_IN_USE | 0x8; /* unknown flag */
+	s.flags = FM_SLOT_IN_USE | 0x10; /* unknown flag */
 	assert_int_equal(fm_slot_validate(&sb, 0, &s), -EDOM);
 	s.flags = FM_SLOT_AUTODELETE; /* not in use */
 	assert_int_equal(fm_slot_validate(&sb, 0, &s), -EDOM);

@@ -16,6 +16,11 @@
  *   COPYING         COPY_COMPLETE    IDLE_OR_COPIED  every grain split
  *   COPYING         STOP             STOPPING
  *   STOPPING        STOP_DONE        STOPPED
+ *
+ * Restore (fm_mapping_reverse, not an event of the table): a mapping S->T
+ * that is COPYING or IDLE_OR_COPIED after a trigger becomes T->S, COPYING,
+ * generation++ -- the owner's map-restore (control.c has the argument why
+ * the new split bitmap is the old one inverted).
  */
 #ifndef FLASHMETA_MAPPING_H
 #define FLASHMETA_MAPPING_H
@@ -86,6 +91,22 @@ int fm_mapping_init(struct fm_mapping *m, uint64_t id, uint64_t source_vol,
  * wraps); on error `m` is unchanged.
  */
 int fm_mapping_apply(struct fm_mapping *m, enum fm_map_event ev);
+
+/*
+ * fm_mapping_reverse -- the restore of `m`: `out` = m with source and
+ * target swapped, state COPYING, generation + 1 (copy rate, geometry and
+ * id kept).  Legal from COPYING and from IDLE_OR_COPIED with generation >
+ * 0 (triggered at least once); refused, with a message saying why:
+ *   -EPERM       any other state: PREPARING/PREPARED (a trigger is being
+ *                prepared: start or stop it first), STOPPING/STOPPED (the
+ *                target is no point-in-time image: nothing to restore),
+ *                IDLE_OR_COPIED at generation 0 (never triggered: the
+ *                target holds no image)
+ *   -EOVERFLOW   generation at UINT64_MAX
+ *   -EINVAL      NULL arguments
+ * Pure; `out` is written only on success (it may be `m`).
+ */
+int fm_mapping_reverse(const struct fm_mapping *m, struct fm_mapping *out);
 
 /*
  * Which mappings may live together.  A volume is a source of at most

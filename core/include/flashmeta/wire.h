@@ -13,6 +13,10 @@
  *        RELEASE_REQUEST reason COPIED
  *   2.2  SPLIT_QUERY / SPLIT_ANSWER (split bits by message: the
  *        lock-manager baseline of the benchmarks, see SPLIT_QUERY below)
+ *   2.3  the map descriptor's flags byte (FM_MAPDESC_REVERSED: a restored
+ *        mapping).  An older client refuses a descriptor with it set as
+ *        malformed (reserved byte) -- it does no I/O in the wrong
+ *        direction -- so the owner sends it whatever the minor.
  * All integers are little-endian; nothing is ever cast from a received buffer -- every field
  * is read by fm_wire_decode() and written by fm_wire_encode().
  *
@@ -71,8 +75,8 @@
 #define FM_WIRE_MAGIC 0x31574d46u /* 'F' 'M' 'W' '1' */
 #define FM_WIRE_MAJOR 2u /* 2: HELLO vouches for the previous session,
 			   * WELCOME carries the owner incarnation, BYE flags */
-#define FM_WIRE_MINOR 2u /* 1: background copy, 2: split queries (see
-			   * "Versions" above) */
+#define FM_WIRE_MINOR 3u /* 1: background copy, 2: split queries, 3: map
+			   * descriptor flags (see "Versions" above) */
 #define FM_WIRE_HDR_SIZE 40u
 #define FM_WIRE_MAX_MSG 4096u      /* one receive buffer */
 #define FM_WIRE_NONCE_SIZE 16u
@@ -157,12 +161,20 @@ struct fm_wire_mapdesc {
 	uint8_t grain_shift;   /* FM_GRAIN_SHIFT_MIN..MAX (12..30) */
 	uint8_t state;         /* enum fm_map_state */
 	uint8_t lock_shift;    /* 0..32 */
+	uint8_t flags;         /* FM_MAPDESC_* (2.2; zero before) */
 	struct fm_region_desc bitmap; /* flags == FM_ACCESS_REMOTE_READ, len >= bitmap bytes */
 	struct fm_region_desc locks;  /* flags == FM_ACCESS_REMOTE_ATOMIC, len >= 8 * words;
 				       * or all zero: no lock table yet (the owner's
 				       * restart grace, lease.h R6) -- a later
 				       * MAP_GRANT of the same generation adds it */
 };
+
+/* fm_wire_mapdesc.flags.  REVERSED: the mapping was restored (an odd
+ * number of times): it copies the volume a client attached as its target
+ * (fm_engine_attach) to the one attached as its source, so the engine
+ * swaps them, and the ops it is asked for, while it is set. */
+#define FM_MAPDESC_REVERSED 0x1u
+#define FM_MAPDESC_FLAGS_KNOWN FM_MAPDESC_REVERSED
 
 /* HELLO.prev_flags */
 #define FM_HELLO_PREV_QUIESCED 0x1u /* prev_session's I/O is over (see BYE) */

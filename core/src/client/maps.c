@@ -143,7 +143,8 @@ static void desc_words(const struct fm_wire_mapdesc *d, uint64_t w[CMAP_DWORDS])
 	w[0] = d->map_id;
 	w[1] = d->generation;
 	w[2] = d->grain_count;
-	w[3] = (uint64_t)d->grain_shift | (uint64_t)d->state << 8 | (uint64_t)d->lock_shift << 16;
+	w[3] = (uint64_t)d->grain_shift | (uint64_t)d->state << 8 | (uint64_t)d->lock_shift << 16 |
+	       (uint64_t)d->flags << 24;
 	w[4] = d->bitmap.addr;
 	w[5] = d->bitmap.len;
 	w[6] = (uint64_t)d->bitmap.key | (uint64_t)d->bitmap.flags << 32;
@@ -161,6 +162,7 @@ static void words_desc(const uint64_t w[CMAP_DWORDS], struct fm_wire_mapdesc *d)
 	d->grain_shift = (uint8_t)w[3];
 	d->state = (uint8_t)(w[3] >> 8);
 	d->lock_shift = (uint8_t)(w[3] >> 16);
+	d->flags = (uint8_t)(w[3] >> 24);
 	d->bitmap = (struct fm_region_desc){ .addr = w[4], .len = w[5], .key = (uint32_t)w[6],
 					     .flags = (uint32_t)(w[6] >> 32) };
 	d->locks = (struct fm_region_desc){ .addr = w[7], .len = w[8], .key = (uint32_t)w[9],

@@ -81,11 +81,12 @@
  * the lock on some device, create/open fail rather than go on without it.
  * Read-only tools (`flashmeta-pmem check`, `dump`) take no lock.
  *
- * Formats: create writes format 1.2 (self-checking applied word, log
+ * Formats: create writes format 1.3 (self-checking applied word, log
  * records with the count of slots in use, owner record, slot extensions:
- * autodelete flag and consistency group).  Format 1.0 and 1.1 pools are
- * opened and written as they are (never upgraded): 1.0 has no owner
- * record, neither has slot extensions (their calls: -EOPNOTSUPP).
+ * autodelete flag and consistency group; 1.3: restore).  Format 1.0, 1.1
+ * and 1.2 pools are opened and written as they are (never upgraded): 1.0
+ * has no owner record, neither 1.0 nor 1.1 has slot extensions, and only
+ * 1.3 restores (their calls: -EOPNOTSUPP).
  *
  * Errors: 0 (or a count) on success, a negative errno on failure with
  * detail in fm_errormsg().  Every logged mapping operation (create, delete,
@@ -152,6 +153,9 @@ struct fm_store_map_info {
 	uint64_t split_count;      /* bits set (committed or pending) */
 	bool autodelete;           /* delete when the copy completes (1.2) */
 	uint64_t group;            /* consistency group, 0: none (1.2) */
+	bool reversed;             /* restored an odd number of times (1.3):
+				    * map.source_vol is the volume created as
+				    * its target */
 };
 
 /*
@@ -290,6 +294,24 @@ int fm_store_map_set_rate(struct fm_store *s, uint64_t id, uint32_t rate);
  * its slots have no room), or an I/O errno.  Blocks.
  */
 int fm_store_map_set_autodelete(struct fm_store *s, uint64_t id, bool on);
+
+/*
+ * fm_store_map_reverse -- the restore of mapping `id` (format 1.3):
+ * durably, in one logged step, it becomes fm_mapping_reverse of itself
+ * (target -> source, COPYING, generation + 1, the REVERSED flag toggled)
+ * with the split bitmap NOT the old one (a grain unsplit before holds the
+ * same data on both volumes; store.c, restore, says why and the crash
+ * order).  The mapping moves to a free slot (fm_store_map_info.slot
+ * changes).  Waits for a commit in flight, commits pending splits first.
+ * opt FM_STORE_REVERSE_CHECK: only the checks, nothing written.  *out
+ * (may be NULL): the mapping after.  Returns 0, -ENOENT, -EPERM (state:
+ * fm_mapping_reverse's message), -EBUSY (in a consistency group),
+ * -ENOSPC (no free slot), -EOPNOTSUPP (pool older than 1.3), -EOVERFLOW,
+ * -EINVAL (opt), or an I/O errno.  Blocks.
+ */
+#define FM_STORE_REVERSE_CHECK 0x1u
+int fm_store_map_reverse(struct fm_store *s, uint64_t id, uint32_t opt,
+			 struct fm_mapping *out);
 
 /*
  * Consistency groups (format 1.2).  A group is the set of mappings whose

@@ -2,6 +2,7 @@
  * which mappings may live together (fm_mapping_admit). */
 #include <errno.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -282,6 +283,61 @@ static void admit__cascade_either_way__eopnotsupp(void **state)
 	assert_int_equal(fm_mapping_admit(v, 2, &m), -EOPNOTSUPP);
 }
 
+/* every state, legal and illegal: the table of fm_mapping_reverse */
+static void reverse__every_state__only_triggered_copying_or_copied(void **state)
+{
+	struct fm_mapping m = mk(4, 10, 20), r;
+
+	(void)state;
+	m.copy_rate = 33;
+	for (int st = 0; st < FM_MAP_STATE_COUNT; st++) {
+		for (uint64_t gen = 0; gen < 2; gen++) {
+			bool ok = st == FM_MAP_COPYING || (st == FM_MAP_IDLE_OR_COPIED && gen);
+			int rc;
+
+			m.state = (enum fm_map_state)st;
+			m.generation = gen;
+			memset(&r, 0x5a, sizeof(r));
+			rc = fm_mapping_reverse(&m, &r);
+			if (!ok) {
+				assert_int_equal(rc, -EPERM);
+				assert_int_equal(((unsigned char *)&r)[0], 0x5a); /* untouched */
+				continue;
+			}
+			assert_int_equal(rc, 0);
+			assert_int_equal(r.id, 4);
+			assert_int_equal(r.source_vol, 20);
+			assert_int_equal(r.target_vol, 10);
+			assert_int_equal(r.generation, gen + 1);
+			assert_int_equal(r.state, FM_MAP_COPYING);
+			assert_int_equal(r.copy_rate, 33);
+			assert_int_equal(r.geom.grain_count, m.geom.grain_count);
+		}
+	}
+	m.state = FM_MAP_STOPPED;
+	m.generation = 3;
+	assert_int_equal(fm_mapping_reverse(&m, &r), -EPERM);
+	assert_non_null(strstr(fm_errormsg(), "nothing to restore"));
+	m.state = FM_MAP_PREPARED;
+	assert_int_equal(fm_mapping_reverse(&m, &r), -EPERM);
+	assert_non_null(strstr(fm_errormsg(), "being prepared"));
+	m.state = FM_MAP_IDLE_OR_COPIED;
+	m.generation = 0;
+	assert_int_equal(fm_mapping_reverse(&m, &r), -EPERM);
+	assert_non_null(strstr(fm_errormsg(), "never started"));
+	m.generation = UINT64_MAX;
+	assert_int_equal(fm_mapping_reverse(&m, &r), -EOVERFLOW);
+	assert_int_equal(fm_mapping_reverse(NULL, &r), -EINVAL);
+	assert_int_equal(fm_mapping_reverse(&m, NULL), -EINVAL);
+	/* in place, and twice is the original direction again */
+	m.generation = 5;
+	m.state = FM_MAP_COPYING;
+	assert_int_equal(fm_mapping_reverse(&m, &m), 0);
+	assert_int_equal(fm_mapping_reverse(&m, &m), 0);
+	assert_int_equal(m.source_vol, 10);
+	assert_int_equal(m.generation, 7);
+}
+
 static void admit__target_of_another__eaddrinuse(void **state)
 {
 	struct fm_mapping v[1] = { mk(1, 10, 20) }, m = mk(2, 11, 20);
@@ -326,6 +382,7 @@ int main(void)
 		cmocka_unit_test(admit__id_or_pair_taken__eexist),
 		cmocka_unit_test(admit__cascade_either_way__eopnotsupp),
 		cmocka_unit_test(admit__target_of_another__eaddrinuse),
+		cmocka_unit_test(reverse__every_state__only_triggered_copying_or_copied),
 		cmocka_unit_test(admit__source_limit__emlink_at_256),
 	};
 

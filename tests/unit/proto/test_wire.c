@@ -646,9 +646,19 @@ static void decode__reserved_nonzero__enotempty(void **state)
 	fix_crc(buf, (size_t)n);
 	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ENOTEMPTY);
 	n = enc(FM_MSG_WELCOME, buf);
-	buf[40 + 32 + 80 + 27] = 1; /* second descriptor's reserved byte */
+	buf[40 + 32 + 80 + 28] = 1; /* second descriptor's reserved le32 */
 	fix_crc(buf, (size_t)n);
 	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ENOTEMPTY);
+	/* its flags byte (2.2): REVERSED decodes, an unknown bit is refused */
+	n = enc(FM_MSG_WELCOME, buf);
+	buf[40 + 32 + 80 + 27] = FM_MAPDESC_REVERSED;
+	fix_crc(buf, (size_t)n);
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), 0);
+	assert_int_equal(d.u.welcome.maps[1].flags, FM_MAPDESC_REVERSED);
+	assert_int_equal(d.u.welcome.maps[0].flags, 0);
+	buf[40 + 32 + 80 + 27] = 0x2;
+	fix_crc(buf, (size_t)n);
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ERANGE);
 	n = enc(FM_MSG_SPLIT_COMMIT, buf);
 	buf[40 + 30] = 1;
 	fix_crc(buf, (size_t)n);

@@ -126,6 +126,9 @@ struct fm_agent_map {
 	uint32_t grain_shift;
 	enum fm_map_state state;
 	bool granted;           /* confirmation lease held (not released) */
+	bool reversed;          /* restored (FM_MAPDESC_REVERSED): it copies
+				 * the volume attached as target to the one
+				 * attached as source (the engine swaps them) */
 };
 
 /* An I/O bracket (fm_agent_io_begin .. fm_agent_io_end).  Owned by the

@@ -1,0 +1,459 @@
+/* test_pmem_reverse.c -- format 1.3 restore in the pmem store
+ * (fm_store_map_reverse): the bitmap inverted and the direction swapped,
+ * the refusals, and the crash order (store.c, restore: R1..R4) -- a child
+ * killed or losing power before each drain of the reverse, and again
+ * before each drain of the recovery of that image, must leave the mapping
+ * either as it was or fully reversed, never a mix.
+ *
+ * Checked to fail (mutant in store.c, not committed): R1 redone even when
+ * slot j already is the image (no idempotence guard) fails the crash test
+ * at once -- a recovery killed after R3 began recomputes the new bitmap
+ * from the half-cleared old one. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <cmocka.h>
+
+#include "flashmeta/error.h"
+#include "flashmeta/pmem_store.h"
+#include "format.h"
+#include "persist.h"
+#include "pmem_test_util.h"
+#include "pool_edit.h"
+
+#define ID 7
+#define GRAINS 200 /* 3 words and a partial one */
+#define GRAIN 4096u
+
+/* A pool of `slots` slots with mapping ID (10 -> 20) COPYING, generation
+ * 1, and the grains of `bits` split (durable). */
+static void mk_pool(const char *path, uint32_t slots, const uint8_t *bits)
+{
+	struct fm_store_config cfg = { .max_mappings = slots, .max_grains = 512 };
+	struct fm_store *s;
+	struct fm_mapping m;
+
+	unlink(path);
+	assert_int_equal(fm_store_create(&s, path, &cfg), 0);
+	assert_int_equal(fm_mapping_init(&m, ID, 10, 20, GRAINS * GRAIN, GRAIN), 0);
+	assert_int_equal(fm_store_map_create(s, &m), 0);
+	assert_int_equal(fm_store_map_transition(s, ID, FM_MAP_EV_PREPARE, NULL), 0);
+	assert_int_equal(fm_store_map_transition(s, ID, FM_MAP_EV_PREPARE_DONE, NULL), 0);
+	assert_int_equal(fm_store_map_transition(s, ID, FM_MAP_EV_START, NULL), 0);
+	for (uint64_t g = 0; g < GRAINS; g++)
+		if (bits[g])
+			assert_true(fm_store_split_set(s, ID, 1, g) >= 0);
+	assert_true(fm_store_split_commit(s) >= 0);
+	fm_store_close(&s);
+}
+
+static void random_bits(uint8_t *bits, uint64_t seed)
+{
+	uint64_t rng = seed;
+
+	for (int g = 0; g < GRAINS; g++)
+		bits[g] = fmt_rand(&rng) % 3 == 0;
+	bits[0] = 1;          /* first and last grain of the partial word */
+	bits[GRAINS - 1] = 0;
+}
+
+/* 1: the mapping as before the reverse; 2: fully reversed; 0 (with a
+ * message): anything else */
+static int classify(struct fm_store *s, const uint8_t *bits)
+{
+	struct fm_store_map_info info;
+	bool rev;
+
+	if (fm_store_map_get(s, ID, &info)) {
+		print_error("mapping %u missing\n", ID);
+		return 0;
+	}
+	rev = info.map.generation == 2;
+	if (info.map.state != FM_MAP_COPYING || (!rev && info.map.generation != 1) ||
+	    info.map.source_vol != (rev ? 20u : 10u) || info.map.target_vol != (rev ? 10u : 20u) ||
+	    info.reversed != rev) {
+		print_error("state %d generation %lu source %lu reversed %d\n", info.map.state,
+			    (unsigned long)info.map.generation, (unsigned long)info.map.source_vol,
+			    info.reversed);
+		return 0;
+	}
+	for (uint64_t g = 0; g < GRAINS; g++) {
+		int b = fm_store_split_test(s, ID, g);
+
+		if (b != (rev ? !bits[g] : bits[g])) {
+			print_error("%s: grain %lu split %d, bit before %d\n", rev ? "reversed" :
+				    "as before", (unsigned long)g, b, bits[g]);
+			return 0;
+		}
+	}
+	return rev ? 2 : 1;
+}
+
+static void reverse__bitmap_inverted_direction_swapped__twice_is_identity(void **state)
+{
+	char path[600];
+	uint8_t bits[GRAINS];
+	struct fm_store *s;
+	struct fm_store_map_info before, after;
+	struct fm_mapping out;
+	uint64_t n = 0;
+
+	(void)state;
+	random_bits(bits, 11);
+	for (int g = 0; g < GRAINS; g++)
+		n += bits[g];
+	mk_pool(fmt_path(path, sizeof(path), "rev"), 3, bits);
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	assert_int_equal(classify(s, bits), 1);
+	assert_int_equal(fm_store_map_get(s, ID, &before), 0);
+	/* a split of the old generation pending: committed before, counted */
+	assert_int_equal(fm_store_map_reverse(s, ID, FM_STORE_REVERSE_CHECK, NULL), 0);
+	assert_int_equal(classify(s, bits), 1); /* the check wrote nothing */
+	assert_int_equal(fm_store_map_reverse(s, ID, 0, &out), 0);
+	assert_int_equal(out.generation, 2);
+	assert_int_equal(out.source_vol, 20);
+	assert_int_equal(classify(s, bits), 2);
+	assert_int_equal(fm_store_map_get(s, ID, &after), 0);
+	assert_int_not_equal(after.slot, before.slot);
+	assert_int_equal(after.split_count, GRAINS - n);
+	/* a split of the old generation is refused now */
+	assert_int_equal(fm_store_split_set(s, ID, 1, 5), -ESTALE);
+	fm_store_close(&s);
+	/* durable: a reopen sees the same, and the pool checks clean */
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	assert_int_equal(classify(s, bits), 2);
+	/* again: the original direction, the original bits */
+	assert_int_equal(fm_store_map_reverse(s, ID, 0, &out), 0);
+	assert_int_equal(out.generation, 3);
+	assert_int_equal(out.source_vol, 10);
+	assert_int_equal(fm_store_map_get(s, ID, &after), 0);
+	assert_false(after.reversed);
+	assert_int_equal(after.split_count, n);
+	for (uint64_t g = 0; g < GRAINS; g++)
+		assert_int_equal(fm_store_split_test(s, ID, g), bits[g]);
+	/* a copy complete (every grain split) and a restore of idle_or_copied */
+	for (uint64_t g = 0; g < GRAINS; g++)
+		assert_true(fm_store_split_set(s, ID, 3, g) >= 0);
+	assert_int_equal(fm_store_map_transition(s, ID, FM_MAP_EV_COPY_COMPLETE, NULL), 0);
+	assert_int_equal(fm_store_map_reverse(s, ID, 0, &out), 0);
+	assert_int_equal(fm_store_map_get(s, ID, &after), 0);
+	assert_int_equal(after.split_count, 0); /* everything is copied back */
+	assert_int_equal(after.map.state, FM_MAP_COPYING);
+	fm_store_close(&s);
+	unlink(path);
+}
+
+static void reverse__refusals__nothing_written(void **state)
+{
+	char path[600];
+	uint8_t bits[GRAINS] = { 0 };
+	struct fm_store *s;
+	struct fm_store_stats st0, st1;
+	struct fm_mapping m;
+	size_t len;
+	uint8_t *b;
+	struct fm_sb sb;
+
+	(void)state;
+	bits[3] = 1;
+	mk_pool(fmt_path(path, sizeof(path), "refuse"), 2, bits);
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	fm_store_stats(s, &st0);
+	assert_int_equal(fm_store_map_reverse(s, 99, 0, NULL), -ENOENT);
+	assert_int_equal(fm_store_map_reverse(s, ID, 0x2, NULL), -EINVAL);
+	/* the other slot taken: no room to move */
+	assert_int_equal(fm_mapping_init(&m, 8, 30, 40, GRAINS * GRAIN, GRAIN), 0);
+	assert_int_equal(fm_store_map_create(s, &m), 0);
+	fm_store_stats(s, &st0);
+	assert_int_equal(fm_store_map_reverse(s, ID, 0, NULL), -ENOSPC);
+	assert_non_null(strstr(fm_errormsg(), "free slot"));
+	/* never started (idle_or_copied, generation 0) */
+	assert_int_equal(fm_store_map_delete(s, ID), -EBUSY);
+	assert_int_equal(fm_store_map_reverse(s, 8, 0, NULL), -EPERM);
+	assert_non_null(strstr(fm_errormsg(), "never started"));
+	/* preparing, prepared, stopped */
+	assert_int_equal(fm_store_map_transition(s, 8, FM_MAP_EV_PREPARE, NULL), 0);
+	assert_int_equal(fm_store_map_reverse(s, 8, 0, NULL), -EPERM);
+	assert_int_equal(fm_store_map_transition(s, 8, FM_MAP_EV_PREPARE_DONE, NULL), 0);
+	assert_int_equal(fm_store_map_reverse(s, 8, 0, NULL), -EPERM);
+	assert_int_equal(fm_store_map_transition(s, 8, FM_MAP_EV_STOP, NULL), 0);
+	assert_int_equal(fm_store_map_reverse(s, 8, 0, NULL), -EPERM);
+	assert_non_null(strstr(fm_errormsg(), "nothing to restore"));
+	/* a grouped mapping */
+	assert_int_equal(fm_store_map_delete(s, 8), 0);
+	assert_int_equal(fm_store_map_set_group(s, ID, 5), 0);
+	fm_store_stats(s, &st0);
+	assert_int_equal(fm_store_map_reverse(s, ID, 0, NULL), -EBUSY);
+	assert_non_null(strstr(fm_errormsg(), "consistency group 5"));
+	fm_store_stats(s, &st1);
+	assert_int_equal(st1.log_seq, st0.log_seq);
+	assert_int_equal(fm_store_map_set_group(s, ID, 0), 0);
+	fm_store_close(&s);
+	/* a 1.2 pool opens and refuses (its binary would not know the record) */
+	b = fmt_read_file(path, &len);
+	assert_non_null(b);
+	sb = pe_sb(b);
+	sb.minor = 2;
+	sb.incompat = FM_POOL_INCOMPAT_1_2;
+	pe_put_sb(b, &sb);
+	assert_int_equal(fmt_write_file(path, b, len), 0);
+	free(b);
+	assert_int_equal(fm_store_open(&s, path, NULL), 0);
+	assert_int_equal(fm_store_map_reverse(s, ID, 0, NULL), -EOPNOTSUPP);
+	assert_non_null(strstr(fm_errormsg(), "format 1.2"));
+	assert_int_equal(classify(s, bits), 1);
+	fm_store_close(&s);
+	unlink(path);
+}
+
+/* ---- crashes -------------------------------------------------------- */
+
+/*
+ * In a forked child: the shadow of the pool starts as the file (durable:
+ * the open persisted it); flush() stages the flushed lines, drain() makes
+ * them shadow.  Before drain number `at` the child writes two images --
+ * "kill" (the live mapping: a SIGKILL keeps every store, flushed or not)
+ * and "power" (the shadow: only what was drained) -- and exits 42.  It
+ * exits 0 if the operation ends first.
+ */
+#define LINES 4096
+static struct {
+	uint8_t *shadow;
+	size_t len;
+	unsigned n, at;
+	struct { size_t off; uint8_t data[64]; } line[LINES];
+	unsigned nline;
+	char kill_path[600], power_path[600];
+} sh;
+
+static void sh_flush(void *arg, const struct fm_persist *p, size_t off, size_t len)
+{
+	(void)arg;
+	for (size_t o = off & ~(size_t)63; o < off + len && o < sh.len; o += 64) {
+		if (sh.nline == LINES)
+			_exit(5);
+		sh.line[sh.nline].off = o;
+		memcpy(sh.line[sh.nline++].data, p->base + o, 64);
+	}
+}
+
+static int sh_drain(void *arg, const struct fm_persist *p)
+{
+	(void)arg;
+	if (sh.n++ == sh.at) {
+		if (fmt_write_file(sh.kill_path, p->base, sh.len) ||
+		    fmt_write_file(sh.power_path, sh.shadow, sh.len))
+			_exit(6);
+		_exit(42);
+	}
+	for (unsigned k = 0; k < sh.nline; k++)
+		memcpy(sh.shadow + sh.line[k].off, sh.line[k].data, 64);
+	sh.nline = 0;
+	return 0;
+}
+
+static const struct fm_persist_hooks sh_hooks = { .flush = sh_flush, .drain = sh_drain };
+
+/* Open `path` (its recovery) and, if `reverse`, reverse ID, crashing
+ * before drain `at`: 42 (images written), 0 (done first), else failed. */
+static int crash_run(const char *path, bool reverse, unsigned at, const char *kill_path,
+		     const char *power_path)
+{
+	int st;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct fm_store *s;
+
+		sh.shadow = fmt_read_file(path, &sh.len);
+		if (!sh.shadow)
+			_exit(7);
+		sh.n = 0;
+		sh.at = at;
+		sh.nline = 0;
+		snprintf(sh.kill_path, sizeof(sh.kill_path), "%s", kill_path);
+		snprintf(sh.power_path, sizeof(sh.power_path), "%s", power_path);
+		fm_persist_set_hooks(&sh_hooks);
+		if (fm_store_open(&s, path, NULL))
+			_exit(3);
+		if (reverse && fm_store_map_reverse(s, ID, 0, NULL))
+			_exit(4);
+		fm_store_close(&s);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+/* Check an image read-only, then open it: as before or reversed. */
+static int image_state(const char *path, const uint8_t *bits)
+{
+	struct fm_check c;
+	struct fm_store *s;
+	size_t len;
+	uint8_t *b = fmt_read_file(path, &len);
+	int rc;
+
+	assert_non_null(b);
+	if (fm_pool_check(b, len, &c, NULL)) {
+		print_error("%s: check: %s\n", path, fm_errormsg());
+		free(b);
+		return 0;
+	}
+	free(b);
+	if (fm_store_open(&s, path, NULL)) {
+		print_error("%s: open: %s\n", path, fm_errormsg());
+		return 0;
+	}
+	rc = classify(s, bits);
+	fm_store_close(&s);
+	return rc;
+}
+
+static void reverse__crash_before_each_drain__old_or_new_and_recovery_too(void **state)
+{
+	char base[600], kill_p[600], power_p[600], k2[600], p2[600], copy[600];
+	uint8_t bits[GRAINS], *img;
+	size_t len;
+	unsigned at, at2, images = 0, replays = 0;
+	int rc, seen_new = 0;
+
+	(void)state;
+	random_bits(bits, 23);
+	mk_pool(fmt_path(base, sizeof(base), "crash"), 3, bits);
+	fmt_path(kill_p, sizeof(kill_p), "crash.kill");
+	fmt_path(power_p, sizeof(power_p), "crash.power");
+	fmt_path(k2, sizeof(k2), "crash.kill2");
+	fmt_path(p2, sizeof(p2), "crash.power2");
+	fmt_path(copy, sizeof(copy), "crash.copy");
+	img = fmt_read_file(base, &len);
+	assert_non_null(img);
+	for (at = 0;; at++) {
+		assert_int_equal(fmt_write_file(copy, img, len), 0);
+		rc = crash_run(copy, true, at, kill_p, power_p);
+		if (rc == 0)
+			break; /* every drain of open + reverse + close visited */
+		assert_int_equal(rc, 42);
+		for (int which = 0; which < 2; which++) {
+			const char *p = which ? power_p : kill_p;
+			uint8_t *b2;
+			size_t len2;
+			int got;
+
+			b2 = fmt_read_file(p, &len2);
+			assert_non_null(b2);
+			assert_int_equal(fmt_write_file(copy, b2, len2), 0);
+			got = image_state(copy, bits);
+			assert_int_not_equal(got, 0);
+			/* its recovery killed before each of its drains: the same
+			 * outcome (replay is idempotent, R1 never redone on a
+			 * half-cleared old bitmap) */
+			for (at2 = 0;; at2++) {
+				assert_int_equal(fmt_write_file(copy, b2, len2), 0);
+				rc = crash_run(copy, false, at2, k2, p2);
+				if (rc == 0)
+					break;
+				assert_int_equal(rc, 42);
+				for (int w2 = 0; w2 < 2; w2++) {
+					int g2 = image_state(w2 ? p2 : k2, bits);
+
+					assert_int_equal(g2, got);
+					replays++;
+				}
+			}
+			free(b2);
+			/* power: once a drain made it reversed, every later one is */
+			if (which == 1) {
+				if (seen_new)
+					assert_int_equal(got, 2);
+				seen_new |= got == 2;
+			}
+			images++;
+		}
+	}
+	assert_true(seen_new);
+	assert_true(at >= 4); /* the record, R1, R2, R3, the applied word */
+	print_message("reverse: %u crash images, %u recovery-crash images\n", images, replays);
+	free(img);
+	unlink(base);
+	unlink(kill_p);
+	unlink(power_p);
+	unlink(k2);
+	unlink(p2);
+	unlink(copy);
+}
+
+/* A pending reverse whose old slot was damaged before the switch: the
+ * open refuses it (recovery would invert garbage) and writes nothing. */
+static void reverse__pending_with_damaged_from_slot__enotrecoverable(void **state)
+{
+	char base[600], kill_p[600], power_p[600], copy[600];
+	uint8_t bits[GRAINS], *img, *b;
+	size_t len, len2;
+	struct fm_check c;
+	struct fm_store *s = NULL;
+	bool found = false;
+
+	(void)state;
+	random_bits(bits, 5);
+	mk_pool(fmt_path(base, sizeof(base), "pend"), 3, bits);
+	fmt_path(kill_p, sizeof(kill_p), "pend.kill");
+	fmt_path(power_p, sizeof(power_p), "pend.power");
+	fmt_path(copy, sizeof(copy), "pend.copy");
+	img = fmt_read_file(base, &len);
+	assert_non_null(img);
+	for (unsigned at = 0; !found; at++) {
+		assert_int_equal(fmt_write_file(copy, img, len), 0);
+		assert_int_equal(crash_run(copy, true, at, kill_p, power_p), 42);
+		b = fmt_read_file(power_p, &len2);
+		assert_non_null(b);
+		assert_int_equal(fm_pool_check(b, len2, &c, NULL), 0);
+		found = c.log_pending && c.rec.op == FM_LOG_REVERSE;
+		if (found) {
+			/* before R2: slot j is not the image yet */
+			uint8_t *from = b + c.sb.table_off + c.rec.from_slot * FM_SLOT_SIZE;
+
+			from[8] ^= 1; /* source_vol: the checksum fails */
+			assert_int_equal(fm_pool_check(b, len2, &c, NULL), -ENOTRECOVERABLE);
+			assert_non_null(strstr(fm_errormsg(), "no longer holds it intact"));
+			assert_int_equal(fmt_write_file(copy, b, len2), 0);
+			assert_int_equal(fm_store_open(&s, copy, NULL), -ENOTRECOVERABLE);
+			assert_null(s);
+			{ /* nothing written */
+				size_t len3;
+				uint8_t *after = fmt_read_file(copy, &len3);
+
+				assert_non_null(after);
+				assert_int_equal(len3, len2);
+				assert_int_equal(memcmp(after, b, len2), 0);
+				free(after);
+			}
+		}
+		free(b);
+	}
+	free(img);
+	unlink(base);
+	unlink(kill_p);
+	unlink(power_p);
+	unlink(copy);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(reverse__bitmap_inverted_direction_swapped__twice_is_identity),
+		cmocka_unit_test(reverse__refusals__nothing_written),
+		cmocka_unit_test(reverse__crash_before_each_drain__old_or_new_and_recovery_too),
+		cmocka_unit_test(reverse__pending_with_damaged_from_slot__enotrecoverable),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
