@@ -310,19 +310,6 @@ static const char *owner_bin_default(const char *argv0)
 	return buf;
 }
 
-static void loadavg(char *out, size_t cap)
-{
-	FILE *f = fopen("/proc/loadavg", "r");
-	double a = 0, b = 0, c = 0;
-
-	if (!f || fscanf(f, "%lf %lf %lf", &a, &b, &c) != 3)
-		snprintf(out, cap, "unknown");
-	else
-		snprintf(out, cap, "%.2f %.2f %.2f", a, b, c);
-	if (f)
-		fclose(f);
-}
-
 /* --------------------------------------------------------- the run */
 
 static struct run R; /* big: off the stack */
@@ -617,7 +604,7 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < opt.nthreads; i++)
 		if (opt.threads[i] > maxthreads)
 			maxthreads = opt.threads[i];
-	loadavg(R.la0, sizeof(R.la0));
+	fm_loadavg(R.la0, sizeof(R.la0));
 
 	/* grains: the hit/miss/lock windows, then every commit's own grain */
 	c1_need = (uint64_t)(opt.rounds + 1) * opt.commit_batch * 2 + opt.cpu_ops / 100 + 1;
@@ -686,7 +673,7 @@ int main(int argc, char **argv)
 		floor_close(&c.fbusy);
 	fm_agent_delete(&c.a);
 	peer_stop(&peer);
-	loadavg(R.la1, sizeof(R.la1));
+	fm_loadavg(R.la1, sizeof(R.la1));
 	R.seconds = (double)(fm_now_ns() - t_start) / 1e9;
 
 	tables_print(&R);

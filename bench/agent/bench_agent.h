@@ -1,6 +1,6 @@
 /* bench_agent.h -- the parts of fm-bench-agent and what they share
  * (besides bench/common: report.h, series.h -- samples per round, median
- * of the per-round medians -- proc_cpu.h, owner_proc.h and floor.h).
+ * of the per-round medians -- procstat.h, owner_proc.h and floor.h).
  *
  *   bench_agent.c  options, the processes, the rounds, the report
  *   owner.c        the real flashmeta-owner as a child (owner_proc.h), with
@@ -29,7 +29,7 @@
 #include "flashmeta/transport.h"
 #include "floor.h"
 #include "owner_proc.h"
-#include "proc_cpu.h"
+#include "procstat.h"
 #include "report.h"
 #include "series.h"
 

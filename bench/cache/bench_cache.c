@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "flashmeta/cache.h"
+#include "procstat.h"
 #include "report.h"
 #include "series.h"
 #ifdef FM_HAVE_ROARING
@@ -455,19 +456,6 @@ static double bytes_per_range(const struct content *ct, enum kind k)
 	}
 }
 
-static void loadavg(char *out, size_t cap)
-{
-	FILE *f = fopen("/proc/loadavg", "r");
-	double a = 0, b = 0, c = 0;
-
-	if (!f || fscanf(f, "%lf %lf %lf", &a, &b, &c) != 3)
-		snprintf(out, cap, "unknown");
-	else
-		snprintf(out, cap, "%.2f %.2f %.2f", a, b, c);
-	if (f)
-		fclose(f);
-}
-
 /* the headline: the cache against both baselines at the largest size */
 struct summary {
 	uint64_t avg, nr;
@@ -594,7 +582,7 @@ int main(int argc, char **argv)
 	FILE *jf = NULL;
 	struct fm_json j;
 
-	loadavg(la0, sizeof(la0));
+	fm_loadavg(la0, sizeof(la0));
 	if (json) {
 		jf = fopen(json, "w");
 		if (!jf) {
@@ -743,7 +731,7 @@ int main(int argc, char **argv)
 		destroy(&ct);
 	}
 	}
-	loadavg(la1, sizeof(la1));
+	fm_loadavg(la1, sizeof(la1));
 	printf("\n## summary: cache beside its baselines at %llu ranges, random grains "
 	       "(t_typical; ratio (lo..hi per round))\n", (unsigned long long)top);
 	printf("%-8s %4s %5s %14s %14s %18s %22s %22s\n", "layout", "t", "mode", "cache[nsec]",

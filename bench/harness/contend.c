@@ -423,19 +423,6 @@ static void hc_reply(unsigned i, struct hc_reply *r)
 	}
 }
 
-static void la_now(char *out, size_t cap)
-{
-	FILE *f = fopen("/proc/loadavg", "r");
-	double a = 0, b = 0, c = 0;
-
-	if (!f || fscanf(f, "%lf %lf %lf", &a, &b, &c) != 3)
-		snprintf(out, cap, "unknown");
-	else
-		snprintf(out, cap, "%.2f %.2f %.2f", a, b, c);
-	if (f)
-		fclose(f);
-}
-
 static void hc_batch(struct hb_cpoint *cp, struct fm_bench_owner *o, unsigned unit, bool keep)
 {
 	struct hb_cmd cmd = { .op = HC_RUN, .unit = unit };
@@ -507,7 +494,7 @@ static void hc_point(struct hb_cpoint *cp, unsigned k, struct fm_bench_owner *o,
 
 	memset(cp, 0, sizeof(*cp));
 	cp->k = k;
-	la_now(cp->la0, sizeof(cp->la0));
+	fm_loadavg(cp->la0, sizeof(cp->la0));
 	memset(sh, 0, sizeof(*sh));
 	if ((rc = fm_bench_owner_dir(o, opt.pool_dir, "flashmeta-bench", HB_KEY)))
 		hb_die(rc, "the run's dir");
@@ -544,7 +531,7 @@ static void hc_point(struct hb_cpoint *cp, unsigned k, struct fm_bench_owner *o,
 	hc_stop(k);
 	fm_floor_server_stop(floor_pid);
 	fm_bench_owner_stop(o);
-	la_now(cp->la1, sizeof(cp->la1));
+	fm_loadavg(cp->la1, sizeof(cp->la1));
 	cp->run_s = (double)(fm_now_ns() - t0) / 1e9;
 	for (unsigned u = 0; u < CU_N; u++) {
 		struct series_stats ss;

@@ -49,7 +49,7 @@
 #include "flashmeta/refvol.h"
 #include "floor.h"
 #include "owner_proc.h"
-#include "proc_cpu.h"
+#include "procstat.h"
 #include "report.h"
 #include "series.h"
 

@@ -148,19 +148,6 @@ void hb_machine(struct hb_machine *m)
 	}
 }
 
-static void loadavg(char *out, size_t cap)
-{
-	FILE *f = fopen("/proc/loadavg", "r");
-	double a = 0, b = 0, c = 0;
-
-	if (!f || fscanf(f, "%lf %lf %lf", &a, &b, &c) != 3)
-		snprintf(out, cap, "unknown");
-	else
-		snprintf(out, cap, "%.2f %.2f %.2f", a, b, c);
-	if (f)
-		fclose(f);
-}
-
 static const char *owner_bin_default(const char *argv0)
 {
 	static char buf[512];
@@ -406,7 +393,7 @@ void hb_run_point(struct hb_point *pt, double pct)
 	hb_point_init(pt);
 	pt->split_pct = pct;
 	pt->grains = opt.volume_size / opt.grain_size;
-	loadavg(pt->la0, sizeof(pt->la0));
+	fm_loadavg(pt->la0, sizeof(pt->la0));
 	if ((rc = fm_bench_owner_dir(&owner, opt.pool_dir, "flashmeta-bench", HB_KEY)))
 		hb_die(rc, "the run's dir");
 	snprintf(owner_log, sizeof(owner_log), "%.250s/owner.log", owner.dir);
@@ -487,7 +474,7 @@ void hb_run_point(struct hb_point *pt, double pct)
 	fm_bench_owner_stop(&owner);
 	if (!getenv("FM_KEEP"))
 		unlink_volumes();
-	loadavg(pt->la1, sizeof(pt->la1));
+	fm_loadavg(pt->la1, sizeof(pt->la1));
 	pt->run_s = (double)(fm_now_ns() - t0) / 1e9;
 }
 

@@ -77,19 +77,6 @@ static double now_s(void)
 	return (double)fm_now_ns() / 1e9;
 }
 
-static void loadavg(char *out, size_t cap)
-{
-	FILE *f = fopen("/proc/loadavg", "r");
-	double a = 0, b = 0, c = 0;
-
-	if (!f || fscanf(f, "%lf %lf %lf", &a, &b, &c) != 3)
-		snprintf(out, cap, "unknown");
-	else
-		snprintf(out, cap, "%.2f %.2f %.2f", a, b, c);
-	if (f)
-		fclose(f);
-}
-
 static void path_in(char *out, size_t cap, const char *name)
 {
 	if ((size_t)snprintf(out, cap, "%s/%s", S.dir, name) >= cap)
@@ -743,7 +730,7 @@ void hb_suite_run(struct fm_bench_owner *o, pid_t *floor_pid, int argc, char **a
 	S.saved_stdout = dup(STDOUT_FILENO);
 	if (S.saved_stdout < 0)
 		hb_die(-errno, "dup");
-	loadavg(la0, sizeof(la0));
+	fm_loadavg(la0, sizeof(la0));
 	printf("suite: results in %s; load average %s\n", S.dir, la0);
 	if (!S.gnuplot)
 		printf("suite: gnuplot is missing: tables, JSON and the plots' data and scripts "
@@ -754,7 +741,7 @@ void hb_suite_run(struct fm_bench_owner *o, pid_t *floor_pid, int argc, char **a
 	phase_contention(o, floor_pid);
 	phase_cache();
 
-	loadavg(la1, sizeof(la1));
+	fm_loadavg(la1, sizeof(la1));
 	elapsed = now_s() - t0;
 	path_in(path, sizeof(path), "summary.txt");
 	f = fopen(path, "w");

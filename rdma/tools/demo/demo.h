@@ -61,6 +61,7 @@
 #include "flashmeta/ctl.h"
 #include "flashmeta/engine.h"
 #include "flashmeta/refvol.h"
+#include "procstat.h"
 
 #define DEMO_NAME "flashmeta-demo"
 #define DEMO_MAP_ID 1u
@@ -168,7 +169,7 @@ struct demo_cpu {
 	uint64_t sched_ns;           /* on a CPU: every live thread's schedstat */
 	uint64_t wall_ns;            /* demo_now_ns() of the sample; of a delta: the window */
 	uint32_t nthreads;           /* live threads (schedstat) */
-	uint64_t tids;               /* which ones: a sum of hashes of their ids */
+	struct fm_proc_cpu proc;     /* a sample of /proc (procstat.h); none for self */
 };
 
 /* process `pid` from /proc: 0, -errno (no such process), -EPROTO */

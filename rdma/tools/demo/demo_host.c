@@ -1,14 +1,8 @@
 /* demo_host.c -- flashmeta-demo: what the host says about the run -- a
- * process's CPU time from /proc, this process's own (getrusage), and the
- * RDMA devices it has.
- *
- * CPU time of another process (the owner): utime + stime of
- * /proc/PID/stat, in clock ticks (sysconf(_SC_CLK_TCK), 100 Hz on most
- * kernels: 10 ms a tick, coarse for a 3 s phase), which counts every
- * thread the process ever had; and, where the kernel keeps it, the sum of
- * the first field of /proc/PID/task/TID/schedstat (ns on a CPU, exact, but
- * only of the threads alive at the sample: a thread that ends between two
- * samples takes its time with it -- demo_cpu_delta then drops the figure).
+ * process's CPU time from /proc (procstat.h: clock ticks of utime and
+ * stime, schedstat ns where the kernel keeps them, 10 ms ticks being
+ * coarse for a 3 s phase), this process's own (getrusage), and the RDMA
+ * devices it has.
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -27,55 +21,16 @@
 
 int demo_cpu_sample(pid_t pid, struct demo_cpu *s)
 {
-	char path[64], buf[1024], *p;
-	unsigned long long ut, st;
-	struct dirent *de;
-	size_t n;
-	FILE *f;
-	DIR *d;
+	int rc;
 
 	memset(s, 0, sizeof(*s));
+	rc = fm_proc_cpu_sample(pid, &s->proc);
 	s->wall_ns = demo_now_ns();
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return -errno;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	/* comm, field 2, may hold spaces and ')': fields 3.. follow the last
-	 * ')'; utime and stime are fields 14 and 15 */
-	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-			 &ut, &st) != 2)
-		return -EPROTO;
-	s->user_s = (double)ut / (double)sysconf(_SC_CLK_TCK);
-	s->sys_s = (double)st / (double)sysconf(_SC_CLK_TCK);
+	if (rc)
+		return rc;
 	s->ok = true;
-
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	d = opendir(path);
-	if (!d)
-		return 0;
-	s->have_sched = true;
-	while ((de = readdir(d))) {
-		char sp[128];
-		unsigned long long ns;
-
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(sp, sizeof(sp), "%s/%.32s/schedstat", path, de->d_name);
-		f = fopen(sp, "re");
-		if (!f || fscanf(f, "%llu", &ns) != 1)
-			s->have_sched = false;
-		else
-			s->sched_ns += ns;
-		if (f)
-			fclose(f);
-		s->nthreads++;
-		s->tids += demo_mix(strtoull(de->d_name, NULL, 10));
-	}
-	closedir(d);
+	s->user_s = fm_proc_ticks_s(s->proc.utime);
+	s->sys_s = fm_proc_ticks_s(s->proc.stime);
 	return 0;
 }
 
@@ -101,13 +56,11 @@ void demo_cpu_delta(const struct demo_cpu *a, const struct demo_cpu *b, struct d
 	d->user_s = b->user_s - a->user_s;
 	d->sys_s = b->sys_s - a->sys_s;
 	d->wall_ns = b->wall_ns - a->wall_ns;
-	d->nthreads = b->nthreads;
-	/* the same threads at both ends, else the sum lost an ended one */
-	if (a->have_sched && b->have_sched && a->nthreads == b->nthreads &&
-	    a->tids == b->tids && b->sched_ns >= a->sched_ns) {
-		d->have_sched = true;
-		d->sched_ns = b->sched_ns - a->sched_ns;
-	}
+	/* schedstat: only between two samples of /proc (procstat.c says when) */
+	fm_proc_cpu_delta(&a->proc, &b->proc, &d->proc);
+	d->have_sched = d->proc.have_sched;
+	d->sched_ns = d->proc.sched_ns;
+	d->nthreads = d->proc.nthreads;
 }
 
 unsigned demo_rdma_devices(char *names, size_t cap)

@@ -1,13 +1,22 @@
-/* proc_cpu.c -- a process's CPU time from /proc (see proc_cpu.h). */
+/* procstat.c -- a process's CPU time and the load average from /proc
+ * (see procstat.h). */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "proc_cpu.h"
-#include "report.h"
+#include "procstat.h"
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* a tid, mixed so that a sum of them changes when the set does */
 static uint64_t mix(uint64_t x)
@@ -28,7 +37,7 @@ int fm_proc_cpu_sample(pid_t pid, struct fm_proc_cpu *s)
 	DIR *d;
 
 	memset(s, 0, sizeof(*s));
-	s->wall_ns = fm_now_ns();
+	s->wall_ns = now_ns();
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	f = fopen(path, "re");
 	if (!f)
@@ -42,6 +51,8 @@ int fm_proc_cpu_sample(pid_t pid, struct fm_proc_cpu *s)
 	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
 			 &ut, &st) != 2)
 		return -EPROTO;
+	s->utime = ut;
+	s->stime = st;
 	s->ticks = ut + st;
 	s->ok = true;
 
@@ -78,6 +89,8 @@ void fm_proc_cpu_delta(const struct fm_proc_cpu *a, const struct fm_proc_cpu *b,
 	if (!a->ok || !b->ok)
 		return;
 	d->ok = true;
+	d->utime = b->utime - a->utime;
+	d->stime = b->stime - a->stime;
 	d->ticks = b->ticks - a->ticks;
 	d->wall_ns = b->wall_ns - a->wall_ns;
 	d->nthreads = b->nthreads;
@@ -97,4 +110,22 @@ double fm_proc_cpu_ticks_ms(const struct fm_proc_cpu *d)
 double fm_proc_cpu_ms(const struct fm_proc_cpu *d)
 {
 	return d->have_sched ? (double)d->sched_ns / 1e6 : fm_proc_cpu_ticks_ms(d);
+}
+
+double fm_proc_ticks_s(uint64_t ticks)
+{
+	return (double)ticks / (double)sysconf(_SC_CLK_TCK);
+}
+
+void fm_loadavg(char *out, size_t cap)
+{
+	FILE *f = fopen("/proc/loadavg", "re");
+	double a = 0, b = 0, c = 0;
+
+	if (!f || fscanf(f, "%lf %lf %lf", &a, &b, &c) != 3)
+		snprintf(out, cap, "unknown");
+	else
+		snprintf(out, cap, "%.2f %.2f %.2f", a, b, c);
+	if (f)
+		fclose(f);
 }

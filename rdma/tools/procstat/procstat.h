@@ -1,5 +1,6 @@
-/* proc_cpu.h -- a process's CPU time from /proc, for the benchmarks'
- * "CPU per operation" figures (the owner's, a client process's).
+/* procstat.h -- what /proc says about a process's CPU time and the
+ * machine's load, for the "CPU per operation" figures of the benchmarks
+ * and of flashmeta-demo (the owner's, a client process's).
  *
  * Two clocks, both taken at every sample:
  *   utime + stime of /proc/PID/stat, in clock ticks (sysconf(_SC_CLK_TCK),
@@ -10,19 +11,21 @@
  *     keeps them) -- a thread that ends between two samples takes its time
  *     with it, so fm_proc_cpu_delta() keeps the ns only when the same
  *     threads were there at both ends.
- * flashmeta-demo (rdma/tools/demo/demo_host.c) keeps its own copy: it is
- * built without the benchmarks.
+ * A small library of its own (fm_procstat) because flashmeta-demo is built
+ * without the benchmarks.
  */
-#ifndef FM_BENCH_PROC_CPU_H
-#define FM_BENCH_PROC_CPU_H
+#ifndef FM_PROCSTAT_H
+#define FM_PROCSTAT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 struct fm_proc_cpu {
 	bool ok;                /* /proc/PID/stat was read */
-	uint64_t ticks;         /* utime + stime, clock ticks */
+	uint64_t utime, stime;  /* clock ticks in user and kernel mode */
+	uint64_t ticks;         /* utime + stime */
 	bool have_sched;        /* sched_ns is the sum over every thread */
 	uint64_t sched_ns;
 	unsigned nthreads;      /* threads seen in /proc/PID/task */
@@ -43,5 +46,11 @@ void fm_proc_cpu_delta(const struct fm_proc_cpu *a, const struct fm_proc_cpu *b,
 double fm_proc_cpu_ms(const struct fm_proc_cpu *d);
 /* ... by the ticks alone */
 double fm_proc_cpu_ticks_ms(const struct fm_proc_cpu *d);
+
+/* clock ticks as seconds (sysconf(_SC_CLK_TCK)) */
+double fm_proc_ticks_s(uint64_t ticks);
+
+/* /proc/loadavg's three figures as "1.00 0.50 0.25", or "unknown" */
+void fm_loadavg(char *out, size_t cap);
 
 #endif /* FM_BENCH_PROC_CPU_H */
