@@ -35,7 +35,7 @@
 
 /* -------------------------------------------------------------- pipes */
 
-static void xwrite(int fd, const void *p, size_t n)
+void hb_pipe_write(int fd, const void *p, size_t n)
 {
 	while (n) {
 		ssize_t k = write(fd, p, n);
@@ -49,7 +49,7 @@ static void xwrite(int fd, const void *p, size_t n)
 	}
 }
 
-static bool xread(int fd, void *p, size_t n)
+bool hb_pipe_read(int fd, void *p, size_t n)
 {
 	while (n) {
 		ssize_t k = read(fd, p, n);
@@ -322,15 +322,15 @@ static void reply_batch(int wfd, const struct hb_cmd *cmd)
 	}
 	if (r.t_first == UINT64_MAX)
 		r.t_first = 0;
-	xwrite(wfd, &r, sizeof(r));
+	hb_pipe_write(wfd, &r, sizeof(r));
 	for (unsigned c = 0; c < SE_N; c++)
 		for (unsigned i = 0; i < opt.threads; i++)
 			if (P.w[i].s[c].n)
-				xwrite(wfd, P.w[i].s[c].v, P.w[i].s[c].n * sizeof(double));
+				hb_pipe_write(wfd, P.w[i].s[c].v, P.w[i].s[c].n * sizeof(double));
 	for (unsigned f = 0; f < F_N; f++)
 		for (unsigned i = 0; i < opt.threads; i++)
 			if (P.w[i].f[f].n)
-				xwrite(wfd, P.w[i].f[f].v, P.w[i].f[f].n * sizeof(double));
+				hb_pipe_write(wfd, P.w[i].f[f].v, P.w[i].f[f].n * sizeof(double));
 }
 
 static void reply_rc(int wfd, const struct hb_cmd *cmd)
@@ -345,7 +345,7 @@ static void reply_rc(int wfd, const struct hb_cmd *cmd)
 			snprintf(r.err, sizeof(r.err), "client %u thread %u: %.200s", P.index, i,
 				 P.w[i].err);
 		}
-	xwrite(wfd, &r, sizeof(r));
+	hb_pipe_write(wfd, &r, sizeof(r));
 }
 
 static __attribute__((noreturn)) void client_main(int rfd, int wfd, const char *vol_dir)
@@ -354,13 +354,13 @@ static __attribute__((noreturn)) void client_main(int rfd, int wfd, const char *
 
 	pthread_mutex_init(&P.mu, NULL);
 	pthread_cond_init(&P.cv, NULL);
-	while (xread(rfd, &cmd, sizeof(cmd))) {
+	while (hb_pipe_read(rfd, &cmd, sizeof(cmd))) {
 		if (cmd.op == CMD_SETUP) {
 			struct hb_reply r;
 
 			memset(&r, 0, sizeof(r));
 			(void)setup(&r, vol_dir);
-			xwrite(wfd, &r, sizeof(r));
+			hb_pipe_write(wfd, &r, sizeof(r));
 			if (r.rc)
 				break;
 		} else if (cmd.op == CMD_PRESPLIT) {
@@ -416,18 +416,18 @@ void hb_client_start(struct hb_client *c, unsigned index, struct hb_shared *sh,
 
 void hb_client_send(struct hb_client *c, const struct hb_cmd *cmd)
 {
-	xwrite(c->to, cmd, sizeof(*cmd));
+	hb_pipe_write(c->to, cmd, sizeof(*cmd));
 }
 
 void hb_client_reply(struct hb_client *c, struct hb_reply *r)
 {
-	if (!xread(c->from, r, sizeof(*r)))
+	if (!hb_pipe_read(c->from, r, sizeof(*r)))
 		hb_die(-EIO, "client %u went away (pid %d)", c->index, (int)c->pid);
 }
 
 void hb_client_read(struct hb_client *c, void *buf, size_t n)
 {
-	if (!xread(c->from, buf, n))
+	if (!hb_pipe_read(c->from, buf, n))
 		hb_die(-EIO, "client %u went away mid-reply", c->index);
 }
 

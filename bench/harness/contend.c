@@ -103,35 +103,6 @@ static struct {
 	struct hb_samples s;
 } C;
 
-static void xwrite(int fd, const void *p, size_t n)
-{
-	while (n) {
-		ssize_t k = write(fd, p, n);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			hb_die(-EIO, "contention: pipe write");
-		p = (const char *)p + k;
-		n -= (size_t)k;
-	}
-}
-
-static bool xread(int fd, void *p, size_t n)
-{
-	while (n) {
-		ssize_t k = read(fd, p, n);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return false;
-		p = (char *)p + k;
-		n -= (size_t)k;
-	}
-	return true;
-}
-
 static int cfail(struct hc_reply *r, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -319,13 +290,13 @@ static __attribute__((noreturn)) void contender_main(int rfd, int wfd)
 {
 	struct hb_cmd cmd;
 
-	while (xread(rfd, &cmd, sizeof(cmd))) {
+	while (hb_pipe_read(rfd, &cmd, sizeof(cmd))) {
 		struct hc_reply r;
 
 		memset(&r, 0, sizeof(r));
 		if (cmd.op == HC_SETUP) {
 			(void)c_setup(&r);
-			xwrite(wfd, &r, sizeof(r));
+			hb_pipe_write(wfd, &r, sizeof(r));
 			if (r.rc)
 				break;
 		} else if (cmd.op == HC_RUN) {
@@ -335,9 +306,9 @@ static __attribute__((noreturn)) void contender_main(int rfd, int wfd)
 			else
 				c_run_spin(&cmd, &r);
 			r.n = C.s.n;
-			xwrite(wfd, &r, sizeof(r));
+			hb_pipe_write(wfd, &r, sizeof(r));
 			if (C.s.n)
-				xwrite(wfd, C.s.v, C.s.n * sizeof(double));
+				hb_pipe_write(wfd, C.s.v, C.s.n * sizeof(double));
 		} else {
 			break;
 		}
@@ -415,7 +386,7 @@ static void hc_stop(unsigned n)
 
 static void hc_reply(unsigned i, struct hc_reply *r)
 {
-	if (!xread(hc[i].from, r, sizeof(*r)))
+	if (!hb_pipe_read(hc[i].from, r, sizeof(*r)))
 		hb_die(-EIO, "contender %u went away (pid %d)", i, (int)hc[i].pid);
 	if (r->rc) {
 		fm_err(r->rc, "%s", r->err);
@@ -437,7 +408,7 @@ static void hc_batch(struct hb_cpoint *cp, struct fm_bench_owner *o, unsigned un
 	cmd.t_start = fm_now_ns() + 20000000ull;
 	cmd.t_end = cmd.t_start + (uint64_t)opt.batch_ms * 1000000ull;
 	for (unsigned i = 0; i < cp->k; i++)
-		xwrite(hc[i].to, &cmd, sizeof(cmd));
+		hb_pipe_write(hc[i].to, &cmd, sizeof(cmd));
 	for (unsigned i = 0; i < cp->k; i++) {
 		struct hc_reply r;
 
@@ -449,7 +420,7 @@ static void hc_batch(struct hb_cpoint *cp, struct fm_bench_owner *o, unsigned un
 			if (!buf)
 				hb_die(-ENOMEM, "%" PRIu64 " samples", r.n);
 		}
-		if (r.n && !xread(hc[i].from, buf, r.n * sizeof(double)))
+		if (r.n && !hb_pipe_read(hc[i].from, buf, r.n * sizeof(double)))
 			hb_die(-EIO, "contender %u went away mid-reply", i);
 		se_add_n(&cp->acq[unit], buf, r.n);
 		if (r.acq && r.t_first < t_first)
@@ -512,7 +483,7 @@ static void hc_point(struct hb_cpoint *cp, unsigned k, struct fm_bench_owner *o,
 	    (rc = fm_bench_owner_ctl(o, out, sizeof(out), "map-start %u", HC_MAP)))
 		hb_die(rc, "the hot mapping: %s", out);
 	for (unsigned i = 0; i < k; i++)
-		xwrite(hc[i].to, &setup, sizeof(setup));
+		hb_pipe_write(hc[i].to, &setup, sizeof(setup));
 	for (unsigned i = 0; i < k; i++) {
 		struct hc_reply r;
 

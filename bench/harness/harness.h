@@ -106,6 +106,11 @@ extern struct hb_opts opt;
 
 void hb_opts_parse(int argc, char **argv);
 __attribute__((noreturn, format(printf, 2, 3))) void hb_die(int rc, const char *fmt, ...);
+/* the parent's pipes to its client processes (client.c): all of n bytes,
+ * retried on EINTR; a write that fails dies, a read that ends early
+ * returns false (the peer is gone) */
+void hb_pipe_write(int fd, const void *p, size_t n);
+bool hb_pipe_read(int fd, void *p, size_t n);
 
 /* ----------------------------------------------------------- variants */
 
