@@ -622,26 +622,18 @@ static void print_table(struct hb_cpoint *const *cps, unsigned n)
 
 static void json_write(struct hb_cpoint *const *cps, unsigned n, const char *path)
 {
-	struct hb_machine m;
 	struct fm_jw w;
 	FILE *f = fopen(path, "w");
 
 	if (!f)
 		hb_die(-errno, "--json %s", path);
-	hb_machine(&m);
 	fm_jw_init(&w, f);
 	fm_jw_obj(&w, NULL);
 	fm_jw_str(&w, "benchmark", "flashmeta-bench");
 	fm_jw_str(&w, "mode", "contention");
 	fm_jw_u64(&w, "format", 1);
 	hb_json_params(&w);
-	fm_jw_obj(&w, "machine");
-	fm_jw_u64(&w, "cpus", (uint64_t)m.cpus);
-	fm_jw_str(&w, "cpu_model", m.model);
-	fm_jw_str(&w, "kernel", m.kernel);
-	fm_jw_str(&w, "host", m.host);
-	fm_jw_str(&w, "provider", opt.provider);
-	fm_jw_end(&w);
+	hb_json_machine(&w, NULL, NULL);
 	fm_jw_str(&w, "method", method);
 	fm_jw_arr(&w, "contention");
 	for (unsigned i = 0; i < n; i++) {

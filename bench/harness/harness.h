@@ -465,6 +465,11 @@ void hb_plot_contention(struct hb_cpoint *const *cps, unsigned n, const char *di
 struct fm_jw;
 /* the "params" object of the JSON: every option */
 void hb_json_params(struct fm_jw *w);
+/* the "machine" object of every JSON of flashmeta-bench (cpus, model,
+ * kernel, host, provider; with la0: the device and the load average
+ * before and after) */
+void hb_json_machine(struct fm_jw *w, const char *la0, const char *la1);
+
 
 /* the machine, for the header and the JSON */
 struct hb_machine {

@@ -712,27 +712,38 @@ static void json_point(struct fm_jw *w, const struct hb_point *pt)
 	fm_jw_end(w);
 }
 
-void hb_json_write(struct hb_point *const *pts, unsigned n, const char *path)
+void hb_json_machine(struct fm_jw *w, const char *la0, const char *la1)
 {
 	struct hb_machine m;
+
+	hb_machine(&m);
+	fm_jw_obj(w, "machine");
+	fm_jw_u64(w, "cpus", (uint64_t)m.cpus);
+	fm_jw_str(w, "cpu_model", m.model);
+	fm_jw_str(w, "kernel", m.kernel);
+	fm_jw_str(w, "host", m.host);
+	fm_jw_str(w, "provider", opt.provider);
+	if (la0) {
+		fm_jw_str(w, "device", opt.device ? opt.device : "");
+		fm_jw_str(w, "loadavg_before", la0);
+		fm_jw_str(w, "loadavg_after", la1 ? la1 : "");
+	}
+	fm_jw_end(w);
+}
+
+void hb_json_write(struct hb_point *const *pts, unsigned n, const char *path)
+{
 	struct fm_jw w;
 	FILE *f = fopen(path, "w");
 
 	if (!f)
 		hb_die(-errno, "--json %s", path);
-	hb_machine(&m);
 	fm_jw_init(&w, f);
 	fm_jw_obj(&w, NULL);
 	fm_jw_str(&w, "benchmark", "flashmeta-bench");
 	fm_jw_u64(&w, "format", 1);
 	hb_json_params(&w);
-	fm_jw_obj(&w, "machine");
-	fm_jw_u64(&w, "cpus", (uint64_t)m.cpus);
-	fm_jw_str(&w, "cpu_model", m.model);
-	fm_jw_str(&w, "kernel", m.kernel);
-	fm_jw_str(&w, "host", m.host);
-	fm_jw_str(&w, "provider", opt.provider);
-	fm_jw_end(&w);
+	hb_json_machine(&w, NULL, NULL);
 	fm_jw_str(&w, "method", hb_method_text);
 	fm_jw_arr(&w, "points");
 	for (unsigned i = 0; i < n; i++)

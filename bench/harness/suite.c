@@ -592,23 +592,6 @@ static void summary_print(FILE *f, const char *la0, const char *la1, double elap
 		   "is asserted.\n");
 }
 
-static void json_machine(struct fm_jw *w, const char *la0, const char *la1)
-{
-	struct hb_machine m;
-
-	hb_machine(&m);
-	fm_jw_obj(w, "machine");
-	fm_jw_u64(w, "cpus", (uint64_t)m.cpus);
-	fm_jw_str(w, "cpu_model", m.model);
-	fm_jw_str(w, "kernel", m.kernel);
-	fm_jw_str(w, "host", m.host);
-	fm_jw_str(w, "provider", opt.provider);
-	fm_jw_str(w, "device", opt.device ? opt.device : "");
-	fm_jw_str(w, "loadavg_before", la0);
-	fm_jw_str(w, "loadavg_after", la1);
-	fm_jw_end(w);
-}
-
 static void json_write(int argc, char **argv, const char *la0, const char *la1,
 		       double elapsed)
 {
@@ -636,7 +619,7 @@ static void json_write(int argc, char **argv, const char *la0, const char *la1,
 	fm_jw_str(&w, "results_dir", S.dir);
 	fm_jw_num(&w, "elapsed_s", elapsed);
 	hb_json_params(&w);
-	json_machine(&w, la0, la1);
+	hb_json_machine(&w, la0, la1);
 	fm_jw_obj(&w, "device_floor");
 	fm_jw_str(&w, "source", "perftest t_typical on the same device, given by --ref-*-ns");
 	fm_jw_num(&w, "ib_atomic_lat_ns", opt.ref_ns[REF_ATOMIC] ? opt.ref_ns[REF_ATOMIC] : NAN);
