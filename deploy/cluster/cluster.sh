@@ -147,7 +147,7 @@ run_cluster() {
 	local mode=$1 n=$2 script=$3
 	shift 3
 	local -a args=("$@")
-	local i rdir tmp addrs="" ports=() pids=() vde_pid=""
+	local i rdir addrs="" ports=() pids=() vde_pid=""
 	local guest_timeout=$((timeout + 60)) host_timeout=$((timeout + ${FM_HOST_GRACE:-120}))
 	[[ "$mode" == shell ]] && { guest_timeout=$((24 * 3600)); host_timeout=$((guest_timeout + 60)); }
 
@@ -172,6 +172,7 @@ run_cluster() {
 		printf 'FM_PMEM_MODE=%q\nFM_PMEM_NODES=%q\n' "$pmem_mode" "${pmem_mode:+$pmem_nodes}"
 	} >"$rdir/.fm/job.env"
 
+	# global, not local: the EXIT trap runs after run's locals are gone
 	tmp=$(mktemp -d "${TMPDIR:-/tmp}/fm-cluster.XXXXXX")
 	# shellcheck disable=SC2317  # called from the trap
 	cleanup() {
@@ -179,7 +180,7 @@ run_cluster() {
 		# ${:-}: the trap runs at exit, after run's locals are gone
 		if [[ -n "${vde_pid:-}" ]]; then kill "$vde_pid" 2>/dev/null || true; fi
 		if [[ -n "${tail_pid:-}" ]]; then kill "$tail_pid" 2>/dev/null || true; fi
-		rm -rf "$tmp"
+		if [[ -n "${tmp:-}" ]]; then rm -rf "$tmp"; fi
 	}
 	trap cleanup EXIT
 	trap 'say "interrupted"; exit 130' INT TERM
