@@ -1046,15 +1046,22 @@ out:
 	return ret;
 }
 
-int fm_store_map_set_rate(struct fm_store *s, uint64_t id, uint32_t rate)
+/*
+ * A setter of one mapping's slot: one logged TRANSITION record (I4, I6:
+ * with the store idle and the pending split bits committed first, as for
+ * any slot write).  edit() sees the slot as it is and fills `next` (a copy
+ * of it): 0 = log next, 1 = nothing to change, < 0 = refused (its errno,
+ * with fm_err's message).
+ */
+typedef int (*slot_edit_fn)(struct fm_store *s, const struct fm_slot *cur, struct fm_slot *next,
+			    const void *arg);
+
+static int slot_update(struct fm_store *s, uint64_t id, slot_edit_fn edit, const void *arg)
 {
 	struct fm_slot next;
 	int64_t i;
 	int ret;
 
-	if (rate > FM_COPY_RATE_MAX)
-		return fm_err(-ERANGE, "mapping %" PRIu64 ": copy rate %" PRIu32 " > %u", id, rate,
-			      FM_COPY_RATE_MAX);
 	pthread_mutex_lock(&s->lock);
 	__wait_idle(s); /* I4, I6: before anything is read */
 	i = __lookup(s, id);
@@ -1062,76 +1069,73 @@ int fm_store_map_set_rate(struct fm_store *s, uint64_t id, uint32_t rate)
 		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
 		goto out;
 	}
+	next = s->slots[i];
+	ret = edit(s, &s->slots[i], &next, arg);
+	if (ret) {
+		ret = ret < 0 ? ret : 0; /* refused, or already so: nothing to log */
+		goto out;
+	}
 	ret = __commit(s);
 	if (ret < 0)
 		goto out;
-	next = s->slots[i];
-	next.m.copy_rate = rate;
 	ret = __log_commit(s, FM_LOG_TRANSITION, (uint32_t)i, &next, s->in_use);
 out:
 	pthread_mutex_unlock(&s->lock);
 	return ret;
+}
+
+static int edit_rate(struct fm_store *s, const struct fm_slot *cur, struct fm_slot *next,
+		     const void *arg)
+{
+	(void)s;
+	(void)cur;
+	next->m.copy_rate = *(const uint32_t *)arg;
+	return 0;
+}
+
+int fm_store_map_set_rate(struct fm_store *s, uint64_t id, uint32_t rate)
+{
+	if (rate > FM_COPY_RATE_MAX)
+		return fm_err(-ERANGE, "mapping %" PRIu64 ": copy rate %" PRIu32 " > %u", id, rate,
+			      FM_COPY_RATE_MAX);
+	return slot_update(s, id, edit_rate, &rate);
+}
+
+static int edit_autodelete(struct fm_store *s, const struct fm_slot *cur, struct fm_slot *next,
+			   const void *arg)
+{
+	int ret = __ext_supported(s, "autodelete");
+
+	if (ret)
+		return ret;
+	next->flags = *(const bool *)arg ? cur->flags | FM_SLOT_AUTODELETE
+					 : cur->flags & ~FM_SLOT_AUTODELETE;
+	return next->flags == cur->flags;
 }
 
 int fm_store_map_set_autodelete(struct fm_store *s, uint64_t id, bool on)
 {
-	struct fm_slot next;
-	int64_t i;
-	int ret;
+	return slot_update(s, id, edit_autodelete, &on);
+}
 
-	pthread_mutex_lock(&s->lock);
-	__wait_idle(s); /* I4, I6: before anything is read */
-	i = __lookup(s, id);
-	if (i < 0) {
-		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
-		goto out;
-	}
-	if ((ret = __ext_supported(s, "autodelete")))
-		goto out;
-	next = s->slots[i];
-	next.flags = on ? next.flags | FM_SLOT_AUTODELETE : next.flags & ~FM_SLOT_AUTODELETE;
-	if (next.flags == s->slots[i].flags)
-		goto out; /* already so: nothing to log */
-	ret = __commit(s);
-	if (ret < 0)
-		goto out;
-	ret = __log_commit(s, FM_LOG_TRANSITION, (uint32_t)i, &next, s->in_use);
-out:
-	pthread_mutex_unlock(&s->lock);
-	return ret;
+static int edit_group(struct fm_store *s, const struct fm_slot *cur, struct fm_slot *next,
+		      const void *arg)
+{
+	uint64_t group = *(const uint64_t *)arg;
+	int ret = __ext_supported(s, "consistency groups");
+
+	if (ret)
+		return ret;
+	if (group && cur->group && cur->group != group)
+		return fm_err(-EBUSY, "mapping %" PRIu64 " is in group %" PRIu64 ": remove it"
+			      " from that group first", cur->m.id, cur->group);
+	next->group = group;
+	return cur->group == group;
 }
 
 int fm_store_map_set_group(struct fm_store *s, uint64_t id, uint64_t group)
 {
-	struct fm_slot next;
-	int64_t i;
-	int ret;
-
-	pthread_mutex_lock(&s->lock);
-	__wait_idle(s); /* I4, I6: before anything is read */
-	i = __lookup(s, id);
-	if (i < 0) {
-		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
-		goto out;
-	}
-	if ((ret = __ext_supported(s, "consistency groups")))
-		goto out;
-	if (group && s->slots[i].group && s->slots[i].group != group) {
-		ret = fm_err(-EBUSY, "mapping %" PRIu64 " is in group %" PRIu64 ": remove it"
-			     " from that group first", id, s->slots[i].group);
-		goto out;
-	}
-	if (s->slots[i].group == group)
-		goto out; /* already so */
-	ret = __commit(s);
-	if (ret < 0)
-		goto out;
-	next = s->slots[i];
-	next.group = group;
-	ret = __log_commit(s, FM_LOG_TRANSITION, (uint32_t)i, &next, s->in_use);
-out:
-	pthread_mutex_unlock(&s->lock);
-	return ret;
+	return slot_update(s, id, edit_group, &group);
 }
 
 int fm_store_group_members(struct fm_store *s, uint64_t group, uint64_t *ids, size_t cap)
