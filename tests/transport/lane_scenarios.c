@@ -352,13 +352,16 @@ struct hammer {
 	uint64_t faa_iters, cas_iters;
 	bool wait;              /* event mode: fm_lane_wait when idle ... */
 	bool own_loop;          /* ... or poll() on fm_lane_fd */
+	bool posting_done;      /* counted out of hammers_posting */
 	/* results */
 	uint64_t faa_done, cas_won, cas_tries;
 	int ret;
 	char who[48];
 };
 
-static _Atomic int hammers_left;
+/* hammers of this process still posting: the client's pings go on while
+ * any does; once none does, the endpoint's CQ is quiet but for stray pings */
+static _Atomic int hammers_posting;
 
 /* FAA +1 pipelined up to the lane's depth - 1, one CAS chain (+1 on the
  * value last seen) beside it; counts what it did */
@@ -443,17 +446,24 @@ static int hammer_run(struct hammer *h)
 			sched_yield();
 	}
 	CHECK(fm_lane_outstanding(lane) == 0 && faa_posted == h->faa_done);
+	atomic_fetch_sub(&hammers_posting, 1);
+	h->posting_done = true;
 	if (fd >= 0) {
 		/* nothing in flight: a poll takes the fd's readiness back, so
-		 * a loop sleeping on it sleeps (another lane's completion may
-		 * make it readable again for a moment: look a few times) */
+		 * a loop sleeping on it sleeps.  The lanes share the endpoint's
+		 * CQ channel: wait until none of this process posts any more,
+		 * then look for a quiet moment (a stray message's CQ event may
+		 * make it readable again for a moment) */
 		struct pollfd p = {.fd = fd, .events = POLLIN};
+		uint64_t until = now_ms() + 60000;
 		int tries = 0;
 
+		while (atomic_load(&hammers_posting) > 0 && now_ms() < until)
+			usleep(1000);
 		do {
 			CHECK_RET(fm_lane_poll(lane, cs, 16), 0);
-		} while (poll(&p, 1, 10) == 1 && ++tries < 200);
-		CHECK(tries < 200, "fm_lane_fd stays readable with nothing in flight after polls");
+		} while (poll(&p, 1, 10) == 1 && ++tries < 500);
+		CHECK(tries < 500, "fm_lane_fd stays readable with nothing in flight after polls");
 	}
 	fm_lane_delete(&lane);
 	return 0;
@@ -464,7 +474,8 @@ static void *hammer_main(void *arg)
 	struct hammer *h = arg;
 
 	h->ret = hammer_run(h);
-	atomic_fetch_sub(&hammers_left, 1);
+	if (!h->posting_done)
+		atomic_fetch_sub(&hammers_posting, 1); /* it failed early */
 	return NULL;
 }
 
@@ -478,7 +489,7 @@ static int hammers_start(struct hammer *hs, int n, struct fm_ep *ep,
 					.cas_iters = iters / 4 ? iters / 4 : 1, .wait = wait,
 					.own_loop = wait && i % 2 == 1};
 		snprintf(hs[i].who, sizeof(hs[i].who), "%s lane %d", who, i);
-		atomic_fetch_add(&hammers_left, 1);
+		atomic_fetch_add(&hammers_posting, 1);
 		CHECK_RET(pthread_create(&hs[i].th, NULL, hammer_main, &hs[i]), 0);
 	}
 	return 0;
@@ -633,7 +644,7 @@ static int threads_client(struct ctx *c, enum fm_wait_mode mode)
 	if (hammers_start(hs, CLIENT_LANES, ep, &d[1], mode == FM_WAIT_EVENT, whoami))
 		return -1;
 	/* the owning thread keeps the message path busy meanwhile */
-	while (atomic_load(&hammers_left) > 0 || seq < 4) {
+	while (atomic_load(&hammers_posting) > 0 || seq < 4) {
 		uint64_t t0 = now_ms();
 		uint8_t msg[5] = {'P'};
 
