@@ -11,7 +11,8 @@
 # say so.  A short run (3 s of load, 16 MiB volumes on the guest's tmpfs)
 # ending in the byte-for-byte invariant check.  Arguments go to
 # flashmeta-demo after these defaults.  The report lands in
-# $FM_RESULTS/demo-verbs/.  Skips (77) when the programs are missing.
+# $FM_RESULTS/demo-verbs/ (and the run directory in run/ there when it
+# failed).  Skips (77) when the programs are missing.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -22,14 +23,25 @@ for b in flashmeta-demo flashmeta-owner; do
 	[[ -x $BIN/$b ]] || fm_skip "$BIN/$b not built"
 done
 
+# the run directory is kept, and on a failure copied to the results (the
+# owner's log, the pool, the fence table, the volumes and images: what a
+# violation is read from); on success it is removed
+run=/tmp/demo-verbs-run
+rm -rf "$run"
+keep() {
+	cp -r "$run" "$OUT/run" 2>/dev/null || true
+	fm_log "the run directory is in $OUT/run"
+}
 rc=0
-fm_run 240 "$BIN/flashmeta-demo" --seconds 3 --size 16M --json "$OUT/report.json" "$@" \
-	>"$OUT/report.txt" 2>"$OUT/demo.log" || rc=$?
+fm_run 240 "$BIN/flashmeta-demo" --seconds 3 --size 16M --json "$OUT/report.json" \
+	--dir "$run" --keep "$@" >"$OUT/report.txt" 2>"$OUT/demo.log" || rc=$?
 cat "$OUT/report.txt"
-if ((rc != 0)); then
+if ((rc != 0)) || ! grep -q "^invariant: OK" "$OUT/report.txt"; then
+	keep
 	tail -n 40 "$OUT/demo.log" >&2
 	fm_die "flashmeta-demo failed (rc $rc, $OUT/demo.log)"
 fi
+rm -rf "$run"
 grep -q "over verbs" "$OUT/report.txt" ||
 	fm_die "the demo did not choose verbs on a host with rxe0 (see $OUT/report.txt)"
 grep -q '"transport": "verbs"' "$OUT/report.json" ||
