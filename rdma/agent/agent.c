@@ -359,6 +359,7 @@ void fm_agent_stats(struct fm_agent *a, struct fm_agent_stats *st)
 	st->locks_lost = atomic_load_explicit(&a->locks_lost, memory_order_relaxed);
 	st->steps = atomic_load_explicit(&a->steps, memory_order_relaxed);
 	st->steps_overdue = atomic_load_explicit(&a->steps_overdue, memory_order_relaxed);
+	st->lanes_broken = atomic_load_explicit(&a->lanes_broken, memory_order_relaxed);
 	st->steps_refused = atomic_load_explicit(&a->steps_refused, memory_order_relaxed);
 	fm_cache_stats(a->cache, &st->cache);
 }

@@ -215,6 +215,10 @@ struct fm_agent {
 	_Atomic uint64_t steps, steps_overdue, steps_refused;
 	_Atomic uint64_t fetches, locks, commits, unlocks, locks_lost;
 	_Atomic uint64_t commits_sent;
+	_Atomic uint64_t lanes_broken;  /* lanes abandoned without completions */
+	_Atomic uint64_t lane_broken;   /* ep_gen of the last such lane (0: none
+					 * since the protocol thread looked):
+					 * that session ends */
 
 	/* the endpoint for engine lanes */
 	pthread_mutex_t eplock;

@@ -46,10 +46,11 @@
  * dropped, never released by CAS.
  *
  * Deadlines: a lane operation without a completion for AG_OP_WAIT_MS
- * means the transport broke its contract; the lane is abandoned and every
- * op on it fails -ECONNRESET.  A LOCK waiting for a thread of ours, and a
- * request the protocol thread did not answer, give up after cfg.wait_ms
- * (+5 s for the request: the owner's own timeouts come first).
+ * means the transport broke its contract; the lane is abandoned, every
+ * op on it fails -ECONNRESET, and the session ends (lane_abandon).  A
+ * LOCK waiting for a thread of ours, and a request the protocol thread
+ * did not answer, give up after cfg.wait_ms (+5 s for the request: the
+ * owner's own timeouts come first).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -777,11 +778,34 @@ static void reap_lane(struct fm_agent *a, struct ag_thread *th)
 	(void)a;
 }
 
-/* the lane is gone (the session endpoint changed, or completions never
- * came): every op waiting on it fails, as it would have */
-static void lane_abandon(struct ag_thread *th, bool leak)
+/* op was posted more than AG_OP_WAIT_MS before `now`.  `now` was read at
+ * the start of the caller's pass, and a step of the same pass may have
+ * posted op after it (posted_ms > now): that op is young, not 2^64 ms
+ * old.  No subtraction that can wrap. */
+static bool overdue(const struct ag_op *op, uint64_t now)
 {
-	for (struct ag_op *op = th->ops; op; op = op->next)
+	return now > op->posted_ms + AG_OP_WAIT_MS;
+}
+
+/* The lane is gone (the session endpoint changed), or its completions
+ * never came (leak): every op waiting on it fails, as it would have.
+ *
+ * Leak: an operation may still write into the READ buffers, so they stay
+ * with the transport (never freed) and the thread takes new ones, whose
+ * slots start all free.  So no op may keep a slot number of the old
+ * buffer -- it would be handed out twice, and two ops would read each
+ * other's bitmap words.  An op whose READ completed but was not looked at
+ * yet reads again under what it holds: a LOCK whose CAS came back reads
+ * its bit after the CAS (as when no READ went behind it), a LOCK holding
+ * the word re-posts the READ under it, a FETCH starts over (a fresh fill
+ * token, then the READ).  The lane is deleted (retired while operations
+ * are in flight: transport lane.c).  A CAS that never completed may have
+ * taken a lock word nobody of ours will release, so the session cannot go
+ * on: the protocol thread ends it (the owner reclaims what the session
+ * held) and joins again. */
+static void lane_abandon(struct fm_agent *a, struct ag_thread *th, bool leak)
+{
+	for (struct ag_op *op = th->ops; op; op = op->next) {
 		if (op->pending) {
 			op->pending = 0;
 			op->cas_status = op->cas_status ? op->cas_status : -ECONNRESET;
@@ -789,14 +813,29 @@ static void lane_abandon(struct ag_thread *th, bool leak)
 			if (op->kind == AG_OP_RAWREAD)
 				th->big_busy = false;
 			finish(op, -ECONNRESET);
+		} else if (leak && op->step == S_CAS) {
+			op->lstatus = -EAGAIN;
+		} else if (leak && op->step == S_CHECK) {
+			op->lstatus = 0;
+			op->step = S_POSTCHECK;
+		} else if (leak && op->step == S_READ) {
+			if (op->kind == AG_OP_RAWREAD)
+				th->big_busy = false;
+			op->lstatus = 0;
+			op->step = S_START;
 		}
+		if (leak)
+			op->slot = -1;
+	}
 	if (leak) {
-		/* completions never came: an operation may still write into
-		 * the buffers -- leave them and the lane to the endpoint */
-		th->lane = NULL;
+		atomic_store_explicit(&a->lane_broken, th->lane_gen, memory_order_release);
+		atomic_fetch_add_explicit(&a->lanes_broken, 1, memory_order_relaxed);
+		fm_lane_delete(&th->lane);
 		th->buf = NULL;
 		th->big = NULL;
 		th->big_busy = false;
+		memset(th->slots, 0, sizeof(th->slots));
+		ag_wake(a);
 	}
 }
 
@@ -818,7 +857,7 @@ int ag_progress(struct fm_agent *a, struct ag_thread *th)
 		}
 	if (th->lane && th->lane_gen != atomic_load_explicit(&a->ep_gen, memory_order_acquire)) {
 		reap_lane(a, th);
-		lane_abandon(th, false);
+		lane_abandon(a, th, false);
 	}
 	reap_lane(a, th);
 	for (int round = 0; again && round < 4; round++) {
@@ -851,8 +890,8 @@ int ag_progress(struct fm_agent *a, struct ag_thread *th)
 					else
 						step(a, th, op);
 				}
-			} else if (op->pending && now - op->posted_ms > AG_OP_WAIT_MS) {
-				lane_abandon(th, true);
+			} else if (op->pending && overdue(op, now)) {
+				lane_abandon(a, th, true);
 			}
 			if (op->step < 0 && op->pending == 0) {
 				*pp = op->next;

@@ -383,6 +383,24 @@ static void drain(struct fm_agent *a)
 	}
 }
 
+/* An engine lane of this session's endpoint got no completions for
+ * AG_OP_WAIT_MS (ops.c, lane_abandon): a CAS of it may have taken a lock
+ * word that nobody of ours will release, and what else the endpoint still
+ * delivers cannot be trusted to come.  The session ends as when the
+ * endpoint closes: the owner fences it and reclaims its words (lease.h),
+ * the brackets end, and the loop joins again.  A lane of an endpoint
+ * already dropped asks for nothing. */
+static void lane_broken(struct fm_agent *a)
+{
+	uint64_t gen = atomic_exchange(&a->lane_broken, 0);
+
+	if (!gen || !a->ep || gen != atomic_load(&a->ep_gen))
+		return;
+	ep_drop(a);
+	(void)fm_client_disconnected(a->c, ag_now_ms());
+	drain(a);
+}
+
 static void connect_now(struct fm_agent *a)
 {
 	struct fm_ep *ep = NULL;
@@ -429,6 +447,7 @@ void *ag_proto_main(void *arg)
 			drain(a);
 		}
 
+		lane_broken(a);
 		issue_all(a, ag_now_ms());
 		drain(a);
 		apply_fills(a);

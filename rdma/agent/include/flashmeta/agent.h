@@ -174,6 +174,9 @@ struct fm_agent_stats {
 	uint64_t steps;         /* data steps started */
 	uint64_t steps_refused; /* ... refused: the lease was lost (-EKEYEXPIRED) */
 	uint64_t steps_overdue; /* ... that took longer than M + G (lease.h) */
+	uint64_t lanes_broken;  /* engine lanes whose operations got no
+				 * completion within 10 s: each ended its
+				 * session (a broken transport) */
 	struct fm_cache_stats cache;
 };
 
