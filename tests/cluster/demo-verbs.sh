@@ -47,4 +47,8 @@ grep -q "over verbs" "$OUT/report.txt" ||
 grep -q '"transport": "verbs"' "$OUT/report.json" ||
 	fm_die "the JSON report does not say verbs"
 grep -q "^invariant: OK" "$OUT/report.txt" || fm_die "no 'invariant: OK' line"
+# a lane abandoned for want of completions is a broken transport (or a
+# broken clock: eaff3c4); over a healthy rxe link it never happens
+grep -q '"lanes_broken": 0,' "$OUT/report.json" ||
+	fm_die "an engine lane was abandoned (lanes broken in $OUT/report.txt)"
 fm_log "PASS"

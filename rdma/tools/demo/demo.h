@@ -230,6 +230,7 @@ struct demo_result {
 	uint64_t errors, violations, checked_bytes;
 	struct fm_engine_stats eng;
 	uint64_t joins, closes, locks_lost, steps_overdue, steps_refused;
+	uint64_t lanes_broken;  /* engine lanes abandoned (fm_agent_stats) */
 	struct fm_refvol_stats vsrc, vtgt;
 	uint64_t nsamples, seen_samples; /* kept (sent), and I/Os timed */
 	/* phase 2's I/O (the threads' run, phase2_s): CPU of the whole

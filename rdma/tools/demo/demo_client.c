@@ -268,6 +268,7 @@ static int send_result(struct dclient *cl, struct dthread *th, struct demo_resul
 	res->locks_lost = as.locks_lost;
 	res->steps_overdue = as.steps_overdue;
 	res->steps_refused = as.steps_refused;
+	res->lanes_broken = as.lanes_broken;
 	res->cache = as.cache;
 	fm_refvol_stats(cl->vsrc, &res->vsrc);
 	fm_refvol_stats(cl->vtgt, &res->vtgt);

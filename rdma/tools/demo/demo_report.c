@@ -74,7 +74,7 @@ static void lat_of(const struct demo_report *r, uint64_t *tmp, unsigned k0, unsi
 
 struct totals {
 	uint64_t ios, ios_op[FM_IO_OP_COUNT], bytes, polled, errors, violations, checked;
-	uint64_t joins, closes, locks_lost, overdue, refused_steps, fence_refused;
+	uint64_t joins, closes, locks_lost, overdue, refused_steps, fence_refused, lanes_broken;
 	struct fm_engine_stats eng;
 	double ios_s, mib_s;
 	/* phase 2 */
@@ -133,6 +133,7 @@ static void totals_of(const struct demo_report *r, struct totals *t)
 		t->locks_lost += x->locks_lost;
 		t->overdue += x->steps_overdue;
 		t->refused_steps += x->steps_refused;
+		t->lanes_broken += x->lanes_broken;
 		t->fence_refused += x->vsrc.refused + x->vtgt.refused;
 		t->eng.ios += x->eng.ios;
 		t->eng.errors += x->eng.errors;
@@ -321,9 +322,9 @@ void demo_report_print(struct demo_report *r)
 	       t.eng.hits, t.eng.misses, t.eng.locks, t.eng.copies, t.eng.commits,
 	       t.eng.mover_reqs);
 	printf("  agents: joins %" PRIu64 "  sessions closed %" PRIu64 "  locks lost %" PRIu64
-	       "  steps refused %" PRIu64 "  steps overdue %" PRIu64
+	       "  steps refused %" PRIu64 "  steps overdue %" PRIu64 "  lanes broken %" PRIu64
 	       "  |  volumes: writes refused by the fence %" PRIu64 "\n", t.joins, t.closes,
-	       t.locks_lost, t.refused_steps, t.overdue, t.fence_refused);
+	       t.locks_lost, t.refused_steps, t.overdue, t.lanes_broken, t.fence_refused);
 
 	printf("\ncpu (phase 2; cpu/window = %% of one CPU; %ld CPUs online)\n",
 	       sysconf(_SC_NPROCESSORS_ONLN));
@@ -564,9 +565,10 @@ int demo_report_json(struct demo_report *r, const char *path)
 	fprintf(f, "\n  ],\n  \"total\": {\"ios\": %" PRIu64 ", \"ios_per_s\": %.1f, "
 		"\"mib_per_s\": %.2f, \"errors\": %" PRIu64 ", \"violations\": %" PRIu64
 		", \"checked_bytes\": %" PRIu64 ", \"joins\": %" PRIu64 ", \"closes\": %" PRIu64
-		", \"locks_lost\": %" PRIu64 ", \"steps_overdue\": %" PRIu64 ", \"engine\": ",
+		", \"locks_lost\": %" PRIu64 ", \"steps_overdue\": %" PRIu64
+		", \"lanes_broken\": %" PRIu64 ", \"engine\": ",
 		t.ios, t.ios_s, t.mib_s, t.errors, t.violations, t.checked, t.joins, t.closes,
-		t.locks_lost, t.overdue);
+		t.locks_lost, t.overdue, t.lanes_broken);
 	json_eng(f, &t.eng);
 	fprintf(f, ", \"phase2\": {\"hits\": %" PRIu64 ", \"misses\": %" PRIu64 ", \"locks\": %"
 		PRIu64 "}, \"cpu\": ", t.eng2.hits, t.eng2.misses, t.eng2.locks);
