@@ -17,10 +17,9 @@
 # verb costs tens to hundreds of microseconds and the pre-split of a 64 MiB
 # volume alone took minutes: --volume-size 16M --threads 1 --rounds 3
 # --batch-ms 300 --floor-ops 200; arguments given here are appended (a later
-# option wins).  (With --threads 2, one run's pre-split failed with -ENOSPC,
-# "endpoint has 4 lanes already" (cfg.max_threads = threads + 2); the cause
-# is not investigated -- an agent abandons a lane that had no completion for
-# 10 s and makes a new one, which is one way to run out.)
+# option wins).  --threads 2 works (a --quick run: 281 s); before eaff3c4 its
+# pre-split failed with -ENOSPC, "endpoint has 4 lanes already": the agent
+# abandoned lanes on a clock-arithmetic wrap and leaked them.
 # The suite writes its folder in the guest's /tmp (not through 9p while it
 # measures), adds perftest's output and the before/after table to it, and
 # copies it to $FM_RESULTS/bench-suite-<UTC timestamp>-verbs.  A benchmark,

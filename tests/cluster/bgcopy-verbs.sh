@@ -41,13 +41,7 @@ for sc in "$@"; do
 		fm_skip "no usable verbs provider/device (see $OUT/$sc.log)"
 	fi
 	grep -E "half of|the rest at|copy complete [0-9]|split after|copier: |^watch( --json)?: [0-9]" "$OUT/$sc.log" || true
-	if ((rc == 0)); then
-		echo "bgcopy $sc over verbs: PASS ($((SECONDS - start)) s)"
-	else
-		tail -n 30 "$OUT/$sc.log" >&2
-		echo "bgcopy $sc over verbs: FAIL (rc $rc, $OUT/$sc.log)"
-		fail=1
-	fi
+	fm_verdict "bgcopy $sc over verbs" "$rc" "$start" "$OUT/$sc.log" || fail=1
 	port=$((port + 1))
 done
 ((fail == 0)) || fm_die "background copy over verbs failed"

@@ -33,6 +33,20 @@ fm_run() {
 	return "$rc"
 }
 
+# fm_verdict WHAT RC START LOG: one scenario's line, "WHAT: PASS (N s)" or
+# "WHAT: FAIL (rc RC, LOG)" after LOG's tail on stderr; returns 0 on a pass,
+# 1 on a failure (the caller counts them and dies at the end).
+fm_verdict() {
+	local what=$1 rc=$2 start=$3 log=$4
+	if ((rc == 0)); then
+		echo "$what: PASS ($((SECONDS - start)) s)"
+		return 0
+	fi
+	tail -n 30 "$log" >&2
+	echo "$what: FAIL (rc $rc, $log)"
+	return 1
+}
+
 # fm_barrier NAME [SECONDS]: wait until every node reached barrier NAME (files
 # in the shared results directory; 9p without caching, so all guests see them).
 fm_barrier() {
