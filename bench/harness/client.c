@@ -377,13 +377,19 @@ static __attribute__((noreturn)) void client_main(int rfd, int wfd, const char *
 
 /* -------------------------------------------------- the coordinator's side */
 
-static struct hb_client *started[HB_MAX_CLIENTS];
+/* every child forked and not stopped yet (benchmark clients and
+ * contenders alike): a new child closes the coordinator's pipes to them */
+static struct hb_client *live[2 * HB_MAX_CLIENTS];
 
-void hb_client_start(struct hb_client *c, unsigned index, struct hb_shared *sh,
-		     const char *vol_dir)
+bool hb_proc_fork(struct hb_client *c, unsigned index, int *cmd_fd, int *reply_fd)
 {
 	int to[2], from[2];
+	unsigned slot = 0;
 
+	while (slot < 2 * HB_MAX_CLIENTS && live[slot])
+		slot++;
+	if (slot == 2 * HB_MAX_CLIENTS)
+		hb_die(-EMFILE, "more than %u child processes", 2 * HB_MAX_CLIENTS);
 	/* close-on-exec: the owner, exec'd later, keeps none of them */
 	if (pipe2(to, O_CLOEXEC) || pipe2(from, O_CLOEXEC))
 		hb_die(-errno, "pipe");
@@ -393,25 +399,60 @@ void hb_client_start(struct hb_client *c, unsigned index, struct hb_shared *sh,
 	if (c->pid < 0)
 		hb_die(-errno, "fork");
 	if (c->pid == 0) {
-		/* the coordinator's pipes to the clients before this one */
-		for (unsigned i = 0; i < index; i++)
-			if (started[i]) {
-				close(started[i]->to);
-				close(started[i]->from);
+		for (unsigned i = 0; i < 2 * HB_MAX_CLIENTS; i++)
+			if (live[i]) {
+				close(live[i]->to);
+				close(live[i]->from);
 			}
 		close(to[1]);
 		close(from[0]);
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		signal(SIGINT, SIG_IGN); /* the coordinator ends the run */
-		P.index = index;
-		P.sh = sh;
-		client_main(to[0], from[1], vol_dir);
+		*cmd_fd = to[0];
+		*reply_fd = from[1];
+		return true;
 	}
 	close(to[0]);
 	close(from[1]);
 	c->to = to[1];
 	c->from = from[0];
-	started[index] = c;
+	live[slot] = c;
+	return false;
+}
+
+void hb_proc_stop(struct hb_client *c, int quit_op)
+{
+	struct hb_cmd q = { .op = quit_op };
+	int st;
+
+	if (c->pid <= 0)
+		return;
+	(void)!write(c->to, &q, sizeof(q)); /* it may be gone already */
+	close(c->to);
+	close(c->from);
+	for (int i = 0; i < 1000 && waitpid(c->pid, &st, WNOHANG) == 0; i++)
+		usleep(10000);
+	if (waitpid(c->pid, &st, WNOHANG) == 0) {
+		kill(c->pid, SIGKILL);
+		waitpid(c->pid, &st, 0);
+	}
+	c->pid = 0;
+	c->to = c->from = -1;
+	for (unsigned i = 0; i < 2 * HB_MAX_CLIENTS; i++)
+		if (live[i] == c)
+			live[i] = NULL;
+}
+
+void hb_client_start(struct hb_client *c, unsigned index, struct hb_shared *sh,
+		     const char *vol_dir)
+{
+	int in, out;
+
+	if (hb_proc_fork(c, index, &in, &out)) {
+		P.index = index;
+		P.sh = sh;
+		client_main(in, out, vol_dir);
+	}
 }
 
 void hb_client_send(struct hb_client *c, const struct hb_cmd *cmd)
@@ -433,20 +474,5 @@ void hb_client_read(struct hb_client *c, void *buf, size_t n)
 
 void hb_client_stop(struct hb_client *c)
 {
-	struct hb_cmd q = { .op = CMD_QUIT };
-	int st;
-
-	if (c->pid <= 0)
-		return;
-	(void)!write(c->to, &q, sizeof(q)); /* it may be gone already */
-	close(c->to);
-	close(c->from);
-	for (int i = 0; i < 1000 && waitpid(c->pid, &st, WNOHANG) == 0; i++)
-		usleep(10000);
-	if (waitpid(c->pid, &st, WNOHANG) == 0) {
-		kill(c->pid, SIGKILL);
-		waitpid(c->pid, &st, 0);
-	}
-	c->pid = 0;
-	started[c->index] = NULL;
+	hb_proc_stop(c, CMD_QUIT);
 }

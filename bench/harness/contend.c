@@ -330,58 +330,19 @@ static struct hb_client hc[HB_MAX_CLIENTS];
 
 static void hc_start(unsigned index, struct hc_shared *sh)
 {
-	int to[2], from[2];
-	struct hb_client *c = &hc[index];
+	int in, out;
 
-	if (pipe2(to, O_CLOEXEC) || pipe2(from, O_CLOEXEC))
-		hb_die(-errno, "pipe");
-	fflush(NULL);
-	c->index = index;
-	c->pid = fork();
-	if (c->pid < 0)
-		hb_die(-errno, "fork");
-	if (c->pid == 0) {
-		for (unsigned i = 0; i < index; i++)
-			if (hc[i].pid > 0) {
-				close(hc[i].to);
-				close(hc[i].from);
-			}
-		close(to[1]);
-		close(from[0]);
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		signal(SIGINT, SIG_IGN); /* the coordinator ends the run */
+	if (hb_proc_fork(&hc[index], index, &in, &out)) {
 		C.index = index;
 		C.sh = sh;
-		contender_main(to[0], from[1]);
+		contender_main(in, out);
 	}
-	close(to[0]);
-	close(from[1]);
-	c->to = to[1];
-	c->from = from[0];
 }
 
 static void hc_stop(unsigned n)
 {
-	struct hb_cmd q = { .op = HC_QUIT };
-
-	for (unsigned i = 0; i < n; i++) {
-		struct hb_client *c = &hc[i];
-		int st;
-
-		if (c->pid <= 0)
-			continue;
-		(void)!write(c->to, &q, sizeof(q));
-		close(c->to);
-		close(c->from);
-		for (int t = 0; t < 1000 && waitpid(c->pid, &st, WNOHANG) == 0; t++)
-			usleep(10000);
-		if (waitpid(c->pid, &st, WNOHANG) == 0) {
-			kill(c->pid, SIGKILL);
-			waitpid(c->pid, &st, 0);
-		}
-		c->pid = 0;
-		c->to = c->from = -1;
-	}
+	for (unsigned i = 0; i < n; i++)
+		hb_proc_stop(&hc[i], HC_QUIT);
 }
 
 static void hc_reply(unsigned i, struct hc_reply *r)

@@ -301,6 +301,14 @@ struct hb_client {
 	unsigned index;
 };
 
+/* fork a child process `index` with a command pipe and a reply pipe: true
+ * in the child (*cmd_fd, *reply_fd its ends; the coordinator's pipes to
+ * every other live child closed; SIGKILL when the coordinator dies), false
+ * in the coordinator (c->pid, c->to, c->from set).  hb_proc_stop: send
+ * quit_op, close the pipes, reap (SIGKILL after 10 s). */
+bool hb_proc_fork(struct hb_client *c, unsigned index, int *cmd_fd, int *reply_fd);
+void hb_proc_stop(struct hb_client *c, int quit_op);
+
 /* fork client `index` (before any transport); it waits for commands.
  * vol_dir: where the coordinator made the file volumes (--volumes file) */
 void hb_client_start(struct hb_client *c, unsigned index, struct hb_shared *sh,
