@@ -9,7 +9,6 @@
  * Exit 0 = pass.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -25,11 +24,11 @@
 #include "flashmeta/agent.h"
 #include "flashmeta/engine.h"
 #include "flashmeta/fence_table.h"
-#include "flashmeta/refvol.h"
 #include "flashmeta/error.h"
 #include "flashmeta/transport.h"
 #include "flashmeta/wire.h"
 #include "svc_util.h"
+#include "svc_vols.h"
 
 #define MAP 1
 #define GRAIN 4096u
@@ -821,107 +820,13 @@ static int sc_garbage(struct svc *s)
 }
 
 /* =============================================================== snapshot
- * Volumes as files.  Phase A (PREPARED, no COW): clients write the source.
- * Trigger: quiesce, copy the source file (the expected image), map-start.
- * Phase B (COPYING): random source writes, target writes to each client's
- * own stripe, target reads checked against the image + own writes.  Then
- * the whole target is read through the plan and checked. */
+ * Volumes as files (svc_vols.h).  Phase A (PREPARED, no COW): clients
+ * write the source.  Trigger: quiesce, copy the source file (the expected
+ * image), map-start.  Phase B (COPYING): random source writes, target
+ * writes to each client's own stripe, target reads checked against the
+ * image + own writes.  Then the whole target is read through the plan and
+ * checked. */
 #define OPS 250
-
-static void fill(uint8_t *b, size_t n, uint64_t *x)
-{
-	for (size_t i = 0; i < n; i++)
-		b[i] = (uint8_t)rnd(x);
-}
-
-/* The volumes as files (src.img, tgt.img in the run dir, made by
- * make_vols) behind the library's I/O engine (engine.h) on agent a:
- * reference volumes fenced through the owner's table for client `id`.
- * The copy-on-write order is the library's, not this test's. */
-struct vols {
-	struct fm_engine *e;
-	struct fm_fence_table *ft;
-	struct fm_refvol *src, *tgt;
-};
-
-static void make_vols(struct svc *s)
-{
-	char p[400];
-
-	for (int i = 0; i < 2; i++) {
-		int fd;
-
-		snprintf(p, sizeof(p), "%s/%s", s->dir, i ? "tgt.img" : "src.img");
-		fd = open(p, O_RDWR | O_CREAT, 0644);
-		if (fd < 0 || ftruncate(fd, VOL) != 0)
-			DIE("volume %s: %s", p, strerror(errno));
-		close(fd);
-	}
-}
-
-static int vols_open(struct svc *s, struct fm_agent *a, uint32_t id, struct vols *v)
-{
-	struct fm_engine_cfg ec = { .agent = a, .retry_ms = 20000 };
-	struct fm_refvol_cfg rc = { .size = VOL, .client_id = id };
-	struct fm_volume *vs, *vt;
-	char p[2][400];
-
-	memset(v, 0, sizeof(*v));
-	snprintf(p[0], sizeof(p[0]), "%s/src.img", s->dir);
-	snprintf(p[1], sizeof(p[1]), "%s/tgt.img", s->dir);
-	CHECK(fm_fence_table_open(s->fence, 0, &v->ft) == 0);
-	rc.fence = v->ft;
-	rc.path = p[0];
-	CHECK(fm_refvol_open(&rc, &v->src) == 0);
-	rc.path = p[1];
-	CHECK(fm_refvol_open(&rc, &v->tgt) == 0);
-	CHECK(fm_engine_new(&ec, &v->e) == 0);
-	CHECK(fm_engine_volume_add(v->e, fm_refvol_ops(), v->src, VOL, &vs) == 0);
-	CHECK(fm_engine_volume_add(v->e, fm_refvol_ops(), v->tgt, VOL, &vt) == 0);
-	CHECK(fm_engine_attach(v->e, MAP, vs, vt) == 0);
-	return 0;
-}
-
-static void vols_close(struct vols *v)
-{
-	fm_engine_delete(&v->e);
-	fm_refvol_close(&v->src);
-	fm_refvol_close(&v->tgt);
-	fm_fence_table_close(&v->ft);
-}
-
-/* one I/O; the engine retries what is transient (engine.h) */
-static int eng_io(struct vols *v, enum fm_io_op op, uint64_t off, uint64_t len, void *buf)
-{
-	return fm_engine_rw(v->e, MAP, op, off, len, buf, NULL);
-}
-
-static uint8_t *load(struct svc *s, const char *name)
-{
-	char p[400];
-	uint8_t *b = calloc(1, VOL);
-	int fd;
-
-	snprintf(p, sizeof(p), "%s/%s", s->dir, name);
-	fd = open(p, O_RDONLY);
-	if (fd < 0 || pread(fd, b, VOL, 0) < 0)
-		DIE("load %s", p);
-	close(fd);
-	return b;
-}
-
-static void store(struct svc *s, const char *name, const uint8_t *b)
-{
-	char p[400];
-	int fd;
-
-	snprintf(p, sizeof(p), "%s/%s", s->dir, name);
-	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || pwrite(fd, b, VOL, 0) != (ssize_t)VOL)
-		DIE("store %s", p);
-	fsync(fd);
-	close(fd);
-}
 
 /* stripe of grain g: client g % 4 may write the target there (3: nobody) */
 static int sn_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
@@ -929,18 +834,18 @@ static int sn_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	uint64_t seed = *(uint64_t *)arg + (uint64_t)idx * 7919, x = seed | 1;
 	struct fm_agent *a = join(s, (uint32_t)idx + 1);
 	uint8_t *buf = malloc(4 * GRAIN), *img, *model;
-	struct vols v;
+	struct svc_vols v;
 	char name[64];
 	int bad = 0;
 
-	CHECK(vols_open(s, a, (uint32_t)idx + 1, &v) == 0);
+	CHECK(svc_vols_open(s, a, (uint32_t)idx + 1, MAP, VOL, &v) == 0);
 	CHECK(wait_gen(a, 0) == 0);
 	/* phase A: no COW yet (PREPARED) */
 	for (int i = 0; i < 60; i++) {
 		uint64_t g = rnd(&x) % GRAINS, off = g * GRAIN;
 
-		fill(buf, GRAIN, &x);
-		int rc = eng_io(&v, FM_IO_WRITE_SOURCE, off, GRAIN, buf);
+		svc_fill(buf, GRAIN, &x);
+		int rc = svc_vols_io(&v, FM_IO_WRITE_SOURCE, off, GRAIN, buf);
 
 		if (rc)
 			fprintf(stderr, "phase A write: %d %s\n", rc, fm_errormsg());
@@ -949,7 +854,7 @@ static int sn_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	sig_send(wfd, 'A');
 	CHECK(sig_wait(rfd, 20000) == 'T'); /* triggered */
 	CHECK(wait_gen(a, 1) == 0);
-	img = load(s, "image.img");
+	img = svc_file_load(s, "image.img", VOL);
 	model = malloc(VOL);
 	memcpy(model, img, VOL);
 	for (int i = 0; i < OPS; i++) {
@@ -963,8 +868,8 @@ static int sn_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 			len = nsec * 512;
 			if (off + len > VOL)
 				len = VOL - off;
-			fill(buf, len, &x);
-			CHECK(eng_io(&v, FM_IO_WRITE_SOURCE, off, len, buf) == 0);
+			svc_fill(buf, len, &x);
+			CHECK(svc_vols_io(&v, FM_IO_WRITE_SOURCE, off, len, buf) == 0);
 		} else if (r < 65) { /* target write in my stripe, within a grain */
 			g = g - g % 4 + (uint64_t)idx;
 			if (g >= GRAINS)
@@ -976,8 +881,8 @@ static int sn_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 				off = g * GRAIN + sec * 512;
 				len = (1 + rnd(&x) % (GRAIN / 512 - sec)) * 512;
 			}
-			fill(buf, len, &x);
-			CHECK(eng_io(&v, FM_IO_WRITE_TARGET, off, len, buf) == 0);
+			svc_fill(buf, len, &x);
+			CHECK(svc_vols_io(&v, FM_IO_WRITE_TARGET, off, len, buf) == 0);
 			memcpy(model + off, buf, len);
 		} else { /* target read: my stripe or the untouched one */
 			g = g - g % 4 + (rnd(&x) % 2 ? (uint64_t)idx : 3);
@@ -985,7 +890,7 @@ static int sn_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 				continue;
 			off = g * GRAIN + sec * 512;
 			len = (1 + rnd(&x) % (GRAIN / 512 - sec)) * 512;
-			CHECK(eng_io(&v, FM_IO_READ_TARGET, off, len, buf) == 0);
+			CHECK(svc_vols_io(&v, FM_IO_READ_TARGET, off, len, buf) == 0);
 			if (memcmp(buf, model + off, len)) {
 				fprintf(stderr, "client %d: target read grain %" PRIu64 " off %" PRIu64
 					" len %" PRIu64 " differs from the image\n", idx, g, off, len);
@@ -994,8 +899,8 @@ static int sn_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 		}
 	}
 	snprintf(name, sizeof(name), "model.%d", idx);
-	store(s, name, model);
-	vols_close(&v);
+	svc_file_store(s, name, model, VOL);
+	svc_vols_close(&v);
 	fm_agent_delete(&a);
 	return bad ? 1 : 0;
 }
@@ -1006,21 +911,21 @@ static int sc_snapshot(struct svc *s)
 	uint64_t seed = getenv("FM_SEED") ? strtoull(getenv("FM_SEED"), NULL, 0) : 12345;
 	uint8_t *img, *expect, *got;
 	struct fm_agent *a;
-	struct vols v;
+	struct svc_vols v;
 	char out[8192];
 	int fails = 0, bad = 0;
 
 	fprintf(stderr, "snapshot: seed %" PRIu64 " (FM_SEED)\n", seed);
 	svc_owner_start(s);
-	make_vols(s);
+	svc_vols_make(s, VOL);
 	setup_map(s, false);
 	for (int i = 0; i < NCLIENT; i++)
 		child_start(s, &c[i], i, sn_child, &seed);
 	for (int i = 0; i < NCLIENT; i++)
 		CHECK(sig_wait(c[i].from[0], 20000) == 'A');
 	/* the trigger: everybody is quiet; the image is the source now */
-	img = load(s, "src.img");
-	store(s, "image.img", img);
+	img = svc_file_load(s, "src.img", VOL);
+	svc_file_store(s, "image.img", img, VOL);
 	CHECK(svc_ctl(s, out, sizeof(out), "map-start %d", MAP) == 0);
 	fprintf(stderr, "trigger: %s", out);
 	for (int i = 0; i < NCLIENT; i++)
@@ -1036,22 +941,22 @@ static int sc_snapshot(struct svc *s)
 		uint8_t *m;
 
 		snprintf(name, sizeof(name), "model.%d", i);
-		m = load(s, name);
+		m = svc_file_load(s, name, VOL);
 		for (uint64_t g = (uint64_t)i; g < GRAINS; g += 4)
 			memcpy(expect + g * GRAIN, m + g * GRAIN, GRAIN);
 		free(m);
 	}
 	a = join(s, 9);
-	CHECK(vols_open(s, a, 9, &v) == 0);
+	CHECK(svc_vols_open(s, a, 9, MAP, VOL, &v) == 0);
 	got = malloc(VOL);
 	for (uint64_t g = 0; g < GRAINS; g += 8)
-		CHECK(eng_io(&v, FM_IO_READ_TARGET, g * GRAIN, 8 * GRAIN, got + g * GRAIN) == 0);
+		CHECK(svc_vols_io(&v, FM_IO_READ_TARGET, g * GRAIN, 8 * GRAIN, got + g * GRAIN) == 0);
 	for (uint64_t g = 0; g < GRAINS; g++)
 		if (memcmp(got + g * GRAIN, expect + g * GRAIN, GRAIN)) {
 			fprintf(stderr, "final: target grain %" PRIu64 " is wrong\n", g);
 			bad++;
 		}
-	vols_close(&v);
+	svc_vols_close(&v);
 	fm_agent_delete(&a);
 	free(got);
 	free(expect);

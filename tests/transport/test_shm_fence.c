@@ -122,22 +122,24 @@ static void assert_exit0(struct peer *p)
 
 /* ------------------------------------------------------- peers */
 
-enum { P_STALL, P_EXIT, P_CLOSE, P_SILENT };
+enum { P_STALL, P_EXIT, P_CLOSE, P_SILENT, P_CLOSE_BELLS };
 
-static const char *const hellos[] = {"stall", "exit", "close", "silent"};
+static const char *const hellos[] = {"stall", "exit", "close", "silent", "bells"};
 
 /* connect, take the lock region (granted), then by kind: stop with a CAS
- * pending; exit at once; close the endpoint and live on until told; or
- * just sit there */
+ * pending; exit at once; close the endpoint and live on until told; just
+ * sit there; or (event mode: the owner's messages ring doorbells on our
+ * socket) wait until the owner sent some, leave them unread and close */
 static int peer_main(struct peer *p)
 {
 	int kind = *(int *)p->arg;
+	struct fm_transport_cfg cfg = { .wait_mode = FM_WAIT_EVENT };
 	struct fm_transport *t;
 	struct fm_region_desc d;
 	struct fm_ep *ep;
 	uint64_t old;
 
-	PEER_CHECK(fm_transport_new(&t, NULL) == 0, "transport");
+	PEER_CHECK(fm_transport_new(&t, kind == P_CLOSE_BELLS ? &cfg : NULL) == 0, "transport");
 	PEER_CHECK(peer_connect(t, p->addr, hellos[kind], &ep) == 0, "connect");
 	PEER_CHECK(peer_recv_descs(ep, &d, 1) == 0, "descriptors");
 	PEER_CHECK(fm_ep_faa(ep, &d, 8, 1, &old) == 0, "granted FAA");
@@ -151,6 +153,13 @@ static int peer_main(struct peer *p)
 	case P_CLOSE:
 		PEER_CHECK(fm_ep_fence(ep, 0) == -EOPNOTSUPP, "the connecting side fenced");
 		fm_ep_delete(&ep); /* unmaps, then BYE */
+		peer_send(p->from[1], 'c');
+		(void)peer_recv(p->to[0], -1);
+		return 0;
+	case P_CLOSE_BELLS:
+		peer_send(p->from[1], 'r');
+		PEER_CHECK(peer_recv(p->to[0], 20000) == 's', "the owner's messages");
+		fm_ep_delete(&ep); /* their doorbells still queued on the socket */
 		peer_send(p->from[1], 'c');
 		(void)peer_recv(p->to[0], -1);
 		return 0;
@@ -263,6 +272,37 @@ static void fence__closed_peer__rdma_and_it_lives_on(void **state)
 	/* its BYE is proof that it unmapped us: no kill, no grace */
 	assert_int_equal(fm_ep_fence(ep, 0), FM_FENCE_RDMA);
 	assert_int_equal(fm_ep_fence(ep, 0), FM_FENCE_RDMA); /* final */
+	usleep(100000);
+	assert_true(alive(p.pid));
+	peer_send(p.to[1], 'q');
+	assert_exit0(&p); /* it was never killed */
+	fm_ep_delete(&ep);
+	owner_close(&o);
+}
+
+/* A peer that closes while doorbells of ours sit unread on its socket:
+ * the kernel resets such a connection, and a recvmsg that finds the reset
+ * fails before it returns what is queued -- the BYE too.  The close must
+ * still read as a close (RDMA, the peer lives on), not as a crash that
+ * the fence answers with SIGKILL after the grace. */
+static void fence__closed_peer_bells_unread__rdma_and_it_lives_on(void **state)
+{
+	int kind = P_CLOSE_BELLS;
+	struct owner o;
+	struct peer p;
+	struct fm_ep *ep;
+
+	(void)state;
+	new_addr();
+	peer_start(&p, addr, 0, peer_main, &kind);
+	owner_open(&o);
+	ep = owner_accept(&o);
+	assert_int_equal(peer_recv(p.from[0], 20000), 'r');
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(fm_ep_send(ep, "bell", 4, 0), 0);
+	peer_send(p.to[1], 's');
+	assert_int_equal(peer_recv(p.from[0], 20000), 'c');
+	assert_int_equal(fm_ep_fence(ep, 0), FM_FENCE_RDMA);
 	usleep(100000);
 	assert_true(alive(p.pid));
 	peer_send(p.to[1], 'q');
@@ -442,6 +482,7 @@ int main(void)
 		cmocka_unit_test(fence__stalled_peer_kill__dead_cas_never_lands),
 		cmocka_unit_test(fence__exited_peer__dead_at_once),
 		cmocka_unit_test(fence__closed_peer__rdma_and_it_lives_on),
+		cmocka_unit_test(fence__closed_peer_bells_unread__rdma_and_it_lives_on),
 		cmocka_unit_test(fence__closed_peer_kill__dead_and_gone),
 		cmocka_unit_test(fence__never_asks__a_stalled_io_thread_is_killed),
 		cmocka_unit_test(fence__twenty_silent__do_not_delay_the_21st),

@@ -563,13 +563,27 @@ out_free:
 }
 
 /* the BYE byte; a connecting side waits up to linger_ms for room (the
- * owner's fence takes only a BYE as proof that we unmapped it) */
+ * owner's fence takes only a BYE as proof that we unmapped it).
+ *
+ * First our receive side is shut and emptied.  A unix socket closed with
+ * records still unread in it (the peer's doorbells, rung for messages we
+ * will never drain) resets the connection: the peer's next recvmsg fails
+ * ECONNRESET before it returns what is queued -- our BYE included.  An
+ * owner then cannot tell our close from a crash, and its fence SIGKILLs
+ * this process after FM_SHM_CLOSE_GRACE_MS, though we unmapped it and the
+ * session may have quiesced.  After SHUT_RD the peer's doorbells fail
+ * EPIPE (it ignores that) instead of queuing, so once drained the queue
+ * stays empty and the close is an orderly EOF behind the BYE. */
 static void shm_send_bye(struct shm_ep *se)
 {
-	char bye = SHM_MSG_BYE;
+	char bye = SHM_MSG_BYE, junk[SHM_GRANT_SIZE + 1];
 	int linger = se->ep.t->cfg.linger_ms;
 	uint64_t deadline = fm__deadline(linger < 0 ? 0 : linger);
 
+	(void)shutdown(se->sock, SHUT_RD);
+	/* (a grant's fds, unread: no control buffer, the kernel closes them) */
+	while (recv(se->sock, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+		;
 	while (send(se->sock, &bye, 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
 		struct pollfd pfd = {.fd = se->sock, .events = POLLOUT};
 		int left = fm__remaining_ms(deadline);
