@@ -185,6 +185,8 @@ struct ag_thread {
 	bool big_busy;
 	uint64_t slots[AG_SLOTS / 64]; /* set: slot in use */
 	int efd;                    /* the protocol thread wakes us: an op's req is done */
+	atomic_bool kicked;         /* ... or the endpoint was dropped (ep_drop):
+				     * ag_progress reads the eventfd back */
 	struct ag_op *ops;          /* started, not done */
 	bool in_progress;           /* ag_progress runs (callbacks start ops) */
 	struct fm_client_reader *reader; /* its bracket counts, or NULL */

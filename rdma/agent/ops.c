@@ -845,6 +845,9 @@ int ag_progress(struct fm_agent *a, struct ag_thread *th)
 	int finished = 0;
 	bool again = true;
 
+	if (atomic_load_explicit(&th->kicked, memory_order_relaxed) &&
+	    atomic_exchange(&th->kicked, false))
+		(void)!read(th->efd, &cnt, sizeof(cnt));
 	/* callbacks may start ops: those join the list, the loop below (or
 	 * the caller's next call) takes them, never a nested pass */
 	if (!th->ops || th->in_progress)

@@ -309,9 +309,18 @@ static void on_note(struct fm_agent *a, const struct fm_notify *n)
 		release_orphan(a, n);
 }
 
-/* withdraw the endpoint from the engines, then delete it */
+/* withdraw the endpoint from the engines, then delete it.  Every engine
+ * thread is woken: one asleep in ag_idle (up to 100 ms) on an op of the
+ * old lane would otherwise keep its I/O's bracket open that long, and the
+ * session's quiescence (lease.h R3) waits for the brackets -- over shm the
+ * owner kills a client that does not vouch for its quiesced session soon
+ * after it rejoins.  `kicked` tells ag_progress to take the wake-up back
+ * (else the eventfd stays readable and every sleep returns at once).  A
+ * context is freed only after it left this list under eplock, so its
+ * eventfd is open here. */
 static void ep_drop(struct fm_agent *a)
 {
+	static const uint64_t one = 1;
 	struct fm_ep *ep = a->ep;
 
 	if (!ep)
@@ -319,6 +328,11 @@ static void ep_drop(struct fm_agent *a)
 	pthread_mutex_lock(&a->eplock);
 	a->ep_pub = NULL;
 	atomic_fetch_add(&a->ep_gen, 1);
+	for (struct ag_thread *th = a->threads; th; th = th->next) {
+		/* the write first: whoever clears kicked finds it to read */
+		(void)!write(th->efd, &one, sizeof(one));
+		atomic_store_explicit(&th->kicked, true, memory_order_release);
+	}
 	pthread_mutex_unlock(&a->eplock);
 	a->ep = NULL;
 	fm_ep_delete(&ep);
