@@ -13,6 +13,7 @@
 # (the guest sees no host environment), e.g.
 #   cluster.sh run --smp 2 --timeout 600 -- tests/cluster/pit-verbs.sh --scenario stall-race
 #   cluster.sh run --smp 2 --timeout 600 -- tests/cluster/pit-verbs.sh --full --seed 7
+#   cluster.sh run --smp 2 --timeout 4000 -- tests/cluster/pit-verbs.sh --long
 # The seed is random unless given (it is printed).  The summary line and the
 # run's stderr land in $FM_RESULTS/pit-verbs/.  Skips (77) when the programs
 # or the verbs provider are missing.
@@ -27,8 +28,12 @@ for b in fm-pit flashmeta-owner flashmeta-pmem; do
 done
 
 seed=$((RANDOM * 32768 + RANDOM)) # a --seed among the arguments wins
+# the short mode's hard limit; --long runs until its I/O and fault counts
+# (in TCG ~20-40 min): give cluster.sh a --timeout to match
+limit=500
+for a in "$@"; do [[ $a == --long ]] && limit=10800; done
 rc=0
-fm_run 500 "$BIN/fm-pit" --short --provider verbs --addr "$(fm_addr 0):7490" \
+fm_run "$limit" "$BIN/fm-pit" --short --provider verbs --addr "$(fm_addr 0):7490" \
 	--owner "$BIN/flashmeta-owner" --pmem-tool "$BIN/flashmeta-pmem" \
 	--seed "$seed" "$@" >"$OUT/summary.txt" 2>"$OUT/pit.log" || rc=$?
 cat "$OUT/summary.txt"
