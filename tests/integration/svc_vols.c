@@ -72,7 +72,7 @@ uint8_t *svc_file_load(struct svc *s, const char *name, size_t size)
 
 	snprintf(p, sizeof(p), "%s/%s", s->dir, name);
 	fd = open(p, O_RDONLY);
-	if (!b || fd < 0 || pread(fd, b, size, 0) < 0)
+	if (!b || fd < 0 || pread(fd, b, size, 0) != (ssize_t)size)
 		DIE("load %s", p);
 	close(fd);
 	return b;

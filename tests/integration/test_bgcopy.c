@@ -65,6 +65,7 @@
 #include "flashmeta/fence_table.h"
 #include "flashmeta/refvol.h"
 #include "svc_util.h"
+#include "svc_vols.h"
 
 #define MAP 1
 #define GRAIN 4096u
@@ -182,39 +183,6 @@ static void vols_close(struct vols *v)
 	fm_fence_table_close(&v->ft);
 }
 
-static void fill(uint8_t *b, size_t n, uint64_t *x)
-{
-	for (size_t i = 0; i < n; i++)
-		b[i] = (uint8_t)rnd(x);
-}
-
-static uint8_t *load(struct svc *s, const char *name)
-{
-	char p[400];
-	uint8_t *b = calloc(1, VOL);
-	int fd;
-
-	snprintf(p, sizeof(p), "%s/%s", s->dir, name);
-	fd = open(p, O_RDONLY);
-	if (fd < 0 || pread(fd, b, VOL, 0) != (ssize_t)VOL)
-		DIE("load %s", p);
-	close(fd);
-	return b;
-}
-
-static void store(struct svc *s, const char *name, const uint8_t *b)
-{
-	char p[400];
-	int fd;
-
-	snprintf(p, sizeof(p), "%s/%s", s->dir, name);
-	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || pwrite(fd, b, VOL, 0) != (ssize_t)VOL)
-		DIE("store %s", p);
-	fsync(fd);
-	close(fd);
-}
-
 static int wait_gen(struct fm_agent *a, uint64_t gen)
 {
 	struct fm_agent_map m;
@@ -256,7 +224,7 @@ static int client(struct svc *s, int idx, int rfd, int wfd, void *arg)
 		for (int i = 0; i < 40; i++) {
 			uint64_t g = rnd(&x) % GRAINS;
 
-			fill(buf, GRAIN, &x);
+			svc_fill(buf, GRAIN, &x);
 			CHECK(fm_engine_rw(v.e, MAP, FM_IO_WRITE_SOURCE, g * GRAIN, GRAIN, buf, NULL) ==
 			      0);
 		}
@@ -265,7 +233,7 @@ static int client(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	}
 	CHECK(wait_gen(a, 1) == 0);
 	if (idx == 1) {
-		model = load(s, "image.img");
+		model = svc_file_load(s, "image.img", VOL);
 		/* the stripe's grains of the image, before any write of ours */
 	}
 	/* B: foreground I/O beside the copier, until 'Q' */
@@ -292,7 +260,7 @@ static int client(struct svc *s, int idx, int rfd, int wfd, void *arg)
 		if (r < 60 || idx != 1) { /* a source write: copy-on-write */
 			off = g * GRAIN + sec * 512;
 			len = (1 + rnd(&x) % (GRAIN / 512 - sec)) * 512;
-			fill(buf, len, &x);
+			svc_fill(buf, len, &x);
 			rc = fm_engine_rw(v.e, MAP, FM_IO_WRITE_SOURCE, off, len, buf, NULL);
 			if (rc)
 				fprintf(stderr, "client %d: source write: %s\n", idx, fm_errormsg());
@@ -303,7 +271,7 @@ static int client(struct svc *s, int idx, int rfd, int wfd, void *arg)
 		off = g * GRAIN + sec * 512;
 		len = (1 + rnd(&x) % (GRAIN / 512 - sec)) * 512;
 		if (r < 85) {
-			fill(buf, len, &x);
+			svc_fill(buf, len, &x);
 			rc = fm_engine_rw(v.e, MAP, FM_IO_WRITE_TARGET, off, len, buf, NULL);
 			CHECK(rc == 0);
 			memcpy(model + off, buf, len);
@@ -329,7 +297,7 @@ static int client(struct svc *s, int idx, int rfd, int wfd, void *arg)
 		CHECK(!st.running);
 	}
 	if (model) {
-		store(s, "model.1", model);
+		svc_file_store(s, "model.1", model, VOL);
 		free(model);
 	}
 	vols_close(&v);
@@ -467,8 +435,8 @@ static int sc_kill(struct svc *s)
 	for (int i = 0; i < 2; i++)
 		CHECK(sig_wait(c[i].from[0], 20000) == 'A');
 	/* T: everybody is quiet; the image is the source now */
-	img = load(s, "src.img");
-	store(s, "image.img", img);
+	img = svc_file_load(s, "src.img", VOL);
+	svc_file_store(s, "image.img", img, VOL);
 	CHECK(svc_ctl(s, out, sizeof(out), "map-start %d", MAP) == 0);
 	CHECK(svc_ctl(s, out, sizeof(out), "map-rate %d %u", MAP, RATE_SLOW) == 0);
 	t0 = mono_ms();
@@ -526,12 +494,12 @@ static int sc_kill(struct svc *s)
 	CHECK(dup <= 16); /* at most the pieces in flight when the owner died */
 
 	/* the target file: the image plus client 1's stripe */
-	model = load(s, "model.1");
+	model = svc_file_load(s, "model.1", VOL);
 	expect = malloc(VOL);
 	memcpy(expect, img, VOL);
 	for (uint64_t g = 1; g < GRAINS; g += 4)
 		memcpy(expect + g * GRAIN, model + g * GRAIN, GRAIN);
-	got = load(s, "tgt.img");
+	got = svc_file_load(s, "tgt.img", VOL);
 	for (uint64_t g = 0; g < GRAINS; g++)
 		if (memcmp(got + g * GRAIN, expect + g * GRAIN, GRAIN)) {
 			fprintf(stderr, "target grain %" PRIu64 " differs from the source at the "
@@ -594,8 +562,8 @@ static int sc_rate(struct svc *s)
 	svc_owner_start(s);
 	make_vols(s);
 	src = malloc(VOL);
-	fill(src, VOL, &x);
-	store(s, "src.img", src); /* before the trigger: no copy-on-write yet */
+	svc_fill(src, VOL, &x);
+	svc_file_store(s, "src.img", src, VOL); /* before the trigger: no copy-on-write yet */
 	CHECK(svc_ctl(s, out, sizeof(out), "map-create %d 1 2 %" PRIu64 " %u", MAP, VOL,
 		      GRAIN) == 0);
 	CHECK(svc_ctl(s, out, sizeof(out), "map-prepare %d", MAP) == 0);
@@ -624,7 +592,7 @@ static int sc_rate(struct svc *s)
 	c[0].pid = 0;
 	CHECK(rc == 0);
 	CHECK(check_log(s, &dup, true) == 0 && dup == 0);
-	tgt = load(s, "tgt.img");
+	tgt = svc_file_load(s, "tgt.img", VOL);
 	CHECK(memcmp(src, tgt, VOL) == 0);
 	free(src);
 	free(tgt);
