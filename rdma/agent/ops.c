@@ -379,6 +379,21 @@ static int bit_of(struct ag_thread *th, struct ag_op *op)
 	return (int)(fm_get_le64(slot_ptr(th, op->slot)) >> (op->first % 64) & 1);
 }
 
+/* op->word (the word of lock `index`) is ours now: filed as a hold of
+ * the thread, counted.  false: no memory for the hold -- the word goes
+ * back by CAS (S_UNDO) and the op fails -ENOMEM when it completes. */
+static bool took(struct fm_agent *a, struct ag_thread *th, struct ag_op *op, uint64_t index)
+{
+	if (held_add(th, op, index)) {
+		op->lstatus = -ENOMEM;
+		op->step = S_UNDO;
+		(void)post_cas(th, op, &op->d.locks, index * 8, op->word, FM_LOCKWORD_FREE);
+		return false;
+	}
+	atomic_fetch_add_explicit(&a->locks, 1, memory_order_relaxed);
+	return true;
+}
+
 static void lock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op)
 {
 	uint64_t index = fm_lockword_index(op->first, op->d.lock_shift);
@@ -485,13 +500,8 @@ static void lock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op
 			return;
 		}
 		if (op->old == FM_LOCKWORD_FREE) {
-			if (held_add(th, op, index)) {
-				op->lstatus = -ENOMEM;
-				op->step = S_UNDO;
-				(void)post_cas(th, op, &op->d.locks, off, op->word, FM_LOCKWORD_FREE);
+			if (!took(a, th, op, index))
 				return;
-			}
-			atomic_fetch_add_explicit(&a->locks, 1, memory_order_relaxed);
 			if (read_st) { /* no READ behind the CAS (or it failed): read now */
 				op->lstatus = 0;
 				op->step = S_POSTCHECK;
@@ -533,13 +543,8 @@ static void lock_step(struct fm_agent *a, struct ag_thread *th, struct ag_op *op
 		/* it may have installed the word with WAITERS: our release
 		 * compares the plain word and so finds the flag */
 		op->word = op->req.out_word & ~(uint64_t)FM_LOCKWORD_F_WAITERS;
-		if (held_add(th, op, index)) {
-			op->lstatus = -ENOMEM;
-			op->step = S_UNDO;
-			(void)post_cas(th, op, &op->d.locks, off, op->word, FM_LOCKWORD_FREE);
+		if (!took(a, th, op, index))
 			return;
-		}
-		atomic_fetch_add_explicit(&a->locks, 1, memory_order_relaxed);
 		op->step = S_POSTCHECK;
 		lock_step(a, th, op);
 		return;
