@@ -185,6 +185,9 @@ int fm_bench_owner_counts(struct fm_bench_owner *o, struct fm_bench_owner_counts
 	c->owner_commits = status_num(out, "locks ", " commits ", NULL);
 	c->lock_requests = status_num(out, "locks ", "requests ", NULL);
 	c->lock_grants = status_num(out, "locks ", " grants ", NULL);
+	c->acks = status_num(out, "locks ", " acks ", NULL);
+	/* "split-queries received N refused-busy N read-failures N" */
+	c->queries = status_num(out, "split-queries ", "received ", NULL);
 	/* newer owners: "group-commit persists N store-commits N drains N ...
 	 * thread-commits N thread-persists N" */
 	c->have_group = strstr(out, "\ngroup-commit ") != NULL;

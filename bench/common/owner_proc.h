@@ -37,8 +37,12 @@ struct fm_bench_owner {
 struct fm_bench_owner_counts {
 	uint64_t store_commits;  /* store: split commits, one drain (persist) each */
 	uint64_t owner_commits;  /* protocol: SPLIT_COMMITs served */
-	uint64_t lock_requests;  /* LOCK_REQUESTs (contended locks) */
-	uint64_t lock_grants;
+	uint64_t lock_requests;  /* LOCK_REQUESTs received (contended locks) */
+	uint64_t lock_grants;    /* LOCK_GRANTs sent */
+	uint64_t acks;           /* SPLIT_ACKs sent after a persist (not the
+				  * early STALE ones, not error answers) */
+	uint64_t queries;        /* SPLIT_QUERYs received: each answered by one
+				  * message (SPLIT_ANSWER or an error) */
 	bool have_group;         /* the owner prints a "group-commit" line: */
 	uint64_t drains;         /*   drains or msyncs issued */
 	uint64_t thread_commits; /*   store commits run by its commit thread */

@@ -165,6 +165,20 @@ static int engines_open(struct hb_reply *r)
 					    P.index, s, hb_map_id(s, k));
 		}
 	}
+	/* the trigger mapping: the cache engine's, on the volumes of index 0
+	 * (handles of its own: one volume handle, one mapping) */
+	if (opt.triggers) {
+		struct fm_volume *vs, *vt;
+		int rc;
+
+		if ((rc = fm_engine_volume_add(P.e[V_CACHE], fm_refvol_ops(), P.src[0],
+					       opt.volume_size, &vs)) ||
+		    (rc = fm_engine_volume_add(P.e[V_CACHE], fm_refvol_ops(), P.tgt[0],
+					       opt.volume_size, &vt)) ||
+		    (rc = fm_engine_attach(P.e[V_CACHE], hb_trig_id(), vs, vt)))
+			return fail(r, rc, "client %u: the trigger mapping %" PRIu64, P.index,
+				    hb_trig_id());
+	}
 	return 0;
 }
 
@@ -272,6 +286,7 @@ static void delta(const struct fm_agent_stats *a, const struct fm_agent_stats *b
 	d->locks = b->locks - a->locks;
 	d->commits = b->commits - a->commits;
 	d->unlocks = b->unlocks - a->unlocks;
+	d->commits_sent = b->commits_sent - a->commits_sent;
 	d->lookups = b->cache.lookups - a->cache.lookups;
 	d->cache_hits = b->cache.hits - a->cache.hits;
 	d->cache_misses = b->cache.misses - a->cache.misses;

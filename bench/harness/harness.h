@@ -32,6 +32,14 @@
  * another sees.  With --hot, each set has one more mapping, the hot one,
  * whose grains are never pre-split.  A client process opens one pair of
  * volumes per mapping index and adds it to every engine.
+ *
+ * TRIGGER.  One more mapping (hb_trig_id), on the volumes of index 0 and
+ * attached to the cache engine only, left STOPPED between rounds: the
+ * trigger unit runs the cache engine's I/O streams on it while the
+ * coordinator cycles it map-prepare, map-start, map-stop on the owner's
+ * control socket --triggers times, each command timed.  Every agent of
+ * every client holds it (the owner grants every mapping to every
+ * session), so every command waits for 4N RELEASED answers.
  */
 #ifndef FM_BENCH_HARNESS_H
 #define FM_BENCH_HARNESS_H
@@ -100,6 +108,8 @@ struct hb_opts {
 	const char *results;    /* --results DIR (suite) */
 	double ref_ns[3];       /* --ref-atomic-ns, --ref-read-ns, --ref-send-ns
 				 * (perftest's t_typical on the device; 0: none) */
+	unsigned triggers;      /* prepare/start/stop cycles per round (0: no
+				 * trigger unit) */
 };
 
 extern struct hb_opts opt;
@@ -134,9 +144,12 @@ enum hb_variant {
 /* the engine variants: one agent, engine and mapping set each */
 #define HB_SETS V_VOLUME
 
-/* the units of a round: the five variants and the transport floor */
+/* the units of a round: the five variants, the transport floor and the
+ * trigger (the cache engine's I/O on the trigger mapping while the
+ * coordinator re-triggers it) */
 #define U_FLOOR V_N
-#define U_N (V_N + 1)
+#define U_TRIGGER (V_N + 1)
+#define U_N (V_N + 2)
 
 extern const char *const hb_variant_name[V_N];
 extern const char *const hb_variant_key[V_N];
@@ -190,11 +203,36 @@ enum hb_floor {
 extern const char *const hb_floor_name[F_N];
 extern const char *const hb_floor_key[F_N];
 
+/* what the coordinator times in the trigger unit: one control command
+ * each, from its connect to the answer's last line (fm_ownerd_ctl) */
+enum hb_trig {
+	T_PREPARE,    /* map-prepare: revoke (RELEASE_REQUEST to every holder,
+		       * their RELEASED), PREPARE + PREPARE_DONE in the store,
+		       * MAP_GRANT */
+	T_START,      /* map-start: revoke, START in the store (bitmap cleared,
+		       * generation + 1, durable), the published bitmap
+		       * cleared, MAP_GRANT -- the trigger proper */
+	T_TRIGGER,    /* map-prepare + map-start of one cycle, summed */
+	T_STOP,       /* map-stop: revoke, STOP + STOP_DONE, MAP_GRANT */
+	T_CTL,        /* map-show of the same mapping: the control socket's
+		       * round trip without a revoke (the baseline) */
+	T_N
+};
+
+extern const char *const hb_trig_name[T_N];
+extern const char *const hb_trig_key[T_N];
+
 /* map ids: set 0 (cache), 1 (no cache), 2 (no merge); index K = the hot
  * mapping */
 static inline uint64_t hb_map_id(unsigned set, unsigned k)
 {
 	return 1 + (uint64_t)set * (opt.mappings + 1) + k;
+}
+
+/* the trigger mapping: after every set */
+static inline uint64_t hb_trig_id(void)
+{
+	return hb_map_id(HB_SETS, 0);
 }
 
 /* ------------------------------------------------------------ workload */
@@ -251,6 +289,8 @@ struct hb_shared {
 	_Atomic uint64_t gen;
 	_Atomic bool stop;      /* set by the last arriver once t_end passed */
 	_Atomic bool broken;    /* a hot worker failed: nobody waits for it */
+	_Atomic bool io_stop;   /* the trigger unit: its I/O runs until the
+				 * coordinator sets this */
 };
 
 /* ------------------------------------------------------ coordinator <-> client */
@@ -265,7 +305,9 @@ enum hb_cmd_op {
 
 struct hb_cmd {
 	uint32_t op;
-	uint32_t unit;          /* RUN: enum hb_variant */
+	uint32_t unit;          /* RUN: enum hb_variant, or U_TRIGGER (the cache
+				 * engine on the trigger mapping until
+				 * hb_shared.io_stop) */
 	uint64_t seed;
 	uint64_t t_start, t_end; /* CLOCK_MONOTONIC ns: start together; time
 				  * mode ends at t_end */
@@ -275,7 +317,7 @@ struct hb_cmd {
 
 /* agent counters of one batch (deltas), the cache's size at its end */
 struct hb_agent_delta {
-	uint64_t fetches, locks, commits, unlocks;
+	uint64_t fetches, locks, commits, unlocks, commits_sent;
 	uint64_t lookups, cache_hits, cache_misses, inserts, evictions;
 	uint64_t bytes, ranges;
 };
@@ -357,7 +399,7 @@ struct hb_proc {
 	unsigned index;         /* client 0..N-1 */
 	struct hb_shared *sh;
 	struct fm_agent *a[HB_SETS]; /* cache, no cache, no merge, by message */
-	struct fm_engine *e[HB_SETS];
+	struct fm_engine *e[HB_SETS]; /* e[V_CACHE] also has the trigger mapping */
 	struct fm_refvol *src[HB_MAX_MAPS + 1], *tgt[HB_MAX_MAPS + 1];
 	struct fm_floor floor;
 	bool floor_open;
@@ -400,6 +442,11 @@ struct hb_point {
 	bool owner_sched, client_sched; /* every batch by schedstat ns (else ticks
 					 * in some: mind the 10 ms resolution) */
 	uint64_t lock_requests[V_N], owner_commits[V_N];
+	uint64_t lock_grants[V_N], acks[V_N], queries[V_N]; /* the owner's status */
+	/* the trigger unit: control command times (usec), its I/O load */
+	struct series T[T_N];
+	uint64_t trig_ios, trig_restarts, trig_cycles, trig_skipped_stops;
+	double trig_seconds;
 	struct hb_agent_delta ag[V_N];  /* sums; bytes and ranges: the last round's */
 	double idle_owner_ms_per_s;     /* the owner with every client joined, idle */
 	double split_start[HB_SETS], split_end[HB_SETS]; /* per mapping set, percent */
@@ -409,11 +456,24 @@ struct hb_point {
 	char la0[64], la1[64];
 	double run_s;
 	/* the stats, computed once at the end of the point */
-	struct series_stats st[V_N][SE_N], st_all[V_N], st_f[F_N];
+	struct series_stats st[V_N][SE_N], st_all[V_N], st_f[F_N], st_t[T_N];
 	double iops_typ[V_N], dps_typ[V_N];
 	double iops_min[V_N], iops_max[V_N]; /* over the kept rounds */
 };
 
+/* Operations per I/O of an engine variant over a point's kept batches
+ * (results.c's method text says what each counter counts).  One-sided:
+ * reads, cas; two-sided: client_msgs, owner_msgs; the rest their parts.
+ * unlock_msgs is NAN where no counter exists (the one-sided variants'
+ * UNLOCK after a release CAS that found waiters). */
+struct hb_ops {
+	uint64_t ios;
+	double reads, cas, client_msgs, owner_msgs;
+	double fetches, locks, unlocks, commits_sent, lock_requests, queries, unlock_msgs;
+	double acks, lock_grants;
+};
+
+void hb_ops_of(const struct hb_point *pt, unsigned v, struct hb_ops *o);
 void hb_point_init(struct hb_point *pt);
 void hb_point_finish(struct hb_point *pt); /* the stats */
 void hb_point_free(struct hb_point *pt);   /* the samples */

@@ -14,11 +14,11 @@
  *   5  the owner idle for 500 ms, every client joined: its idle CPU rate
  *   6  PRESPLIT: the chosen fraction of every mapping's grains split by
  *      whole-grain target writes through the engine, after the trigger
- *   7  rounds 0..R: each round runs the six units -- the engine with the
- *      cache, the engine without, the engine with a cache that never
+ *   7  rounds 0..R: each round runs the seven units -- the engine with
+ *      the cache, the engine without, the engine with a cache that never
  *      merges ranges, the engine deciding by message (the lock-manager
- *      baseline), the volumes alone, the transport floor
- *      -- one after the other, the first unit rotating by round; a
+ *      baseline), the volumes alone, the transport floor, the trigger
+ *      (below) -- one after the other, the first unit rotating by round; a
  *      variant's batch replays the round's I/O streams (same seed) for
  *      --batch-ms (or --count I/Os per thread).  Round 0 is warm-up: its
  *      samples are dropped.  Around every batch: the owner's CPU time
@@ -26,6 +26,19 @@
  *      `status` counters; the split fraction of every set after round 0
  *      (the measured phase's start) and after the last round.
  *   8  stop everything, compute the figures, print, plot.
+ *
+ * THE TRIGGER UNIT (--triggers K, 0: none).  The clients run the cache
+ * engine's streams on the trigger mapping (harness.h), STOPPED when the
+ * unit begins, until told to stop; meanwhile this process runs K cycles
+ * on the control socket, each command timed from before fm_ownerd_ctl's
+ * connect to its answer: map-prepare, map-start (the trigger: prepare +
+ * start), map-show (the socket's round trip, no revoke), a pause with
+ * the mapping COPYING, map-stop, a pause with it STOPPED (the pauses:
+ * --batch-ms / 2K each, so that I/O is in flight at every command).
+ * Each of prepare, start and stop waits for one release round trip: the
+ * owner's RELEASE_REQUEST to every session holding the mapping and their
+ * RELEASED, after each drained its I/O on it.  The owner's answers and
+ * `status` carry no revoke duration, so the command is what is timed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -260,6 +273,95 @@ static double *samples_buf(size_t n)
 	return buf;
 }
 
+/* ------------------------------------------------------------ trigger */
+
+/* one control command on the trigger mapping; its time in ns from before
+ * the connect to the answer's last line.  The answer in out; *rc its
+ * error (dies on one unless rc is given) */
+static uint64_t trig_cmd(const char *verb, char *out, size_t cap, int *rc)
+{
+	uint64_t t0 = fm_now_ns(), t1;
+	int e = fm_bench_owner_ctl(&owner, out, cap, "%s %" PRIu64, verb, hb_trig_id());
+
+	t1 = fm_now_ns();
+	if (e && !rc)
+		hb_die(e, "%s %" PRIu64 ": %.200s", verb, hb_trig_id(), out);
+	if (rc)
+		*rc = e;
+	return t1 - t0;
+}
+
+/* the trigger mapping: made and triggered like the others, then stopped
+ * (the state every trigger unit begins and ends in) */
+static void trig_create(void)
+{
+	char out[1024];
+	uint64_t id = hb_trig_id();
+	int rc = fm_bench_owner_ctl(&owner, out, sizeof(out), "map-create %" PRIu64 " %" PRIu64
+				    " %" PRIu64 " %" PRIu64 " %" PRIu64, id, 10000 + 2 * id,
+				    10001 + 2 * id, opt.volume_size, opt.grain_size);
+
+	if (rc)
+		hb_die(rc, "trigger mapping %" PRIu64 ": %s", id, out);
+	(void)trig_cmd("map-prepare", out, sizeof(out), NULL);
+	(void)trig_cmd("map-start", out, sizeof(out), NULL);
+	(void)trig_cmd("map-stop", out, sizeof(out), NULL);
+}
+
+/* a sample in usec (round 0's are dropped by se_round_end) */
+static void trig_add(struct hb_point *pt, unsigned t, uint64_t ns)
+{
+	se_add(&pt->T[t], (double)ns / 1e3);
+}
+
+/* The coordinator's side of the trigger unit: opt.triggers cycles on the
+ * trigger mapping while the clients' I/O runs on it (main.c's header). */
+static void trig_cycles(struct hb_point *pt, uint64_t t_start, bool keep)
+{
+	uint64_t gap = (uint64_t)opt.batch_ms * 1000000ull / (2 * opt.triggers);
+	uint64_t t = t_start + gap;
+	char out[1024];
+
+	for (unsigned i = 0; i < opt.triggers; i++) {
+		uint64_t prep, start, ns;
+		int rc = 0;
+
+		sleep_until(t);
+		prep = trig_cmd("map-prepare", out, sizeof(out), NULL);
+		start = trig_cmd("map-start", out, sizeof(out), NULL);
+		/* the baseline right behind the start, as the start is right
+		 * behind the prepare: the owner as awake for it */
+		trig_add(pt, T_CTL, trig_cmd("map-show", out, sizeof(out), NULL));
+		trig_add(pt, T_PREPARE, prep);
+		trig_add(pt, T_START, start);
+		trig_add(pt, T_TRIGGER, prep + start);
+		sleep_until(fm_now_ns() + gap);
+		/* a copy that completed meanwhile (every grain split: the
+		 * owner made it idle_or_copied by itself) cannot be stopped;
+		 * map-prepare takes it as it is */
+		for (int a = 0; a < 3; a++) {
+			ns = trig_cmd("map-stop", out, sizeof(out), &rc);
+			if (!rc || !strstr(out, "EALREADY"))
+				break;
+			usleep(10000);
+		}
+		if (!rc) {
+			trig_add(pt, T_STOP, ns);
+		} else {
+			char show[1024];
+
+			(void)trig_cmd("map-show", show, sizeof(show), NULL);
+			if (!strstr(show, " state idle_or_copied "))
+				hb_die(rc, "map-stop %" PRIu64 ": %.200s", hb_trig_id(), out);
+			if (keep)
+				pt->trig_skipped_stops++;
+		}
+		if (keep)
+			pt->trig_cycles++;
+		t = fm_now_ns() + gap;
+	}
+}
+
 /* one unit's batch on every client at once */
 static void batch(struct hb_point *pt, unsigned unit, unsigned round, bool keep)
 {
@@ -272,18 +374,22 @@ static void batch(struct hb_point *pt, unsigned unit, unsigned round, bool keep)
 	bool client_sched = true;
 	int rc;
 
-	if (unit != U_FLOOR && (rc = fm_bench_owner_counts(&owner, &oc0)))
+	if (unit < V_N && (rc = fm_bench_owner_counts(&owner, &oc0)))
 		hb_die(rc, "owner status");
 	atomic_store(&sh->arrive, 0);
 	atomic_store(&sh->stop, false);
 	atomic_store(&sh->broken, false);
+	atomic_store(&sh->io_stop, false);
 	/* a start line 20 ms ahead: every thread of every client starts at it */
 	cmd.t_start = fm_now_ns() + 20000000ull;
 	cmd.t_end = cmd.t_start + (uint64_t)opt.batch_ms * 1000000ull;
 	all_send(&cmd);
 	sleep_until(cmd.t_start);
 	owner_cpu(&o0);
-	if (!opt.count && unit != U_FLOOR) {
+	if (unit == U_TRIGGER) {
+		trig_cycles(pt, cmd.t_start, keep);
+		atomic_store(&sh->io_stop, true);
+	} else if (!opt.count && unit != U_FLOOR) {
 		sleep_until(cmd.t_end);
 		owner_cpu(&o1);
 	}
@@ -294,13 +400,14 @@ static void batch(struct hb_point *pt, unsigned unit, unsigned round, bool keep)
 		if (r.rc) {
 			fm_err(r.rc, "%s", r.err);
 			hb_die(r.rc, "round %u, %s", round,
-			       unit == U_FLOOR ? "floor" : hb_variant_name[unit]);
+			       unit == U_FLOOR ? "floor" : unit == U_TRIGGER ? "trigger"
+			       : hb_variant_name[unit]);
 		}
 		for (unsigned c = 0; c < SE_N; c++) {
 			double *v = samples_buf(r.n[c]);
 
 			hb_client_read(&clients[i], v, r.n[c] * sizeof(double));
-			if (unit != U_FLOOR) {
+			if (unit < V_N) { /* the trigger unit's I/O is load only */
 				se_add_n(&pt->S[unit][c], v, r.n[c]);
 				if (c < C_N) /* an I/O, not a part of one */
 					se_add_n(&pt->all[unit], v, r.n[c]);
@@ -314,6 +421,10 @@ static void batch(struct hb_point *pt, unsigned unit, unsigned round, bool keep)
 		}
 		if (unit == U_FLOOR)
 			continue;
+		if (unit == U_TRIGGER && keep) {
+			pt->trig_ios += r.ios;
+			pt->trig_restarts += r.restarts;
+		}
 		if (r.t_first && r.t_first < t_first)
 			t_first = r.t_first;
 		if (r.t_last > t_last)
@@ -322,7 +433,7 @@ static void batch(struct hb_point *pt, unsigned unit, unsigned round, bool keep)
 		decisions += r.decisions;
 		client_ms += r.cpu_ms;
 		client_sched = client_sched && r.cpu_sched;
-		if (keep) {
+		if (keep && unit < V_N) {
 			struct hb_agent_delta *a = &pt->ag[unit];
 
 			pt->errors[unit] += r.errors;
@@ -332,6 +443,7 @@ static void batch(struct hb_point *pt, unsigned unit, unsigned round, bool keep)
 			a->locks += r.ag.locks;
 			a->commits += r.ag.commits;
 			a->unlocks += r.ag.unlocks;
+			a->commits_sent += r.ag.commits_sent;
 			a->lookups += r.ag.lookups;
 			a->cache_hits += r.ag.cache_hits;
 			a->cache_misses += r.ag.cache_misses;
@@ -347,6 +459,11 @@ static void batch(struct hb_point *pt, unsigned unit, unsigned round, bool keep)
 	}
 	if (unit == U_FLOOR)
 		return;
+	if (unit == U_TRIGGER) {
+		if (keep && t_first < t_last)
+			pt->trig_seconds += (double)(t_last - t_first) / 1e9;
+		return;
+	}
 	if (opt.count)
 		owner_cpu(&o1);
 	if ((rc = fm_bench_owner_counts(&owner, &oc1)))
@@ -371,6 +488,9 @@ static void batch(struct hb_point *pt, unsigned unit, unsigned round, bool keep)
 	pt->client_sched = pt->client_sched && client_sched;
 	pt->lock_requests[unit] += oc1.lock_requests - oc0.lock_requests;
 	pt->owner_commits[unit] += oc1.owner_commits - oc0.owner_commits;
+	pt->lock_grants[unit] += oc1.lock_grants - oc0.lock_grants;
+	pt->acks[unit] += oc1.acks - oc0.acks;
+	pt->queries[unit] += oc1.queries - oc0.queries;
 	snprintf(pt->persist, sizeof(pt->persist), "%s", oc1.persist);
 }
 
@@ -378,7 +498,7 @@ void hb_run_point(struct hb_point *pt, double pct)
 {
 	struct fm_bench_owner_cfg oc = {
 		.provider = opt.provider, .device = opt.device, .addr = opt.addr,
-		.lease_ms = 3000, .max_maps = HB_SETS * (opt.mappings + 1),
+		.lease_ms = 3000, .max_maps = HB_SETS * (opt.mappings + 1) + 1,
 		.max_grains = opt.volume_size / opt.grain_size,
 	};
 	struct hb_cmd setup = { .op = CMD_SETUP }, pre = { .op = CMD_PRESPLIT, .pct = pct };
@@ -427,6 +547,8 @@ void hb_run_point(struct hb_point *pt, double pct)
 						     "map-start %" PRIu64, id)))
 				hb_die(rc, "mapping %" PRIu64 ": %s", id, out);
 		}
+	if (opt.triggers)
+		trig_create();
 	all_send(&setup);
 	all_rc("client setup");
 
@@ -452,8 +574,13 @@ void hb_run_point(struct hb_point *pt, double pct)
 			se_round_begin(&pt->dps[v], 1);
 		}
 		se_round_begin(pt->F, F_N);
-		for (unsigned u = 0; u < U_N; u++)
-			batch(pt, (u + r) % U_N, r, keep);
+		se_round_begin(pt->T, T_N);
+		for (unsigned u = 0; u < U_N; u++) {
+			unsigned unit = (u + r) % U_N;
+
+			if (unit != U_TRIGGER || opt.triggers)
+				batch(pt, unit, r, keep);
+		}
 		for (unsigned v = 0; v < V_N; v++) {
 			se_round_end(pt->S[v], SE_N, keep);
 			se_round_end(&pt->all[v], 1, keep);
@@ -461,6 +588,7 @@ void hb_run_point(struct hb_point *pt, double pct)
 			se_round_end(&pt->dps[v], 1, keep);
 		}
 		se_round_end(pt->F, F_N, keep);
+		se_round_end(pt->T, T_N, keep);
 		if (r == 0)
 			for (unsigned s = 0; s < HB_SETS; s++)
 				pt->split_start[s] = split_now(s);

@@ -17,7 +17,7 @@ struct hb_opts opt = {
 		 [FM_IO_READ_TARGET] = 60, [FM_IO_WRITE_TARGET] = 10 },
 	.io_size = 4096, .grain_size = 4096, .volume_size = 1ull << 30, .mappings = 1,
 	.split_pct = { 50 }, .npoints = 1, .split_run = 1, .rounds = 5, .batch_ms = 300,
-	.floor_ops = 500, .seed = 1,
+	.floor_ops = 500, .seed = 1, .triggers = 20,
 };
 
 static void usage(FILE *f)
@@ -78,6 +78,10 @@ static void usage(FILE *f)
 		"  --count N              instead: I/Os per engine thread, variant and round\n"
 		"  --floor-ops N          floor operations per kind, thread and round\n"
 		"                         (default 500)\n"
+		"  --triggers K           map-prepare/start/stop cycles per round on a mapping\n"
+		"                         of their own, under the cache engine's I/O on it,\n"
+		"                         each control command timed (default 20; --quick 8;\n"
+		"                         0: no trigger unit)\n"
 		"  --seed N               the workload's seed (default 1)\n"
 		"  --quick                a short smoke run (2 rounds of 100 ms, 256 MiB)\n"
 		" the suite\n"
@@ -245,6 +249,7 @@ void hb_opts_parse(int argc, char **argv)
 		{ "duration", required_argument, NULL, 'u' },
 		{ "count", required_argument, NULL, 'n' },
 		{ "floor-ops", required_argument, NULL, 'f' },
+		{ "triggers", required_argument, NULL, 'G' },
 		{ "seed", required_argument, NULL, 'e' },
 		{ "quick", no_argument, NULL, 'q' },
 		{ "json", required_argument, NULL, 'j' },
@@ -259,7 +264,7 @@ void hb_opts_parse(int argc, char **argv)
 	};
 	double duration = 0;
 	bool split_set = false, batch_set = false, vol_set = false, rounds_set = false;
-	bool floor_set = false;
+	bool floor_set = false, triggers_set = false;
 	int o;
 
 	opt.device = getenv("FM_RDMA_DEV");
@@ -322,6 +327,9 @@ void hb_opts_parse(int argc, char **argv)
 		case 'f': opt.floor_ops = (unsigned)num("--floor-ops", optarg, 1, 10000000, false);
 			  floor_set = true;
 			  break;
+		case 'G': opt.triggers = (unsigned)num("--triggers", optarg, 0, 100000, false);
+			  triggers_set = true;
+			  break;
 		case 'e': opt.seed = num("--seed", optarg, 0, UINT64_MAX, false); break;
 		case 'q': opt.quick = true; break;
 		case 'j': opt.json = optarg; break;
@@ -346,6 +354,8 @@ void hb_opts_parse(int argc, char **argv)
 			opt.batch_ms = 100;
 		if (!floor_set)
 			opt.floor_ops = 200;
+		if (!triggers_set)
+			opt.triggers = 8;
 		if (!vol_set)
 			opt.volume_size = 256ull << 20;
 	}

@@ -35,6 +35,11 @@ const char *const hb_floor_name[F_N] = { "READ 64 B", "CAS+READ together", "CAS+
 					 "CAS", "message round trip" };
 const char *const hb_floor_key[F_N] = { "read64", "casread", "casread_cas", "cas", "msg_rtt" };
 
+const char *const hb_trig_name[T_N] = { "map-prepare", "map-start", "trigger: prepare + start",
+					"map-stop", "map-show (no revoke)" };
+const char *const hb_trig_key[T_N] = { "map_prepare", "map_start", "trigger", "map_stop",
+				       "ctl_rtt" };
+
 const char *const hb_method_text =
 	"Processes: a real flashmeta-owner (fork+exec, pool in a temp dir), N client\n"
 	"processes of M engine threads each, a floor server; the coordinator opens no\n"
@@ -81,7 +86,31 @@ const char *const hb_method_text =
 	"when the same threads live at both ends, sampled at each batch's start line\n"
 	"and end; '-idle' subtracts the rate of the owner idle with every client joined.\n"
 	"Split fraction: the owner's count (map-show) after the warm-up and at the end:\n"
-	"writes of the measured phase split grains, so it drifts up during the run.";
+	"writes of the measured phase split grains, so it drifts up during the run.\n"
+	"Trigger (--triggers K, a seventh unit of every round): the cache engine runs\n"
+	"the round's streams on a mapping of its own while the coordinator cycles it K\n"
+	"times on the owner's control socket: map-prepare, map-start, map-show, a pause\n"
+	"(COPYING), map-stop, a pause (STOPPED); pauses of --batch-ms / 2K.  A sample is\n"
+	"one command from before fm_ownerd_ctl's connect to the answer's last line: a\n"
+	"Unix-socket connect and round trip, the owner's revoke -- RELEASE_REQUEST to\n"
+	"every session holding the mapping (all 4N agents) and their RELEASED, each\n"
+	"after draining its I/O on it -- the store transition (durable), MAP_GRANT.  The\n"
+	"owner reports no revoke duration of its own: the release round trip is inside\n"
+	"every prepare, start and stop, not apart.  Baselines of the same rounds: the\n"
+	"map-show (the socket round trip, no revoke) and the floor's message round trip\n"
+	"(a release round trip takes at least one).  trigger = prepare + start.\n"
+	"Operations per I/O, per variant: the agents' counters (fm_agent_stats) and the\n"
+	"owner's `status` counters, deltas over the variant's kept batches, / its I/Os.\n"
+	"READ = fetches + locks (a FETCH is one READ of a bitmap window; a lock\n"
+	"acquisition one READ of the grain's word, posted with its CAS or after a\n"
+	"hand-over); CAS = locks + unlocks (one CAS to take the word, one to release\n"
+	"it); client messages = SPLIT_COMMITs sent + LOCK_REQUESTs + SPLIT_QUERYs (the\n"
+	"owner's received counts) [+ UNLOCKs by message = unlocks, by-message variant];\n"
+	"owner messages = SPLIT_ACKs + LOCK_GRANTs + query answers (one per query).  By\n"
+	"message, fetches and locks are messages, not READs or CASes.  Not counted (no\n"
+	"counter): CASes retried against a word another thread of the same agent holds,\n"
+	"the READ of a re-entered lock, an UNLOCK message after a release CAS that found\n"
+	"waiters, error answers, the owner's own CAS and READ on its memory.";
 
 /* -------------------------------------------------------------- point */
 
@@ -125,6 +154,8 @@ void hb_point_finish(struct hb_point *pt)
 	}
 	for (unsigned f = 0; f < F_N; f++)
 		se_stats(&pt->F[f], &pt->st_f[f]);
+	for (unsigned t = 0; t < T_N; t++)
+		se_stats(&pt->T[t], &pt->st_t[t]);
 }
 
 void hb_point_free(struct hb_point *pt)
@@ -138,6 +169,8 @@ void hb_point_free(struct hb_point *pt)
 	}
 	for (unsigned f = 0; f < F_N; f++)
 		se_free(&pt->F[f]);
+	for (unsigned t = 0; t < T_N; t++)
+		se_free(&pt->T[t]);
 }
 
 /* The floor of class c (hot or not) and its name; NAN: none.  What the
@@ -226,6 +259,41 @@ static unsigned listing(unsigned *out)
 		}
 	}
 	return n;
+}
+
+/* ------------------------------------------------------- ops per I/O */
+
+void hb_ops_of(const struct hb_point *pt, unsigned v, struct hb_ops *o)
+{
+	const struct hb_agent_delta *a = &pt->ag[v];
+	double n = (double)pt->ios[v];
+	bool msg = v == V_MSG;
+
+	memset(o, 0, sizeof(*o));
+	o->ios = pt->ios[v];
+	if (!pt->ios[v] || v >= HB_SETS) {
+		o->reads = o->cas = o->client_msgs = o->owner_msgs = NAN;
+		o->fetches = o->locks = o->unlocks = o->commits_sent = NAN;
+		o->lock_requests = o->queries = o->unlock_msgs = o->acks = o->lock_grants = NAN;
+		return;
+	}
+	o->fetches = (double)a->fetches / n;
+	o->locks = (double)a->locks / n;
+	o->unlocks = (double)a->unlocks / n;
+	o->commits_sent = (double)a->commits_sent / n;
+	o->lock_requests = (double)pt->lock_requests[v] / n;
+	o->queries = (double)pt->queries[v] / n;
+	o->acks = (double)pt->acks[v] / n;
+	o->lock_grants = (double)pt->lock_grants[v] / n;
+	/* by message every unlock is an UNLOCK message; one-sided, a release
+	 * CAS that found waiters sends one too, and nothing counts those */
+	o->unlock_msgs = msg ? o->unlocks : NAN;
+	/* by message a fetch is a SPLIT_QUERY and a lock a LOCK_REQUEST plus
+	 * a SPLIT_QUERY: messages the owner counted, no READ, no CAS */
+	o->reads = msg ? 0 : o->fetches + o->locks;
+	o->cas = msg ? 0 : o->locks + o->unlocks;
+	o->client_msgs = o->commits_sent + o->lock_requests + o->queries + (msg ? o->unlocks : 0);
+	o->owner_msgs = o->acks + o->lock_grants + o->queries;
 }
 
 /* ------------------------------------------------------------- header */
@@ -462,6 +530,63 @@ static void print_ratios(const struct hb_point *pt)
 	       pt->st_all[V_MSG].st.avg / pt->st_all[V_CACHE].st.avg);
 }
 
+static void print_ops(const struct hb_point *pt)
+{
+	printf("\noperations per I/O (agent and owner counters over the variant's kept batches / "
+	       "its I/Os; READ, CAS one-sided, msgs two-sided)\n");
+	printf("%-34s %10s %7s %7s %8s %8s | %7s %7s %7s %7s %7s %7s %7s %7s %7s\n", "variant",
+	       "I/Os", "READ", "CAS", "msgs", "msgs", "fetch", "lock", "unlock", "COMMIT",
+	       "LOCK_RQ", "QUERY", "UNLOCK", "ACK", "GRANT");
+	printf("%-34s %10s %7s %7s %8s %8s | %7s %7s %7s %7s %7s %7s %7s %7s %7s\n", "", "[n]",
+	       "[/IO]", "[/IO]", "client", "owner", "[/IO]", "[/IO]", "[/IO]", "sent", "recv",
+	       "recv", "msg", "sent", "sent");
+	for (unsigned v = 0; v < HB_SETS; v++) {
+		struct hb_ops o;
+		char um[16] = "n/c";
+
+		hb_ops_of(pt, v, &o);
+		if (isfinite(o.unlock_msgs))
+			snprintf(um, sizeof(um), "%.3f", o.unlock_msgs);
+		printf("%-34s %10" PRIu64 " %7.3f %7.3f %8.3f %8.3f | %7.3f %7.3f %7.3f %7.3f %7.3f "
+		       "%7.3f %7s %7.3f %7.3f\n", hb_variant_name[v], o.ios, o.reads, o.cas,
+		       o.client_msgs, o.owner_msgs, o.fetches, o.locks, o.unlocks, o.commits_sent,
+		       o.lock_requests, o.queries, um, o.acks, o.lock_grants);
+	}
+	printf("(READ = fetch + lock, CAS = lock + unlock; by message both are 0: its fetches "
+	       "and locks are SPLIT_QUERY and\n LOCK_REQUEST messages.  n/c: no counter -- the "
+	       "UNLOCK message a release CAS sends when it finds waiters.\n Not counted "
+	       "anywhere: CASes retried against our own thread's word, the READ of a re-entered "
+	       "lock,\n error answers, the owner's own CAS and READ on its memory)\n");
+}
+
+static void print_triggers(const struct hb_point *pt)
+{
+	double msg = typ(&pt->st_f[F_MSG]), ctl = typ(&pt->st_t[T_CTL]);
+
+	if (!opt.triggers)
+		return;
+	printf("\ntrigger and release round trip: %" PRIu64 " cycles on the trigger mapping "
+	       "(%u per round), %u holders (%u agents x %u clients),\n under the cache engine's "
+	       "I/O on it: %" PRIu64 " I/Os in %.2f s (%.0f IO/s), %" PRIu64 " restarts; "
+	       "stops skipped (copy complete): %" PRIu64 "\n", pt->trig_cycles, opt.triggers,
+	       HB_SETS * opt.clients, HB_SETS, opt.clients, pt->trig_ios, pt->trig_seconds,
+	       pt->trig_seconds > 0 ? (double)pt->trig_ios / pt->trig_seconds : NAN,
+	       pt->trig_restarts, pt->trig_skipped_stops);
+	lat_header();
+	for (unsigned t = 0; t < T_N; t++)
+		if (pt->st_t[t].st.n)
+			lat_row(hb_trig_name[t], &pt->st_t[t], NAN);
+	lat_row("floor: message round trip", &pt->st_f[F_MSG], NAN);
+	printf("(each of prepare, start and stop holds one release round trip: RELEASE_REQUEST to "
+	       "every holder, their RELEASED\n after draining their I/O, plus the store's durable "
+	       "transition and MAP_GRANT; the owner reports no revoke\n duration, so the whole "
+	       "control command is timed.  trigger / msg rtt %.1fx, map-start / map-show "
+	       "%.1fx;\n map-show runs right after map-start, map-start right after "
+	       "map-prepare; the first command of a cycle, map-prepare,\n comes after a pause "
+	       "and may wait for the owner to be scheduled)\n",
+	       typ(&pt->st_t[T_TRIGGER]) / msg, typ(&pt->st_t[T_START]) / ctl);
+}
+
 void hb_print_point(const struct hb_point *pt)
 {
 	printf("\n== split %.1f%%: grains split %.2f%% / %.2f%% / %.2f%% / %.2f%% (cache / "
@@ -475,6 +600,8 @@ void hb_print_point(const struct hb_point *pt)
 	print_throughput(pt);
 	print_latency(pt);
 	print_ratios(pt);
+	print_ops(pt);
+	print_triggers(pt);
 }
 
 void hb_print_sweep(struct hb_point *const *pts, unsigned n)
@@ -559,6 +686,7 @@ void hb_json_params(struct fm_jw *w)
 	fm_jw_u64(w, "batch_ms", opt.count ? 0 : opt.batch_ms);
 	fm_jw_u64(w, "count", opt.count);
 	fm_jw_u64(w, "floor_ops", opt.floor_ops);
+	fm_jw_u64(w, "triggers", opt.triggers);
 	fm_jw_u64(w, "seed", opt.seed);
 	fm_jw_u64(w, "lease_ms", 3000);
 	fm_jw_bool(w, "quick", opt.quick);
@@ -602,11 +730,35 @@ static void json_variant(struct fm_jw *w, const struct hb_point *pt, unsigned v)
 	fm_jw_u64(w, "owner_lock_requests", pt->lock_requests[v]);
 	fm_jw_u64(w, "owner_split_commits", pt->owner_commits[v]);
 	if (v != V_VOLUME) {
+		struct hb_ops o;
+
 		fm_jw_obj(w, "agent");
 		fm_jw_u64(w, "fetches", a->fetches);
 		fm_jw_u64(w, "locks", a->locks);
 		fm_jw_u64(w, "commits", a->commits);
+		fm_jw_u64(w, "commits_sent", a->commits_sent);
 		fm_jw_u64(w, "unlocks", a->unlocks);
+		fm_jw_end(w);
+		fm_jw_u64(w, "owner_lock_grants", pt->lock_grants[v]);
+		fm_jw_u64(w, "owner_split_acks", pt->acks[v]);
+		fm_jw_u64(w, "owner_split_queries", pt->queries[v]);
+		/* null: no counter (unlock_msgs of the one-sided variants) */
+		hb_ops_of(pt, v, &o);
+		fm_jw_obj(w, "ops_per_io");
+		fm_jw_u64(w, "ios", o.ios);
+		fm_jw_num(w, "reads", o.reads);
+		fm_jw_num(w, "cas", o.cas);
+		fm_jw_num(w, "client_msgs", o.client_msgs);
+		fm_jw_num(w, "owner_msgs", o.owner_msgs);
+		fm_jw_num(w, "fetches", o.fetches);
+		fm_jw_num(w, "locks", o.locks);
+		fm_jw_num(w, "unlocks", o.unlocks);
+		fm_jw_num(w, "split_commits_sent", o.commits_sent);
+		fm_jw_num(w, "lock_requests", o.lock_requests);
+		fm_jw_num(w, "split_queries", o.queries);
+		fm_jw_num(w, "unlock_msgs", o.unlock_msgs);
+		fm_jw_num(w, "split_acks", o.acks);
+		fm_jw_num(w, "lock_grants", o.lock_grants);
 		fm_jw_end(w);
 		fm_jw_obj(w, "cache");
 		fm_jw_u64(w, "lookups", a->lookups);
@@ -700,6 +852,37 @@ static void json_point(struct fm_jw *w, const struct hb_point *pt)
 	for (unsigned v = 0; v < V_N; v++)
 		json_variant(w, pt, v);
 	fm_jw_end(w);
+	if (opt.triggers) {
+		double msg = typ(&pt->st_f[F_MSG]);
+
+		fm_jw_obj(w, "triggers");
+		fm_jw_u64(w, "cycles", pt->trig_cycles);
+		fm_jw_u64(w, "per_round", opt.triggers);
+		fm_jw_u64(w, "holders", HB_SETS * opt.clients);
+		fm_jw_num(w, "pause_ms", (double)opt.batch_ms / (2.0 * opt.triggers));
+		fm_jw_u64(w, "ios", pt->trig_ios);
+		fm_jw_num(w, "ios_per_s", pt->trig_seconds > 0 ?
+				  (double)pt->trig_ios / pt->trig_seconds : NAN);
+		fm_jw_u64(w, "restarts", pt->trig_restarts);
+		fm_jw_u64(w, "stops_skipped", pt->trig_skipped_stops);
+		fm_jw_str(w, "interval", "one control command: connect, the line, the owner's "
+					 "revoke (RELEASE_REQUEST to every holder, their "
+					 "RELEASED), the store transition, MAP_GRANT, the answer");
+		fm_jw_num(w, "msg_rtt_t_typical", msg);
+		fm_jw_num(w, "trigger_vs_msg_rtt", typ(&pt->st_t[T_TRIGGER]) / msg);
+		fm_jw_num(w, "trigger_vs_ctl_rtt",
+			  typ(&pt->st_t[T_TRIGGER]) / typ(&pt->st_t[T_CTL]));
+		fm_jw_arr(w, "commands");
+		for (unsigned t = 0; t < T_N; t++) {
+			fm_jw_obj(w, NULL);
+			fm_jw_str(w, "case", hb_trig_key[t]);
+			fm_jw_str(w, "name", hb_trig_name[t]);
+			json_stats(w, &pt->st_t[t]);
+			fm_jw_end(w);
+		}
+		fm_jw_end(w);
+		fm_jw_end(w);
+	}
 	fm_jw_arr(w, "floors");
 	for (unsigned f = 0; f < F_N; f++) {
 		fm_jw_obj(w, NULL);

@@ -6,17 +6,18 @@
  * gave kept unless the phase says otherwise:
  *
  *   io          the I/O run at --split (default 50%): every variant, the
- *               floor, the latency CDF per path
+ *               floor, the latency CDF per path, the trigger unit
+ *               (--triggers), operations per I/O
  *   split       the split sweep: 0, 50, 95, 100% (--quick: 0, 100);
  *               I/Os/s and decisions/s vs split for the engine and each
- *               baseline
+ *               baseline (no trigger unit: the io phase has it)
  *   contention  k = 1, 2, 4, 8, 16 processes on one hot grain (--quick:
  *               1, 2), beside a plain CAS spin; goodput vs k
  *   cache       cache bytes: split 50%, one round, at volume sizes V/16,
  *               V/4, V (V = --volume-size; --quick: V/4, V), then at V/4
  *               with the pre-split chosen in runs of 1, 16, 256 grains
  *               (fewer, longer ranges); bytes vs volume size, bytes vs
- *               ranges
+ *               ranges (no trigger unit)
  *
  * FOLDER (--results DIR, else results/<UTC timestamp>-<provider>; it must
  * not exist, so no run overwrites another):
@@ -258,6 +259,7 @@ static void phase_split(void)
 
 	phase_opts("split");
 	opt.sweep = true;
+	opt.triggers = 0;
 	opt.npoints = n;
 	for (unsigned i = 0; i < n; i++)
 		opt.split_pct[i] = l[i];
@@ -392,6 +394,7 @@ static void phase_cache(void)
 		opt.rounds = 1;
 		opt.volume_size = v;
 		opt.split_run = i < ndiv ? 1 : runs[i - ndiv];
+		opt.triggers = 0;
 		pt = pts[S.ncache] = calloc(1, sizeof(*pt));
 		if (!pt)
 			hb_die(-ENOMEM, "run point");
@@ -576,6 +579,36 @@ static void summary_print(FILE *f, const char *la0, const char *la1, double elap
 	fprintf(f, "\nI/Os/s of the I/O run (typical of the rounds): cache %.0f, no cache %.0f, "
 		   "no merge %.0f, volumes only %.0f\n", pt->iops_typ[V_CACHE],
 		pt->iops_typ[V_NOCACHE], pt->iops_typ[V_NOMERGE], pt->iops_typ[V_VOLUME]);
+	if (opt.triggers) {
+		fprintf(f, "\ntrigger and release round trip (the I/O run: %" PRIu64 " cycles under "
+			   "the cache engine's I/O, %u holders), one control command each [usec]\n",
+			pt->trig_cycles, HB_SETS * opt.clients);
+		fprintf(f, "%-34s %10s %10s %10s %10s\n", "command", "t_min", "t_typical", "99%",
+			"99.9%");
+		for (unsigned t = 0; t < T_N; t++) {
+			const struct series_stats *st = &pt->st_t[t];
+
+			if (st->st.n)
+				fprintf(f, "%-34s %10.2f %10.2f %10.2f %10.2f\n", hb_trig_name[t],
+					st->st.min, hb_t_typical(st), st->st.p99, st->st.p999);
+		}
+		fprintf(f, "%-34s %10.2f %10.2f %10.2f %10.2f\n", "floor: message round trip",
+			pt->st_f[F_MSG].st.min, hb_t_typical(&pt->st_f[F_MSG]),
+			pt->st_f[F_MSG].st.p99, pt->st_f[F_MSG].st.p999);
+		fprintf(f, "(each of prepare, start, stop waits for one release round trip; the owner "
+			   "reports no revoke time, so the command is timed)\n");
+	}
+	fprintf(f, "\noperations per I/O of the I/O run (READ, CAS one-sided; msgs two-sided; "
+		   "io.txt has the parts)\n");
+	fprintf(f, "%-34s %10s %8s %8s %12s %12s\n", "variant", "I/Os", "READ", "CAS",
+		"msgs client", "msgs owner");
+	for (unsigned v = 0; v < HB_SETS; v++) {
+		struct hb_ops o;
+
+		hb_ops_of(pt, v, &o);
+		fprintf(f, "%-34s %10" PRIu64 " %8.3f %8.3f %12.3f %12.3f\n", hb_variant_name[v],
+			o.ios, o.reads, o.cas, o.client_msgs, o.owner_msgs);
+	}
 	fprintf(f, "\ncache bytes at the end (the cache phase; every client's summed):\n");
 	for (unsigned i = 0; i < S.ncache; i++)
 		fprintf(f, "  volume %8.1f MiB, runs of %3u grains: %10" PRIu64 " B in %8" PRIu64
@@ -665,6 +698,41 @@ static void json_write(int argc, char **argv, const char *la0, const char *la1,
 		fm_jw_num(&w, "ratio_to_device", v / d);
 		fm_jw_end(&w);
 	}
+	fm_jw_end(&w);
+	fm_jw_arr(&w, "ops_per_io");
+	for (unsigned v = 0; v < HB_SETS; v++) {
+		struct hb_ops o;
+
+		hb_ops_of(pt, v, &o);
+		fm_jw_obj(&w, NULL);
+		fm_jw_str(&w, "variant", hb_variant_key[v]);
+		fm_jw_u64(&w, "ios", o.ios);
+		fm_jw_num(&w, "reads", o.reads);
+		fm_jw_num(&w, "cas", o.cas);
+		fm_jw_num(&w, "client_msgs", o.client_msgs);
+		fm_jw_num(&w, "owner_msgs", o.owner_msgs);
+		fm_jw_end(&w);
+	}
+	fm_jw_end(&w);
+	fm_jw_obj(&w, "triggers");
+	fm_jw_u64(&w, "cycles", pt->trig_cycles);
+	fm_jw_u64(&w, "holders", opt.triggers ? HB_SETS * opt.clients : 0);
+	fm_jw_num(&w, "msg_rtt_t_typical", hb_t_typical(&pt->st_f[F_MSG]));
+	fm_jw_arr(&w, "commands");
+	for (unsigned t = 0; opt.triggers && t < T_N; t++) {
+		const struct series_stats *st = &pt->st_t[t];
+
+		fm_jw_obj(&w, NULL);
+		fm_jw_str(&w, "case", hb_trig_key[t]);
+		fm_jw_str(&w, "unit", "usec");
+		fm_jw_u64(&w, "n", st->st.n);
+		fm_jw_num(&w, "t_min", st->st.n ? st->st.min : NAN);
+		fm_jw_num(&w, "t_typical", hb_t_typical(st));
+		fm_jw_num(&w, "p99", st->st.n ? st->st.p99 : NAN);
+		fm_jw_num(&w, "p99_9", st->st.n ? st->st.p999 : NAN);
+		fm_jw_end(&w);
+	}
+	fm_jw_end(&w);
 	fm_jw_end(&w);
 	fm_jw_arr(&w, "cache_points");
 	for (unsigned i = 0; i < S.ncache; i++) {

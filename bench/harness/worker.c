@@ -10,6 +10,10 @@
  *             fm_refvol_do on the volume for the volume-only variant.  A
  *             sample is one I/O: one clock read before the call, one
  *             after; its class comes from the I/O's fm_engine_io_stats.
+ *             The trigger unit (U_TRIGGER): the same stream, every I/O on
+ *             the trigger mapping through the cache engine, hot threads
+ *             too, until the coordinator sets io_stop (it re-triggers the
+ *             mapping meanwhile); the load, its samples not kept
  *   FLOOR     --floor-ops raw READs, CAS+READ-then-CAS and CASes on its
  *             own floor lane and CAS word; thread 0 also message round
  *             trips on the process's floor endpoint
@@ -179,6 +183,8 @@ static int do_io(struct hb_worker *w, unsigned v, enum fm_io_op op, unsigned map
 {
 	struct hb_proc *p = w->p;
 
+	if (v == U_TRIGGER)
+		return fm_engine_rw(p->e[V_CACHE], hb_trig_id(), op, off, opt.io_size, w->buf, st);
 	if (v == V_VOLUME) {
 		bool src = op == FM_IO_READ_SOURCE || op == FM_IO_WRITE_SOURCE;
 		bool rd = op == FM_IO_READ_SOURCE || op == FM_IO_READ_TARGET;
@@ -208,8 +214,9 @@ static bool timed_io(struct hb_worker *w, unsigned v, enum fm_io_op op, unsigned
 	t1 = fm_now_ns();
 	if (rc) {
 		w->errors++;
-		werr(w, rc, "%s %s of mapping index %u at %llu", hb_variant_key[v],
-		     fm_io_op_name(op), map, (unsigned long long)off);
+		werr(w, rc, "%s %s of mapping index %u at %llu",
+		     v == U_TRIGGER ? "trigger" : hb_variant_key[v], fm_io_op_name(op), map,
+		     (unsigned long long)off);
 		return false;
 	}
 	if (!w->t_first)
@@ -292,12 +299,21 @@ void hb_worker_run(struct hb_worker *w)
 	struct hb_gen g;
 	struct hb_io io;
 
-	if (w->hot) {
+	if (w->hot && v != U_TRIGGER) {
 		hot_run(w, j);
 		return;
 	}
 	hb_gen_init(&g, &w->p->zipf, j->seed, w->global, opt.clients * opt.threads);
 	wait_until(j->t_start);
+	if (v == U_TRIGGER) { /* until the coordinator's triggers are done */
+		while (!atomic_load_explicit(&w->p->sh->io_stop, memory_order_relaxed)) {
+			hb_gen_next(&g, &io);
+			if (!timed_io(w, v, io.op, io.map, io.offset, false))
+				break;
+		}
+		w->t_last = fm_now_ns();
+		return;
+	}
 	for (uint64_t i = 0; !j->count || i < j->count; i++) {
 		hb_gen_next(&g, &io);
 		if (!timed_io(w, v, io.op, io.map, io.offset, false))

@@ -53,7 +53,25 @@ v=$p.variants
 	$p.split_start_pct.nomerge:number $p.nomerge_vs_cache_ranges:number \
 	$p.split_start_pct.msg:number $p.cache_vs_msg_decisions:number \
 	$p.floors.0.case:string $p.floors.0.t_typical:number $p.floors.3.t_typical:number \
-	points.1.split_pct:number points.1.variants.0.ios_per_s:number
+	points.1.split_pct:number points.1.variants.0.ios_per_s:number \
+	params.triggers:number $p.triggers.cycles:number $p.triggers.holders:number \
+	$p.triggers.ios:number $p.triggers.msg_rtt_t_typical:number \
+	$p.triggers.trigger_vs_msg_rtt:number \
+	$p.triggers.commands.0.case:string $p.triggers.commands.0.t_min:number \
+	$p.triggers.commands.0.t_typical:number $p.triggers.commands.0.p99:number \
+	$p.triggers.commands.0.p99_9:number $p.triggers.commands.1.t_typical:number \
+	$p.triggers.commands.2.t_typical:number $p.triggers.commands.2.p99_9:number \
+	$p.triggers.commands.3.t_typical:number $p.triggers.commands.4.t_typical:number \
+	$v.0.ops_per_io.ios:number $v.0.ops_per_io.reads:number $v.0.ops_per_io.cas:number \
+	$v.0.ops_per_io.client_msgs:number $v.0.ops_per_io.owner_msgs:number \
+	$v.0.ops_per_io.fetches:number $v.0.ops_per_io.split_commits_sent:number \
+	$v.1.ops_per_io.reads:number $v.2.ops_per_io.cas:number \
+	$v.3.ops_per_io.reads:number $v.3.ops_per_io.client_msgs:number \
+	$v.3.ops_per_io.owner_msgs:number $v.3.ops_per_io.split_queries:number \
+	$v.3.ops_per_io.unlock_msgs:number $v.0.agent.commits_sent:number \
+	$v.0.owner_split_acks:number $v.3.owner_split_queries:number
+grep -q '^trigger and release round trip' "$dir/run.txt" || { cat "$dir/run.txt"; exit 1; }
+grep -q '^operations per I/O' "$dir/run.txt" || { cat "$dir/run.txt"; exit 1; }
 
 # the contention sweep: 1 and 2 contenders on the hot grain, beside the
 # plain CAS spin; its JSON holds the fields tools read, and mutual
@@ -110,7 +128,17 @@ grep -q 'device floor' "$dir/suite/summary.txt" || { cat "$dir/suite/summary.txt
 	transport_ops.0.ratio_to_device:number cache_points.0.volume_size:number \
 	cache_points.0.bytes_cache:number cache_points.0.ranges_nomerge:number \
 	phases.io.points.0.variants.0.ios_per_s:number phases.split.points.1.split_pct:number \
-	phases.contention.contention.1.k:number phases.cache.points.0.split_pct:number
+	phases.contention.contention.1.k:number phases.cache.points.0.split_pct:number \
+	ops_per_io.0.reads:number ops_per_io.0.cas:number ops_per_io.0.client_msgs:number \
+	ops_per_io.3.client_msgs:number ops_per_io.3.owner_msgs:number \
+	triggers.cycles:number triggers.holders:number triggers.msg_rtt_t_typical:number \
+	triggers.commands.0.t_typical:number triggers.commands.2.p99:number \
+	phases.io.points.0.triggers.commands.1.t_typical:number
+grep -q '^trigger and release round trip' "$dir/suite/summary.txt" &&
+	grep -q '^operations per I/O' "$dir/suite/summary.txt" || {
+	cat "$dir/suite/summary.txt"
+	exit 1
+}
 if command -v gnuplot >/dev/null 2>&1; then
 	for png in io/cdf-split50.png split/throughput-vs-split.png split/decisions-vs-split.png \
 		contention/goodput-vs-k.png cache/cache-vs-volume.png cache/cache-vs-ranges.png; do
