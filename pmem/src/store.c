@@ -1265,6 +1265,32 @@ out:
 	return ret;
 }
 
+int fm_store_changed_test(struct fm_store *s, uint64_t id, uint64_t grain)
+{
+	const uint64_t *ch;
+	int64_t i;
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	if ((ret = __changed_supported(s)))
+		goto out;
+	i = __lookup(s, id);
+	if (i < 0) {
+		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
+		goto out;
+	}
+	if (grain >= s->slots[i].m.geom.grain_count) {
+		ret = fm_err(-ERANGE, "grain %" PRIu64 " >= %" PRIu64, grain,
+			     s->slots[i].m.geom.grain_count);
+		goto out;
+	}
+	ch = (const uint64_t *)(s->base + changed_off(s, (uint32_t)i));
+	ret = (int)((le64toh(ch[grain / 64]) >> (grain % 64)) & 1);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
 int fm_store_map_refresh(struct fm_store *s, uint64_t id, uint32_t opt,
 			 struct fm_store_refresh *out)
 {

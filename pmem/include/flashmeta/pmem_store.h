@@ -353,6 +353,12 @@ int fm_store_changed_unknown(struct fm_store *s, uint64_t id, uint64_t generatio
  */
 int fm_store_changed_count(struct fm_store *s, uint64_t id, uint64_t *count);
 
+/*
+ * fm_store_changed_test -- 1 if `grain` is in mapping `id`'s changed set,
+ * 0 if not, or -ENOENT, -ERANGE, -EOPNOTSUPP.  Does not block on I/O.
+ */
+int fm_store_changed_test(struct fm_store *s, uint64_t id, uint64_t grain);
+
 struct fm_store_refresh {
 	struct fm_mapping map;  /* the mapping after (COPYING, generation + 1) */
 	bool full;              /* CHANGED_UNKNOWN: every grain recopied */
