@@ -255,17 +255,21 @@ static int op_clears_changed(uint32_t op)
  * bitmap is untouched, which the order below keeps until F1 is durable:
  *   F1. if slot i is not (byte for byte) the image: split bitmap i &=
  *       NOT changed bitmap i (the mirror first: a reader may see fewer
- *       bits, never extra); flush.
+ *       bits, never extra); flush, drain.  A crash here replays F1
+ *       (clearing bits already clear changes nothing).
  *   F2. write slot i (the image: generation + 1, COPYING, CHANGED_UNKNOWN
- *       clear); flush; drain F1 and F2 together.  A crash before this
- *       drain replays F1 (clearing bits already clear changes nothing).
+ *       clear); flush, drain.  The switch: from here on F1 is skipped.
+ *       F1 must be durable before F2 may land: flushed but undrained
+ *       lines reach media in any order, and a slot that landed before
+ *       F1's words would make the replay skip F1 and keep split bits of
+ *       changed grains (test_pmem_powerfail --seed 1795935671 found it).
  *   F3. clear changed bitmap i; flush, drain.  From F2 on F1 is skipped,
  *       so a half-cleared changed set is never applied.
  *   F4. the applied word (as every op).
  * Until F4 the store is not handed out: recovery completes the record
  * first, so nobody sees generation g with bits missing.
  */
-static void __refresh_bits(struct fm_store *s, const struct fm_log_rec *r)
+static int __refresh_bits(struct fm_store *s, const struct fm_log_rec *r)
 {
 	uint64_t *bm = (uint64_t *)(s->base + bitmap_off(s, r->slot));
 	const uint64_t *ch = (const uint64_t *)(s->base + changed_off(s, r->slot));
@@ -274,7 +278,7 @@ static void __refresh_bits(struct fm_store *s, const struct fm_log_rec *r)
 	struct fm_slot img;
 
 	if (!memcmp(slot_addr(s, r->slot), &r->image, FM_SLOT_SIZE))
-		return; /* F2 done: the changed bitmap may be half cleared */
+		return 0; /* F2 done: the changed bitmap may be half cleared */
 	fm_slot_decode(&img, &r->image);
 	for (uint64_t k = 0; k < img.bitmap_len / 8; k++) {
 		uint64_t c = __atomic_load_n(&ch[k], __ATOMIC_RELAXED);
@@ -288,6 +292,7 @@ static void __refresh_bits(struct fm_store *s, const struct fm_log_rec *r)
 			fm_flush(&s->pers, &bm[k], 8);
 		}
 	}
+	return fm_drain(&s->pers); /* F1 durable before F2 is written */
 }
 
 /*
@@ -348,8 +353,11 @@ static int __log_replay(struct fm_store *s, const struct fm_log_rec *r)
 		if (ret)
 			return ret;
 	}
-	if (r->op == FM_LOG_REFRESH)
-		__refresh_bits(s, r); /* F1, drained with F2 (step 3) */
+	if (r->op == FM_LOG_REFRESH) {
+		ret = __refresh_bits(s, r); /* F1 */
+		if (ret)
+			return ret;
+	}
 	/* 2. clear the slot's bitmap (create, delete, restart).  The mirror is
 	 *    cleared first: a reader may see fewer bits, never extra ones.
 	 *    CHANGED pools: its changed bitmap too (restore as well: the new
