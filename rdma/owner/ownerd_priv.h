@@ -92,7 +92,8 @@ enum od_pend { OD_PEND_NONE = 0, OD_PEND_PREPARE, OD_PEND_START, OD_PEND_RESTART
 	       OD_PEND_COMPLETE, /* every grain split: COPY_COMPLETE (nobody asked) */
 	       OD_PEND_DELETE,   /* map-delete: stop if forced, remove, free the slot */
 	       OD_PEND_GROUP,    /* member of a group operation (od_map.gop) */
-	       OD_PEND_RESTORE   /* map-restore: the reverse (control.c) */ };
+	       OD_PEND_RESTORE,  /* map-restore: the reverse (control.c) */
+	       OD_PEND_REFRESH   /* map-refresh: the incremental refresh (control.c) */ };
 
 struct od_map {
 	bool used;
