@@ -27,12 +27,16 @@
  *     reports -- gets M marked changed-unknown (ow_changed_unknown) at
  *     that moment, again a CHANGED action the revoke waits for.  Only a
  *     2.4 client's in-band BYE{QUIESCED} vouches that its reports came
- *     first (it sends them right before it: client session.c).
+ *     first (it sends them right before it: client session.c) -- unless
+ *     the session sent a report the owner refused for its own map (grains
+ *     beyond it) or a message that did not decode: then its word is not
+ *     taken and the set is marked all the same.
  *  5. No new grant of M is sent between the revoke's completion and the
  *     driver's store operation (the map is withheld until
  *     fm_owner_map_update), so nothing can be written in between.
  * A report the owner refuses (map not held by the session, another
- * generation, grains beyond the map) changes nothing; a report the store
+ * generation, grains beyond the map) changes nothing by itself (the last
+ * kind costs the session its vouch, 4.); a report the store
  * failed to record (-EIO) marks the set changed-unknown instead, and a
  * mark that failed is asked again at every tick -- the revoke waits.
  */
@@ -92,6 +96,8 @@ void ow_changed_on_report(struct fm_owner *o, struct osess *s, const struct fm_m
 			     " %llu", (unsigned long long)r->map_id,
 			     (unsigned long long)r->ranges[r->range_count - 1].last,
 			     (unsigned long long)o->maps[slot].d.grain_count);
+	if (err == -ERANGE)
+		s->report_refused = true; /* its set is not what it wrote (4.) */
 	if (err) {
 		o->st.change_reports_refused++;
 		ow_send_error(o, s, m->seq, err);

@@ -372,6 +372,7 @@ int fm_owner_recv(struct fm_owner *o, uint64_t conn, const void *buf, size_t len
 	rc = fm_wire_decode(buf, len, m);
 	if (rc) {
 		o->st.malformed++;
+		s->report_refused = true; /* it may have been a report (changed.c) */
 		ow_sess_close(o, s, FM_BYE_MALFORMED, rc, now);
 		goto out;
 	}

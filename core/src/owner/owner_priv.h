@@ -63,6 +63,9 @@ struct osess {
 	bool reported;           /* ... by a BYE{QUIESCED} of a 2.4 client, in
 				  * band: every CHANGE_REPORT it owed came
 				  * before it (changed.c) */
+	bool report_refused;     /* a report of a map it holds was refused
+				  * (grains beyond it), or a message failed to
+				  * decode: its BYE vouches for nothing */
 	bool link_lost;          /* nothing can be sent on conn any more */
 	bool fence_queued;       /* a FENCE is out, not yet done */
 	bool fence_kill;         /* ... asked with kill */
