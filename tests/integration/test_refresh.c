@@ -37,7 +37,8 @@
  *                refused too, but that client's BYE is not believed: the
  *                set is marked unknown.  A report the wire refuses (a
  *                range count beyond the payload) ends the session (BYE
- *                malformed, EBADMSG) and marks the set unknown.
+ *                malformed, EBADMSG) and marks the set unknown; so does
+ *                a client of wire 2.3 (it never reports) that held it.
  * Exit 0 = pass.  Checked to fail: see the commit that added it.
  */
 #include <errno.h>
@@ -631,7 +632,8 @@ static int raw_recv(struct raw *r, uint16_t type, struct fm_msg *m)
 	return -ETIMEDOUT;
 }
 
-static int raw_join(struct raw *r, uint32_t id)
+/* HELLO (announcing wire 2.`minor`), AUTH, WELCOME */
+static int raw_join_minor(struct raw *r, uint32_t id, uint8_t minor)
 {
 	struct fm_transport_cfg tcfg = { .provider = s.provider, .op_timeout_ms = 2000 };
 	uint8_t nonce[FM_WIRE_NONCE_SIZE];
@@ -644,7 +646,7 @@ static int raw_join(struct raw *r, uint32_t id)
 	fm_wire_msg_init(&m, FM_MSG_HELLO);
 	m.u.hello.client_id = id;
 	m.u.hello.ver_major = FM_WIRE_MAJOR;
-	m.u.hello.ver_minor = FM_WIRE_MINOR;
+	m.u.hello.ver_minor = minor;
 	for (unsigned i = 0; i < FM_WIRE_NONCE_SIZE; i++)
 		nonce[i] = (uint8_t)(i * 13 + id);
 	memcpy(m.u.hello.nonce, nonce, sizeof(nonce));
@@ -735,6 +737,7 @@ static int raw_bye_quiesced(struct raw *r)
  * process.  Phase 0: refusals ENOENT/ESTALE, a good report, BYE{QUIESCED}.
  * Phase 1: a report beyond the map (ERANGE), BYE{QUIESCED}.  Phase 2: a
  * range count beyond the payload, the owner's BYE, our BYE{QUIESCED}.
+ * Phase 3: a client of wire 2.3 joins and leaves with BYE{QUIESCED}.
  */
 static int raw_child(struct svc *sv, int idx, int rfd, int wfd, void *arg)
 {
@@ -745,9 +748,12 @@ static int raw_child(struct svc *sv, int idx, int rfd, int wfd, void *arg)
 	(void)idx;
 	(void)rfd;
 	(void)wfd;
-	if (raw_join(&r, 3 + (uint32_t)phase))
+	if (raw_join_minor(&r, 3 + (uint32_t)phase, phase == 3 ? 3 : FM_WIRE_MINOR))
 		return 10;
-	if (phase == 0) {
+	if (phase == 3) {
+		/* a 2.3 client: it never reports, so its BYE vouches for
+		 * nothing (wire.h "Versions") */
+	} else if (phase == 0) {
 		CHECK(raw_report(&r, 99, 1, 10, 1) == 0);
 		CHECK(raw_refused(&r) == ENOENT);
 		CHECK(raw_report(&r, MAP, 0, 10, 1) == 0);   /* the generation before */
@@ -823,6 +829,13 @@ static int sc_malformed(uint64_t *x)
 	CHECK(show_num("changed") == 0);
 	CHECK(svc_ctl(&s, out, sizeof(out), "status") == 0);
 	CHECK(strstr(out, "malformed 1 "));
+	/* a client before 2.4 held the map: whatever it wrote is unknown */
+	CHECK(refresh(out, sizeof(out)) == 0 && ans_num(out, "full") == 1);
+	CHECK(show_num("changed-unknown") == 0);
+	phase = 3;
+	child_start(&s, &c, 3, raw_child, &phase);
+	CHECK(child_wait(&c, 20000) == 0);
+	CHECK(wait_show("changed-unknown", "1", 10000) == 0);
 	free(smodel);
 	free(tmodel);
 	return 0;
