@@ -27,8 +27,8 @@
  *
  * Lifetime: (re)mapped at a grant when the slot has no bitmaps or the
  * mapping's grain count changed (a mapping deleted and made again); reset
- * when a grant brings another generation -- both only with no bracket of
- * the slot open.  `wgen` is the generation the bits belong to; a record
+ * when a grant brings another generation -- both happen only when no
+ * bracket of the slot can be open (cl_written_on_grant says why).  `wgen` is the generation the bits belong to; a record
  * for another generation is refused (-ESTALE) and the engine retries.
  */
 #include <errno.h>
@@ -94,12 +94,20 @@ void cl_written_on_grant(struct fm_client *c, unsigned slot, const struct fm_wir
 	size_t nw = words_of(d->grain_count);
 	uint64_t *b, *s;
 
-	if (cl_readers_open(c, slot))
-		return; /* same generation, brackets running: keep everything */
+	/* Why no bracket that records can be open here when the generation
+	 * or the geometry changes: the owner grants another generation (or a
+	 * mapping made again under this id) only after this client released
+	 * the old one, or in a new session, which begins only after the old
+	 * one quiesced -- either way every bracket of the slot ended, and
+	 * usable stayed false since.  (An io_pin racing with us only counts
+	 * and backs out: it records nothing.)  A grant of the same generation
+	 * -- the lock table after the owner's restart grace -- may come with
+	 * brackets running: it changes nothing here. */
 	if (atomic_load(&mp->wbits) && atomic_load(&mp->wgrains) == d->grain_count) {
-		if (atomic_load(&mp->wgen) != d->generation)
+		if (atomic_load(&mp->wgen) != d->generation) {
 			clear_set(mp); /* an older generation's set is gone at the owner */
-		atomic_store(&mp->wgen, d->generation);
+			atomic_store(&mp->wgen, d->generation);
+		}
 		return;
 	}
 	unmap(mp);
