@@ -59,6 +59,7 @@ static_assert(OFF_SESSION % 8 == 0 && OFF_SEQ % 8 == 0, "64-bit fields aligned")
 #define SZ_BATCH 64u
 #define SZ_QUERY 40u
 #define SZ_ANSWER (40u + FM_WIRE_QUERY_MAX / 8)
+#define SZ_REPORT_FIXED 24u
 
 /* mapdesc offsets */
 #define MD_MAP_ID 0
@@ -79,6 +80,9 @@ static_assert(FM_WIRE_HDR_SIZE + SZ_WELCOME_FIXED +
 static_assert(FM_WIRE_HDR_SIZE + SZ_COMMIT_FIXED +
 		      FM_WIRE_MAX_RANGES * SZ_RANGE <= FM_WIRE_MAX_MSG,
 	      "largest SPLIT_COMMIT fits one receive buffer");
+static_assert(FM_WIRE_HDR_SIZE + SZ_REPORT_FIXED +
+		      FM_WIRE_REPORT_MAX_RANGES * SZ_RANGE <= FM_WIRE_MAX_MSG,
+	      "largest CHANGE_REPORT fits one receive buffer");
 
 
 /* ---- names ---- */
@@ -103,6 +107,7 @@ static const char *const type_names[FM_MSG_TYPE_END] = {
 	[FM_MSG_COPY_BATCH] = "copy-batch",
 	[FM_MSG_SPLIT_QUERY] = "split-query",
 	[FM_MSG_SPLIT_ANSWER] = "split-answer",
+	[FM_MSG_CHANGE_REPORT] = "change-report",
 };
 
 const char *fm_msg_type_name(uint16_t type)
@@ -171,6 +176,7 @@ int fm_wire_payload_size(uint16_t type)
 	case FM_MSG_COPY_BATCH: return SZ_BATCH;
 	case FM_MSG_SPLIT_QUERY: return SZ_QUERY;
 	case FM_MSG_SPLIT_ANSWER: return SZ_ANSWER;
+	case FM_MSG_CHANGE_REPORT: return SZ_REPORT_FIXED;
 	default: return -ENOMSG;
 	}
 }
@@ -184,6 +190,8 @@ static size_t payload_size(const struct fm_msg *m)
 		n += (size_t)m->u.welcome.map_count * FM_WIRE_MAPDESC_SIZE;
 	else if (m->type == FM_MSG_SPLIT_COMMIT)
 		n += (size_t)m->u.commit.range_count * SZ_RANGE;
+	else if (m->type == FM_MSG_CHANGE_REPORT)
+		n += (size_t)m->u.report.range_count * SZ_RANGE;
 	return n;
 }
 
@@ -370,12 +378,31 @@ static int check_fields(const struct fm_msg *m)
 					      an->count);
 		return 0;
 	}
+	case FM_MSG_CHANGE_REPORT: {
+		const struct fm_msg_change_report *r = &m->u.report;
+
+		if (r->range_count == 0 || r->range_count > FM_WIRE_REPORT_MAX_RANGES)
+			return fm_err(-ERANGE, "change-report: %u ranges, want 1..%u",
+				      r->range_count, FM_WIRE_REPORT_MAX_RANGES);
+		for (unsigned i = 0; i < r->range_count; i++) {
+			rc = check_range(r->ranges[i].first, r->ranges[i].last, tn);
+			if (rc)
+				return rc;
+			if (i && r->ranges[i].first <= r->ranges[i - 1].last)
+				return fm_err(-ERANGE, "change-report: range %u [%llu, %llu] not"
+					      " after range %u (ending at %llu)", i,
+					      (unsigned long long)r->ranges[i].first,
+					      (unsigned long long)r->ranges[i].last, i - 1,
+					      (unsigned long long)r->ranges[i - 1].last);
+		}
+		return 0;
+	}
 	default:
 		return 0;
 	}
 }
 
-/* every payload but the arrays of WELCOME and SPLIT_COMMIT */
+/* every payload but the arrays of WELCOME, SPLIT_COMMIT and CHANGE_REPORT */
 union msg_fixed {
 	struct fm_msg_hello hello;
 	struct fm_msg_challenge challenge;
@@ -395,6 +422,7 @@ union msg_fixed {
 	struct fm_msg_copy_batch batch;
 	struct fm_msg_split_query query;
 	struct fm_msg_split_answer answer;
+	uint8_t report[offsetof(struct fm_msg_change_report, ranges)];
 };
 
 void fm_wire_msg_init(struct fm_msg *m, uint16_t type)
@@ -463,6 +491,19 @@ static void enc_commit(uint8_t *p, const struct fm_msg_split_commit *c)
 	for (unsigned i = 0; i < c->range_count; i++) {
 		fm_put_le64(p + SZ_COMMIT_FIXED + i * SZ_RANGE, c->ranges[i].first);
 		fm_put_le64(p + SZ_COMMIT_FIXED + i * SZ_RANGE + 8, c->ranges[i].last);
+	}
+}
+
+static void enc_report(uint8_t *p, const struct fm_msg_change_report *r)
+{
+	fm_put_le64(p, r->map_id);
+	fm_put_le64(p + 8, r->generation);
+	fm_put_le16(p + 16, r->range_count);
+	fm_put_le16(p + 18, 0);
+	fm_put_le32(p + 20, 0);
+	for (unsigned i = 0; i < r->range_count; i++) {
+		fm_put_le64(p + SZ_REPORT_FIXED + i * SZ_RANGE, r->ranges[i].first);
+		fm_put_le64(p + SZ_REPORT_FIXED + i * SZ_RANGE + 8, r->ranges[i].last);
 	}
 }
 
@@ -573,6 +614,9 @@ static void enc_payload(uint8_t *p, const struct fm_msg *m)
 		for (unsigned i = 0; i < FM_WIRE_QUERY_MAX / 64; i++)
 			fm_put_le64(p + SZ_QUERY + 8 * i, m->u.answer.bits[i]);
 		break;
+	case FM_MSG_CHANGE_REPORT:
+		enc_report(p, &m->u.report);
+		break;
 	}
 }
 
@@ -651,6 +695,9 @@ static int dec_payload(const uint8_t *p, size_t n, struct fm_msg *m)
 		want += count * FM_WIRE_MAPDESC_SIZE;
 	} else if (m->type == FM_MSG_SPLIT_COMMIT) {
 		count = fm_get_le16(p + 24);
+		want += count * SZ_RANGE;
+	} else if (m->type == FM_MSG_CHANGE_REPORT) {
+		count = fm_get_le16(p + 16);
 		want += count * SZ_RANGE;
 	}
 	if (n != want)
@@ -796,6 +843,19 @@ static int dec_payload(const uint8_t *p, size_t n, struct fm_msg *m)
 		if (m->type == FM_MSG_SPLIT_ANSWER)
 			for (unsigned i = 0; i < FM_WIRE_QUERY_MAX / 64; i++)
 				m->u.answer.bits[i] = fm_get_le64(p + SZ_QUERY + 8 * i);
+		break;
+	case FM_MSG_CHANGE_REPORT:
+		if (fm_get_le16(p + 18) || fm_get_le32(p + 20))
+			return reserved_err(tn);
+		m->u.report.map_id = fm_get_le64(p);
+		m->u.report.generation = fm_get_le64(p + 8);
+		m->u.report.range_count = (uint16_t)count;
+		for (size_t i = 0; i < count && i < FM_WIRE_REPORT_MAX_RANGES; i++) {
+			m->u.report.ranges[i].first =
+				fm_get_le64(p + SZ_REPORT_FIXED + i * SZ_RANGE);
+			m->u.report.ranges[i].last =
+				fm_get_le64(p + SZ_REPORT_FIXED + i * SZ_RANGE + 8);
+		}
 		break;
 	}
 	return 0;

@@ -38,6 +38,7 @@ void fm_sb_encode(struct fm_sb_media *out, const struct fm_sb *sb)
 	fm_le32_put(&out->slot_size, sb->slot_size);
 	fm_le64_put(&out->bitmap_off, sb->bitmap_off);
 	fm_le64_put(&out->bitmap_stride, sb->bitmap_stride);
+	fm_le64_put(&out->changed_off, sb->changed_off);
 	fm_le32_put(&out->checksum, fm_sb_checksum(out));
 }
 
@@ -57,6 +58,7 @@ void fm_sb_decode(struct fm_sb *out, const struct fm_sb_media *in)
 	out->slot_size = fm_le32_get(&in->slot_size);
 	out->bitmap_off = fm_le64_get(&in->bitmap_off);
 	out->bitmap_stride = fm_le64_get(&in->bitmap_stride);
+	out->changed_off = fm_le64_get(&in->changed_off);
 }
 
 uint32_t fm_sb_checksum(const struct fm_sb_media *in)
@@ -245,16 +247,17 @@ int fm_layout_compute(struct fm_sb *sb, uint32_t slot_count, uint64_t max_grains
 			      max_grains);
 	table_len = round_up((uint64_t)slot_count * FM_SLOT_SIZE, FM_BLOCK);
 	stride = round_up(fm_bitmap_len(max_grains), FM_BLOCK);
-	if (stride > (FM_POOL_SIZE_MAX - FM_TABLE_OFF - table_len) / slot_count)
+	/* two bitmaps per slot: split and changed (1.4) */
+	if (stride > (FM_POOL_SIZE_MAX - FM_TABLE_OFF - table_len) / slot_count / 2)
 		return fm_err(-EINVAL, "%" PRIu32 " mappings of %" PRIu64
 			      " grains exceed the 64 TiB pool limit",
 			      slot_count, max_grains);
-	size = FM_TABLE_OFF + table_len + stride * slot_count;
+	size = FM_TABLE_OFF + table_len + 2 * stride * slot_count;
 
 	memset(sb, 0, sizeof(*sb));
 	sb->major = FM_POOL_MAJOR;
 	sb->minor = FM_POOL_MINOR;
-	sb->incompat = FM_POOL_INCOMPAT_1_3;
+	sb->incompat = FM_POOL_INCOMPAT_1_4;
 	sb->seq = 1;
 	sb->pool_size = size;
 	sb->log_off = FM_LOG_OFF;
@@ -264,6 +267,7 @@ int fm_layout_compute(struct fm_sb *sb, uint32_t slot_count, uint64_t max_grains
 	sb->slot_size = FM_SLOT_SIZE;
 	sb->bitmap_off = FM_TABLE_OFF + table_len;
 	sb->bitmap_stride = stride;
+	sb->changed_off = sb->bitmap_off + stride * slot_count;
 	return 0;
 }
 
@@ -279,6 +283,8 @@ int fm_slot_validate(const struct fm_sb *sb, uint32_t idx, const struct fm_slot 
 		known |= FM_SLOT_FLAGS_EXT;
 	if (sb->incompat & FM_POOL_INCOMPAT_RESTORE)
 		known |= FM_SLOT_REVERSED;
+	if (sb->incompat & FM_POOL_INCOMPAT_CHANGED)
+		known |= FM_SLOT_CHANGED_UNKNOWN;
 	if (!(s->flags & FM_SLOT_IN_USE) || (s->flags & ~known))
 		return fm_err(-EDOM, "slot %" PRIu32 ": flags 0x%" PRIx32 " unknown%s",
 			      idx, s->flags, (sb->incompat & FM_POOL_INCOMPAT_SLOT_EXT) ? "" :
@@ -367,7 +373,20 @@ static int check_sb(const uint8_t *base, uint64_t len, struct fm_sb *sb)
 	    sb->bitmap_stride > FM_POOL_SIZE_MAX / sb->slot_count)
 		return fm_err(-EINVAL, "layout: bitmap stride %" PRIu64,
 			      sb->bitmap_stride);
-	if (sb->pool_size != sb->bitmap_off + sb->bitmap_stride * sb->slot_count ||
+	/* CHANGED (1.4): the changed bitmaps follow the split bitmaps; before
+	 * 1.4 the field is reserved (zero) */
+	if (sb->incompat & FM_POOL_INCOMPAT_CHANGED) {
+		if (sb->bitmap_stride > FM_POOL_SIZE_MAX / sb->slot_count / 2 ||
+		    sb->changed_off != sb->bitmap_off + sb->bitmap_stride * sb->slot_count)
+			return fm_err(-EINVAL, "layout: changed bitmaps at %" PRIu64
+				      ", expected %" PRIu64, sb->changed_off,
+				      sb->bitmap_off + sb->bitmap_stride * sb->slot_count);
+	} else if (sb->changed_off) {
+		return fm_err(-EINVAL, "superblock reserved bytes not zero (changed"
+			      " bitmaps in a pool without the changed feature)");
+	}
+	if (sb->pool_size != sb->bitmap_off + sb->bitmap_stride * sb->slot_count *
+			     ((sb->incompat & FM_POOL_INCOMPAT_CHANGED) ? 2 : 1) ||
 	    sb->pool_size > FM_POOL_SIZE_MAX)
 		return fm_err(-EINVAL, "layout: pool size %" PRIu64 " inconsistent",
 			      sb->pool_size);
@@ -386,6 +405,7 @@ static const char *op_word(uint32_t op)
 	case FM_LOG_TRANSITION: return "transition";
 	case FM_LOG_RESTART: return "restart";
 	case FM_LOG_REVERSE: return "reverse";
+	case FM_LOG_REFRESH: return "refresh";
 	}
 	return "?";
 }
@@ -419,6 +439,9 @@ static int check_pending(const struct fm_sb *sb, const struct fm_log_rec_media *
 	} else if (r->from_slot) {
 		return fm_err(-ENOTRECOVERABLE, "log: reserved bytes not zero");
 	}
+	if (r->op == FM_LOG_REFRESH && !(sb->incompat & FM_POOL_INCOMPAT_CHANGED))
+		return fm_err(-ENOTRECOVERABLE, "log: a refresh record in a pool "
+			      "without the changed feature");
 	if (sb->incompat & FM_POOL_INCOMPAT_LOG_AB) {
 		if (r->in_use > sb->slot_count)
 			return fm_err(-ENOTRECOVERABLE, "log: %" PRIu32 " slots in use"
@@ -579,23 +602,37 @@ static int check_owner(const uint8_t *base, struct fm_check *c)
 	return 0;
 }
 
-static int check_bitmap(const uint8_t *base, const struct fm_sb *sb, uint32_t idx,
-			const struct fm_slot *s)
+/* Bounds of one in-use slot's bitmap at pool offset `off` (the split
+ * bitmap, or the changed bitmap of a CHANGED pool): no bit past grain_count
+ * nor past bitmap_len.  -ERANGE naming `what`. */
+static int check_bits(const uint8_t *base, const struct fm_sb *sb, uint32_t idx,
+		      const struct fm_slot *s, uint64_t off, const char *what)
 {
-	const uint8_t *bm = base + s->bitmap_off;
+	const uint8_t *bm = base + off;
 	uint64_t gc = s->m.geom.grain_count;
 
 	if (gc % 64) {
 		fm_le64 last;
 		memcpy(&last, bm + s->bitmap_len - 8, 8);
 		if (fm_le64_get(&last) >> (gc % 64))
-			return fm_err(-ERANGE, "slot %" PRIu32 ": bits set past grain"
-				      " %" PRIu64, idx, gc);
+			return fm_err(-ERANGE, "slot %" PRIu32 ": %sbits set past grain"
+				      " %" PRIu64, idx, what, gc);
 	}
 	if (!all_zero(bm + s->bitmap_len, sb->bitmap_stride - s->bitmap_len))
-		return fm_err(-ERANGE, "slot %" PRIu32 ": bits set past the bitmap"
-			      " end (%" PRIu64 " bytes)", idx, s->bitmap_len);
+		return fm_err(-ERANGE, "slot %" PRIu32 ": %sbits set past the bitmap"
+			      " end (%" PRIu64 " bytes)", idx, what, s->bitmap_len);
 	return 0;
+}
+
+static int check_bitmap(const uint8_t *base, const struct fm_sb *sb, uint32_t idx,
+			const struct fm_slot *s)
+{
+	return check_bits(base, sb, idx, s, s->bitmap_off, "");
+}
+
+static uint64_t changed_area(const struct fm_sb *sb, uint32_t idx)
+{
+	return sb->changed_off + (uint64_t)idx * sb->bitmap_stride;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -604,21 +641,29 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* A free slot's bitmap area must be all zero: create, delete and restart
- * clear it, and bits are only set in in-use slots. */
-static int check_free_bitmap(const uint8_t *base, const struct fm_sb *sb, uint32_t idx)
+/* A free slot's bitmap areas must be all zero: create, delete and restart
+ * clear them (and refresh, restore the changed one), and bits are only set
+ * in in-use slots. */
+static int check_free_area(const uint8_t *base, const struct fm_sb *sb, uint32_t idx,
+			   uint64_t off, const char *what)
 {
-	const uint8_t *bm = base + sb->bitmap_off + (uint64_t)idx * sb->bitmap_stride;
+	const uint8_t *bm = base + off;
 
 	for (uint64_t k = 0; k < sb->bitmap_stride; k += 8) {
 		uint64_t w;
 		memcpy(&w, bm + k, 8);
 		if (w)
-			return fm_err(-ENOTEMPTY, "slot %" PRIu32 " is free but its bitmap"
+			return fm_err(-ENOTEMPTY, "slot %" PRIu32 " is free but its %sbitmap"
 				      " has bits set (word %" PRIu64 "): a zeroed mapping"
-				      " record?", idx, k / 8);
+				      " record?", idx, what, k / 8);
 	}
 	return 0;
+}
+
+static int check_free_bitmap(const uint8_t *base, const struct fm_sb *sb, uint32_t idx)
+{
+	return check_free_area(base, sb, idx, sb->bitmap_off + (uint64_t)idx * sb->bitmap_stride,
+			       "");
 }
 
 /* A pending create may have torn its slot, but only between zero and the
@@ -705,8 +750,14 @@ int fm_pool_check(const void *vbase, uint64_t len, struct fm_check *c,
 		struct fm_slot_media sm;
 		struct fm_slot s;
 		int pending = c->log_pending && c->rec.slot == i;
-		/* bitmap is cleared by a pending create/delete/restart: skip it */
-		int cleared = pending && c->rec.op != FM_LOG_TRANSITION;
+		/* bitmap is cleared by a pending create/delete/restart/reverse:
+		 * skip it (a refresh only clears bits in it: check it) */
+		int cleared = pending && c->rec.op != FM_LOG_TRANSITION &&
+			      c->rec.op != FM_LOG_REFRESH;
+		/* the changed bitmap (CHANGED pools) is cleared by every op but
+		 * a transition */
+		int has_changed = (c->sb.incompat & FM_POOL_INCOMPAT_CHANGED) != 0;
+		int ch_cleared = pending && c->rec.op != FM_LOG_TRANSITION;
 
 		c->bad_slot = i;
 		/* a reverse's old slot: checked by check_reverse, zeroed by
@@ -721,6 +772,12 @@ int fm_pool_check(const void *vbase, uint64_t len, struct fm_check *c,
 		if (all_zero(&sm, sizeof(sm))) {
 			if (!cleared) {
 				ret = check_free_bitmap(base, &c->sb, i);
+				if (ret)
+					return ret;
+			}
+			if (has_changed && !ch_cleared) {
+				ret = check_free_area(base, &c->sb, i, changed_area(&c->sb, i),
+						      "changed ");
 				if (ret)
 					return ret;
 			}
@@ -740,6 +797,12 @@ int fm_pool_check(const void *vbase, uint64_t len, struct fm_check *c,
 			ids[c->in_use] = s.m.id;
 		if (!cleared) {
 			ret = check_bitmap(base, &c->sb, i, &s);
+			if (ret)
+				return ret;
+		}
+		if (has_changed && !ch_cleared) {
+			ret = check_bits(base, &c->sb, i, &s, changed_area(&c->sb, i),
+					 "changed ");
 			if (ret)
 				return ret;
 		}

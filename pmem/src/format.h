@@ -7,6 +7,8 @@
  *                                       record(s), owner record (below)
  *   sb.table_off        mapping table   slot_count slots of 128 bytes
  *   sb.bitmap_off       split bitmaps   slot_count * bitmap_stride bytes
+ *   sb.changed_off      changed bitmaps slot_count * bitmap_stride bytes
+ *                                       (CHANGED pools, 1.4; else 0)
  *
  * The log block, by byte offset (format 1.1/1.2 with every feature; a 1.0 pool
  * -- incompat 0 -- uses only bytes [0, 256) and the rest is zero):
@@ -42,7 +44,9 @@
  * Bitmap of the mapping in slot s lives at bitmap_off + s * bitmap_stride;
  * grain g is bit (g % 64) of the little-endian 64-bit word g / 64.  Bits past
  * grain_count are zero, and so is the whole bitmap area of a free slot.
- * Each word is updated by failure-atomic 8-byte stores.
+ * Each word is updated by failure-atomic 8-byte stores.  The changed
+ * bitmap of slot s (CHANGED pools) lives at changed_off + s * bitmap_stride,
+ * laid out and bounded the same way, zero in a free slot.
  */
 #ifndef FM_PMEM_FORMAT_H
 #define FM_PMEM_FORMAT_H
@@ -85,7 +89,7 @@ static inline void fm_le32_put(fm_le32 *v, uint32_t x)
 
 #define FM_POOL_SIGNATURE "FMPOOL\0\1" /* 8 bytes, the last two binary */
 #define FM_POOL_MAJOR 1u
-#define FM_POOL_MINOR 3u
+#define FM_POOL_MINOR 4u
 /*
  * Feature bits.  An unknown incompat bit refuses the open; unknown compat
  * bits are ignored.  1.0 defines none; 1.1 adds three incompat bits, each
@@ -114,6 +118,17 @@ static inline void fm_le32_put(fm_le32 *v, uint32_t x)
  * unknown op only after a crash, and would serve a reversed mapping in
  * the wrong direction.  A 1.2 pool (incompat 0xf) opens as it is;
  * map-restore on it is refused (-EOPNOTSUPP).
+ *
+ * 1.4 adds CHANGED (incompat): a second bitmap per slot, the CHANGED set
+ * (grains written on either volume since the mapping's last trigger, as
+ * reported to the owner), in its own area after the split bitmaps
+ * (sb.changed_off, same stride), the slot flag CHANGED_UNKNOWN and the
+ * log op REFRESH (store.c, refresh).  Incompat because a 1.3 binary would
+ * start the mapping without clearing the changed set -- a later refresh
+ * would then keep grains written before that start -- and would refuse
+ * the flag and the op only after the fact.  Older pools open as they are
+ * (the superblock is written once); map-refresh on them is refused
+ * (-EOPNOTSUPP).
  */
 #define FM_POOL_COMPAT_KNOWN UINT64_C(0)
 #define FM_POOL_INCOMPAT_SEQ_CHECK UINT64_C(0x1) /* applied word self-checking */
@@ -121,11 +136,13 @@ static inline void fm_le32_put(fm_le32 *v, uint32_t x)
 #define FM_POOL_INCOMPAT_OWNER UINT64_C(0x4)     /* owner record in the log block */
 #define FM_POOL_INCOMPAT_SLOT_EXT UINT64_C(0x8)  /* 1.2: slot flags, group id */
 #define FM_POOL_INCOMPAT_RESTORE UINT64_C(0x10)  /* 1.3: REVERSE op, REVERSED flag */
+#define FM_POOL_INCOMPAT_CHANGED UINT64_C(0x20)  /* 1.4: changed bitmaps, REFRESH op */
 #define FM_POOL_INCOMPAT_1_1 (FM_POOL_INCOMPAT_SEQ_CHECK | \
 			      FM_POOL_INCOMPAT_LOG_AB | FM_POOL_INCOMPAT_OWNER)
 #define FM_POOL_INCOMPAT_1_2 (FM_POOL_INCOMPAT_1_1 | FM_POOL_INCOMPAT_SLOT_EXT)
-#define FM_POOL_INCOMPAT_KNOWN (FM_POOL_INCOMPAT_1_2 | FM_POOL_INCOMPAT_RESTORE)
-#define FM_POOL_INCOMPAT_1_3 FM_POOL_INCOMPAT_KNOWN /* what create writes */
+#define FM_POOL_INCOMPAT_1_3 (FM_POOL_INCOMPAT_1_2 | FM_POOL_INCOMPAT_RESTORE)
+#define FM_POOL_INCOMPAT_KNOWN (FM_POOL_INCOMPAT_1_3 | FM_POOL_INCOMPAT_CHANGED)
+#define FM_POOL_INCOMPAT_1_4 FM_POOL_INCOMPAT_KNOWN /* what create writes */
 
 #define FM_BLOCK 4096u
 #define FM_SB_OFF 0u
@@ -153,7 +170,8 @@ struct fm_sb_media {
 	fm_le32 slot_size;
 	fm_le64 bitmap_off;
 	fm_le64 bitmap_stride; /* bytes of bitmap per slot, multiple of 4096 */
-	uint8_t reserved[140];
+	fm_le64 changed_off;   /* CHANGED: changed bitmaps; else 0 */
+	uint8_t reserved[132];
 	fm_le32 checksum;      /* CRC-32C of the 256 bytes, this field zeroed */
 };
 static_assert(sizeof(struct fm_sb_media) == 256, "superblock record size");
@@ -161,6 +179,7 @@ static_assert(offsetof(struct fm_sb_media, major) == 8, "sb major");
 static_assert(offsetof(struct fm_sb_media, uuid) == 32, "sb uuid");
 static_assert(offsetof(struct fm_sb_media, seq) == 48, "sb seq");
 static_assert(offsetof(struct fm_sb_media, bitmap_stride) == 104, "sb stride");
+static_assert(offsetof(struct fm_sb_media, changed_off) == 112, "sb changed_off");
 static_assert(offsetof(struct fm_sb_media, checksum) == 252, "sb checksum");
 
 struct fm_sb {
@@ -173,6 +192,7 @@ struct fm_sb {
 	uint64_t table_off;
 	uint32_t slot_count, slot_size;
 	uint64_t bitmap_off, bitmap_stride;
+	uint64_t changed_off;
 };
 
 /* ---- mapping slot -------------------------------------------------- */
@@ -194,6 +214,11 @@ struct fm_sb {
  *                  (source_vol/target_vol hold the current direction);
  *                  toggled by each restore.  Clients attach volumes in
  *                  the created direction and swap them while it is set.
+ * CHANGED pools (1.4) also:
+ *   CHANGED_UNKNOWN  the changed bitmap may miss writes of this generation
+ *                  (a session ended without its report): the next
+ *                  refresh recopies every grain.  Cleared by any start,
+ *                  restart, restore or refresh.
  * `group`: the consistency group the mapping belongs to, 0 = none; zero
  * (reserved) in a pool without SLOT_EXT.
  */
@@ -201,6 +226,7 @@ struct fm_sb {
 #define FM_SLOT_AUTODELETE 0x2u
 #define FM_SLOT_GROUP_PENDING 0x4u
 #define FM_SLOT_REVERSED 0x8u
+#define FM_SLOT_CHANGED_UNKNOWN 0x10u
 #define FM_SLOT_FLAGS_EXT (FM_SLOT_AUTODELETE | FM_SLOT_GROUP_PENDING)
 
 struct fm_slot_media {
@@ -244,6 +270,9 @@ enum fm_log_op {
 	FM_LOG_REVERSE = 5,    /* RESTORE: bitmap of slot := NOT bitmap of
 				* from_slot, write slot, clear and zero
 				* from_slot (store.c, restore) */
+	FM_LOG_REFRESH = 6,    /* CHANGED: bitmap &= NOT changed bitmap,
+				* write slot, clear changed bitmap
+				* (store.c, refresh) */
 	FM_LOG_OP_COUNT
 };
 
@@ -411,9 +440,10 @@ struct fm_check {
  *   -EDOM               an in-use slot's content (flags, state, geometry,
  *                       copy rate)
  *   -ERANGE             its bitmap's location/length, or bits past
- *                       grain_count
- *   -ENOTEMPTY          a free slot whose bitmap area holds set bits (the
- *                       trace of a zeroed mapping record)
+ *                       grain_count (in its changed bitmap too, CHANGED)
+ *   -ENOTEMPTY          a free slot whose bitmap area (or changed bitmap
+ *                       area, CHANGED) holds set bits (the trace of a
+ *                       zeroed mapping record)
  *   then, over the whole table:
  *   -EDOM             two slots hold one mapping id
  *   -EIDRM            slots in use differ from the count the log recorded

@@ -177,6 +177,17 @@ static uint64_t bitmap_off(const struct fm_store *s, uint32_t i)
 	return s->sb.bitmap_off + (uint64_t)i * s->sb.bitmap_stride;
 }
 
+/* CHANGED pools: pool offset of slot i's changed bitmap */
+static uint64_t changed_off(const struct fm_store *s, uint32_t i)
+{
+	return s->sb.changed_off + (uint64_t)i * s->sb.bitmap_stride;
+}
+
+static int has_changed(const struct fm_store *s)
+{
+	return (s->sb.incompat & FM_POOL_INCOMPAT_CHANGED) != 0;
+}
+
 static uint8_t *log_addr(const struct fm_store *s)
 {
 	return s->base + s->sb.log_off;
@@ -213,6 +224,75 @@ static uint64_t popcount_range(const uint8_t *p, uint64_t len)
 static int op_clears_bitmap(uint32_t op)
 {
 	return op == FM_LOG_CREATE || op == FM_LOG_DELETE || op == FM_LOG_RESTART;
+}
+
+/* CHANGED pools: every op but a transition starts the slot's changed set
+ * afresh (a new generation, a new mapping, or none); a refresh clears it
+ * last (F3 below), the others with step 2. */
+static int op_clears_changed(uint32_t op)
+{
+	return op == FM_LOG_CREATE || op == FM_LOG_DELETE || op == FM_LOG_RESTART ||
+	       op == FM_LOG_REVERSE;
+}
+
+/*
+ * Incremental refresh (fm_store_map_refresh, format 1.4).  The mapping in
+ * slot i, at generation g, becomes generation g + 1, COPYING, keeping as
+ * split exactly the grains split at g and not in its changed set, by one
+ * REFRESH record (slot i, the image).  Why that is the target's image of
+ * the source at the new trigger: a split grain at g holds on the target
+ * either the source's data at g's trigger (copied) or the target's own
+ * writes; the changed set holds every grain written on either volume since
+ * g's trigger (a target write included: it makes the target differ from
+ * the source).  So a split grain outside the changed set was copied and
+ * neither volume has been written there since: target == source, now.
+ * Every other grain reads through to the source again and is recopied.
+ * That holds only if the changed set is complete: the caller (the owner)
+ * must have every writer's report in it, or have set CHANGED_UNKNOWN, in
+ * which case the refresh is a plain restart (every grain recopied).
+ *
+ * In place, unlike a restore: AND NOT is idempotent as long as the changed
+ * bitmap is untouched, which the order below keeps until F1 is durable:
+ *   F1. if slot i is not (byte for byte) the image: split bitmap i &=
+ *       NOT changed bitmap i (the mirror first: a reader may see fewer
+ *       bits, never extra); flush, drain.  A crash here replays F1
+ *       (clearing bits already clear changes nothing).
+ *   F2. write slot i (the image: generation + 1, COPYING, CHANGED_UNKNOWN
+ *       clear); flush, drain.  The switch: from here on F1 is skipped.
+ *       F1 must be durable before F2 may land: flushed but undrained
+ *       lines reach media in any order, and a slot that landed before
+ *       F1's words would make the replay skip F1 and keep split bits of
+ *       changed grains (test_pmem_powerfail --seed 1795935671 found it).
+ *   F3. clear changed bitmap i; flush, drain.  From F2 on F1 is skipped,
+ *       so a half-cleared changed set is never applied.
+ *   F4. the applied word (as every op).
+ * Until F4 the store is not handed out: recovery completes the record
+ * first, so nobody sees generation g with bits missing.
+ */
+static int __refresh_bits(struct fm_store *s, const struct fm_log_rec *r)
+{
+	uint64_t *bm = (uint64_t *)(s->base + bitmap_off(s, r->slot));
+	const uint64_t *ch = (const uint64_t *)(s->base + changed_off(s, r->slot));
+	uint64_t *mir = s->mirror ? (uint64_t *)(s->mirror + (bitmap_off(s, r->slot) -
+								  s->sb.bitmap_off)) : NULL;
+	struct fm_slot img;
+
+	if (!memcmp(slot_addr(s, r->slot), &r->image, FM_SLOT_SIZE))
+		return 0; /* F2 done: the changed bitmap may be half cleared */
+	fm_slot_decode(&img, &r->image);
+	for (uint64_t k = 0; k < img.bitmap_len / 8; k++) {
+		uint64_t c = __atomic_load_n(&ch[k], __ATOMIC_RELAXED);
+
+		if (!c)
+			continue;
+		if (mir)
+			__atomic_store_n(&mir[k], mir[k] & ~c, __ATOMIC_RELAXED);
+		if (bm[k] & c) {
+			__atomic_store_n(&bm[k], bm[k] & ~c, __ATOMIC_RELAXED);
+			fm_flush(&s->pers, &bm[k], 8);
+		}
+	}
+	return fm_drain(&s->pers); /* F1 durable before F2 is written */
 }
 
 /*
@@ -273,14 +353,23 @@ static int __log_replay(struct fm_store *s, const struct fm_log_rec *r)
 		if (ret)
 			return ret;
 	}
+	if (r->op == FM_LOG_REFRESH) {
+		ret = __refresh_bits(s, r); /* F1 */
+		if (ret)
+			return ret;
+	}
 	/* 2. clear the slot's bitmap (create, delete, restart).  The mirror is
-	 *    cleared first: a reader may see fewer bits, never extra ones. */
+	 *    cleared first: a reader may see fewer bits, never extra ones.
+	 *    CHANGED pools: its changed bitmap too (restore as well: the new
+	 *    slot's was clear, as a free slot's is). */
 	if (op_clears_bitmap(r->op)) {
 		if (s->mirror)
 			memset(s->mirror + (bitmap_off(s, r->slot) - s->sb.bitmap_off),
 			       0, s->sb.bitmap_stride);
 		clear_words(s, bitmap_off(s, r->slot), s->sb.bitmap_stride);
 	}
+	if (has_changed(s) && op_clears_changed(r->op))
+		clear_words(s, changed_off(s, r->slot), s->sb.bitmap_stride);
 	/* 3. write the slot record (the image, or zeros for delete) and drain
 	 *    together with step 2: both are redone if we crash before 4. */
 	memcpy(slot_addr(s, r->slot), &r->image, FM_SLOT_SIZE);
@@ -293,8 +382,16 @@ static int __log_replay(struct fm_store *s, const struct fm_log_rec *r)
 			memset(s->mirror + (bitmap_off(s, r->from_slot) - s->sb.bitmap_off),
 			       0, s->sb.bitmap_stride);
 		clear_words(s, bitmap_off(s, r->from_slot), s->sb.bitmap_stride);
+		if (has_changed(s))
+			clear_words(s, changed_off(s, r->from_slot), s->sb.bitmap_stride);
 		memset(slot_addr(s, r->from_slot), 0, FM_SLOT_SIZE);
 		fm_flush(&s->pers, slot_addr(s, r->from_slot), FM_SLOT_SIZE);
+		ret = fm_drain(&s->pers);
+		if (ret)
+			return ret;
+	}
+	if (r->op == FM_LOG_REFRESH) { /* F3, once F1 and F2 are durable */
+		clear_words(s, changed_off(s, r->slot), s->sb.bitmap_stride);
 		ret = fm_drain(&s->pers);
 		if (ret)
 			return ret;
@@ -311,6 +408,9 @@ static int __log_replay(struct fm_store *s, const struct fm_log_rec *r)
 	fm_slot_decode(&s->slots[r->slot], &r->image);
 	if (op_clears_bitmap(r->op))
 		s->split_count[r->slot] = 0;
+	if (r->op == FM_LOG_REFRESH)
+		s->split_count[r->slot] = popcount_range(s->base + bitmap_off(s, r->slot),
+							 s->slots[r->slot].bitmap_len);
 	if (r->op == FM_LOG_REVERSE) {
 		const uint8_t *bm = s->base + bitmap_off(s, r->slot);
 		uint64_t len = s->slots[r->slot].bitmap_len;
@@ -339,6 +439,7 @@ static int __log_commit2(struct fm_store *s, uint32_t op, uint32_t slot, uint32_
 	struct fm_log_rec r = { .seq = s->log_seq + 1, .op = op, .slot = slot,
 				.from_slot = from };
 	struct fm_log_rec_media lm;
+	struct fm_slot img = *next;
 	unsigned k = fm_log_rec_index(s->sb.incompat, r.seq);
 	uint8_t *rec = log_addr(s) + FM_LOG_REC_OFF + k * FM_LOG_REC_LEN;
 	int ret;
@@ -348,7 +449,11 @@ static int __log_commit2(struct fm_store *s, uint32_t op, uint32_t slot, uint32_
 			      " word holds no more", s->log_seq);
 	if (s->sb.incompat & FM_POOL_INCOMPAT_LOG_AB)
 		r.in_use = in_use_after;
-	fm_slot_encode(&r.image, next);
+	/* a new generation (start, restart, restore, refresh) begins with an
+	 * empty changed set, which every report of it reaches: known again */
+	if (op == FM_LOG_RESTART || op == FM_LOG_REVERSE || op == FM_LOG_REFRESH)
+		img.flags &= ~FM_SLOT_CHANGED_UNKNOWN;
+	fm_slot_encode(&r.image, &img);
 	fm_log_encode(&lm, &r);
 	/* 1. write the record (seq = applied + 1, checksummed) and persist it.
 	 *    Commit point: once durable, recovery completes the operation; a
@@ -1084,6 +1189,216 @@ out:
 	return ret;
 }
 
+/* 0 if the pool keeps changed sets (format 1.4), else -EOPNOTSUPP. */
+static int __changed_supported(const struct fm_store *s)
+{
+	if (has_changed(s))
+		return 0;
+	return fm_err(-EOPNOTSUPP, "pool format %" PRIu32 ".%" PRIu32 " keeps no changed"
+		      " bitmaps: no incremental refresh (format 1.4 does: a new pool)",
+		      s->sb.major, s->sb.minor);
+}
+
+/* Slot of mapping `id` at `generation` for a changed-set update, or a
+ * negative errno. */
+static int64_t __changed_slot(struct fm_store *s, uint64_t id, uint64_t generation)
+{
+	int64_t i;
+	int ret = __changed_supported(s);
+
+	if (ret)
+		return ret;
+	i = __lookup(s, id);
+	if (i < 0)
+		return fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
+	if (s->slots[i].m.generation != generation)
+		return fm_err(-ESTALE, "mapping %" PRIu64 " is at generation %" PRIu64
+			      ", not %" PRIu64, id, s->slots[i].m.generation, generation);
+	return i;
+}
+
+/*
+ * The changed set is written outside the log: setting a bit is one
+ * failure-atomic 8-byte store, as a split bit, and a bit set early is
+ * harmless (one more grain recopied).  Each call is durable on return (one
+ * drain), so whoever acknowledges a report after it may forget the report.
+ * Under s->lock with s->pers; no commit in flight touches these words (its
+ * set holds split bitmap words only).
+ */
+int fm_store_changed_set_range(struct fm_store *s, uint64_t id, uint64_t generation,
+			       uint64_t first, uint64_t count)
+{
+	uint64_t *ch, gc;
+	int64_t i;
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	i = __changed_slot(s, id, generation);
+	if (i < 0) {
+		ret = (int)i;
+		goto out;
+	}
+	gc = s->slots[i].m.geom.grain_count;
+	if (count == 0 || first >= gc || count > gc - first) {
+		ret = fm_err(-ERANGE, "mapping %" PRIu64 ": grains [%" PRIu64 ", +%" PRIu64
+			     ") not in [0, %" PRIu64 ")", id, first, count, gc);
+		goto out;
+	}
+	ch = (uint64_t *)(s->base + changed_off(s, (uint32_t)i));
+	for (uint64_t g = first, end = first + count; g < end;) {
+		uint64_t k = g / 64, lo = g % 64;
+		uint64_t n = end - g < 64 - lo ? end - g : 64 - lo;
+		uint64_t bits = (n == 64 ? ~UINT64_C(0) : ((UINT64_C(1) << n) - 1)) << lo;
+		uint64_t w = le64toh(ch[k]);
+
+		if ((w | bits) != w) {
+			__atomic_store_n(&ch[k], htole64(w | bits), __ATOMIC_RELAXED);
+			fm_flush(&s->pers, &ch[k], 8);
+		}
+		g += n;
+	}
+	ret = fm_drain(&s->pers);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+static int edit_changed_unknown(struct fm_store *s, const struct fm_slot *cur,
+				struct fm_slot *next, const void *arg)
+{
+	uint64_t generation = *(const uint64_t *)arg;
+	int ret = __changed_supported(s);
+
+	if (ret)
+		return ret;
+	if (cur->m.generation != generation)
+		return fm_err(-ESTALE, "mapping %" PRIu64 " is at generation %" PRIu64
+			      ", not %" PRIu64, cur->m.id, cur->m.generation, generation);
+	next->flags |= FM_SLOT_CHANGED_UNKNOWN;
+	return next->flags == cur->flags;
+}
+
+int fm_store_changed_unknown(struct fm_store *s, uint64_t id, uint64_t generation)
+{
+	return slot_update(s, id, edit_changed_unknown, &generation);
+}
+
+int fm_store_changed_count(struct fm_store *s, uint64_t id, uint64_t *count)
+{
+	int64_t i;
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	if ((ret = __changed_supported(s)))
+		goto out;
+	i = __lookup(s, id);
+	if (i < 0) {
+		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
+		goto out;
+	}
+	*count = popcount_range(s->base + changed_off(s, (uint32_t)i),
+				s->slots[i].bitmap_len);
+	ret = (s->slots[i].flags & FM_SLOT_CHANGED_UNKNOWN) ? 1 : 0;
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int fm_store_changed_test(struct fm_store *s, uint64_t id, uint64_t grain)
+{
+	const uint64_t *ch;
+	int64_t i;
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	if ((ret = __changed_supported(s)))
+		goto out;
+	i = __lookup(s, id);
+	if (i < 0) {
+		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
+		goto out;
+	}
+	if (grain >= s->slots[i].m.geom.grain_count) {
+		ret = fm_err(-ERANGE, "grain %" PRIu64 " >= %" PRIu64, grain,
+			     s->slots[i].m.geom.grain_count);
+		goto out;
+	}
+	ch = (const uint64_t *)(s->base + changed_off(s, (uint32_t)i));
+	ret = (int)((le64toh(ch[grain / 64]) >> (grain % 64)) & 1);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int fm_store_map_refresh(struct fm_store *s, uint64_t id, uint32_t opt,
+			 struct fm_store_refresh *out)
+{
+	struct fm_slot next;
+	uint64_t before;
+	bool full;
+	int64_t i;
+	int ret;
+
+	if (opt & ~FM_STORE_REFRESH_CHECK)
+		return fm_err(-EINVAL, "mapping %" PRIu64 ": refresh option 0x%" PRIx32
+			      " unknown", id, opt);
+	pthread_mutex_lock(&s->lock);
+	__wait_idle(s); /* I4, I6: before anything is read */
+	i = __lookup(s, id);
+	if (i < 0) {
+		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
+		goto out;
+	}
+	if ((ret = __changed_supported(s)))
+		goto out;
+	if (s->slots[i].m.state != FM_MAP_COPYING &&
+	    s->slots[i].m.state != FM_MAP_IDLE_OR_COPIED) {
+		ret = fm_err(-EPERM, "mapping %" PRIu64 " is %s: a refresh needs %s or %s",
+			     id, fm_map_state_name(s->slots[i].m.state),
+			     fm_map_state_name(FM_MAP_COPYING),
+			     fm_map_state_name(FM_MAP_IDLE_OR_COPIED));
+		goto out;
+	}
+	if (s->slots[i].group) {
+		ret = fm_err(-EBUSY, "mapping %" PRIu64 " is in consistency group %" PRIu64
+			     ": remove it from the group first (no group refresh)", id,
+			     s->slots[i].group);
+		goto out;
+	}
+	if (s->slots[i].flags & FM_SLOT_REVERSED) {
+		ret = fm_err(-EPERM, "mapping %" PRIu64 " is restored (it copies the volume"
+			     " created as its target back): no refresh; map-restore again"
+			     " or delete it", id);
+		goto out;
+	}
+	if (s->slots[i].m.generation == UINT64_MAX) {
+		ret = fm_err(-EOVERFLOW, "mapping %" PRIu64 ": generation exhausted", id);
+		goto out;
+	}
+	full = (s->slots[i].flags & FM_SLOT_CHANGED_UNKNOWN) != 0;
+	if (opt & FM_STORE_REFRESH_CHECK)
+		goto out;
+	ret = __commit(s); /* every split of the old generation durable first */
+	if (ret < 0)
+		goto out;
+	before = s->split_count[i];
+	next = s->slots[i];
+	next.m.generation++;
+	next.m.state = FM_MAP_COPYING;
+	/* CHANGED_UNKNOWN: the changed set may miss writes: recopy all */
+	ret = __log_commit(s, full ? FM_LOG_RESTART : FM_LOG_REFRESH, (uint32_t)i, &next,
+			   s->in_use);
+	if (ret == 0 && out) {
+		out->map = s->slots[i].m;
+		out->full = full;
+		out->kept = s->split_count[i];
+		out->dropped = before - s->split_count[i];
+	}
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
 static int edit_rate(struct fm_store *s, const struct fm_slot *cur, struct fm_slot *next,
 		     const void *arg)
 {
@@ -1294,6 +1609,7 @@ int fm_store_map_get(struct fm_store *s, uint64_t id, struct fm_store_map_info *
 		info->autodelete = (s->slots[i].flags & FM_SLOT_AUTODELETE) != 0;
 		info->group = s->slots[i].group;
 		info->reversed = (s->slots[i].flags & FM_SLOT_REVERSED) != 0;
+		info->changed_unknown = (s->slots[i].flags & FM_SLOT_CHANGED_UNKNOWN) != 0;
 	}
 	pthread_mutex_unlock(&s->lock);
 	return ret;

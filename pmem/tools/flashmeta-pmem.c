@@ -40,13 +40,15 @@ static void usage(FILE *out)
 	fprintf(out,
 "usage: flashmeta-pmem COMMAND POOL [options]\n"
 "\n"
-"  create POOL [--mappings N] [--max-grains G]   new pool, format 1.3\n"
+"  create POOL [--mappings N] [--max-grains G]   new pool, format 1.4\n"
 "                              (N in 1..65536, default 64; G in 1..2^46,\n"
 "                              default 16777216)\n"
 "  check POOL                  validate read-only (works on a pool in use)\n"
 "  dump POOL [--json] [--runs N]   mappings, states, generations, split\n"
 "                              counts, consistency group and flags\n"
-"                              (autodelete, group start pending), the first\n"
+"                              (autodelete, reversed, changed-unknown, group\n"
+"                              start pending), grains changed since the\n"
+"                              trigger (1.4), the first\n"
 "                              N runs of split grains (default 16) and the\n"
 "                              owner record; read-only\n"
 "  repair POOL                 complete a pending logged operation or group\n"
@@ -418,7 +420,12 @@ static int cmd_dump(const char *path, int json, uint64_t max_runs)
 		struct fm_slot_media sm;
 		struct fm_slot s;
 		int pending = r.c.log_pending && r.c.rec.slot == i;
-		int cleared = pending && r.c.rec.op != FM_LOG_TRANSITION;
+		/* a pending refresh keeps the bits not changed (shown so); the
+		 * other pending ops but a transition clear the bitmaps */
+		int refresh = pending && r.c.rec.op == FM_LOG_REFRESH;
+		int cleared = pending && r.c.rec.op != FM_LOG_TRANSITION && !refresh;
+		int ch_cleared = pending && r.c.rec.op != FM_LOG_TRANSITION;
+		uint8_t *eff = NULL;
 
 		/* a pending reverse's old slot: recovery zeroes it */
 		if (r.c.log_pending && r.c.rec.op == FM_LOG_REVERSE && r.c.rec.from_slot == i)
@@ -432,7 +439,24 @@ static int cmd_dump(const char *path, int json, uint64_t max_runs)
 		if (!s.flags)
 			continue;
 		const uint8_t *bm = r.base + s.bitmap_off;
-		uint64_t gc = s.m.geom.grain_count, split = 0, runs = 0;
+		const uint8_t *ch = (r.c.sb.incompat & FM_POOL_INCOMPAT_CHANGED) ?
+				    r.base + r.c.sb.changed_off + (uint64_t)i * r.c.sb.bitmap_stride :
+				    NULL;
+		uint64_t gc = s.m.geom.grain_count, split = 0, runs = 0, changed = 0;
+
+		if (refresh && ch) { /* F1 as recovery will do it */
+			eff = malloc(s.bitmap_len);
+			if (!eff) {
+				fprintf(stderr, "flashmeta-pmem: dump: out of memory\n");
+				ro_close(&r);
+				return EX_FAIL;
+			}
+			for (uint64_t k = 0; k < s.bitmap_len; k++)
+				eff[k] = bm[k] & (uint8_t)~ch[k];
+			bm = eff;
+		}
+		for (uint64_t g = 0; ch && !ch_cleared && g < gc; g++)
+			changed += (uint64_t)bit(ch, g);
 		for (uint64_t g = 0; g < gc && !cleared; g++) {
 			if (bit(bm, g)) {
 				split++;
@@ -450,22 +474,28 @@ static int cmd_dump(const char *path, int json, uint64_t max_runs)
 			json_str(fm_map_state_name(s.m.state));
 			printf(",\"generation\":%" PRIu64 ",\"copy_rate\":%" PRIu32
 			       ",\"autodelete\":%s,\"group\":%" PRIu64 ",\"group_start_pending\":%s"
-			       ",\"reversed\":%s,\"split\":%" PRIu64 ",\"run_count\":%" PRIu64 ",\"runs\":[",
+			       ",\"reversed\":%s,\"changed_unknown\":%s,\"changed\":%" PRIu64
+			       ",\"split\":%" PRIu64 ",\"run_count\":%" PRIu64 ",\"runs\":[",
 			       s.m.generation, s.m.copy_rate,
 			       (s.flags & FM_SLOT_AUTODELETE) ? "true" : "false", s.group,
 			       (s.flags & FM_SLOT_GROUP_PENDING) ? "true" : "false",
-			       (s.flags & FM_SLOT_REVERSED) ? "true" : "false", split, runs);
+			       (s.flags & FM_SLOT_REVERSED) ? "true" : "false",
+			       (s.flags & FM_SLOT_CHANGED_UNKNOWN) ? "true" : "false", changed,
+			       split, runs);
 		} else {
 			/* flags: autodelete, reversed (restored: source and target
-			 * swapped), group start pending (open completes it) */
+			 * swapped), changed-unknown (the next refresh recopies
+			 * all), group start pending (open completes it) */
 			printf("%5" PRIu32 " %20" PRIu64 " %10" PRIu64 " %10" PRIu64 " %14"
 			       PRIu64 " %8" PRIu64 " %-14s %6" PRIu64 " %12" PRIu64 " %8"
-			       PRIu64 " %10" PRIu64 " %s%s%s%s\n", i, s.m.id, s.m.source_vol,
+			       PRIu64 " %10" PRIu64 " %s%s%s%s%s\n", i, s.m.id, s.m.source_vol,
 			       s.m.target_vol, s.m.geom.volume_size, fm_geom_grain_size(&s.m.geom),
 			       fm_map_state_name(s.m.state), s.m.generation, split, runs, s.group,
-			       (s.flags & (FM_SLOT_FLAGS_EXT | FM_SLOT_REVERSED)) ? "" : "-",
+			       (s.flags & (FM_SLOT_FLAGS_EXT | FM_SLOT_REVERSED |
+					   FM_SLOT_CHANGED_UNKNOWN)) ? "" : "-",
 			       (s.flags & FM_SLOT_AUTODELETE) ? "autodelete " : "",
 			       (s.flags & FM_SLOT_REVERSED) ? "reversed " : "",
+			       (s.flags & FM_SLOT_CHANGED_UNKNOWN) ? "changed-unknown " : "",
 			       (s.flags & FM_SLOT_GROUP_PENDING) ? "group-start-pending" : "");
 		}
 		first = 0;
@@ -487,6 +517,9 @@ static int cmd_dump(const char *path, int json, uint64_t max_runs)
 			printf("]}");
 		else if (shown < runs)
 			printf("      ... %" PRIu64 " more runs\n", runs - shown);
+		if (!json && changed)
+			printf("      %" PRIu64 " grains changed since the trigger\n", changed);
+		free(eff);
 	}
 	if (json)
 		printf("]}\n");

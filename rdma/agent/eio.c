@@ -4,7 +4,9 @@
  * One attempt:
  *
  *   BEGIN    pin the mapping (fm_agent io bracket, without waiting: not
- *            granted yet -> try again in a moment, up to cfg.retry_ms)
+ *            granted yet -> try again in a moment, up to cfg.retry_ms);
+ *            a write records its grains in the changed set
+ *            (fm_agent_record_write), before anything is written
  *   PLAN     plan with the cache; a grain nobody knows -> FETCH its bitmap
  *            window (an op), learn it, plan again
  *   reads:
@@ -126,6 +128,8 @@ struct eio {
 	bool bg;
 	uint64_t bg_gen, bg_first, bg_last;
 };
+
+static bool is_write(const struct eio *q);
 
 static uint64_t now_ms(void)
 {
@@ -825,6 +829,16 @@ bool en_req_step(struct en_req *r)
 					       q->b.map.generation, q->bg_gen));
 				q->deadline_ms = 0;
 				break;
+			}
+			if (!q->bg && is_write(q)) {
+				/* the changed set first: before any write of
+				 * this attempt is issued (a retry records again) */
+				rc = fm_agent_record_write(q->e->a, &q->b, q->h.io->offset,
+							   q->h.io->length);
+				if (rc) {
+					fail(q, rc);
+					break;
+				}
 			}
 			q->state = Q_PLAN;
 			q->traced = true;

@@ -152,6 +152,22 @@ int fm_agent_read_bitmap(struct fm_agent *a, uint64_t map_id, uint64_t off, void
 
 /* ---------------------------------------------------- data steps (R2) */
 
+int fm_agent_record_write(struct fm_agent *a, const struct fm_agent_io *io, uint64_t offset,
+			  uint64_t length)
+{
+	uint64_t shift = io->map.grain_shift;
+
+	if (!io->trusted)
+		return fm_err(-EINVAL, "agent: a write recorded outside io_begin/io_end");
+	if (!length)
+		return 0;
+	if (offset + length < offset)
+		return fm_err(-ERANGE, "agent: write at %" PRIu64 " of %" PRIu64 " bytes wraps",
+			      offset, length);
+	return fm_client_record_write(a->c, io->map_id, io->map.generation, offset >> shift,
+				      (offset + length - 1) >> shift);
+}
+
 int ag_step_try(struct fm_agent *a, struct fm_agent_io *io, uint64_t *token)
 {
 	uint64_t now = ag_now_ms();

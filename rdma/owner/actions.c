@@ -28,8 +28,8 @@
  * A crash before 3b's drain completed loses bits nobody was told about;
  * after it they are in the pool and are published again from the pool at
  * the next start.  Nothing overtakes a batch: REVOKED (and so a
- * transition of the map) waits until every PERSIST of the map had its
- * op_done (5), and a store mapping operation of another map waits for the
+ * transition of the map) waits until every PERSIST and CHANGED of the map
+ * had its op_done (5), and a store mapping operation of another map waits for the
  * commit in flight (pmem_store.h) -- the loop then blocks for that one
  * drain.  The publication stays on the loop (4) so the REMOTE_READ regions
  * keep one writer, the thread that also clears them at a restart.
@@ -265,6 +265,8 @@ static void persist_apply(struct fm_ownerd *d, struct od_plist *l)
 		const struct fm_action *a = &p->a;
 
 		p->status = 0;
+		if (a->type != FM_ACT_PERSIST)
+			continue; /* CHANGED: the commit thread's (od_changed_run) */
 		for (unsigned r = 0; r < a->u.persist.range_count && !p->status; r++) {
 			uint64_t first = a->u.persist.ranges[r].first;
 			uint64_t last = a->u.persist.ranges[r].last;
@@ -305,6 +307,13 @@ static void persist_complete(struct fm_ownerd *d, struct od_plist *l, uint64_t n
 		struct od_persist *p = &l->v[i];
 		struct od_map *m = od_map_find(d, p->a.u.persist.map_id);
 
+		if (p->a.type == FM_ACT_CHANGED) {
+			if (p->status == -EIO)
+				od_log(FM_LOGLVL_ERR, "map %" PRIu64 ": %s not recorded: %s",
+				       p->a.u.persist.map_id, p->a.u.persist.range_count ?
+				       "change report" : "changed-unknown mark", p->errmsg);
+			continue;
+		}
 		/* 4. publish strictly after durable */
 		if (p->status == 0 && m)
 			for (unsigned r = 0; r < p->a.u.persist.range_count; r++)
@@ -336,8 +345,10 @@ void od_persist_kick(struct fm_ownerd *d)
 	if (rc < 0)
 		od_log(FM_LOGLVL_ERR, "split commit failed: %s", fm_errormsg());
 	for (size_t i = 0; i < d->persist.n; i++)
-		if (rc < 0 && d->persist.v[i].status == 0)
+		if (rc < 0 && d->persist.v[i].status == 0 &&
+		    d->persist.v[i].a.type == FM_ACT_PERSIST)
 			d->persist.v[i].status = -EIO;
+	od_changed_run(d->store, &d->persist);
 	persist_complete(d, &d->persist, od_now_ms());
 	od_drain_actions(d); /* the SPLIT_ACKs go out */
 }
@@ -397,7 +408,10 @@ void od_drain_actions(struct fm_ownerd *d)
 				od_local_exec(d, &a, now);
 				break;
 			case FM_ACT_PERSIST:
-				/* 1. collected; applied at the end of the pass */
+			case FM_ACT_CHANGED:
+				/* 1. collected; applied at the end of the pass
+				 *    (CHANGED: recorded after its batch's
+				 *    commit, committer.c) */
 				if (d->persist.n == d->persist.cap) {
 					size_t nc = d->persist.cap ? d->persist.cap * 2 : 16;
 					struct od_persist *np = realloc(d->persist.v,

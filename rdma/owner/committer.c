@@ -45,6 +45,15 @@
  * sends the following batches to the thread again.  A drain misjudged as
  * cheap blocks the loop once.
  *
+ * CHANGED actions (a client's CHANGE_REPORT, a changed-unknown mark:
+ * core/src/owner/changed.c) ride in the same batches: the loop collects
+ * them with the PERSISTs but applies nothing for them; the thread, after
+ * the batch's commit, records each in the store (od_changed_run: the
+ * store's changed-set calls are durable on return, one drain each), so
+ * the loop never waits for those drains either (issue 9).  Their order
+ * against the split bits does not matter: the two sets are independent
+ * until a refresh, and a refresh waits for every CHANGED of its map.
+ *
  * The thread never logs (the loop does: one writer of stderr) and blocks
  * every signal (they go to the loop's thread, e.g. SIGTERM's
  * fm_ownerd_stop).  Stop: a commit in flight is always run and ended --
@@ -147,6 +156,34 @@ static int plist_move(struct od_plist *dst, struct od_plist *src)
 	return 0;
 }
 
+void od_changed_run(struct fm_store *store, struct od_plist *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		struct od_persist *p = &l->v[i];
+		const struct fm_action *a = &p->a;
+		int rc = 0;
+
+		if (a->type != FM_ACT_CHANGED)
+			continue;
+		if (!a->u.persist.range_count)
+			rc = fm_store_changed_unknown(store, a->u.persist.map_id,
+						      a->u.persist.generation);
+		for (unsigned r = 0; r < a->u.persist.range_count && !rc; r++) {
+			uint64_t first = a->u.persist.ranges[r].first;
+			uint64_t last = a->u.persist.ranges[r].last;
+
+			rc = fm_store_changed_set_range(store, a->u.persist.map_id,
+							a->u.persist.generation, first,
+							last - first + 1);
+		}
+		/* the set is gone or never kept: nothing owed (proto.h) */
+		p->status = rc == 0 || rc == -ESTALE || rc == -ENOENT || rc == -EOPNOTSUPP ? rc :
+			    -EIO;
+		if (p->status == -EIO)
+			snprintf(p->errmsg, sizeof(p->errmsg), "%s", fm_errormsg());
+	}
+}
+
 static void *committer_main(void *arg)
 {
 	struct od_committer *c = arg;
@@ -184,8 +221,10 @@ static void *committer_main(void *arg)
 			pthread_mutex_unlock(&c->pub);
 		}
 		for (size_t i = 0; i < c->flight.n; i++)
-			if (rc < 0 && c->flight.v[i].status == 0)
+			if (rc < 0 && c->flight.v[i].status == 0 &&
+			    c->flight.v[i].a.type == FM_ACT_PERSIST)
 				c->flight.v[i].status = -EIO;
+		od_changed_run(c->store, &c->flight); /* drains, beside the loop */
 
 		pthread_mutex_lock(&c->mu);
 		if (rc < 0)

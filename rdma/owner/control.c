@@ -56,6 +56,28 @@
  * is nothing to restore), and so is a prepared one (a trigger is being
  * prepared).
  *
+ * Refresh (map-refresh ID), the trigger's order with another step 3:
+ *   0. refused before anything is revoked when the store would refuse it
+ *      (fm_store_map_refresh's check: pool older than 1.4, a state other
+ *      than copying or idle_or_copied, a restored mapping), the mapping was
+ *      never started (no image to refresh), or it is in a group (-EBUSY,
+ *      od_group_refuse);
+ *   1. fm_owner_map_revoke(RESTART): every client drains and, before its
+ *      RELEASED, reports the grains it wrote (CHANGE_REPORT, wire 2.4);
+ *   2. FM_NOTE_REVOKED: every report is durable in the changed set, or the
+ *      set is marked changed-unknown (a session that could have written
+ *      ended without reporting: core/src/owner/changed.c has the
+ *      argument), and no grant goes out until step 5 -- so the set holds
+ *      every write of the generation when step 3 reads it;
+ *   3. fm_store_map_refresh: durably, generation + 1, COPYING, split :=
+ *      split AND NOT changed (everything unsplit if changed-unknown), the
+ *      changed set emptied (store.c, refresh, has why and the crash
+ *      order);
+ *   4. publish the bitmap (fewer bits than before: the changed grains
+ *      read through to the source again);
+ *   5. MAP_GRANT of the new generation.  The background copy recopies the
+ *      unsplit grains; a grain split and unchanged is not copied again.
+ *
  * Consistency groups (group-*) have their own file, groups.c: every
  * member revoked together, one crash-atomic trigger for all.  A member's
  * own map-prepare/start/restart/stop is refused here (od_group_refuse).
@@ -115,17 +137,30 @@
  *                and target are swapped against map-create; the volume
  *                restored from (now the source) is no point-in-time
  *                image of anything any more
+ *   changed      grains written (either volume) since the generation began,
+ *                as the clients reported them durably (wire 2.4): what
+ *                map-refresh recopies of the split grains
+ *   changed-unknown  1: a session that could have written ended without
+ *                its report (or an owner restarted, or the pool is older
+ *                than format 1.4): the next refresh recopies every grain
  */
 void od_ctl_show(struct fm_ownerd *d, int fd, struct od_map *m)
 {
 	struct fm_store_map_info info;
 	struct fm_owner_copy_info ci = { 0 };
-	uint64_t bps, left, pct;
+	uint64_t bps, left, pct, changed = 0;
 	int64_t eta = 0;
+	bool unknown;
+	int rc;
 
 	if (fm_store_map_get(d->store, m->id, &info))
 		return;
 	(void)fm_owner_copy_info(d->o, m->id, &ci);
+	/* a pool before 1.4 keeps no changed set: shown as unknown */
+	rc = fm_store_changed_count(d->store, m->id, &changed);
+	unknown = rc != 0;
+	if (rc < 0)
+		changed = 0;
 	bps = fm_copy_rate_bps(info.map.copy_rate);
 	left = info.map.geom.grain_count - info.split_count;
 	pct = info.split_count * 100 / info.map.geom.grain_count;
@@ -136,13 +171,15 @@ void od_ctl_show(struct fm_ownerd *d, int fd, struct od_map *m)
 		   " split %" PRIu64 " served-generation %" PRIu64 " revoking %d split-pct %"
 		   PRIu64 " rate %" PRIu32 " rate-bytes-per-s %" PRIu64 " eta-s %" PRId64
 		   " copiers %u copy-grains-out %" PRIu64 " copy-grains-returned %" PRIu64
-		   " copy-batches %" PRIu64 " autodelete %d group %" PRIu64 " reversed %d\n",
+		   " copy-batches %" PRIu64 " autodelete %d group %" PRIu64 " reversed %d"
+		   " changed %" PRIu64 " changed-unknown %d\n",
 		   m->id, info.map.source_vol, info.map.target_vol, info.map.geom.volume_size,
 		   1u << info.map.geom.grain_shift, info.map.geom.grain_count,
 		   fm_map_state_name(info.map.state), info.map.generation, info.split_count,
 		   m->d.generation, m->pend ? 1 : 0, pct, info.map.copy_rate, bps, eta,
 		   ci.copiers, ci.grains_out, ci.grains_returned, ci.batches_handed,
-		   m->autodelete ? 1 : 0, info.group, info.reversed ? 1 : 0);
+		   m->autodelete ? 1 : 0, info.group, info.reversed ? 1 : 0, changed,
+		   unknown ? 1 : 0);
 }
 
 /* The end of a deferred command: what `show` (if any) and `line` (if
@@ -253,6 +290,8 @@ void od_map_complete(struct fm_ownerd *d, struct od_map *m)
 {
 	struct fm_mapping mp;
 	struct fm_store_map_info info;
+	struct fm_store_refresh ref;
+	char refline[200] = "";
 	int rc = 0, fd = m->pend_fd;
 	enum od_pend op = m->pend;
 	uint64_t gen;
@@ -275,6 +314,18 @@ void od_map_complete(struct fm_ownerd *d, struct od_map *m)
 		break;
 	case OD_PEND_RESTART:
 		rc = fm_store_map_restart(d->store, m->id, &gen);
+		break;
+	case OD_PEND_REFRESH:
+		/* 3. durable: COPYING, generation++, split AND NOT changed */
+		rc = fm_store_map_refresh(d->store, m->id, 0, &ref);
+		if (!rc) {
+			snprintf(refline, sizeof(refline), "refreshed map %" PRIu64 " generation %"
+				 PRIu64 " kept %" PRIu64 " dropped %" PRIu64 " full %d", m->id,
+				 ref.map.generation, ref.kept, ref.dropped, ref.full ? 1 : 0);
+			od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": refreshed: %" PRIu64 " grains kept, %"
+			       PRIu64 " split ones to copy again%s", m->id, ref.kept, ref.dropped,
+			       ref.full ? " (changed set unknown: every grain)" : "");
+		}
 		break;
 	case OD_PEND_RESTORE:
 		/* 3. durable: reversed, COPYING, generation++, bitmap inverted */
@@ -314,8 +365,10 @@ void od_map_complete(struct fm_ownerd *d, struct od_map *m)
 		od_log(FM_LOGLVL_ERR, "map %" PRIu64 ": %s", m->id, fm_errormsg());
 	/* whatever happened, serve what the store now says */
 	if (fm_store_map_get(d->store, m->id, &info) == 0) {
-		if (info.map.generation != m->d.generation && op == OD_PEND_RESTORE) {
-			od_desc_from_store(m, &info); /* 4. restore: the inverted bits */
+		if (info.map.generation != m->d.generation &&
+		    (op == OD_PEND_RESTORE || op == OD_PEND_REFRESH)) {
+			/* 4. restore: the inverted bits; refresh: the kept ones */
+			od_desc_from_store(m, &info);
 			od_publish_words(d, m, 0, (m->d.grain_count + 63) / 64 - 1);
 		} else if (info.map.generation != m->d.generation) {
 			od_publish_clear(m); /* 4. nothing of the new generation is split */
@@ -326,7 +379,7 @@ void od_map_complete(struct fm_ownerd *d, struct od_map *m)
 		od_log(FM_LOGLVL_ERR, "map %" PRIu64 ": update: %s", m->id, fm_errormsg());
 	od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": now %s, generation %" PRIu64, m->id,
 	       fm_map_state_name((enum fm_map_state)m->d.state), m->d.generation);
-	ctl_answer(d, fd, rc, m, NULL);
+	ctl_answer(d, fd, rc, m, *refline ? refline : NULL);
 }
 
 /* every mapping in the store, for fm_mapping_admit; the loop thread's */
@@ -366,12 +419,29 @@ static int restore_check(struct fm_ownerd *d, uint64_t id)
 	return 0;
 }
 
+/* Step 0 of a refresh (top of this file): what the store would refuse,
+ * and a mapping never triggered -- it has no image to renew: map-prepare
+ * and map-start make its first one (the prepare flushes what clients
+ * cache, which a refresh of an image nobody asked for would skip). */
+static int refresh_check(struct fm_ownerd *d, uint64_t id)
+{
+	struct fm_store_map_info info;
+	int rc;
+
+	if ((rc = fm_store_map_get(d->store, id, &info)))
+		return rc;
+	if (info.map.state == FM_MAP_IDLE_OR_COPIED && info.map.generation == 0)
+		return fm_err(-EPERM, "mapping %" PRIu64 " was never started: there is no image "
+			      "to refresh; map-prepare and map-start it", id);
+	return fm_store_map_refresh(d->store, id, FM_STORE_REFRESH_CHECK, NULL);
+}
+
 static int ctl_map_op(struct fm_ownerd *d, int fd, uint64_t id, enum od_pend op)
 {
 	static const uint32_t reason[] = {
 		[OD_PEND_PREPARE] = FM_RELEASE_ADMIN, [OD_PEND_START] = FM_RELEASE_RESTART,
 		[OD_PEND_RESTART] = FM_RELEASE_RESTART, [OD_PEND_STOP] = FM_RELEASE_STOP,
-		[OD_PEND_RESTORE] = FM_RELEASE_RESTART,
+		[OD_PEND_RESTORE] = FM_RELEASE_RESTART, [OD_PEND_REFRESH] = FM_RELEASE_RESTART,
 	};
 	struct od_map *m = od_map_find(d, id);
 	int rc;
@@ -383,9 +453,12 @@ static int ctl_map_op(struct fm_ownerd *d, int fd, uint64_t id, enum od_pend op)
 	/* a member's point in time is its group's (groups.c) */
 	if ((rc = od_group_refuse(d, id, op == OD_PEND_PREPARE ? "map-prepare" :
 				  op == OD_PEND_START ? "map-start" : op == OD_PEND_RESTART ?
-				  "map-restart" : op == OD_PEND_RESTORE ? "map-restore" : "map-stop")))
+				  "map-restart" : op == OD_PEND_RESTORE ? "map-restore" :
+				  op == OD_PEND_REFRESH ? "map-refresh" : "map-stop")))
 		return rc;
 	if (op == OD_PEND_RESTORE && (rc = restore_check(d, id)))
+		return rc; /* 0. nothing revoked */
+	if (op == OD_PEND_REFRESH && (rc = refresh_check(d, id)))
 		return rc; /* 0. nothing revoked */
 	/* 1. withdraw every confirmation lease; the rest runs on REVOKED */
 	rc = fm_owner_map_revoke(d->o, id, reason[op], od_now_ms());
@@ -479,6 +552,7 @@ static const char *const pend_name[] = {
 	[OD_PEND_RESTART] = "map-restart", [OD_PEND_STOP] = "map-stop",
 	[OD_PEND_COMPLETE] = "copy complete", [OD_PEND_DELETE] = "map-delete",
 	[OD_PEND_GROUP] = "group operation", [OD_PEND_RESTORE] = "map-restore",
+	[OD_PEND_REFRESH] = "map-refresh",
 };
 
 /* A pending revoke that ran out of time: given up, the command answered
@@ -806,7 +880,7 @@ static int ctl_lock_show(struct fm_ownerd *d, int fd, char **av)
 
 #define CTL_COMMANDS "status, maps, sessions, map-create ID SRC TGT SIZE [GRAIN] [autodelete], " \
 	"map-show ID, lock-show MAP GRAIN, map-prepare ID, map-start ID, map-restart ID, " \
-	"map-stop ID, map-restore ID, map-rate ID RATE, map-delete ID [force], map-autodelete ID on|off, " \
+	"map-stop ID, map-restore ID, map-refresh ID, map-rate ID RATE, map-delete ID [force], map-autodelete ID on|off, " \
 	"group-create G MAP..., group-add G MAP..., group-remove G MAP..., group-show [G], " \
 	"group-prepare G, group-start G, group-stop G, group-delete G, quit"
 
@@ -837,6 +911,7 @@ static const struct ctl_cmd {
 	{ "map-restart", 1, 1, CTL_MAP_OP, OD_PEND_RESTART, "map-restart ID" },
 	{ "map-stop", 1, 1, CTL_MAP_OP, OD_PEND_STOP, "map-stop ID" },
 	{ "map-restore", 1, 1, CTL_MAP_OP, OD_PEND_RESTORE, "map-restore ID" },
+	{ "map-refresh", 1, 1, CTL_MAP_OP, OD_PEND_REFRESH, "map-refresh ID" },
 	{ "map-rate", 2, 2, CTL_RATE, OD_PEND_NONE, "map-rate ID RATE (0..150)" },
 	{ "map-delete", 1, 2, CTL_DELETE, OD_PEND_NONE, "map-delete ID [force]" },
 	{ "map-autodelete", 2, 2, CTL_AUTODELETE, OD_PEND_NONE, "map-autodelete ID on|off" },

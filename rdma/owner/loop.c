@@ -159,6 +159,7 @@ static int begin_incarnation(struct fm_ownerd *d, uint64_t now, struct fm_owner_
 		clock_gettime(CLOCK_REALTIME, &ts);
 		d->incarnation = (uint64_t)ts.tv_sec;
 		grace = d->hold_ms;
+		d->prev_served = true;
 		od_log(FM_LOGLVL_WARN, "pool %s is format 1.0: no owner record, restart grace "
 		       "%" PRIu64 " ms, fencing tokens from the clock (recreate the pool)",
 		       d->cfg.pmem_path, grace);
@@ -166,6 +167,7 @@ static int begin_incarnation(struct fm_ownerd *d, uint64_t now, struct fm_owner_
 		return rc;
 	} else {
 		d->record_owner = true;
+		d->prev_served = !prev.known || prev.incarnation != 0;
 		grace = prev.known && prev.incarnation == 0 ? 0 :
 			prev.known ? prev.hold_ms : d->hold_ms;
 		od_log(FM_LOGLVL_INFO, "incarnation %" PRIu64 "; restart grace %" PRIu64
@@ -176,6 +178,34 @@ static int begin_incarnation(struct fm_ownerd *d, uint64_t now, struct fm_owner_
 	d->grace_ms = grace;
 	(void)now;
 	return 0;
+}
+
+/*
+ * A previous incarnation served this pool: a session of it may have
+ * written a mapping since its last CHANGE_REPORT and died with it (the
+ * owner keeps its sessions' grants in memory only: core/src/owner/
+ * changed.c), so each mapping's changed set is marked changed-unknown
+ * before anyone is served -- the next refresh of it recopies every grain.
+ * Conservative: it costs that one full recopy after every owner restart,
+ * also one that found no client connected.  Blocks for one logged slot
+ * write per mapping (at start, before the loop runs).  A pool before
+ * format 1.4 keeps no sets: nothing to mark.
+ */
+static void unknown_at_start(struct fm_ownerd *d, uint64_t id)
+{
+	struct fm_store_map_info info;
+	int rc;
+
+	if (fm_store_map_get(d->store, id, &info) || info.changed_unknown)
+		return;
+	rc = fm_store_changed_unknown(d->store, id, info.map.generation);
+	if (rc && rc != -EOPNOTSUPP)
+		od_log(FM_LOGLVL_ERR, "map %" PRIu64 ": changed-unknown mark at start: %s", id,
+		       fm_errormsg());
+	else if (!rc)
+		od_log(FM_LOGLVL_INFO, "map %" PRIu64 ": changed set marked unknown (the "
+		       "previous owner's sessions may not have reported): its next refresh "
+		       "recopies every grain", id);
 }
 
 /*
@@ -370,6 +400,8 @@ int fm_ownerd_new(struct fm_ownerd **out, const struct fm_ownerd_cfg *cfg)
 		goto out_maps;
 	}
 	for (int i = 0; i < nmaps; i++) {
+		if (d->prev_served)
+			unknown_at_start(d, ids[i]);
 		rc = od_map_attach(d, ids[i]);
 		if (rc)
 			goto out_maps;

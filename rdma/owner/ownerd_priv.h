@@ -92,7 +92,8 @@ enum od_pend { OD_PEND_NONE = 0, OD_PEND_PREPARE, OD_PEND_START, OD_PEND_RESTART
 	       OD_PEND_COMPLETE, /* every grain split: COPY_COMPLETE (nobody asked) */
 	       OD_PEND_DELETE,   /* map-delete: stop if forced, remove, free the slot */
 	       OD_PEND_GROUP,    /* member of a group operation (od_map.gop) */
-	       OD_PEND_RESTORE   /* map-restore: the reverse (control.c) */ };
+	       OD_PEND_RESTORE,  /* map-restore: the reverse (control.c) */
+	       OD_PEND_REFRESH   /* map-refresh: the incremental refresh (control.c) */ };
 
 struct od_map {
 	bool used;
@@ -132,11 +133,13 @@ struct od_gop {
 	uint64_t ids[OD_GROUP_MAX];
 };
 
-/* a PERSIST action of a group commit and its outcome so far */
+/* a PERSIST (or CHANGED) action of a group commit and its outcome so far */
 struct od_persist {
 	struct fm_action a;
 	int status;             /* 0, or what step 2 or the commit met
-				 * (-ESTALE, -EIO) */
+				 * (-ESTALE, -EIO); CHANGED: its store call's */
+	char errmsg[96];        /* CHANGED -EIO: fm_errormsg() of the thread
+				 * that met it (the loop logs it) */
 };
 
 /* a list of them; lists change hands whole (swapped), never copied */
@@ -220,6 +223,9 @@ struct fm_ownerd {
 	uint32_t hold_ms;          /* how long our leases can outlive us */
 	uint64_t grace_ms;         /* restart grace at start (lease.h R6) */
 	bool record_owner;         /* the pool keeps owner records (format 1.1) */
+	bool prev_served;          /* an owner served the pool before us: its
+				    * sessions' unreported writes are unknown
+				    * (loop.c unknown_at_start) */
 	int fatal;                 /* the state machine died: run() returns it */
 	/* set by fm_ownerd_stop -- from another thread or, in flashmeta-owner,
 	 * a SIGTERM handler -- read by the loop: a lock-free atomic, the only
@@ -393,6 +399,11 @@ bool od_committer_cheap(struct od_committer *c);
 /* od_committer_here -- loop: fm_store_split_commit() in place, its
  * drain counted in the estimate; its return */
 int od_committer_here(struct od_committer *c, struct fm_store *store);
+/* od_changed_run -- the CHANGED actions of `l` into the store (changed
+ * sets, changed-unknown marks), each durable on return: their statuses.
+ * The commit thread's, after a batch's commit; the loop's when it commits
+ * in place.  Blocks for a drain per range. */
+void od_changed_run(struct fm_store *store, struct od_plist *l);
 /* od_committer_reap -- loop: the done batches into `out` (which must be
  * empty); errmsg gets the last commit failure's message ("" if none).
  * With `wait` (stopping): first wait until no commit is in flight, and

@@ -99,7 +99,7 @@ static int sc_commands(struct svc *s)
 	SAYS("group 5 members 2 maps 1,2 ");
 	FAILS("error EINVAL: map 3 is not in group 5", "group-remove 5 3");
 	OK("map-show 1");
-	SAYS(" autodelete 0 group 5 reversed 0\n");
+	SAYS(" autodelete 0 group 5 reversed 0 ");
 
 	/* idle_or_copied: only group-prepare; member-level refused */
 	FAILS("error EPERM: group 5: map 1 is idle_or_copied; group-start needs every member "
@@ -167,7 +167,7 @@ static int sc_commands(struct svc *s)
 	FAILS("error ENOENT: group 5 unknown", "group-show 5");
 	OK("map-show 1");
 	SAYS(" state stopped generation 1 ");
-	SAYS(" group 0 reversed 0\n");
+	SAYS(" group 0 reversed 0 ");
 	OK("map-prepare 1"); /* its own again */
 
 	/* kept in the pool: an owner killed and restarted knows them */
@@ -178,7 +178,7 @@ static int sc_commands(struct svc *s)
 	OK("group-show 4");
 	SAYS("group 4 members 2 maps 1,2 states prepared,prepared operation -\n");
 	OK("map-show 2");
-	SAYS(" autodelete 1 group 4 reversed 0\n");
+	SAYS(" autodelete 1 group 4 reversed 0 ");
 	return 0;
 }
 

@@ -1287,19 +1287,19 @@ static void control__autodelete__deleted_when_copy_completes(void **state)
 			 0);
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 2\n"), 0);
 	assert_non_null(strstr(out, " grain 65536 ")); /* GRAIN may be left out */
-	assert_non_null(strstr(out, " autodelete 1 group 0 reversed 0\n"));
+	assert_non_null(strstr(out, " autodelete 1 group 0 reversed 0 "));
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-create 3 50 60 16384 4096\n"), 0);
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 3\n"), 0);
-	assert_non_null(strstr(out, " autodelete 0 group 0 reversed 0\n"));
+	assert_non_null(strstr(out, " autodelete 0 group 0 reversed 0 "));
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-autodelete 2 off\n"), 0);
-	assert_non_null(strstr(out, " autodelete 0 group 0 reversed 0\n"));
+	assert_non_null(strstr(out, " autodelete 0 group 0 reversed 0 "));
 
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-autodelete 2 yes\n"), -EREMOTEIO);
 	assert_non_null(strstr(out, "error EINVAL: usage: map-autodelete ID on|off"));
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-autodelete 9 on\n"), -EREMOTEIO);
 	assert_non_null(strstr(out, "error ENOENT: map 9 unknown"));
 	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "map-autodelete", "2", "on", NULL), 0);
-	assert_true(log_has(" autodelete 1 group 0 reversed 0\n"));
+	assert_true(log_has(" autodelete 1 group 0 reversed 0 "));
 	for (int m = 1; m <= 3; m += 2) {
 		snprintf(out, sizeof(out), "map-prepare %d\n", m);
 		assert_int_equal(ctl(o.ctl, NULL, 0, out), 0);
@@ -1326,9 +1326,9 @@ static void control__autodelete__deleted_when_copy_completes(void **state)
 	owner_stop(&o);
 	owner_start(&o, NULL, NULL);
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 2\n"), 0);
-	assert_non_null(strstr(out, " autodelete 1 group 0 reversed 0\n"));
+	assert_non_null(strstr(out, " autodelete 1 group 0 reversed 0 "));
 	assert_int_equal(ctl(o.ctl, out, sizeof(out), "map-show 3\n"), 0);
-	assert_non_null(strstr(out, " autodelete 0 group 0 reversed 0\n"));
+	assert_non_null(strstr(out, " autodelete 0 group 0 reversed 0 "));
 	owner_stop(&o);
 }
 
@@ -1485,7 +1485,8 @@ static void drive(struct owner *o, unsigned id, int st)
 /*
  * Every lifecycle command from every state the CLI can hold a mapping
  * in, legal and illegal: the exit status and the state after.  Columns:
- * map-prepare, map-start, map-restart, map-stop, map-restore, map-delete;
+ * map-prepare, map-start, map-restart, map-stop, map-restore, map-delete,
+ * map-refresh;
  * "-" after: the mapping is gone.  map-restore from copying may complete
  * at once (nothing was split: every grain is split once reversed), so
  * copying|idle_or_copied is accepted there.
@@ -1493,25 +1494,30 @@ static void drive(struct owner *o, unsigned id, int st)
 static void cli__lifecycle__every_command_from_every_state(void **state)
 {
 	static const char *const cmds[] = { "map-prepare", "map-start", "map-restart", "map-stop",
-					     "map-restore", "map-delete" };
+					     "map-restore", "map-delete", "map-refresh" };
 	static const char *const names[] = { "idle_or_copied (never started)", "prepared",
 					      "copying", "stopped", "idle_or_copied (copied)" };
-	static const struct { int rc; const char *after; int reversed; } want[5][6] = {
+	static const struct { int rc; const char *after; int reversed; } want[5][7] = {
 		/* idle, never started */
 		{ { 0, "prepared", 0 }, { 1, "idle_or_copied", 0 }, { 0, "idle_or_copied", 0 },
-		  { 1, "idle_or_copied", 0 }, { 1, "idle_or_copied", 0 }, { 0, "-", -1 } },
+		  { 1, "idle_or_copied", 0 }, { 1, "idle_or_copied", 0 }, { 0, "-", -1 },
+		  { 1, "idle_or_copied", 0 } },
 		/* prepared */
 		{ { 1, "prepared", 0 }, { 0, "copying", 0 }, { 0, "prepared", 0 },
-		  { 0, "stopped", 0 }, { 1, "prepared", 0 }, { 1, "prepared", 0 } },
+		  { 0, "stopped", 0 }, { 1, "prepared", 0 }, { 1, "prepared", 0 },
+		  { 1, "prepared", 0 } },
 		/* copying */
 		{ { 1, "copying", 0 }, { 1, "copying", 0 }, { 0, "copying", 0 },
-		  { 0, "stopped", 0 }, { 0, "copying|idle_or_copied", 1 }, { 1, "copying", 0 } },
+		  { 0, "stopped", 0 }, { 0, "copying|idle_or_copied", 1 }, { 1, "copying", 0 },
+		  { 0, "copying", 0 } },
 		/* stopped */
 		{ { 0, "prepared", 0 }, { 1, "stopped", 0 }, { 0, "stopped", 0 },
-		  { 1, "stopped", 0 }, { 1, "stopped", 0 }, { 0, "-", -1 } },
+		  { 1, "stopped", 0 }, { 1, "stopped", 0 }, { 0, "-", -1 },
+		  { 1, "stopped", 0 } },
 		/* idle_or_copied after a restore's copy: reversed */
 		{ { 0, "prepared", 1 }, { 1, "idle_or_copied", 1 }, { 0, "idle_or_copied", 1 },
-		  { 1, "idle_or_copied", 1 }, { 0, "copying", 0 }, { 0, "-", -1 } },
+		  { 1, "idle_or_copied", 1 }, { 0, "copying", 0 }, { 0, "-", -1 },
+		  { 1, "idle_or_copied", 1 } },
 	};
 	struct owner o;
 	char idb[16], st[32], alt[64];
@@ -1523,7 +1529,7 @@ static void cli__lifecycle__every_command_from_every_state(void **state)
 	owner_paths(&o, "pool", "ctl");
 	owner_start(&o, NULL, NULL);
 	for (int s = 0; s < 5; s++) {
-		for (int c = 0; c < 6; c++) {
+		for (int c = 0; c < 7; c++) {
 			int rc;
 
 			id++;
@@ -1546,8 +1552,8 @@ static void cli__lifecycle__every_command_from_every_state(void **state)
 		}
 	}
 	/* the refusals of map-restore, each with its reason */
-	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "admin", "map-restore", "22", NULL), 1);
-	assert_true(err_has("error EPERM: mapping 22 is stopped: its target "
+	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "admin", "map-restore", "25", NULL), 1);
+	assert_true(err_has("error EPERM: mapping 25 is stopped: its target "
 			       "is no point-in-time image, there is nothing to restore"));
 	/* map 2: its map-start was refused, never started */
 	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "admin", "map-restore", "2", NULL), 1);
@@ -1571,12 +1577,29 @@ static void cli__lifecycle__every_command_from_every_state(void **state)
 	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "group-create", "5", "100", NULL), 0);
 	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "admin", "map-restore", "100", NULL), 1);
 	assert_true(err_has("error EBUSY: map 100 is in consistency group 5"));
+	/* map-refresh says why it refuses: a group member, a restored
+	 * mapping, a state without an image, one never started */
+	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "admin", "map-refresh", "100", NULL), 1);
+	assert_true(err_has("error EBUSY: map 100 is in consistency group 5: map-refresh"));
 	assert_int_equal(run(g_cli, "-C", o.ctl, "admin", "group-delete", "5", NULL), 0);
+	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "admin", "map-refresh", "35", NULL), 1);
+	assert_true(err_has("error EPERM: mapping 35 is restored"));
+	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "admin", "map-refresh", "28", NULL), 1);
+	assert_true(err_has("error EPERM: mapping 28 is stopped: a refresh needs copying or "
+			    "idle_or_copied"));
+	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "admin", "map-refresh", "7", NULL), 1);
+	assert_true(err_has("error EPERM: mapping 7 was never started"));
+	/* and what it did, as a record (nothing was written: nothing dropped) */
+	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "--json", "admin", "map-refresh", "100",
+				     NULL), 0);
+	assert_non_null(strstr(slurp(at("out")), "\"record\": \"refreshed\", \"map\": 100, "
+			       "\"generation\": 2, \"kept\": 0, \"dropped\": 0, \"full\": 0}"));
+	assert_non_null(strstr(slurp(at("out")), "\"changed\": 0, \"changed-unknown\": 0}"));
 	/* now it may: the JSON answer shows the mapping reversed */
 	assert_int_equal(run_out_err(g_cli, "-C", o.ctl, "--json", "admin", "map-restore", "100",
 				     NULL), 0);
 	assert_non_null(strstr(slurp(at("out")), "\"source\": 20, \"target\": 10"));
-	assert_non_null(strstr(slurp(at("out")), "\"reversed\": 1}"));
+	assert_non_null(strstr(slurp(at("out")), "\"reversed\": 1, "));
 	owner_stop(&o);
 	/* durable: a restarted owner serves it reversed */
 	owner_start(&o, NULL, NULL);

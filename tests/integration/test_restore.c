@@ -234,7 +234,7 @@ static int run(void)
 	memcpy(timg, tmodel, VOL);
 	CHECK(svc_ctl(&s, out, sizeof(out), "map-restore %d", MAP) == 0);
 	fprintf(stderr, "R: %s", out);
-	CHECK(strstr(out, " source 2 target 1 ") && strstr(out, " reversed 1\n") &&
+	CHECK(strstr(out, " source 2 target 1 ") && strstr(out, " reversed 1 ") &&
 	      strstr(out, " state copying ") && strstr(out, " generation 2 "));
 	/* every grain split before is unsplit now and the other way round */
 	CHECK(show_num("split-pct") <= 100 - split_at_restore + 1);

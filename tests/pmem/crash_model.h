@@ -16,6 +16,14 @@
  *   - if the in-flight reverse (restore, format 1.3) was applied, the
  *     bitmap is exactly the complement of the bits set before it (every
  *     bit attempted in the generation: the reverse commits them first);
+ *   - changed sets (format 1.4): if the generation is the acked one, every
+ *     grain of an acked report is in it and every grain in it was at least
+ *     reported in this generation; the changed-unknown flag is the acked
+ *     one (or, for a mark in flight, set);
+ *   - if the in-flight refresh was applied, the bitmap is exactly the bits
+ *     attempted before it minus the reported ones (none if marked
+ *     changed-unknown), and after any applied start, restart, reverse or
+ *     refresh the changed set is empty and the flag clear;
  *   - the owner record is the last acked one or, for an owner update in
  *     flight (fm_store_owner_begin/settle), the one it writes: never a
  *     mix, never lost.
@@ -38,11 +46,14 @@
 #define CM_GRAIN 4096u
 #define CM_EV_RESTART FM_MAP_EV_COUNT /* pseudo event: fm_store_map_restart */
 #define CM_EV_REVERSE (FM_MAP_EV_COUNT + 1) /* pseudo event: fm_store_map_reverse */
+#define CM_EV_REFRESH (FM_MAP_EV_COUNT + 2) /* pseudo event: fm_store_map_refresh */
+#define CM_EV_UNKNOWN (FM_MAP_EV_COUNT + 3) /* pseudo event: fm_store_changed_unknown */
 
 enum cm_rec_type {
 	CM_INTENT_SPLIT = 1, CM_ACK_COMMIT, CM_INTENT_TR, CM_ACK_TR,
 	CM_INTENT_OWNER, CM_ACK_OWNER, /* a: incarnation, b: hold_ms */
 	CM_COMMIT_BEGIN,               /* a split commit swaps its set */
+	CM_INTENT_CHANGED, CM_ACK_CHANGED, /* a: gen, b: first | count << 32 */
 };
 
 struct cm_rec {
@@ -57,6 +68,9 @@ struct cm_map {
 	uint8_t must[CM_GRAINS];
 	uint8_t maybe[CM_GRAINS];   /* attempted in this generation */
 	uint8_t covered[CM_GRAINS]; /* attempted before the last commit's begin */
+	uint8_t ch_must[CM_GRAINS]; /* changed: reported and acked */
+	uint8_t ch_maybe[CM_GRAINS]; /* changed: reported in this generation */
+	int unknown;                /* changed-unknown acked */
 };
 
 struct cm {
@@ -67,6 +81,9 @@ struct cm {
 	uint64_t tr_gen;
 	int tr_rev;           /* the in-flight operation is a reverse */
 	uint8_t rev_bits[CM_GRAINS]; /* ... and the bitmap it leads to */
+	int tr_ref;           /* the in-flight operation is a refresh (bitmap
+			       * it leads to: rev_bits) */
+	int tr_unk;           /* the in-flight operation marks changed-unknown */
 	uint64_t owner_inc;   /* the acked owner record */
 	uint32_t owner_hold;
 	int owner_inflight;   /* an INTENT_OWNER without its ACK */
@@ -98,12 +115,32 @@ static inline void cm_feed(struct cm *c, const struct cm_rec *r)
 				if (c->m[i].covered[g])
 					c->m[i].must[g] = 1;
 		break;
+	case CM_INTENT_CHANGED:
+	case CM_ACK_CHANGED:
+		if (r->a != m->gen)
+			break;
+		for (uint64_t g = r->b & UINT32_MAX; g < (r->b & UINT32_MAX) + (r->b >> 32); g++) {
+			m->ch_maybe[g] = 1;
+			if (r->type == CM_ACK_CHANGED)
+				m->ch_must[g] = 1;
+		}
+		break;
 	case CM_INTENT_TR: {
 		struct fm_mapping fm = { .state = m->state, .generation = m->gen };
 		c->tr_inflight = 1;
 		c->tr_map = r->map;
 		c->tr_rev = r->a == CM_EV_REVERSE;
-		if (r->a == CM_EV_RESTART) {
+		c->tr_ref = r->a == CM_EV_REFRESH;
+		c->tr_unk = r->a == CM_EV_UNKNOWN;
+		if (r->a == CM_EV_UNKNOWN) {
+			/* same state and generation */
+		} else if (r->a == CM_EV_REFRESH) {
+			fm.generation++;
+			fm.state = FM_MAP_COPYING;
+			for (int g = 0; g < CM_GRAINS; g++)
+				c->rev_bits[g] = !m->unknown && (m->must[g] | m->maybe[g]) &&
+						 !m->ch_maybe[g];
+		} else if (r->a == CM_EV_RESTART) {
 			fm.generation++;
 		} else if (r->a == CM_EV_REVERSE) {
 			if (fm_mapping_reverse(&fm, &fm)) {
@@ -132,7 +169,14 @@ static inline void cm_feed(struct cm *c, const struct cm_rec *r)
 		break;
 	case CM_ACK_TR:
 		c->tr_inflight = 0;
-		if (r->b != m->gen && c->tr_rev) {
+		if (c->tr_unk)
+			m->unknown = 1;
+		if (r->b != m->gen) { /* a new generation: changed set empty */
+			memset(m->ch_must, 0, sizeof(m->ch_must));
+			memset(m->ch_maybe, 0, sizeof(m->ch_maybe));
+			m->unknown = 0;
+		}
+		if (r->b != m->gen && (c->tr_rev || c->tr_ref)) {
 			memcpy(m->must, c->rev_bits, sizeof(m->must));
 			memcpy(m->maybe, c->rev_bits, sizeof(m->maybe));
 			memcpy(m->covered, c->rev_bits, sizeof(m->covered));
@@ -142,6 +186,8 @@ static inline void cm_feed(struct cm *c, const struct cm_rec *r)
 			memset(m->covered, 0, sizeof(m->covered));
 		}
 		c->tr_rev = 0;
+		c->tr_ref = 0;
+		c->tr_unk = 0;
 		m->state = (int)r->a;
 		m->gen = r->b;
 		break;
@@ -179,6 +225,14 @@ static inline int cm_verify(struct cm *c, const char *path, char *why, size_t wl
 			goto fail;
 		}
 		int old_ok = (int)info.map.state == m->state && info.map.generation == m->gen;
+		int unk_ok = info.map.generation != m->gen ? !info.changed_unknown :
+			     info.changed_unknown == (m->unknown != 0) ||
+			     (inflight && c->tr_unk && info.changed_unknown);
+		if (!unk_ok) {
+			snprintf(why, wlen, "map %u: changed-unknown %d, model %d inflight %d",
+				 i, info.changed_unknown, m->unknown, inflight && c->tr_unk);
+			goto fail;
+		}
 		int new_ok = inflight && (int)info.map.state == c->tr_state &&
 			     info.map.generation == c->tr_gen;
 		if (!old_ok && !new_ok) {
@@ -194,11 +248,28 @@ static inline int cm_verify(struct cm *c, const char *path, char *why, size_t wl
 				snprintf(why, wlen, "split_test %d", bit);
 				goto fail;
 			}
-			if (info.map.generation != m->gen && c->tr_rev) {
+			int ch = fm_store_changed_test(s, cm_id(i), g);
+			if (ch < 0) {
+				snprintf(why, wlen, "changed_test %d", ch);
+				goto fail;
+			}
+			if (info.map.generation != m->gen && ch) {
+				snprintf(why, wlen, "map %u: changed bit %" PRIu64 " survived"
+					 " a new generation", i, g);
+				goto fail;
+			}
+			if (info.map.generation == m->gen &&
+			    ((m->ch_must[g] && !ch) || (ch && !m->ch_maybe[g]))) {
+				snprintf(why, wlen, "map %u gen %" PRIu64 ": changed bit %" PRIu64
+					 " is %d, acked %d, reported %d", i, m->gen, g, ch,
+					 m->ch_must[g], m->ch_maybe[g]);
+				goto fail;
+			}
+			if (info.map.generation != m->gen && (c->tr_rev || c->tr_ref)) {
 				if (bit != c->rev_bits[g]) {
 					snprintf(why, wlen, "map %u: bit %" PRIu64 " is %d after"
-						 " the reverse, the complement of before is %d",
-						 i, g, bit, c->rev_bits[g]);
+						 " the %s, the model says %d", i, g, bit,
+						 c->tr_rev ? "reverse" : "refresh", c->rev_bits[g]);
 					goto fail;
 				}
 				continue;
@@ -246,11 +317,17 @@ static inline void cm_adopt(struct cm *c, const char *path)
 		c->m[i].gen = info.map.generation;
 		memset(c->m[i].maybe, 0, CM_GRAINS);
 		memset(c->m[i].covered, 0, CM_GRAINS);
-		for (uint64_t g = 0; g < CM_GRAINS; g++)
+		for (uint64_t g = 0; g < CM_GRAINS; g++) {
 			c->m[i].must[g] = (uint8_t)fm_store_split_test(s, cm_id(i), g);
+			c->m[i].ch_must[g] = (uint8_t)fm_store_changed_test(s, cm_id(i), g);
+		}
+		memcpy(c->m[i].ch_maybe, c->m[i].ch_must, CM_GRAINS);
+		c->m[i].unknown = info.changed_unknown;
 	}
 	c->tr_inflight = 0;
 	c->tr_rev = 0;
+	c->tr_ref = 0;
+	c->tr_unk = 0;
 	struct fm_store_owner_info oi;
 	fm_store_owner_get(s, &oi);
 	c->owner_inc = oi.incarnation;
@@ -473,11 +550,39 @@ static inline void cm_commit(struct fm_store *s, uint64_t gen, uint64_t *rng,
 	emit(arg, r);
 }
 
+/* A report of 1..70 written grains (fm_store_changed_set_range) of
+ * mapping r->map at `gen`: intent before, ack after (durable on return).
+ *
+ * Checked to fail (mutants in store.c, not committed): the refresh's F1
+ * without its flush fails test_pmem_powerfail on seeds 1..3 ("bit 58 is 1
+ * after the refresh, the model says 0"); the refresh not clearing the
+ * changed bitmap (no F3) fails test_pmem_powerfail on seeds 1, 2 ("changed
+ * bit 58 survived a new generation") and test_pmem_crash on seed 1. */
+static inline void cm_changed_call(struct fm_store *s, uint64_t gen, uint64_t *rng,
+				   struct cm_rec *r, cm_emit_fn emit, void *arg)
+{
+	uint64_t first = fmt_rand(rng) % CM_GRAINS, n = 1 + fmt_rand(rng) % 70;
+	int ret;
+
+	if (n > CM_GRAINS - first)
+		n = CM_GRAINS - first;
+	r->type = CM_INTENT_CHANGED;
+	r->a = gen;
+	r->b = first | n << 32;
+	emit(arg, r);
+	ret = fm_store_changed_set_range(s, cm_id(r->map), gen, first, n);
+	if (ret)
+		cm_die("changed_set_range", ret);
+	r->type = CM_ACK_CHANGED;
+	emit(arg, r);
+}
+
 /*
  * One random operation on an open store: the owner's begin first, then an
- * owner update (1 in 20), or else 1..3 split calls (per bit, batch or
- * range, see cm_split_call) + one group commit (cm_commit) (70%), or a
- * legal transition/restart/reverse (30%).  Emits intent before and ack after.
+ * owner update (1 in 20), or else a report of changed grains (1 in 5), or
+ * else 1..3 split calls (per bit, batch or range, see cm_split_call) + one
+ * group commit (cm_commit) (70%), or a legal transition/restart/reverse/
+ * refresh/changed-unknown mark (30%).  Emits intent before and ack after.
  * Exits(3) on any unexpected error.
  */
 static inline void cm_step(struct fm_store *s, uint64_t *rng, cm_emit_fn emit, void *arg)
@@ -493,6 +598,10 @@ static inline void cm_step(struct fm_store *s, uint64_t *rng, cm_emit_fn emit, v
 	}
 	if (fm_store_map_get(s, cm_id(mi), &info))
 		cm_die("map_get", -1);
+	if (fmt_rand(rng) % 5 == 0) {
+		cm_changed_call(s, info.map.generation, rng, &r, emit, arg);
+		return;
+	}
 	if (fmt_rand(rng) % 10 < 7 && (info.map.state == FM_MAP_COPYING ||
 				      info.map.state == FM_MAP_STOPPING)) {
 		int calls = 1 + (int)(fmt_rand(rng) % 3);
@@ -502,7 +611,7 @@ static inline void cm_step(struct fm_store *s, uint64_t *rng, cm_emit_fn emit, v
 		return;
 	}
 	/* choose a legal event; COPY_COMPLETE only when complete */
-	int evs[FM_MAP_EV_COUNT + 2], nev = 0;
+	int evs[FM_MAP_EV_COUNT + 4], nev = 0;
 	for (int ev = 0; ev < FM_MAP_EV_COUNT; ev++) {
 		if (fm_map_next_state(info.map.state, ev) < 0)
 			continue;
@@ -514,6 +623,11 @@ static inline void cm_step(struct fm_store *s, uint64_t *rng, cm_emit_fn emit, v
 		evs[nev++] = CM_EV_RESTART;
 	if (fmt_rand(rng) % 4 == 0 && fm_mapping_reverse(&info.map, &(struct fm_mapping){ 0 }) == 0)
 		evs[nev++] = CM_EV_REVERSE;
+	if (fmt_rand(rng) % 3 == 0 && !info.reversed &&
+	    (info.map.state == FM_MAP_COPYING || info.map.state == FM_MAP_IDLE_OR_COPIED))
+		evs[nev++] = CM_EV_REFRESH;
+	if (fmt_rand(rng) % 10 == 0)
+		evs[nev++] = CM_EV_UNKNOWN;
 	if (nev == 0)
 		return;
 	r.type = CM_INTENT_TR;
@@ -523,6 +637,10 @@ static inline void cm_step(struct fm_store *s, uint64_t *rng, cm_emit_fn emit, v
 		ret = fm_store_map_restart(s, cm_id(mi), NULL);
 	else if (r.a == CM_EV_REVERSE)
 		ret = fm_store_map_reverse(s, cm_id(mi), 0, NULL);
+	else if (r.a == CM_EV_REFRESH)
+		ret = fm_store_map_refresh(s, cm_id(mi), 0, NULL);
+	else if (r.a == CM_EV_UNKNOWN)
+		ret = fm_store_changed_unknown(s, cm_id(mi), info.map.generation);
 	else
 		ret = fm_store_map_transition(s, cm_id(mi), (enum fm_map_event)r.a, NULL);
 	if (ret)

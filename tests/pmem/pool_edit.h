@@ -89,16 +89,31 @@ static inline struct fm_owner_media *pe_owner(uint8_t *b, unsigned k)
  * in the one record place with no in-use count, no record B, no owner
  * record.
  */
-static inline void pe_downgrade_1_0(uint8_t *b)
+/* Give a fresh pool's superblock an older format's features and layout:
+ * without CHANGED (before 1.4) it has no changed bitmaps, so the pool ends
+ * where they began (the file may be longer) and changed_off is zero.  The
+ * changed bitmaps must be empty (they are not looked at again). */
+static inline void pe_downgrade(uint8_t *b, uint32_t minor, uint64_t incompat)
 {
 	struct fm_sb sb = pe_sb(b);
+
+	if ((sb.incompat & FM_POOL_INCOMPAT_CHANGED) &&
+	    !(incompat & FM_POOL_INCOMPAT_CHANGED)) {
+		sb.pool_size = sb.changed_off;
+		sb.changed_off = 0;
+	}
+	sb.minor = minor;
+	sb.incompat = incompat;
+	pe_put_sb(b, &sb);
+}
+
+static inline void pe_downgrade_1_0(uint8_t *b)
+{
 	uint64_t seq = pe_applied(b);
 	struct fm_log_rec r = pe_get_rec(b, seq);
 
 	memset(b + FM_LOG_OFF + FM_LOG_REC_OFF, 0, FM_BLOCK - FM_LOG_REC_OFF);
-	sb.minor = 0;
-	sb.incompat = 0;
-	pe_put_sb(b, &sb);
+	pe_downgrade(b, 0, 0);
 	pe_set_applied(b, seq);
 	r.in_use = 0;
 	if (seq)

@@ -81,7 +81,7 @@ static void format__validate__flags_and_group_by_pool_features(void **state)
 
 	assert_int_equal(fm_layout_compute(&sb, 4, 1000), 0);
 	assert_true(sb.incompat & FM_POOL_INCOMPAT_SLOT_EXT);
-	assert_int_equal(sb.minor, 3);
+	assert_int_equal(sb.minor, 4);
 	mk_map(&s.m, 3, 10);
 	s.bitmap_off = sb.bitmap_off;
 	s.bitmap_len = fm_bitmap_len(10);
@@ -93,7 +93,7 @@ static void format__validate__flags_and_group_by_pool_features(void **state)
 	s.group = 0; /* pending needs a group */
 	assert_int_equal(fm_slot_validate(&sb, 0, &s), -EDOM);
 	assert_non_null(strstr(fm_errormsg(), "pending without a group"));
-	s.flags = FM_SLOT_IN_USE | 0x10; /* unknown flag */
+	s.flags = FM_SLOT_IN_USE | 0x20; /* unknown flag */
 	assert_int_equal(fm_slot_validate(&sb, 0, &s), -EDOM);
 	s.flags = FM_SLOT_AUTODELETE; /* not in use */
 	assert_int_equal(fm_slot_validate(&sb, 0, &s), -EDOM);
@@ -250,16 +250,12 @@ static void legacy_1_1__opens__ext_refused__stays_1_1(void **state)
 	struct fm_check c;
 	size_t len;
 	uint8_t *b;
-	struct fm_sb sb;
 
 	assert_int_equal(fm_store_create(&s, fmt_path(path, sizeof(path), "v11"), &cfg), 0);
 	create_prepared(s, 1);
 	fm_store_close(&s);
 	b = fmt_read_file(path, &len);
-	sb = pe_sb(b);
-	sb.minor = 1;
-	sb.incompat = FM_POOL_INCOMPAT_1_1;
-	pe_put_sb(b, &sb);
+	pe_downgrade(b, 1, FM_POOL_INCOMPAT_1_1);
 	assert_int_equal(fmt_write_file(path, b, len), 0);
 	free(b);
 
@@ -292,7 +288,7 @@ static void open__ext_slot_corruption__edom(void **state)
 	size_t len;
 	uint8_t *b;
 	static const struct { uint32_t flags; uint64_t group; const char *msg; } bad[] = {
-		{ FM_SLOT_IN_USE | 0x10, 0, "flags 0x11 unknown" },
+		{ FM_SLOT_IN_USE | 0x20, 0, "flags 0x21 unknown" },
 		{ FM_SLOT_IN_USE | FM_SLOT_GROUP_PENDING, 0, "pending without a group" },
 	};
 

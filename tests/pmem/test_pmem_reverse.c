@@ -158,7 +158,6 @@ static void reverse__refusals__nothing_written(void **state)
 	struct fm_mapping m;
 	size_t len;
 	uint8_t *b;
-	struct fm_sb sb;
 
 	(void)state;
 	bits[3] = 1;
@@ -198,10 +197,7 @@ static void reverse__refusals__nothing_written(void **state)
 	/* a 1.2 pool opens and refuses (its binary would not know the record) */
 	b = fmt_read_file(path, &len);
 	assert_non_null(b);
-	sb = pe_sb(b);
-	sb.minor = 2;
-	sb.incompat = FM_POOL_INCOMPAT_1_2;
-	pe_put_sb(b, &sb);
+	pe_downgrade(b, 2, FM_POOL_INCOMPAT_1_2);
 	assert_int_equal(fmt_write_file(path, b, len), 0);
 	free(b);
 	assert_int_equal(fm_store_open(&s, path, NULL), 0);

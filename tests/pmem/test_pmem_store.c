@@ -162,7 +162,7 @@ static size_t c_foreign(uint8_t *b, size_t n)
 }
 static size_t c_sbsum(uint8_t *b, size_t n) { b[40] ^= 1; return n; }
 static size_t c_major(uint8_t *b, size_t n) { b[8] = 2; resum_sb(b); return n; }
-static size_t c_incompat(uint8_t *b, size_t n) { b[24] = 0x20; resum_sb(b); return n; }
+static size_t c_incompat(uint8_t *b, size_t n) { b[24] = 0x40; resum_sb(b); return n; }
 static size_t c_slots(uint8_t *b, size_t n) { b[88] = 5; resum_sb(b); return n; }
 static size_t c_sbres(uint8_t *b, size_t n) { b[300] = 1; return n; }
 static size_t c_huge(uint8_t *b, size_t n)
@@ -271,8 +271,8 @@ static const struct corruption corruptions[] = {
 	{ "signature", c_sig, -EILSEQ, "not a flashmeta pool" },
 	{ "foreign", c_foreign, -EILSEQ, "not a flashmeta pool" },
 	{ "sb checksum", c_sbsum, -EBADMSG, "superblock checksum" },
-	{ "major", c_major, -EPROTONOSUPPORT, "pool format 2.3" },
-	{ "incompat", c_incompat, -EOPNOTSUPP, "incompat features 0x20" },
+	{ "major", c_major, -EPROTONOSUPPORT, "pool format 2.4" },
+	{ "incompat", c_incompat, -EOPNOTSUPP, "incompat features 0x40" },
 	{ "slot count", c_slots, -EINVAL, "layout" },
 	{ "sb reserved", c_sbres, -EINVAL, "reserved" },
 	{ "huge layout", c_huge, -ENODATA, "truncated" },
@@ -943,8 +943,9 @@ static void legacy_1_0__opens_works_stays_1_0__owner_unknown(void **state)
 }
 
 /* An older binary must refuse a new pool: a 1.0 binary knows no incompat
- * bits, a 1.1 binary not SLOT_EXT, a 1.2 binary not RESTORE
- * (test_pmem_group.c has the 1.2 parts, test_pmem_reverse.c the 1.3). */
+ * bits, a 1.1 binary not SLOT_EXT, a 1.2 binary not RESTORE, a 1.3 binary
+ * not CHANGED (test_pmem_group.c has the 1.2 parts, test_pmem_reverse.c
+ * the 1.3, test_pmem_refresh.c the 1.4). */
 static void format_1_2__new_pools__incompat_bits_set(void **state)
 {
 	(void)state;
@@ -954,10 +955,11 @@ static void format_1_2__new_pools__incompat_bits_set(void **state)
 	struct fm_sb sb = pe_sb(b);
 
 	assert_int_equal(sb.major, 1);
-	assert_int_equal(sb.minor, 3);
+	assert_int_equal(sb.minor, 4);
 	assert_int_equal(sb.incompat, FM_POOL_INCOMPAT_SEQ_CHECK |
 			 FM_POOL_INCOMPAT_LOG_AB | FM_POOL_INCOMPAT_OWNER |
-			 FM_POOL_INCOMPAT_SLOT_EXT | FM_POOL_INCOMPAT_RESTORE);
+			 FM_POOL_INCOMPAT_SLOT_EXT | FM_POOL_INCOMPAT_RESTORE |
+			 FM_POOL_INCOMPAT_CHANGED);
 	/* the applied record (seq 5, odd) is in B, its predecessor in A */
 	assert_int_equal(pe_get_rec(b, 5).seq, 5);
 	assert_int_equal(pe_get_rec(b, 4).seq, 4);

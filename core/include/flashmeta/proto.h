@@ -19,6 +19,18 @@
  *            store, and only then visible in the READ-able bitmap region;
  *            report *_op_done(op_id, 0 | -ESTALE | -EIO, ...).  The bitmap
  *            region must never show a bit whose persist did not complete.
+ *   CHANGED  owner: the grains u.persist.ranges of map/generation were
+ *            written (a client's CHANGE_REPORT, wire 2.4): record them
+ *            durably in the mapping's changed set
+ *            (fm_store_changed_set_range); with range_count 0 the set is
+ *            not known to be complete: mark the mapping changed-unknown
+ *            (fm_store_changed_unknown).  Off the driver's loop, like a
+ *            PERSIST.  Report *_op_done(op_id, 0 | -ESTALE | -ENOENT |
+ *            -EOPNOTSUPP | -EIO, ...) once durable; the first three mean
+ *            the set is gone or never kept (another generation, no such
+ *            mapping, a pool before format 1.4): nothing to record.  A
+ *            revoke completes only after every CHANGED of the map had its
+ *            op_done.
  *   FENCE    owner: stop the peer on `conn` (transport.h fm_ep_fence): at
  *            least its RDMA (disconnect, invalidate what it could reach),
  *            and with u.fence.kill its whole process where the transport
@@ -36,7 +48,7 @@
  *            anything, so there is nothing to fence).  Nothing to report.
  *   NOTIFY   an event for the local engine/driver (struct fm_notify).
  *
- * Every READ/CAS/PERSIST/FENCE gets exactly one op_done; a transport
+ * Every READ/CAS/PERSIST/CHANGED/FENCE gets exactly one op_done; a transport
  * failure is reported as a negative status (the state machine then treats
  * the peer as gone).  The state machines keep this promise by
  * construction: queuing an action never fails.  If memory for the queue
@@ -69,6 +81,7 @@ enum fm_action_type {
 	FM_ACT_FENCE = 5,
 	FM_ACT_CLOSE = 6,
 	FM_ACT_NOTIFY = 7,
+	FM_ACT_CHANGED = 8,
 };
 
 enum fm_notify_type {
@@ -127,7 +140,7 @@ struct fm_notify {
 struct fm_action {
 	enum fm_action_type type;
 	uint64_t conn;   /* owner: the peer (or FM_CONN_LOCAL); client: 0 */
-	uint64_t op_id;  /* READ, CAS, PERSIST, FENCE: echo in op_done */
+	uint64_t op_id;  /* READ, CAS, PERSIST, CHANGED, FENCE: echo in op_done */
 	union {
 		struct {
 			struct fm_region_desc region;
@@ -136,11 +149,12 @@ struct fm_action {
 			uint64_t compare; /* CAS */
 			uint64_t swap;    /* CAS */
 		} io;
-		struct {
+		struct {          /* PERSIST (up to FM_WIRE_MAX_RANGES) and
+				   * CHANGED (up to FM_WIRE_REPORT_MAX_RANGES) */
 			uint64_t map_id;
 			uint64_t generation;
 			uint16_t range_count;
-			struct fm_grain_range ranges[FM_WIRE_MAX_RANGES];
+			struct fm_grain_range ranges[FM_WIRE_REPORT_MAX_RANGES];
 		} persist;
 		struct fm_notify note;
 		struct {
@@ -156,6 +170,9 @@ struct fm_action {
 		} msg;
 	} u;
 };
+
+_Static_assert(FM_WIRE_REPORT_MAX_RANGES >= FM_WIRE_MAX_RANGES,
+	       "an action's ranges hold a SPLIT_COMMIT's and a CHANGE_REPORT's");
 
 const char *fm_action_type_name(enum fm_action_type t);
 

@@ -5,7 +5,8 @@
  * of the owner's split bitmap, takes grain locks with one-sided CAS
  * (falling back to LOCK_REQUEST when contended), commits splits, and on a
  * RELEASE_REQUEST stops using confirmations, waits for the I/O that relied
- * on them to drain, discards them and answers RELEASED.
+ * on them to drain, discards them, reports the grains it wrote
+ * (CHANGE_REPORT, fm_client_record_write) and answers RELEASED.
  *
  * Soundness rules it keeps:
  *  - the cache epoch is read BEFORE every READ of the bitmap and passed to
@@ -145,6 +146,28 @@ int fm_client_io_pin(struct fm_client *c, struct fm_client_reader *r, uint64_t m
 		     uint64_t now, struct fm_client_pin *pin, struct fm_wire_mapdesc *desc);
 /* pairs with a successful io_pin; true as fm_client_io_end.  Any thread. */
 bool fm_client_io_unpin(struct fm_client *c, struct fm_client_pin *pin);
+
+/*
+ * fm_client_record_write -- an engine is about to write grains [first,
+ * last] of map_id (either volume, any path but a background copy piece)
+ * under a bracket of `generation` (the descriptor its bracket holds).
+ * Call inside the open bracket and BEFORE the data write is issued: a
+ * write that may land is then never missing from the changed set the
+ * client reports (CHANGE_REPORT, wire 2.4) before its RELEASED of the
+ * mapping, or before its BYE{QUIESCED}.  0; -ESTALE (the set is of
+ * another generation: end the bracket and retry), -ERANGE, -ENOENT,
+ * -ENOMEM (no set could be made at the grant): do not write then.
+ * Any thread; lock-free: per 64 grains one relaxed load, and an atomic OR
+ * only where a bit is new (core/src/client/written.c).
+ */
+int fm_client_record_write(struct fm_client *c, uint64_t map_id, uint64_t generation,
+			   uint64_t first, uint64_t last);
+
+/* fm_client_written -- grains of map_id recorded and not reported yet, and
+ * the generation they are of.  0 or -ENOENT.  For tests and tools: reads
+ * the whole set (any thread; a snapshot while engines write). */
+int fm_client_written(struct fm_client *c, uint64_t map_id, uint64_t *grains,
+		      uint64_t *generation);
 
 /* Re-check drains and quiescence now (otherwise the next tick does). */
 int fm_client_kick(struct fm_client *c, uint64_t now);

@@ -8,7 +8,10 @@
  * then reclaims their lock words; and it hands out background copy batches
  * of unsplit grains to copiers (COPY_CLAIM -> COPY_BATCH, flashmeta/copy.h);
  * and it answers SPLIT_QUERYs from its published bitmap (the decide-by-
- * message baseline, wire.h; nothing changes at the owner).  See proto.h
+ * message baseline, wire.h; nothing changes at the owner); and it records
+ * the grains clients report written (CHANGE_REPORT, wire 2.4) in the
+ * mappings' changed sets, marking a set changed-unknown when a session
+ * that could have written ends without reporting (changed.c).  See proto.h
  * for the driver contract and
  * lease.h for the timing rules (R1..R7) it enforces.
  *
@@ -99,8 +102,10 @@ int fm_owner_map_add(struct fm_owner *o, const struct fm_wire_mapdesc *d);
 /*
  * fm_owner_map_revoke -- withdraw every confirmation lease on map_id (the
  * mapping restarts or stops): RELEASE_REQUEST to every holder.  When every
- * holder answered RELEASED or was fenced, and no PERSIST of the map is in
- * flight, a NOTIFY(FM_NOTE_REVOKED) follows; only then may the driver
+ * holder answered RELEASED or was fenced, and no PERSIST or CHANGED of the
+ * map is in flight, a NOTIFY(FM_NOTE_REVOKED) follows -- so the map's
+ * changed set is complete then (every holder's writes reported durably,
+ * or the set marked changed-unknown: changed.c); only then may the driver
  * clear the bitmap / bump the generation and call fm_owner_map_update.
  * Reason FM_RELEASE_COPIED reaches a client of wire 2.0 as ADMIN (it
  * would refuse the new reason).  0, -ENOENT, -EALREADY (revoke in
@@ -232,6 +237,9 @@ struct fm_owner_stats {
 	uint64_t queries;           /* SPLIT_QUERYs received */
 	uint64_t queries_refused;   /* ... over the per-session limit */
 	uint64_t query_read_failures; /* bitmap READs of a query that failed (-EIO) */
+	uint64_t change_reports;    /* CHANGE_REPORTs taken (wire 2.4) */
+	uint64_t change_reports_refused; /* ... refused with an ERROR */
+	uint64_t changed_unknown;   /* changed-unknown marks asked for */
 };
 void fm_owner_stats(const struct fm_owner *o, struct fm_owner_stats *st);
 /* State of the session on `conn`: >= 0 or -ENOTCONN. */

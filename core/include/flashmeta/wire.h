@@ -2,7 +2,7 @@
  *
  * Every message is one datagram (an RDMA SEND or one shared-memory ring
  * record): a 40-byte header followed by a payload whose size is fixed per
- * type (WELCOME and SPLIT_COMMIT carry a counted array).
+ * type (WELCOME, SPLIT_COMMIT and CHANGE_REPORT carry a counted array).
  *
  * Versions: a different major is refused (step 3).  A minor adds what an
  * older peer of the same major would refuse, so it is sent only to a peer
@@ -17,6 +17,12 @@
  *        mapping).  An older client refuses a descriptor with it set as
  *        malformed (reserved byte) -- it does no I/O in the wrong
  *        direction -- so the owner sends it whatever the minor.
+ *   2.4  CHANGE_REPORT (incremental refresh: the grains a client wrote).
+ *        A 2.4 client sends it only to a 2.4 owner.  A client below 2.4
+ *        never reports: the owner counts every mapping such a session was
+ *        granted as possibly written and marks it changed-unknown when
+ *        the session releases it or ends (the next refresh recopies
+ *        everything; flashmeta/pmem_store.h fm_store_changed_unknown).
  * All integers are little-endian; nothing is ever cast from a received buffer -- every field
  * is read by fm_wire_decode() and written by fm_wire_encode().
  *
@@ -75,8 +81,9 @@
 #define FM_WIRE_MAGIC 0x31574d46u /* 'F' 'M' 'W' '1' */
 #define FM_WIRE_MAJOR 2u /* 2: HELLO vouches for the previous session,
 			   * WELCOME carries the owner incarnation, BYE flags */
-#define FM_WIRE_MINOR 3u /* 1: background copy, 2: split queries, 3: map
-			   * descriptor flags (see "Versions" above) */
+#define FM_WIRE_MINOR 4u /* 1: background copy, 2: split queries, 3: map
+			   * descriptor flags, 4: change reports (see
+			   * "Versions" above) */
 #define FM_WIRE_HDR_SIZE 40u
 #define FM_WIRE_MAX_MSG 4096u      /* one receive buffer */
 #define FM_WIRE_NONCE_SIZE 16u
@@ -84,6 +91,7 @@
 #define FM_WIRE_MAX_MAPS 32u       /* descriptors per WELCOME */
 #define FM_WIRE_MAX_RANGES 64u     /* grain ranges per SPLIT_COMMIT */
 #define FM_WIRE_QUERY_MAX 512u     /* grains per SPLIT_QUERY (a fetch window) */
+#define FM_WIRE_REPORT_MAX_RANGES 128u /* grain ranges per CHANGE_REPORT */
 #define FM_WIRE_CLIENT_ID_MAX 0xffffu /* 16 bits: it lives in the lock word */
 #define FM_WIRE_FLAGS_KNOWN 0u     /* no flag bits defined in 1.0 */
 
@@ -113,6 +121,8 @@ enum fm_msg_type {
 				     * split? (2.2) */
 	FM_MSG_SPLIT_ANSWER = 20,   /* owner -> client: ... these, in the published
 				     * bitmap (2.2) */
+	FM_MSG_CHANGE_REPORT = 21,  /* client -> owner: grains I wrote in this
+				     * generation (2.4) */
 	FM_MSG_TYPE_END
 };
 
@@ -364,6 +374,31 @@ struct fm_msg_split_answer {
 	uint64_t bits[FM_WIRE_QUERY_MAX / 64];
 };
 
+/*
+ * CHANGE_REPORT, 24 + 16 * range_count bytes: le64 map_id, le64
+ * generation, le16 range_count, le16 0, le32 0, then range_count times
+ * (le64 first, le64 last).
+ * Grains of map_id this session wrote (either volume, any path but the
+ * background copy) in `generation` since its last report of that map.
+ * Sent right before RELEASED (and before a BYE with FM_BYE_F_QUIESCED),
+ * when every I/O of the map has drained, so the reports before a RELEASED
+ * are the complete set; as many messages as the set needs.  The ranges
+ * are closed, ascending and disjoint: ranges[i].first > ranges[i-1].last
+ * (step 11).  A report may cover more grains than were written (the
+ * client may coarsen a set too large to send: one more grain recopied),
+ * never fewer.  No answer: the owner persists it and counts the RELEASED
+ * behind it only once it is durable; a report it refuses (map not served
+ * to this session, grains beyond the map) gets an ERROR (ref_seq the
+ * report's seq; -ENOENT, -ERANGE) and changes nothing.  One of an older
+ * generation is ignored (the changed set it belongs to is gone).
+ */
+struct fm_msg_change_report {
+	uint64_t map_id;
+	uint64_t generation;
+	uint16_t range_count; /* 1..FM_WIRE_REPORT_MAX_RANGES */
+	struct fm_grain_range ranges[FM_WIRE_REPORT_MAX_RANGES];
+};
+
 struct fm_msg {
 	uint16_t type;      /* enum fm_msg_type */
 	uint16_t flags;     /* 0 */
@@ -390,13 +425,14 @@ struct fm_msg {
 		struct fm_msg_copy_batch batch;
 		struct fm_msg_split_query query;
 		struct fm_msg_split_answer answer;
+		struct fm_msg_change_report report;
 	} u;
 };
 
 /*
  * fm_wire_msg_init -- a message of `type` with its header fields and every
  * fixed-size payload field zeroed (WELCOME's descriptors and SPLIT_COMMIT's
- * ranges beyond their count are not touched: set the count and fill them).
+ * and CHANGE_REPORT's ranges are not touched: set the count and fill them).
  * Build every message with it, so a field added later is never sent as
  * stack garbage.  Pure.
  */
@@ -417,8 +453,8 @@ int fm_wire_encode(const struct fm_msg *m, void *buf, size_t cap);
  */
 int fm_wire_decode(const void *buf, size_t len, struct fm_msg *m);
 
-/* Size the payload of a fixed-size type has, or -ENOMSG.  WELCOME and
- * SPLIT_COMMIT return their fixed part. */
+/* Size the payload of a fixed-size type has, or -ENOMSG.  WELCOME,
+ * SPLIT_COMMIT and CHANGE_REPORT return their fixed part. */
 int fm_wire_payload_size(uint16_t type);
 
 /* "hello", "lock-request" ...; "?" for unknown values. */

@@ -227,6 +227,7 @@ void fm_client_delete(struct fm_client **cp)
 		free(k);
 	}
 	cl_readers_free(c);
+	cl_written_free(c);
 	fm_optab_fini(&c->ops);
 	fm_actq_fini(&c->q);
 	memset(c->key, 0, sizeof(c->key));

@@ -9,6 +9,7 @@
  *   fetch.c    cache misses: READ the bitmap window, insert its set bits
  *   copy.c     background copy claims (COPY_CLAIM -> COPY_BATCH)
  *   query.c    split queries (SPLIT_QUERY -> SPLIT_ANSWER, wire 2.2)
+ *   written.c  grains written since the last CHANGE_REPORT (wire 2.4)
  * One protocol thread calls everything except the "any thread" calls of
  * proto_client.h (io_begin, io_end, step_check, token), which touch only
  * the atomics marked below.  Internal cross-file functions: cl_ prefix.
@@ -59,6 +60,11 @@ struct cmap {
 	 * odd dseq while the protocol thread rewrites dw[] */
 	_Atomic uint32_t dseq;
 	_Atomic uint64_t dw[CMAP_DWORDS];
+	/* written.c: grains written since the last report (its design) */
+	uint64_t *_Atomic wbits;
+	uint64_t *_Atomic wsum;
+	_Atomic uint64_t wgrains;  /* bits in wbits */
+	_Atomic uint64_t wgen;     /* the generation they are of */
 };
 
 enum clock_state {
@@ -171,6 +177,7 @@ struct fm_client {
 	struct cquery *queries;  /* SPLIT_QUERYs awaiting SPLIT_ANSWER */
 	uint64_t next_query;
 	uint8_t owner_minor;     /* the WELCOME header's: what the owner takes */
+	uint64_t reports_sent;   /* CHANGE_REPORTs (written.c), protocol thread */
 	struct fm_optab ops;  /* struct cop by op id */
 	uint64_t next_commit;
 	/* readers.c: registered reader cells, never removed before delete */
@@ -221,6 +228,14 @@ void cl_maps_on_release_request(struct fm_client *c, const struct fm_msg *m);
 void cl_maps_try_drain_all(struct fm_client *c);
 void cl_maps_discard_all(struct fm_client *c);
 long cl_maps_inflight(struct fm_client *c);
+
+/* ---- written.c ---- */
+/* a grant of slot's mapping arrived (before it becomes usable) */
+void cl_written_on_grant(struct fm_client *c, unsigned slot, const struct fm_wire_mapdesc *d);
+/* no bracket of the slot open or able to open: send its set as
+ * CHANGE_REPORTs (an owner >= 2.4) and clear it; returns messages sent */
+unsigned cl_written_report(struct fm_client *c, unsigned slot);
+void cl_written_free(struct fm_client *c);
 
 /* ---- readers.c ---- */
 /* open brackets on map slot `slot` (any counting place); seq_cst loads */

@@ -52,6 +52,7 @@ void cl_maps_apply_grant(struct fm_client *c, const struct fm_wire_mapdesc *d)
 	 * restart grace): the cache keeps what it knows */
 	mp->d = *d;
 	cl_maps_publish(mp);
+	cl_written_on_grant(c, (unsigned)slot, d);
 	if (fm_cache_map_grant(c->cfg.cache, d->map_id, d->generation))
 		return; /* out of memory there: stays invalid, which is sound */
 	mp->state = CM_GRANTED;
@@ -70,8 +71,11 @@ static void try_drain(struct fm_client *c, unsigned slot)
 	/* 1. no new I/O trusts hits (usable == false, set on the request);
 	 * 2. every I/O that did has ended (no bracket counted anywhere);
 	 * 3. forget them (epoch moves: racing fills are refused);
-	 * 4. only now tell the owner. */
+	 * 4. what those I/Os wrote: complete now (2.), so reported before
+	 *    the RELEASED the owner counts it by (written.c);
+	 * 5. only now tell the owner. */
 	fm_cache_map_discard(c->cfg.cache, atomic_load(&mp->id));
+	cl_written_report(c, slot);
 	mp->state = CM_RELEASED;
 	fm_wire_msg_init(&m, FM_MSG_RELEASED);
 	m.u.released.map_id = atomic_load(&mp->id);
@@ -97,7 +101,10 @@ void cl_maps_on_release_request(struct fm_client *c, const struct fm_msg *m)
 
 	if (slot < 0 || c->maps[slot].state == CM_NONE ||
 	    c->maps[slot].state == CM_RELEASED) {
-		/* nothing held: answer at once */
+		/* nothing held: answer at once (with what an earlier session
+		 * wrote and could not report, if anything: a superset) */
+		if (slot >= 0)
+			cl_written_report(c, (unsigned)slot);
 		fm_wire_msg_init(&r, FM_MSG_RELEASED);
 		r.u.released.map_id = m->u.release.map_id;
 		r.u.released.generation = m->u.release.generation;

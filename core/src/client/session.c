@@ -75,7 +75,15 @@ void cl_sess_try_quiesce(struct fm_client *c)
 	 *    session runs or can start */
 	c->prev_session = c->session;
 	if (c->link_ok) {
+		unsigned n = atomic_load(&c->nmaps);
 		struct fm_msg m;
+
+		/* what this session wrote and has not reported: complete
+		 * now, and the owner takes a BYE{QUIESCED} behind reports
+		 * as "nothing unreported" (owner/session.c) */
+		for (unsigned i = 0; i < n; i++)
+			if (atomic_load(&c->maps[i].present))
+				cl_written_report(c, i);
 
 		fm_wire_msg_init(&m, FM_MSG_BYE);
 		m.u.bye.reason = c->close_reason;

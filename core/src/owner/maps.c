@@ -4,7 +4,7 @@
  * Design.  A fixed array of cfg.max_maps slots.  Each session keeps one
  * byte per slot: NONE, GRANTED, RELEASING.  A revoke sends RELEASE_REQUEST
  * to GRANTED holders and completes (NOTE REVOKED) when no session has the
- * slot != NONE and no PERSIST of the map is in flight; until
+ * slot != NONE and no PERSIST or CHANGED of the map is in flight; until
  * fm_owner_map_update the map is withheld from new sessions and split
  * commits on it are STALE.  A closed session's grants count until it is
  * released (session.c, R4).
@@ -73,7 +73,9 @@ void ow_maps_check_revoke(struct fm_owner *o, unsigned slot)
 {
 	struct omap *mp = &o->maps[slot];
 
-	if (!mp->used || !mp->revoking || mp->persists)
+	/* every split and every change report of the map durable, and
+	 * every changed-unknown mark (changed.c: the set is complete now) */
+	if (!mp->used || !mp->revoking || mp->persists || mp->changes || mp->unknown_retry)
 		return;
 	for (struct osess *s = o->sessions; s; s = s->next)
 		if (s->mstate[slot] != MS_NONE)
@@ -87,6 +89,10 @@ void ow_maps_drop_grants(struct fm_owner *o, struct osess *s)
 {
 	for (unsigned i = 0; i < o->cfg.max_maps; i++) {
 		if (s->mstate[i] != MS_NONE) {
+			/* it could have written since its last report, and
+			 * did not vouch that it reported (changed.c, 4.) */
+			if (!s->reported)
+				ow_changed_unknown(o, i);
 			s->mstate[i] = MS_NONE;
 			ow_maps_check_revoke(o, i);
 		}
@@ -100,7 +106,11 @@ void ow_maps_on_released(struct fm_owner *o, struct osess *s, const struct fm_ms
 	if (slot < 0 || s->mstate[slot] == MS_NONE)
 		return;
 	/* only a RELEASING session answers: RELEASED comes only for a
-	 * RELEASE_REQUEST, and a GRANTED slot never had one outstanding */
+	 * RELEASE_REQUEST, and a GRANTED slot never had one outstanding.
+	 * Its reports came before it and are queued (changed.c, 3.); a
+	 * client before 2.4 reports nothing (4.) */
+	if (s->minor < 4)
+		ow_changed_unknown(o, (unsigned)slot);
 	s->mstate[slot] = MS_NONE;
 	ow_maps_check_revoke(o, (unsigned)slot);
 	/* the revoke this answered was cancelled meanwhile: it holds nothing
@@ -294,8 +304,8 @@ int fm_owner_map_remove(struct fm_owner *o, uint64_t map_id)
 	if (mp->revoking || !mp->withheld)
 		return fm_err(-EBUSY, "owner: map %llu not revoked",
 			      (unsigned long long)map_id);
-	if (mp->persists)
-		return fm_err(-EBUSY, "owner: map %llu has commits in flight",
+	if (mp->persists || mp->changes)
+		return fm_err(-EBUSY, "owner: map %llu has commits or change reports in flight",
 			      (unsigned long long)map_id);
 	if (mp->scans || mp->lock_ops || mp->copy.reading || mp->queries)
 		return fm_err(-EBUSY, "owner: map %llu has lock-table or bitmap operations in "

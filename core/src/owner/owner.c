@@ -35,6 +35,7 @@ const char *fm_action_type_name(enum fm_action_type t)
 	case FM_ACT_FENCE: return "fence";
 	case FM_ACT_CLOSE: return "close";
 	case FM_ACT_NOTIFY: return "notify";
+	case FM_ACT_CHANGED: return "changed";
 	}
 	return "?";
 }
@@ -341,6 +342,9 @@ static void on_active(struct fm_owner *o, struct osess *s, const struct fm_msg *
 	case FM_MSG_SPLIT_QUERY:
 		ow_query_on_split(o, s, m);
 		break;
+	case FM_MSG_CHANGE_REPORT:
+		ow_changed_on_report(o, s, m);
+		break;
 	case FM_MSG_ERROR:
 		break;
 	default:
@@ -368,6 +372,7 @@ int fm_owner_recv(struct fm_owner *o, uint64_t conn, const void *buf, size_t len
 	rc = fm_wire_decode(buf, len, m);
 	if (rc) {
 		o->st.malformed++;
+		s->report_refused = true; /* it may have been a report (changed.c) */
 		ow_sess_close(o, s, FM_BYE_MALFORMED, rc, now);
 		goto out;
 	}
@@ -394,9 +399,13 @@ int fm_owner_recv(struct fm_owner *o, uint64_t conn, const void *buf, size_t len
 		on_active(o, s, m, now);
 		break;
 	case FM_OSESS_CLOSING:
-		/* only the quiescence report matters now; the rest is late */
+		/* only the quiescence report matters now, and what the
+		 * client wrote (it reports before its BYE{QUIESCED}); the
+		 * rest is late */
 		if (m->type == FM_MSG_BYE)
 			ow_sess_on_bye(o, s, m, now);
+		else if (m->type == FM_MSG_CHANGE_REPORT)
+			ow_changed_on_report(o, s, m);
 		break;
 	default:
 		break;
@@ -429,6 +438,7 @@ int fm_owner_tick(struct fm_owner *o, uint64_t now)
 	/* retry lock words whose last CAS failed in the transport */
 	ow_locks_step_all(o);
 	ow_copy_tick(o, now);
+	ow_changed_tick(o);
 	return 0;
 }
 
@@ -460,6 +470,9 @@ int fm_owner_op_done(struct fm_owner *o, uint64_t op_id, int status,
 		break;
 	case OP_QUERY_READ:
 		ow_query_read_done(o, op, status, data, len);
+		break;
+	case OP_CHANGED:
+		ow_changed_done(o, op, status);
 		break;
 	}
 	free(op);

@@ -9,6 +9,8 @@
  *   scan.c     reclaim: READ the lock tables for a released session's words
  *   copy.c     background copy: COPY_CLAIMs, batches out, the pool, the pace
  *   query.c    SPLIT_QUERY: split bits by message (the lock-manager baseline)
+ *   changed.c  CHANGE_REPORT and changed-unknown marks: the changed sets an
+ *              incremental refresh recopies (wire 2.4)
  * Everything runs on one protocol thread (proto.h); nothing here locks.
  *
  * Ops: every READ/CAS/PERSIST/FENCE action carries an op id; `struct oop`
@@ -58,6 +60,12 @@ struct osess {
 	uint8_t *mstate;         /* per map slot: MS_* */
 	bool was_active;         /* its words must be reclaimed */
 	bool quiesced;           /* the client reported its I/O over (R3) */
+	bool reported;           /* ... by a BYE{QUIESCED} of a 2.4 client, in
+				  * band: every CHANGE_REPORT it owed came
+				  * before it (changed.c) */
+	bool report_refused;     /* a report of a map it holds was refused
+				  * (grains beyond it), or a message failed to
+				  * decode: its BYE vouches for nothing */
 	bool link_lost;          /* nothing can be sent on conn any more */
 	bool fence_queued;       /* a FENCE is out, not yet done */
 	bool fence_kill;         /* ... asked with kill */
@@ -108,6 +116,10 @@ struct omap {
 	unsigned scans;    /* scan READs of its lock table in flight */
 	unsigned lock_ops; /* olock CASes of its lock table in flight */
 	unsigned queries;  /* SPLIT_QUERY READs of its bitmap in flight */
+	unsigned changes;  /* CHANGED actions in flight (changed.c) */
+	bool unknown_retry; /* a changed-unknown mark failed: asked again at
+			     * the next tick; the revoke waits for it */
+	uint64_t unknown_gen; /* ... for this generation */
 	struct fm_wire_mapdesc d;
 	struct ocopy copy;
 };
@@ -146,7 +158,7 @@ struct oscan {
 };
 
 enum oop_kind { OP_LOCK_CAS = 1, OP_SCAN, OP_PERSIST, OP_FENCE, OP_HOLDER, OP_COPY_READ,
-		OP_QUERY_READ };
+		OP_QUERY_READ, OP_CHANGED };
 
 /* A SPLIT_COMMIT whose lock words are being checked (OP_HOLDER CASes). */
 struct ocommit {
@@ -177,6 +189,8 @@ struct oop {
 	uint64_t copy_epoch;     /* OP_COPY_READ: ocopy.epoch at issue */
 	bool from_pool;          /* OP_COPY_READ: they are ret[0]'s (else the
 				  * cursor's) */
+	bool unknown;            /* OP_CHANGED: a changed-unknown mark (else a
+				  * report's ranges; slot, generation above) */
 };
 
 struct fm_owner {
@@ -276,6 +290,15 @@ void ow_copy_tick(struct fm_owner *o, uint64_t now);
 void ow_query_on_split(struct fm_owner *o, struct osess *s, const struct fm_msg *m);
 void ow_query_read_done(struct fm_owner *o, struct oop *op, int status, const uint8_t *data,
 			size_t len);
+
+/* ---- changed.c ---- */
+void ow_changed_on_report(struct fm_owner *o, struct osess *s, const struct fm_msg *m);
+/* the writes of a session to slot's mapping since its last report may be
+ * missing: mark the mapping changed-unknown (durably, before its revoke
+ * completes) */
+void ow_changed_unknown(struct fm_owner *o, unsigned slot);
+void ow_changed_done(struct fm_owner *o, struct oop *op, int status);
+void ow_changed_tick(struct fm_owner *o);
 
 /* ---- scan.c ---- */
 void ow_scan_start(struct fm_owner *o, struct osess *s);

@@ -190,6 +190,9 @@ void ow_sess_on_bye(struct fm_owner *o, struct osess *s, const struct fm_msg *m,
 		sess_deactivate(o, s, now);
 	if (m->u.bye.flags & FM_BYE_F_QUIESCED) {
 		s->quiesced = true;
+		/* a 2.4 client sends what it wrote right before this BYE,
+		 * in band: nothing of it is unreported (changed.c, 4.) */
+		s->reported = s->minor >= 4 && !s->report_refused;
 		sess_fence(o, s, false);
 	}
 	/* without the flag: CLOSING runs out and the fence kills */

@@ -156,6 +156,8 @@ struct fm_store_map_info {
 	bool reversed;             /* restored an odd number of times (1.3):
 				    * map.source_vol is the volume created as
 				    * its target */
+	bool changed_unknown;      /* 1.4: the changed set may miss writes of
+				    * this generation: a refresh recopies all */
 };
 
 /*
@@ -312,6 +314,72 @@ int fm_store_map_set_autodelete(struct fm_store *s, uint64_t id, bool on);
 #define FM_STORE_REVERSE_CHECK 0x1u
 int fm_store_map_reverse(struct fm_store *s, uint64_t id, uint32_t opt,
 			 struct fm_mapping *out);
+
+/*
+ * Incremental refresh (format 1.4).  Each mapping has a CHANGED set: the
+ * grains written on its source or its target since its last trigger, as
+ * the owner learns them from the clients' reports.  A refresh is a new
+ * trigger that keeps as split the grains split and not changed, so only
+ * those are recopied (store.c, refresh, says why that is the image and
+ * the crash order).  The caller owns completeness: every write of the
+ * generation must be in the set (fm_store_changed_set_range) before the
+ * refresh, or the mapping marked CHANGED_UNKNOWN (fm_store_changed_unknown),
+ * e.g. when a writer's session ended without its report; then the refresh
+ * recopies every grain.  Any start, restart, restore or refresh empties
+ * the set and clears the mark; so do create and delete.
+ *
+ * fm_store_changed_set_range -- add grains [first, first + count) to the
+ * changed set of mapping `id`, if it is still at `generation`, in any
+ * state; durable on return.  Returns 0, -ENOENT, -ESTALE (generation moved
+ * on: the report belongs to a finished generation), -ERANGE (count 0 or
+ * past grain_count), -EOPNOTSUPP (pool older than 1.4), or an I/O errno.
+ * Blocks on one drain; does not wait for a split commit in flight.
+ */
+int fm_store_changed_set_range(struct fm_store *s, uint64_t id, uint64_t generation,
+			       uint64_t first, uint64_t count);
+
+/*
+ * fm_store_changed_unknown -- mark mapping `id` (at `generation`)
+ * CHANGED_UNKNOWN: logged like a transition, durable on return; 0 if it
+ * already was.  Returns 0, -ENOENT, -ESTALE, -EOPNOTSUPP, -EOVERFLOW, or
+ * an I/O errno.  Blocks.
+ */
+int fm_store_changed_unknown(struct fm_store *s, uint64_t id, uint64_t generation);
+
+/*
+ * fm_store_changed_count -- *count: grains in mapping `id`'s changed set.
+ * Returns 1 if it is marked CHANGED_UNKNOWN, 0 if not, -ENOENT or
+ * -EOPNOTSUPP (pool older than 1.4).  Does not block on I/O.
+ */
+int fm_store_changed_count(struct fm_store *s, uint64_t id, uint64_t *count);
+
+/*
+ * fm_store_changed_test -- 1 if `grain` is in mapping `id`'s changed set,
+ * 0 if not, or -ENOENT, -ERANGE, -EOPNOTSUPP.  Does not block on I/O.
+ */
+int fm_store_changed_test(struct fm_store *s, uint64_t id, uint64_t grain);
+
+struct fm_store_refresh {
+	struct fm_mapping map;  /* the mapping after (COPYING, generation + 1) */
+	bool full;              /* CHANGED_UNKNOWN: every grain recopied */
+	uint64_t kept;          /* grains still split: not recopied */
+	uint64_t dropped;       /* grains split before and recopied now */
+};
+
+/*
+ * fm_store_map_refresh -- the incremental refresh of mapping `id`: durably,
+ * in one logged step, generation + 1, COPYING, split bitmap := split AND
+ * NOT changed (all clear if CHANGED_UNKNOWN), changed set emptied.  From
+ * COPYING or IDLE_OR_COPIED.  Waits for a commit in flight, commits pending
+ * splits first.  opt FM_STORE_REFRESH_CHECK: only the checks, nothing
+ * written.  *out (may be NULL): what it did.  Returns 0, -ENOENT,
+ * -EOPNOTSUPP (pool older than 1.4), -EPERM (state, or a restored
+ * mapping), -EBUSY (in a consistency group), -EOVERFLOW, -EINVAL (opt), or
+ * an I/O errno.  Blocks.
+ */
+#define FM_STORE_REFRESH_CHECK 0x1u
+int fm_store_map_refresh(struct fm_store *s, uint64_t id, uint32_t opt,
+			 struct fm_store_refresh *out);
 
 /*
  * Consistency groups (format 1.2).  A group is the set of mappings whose

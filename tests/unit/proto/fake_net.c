@@ -16,6 +16,7 @@ enum ev_kind {
 	EV_O_DONE,        /* owner local op reports (executes at issue + op_exec) */
 	EV_O_EXEC,
 	EV_PERSIST,       /* persist executes and reports */
+	EV_CHANGED,       /* a changed-set record executes and reports */
 	EV_FENCE_DONE,
 	EV_BREAK,         /* a side closed: the link breaks after what it sent */
 };
@@ -177,6 +178,10 @@ static void owner_actions(struct sim *s)
 			e = ev_add(s, s->hold_persist ? UINT64_MAX : s->now + 1, EV_PERSIST, -1);
 			e->act = a;
 			break;
+		case FM_ACT_CHANGED:
+			e = ev_add(s, s->hold_changed ? UINT64_MAX : s->now + 1, EV_CHANGED, -1);
+			e->act = a;
+			break;
 		case FM_ACT_FENCE: {
 			uint64_t level = FM_FENCE_RDMA;
 			uint32_t link = (uint32_t)(a.conn >> 16);
@@ -227,6 +232,8 @@ static void owner_actions(struct sim *s)
 					/* restart: new generation, nothing split */
 					st->d.generation++;
 					memset(st->bitmap, 0, sizeof(st->bitmap));
+					memset(st->changed, 0, sizeof(st->changed));
+					st->unknown = false;
 					fm_owner_map_update(s->owner, &st->d);
 				}
 			} else if (a.u.note.type == FM_NOTE_REVOKED) {
@@ -395,6 +402,27 @@ static void run_event(struct sim *s, struct sim_event *e)
 		fm_owner_op_done(s->owner, e->act.op_id, status, 0, NULL, 0, s->now);
 		break;
 	}
+	case EV_CHANGED: {
+		int status = -ESTALE;
+
+		for (int m = 0; m < SIM_MAPS; m++) {
+			struct sim_store *st = &s->store[m];
+
+			if (st->d.map_id != e->act.u.persist.map_id ||
+			    st->d.generation != e->act.u.persist.generation)
+				continue;
+			if (!e->act.u.persist.range_count)
+				st->unknown = true;
+			for (unsigned r = 0; r < e->act.u.persist.range_count; r++)
+				for (uint64_t g = e->act.u.persist.ranges[r].first;
+				     g <= e->act.u.persist.ranges[r].last; g++)
+					st->changed[g / 8] |= (uint8_t)(1u << (g % 8));
+			status = 0;
+		}
+		s->changed_done++;
+		fm_owner_op_done(s->owner, e->act.op_id, status, 0, NULL, 0, s->now);
+		break;
+	}
 	case EV_BREAK:
 		if (e->link == c->link)
 			sim_break(s, e->client);
@@ -459,6 +487,14 @@ void sim_release_persists(struct sim *s)
 	s->hold_persist = false;
 	for (int i = 0; i < s->nev; i++)
 		if (s->ev[i].kind == EV_PERSIST)
+			s->ev[i].at = s->now;
+}
+
+void sim_release_changed(struct sim *s)
+{
+	s->hold_changed = false;
+	for (int i = 0; i < s->nev; i++)
+		if (s->ev[i].kind == EV_CHANGED)
 			s->ev[i].at = s->now;
 }
 

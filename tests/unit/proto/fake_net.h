@@ -13,7 +13,8 @@
  * it only cuts the link and reports FM_FENCE_RDMA.  A frozen client
  * (`crashed`, e.g. SIGSTOP) receives and emits nothing until thawed.
  * PERSIST sets bits in the durable bitmap (which is also the READ-able
- * one: visible only once durable) and can be held back by a test.  The
+ * one: visible only once durable) and can be held back by a test; so can
+ * CHANGED (a store's changed set and its changed-unknown mark).  The
  * owner can be restarted (new incarnation, fresh lock tables, restart
  * grace); clients can be restarted (a new process, same id).  Everything
  * derives from one seed.
@@ -57,6 +58,8 @@ struct sim_store {
 	uint8_t bitmap[SIM_GRAINS / 8]; /* durable == READ-able */
 	uint64_t locks[SIM_GRAINS];     /* changed only by CAS events */
 	bool revoked;                   /* REVOKED seen, update pending */
+	uint8_t changed[SIM_GRAINS / 8]; /* the changed set, durable */
+	bool unknown;                   /* changed-unknown, durable */
 };
 
 struct sim_event;
@@ -79,6 +82,7 @@ struct sim {
 	 * ms late (the answer is in flight across whole protocol exchanges) */
 	uint32_t op_slow_permille, op_slow_max;
 	bool hold_persist;             /* PERSIST waits for sim_release_persists */
+	bool hold_changed;             /* CHANGED waits for sim_release_changed */
 	int fence_failures;  /* the next N FENCEs report -ETIMEDOUT (not fenced) */
 	int read_failures;   /* the next N owner-local READs fail with -EIO */
 	bool kill_works;     /* FENCE{kill} kills (shm); false: RDMA only (verbs) */
@@ -91,6 +95,7 @@ struct sim {
 	int nnotes;
 	uint64_t sends[FM_MSG_TYPE_END]; /* messages sent, by type */
 	uint64_t persists_done;
+	uint64_t changed_done;         /* CHANGED actions done (reports + marks) */
 	void (*on_note)(struct sim *s, int client, const struct fm_notify *n);
 	void (*on_kill)(struct sim *s, int client); /* a fence killed it */
 	void *user;
@@ -122,6 +127,7 @@ void sim_run(struct sim *s, uint64_t until);
 void sim_drain(struct sim *s);
 /* Deliver held PERSISTs now. */
 void sim_release_persists(struct sim *s);
+void sim_release_changed(struct sim *s);
 /* Inject raw bytes from client i's connection to the owner. */
 void sim_inject(struct sim *s, int i, const void *buf, size_t len);
 

@@ -1630,6 +1630,98 @@ static void soak__owner_restarts__restart_grace(void **state)
 	soak_model(&md);
 }
 
+/* ---- change reports (wire 2.4): the client half of the refresh ---- */
+
+static bool changed_bit(int map, uint64_t g)
+{
+	return (S.store[map].changed[g / 8] >> (g % 8)) & 1;
+}
+
+/* Every grain a bracket recorded reaches the owner's changed set before
+ * the RELEASED is counted, and only those: a revoke's REVOKED means the
+ * set is complete. */
+static void change_report__recorded_grains_durable_before_revoked(void **state)
+{
+	(void)state;
+	uint64_t n, gen;
+
+	up(&S, 2, 300);
+	S.auto_update = false;
+	assert_int_equal(fm_client_io_begin(S.c[0].cl, 100, S.now), 0);
+	assert_int_equal(fm_client_record_write(S.c[0].cl, 100, 1, 5, 9), 0);
+	assert_int_equal(fm_client_record_write(S.c[0].cl, 100, 1, 63, 64), 0);
+	assert_int_equal(fm_client_record_write(S.c[0].cl, 100, 1, 7, 7), 0); /* again */
+	fm_client_io_end(S.c[0].cl, 100);
+	assert_int_equal(fm_client_io_begin(S.c[1].cl, 100, S.now), 0);
+	assert_int_equal(fm_client_record_write(S.c[1].cl, 100, 1, 255, 255), 0);
+	/* refused, nothing recorded: another generation, beyond the map */
+	assert_int_equal(fm_client_record_write(S.c[1].cl, 100, 2, 3, 3), -ESTALE);
+	assert_int_equal(fm_client_record_write(S.c[1].cl, 100, 1, 250, 256), -ERANGE);
+	fm_client_io_end(S.c[1].cl, 100);
+	assert_int_equal(fm_client_written(S.c[0].cl, 100, &n, &gen), 0);
+	assert_int_equal(n, 7);
+	assert_int_equal(gen, 1);
+	S.hold_changed = true;
+	assert_int_equal(fm_owner_map_revoke(S.owner, 100, FM_RELEASE_RESTART, S.now), 0);
+	sim_run(&S, S.now + 50);
+	assert_int_equal(S.sends[FM_MSG_CHANGE_REPORT], 2);
+	assert_int_equal(S.sends[FM_MSG_RELEASED], 2);
+	/* both RELEASED are in, the reports not durable: no REVOKED */
+	assert_false(S.store[0].revoked);
+	assert_false(changed_bit(0, 5));
+	sim_release_changed(&S);
+	sim_run(&S, S.now + 10);
+	assert_true(S.store[0].revoked);
+	for (uint64_t g = 0; g < SIM_GRAINS; g++)
+		assert_int_equal(changed_bit(0, g), (g >= 5 && g <= 9) || g == 63 || g == 64 ||
+				 g == 255);
+	assert_false(S.store[0].unknown);
+	/* the other map got nothing; the clients' sets are empty now */
+	for (uint64_t g = 0; g < SIM_GRAINS; g++)
+		assert_false(changed_bit(1, g));
+	assert_int_equal(fm_client_written(S.c[0].cl, 100, &n, NULL), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(ostats().change_reports, 2);
+	assert_int_equal(ostats().changed_unknown, 0);
+	sim_fini(&S);
+}
+
+/* A session that ends without reporting what it wrote (the link broke)
+ * leaves the set marked changed-unknown before the revoke completes; an
+ * orderly leave reports first (in band, before BYE{QUIESCED}): no mark. */
+static void change_report__session_end__unreported_is_unknown_leave_is_not(void **state)
+{
+	(void)state;
+
+	up(&S, 2, 300);
+	S.auto_update = false;
+	assert_int_equal(fm_client_io_begin(S.c[0].cl, 100, S.now), 0);
+	assert_int_equal(fm_client_record_write(S.c[0].cl, 100, 1, 40, 41), 0);
+	fm_client_io_end(S.c[0].cl, 100);
+	assert_int_equal(fm_client_io_begin(S.c[1].cl, 101, S.now), 0);
+	assert_int_equal(fm_client_record_write(S.c[1].cl, 101, 1, 50, 50), 0);
+	fm_client_io_end(S.c[1].cl, 101);
+	/* client 1 leaves in order; map 101 is revoked after: client 0
+	 * releases it normally, client 1 had reported before its BYE */
+	fm_client_leave(S.c[1].cl, S.now);
+	sim_run(&S, S.now + 50);
+	assert_int_equal(fm_client_state(S.c[1].cl), FM_CLIENT_CLOSED);
+	assert_int_equal(fm_owner_map_revoke(S.owner, 101, FM_RELEASE_RESTART, S.now), 0);
+	sim_run(&S, S.now + 50);
+	assert_true(S.store[1].revoked);
+	assert_true(changed_bit(1, 50));
+	/* client 0: the link breaks -- nothing of map 100 reported */
+	sim_break(&S, 0);
+	sim_run(&S, S.now + 2000);
+	assert_int_equal(fm_owner_map_revoke(S.owner, 100, FM_RELEASE_RESTART, S.now), 0);
+	sim_run(&S, S.now + 50);
+	assert_true(S.store[0].revoked);
+	assert_true(S.store[0].unknown);
+	assert_false(changed_bit(0, 40));
+	assert_false(S.store[1].unknown);
+	sim_fini(&S);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1670,6 +1762,8 @@ int main(void)
 		cmocka_unit_test(soak__verbs_model__steps_within_the_bound),
 		cmocka_unit_test(soak__verbs_model__steps_beyond_the_bound_are_caught),
 		cmocka_unit_test(soak__owner_restarts__restart_grace),
+		cmocka_unit_test(change_report__recorded_grains_durable_before_revoked),
+		cmocka_unit_test(change_report__session_end__unreported_is_unknown_leave_is_not),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

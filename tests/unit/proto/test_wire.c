@@ -181,6 +181,17 @@ static void sample(struct fm_msg *m, uint16_t type)
 		m->u.answer.bits[0] = 0x8000000000000001ull;
 		m->u.answer.bits[4] = 0x0000080000000000ull; /* bit 299, the last */
 		break;
+	case FM_MSG_CHANGE_REPORT:
+		m->u.report.map_id = 5;
+		m->u.report.generation = 6;
+		m->u.report.range_count = 3;
+		m->u.report.ranges[0].first = 0;
+		m->u.report.ranges[0].last = 0;
+		m->u.report.ranges[1].first = 2;
+		m->u.report.ranges[1].last = 0x0102030405060708ull;
+		m->u.report.ranges[2].first = UINT64_MAX;
+		m->u.report.ranges[2].last = UINT64_MAX;
+		break;
 	}
 }
 
@@ -514,6 +525,94 @@ static void decode__split_query__each_refusal_its_errno(void **state)
 	assert_true(n > 0);
 	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), 0);
 	assert_true(d.u.answer.bits[7] == UINT64_MAX);
+}
+
+/* CHANGE_REPORT (2.4): layout, then every refusal in the order of wire.h:
+ * size (9), reserved (10), the fields (11). */
+static void change_report__layout_and_each_refusal(void **state)
+{
+	(void)state;
+	uint8_t buf[FM_WIRE_MAX_MSG], payload[FM_WIRE_MAX_MSG];
+	struct fm_msg m, d;
+	size_t plen;
+	int n;
+
+	sample(&m, FM_MSG_CHANGE_REPORT);
+	n = fm_wire_encode(&m, buf, sizeof(buf));
+	assert_int_equal(n, FM_WIRE_HDR_SIZE + 24 + 3 * 16);
+	assert_int_equal(buf[6], 21); /* the type number is the wire's */
+	assert_int_equal(buf[5], 4);  /* minor 4 */
+	assert_int_equal(buf[40 + 16], 3);                 /* range_count */
+	assert_int_equal(buf[40 + 24 + 16], 2);            /* ranges[1].first */
+	assert_int_equal(buf[40 + 24 + 24], 0x08);         /* ranges[1].last, LE */
+	assert_int_equal(buf[40 + 24 + 31], 0x01);
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), 0);
+	assert_int_equal(d.u.report.map_id, 5);
+	assert_int_equal(d.u.report.generation, 6);
+	assert_int_equal(d.u.report.range_count, 3);
+	assert_true(d.u.report.ranges[1].last == 0x0102030405060708ull);
+	assert_true(d.u.report.ranges[2].first == UINT64_MAX);
+	assert_string_equal(fm_msg_type_name(FM_MSG_CHANGE_REPORT), "change-report");
+
+	/* 9: a count that disagrees with the size, a range cut short */
+	n = enc(FM_MSG_CHANGE_REPORT, buf);
+	buf[40 + 16] = 4;
+	fix_crc(buf, (size_t)n);
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -EBADMSG);
+	n = enc(FM_MSG_CHANGE_REPORT, buf);
+	plen = (size_t)n - FM_WIRE_HDR_SIZE;
+	memcpy(payload, buf + FM_WIRE_HDR_SIZE, plen);
+	n = frame(buf, FM_MSG_CHANGE_REPORT, payload, plen - 8);
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -EBADMSG);
+	/* 10: each reserved byte, found before an inverted range (11) */
+	for (int off = 18; off < 24; off++) {
+		n = enc(FM_MSG_CHANGE_REPORT, buf);
+		buf[40 + off] = 1;
+		fix_crc(buf, (size_t)n);
+		assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ENOTEMPTY);
+		buf[40 + 24 + 16] = 0xff; /* ranges[1].first > its last */
+		buf[40 + 24 + 23] = 0xff;
+		fix_crc(buf, (size_t)n);
+		assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ENOTEMPTY);
+	}
+	/* 11: no range, too many, inverted, overlapping, out of order, and
+	 * the same on the decode side */
+	sample(&m, FM_MSG_CHANGE_REPORT);
+	m.u.report.range_count = 0;
+	expect_range(&m);
+	sample(&m, FM_MSG_CHANGE_REPORT);
+	m.u.report.range_count = FM_WIRE_REPORT_MAX_RANGES + 1;
+	expect_range(&m);
+	sample(&m, FM_MSG_CHANGE_REPORT);
+	m.u.report.ranges[1].first = m.u.report.ranges[1].last + 1;
+	expect_range(&m);
+	sample(&m, FM_MSG_CHANGE_REPORT);
+	m.u.report.ranges[1].first = 0; /* overlaps ranges[0] */
+	expect_range(&m);
+	sample(&m, FM_MSG_CHANGE_REPORT);
+	m.u.report.ranges[2] = m.u.report.ranges[0]; /* descending */
+	expect_range(&m);
+	n = enc(FM_MSG_CHANGE_REPORT, buf);
+	buf[40 + 24 + 16] = 0; /* ranges[1].first = 0: touches ranges[0] */
+	fix_crc(buf, (size_t)n);
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -ERANGE);
+	/* an absurd count is a size error, never a read past the buffer */
+	n = enc(FM_MSG_CHANGE_REPORT, buf);
+	buf[40 + 16] = 0xff;
+	buf[40 + 17] = 0xff;
+	fix_crc(buf, (size_t)n);
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), -EBADMSG);
+	/* the largest report fits a receive buffer and decodes */
+	sample(&m, FM_MSG_CHANGE_REPORT);
+	m.u.report.range_count = FM_WIRE_REPORT_MAX_RANGES;
+	for (unsigned i = 0; i < FM_WIRE_REPORT_MAX_RANGES; i++) {
+		m.u.report.ranges[i].first = 10 * (uint64_t)i;
+		m.u.report.ranges[i].last = 10 * (uint64_t)i + 8;
+	}
+	n = fm_wire_encode(&m, buf, sizeof(buf));
+	assert_int_equal(n, FM_WIRE_HDR_SIZE + 24 + 16 * FM_WIRE_REPORT_MAX_RANGES);
+	assert_int_equal(fm_wire_decode(buf, (size_t)n, &d), 0);
+	assert_int_equal(d.u.report.ranges[127].last, 1278);
 }
 
 static void encode__little_endian_layout(void **state)
@@ -1024,6 +1123,7 @@ int main(void)
 		cmocka_unit_test(decode__payload_size__ebadmsg),
 		cmocka_unit_test(roundtrip__split_query_and_answer__every_field_at_its_offset),
 		cmocka_unit_test(decode__split_query__each_refusal_its_errno),
+		cmocka_unit_test(change_report__layout_and_each_refusal),
 		cmocka_unit_test(decode__out_of_range__erange),
 		cmocka_unit_test(encode__refusals),
 		cmocka_unit_test(errname__distinct_per_failure),

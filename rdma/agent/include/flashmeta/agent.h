@@ -41,6 +41,11 @@
  *                        persist at the owner)
  *   fm_agent_io_end(a, &io)
  *
+ * A write I/O (either volume) first records its grains,
+ * fm_agent_record_write, right after io_begin and before any write is
+ * issued: the changed set an incremental refresh recopies
+ * (flashmeta-owner map-refresh) is what clients recorded.
+ *
  * Every write is a destructive data step and runs between step_begin and
  * step_end: step_begin lets it start only while the lease has its margin
  * left (lease.h R2) and hands out the fencing token of this session's
@@ -309,6 +314,18 @@ int fm_agent_locks(struct fm_agent *a, struct fm_agent_held *out, size_t cap);
  */
 int fm_agent_read_bitmap(struct fm_agent *a, uint64_t map_id, uint64_t off, void *buf,
 			 size_t len);
+
+/*
+ * fm_agent_record_write -- the I/O `io` (a bracket) is about to write the
+ * bytes [offset, offset + length) of either volume of its mapping: record
+ * their grains in the mapping's changed set of the generation the bracket
+ * holds (fm_client_record_write).  Before the data write is issued; a
+ * background copy piece is not a write and records nothing.  0, -EINVAL
+ * (io not begun), -ESTALE (end the I/O and start it again), -ERANGE,
+ * -ENOMEM: do not write.  Any thread; lock-free, no syscall.
+ */
+int fm_agent_record_write(struct fm_agent *a, const struct fm_agent_io *io, uint64_t offset,
+			  uint64_t length);
 
 /*
  * fm_agent_step_begin -- a destructive data step (a copy into the target,

@@ -96,9 +96,25 @@
  *                                      rate-bytes-per-s, eta-s (at the
  *                                      rate; -1: never, rate 0), copiers
  *                                      (sessions copying a batch now),
- *                                      copy-grains-out, -returned, -batches
+ *                                      copy-grains-out, -returned, -batches,
+ *                                      changed (grains reported written in
+ *                                      this generation), changed-unknown
  *   map-prepare ID, map-start ID, map-restart ID, map-stop ID
  *                                      transitions (deferred, see below)
+ *   map-refresh ID                     the incremental refresh (deferred,
+ *                                      control.c): revoke, every client
+ *                                      reports what it wrote, then split :=
+ *                                      split AND NOT changed, generation +
+ *                                      1, copying.  From copying or
+ *                                      idle_or_copied after a trigger;
+ *                                      EPERM otherwise and for a restored
+ *                                      mapping, EBUSY for a group member,
+ *                                      EOPNOTSUPP before pool format 1.4.
+ *                                      Answer: the map line, then
+ *                                      "refreshed map ID generation G kept
+ *                                      K dropped D full 0|1" (full: the
+ *                                      changed set was unknown, every grain
+ *                                      is copied again)
  *   map-rate ID RATE                   background copy rate 0..150
  *                                      (flashmeta/copy.h; 0: none, the
  *                                      default), durable, at once: the
