@@ -2,8 +2,8 @@
 # scenarios-verbs.sh -- the integration scenarios labelled verbs that no
 # other script runs, over soft-RoCE on node 0's own RoCE address: the
 # ctests it_groups_verbs_commands, _timeout, _consistency, it_restore_verbs
-# (tests/integration/test_groups.c, test_restore.c) and it_lanes_verbs_late,
-# _lost (test_lanes.c).
+# (tests/integration/test_groups.c, test_restore.c), it_lanes_verbs_late,
+# _lost (test_lanes.c) and it_refresh_verbs_* (test_refresh.c).
 # nodes: 1
 # smp: 2
 # timeout: 500
@@ -18,7 +18,11 @@
 # lanes whose completions come late while the clock ticks inside a pass
 # (no lane may be abandoned); `lanes-lost` a lock CAS whose completion
 # never comes (the lane abandoned, the session ended and joined again, no
-# word left held, the data right).  Arguments: the scenarios to run
+# word left held, the data right); `refresh-incremental`,
+# `refresh-client-kill`, `refresh-owner-restart`, `refresh-malformed` the
+# incremental refresh (map-refresh) checked block by block, after a
+# writer's death, across an owner restart, and against malformed change
+# reports.  Arguments: the scenarios to run
 # (default: all), e.g.
 #   cluster.sh run --smp 2 --timeout 500 -- tests/cluster/scenarios-verbs.sh restore
 # Each scenario's output lands in $FM_RESULTS/scenarios-verbs/SCENARIO.log.
@@ -29,20 +33,21 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BIN=$FM_BUILD/bin
 OUT=$FM_RESULTS/scenarios-verbs
 mkdir -p "$OUT"
-for b in test_groups test_restore test_lanes flashmeta-owner; do
+for b in test_groups test_restore test_lanes test_refresh flashmeta-owner; do
 	[[ -x $BIN/$b ]] || fm_skip "$BIN/$b not built"
 done
 
 port=7600
 fail=0
-(($#)) || set -- groups-commands groups-timeout groups-consistency restore lanes-late lanes-lost
+(($#)) || set -- groups-commands groups-timeout groups-consistency restore lanes-late lanes-lost \
+	refresh-incremental refresh-client-kill refresh-owner-restart refresh-malformed
 for sc in "$@"; do
 	case $sc in
 	groups-*) cmd=("$BIN/test_groups" "${sc#groups-}") ;;
 	restore) cmd=("$BIN/test_restore") ;;
 	lanes-*) cmd=("$BIN/test_lanes" "${sc#lanes-}") ;;
-	*) fm_die "unknown scenario $sc (groups-commands groups-timeout groups-consistency" \
-		"restore lanes-late lanes-lost)" ;;
+	refresh-*) cmd=("$BIN/test_refresh" "${sc#refresh-}") ;;
+	*) fm_die "unknown scenario $sc (groups-* restore lanes-* refresh-*: see the header)" ;;
 	esac
 	rc=0
 	start=$SECONDS

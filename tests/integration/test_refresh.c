@@ -462,8 +462,10 @@ static int sc_incremental(uint64_t *x)
 
 /* -------------------------------------------------------- client-kill */
 
-/* the writer: client 2, its own engine; writes both volumes, says 'W',
- * then waits to be killed (it never releases) */
+/* the writer: client 2, its own engine; on 'G' writes both volumes, says
+ * 'W', then waits to be killed (it never releases).  Forked before the
+ * parent opens its own client: over verbs a child forked from a process
+ * with RDMA resources open cannot use the device (libibverbs and fork) */
 static int writer(struct svc *sv, int idx, int rfd, int wfd, void *arg)
 {
 	uint64_t x = *(uint64_t *)arg;
@@ -472,8 +474,7 @@ static int writer(struct svc *sv, int idx, int rfd, int wfd, void *arg)
 
 	(void)sv;
 	(void)idx;
-	(void)rfd;
-	if (cl_open(&c, 2) || wait_gen(c.a, 1))
+	if (sig_wait(rfd, 60000) != 'G' || cl_open(&c, 2) || wait_gen(c.a, 1))
 		return 1;
 	/* the models are not checked here: the parent reads the files */
 	memset(sm, 0, VOL);
@@ -503,6 +504,7 @@ static int sc_client_kill(uint64_t *x)
 
 	svc_owner_start(&s);
 	CHECK(trigger(x, &smodel, &tmodel) == 0);
+	child_start(&s, &w, 0, writer, &seed); /* before our own client: see writer */
 	CHECK(cl_open(&c, 1) == 0);
 	CHECK(wait_gen(c.a, 1) == 0);
 	/* some grains copied first, so that a full recopy drops some */
@@ -514,7 +516,7 @@ static int sc_client_kill(uint64_t *x)
 	CHECK(svc_ctl(&s, out, sizeof(out), "map-rate %d 0", MAP) == 0);
 	CHECK(cl_copy(&c, false) == 0);
 
-	child_start(&s, &w, 0, writer, &seed);
+	sig_send(w.to[1], 'G');
 	CHECK(sig_wait(w.from[0], 20000) == 'W');
 	kill(w.pid, SIGKILL);
 	CHECK(child_wait(&w, 10000) == 128 + SIGKILL);
