@@ -188,6 +188,40 @@ struct fm_agent *svc_agent_mode(struct svc *s, uint32_t id, const char *key, boo
 	return svc_agent_cfg(s, &cfg, key);
 }
 
+int svc_wait_gen(struct fm_agent *a, uint64_t map, uint64_t gen)
+{
+	struct fm_agent_map m;
+	uint64_t end = mono_ms() + 8000;
+
+	while (mono_ms() < end) {
+		if (!fm_agent_map_get(a, map, &m) && m.generation >= gen && m.granted)
+			return 0;
+		usleep(5000);
+	}
+	return -1;
+}
+
+int svc_map_show(struct svc *s, uint64_t map, const char *key, char *val, size_t cap)
+{
+	char out[4096], want[64], *p;
+
+	if (svc_ctl(s, out, sizeof(out), "map-show %" PRIu64, map))
+		return -1;
+	snprintf(want, sizeof(want), " %s ", key);
+	if (!(p = strstr(out, want)))
+		return -1;
+	p += strlen(want);
+	snprintf(val, cap, "%.*s", (int)strcspn(p, " \n"), p);
+	return 0;
+}
+
+long svc_map_show_num(struct svc *s, uint64_t map, const char *key)
+{
+	char v[64];
+
+	return svc_map_show(s, map, key, v, sizeof(v)) ? -1 : strtol(v, NULL, 10);
+}
+
 void child_start(struct svc *s, struct child *c, int idx, child_fn fn, void *arg)
 {
 	if (pipe(c->to) || pipe(c->from))

@@ -46,6 +46,15 @@ struct fm_agent *svc_agent_mode(struct svc *s, uint32_t id, const char *key, boo
 /* an agent of *cfg (client_id and the rest set by the caller) with this
  * service's provider, address, key (NULL: the shared one) and timeouts */
 struct fm_agent *svc_agent_cfg(struct svc *s, struct fm_agent_cfg *cfg, const char *key);
+/* until agent a holds mapping `map` in a generation >= gen, granted: 0, or
+ * -1 after 8 s */
+int svc_wait_gen(struct fm_agent *a, uint64_t map, uint64_t gen);
+
+/* the value of `key` in map-show's line of mapping `map`, as text: 0, or
+ * -1 (the command failed, no such key) */
+int svc_map_show(struct svc *s, uint64_t map, const char *key, char *val, size_t cap);
+/* ... as a number; -1 when not there */
+long svc_map_show_num(struct svc *s, uint64_t map, const char *key);
 
 /* children */
 struct child {

@@ -183,19 +183,6 @@ static void vols_close(struct vols *v)
 	fm_fence_table_close(&v->ft);
 }
 
-static int wait_gen(struct fm_agent *a, uint64_t gen)
-{
-	struct fm_agent_map m;
-	uint64_t end = mono_ms() + 8000;
-
-	while (mono_ms() < end) {
-		if (!fm_agent_map_get(a, MAP, &m) && m.generation >= gen && m.granted)
-			return 0;
-		usleep(5000);
-	}
-	return -1;
-}
-
 /* Client idx (0 or 1; 2 is client 0 again, a new process after the
  * kill).  Children read 'A'/'T'/'Q' from the parent; client 0 writes
  * 'K' + struct parked when its copier parked. */
@@ -217,7 +204,7 @@ static int client(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	a = svc_agent(s, me, NULL);
 	CHECK(fm_agent_wait_active(a, 8000) == 0);
 	CHECK(vols_open(s, a, me, &v) == 0);
-	CHECK(wait_gen(a, 0) == 0);
+	CHECK(svc_wait_gen(a, MAP, 0) == 0);
 	CHECK(fm_engine_copy_start(v.e, &cc) == 0);
 	if (idx < 2) {
 		/* A: the source, before the trigger */
@@ -231,7 +218,7 @@ static int client(struct svc *s, int idx, int rfd, int wfd, void *arg)
 		sig_send(wfd, 'A');
 		CHECK(sig_wait(rfd, 20000) == 'T');
 	}
-	CHECK(wait_gen(a, 1) == 0);
+	CHECK(svc_wait_gen(a, MAP, 1) == 0);
 	if (idx == 1) {
 		model = svc_file_load(s, "image.img", VOL);
 		/* the stripe's grains of the image, before any write of ours */
@@ -311,24 +298,12 @@ static int client(struct svc *s, int idx, int rfd, int wfd, void *arg)
 
 static int show(struct svc *s, const char *key, char *val, size_t cap)
 {
-	char out[4096], want[64], *p;
-
-	if (svc_ctl(s, out, sizeof(out), "map-show %d", MAP))
-		return -1;
-	snprintf(want, sizeof(want), " %s ", key);
-	p = strstr(out, want);
-	if (!p)
-		return -1;
-	p += strlen(want);
-	snprintf(val, cap, "%.*s", (int)strcspn(p, " \n"), p);
-	return 0;
+	return svc_map_show(s, MAP, key, val, cap);
 }
 
 static long show_num(struct svc *s, const char *key)
 {
-	char v[64];
-
-	return show(s, key, v, sizeof(v)) ? -1 : strtol(v, NULL, 10);
+	return svc_map_show_num(s, MAP, key);
 }
 
 /* the copy log: per grain, copies and whether one came after a commit */
