@@ -284,3 +284,46 @@ int sig_wait(int fd, int timeout_ms)
 	return (unsigned char)c;
 }
 
+
+uint64_t svc_seed(const char *what, uint64_t dflt)
+{
+	const char *e = getenv("FM_SEED");
+	uint64_t seed = e ? strtoull(e, NULL, 0) : dflt;
+
+	fprintf(stderr, "%s: seed %" PRIu64 " (FM_SEED)\n", what, seed);
+	return seed;
+}
+
+static int svc_usage(const struct svc_test *t)
+{
+	fprintf(stderr, "usage: test_%s ", t->name);
+	for (size_t i = 0; i < t->n; i++)
+		fprintf(stderr, "%s%s", i ? "|" : "", t->sc[i].name);
+	fprintf(stderr, " --owner PATH%s%s [--provider P --addr A]\n",
+		t->usage_more ? " " : "", t->usage_more ? t->usage_more : "");
+	return 2;
+}
+
+int svc_main(const struct svc_test *t, struct svc *s, int argc, char **argv)
+{
+	const struct svc_scenario *sc = NULL;
+	uint64_t t0 = mono_ms();
+	int rc;
+
+	for (size_t i = 0; argc >= 2 && i < t->n; i++)
+		if (!strcmp(argv[1], t->sc[i].name))
+			sc = &t->sc[i];
+	if (!sc)
+		return svc_usage(t);
+	svc_init(s, argc, argv, sc->name);
+	rc = sc->fn(s);
+	for (size_t i = 0; i < t->nreap; i++)
+		if (t->reap[i].pid > 0) { /* a check failed with it running */
+			kill(t->reap[i].pid, SIGKILL);
+			(void)child_wait(&t->reap[i], 5000);
+		}
+	rc |= svc_fini(s);
+	fprintf(stderr, "%s %s: %s in %" PRIu64 " ms\n", t->name, sc->name, rc ? "FAIL" : "PASS",
+		mono_ms() - t0);
+	return rc ? 1 : 0;
+}

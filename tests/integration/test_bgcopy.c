@@ -392,14 +392,13 @@ static struct child c[3]; /* killed at the end, whatever happened */
 
 static int sc_kill(struct svc *s)
 {
-	uint64_t seed = getenv("FM_SEED") ? strtoull(getenv("FM_SEED"), NULL, 0) : 4242;
+	uint64_t seed = svc_seed("bgcopy", 4242);
 	struct parked pk;
 	uint8_t *img, *expect, *got, *model;
 	char out[4096];
 	int dup = 0, bad = 0, k;
 	uint64_t t0;
 
-	fprintf(stderr, "bgcopy: seed %" PRIu64 " (FM_SEED)\n", seed);
 	svc_owner_start(s);
 	make_vols(s);
 	CHECK(svc_ctl(s, out, sizeof(out), "map-create %d 1 2 %" PRIu64 " %u", MAP, VOL,
@@ -791,28 +790,17 @@ static int sc_watch(struct svc *s)
 
 int main(int argc, char **argv)
 {
+	static const struct svc_scenario sc[] = {
+		{ "kill", sc_kill }, { "rate", sc_rate }, { "watch", sc_watch },
+	};
+	static const struct svc_test t = {
+		.name = "bgcopy", .sc = sc, .n = sizeof(sc) / sizeof(sc[0]),
+		.usage_more = "[--cli PATH]", .reap = c, .nreap = sizeof(c) / sizeof(c[0]),
+	};
 	struct svc s;
-	uint64_t t0 = mono_ms();
-	int rc;
 
-	if (argc < 2 || (strcmp(argv[1], "kill") && strcmp(argv[1], "rate") &&
-			 strcmp(argv[1], "watch"))) {
-		fprintf(stderr, "usage: test_bgcopy kill|rate|watch --owner PATH [--cli PATH] "
-			"[--provider P --addr A]\n");
-		return 2;
-	}
 	for (int i = 2; i + 1 < argc; i++)
 		if (!strcmp(argv[i], "--cli"))
 			cli_bin = argv[i + 1];
-	svc_init(&s, argc, argv, argv[1]);
-	rc = !strcmp(argv[1], "kill") ? sc_kill(&s) : !strcmp(argv[1], "rate") ? sc_rate(&s)
-										 : sc_watch(&s);
-	for (int i = 0; i < 3; i++)
-		if (c[i].pid > 0) { /* a check failed with it running */
-			kill(c[i].pid, SIGKILL);
-			(void)child_wait(&c[i], 5000);
-		}
-	rc |= svc_fini(&s);
-	fprintf(stderr, "bgcopy: %s in %" PRIu64 " ms\n", rc ? "FAIL" : "PASS", mono_ms() - t0);
-	return rc ? 1 : 0;
+	return svc_main(&t, &s, argc, argv);
 }

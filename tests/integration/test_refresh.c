@@ -317,8 +317,11 @@ static unsigned count(const uint8_t *v)
 
 /* -------------------------------------------------------- incremental */
 
-static int sc_incremental(uint64_t *x)
+static int sc_incremental(struct svc *sv)
 {
+	uint64_t x0 = svc_seed("refresh", 4242), *x = &x0;
+
+	(void)sv; /* == &s, the file's */
 	uint8_t *smodel, *tmodel, bm0[GRAINS], bm1[GRAINS], written[GRAINS] = { 0 };
 	unsigned kept = 0, dropped = 0, nw;
 	char out[4096];
@@ -415,8 +418,11 @@ static int writer(struct svc *sv, int idx, int rfd, int wfd, void *arg)
 	return 0;
 }
 
-static int sc_client_kill(uint64_t *x)
+static int sc_client_kill(struct svc *sv)
 {
+	uint64_t x0 = svc_seed("refresh", 4242), *x = &x0;
+
+	(void)sv; /* == &s, the file's */
 	uint8_t *smodel, *tmodel, split[GRAINS];
 	struct child w;
 	char out[4096];
@@ -450,8 +456,11 @@ static int sc_client_kill(uint64_t *x)
 
 /* ------------------------------------------------------ owner-restart */
 
-static int sc_owner_restart(uint64_t *x)
+static int sc_owner_restart(struct svc *sv)
 {
+	uint64_t x0 = svc_seed("refresh", 4242), *x = &x0;
+
+	(void)sv; /* == &s, the file's */
 	uint8_t *smodel, *tmodel, written[GRAINS] = { 0 };
 	char out[4096];
 	struct cl c;
@@ -696,8 +705,11 @@ static int raw_child(struct svc *sv, int idx, int rfd, int wfd, void *arg)
 	return 0;
 }
 
-static int sc_malformed(uint64_t *x)
+static int sc_malformed(struct svc *sv)
 {
+	uint64_t x0 = svc_seed("refresh", 4242), *x = &x0;
+
+	(void)sv; /* == &s, the file's */
 	uint8_t *smodel, *tmodel;
 	char out[4096];
 	struct child c;
@@ -742,28 +754,15 @@ static int sc_malformed(uint64_t *x)
 	return 0;
 }
 
+/* The scenarios run on the file's s (svc_main is given it: sv == &s). */
 int main(int argc, char **argv)
 {
-	uint64_t t0 = mono_ms(), x;
-	const char *sc = argc > 1 ? argv[1] : "";
-	int rc;
+	static const struct svc_scenario sc[] = {
+		{ "incremental", sc_incremental }, { "client-kill", sc_client_kill },
+		{ "owner-restart", sc_owner_restart }, { "malformed", sc_malformed },
+	};
+	static const struct svc_test t = { .name = "refresh", .sc = sc,
+					   .n = sizeof(sc) / sizeof(sc[0]) };
 
-	x = getenv("FM_SEED") ? strtoull(getenv("FM_SEED"), NULL, 0) : 4242;
-	svc_init(&s, argc - 1, argv + 1, "refresh");
-	fprintf(stderr, "refresh %s: seed %" PRIu64 " (FM_SEED)\n", sc, x);
-	if (!strcmp(sc, "incremental"))
-		rc = sc_incremental(&x);
-	else if (!strcmp(sc, "client-kill"))
-		rc = sc_client_kill(&x);
-	else if (!strcmp(sc, "owner-restart"))
-		rc = sc_owner_restart(&x);
-	else if (!strcmp(sc, "malformed"))
-		rc = sc_malformed(&x);
-	else
-		DIE("usage: test_refresh incremental|client-kill|owner-restart|malformed --owner "
-		    "PATH [--provider P --addr A]");
-	rc |= svc_fini(&s);
-	fprintf(stderr, "refresh %s: %s in %" PRIu64 " ms\n", sc, rc ? "FAIL" : "PASS",
-		mono_ms() - t0);
-	return rc ? 1 : 0;
+	return svc_main(&t, &s, argc, argv);
 }

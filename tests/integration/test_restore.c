@@ -109,7 +109,7 @@ static int io_round(struct fm_engine *e, int n, uint64_t *x, uint8_t *smodel, ui
 
 static int run(void)
 {
-	uint64_t x = getenv("FM_SEED") ? strtoull(getenv("FM_SEED"), NULL, 0) : 777;
+	uint64_t x = svc_seed("restore", 777);
 	struct fm_engine_copy_cfg cc = { .batch_grains = 16, .piece_grains = 4 };
 	struct svc_vols vols;
 	struct fm_engine *e;
@@ -120,7 +120,6 @@ static int run(void)
 	int bad = 0, diff = 0;
 	uint64_t t0;
 
-	fprintf(stderr, "restore: seed %" PRIu64 " (FM_SEED)\n", x);
 	svc_owner_start(&s);
 	/* A: random S and T, then the trigger */
 	CHECK(svc_vols_trigger(&s, MAP, VOL, GRAIN, &x, &smodel, &tmodel) == 0);

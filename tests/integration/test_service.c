@@ -894,14 +894,13 @@ static int sn_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 static int sc_snapshot(struct svc *s)
 {
 	struct child c[NCLIENT];
-	uint64_t seed = getenv("FM_SEED") ? strtoull(getenv("FM_SEED"), NULL, 0) : 12345;
+	uint64_t seed = svc_seed("snapshot", 12345);
 	uint8_t *img, *expect, *got;
 	struct fm_agent *a;
 	struct svc_vols v;
 	char out[8192];
 	int fails = 0, bad = 0;
 
-	fprintf(stderr, "snapshot: seed %" PRIu64 " (FM_SEED)\n", seed);
 	svc_owner_start(s);
 	svc_vols_make(s, VOL);
 	setup_map(s, false);
@@ -1249,10 +1248,7 @@ static int sc_engines(struct svc *s)
 
 int main(int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		int (*fn)(struct svc *);
-	} sc[] = {
+	static const struct svc_scenario sc[] = {
 		{ "roundtrip", sc_roundtrip }, { "client-kill", sc_client_kill },
 		{ "reclaim-big", sc_reclaim_big },
 		{ "client-stall", sc_client_stall },
@@ -1261,24 +1257,9 @@ int main(int argc, char **argv)
 		{ "engines", sc_engines },     { "grace-kill", sc_grace_kill },
 		{ "owner-stall", sc_owner_stall },
 	};
+	static const struct svc_test t = { .name = "service", .sc = sc,
+					   .n = sizeof(sc) / sizeof(sc[0]) };
 	struct svc s;
-	int rc = -1;
 
-	if (argc < 2) {
-		fprintf(stderr, "usage: test_service SCENARIO --owner PATH [--provider P --addr A]\n");
-		return 2;
-	}
-	for (size_t i = 0; i < sizeof(sc) / sizeof(sc[0]); i++)
-		if (!strcmp(argv[1], sc[i].name)) {
-			uint64_t t0 = mono_ms();
-
-			svc_init(&s, argc, argv, argv[1]);
-			rc = sc[i].fn(&s);
-			rc |= svc_fini(&s);
-			fprintf(stderr, "%s: %s in %" PRIu64 " ms\n", argv[1], rc ? "FAIL" : "PASS",
-				mono_ms() - t0);
-		}
-	if (rc < 0)
-		fprintf(stderr, "unknown scenario %s\n", argv[1]);
-	return rc ? 1 : 0;
+	return svc_main(&t, &s, argc, argv);
 }
