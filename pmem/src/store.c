@@ -996,19 +996,36 @@ out:
 	return ret;
 }
 
+/*
+ * The prologue of every call that changes one mapping's slot (delete,
+ * transition, restart, reverse, refresh, the setters of slot_update): take
+ * s->lock, wait until no commit is in flight (I4, I6: before anything is
+ * read), find mapping `id`.  Returns its slot index with s->lock held, or
+ * -ENOENT (fm_err's message) with s->lock released.
+ */
+static int64_t slot_begin(struct fm_store *s, uint64_t id)
+{
+	int64_t i;
+
+	pthread_mutex_lock(&s->lock);
+	__wait_idle(s);
+	i = __lookup(s, id);
+	if (i < 0) {
+		pthread_mutex_unlock(&s->lock);
+		return fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
+	}
+	return i;
+}
+
 int fm_store_map_delete(struct fm_store *s, uint64_t id)
 {
 	struct fm_slot next;
 	int64_t i;
 	int ret;
 
-	pthread_mutex_lock(&s->lock);
-	__wait_idle(s); /* I4, I6: before anything is read */
-	i = __lookup(s, id);
-	if (i < 0) {
-		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
-		goto out;
-	}
+	i = slot_begin(s, id);
+	if (i < 0)
+		return (int)i;
 	if (s->slots[i].m.state != FM_MAP_IDLE_OR_COPIED &&
 	    s->slots[i].m.state != FM_MAP_STOPPED) {
 		ret = fm_err(-EBUSY, "mapping %" PRIu64 " is %s: stop it first", id,
@@ -1034,13 +1051,9 @@ int fm_store_map_transition(struct fm_store *s, uint64_t id,
 	int64_t i;
 	int ret;
 
-	pthread_mutex_lock(&s->lock);
-	__wait_idle(s); /* I4, I6: before anything is read */
-	i = __lookup(s, id);
-	if (i < 0) {
-		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
-		goto out;
-	}
+	i = slot_begin(s, id);
+	if (i < 0)
+		return (int)i;
 	next = s->slots[i];
 	ret = fm_mapping_apply(&next.m, ev); /* -EPERM/-EINVAL: nothing written */
 	if (ret)
@@ -1070,13 +1083,9 @@ int fm_store_map_restart(struct fm_store *s, uint64_t id, uint64_t *new_generati
 	int64_t i;
 	int ret;
 
-	pthread_mutex_lock(&s->lock);
-	__wait_idle(s); /* I4, I6: before anything is read */
-	i = __lookup(s, id);
-	if (i < 0) {
-		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
-		goto out;
-	}
+	i = slot_begin(s, id);
+	if (i < 0)
+		return (int)i;
 	ret = __commit(s);
 	if (ret < 0)
 		goto out;
@@ -1101,13 +1110,9 @@ int fm_store_map_reverse(struct fm_store *s, uint64_t id, uint32_t opt,
 	if (opt & ~FM_STORE_REVERSE_CHECK)
 		return fm_err(-EINVAL, "mapping %" PRIu64 ": reverse option 0x%" PRIx32
 			      " unknown", id, opt);
-	pthread_mutex_lock(&s->lock);
-	__wait_idle(s); /* I4, I6: before anything is read */
-	i = __lookup(s, id);
-	if (i < 0) {
-		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
-		goto out;
-	}
+	i = slot_begin(s, id);
+	if (i < 0)
+		return (int)i;
 	if (!(s->sb.incompat & FM_POOL_INCOMPAT_RESTORE)) {
 		ret = fm_err(-EOPNOTSUPP, "pool format %" PRIu32 ".%" PRIu32 " cannot restore "
 			     "a mapping crash-safely (format 1.3 can: a new pool)", s->sb.major,
@@ -1167,13 +1172,9 @@ static int slot_update(struct fm_store *s, uint64_t id, slot_edit_fn edit, const
 	int64_t i;
 	int ret;
 
-	pthread_mutex_lock(&s->lock);
-	__wait_idle(s); /* I4, I6: before anything is read */
-	i = __lookup(s, id);
-	if (i < 0) {
-		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
-		goto out;
-	}
+	i = slot_begin(s, id);
+	if (i < 0)
+		return (int)i;
 	next = s->slots[i];
 	ret = edit(s, &s->slots[i], &next, arg);
 	if (ret) {
@@ -1342,13 +1343,9 @@ int fm_store_map_refresh(struct fm_store *s, uint64_t id, uint32_t opt,
 	if (opt & ~FM_STORE_REFRESH_CHECK)
 		return fm_err(-EINVAL, "mapping %" PRIu64 ": refresh option 0x%" PRIx32
 			      " unknown", id, opt);
-	pthread_mutex_lock(&s->lock);
-	__wait_idle(s); /* I4, I6: before anything is read */
-	i = __lookup(s, id);
-	if (i < 0) {
-		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
-		goto out;
-	}
+	i = slot_begin(s, id);
+	if (i < 0)
+		return (int)i;
 	if ((ret = __changed_supported(s)))
 		goto out;
 	if (s->slots[i].m.state != FM_MAP_COPYING &&

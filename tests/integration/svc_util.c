@@ -188,6 +188,40 @@ struct fm_agent *svc_agent_mode(struct svc *s, uint32_t id, const char *key, boo
 	return svc_agent_cfg(s, &cfg, key);
 }
 
+int svc_wait_gen(struct fm_agent *a, uint64_t map, uint64_t gen)
+{
+	struct fm_agent_map m;
+	uint64_t end = mono_ms() + 8000;
+
+	while (mono_ms() < end) {
+		if (!fm_agent_map_get(a, map, &m) && m.generation >= gen && m.granted)
+			return 0;
+		usleep(5000);
+	}
+	return -1;
+}
+
+int svc_map_show(struct svc *s, uint64_t map, const char *key, char *val, size_t cap)
+{
+	char out[4096], want[64], *p;
+
+	if (svc_ctl(s, out, sizeof(out), "map-show %" PRIu64, map))
+		return -1;
+	snprintf(want, sizeof(want), " %s ", key);
+	if (!(p = strstr(out, want)))
+		return -1;
+	p += strlen(want);
+	snprintf(val, cap, "%.*s", (int)strcspn(p, " \n"), p);
+	return 0;
+}
+
+long svc_map_show_num(struct svc *s, uint64_t map, const char *key)
+{
+	char v[64];
+
+	return svc_map_show(s, map, key, v, sizeof(v)) ? -1 : strtol(v, NULL, 10);
+}
+
 void child_start(struct svc *s, struct child *c, int idx, child_fn fn, void *arg)
 {
 	if (pipe(c->to) || pipe(c->from))
@@ -250,3 +284,46 @@ int sig_wait(int fd, int timeout_ms)
 	return (unsigned char)c;
 }
 
+
+uint64_t svc_seed(const char *what, uint64_t dflt)
+{
+	const char *e = getenv("FM_SEED");
+	uint64_t seed = e ? strtoull(e, NULL, 0) : dflt;
+
+	fprintf(stderr, "%s: seed %" PRIu64 " (FM_SEED)\n", what, seed);
+	return seed;
+}
+
+static int svc_usage(const struct svc_test *t)
+{
+	fprintf(stderr, "usage: test_%s ", t->name);
+	for (size_t i = 0; i < t->n; i++)
+		fprintf(stderr, "%s%s", i ? "|" : "", t->sc[i].name);
+	fprintf(stderr, " --owner PATH%s%s [--provider P --addr A]\n",
+		t->usage_more ? " " : "", t->usage_more ? t->usage_more : "");
+	return 2;
+}
+
+int svc_main(const struct svc_test *t, struct svc *s, int argc, char **argv)
+{
+	const struct svc_scenario *sc = NULL;
+	uint64_t t0 = mono_ms();
+	int rc;
+
+	for (size_t i = 0; argc >= 2 && i < t->n; i++)
+		if (!strcmp(argv[1], t->sc[i].name))
+			sc = &t->sc[i];
+	if (!sc)
+		return svc_usage(t);
+	svc_init(s, argc, argv, sc->name);
+	rc = sc->fn(s);
+	for (size_t i = 0; i < t->nreap; i++)
+		if (t->reap[i].pid > 0) { /* a check failed with it running */
+			kill(t->reap[i].pid, SIGKILL);
+			(void)child_wait(&t->reap[i], 5000);
+		}
+	rc |= svc_fini(s);
+	fprintf(stderr, "%s %s: %s in %" PRIu64 " ms\n", t->name, sc->name, rc ? "FAIL" : "PASS",
+		mono_ms() - t0);
+	return rc ? 1 : 0;
+}

@@ -46,6 +46,15 @@ struct fm_agent *svc_agent_mode(struct svc *s, uint32_t id, const char *key, boo
 /* an agent of *cfg (client_id and the rest set by the caller) with this
  * service's provider, address, key (NULL: the shared one) and timeouts */
 struct fm_agent *svc_agent_cfg(struct svc *s, struct fm_agent_cfg *cfg, const char *key);
+/* until agent a holds mapping `map` in a generation >= gen, granted: 0, or
+ * -1 after 8 s */
+int svc_wait_gen(struct fm_agent *a, uint64_t map, uint64_t gen);
+
+/* the value of `key` in map-show's line of mapping `map`, as text: 0, or
+ * -1 (the command failed, no such key) */
+int svc_map_show(struct svc *s, uint64_t map, const char *key, char *val, size_t cap);
+/* ... as a number; -1 when not there */
+long svc_map_show_num(struct svc *s, uint64_t map, const char *key);
 
 /* children */
 struct child {
@@ -61,6 +70,34 @@ int sig_wait(int fd, int timeout_ms);
 
 uint64_t rnd(uint64_t *state);
 uint64_t mono_ms(void);
+/* $FM_SEED (strtoull, any base) or `dflt`, said on stderr as
+ * "<what>: seed N (FM_SEED)" so that a failed run can be replayed */
+uint64_t svc_seed(const char *what, uint64_t dflt);
+
+/*
+ * The main() of a test of named scenarios:
+ *   test_NAME SCENARIO --owner PATH [--provider P --addr A] [more]
+ * runs the scenario argv[1] names on *s (svc_init named after it, so each
+ * scenario has its own dir and address), then kills and reaps the
+ * children in reap[] still running (a check that failed left them), then
+ * svc_fini; says "NAME SCENARIO: PASS|FAIL in N ms".  Returns main's exit
+ * code: 0 pass, 1 fail, 2 usage (no or an unknown scenario).
+ */
+struct svc_scenario {
+	const char *name;
+	int (*fn)(struct svc *s);
+};
+
+struct svc_test {
+	const char *name;               /* "service": test_service */
+	const struct svc_scenario *sc;
+	size_t n;
+	const char *usage_more;         /* more arguments for the usage line, or NULL */
+	struct child *reap;             /* children to kill at the end, or NULL */
+	size_t nreap;
+};
+
+int svc_main(const struct svc_test *t, struct svc *s, int argc, char **argv);
 
 #define CHECK(cond) do { if (!(cond)) { \
 	fprintf(stderr, "%s:%d: CHECK failed: %s (%s)\n", __FILE__, __LINE__, #cond, \

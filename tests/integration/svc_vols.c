@@ -1,6 +1,7 @@
 /* svc_vols.c -- see svc_vols.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,27 @@ void svc_vols_make(struct svc *s, uint64_t size)
 			DIE("volume %s: %s", p, strerror(errno));
 		close(fd);
 	}
+}
+
+int svc_vols_trigger(struct svc *s, uint64_t map, uint64_t size, uint32_t grain, uint64_t *x,
+		     uint8_t **smodel, uint8_t **tmodel)
+{
+	char out[4096];
+
+	*smodel = malloc(size);
+	*tmodel = malloc(size);
+	if (!*smodel || !*tmodel)
+		DIE("trigger: no memory");
+	svc_fill(*smodel, size, x);
+	svc_fill(*tmodel, size, x);
+	svc_file_store(s, "src.img", *smodel, size);
+	svc_file_store(s, "tgt.img", *tmodel, size);
+	memcpy(*tmodel, *smodel, size);
+	CHECK(svc_ctl(s, out, sizeof(out), "map-create %" PRIu64 " 1 2 %" PRIu64 " %u", map,
+		      size, grain) == 0);
+	CHECK(svc_ctl(s, out, sizeof(out), "map-prepare %" PRIu64, map) == 0);
+	CHECK(svc_ctl(s, out, sizeof(out), "map-start %" PRIu64, map) == 0);
+	return 0;
 }
 
 int svc_vols_open(struct svc *s, struct fm_agent *a, uint32_t id, uint64_t map_id,

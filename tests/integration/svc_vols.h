@@ -1,6 +1,6 @@
 /* svc_vols.h -- volumes as files behind the library's I/O engine, for the
  * multi-process tests that check data against a model (test_service
- * snapshot, test_lanes): src.img and tgt.img in the run directory,
+ * snapshot, test_lanes, test_restore, test_refresh): src.img and tgt.img in the run directory,
  * reference volumes fenced through the owner's table, one engine with
  * both attached to one mapping.  The copy-on-write order is the
  * library's, not the test's.  Needs fm_volume and fm_fence besides what
@@ -23,6 +23,13 @@ struct svc_vols {
 
 /* src.img and tgt.img of `size` bytes (zeros) in the run directory */
 void svc_vols_make(struct svc *s, uint64_t size);
+/* the trigger on random volumes: src.img and tgt.img of `size` random
+ * bytes (svc_fill on *x: S's first, then T's), then map-create `map`
+ * (volumes 1 -> 2, `grain`), map-prepare, map-start.  *smodel (S) and
+ * *tmodel (T's image: S at the trigger) are new buffers the caller frees.
+ * 0, or 1 after a CHECK said why. */
+int svc_vols_trigger(struct svc *s, uint64_t map, uint64_t size, uint32_t grain, uint64_t *x,
+		     uint8_t **smodel, uint8_t **tmodel);
 /* both files as reference volumes of client `id` (its fence floor in the
  * owner's table), an engine on agent a (retry_ms 20 s) with them attached
  * to map_id as source and target; 0, or 1 after a CHECK said why */

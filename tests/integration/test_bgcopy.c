@@ -183,19 +183,6 @@ static void vols_close(struct vols *v)
 	fm_fence_table_close(&v->ft);
 }
 
-static int wait_gen(struct fm_agent *a, uint64_t gen)
-{
-	struct fm_agent_map m;
-	uint64_t end = mono_ms() + 8000;
-
-	while (mono_ms() < end) {
-		if (!fm_agent_map_get(a, MAP, &m) && m.generation >= gen && m.granted)
-			return 0;
-		usleep(5000);
-	}
-	return -1;
-}
-
 /* Client idx (0 or 1; 2 is client 0 again, a new process after the
  * kill).  Children read 'A'/'T'/'Q' from the parent; client 0 writes
  * 'K' + struct parked when its copier parked. */
@@ -217,7 +204,7 @@ static int client(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	a = svc_agent(s, me, NULL);
 	CHECK(fm_agent_wait_active(a, 8000) == 0);
 	CHECK(vols_open(s, a, me, &v) == 0);
-	CHECK(wait_gen(a, 0) == 0);
+	CHECK(svc_wait_gen(a, MAP, 0) == 0);
 	CHECK(fm_engine_copy_start(v.e, &cc) == 0);
 	if (idx < 2) {
 		/* A: the source, before the trigger */
@@ -231,7 +218,7 @@ static int client(struct svc *s, int idx, int rfd, int wfd, void *arg)
 		sig_send(wfd, 'A');
 		CHECK(sig_wait(rfd, 20000) == 'T');
 	}
-	CHECK(wait_gen(a, 1) == 0);
+	CHECK(svc_wait_gen(a, MAP, 1) == 0);
 	if (idx == 1) {
 		model = svc_file_load(s, "image.img", VOL);
 		/* the stripe's grains of the image, before any write of ours */
@@ -311,24 +298,12 @@ static int client(struct svc *s, int idx, int rfd, int wfd, void *arg)
 
 static int show(struct svc *s, const char *key, char *val, size_t cap)
 {
-	char out[4096], want[64], *p;
-
-	if (svc_ctl(s, out, sizeof(out), "map-show %d", MAP))
-		return -1;
-	snprintf(want, sizeof(want), " %s ", key);
-	p = strstr(out, want);
-	if (!p)
-		return -1;
-	p += strlen(want);
-	snprintf(val, cap, "%.*s", (int)strcspn(p, " \n"), p);
-	return 0;
+	return svc_map_show(s, MAP, key, val, cap);
 }
 
 static long show_num(struct svc *s, const char *key)
 {
-	char v[64];
-
-	return show(s, key, v, sizeof(v)) ? -1 : strtol(v, NULL, 10);
+	return svc_map_show_num(s, MAP, key);
 }
 
 /* the copy log: per grain, copies and whether one came after a commit */
@@ -417,14 +392,13 @@ static struct child c[3]; /* killed at the end, whatever happened */
 
 static int sc_kill(struct svc *s)
 {
-	uint64_t seed = getenv("FM_SEED") ? strtoull(getenv("FM_SEED"), NULL, 0) : 4242;
+	uint64_t seed = svc_seed("bgcopy", 4242);
 	struct parked pk;
 	uint8_t *img, *expect, *got, *model;
 	char out[4096];
 	int dup = 0, bad = 0, k;
 	uint64_t t0;
 
-	fprintf(stderr, "bgcopy: seed %" PRIu64 " (FM_SEED)\n", seed);
 	svc_owner_start(s);
 	make_vols(s);
 	CHECK(svc_ctl(s, out, sizeof(out), "map-create %d 1 2 %" PRIu64 " %u", MAP, VOL,
@@ -816,28 +790,17 @@ static int sc_watch(struct svc *s)
 
 int main(int argc, char **argv)
 {
+	static const struct svc_scenario sc[] = {
+		{ "kill", sc_kill }, { "rate", sc_rate }, { "watch", sc_watch },
+	};
+	static const struct svc_test t = {
+		.name = "bgcopy", .sc = sc, .n = sizeof(sc) / sizeof(sc[0]),
+		.usage_more = "[--cli PATH]", .reap = c, .nreap = sizeof(c) / sizeof(c[0]),
+	};
 	struct svc s;
-	uint64_t t0 = mono_ms();
-	int rc;
 
-	if (argc < 2 || (strcmp(argv[1], "kill") && strcmp(argv[1], "rate") &&
-			 strcmp(argv[1], "watch"))) {
-		fprintf(stderr, "usage: test_bgcopy kill|rate|watch --owner PATH [--cli PATH] "
-			"[--provider P --addr A]\n");
-		return 2;
-	}
 	for (int i = 2; i + 1 < argc; i++)
 		if (!strcmp(argv[i], "--cli"))
 			cli_bin = argv[i + 1];
-	svc_init(&s, argc, argv, argv[1]);
-	rc = !strcmp(argv[1], "kill") ? sc_kill(&s) : !strcmp(argv[1], "rate") ? sc_rate(&s)
-										 : sc_watch(&s);
-	for (int i = 0; i < 3; i++)
-		if (c[i].pid > 0) { /* a check failed with it running */
-			kill(c[i].pid, SIGKILL);
-			(void)child_wait(&c[i], 5000);
-		}
-	rc |= svc_fini(&s);
-	fprintf(stderr, "bgcopy: %s in %" PRIu64 " ms\n", rc ? "FAIL" : "PASS", mono_ms() - t0);
-	return rc ? 1 : 0;
+	return svc_main(&t, &s, argc, argv);
 }

@@ -385,31 +385,15 @@ static int sc_consistency(struct svc *s)
 
 int main(int argc, char **argv)
 {
-	static const struct { const char *name; int (*fn)(struct svc *); } sc[] = {
+	static const struct svc_scenario sc[] = {
 		{ "commands", sc_commands }, { "timeout", sc_timeout },
 		{ "consistency", sc_consistency },
 	};
+	static const struct svc_test t = {
+		.name = "groups", .sc = sc, .n = sizeof(sc) / sizeof(sc[0]),
+		.reap = c, .nreap = sizeof(c) / sizeof(c[0]),
+	};
 	struct svc s;
-	uint64_t t0 = mono_ms();
-	int rc = -1;
 
-	for (size_t i = 0; argc >= 2 && i < sizeof(sc) / sizeof(sc[0]); i++)
-		if (!strcmp(argv[1], sc[i].name)) {
-			svc_init(&s, argc, argv, argv[1]);
-			rc = sc[i].fn(&s);
-		}
-	if (rc == -1) {
-		fprintf(stderr, "usage: test_groups commands|timeout|consistency --owner PATH "
-			"[--provider P --addr A]\n");
-		return 2;
-	}
-	for (int i = 0; i < 2; i++)
-		if (c[i].pid > 0) { /* a check failed with it running */
-			kill(c[i].pid, SIGKILL);
-			(void)child_wait(&c[i], 5000);
-		}
-	rc |= svc_fini(&s);
-	fprintf(stderr, "groups %s: %s in %" PRIu64 " ms\n", argv[1], rc ? "FAIL" : "PASS",
-		mono_ms() - t0);
-	return rc ? 1 : 0;
+	return svc_main(&t, &s, argc, argv);
 }

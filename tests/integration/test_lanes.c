@@ -298,8 +298,9 @@ static int late_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	return 0;
 }
 
-static int sc_late(struct svc *s, uint64_t seed)
+static int sc_late(struct svc *s)
 {
+	uint64_t seed = svc_seed("late", 4242);
 	uint8_t *img = setup(s, seed);
 	struct child c;
 	char out[8192];
@@ -468,8 +469,9 @@ static int lost_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	return 0;
 }
 
-static int sc_lost(struct svc *s, uint64_t seed)
+static int sc_lost(struct svc *s)
 {
+	uint64_t seed = svc_seed("lost", 4242);
 	uint8_t *img = setup(s, seed);
 	struct child c;
 	char out[8192];
@@ -502,30 +504,10 @@ static int sc_lost(struct svc *s, uint64_t seed)
 
 int main(int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		int (*fn)(struct svc *, uint64_t);
-	} sc[] = { { "late", sc_late }, { "lost", sc_lost } };
-	uint64_t seed = getenv("FM_SEED") ? strtoull(getenv("FM_SEED"), NULL, 0) : 4242;
+	static const struct svc_scenario sc[] = { { "late", sc_late }, { "lost", sc_lost } };
+	static const struct svc_test t = { .name = "lanes", .sc = sc,
+					   .n = sizeof(sc) / sizeof(sc[0]) };
 	struct svc s;
-	int rc = -1;
 
-	if (argc < 2) {
-		fprintf(stderr, "usage: test_lanes late|lost --owner PATH [--provider P --addr A]\n");
-		return 2;
-	}
-	for (size_t i = 0; i < sizeof(sc) / sizeof(sc[0]); i++)
-		if (!strcmp(argv[1], sc[i].name)) {
-			uint64_t t0 = mono_ms();
-
-			svc_init(&s, argc, argv, argv[1]);
-			fprintf(stderr, "%s: seed %" PRIu64 " (FM_SEED)\n", argv[1], seed);
-			rc = sc[i].fn(&s, seed);
-			rc |= svc_fini(&s);
-			fprintf(stderr, "%s: %s in %" PRIu64 " ms\n", argv[1], rc ? "FAIL" : "PASS",
-				mono_ms() - t0);
-		}
-	if (rc < 0)
-		fprintf(stderr, "unknown scenario %s\n", argv[1]);
-	return rc ? 1 : 0;
+	return svc_main(&t, &s, argc, argv);
 }

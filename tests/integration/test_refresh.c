@@ -42,7 +42,6 @@
  * Exit 0 = pass.  Checked to fail: see the commit that added it.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdint.h>
@@ -54,11 +53,9 @@
 #include "flashmeta/agent.h"
 #include "flashmeta/engine.h"
 #include "flashmeta/error.h"
-#include "flashmeta/fence_table.h"
-#include "flashmeta/refvol.h"
 #include "flashmeta/transport.h"
 #include "flashmeta/wire.h"
-#include "svc_util.h"
+#include "svc_vols.h"
 
 #define MAP 1
 #define GRAIN 4096u
@@ -69,62 +66,18 @@
 
 static struct svc s;
 
-/* ------------------------------------------------------------ helpers */
-
-static void fill(uint8_t *b, size_t n, uint64_t *x)
-{
-	for (size_t i = 0; i < n; i++)
-		b[i] = (uint8_t)rnd(x);
-}
-
-static uint8_t *load(const char *name)
-{
-	char p[400];
-	uint8_t *b = calloc(1, VOL);
-	int fd;
-
-	snprintf(p, sizeof(p), "%s/%s", s.dir, name);
-	fd = open(p, O_RDONLY);
-	if (!b || fd < 0 || pread(fd, b, VOL, 0) != (ssize_t)VOL)
-		DIE("load %s", p);
-	close(fd);
-	return b;
-}
-
-static void store(const char *name, const uint8_t *b)
-{
-	char p[400];
-	int fd;
-
-	snprintf(p, sizeof(p), "%s/%s", s.dir, name);
-	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || pwrite(fd, b, VOL, 0) != (ssize_t)VOL)
-		DIE("store %s", p);
-	fsync(fd);
-	close(fd);
-}
-
-/* the value of `key` in map-show's line, as text */
+/* map-show of MAP: `key`'s value as text, or its number (svc_util.h) */
 static int show(const char *key, char *val, size_t cap)
 {
-	char out[4096], want[64], *p;
-
-	if (svc_ctl(&s, out, sizeof(out), "map-show %d", MAP))
-		return -1;
-	snprintf(want, sizeof(want), " %s ", key);
-	if (!(p = strstr(out, want)))
-		return -1;
-	p += strlen(want);
-	snprintf(val, cap, "%.*s", (int)strcspn(p, " \n"), p);
-	return 0;
+	return svc_map_show(&s, MAP, key, val, cap);
 }
 
 static long show_num(const char *key)
 {
-	char v[64];
-
-	return show(key, v, sizeof(v)) ? -1 : strtol(v, NULL, 10);
+	return svc_map_show_num(&s, MAP, key);
 }
+
+/* ------------------------------------------------------------ helpers */
 
 /* `key`'s number in a control answer (-1: not there) */
 static long ans_num(const char *out, const char *key)
@@ -135,20 +88,6 @@ static long ans_num(const char *out, const char *key)
 	snprintf(want, sizeof(want), " %s ", key);
 	p = strstr(out, want);
 	return p ? strtol(p + strlen(want), NULL, 10) : -1;
-}
-
-/* until the agent holds generation >= gen, granted */
-static int wait_gen(struct fm_agent *a, uint64_t gen)
-{
-	struct fm_agent_map m;
-	uint64_t end = mono_ms() + 8000;
-
-	while (mono_ms() < end) {
-		if (!fm_agent_map_get(a, MAP, &m) && m.generation >= gen && m.granted)
-			return 0;
-		usleep(5000);
-	}
-	return -1;
 }
 
 /* until map-show says `key` is `want`, up to ms */
@@ -202,35 +141,16 @@ static int read_split(struct fm_agent *a, uint8_t *split)
 /* one client: agent, both volumes, an engine with the copier ready */
 struct cl {
 	struct fm_agent *a;
-	struct fm_fence_table *ft;
-	struct fm_refvol *rs, *rt;
-	struct fm_engine *e;
+	struct svc_vols v;
 	bool copying;
 };
 
 static int cl_open(struct cl *c, uint32_t id)
 {
-	struct fm_engine_cfg ec = { .retry_ms = 20000 };
-	struct fm_refvol_cfg rvc = { .size = VOL, .client_id = id };
-	struct fm_volume *vs, *vt;
-	char p[2][400];
-
 	memset(c, 0, sizeof(*c));
 	c->a = svc_agent(&s, id, NULL);
 	CHECK(fm_agent_wait_active(c->a, 8000) == 0);
-	snprintf(p[0], sizeof(p[0]), "%s/src.img", s.dir);
-	snprintf(p[1], sizeof(p[1]), "%s/tgt.img", s.dir);
-	CHECK(fm_fence_table_open(s.fence, 0, &c->ft) == 0);
-	rvc.fence = c->ft;
-	rvc.path = p[0];
-	CHECK(fm_refvol_open(&rvc, &c->rs) == 0);
-	rvc.path = p[1];
-	CHECK(fm_refvol_open(&rvc, &c->rt) == 0);
-	ec.agent = c->a;
-	CHECK(fm_engine_new(&ec, &c->e) == 0);
-	CHECK(fm_engine_volume_add(c->e, fm_refvol_ops(), c->rs, VOL, &vs) == 0);
-	CHECK(fm_engine_volume_add(c->e, fm_refvol_ops(), c->rt, VOL, &vt) == 0);
-	CHECK(fm_engine_attach(c->e, MAP, vs, vt) == 0);
+	CHECK(svc_vols_open(&s, c->a, id, MAP, VOL, &c->v) == 0);
 	return 0;
 }
 
@@ -241,18 +161,15 @@ static int cl_copy(struct cl *c, bool on)
 	if (on == c->copying)
 		return 0;
 	c->copying = on;
-	return on ? fm_engine_copy_start(c->e, &cc) : fm_engine_copy_stop(c->e);
+	return on ? fm_engine_copy_start(c->v.e, &cc) : fm_engine_copy_stop(c->v.e);
 }
 
 /* the engine and agent go; the agent leaves (reports, BYE{QUIESCED}) */
 static void cl_close(struct cl *c)
 {
-	if (c->e)
+	if (c->v.e)
 		(void)cl_copy(c, false);
-	fm_engine_delete(&c->e);
-	fm_refvol_close(&c->rs);
-	fm_refvol_close(&c->rt);
-	fm_fence_table_close(&c->ft);
+	svc_vols_close(&c->v);
 	fm_agent_delete(&c->a);
 }
 
@@ -276,8 +193,8 @@ static int io_round(struct cl *c, int n, uint64_t *x, uint8_t *smodel, uint8_t *
 		int rc;
 
 		if (r < 40) {
-			fill(buf, len, x);
-			rc = fm_engine_rw(c->e, MAP, src ? FM_IO_WRITE_SOURCE : FM_IO_WRITE_TARGET,
+			svc_fill(buf, len, x);
+			rc = fm_engine_rw(c->v.e, MAP, src ? FM_IO_WRITE_SOURCE : FM_IO_WRITE_TARGET,
 					  off, len, buf, NULL);
 			if (rc)
 				DIE("%s write: %s", src ? "S" : "T", fm_errormsg());
@@ -285,7 +202,7 @@ static int io_round(struct cl *c, int n, uint64_t *x, uint8_t *smodel, uint8_t *
 			if (written)
 				written[g] = 1;
 		} else {
-			rc = fm_engine_rw(c->e, MAP, src ? FM_IO_READ_SOURCE : FM_IO_READ_TARGET, off,
+			rc = fm_engine_rw(c->v.e, MAP, src ? FM_IO_READ_SOURCE : FM_IO_READ_TARGET, off,
 					  len, buf, NULL);
 			if (rc)
 				DIE("%s read: %s", src ? "S" : "T", fm_errormsg());
@@ -307,7 +224,7 @@ static int check_files(const uint8_t *smodel, const uint8_t *tmodel)
 	int diff = 0;
 
 	for (int v = 0; v < 2; v++) {
-		uint8_t *got = load(name[v]);
+		uint8_t *got = svc_file_load(&s, name[v], VOL);
 
 		for (uint64_t g = 0; g < GRAINS; g++)
 			for (uint64_t b = 0; b < GRAIN / 512; b++)
@@ -347,24 +264,46 @@ static int copy_to_end(struct cl *c, uint64_t *x, uint8_t *smodel, uint8_t *tmod
 	return 0;
 }
 
-/* start: random S and T files, map-create, prepare, start; *smodel is S,
- * *tmodel T's image (S at the trigger) */
-static int trigger(uint64_t *x, uint8_t **smodel, uint8_t **tmodel)
+/* the owner, the trigger on random S and T (svc_vols_trigger: *smodel is
+ * S, *tmodel T's image), client 1 open and granted generation 1 */
+static int start(uint64_t *x, uint8_t **smodel, uint8_t **tmodel, struct cl *c)
+{
+	svc_owner_start(&s);
+	CHECK(svc_vols_trigger(&s, MAP, VOL, GRAIN, x, smodel, tmodel) == 0);
+	CHECK(cl_open(c, 1) == 0);
+	CHECK(svc_wait_gen(c->a, MAP, 1) == 0);
+	return 0;
+}
+
+/* the copier at the slow rate until `pct` % of the grains are split (20 s
+ * at most), then stopped: some grains copied, the others not */
+static int copy_some(struct cl *c, long pct)
 {
 	char out[4096];
+	uint64_t t0;
 
-	*smodel = malloc(VOL);
-	*tmodel = malloc(VOL);
-	fill(*smodel, VOL, x);
-	fill(*tmodel, VOL, x);
-	store("src.img", *smodel);
-	store("tgt.img", *tmodel);
-	memcpy(*tmodel, *smodel, VOL);
-	CHECK(svc_ctl(&s, out, sizeof(out), "map-create %d 1 2 %" PRIu64 " %u", MAP, VOL,
-		      GRAIN) == 0);
-	CHECK(svc_ctl(&s, out, sizeof(out), "map-prepare %d", MAP) == 0);
-	CHECK(svc_ctl(&s, out, sizeof(out), "map-start %d", MAP) == 0);
+	CHECK(cl_copy(c, true) == 0);
+	CHECK(svc_ctl(&s, out, sizeof(out), "map-rate %d %u", MAP, RATE_SLOW) == 0);
+	t0 = mono_ms();
+	while (show_num("split-pct") < pct && mono_ms() - t0 < 20000)
+		usleep(20000);
+	CHECK(svc_ctl(&s, out, sizeof(out), "map-rate %d 0", MAP) == 0);
+	CHECK(cl_copy(c, false) == 0);
 	return 0;
+}
+
+/* the end of a scenario: c closed (it leaves), both files against the
+ * models, the models freed; non-zero if a read or a block was wrong */
+static int finish(struct cl *c, uint8_t *smodel, uint8_t *tmodel, int bad)
+{
+	int diff;
+
+	cl_close(c);
+	diff = check_files(smodel, tmodel);
+	fprintf(stderr, "check: %d wrong reads, %d blocks differ\n", bad, diff);
+	free(smodel);
+	free(tmodel);
+	return bad || diff;
 }
 
 static unsigned count(const uint8_t *v)
@@ -378,28 +317,21 @@ static unsigned count(const uint8_t *v)
 
 /* -------------------------------------------------------- incremental */
 
-static int sc_incremental(uint64_t *x)
+static int sc_incremental(struct svc *sv)
 {
+	uint64_t x0 = svc_seed("refresh", 4242), *x = &x0;
+
+	(void)sv; /* == &s, the file's */
 	uint8_t *smodel, *tmodel, bm0[GRAINS], bm1[GRAINS], written[GRAINS] = { 0 };
 	unsigned kept = 0, dropped = 0, nw;
 	char out[4096];
 	struct cl c;
-	int bad = 0, diff;
-	uint64_t t0;
+	int bad = 0;
 
-	svc_owner_start(&s);
-	CHECK(trigger(x, &smodel, &tmodel) == 0);
-	CHECK(cl_open(&c, 1) == 0);
-	CHECK(wait_gen(c.a, 1) == 0);
+	CHECK(start(x, &smodel, &tmodel, &c) == 0);
 
-	/* B: a third copied, writes everywhere, then the copier stopped */
-	CHECK(cl_copy(&c, true) == 0);
-	CHECK(svc_ctl(&s, out, sizeof(out), "map-rate %d %u", MAP, RATE_SLOW) == 0);
-	t0 = mono_ms();
-	while (show_num("split-pct") < 25 && mono_ms() - t0 < 20000)
-		usleep(20000); /* copied only: split and not written */
-	CHECK(svc_ctl(&s, out, sizeof(out), "map-rate %d 0", MAP) == 0);
-	CHECK(cl_copy(&c, false) == 0);
+	/* B: a quarter copied (split and not written), writes everywhere */
+	CHECK(copy_some(&c, 25) == 0);
 	bad += io_round(&c, 150, x, smodel, tmodel, written, false);
 	CHECK(read_split(c.a, bm0) == 0);
 	for (unsigned g = 0; g < GRAINS; g++) {
@@ -419,7 +351,7 @@ static int sc_incremental(uint64_t *x)
 	      ans_num(out, "full") == 0);
 	CHECK(strstr(out, " state copying ") && strstr(out, " generation 2 "));
 	CHECK(show_num("changed") == 0 && show_num("changed-unknown") == 0); /* a new set */
-	CHECK(wait_gen(c.a, 2) == 0);
+	CHECK(svc_wait_gen(c.a, MAP, 2) == 0);
 	CHECK(read_split(c.a, bm1) == 0);
 	for (unsigned g = 0; g < GRAINS; g++)
 		if (bm1[g] != (bm0[g] && !written[g])) {
@@ -447,17 +379,11 @@ static int sc_incremental(uint64_t *x)
 	CHECK(strstr(out, " generation 3 "));
 	CHECK(show_num("split") == (long)(GRAINS - nw));
 	memcpy(tmodel, smodel, VOL);
-	CHECK(wait_gen(c.a, 3) == 0);
+	CHECK(svc_wait_gen(c.a, MAP, 3) == 0);
 	bad += io_round(&c, 100, x, smodel, tmodel, NULL, false);
 	CHECK(copy_to_end(&c, x, smodel, tmodel, NULL, 5, &bad) == 0);
 	bad += io_round(&c, 50, x, smodel, tmodel, NULL, false);
-	cl_close(&c);
-
-	diff = check_files(smodel, tmodel);
-	fprintf(stderr, "check: %d wrong reads, %d blocks differ\n", bad, diff);
-	free(smodel);
-	free(tmodel);
-	return bad || diff;
+	return finish(&c, smodel, tmodel, bad);
 }
 
 /* -------------------------------------------------------- client-kill */
@@ -474,7 +400,7 @@ static int writer(struct svc *sv, int idx, int rfd, int wfd, void *arg)
 
 	(void)sv;
 	(void)idx;
-	if (sig_wait(rfd, 60000) != 'G' || cl_open(&c, 2) || wait_gen(c.a, 1))
+	if (sig_wait(rfd, 60000) != 'G' || cl_open(&c, 2) || svc_wait_gen(c.a, MAP, 1))
 		return 1;
 	/* the models are not checked here: the parent reads the files */
 	memset(sm, 0, VOL);
@@ -483,8 +409,8 @@ static int writer(struct svc *sv, int idx, int rfd, int wfd, void *arg)
 		uint8_t buf[GRAIN];
 		uint64_t g = rnd(&x) % GRAINS;
 
-		fill(buf, GRAIN, &x);
-		if (fm_engine_rw(c.e, MAP, i % 2 ? FM_IO_WRITE_SOURCE : FM_IO_WRITE_TARGET,
+		svc_fill(buf, GRAIN, &x);
+		if (fm_engine_rw(c.v.e, MAP, i % 2 ? FM_IO_WRITE_SOURCE : FM_IO_WRITE_TARGET,
 				 g * GRAIN, GRAIN, buf, NULL))
 			DIE("writer: %s", fm_errormsg());
 	}
@@ -493,28 +419,26 @@ static int writer(struct svc *sv, int idx, int rfd, int wfd, void *arg)
 	return 0;
 }
 
-static int sc_client_kill(uint64_t *x)
+static int sc_client_kill(struct svc *sv)
 {
+	uint64_t x0 = svc_seed("refresh", 4242), *x = &x0;
+
+	(void)sv; /* == &s, the file's */
 	uint8_t *smodel, *tmodel, split[GRAINS];
 	struct child w;
 	char out[4096];
 	struct cl c;
-	int bad = 0, diff;
-	uint64_t seed = rnd(x), t0;
+	int bad = 0;
+	uint64_t seed = rnd(x);
 
+	/* start(), with the writer forked before our own client: see writer */
 	svc_owner_start(&s);
-	CHECK(trigger(x, &smodel, &tmodel) == 0);
-	child_start(&s, &w, 0, writer, &seed); /* before our own client: see writer */
+	CHECK(svc_vols_trigger(&s, MAP, VOL, GRAIN, x, &smodel, &tmodel) == 0);
+	child_start(&s, &w, 0, writer, &seed);
 	CHECK(cl_open(&c, 1) == 0);
-	CHECK(wait_gen(c.a, 1) == 0);
+	CHECK(svc_wait_gen(c.a, MAP, 1) == 0);
 	/* some grains copied first, so that a full recopy drops some */
-	CHECK(cl_copy(&c, true) == 0);
-	CHECK(svc_ctl(&s, out, sizeof(out), "map-rate %d %u", MAP, RATE_SLOW) == 0);
-	t0 = mono_ms();
-	while (show_num("split-pct") < 20 && mono_ms() - t0 < 20000)
-		usleep(20000);
-	CHECK(svc_ctl(&s, out, sizeof(out), "map-rate %d 0", MAP) == 0);
-	CHECK(cl_copy(&c, false) == 0);
+	CHECK(copy_some(&c, 20) == 0);
 
 	sig_send(w.to[1], 'G');
 	CHECK(sig_wait(w.from[0], 20000) == 'W');
@@ -523,38 +447,33 @@ static int sc_client_kill(uint64_t *x)
 	/* the owner fences the dead session and marks the set */
 	CHECK(wait_show("changed-unknown", "1", 10000) == 0);
 	free(smodel);
-	smodel = load("src.img"); /* S now: nobody writes it any more */
+	smodel = svc_file_load(&s, "src.img", VOL); /* S now: nobody writes it any more */
 	CHECK(refresh(out, sizeof(out)) == 0);
 	CHECK(ans_num(out, "full") == 1 && ans_num(out, "kept") == 0 &&
 	      ans_num(out, "dropped") > 0);
 	CHECK(show_num("split") == 0 && show_num("changed-unknown") == 0);
-	CHECK(wait_gen(c.a, 2) == 0);
+	CHECK(svc_wait_gen(c.a, MAP, 2) == 0);
 	CHECK(read_split(c.a, split) == 0 && count(split) == 0);
 	memcpy(tmodel, smodel, VOL);
 	bad += io_round(&c, 100, x, smodel, tmodel, NULL, false);
 	CHECK(copy_to_end(&c, x, smodel, tmodel, NULL, 5, &bad) == 0);
-	cl_close(&c);
-	diff = check_files(smodel, tmodel);
-	fprintf(stderr, "check: %d wrong reads, %d blocks differ\n", bad, diff);
-	free(smodel);
-	free(tmodel);
-	return bad || diff;
+	return finish(&c, smodel, tmodel, bad);
 }
 
 /* ------------------------------------------------------ owner-restart */
 
-static int sc_owner_restart(uint64_t *x)
+static int sc_owner_restart(struct svc *sv)
 {
+	uint64_t x0 = svc_seed("refresh", 4242), *x = &x0;
+
+	(void)sv; /* == &s, the file's */
 	uint8_t *smodel, *tmodel, written[GRAINS] = { 0 };
 	char out[4096];
 	struct cl c;
-	int bad = 0, diff;
+	int bad = 0;
 	unsigned nw;
 
-	svc_owner_start(&s);
-	CHECK(trigger(x, &smodel, &tmodel) == 0);
-	CHECK(cl_open(&c, 1) == 0);
-	CHECK(wait_gen(c.a, 1) == 0);
+	CHECK(start(x, &smodel, &tmodel, &c) == 0);
 	bad += io_round(&c, 120, x, smodel, tmodel, written, false);
 	nw = count(written);
 	/* the leave reports every grain, in band, before its BYE; the owner
@@ -579,15 +498,10 @@ static int sc_owner_restart(uint64_t *x)
 	CHECK(ans_num(out, "full") == 1);
 	memcpy(tmodel, smodel, VOL);
 	CHECK(cl_open(&c, 1) == 0);
-	CHECK(wait_gen(c.a, 2) == 0);
+	CHECK(svc_wait_gen(c.a, MAP, 2) == 0);
 	bad += io_round(&c, 100, x, smodel, tmodel, NULL, false);
 	CHECK(copy_to_end(&c, x, smodel, tmodel, NULL, 5, &bad) == 0);
-	cl_close(&c);
-	diff = check_files(smodel, tmodel);
-	fprintf(stderr, "check: %d wrong reads, %d blocks differ\n", bad, diff);
-	free(smodel);
-	free(tmodel);
-	return bad || diff;
+	return finish(&c, smodel, tmodel, bad);
 }
 
 /* ---------------------------------------------------------- malformed */
@@ -797,15 +711,18 @@ static int raw_child(struct svc *sv, int idx, int rfd, int wfd, void *arg)
 	return 0;
 }
 
-static int sc_malformed(uint64_t *x)
+static int sc_malformed(struct svc *sv)
 {
+	uint64_t x0 = svc_seed("refresh", 4242), *x = &x0;
+
+	(void)sv; /* == &s, the file's */
 	uint8_t *smodel, *tmodel;
 	char out[4096];
 	struct child c;
 	int phase;
 
 	svc_owner_start(&s);
-	CHECK(trigger(x, &smodel, &tmodel) == 0);
+	CHECK(svc_vols_trigger(&s, MAP, VOL, GRAIN, x, &smodel, &tmodel) == 0);
 	phase = 0;
 	child_start(&s, &c, 0, raw_child, &phase);
 	CHECK(child_wait(&c, 20000) == 0);
@@ -843,28 +760,15 @@ static int sc_malformed(uint64_t *x)
 	return 0;
 }
 
+/* The scenarios run on the file's s (svc_main is given it: sv == &s). */
 int main(int argc, char **argv)
 {
-	uint64_t t0 = mono_ms(), x;
-	const char *sc = argc > 1 ? argv[1] : "";
-	int rc;
+	static const struct svc_scenario sc[] = {
+		{ "incremental", sc_incremental }, { "client-kill", sc_client_kill },
+		{ "owner-restart", sc_owner_restart }, { "malformed", sc_malformed },
+	};
+	static const struct svc_test t = { .name = "refresh", .sc = sc,
+					   .n = sizeof(sc) / sizeof(sc[0]) };
 
-	x = getenv("FM_SEED") ? strtoull(getenv("FM_SEED"), NULL, 0) : 4242;
-	svc_init(&s, argc - 1, argv + 1, "refresh");
-	fprintf(stderr, "refresh %s: seed %" PRIu64 " (FM_SEED)\n", sc, x);
-	if (!strcmp(sc, "incremental"))
-		rc = sc_incremental(&x);
-	else if (!strcmp(sc, "client-kill"))
-		rc = sc_client_kill(&x);
-	else if (!strcmp(sc, "owner-restart"))
-		rc = sc_owner_restart(&x);
-	else if (!strcmp(sc, "malformed"))
-		rc = sc_malformed(&x);
-	else
-		DIE("usage: test_refresh incremental|client-kill|owner-restart|malformed --owner "
-		    "PATH [--provider P --addr A]");
-	rc |= svc_fini(&s);
-	fprintf(stderr, "refresh %s: %s in %" PRIu64 " ms\n", sc, rc ? "FAIL" : "PASS",
-		mono_ms() - t0);
-	return rc ? 1 : 0;
+	return svc_main(&t, &s, argc, argv);
 }

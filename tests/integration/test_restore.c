@@ -36,7 +36,6 @@
  * blocks differ"), seed 777.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,9 +46,7 @@
 #include "flashmeta/agent.h"
 #include "flashmeta/engine.h"
 #include "flashmeta/error.h"
-#include "flashmeta/fence_table.h"
-#include "flashmeta/refvol.h"
-#include "svc_util.h"
+#include "svc_vols.h"
 
 #define MAP 1
 #define GRAIN 4096u
@@ -60,72 +57,15 @@
 
 static struct svc s;
 
-static void fill(uint8_t *b, size_t n, uint64_t *x)
-{
-	for (size_t i = 0; i < n; i++)
-		b[i] = (uint8_t)rnd(x);
-}
-
-static uint8_t *load(const char *name)
-{
-	char p[400];
-	uint8_t *b = calloc(1, VOL);
-	int fd;
-
-	snprintf(p, sizeof(p), "%s/%s", s.dir, name);
-	fd = open(p, O_RDONLY);
-	if (!b || fd < 0 || pread(fd, b, VOL, 0) != (ssize_t)VOL)
-		DIE("load %s", p);
-	close(fd);
-	return b;
-}
-
-static void store(const char *name, const uint8_t *b)
-{
-	char p[400];
-	int fd;
-
-	snprintf(p, sizeof(p), "%s/%s", s.dir, name);
-	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || pwrite(fd, b, VOL, 0) != (ssize_t)VOL)
-		DIE("store %s", p);
-	fsync(fd);
-	close(fd);
-}
-
+/* map-show of MAP: `key`'s value as text, or its number (svc_util.h) */
 static int show(const char *key, char *val, size_t cap)
 {
-	char out[4096], want[64], *p;
-
-	if (svc_ctl(&s, out, sizeof(out), "map-show %d", MAP))
-		return -1;
-	snprintf(want, sizeof(want), " %s ", key);
-	if (!(p = strstr(out, want)))
-		return -1;
-	p += strlen(want);
-	snprintf(val, cap, "%.*s", (int)strcspn(p, " \n"), p);
-	return 0;
+	return svc_map_show(&s, MAP, key, val, cap);
 }
 
 static long show_num(const char *key)
 {
-	char v[64];
-
-	return show(key, v, sizeof(v)) ? -1 : strtol(v, NULL, 10);
-}
-
-/* until the agent holds generation >= gen, granted */
-static int wait_gen(struct fm_agent *a, uint64_t gen)
-{
-	struct fm_agent_map m;
-	uint64_t end = mono_ms() + 8000;
-
-	while (mono_ms() < end) {
-		if (!fm_agent_map_get(a, MAP, &m) && m.generation >= gen && m.granted)
-			return 0;
-		usleep(5000);
-	}
-	return -1;
+	return svc_map_show_num(&s, MAP, key);
 }
 
 /*
@@ -146,7 +86,7 @@ static int io_round(struct fm_engine *e, int n, uint64_t *x, uint8_t *smodel, ui
 		int rc;
 
 		if (r < 40) {
-			fill(buf, len, x);
+			svc_fill(buf, len, x);
 			rc = fm_engine_rw(e, MAP, src ? FM_IO_WRITE_SOURCE : FM_IO_WRITE_TARGET, off,
 					  len, buf, NULL);
 			if (rc)
@@ -169,52 +109,26 @@ static int io_round(struct fm_engine *e, int n, uint64_t *x, uint8_t *smodel, ui
 
 static int run(void)
 {
-	uint64_t x = getenv("FM_SEED") ? strtoull(getenv("FM_SEED"), NULL, 0) : 777;
-	struct fm_engine_cfg ec = { .retry_ms = 20000 };
+	uint64_t x = svc_seed("restore", 777);
 	struct fm_engine_copy_cfg cc = { .batch_grains = 16, .piece_grains = 4 };
-	struct fm_refvol_cfg rvc = { .size = VOL, .client_id = 1 };
-	struct fm_fence_table *ft;
-	struct fm_refvol *rs, *rt;
-	struct fm_volume *vs, *vt;
+	struct svc_vols vols;
 	struct fm_engine *e;
 	struct fm_agent *a;
 	uint8_t *smodel, *tmodel, *timg, *got;
-	char out[4096], p[2][400], v[64];
+	char out[4096], v[64];
 	long split_at_restore;
 	int bad = 0, diff = 0;
 	uint64_t t0;
 
-	fprintf(stderr, "restore: seed %" PRIu64 " (FM_SEED)\n", x);
 	svc_owner_start(&s);
 	/* A: random S and T, then the trigger */
-	smodel = malloc(VOL);
-	tmodel = malloc(VOL);
-	fill(smodel, VOL, &x);
-	fill(tmodel, VOL, &x);
-	store("src.img", smodel);
-	store("tgt.img", tmodel);
-	memcpy(tmodel, smodel, VOL); /* T's image: S at the trigger */
-	CHECK(svc_ctl(&s, out, sizeof(out), "map-create %d 1 2 %" PRIu64 " %u", MAP, VOL,
-		      GRAIN) == 0);
-	CHECK(svc_ctl(&s, out, sizeof(out), "map-prepare %d", MAP) == 0);
-	CHECK(svc_ctl(&s, out, sizeof(out), "map-start %d", MAP) == 0);
+	CHECK(svc_vols_trigger(&s, MAP, VOL, GRAIN, &x, &smodel, &tmodel) == 0);
 
 	a = svc_agent(&s, 1, NULL);
 	CHECK(fm_agent_wait_active(a, 8000) == 0);
-	snprintf(p[0], sizeof(p[0]), "%s/src.img", s.dir);
-	snprintf(p[1], sizeof(p[1]), "%s/tgt.img", s.dir);
-	CHECK(fm_fence_table_open(s.fence, 0, &ft) == 0);
-	rvc.fence = ft;
-	rvc.path = p[0];
-	CHECK(fm_refvol_open(&rvc, &rs) == 0);
-	rvc.path = p[1];
-	CHECK(fm_refvol_open(&rvc, &rt) == 0);
-	ec.agent = a;
-	CHECK(fm_engine_new(&ec, &e) == 0);
-	CHECK(fm_engine_volume_add(e, fm_refvol_ops(), rs, VOL, &vs) == 0);
-	CHECK(fm_engine_volume_add(e, fm_refvol_ops(), rt, VOL, &vt) == 0);
-	CHECK(fm_engine_attach(e, MAP, vs, vt) == 0);
-	CHECK(wait_gen(a, 1) == 0);
+	CHECK(svc_vols_open(&s, a, 1, MAP, VOL, &vols) == 0);
+	e = vols.e;
+	CHECK(svc_wait_gen(a, MAP, 1) == 0);
 	CHECK(fm_engine_copy_start(e, &cc) == 0);
 
 	/* B: copying S->T slowly, I/O on both */
@@ -239,7 +153,8 @@ static int run(void)
 	/* every grain split before is unsplit now and the other way round */
 	CHECK(show_num("split-pct") <= 100 - split_at_restore + 1);
 	memcpy(smodel, timg, VOL); /* S reads as T's image from here on */
-	got = load("tgt.img");     /* T: its own file (no I/O since the revoke) */
+	/* T: its own file (no I/O since the revoke) */
+	got = svc_file_load(&s, "tgt.img", VOL);
 	{
 		unsigned unsplit = 0;
 
@@ -251,7 +166,7 @@ static int run(void)
 	}
 	memcpy(tmodel, got, VOL);
 	free(got);
-	CHECK(wait_gen(a, 2) == 0);
+	CHECK(svc_wait_gen(a, MAP, 2) == 0);
 	{
 		struct fm_agent_map m;
 
@@ -274,14 +189,11 @@ static int run(void)
 	CHECK(show_num("split-pct") == 100);
 	bad += io_round(e, 100, &x, smodel, tmodel); /* no copy-on-write any more */
 	CHECK(fm_engine_copy_stop(e) == 0);
-	fm_engine_delete(&e);
-	fm_refvol_close(&rs);
-	fm_refvol_close(&rt);
-	fm_fence_table_close(&ft);
+	svc_vols_close(&vols);
 	fm_agent_delete(&a);
 
 	/* check, block by block */
-	got = load("src.img");
+	got = svc_file_load(&s, "src.img", VOL);
 	for (uint64_t g = 0; g < GRAINS; g++)
 		for (uint64_t b = 0; b < GRAIN / 512; b++)
 			if (memcmp(got + g * GRAIN + b * 512, smodel + g * GRAIN + b * 512, 512)) {
@@ -290,7 +202,7 @@ static int run(void)
 				diff++;
 			}
 	free(got);
-	got = load("tgt.img");
+	got = svc_file_load(&s, "tgt.img", VOL);
 	for (uint64_t g = 0; g < GRAINS; g++)
 		for (uint64_t b = 0; b < GRAIN / 512; b++)
 			if (memcmp(got + g * GRAIN + b * 512, tmodel + g * GRAIN + b * 512, 512)) {

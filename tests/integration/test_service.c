@@ -57,20 +57,6 @@ static struct fm_agent *join(struct svc *s, uint32_t id)
 	return a;
 }
 
-/* wait until the agent knows map MAP in generation >= gen and granted */
-static int wait_gen(struct fm_agent *a, uint64_t gen)
-{
-	struct fm_agent_map m;
-	uint64_t end = mono_ms() + 8000;
-
-	while (mono_ms() < end) {
-		if (!fm_agent_map_get(a, MAP, &m) && m.generation >= gen && m.granted)
-			return 0;
-		usleep(5000);
-	}
-	return -1;
-}
-
 /* ================================================================ roundtrip
  * lock / fetch / split with the cache; lock contention hand-off between
  * processes; the agent's list of held locks (since, token), also read from
@@ -113,7 +99,7 @@ static int rt_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	void *other;
 	int rc;
 
-	CHECK(wait_gen(a, 1) == 0);
+	CHECK(svc_wait_gen(a, MAP, 1) == 0);
 	CHECK(fm_agent_map_get(a, MAP, &m) == 0 && m.state == FM_MAP_COPYING);
 	CHECK(fm_agent_locks(a, &h, 1) == 0);
 	/* own grain: unsplit -> lock -> commit -> split, cached */
@@ -166,7 +152,7 @@ static int rt_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	sig_send(wfd, 'R');
 	/* the parent restarts the mapping: new generation, nothing split */
 	CHECK(sig_wait(rfd, 15000) == 'N');
-	CHECK(wait_gen(a, 2) == 0);
+	CHECK(svc_wait_gen(a, MAP, 2) == 0);
 	CHECK(!fm_cache_lookup(fm_agent_cache(a), MAP, g, NULL));
 	CHECK(fm_agent_is_split(a, MAP, g) == 0);
 	CHECK(fm_agent_is_split(a, MAP, 100) == 0);
@@ -217,7 +203,7 @@ static int ck_holder(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	(void)arg;
 	struct fm_agent *a = join(s, 1);
 
-	CHECK(wait_gen(a, 1) == 0);
+	CHECK(svc_wait_gen(a, MAP, 1) == 0);
 	CHECK(fm_agent_lock(a, MAP, 5) == 0);
 	CHECK(fm_agent_lock(a, MAP, 6) == 0);
 	sig_send(wfd, 'L');
@@ -232,7 +218,7 @@ static int ck_taker(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	struct fm_agent *a = join(s, 2);
 	uint64_t t0;
 
-	CHECK(wait_gen(a, 1) == 0);
+	CHECK(svc_wait_gen(a, MAP, 1) == 0);
 	sig_send(wfd, 'J');
 	int how = sig_wait(rfd, 10000);
 
@@ -399,7 +385,7 @@ static int cs_holder(struct svc *s, int idx, int rfd, int wfd, void *arg)
 
 	struct fm_agent_stats st;
 
-	CHECK(wait_gen(a, 1) == 0);
+	CHECK(svc_wait_gen(a, MAP, 1) == 0);
 	CHECK(fm_agent_lock(a, MAP, 5) == 0);
 	CHECK(fm_agent_lock(a, MAP, 6) == 0);
 	atomic_store(&cs_stall_armed, 1);
@@ -421,7 +407,7 @@ static int cs_taker(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	struct fm_agent *a = join(s, 2);
 	uint64_t t0;
 
-	CHECK(wait_gen(a, 1) == 0);
+	CHECK(svc_wait_gen(a, MAP, 1) == 0);
 	sig_send(wfd, 'J');
 	CHECK(sig_wait(rfd, 10000) == 'S');
 	t0 = mono_ms();
@@ -509,7 +495,7 @@ static int ok_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	uint64_t base = 20 + 40 * (uint64_t)idx;
 	uint8_t bm[GRAINS / 8];
 
-	CHECK(wait_gen(a, 1) == 0);
+	CHECK(svc_wait_gen(a, MAP, 1) == 0);
 	for (uint64_t g = base; g < base + 30; g++) {
 		CHECK(fm_agent_lock(a, MAP, g) == 0);
 		CHECK(fm_agent_commit_split(a, MAP, g) == 0);
@@ -533,7 +519,7 @@ static int ok_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	sig_send(wfd, 'C');
 	CHECK(sig_wait(rfd, 15000) == 'U'); /* owner back */
 	CHECK(fm_agent_wait_active(a, 8000) == 0);
-	CHECK(wait_gen(a, 1) == 0);
+	CHECK(svc_wait_gen(a, MAP, 1) == 0);
 	/* every acked split survived: fetched and via a raw bitmap READ */
 	for (int i = 0; i < NCLIENT; i++)
 		for (uint64_t g = 20 + 40 * (uint64_t)i; g < 20 + 40 * (uint64_t)i + 30; g++)
@@ -612,7 +598,7 @@ static int sc_grace_kill(struct svc *s)
 	svc_owner_start(s);
 	setup_map(s, true);
 	g.a = join(s, 5);
-	CHECK(wait_gen(g.a, 1) == 0);
+	CHECK(svc_wait_gen(g.a, MAP, 1) == 0);
 	/* the same pool: a restart grace.  The lock must be asked in it with
 	 * time to spare: on a slow host (a TCG guest) the join and the grant
 	 * can take most of it, so start over when less than 500 ms is left */
@@ -717,7 +703,7 @@ static int sc_wrong_key(struct svc *s)
 	/* the owner's reason, not a transport symptom */
 	CHECK(rc == -EACCES);
 	good = join(s, 4);
-	CHECK(wait_gen(good, 1) == 0);
+	CHECK(svc_wait_gen(good, MAP, 1) == 0);
 	CHECK(fm_agent_lock(good, MAP, 1) == 0);
 	CHECK(fm_agent_commit_split(good, MAP, 1) == 0);
 	CHECK(fm_agent_wait_active(bad, 0) != 0);
@@ -746,7 +732,7 @@ static int gb_good(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	(void)arg;
 	struct fm_agent *a = join(s, 1);
 
-	CHECK(wait_gen(a, 1) == 0);
+	CHECK(svc_wait_gen(a, MAP, 1) == 0);
 	sig_send(wfd, 'J');
 	for (uint64_t g = 0; g < 40; g++) {
 		CHECK(fm_agent_lock(a, MAP, g) == 0);
@@ -839,7 +825,7 @@ static int sn_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	int bad = 0;
 
 	CHECK(svc_vols_open(s, a, (uint32_t)idx + 1, MAP, VOL, &v) == 0);
-	CHECK(wait_gen(a, 0) == 0);
+	CHECK(svc_wait_gen(a, MAP, 0) == 0);
 	/* phase A: no COW yet (PREPARED) */
 	for (int i = 0; i < 60; i++) {
 		uint64_t g = rnd(&x) % GRAINS, off = g * GRAIN;
@@ -853,7 +839,7 @@ static int sn_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 	}
 	sig_send(wfd, 'A');
 	CHECK(sig_wait(rfd, 20000) == 'T'); /* triggered */
-	CHECK(wait_gen(a, 1) == 0);
+	CHECK(svc_wait_gen(a, MAP, 1) == 0);
 	img = svc_file_load(s, "image.img", VOL);
 	model = malloc(VOL);
 	memcpy(model, img, VOL);
@@ -908,14 +894,13 @@ static int sn_child(struct svc *s, int idx, int rfd, int wfd, void *arg)
 static int sc_snapshot(struct svc *s)
 {
 	struct child c[NCLIENT];
-	uint64_t seed = getenv("FM_SEED") ? strtoull(getenv("FM_SEED"), NULL, 0) : 12345;
+	uint64_t seed = svc_seed("snapshot", 12345);
 	uint8_t *img, *expect, *got;
 	struct fm_agent *a;
 	struct svc_vols v;
 	char out[8192];
 	int fails = 0, bad = 0;
 
-	fprintf(stderr, "snapshot: seed %" PRIu64 " (FM_SEED)\n", seed);
 	svc_owner_start(s);
 	svc_vols_make(s, VOL);
 	setup_map(s, false);
@@ -1193,7 +1178,7 @@ static int sc_engines(struct svc *s)
 	svc_owner_start(s);
 	setup_map(s, true);
 	a = join(s, 1);
-	CHECK(wait_gen(a, 1) == 0);
+	CHECK(svc_wait_gen(a, MAP, 1) == 0);
 	sh.a = a;
 	for (int i = 0; i < EN_THREADS; i++) {
 		th[i] = (struct en_thread){ .sh = &sh, .idx = i };
@@ -1205,7 +1190,7 @@ static int sc_engines(struct svc *s)
 		CHECK(svc_ctl(s, out, sizeof(out), "map-restart %d", MAP) == 0);
 		snprintf(want, sizeof(want), "generation %d", r + 2);
 		CHECK(strstr(out, want) != NULL);
-		CHECK(wait_gen(a, (uint64_t)r + 2) == 0);
+		CHECK(svc_wait_gen(a, MAP, (uint64_t)r + 2) == 0);
 		if (r == EN_RESTARTS - 1)
 			usleep(20000); /* the kill below lands mid-splitting */
 	}
@@ -1215,7 +1200,7 @@ static int sc_engines(struct svc *s)
 	usleep(100000);
 	svc_owner_start(s);
 	CHECK(fm_agent_wait_active(a, 8000) == 0);
-	CHECK(wait_gen(a, EN_RESTARTS + 1) == 0);
+	CHECK(svc_wait_gen(a, MAP, EN_RESTARTS + 1) == 0);
 	CHECK(en_progress(&sh, EN_RESTARTS + 1)); /* after the restart grace */
 	atomic_store(&sh.stop, true);
 	/* no deadlock: every thread is out within a bound */
@@ -1239,7 +1224,7 @@ static int sc_engines(struct svc *s)
 	/* the final generation's bitmap, as a fresh client sees it, is
 	 * exactly what was committed in it */
 	b = join(s, 2);
-	CHECK(wait_gen(b, gen) == 0);
+	CHECK(svc_wait_gen(b, MAP, gen) == 0);
 	for (uint64_t g = 0; g < GRAINS; g++) {
 		int acked = g < EN_GRAINS && atomic_load(&sh.commits[gen][g]);
 		int maybe = g < EN_GRAINS && atomic_load(&sh.maybe[gen][g]);
@@ -1263,10 +1248,7 @@ static int sc_engines(struct svc *s)
 
 int main(int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		int (*fn)(struct svc *);
-	} sc[] = {
+	static const struct svc_scenario sc[] = {
 		{ "roundtrip", sc_roundtrip }, { "client-kill", sc_client_kill },
 		{ "reclaim-big", sc_reclaim_big },
 		{ "client-stall", sc_client_stall },
@@ -1275,24 +1257,9 @@ int main(int argc, char **argv)
 		{ "engines", sc_engines },     { "grace-kill", sc_grace_kill },
 		{ "owner-stall", sc_owner_stall },
 	};
+	static const struct svc_test t = { .name = "service", .sc = sc,
+					   .n = sizeof(sc) / sizeof(sc[0]) };
 	struct svc s;
-	int rc = -1;
 
-	if (argc < 2) {
-		fprintf(stderr, "usage: test_service SCENARIO --owner PATH [--provider P --addr A]\n");
-		return 2;
-	}
-	for (size_t i = 0; i < sizeof(sc) / sizeof(sc[0]); i++)
-		if (!strcmp(argv[1], sc[i].name)) {
-			uint64_t t0 = mono_ms();
-
-			svc_init(&s, argc, argv, argv[1]);
-			rc = sc[i].fn(&s);
-			rc |= svc_fini(&s);
-			fprintf(stderr, "%s: %s in %" PRIu64 " ms\n", argv[1], rc ? "FAIL" : "PASS",
-				mono_ms() - t0);
-		}
-	if (rc < 0)
-		fprintf(stderr, "unknown scenario %s\n", argv[1]);
-	return rc ? 1 : 0;
+	return svc_main(&t, &s, argc, argv);
 }

@@ -18,7 +18,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include <cmocka.h>
 
@@ -26,6 +25,7 @@
 #include "flashmeta/pmem_store.h"
 #include "format.h"
 #include "persist.h"
+#include "drain_crash.h"
 #include "pmem_test_util.h"
 #include "pool_edit.h"
 
@@ -398,191 +398,59 @@ static void open__changed_area_damage__own_errno(void **state)
 
 /* ---- crashes -------------------------------------------------------- */
 
-/*
- * In a forked child: the shadow of the pool starts as the file (durable:
- * the open persisted it); flush() stages the flushed lines, drain() makes
- * them shadow.  Before drain number `at` the child writes two images --
- * "kill" (the live mapping: a SIGKILL keeps every store, flushed or not)
- * and "power" (the shadow: only what was drained) -- and exits 42.  It
- * exits 0 if the operation ends first.  (As test_pmem_reverse.c.)
- */
-#define LINES 4096
-static struct {
-	uint8_t *shadow;
-	size_t len;
-	unsigned n, at;
-	struct { size_t off; uint8_t data[64]; } line[LINES];
-	unsigned nline;
-	char kill_path[600], power_path[600];
-} sh;
-
-static void sh_flush(void *arg, const struct fm_persist *p, size_t off, size_t len)
+static int refresh_op(struct fm_store *s)
 {
-	(void)arg;
-	for (size_t o = off & ~(size_t)63; o < off + len && o < sh.len; o += 64) {
-		if (sh.nline == LINES)
-			_exit(5);
-		sh.line[sh.nline].off = o;
-		memcpy(sh.line[sh.nline++].data, p->base + o, 64);
-	}
+	return fm_store_map_refresh(s, ID, 0, NULL);
 }
 
-static int sh_drain(void *arg, const struct fm_persist *p)
-{
-	(void)arg;
-	if (sh.n++ == sh.at) {
-		if (fmt_write_file(sh.kill_path, p->base, sh.len) ||
-		    fmt_write_file(sh.power_path, sh.shadow, sh.len))
-			_exit(6);
-		_exit(42);
-	}
-	for (unsigned k = 0; k < sh.nline; k++)
-		memcpy(sh.shadow + sh.line[k].off, sh.line[k].data, 64);
-	sh.nline = 0;
-	return 0;
-}
-
-static const struct fm_persist_hooks sh_hooks = { .flush = sh_flush, .drain = sh_drain };
-
-/* Open `path` (its recovery) and, if `refresh`, refresh ID, crashing
- * before drain `at`: 42 (images written), 0 (done first), else failed. */
-static int crash_run(const char *path, bool refresh, unsigned at, const char *kill_path,
-		     const char *power_path)
-{
-	int st;
-	pid_t pid = fork();
-
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		struct fm_store *s;
-
-		sh.shadow = fmt_read_file(path, &sh.len);
-		if (!sh.shadow)
-			_exit(7);
-		sh.n = 0;
-		sh.at = at;
-		sh.nline = 0;
-		snprintf(sh.kill_path, sizeof(sh.kill_path), "%s", kill_path);
-		snprintf(sh.power_path, sizeof(sh.power_path), "%s", power_path);
-		fm_persist_set_hooks(&sh_hooks);
-		if (fm_store_open(&s, path, NULL))
-			_exit(3);
-		if (refresh && fm_store_map_refresh(s, ID, 0, NULL))
-			_exit(4);
-		fm_store_close(&s);
-		_exit(0);
-	}
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	assert_true(WIFEXITED(st));
-	return WEXITSTATUS(st);
-}
+struct sets {
+	const uint8_t *bits, *changed;
+};
 
 /* Check an image read-only, then open it: as before or refreshed; the
  * changed bits on media as `changed` (before) or none (after). */
-static int image_state(const char *path, const uint8_t *bits, const uint8_t *changed)
+static int image_state(const char *path, void *arg)
 {
 	static const uint8_t none[GRAINS];
-	struct fm_check c;
+	const struct sets *st = arg;
 	struct fm_store *s;
 	size_t len;
-	uint8_t *b = fmt_read_file(path, &len);
+	uint8_t *b;
 	int rc;
 
-	assert_non_null(b);
-	if (fm_pool_check(b, len, &c, NULL)) {
-		print_error("%s: check: %s\n", path, fm_errormsg());
-		free(b);
+	if (dc_open_checked(path, &s))
 		return 0;
-	}
-	free(b);
-	if (fm_store_open(&s, path, NULL)) {
-		print_error("%s: open: %s\n", path, fm_errormsg());
-		return 0;
-	}
-	rc = classify(s, bits, changed);
+	rc = classify(s, st->bits, st->changed);
 	fm_store_close(&s);
 	b = fmt_read_file(path, &len); /* after the recovery */
 	assert_non_null(b);
 	if (rc)
-		assert_changed_area(b, 0, rc == 2 ? none : changed);
+		assert_changed_area(b, 0, rc == 2 ? none : st->changed);
 	free(b);
 	return rc;
 }
 
+/* Killed or losing power before each drain of the refresh, and its
+ * recovery before each of its own (drain_crash.h): as before (changed set
+ * intact) or fully refreshed, the same after the recovery (F1 skipped
+ * once F2 is durable). */
 static void refresh__crash_before_each_drain__old_or_new_and_recovery_too(void **state)
 {
-	char base[600], kill_p[600], power_p[600], k2[600], p2[600], copy[600];
-	uint8_t bits[GRAINS], changed[GRAINS], *img;
-	size_t len;
-	unsigned at, at2, images = 0, replays = 0;
-	int rc, seen_new = 0, seen_pending = 0;
+	char base[600];
+	uint8_t bits[GRAINS], changed[GRAINS];
+	struct sets st = { bits, changed };
+	struct dc_sweep sw;
 
 	(void)state;
 	random_sets(bits, changed, 23);
 	mk_pool(fmt_path(base, sizeof(base), "crash"), 2, bits, changed);
-	fmt_path(kill_p, sizeof(kill_p), "crash.kill");
-	fmt_path(power_p, sizeof(power_p), "crash.power");
-	fmt_path(k2, sizeof(k2), "crash.kill2");
-	fmt_path(p2, sizeof(p2), "crash.power2");
-	fmt_path(copy, sizeof(copy), "crash.copy");
-	img = fmt_read_file(base, &len);
-	assert_non_null(img);
-	for (at = 0;; at++) {
-		assert_int_equal(fmt_write_file(copy, img, len), 0);
-		rc = crash_run(copy, true, at, kill_p, power_p);
-		if (rc == 0)
-			break; /* every drain of open + refresh + close visited */
-		assert_int_equal(rc, 42);
-		for (int which = 0; which < 2; which++) {
-			const char *p = which ? power_p : kill_p;
-			uint8_t *b2;
-			size_t len2;
-			struct fm_check c;
-			int got;
-
-			b2 = fmt_read_file(p, &len2);
-			assert_non_null(b2);
-			assert_int_equal(fm_pool_check(b2, len2, &c, NULL), 0);
-			seen_pending |= c.log_pending && c.rec.op == FM_LOG_REFRESH;
-			assert_int_equal(fmt_write_file(copy, b2, len2), 0);
-			got = image_state(copy, bits, changed);
-			assert_int_not_equal(got, 0);
-			/* its recovery killed before each of its drains: the same
-			 * outcome (F1 skipped once F2 is durable) */
-			for (at2 = 0;; at2++) {
-				assert_int_equal(fmt_write_file(copy, b2, len2), 0);
-				rc = crash_run(copy, false, at2, k2, p2);
-				if (rc == 0)
-					break;
-				assert_int_equal(rc, 42);
-				for (int w2 = 0; w2 < 2; w2++) {
-					int g2 = image_state(w2 ? p2 : k2, bits, changed);
-
-					assert_int_equal(g2, got);
-					replays++;
-				}
-			}
-			free(b2);
-			/* power: once a drain made it refreshed, every later one is */
-			if (which == 1) {
-				if (seen_new)
-					assert_int_equal(got, 2);
-				seen_new |= got == 2;
-			}
-			images++;
-		}
-	}
-	assert_true(seen_new);
-	assert_true(seen_pending); /* some image had the record pending */
-	assert_true(at >= 3); /* the record, F1+F2, F3, the applied word */
-	print_message("refresh: %u crash images, %u recovery-crash images\n", images, replays);
-	free(img);
+	dc_sweep(base, "crash", refresh_op, FM_LOG_REFRESH, image_state, &st, &sw);
+	assert_true(sw.seen_new);
+	assert_true(sw.seen_pending); /* some image had the record pending */
+	assert_true(sw.drains >= 3); /* the record, F1+F2, F3, the applied word */
+	print_message("refresh: %u crash images, %u recovery-crash images\n", sw.images,
+		      sw.replays);
 	unlink(base);
-	unlink(kill_p);
-	unlink(power_p);
-	unlink(k2);
-	unlink(p2);
-	unlink(copy);
 }
 
 int main(void)

@@ -220,12 +220,8 @@ void fm_client_delete(struct fm_client **cp)
 	c = *cp;
 	cl_locks_free_all(c);
 	cl_query_fail_all(c, false);
-	while (c->claims) {
-		struct cclaim *k = c->claims;
-
-		c->claims = k->next;
-		free(k);
-	}
+	while (c->claims)
+		free(cl_pend_entry(cl_pend_pop(&c->claims), struct cclaim));
 	cl_readers_free(c);
 	cl_written_free(c);
 	fm_optab_fini(&c->ops);

@@ -19,6 +19,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../proto/actq.h"
@@ -94,30 +95,89 @@ struct clock {
 			      * the engine's -- note it and forget it */
 };
 
+/*
+ * A request that waits for its answer or for an ERROR naming it: the first
+ * member `pend` of struct ccommit, cclaim and cquery, each kind on its own
+ * list (c->commits, c->claims, c->queries), newest first.  An answer names
+ * its request by the request's own id (commit_id, claim_id, query_id):
+ * cl_pend_take() with a match on it; an ERROR names it by the seq it went
+ * out with: cl_pend_take_seq().  Protocol thread only, as the lists; a
+ * find is one walk of one list, no allocation.
+ */
+struct cpend {
+	struct cpend *next;
+	uint64_t req_seq;    /* its seq: an ERROR with this ref_seq refuses it */
+};
+
+#define cl_pend_entry(p, type) ((type *)(void *)((char *)(p) - offsetof(type, pend)))
+
+typedef bool (*cl_pend_match_fn)(const struct cpend *p, const void *arg);
+
+/* p, just sent with seq `seq` (c->tx_seq), waits on *list */
+static inline void cl_pend_push(struct cpend **list, struct cpend *p, uint64_t seq)
+{
+	p->req_seq = seq;
+	p->next = *list;
+	*list = p;
+}
+
+/* unlink and return the newest request match() accepts, or NULL */
+static inline struct cpend *cl_pend_take(struct cpend **list, cl_pend_match_fn match,
+					 const void *arg)
+{
+	for (struct cpend **pp = list; *pp; pp = &(*pp)->next) {
+		struct cpend *p = *pp;
+
+		if (match(p, arg)) {
+			*pp = p->next;
+			return p;
+		}
+	}
+	return NULL;
+}
+
+static inline bool cl_pend_seq_is(const struct cpend *p, const void *seq)
+{
+	return p->req_seq == *(const uint64_t *)seq;
+}
+
+/* unlink and return the request an ERROR with ref_seq `seq` refuses, or NULL */
+static inline struct cpend *cl_pend_take_seq(struct cpend **list, uint64_t seq)
+{
+	return cl_pend_take(list, cl_pend_seq_is, &seq);
+}
+
+/* unlink and return the newest request (to fail or free them all), or NULL */
+static inline struct cpend *cl_pend_pop(struct cpend **list)
+{
+	struct cpend *p = *list;
+
+	if (p)
+		*list = p->next;
+	return p;
+}
+
 /* An engine's range commit (fm_client_commit_range): no lock kept here. */
 struct ccommit {
-	struct ccommit *next;
+	struct cpend pend;   /* on c->commits until its SPLIT_ACK or ERROR */
 	unsigned slot;
 	uint64_t first, last;
 	uint64_t commit_id, cookie;
 	uint64_t epoch;      /* fill token at commit time */
 	bool epoch_ok;
-	uint64_t req_seq;
 };
 
 /* A COPY_CLAIM waiting for its COPY_BATCH (copy.c). */
 struct cclaim {
-	struct cclaim *next;
+	struct cpend pend;   /* on c->claims until its COPY_BATCH or ERROR */
 	uint64_t map_id, claim_id, cookie;
-	uint64_t req_seq;    /* its seq: an ERROR with this ref_seq refuses it */
 };
 
 /* A SPLIT_QUERY waiting for its answer (query.c). */
 struct cquery {
-	struct cquery *next;
+	struct cpend pend;   /* on c->queries until its SPLIT_ANSWER or ERROR */
 	uint64_t map_id, generation, first, query_id, cookie;
 	uint16_t count;
-	uint64_t req_seq;    /* its seq: an ERROR with this ref_seq refuses it */
 };
 
 enum cop_kind { CO_FETCH = 1, CO_LOCK_CAS, CO_CHECK, CO_UNLOCK_CAS };
@@ -171,10 +231,10 @@ struct fm_client {
 	struct cmap maps[CL_MAX_MAPS];
 	_Atomic unsigned nmaps; /* slots [0, nmaps) may be present */
 	struct clock *locks;
-	struct ccommit *commits; /* engines' range commits awaiting SPLIT_ACK */
-	struct cclaim *claims;   /* COPY_CLAIMs awaiting COPY_BATCH */
+	struct cpend *commits;   /* ccommit: engines' range commits awaiting SPLIT_ACK */
+	struct cpend *claims;    /* cclaim: COPY_CLAIMs awaiting COPY_BATCH */
 	uint64_t next_claim;
-	struct cquery *queries;  /* SPLIT_QUERYs awaiting SPLIT_ANSWER */
+	struct cpend *queries;   /* cquery: SPLIT_QUERYs awaiting SPLIT_ANSWER */
 	uint64_t next_query;
 	uint8_t owner_minor;     /* the WELCOME header's: what the owner takes */
 	uint64_t reports_sent;   /* CHANGE_REPORTs (written.c), protocol thread */

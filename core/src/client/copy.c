@@ -68,51 +68,54 @@ int fm_client_copy_claim(struct fm_client *c, uint64_t map_id, uint64_t generati
 		free(k);
 		return rc;
 	}
-	k->req_seq = c->tx_seq;
-	k->next = c->claims;
-	c->claims = k;
+	cl_pend_push(&c->claims, &k->pend, c->tx_seq);
 	return 0;
+}
+
+/* the claim a COPY_BATCH answers: its claim_id and map */
+static bool batch_for(const struct cpend *p, const void *arg)
+{
+	const struct cclaim *k = cl_pend_entry(p, const struct cclaim);
+	const struct fm_msg_copy_batch *b = arg;
+
+	return k->claim_id == b->claim_id && k->map_id == b->map_id;
 }
 
 void cl_copy_on_batch(struct fm_client *c, const struct fm_msg *m)
 {
-	for (struct cclaim **pp = &c->claims; *pp; pp = &(*pp)->next) {
-		struct cclaim *k = *pp;
+	struct cpend *p = cl_pend_take(&c->claims, batch_for, &m->u.batch);
+	struct cclaim *k;
 
-		if (k->claim_id != m->u.batch.claim_id || k->map_id != m->u.batch.map_id)
-			continue;
-		*pp = k->next;
-		note(c, k, 0, &m->u.batch);
-		free(k);
+	/* none: an answer nobody waits for (the claim failed meanwhile): its
+	 * batch stays ours at the owner until our next claim or the session's
+	 * end */
+	if (!p)
 		return;
-	}
-	/* an answer nobody waits for (the claim failed meanwhile): its batch
-	 * stays ours at the owner until our next claim or the session's end */
+	k = cl_pend_entry(p, struct cclaim);
+	note(c, k, 0, &m->u.batch);
+	free(k);
 }
 
 bool cl_copy_on_error(struct fm_client *c, const struct fm_msg *m)
 {
-	int status = cl_error_status(m);
+	struct cpend *p = cl_pend_take_seq(&c->claims, m->u.error.ref_seq);
+	struct cclaim *k;
 
-	for (struct cclaim **pp = &c->claims; *pp; pp = &(*pp)->next) {
-		struct cclaim *k = *pp;
-
-		if (k->req_seq != m->u.error.ref_seq)
-			continue;
-		*pp = k->next;
-		note(c, k, status, NULL);
-		free(k);
-		return true;
-	}
-	return false;
+	if (!p)
+		return false;
+	k = cl_pend_entry(p, struct cclaim);
+	note(c, k, cl_error_status(m), NULL);
+	free(k);
+	return true;
 }
 
 void cl_copy_fail_all(struct fm_client *c)
 {
-	while (c->claims) {
-		struct cclaim *k = c->claims;
+	struct cpend *p;
 
-		c->claims = k->next;
+	while ((p = cl_pend_pop(&c->claims))) {
+		struct cclaim *k = cl_pend_entry(p, struct cclaim);
+
 		note(c, k, -ECONNRESET, NULL);
 		free(k);
 	}

@@ -45,12 +45,8 @@ void cl_locks_free_all(struct fm_client *c)
 {
 	while (c->locks)
 		lock_free(c, c->locks);
-	while (c->commits) {
-		struct ccommit *k = c->commits;
-
-		c->commits = k->next;
-		free(k);
-	}
+	while (c->commits)
+		free(cl_pend_entry(cl_pend_pop(&c->commits), struct ccommit));
 }
 
 static uint64_t map_id_of(struct fm_client *c, unsigned slot)
@@ -62,6 +58,8 @@ static uint64_t map_id_of(struct fm_client *c, unsigned slot)
  * -ECONNRESET; a held lock is reported lost (the owner reclaims it). */
 void cl_locks_fail_all(struct fm_client *c)
 {
+	struct cpend *p;
+
 	for (uint32_t i = 0; i < c->ops.cap; i++) {
 		struct cop *op = fm_optab_at(&c->ops, i);
 
@@ -87,10 +85,9 @@ void cl_locks_fail_all(struct fm_client *c)
 			cl_note(c, FM_NOTE_LOCK_LOST, -ECONNRESET, 0, map_id, lk->grain, false);
 		free(lk);
 	}
-	while (c->commits) {
-		struct ccommit *k = c->commits;
+	while ((p = cl_pend_pop(&c->commits))) {
+		struct ccommit *k = cl_pend_entry(p, struct ccommit);
 
-		c->commits = k->next;
 		cl_note(c, FM_NOTE_COMMITTED, -ECONNRESET, k->cookie, map_id_of(c, k->slot),
 			k->first, false);
 		free(k);
@@ -190,26 +187,30 @@ static int ack_status(const struct fm_msg *m)
 	       m->u.ack.status == FM_SPLIT_STALE ? -ESTALE : -EIO;
 }
 
+/* the range commit a SPLIT_ACK answers: its commit_id */
+static bool ack_for(const struct cpend *p, const void *arg)
+{
+	return cl_pend_entry(p, const struct ccommit)->commit_id == *(const uint64_t *)arg;
+}
+
 /* An engine's range commit answered: cache it if durable, tell the engine. */
 static bool range_ack(struct fm_client *c, const struct fm_msg *m)
 {
-	for (struct ccommit **pp = &c->commits; *pp; pp = &(*pp)->next) {
-		struct ccommit *k = *pp;
-		int status;
+	struct cpend *p = cl_pend_take(&c->commits, ack_for, &m->u.ack.commit_id);
+	struct ccommit *k;
+	int status;
 
-		if (k->commit_id != m->u.ack.commit_id)
-			continue;
-		status = ack_status(m);
-		/* durable at the owner: only now may the cache say "split" */
-		if (status == 0 && k->epoch_ok)
-			fm_cache_insert(c->cfg.cache, m->u.ack.map_id, k->epoch, k->first, k->last);
-		cl_note(c, FM_NOTE_COMMITTED, status, k->cookie, m->u.ack.map_id, k->first,
-			status == 0);
-		*pp = k->next;
-		free(k);
-		return true;
-	}
-	return false;
+	if (!p)
+		return false;
+	k = cl_pend_entry(p, struct ccommit);
+	status = ack_status(m);
+	/* durable at the owner: only now may the cache say "split" */
+	if (status == 0 && k->epoch_ok)
+		fm_cache_insert(c->cfg.cache, m->u.ack.map_id, k->epoch, k->first, k->last);
+	cl_note(c, FM_NOTE_COMMITTED, status, k->cookie, m->u.ack.map_id, k->first,
+		status == 0);
+	free(k);
+	return true;
 }
 
 void cl_locks_on_split_ack(struct fm_client *c, const struct fm_msg *m)
@@ -249,16 +250,14 @@ void cl_locks_on_split_ack(struct fm_client *c, const struct fm_msg *m)
 void cl_locks_on_error(struct fm_client *c, const struct fm_msg *m)
 {
 	int status = cl_error_status(m);
+	struct cpend *p = cl_pend_take_seq(&c->commits, m->u.error.ref_seq);
 	struct clock *lk;
 
-	for (struct ccommit **pp = &c->commits; *pp; pp = &(*pp)->next) {
-		struct ccommit *k = *pp;
+	if (p) {
+		struct ccommit *k = cl_pend_entry(p, struct ccommit);
 
-		if (k->req_seq != m->u.error.ref_seq)
-			continue;
 		cl_note(c, FM_NOTE_COMMITTED, status, k->cookie, map_id_of(c, k->slot),
 			k->first, false);
-		*pp = k->next;
 		free(k);
 		return;
 	}
@@ -540,9 +539,7 @@ int fm_client_commit_range(struct fm_client *c, uint64_t map_id, uint64_t first,
 		free(k);
 		return rc;
 	}
-	k->req_seq = c->tx_seq;
-	k->next = c->commits;
-	c->commits = k;
+	cl_pend_push(&c->commits, &k->pend, c->tx_seq);
 	return 0;
 }
 

@@ -69,60 +69,58 @@ int fm_client_split_query(struct fm_client *c, uint64_t map_id, uint64_t generat
 		free(k);
 		return rc;
 	}
-	k->req_seq = c->tx_seq;
-	k->next = c->queries;
-	c->queries = k;
+	cl_pend_push(&c->queries, &k->pend, c->tx_seq);
 	return 0;
+}
+
+/* the query a SPLIT_ANSWER answers: its query id and map */
+static bool answer_for(const struct cpend *p, const void *arg)
+{
+	const struct cquery *k = cl_pend_entry(p, const struct cquery);
+	const struct fm_msg_split_answer *an = arg;
+
+	return k->query_id == an->query_id && k->map_id == an->map_id;
 }
 
 void cl_query_on_answer(struct fm_client *c, const struct fm_msg *m)
 {
 	const struct fm_msg_split_answer *an = &m->u.answer;
+	struct cpend *p = cl_pend_take(&c->queries, answer_for, an);
+	struct cquery *k;
 
-	for (struct cquery **pp = &c->queries; *pp; pp = &(*pp)->next) {
-		struct cquery *k = *pp;
-
-		if (k->query_id != an->query_id || k->map_id != an->map_id)
-			continue;
-		if (an->first != k->first || an->count != k->count ||
-		    an->generation != k->generation) {
-			/* the owner answered another question: not to be used */
-			*pp = k->next;
-			note(c, k, -EPROTO, NULL);
-			free(k);
-			return;
-		}
-		*pp = k->next;
-		note(c, k, 0, an);
-		free(k);
+	/* none: an answer nobody waits for (the query failed meanwhile):
+	 * dropped */
+	if (!p)
 		return;
-	}
-	/* an answer nobody waits for (the query failed meanwhile): dropped */
+	k = cl_pend_entry(p, struct cquery);
+	/* another question answered (not ours as asked): not to be used */
+	if (an->first != k->first || an->count != k->count || an->generation != k->generation)
+		note(c, k, -EPROTO, NULL);
+	else
+		note(c, k, 0, an);
+	free(k);
 }
 
 bool cl_query_on_error(struct fm_client *c, const struct fm_msg *m)
 {
-	int status = cl_error_status(m);
+	struct cpend *p = cl_pend_take_seq(&c->queries, m->u.error.ref_seq);
+	struct cquery *k;
 
-	for (struct cquery **pp = &c->queries; *pp; pp = &(*pp)->next) {
-		struct cquery *k = *pp;
-
-		if (k->req_seq != m->u.error.ref_seq)
-			continue;
-		*pp = k->next;
-		note(c, k, status, NULL);
-		free(k);
-		return true;
-	}
-	return false;
+	if (!p)
+		return false;
+	k = cl_pend_entry(p, struct cquery);
+	note(c, k, cl_error_status(m), NULL);
+	free(k);
+	return true;
 }
 
 void cl_query_fail_all(struct fm_client *c, bool notify)
 {
-	while (c->queries) {
-		struct cquery *k = c->queries;
+	struct cpend *p;
 
-		c->queries = k->next;
+	while ((p = cl_pend_pop(&c->queries))) {
+		struct cquery *k = cl_pend_entry(p, struct cquery);
+
 		if (notify)
 			note(c, k, -ECONNRESET, NULL);
 		free(k);
