@@ -1200,8 +1200,10 @@ static int __changed_supported(const struct fm_store *s)
 		      s->sb.major, s->sb.minor);
 }
 
-/* Slot of mapping `id` at `generation` for a changed-set update, or a
- * negative errno. */
+#define ANY_GENERATION UINT64_MAX
+
+/* Slot of mapping `id` at `generation` (ANY_GENERATION: whatever it is)
+ * for a changed-set update or query, or a negative errno. */
 static int64_t __changed_slot(struct fm_store *s, uint64_t id, uint64_t generation)
 {
 	int64_t i;
@@ -1212,7 +1214,7 @@ static int64_t __changed_slot(struct fm_store *s, uint64_t id, uint64_t generati
 	i = __lookup(s, id);
 	if (i < 0)
 		return fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
-	if (s->slots[i].m.generation != generation)
+	if (generation != ANY_GENERATION && s->slots[i].m.generation != generation)
 		return fm_err(-ESTALE, "mapping %" PRIu64 " is at generation %" PRIu64
 			      ", not %" PRIu64, id, s->slots[i].m.generation, generation);
 	return i;
@@ -1290,11 +1292,9 @@ int fm_store_changed_count(struct fm_store *s, uint64_t id, uint64_t *count)
 	int ret;
 
 	pthread_mutex_lock(&s->lock);
-	if ((ret = __changed_supported(s)))
-		goto out;
-	i = __lookup(s, id);
+	i = __changed_slot(s, id, ANY_GENERATION);
 	if (i < 0) {
-		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
+		ret = (int)i;
 		goto out;
 	}
 	*count = popcount_range(s->base + changed_off(s, (uint32_t)i),
@@ -1312,11 +1312,9 @@ int fm_store_changed_test(struct fm_store *s, uint64_t id, uint64_t grain)
 	int ret;
 
 	pthread_mutex_lock(&s->lock);
-	if ((ret = __changed_supported(s)))
-		goto out;
-	i = __lookup(s, id);
+	i = __changed_slot(s, id, ANY_GENERATION);
 	if (i < 0) {
-		ret = fm_err(-ENOENT, "mapping %" PRIu64 " not found", id);
+		ret = (int)i;
 		goto out;
 	}
 	if (grain >= s->slots[i].m.geom.grain_count) {
