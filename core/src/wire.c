@@ -480,6 +480,23 @@ static void enc_lock(uint8_t *p, const struct fm_msg_lock *l)
 	fm_put_le64(p + 32, l->word);
 }
 
+/* a message's list of n grain ranges, each first then last (SZ_RANGE) */
+static void enc_ranges(uint8_t *p, const struct fm_grain_range *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		fm_put_le64(p + i * SZ_RANGE, r[i].first);
+		fm_put_le64(p + i * SZ_RANGE + 8, r[i].last);
+	}
+}
+
+static void dec_ranges(const uint8_t *p, struct fm_grain_range *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		r[i].first = fm_get_le64(p + i * SZ_RANGE);
+		r[i].last = fm_get_le64(p + i * SZ_RANGE + 8);
+	}
+}
+
 static void enc_commit(uint8_t *p, const struct fm_msg_split_commit *c)
 {
 	fm_put_le64(p, c->map_id);
@@ -488,10 +505,7 @@ static void enc_commit(uint8_t *p, const struct fm_msg_split_commit *c)
 	fm_put_le16(p + 24, c->range_count);
 	fm_put_le16(p + 26, 0);
 	fm_put_le32(p + 28, 0);
-	for (unsigned i = 0; i < c->range_count; i++) {
-		fm_put_le64(p + SZ_COMMIT_FIXED + i * SZ_RANGE, c->ranges[i].first);
-		fm_put_le64(p + SZ_COMMIT_FIXED + i * SZ_RANGE + 8, c->ranges[i].last);
-	}
+	enc_ranges(p + SZ_COMMIT_FIXED, c->ranges, c->range_count);
 }
 
 static void enc_report(uint8_t *p, const struct fm_msg_change_report *r)
@@ -501,10 +515,7 @@ static void enc_report(uint8_t *p, const struct fm_msg_change_report *r)
 	fm_put_le16(p + 16, r->range_count);
 	fm_put_le16(p + 18, 0);
 	fm_put_le32(p + 20, 0);
-	for (unsigned i = 0; i < r->range_count; i++) {
-		fm_put_le64(p + SZ_REPORT_FIXED + i * SZ_RANGE, r->ranges[i].first);
-		fm_put_le64(p + SZ_REPORT_FIXED + i * SZ_RANGE + 8, r->ranges[i].last);
-	}
+	enc_ranges(p + SZ_REPORT_FIXED, r->ranges, r->range_count);
 }
 
 /* SPLIT_QUERY and the same 40 bytes at the head of SPLIT_ANSWER */
@@ -780,11 +791,8 @@ static int dec_payload(const uint8_t *p, size_t n, struct fm_msg *m)
 		m->u.commit.generation = fm_get_le64(p + 8);
 		m->u.commit.commit_id = fm_get_le64(p + 16);
 		m->u.commit.range_count = (uint16_t)count;
-		for (size_t i = 0; i < count && i < FM_WIRE_MAX_RANGES; i++) {
-			m->u.commit.ranges[i].first = fm_get_le64(p + SZ_COMMIT_FIXED + i * SZ_RANGE);
-			m->u.commit.ranges[i].last =
-				fm_get_le64(p + SZ_COMMIT_FIXED + i * SZ_RANGE + 8);
-		}
+		dec_ranges(p + SZ_COMMIT_FIXED, m->u.commit.ranges,
+			   count < FM_WIRE_MAX_RANGES ? count : FM_WIRE_MAX_RANGES);
 		break;
 	case FM_MSG_SPLIT_ACK:
 		if (fm_get_le32(p + 28))
@@ -850,12 +858,8 @@ static int dec_payload(const uint8_t *p, size_t n, struct fm_msg *m)
 		m->u.report.map_id = fm_get_le64(p);
 		m->u.report.generation = fm_get_le64(p + 8);
 		m->u.report.range_count = (uint16_t)count;
-		for (size_t i = 0; i < count && i < FM_WIRE_REPORT_MAX_RANGES; i++) {
-			m->u.report.ranges[i].first =
-				fm_get_le64(p + SZ_REPORT_FIXED + i * SZ_RANGE);
-			m->u.report.ranges[i].last =
-				fm_get_le64(p + SZ_REPORT_FIXED + i * SZ_RANGE + 8);
-		}
+		dec_ranges(p + SZ_REPORT_FIXED, m->u.report.ranges,
+			   count < FM_WIRE_REPORT_MAX_RANGES ? count : FM_WIRE_REPORT_MAX_RANGES);
 		break;
 	}
 	return 0;
